@@ -1,0 +1,154 @@
+"""Relative attention (PAPER.md section 1, Eq. 3) with a fused and an explicit path.
+
+Pre-normalization (the paper's choice):   ``y_i = sum_j softmax_j(x_i^T x_j + w_{i-j}) x_j``
+Post-normalization:                       ``y_i = sum_j (softmax_j(x_i^T x_j) + w_{i-j}) x_j``
+
+``w_{i-j}`` is a scalar per head and 2-D offset, held in a table P of shape (heads, 2H-1, 2W-1) indexed
+by query - key. The kernel view (offset = key - query, the orientation of a depthwise conv kernel) is P
+flipped on both axes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from coatnet.recording import AttentionRecord, active_recorder
+
+
+def relative_position_index(height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
+    """Index into a flattened (2H-1)(2W-1) table for each (query, key) pair: shape (N, N), N = H*W.
+
+    The entry for query (i, j) and key (i', j') is ``(i - i' + H - 1) * (2W - 1) + (j - j' + W - 1)``.
+    """
+    rows = torch.arange(height, device=device).repeat_interleave(width)  # (N,) row of each position
+    cols = torch.arange(width, device=device).repeat(height)  # (N,) column of each position
+    d_row = rows[:, None] - rows[None, :] + height - 1  # query - key, shifted to >= 0
+    d_col = cols[:, None] - cols[None, :] + width - 1
+    return d_row * (2 * width - 1) + d_col
+
+
+class RelativePositionBias(nn.Module):
+    """The learned "global static convolution kernel" of one attention block.
+
+    Owns the table P (heads, 2H-1, 2W-1) for the grid the block was built for, and gives the bias for
+    any grid: the table is bilinearly resized when the grid changes (PAPER.md section 1).
+    """
+
+    def __init__(self, *, heads: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.heads = heads
+        self.grid = (int(grid[0]), int(grid[1]))
+        height, width = self.grid
+        self.table = nn.Parameter(torch.zeros(heads, 2 * height - 1, 2 * width - 1))
+        self.register_buffer("index", relative_position_index(height, width), persistent=False)
+        nn.init.trunc_normal_(self.table, std=0.02)
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The table P (heads, 2H-1, 2W-1) for ``grid`` (default: the built grid), indexed query - key."""
+        if grid is None or tuple(grid) == self.grid:
+            return self.table
+        height, width = grid
+        return resize_table(self.table, (2 * height - 1, 2 * width - 1))
+
+    def get_bias(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The bias ``w_{i-j}`` for every (query, key) pair: shape (heads, N, N), row-major positions."""
+        grid = self.grid if grid is None else (int(grid[0]), int(grid[1]))
+        table = self.table_for(grid)
+        index = self.index if grid == self.grid else relative_position_index(*grid, device=table.device)
+        return table.flatten(1)[:, index]
+
+    def kernel(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The kernel view (heads, 2H-1, 2W-1): entry [h, dy + H - 1, dx + W - 1] is the bias a query
+        adds to the key at offset (dy, dx) = key - query, like a depthwise conv kernel."""
+        return self.table_for(grid).flip(-2, -1)
+
+    def forward(self, grid: tuple[int, int]) -> torch.Tensor:
+        return self.get_bias(grid)
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, grid={self.grid}"
+
+
+def resize_table(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize a (heads, 2H-1, 2W-1) table to (heads, *size); the centre (offset 0) stays put."""
+    resized = F.interpolate(table[None].float(), size=size, mode="bilinear", align_corners=False)
+    return resized[0].to(table.dtype)
+
+
+class RelativeAttention(nn.Module):
+    """Multi-head relative self-attention over a (B, H, W, C_in) grid, giving (B, H, W, C_out).
+
+    q, k and v are projected straight to the output width (PAPER.md section 3: how to read the table).
+
+    Args:
+        dim_in: input channels.
+        dim_out: output channels; heads = dim_out / head_dim.
+        head_dim: channels per head.
+        grid: the (H, W) grid the bias table is built for.
+        mode: ``pre`` or ``post`` normalization.
+        stage, block: where the block sits, for recorded attention.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        head_dim: int,
+        grid: tuple[int, int],
+        mode: str = "pre",
+        stage: int = 0,
+        block: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("pre", "post"):
+            raise ValueError(f"attention mode must be 'pre' or 'post', got {mode!r}")
+        self.heads = dim_out // head_dim
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        self.mode = mode
+        self.stage = stage
+        self.block = block
+        self.qkv = nn.Linear(dim_in, 3 * dim_out)
+        self.rel_pos = RelativePositionBias(heads=self.heads, grid=grid)
+        self.softmax = nn.Softmax(dim=-1)
+        self.proj = nn.Linear(dim_out, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[1:3]
+        qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
+        q, k, v = qkv.unbind(0)
+        bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
+        recorder = active_recorder()
+        if recorder is None:
+            out = self.fused(q, k, v, bias)
+        else:
+            out, record = self.explicit(q, k, v, bias)
+            recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
+        out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
+        return self.proj(out)
+
+    def fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``F.scaled_dot_product_attention``: the bias as the additive mask (pre), or ``+ bias @ v``
+        (post)."""
+        if self.mode == "pre":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return F.scaled_dot_product_attention(q, k, v) + torch.matmul(bias, v)
+
+    def explicit(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        """The same result step by step, keeping the content logits, the bias and the weights."""
+        content = torch.matmul(q, k.transpose(-2, -1)) * self.scale
+        if self.mode == "pre":
+            weights = self.softmax(content + bias)
+        else:
+            weights = self.softmax(content) + bias
+        out = torch.matmul(weights, v)
+        return out, {"mode": self.mode, "content_logits": content, "bias": bias, "weights": weights}
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, head_dim={self.head_dim}, mode={self.mode!r}"

@@ -1,0 +1,138 @@
+"""The stem S0, the MBConv block (C) and the relative-attention Transformer block (T).
+
+All blocks are pre-activation, ``x <- x + Module(Norm(x))`` (PAPER.md section 2), and the first block of
+a stage down-samples as Eq. 4 (T) or Eq. 5 (C). Module names follow the checkpoint keys of timm's
+``maxxvit.py`` (``shortcut``, ``pre_norm``, ``conv1_1x1``, ``norm1``, ``attn``, ``mlp``...).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from coatnet.attention import RelativeAttention
+from coatnet.config import CoAtNetConfig
+from coatnet.layers import DropPath, LayerNorm2d, Shortcut, SqueezeExcite, make_pool
+
+
+class Stem(nn.Module):
+    """S0: two 3x3 convs, the first strided (``conv``), or one patch embedding (``patch``, ViT_REL)."""
+
+    def __init__(self, config: CoAtNetConfig) -> None:
+        super().__init__()
+        self.kind = config.stem_kind
+        stride, dim = config.strides[0], config.stem_dim
+        if self.kind == "patch":
+            self.proj = nn.Conv2d(config.in_chans, dim, kernel_size=stride, stride=stride)
+        else:
+            self.conv1 = nn.Conv2d(config.in_chans, dim, 3, stride=stride, padding=1, bias=False)
+            self.norm1 = nn.BatchNorm2d(dim, eps=config.bn_eps, momentum=config.bn_momentum)
+            self.act1 = nn.GELU()
+            self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "patch":
+            return self.proj(x)
+        return self.conv2(self.act1(self.norm1(self.conv1(x))))
+
+
+class MBConvBlock(nn.Module):
+    """Pre-norm MBConv with squeeze-excitation (Eq. 5):
+
+    ``x <- Proj(Pool(x)) + Conv1x1(SE(DepthConv(Conv1x1(Norm(x), stride))))``, the stride in the first
+    1x1 conv (``mbconv_stride="1x1"``) or in the depthwise conv (``"dw"``, Table 9).
+    """
+
+    def __init__(
+        self, *, dim_in: int, dim_out: int, stride: int, config: CoAtNetConfig, drop_path: float = 0.0
+    ) -> None:
+        super().__init__()
+        hidden = int(dim_out * config.expand_ratio)
+        stride_1x1 = stride if config.mbconv_stride == "1x1" else 1
+        stride_dw = stride if config.mbconv_stride == "dw" else 1
+        k = config.kernel_size
+
+        def batch_norm(channels: int) -> nn.BatchNorm2d:
+            return nn.BatchNorm2d(channels, eps=config.bn_eps, momentum=config.bn_momentum)
+
+        self.shortcut = Shortcut(dim_in=dim_in, dim_out=dim_out, stride=stride, pool=config.pool)
+        self.pre_norm = batch_norm(dim_in)
+        self.conv1_1x1 = nn.Conv2d(dim_in, hidden, 1, stride=stride_1x1, bias=False)
+        self.norm1 = batch_norm(hidden)
+        self.act1 = nn.GELU()
+        self.conv2_kxk = nn.Conv2d(
+            hidden, hidden, k, stride=stride_dw, padding=k // 2, groups=hidden, bias=False
+        )
+        self.norm2 = batch_norm(hidden)
+        self.act2 = nn.GELU()
+        self.se = SqueezeExcite(channels=hidden, hidden=max(1, int(dim_in * config.se_ratio)))
+        self.conv3_1x1 = nn.Conv2d(hidden, dim_out, 1)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.shortcut(x)
+        x = self.conv1_1x1(self.pre_norm(x))
+        x = self.conv2_kxk(self.act1(self.norm1(x)))
+        x = self.se(self.act2(self.norm2(x)))
+        x = self.conv3_1x1(x)
+        return shortcut + self.drop_path(x)
+
+
+class Mlp(nn.Module):
+    """The Transformer FFN: Linear -> GELU -> Linear on the channel (last) axis."""
+
+    def __init__(self, *, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Relative attention + FFN, each pre-LayerNorm with a residual. A down-sampling block is Eq. 4:
+    ``x <- Proj(Pool(x)) + Attention(Pool(Norm(x)))``. Takes and gives (B, C, H, W).
+
+    Args:
+        grid: the block's output grid, for its relative-bias table.
+        stage, block: its position, named in recorded attention.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        stride: int,
+        grid: tuple[int, int],
+        config: CoAtNetConfig,
+        drop_path: float = 0.0,
+        stage: int = 0,
+        block: int = 0,
+    ) -> None:
+        super().__init__()
+        self.shortcut = Shortcut(dim_in=dim_in, dim_out=dim_out, stride=stride, pool=config.pool)
+        self.norm1 = LayerNorm2d(dim_in, eps=config.ln_eps)
+        self.pool = make_pool(config.pool, stride)
+        self.attn = RelativeAttention(
+            dim_in=dim_in,
+            dim_out=dim_out,
+            head_dim=config.head_dim,
+            grid=grid,
+            mode=config.attention,
+            stage=stage,
+            block=block,
+        )
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim_out, eps=config.ln_eps)
+        self.mlp = Mlp(dim=dim_out, hidden=int(dim_out * config.mlp_ratio))
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.shortcut(x).permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        y = self.pool(self.norm1(x)).permute(0, 2, 3, 1)
+        x = shortcut + self.drop_path1(self.attn(y))
+        x = x + self.drop_path2(self.mlp(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)  # back to (B, C, H, W)

@@ -1,0 +1,223 @@
+"""Typed, frozen configuration of a CoAtNet (PAPER.md sections 2 and 3).
+
+A network is a stem S0 followed by four stages S1..S4. Each stage is one or more groups of identical
+blocks: ``C`` (MBConv) or ``T`` (relative-attention Transformer). Most stages hold a single group;
+CoAtNet-6/7 put 8 MBConv blocks and then 42 Transformer blocks in S3 (Table 12).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+BlockKind = Literal["C", "T"]
+AttentionMode = Literal["pre", "post"]
+
+ATTENTION_MODES = ("pre", "post")
+STEM_KINDS = ("conv", "patch")
+MBCONV_STRIDES = ("1x1", "dw")
+POOL_KINDS = ("max", "avg")
+
+
+def as_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """An image or grid size as (height, width)."""
+    if isinstance(size, int):
+        return (size, size)
+    height, width = size
+    return (int(height), int(width))
+
+
+@dataclass(frozen=True)
+class BlockGroup:
+    """``depth`` blocks of one ``kind`` with ``dim`` output channels."""
+
+    kind: BlockKind
+    depth: int
+    dim: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("C", "T"):
+            raise ValueError(f"block kind must be 'C' (MBConv) or 'T' (Transformer), got {self.kind!r}")
+        if self.depth < 1 or self.dim < 1:
+            raise ValueError(f"a block group needs depth >= 1 and dim >= 1, got {self}")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage S1..S4: its block groups; the first block of the stage applies the stride."""
+
+    groups: tuple[BlockGroup, ...]
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ValueError("a stage needs at least one block group")
+        object.__setattr__(self, "groups", tuple(self.groups))
+
+    @property
+    def kind(self) -> str:
+        """``C``, ``T``, or ``C+T`` for a mixed stage."""
+        return "+".join(group.kind for group in self.groups)
+
+    @property
+    def depth(self) -> int:
+        return sum(group.depth for group in self.groups)
+
+    @property
+    def dim(self) -> int:
+        return self.groups[-1].dim
+
+    @property
+    def block_kinds(self) -> tuple[str, ...]:
+        return tuple(group.kind for group in self.groups for _ in range(group.depth))
+
+
+def stage(kind: BlockKind, depth: int, dim: int) -> StageConfig:
+    """A single-group stage, the common case: ``stage("C", 2, 96)``."""
+    return StageConfig(groups=(BlockGroup(kind, depth, dim),))
+
+
+@dataclass(frozen=True)
+class CoAtNetConfig:
+    """Everything that defines a CoAtNet's architecture.
+
+    Args:
+        name: the variant name this config came from.
+        stem_dim: channels of S0 (both 3x3 convs, or the patch embedding).
+        stages: S1..S4.
+        strides: the stride of S0..S4. The paper's is 2 everywhere (output strides 2..32); a model for
+            small images may use 1 for S0 or S1. A patch stem's stride is its patch size.
+        stem_kind: ``conv`` (two 3x3 convs, the first strided) or ``patch`` (one non-overlapping
+            patch embedding, ViT_REL).
+        head_dim: channels per attention head (32 in the paper; 64 for CoAtNet-5, 128 for 6 and 7).
+        attention: ``pre`` adds the relative bias to the logits before the softmax (Eq. 3), ``post``
+            adds it to the weights after the softmax.
+        mbconv_stride: where a down-sampling MBConv block strides: ``1x1`` (the first 1x1 conv, Eq. 5)
+            or ``dw`` (the depthwise conv, the Table 9 ablation).
+        pool: the pooling of the down-sampling shortcut and of the attention input (Eq. 4 and 5).
+        expand_ratio: MBConv hidden width as a multiple of the block's output channels.
+        mlp_ratio: Transformer FFN hidden width as a multiple of the block's channels.
+        se_ratio: squeeze-excitation width as a fraction of the block's input channels.
+        kernel_size: MBConv depthwise kernel.
+        ln_eps: LayerNorm epsilon; bn_eps, bn_momentum: BatchNorm settings.
+        drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks.
+        dropout: dropout before the classifier.
+        img_size: the input size the model is built for (relative-bias tables are sized for it); other
+            sizes divisible by the total stride also run.
+        in_chans, num_classes: input channels and classes (0 classes: no classifier).
+    """
+
+    name: str = "custom"
+    stem_dim: int = 64
+    stages: tuple[StageConfig, ...] = ()
+    strides: tuple[int, ...] = (2, 2, 2, 2, 2)
+    stem_kind: str = "conv"
+    head_dim: int = 32
+    attention: AttentionMode = "pre"
+    mbconv_stride: str = "1x1"
+    pool: str = "max"
+    expand_ratio: float = 4.0
+    mlp_ratio: float = 4.0
+    se_ratio: float = 0.25
+    kernel_size: int = 3
+    ln_eps: float = 1e-5
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    drop_path_rate: float = 0.0
+    dropout: float = 0.0
+    img_size: tuple[int, int] = (224, 224)
+    in_chans: int = 3
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "img_size", as_hw(self.img_size))
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        object.__setattr__(self, "stages", tuple(self.stages))
+        self._validate()
+
+    def _validate(self) -> None:
+        def check(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(f"{self.name}: {message}")
+
+        check(len(self.stages) == 4, f"a CoAtNet has four stages S1..S4, got {len(self.stages)}")
+        check(len(self.strides) == 5, f"strides names S0..S4 (five values), got {self.strides}")
+        check(all(s >= 1 for s in self.strides), f"strides must be >= 1, got {self.strides}")
+        check(self.attention in ATTENTION_MODES, f"attention must be 'pre' or 'post', got {self.attention!r}")
+        check(self.stem_kind in STEM_KINDS, f"stem_kind must be one of {STEM_KINDS}, got {self.stem_kind!r}")
+        check(self.mbconv_stride in MBCONV_STRIDES, f"mbconv_stride must be one of {MBCONV_STRIDES}")
+        check(self.pool in POOL_KINDS, f"pool must be one of {POOL_KINDS}, got {self.pool!r}")
+        check(self.stem_kind == "patch" or self.strides[0] in (1, 2), "a conv stem strides by 1 or 2")
+        check(all(s in (1, 2) for s in self.strides[1:]), "stages S1..S4 stride by 1 or 2")
+        check(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
+        check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        check(self.in_chans >= 1 and self.num_classes >= 0, "in_chans >= 1 and num_classes >= 0")
+        kinds = [kind for s in self.stages for kind in s.block_kinds]
+        first_t = kinds.index("T") if "T" in kinds else len(kinds)
+        check("C" not in kinds[first_t:], "MBConv (C) blocks must come before Transformer (T) blocks")
+        for s in self.stages:
+            for group in s.groups:
+                check(
+                    group.kind == "C" or group.dim % self.head_dim == 0,
+                    f"Transformer width {group.dim} is not a multiple of head_dim {self.head_dim}",
+                )
+        height, width = self.img_size
+        check(
+            height % self.total_stride == 0 and width % self.total_stride == 0,
+            f"img_size {height}x{width} is not divisible by the total stride {self.total_stride}; "
+            f"use sides that are multiples of {self.total_stride}",
+        )
+
+    @property
+    def total_stride(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def layout(self) -> str:
+        """The paper's layout name for S1..S4, e.g. ``C-C-T-T``; ``ViT_REL`` for a patch-stem model."""
+        if self.stem_kind == "patch":
+            return "ViT_REL"
+        return "-".join(s.kind for s in self.stages)
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(s.dim for s in self.stages)
+
+    def reductions(self) -> tuple[int, ...]:
+        """Output stride (input pixels per grid step) after S0..S4."""
+        out, total = [], 1
+        for s in self.strides:
+            total *= s
+            out.append(total)
+        return tuple(out)
+
+    def grids(self, img_size: int | tuple[int, int] | None = None) -> tuple[tuple[int, int], ...]:
+        """The (H, W) grid after each of S0..S4 for an input of ``img_size`` (default: the built size)."""
+        height, width = as_hw(img_size) if img_size is not None else self.img_size
+        return tuple((height // r, width // r) for r in self.reductions())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["img_size"] = list(self.img_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoAtNetConfig:
+        data = dict(data)
+        data["stages"] = tuple(
+            StageConfig(groups=tuple(BlockGroup(**g) for g in s["groups"])) for s in data["stages"]
+        )
+        data["strides"] = tuple(data["strides"])
+        data["img_size"] = tuple(data["img_size"])
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}: was this saved by a newer coatnet?")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> CoAtNetConfig:
+        return replace(self, **changes)

@@ -1,0 +1,99 @@
+"""Per-call recording of attention internals, safe with one model shared by many threads.
+
+A recorder lives in a :class:`contextvars.ContextVar`, never on a module: every thread (and every asyncio
+task) sees only the recorder it opened itself, so two threads that run recorded forward passes through
+one model object each get their own records. While a recorder is open, attention blocks take their
+explicit path and hand it the content logits, the bias and the weights they used.
+
+Examples:
+    >>> with record_attention() as records:
+    ...     logits = model(images)
+    >>> records[0].weights.shape  # (B, heads, N, N) of the first attention block
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+_RECORDER: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar(
+    "coatnet_attention_recorder", default=None
+)
+
+
+@dataclass(frozen=True)
+class AttentionRecord:
+    """What one attention block computed in one forward pass.
+
+    Attributes:
+        stage: stage index (1..4 for S1..S4).
+        block: block index within the stage.
+        mode: ``pre`` or ``post`` normalization.
+        grid: the (H, W) key/query grid; queries and keys are flattened row-major.
+        content_logits: ``q k^T / sqrt(d)``, shape (B, heads, N, N).
+        bias: the relative-position bias ``w_{i-j}`` as used, shape (heads, N, N).
+        weights: the effective weights applied to the values, shape (B, heads, N, N):
+            ``softmax(content + bias)`` (pre) or ``softmax(content) + bias`` (post).
+    """
+
+    stage: int
+    block: int
+    mode: str
+    grid: tuple[int, int]
+    content_logits: torch.Tensor
+    bias: torch.Tensor
+    weights: torch.Tensor
+
+    @property
+    def name(self) -> str:
+        return f"S{self.stage}.{self.block}"
+
+
+class AttentionRecorder(list):
+    """The list of :class:`AttentionRecord` of one recorded call, in forward order."""
+
+    def __init__(self, *, detach: bool = True) -> None:
+        super().__init__()
+        self.detach = detach
+
+    def add(self, record: AttentionRecord) -> None:
+        if self.detach:
+            record = AttentionRecord(
+                stage=record.stage,
+                block=record.block,
+                mode=record.mode,
+                grid=record.grid,
+                content_logits=record.content_logits.detach(),
+                bias=record.bias.detach(),
+                weights=record.weights.detach(),
+            )
+        self.append(record)
+
+
+@contextmanager
+def record_attention(*, detach: bool = True) -> Iterator[AttentionRecorder]:
+    """Record every attention block of the forward passes run inside this context, in this thread.
+
+    Args:
+        detach: store detached tensors (default); ``False`` keeps them in the autograd graph.
+
+    Returns:
+        The recorder, a list of :class:`AttentionRecord` filled as blocks run.
+    """
+    recorder = AttentionRecorder(detach=detach)
+    token = _RECORDER.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _RECORDER.reset(token)
+
+
+def active_recorder() -> AttentionRecorder | None:
+    """The recorder open in the current context, or None (always None while ``torch.compile`` traces)."""
+    if torch.compiler.is_compiling():
+        return None
+    return _RECORDER.get()
