@@ -9,6 +9,14 @@ Public surface:
 
 from __future__ import annotations
 
+from coatnet.checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from coatnet.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.model import CoAtNet, StageInfo
 from coatnet.recording import AttentionRecord, record_attention
@@ -17,12 +25,21 @@ from coatnet.variants import create_model, list_models
 __all__ = [
     "AttentionRecord",
     "BlockGroup",
+    "CheckpointError",
+    "CheckpointInfo",
     "CoAtNet",
     "CoAtNetConfig",
     "StageConfig",
+    "StageCost",
     "StageInfo",
+    "count_macs",
+    "count_params",
     "create_model",
     "list_models",
+    "load_checkpoint",
+    "read_checkpoint_info",
     "record_attention",
+    "save_checkpoint",
+    "stage_costs",
 ]
 __version__ = "0.1.0"
