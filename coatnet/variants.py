@@ -73,12 +73,14 @@ def list_models(pattern: str = "") -> list[str]:
 
 
 def get_config(name: str) -> CoAtNetConfig:
-    """The base config of a named variant; a clear error with close names for an unknown one."""
-    if name not in VARIANTS:
-        close = difflib.get_close_matches(name, VARIANTS, n=3)
+    """The base config of a named variant (``CoAtNet-0`` reads as ``coatnet_0``); an unknown name gets a
+    clear error with close names."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in VARIANTS:
+        close = difflib.get_close_matches(key, VARIANTS, n=3, cutoff=0.75)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
-    return VARIANTS[name]
+    return VARIANTS[key]
 
 
 def build_config(
