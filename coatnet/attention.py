@@ -73,8 +73,13 @@ class RelativePositionBias(nn.Module):
 
 
 def resize_table(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinearly resize a (heads, 2H-1, 2W-1) table to (heads, *size); the centre (offset 0) stays put."""
-    resized = F.interpolate(table[None].float(), size=size, mode="bilinear", align_corners=False)
+    """Bilinearly resize a (heads, 2H-1, 2W-1) table to (heads, *size); the centre (offset 0) stays put.
+
+    Interpolated in float64 where the device has it (tables are small), so the centre is kept exactly for
+    any size, not only up to float32 rounding of the sampling positions.
+    """
+    precise = torch.float32 if table.device.type == "mps" else torch.float64
+    resized = F.interpolate(table[None].to(precise), size=size, mode="bilinear", align_corners=False)
     return resized[0].to(table.dtype)
 
 
