@@ -30,28 +30,19 @@ def relative_position_index(height: int, width: int, *, device: torch.device | N
     return d_row * (2 * width - 1) + d_col
 
 
-class RelativePositionBias(nn.Module):
-    """The learned "global static convolution kernel" of one attention block.
-
-    Owns the table P (heads, 2H-1, 2W-1) for the grid the block was built for, and gives the bias for
-    any grid: the table is bilinearly resized when the grid changes (PAPER.md section 1).
-    """
+class RelativePosition(nn.Module):
+    """The learned "global static convolution kernel" of one attention block: whatever gives the table P
+    (heads, 2H-1, 2W-1) for a grid. :meth:`get_bias` and :meth:`kernel` are read from it."""
 
     def __init__(self, *, heads: int, grid: tuple[int, int]) -> None:
         super().__init__()
         self.heads = heads
         self.grid = (int(grid[0]), int(grid[1]))
-        height, width = self.grid
-        self.table = nn.Parameter(torch.zeros(heads, 2 * height - 1, 2 * width - 1))
-        self.register_buffer("index", relative_position_index(height, width), persistent=False)
-        nn.init.trunc_normal_(self.table, std=0.02)
+        self.register_buffer("index", relative_position_index(*self.grid), persistent=False)
 
     def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """The table P (heads, 2H-1, 2W-1) for ``grid`` (default: the built grid), indexed query - key."""
-        if grid is None or tuple(grid) == self.grid:
-            return self.table
-        height, width = grid
-        return resize_table(self.table, (2 * height - 1, 2 * width - 1))
+        raise NotImplementedError
 
     def get_bias(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """The bias ``w_{i-j}`` for every (query, key) pair: shape (heads, N, N), row-major positions."""
@@ -72,6 +63,44 @@ class RelativePositionBias(nn.Module):
         return f"heads={self.heads}, grid={self.grid}"
 
 
+class RelativePositionBias(RelativePosition):
+    """P as a learned table (the paper's), bilinearly resized when the grid changes (PAPER.md section 1)."""
+
+    def __init__(self, *, heads: int, grid: tuple[int, int]) -> None:
+        super().__init__(heads=heads, grid=grid)
+        height, width = self.grid
+        self.table = nn.Parameter(torch.zeros(heads, 2 * height - 1, 2 * width - 1))
+        nn.init.trunc_normal_(self.table, std=0.02)
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        if grid is None or tuple(grid) == self.grid:
+            return self.table
+        height, width = grid
+        return resize_table(self.table, (2 * height - 1, 2 * width - 1))
+
+
+class RelativePositionMlp(RelativePosition):
+    """P computed by a small MLP from log-spaced offsets ``sign(d) * log(1 + |d|)``, d = query - key
+    (timm's "rmlp", after Swin-V2): defined for any grid, no resizing needed."""
+
+    def __init__(self, *, heads: int, grid: tuple[int, int], hidden: int = 512) -> None:
+        super().__init__(heads=heads, grid=grid)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("fc1", nn.Linear(2, hidden))
+        self.mlp.add_module("act", nn.ReLU())
+        self.mlp.add_module("drop", nn.Dropout(0.125))
+        self.mlp.add_module("fc2", nn.Linear(hidden, heads))
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        height, width = self.grid if grid is None else grid
+        device, dtype = self.mlp.fc1.weight.device, self.mlp.fc1.weight.dtype
+        dy = torch.arange(-(height - 1), height, device=device, dtype=dtype)
+        dx = torch.arange(-(width - 1), width, device=device, dtype=dtype)
+        coords = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1)  # (2H-1, 2W-1, 2)
+        coords = torch.sign(coords) * torch.log1p(coords.abs())
+        return self.mlp(coords).permute(2, 0, 1)  # (heads, 2H-1, 2W-1)
+
+
 def resize_table(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinearly resize a (heads, 2H-1, 2W-1) table to (heads, *size); the centre (offset 0) stays put.
 
@@ -84,16 +113,18 @@ def resize_table(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class RelativeAttention(nn.Module):
-    """Multi-head relative self-attention over a (B, H, W, C_in) grid, giving (B, H, W, C_out).
-
-    q, k and v are projected straight to the output width (PAPER.md section 3: how to read the table).
+    """Multi-head relative self-attention over a (B, C_in, H, W) grid, giving (B, C_out, H, W).
 
     Args:
         dim_in: input channels.
-        dim_out: output channels; heads = dim_out / head_dim.
+        dim_out: output channels.
+        dim_attn: q/k/v width (default ``dim_out``, PAPER.md's reading); heads = dim_attn / head_dim,
+            and ``proj`` maps dim_attn to dim_out.
         head_dim: channels per head.
-        grid: the (H, W) grid the bias table is built for.
+        grid: the (H, W) grid the relative position is built for.
         mode: ``pre`` or ``post`` normalization.
+        rel_pos: ``table`` (:class:`RelativePositionBias`) or ``mlp`` (:class:`RelativePositionMlp`).
+        rel_pos_mlp_hidden: the MLP's hidden width.
         stage, block: where the block sits, for recorded attention.
     """
 
@@ -104,26 +135,36 @@ class RelativeAttention(nn.Module):
         dim_out: int,
         head_dim: int,
         grid: tuple[int, int],
+        dim_attn: int | None = None,
         mode: str = "pre",
+        rel_pos: str = "table",
+        rel_pos_mlp_hidden: int = 512,
         stage: int = 0,
         block: int = 0,
     ) -> None:
         super().__init__()
         if mode not in ("pre", "post"):
             raise ValueError(f"attention mode must be 'pre' or 'post', got {mode!r}")
-        self.heads = dim_out // head_dim
+        dim_attn = dim_attn or dim_out
+        self.heads = dim_attn // head_dim
         self.head_dim = head_dim
         self.scale = head_dim**-0.5
         self.mode = mode
         self.stage = stage
         self.block = block
-        self.qkv = nn.Linear(dim_in, 3 * dim_out)
-        self.rel_pos = RelativePositionBias(heads=self.heads, grid=grid)
+        self.qkv = nn.Linear(dim_in, 3 * dim_attn)
+        if rel_pos == "mlp":
+            self.rel_pos: RelativePosition = RelativePositionMlp(
+                heads=self.heads, grid=grid, hidden=rel_pos_mlp_hidden
+            )
+        else:
+            self.rel_pos = RelativePositionBias(heads=self.heads, grid=grid)
         self.softmax = nn.Softmax(dim=-1)
-        self.proj = nn.Linear(dim_out, dim_out)
+        self.proj = nn.Linear(dim_attn, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[1:3]
+        height, width = x.shape[-2:]
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
         qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
         q, k, v = qkv.unbind(0)
         bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
@@ -134,7 +175,7 @@ class RelativeAttention(nn.Module):
             out, record = self.explicit(q, k, v, bias)
             recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
-        return self.proj(out)
+        return self.proj(out).permute(0, 3, 1, 2)
 
     def fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``F.scaled_dot_product_attention``: the bias as the additive mask (pre), or ``+ bias @ v``

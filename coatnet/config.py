@@ -16,8 +16,12 @@ AttentionMode = Literal["pre", "post"]
 
 ATTENTION_MODES = ("pre", "post")
 STEM_KINDS = ("conv", "patch")
-MBCONV_STRIDES = ("1x1", "dw")
-POOL_KINDS = ("max", "avg")
+MBCONV_STRIDES = ("1x1", "dw", "pool")
+POOL_KINDS = ("max", "avg", "max3")
+ACTIVATIONS = ("gelu", "silu", "relu")
+WIDTH_BASES = ("in", "out", "hidden")
+NORMS = ("layer", "batch")
+REL_POS_KINDS = ("table", "mlp")
 
 
 def as_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -92,13 +96,34 @@ class CoAtNetConfig:
         head_dim: channels per attention head (32 in the paper; 64 for CoAtNet-5, 128 for 6 and 7).
         attention: ``pre`` adds the relative bias to the logits before the softmax (Eq. 3), ``post``
             adds it to the weights after the softmax.
-        mbconv_stride: where a down-sampling MBConv block strides: ``1x1`` (the first 1x1 conv, Eq. 5)
-            or ``dw`` (the depthwise conv, the Table 9 ablation).
-        pool: the pooling of the down-sampling shortcut and of the attention input (Eq. 4 and 5).
-        expand_ratio: MBConv hidden width as a multiple of the block's output channels.
+        mbconv_stride: where a down-sampling MBConv block strides: ``1x1`` (the first 1x1 conv, Eq. 5),
+            ``dw`` (the depthwise conv, the Table 9 ablation) or ``pool`` (pooling the normalised input).
+        pool: the down-sampling pool of shortcuts, attention inputs and ``mbconv_stride="pool"``:
+            ``max`` / ``avg`` (2x2 windows, stride 2) or ``max3`` (3x3 windows, stride 2, padding 1).
+        expand_ratio: MBConv hidden width as a multiple of ``mbconv_expand_from`` channels.
+        mbconv_expand_from: ``out`` (the block's output channels, PAPER.md's reading) or ``in``.
         mlp_ratio: Transformer FFN hidden width as a multiple of the block's channels.
-        se_ratio: squeeze-excitation width as a fraction of the block's input channels.
+        se_ratio: squeeze-excitation width as a fraction of ``se_from`` channels.
+        se_from: ``in`` (the block's input channels), ``out``, or ``hidden`` (the expanded width).
+        se_act: the activation inside squeeze-excitation.
+        se_early: squeeze-excitation right after the depthwise conv, before its norm and activation.
         kernel_size: MBConv depthwise kernel.
+        conv_act: the activation of the stem and the MBConv blocks.
+        mbconv_pre_norm_act: an activation after the MBConv pre-norm.
+        mbconv_bias: a bias on the MBConv's shortcut projection and last 1x1 conv.
+        stem_width: channels of the first stem conv (default: ``stem_dim``); stem_bias: biases in both.
+        attn_width: q/k/v (and heads) at the block's ``out``put width (PAPER.md's reading) or its ``in``put
+            width, then projected to the output width.
+        attn_norm: ``layer`` (LayerNorm, the paper) or ``batch`` (BatchNorm) in Transformer blocks, and
+            for ``final_norm``.
+        attn_shortcut_bias: a bias on the Transformer down-sampling shortcut's projection.
+        rel_pos: ``table`` (the paper's learned (2H-1, 2W-1) table) or ``mlp`` (a small MLP of
+            log-spaced offsets computes the table, timm's "rmlp").
+        rel_pos_mlp_hidden: hidden width of that MLP.
+        layer_scale: initial LayerScale on both Transformer branches, or None for none.
+        final_norm: a norm (``attn_norm``) on the last feature map, before pooling.
+        head_hidden: 0 for pool -> linear; else pool -> LayerNorm -> linear(head_hidden) -> tanh ->
+            linear, timm's paper-like head.
         ln_eps: LayerNorm epsilon; bn_eps, bn_momentum: BatchNorm settings.
         drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks.
         dropout: dropout before the classifier.
@@ -120,6 +145,23 @@ class CoAtNetConfig:
     mlp_ratio: float = 4.0
     se_ratio: float = 0.25
     kernel_size: int = 3
+    conv_act: str = "gelu"
+    mbconv_expand_from: str = "out"
+    mbconv_pre_norm_act: bool = False
+    mbconv_bias: bool = True
+    se_from: str = "in"
+    se_act: str = "gelu"
+    se_early: bool = False
+    stem_width: int | None = None
+    stem_bias: bool = False
+    attn_width: str = "out"
+    attn_norm: str = "layer"
+    attn_shortcut_bias: bool = True
+    rel_pos: str = "table"
+    rel_pos_mlp_hidden: int = 512
+    layer_scale: float | None = None
+    final_norm: bool = False
+    head_hidden: int = 0
     ln_eps: float = 1e-5
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
@@ -147,6 +189,18 @@ class CoAtNetConfig:
         check(self.stem_kind in STEM_KINDS, f"stem_kind must be one of {STEM_KINDS}, got {self.stem_kind!r}")
         check(self.mbconv_stride in MBCONV_STRIDES, f"mbconv_stride must be one of {MBCONV_STRIDES}")
         check(self.pool in POOL_KINDS, f"pool must be one of {POOL_KINDS}, got {self.pool!r}")
+        for name, value, allowed in (
+            ("conv_act", self.conv_act, ACTIVATIONS),
+            ("se_act", self.se_act, ACTIVATIONS),
+            ("mbconv_expand_from", self.mbconv_expand_from, ("in", "out")),
+            ("se_from", self.se_from, WIDTH_BASES),
+            ("attn_width", self.attn_width, ("in", "out")),
+            ("attn_norm", self.attn_norm, NORMS),
+            ("rel_pos", self.rel_pos, REL_POS_KINDS),
+        ):
+            check(value in allowed, f"{name} must be one of {allowed}, got {value!r}")
+        check(self.layer_scale is None or self.layer_scale > 0, "layer_scale must be positive or None")
+        check(self.head_hidden >= 0, "head_hidden must be >= 0")
         check(self.stem_kind == "patch" or self.strides[0] in (1, 2), "a conv stem strides by 1 or 2")
         check(all(s in (1, 2) for s in self.strides[1:]), "stages S1..S4 stride by 1 or 2")
         check(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
@@ -155,12 +209,15 @@ class CoAtNetConfig:
         kinds = [kind for s in self.stages for kind in s.block_kinds]
         first_t = kinds.index("T") if "T" in kinds else len(kinds)
         check("C" not in kinds[first_t:], "MBConv (C) blocks must come before Transformer (T) blocks")
+        dim_in = self.stem_dim
         for s in self.stages:
             for group in s.groups:
+                width = dim_in if self.attn_width == "in" else group.dim
                 check(
-                    group.kind == "C" or group.dim % self.head_dim == 0,
-                    f"Transformer width {group.dim} is not a multiple of head_dim {self.head_dim}",
+                    group.kind == "C" or (width % self.head_dim == 0 and group.dim % self.head_dim == 0),
+                    f"Transformer width {width} is not a multiple of head_dim {self.head_dim}",
                 )
+                dim_in = group.dim
         height, width = self.img_size
         check(
             height % self.total_stride == 0 and width % self.total_stride == 0,

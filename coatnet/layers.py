@@ -24,13 +24,18 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+def make_act(name: str) -> nn.Module:
+    """A fresh activation module: ``gelu``, ``silu`` or ``relu``."""
+    return {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}[name]()
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-excitation: channel gates from globally pooled features (1x1 convs ``fc1``, ``fc2``)."""
 
-    def __init__(self, *, channels: int, hidden: int) -> None:
+    def __init__(self, *, channels: int, hidden: int, act: str = "gelu") -> None:
         super().__init__()
         self.fc1 = nn.Conv2d(channels, hidden, 1)
-        self.act = nn.GELU()
+        self.act = make_act(act)
         self.fc2 = nn.Conv2d(hidden, channels, 1)
         self.gate = nn.Sigmoid()
 
@@ -41,9 +46,12 @@ class SqueezeExcite(nn.Module):
 
 
 def make_pool(kind: str, stride: int) -> nn.Module:
-    """The down-sampling pool of Eq. 4 and 5: a stride x stride window, or identity for stride 1."""
+    """The down-sampling pool of Eq. 4 and 5: a stride x stride window (``max``, ``avg``) or a 3x3 window
+    with padding 1 (``max3``); identity for stride 1."""
     if stride == 1:
         return nn.Identity()
+    if kind == "max3":
+        return nn.MaxPool2d(kernel_size=3, stride=stride, padding=1)
     if kind == "max":
         return nn.MaxPool2d(kernel_size=stride, stride=stride)
     return nn.AvgPool2d(kernel_size=stride, stride=stride)
@@ -52,10 +60,10 @@ def make_pool(kind: str, stride: int) -> nn.Module:
 class Shortcut(nn.Module):
     """The residual path of a block: ``Proj(Pool(x))`` (Eq. 4 and 5), each part only where needed."""
 
-    def __init__(self, *, dim_in: int, dim_out: int, stride: int, pool: str) -> None:
+    def __init__(self, *, dim_in: int, dim_out: int, stride: int, pool: str, bias: bool = True) -> None:
         super().__init__()
         self.pool = make_pool(pool, stride)
-        self.expand = nn.Conv2d(dim_in, dim_out, 1) if dim_in != dim_out else nn.Identity()
+        self.expand = nn.Conv2d(dim_in, dim_out, 1, bias=bias) if dim_in != dim_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(self.pool(x))
@@ -68,3 +76,21 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
         x = super().forward(x)
         return x.permute(0, 3, 1, 2)
+
+
+def make_norm2d(kind: str, channels: int, *, eps: float, momentum: float = 0.1) -> nn.Module:
+    """A norm over the channels of (B, C, H, W): ``layer`` (LayerNorm) or ``batch`` (BatchNorm)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+    return LayerNorm2d(channels, eps=eps)
+
+
+class LayerScale(nn.Module):
+    """A learned per-channel scale of a residual branch, (B, C, H, W) (Touvron et al. 2021)."""
+
+    def __init__(self, channels: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma[:, None, None]

@@ -18,6 +18,11 @@ from coatnet.attention import RelativeAttention, RelativePositionBias, resize_ta
 MODES = ("pre", "post")
 
 
+def nhwc(attn: RelativeAttention, x: torch.Tensor) -> torch.Tensor:
+    """Run ``attn`` (which takes and gives (B, C, H, W)) on a (B, H, W, C) tensor, giving (B, H, W, C)."""
+    return attn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
 def make_attention(
     mode: str, grid: tuple[int, int] = (4, 5), dim: int = 16, head_dim: int = 8
 ) -> RelativeAttention:
@@ -96,9 +101,9 @@ def test_module_forward_same_with_and_without_recording(mode: str) -> None:
     """Opening a recorder switches the module to its explicit path without changing its output."""
     attn = make_attention(mode)
     x = torch.randn(2, 4, 5, 16)
-    plain = attn(x)
+    plain = nhwc(attn, x)
     with coatnet.record_attention() as records:
-        recorded = attn(x)
+        recorded = nhwc(attn, x)
     assert len(records) == 1
     torch.testing.assert_close(plain, recorded, atol=1e-5, rtol=1e-5)
 
@@ -142,9 +147,9 @@ def test_zero_bias_table_is_plain_softmax_attention(mode: str) -> None:
     weights = torch.softmax(q @ k.transpose(-2, -1) / attn.head_dim**0.5, dim=-1)
     heads_out = weights @ v  # (B, heads, N, d)
     expected = attn.proj(heads_out.transpose(1, 2).reshape(2, 4, 5, 16))
-    torch.testing.assert_close(attn(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nhwc(attn, x), expected, atol=1e-5, rtol=1e-5)
     with coatnet.record_attention() as records:
-        torch.testing.assert_close(attn(x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(nhwc(attn, x), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(records[0].weights, weights, atol=1e-6, rtol=1e-5)
 
 
@@ -154,7 +159,7 @@ def test_zero_content_pre_weights_are_softmax_of_bias() -> None:
     zero_query_key(attn)
     x = torch.randn(2, 4, 5, 16)
     with coatnet.record_attention() as records:
-        attn(x)
+        nhwc(attn, x)
     record = records[0]
     assert torch.count_nonzero(record.content_logits) == 0
     expected = torch.softmax(attn.rel_pos.get_bias(), dim=-1).expand_as(record.weights)
@@ -177,7 +182,7 @@ def test_zero_content_pre_local_kernel_is_translation_equivariant_conv() -> None
 
     x = torch.randn(2, height, width, heads * head_dim)
     with coatnet.record_attention() as records:
-        out = attn(x)
+        out = nhwc(attn, x)
     weights = records[0].weights  # (B, heads, N, N)
     expected_window = torch.softmax(window.flatten(1), dim=-1).view(heads, 3, 3)
 
@@ -212,7 +217,7 @@ def test_zero_content_post_local_kernel_is_mean_plus_conv() -> None:
     set_kernel(attn, kernel)
 
     x = torch.randn(2, height, width, heads * head_dim).permute(0, 3, 1, 2)  # (B, C, H, W)
-    out = attn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    out = nhwc(attn, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     conv_weight = window.repeat_interleave(head_dim, dim=0)[:, None]
     expected = x.mean((2, 3), keepdim=True) + F.conv2d(x, conv_weight, padding=1, groups=heads * head_dim)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
@@ -229,7 +234,7 @@ def test_strong_bias_at_offset_0_plus1_attends_right_neighbour() -> None:
         attn.rel_pos.table[:, height - 1, width - 2] = 20.0
     assert (attn.rel_pos.kernel()[:, height - 1, width - 1 + 1] == 20.0).all()
     with coatnet.record_attention() as records:
-        attn(torch.randn(1, height, width, 16))
+        nhwc(attn, torch.randn(1, height, width, 16))
     weights = records[0].weights[0]  # (heads, N, N)
     for y, x in itertools.product(range(height), range(width)):
         query = y * width + x
@@ -367,8 +372,8 @@ def test_non_square_grid(mode: str) -> None:
     for grid in [(3, 5), (5, 3)]:
         x = torch.randn(2, *grid, 16)
         with coatnet.record_attention() as records:
-            recorded = attn(x)
-        plain = attn(x)
+            recorded = nhwc(attn, x)
+        plain = nhwc(attn, x)
         assert plain.shape == (2, *grid, 16)
         torch.testing.assert_close(plain, recorded, atol=1e-5, rtol=1e-5)
         assert records[0].grid == grid
