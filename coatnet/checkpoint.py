@@ -188,7 +188,7 @@ def load_checkpoint(
     model = CoAtNet(config)
     with safe_open(str(path), framework="pt", device="cpu") as f:
         state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is no dict)
-    state = _resize_bias_tables(state, model)
+    state = resize_bias_tables(state, model)
     load_state_dict_checked(model, state, source=str(path))
     model.checkpoint_info = CheckpointInfo(**{**info.__dict__, "config": config})
     return model.to(device).eval()
@@ -218,7 +218,7 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tenso
     model.load_state_dict(state)
 
 
-def _resize_bias_tables(state: dict[str, torch.Tensor], model: CoAtNet) -> dict[str, torch.Tensor]:
+def resize_bias_tables(state: dict[str, torch.Tensor], model: CoAtNet) -> dict[str, torch.Tensor]:
     own = model.state_dict()
     out = dict(state)
     for key, value in state.items():

@@ -49,7 +49,12 @@ def stage_costs(
     meta.check_input_size(height, width)
     parts: list[tuple[str, nn.Module, object]] = [("S0", meta.stem, meta.stem)]
     parts += [(f"S{s}", stage, stage) for s, stage in enumerate(meta.stages, start=1)]
-    parts.append(("head", nn.ModuleList([meta.head_drop, meta.head]), meta.forward_head))
+    parts[-1] = (
+        parts[-1][0],
+        nn.ModuleList([parts[-1][1], meta.norm]),
+        lambda x: meta.norm(meta.stages[-1](x)),
+    )
+    parts.append(("head", meta.head, meta.head))
     costs = []
     with torch.no_grad():
         for name, module, run in parts:

@@ -10,6 +10,7 @@ from torch import nn
 
 from coatnet.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.config import CoAtNetConfig
+from coatnet.layers import make_norm2d
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,34 @@ class Stage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pooling, then a linear classifier (the paper's head); with ``hidden`` > 0,
+    pool -> LayerNorm -> linear -> tanh -> linear (timm's paper-like "pre-logits" head)."""
+
+    def __init__(
+        self, *, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0, eps: float = 1e-5
+    ):
+        super().__init__()
+        self.hidden = hidden
+        if hidden:
+            self.norm = nn.LayerNorm(dim, eps=eps)
+            self.pre_logits = nn.Linear(dim, hidden)
+            self.pre_act = nn.Tanh()
+        self.num_features = hidden or dim
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
+        if self.hidden:
+            x = self.pre_act(self.pre_logits(self.norm(x)))
+        x = self.drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def reset(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
 class CoAtNet(nn.Module):
@@ -83,9 +112,19 @@ class CoAtNet(nn.Module):
                     dim_in, index = group.dim, index + 1
             stages.append(Stage(blocks))
         self.stages = nn.ModuleList(stages)
-        self.num_features = dim_in
-        self.head_drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(dim_in, config.num_classes) if config.num_classes else nn.Identity()
+        self.norm = (
+            make_norm2d(config.attn_norm, dim_in, eps=config.ln_eps, momentum=config.bn_momentum)
+            if config.final_norm
+            else nn.Identity()
+        )
+        self.head = ClassifierHead(
+            dim=dim_in,
+            num_classes=config.num_classes,
+            hidden=config.head_hidden,
+            dropout=config.dropout,
+            eps=config.ln_eps,
+        )
+        self.num_features = self.head.num_features
         self.apply(_init_weights)
 
     @property
@@ -128,7 +167,8 @@ class CoAtNet(nn.Module):
     def forward_intermediates(
         self, x: torch.Tensor, *, indices: list[int] | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The final feature map and the outputs of stages S0..S4 (or those in ``indices``), (B, C, H, W)."""
+        """The final feature map (as :meth:`forward_features` gives it) and the outputs of stages S0..S4
+        (or those in ``indices``), (B, C, H, W)."""
         self.check_input_size(*x.shape[-2:])
         wanted = set(range(5) if indices is None else indices)
         outputs = []
@@ -139,7 +179,7 @@ class CoAtNet(nn.Module):
             x = stage(x)
             if s in wanted:
                 outputs.append(x)
-        return x, outputs
+        return self.norm(x), outputs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The S4 feature map (B, C, H/32, W/32) for the paper's strides."""
@@ -147,12 +187,11 @@ class CoAtNet(nn.Module):
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
-        return x
+        return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pooling, then the classifier (skipped with ``pre_logits=True``)."""
-        x = self.head_drop(x.mean((2, 3)))
-        return x if pre_logits else self.head(x)
+        return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -160,8 +199,8 @@ class CoAtNet(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised classifier for ``num_classes`` classes (0: none)."""
         self.config = self.config.replace(num_classes=num_classes)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        self.head.apply(_init_weights)
+        self.head.reset(num_classes)
+        self.head.fc.apply(_init_weights)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig, stage
 from coatnet.model import CoAtNet
+from coatnet.variants_timm import TIMM_VARIANTS
 
 LAYOUTS = ("C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T")
 
@@ -64,6 +65,8 @@ VARIANTS: dict[str, CoAtNetConfig] = {
         img_size=(32, 32),
         num_classes=10,
     ),
+    # timm's CoAtNets (PAPER.md section 5), for exact weight import: coatnet/variants_timm.py
+    **TIMM_VARIANTS,
 }
 
 

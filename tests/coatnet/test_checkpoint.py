@@ -116,7 +116,7 @@ def test_mismatched_architecture_names_the_keys(model: coatnet.CoAtNet, tmp_path
 
 def test_missing_keys_are_named(model: coatnet.CoAtNet, tmp_path: Path) -> None:
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
-    with pytest.raises(CheckpointError, match=r"2 missing key\(s\): head.bias, head.weight"):
+    with pytest.raises(CheckpointError, match=r"2 missing key\(s\): head.fc.bias, head.fc.weight"):
         coatnet.checkpoint.load_state_dict_checked(model, state, source="x")
 
 
