@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
+	# torchvision (for timm, test-only) without its dependencies, so that it cannot pull another torch
+	$(PY) -m pip install --quiet --no-deps $$(grep -E '^torchvision==' requirements-test.txt)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

@@ -4,6 +4,7 @@ Public surface:
     create_model, list_models, CoAtNet, CoAtNetConfig: build models.
     record_attention: per-call, thread-safe recording of attention logits, bias and weights.
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
+    from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
     count_params, count_macs, stage_costs: model size and multiply-accumulates.
 """
 
@@ -18,8 +19,10 @@ from coatnet.checkpoint import (
 )
 from coatnet.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig
+from coatnet.hub import HubUnavailableError
 from coatnet.model import CoAtNet, StageInfo
 from coatnet.recording import AttentionRecord, record_attention
+from coatnet.timm_import import from_timm
 from coatnet.variants import create_model, list_models
 
 __all__ = [
@@ -29,12 +32,14 @@ __all__ = [
     "CheckpointInfo",
     "CoAtNet",
     "CoAtNetConfig",
+    "HubUnavailableError",
     "StageConfig",
     "StageCost",
     "StageInfo",
     "count_macs",
     "count_params",
     "create_model",
+    "from_timm",
     "list_models",
     "load_checkpoint",
     "read_checkpoint_info",

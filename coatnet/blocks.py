@@ -65,7 +65,7 @@ class MBConvBlock(nn.Module):
         )
         self.pre_norm = batch_norm(dim_in)
         self.pre_act = make_act(config.conv_act) if config.mbconv_pre_norm_act else nn.Identity()
-        self.down = make_pool(config.pool, stride_pool)
+        self.down = make_pool(config.mbconv_stride_pool, stride_pool)
         self.conv1_1x1 = nn.Conv2d(dim_in, hidden, 1, stride=stride_1x1, bias=False)
         self.norm1 = batch_norm(hidden)
         self.act1 = make_act(config.conv_act)

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 
-from coatnet.checkpoint import CheckpointError, read_checkpoint_info
-from coatnet.complexity import stage_costs
+from coatnet.checkpoint import CheckpointError, read_checkpoint_info, save_checkpoint
+from coatnet.complexity import count_params, stage_costs
 from coatnet.config import CoAtNetConfig
+from coatnet.hub import HubModelNotFoundError, HubUnavailableError
 from coatnet.model import CoAtNet
+from coatnet.timm_import import from_timm
 from coatnet.variants import build_config, list_models
 
 PLUGIN_GROUP = "coatnet.commands"
@@ -33,7 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+        CheckpointError,
+        HubUnavailableError,
+        HubModelNotFoundError,
+    ) as error:
         print(f"coatnet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -57,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", choices=("pre", "post"), help="normalization (default: the model's)")
     p.add_argument("--layout", help="S1..S4 layout, e.g. C-C-C-T (variant names only)")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("import-timm", help="convert a timm CoAtNet (hub tag or local file) to our checkpoint")
+    p.add_argument("source", help="a hub tag (coatnet_0_rw_224.sw_in1k) or a model.safetensors / .bin file")
+    p.add_argument("--out", required=True, help="the .safetensors checkpoint to write")
+    p.add_argument("--arch", help="timm architecture, e.g. coatnet_0_rw_224 (default: recognised)")
+    p.add_argument("--attention", choices=("pre", "post"), default="pre", help="normalization to build")
+    p.add_argument("--img-size", type=int, nargs="+", metavar="N", help="input size: N, or H W")
+    p.set_defaults(func=cmd_import_timm)
 
     for add_parser in plugin_commands():
         add_parser(sub)
@@ -115,6 +131,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{config.name} ({source}): layout {config.layout}, {config.attention}-normalization attention, "
           f"input {size[0]}x{size[1]}x{config.in_chans}, {config.num_classes} classes")  # fmt: skip
     print(format_table(["stage", "kind", "blocks", "channels", "stride", "grid", "params", "MACs"], rows))
+    return 0
+
+
+def cmd_import_timm(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must name a .safetensors file, got {out.name!r}")
+    model = from_timm(
+        args.source, arch=args.arch, attention=args.attention, img_size=_img_size(args.img_size)
+    )
+    save_checkpoint(model, out)
+    info = model.checkpoint_info
+    names = "ImageNet class names" if info.class_names else "class indices (no names at hand)"
+    print(
+        f"wrote {out}: timm {info.provenance['arch']} as {info.attention_note}, "
+        f"{count_params(model):,} parameters, {model.config.num_classes} classes with {names}"
+    )
     return 0
 
 

@@ -100,6 +100,8 @@ class CoAtNetConfig:
             ``dw`` (the depthwise conv, the Table 9 ablation) or ``pool`` (pooling the normalised input).
         pool: the down-sampling pool of shortcuts, attention inputs and ``mbconv_stride="pool"``:
             ``max`` / ``avg`` (2x2 windows, stride 2) or ``max3`` (3x3 windows, stride 2, padding 1).
+        mbconv_stride_pool: the pool that strides the residual branch for ``mbconv_stride="pool"``
+            (one of the ``pool`` kinds; timm keeps 2x2 averaging there whatever its shortcuts use).
         expand_ratio: MBConv hidden width as a multiple of ``mbconv_expand_from`` channels.
         mbconv_expand_from: ``out`` (the block's output channels, PAPER.md's reading) or ``in``.
         mlp_ratio: Transformer FFN hidden width as a multiple of the block's channels.
@@ -148,6 +150,7 @@ class CoAtNetConfig:
     conv_act: str = "gelu"
     mbconv_expand_from: str = "out"
     mbconv_pre_norm_act: bool = False
+    mbconv_stride_pool: str = "avg"
     mbconv_bias: bool = True
     se_from: str = "in"
     se_act: str = "gelu"
@@ -189,6 +192,7 @@ class CoAtNetConfig:
         check(self.stem_kind in STEM_KINDS, f"stem_kind must be one of {STEM_KINDS}, got {self.stem_kind!r}")
         check(self.mbconv_stride in MBCONV_STRIDES, f"mbconv_stride must be one of {MBCONV_STRIDES}")
         check(self.pool in POOL_KINDS, f"pool must be one of {POOL_KINDS}, got {self.pool!r}")
+        check(self.mbconv_stride_pool in POOL_KINDS, f"mbconv_stride_pool must be one of {POOL_KINDS}")
         for name, value, allowed in (
             ("conv_act", self.conv_act, ACTIVATIONS),
             ("se_act", self.se_act, ACTIVATIONS),
