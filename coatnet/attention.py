@@ -181,7 +181,8 @@ class RelativeAttention(nn.Module):
         """``F.scaled_dot_product_attention``: the bias as the additive mask (pre), or ``+ bias @ v``
         (post)."""
         if self.mode == "pre":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            # a 4-D mask (1, heads, N, N): with a 3-D one the CPU kernel falls back to the slow math path
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
         return F.scaled_dot_product_attention(q, k, v) + torch.matmul(bias, v)
 
     def explicit(
