@@ -159,10 +159,11 @@ def resolve_config(
     if path.suffix == ".safetensors" or path.exists():
         if layout is not None:
             raise ValueError("--layout applies to variant names, not to checkpoints")
-        config = read_checkpoint_info(path).config
-        if attention is not None:
-            config = config.replace(attention=attention)
-        return config, f"checkpoint {path}"
+        info = read_checkpoint_info(path)
+        config = info.config if attention is None else info.config.replace(attention=attention)
+        trained = info.trained_attention
+        note = "" if trained == config.attention else f", weights trained with {trained}-normalization"
+        return config, f"checkpoint {path}{note}"
     return build_config(model, attention=attention or "pre", layout=layout), "variant"
 
 

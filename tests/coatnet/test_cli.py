@@ -61,6 +61,8 @@ def test_info_reads_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli.main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "coatnet_toy (checkpoint" in out and "S3" in out
+    assert cli.main(["info", str(path), "--attention", "post"]) == 0
+    assert "weights trained with pre-normalization" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
