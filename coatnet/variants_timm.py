@@ -65,6 +65,17 @@ def _paper_like(name: str, stem_dim: int, dims, depths) -> CoAtNetConfig:
 
 _W0, _W2, _W3, _WN = (96, 192, 384, 768), (128, 256, 512, 1024), (192, 384, 768, 1536), (64, 128, 256, 512)
 
+_RMLP_2 = _rw_coat(
+    "coatnet_rmlp_2_rw_224",
+    (64, 128),
+    _W2,
+    (2, 6, 14, 2),
+    mbconv_stride="dw",
+    se_act="silu",
+    layer_scale=1e-6,
+    rel_pos="mlp",
+)
+
 TIMM_VARIANTS: dict[str, CoAtNetConfig] = {
     c.name: c
     for c in (
@@ -105,27 +116,8 @@ TIMM_VARIANTS: dict[str, CoAtNetConfig] = {
         ),
         _rw_coat("coatnet_rmlp_1_rw2_224", (32, 64), _W0, (2, 6, 14, 2), mbconv_stride="dw", rel_pos="mlp"),
         _rw_coat("coatnet_2_rw_224", (64, 128), _W2, (2, 6, 14, 2), mbconv_stride="dw", se_act="silu"),
-        _rw_coat(
-            "coatnet_rmlp_2_rw_224",
-            (64, 128),
-            _W2,
-            (2, 6, 14, 2),
-            mbconv_stride="dw",
-            se_act="silu",
-            layer_scale=1e-6,
-            rel_pos="mlp",
-        ),
-        _rw_coat(
-            "coatnet_rmlp_2_rw_384",
-            (64, 128),
-            _W2,
-            (2, 6, 14, 2),
-            mbconv_stride="dw",
-            se_act="silu",
-            layer_scale=1e-6,
-            rel_pos="mlp",
-            img_size=(384, 384),
-        ),
+        _RMLP_2,
+        _RMLP_2.replace(name="coatnet_rmlp_2_rw_384", img_size=(384, 384)),  # the same net, fine-tuned at 384
         _rw_coat(
             "coatnet_3_rw_224",
             (96, 192),
