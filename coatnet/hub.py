@@ -13,6 +13,7 @@ import inspect
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
@@ -32,19 +33,35 @@ LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # only for a repository without safet
 
 # timm's default pretrained tag for each CoAtNet architecture with weights (timm 1.0.31), so that a bare
 # architecture name resolves as it does in timm.create_model(arch, pretrained=True).
-DEFAULT_TAGS = {
-    "coatnet_0_rw_224": "sw_in1k",
-    "coatnet_1_rw_224": "sw_in1k",
-    "coatnet_2_rw_224": "sw_in12k_ft_in1k",
-    "coatnet_3_rw_224": "sw_in12k",
-    "coatnet_bn_0_rw_224": "sw_in1k",
-    "coatnet_nano_rw_224": "sw_in1k",
-    "coatnet_rmlp_1_rw2_224": "sw_in12k_ft_in1k",
-    "coatnet_rmlp_1_rw_224": "sw_in1k",
-    "coatnet_rmlp_2_rw_224": "sw_in12k_ft_in1k",
-    "coatnet_rmlp_2_rw_384": "sw_in12k_ft_in1k",
-    "coatnet_rmlp_nano_rw_224": "sw_in1k",
+# timm's published CoAtNet weights (timm 1.0.x), each arch's default tag first: tag -> number of classes
+# and where its preprocessing differs from the _rw default (mean = std = 0.5, bicubic, crop 0.95).
+PRETRAINED_TAGS: dict[str, dict[str, Any]] = {
+    "coatnet_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
+    "coatnet_rmlp_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
+    "coatnet_0_rw_224.sw_in1k": {"classes": 1000},
+    "coatnet_bn_0_rw_224.sw_in1k": {
+        "classes": 1000,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    },
+    "coatnet_1_rw_224.sw_in1k": {"classes": 1000},
+    "coatnet_rmlp_1_rw_224.sw_in1k": {"classes": 1000},
+    "coatnet_rmlp_1_rw2_224.sw_in12k_ft_in1k": {"classes": 1000},
+    "coatnet_rmlp_1_rw2_224.sw_in12k": {"classes": 11821},
+    "coatnet_2_rw_224.sw_in12k_ft_in1k": {"classes": 1000},
+    "coatnet_2_rw_224.sw_in12k": {"classes": 11821},
+    "coatnet_rmlp_2_rw_224.sw_in12k_ft_in1k": {"classes": 1000},
+    "coatnet_rmlp_2_rw_224.sw_in1k": {"classes": 1000},
+    "coatnet_rmlp_2_rw_224.sw_in12k": {"classes": 11821},
+    "coatnet_rmlp_2_rw_384.sw_in12k_ft_in1k": {"classes": 1000, "crop": 1.0},
+    "coatnet_3_rw_224.sw_in12k": {"classes": 11821},
 }
+
+# arch -> its default pretrained tag (the first listed above), as timm resolves a bare name
+DEFAULT_TAGS: dict[str, str] = {}
+for _full in PRETRAINED_TAGS:
+    _arch, _, _pretrained = _full.partition(".")
+    DEFAULT_TAGS.setdefault(_arch, _pretrained)
 
 _TAG = re.compile(r"(?P<arch>[A-Za-z0-9][A-Za-z0-9_\-]*)(?:\.(?P<tag>[A-Za-z0-9][A-Za-z0-9_.\-]*))?")
 _TRUE = {"1", "ON", "YES", "TRUE"}

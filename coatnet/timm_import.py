@@ -11,45 +11,25 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from coatnet.checkpoint import CheckpointError, CheckpointInfo, load_state_dict_checked, resize_bias_tables
 from coatnet.class_names import imagenet_class_names, label_space_name
 from coatnet.config import CoAtNetConfig
-from coatnet.hub import download_timm_weights, split_tag
+from coatnet.hub import DEFAULT_TAGS, PRETRAINED_TAGS, download_timm_weights, resolve_tag, split_tag
 from coatnet.model import CoAtNet
 from coatnet.variants_timm import TIMM_VARIANTS
 
-# Published pretrained tags (timm 1.0.x): arch.tag -> classes; preprocessing differs only where named.
+# timm's preprocessing for its _rw weights; PRETRAINED_TAGS names where a tag differs.
 _RW = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "crop": 0.95}
-_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-TIMM_PRETRAINED: dict[str, dict[str, Any]] = {
-    "coatnet_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
-    "coatnet_rmlp_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
-    "coatnet_0_rw_224.sw_in1k": {"classes": 1000},
-    "coatnet_bn_0_rw_224.sw_in1k": {"classes": 1000, **_IMAGENET},
-    "coatnet_1_rw_224.sw_in1k": {"classes": 1000},
-    "coatnet_rmlp_1_rw_224.sw_in1k": {"classes": 1000},
-    "coatnet_rmlp_1_rw2_224.sw_in12k_ft_in1k": {"classes": 1000},
-    "coatnet_rmlp_1_rw2_224.sw_in12k": {"classes": 11821},
-    "coatnet_2_rw_224.sw_in12k_ft_in1k": {"classes": 1000},
-    "coatnet_2_rw_224.sw_in12k": {"classes": 11821},
-    "coatnet_rmlp_2_rw_224.sw_in1k": {"classes": 1000},
-    "coatnet_rmlp_2_rw_224.sw_in12k_ft_in1k": {"classes": 1000},
-    "coatnet_rmlp_2_rw_224.sw_in12k": {"classes": 11821},
-    "coatnet_rmlp_2_rw_384.sw_in12k_ft_in1k": {"classes": 1000, "crop": 1.0},
-    "coatnet_3_rw_224.sw_in12k": {"classes": 11821},
-}
 
 
 def timm_preprocessing(arch: str, tag: str | None = None, *, img_size: tuple[int, int] | None = None) -> dict:
     """timm's preprocessing for ``arch`` (and pretrained ``tag``): size, mean/std, bicubic, centre crop."""
     config = TIMM_VARIANTS[arch]
-    known = TIMM_PRETRAINED.get(f"{arch}.{tag}", {}) if tag else {}
-    if not known:  # the arch's first published tag, else the _rw defaults
-        known = next((v for k, v in TIMM_PRETRAINED.items() if k.startswith(arch + ".")), {})
+    tag = tag or DEFAULT_TAGS.get(arch)
+    known = PRETRAINED_TAGS.get(f"{arch}.{tag}", {})
     merged = {**_RW, **{k: v for k, v in known.items() if k != "classes"}}
     return {"size": list(img_size or config.img_size), "channels": 3, **merged}
 
@@ -201,6 +181,7 @@ def from_timm(
     elif Path(source).suffix in (".safetensors", ".bin", ".pth") or os.sep in source:
         raise FileNotFoundError(f"no weights file at {source}: check the path")
     else:
+        source = resolve_tag(source) if split_tag(source)[0] in DEFAULT_TAGS else source
         tag_arch, tag = split_tag(source)
         if tag_arch not in TIMM_VARIANTS:
             raise ValueError(

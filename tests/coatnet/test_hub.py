@@ -306,3 +306,12 @@ def test_default_tags_and_repos_match_timm() -> None:
         assert get_pretrained_cfg(arch).tag == pretrained  # what timm.create_model(arch) would load
     for tag in tags:
         assert get_pretrained_cfg(tag).hf_hub_id == f"timm/{hub.resolve_tag(tag)}"
+    # every published tag, with timm's class count and preprocessing
+    assert set(hub.PRETRAINED_TAGS) == set(tags)
+    for tag, facts in hub.PRETRAINED_TAGS.items():
+        cfg = get_pretrained_cfg(tag)
+        assert facts["classes"] == cfg.num_classes, tag
+        assert facts.get("mean", [0.5] * 3) == pytest.approx(list(cfg.mean)), tag
+        assert facts.get("std", [0.5] * 3) == pytest.approx(list(cfg.std)), tag
+        assert facts.get("crop", 0.95) == pytest.approx(cfg.crop_pct), tag
+        assert cfg.interpolation == "bicubic"

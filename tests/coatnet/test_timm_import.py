@@ -172,6 +172,20 @@ def test_foreign_truncated_and_pickled_files(tmp_path: Path) -> None:
         from_timm(tmp_path / "missing.safetensors")
 
 
+def test_bare_arch_name_downloads_the_default_tag_and_records_it(
+    timm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_timm(randomised_timm_model(timm, "coatnet_nano_rw_224"), tmp_path / "model.safetensors")
+    asked = []
+    monkeypatch.setattr(
+        coatnet.timm_import, "download_timm_weights", lambda tag, progress=True: asked.append(tag) or path
+    )
+    model = from_timm("coatnet_nano_rw_224")
+    assert asked == ["coatnet_nano_rw_224.sw_in1k"]
+    assert model.checkpoint_info.provenance["pretrained_tag"] == "sw_in1k"
+    assert model.checkpoint_info.preprocessing["crop"] == 0.9
+
+
 def test_unknown_tag_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown timm CoAtNet 'coatnet_9_rw_224'"):
         from_timm("coatnet_9_rw_224.sw_in1k")
