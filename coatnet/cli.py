@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from coatnet.checkpoint import CheckpointError, read_checkpoint_info, save_checkpoint
+from coatnet.cli_training import add_train_parser
 from coatnet.complexity import count_params, stage_costs
 from coatnet.config import CoAtNetConfig
 from coatnet.hub import HubModelNotFoundError, HubUnavailableError
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, nargs="+", metavar="N", help="input size: N, or H W")
     p.set_defaults(func=cmd_import_timm)
 
+    add_train_parser(sub)
     for add_parser in plugin_commands():
         add_parser(sub)
     return parser

@@ -1,0 +1,373 @@
+"""Image datasets for training and evaluation: Fashion-MNIST (gzipped IDX), CIFAR-10 (binary), ImageFolder.
+
+Nothing here unpickles: IDX and CIFAR-10's binary version are plain bytes, and folder images decode
+with Pillow. Items are ``uint8`` tensors ``(C, H, W)`` with an ``int`` label; scaling, resizing,
+augmentation and normalization happen on whole batches (:mod:`coatnet.training`).
+
+A dataset is named by a spec string (:func:`open_dataset`): ``fashion-mnist`` (Debian's
+``dataset-fashion-mnist`` files), ``fashion-mnist:DIR``, ``cifar10:DIR``, ``imagefolder:DIR``, or a bare
+``DIR`` whose contents say which of the three it is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+# mean / std per channel of the training images (the usual published values)
+STATS = {
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
+}
+
+
+class DatasetError(ValueError):
+    """Data that cannot be used as given; the message says what is wrong and what to do."""
+
+
+@dataclass
+class Skipped:
+    """Images that could not be decoded: counted and reported, never a crash mid-epoch."""
+
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, path: str, reason: str) -> None:
+        self.count += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{path} ({reason})")
+
+    def message(self) -> str:
+        more = ", ..." if self.count > len(self.examples) else ""
+        return f"skipped {self.count} unreadable image(s): " + ", ".join(self.examples) + more
+
+
+class TensorImages(torch.utils.data.Dataset):
+    """A whole dataset in memory: ``images`` (N, C, H, W) uint8 and ``labels`` (N,) int64."""
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, *, name: str, class_names: tuple[str, ...]
+    ):
+        if images.ndim != 4 or images.dtype != torch.uint8 or len(images) != len(labels):
+            raise DatasetError(f"{name}: expected (N, C, H, W) uint8 images and N labels")
+        self.images, self.labels = images, labels.long()
+        self.name, self.class_names = name, tuple(class_names)
+        self.channels, self.size = images.shape[1], (images.shape[2], images.shape[3])
+        self.mean, self.std = STATS.get(name.split(":")[0], STATS["imagefolder"])
+        self.skipped = Skipped()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def subset(self, n: int) -> TensorImages:
+        """The first ``n`` items (for quick runs and tests)."""
+        return TensorImages(self.images[:n], self.labels[:n], name=self.name, class_names=self.class_names)
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """``root/<class>/<image>``: classes are the sorted sub-folder names; images decode with Pillow.
+
+    Every image is converted to ``channels`` (1: grayscale, 3: RGB) and resized to ``size`` (bilinear,
+    the shorter side then a centre crop). An unreadable image yields ``None`` (the loader drops it and
+    :attr:`skipped` counts it in the main process).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, size: tuple[int, int] = (224, 224), channels: int = 3):
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(f"no image folder at {root}: give a directory with one sub-folder per class")
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not classes:
+            raise DatasetError(f"{root} has no class sub-folders: put each class's images in root/<class>/")
+        self.samples: list[tuple[str, int]] = []
+        for label, name in enumerate(classes):
+            files = sorted(
+                p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+            if not files:
+                raise DatasetError(
+                    f"class folder {root / name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}): "
+                    "add images or remove the folder"
+                )
+            self.samples += [(str(p), label) for p in files]
+        self.root, self.name, self.class_names = root, f"imagefolder:{root}", tuple(classes)
+        self.channels, self.size = channels, size
+        self.mean, self.std = STATS["imagefolder"] if channels == 3 else ((0.5,), (0.5,))
+        self.labels = torch.tensor([label for _, label in self.samples])
+        self.skipped = Skipped()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[None, str]:
+        path, label = self.samples[index]
+        try:
+            return decode_image(path, self.size, self.channels), label
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+            return None, f"{path}: {type(error).__name__}: {error}".splitlines()[0]
+
+    def subset(self, n: int) -> ImageFolder:
+        out = object.__new__(ImageFolder)
+        out.__dict__.update(self.__dict__)
+        out.samples, out.labels, out.skipped = self.samples[:n], self.labels[:n], Skipped()
+        return out
+
+
+def decode_image(path: str | os.PathLike, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """One image file as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, resized
+    (shorter side to fit, then a centre crop)."""
+    from PIL import ImageOps
+
+    with Image.open(path) as image:
+        image.seek(0)
+        image = ImageOps.exif_transpose(image)
+        image = image.convert("L" if channels == 1 else "RGB")
+        image = ImageOps.fit(image, (size[1], size[0]), method=Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file (gzipped or not) as a numpy array: magic 0x0000 0x08 ndim, big-endian dims, bytes."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:
+        raise DatasetError(
+            f"{path} cannot be read ({error}); the file may be truncated: fetch it again"
+        ) from error
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise DatasetError(f"{path} is not an IDX file of unsigned bytes (bad magic number {data[:4]!r})")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DatasetError(f"{path}: header says {dims} but holds {body.size} bytes; fetch the file again")
+    return body.reshape(dims)
+
+
+def fashion_mnist(split: str, root: str | os.PathLike | None = None) -> TensorImages:
+    """Fashion-MNIST ``train`` (60,000) or ``test`` (10,000) from its gzipped IDX files."""
+    root = Path(root) if root is not None else FASHION_MNIST_DIR
+    prefix = {"train": "train", "test": "t10k"}[_split(split)]
+    paths = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
+    paths = [p if p.exists() else p.with_suffix("") for p in paths]  # also accept them un-gzipped
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        hint = (
+            "install it with `sudo apt-get install dataset-fashion-mnist`"
+            if root == FASHION_MNIST_DIR
+            else "point to the folder holding the four *-idx?-ubyte.gz files"
+        )
+        raise DatasetError(f"Fashion-MNIST not found: missing {', '.join(missing)}; {hint}")
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DatasetError(f"{root}: images {images.shape} and labels {labels.shape} do not pair up")
+    if labels.max() >= len(FASHION_MNIST_CLASSES):
+        raise DatasetError(f"{paths[1]}: labels up to {labels.max()}, Fashion-MNIST has 10 classes")
+    return TensorImages(
+        torch.from_numpy(images.copy())[:, None],
+        torch.from_numpy(labels.astype(np.int64)),
+        name="fashion-mnist",
+        class_names=FASHION_MNIST_CLASSES,
+    )
+
+
+def cifar10(split: str, root: str | os.PathLike) -> TensorImages:
+    """CIFAR-10 from its binary version (``cifar-10-batches-bin``): records of 1 label byte + 3072 pixels."""
+    root = Path(root)
+    if (root / "cifar-10-batches-bin").is_dir():
+        root = root / "cifar-10-batches-bin"
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] if _split(split) == "train" else ["test_batch.bin"]
+    missing = [n for n in names if not (root / n).exists()]
+    if missing:
+        pickled = (root / "data_batch_1").exists() or (root / "cifar-10-batches-py").exists()
+        hint = (
+            "this is CIFAR-10's pickled python version, which we never unpickle: download the binary "
+            "version (cifar-10-binary.tar.gz) instead"
+            if pickled
+            else "download cifar-10-binary.tar.gz and extract it there"
+        )
+        raise DatasetError(f"CIFAR-10 binary files missing in {root}: {', '.join(missing)}; {hint}")
+    records = []
+    for name in names:
+        data = np.fromfile(root / name, dtype=np.uint8)
+        if data.size % 3073:
+            raise DatasetError(f"{root / name} is not a whole number of 3073-byte records; fetch it again")
+        records.append(data.reshape(-1, 3073))
+    data = np.concatenate(records)
+    meta = root / "batches.meta.txt"
+    classes = (
+        tuple(line.strip() for line in meta.read_text().splitlines() if line.strip()) if meta.exists() else ()
+    )
+    return TensorImages(
+        torch.from_numpy(data[:, 1:].reshape(-1, 3, 32, 32).copy()),
+        torch.from_numpy(data[:, 0].astype(np.int64)),
+        name="cifar10",
+        class_names=classes if len(classes) == 10 else CIFAR10_CLASSES,
+    )
+
+
+def open_dataset(
+    spec: str, split: str, *, size: tuple[int, int] | None = None, channels: int | None = None
+) -> TensorImages | ImageFolder:
+    """The dataset a spec names (see the module docstring), for ``split`` ``train`` or ``test``.
+
+    For an image folder, ``DIR/train`` and ``DIR/val`` (or ``DIR/test``) are used when present, and ``DIR``
+    itself otherwise; ``size`` and ``channels`` say what to decode to (default 224x224 RGB).
+    """
+    kind, _, where = spec.partition(":")
+    if not where:
+        kind, where = (
+            (spec, "") if spec.lower() in {"fashion-mnist", "fashion_mnist", "fmnist"} else ("", spec)
+        )
+    kind = kind.lower().replace("_", "-")
+    if kind in {"fashion-mnist", "fmnist"}:
+        return fashion_mnist(split, where or None)
+    path = Path(where)
+    if not path.exists():
+        raise DatasetError(
+            f"no data at {path}: give fashion-mnist[:DIR], cifar10:DIR, imagefolder:DIR, or an existing DIR"
+        )
+    if not kind:
+        kind = _detect(path)
+    if kind == "fashion-mnist":
+        return fashion_mnist(split, path)
+    if kind in {"cifar10", "cifar-10"}:
+        return cifar10(split, path)
+    if kind == "imagefolder":
+        return ImageFolder(_folder_split(path, split), size=size or (224, 224), channels=channels or 3)
+    raise DatasetError(
+        f"unknown dataset kind {kind!r} in {spec!r}: use fashion-mnist, cifar10 or imagefolder"
+    )
+
+
+def _detect(path: Path) -> str:
+    if path.is_dir() and any(path.glob("*-idx3-ubyte*")):
+        return "fashion-mnist"
+    if (path / "cifar-10-batches-bin").is_dir() or (path / "data_batch_1.bin").exists():
+        return "cifar10"
+    return "imagefolder"
+
+
+def _folder_split(path: Path, split: str) -> Path:
+    names = ("train",) if _split(split) == "train" else ("val", "test", "validation")
+    for name in names:
+        if (path / name).is_dir():
+            return path / name
+    return path
+
+
+def _split(split: str) -> str:
+    if split not in {"train", "test", "val"}:
+        raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
+    return "train" if split == "train" else "test"
+
+
+def iterate_batches(
+    dataset: TensorImages | ImageFolder,
+    indices: torch.Tensor,
+    batch_size: int,
+    *,
+    workers: int = 0,
+    drop_last: bool = False,
+):
+    """Yield ``(images uint8 (B, C, H, W), labels (B,))`` over ``indices`` in order.
+
+    In-memory datasets are sliced directly; folders decode in ``workers`` processes, and unreadable
+    images are dropped from their batch and counted in ``dataset.skipped``.
+    """
+    if isinstance(dataset, TensorImages):
+        stop = len(indices) - len(indices) % batch_size if drop_last else len(indices)
+        for start in range(0, stop, batch_size):
+            chosen = indices[start : start + batch_size]
+            yield dataset.images[chosen], dataset.labels[chosen]
+        return
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, indices.tolist()),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate_readable,
+        drop_last=drop_last,
+        persistent_workers=False,
+    )
+    for images, labels, failures in loader:
+        for failure in failures:
+            path, _, reason = failure.partition(": ")
+            dataset.skipped.add(path, reason)
+        yield images, labels
+
+
+def _collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    good = [(image, label) for image, label in items if image is not None]
+    failures = [reason for image, reason in items if image is None]
+    if not good:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), failures
+    return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), failures
+
+
+def prepare_batch(
+    images: torch.Tensor, preprocessing: dict, *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float (B, C', H', W') in [0, 1], resized to ``preprocessing["size"]`` and
+    converted to its ``channels``, but not normalized (augmentation comes first: :func:`normalize`)."""
+    x = images.to(device, non_blocking=True).float().div_(255)
+    channels = preprocessing["channels"]
+    if x.shape[1] != channels:
+        if channels == 1:  # ITU-R 601-2 luma, as Pillow's "L"
+            weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+            x = (x * weights).sum(1, keepdim=True)
+        else:
+            x = x.expand(-1, channels, -1, -1)
+    size = tuple(preprocessing["size"])
+    if tuple(x.shape[-2:]) != size:
+        x = torch.nn.functional.interpolate(
+            x, size=size, mode="bilinear", antialias=True, align_corners=False
+        )
+    return x
+
+
+def normalize(x: torch.Tensor, preprocessing: dict) -> torch.Tensor:
+    mean = torch.tensor(preprocessing["mean"], device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing["std"], device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
