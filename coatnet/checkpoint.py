@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 from coatnet.attention import resize_table
 from coatnet.config import CoAtNetConfig
+from coatnet.demos import builtin_name, demo
 from coatnet.model import CoAtNet
 
 FORMAT = "coatnet-lens/1"
@@ -138,9 +139,17 @@ def save_checkpoint(
     return path
 
 
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The file a checkpoint argument names: a path, or a built-in name (``demo-pre``, ``demo-post``)."""
+    if not Path(path).exists() and builtin_name(str(path)) is not None:
+        return demo(str(path)).checkpoint
+    return Path(path)
+
+
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
-    """The metadata of a checkpoint, without loading its weights."""
-    header = _read_header(Path(path))
+    """The metadata of a checkpoint (a path or a built-in name), without loading its weights."""
+    path = resolve_checkpoint(path)
+    header = _read_header(path)
     try:
         config = CoAtNetConfig.from_dict(json.loads(header["config"]))
         meta = json.loads(header.get("metadata", "{}"))
@@ -168,7 +177,7 @@ def load_checkpoint(
     """Load a checkpoint written by :func:`save_checkpoint`, in eval mode.
 
     Args:
-        path: the ``.safetensors`` file.
+        path: the ``.safetensors`` file, or a built-in name: ``demo-pre``, ``demo-post``.
         attention: build the model with this normalization instead of the saved one (the weights are
             the same; ``model.checkpoint_info.attention_note`` says it was switched).
         img_size: build for another input size; relative-bias tables are resized bilinearly.
@@ -177,7 +186,7 @@ def load_checkpoint(
     Returns:
         The model, with ``model.checkpoint_info`` (:class:`CheckpointInfo`).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)
     changes: dict[str, Any] = {}
     if attention is not None:
@@ -231,7 +240,9 @@ def resize_bias_tables(state: dict[str, torch.Tensor], model: CoAtNet) -> dict[s
 
 def _read_header(path: Path) -> dict[str, str]:
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}: check the path")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: check the path (built-in checkpoints: demo-pre, demo-post)"
+        )
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; give the .safetensors file inside it")
     try:

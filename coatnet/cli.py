@@ -19,6 +19,7 @@ from coatnet.checkpoint import CheckpointError, read_checkpoint_info, save_check
 from coatnet.cli_training import add_train_parser
 from coatnet.complexity import count_params, stage_costs
 from coatnet.config import CoAtNetConfig
+from coatnet.demos import builtin_name
 from coatnet.hub import HubModelNotFoundError, HubUnavailableError
 from coatnet.model import CoAtNet
 from coatnet.timm_import import from_timm
@@ -158,7 +159,7 @@ def resolve_config(
 ) -> tuple[CoAtNetConfig, str]:
     """The config named by a variant name or held in a checkpoint file, and a word on where it came from."""
     path = Path(model)
-    if path.suffix == ".safetensors" or path.exists():
+    if path.suffix == ".safetensors" or path.exists() or builtin_name(model) is not None:
         if layout is not None:
             raise ValueError("--layout applies to variant names, not to checkpoints")
         info = read_checkpoint_info(path)

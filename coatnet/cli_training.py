@@ -104,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     if result.final is not None:
         print(
-            f"{args.out}: test top-1 {100 * result.final.top1:.2f}% after {result.metrics[-1]['epoch']} epochs"
+            f"{args.out}: test top-1 {100 * result.final.top1:.2f}% "
+            f"after {result.metrics[-1]['epoch']} epochs"
         )
     return 0
 

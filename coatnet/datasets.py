@@ -158,6 +158,9 @@ def decode_image(path: str | os.PathLike, size: tuple[int, int], channels: int) 
     with Image.open(path) as image:
         image.seek(0)
         image = ImageOps.exif_transpose(image)
+        if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255
+            grey = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
+            image = Image.fromarray(grey.astype(np.uint8))
         image = image.convert("L" if channels == 1 else "RGB")
         image = ImageOps.fit(image, (size[1], size[0]), method=Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
@@ -177,8 +180,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path} cannot be read ({error}); the file may be truncated: fetch it again"
         ) from error
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise DatasetError(f"{path} is not an IDX file of unsigned bytes (bad magic number {data[:4]!r})")
+        raise DatasetError(
+            f"{path} is not an IDX file of unsigned bytes (bad magic number {data[:4]!r}); "
+            "give the *-idx?-ubyte(.gz) files as published, or fetch them again"
+        )
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: its IDX header is cut short; the file is truncated: fetch it again")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -203,7 +211,7 @@ def fashion_mnist(split: str, root: str | os.PathLike | None = None) -> TensorIm
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetError(f"{root}: images {images.shape} and labels {labels.shape} do not pair up")
-    if labels.max() >= len(FASHION_MNIST_CLASSES):
+    if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
         raise DatasetError(f"{paths[1]}: labels up to {labels.max()}, Fashion-MNIST has 10 classes")
     return TensorImages(
         torch.from_numpy(images.copy())[:, None],
@@ -236,6 +244,11 @@ def cifar10(split: str, root: str | os.PathLike) -> TensorImages:
             raise DatasetError(f"{root / name} is not a whole number of 3073-byte records; fetch it again")
         records.append(data.reshape(-1, 3073))
     data = np.concatenate(records)
+    if data.size and data[:, 0].max() >= len(CIFAR10_CLASSES):
+        raise DatasetError(
+            f"{root}: labels up to {data[:, 0].max()}, CIFAR-10 has 10 classes; is this CIFAR-10's binary "
+            "version (not CIFAR-100's)?"
+        )
     meta = root / "batches.meta.txt"
     classes = (
         tuple(line.strip() for line in meta.read_text().splitlines() if line.strip()) if meta.exists() else ()
@@ -257,7 +270,7 @@ def open_dataset(
     itself otherwise; ``size`` and ``channels`` say what to decode to (default 224x224 RGB).
     """
     kind, _, where = spec.partition(":")
-    if not where:
+    if not where or (Path(spec).exists() and not Path(where).exists()):
         kind, where = (
             (spec, "") if spec.lower() in {"fashion-mnist", "fashion_mnist", "fmnist"} else ("", spec)
         )
@@ -285,7 +298,8 @@ def open_dataset(
 def _detect(path: Path) -> str:
     if path.is_dir() and any(path.glob("*-idx3-ubyte*")):
         return "fashion-mnist"
-    if (path / "cifar-10-batches-bin").is_dir() or (path / "data_batch_1.bin").exists():
+    cifar_files = ("cifar-10-batches-bin", "data_batch_1.bin", "cifar-10-batches-py", "data_batch_1")
+    if any((path / name).exists() for name in cifar_files):  # the pickled ones: cifar10() says why not
         return "cifar10"
     return "imagefolder"
 
@@ -295,6 +309,12 @@ def _folder_split(path: Path, split: str) -> Path:
     for name in names:
         if (path / name).is_dir():
             return path / name
+    splits = [path / name for name in ("train", "val", "test", "validation") if (path / name).is_dir()]
+    if any(sub.is_dir() for folder in splits for sub in folder.iterdir()):  # split folders, not classes
+        raise DatasetError(
+            f"{path} is split into sub-folders but has no {' or '.join(names)}/ for the {split} split: "
+            "add one, or point to a folder of class sub-folders"
+        )
     return path
 
 

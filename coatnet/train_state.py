@@ -11,14 +11,18 @@ import csv
 import io
 import json
 import os
+import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+
+if TYPE_CHECKING:
+    from coatnet.evaluation import EvalResult
 
 RESUME_FORMAT = "coatnet-lens-resume/1"
 
@@ -105,3 +109,64 @@ def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, list):
         return [_unpack(value, tensors) for value in obj]
     return obj
+
+
+def epoch_line(row: dict[str, Any], epochs: int, train_set, test_set) -> str:
+    line = (
+        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
+        f"top-1 {100 * row['train_top1']:.2f}%"
+        f" | test loss {row['test_loss']:.4f} top-1 {100 * row['test_top1']:.2f}% top-5 "
+        f"{100 * row['test_top5']:.2f}% | {row['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s"
+    )
+    for dataset in (train_set, test_set):
+        if dataset.skipped.count:
+            line += f"\n  {dataset.name}: {dataset.skipped.message()}"
+    return line
+
+
+def model_card(settings, rows, final: EvalResult, command, elapsed, world, device) -> str:
+    """A markdown model card: what was trained, how, on what machine, and how well it does."""
+    machine = (
+        f"{world} x {torch.cuda.get_device_name(device)}"
+        if device.type == "cuda"
+        else (
+            f"{world} x CPU process ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} threads)"
+        )
+    )
+    per_class = "\n".join(
+        f"| {name} | {'-' if acc is None else f'{100 * acc:.2f}%'} |"
+        for name, acc in zip(final.class_names, final.per_class, strict=True)
+    )
+    settings_lines = "\n".join(f"| {k} | {v} |" for k, v in settings.to_dict().items())
+    return f"""# {settings.model} ({settings.attention}-normalization) on {settings.data}
+
+| | |
+|---|---|
+| test top-1 | {100 * final.top1:.2f}% ({final.count} images) |
+| test top-5 | {100 * final.top5:.2f}% |
+| test loss | {final.loss:.4f} |
+| epochs | {rows[-1]["epoch"]} ({rows[-1]["step"]} steps) |
+| wall time | {elapsed / 60:.1f} min |
+| machine | {machine}, torch {torch.__version__}, Python {platform.python_version()} |
+
+Command:
+
+```
+{command or "(python API)"}
+```
+
+## Per-class test accuracy
+
+| class | top-1 |
+|---|---|
+{per_class}
+
+## Settings
+
+| setting | value |
+|---|---|
+{settings_lines}
+
+Per-epoch metrics: `metrics.json` / `metrics.csv` beside this card.
+"""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -24,18 +23,18 @@ from typing import Any
 
 import kornia.augmentation as K
 import torch
-import torch.distributed as dist
 from kornia.augmentation.auto import RandAugment
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from coatnet import distributed
 from coatnet.checkpoint import save_checkpoint
 from coatnet.datasets import ImageFolder, TensorImages, normalize, open_dataset, prepare_batch
 from coatnet.datasets import iterate_batches as _batches
 from coatnet.evaluation import EvalResult, evaluate
 from coatnet.model import CoAtNet
-from coatnet.train_state import load_resume, save_resume, write_metrics, write_text
+from coatnet.train_state import epoch_line, load_resume, model_card, save_resume, write_metrics, write_text
 from coatnet.variants import create_model
 
 
@@ -123,7 +122,7 @@ def train(
         on_step: called with (step, loss) after every optimizer step.
     """
     out_dir = Path(out_dir)
-    rank, world = _init_distributed(device)
+    rank, world = distributed.init(device)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -163,112 +162,95 @@ def train(
     net = DistributedDataParallel(model) if world > 1 else model
     final = None
     last_epoch = settings.epochs if stop_after is None else min(stop_after, settings.epochs)
+    if epoch >= last_epoch and rank == 0:
+        print(f"{out_dir}: already trained for {epoch} of {settings.epochs} epochs; nothing to do")
     while epoch < last_epoch:
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        indices = torch.tensor(list(sampler))
-        model.train()
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{settings.epochs}",
-            unit="batch",
-            disable=not progress or rank != 0,
-            dynamic_ncols=True,
-        )
+        batches = _batches(train_set, torch.tensor(list(sampler)), settings.batch_size, workers=workers,
+                           drop_last=True)  # fmt: skip
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch",
+                   disable=not progress or rank != 0, dynamic_ncols=True)  # fmt: skip
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
-        for images, labels in _batches(
-            train_set, indices, settings.batch_size, workers=workers, drop_last=True
-        ):
-            if not _all_have_data(len(labels), world):
+        model.train()
+        for images, labels in batches:
+            if not distributed.all_have_data(len(labels), world):
                 continue
-            labels = labels.to(device)
-            x = prepare_batch(images, preprocessing, device=device)
-            x, targets = augment(x, labels)
+            x, targets = augment(prepare_batch(images, preprocessing, device=device), labels.to(device))
             x = normalize(x, preprocessing).contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = schedule(step)
-            with torch.autocast(
-                device.type, dtype=torch.bfloat16, enabled=settings.amp and device.type == "cuda"
-            ):
-                logits = net(x)
-            loss, correct = _loss(logits.float(), targets, settings.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            if settings.ema > 0:
-                ema.update_parameters(model)
+            loss, correct = _step(net, model, ema, optimizer, x, targets, settings, device)
             step += 1
-            sums += torch.tensor([loss.item() * len(labels), correct, len(labels)], dtype=torch.float64)
+            sums += torch.tensor([loss * len(labels), correct, len(labels)], dtype=torch.float64)
             if on_step is not None:
-                on_step(step, loss.item())
+                on_step(step, loss)
             rate = sums[2].item() * world / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(
-                loss=f"{sums[0].item() / sums[2].item():.4f}",
-                acc=f"{100 * sums[1].item() / sums[2].item():.2f}%",
-                img_s=f"{rate:.0f}",
-                lr=f"{schedule(step - 1):.2e}",
-                refresh=False,
-            )
+            bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}", acc=f"{100 * sums[1] / sums[2]:.2f}%",
+                            img_s=f"{rate:.0f}", lr=f"{schedule(step - 1):.2e}", refresh=False)  # fmt: skip
             bar.update()
         bar.close()
-        if world > 1:
-            dist.all_reduce(sums)
-        epoch += 1
         train_time = time.perf_counter() - started
+        distributed.all_reduce(sums, world)
+        with torch.no_grad():
+            for module in (model, ema.module):
+                distributed.average_buffers(module, world)
+        epoch += 1
         evaluated = ema.module if settings.ema > 0 else model
         final = _evaluate(
             evaluated, test_set, preprocessing, settings, device, workers, rank, world, progress
         )
         elapsed += time.perf_counter() - started
-        row = {
-            "epoch": epoch,
-            "step": step,
-            "lr": schedule(step - 1),
+        rows.append({
+            "epoch": epoch, "step": step, "lr": schedule(step - 1),
             "train_loss": sums[0].item() / max(sums[2].item(), 1),
             "train_top1": sums[1].item() / max(sums[2].item(), 1),
-            "test_loss": final.loss,
-            "test_top1": final.top1,
-            "test_top5": final.top5,
-            "images_per_s": sums[2].item() / max(train_time, 1e-9),
-            "epoch_s": time.perf_counter() - started,
+            "test_loss": final.loss, "test_top1": final.top1, "test_top5": final.top5,
+            "images_per_s": sums[2].item() / max(train_time, 1e-9), "epoch_s": time.perf_counter() - started,
             "skipped_images": train_set.skipped.count + test_set.skipped.count,
-        }
-        rows.append(row)
-        rng = _gather_rng(world)
+        })  # fmt: skip
+        rng = distributed.gather_rng(world)
         if rank == 0:
-            _write_epoch(
-                out_dir,
-                settings,
-                evaluated,
-                model,
-                ema,
-                optimizer,
-                rows,
-                rng,
-                step,
-                epoch,
-                elapsed,
-                command,
-                preprocessing,
-                train_set,
-                final,
-            )
+            provenance = {
+                "dataset": train_set.name, "command": command, "epochs": epoch, "step": step,
+                "weights": "ema" if settings.ema > 0 else "last", "settings": settings.to_dict(),
+                "test_top1": final.top1, "test_top5": final.top5, "wall_time_s": round(elapsed, 1),
+            }  # fmt: skip
+            save_checkpoint(evaluated, out_dir / "last.safetensors", class_names=train_set.class_names,
+                            preprocessing=preprocessing, provenance=provenance)  # fmt: skip
+            write_metrics(out_dir, rows)
+            save_resume(out_dir / "resume.safetensors", {
+                "settings": settings.to_dict(), "command": command, "epoch": epoch, "step": step,
+                "elapsed": elapsed, "metrics": rows, "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(), "rng": rng["cpu"], "cuda_rng": rng["cuda"],
+            })  # fmt: skip
             if progress:
-                tqdm.write(_epoch_line(row, settings.epochs, train_set, test_set))
-        if world > 1:
-            dist.barrier()
+                tqdm.write(epoch_line(rows[-1], settings.epochs, train_set, test_set))
+        distributed.barrier(world)
     if rank == 0 and final is not None and epoch == settings.epochs:
-        write_text(
-            out_dir / "MODEL_CARD.md", model_card(settings, rows, final, command, elapsed, world, device)
-        )
-    checksums = _rank_checksums(model, world)
-    if rank == 0 and checksums and len(set(checksums)) > 1:
+        card = model_card(settings, rows, final, command, elapsed, world, device)
+        write_text(out_dir / "MODEL_CARD.md", card)
+    checksums = distributed.rank_checksums(model, world)
+    distributed.finish(world)
+    if len(set(checksums)) > 1:
         raise RuntimeError(f"the {world} processes ended with different weights: {checksums}")
-    _finish_distributed(world)
     result_model = ema.module if settings.ema > 0 else model
     return TrainResult(model=result_model.eval(), metrics=rows, final=final, out_dir=out_dir)
+
+
+def _step(net, model, ema, optimizer, x, targets, settings: TrainSettings, device) -> tuple[float, int]:
+    """One optimizer step (bf16 autocast on CUDA, gradient clipping, EMA); returns (loss, correct)."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp and device.type == "cuda"):
+        logits = net(x)
+    loss, correct = _loss(logits.float(), targets, settings.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if settings.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    optimizer.step()
+    if settings.ema > 0:
+        ema.update_parameters(model)
+    return loss.item(), correct
 
 
 def _open_data(
@@ -354,10 +336,12 @@ def _augmentation(settings: TrainSettings, preprocessing: dict):
             x = rand_augment(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True) if grey else rand_augment(x)
         draw = torch.rand(()).item()
         if draw < settings.mixup:
-            return mixup(x, labels)
+            return mixup(x, labels)  # (B, 3): label_a, label_b, weight of image b
         if draw < settings.mixup + settings.cutmix:
-            x, targets = cutmix(x, labels)
-            return x, targets[0]
+            x, targets = cutmix(x, labels)  # (1, B, 3): label_a, label_b, share of image a
+            targets = targets[0].clone()
+            targets[:, 2] = 1 - targets[:, 2]
+            return x, targets
         return x, labels
 
     return apply
@@ -388,192 +372,4 @@ def _evaluate(model, test_set, preprocessing, settings, device, workers, rank, w
         indices=indices,
         progress=progress and rank == 0,
     )
-    if world == 1:
-        return result
-    sums = torch.tensor(
-        [result.loss * result.count, result.top5 * result.count, result.count], dtype=torch.float64
-    )
-    confusion = torch.tensor(result.confusion, dtype=torch.long)
-    dist.all_reduce(sums)
-    dist.all_reduce(confusion)
-    totals = confusion.sum(1)
-    count = max(sums[2].item(), 1)
-    return EvalResult(
-        top1=confusion.diagonal().sum().item() / count,
-        top5=sums[1].item() / count,
-        loss=sums[0].item() / count,
-        per_class=[None if t == 0 else confusion[i, i].item() / t.item() for i, t in enumerate(totals)],
-        confusion=confusion.tolist(),
-        class_names=result.class_names,
-        count=int(sums[2].item()),
-        skipped=result.skipped,
-    )
-
-
-def _write_epoch(
-    out_dir,
-    settings,
-    evaluated,
-    model,
-    ema,
-    optimizer,
-    rows,
-    rng,
-    step,
-    epoch,
-    elapsed,
-    command,
-    preprocessing,
-    train_set,
-    final,
-) -> None:
-    provenance = {
-        "dataset": train_set.name,
-        "command": command,
-        "epochs": epoch,
-        "step": step,
-        "weights": "ema" if settings.ema > 0 else "last",
-        "settings": settings.to_dict(),
-        "test_top1": final.top1,
-        "test_top5": final.top5,
-        "wall_time_s": round(elapsed, 1),
-    }
-    save_checkpoint(
-        evaluated,
-        out_dir / "last.safetensors",
-        class_names=train_set.class_names,
-        preprocessing=preprocessing,
-        provenance=provenance,
-    )
-    write_metrics(out_dir, rows)
-    save_resume(
-        out_dir / "resume.safetensors",
-        {
-            "settings": settings.to_dict(),
-            "command": command,
-            "epoch": epoch,
-            "step": step,
-            "elapsed": elapsed,
-            "metrics": rows,
-            "model": model.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": rng["cpu"],
-            "cuda_rng": rng["cuda"],
-        },
-    )
-
-
-def _epoch_line(row: dict[str, Any], epochs: int, train_set, test_set) -> str:
-    line = (
-        f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
-        f"top-1 {100 * row['train_top1']:.2f}%"
-        f" | test loss {row['test_loss']:.4f} top-1 {100 * row['test_top1']:.2f}% top-5 "
-        f"{100 * row['test_top5']:.2f}% | {row['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s"
-    )
-    for dataset in (train_set, test_set):
-        if dataset.skipped.count:
-            line += f"\n  {dataset.name}: {dataset.skipped.message()}"
-    return line
-
-
-def model_card(settings, rows, final: EvalResult, command, elapsed, world, device) -> str:
-    """A markdown model card: what was trained, how, on what machine, and how well it does."""
-    machine = (
-        f"{world} x {torch.cuda.get_device_name(device)}"
-        if device.type == "cuda"
-        else (
-            f"{world} x CPU process ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} threads)"
-        )
-    )
-    per_class = "\n".join(
-        f"| {name} | {'-' if acc is None else f'{100 * acc:.2f}%'} |"
-        for name, acc in zip(final.class_names, final.per_class, strict=True)
-    )
-    settings_lines = "\n".join(f"| {k} | {v} |" for k, v in settings.to_dict().items())
-    return f"""# {settings.model} ({settings.attention}-normalization) on {settings.data}
-
-| | |
-|---|---|
-| test top-1 | {100 * final.top1:.2f}% ({final.count} images) |
-| test top-5 | {100 * final.top5:.2f}% |
-| test loss | {final.loss:.4f} |
-| epochs | {rows[-1]["epoch"]} ({rows[-1]["step"]} steps) |
-| wall time | {elapsed / 60:.1f} min |
-| machine | {machine}, torch {torch.__version__}, Python {platform.python_version()} |
-
-Command:
-
-```
-{command or "(python API)"}
-```
-
-## Per-class test accuracy
-
-| class | top-1 |
-|---|---|
-{per_class}
-
-## Settings
-
-| setting | value |
-|---|---|
-{settings_lines}
-
-Per-epoch metrics: `metrics.json` / `metrics.csv` beside this card.
-"""
-
-
-def _init_distributed(device: str | None) -> tuple[int, int]:
-    """(rank, world size): from torchrun's environment, or (0, 1) for a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _finish_distributed(world: int) -> None:
-    if world > 1 and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def _all_have_data(n: int, world: int) -> bool:
-    """Under DDP every process must step together: skip a batch everywhere if one process has none."""
-    if world == 1:
-        return n > 0
-    flag = torch.tensor([1 if n > 0 else 0])
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
-
-
-def _gather_rng(world: int) -> dict[str, list[torch.Tensor]]:
-    cpu = torch.get_rng_state()
-    cuda = [torch.cuda.get_rng_state()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    if world == 1:
-        return {"cpu": [cpu], "cuda": cuda}
-    cpus = [torch.empty_like(cpu) for _ in range(world)]
-    dist.all_gather(cpus, cpu) if dist.get_backend() == "gloo" else _gather_via_cuda(cpus, cpu)
-    return {"cpu": cpus, "cuda": []}
-
-
-def _gather_via_cuda(out: list[torch.Tensor], tensor: torch.Tensor) -> None:
-    gathered = [torch.empty_like(tensor, device="cuda") for _ in out]
-    dist.all_gather(gathered, tensor.cuda())
-    for target, source in zip(out, gathered, strict=True):
-        target.copy_(source.cpu())
-
-
-def _rank_checksums(model: torch.nn.Module, world: int) -> list[float]:
-    """Under DDP, a checksum of each process's weights (they must agree); empty for one process."""
-    if world == 1:
-        return []
-    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-    total = total.to(next(model.parameters()).device)
-    gathered = [torch.empty_like(total) for _ in range(world)]
-    dist.all_gather(gathered, total)
-    return [g.item() for g in gathered]
+    return distributed.merge_eval(result, world)

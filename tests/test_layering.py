@@ -18,7 +18,10 @@ FORBIDDEN_THIRD_PARTY = {
     "app": {"timm", "torchvision"},
 }
 MODEL_WING = {"config", "layers", "attention", "recording", "blocks", "model", "variants", "complexity"}
-NOT_FOR_MODEL_WING = {"checkpoint", "cli", "timm", "timm_import", "data", "training", "train", "hub"}
+NOT_FOR_MODEL_WING = {
+    "checkpoint", "cli", "cli_training", "timm", "timm_import", "data", "datasets", "demos", "distributed",
+    "evaluation", "hub", "train", "train_state", "training",
+}  # fmt: skip
 
 
 def imported_modules(path: Path) -> list[str]:

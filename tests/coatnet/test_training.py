@@ -1,0 +1,194 @@
+"""Training: it learns, it resumes exactly, it trains in several processes, and its files are complete."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from coatnet import load_checkpoint, read_checkpoint_info
+from coatnet.cli import main
+from coatnet.train_state import load_resume, save_resume
+from coatnet.training import TrainSettings, _augmentation, _lr_schedule, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_fashion_like(root: Path, *, n_train: int, n_test: int, size: int = 32, seed: int = 0) -> Path:
+    """Fashion-MNIST-shaped IDX files: 10 classes, each a bright block at its own place, plus noise."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, size=(n, size, size))
+        for i, label in enumerate(labels):
+            r, c = divmod(int(label), 5)
+            images[i, r * 12 + 4 : r * 12 + 12, c * 6 : c * 6 + 6] += 180
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", np.clip(images, 0, 255))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    return "fashion-mnist:" + str(make_fashion_like(tmp_path_factory.mktemp("fmnist"), n_train=96, n_test=40))
+
+
+def toy(data: str, **changes) -> TrainSettings:
+    values = dict(model="coatnet_toy", data=data, img_size=32, epochs=3, batch_size=16, lr=3e-3,
+                  warmup_epochs=0.5, drop_path=0.0)  # fmt: skip
+    return TrainSettings(**{**values, **changes})
+
+
+def test_a_toy_model_overfits_a_small_batch(tmp_path, data):
+    settings = toy(data, epochs=40, batch_size=32, train_subset=32, test_subset=32, lr=1e-2,
+                   label_smoothing=0.0, weight_decay=0.0, warmup_epochs=1)  # fmt: skip
+    losses = []
+    result = train(settings, tmp_path, progress=False, on_step=lambda step, loss: losses.append(loss))
+    assert losses[-1] < 0.1 * losses[0]
+    assert result.metrics[-1]["train_top1"] == 1.0
+
+
+def test_a_resumed_run_repeats_an_unbroken_one_step_for_step(tmp_path, data):
+    # every random part on: augmentation, RandAugment, MixUp/CutMix, stochastic depth, EMA
+    settings = toy(data, crop_padding=2, hflip=True, randaugment=(2, 9), mixup=0.4, cutmix=0.4,
+                   drop_path=0.2, ema=0.9, seed=3)  # fmt: skip
+    unbroken, resumed = [], []
+    full = train(settings, tmp_path / "a", progress=False, on_step=lambda s, loss: unbroken.append((s, loss)))
+    train(
+        settings,
+        tmp_path / "b",
+        stop_after=1,
+        progress=False,
+        on_step=lambda s, loss: resumed.append((s, loss)),
+    )
+    assert not (tmp_path / "b" / "MODEL_CARD.md").exists()  # stopped early: no card yet
+    # a new process state: whatever happened in between must not matter
+    torch.manual_seed(1234)
+    rest = train(TrainSettings(epochs=3), tmp_path / "b", resume=True, progress=False,
+                 on_step=lambda s, loss: resumed.append((s, loss)))  # fmt: skip
+    assert resumed == unbroken
+    assert [r["test_top1"] for r in rest.metrics] == [r["test_top1"] for r in full.metrics]
+    a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "b" / "MODEL_CARD.md").exists()
+
+
+def test_each_epoch_writes_checkpoint_resume_state_and_metrics(tmp_path, data):
+    settings = toy(data, epochs=2, ema=0.5)
+    result = train(settings, tmp_path, command="coatnet train --test", progress=False)
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2] and rows == result.metrics
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,step,lr,train_loss")
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind
+    info = read_checkpoint_info(tmp_path / "last.safetensors")
+    assert info.class_names[0] == "T-shirt/top" and info.preprocessing["size"] == [32, 32]
+    assert info.provenance["command"] == "coatnet train --test" and info.provenance["weights"] == "ema"
+    assert info.provenance["test_top1"] == pytest.approx(rows[-1]["test_top1"])
+    # the checkpoint holds the EMA weights, and the resume state holds both
+    state = load_resume(tmp_path / "resume.safetensors")
+    saved = load_checkpoint(tmp_path / "last.safetensors").state_dict()
+    ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(saved[k], ema[k]) for k in saved)
+    assert not all(torch.equal(saved[k], state["model"][k]) for k in saved)
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "coatnet train --test" in card and f"{100 * rows[-1]['test_top1']:.2f}%" in card
+
+
+def test_resume_files_store_nested_state_without_pickle(tmp_path):
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=0.1, betas=(0.8, 0.9))
+    optimizer.param_groups[0]["params"][0].grad = torch.ones(3)
+    optimizer.step()
+    state = {"optimizer": optimizer.state_dict(), "rng": [torch.get_rng_state()], "none": None, "n": 3}
+    path = save_resume(tmp_path / "r.safetensors", state)
+    back = load_resume(path)
+    assert back["n"] == 3 and back["none"] is None and torch.equal(back["rng"][0], state["rng"][0])
+    assert list(back["optimizer"]["state"]) == [0]  # integer keys survive
+    fresh = torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))], lr=0.1)
+    fresh.load_state_dict(back["optimizer"])
+    assert fresh.param_groups[0]["betas"] == [0.8, 0.9] or fresh.param_groups[0]["betas"] == (0.8, 0.9)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x80\x04 not safetensors")
+    with pytest.raises(ValueError, match="not a readable resume file"):
+        load_resume(tmp_path / "bad.safetensors")
+
+
+def test_resume_without_a_previous_run_says_what_to_do(tmp_path, data, capsys):
+    code = main(["train", "--out", str(tmp_path / "new"), "--resume", "--data", data, "--quiet"])
+    assert code == 2
+    assert "leave --resume off" in capsys.readouterr().err
+
+
+def test_warmup_then_cosine_schedule():
+    lr = _lr_schedule(TrainSettings(epochs=10, lr=1e-3, min_lr=1e-5, warmup_epochs=1), steps_per_epoch=100)
+    assert lr(0) == pytest.approx(1e-5) and lr(99) == pytest.approx(1e-3)
+    assert lr(100) == pytest.approx(1e-3) and lr(999) == pytest.approx(1e-5)
+    assert lr(550) == pytest.approx((1e-3 + 1e-5) / 2, rel=0.02)  # half-way down the cosine
+    assert all(lr(s) >= lr(s + 1) for s in range(100, 999))
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mixed_targets_weigh_each_label_by_its_share_of_the_image(kind):
+    settings = TrainSettings(mixup=1.0 if kind == "mixup" else 0.0, cutmix=1.0 if kind == "cutmix" else 0.0)
+    augment = _augmentation(settings, {"size": [8, 8], "channels": 1})
+    torch.manual_seed(0)
+    x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(6)])  # image i is all i
+    out, targets = augment(x, torch.arange(6))
+    for image, (a, b, weight_b) in zip(out, targets.tolist(), strict=True):
+        # the image's mean is (1 - w) * a + w * b, whatever the shape of the mix
+        assert image.mean().item() == pytest.approx((1 - weight_b) * a + weight_b * b, abs=1e-5)
+
+
+def test_randaugment_keeps_grey_images_grey():
+    augment = _augmentation(TrainSettings(randaugment=(2, 15)), {"size": [16, 16], "channels": 1})
+    out, labels = augment(torch.rand(4, 1, 16, 16), torch.arange(4))
+    assert out.shape == (4, 1, 16, 16) and torch.equal(labels, torch.arange(4))
+
+
+@pytest.mark.slow
+def test_two_processes_with_ddp_end_with_equal_weights(tmp_path, data):
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from safetensors.torch import save_file\n"
+        "from coatnet.training import TrainSettings, train\n"
+        "torch.set_num_threads(1)\n"
+        f"settings = TrainSettings(model='coatnet_toy', data={data!r}, img_size=32, epochs=2, batch_size=8,\n"
+        "                          crop_padding=2, hflip=True, drop_path=0.1, ema=0.5)\n"
+        "result = train(settings, sys.argv[1], progress=False)\n"
+        "rank = os.environ['RANK']\n"
+        "save_file({k: v.contiguous() for k, v in result.model.state_dict().items()},\n"
+        "          os.path.join(sys.argv[1], f'rank{rank}.safetensors'))\n"
+        "print('rank', rank, 'steps', result.metrics[-1]['step'])\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               f"--master_port={port}", str(script), str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = load_file(tmp_path / "run" / "rank0.safetensors")
+    b = load_file(tmp_path / "run" / "rank1.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # 96 images, 2 processes, batches of 8: 6 steps per epoch in each process
+    assert "steps 12" in done.stdout
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert rows[-1]["step"] == 12 and rows[-1]["images_per_s"] > 0
+    assert "(40 images)" in (tmp_path / "run" / "MODEL_CARD.md").read_text()  # both shares of the test set
