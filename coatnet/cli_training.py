@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -102,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted: the last finished epoch is saved; continue with --out {args.out} --resume",
               file=sys.stderr)  # fmt: skip
         return 130
-    if result.final is not None:
+    if result.final is not None and os.environ.get("RANK", "0") == "0":
         print(
             f"{args.out}: test top-1 {100 * result.final.top1:.2f}% "
             f"after {result.metrics[-1]['epoch']} epochs"
@@ -115,7 +116,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint, attention=args.attention, device=device)
     info = model.checkpoint_info
     pre = info.preprocessing
-    dataset = open_dataset(args.data, args.split, size=tuple(pre["size"]), channels=pre["channels"])
+    dataset = open_dataset(
+        args.data,
+        args.split,
+        size=tuple(pre["size"]),
+        channels=pre["channels"],
+        interpolation=pre.get("interpolation", "bilinear"),
+        crop=pre.get("crop", 1.0),
+    )
     if len(dataset.class_names) != model.config.num_classes:
         raise ValueError(
             f"{args.data} has {len(dataset.class_names)} classes but the model predicts "

@@ -61,18 +61,23 @@ class DatasetError(ValueError):
 
 @dataclass
 class Skipped:
-    """Images that could not be decoded: counted and reported, never a crash mid-epoch."""
+    """Images that could not be decoded: counted (once each, however many epochs) and reported."""
 
-    count: int = 0
-    examples: list[str] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    @property
+    def examples(self) -> list[str]:
+        return [f"{path} ({reason})" for path, reason in list(self.paths.items())[:5]]
 
     def add(self, path: str, reason: str) -> None:
-        self.count += 1
-        if len(self.examples) < 5:
-            self.examples.append(f"{path} ({reason})")
+        self.paths.setdefault(path, reason)
 
     def message(self) -> str:
-        more = ", ..." if self.count > len(self.examples) else ""
+        more = ", ..." if self.count > 5 else ""
         return f"skipped {self.count} unreadable image(s): " + ", ".join(self.examples) + more
 
 
@@ -109,7 +114,15 @@ class ImageFolder(torch.utils.data.Dataset):
     :attr:`skipped` counts it in the main process).
     """
 
-    def __init__(self, root: str | os.PathLike, *, size: tuple[int, int] = (224, 224), channels: int = 3):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        size: tuple[int, int] = (224, 224),
+        channels: int = 3,
+        interpolation: str = "bilinear",
+        crop: float = 1.0,
+    ):
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"no image folder at {root}: give a directory with one sub-folder per class")
@@ -129,6 +142,7 @@ class ImageFolder(torch.utils.data.Dataset):
             self.samples += [(str(p), label) for p in files]
         self.root, self.name, self.class_names = root, f"imagefolder:{root}", tuple(classes)
         self.channels, self.size = channels, size
+        self.interpolation, self.crop = interpolation, crop
         self.mean, self.std = STATS["imagefolder"] if channels == 3 else ((0.5,), (0.5,))
         self.labels = torch.tensor([label for _, label in self.samples])
         self.skipped = Skipped()
@@ -139,7 +153,7 @@ class ImageFolder(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[None, str]:
         path, label = self.samples[index]
         try:
-            return decode_image(path, self.size, self.channels), label
+            return decode_image(path, self.size, self.channels, self.interpolation, self.crop), label
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             return None, f"{path}: {type(error).__name__}: {error}".splitlines()[0]
 
@@ -150,9 +164,16 @@ class ImageFolder(torch.utils.data.Dataset):
         return out
 
 
-def decode_image(path: str | os.PathLike, size: tuple[int, int], channels: int) -> torch.Tensor:
-    """One image file as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, resized
-    (shorter side to fit, then a centre crop)."""
+def decode_image(
+    path: str | os.PathLike,
+    size: tuple[int, int],
+    channels: int,
+    interpolation: str = "bilinear",
+    crop: float = 1.0,
+) -> torch.Tensor:
+    """One image file as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, the
+    central ``crop`` fraction of the largest box of the target's shape, resized with ``interpolation``
+    (``crop=0.875`` is the usual "resize to 256, crop 224")."""
     from PIL import ImageOps
 
     with Image.open(path) as image:
@@ -162,7 +183,8 @@ def decode_image(path: str | os.PathLike, size: tuple[int, int], channels: int) 
             grey = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
             image = Image.fromarray(grey.astype(np.uint8))
         image = image.convert("L" if channels == 1 else "RGB")
-        image = ImageOps.fit(image, (size[1], size[0]), method=Image.Resampling.BILINEAR)
+        method = Image.Resampling[interpolation.upper()]
+        image = ImageOps.fit(image, (size[1], size[0]), method=method, bleed=(1 - crop) / 2)
         array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
@@ -199,8 +221,8 @@ def fashion_mnist(split: str, root: str | os.PathLike | None = None) -> TensorIm
     root = Path(root) if root is not None else FASHION_MNIST_DIR
     prefix = {"train": "train", "test": "t10k"}[_split(split)]
     paths = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
-    paths = [p if p.exists() else p.with_suffix("") for p in paths]  # also accept them un-gzipped
-    missing = [str(p) for p in paths if not p.exists()]
+    paths = [p if p.exists() or not p.with_suffix("").exists() else p.with_suffix("") for p in paths]
+    missing = [str(p) for p in paths if not p.exists()]  # (un-gzipped files are accepted too)
     if missing:
         hint = (
             "install it with `sudo apt-get install dataset-fashion-mnist`"
@@ -262,12 +284,19 @@ def cifar10(split: str, root: str | os.PathLike) -> TensorImages:
 
 
 def open_dataset(
-    spec: str, split: str, *, size: tuple[int, int] | None = None, channels: int | None = None
+    spec: str,
+    split: str,
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    interpolation: str = "bilinear",
+    crop: float = 1.0,
 ) -> TensorImages | ImageFolder:
     """The dataset a spec names (see the module docstring), for ``split`` ``train`` or ``test``.
 
     For an image folder, ``DIR/train`` and ``DIR/val`` (or ``DIR/test``) are used when present, and ``DIR``
-    itself otherwise; ``size`` and ``channels`` say what to decode to (default 224x224 RGB).
+    itself otherwise; ``size``, ``channels``, ``interpolation`` and ``crop`` say how to decode (default
+    224x224 RGB, bilinear, the whole image).
     """
     kind, _, where = spec.partition(":")
     if not where or (Path(spec).exists() and not Path(where).exists()):
@@ -276,8 +305,8 @@ def open_dataset(
         )
     kind = kind.lower().replace("_", "-")
     if kind in {"fashion-mnist", "fmnist"}:
-        return fashion_mnist(split, where or None)
-    path = Path(where)
+        return fashion_mnist(split, Path(where).expanduser() if where else None)
+    path = Path(where).expanduser()
     if not path.exists():
         raise DatasetError(
             f"no data at {path}: give fashion-mnist[:DIR], cifar10:DIR, imagefolder:DIR, or an existing DIR"
@@ -289,7 +318,8 @@ def open_dataset(
     if kind in {"cifar10", "cifar-10"}:
         return cifar10(split, path)
     if kind == "imagefolder":
-        return ImageFolder(_folder_split(path, split), size=size or (224, 224), channels=channels or 3)
+        return ImageFolder(_folder_split(path, split), size=size or (224, 224), channels=channels or 3,
+                           interpolation=interpolation, crop=crop)  # fmt: skip
     raise DatasetError(
         f"unknown dataset kind {kind!r} in {spec!r}: use fashion-mnist, cifar10 or imagefolder"
     )
@@ -311,8 +341,9 @@ def _folder_split(path: Path, split: str) -> Path:
             return path / name
     splits = [path / name for name in ("train", "val", "test", "validation") if (path / name).is_dir()]
     if any(sub.is_dir() for folder in splits for sub in folder.iterdir()):  # split folders, not classes
+        wanted = " or ".join(f"{name}/" for name in names)
         raise DatasetError(
-            f"{path} is split into sub-folders but has no {' or '.join(names)}/ for the {split} split: "
+            f"{path} is split into sub-folders but has no {wanted} for the {split} split: "
             "add one, or point to a folder of class sub-folders"
         )
     return path

@@ -16,9 +16,9 @@ class EvalResult:
     """Accuracy of a model on a dataset.
 
     Attributes:
-        top1, top5: fractions in [0, 1] (top-5 equals 1 for fewer than 6 classes... it is top-min(5, K)).
+        top1, top5: fractions in [0, 1] (top-5 is top-K for K < 5 classes).
         loss: mean cross-entropy.
-        per_class: accuracy of each class (NaN-free: a class with no images gets ``None``).
+        per_class: accuracy of each class (``None`` for a class without images).
         confusion: ``confusion[true][predicted]`` counts.
         class_names: one per class.
         count: images evaluated; skipped: images that could not be decoded.
@@ -72,7 +72,7 @@ def evaluate(
     try:
         bar = tqdm(total=len(indices), desc="eval", unit="img", disable=not progress, leave=False)
         for images, labels in iterate_batches(dataset, indices, batch_size, workers=workers):
-            bar.update(len(labels) + 0)
+            bar.update(len(labels))
             if len(labels) == 0:
                 continue
             x = normalize(prepare_batch(images, preprocessing, device=device), preprocessing)

@@ -130,8 +130,7 @@ def model_card(settings, rows, final: EvalResult, command, elapsed, world, devic
         f"{world} x {torch.cuda.get_device_name(device)}"
         if device.type == "cuda"
         else (
-            f"{world} x CPU process ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} threads)"
+            f"{world} x CPU process ({cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
         )
     )
     per_class = "\n".join(
@@ -170,3 +169,14 @@ Command:
 
 Per-epoch metrics: `metrics.json` / `metrics.csv` beside this card.
 """
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), or the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

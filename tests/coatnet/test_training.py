@@ -192,3 +192,11 @@ def test_two_processes_with_ddp_end_with_equal_weights(tmp_path, data):
     rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert rows[-1]["step"] == 12 and rows[-1]["images_per_s"] > 0
     assert "(40 images)" in (tmp_path / "run" / "MODEL_CARD.md").read_text()  # both shares of the test set
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_with_bf16_autocast(tmp_path, data):
+    result = train(toy(data, epochs=2), tmp_path, device="cuda", progress=False)
+    assert next(result.model.parameters()).is_cuda
+    assert result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"] * 1.5
+    assert load_checkpoint(tmp_path / "last.safetensors").config.name == "coatnet_toy"

@@ -4,6 +4,7 @@ batch preparation, and `coatnet eval` on a folder with corrupt images. All data 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import struct
@@ -60,8 +61,8 @@ def write_fashion(root: Path, split: str, images: np.ndarray, labels: np.ndarray
 
 
 def cifar_records(labels: list[int], first_value: int = 0) -> np.ndarray:
-    """One record per label: the R plane is all ``v``, G ``v + 1``, B ``v + 2``, with ``v`` counting up by
-    3 from ``first_value``, and pixel (0, 1) of R holds the record's index in this call (to check HWC vs CHW)."""
+    """One record per label: the R plane is all ``v``, G ``v + 1``, B ``v + 2``, with ``v`` counting up
+    by 3 from ``first_value``; pixel (0, 1) of R is 200 + the record's index (to tell CHW from HWC)."""
     records = np.zeros((len(labels), 3073), dtype=np.uint8)
     for i, label in enumerate(labels):
         v = first_value + 3 * i
@@ -72,7 +73,9 @@ def cifar_records(labels: list[int], first_value: int = 0) -> np.ndarray:
     return records
 
 
-def write_cifar(root: Path, *, per_batch: int = 2, meta: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def write_cifar(
+    root: Path, *, per_batch: int = 2, meta: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """data_batch_1..5.bin and test_batch.bin; batch ``b`` holds labels ``(b + i) % 10``."""
     root.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -85,9 +88,9 @@ def write_cifar(root: Path, *, per_batch: int = 2, meta: tuple[str, ...] | None 
     return written
 
 
-def save_image(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
+def save_image(path: Path, array: np.ndarray, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, mode).save(path, **kwargs)
+    Image.fromarray(array).save(path, **kwargs)
     return path
 
 
@@ -173,7 +176,8 @@ def test_fashion_mnist_missing_files_name_them_and_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
-    write_idx(elsewhere.mkdir() or elsewhere / "train-images-idx3-ubyte.gz", np.zeros((1, 28, 28)))
+    elsewhere.mkdir()
+    write_idx(elsewhere / "train-images-idx3-ubyte.gz", np.zeros((1, 28, 28)))
     with pytest.raises(DatasetError) as caught:
         fashion_mnist("train", elsewhere)
     message = str(caught.value)
@@ -259,7 +263,11 @@ def test_cifar10_rejects_damaged_files(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as caught:
         cifar10("train", tmp_path / "empty")
     message = str(caught.value)
-    assert "data_batch_1.bin" in message and "data_batch_5.bin" in message and "cifar-10-binary.tar.gz" in message
+    assert (
+        "data_batch_1.bin" in message
+        and "data_batch_5.bin" in message
+        and "cifar-10-binary.tar.gz" in message
+    )
     assert "unpickle" not in message
 
 
@@ -292,13 +300,13 @@ def test_cifar10_refuses_the_pickled_version_without_unpickling(
         folder.mkdir(parents=True)
         for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
             (folder / name).write_bytes(pickle.dumps(_Planted(marker)))
+    for root, how in [(flat, "call"), (nested, "call"), (flat, "spec"), (nested, "spec")]:
+        with pytest.raises(DatasetError) as caught:
+            cifar10("train", root) if how == "call" else open_dataset(f"cifar10:{root}", "test")
+        message = str(caught.value)
+        assert "pickled python version" in message and "never unpickle" in message
+        assert "binary" in message and "cifar-10-binary.tar.gz" in message
     for root in (flat, nested):
-        for call in (lambda: cifar10("train", root), lambda: open_dataset(f"cifar10:{root}", "test")):
-            with pytest.raises(DatasetError) as caught:
-                call()
-            message = str(caught.value)
-            assert "pickled python version" in message and "never unpickle" in message
-            assert "binary" in message and "cifar-10-binary.tar.gz" in message
         with pytest.raises(DatasetError, match="never unpickle"):  # a bare DIR is recognised too
             open_dataset(str(root), "train")
     assert not marker.exists()
@@ -366,7 +374,7 @@ def test_decoding_follows_exif_rotation_and_odd_modes(tmp_path: Path) -> None:
     rgba = np.zeros((6, 6, 4), dtype=np.uint8)
     rgba[..., :3] = (10, 20, 30)
     rgba[..., 3] = np.arange(6)[None, :] * 50
-    save_image(tmp_path / "rgba.png", rgba, "RGBA")
+    save_image(tmp_path / "rgba.png", rgba)
     assert decode_image(tmp_path / "rgba.png", (6, 6), 3)[:, 3, 3].tolist() == [10, 20, 30]
     # 16-bit greyscale (PNG, TIFF, PGM): scaled to 8 bits (value >> 8), not clipped at 255
     grey16 = np.full((6, 6), 0x8000, dtype=np.uint16)
@@ -384,11 +392,13 @@ def test_decoding_follows_exif_rotation_and_odd_modes(tmp_path: Path) -> None:
 
 
 def test_image_folder_errors_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no image folder at .*one sub-folder per class"):
+    with pytest.raises(DatasetError, match=r"no image folder at .*one sub-folder per class"):
         ImageFolder(tmp_path / "missing")
     flat = tmp_path / "flat"
     save_image(flat / "a.png", solid((1, 1, 1)))
-    with pytest.raises(DatasetError, match=r"has no class sub-folders: put each class's images in root/<class>/"):
+    with pytest.raises(
+        DatasetError, match=r"has no class sub-folders: put each class's images in root/<class>/"
+    ):
         ImageFolder(flat)
     root = image_folder(tmp_path / "data", {"cat": [(1, 2, 3)]})
     (root / "dog").mkdir()
@@ -508,10 +518,16 @@ def test_open_dataset_picks_split_folders(tmp_path: Path) -> None:
 
 
 def test_open_dataset_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="unknown dataset kind 'mnist'.*fashion-mnist, cifar10 or imagefolder"):
+    with pytest.raises(
+        DatasetError, match=r"unknown dataset kind 'mnist'.*fashion-mnist, cifar10 or imagefolder"
+    ):
         open_dataset(f"mnist:{tmp_path}", "train")
-    for spec in (str(tmp_path / "nothing"), f"cifar10:{tmp_path / 'nothing'}", f"imagefolder:{tmp_path / 'x'}"):
-        with pytest.raises(DatasetError, match="no data at .*give fashion-mnist"):
+    for spec in (
+        str(tmp_path / "nothing"),
+        f"cifar10:{tmp_path / 'nothing'}",
+        f"imagefolder:{tmp_path / 'x'}",
+    ):
+        with pytest.raises(DatasetError, match=r"no data at .*give fashion-mnist"):
             open_dataset(spec, "train")
     with pytest.raises(DatasetError, match="split must be 'train' or 'test', got 'dev'"):
         open_dataset(str(image_folder(tmp_path / "d", {"a": [(1, 1, 1)]})), "dev")
@@ -559,7 +575,9 @@ def toy_checkpoint(tmp_path: Path) -> Path:
         "interpolation": "bilinear",
         "crop": 1.0,
     }
-    return coatnet.save_checkpoint(model, tmp_path / "toy.safetensors", class_names=["a", "b"], preprocessing=preprocessing)
+    return coatnet.save_checkpoint(
+        model, tmp_path / "toy.safetensors", class_names=["a", "b"], preprocessing=preprocessing
+    )
 
 
 def test_eval_reports_skipped_images(
@@ -574,8 +592,6 @@ def test_eval_reports_skipped_images(
     assert "(4 images, 3 skipped)" in captured.out
     assert "skipped 3 unreadable image(s): " in captured.err
     assert all(str(p) in captured.err for p in bad)
-    import json
-
     result = json.loads(json_out.read_text())
     assert result["count"] == 4 and result["skipped"] == 3 and result["class_names"] == ["a", "b"]
     assert sum(map(sum, result["confusion"])) == 4
@@ -589,7 +605,11 @@ def test_eval_missing_data_is_a_one_line_error(
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("coatnet eval: error: no data at ") and str(missing) in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("coatnet eval: error: no data at ")
+        and str(missing) in lines[0]
+    )
     three = image_folder(tmp_path / "three", {"a": [(1, 1, 1)], "b": [(2, 2, 2)], "c": [(3, 3, 3)]})
     assert cli.main(["eval", str(toy_checkpoint), "--data", str(three), "--quiet", "--workers", "0"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -1,0 +1,87 @@
+"""The built-in demo checkpoints: shipped, small, paired, trained, and as good as their model cards say."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from coatnet import count_params, load_checkpoint, read_checkpoint_info
+from coatnet.cli import main
+from coatnet.datasets import FASHION_MNIST_DIR, fashion_mnist
+from coatnet.demos import NAMES, demo
+from coatnet.evaluation import evaluate
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+    reason="needs Debian's dataset-fashion-mnist",
+)
+
+
+def card_accuracy(name: str) -> float:
+    match = re.search(r"\| test top-1 \| ([0-9.]+)% \(10000 images\)", demo(name).model_card)
+    assert match, f"{name}'s model card gives no test accuracy on the 10,000 test images"
+    return float(match.group(1)) / 100
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_demo_is_shipped_small_and_loads_by_name(name):
+    files = demo(name)
+    assert files.checkpoint.stat().st_size <= 10 * 2**20
+    model = load_checkpoint(name)
+    assert model is not load_checkpoint(name.upper().replace("-", "_"))  # names match loosely
+    info = model.checkpoint_info
+    assert info.config.attention == name.removeprefix("demo-") == info.trained_attention
+    assert info.class_names[0] == "T-shirt/top" and len(info.class_names) == 10
+    assert info.preprocessing["channels"] == 1 and info.provenance["dataset"] == "fashion-mnist"
+    assert info.provenance["command"].startswith("coatnet train ")
+    stages = {s.name: s for s in model.stage_info()}
+    assert stages["S3"].kind == "T" and min(stages["S3"].grid) >= 7  # attention worth looking at
+    assert count_params(model) < 2.5e6
+
+
+def test_the_two_demos_differ_only_in_attention_normalization():
+    pre, post = (read_checkpoint_info(n).config for n in NAMES)
+    assert pre.replace(attention="post") == post
+    commands = [read_checkpoint_info(n).provenance["command"] for n in NAMES]
+    assert commands[0].replace("--attention pre", "--attention post") == commands[1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metrics_and_model_card_agree_with_the_checkpoint(name):
+    files = demo(name)
+    rows = files.metrics()
+    info = read_checkpoint_info(name)
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    assert rows[-1]["epoch"] == info.provenance["epochs"]
+    assert rows[-1]["test_top1"] == pytest.approx(info.provenance["test_top1"])
+    assert card_accuracy(name) == pytest.approx(rows[-1]["test_top1"], abs=5e-5)
+    assert card_accuracy(name) >= 0.91
+    assert info.provenance["command"] in files.model_card
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+@pytest.mark.parametrize("name", NAMES)
+def test_eval_reproduces_the_model_card(name, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", name, "--data", "fashion-mnist", "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["count"] == 10000
+    assert abs(result["top1"] - card_accuracy(name)) <= 0.001
+    assert sum(map(sum, result["confusion"])) == 10000 and len(result["per_class"]) == 10
+    assert f"top-1 {100 * result['top1']:.2f}%" in capsys.readouterr().out
+
+
+@needs_fashion_mnist
+def test_demo_predicts_test_images_from_the_python_api():
+    model = load_checkpoint("demo-pre")
+    test = fashion_mnist("test").subset(256)
+    result = evaluate(model, test, model.checkpoint_info.preprocessing, progress=False)
+    assert result.top1 > 0.85
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
