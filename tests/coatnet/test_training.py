@@ -200,3 +200,56 @@ def test_training_on_cuda_with_bf16_autocast(tmp_path, data):
     assert next(result.model.parameters()).is_cuda
     assert result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"] * 1.5
     assert load_checkpoint(tmp_path / "last.safetensors").config.name == "coatnet_toy"
+
+
+def test_an_interrupted_epoch_loses_nothing_saved_and_resumes_exactly(tmp_path, data):
+    settings = toy(data, crop_padding=2, hflip=True, seed=5)
+    unbroken = []
+    train(settings, tmp_path / "a", progress=False, on_step=lambda s, loss: unbroken.append(loss))
+
+    def interrupt(step, loss):
+        if step == 9:  # in the middle of the second epoch (6 steps per epoch)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(settings, tmp_path / "b", progress=False, on_step=interrupt)
+    assert load_resume(tmp_path / "b" / "resume.safetensors")["epoch"] == 1
+    assert len(json.loads((tmp_path / "b" / "metrics.json").read_text())) == 1
+    resumed = []
+    train(settings, tmp_path / "b", resume=True, progress=False, on_step=lambda s, loss: resumed.append(loss))
+    assert resumed == unbroken[6:]
+
+
+def test_training_on_an_image_folder_skips_and_reports_broken_images(tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label, colour in enumerate(((250, 20, 20), (20, 20, 250))):
+            folder = tmp_path / "data" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(8):
+                Image.new("RGB", (40, 30), tuple(min(255, c + 3 * i) for c in colour)).save(
+                    folder / f"{i}.png"
+                )
+    (tmp_path / "data" / "train" / "class0" / "broken.png").write_bytes(b"not an image at all")
+    (tmp_path / "data" / "train" / "class1" / "empty.jpg").write_bytes(b"")
+    args = [
+        "--model",
+        "coatnet_toy",
+        "--img-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "6",
+        "--workers",
+        "0",
+    ]
+    code = main(["train", "--out", str(tmp_path / "run"), "--data", str(tmp_path / "data"), *args])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 unreadable image(s)" in out and "broken.png" in out and "empty.jpg" in out
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [r["skipped_images"] for r in rows] == [2, 2]  # each file counted once, not once per epoch
+    info = read_checkpoint_info(tmp_path / "run" / "last.safetensors")
+    assert info.class_names == ("class0", "class1") and info.preprocessing["channels"] == 3
