@@ -8,7 +8,7 @@ COATNET=${COATNET:-.venv/bin/coatnet}
 mkdir -p runs
 for mode in pre post; do
   "$COATNET" train --out "runs/demo-$mode" --model coatnet_pico --strides 2 1 1 2 1 --attention "$mode" \
-    --epochs 7 --lr 2e-3 --warmup-epochs 0.5 --crop-padding 2 --hflip --drop-path 0.05 --ema 0.999 \
+    --epochs 7 --lr 2e-3 --warmup-epochs 0.5 --crop-padding 2 --hflip --drop-path 0.05 \
     --seed 0 --threads 1 > "runs/demo-$mode.log" 2>&1 &
 done
 wait

@@ -85,3 +85,11 @@ def test_demo_predicts_test_images_from_the_python_api():
     assert not model.training and all(p.grad is None for p in model.parameters())
     with torch.no_grad():
         assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_info_and_eval_name_the_built_in_checkpoints(capsys):
+    assert main(["info", "demo-post"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint" in out and "7x7" in out and "post-normalization" in out
+    assert main(["eval", "demo-missing"]) == 2
+    assert "built-in checkpoints: demo-pre, demo-post" in capsys.readouterr().err

@@ -253,3 +253,18 @@ def test_training_on_an_image_folder_skips_and_reports_broken_images(tmp_path, c
     assert [r["skipped_images"] for r in rows] == [2, 2]  # each file counted once, not once per epoch
     info = read_checkpoint_info(tmp_path / "run" / "last.safetensors")
     assert info.class_names == ("class0", "class1") and info.preprocessing["channels"] == 3
+
+
+def test_ema_warms_up_then_decays_at_the_given_rate():
+    from coatnet.training import _ema_with_warmup
+
+    update = _ema_with_warmup(0.99)
+    averaged, current = [torch.zeros(2)], [torch.ones(2)]
+    update(averaged, current, torch.tensor(0))  # first update: decay 1/10, the average moves 90% of the way
+    assert torch.allclose(averaged[0], torch.full((2,), 0.9))
+    averaged = [torch.zeros(2)]
+    update(averaged, current, torch.tensor(10_000))  # warmed up: decay 0.99
+    assert torch.allclose(averaged[0], torch.full((2,), 0.01))
+    counts = [torch.tensor([3])]
+    update(counts, [torch.tensor([7])], torch.tensor(5))  # integer buffers are copied
+    assert counts[0].item() == 7
