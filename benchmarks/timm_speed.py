@@ -37,25 +37,31 @@ def images_per_second(model, x: torch.Tensor, *, iters: int, autocast) -> float:
     return x.shape[0] * iters / (time.perf_counter() - start)
 
 
+def paired_models(arch: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(ours, timm's) for ``arch``, with the same random weights."""
+    ensure_torchvision_ops()
+    import timm
+
+    reference = timm.create_model(arch, pretrained=False).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+        ours = coatnet.from_timm(path, arch=arch)
+    return ours, reference
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", nargs="+", default=["coatnet_0_rw_224", "coatnet_nano_rw_224"])
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="alternate the two models this many times")
     args = parser.parse_args()
-    ensure_torchvision_ops()
-    import timm
-
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     batch = 256 if cuda else 8
     results = []
     for arch in args.arch:
-        reference = timm.create_model(arch, pretrained=False).eval()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.safetensors"
-            save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
-            ours = coatnet.from_timm(path, arch=arch)
+        ours, reference = paired_models(arch)
         x = torch.randn(batch, 3, 224, 224, device=device)
         models = {"coatnet": ours.to(device), "timm": reference.to(device)}
         if cuda:
