@@ -171,21 +171,35 @@ def decode_image(
     interpolation: str = "bilinear",
     crop: float = 1.0,
 ) -> torch.Tensor:
-    """One image file as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, the
-    central ``crop`` fraction of the largest box of the target's shape, resized with ``interpolation``
-    (``crop=0.875`` is the usual "resize to 256, crop 224")."""
+    """One image file as a (channels, H, W) uint8 tensor (see :func:`image_to_tensor`)."""
+    with Image.open(path) as image:
+        return image_to_tensor(image, size, channels, interpolation, crop)
+
+
+def image_to_tensor(
+    image: Image.Image,
+    size: tuple[int, int],
+    channels: int,
+    interpolation: str = "bilinear",
+    crop: float = 1.0,
+) -> torch.Tensor:
+    """A PIL image as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, transparency
+    over white, 16-bit values scaled to 8, then the central ``crop`` fraction of the largest box of the
+    target's shape, resized with ``interpolation`` (``crop=0.875`` is the usual "resize 256, crop 224")."""
     from PIL import ImageOps
 
-    with Image.open(path) as image:
-        image.seek(0)
-        image = ImageOps.exif_transpose(image)
-        if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255
-            grey = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
-            image = Image.fromarray(grey.astype(np.uint8))
-        image = image.convert("L" if channels == 1 else "RGB")
-        method = Image.Resampling[interpolation.upper()]
-        image = ImageOps.fit(image, (size[1], size[0]), method=method, bleed=(1 - crop) / 2)
-        array = np.asarray(image, dtype=np.uint8)
+    image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255
+        grey = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
+        image = Image.fromarray(grey.astype(np.uint8))
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert("L" if channels == 1 else "RGB")
+    method = Image.Resampling[interpolation.upper()]
+    image = ImageOps.fit(image, (size[1], size[0]), method=method, bleed=(1 - crop) / 2)
+    array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 

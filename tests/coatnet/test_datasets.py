@@ -370,12 +370,16 @@ def test_decoding_follows_exif_rotation_and_odd_modes(tmp_path: Path) -> None:
     assert shown[:14].mean() < 10 and shown[18:].mean() > 245
     plain = decode_image(tmp_path / "plain.jpg", (16, 32), 1)[0].float()
     assert plain[:, :14].mean() < 10 and plain[:, 18:].mean() > 245
-    # RGBA: alpha dropped, colour kept
+    # RGBA: composited over white (a transparent pixel is white, an opaque one keeps its colour)
     rgba = np.zeros((6, 6, 4), dtype=np.uint8)
     rgba[..., :3] = (10, 20, 30)
     rgba[..., 3] = np.arange(6)[None, :] * 50
     save_image(tmp_path / "rgba.png", rgba)
-    assert decode_image(tmp_path / "rgba.png", (6, 6), 3)[:, 3, 3].tolist() == [10, 20, 30]
+    decoded = decode_image(tmp_path / "rgba.png", (6, 6), 3)
+    assert decoded[:, 3, 0].tolist() == [255, 255, 255]  # alpha 0
+    alpha = 150 / 255  # column 3
+    expected = [round(c * alpha + 255 * (1 - alpha)) for c in (10, 20, 30)]
+    assert all(abs(a - b) <= 1 for a, b in zip(decoded[:, 3, 3].tolist(), expected, strict=True))
     # 16-bit greyscale (PNG, TIFF, PGM): scaled to 8 bits (value >> 8), not clipped at 255
     grey16 = np.full((6, 6), 0x8000, dtype=np.uint16)
     grey16[0, :3] = (0xFFFF, 0x0100, 0x00FF)
