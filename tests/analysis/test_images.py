@@ -1,0 +1,53 @@
+"""Reading user images: limits before decoding, and one clear message per kind of bad file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analysis.images import ImageError, load_image
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_common_formats_load_fully(fmt):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    loaded = load_image(encoded(image, fmt), name="x")
+    assert loaded.size == (30, 20)
+    loaded.getpixel((0, 0))  # decoded: no file left open
+
+
+def test_a_path_works_and_a_missing_one_says_so(tmp_path):
+    Image.new("L", (8, 8), 7).save(tmp_path / "a.png")
+    assert load_image(tmp_path / "a.png").getpixel((1, 1)) == 7
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty \\(0 bytes\\)"),
+        (b"%PDF-1.4 definitely not an image", "not an image Pillow can read"),
+        (encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "PNG")[:60], "damaged or truncated"),
+    ],
+)
+def test_bad_files_get_one_clear_message(data, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(data, name="upload.png")
+
+
+def test_limits_are_checked_before_decoding():
+    big = encoded(Image.new("L", (4000, 3000)), "PNG")  # 12 megapixels, a small file
+    with pytest.raises(ImageError, match="12 megapixels.*limit is 10 megapixels: downscale"):
+        load_image(big, max_pixels=10_000_000)
+    with pytest.raises(ImageError, match="the limit is 0 MiB"):
+        load_image(big, max_bytes=1000)
