@@ -1,0 +1,66 @@
+"""One way to name a model, for the report, the app and the command line.
+
+A model spec is any of: a built-in checkpoint (``demo-pre``, ``demo-post``), a checkpoint file of ours
+(``.safetensors``), a timm weights file (``model.safetensors`` / ``pytorch_model.bin``), a timm hub tag
+(``coatnet_0_rw_224.sw_in1k``; downloaded when online), or a variant name (``coatnet_0``: random weights,
+said so in :func:`describe`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
+from coatnet.demos import builtin_name
+from coatnet.hub import split_tag
+from coatnet.model import CoAtNet
+
+
+class ModelSpecError(ValueError):
+    """A model spec that names nothing loadable; the message lists what would work."""
+
+
+def load_model(spec: str, *, attention: str | None = None) -> CoAtNet:
+    """The model ``spec`` names, in eval mode, on the CPU (see the module docstring).
+
+    Args:
+        spec: what to load.
+        attention: ``pre`` / ``post`` to switch normalization (the weights stay; the model says so).
+
+    Raises:
+        ModelSpecError: nothing by that name; :class:`coatnet.CheckpointError` for a file that does not fit;
+        :class:`coatnet.HubUnavailableError` for a hub tag while offline.
+    """
+    spec = str(spec).strip()
+    path = Path(spec).expanduser()
+    if builtin_name(spec) is not None and not path.exists():
+        return load_checkpoint(spec, attention=attention)
+    if path.exists():
+        try:
+            return load_checkpoint(path, attention=attention)
+        except CheckpointError as ours:
+            try:
+                return from_timm(path, attention=attention or "pre")
+            except (CheckpointError, ValueError, KeyError) as theirs:
+                raise CheckpointError(f"{ours}; nor is it timm CoAtNet weights ({theirs})") from theirs
+    if "." in spec and "/" not in spec.removeprefix("timm/"):
+        split_tag(spec)  # a malformed tag gets timm's own explanation
+        return from_timm(spec, attention=attention or "pre")
+    try:
+        return create_model(spec, attention=attention or "pre").eval()
+    except (KeyError, ValueError):
+        pass
+    raise ModelSpecError(
+        f"no model {spec!r}: give demo-pre or demo-post, a .safetensors checkpoint, timm weights "
+        "(model.safetensors / pytorch_model.bin), a timm tag such as coatnet_0_rw_224.sw_in1k, or a "
+        "variant from `coatnet list`"
+    )
+
+
+def describe(model: CoAtNet) -> str:
+    """One line: the model, its attention mode (and what it was trained with), and where it came from."""
+    info = getattr(model, "checkpoint_info", None)
+    if info is None:
+        return f"{model.config.name}, {model.config.attention}-normalization, random weights (untrained)"
+    source = info.provenance.get("tag") or info.provenance.get("dataset") or info.path or "checkpoint"
+    return f"{model.config.name}, {info.attention_note}, from {source}"

@@ -1,0 +1,74 @@
+"""Toy models whose attention the tests set by hand, shared by the attention, rollout and statistics tests.
+
+``toy()`` is coatnet_toy (C-C-T-T, 4 heads of 8 channels) at 16x16 with strides (1, 1, 2, 2, 2): S3.0 on a
+4x4 grid (4 px per step), S4.0 on a 2x2 grid (8 px per step), pooled from S3 with the config's pool.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import coatnet
+from coatnet.attention import RelativeAttention
+from coatnet.blocks import TransformerBlock
+
+SIZE = 16
+
+
+def toy(
+    *, attention: str = "pre", strides: tuple[int, ...] = (1, 1, 2, 2, 2), **overrides
+) -> coatnet.CoAtNet:
+    """A seeded coatnet_toy at 16x16, in eval mode."""
+    torch.manual_seed(0)
+    model = coatnet.create_model(
+        "coatnet_toy", img_size=SIZE, strides=strides, attention=attention, **overrides
+    )
+    return model.eval()
+
+
+def rmlp() -> coatnet.CoAtNet:
+    """A slim relative-position-MLP model (timm's rmlp nano, narrowed): S3 4x4, S4 2x2, average pooling."""
+    torch.manual_seed(0)
+    model = coatnet.create_model(
+        "coatnet_rmlp_nano_rw_224", img_size=64, dims=(32, 32, 64, 64), depths=(1, 1, 2, 1)
+    )
+    return model.eval()
+
+
+def images(batch: int = 2, size: int = SIZE) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def attentions(model: coatnet.CoAtNet) -> list[RelativeAttention]:
+    return [m.attn for m in model.modules() if isinstance(m, TransformerBlock)]
+
+
+@torch.no_grad()
+def zero_qk(attn: RelativeAttention) -> None:
+    """q = k = 0 in every head: the qkv output is laid out (s h d) with s = q, k, v."""
+    width = attn.qkv.out_features // 3
+    attn.qkv.weight[: 2 * width] = 0
+    attn.qkv.bias[: 2 * width] = 0
+
+
+@torch.no_grad()
+def set_kernel(attn: RelativeAttention, offsets: dict[tuple[int, int], float], rest: float = 0.0) -> None:
+    """Set every head's bias to ``offsets[(dy, dx)]`` at offset key - query = (dy, dx), ``rest`` elsewhere.
+
+    The kernel view's entry [h, H-1+dy, W-1+dx] is the table's [h, H-1-dy, W-1-dx] (flipped on both axes).
+    """
+    height, width = attn.rel_pos.grid
+    table = attn.rel_pos.table
+    table.fill_(rest)
+    for (dy, dx), value in offsets.items():
+        table[:, height - 1 - dy, width - 1 - dx] = value
+
+
+def state(model: torch.nn.Module) -> tuple:
+    """What an analysis must leave as it was: modes, requires_grad flags, grads, hook counts."""
+    return (
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+        [p.grad for p in model.parameters()],
+        [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
+    )
