@@ -47,7 +47,7 @@ def test_bad_files_get_one_clear_message(data, message):
 
 def test_limits_are_checked_before_decoding():
     big = encoded(Image.new("L", (4000, 3000)), "PNG")  # 12 megapixels, a small file
-    with pytest.raises(ImageError, match="12 megapixels.*limit is 10 megapixels: downscale"):
+    with pytest.raises(ImageError, match=r"12 megapixels.*limit is 10 megapixels: downscale"):
         load_image(big, max_pixels=10_000_000)
     with pytest.raises(ImageError, match="the limit is 0 MiB"):
         load_image(big, max_bytes=1000)
