@@ -38,9 +38,12 @@ def model_lock(model: torch.nn.Module) -> threading.RLock:
 
 @contextmanager
 def preserved(model: torch.nn.Module) -> Iterator[None]:
-    """Leave ``model`` as found: train/eval mode, ``requires_grad`` flags, ``.grad`` tensors, and no
-    hook left behind, even when the body raises. Hold :func:`model_lock` around it."""
+    """Leave ``model`` as found: train/eval mode, ``requires_grad`` flags, ``.grad`` tensors, buffers
+    (a model in training mode updates BatchNorm statistics on every forward), and no hook left behind,
+    even when the body raises. Hold :func:`model_lock` around it."""
     training = {m: m.training for m in model.modules()}
+    in_training = any(training.values())
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if in_training else []
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
@@ -52,6 +55,9 @@ def preserved(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for m, mode in training.items():
             m.training = mode
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
         for p, flag, grad in zip(params, flags, grads, strict=True):
             p.requires_grad_(flag)
             p.grad = grad
@@ -127,3 +133,11 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
+    """A normalized (C, H, W) input back as the uint8 (H, W, C) picture the model sees."""
+    mean = torch.tensor(preprocessing["mean"]).view(-1, 1, 1)
+    std = torch.tensor(preprocessing["std"]).view(-1, 1, 1)
+    pixels = (image.detach().float().cpu() * std + mean).clamp(0, 1) * 255
+    return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()

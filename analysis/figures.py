@@ -200,3 +200,98 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title="Training curves")
     return figure
+
+
+# --- figures of analysis results -------------------------------------------------------------------------
+
+PART_TITLES = {
+    "effective": "effective weights",
+    "content": "content only, softmax(q k^T / sqrt(d))",
+    "bias": "bias only, w(key - query)",
+    "bias_softmax": "bias only, softmax(w): position alone",
+}
+
+
+def attention_heads_figure(
+    block, image: np.ndarray | None, query: int, *, part: str = "effective", index: int = 0
+) -> go.Figure:
+    """Where ``query`` attends in every head of one block (an :class:`analysis.BlockAttention`)."""
+    from analysis.attention import query_map
+
+    maps = query_map(block, query, part=part, image=index)
+    row, col = divmod(query, block.grid[1])
+    signed = part == "bias" or (block.mode == "post" and part == "effective")
+    title = f"{block.name} ({block.mode}-normalization): {PART_TITLES[part]}, query ({row}, {col})"
+    return head_grid(image, maps, stride=block.stride, title=title, query=(row, col),
+                     colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed)  # fmt: skip
+
+
+def fused_attention_figure(
+    block, image: np.ndarray | None, query: int, *, part: str = "effective", how: str = "mean",
+    index: int = 0, clickable: bool = True,
+) -> go.Figure:  # fmt: skip
+    """All heads of one block fused (mean or max) at ``query``, clickable to pick the next query."""
+    from analysis.attention import fuse_heads, query_map
+
+    fused = fuse_heads(query_map(block, query, part=part, image=index)[None], how)[0]
+    row, col = divmod(query, block.grid[1])
+    title = f"{block.name}: {PART_TITLES[part]}, heads fused by {how}, query ({row}, {col})"
+    return overlay(image, fused, stride=block.stride, title=title, query=(row, col), clickable=clickable)
+
+
+def rollout_figure(rollout, image: np.ndarray | None, *, index: int = 0) -> go.Figure:
+    """Attention rollout (an :class:`analysis.Rollout`) on the first attention block's grid."""
+    values = rollout.map[index]
+    query = None if rollout.query is None else divmod(rollout.query, rollout.grid_last[1])
+    where = "averaged over queries" if query is None else f"query {query} of {rollout.blocks[-1]}"
+    scaled_query = None
+    if query is not None:  # mark the query on the first grid's scale
+        ratio = rollout.stride_last / rollout.stride_first
+        scaled_query = (int((query[0] + 0.5) * ratio), int((query[1] + 0.5) * ratio))
+    return overlay(image, values, stride=rollout.stride_first, query=scaled_query,
+                   title=f"Attention rollout ({rollout.label}), {where}")  # fmt: skip
+
+
+def statistics_figures(statistics) -> list[go.Figure]:
+    """Mean distance, entropy and position share per head and block (an :class:`AttentionStatistics`)."""
+    names = [b.name for b in statistics.blocks]
+    mode = statistics.blocks[0].mode if statistics.blocks else ""
+    return [
+        distance_scatter({mode: (names, [b.distance_px for b in statistics.blocks])},
+                         title="Mean attention distance per head"),
+        distance_scatter({mode: (names, [b.entropy for b in statistics.blocks])},
+                         title="Attention entropy per head (log N is uniform)", y_label="entropy (nats)"),
+        distance_scatter({mode: (names, [b.position_share for b in statistics.blocks])},
+                         title="Share of logit variance from position (bias) vs content",
+                         y_label="position share"),
+    ]  # fmt: skip
+
+
+def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure]:
+    """Pre vs post (a :class:`analysis.compare.Comparison`): per block the maps side by side and their
+    difference, then per-head divergences and the distance scatter of both."""
+    label_a, label_b = comparison.labels
+    figures = []
+    for block in comparison.blocks:
+        row, col = divmod(block.query, block.grid[1])
+        heads = block.map_a.shape[0]
+        stacked = np.concatenate([block.map_a, block.map_b, block.difference])
+        titles = [
+            f"{label} h{h}" for label in (label_a, label_b, f"{label_b} - {label_a}") for h in range(heads)
+        ]
+        title = f"{block.name}: query ({row}, {col}), {label_a} vs {label_b}"
+        figure = head_grid(image_a, stacked, stride=block.stride, titles=titles, cols=heads,
+                           shared_scale=False, query=(row, col), title=title)  # fmt: skip
+        figures.append(figure)
+    names = [b.name for b in comparison.blocks]
+    figures.append(distance_scatter(
+        {label_a: (names, [b.distance_a for b in comparison.blocks]),
+         label_b: (names, [b.distance_b for b in comparison.blocks])},
+        title=f"Mean attention distance per head, {label_a} vs {label_b}",
+    ))  # fmt: skip
+    figures.append(distance_scatter(
+        {"mean over queries": (names, [b.js_mean for b in comparison.blocks]),
+         "at the query": (names, [b.js_query for b in comparison.blocks])},
+        title=f"Jensen-Shannon divergence per head, {label_a} vs {label_b}", y_label="JS divergence (bits)",
+    ))  # fmt: skip
+    return figures

@@ -1,0 +1,227 @@
+"""Attributions: Integrated Gradients is complete, SmoothGrad is captum's NoiseTunnel, Grad-CAM is the
+textbook formula, a model blind to half the image gets no attribution there, and the model is left as
+found, even after an error and under concurrent use."""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import IntegratedGradients, NoiseTunnel
+from PIL import Image
+
+from analysis._common import to_jsonable
+from analysis.attributions import STAGES, Attribution, attributions
+from coatnet import create_model
+
+FAST = {
+    "gradcam": {},
+    "integrated_gradients": {"nt_samples": 2, "n_steps": 4},
+    "occlusion": {"window": 8, "stride": 8},
+}
+SMALL = {"nt_samples": 3, "n_steps": 8}
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("coatnet_toy").eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)[0]
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
+
+
+def test_integrated_gradients_are_complete(model, image) -> None:
+    """Without noise the attributions sum to logit(image) - logit(zero baseline) (Sundararajan et al.)."""
+    target = 3
+    a = attributions(
+        model, image, method="integrated_gradients", target=target, noise_tunnel=False, n_steps=32
+    )
+    expected = (_logits(model, image) - _logits(model, torch.zeros_like(image)))[target].item()
+    assert a.signed_map.sum() == pytest.approx(expected, rel=0.03, abs=1e-3)
+    np.testing.assert_array_equal(a.map, np.maximum(a.signed_map, 0))
+
+
+def test_smoothgrad_is_captums_noise_tunnel(model, image) -> None:
+    """The seeded SmoothGrad equals NoiseTunnel(IntegratedGradients) drawing the same noise."""
+    a = attributions(model, image, method="integrated_gradients", target=2, seed=7, **SMALL)
+    sigma = 0.15 * float(image.max() - image.min())
+    torch.manual_seed(7)
+    ref = NoiseTunnel(IntegratedGradients(model)).attribute(
+        image, nt_type="smoothgrad", stdevs=sigma, baselines=0.0, target=2, **SMALL
+    )
+    np.testing.assert_allclose(a.signed_map, ref[0].sum(0).detach().numpy(), atol=1e-6)
+    again = attributions(model, image, method="integrated_gradients", target=2, seed=7, **SMALL)
+    np.testing.assert_array_equal(a.signed_map, again.signed_map)
+    other = attributions(model, image, method="integrated_gradients", target=2, seed=8, **SMALL)
+    assert not np.allclose(a.signed_map, other.signed_map)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_gradcam_is_the_textbook_formula(model, image, stage) -> None:
+    """relu(sum_c mean_hw(d logit / dA_c) A_c) on the stage output, upsampled bilinearly."""
+    a = attributions(model, image, method="gradcam", stage=stage, target=4)
+    x = model.stem(image)
+    outputs = [x]
+    for block in model.stages:
+        x = block(x)
+        outputs.append(x)
+    acts = outputs[STAGES.index(stage)]
+    logit = model.forward_head(model.norm(x))[0, 4]
+    (grad,) = torch.autograd.grad(logit, acts)
+    cam = (grad.mean((2, 3), keepdim=True) * acts).sum(1, keepdim=True).detach()
+    signed = F.interpolate(cam, (32, 32), mode="bilinear")[0, 0].numpy()
+    positive = F.interpolate(cam.clamp(min=0), (32, 32), mode="bilinear")[0, 0].numpy()
+    np.testing.assert_allclose(a.signed_map, signed, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.map, positive, rtol=1e-4, atol=1e-6)
+    assert a.map.shape == (32, 32) and a.map.dtype == np.float32 and (a.map >= 0).all()
+    assert a.stage == stage and a.method == "gradcam"
+
+
+def test_a_model_blind_to_the_right_half_gets_no_attribution_there(image) -> None:
+    """With the input's right half zeroed before the stem, Integrated Gradients and every occlusion window
+    that misses the left half give exactly 0 there."""
+    blind = create_model("coatnet_toy").eval()
+    mask = torch.ones(1, 1, 32, 32)
+    mask[..., 16:] = 0
+    blind.stem.register_forward_pre_hook(lambda module, args: (args[0] * mask,))
+    ig = attributions(blind, image, method="integrated_gradients", target=1, **FAST["integrated_gradients"])
+    assert (ig.signed_map[:, 16:] == 0).all() and np.abs(ig.signed_map[:, :16]).sum() > 0
+    occ = attributions(blind, image, method="occlusion", target=1, window=4, stride=4)
+    # windows from column 16 on cover only masked pixels (up to float noise of batched forwards)
+    np.testing.assert_allclose(occ.signed_map[:, 16:], 0, atol=1e-6)
+    assert np.abs(occ.signed_map[:, :16]).sum() > 0
+    assert _hook_count(blind) == 1  # the test's own hook stays
+
+
+def test_occlusion_of_the_whole_image_is_the_logit_drop(model, image) -> None:
+    a = attributions(model, image, method="occlusion", target=0, window=32, stride=32)
+    drop = (_logits(model, image) - _logits(model, torch.zeros_like(image)))[0].item()
+    np.testing.assert_allclose(a.signed_map, np.full((32, 32), drop, np.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_default_occlusion_window_covers_the_image(model, image) -> None:
+    a = attributions(model, image, method="occlusion")
+    assert a.signed_map.shape == (32, 32) and np.isfinite(a.signed_map).all()
+    assert np.count_nonzero(a.signed_map) > 0.9 * a.signed_map.size
+
+
+def test_target_predicted_or_chosen_and_class_names(image) -> None:
+    model = create_model("coatnet_toy").eval()
+    probs = _logits(model, image).softmax(-1)
+    predicted = attributions(model, image)
+    assert predicted.target == int(probs.argmax()) and predicted.target_name is None
+    assert predicted.probability == pytest.approx(probs.max().item(), rel=1e-5)
+    other = (predicted.target + 1) % 10
+    chosen = attributions(model, image, target=other)
+    assert chosen.target == other and chosen.probability == pytest.approx(probs[other].item(), rel=1e-5)
+    assert not np.allclose(chosen.signed_map, predicted.signed_map)
+    model.checkpoint_info = SimpleNamespace(class_names=tuple(f"class {i}" for i in range(10)))
+    assert attributions(model, image, target=other).target_name == f"class {other}"
+
+
+def test_pil_image_and_results_are_plain_data(model) -> None:
+    pil = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    a = attributions(model, pil, method="gradcam", stage="S2")
+    assert isinstance(a, Attribution) and a.image_size == (32, 32) and a.map.shape == (32, 32)
+    assert pickle.loads(pickle.dumps(a)).target == a.target
+    assert to_jsonable(a)["stage"] == "S2"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"method": "saliency"},
+        {"stage": "S5"},
+        {"target": 10},
+        {"target": -1},
+        {"method": "occlusion", "window": 40},
+    ],
+)
+def test_bad_arguments_are_refused(model, image, kwargs) -> None:
+    with pytest.raises(ValueError):
+        attributions(model, image, **kwargs)
+
+
+def test_one_image_at_a_time(model) -> None:
+    with pytest.raises(ValueError, match="one image"):
+        attributions(model, torch.randn(2, 3, 32, 32))
+
+
+def test_frozen_model_in_inference_mode(model, image) -> None:
+    """Gradients reach the stage even with frozen weights and a caller inside inference mode."""
+    frozen = create_model("coatnet_toy").eval().requires_grad_(False)
+    with torch.inference_mode():
+        a = attributions(frozen, image.clone(), method="gradcam", stage="S3", target=0)
+    assert np.abs(a.signed_map).max() > 0
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
+@pytest.mark.parametrize("method", list(FAST))
+def test_model_left_as_found_even_after_an_error(image, method, monkeypatch) -> None:
+    model = create_model("coatnet_toy").train()
+    model.stages[1].eval()  # a mixed state must survive too
+    params = list(model.parameters())
+    params[0].requires_grad_(False)
+    marker = torch.ones_like(params[1])
+    params[1].grad = marker
+    modes = [m.training for m in model.modules()]
+
+    def check() -> None:
+        assert [m.training for m in model.modules()] == modes
+        assert not params[0].requires_grad and all(p.requires_grad for p in params[1:])
+        assert params[1].grad is marker and all(p.grad is None for p in params[2:])
+        assert _hook_count(model) == 0
+
+    attributions(model, image, method=method, **FAST[method])
+    check()
+
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("stage S4 broke")
+
+    monkeypatch.setattr(model.stages[3], "forward", broken)
+    with pytest.raises(RuntimeError, match="S4 broke"):
+        attributions(model, image, method=method, **FAST[method])
+    check()
+
+
+def test_two_threads_at_once_match_one_at_a_time(model, image) -> None:
+    jobs = [("gradcam", {"stage": "S2"}), ("integrated_gradients", FAST["integrated_gradients"])] * 2
+    sequential = [attributions(model, image, method=m, target=1, **kw).signed_map for m, kw in jobs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(attributions, model, image, method=m, target=1, **kw) for m, kw in jobs]
+        parallel = [f.result().signed_map for f in futures]
+    for seq, par in zip(sequential, parallel, strict=True):
+        np.testing.assert_array_equal(seq, par)
+    assert _hook_count(model) == 0
+
+
+@pytest.mark.parametrize("method", list(FAST))
+def test_post_normalization_model(image, method) -> None:
+    post = create_model("coatnet_toy", attention="post").eval()
+    a = attributions(post, image, method=method, target=0, **FAST[method])
+    assert a.map.shape == (32, 32) and np.isfinite(a.signed_map).all()
+
+
+def test_relative_position_mlp_model() -> None:
+    model = create_model("coatnet_rmlp_nano_rw_224", img_size=32).eval()
+    a = attributions(model, torch.randn(1, 3, 32, 32), method="gradcam", stage="S3")
+    assert a.map.shape == (32, 32) and (a.map >= 0).all() and np.isfinite(a.map).all()
