@@ -15,22 +15,46 @@ from analysis.attention import (
     query_map,
     upsample_to_image,
 )
+from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
+from analysis.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
+from analysis.receptive_field import (
+    ReceptiveFields,
+    StageReceptiveField,
+    effective_receptive_field,
+    mass_sides,
+    receptive_fields,
+    theoretical_receptive_field,
+)
 from analysis.rollout import Rollout, attention_rollout, pooling_link
 from analysis.statistics import AttentionStatistics, BlockStatistics, attention_statistics
 
 __all__ = [
     "AttentionMaps",
     "AttentionStatistics",
+    "BiasKernel",
     "BlockAttention",
+    "BlockFrequency",
     "BlockStatistics",
+    "DepthwiseKernel",
+    "FrequencyProfile",
+    "Kernels",
+    "ReceptiveFields",
     "Rollout",
+    "StageReceptiveField",
     "attention_maps",
     "attention_rollout",
     "attention_statistics",
+    "effective_receptive_field",
+    "frequency_profile",
     "fuse_heads",
+    "log_amplitude_profile",
+    "mass_sides",
     "pooling_link",
     "query_from_cell",
     "query_index",
     "query_map",
+    "receptive_fields",
+    "relative_bias_kernels",
+    "theoretical_receptive_field",
     "upsample_to_image",
 ]
