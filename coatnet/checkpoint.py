@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from safetensors.torch import save_file
 from coatnet.attention import resize_table
 from coatnet.config import CoAtNetConfig
 from coatnet.demos import builtin_name, demo
+from coatnet.files import atomic_write
 from coatnet.model import CoAtNet
 
 FORMAT = "coatnet-lens/1"
@@ -127,15 +127,7 @@ def save_checkpoint(
         "metadata": json.dumps(metadata),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
     return path
 
 

@@ -14,7 +14,7 @@ import torch
 from coatnet.checkpoint import load_checkpoint
 from coatnet.datasets import open_dataset
 from coatnet.evaluation import evaluate
-from coatnet.train_state import write_text
+from coatnet.files import write_text
 from coatnet.training import TrainSettings, train
 
 DATA_HELP = (

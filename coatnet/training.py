@@ -33,8 +33,9 @@ from coatnet.checkpoint import save_checkpoint
 from coatnet.datasets import ImageFolder, TensorImages, normalize, open_dataset, prepare_batch
 from coatnet.datasets import iterate_batches as _batches
 from coatnet.evaluation import EvalResult, evaluate
+from coatnet.files import write_text
 from coatnet.model import CoAtNet
-from coatnet.train_state import epoch_line, load_resume, model_card, save_resume, write_metrics, write_text
+from coatnet.train_state import epoch_line, load_resume, model_card, save_resume, write_metrics
 from coatnet.variants import create_model
 
 

@@ -20,7 +20,7 @@ FORBIDDEN_THIRD_PARTY = {
 MODEL_WING = {"config", "layers", "attention", "recording", "blocks", "model", "variants", "complexity"}
 NOT_FOR_MODEL_WING = {
     "checkpoint", "cli", "cli_training", "timm", "timm_import", "data", "datasets", "demos", "distributed",
-    "evaluation", "hub", "train", "train_state", "training",
+    "evaluation", "files", "hub", "train", "train_state", "training",
 }  # fmt: skip
 
 

@@ -1,0 +1,176 @@
+"""``coatnet analyze``: images in, a self-contained ``report.html`` and ``results.json`` out.
+
+Plugged into the ``coatnet`` command line through the ``coatnet.commands`` entry-point group, so the
+model library never imports this layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from analysis import figures
+from analysis._common import as_batch, display_image, preprocessing_of
+from analysis.attention import BlockAttention, attention_maps, query_index
+from analysis.attributions import attributions
+from analysis.cka import cka
+from analysis.compare import compare
+from analysis.frequency import frequency_profile
+from analysis.images import ImageError, load_image
+from analysis.kernels import relative_bias_kernels
+from analysis.models import describe, load_model
+from analysis.receptive_field import receptive_fields
+from analysis.report import Section, write_report
+from analysis.rollout import attention_rollout
+from analysis.statistics import attention_statistics
+
+ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="attention, rollout, kernels, receptive fields, attributions... of images, as an HTML report",
+        description="Analyse images with a model (and optionally compare with a second one); writes "
+        "OUT/report.html (self-contained, opens offline) and OUT/results.json.",
+    )
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, BMP, GIF)")
+    p.add_argument(
+        "--model", default="demo-pre", help="demo-pre, demo-post, a checkpoint, a timm tag or file"
+    )
+    p.add_argument("--compare", help="a second model to compare with (e.g. demo-post)")
+    p.add_argument("--attention", choices=("pre", "post"), help="switch --model's normalization")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), help="query pixel (default: centre)")
+    p.add_argument("--stage", default="S3", help="stage for Grad-CAM (S0..S4)")
+    p.add_argument("--attributions", nargs="*", choices=ATTRIBUTIONS, default=list(ATTRIBUTIONS))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_analyze)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    model = load_model(args.model, attention=args.attention)
+    other = load_model(args.compare) if args.compare else None
+    pictures, names = [], []
+    for path in args.images:
+        try:
+            pictures.append(load_image(path))
+            names.append(Path(path).name)
+        except ImageError as error:
+            print(f"coatnet analyze: skipping {error}", file=sys.stderr)
+    if not pictures:
+        raise ValueError("none of the images could be read: give PNG, JPEG, WebP, BMP or GIF files")
+    batch = as_batch(pictures, model)
+    shown = [display_image(x, preprocessing_of(model)) for x in batch]
+    point = tuple(args.point) if args.point else None
+    sections, results = [], {"model": describe(model), "images": names}
+    sections.append(_model_section(model, batch, shown, results))
+    bar = tqdm(total=len(pictures), desc="images", unit="img", disable=args.quiet)
+    for i, name in enumerate(names):
+        sections.append(_image_section(model, other, batch[i : i + 1], shown[i], name, point, args, results))
+        bar.update()
+    bar.close()
+    if other is not None and len(pictures) >= 4:
+        result = cka(model, batch, other=other)
+        sections.append(Section("CKA between the two models", figures=[figures.cka_figure(result)]))
+        results["cka_between_models"] = result
+    title = f"coatnet analyze: {describe(model)}" + (f" vs {describe(other)}" if other is not None else "")
+    path = write_report(args.out, title, sections, results)
+    print(f"wrote {path} and {Path(args.out) / 'results.json'} ({len(names)} image(s))")
+    return 0
+
+
+def _model_section(model, batch: torch.Tensor, shown: list[np.ndarray], results: dict[str, Any]) -> Section:
+    """What belongs to the model rather than one image: kernels, receptive fields, frequency, CKA."""
+    kernels = relative_bias_kernels(model)
+    fields = receptive_fields(model, batch)
+    profile = frequency_profile(model, batch)
+    section = Section(
+        f"The model: {describe(model)}",
+        "Relative-bias kernels (the attention's global static convolution) beside the MBConv depthwise "
+        "kernels; receptive fields averaged over the images; frequency content of every block's output.",
+        figures=[
+            *figures.kernel_figures(kernels),
+            figures.receptive_field_figure(fields, shown[0]),
+            figures.frequency_figure(profile),
+        ],
+    )
+    results.update(kernels=kernels, receptive_fields=fields, frequency=profile)
+    if len(batch) >= 4:
+        similarity = cka(model, batch)
+        section.figures.append(figures.cka_figure(similarity))
+        results["cka"] = similarity
+    return section
+
+
+def _image_section(model, other, x, shown, name, point, args, results) -> Section:
+    maps = attention_maps(model, x)
+    stats = attention_statistics(model, x, maps=maps)
+    rollout = attention_rollout(model, x, maps=maps)
+    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    probabilities = torch.from_numpy(maps.logits[0]).softmax(-1)
+    top = probabilities.topk(min(5, len(probabilities)))
+    predictions = [
+        {"class": int(c), "name": names[c] if names else str(int(c)), "probability": float(p)}
+        for p, c in zip(top.values, top.indices, strict=True)
+    ]
+    section = Section(
+        name,
+        "Top predictions: " + ", ".join(f"{p['name']} {100 * p['probability']:.1f}%" for p in predictions),
+    )
+    record: dict[str, Any] = {"predictions": predictions, "statistics": stats, "rollout": rollout}
+    for block in maps.blocks:
+        query = _query(block, point)
+        section.children.append(
+            Section(
+                f"{block.name} attention",
+                figures=[
+                    figures.attention_heads_figure(block, shown, query, part=part) for part in _parts(block)
+                ],
+            )
+        )
+        record.setdefault("attention_at_query", {})[block.name] = {
+            "query": query,
+            "effective": block.effective[0, :, query],
+            "content": block.content[0, :, query],
+        }
+    section.children.append(
+        Section(
+            "Rollout and statistics",
+            figures=[figures.rollout_figure(rollout, shown), *figures.statistics_figures(stats)],
+        )
+    )
+    explained = []
+    for method in args.attributions:
+        attribution = attributions(model, x, method=method, stage=args.stage)
+        explained.append(figures.attribution_figure(attribution, shown))
+        record[method] = attribution
+    section.children.append(Section("Attributions", figures=explained))
+    if other is not None:
+        comparison = compare(model, other, x, point=point)
+        section.children.append(
+            Section(
+                f"{comparison.labels[0]} vs {comparison.labels[1]}",
+                f"Predictions agree: {bool(comparison.agreement[0])}. " + (comparison.blocks[0].note or ""),
+                figures=figures.comparison_figures(comparison, shown),
+            )
+        )
+        record["comparison"] = comparison
+    results.setdefault("per_image", {})[name] = record
+    return section
+
+
+def _parts(block: BlockAttention) -> tuple[str, ...]:
+    return ("effective", "content", "bias") + (("bias_softmax",) if block.mode == "pre" else ())
+
+
+def _query(block: BlockAttention, point: tuple[float, float] | None) -> int:
+    if point is None:
+        return query_index(block.grid, block.stride, *((g * block.stride - 1) / 2 for g in block.grid))
+    return query_index(block.grid, block.stride, *point)

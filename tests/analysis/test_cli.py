@@ -1,0 +1,74 @@
+"""`coatnet analyze`: a self-contained report and the numbers behind it, and one line per bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import coatnet
+from coatnet.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=16, in_chans=1, strides=(1, 1, 2, 2, 2)).eval()
+    path = tmp_path_factory.mktemp("model") / "toy.safetensors"
+    pre = {
+        "size": [16, 16],
+        "channels": 1,
+        "mean": [0.5],
+        "std": [0.5],
+        "interpolation": "bilinear",
+        "crop": 1.0,
+    }
+    coatnet.save_checkpoint(model, path, class_names=[f"class {i}" for i in range(10)], preprocessing=pre)
+    return path
+
+
+def pictures(folder, count: int) -> list[str]:
+    paths = []
+    for i in range(count):
+        pixels = np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"image{i}.png")
+        paths.append(str(folder / f"image{i}.png"))
+    return paths
+
+
+def test_analyze_writes_an_offline_report_and_results(tmp_path, checkpoint, capsys):
+    images = pictures(tmp_path, 4)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    out = tmp_path / "report"
+    code = main(["analyze", *images, str(tmp_path / "broken.jpg"), "--model", str(checkpoint), "--compare",
+                 str(checkpoint), "--attention", "post", "--out", str(out), "--attributions", "gradcam",
+                 "--quiet"])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "broken.jpg" in captured.err and "Traceback" not in captured.err
+    page = (out / "report.html").read_text()
+    assert "<script src=" not in page and "Plotly" in page  # plotly.js inlined: opens offline
+    assert page.count('class="plotly-graph-div"') >= 10
+    results = json.loads((out / "results.json").read_text())
+    assert results["images"] == [f"image{i}.png" for i in range(4)]
+    assert "post-normalization (weights trained with pre-normalization)" in results["model"]
+    first = results["per_image"]["image0.png"]
+    assert len(first["predictions"]) == 5 and first["predictions"][0]["name"].startswith("class ")
+    assert {b["name"] for b in first["statistics"]["blocks"]} == {"S3.0", "S4.0"}
+    assert len(first["gradcam"]["map"]) == 16 and first["comparison"]["agreement_rate"] in (0.0, 1.0)
+    assert len(results["cka"]["matrix"]) == 6 and len(results["receptive_fields"]["stages"]) == 5
+
+
+def test_analyze_says_what_is_wrong_in_one_line(tmp_path, checkpoint, capsys):
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert (
+        main(["analyze", str(tmp_path / "empty.png"), "--model", str(checkpoint), "--out", str(tmp_path)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "empty (0 bytes)" in err and "none of the images could be read" in err and "Traceback" not in err
+    assert main(["analyze", *pictures(tmp_path, 1), "--model", "no-such-model", "--out", str(tmp_path)]) == 2
+    assert "no model 'no-such-model'" in capsys.readouterr().err

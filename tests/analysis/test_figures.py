@@ -1,0 +1,62 @@
+"""Figures: grid maps sit on the pixels they came from, one click marker per cell, every result draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from analysis import figures
+from analysis.attention import attention_maps
+from analysis.attributions import attributions
+from analysis.cka import cka
+from analysis.compare import compare
+from analysis.frequency import frequency_profile
+from analysis.kernels import relative_bias_kernels
+from analysis.plots import overlay
+from analysis.receptive_field import receptive_fields
+from analysis.rollout import attention_rollout
+from analysis.statistics import attention_statistics
+from tests.analysis.attention_toys import images, toy
+
+
+def test_a_grid_map_covers_exactly_the_pixels_of_its_cells():
+    values = np.arange(12.0).reshape(3, 4)
+    figure = overlay(np.zeros((12, 16), np.uint8), values, stride=4, query=(1, 2), clickable=True)
+    heatmap = next(t for t in figure.data if isinstance(t, go.Heatmap))
+    # cell (r, c) is centred on pixel ((r + 0.5) * 4 - 0.5): cell 0 spans pixels 0..3, centre 1.5
+    assert heatmap.x0 == 1.5 and heatmap.dx == 4 and heatmap.y0 == 1.5 and heatmap.dy == 4
+    cells = next(t for t in figure.data if t.name == "cells")
+    assert len(cells.x) == 12 and cells.marker.opacity < 0.05 and figure.layout.clickmode == "event+select"
+    assert [list(c) for c in cells.customdata[:2]] == [[0, 0], [0, 1]]
+    query = next(t for t in figure.data if t.name == "query")
+    assert (query.x[0], query.y[0]) == (9.5, 5.5)
+    assert list(figure.layout.yaxis.range) == [11.5, -0.5]  # image orientation: row 0 at the top
+
+
+@pytest.mark.parametrize("attention", ["pre", "post"])
+def test_every_result_draws(attention):
+    model, x = toy(attention=attention), images(4)
+    picture = np.zeros((16, 16, 3), np.uint8)
+    maps = attention_maps(model, x[:1])
+    block = maps.block("S3.0")
+    drawn = [
+        figures.attention_heads_figure(block, picture, 5, part="content"),
+        figures.fused_attention_figure(block, picture, 5),
+        figures.rollout_figure(attention_rollout(model, x[:1], maps=maps), picture),
+        *figures.statistics_figures(attention_statistics(model, x[:1], maps=maps)),
+        *figures.kernel_figures(relative_bias_kernels(model)),
+        figures.receptive_field_figure(receptive_fields(model, x), picture),
+        figures.frequency_figure(frequency_profile(model, x)),
+        figures.attribution_figure(attributions(model, x[:1], method="gradcam"), picture),
+        figures.cka_figure(cka(model, x)),
+        *figures.comparison_figures(compare(model, toy(attention="pre"), x[:1]), picture),
+        figures.training_curves([
+            {"epoch": 1, "train_loss": 1.0, "test_loss": 0.9, "train_top1": 0.5, "test_top1": 0.6},
+            {"epoch": 2, "train_loss": 0.5, "test_loss": 0.6, "train_top1": 0.8, "test_top1": 0.7},
+        ]),
+    ]  # fmt: skip
+    for figure in drawn:
+        assert isinstance(figure, go.Figure) and figure.data and figure.layout.title.text
+    heads = figures.attention_heads_figure(block, picture, 5)
+    assert sum(isinstance(t, go.Heatmap) for t in heads.data) == block.heads
