@@ -1,6 +1,8 @@
 """CoAtNet Lens analysis layer: pure functions from a model and images to small frozen dataclasses of
 numpy arrays (DESIGN.md, "The analysis layer"). Each function leaves the model as it found it and is safe
 when several threads analyse through one model at once.
+
+Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report: :mod:`analysis.cli`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from analysis.attention import (
     query_map,
     upsample_to_image,
 )
+from analysis.attributions import Attribution, attributions
+from analysis.cka import CKAResult, cka, linear_cka
+from analysis.compare import BlockComparison, Comparison, compare
 from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
+from analysis.images import ImageError, load_image
 from analysis.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
+from analysis.models import ModelSpecError, describe, load_model
 from analysis.receptive_field import (
     ReceptiveFields,
     StageReceptiveField,
@@ -29,6 +36,19 @@ from analysis.rollout import Rollout, attention_rollout, pooling_link
 from analysis.statistics import AttentionStatistics, BlockStatistics, attention_statistics
 
 __all__ = [
+    "Attribution",
+    "BlockComparison",
+    "CKAResult",
+    "Comparison",
+    "ImageError",
+    "ModelSpecError",
+    "attributions",
+    "cka",
+    "compare",
+    "describe",
+    "linear_cka",
+    "load_image",
+    "load_model",
     "AttentionMaps",
     "AttentionStatistics",
     "BiasKernel",
