@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from coatnet.batches import normalize, prepare_batch
 from coatnet.blocks import TransformerBlock
 from coatnet.checkpoint import default_preprocessing
-from coatnet.datasets import image_to_tensor, normalize, prepare_batch
+from coatnet.datasets import image_to_tensor
 from coatnet.model import CoAtNet
 
 _LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from coatnet.datasets import ImageFolder, TensorImages, iterate_batches, normalize, prepare_batch
+from coatnet.batches import iterate_batches, normalize, prepare_batch
+from coatnet.datasets import ImageFolder, TensorImages
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from coatnet import distributed
+from coatnet.batches import iterate_batches as _batches
+from coatnet.batches import normalize, prepare_batch
 from coatnet.checkpoint import save_checkpoint
-from coatnet.datasets import ImageFolder, TensorImages, normalize, open_dataset, prepare_batch
-from coatnet.datasets import iterate_batches as _batches
+from coatnet.datasets import ImageFolder, TensorImages, open_dataset
 from coatnet.evaluation import EvalResult, evaluate
 from coatnet.files import write_text
 from coatnet.model import CoAtNet

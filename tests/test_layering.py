@@ -19,8 +19,8 @@ FORBIDDEN_THIRD_PARTY = {
 }
 MODEL_WING = {"config", "layers", "attention", "recording", "blocks", "model", "variants", "complexity"}
 NOT_FOR_MODEL_WING = {
-    "checkpoint", "cli", "cli_training", "timm", "timm_import", "data", "datasets", "demos", "distributed",
-    "evaluation", "files", "hub", "train", "train_state", "training",
+    "batches", "checkpoint", "cli", "cli_training", "data", "datasets", "demos", "distributed", "evaluation",
+    "files", "hub", "timm", "timm_import", "train", "train_state", "training",
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 import coatnet
 from coatnet import cli, datasets
+from coatnet.batches import iterate_batches, normalize, prepare_batch
 from coatnet.datasets import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -27,10 +28,7 @@ from coatnet.datasets import (
     cifar10,
     decode_image,
     fashion_mnist,
-    iterate_batches,
-    normalize,
     open_dataset,
-    prepare_batch,
     read_idx,
 )
 
