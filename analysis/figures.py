@@ -189,7 +189,8 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
         cols=len(stages),
         horizontal_spacing=0.02,
         subplot_titles=[
-            f"{s.name} ({s.kind}): theory {_theory(s)}, 50% in {s.mass_sides.get(0.5, 0)} px" for s in stages
+            f"{s.name} ({s.kind})<br>theory {_theory(s)}, 50% in {s.mass_sides.get(0.5, 0)} px"
+            for s in stages
         ],
     )
     height, width = fields.image_size
@@ -208,17 +209,14 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
             col=i,
         )
         cy, cx = stage.centre
-        for size, colour in ((stage.theoretical, "cyan"), ((stage.mass_sides.get(0.5, 0),) * 2, "lime")):
-            figure.add_shape(
-                type="rect",
-                x0=cx - size[1] / 2,
-                x1=cx + size[1] / 2,
-                y0=cy - size[0] / 2,
-                y1=cy + size[0] / 2,
-                line={"color": colour, "width": 1},
-                row=1,
-                col=i,
-            )
+        boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), "lime")]
+        if stage.is_global:  # the whole image, whatever the centre
+            boxes.append(((height, width), ((height - 1) / 2, (width - 1) / 2), "cyan"))
+        else:
+            boxes.append((stage.theoretical, (cy, cx), "cyan"))
+        for (box_h, box_w), (y, x), colour in boxes:
+            figure.add_shape(type="rect", x0=x - box_w / 2, x1=x + box_w / 2, y0=y - box_h / 2,
+                             y1=y + box_h / 2, line={"color": colour, "width": 1}, row=1, col=i)  # fmt: skip
         figure.update_xaxes(range=[-0.5, width - 0.5], showticklabels=False, row=1, col=i)
         figure.update_yaxes(
             range=[height - 0.5, -0.5],
@@ -228,7 +226,7 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
             col=i,
         )
     figure.update_layout(
-        title="Receptive fields: effective (heat), theoretical (cyan), 50% of the mass (green)", height=320
+        title="Receptive fields: effective (heat), theoretical (cyan), 50% of the mass (green)", height=340
     )
     return figure
 
