@@ -85,3 +85,13 @@ def test_several_threads_analyse_one_model_at_once():
     for name, results in together.items():
         assert len(results) == 4 and all(np.allclose(r, alone[name], atol=1e-5) for r in results), name
     assert not model.training and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.gpu
+def test_analyses_run_on_a_cuda_model():
+    model = build(MODELS["toy post"]).cuda()
+    x = torch.randn(4, 3, 32, 32, device="cuda")
+    assert analysis.attention_maps(model, x).blocks[0].effective.shape[0] == 4
+    assert analysis.receptive_fields(model, x[:2]).stages[0].effective.shape == (32, 32)
+    assert analysis.attributions(model, x[:1], method="gradcam").map.shape == (32, 32)
+    assert analysis.attention_rollout(model, x).map.shape[0] == 4
