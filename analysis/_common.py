@@ -142,3 +142,20 @@ def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndar
     std = torch.tensor(preprocessing["std"]).view(-1, 1, 1)
     pixels = (image.detach().float().cpu() * std + mean).clamp(0, 1) * 255
     return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+class NamedBlocks:
+    """For results holding ``blocks`` (each with a ``name``): ``names`` and ``block(name)``."""
+
+    blocks: tuple
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.blocks)
+
+    def block(self, name: str):
+        """The block called ``name`` (``S3.0``); a KeyError names the blocks there are."""
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(f"no block {name!r}; this result holds {', '.join(self.names) or 'none'}")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from analysis._common import as_batch, attention_blocks
+from analysis._common import NamedBlocks, as_batch, attention_blocks
 from coatnet.model import CoAtNet
 from coatnet.recording import record_attention
 
@@ -77,7 +77,7 @@ class BlockAttention:
 
 
 @dataclass(frozen=True)
-class AttentionMaps:
+class AttentionMaps(NamedBlocks):
     """Every recorded attention block of one forward pass, in forward order.
 
     Attributes:
@@ -89,17 +89,6 @@ class AttentionMaps:
     blocks: tuple[BlockAttention, ...]
     image_size: tuple[int, int]
     logits: np.ndarray
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(b.name for b in self.blocks)
-
-    def block(self, name: str) -> BlockAttention:
-        """The block called ``name`` (``S3.0``); a KeyError names the blocks there are."""
-        for b in self.blocks:
-            if b.name == name:
-                return b
-        raise KeyError(f"no attention block {name!r}; this result holds {', '.join(self.names) or 'none'}")
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

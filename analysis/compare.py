@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis._common import as_batch
+from analysis._common import NamedBlocks, as_batch
 from analysis.attention import AttentionMaps, BlockAttention, attention_maps, query_index
 from analysis.statistics import block_statistics, clipped_renormalised
 from coatnet.model import CoAtNet
@@ -53,7 +53,7 @@ class BlockComparison:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(NamedBlocks):
     """The result of :func:`compare`.
 
     Attributes:
@@ -74,12 +74,6 @@ class Comparison:
     probability_b: np.ndarray
     agreement: np.ndarray
     agreement_rate: float
-
-    def block(self, name: str) -> BlockComparison:
-        for block in self.blocks:
-            if block.name == name:
-                return block
-        raise KeyError(f"no block {name!r}; compared blocks: {', '.join(b.name for b in self.blocks)}")
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

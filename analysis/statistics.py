@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from analysis._common import NamedBlocks
 from analysis.attention import AttentionMaps, BlockAttention, attention_maps
 from coatnet.model import CoAtNet
 
@@ -77,21 +78,10 @@ class BlockStatistics:
 
 
 @dataclass(frozen=True)
-class AttentionStatistics:
+class AttentionStatistics(NamedBlocks):
     """Statistics of every attention block, in forward order."""
 
     blocks: tuple[BlockStatistics, ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(b.name for b in self.blocks)
-
-    def block(self, name: str) -> BlockStatistics:
-        """The block called ``name``; a KeyError names the blocks there are."""
-        for b in self.blocks:
-            if b.name == name:
-                return b
-        raise KeyError(f"no attention block {name!r}; this result holds {', '.join(self.names) or 'none'}")
 
     def points(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One point per head of every block, for a scatter of ``metric`` against depth.

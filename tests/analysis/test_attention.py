@@ -4,7 +4,6 @@ that the model is left as found (also after an error and with two threads)."""
 from __future__ import annotations
 
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from analysis.attention import (
 )
 from coatnet.recording import active_recorder
 from tests.analysis.attention_toys import attentions, images, rmlp, set_kernel, state, toy, zero_qk
+from tests.analysis.threads import in_threads
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -181,17 +181,7 @@ def test_two_threads_get_what_each_gets_alone() -> None:
     model = toy()
     inputs = [images(2), torch.randn(3, 3, 16, 16)]
     alone = [attention_maps(model, x) for x in inputs]
-    together: list = [None, None]
-
-    def work(i: int) -> None:
-        for _ in range(5):
-            together[i] = attention_maps(model, inputs[i])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together = in_threads(*(lambda x=x: attention_maps(model, x) for x in inputs), repeat=5)
     for a, b in zip(alone, together, strict=True):
         assert a.names == b.names
         for x, y in zip(a.blocks, b.blocks, strict=True):

@@ -3,14 +3,13 @@ pre and post, and from several threads at once."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
 
 import analysis
 import coatnet
+from tests.analysis.threads import in_threads
 
 # small members of each family, at small inputs (built narrow where the family is wide)
 MODELS = {
@@ -66,24 +65,10 @@ def test_several_threads_analyse_one_model_at_once():
         ),
     }
     alone = {name: job() for name, job in jobs.items()}
-    together: dict[str, list[np.ndarray]] = {name: [] for name in jobs}
-    errors: list[BaseException] = []
-
-    def run(name: str) -> None:
-        try:
-            for _ in range(2):
-                together[name].append(jobs[name]())
-        except BaseException as error:  # reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in jobs for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    for name, results in together.items():
-        assert len(results) == 4 and all(np.allclose(r, alone[name], atol=1e-5) for r in results), name
+    names = [name for name in jobs for _ in range(2)]  # two threads per analysis, all at once
+    together = in_threads(*(jobs[name] for name in names), repeat=2)
+    for name, result in zip(names, together, strict=True):
+        assert np.allclose(result, alone[name], atol=1e-5), name
     assert not model.training and all(p.grad is None for p in model.parameters())
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from torch import nn
 import coatnet
 from analysis._common import to_jsonable
 from analysis.frequency import EPS, frequency_profile, log_amplitude_profile
+from tests.analysis.threads import in_threads
 
 
 class Smooth2x2(nn.Module):
@@ -127,16 +127,7 @@ def test_no_hook_left_and_mode_kept_after_an_error(images: torch.Tensor) -> None
 def test_two_threads_get_the_results_of_one(images: torch.Tensor) -> None:
     model = toy()
     alone = frequency_profile(model, images)
-    results: list = [None, None]
-
-    def work(i: int) -> None:
-        results[i] = frequency_profile(model, images)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_threads(lambda: frequency_profile(model, images), lambda: frequency_profile(model, images))
     for result in results:
         for a, b in zip(result.blocks, alone.blocks, strict=True):
             np.testing.assert_allclose(a.profile, b.profile, rtol=1e-5, atol=1e-5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import coatnet
 from analysis._common import to_jsonable
 from analysis.kernels import relative_bias_kernels
 from coatnet.blocks import MBConvBlock
+from tests.analysis.threads import in_threads
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +136,7 @@ def test_post_normalization_and_two_threads_agree(toy: coatnet.CoAtNet) -> None:
     post = coatnet.create_model("coatnet_toy", attention="post", img_size=64).eval()
     assert {k.mode for k in relative_bias_kernels(post).bias} == {"post"}
     alone = relative_bias_kernels(toy)
-    results: list = [None, None]
-
-    def work(i: int) -> None:
-        results[i] = relative_bias_kernels(toy)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_threads(lambda: relative_bias_kernels(toy), lambda: relative_bias_kernels(toy))
     for result in results:
         for a, b in zip(result.bias, alone.bias, strict=True):
             np.testing.assert_array_equal(a.kernels, b.kernels)

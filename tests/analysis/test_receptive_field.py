@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ from analysis.receptive_field import (
     receptive_fields,
     theoretical_receptive_field,
 )
+from tests.analysis.threads import in_threads
 
 
 @pytest.fixture(scope="module")
@@ -170,16 +170,7 @@ def test_nothing_left_behind_after_an_error(toy: coatnet.CoAtNet, monkeypatch: p
 def test_two_threads_get_the_results_of_one(toy: coatnet.CoAtNet) -> None:
     images = torch.randn(2, 3, 32, 32)
     alone = receptive_fields(toy, images)
-    results: list = [None, None]
-
-    def work(i: int) -> None:
-        results[i] = receptive_fields(toy, images)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_threads(lambda: receptive_fields(toy, images), lambda: receptive_fields(toy, images))
     for result in results:
         for a, b in zip(result.stages, alone.stages, strict=True):
             np.testing.assert_allclose(a.effective, b.effective, rtol=1e-5, atol=1e-8)

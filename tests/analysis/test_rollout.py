@@ -4,8 +4,6 @@ as used, and the model is left as found."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +12,7 @@ from torch import nn
 from analysis.attention import attention_maps
 from analysis.rollout import attention_rollout, pooling_link
 from tests.analysis.attention_toys import attentions, images, rmlp, set_kernel, state, toy, zero_qk
+from tests.analysis.threads import in_threads
 
 
 def identity_attention(model: torch.nn.Module) -> None:
@@ -217,16 +216,6 @@ def test_two_threads_get_what_each_gets_alone() -> None:
     randomise_bias(model)
     inputs = [images(2), torch.randn(3, 3, 16, 16)]
     alone = [attention_rollout(model, x).matrix for x in inputs]
-    together: list = [None, None]
-
-    def work(i: int) -> None:
-        for _ in range(5):
-            together[i] = attention_rollout(model, inputs[i]).matrix
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together = in_threads(*(lambda x=x: attention_rollout(model, x).matrix for x in inputs), repeat=5)
     for a, b in zip(alone, together, strict=True):
         np.testing.assert_array_equal(a, b)

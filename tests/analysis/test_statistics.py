@@ -4,7 +4,6 @@ content alone; pre vs post with no bias; post's clipping; and the model left as 
 from __future__ import annotations
 
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from analysis._common import to_jsonable
 from analysis.attention import attention_maps
 from analysis.statistics import attention_statistics, entropy, grid_distances, mean_distance
 from tests.analysis.attention_toys import attentions, images, rmlp, set_kernel, state, toy, zero_qk
+from tests.analysis.threads import in_threads
 
 
 def uniform_distance(grid: tuple[int, int]) -> np.ndarray:
@@ -149,17 +149,7 @@ def test_the_model_is_left_as_found_and_threads_do_not_mix() -> None:
     model.eval()
     inputs = [images(2), torch.randn(3, 3, 16, 16)]
     alone = [attention_statistics(model, x) for x in inputs]
-    together: list = [None, None]
-
-    def work(i: int) -> None:
-        for _ in range(5):
-            together[i] = attention_statistics(model, inputs[i])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together = in_threads(*(lambda x=x: attention_statistics(model, x) for x in inputs), repeat=5)
     for a, b in zip(alone, together, strict=True):
         for x, y in zip(a.blocks, b.blocks, strict=True):
             np.testing.assert_array_equal(x.distance_px, y.distance_px)
