@@ -40,7 +40,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", help="S1..S4 layout, e.g. C-C-T-T")
     p.add_argument("--strides", type=int, nargs=5, metavar="S", help="S0..S4 strides, e.g. 2 1 1 2 1")
     p.add_argument("--img-size", type=int, help="input size (default: the data's own, 224 for folders)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume: the saved run's")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--min-lr", type=float, default=d.min_lr, help="end of the cosine decay")
@@ -85,7 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     settings = TrainSettings(
         model=args.model, data=args.data, attention=args.attention, layout=args.layout,
-        strides=tuple(args.strides) if args.strides else None, img_size=args.img_size, epochs=args.epochs,
+        strides=tuple(args.strides) if args.strides else None, img_size=args.img_size,
+        epochs=args.epochs or TrainSettings.epochs,
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, warmup_epochs=args.warmup_epochs,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         randaugment=tuple(args.randaugment) if args.randaugment else None, mixup=args.mixup,
@@ -96,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
     try:
         result = train(
-            settings, args.out, resume=args.resume, stop_after=args.stop_after, device=args.device,
+            settings, args.out, resume=args.resume, epochs=args.epochs, stop_after=args.stop_after,
+            device=args.device,
             workers=args.workers, command=command, progress=not args.quiet,
         )  # fmt: skip
     except KeyboardInterrupt:

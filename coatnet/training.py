@@ -102,6 +102,7 @@ def train(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    epochs: int | None = None,
     stop_after: int | None = None,
     device: str | None = None,
     workers: int = 2,
@@ -112,10 +113,11 @@ def train(
     """Train, writing checkpoints, resume state and metrics to ``out_dir`` every epoch.
 
     Args:
-        settings: the run (with ``resume``, the settings saved in ``out_dir`` are used instead, but for
-            ``epochs``, which may grow).
+        settings: the run (with ``resume``, the settings saved in ``out_dir`` are used instead).
         out_dir: where everything is written.
         resume: continue from ``out_dir/resume.safetensors``.
+        epochs: with ``resume``, train up to this many epochs instead of the saved number (the cosine
+            schedule stretches to the new length).
         stop_after: stop (as if interrupted) after this many epochs in total.
         device: ``cuda`` / ``cpu`` (default: CUDA when present).
         workers: decoding processes for image folders.
@@ -130,8 +132,8 @@ def train(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     state = load_resume(out_dir / "resume.safetensors") if resume else None
-    if state is not None:
-        settings = TrainSettings.from_dict({**state["settings"], "epochs": settings.epochs})
+    if state is not None:  # the saved run's settings; only the number of epochs may change
+        settings = TrainSettings.from_dict({**state["settings"], **({"epochs": epochs} if epochs else {})})
         command = state.get("command") or command
     train_set, test_set, preprocessing = _open_data(settings)
 
