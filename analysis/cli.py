@@ -31,6 +31,8 @@ from analysis.rollout import attention_rollout
 from analysis.statistics import attention_statistics
 
 ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
+# CKA compares representations across images: with fewer, the unbiased estimate is mostly noise
+CKA_MIN_IMAGES = 16
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,7 +78,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         sections.append(_image_section(model, other, batch[i : i + 1], shown[i], name, point, args, results))
         bar.update()
     bar.close()
-    if other is not None and len(pictures) >= 4:
+    if other is not None and len(pictures) >= CKA_MIN_IMAGES:
         result = cka(model, batch, other=other)
         sections.append(Section("CKA between the two models", figures=[figures.cka_figure(result)]))
         results["cka_between_models"] = result
@@ -102,10 +104,12 @@ def _model_section(model, batch: torch.Tensor, shown: list[np.ndarray], results:
         ],
     )
     results.update(kernels=kernels, receptive_fields=fields, frequency=profile)
-    if len(batch) >= 4:
+    if len(batch) >= CKA_MIN_IMAGES:
         similarity = cka(model, batch)
         section.figures.append(figures.cka_figure(similarity))
         results["cka"] = similarity
+    else:
+        section.text += f" CKA between stages needs at least {CKA_MIN_IMAGES} images; {len(batch)} given."
     return section
 
 

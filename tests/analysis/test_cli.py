@@ -40,7 +40,7 @@ def pictures(folder, count: int) -> list[str]:
 
 
 def test_analyze_writes_an_offline_report_and_results(tmp_path, checkpoint, capsys):
-    images = pictures(tmp_path, 4)
+    images = pictures(tmp_path, 16)  # CKA needs 16
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
     out = tmp_path / "report"
     code = main(["analyze", *images, str(tmp_path / "broken.jpg"), "--model", str(checkpoint), "--compare",
@@ -53,7 +53,7 @@ def test_analyze_writes_an_offline_report_and_results(tmp_path, checkpoint, caps
     assert "<script src=" not in page and "Plotly" in page  # plotly.js inlined: opens offline
     assert page.count('class="plotly-graph-div"') >= 10
     results = json.loads((out / "results.json").read_text())
-    assert results["images"] == [f"image{i}.png" for i in range(4)]
+    assert results["images"] == [f"image{i}.png" for i in range(16)]
     assert "post-normalization (weights trained with pre-normalization)" in results["model"]
     first = results["per_image"]["image0.png"]
     assert len(first["predictions"]) == 5 and first["predictions"][0]["name"].startswith("class ")
