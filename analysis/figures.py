@@ -16,9 +16,9 @@ from plotly.subplots import make_subplots
 from analysis.plots import (
     DIVERGING,
     SEQUENTIAL,
-    as_rgb,
     distance_scatter,
     head_grid,
+    image_trace,
     kernel_gallery,
     matrix_figure,
     overlay,
@@ -196,7 +196,7 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
     height, width = fields.image_size
     for i, stage in enumerate(stages, start=1):
         if image is not None:
-            figure.add_trace(go.Image(z=as_rgb(image), opacity=0.35, hoverinfo="skip"), row=1, col=i)
+            figure.add_trace(image_trace(image, opacity=0.35), row=1, col=i)
         figure.add_trace(
             go.Heatmap(
                 z=stage.effective,
