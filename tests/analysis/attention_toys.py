@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 import torch
 
 import coatnet
@@ -72,3 +76,19 @@ def state(model: torch.nn.Module) -> tuple:
         [p.grad for p in model.parameters()],
         [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
     )
+
+
+@contextmanager
+def breaks_mid_way(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` raises ``RuntimeError("mid-way")`` when called inside this context, and the body must
+    raise it: for tests that a failed analysis still leaves the model as it was."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mid-way")
+
+    module.forward = broken
+    try:
+        with pytest.raises(RuntimeError, match="mid-way"):
+            yield
+    finally:
+        del module.forward
