@@ -154,7 +154,11 @@ def weights_url(tag: str, filename: str = WEIGHTS_FILE, *, endpoint: str | None 
 
 
 def download_timm_weights(
-    tag: str, *, cache_dir: str | Path | None = None, progress: bool = True, endpoint: str | None = None
+    tag: str,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: bool | type[tqdm] = True,
+    endpoint: str | None = None,
 ) -> Path:
     """Download (or find in the hub cache) the weights of one of timm's pretrained models.
 
@@ -162,7 +166,8 @@ def download_timm_weights(
         tag: ``<arch>.<pretrained tag>``, e.g. ``"coatnet_0_rw_224.sw_in1k"`` (repository
             ``timm/coatnet_0_rw_224.sw_in1k``), or a bare CoAtNet name for timm's default tag.
         cache_dir: the hub cache folder; huggingface_hub's default (``HF_HUB_CACHE``) when None.
-        progress: show huggingface_hub's download progress bar.
+        progress: show huggingface_hub's download progress bar; or a tqdm subclass that draws it
+            (a front end's own bar, such as the app's).
         endpoint: the hub's address, for a mirror; huggingface_hub's default (``HF_ENDPOINT``) when None.
 
     Returns:
@@ -210,15 +215,23 @@ class _SilentTqdm(tqdm):
 
 
 def _fetch(
-    repo_id: str, filename: str, *, cache_dir: str | Path | None, progress: bool, endpoint: str | None
+    repo_id: str,
+    filename: str,
+    *,
+    cache_dir: str | Path | None,
+    progress: bool | type[tqdm],
+    endpoint: str | None,
 ) -> Path:
     """``hf_hub_download`` of one file, its failures turned into this module's errors."""
     offline = _hub_offline()
     kwargs: dict[str, object] = {"cache_dir": cache_dir, "local_files_only": offline}
     if endpoint is not None:
         kwargs["endpoint"] = endpoint
-    if not progress and _accepts(hf_hub_download, "tqdm_class"):
-        kwargs["tqdm_class"] = _SilentTqdm
+    if _accepts(hf_hub_download, "tqdm_class"):
+        if isinstance(progress, type):
+            kwargs["tqdm_class"] = progress
+        elif not progress:
+            kwargs["tqdm_class"] = _SilentTqdm
     tag = repo_id.split("/", 1)[1]
     url = weights_url(tag, filename, endpoint=endpoint)
     try:

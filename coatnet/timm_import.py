@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from coatnet.checkpoint import CheckpointError, CheckpointInfo, load_state_dict_checked, resize_bias_tables
 from coatnet.class_names import imagenet_class_names, label_space_name
@@ -153,7 +154,7 @@ def from_timm(
     arch: str | None = None,
     attention: str = "pre",
     img_size: int | tuple[int, int] | None = None,
-    progress: bool = True,
+    progress: bool | type[tqdm] = True,
 ) -> CoAtNet:
     """A timm CoAtNet as our model, in eval mode, with identical outputs.
 
@@ -164,7 +165,7 @@ def from_timm(
         attention: ``pre`` (how every timm CoAtNet was trained) or ``post`` (same weights, bias added
             after the softmax; the metadata says it was trained with pre-normalization).
         img_size: run at another input size; bias tables are bilinearly resized.
-        progress: show the download's progress bar.
+        progress: show the download's progress bar, or a tqdm subclass to draw it with.
 
     Returns:
         The model, with ``model.checkpoint_info`` carrying timm's preprocessing, the class names and

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import huggingface_hub.constants
 import huggingface_hub.utils as hf_utils
 import pytest
+from tqdm import tqdm
 
 from coatnet import hub
 from coatnet.hub import HubModelNotFoundError, HubUnavailableError, download_timm_weights, split_tag
@@ -116,6 +117,15 @@ def test_no_progress_passes_a_silent_bar(calls: Callable, tmp_path: Path) -> Non
     with bar_class(total=10, desc="x", name="huggingface_hub.download") as bar:
         bar.update(5)
         assert bar.disable
+
+
+def test_a_front_ends_bar_class_draws_the_progress(calls: Callable, tmp_path: Path) -> None:
+    class FrontEndBar(tqdm):
+        pass
+
+    seen = calls(lambda filename: tmp_path / filename)
+    download_timm_weights(TAG, progress=FrontEndBar)
+    assert seen[0][2]["tqdm_class"] is FrontEndBar
 
 
 def test_falls_back_to_pytorch_model_bin_only_without_safetensors(calls: Callable, tmp_path: Path) -> None:
