@@ -176,6 +176,22 @@ def decode_image(
         return image_to_tensor(image, size, channels, interpolation, crop)
 
 
+def upright_picture(image: Image.Image) -> Image.Image:
+    """The first frame, EXIF rotation applied, transparency over white, 16-bit scaled to 8 bits, as an
+    8-bit ``L`` (grey) or ``RGB`` picture (CMYK, palette and the rest become RGB)."""
+    from PIL import ImageOps
+
+    image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255
+        grey = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
+        image = Image.fromarray(grey.astype(np.uint8))
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image if image.mode in ("L", "RGB") else image.convert("RGB")
+
+
 def image_to_tensor(
     image: Image.Image,
     size: tuple[int, int],
@@ -188,15 +204,7 @@ def image_to_tensor(
     target's shape, resized with ``interpolation`` (``crop=0.875`` is the usual "resize 256, crop 224")."""
     from PIL import ImageOps
 
-    image.seek(0)
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255
-        grey = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
-        image = Image.fromarray(grey.astype(np.uint8))
-    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = upright_picture(image).convert("L" if channels == 1 else "RGB")
     method = Image.Resampling[interpolation.upper()]
     image = ImageOps.fit(image, (size[1], size[0]), method=method, bleed=(1 - crop) / 2)
     array = np.asarray(image, dtype=np.uint8)
