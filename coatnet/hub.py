@@ -201,6 +201,16 @@ def download_timm_weights(
         ) from None
 
 
+def cached_timm_weights(tag: str, *, cache_dir: str | Path | None = None) -> Path | None:
+    """The tag's weights file if the hub cache already holds it (no network), else None."""
+    repo_id = f"{HUB_ORG}/{resolve_tag(tag)}"
+    for filename in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
+        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
+        if isinstance(cached, str):
+            return Path(cached)
+    return None
+
+
 class _MissingFile(Exception):
     """The repository exists on the hub, but not this file in it."""
 

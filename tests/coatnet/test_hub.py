@@ -231,6 +231,12 @@ def test_offline_mode_uses_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert download_timm_weights("coatnet_0_rw_224", cache_dir=tmp_path, progress=False) == cached
 
 
+def test_cached_timm_weights_looks_without_the_network(tmp_path: Path) -> None:
+    assert hub.cached_timm_weights(TAG, cache_dir=tmp_path) is None
+    cached = fill_cache(tmp_path, TAG, "model.safetensors", b"weights")
+    assert hub.cached_timm_weights("coatnet_0_rw_224", cache_dir=tmp_path) == cached
+
+
 class FakeHub(http.server.BaseHTTPRequestHandler):
     """A loopback stand-in for the hub: repositories named ``nosuch*`` do not exist, and the others
     have only ``pytorch_model.bin``."""
