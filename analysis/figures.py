@@ -59,17 +59,33 @@ def fused_attention_figure(
     query: int,
     *,
     part: str = "effective",
-    how: str = "mean",
+    how: str | int = "mean",
     index: int = 0,
     clickable: bool = True,
 ) -> go.Figure:
-    """All heads of one block fused (mean or max) at ``query``, clickable to pick the next query."""
+    """All heads of one block fused (``how`` = ``mean`` or ``max``), or one head (``how`` = its index), at
+    ``query``; clickable to pick the next query."""
     from analysis.attention import fuse_heads, query_map
 
-    fused = fuse_heads(query_map(block, query, part=part, image=index)[None], how)[0]
+    heads = query_map(block, query, part=part, image=index)
+    if isinstance(how, int) or str(how).isdigit():
+        values, label = heads[int(how)], f"head {int(how)}"
+    else:
+        values, label = fuse_heads(heads[None], how)[0], f"heads fused by {how}"
     row, col = divmod(query, block.grid[1])
-    title = f"{block.name}: {PART_TITLES[part]}, heads fused by {how}, query ({row}, {col})"
-    return overlay(image, fused, stride=block.stride, title=title, query=(row, col), clickable=clickable)
+    signed = part == "bias" or (block.mode == "post" and part == "effective")
+    bound = float(np.abs(values).max()) or 1.0
+    return overlay(
+        image,
+        values,
+        stride=block.stride,
+        title=f"{block.name}: {PART_TITLES[part]}, {label}, query ({row}, {col})",
+        query=(row, col),
+        clickable=clickable,
+        colorscale=DIVERGING if signed else SEQUENTIAL,
+        zmin=-bound if signed else None,
+        zmax=bound if signed else None,
+    )
 
 
 def rollout_figure(rollout, image: np.ndarray | None, *, index: int = 0) -> go.Figure:
@@ -302,4 +318,77 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
         )
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title="Training curves")
+    return figure
+
+
+def stages_figure(
+    features, image: np.ndarray | None, cams: Sequence | None = None, *, index: int = 0
+) -> go.Figure:
+    """S0..S4 side by side: each stage's channel-mean |activation| on its own grid (top row) and, when
+    given, its Grad-CAM over the image (bottom row; ``cams``: one :class:`Attribution` per stage)."""
+    stages = features.blocks
+    rows = 2 if cams else 1
+    titles = [f"{s.name} ({s.kind})<br>{s.grid[0]}x{s.grid[1]}x{s.channels}, /{s.stride}" for s in stages]
+    if cams:
+        titles += [f"Grad-CAM {c.stage}" for c in cams]
+    figure = make_subplots(
+        rows=rows, cols=len(stages), subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.1
+    )
+    height, width = features.image_size
+    for i, stage in enumerate(stages, start=1):
+        figure.add_trace(
+            go.Heatmap(
+                z=stage.energy[index],
+                colorscale=SEQUENTIAL,
+                showscale=False,
+                hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra>" + stage.name + "</extra>",
+            ),
+            row=1,
+            col=i,
+        )
+        grid_h, grid_w = stage.grid
+        figure.update_xaxes(range=[-0.5, grid_w - 0.5], row=1, col=i)
+        figure.update_yaxes(range=[grid_h - 0.5, -0.5], scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
+    for i, cam in enumerate(cams or (), start=1):
+        axis = len(stages) + i
+        if image is not None:
+            figure.add_trace(image_trace(image), row=2, col=i)
+        figure.add_trace(
+            go.Heatmap(
+                z=cam.map,
+                colorscale="Inferno",
+                showscale=False,
+                opacity=0.55 if image is not None else 1.0,
+                hovertemplate="%{z:.3f}<extra>" + (cam.stage or "") + "</extra>",
+            ),
+            row=2,
+            col=i,
+        )
+        figure.update_xaxes(range=[-0.5, width - 0.5], row=2, col=i)
+        figure.update_yaxes(range=[height - 0.5, -0.5], scaleanchor=f"x{axis}", row=2, col=i)
+    figure.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    figure.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    figure.update_layout(
+        title="What each stage responds to: mean |activation| per grid cell"
+        + (", and Grad-CAM" if cams else ""),
+        height=260 * rows + 60,
+        margin={"l": 10, "r": 10, "t": 90, "b": 10},
+        dragmode=False,
+    )
+    return figure
+
+
+def predictions_figure(predictions: Sequence) -> go.Figure:
+    """Top-k classes (:class:`analysis.predictions.Prediction`) as horizontal bars, most probable on top."""
+    names = [p.name for p in predictions][::-1]
+    values = [p.probability for p in predictions][::-1]
+    figure = go.Figure(
+        go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values], textposition="auto")
+    )
+    figure.update_layout(
+        title="Top-5 predictions",
+        xaxis={"range": [0, 1], "tickformat": ".0%"},
+        height=60 + 34 * len(names),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     return figure

@@ -60,3 +60,25 @@ def test_every_result_draws(attention):
         assert isinstance(figure, go.Figure) and figure.data and figure.layout.title.text
     heads = figures.attention_heads_figure(block, picture, 5)
     assert sum(isinstance(t, go.Heatmap) for t in heads.data) == block.heads
+
+
+def test_stage_and_prediction_figures_draw_every_stage():
+    from analysis.features import feature_maps
+    from analysis.predictions import top_k
+
+    model, x = toy(), images(1)
+    features = feature_maps(model, x)
+    cams = [attributions(model, x, method="gradcam", stage=f"S{s}") for s in range(5)]
+    figure = figures.stages_figure(features, np.zeros((16, 16, 3), np.uint8), cams)
+    assert sum(isinstance(t, go.Heatmap) for t in figure.data) == 10
+    assert sum(isinstance(t, go.Image) for t in figure.data) == 5
+    bars = figures.predictions_figure(top_k(np.arange(5.0), list("abcde")))
+    assert list(bars.data[0].y) == ["a", "b", "c", "d", "e"]  # most probable (e) drawn on top
+
+
+def test_one_head_or_fused_heads_on_the_clickable_map():
+    block = attention_maps(toy(), images(1)).block("S3.0")
+    one = figures.fused_attention_figure(block, None, 3, how=1)
+    heatmap = next(t for t in one.data if isinstance(t, go.Heatmap))
+    np.testing.assert_allclose(np.array(heatmap.z), block.effective[0, 1, 3].reshape(block.grid), rtol=1e-6)
+    assert "head 1" in one.layout.title.text and any(t.name == "cells" for t in one.data)
