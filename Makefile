@@ -1,10 +1,10 @@
-# Two set-up commands for a fresh machine: `make test` (and, with the app, `make app`).
+# Two set-up commands for a fresh machine: `make app` and `make test`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast lint format clean
+.PHONY: app test test-fast lint format screenshots clean
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+app: $(STAMP)  ## serve the app at http://localhost:8501 on the built-in demo checkpoints (offline)
+	$(VENV)/bin/streamlit run app/main.py --server.port 8501 --server.address localhost
 
 test: $(STAMP)  ## the whole suite: slow, timm, gpu and browser tests run where the machine allows
 	$(PY) -m pytest
@@ -28,6 +31,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+screenshots: $(STAMP)  ## regenerate the README's screenshots from the running app
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

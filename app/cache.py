@@ -1,0 +1,194 @@
+"""Every cached computation of the app, in one place (DESIGN.md, "The app").
+
+Models are cached across sessions with ``st.cache_resource``, keyed by :class:`ModelKey` (what to load
+and the attention mode); results with ``st.cache_data``, keyed by the model key and the image's bytes, so
+clicking a new query only redraws. Each function returns analysis results (frozen dataclasses of numpy
+arrays), never tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import streamlit as st
+
+from analysis import (
+    attention_maps,
+    attention_rollout,
+    attention_statistics,
+    attributions,
+    compare,
+    frequency_profile,
+    load_image,
+    load_model,
+    receptive_fields,
+    relative_bias_kernels,
+)
+from analysis._common import as_batch, display_image, preprocessing_of
+from analysis.features import feature_maps
+from analysis.predictions import top_k
+from coatnet.complexity import count_params, stage_costs
+from coatnet.datasets import upright_picture
+from coatnet.hub import download_timm_weights
+from coatnet.model import CoAtNet
+
+UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
+
+
+class ModelKey(NamedTuple):
+    """What to load (a model spec, :func:`analysis.load_model`) and the attention mode: ``pre``, ``post``,
+    or None for the mode it was trained with."""
+
+    spec: str
+    attention: str | None = None
+
+
+class Prepared(NamedTuple):
+    """An image before and after the model's preprocessing, as uint8 pictures, and the model's input size."""
+
+    original: np.ndarray
+    seen: np.ndarray
+    size: tuple[int, int]
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model...")
+def model(key: ModelKey) -> CoAtNet:
+    """The model ``key`` names, in eval mode on the CPU, shared by every session (analyses lock it)."""
+    return load_model(key.spec, attention=key.attention)
+
+
+def saved_upload(data: bytes, name: str) -> str:
+    """An uploaded checkpoint written once to a temporary file named by its digest; returns its path."""
+    suffix = (
+        Path(name).suffix.lower() if Path(name).suffix.lower() in (".safetensors", ".bin", ".pth") else ""
+    )
+    path = UPLOADS / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix or '.safetensors'}"
+    if not path.exists():
+        UPLOADS.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+    return str(path)
+
+
+def timm_weights(tag: str, bar: type) -> str:
+    """Download (or find in the hub cache) a timm tag's weights, drawing the progress with ``bar``."""
+    return str(download_timm_weights(tag, progress=bar))
+
+
+def _image(data: bytes):
+    return load_image(data, name="the image")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def prepared(key: ModelKey, image: bytes) -> Prepared:
+    """The image as uploaded (EXIF-rotated, at most 512 px) and as the model sees it."""
+    picture = upright_picture(_image(image))
+    picture.thumbnail((512, 512))
+    net = model(key)
+    batch = as_batch(_image(image), net)
+    seen = display_image(batch[0], preprocessing_of(net))
+    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def attention(key: ModelKey, image: bytes):
+    """Every attention block's maps and the logits (:func:`analysis.attention_maps`)."""
+    return attention_maps(model(key), _image(image))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def predictions(key: ModelKey, image: bytes, k: int = 5):
+    """The top-``k`` classes with their names."""
+    net = model(key)
+    info = getattr(net, "checkpoint_info", None)
+    names = info.class_names if info is not None else None
+    return top_k(attention(key, image).logits[0], names, k)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def rollout(key: ModelKey, image: bytes, query: int | None):
+    """Attention rollout to the last attention block, from ``query`` (or averaged over queries)."""
+    return attention_rollout(model(key), _image(image), query=query, maps=attention(key, image))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def statistics(key: ModelKey, image: bytes):
+    """Mean distance, entropy and position share per head (:func:`analysis.attention_statistics`)."""
+    return attention_statistics(model(key), _image(image), maps=attention(key, image))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def features(key: ModelKey, image: bytes):
+    """Each stage's output (:func:`analysis.features.feature_maps`)."""
+    return feature_maps(model(key), _image(image))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def gradcams(key: ModelKey, image: bytes) -> tuple:
+    """Grad-CAM of the predicted class at every stage, S0..S4."""
+    net, picture = model(key), _image(image)
+    return tuple(attributions(net, picture, method="gradcam", stage=f"S{s}") for s in range(5))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def fields(key: ModelKey, image: bytes):
+    """Theoretical and effective receptive fields of every stage for this image."""
+    return receptive_fields(model(key), _image(image))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def frequency(key: ModelKey, image: bytes):
+    """The frequency profile of every block (:func:`analysis.frequency_profile`)."""
+    return frequency_profile(model(key), _image(image))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def kernels(key: ModelKey):
+    """Relative-bias kernels of every head and the MBConv depthwise kernels."""
+    return relative_bias_kernels(model(key))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float], labels: tuple[str, str]):
+    """Two models on one image at one query point (pixels): :func:`analysis.compare`."""
+    return compare(model(a), model(b), _image(image), point=point, labels=labels)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def costs(key: ModelKey) -> tuple[int, tuple]:
+    """Total parameters, and per-part parameters and MACs at the model's input size."""
+    net = model(key)
+    return count_params(net), tuple(stage_costs(net))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stages(key: ModelKey) -> tuple:
+    """What each stage is (:meth:`coatnet.CoAtNet.stage_info`) at the model's input size."""
+    return tuple(model(key).stage_info())
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def run_record(key: ModelKey) -> tuple[str | None, tuple[dict, ...]]:
+    """The model card and per-epoch metrics of a shipped or trained checkpoint (None and () if none):
+    a built-in checkpoint's own, or ``MODEL_CARD.md`` / ``metrics.json`` beside a checkpoint file."""
+    import json
+
+    from coatnet.demos import builtin_name, demo
+
+    name = builtin_name(key.spec)
+    if name is not None and not Path(key.spec).exists():
+        found = demo(name)
+        return found.model_card, tuple(found.metrics())
+    folder = Path(key.spec).expanduser().parent
+    card = folder / "MODEL_CARD.md"
+    metrics = folder / "metrics.json"
+    try:
+        rows = tuple(json.loads(metrics.read_text())) if metrics.is_file() else ()
+    except (OSError, ValueError):
+        rows = ()
+    return (card.read_text() if card.is_file() else None), rows

@@ -1,0 +1,87 @@
+"""CoAtNet Lens: ``streamlit run app/main.py`` (``make app``).
+
+The sidebar picks the model and the image; ``st.navigation`` runs one page module from ``pages/``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import ImageError, ModelSpecError, describe
+from app import cache, errors, gallery, widgets
+from app.progress import streamlit_bar
+from app.session import Selection, remember
+from coatnet import CheckpointError
+from coatnet.hub import cached_timm_weights
+
+PAGES = [
+    st.Page("pages/explorer.py", title="Attention explorer", icon=":material/grid_on:", default=True),
+    st.Page("pages/stages.py", title="Stage inspector", icon=":material/view_column:"),
+    st.Page("pages/compare.py", title="Pre vs post", icon=":material/compare:"),
+    st.Page("pages/kernels.py", title="Kernels", icon=":material/blur_on:"),
+    st.Page("pages/model.py", title="Model", icon=":material/info:"),
+]
+# page widgets' values, kept while another page (without those widgets) is shown
+KEPT = ("query_row", "query_col", "query_geometry", "block", "part", "head", "rollout_from", "compare_how")
+
+
+def load(choice: widgets.ModelChoice):
+    """The chosen model (downloading timm weights first, with a progress bar); None after a message."""
+    try:
+        if choice.timm_tag is not None and cached_timm_weights(choice.timm_tag) is None:
+            placeholder = st.empty()
+            cache.timm_weights(choice.timm_tag, streamlit_bar(placeholder))
+            placeholder.empty()
+        return cache.model(choice.key)
+    except errors.INPUT_ERRORS as error:
+        st.error(errors.message(error), icon=":material/error:")
+    except Exception as error:
+        st.error(errors.unexpected(error, "Loading the model"), icon=":material/error:")
+    return None
+
+
+def sidebar() -> Selection | None:
+    """Model and image pickers; None (after saying what to do) until both are usable."""
+    with st.sidebar:
+        st.markdown("## CoAtNet Lens")
+        choice = widgets.model_picker()
+    if choice is None:
+        st.info("Choose a model in the sidebar.", icon=":material/arrow_back:")
+        return None
+    model = load(choice)
+    if model is None:
+        return None
+    with st.sidebar:
+        st.caption(describe(model))
+        kind = gallery.kind_for(model.config.num_classes, model.config.in_chans)
+        image = widgets.image_picker(kind)
+    if image is None:
+        st.info("Upload an image in the sidebar, or pick one from the gallery.", icon=":material/arrow_back:")
+        return None
+    try:
+        cache.prepared(choice.key, image.data)
+    except errors.INPUT_ERRORS as error:
+        st.error(errors.message(error), icon=":material/error:")
+        return None
+    return Selection(choice.key, describe(model), image, kind)
+
+
+def main() -> None:
+    st.set_page_config(page_title="CoAtNet Lens", page_icon=":material/center_focus_weak:", layout="wide")
+    page = st.navigation(PAGES)
+    for name in KEPT:  # Streamlit forgets a widget's value on a run that does not draw it
+        if name in st.session_state:
+            st.session_state[name] = st.session_state[name]
+    selection = sidebar()
+    if selection is None:
+        st.stop()
+    remember(selection)
+    try:
+        page.run()
+    except (ImageError, CheckpointError, ModelSpecError) as error:
+        st.error(errors.message(error), icon=":material/error:")
+    except Exception as error:
+        st.error(errors.unexpected(error, page.title), icon=":material/error:")
+
+
+main()

@@ -1,0 +1,75 @@
+"""Pre vs post: two models on the same image and the same query."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis.figures import comparison_figures, kernel_figures
+from app import cache, render, session, widgets
+from app.cache import ModelKey
+from coatnet.demos import builtin_name
+
+OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
+
+
+def pair(key: ModelKey, mode: str, how: str) -> tuple[ModelKey, ModelKey, tuple[str, str]]:
+    """The two models to compare (pre first) and their labels."""
+    if how == OTHER_DEMO:
+        return ModelKey("demo-pre"), ModelKey("demo-post"), ("demo-pre", "demo-post")
+    return (
+        ModelKey(key.spec, "pre"),
+        ModelKey(key.spec, "post"),
+        (f"pre (trained {mode})", f"post (trained {mode})"),
+    )
+
+
+def render_page() -> None:
+    chosen = session.selection()
+    data, name = chosen.image.data, chosen.image.name
+    trained = cache.model(ModelKey(chosen.key.spec)).config.attention
+    options = [OTHER_MODE]
+    if builtin_name(chosen.key.spec) is not None:
+        options.insert(0, OTHER_DEMO)
+    how = st.radio("Compare", options, key="compare_how", horizontal=True)
+    a, b, labels = pair(chosen.key, trained, how)
+    if how == OTHER_MODE:
+        st.caption(
+            f"One model, trained with {trained}-normalization, run both ways: the "
+            f"{'post' if trained == 'pre' else 'pre'} side uses weights trained for the other mode."
+        )
+    maps = cache.attention(a, data)
+    if not maps.blocks:
+        st.info("This model has no attention blocks: there is nothing to compare.")
+        return
+    picture = cache.prepared(a, data)
+    block = maps.block(widgets.block_picker(maps.names))
+    row, col = widgets.query_picker(block.grid, block.stride)
+    point = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
+    comparison = cache.comparison(a, b, data, point, labels)
+    top_a, top_b = cache.predictions(a, data, 1)[0], cache.predictions(b, data, 1)[0]
+    left, right = st.columns(2)
+    left.metric(labels[0], top_a.name, f"{top_a.probability:.1%}", delta_color="off")
+    right.metric(labels[1], top_b.name, f"{top_b.probability:.1%}", delta_color="off")
+    figures = comparison_figures(comparison, picture.seen)
+    index = comparison.names.index(block.name)
+    render.figure(figures[index], f"{name}-{block.name}-compare-q{row}-{col}")
+    divergence, distance = figures[-1], figures[-2]
+    left, right = st.columns(2)
+    with left:
+        render.figure(divergence, f"{name}-divergence")
+    with right:
+        render.figure(distance, f"{name}-distance-both")
+    st.subheader(f"Relative-bias kernels of {block.name}")
+    for column, model_key, label in zip(st.columns(2), (a, b), labels, strict=True):
+        kernels = cache.kernels(model_key)
+        shown = [i for i, k in enumerate(kernels.bias) if k.name == block.name]
+        with column:
+            st.caption(label)
+            for i in shown:
+                render.figure(kernel_figures(kernels)[i], f"{label}-{block.name}-kernels")
+    with st.expander("Download the results"):
+        render.result_downloads(comparison, f"{name}-comparison")
+
+
+if __name__ == "__main__":
+    render_page()

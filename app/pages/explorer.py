@@ -1,0 +1,66 @@
+"""Attention explorer: where one query attends, in every head of one block; click a cell to move it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import query_from_cell, query_index
+from analysis.figures import attention_heads_figure, fused_attention_figure, rollout_figure
+from app import cache, render, session, widgets
+
+MAP_KEY = "explorer_map"
+
+
+def render_page() -> None:
+    chosen = session.selection()
+    key, data = chosen.key, chosen.image.data
+    picture = cache.prepared(key, data)
+    render.image_header(
+        picture.original, picture.seen, cache.predictions(key, data), name=chosen.image.name,
+        label=chosen.image.label, description=chosen.description,
+    )  # fmt: skip
+    maps = cache.attention(key, data)
+    if not maps.blocks:
+        st.info("This model has no attention blocks (C-C-C-C): see the Stage inspector and Kernels pages.")
+        return
+    pick_block, pick_part, pick_head = st.columns([1, 2, 1])
+    with pick_block:
+        block = maps.block(widgets.block_picker(maps.names))
+    with pick_part:
+        part = widgets.part_picker(block.mode)
+    with pick_head:
+        how = widgets.head_picker(block.effective.shape[1])
+    row, col = widgets.query_picker(block.grid, block.stride)
+    query = query_from_cell(row, col, block.grid)
+    name = f"{chosen.image.name}-{block.name}-{part}-q{row}-{col}"
+    left, right = st.columns([2, 3])
+    with left:
+        st.caption("Click a cell to make it the query.")
+        render.figure(
+            fused_attention_figure(block, picture.seen, query, part=part, how=how),
+            f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+        )  # fmt: skip
+    with right:
+        render.figure(attention_heads_figure(block, picture.seen, query, part=part), f"{name}-heads")
+
+    st.subheader("Attention rollout")
+    st.caption(
+        "Attention of every block composed with the residual path (0.5 A + 0.5 I), through the pooling "
+        "between S3 and S4, down to the first attention block's grid."
+    )
+    source = st.radio(
+        "Rollout", ("from this query", "averaged over queries"), key="rollout_from", horizontal=True
+    )
+    last = maps.blocks[-1]
+    centre = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
+    rollout_query = query_index(last.grid, last.stride, *centre) if source == "from this query" else None
+    rollout = cache.rollout(key, data, rollout_query)
+    render.figure(rollout_figure(rollout, picture.seen), f"{chosen.image.name}-rollout")
+    with st.expander("Download the results"):
+        st.caption("Every block's maps: content logits, content, bias and effective weights, and the logits.")
+        render.result_downloads(maps, f"{chosen.image.name}-attention")
+        render.result_downloads(rollout, f"{chosen.image.name}-rollout")
+
+
+if __name__ == "__main__":
+    render_page()

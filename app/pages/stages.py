@@ -1,0 +1,69 @@
+"""Stage inspector: S0..S4 side by side, what each is and what it does to this image."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis.figures import frequency_figure, receptive_field_figure, stages_figure, statistics_figures
+from app import cache, render, session
+
+KINDS = {
+    "conv": "conv stem",
+    "patch": "patch stem",
+    "C": "MBConv",
+    "T": "Transformer",
+    "C+T": "MBConv + Transformer",
+}
+
+
+def render_page() -> None:
+    chosen = session.selection()
+    key, data, name = chosen.key, chosen.image.data, chosen.image.name
+    picture = cache.prepared(key, data)
+    render.image_header(
+        picture.original, picture.seen, cache.predictions(key, data), name=name,
+        label=chosen.image.label, description=chosen.description,
+    )  # fmt: skip
+    fields = cache.fields(key, data)
+    by_stage = {s.name: s for s in fields.stages}
+    for column, info in zip(st.columns(len(cache.stages(key))), cache.stages(key), strict=True):
+        field = by_stage.get(info.name)
+        theory = "whole image" if field is None or field.is_global else "x".join(map(str, field.theoretical))
+        half = f"{field.mass_sides.get(0.5, 0)} px" if field is not None else "-"
+        column.markdown(
+            f"**{info.name}** · {KINDS.get(info.kind, info.kind)}  \n"
+            f"{info.blocks} block{'s' * (info.blocks != 1)}, {info.grid[0]}x{info.grid[1]} grid, "
+            f"{info.channels} channels, 1/{info.reduction}  \n"
+            f"RF: theory {theory}, half the effective mass within {half}"
+        )
+    render.figure(
+        stages_figure(cache.features(key, data), picture.seen, cache.gradcams(key, data)), f"{name}-stages"
+    )
+    render.figure(receptive_field_figure(fields, picture.seen), f"{name}-receptive-fields")
+    statistics = cache.statistics(key, data)
+    if statistics.blocks:
+        st.subheader("Attention heads")
+        if any(b.note for b in statistics.blocks):
+            st.caption(next(b.note for b in statistics.blocks if b.note))
+        distance, entropy, share = statistics_figures(statistics)
+        left, right = st.columns(2)
+        with left:
+            render.figure(distance, f"{name}-distance")
+        with right:
+            render.figure(entropy, f"{name}-entropy")
+        render.figure(share, f"{name}-position-share")
+    render.figure(frequency_figure(cache.frequency(key, data)), f"{name}-frequency")
+    with st.expander("Download the results"):
+        for label, result in (
+            ("features", cache.features(key, data)),
+            ("gradcam", cache.gradcams(key, data)),
+            ("receptive-fields", fields),
+            ("statistics", statistics),
+            ("frequency", cache.frequency(key, data)),
+        ):
+            st.caption(label)
+            render.result_downloads(result, f"{name}-{label}")
+
+
+if __name__ == "__main__":
+    render_page()

@@ -1,0 +1,160 @@
+"""Widgets that only return values: the model and image pickers of the sidebar, and the query, block,
+head and part pickers of the pages. Each keeps its value under a fixed session-state key, so tests (and
+other widgets, such as a click on a heatmap) can set it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app import gallery
+from app.cache import ModelKey, saved_upload
+from coatnet.demos import NAMES
+from coatnet.hub import PRETRAINED_TAGS
+
+MODEL_SOURCES = ("Built-in demo", "timm (ImageNet)", "Checkpoint or weights file", "Upload a checkpoint")
+ATTENTION = {"as trained": None, "pre-normalization": "pre", "post-normalization": "post"}
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+PARTS = {
+    "effective": "effective (as applied)",
+    "content": "content only",
+    "bias": "bias only, w(i-j)",
+    "bias_softmax": "softmax(bias)",
+}
+# session-state keys the app owns (tests set them; a heatmap click writes the query)
+QUERY_ROW, QUERY_COL, QUERY_GEOMETRY = "query_row", "query_col", "query_geometry"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the sidebar asks for: the model key, and the timm tag to fetch first (None if local)."""
+
+    key: ModelKey
+    timm_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The image to analyse: its bytes, a name for titles and files, and its true label when known."""
+
+    data: bytes
+    name: str
+    label: str | None = None
+
+
+def model_picker() -> ModelChoice | None:
+    """Source, checkpoint and attention mode; None until a path or upload is given."""
+    source = st.radio("Model", MODEL_SOURCES, key="model_source")
+    timm_tag = None
+    if source == MODEL_SOURCES[0]:
+        spec = st.selectbox(
+            "Checkpoint", NAMES, key="demo_name", help="Two small CoAtNets trained on Fashion-MNIST"
+        )
+    elif source == MODEL_SOURCES[1]:
+        spec = timm_tag = st.selectbox(
+            "timm tag",
+            tuple(PRETRAINED_TAGS),
+            key="timm_tag",
+            help="Downloaded once into the Hugging Face cache",
+        )
+    elif source == MODEL_SOURCES[2]:
+        spec = st.text_input(
+            "Path", key="model_path", placeholder="/path/to/model.safetensors",
+            help="A checkpoint of ours (coatnet train / import-timm), or timm's model.safetensors or "
+            "pytorch_model.bin (read with weights_only=True)",
+        ).strip()  # fmt: skip
+        if not spec:
+            st.caption("Type the path of a .safetensors checkpoint or timm weights file.")
+            return None
+    else:
+        upload = st.file_uploader(
+            "Checkpoint", type=["safetensors", "bin", "pth"], key="model_upload",
+            help="A .safetensors checkpoint of ours, or timm weights",
+        )  # fmt: skip
+        if upload is None:
+            st.caption("Upload a .safetensors checkpoint (or timm weights).")
+            return None
+        spec = saved_upload(upload.getvalue(), upload.name)
+    label = st.radio(
+        "Attention normalization", tuple(ATTENTION), key="attention", horizontal=True,
+        help="Pre: softmax(content + bias), the paper's choice. Post: softmax(content) + bias. Switching "
+        "a model trained the other way keeps its weights, and is labelled so.",
+    )  # fmt: skip
+    return ModelChoice(ModelKey(spec, ATTENTION[label]), timm_tag)
+
+
+def image_picker(kind: str) -> ImageChoice | None:
+    """A gallery sample fit for the model (``kind`` from :func:`app.gallery.kind_for`) or an upload."""
+    source = st.radio("Image", ("Gallery", "Upload"), key="image_source", horizontal=True)
+    if source == "Gallery":
+        samples = gallery.samples(kind)
+        names = [s.name for s in samples]
+        by_name = {s.name: s for s in samples}
+        name = st.selectbox(
+            "Sample", names, key=f"gallery_{kind}", format_func=lambda n: by_name[n].caption,
+            help=f"Shipped with the app: {samples[0].licence}",
+        )  # fmt: skip
+        sample = by_name[name]
+        return ImageChoice(sample.read_bytes(), sample.name, sample.class_name)
+    upload = st.file_uploader("Your image", type=IMAGE_TYPES, key="image_upload")
+    if upload is None:
+        st.caption("PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; at most 50 MB and 40 megapixels.")
+        return None
+    return ImageChoice(upload.getvalue(), upload.name.rsplit(".", 1)[0] or "upload")
+
+
+def block_picker(names: tuple[str, ...], *, key: str = "block") -> str:
+    """One attention block (``S3.0``...); the last choice is kept when it still exists."""
+    if st.session_state.get(key) not in names:
+        st.session_state[key] = names[0]
+    return st.selectbox("Block", names, key=key)
+
+
+def part_picker(mode: str, *, key: str = "part") -> str:
+    """Effective weights, content only, bias only (and softmax(bias) under pre-normalization)."""
+    parts = [p for p in PARTS if p != "bias_softmax" or mode == "pre"]
+    if st.session_state.get(key) not in parts:
+        st.session_state[key] = "effective"
+    return st.radio("Show", parts, key=key, format_func=PARTS.get, horizontal=True)
+
+
+def head_picker(heads: int, *, key: str = "head") -> str:
+    """``mean`` / ``max`` over heads, or one head (``0`` .. ``heads - 1``) for the clickable map."""
+    options = ["mean", "max", *(str(h) for h in range(heads))]
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = "mean"
+    labels = {"mean": "all heads, mean", "max": "all heads, max"}
+    return st.selectbox(
+        "Heads on the map", options, key=key, format_func=lambda o: labels.get(o, f"head {o}")
+    )
+
+
+def query_picker(grid: tuple[int, int], stride: int) -> tuple[int, int]:
+    """The query cell (row, col) on ``grid``, kept in session state: a click on a map writes it, the two
+    inputs set it, and moving to a block with another grid keeps the same place in the image."""
+    state = st.session_state
+    old = state.get(QUERY_GEOMETRY)
+    if QUERY_ROW not in state or QUERY_COL not in state:
+        state[QUERY_ROW], state[QUERY_COL] = grid[0] // 2, grid[1] // 2
+    elif old is not None and tuple(old) != (grid, stride):
+        old_stride = old[1]
+        state[QUERY_ROW] = int((state[QUERY_ROW] + 0.5) * old_stride / stride)
+        state[QUERY_COL] = int((state[QUERY_COL] + 0.5) * old_stride / stride)
+    state[QUERY_ROW] = min(max(int(state[QUERY_ROW]), 0), grid[0] - 1)
+    state[QUERY_COL] = min(max(int(state[QUERY_COL]), 0), grid[1] - 1)
+    state[QUERY_GEOMETRY] = (grid, stride)
+    left, right = st.columns(2)
+    row = left.number_input("Query row", 0, grid[0] - 1, key=QUERY_ROW, step=1)
+    col = right.number_input("Query column", 0, grid[1] - 1, key=QUERY_COL, step=1)
+    return int(row), int(col)
+
+
+def take_click(chart_key: str) -> None:
+    """``on_select`` callback of a clickable map: the clicked cell becomes the query."""
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    cells = [p["customdata"] for p in points if p.get("customdata") is not None]
+    if cells:
+        row, col = cells[-1][:2]
+        st.session_state[QUERY_ROW], st.session_state[QUERY_COL] = int(row), int(col)

@@ -1,0 +1,60 @@
+"""Regenerate the README's screenshots from the running app (``make screenshots``).
+
+Starts ``streamlit run app/main.py`` on a free loopback port (offline), drives Debian's Chromium with
+Playwright through each page on the built-in demo checkpoints, and writes ``docs/screenshots/*.png``.
+Run it from the repository root with the project's virtual environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from tests.app.server import CHROMIUM, CHROMIUM_ARGS, running_app  # noqa: E402
+
+# (file, page link in the sidebar, what to wait for)
+SHOTS = (
+    ("explorer.png", "Attention explorer", "Attention rollout"),
+    ("stages.png", "Stage inspector", "Attention heads"),
+    ("compare.png", "Pre vs post", "Relative-bias kernels of"),
+    ("kernels.png", "Kernels", "MBConv depthwise kernels"),
+    ("model.png", "Model", "Model card"),
+)
+
+
+def settle(page: Page, text: str) -> None:
+    """Wait until ``text`` shows, the app stops running and every Plotly chart has drawn."""
+    page.get_by_text(text, exact=False).first.wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
+    )
+    page.wait_for_timeout(1500)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=1000)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with running_app() as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.goto(url)
+        for name, link, text in SHOTS:
+            page.get_by_role("link", name=link).click()
+            settle(page, text)
+            page.screenshot(path=args.out / name, full_page=False)
+            print(f"wrote {args.out / name}")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
