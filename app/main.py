@@ -1,6 +1,6 @@
 """CoAtNet Lens: ``streamlit run app/main.py`` (``make app``).
 
-The sidebar picks the model and the image; ``st.navigation`` runs one page module from ``pages/``.
+The sidebar picks the model and the image; ``st.navigation`` runs one page module from ``views/``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,25 @@ from coatnet import CheckpointError
 from coatnet.hub import cached_timm_weights
 
 PAGES = [
-    st.Page("pages/explorer.py", title="Attention explorer", icon=":material/grid_on:", default=True),
-    st.Page("pages/stages.py", title="Stage inspector", icon=":material/view_column:"),
-    st.Page("pages/compare.py", title="Pre vs post", icon=":material/compare:"),
-    st.Page("pages/kernels.py", title="Kernels", icon=":material/blur_on:"),
-    st.Page("pages/model.py", title="Model", icon=":material/info:"),
+    st.Page("views/explorer.py", title="Attention explorer", icon=":material/grid_on:", default=True),
+    st.Page("views/stages.py", title="Stage inspector", icon=":material/view_column:"),
+    st.Page("views/compare.py", title="Pre vs post", icon=":material/compare:"),
+    st.Page("views/kernels.py", title="Kernels", icon=":material/blur_on:"),
+    st.Page("views/model.py", title="Model", icon=":material/info:"),
 ]
 # page widgets' values, kept while another page (without those widgets) is shown
 KEPT = ("query_row", "query_col", "query_geometry", "block", "part", "head", "rollout_from", "compare_how")
+
+
+def keep(names: tuple[str, ...]) -> None:
+    """Streamlit forgets a widget's value once a run (another page) does not draw it: copy each value to a
+    key of our own while its widget lives, and hand it back when the widget is drawn again."""
+    state = st.session_state
+    for name in names:
+        if name in state:
+            state[f"kept_{name}"] = state[name]
+        elif f"kept_{name}" in state:
+            state[name] = state[f"kept_{name}"]
 
 
 def load(choice: widgets.ModelChoice):
@@ -69,9 +80,7 @@ def sidebar() -> Selection | None:
 def main() -> None:
     st.set_page_config(page_title="CoAtNet Lens", page_icon=":material/center_focus_weak:", layout="wide")
     page = st.navigation(PAGES)
-    for name in KEPT:  # Streamlit forgets a widget's value on a run that does not draw it
-        if name in st.session_state:
-            st.session_state[name] = st.session_state[name]
+    keep(KEPT)
     selection = sidebar()
     if selection is None:
         st.stop()

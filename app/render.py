@@ -27,6 +27,7 @@ def figure(
 ) -> None:
     """Draw ``fig`` full width, with HTML and PNG downloads named after ``name``. With ``on_select``, a
     click on a point (one cell marker) calls it; the chart's state is under ``key``."""
+    fig.update_layout(title_font_size=14)
     if on_select is not None:
         st.plotly_chart(
             fig, key=key, on_select=on_select, selection_mode="points", config=CONFIG, width="stretch"

@@ -16,13 +16,15 @@ def render_page() -> None:
     by_part = {c.name: c for c in costs}
     rows = [
         {
-            "stage": s.name, "kind": s.kind, "blocks": s.blocks, "channels": s.channels,
-            "grid": f"{s.grid[0]}x{s.grid[1]}", "reduction": s.reduction,
-            "parameters": by_part[s.name].params, "MACs": by_part[s.name].macs,
+            "stage": s.name, "kind": s.kind, "blocks": str(s.blocks), "channels": str(s.channels),
+            "grid": f"{s.grid[0]}x{s.grid[1]}", "reduction": f"1/{s.reduction}",
+            "parameters": f"{by_part[s.name].params:,}", "MACs": f"{by_part[s.name].macs:,}",
         }
         for s in cache.stages(key)
     ]  # fmt: skip
-    rows.append({"stage": "head", "parameters": by_part["head"].params, "MACs": by_part["head"].macs})
+    head = by_part["head"]
+    rows.append({**dict.fromkeys(rows[0], ""), "stage": "head", "parameters": f"{head.params:,}",
+                 "MACs": f"{head.macs:,}"})  # fmt: skip
     size = cache.prepared(key, chosen.image.data).size
     left, middle, right = st.columns(3)
     left.metric("Parameters", f"{total / 1e6:.2f} M")

@@ -12,7 +12,7 @@ from app import cache, render, session
 def render_page() -> None:
     chosen = session.selection()
     kernels = cache.kernels(chosen.key)
-    figures = kernel_figures(kernels)
+    figures = kernel_figures(kernels, cols=4)
     bias, depthwise = figures[: len(kernels.bias)], figures[len(kernels.bias) :]
     st.caption(
         "Entry (dy, dx) of a bias kernel is what a query adds to the logit of the key at offset key - query; "

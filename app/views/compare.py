@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures import comparison_figures, kernel_figures
+from analysis.figures import block_comparison_figures, comparison_summary_figures, kernel_figures
 from app import cache, render, session, widgets
 from app.cache import ModelKey
 from coatnet.demos import builtin_name
@@ -46,14 +46,20 @@ def render_page() -> None:
     row, col = widgets.query_picker(block.grid, block.stride)
     point = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
     comparison = cache.comparison(a, b, data, point, labels)
-    top_a, top_b = cache.predictions(a, data, 1)[0], cache.predictions(b, data, 1)[0]
-    left, right = st.columns(2)
-    left.metric(labels[0], top_a.name, f"{top_a.probability:.1%}", delta_color="off")
-    right.metric(labels[1], top_b.name, f"{top_b.probability:.1%}", delta_color="off")
-    figures = comparison_figures(comparison, picture.seen)
-    index = comparison.names.index(block.name)
-    render.figure(figures[index], f"{name}-{block.name}-compare-q{row}-{col}")
-    divergence, distance = figures[-1], figures[-2]
+    tops = (cache.predictions(a, data, 1)[0], cache.predictions(b, data, 1)[0])
+    agree = "agree" if tops[0].index == tops[1].index else "disagree"
+    said = [
+        f"{label}: **{top.name}** ({top.probability:.1%})" for label, top in zip(labels, tops, strict=True)
+    ]
+    st.markdown(" · ".join(said) + f" · the two {agree}")
+    compared = comparison.block(block.name)
+    if compared.note:
+        st.caption(compared.note)
+    both, difference = block_comparison_figures(compared, labels, picture.seen)
+    stem = f"{name}-{block.name}-q{row}-{col}"
+    render.figure(both, f"{stem}-{labels[0]}-vs-{labels[1]}")
+    render.figure(difference, f"{stem}-difference")
+    distance, divergence = comparison_summary_figures(comparison)
     left, right = st.columns(2)
     with left:
         render.figure(divergence, f"{name}-divergence")
@@ -66,7 +72,7 @@ def render_page() -> None:
         with column:
             st.caption(label)
             for i in shown:
-                render.figure(kernel_figures(kernels)[i], f"{label}-{block.name}-kernels")
+                render.figure(kernel_figures(kernels, cols=4)[i], f"{label}-{block.name}-kernels")
     with st.expander("Download the results"):
         render.result_downloads(comparison, f"{name}-comparison")
 

@@ -1,0 +1,157 @@
+"""Every page and widget path of the app through Streamlit's AppTest, on the built-in demo checkpoints
+(and toy checkpoints of other shapes): the page draws, with no exception and no error."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import widgets
+from tests.app.apptest import caption, clean, figures, fresh, titles
+
+PAGES = ("views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/model.py")
+
+
+@pytest.fixture(scope="module")
+def app():
+    """One session on demo-pre, run once; tests move it on (AppTest keeps the session between runs)."""
+    return clean(fresh().run())
+
+
+def test_the_first_page_is_the_explorer_on_demo_pre(app):
+    drawn = titles(app)
+    assert drawn[0] == "Top-5 predictions"
+    assert "S3.0: effective weights, heads fused by mean, query (3, 3)" in drawn
+    assert any(t.startswith("S3.0 (pre-normalization)") for t in drawn)
+    assert any(t.startswith("Attention rollout") for t in drawn)
+    assert "coatnet_pico, pre-normalization" in caption(app)
+    clickable = next(f for f in figures(app) if "heads fused" in f["layout"]["title"]["text"])
+    cells = next(t for t in clickable["data"] if t.get("name") == "cells")
+    assert cells["customdata"]["shape"] == "49, 2"  # one [row, col] per cell
+    assert clickable["layout"]["clickmode"] == "event+select"
+
+
+def test_the_query_key_moves_every_map(app):
+    app.session_state[widgets.QUERY_ROW] = 1
+    app.session_state[widgets.QUERY_COL] = 5
+    drawn = titles(clean(app.run()))
+    assert sum("query (1, 5)" in t for t in drawn) == 3  # the clickable map, the heads, the rollout
+    assert app.number_input(key=widgets.QUERY_ROW).value == 1
+
+
+def test_the_row_and_column_inputs_set_the_query(app):
+    app.number_input(key=widgets.QUERY_ROW).set_value(6)
+    app.number_input(key=widgets.QUERY_COL).set_value(0).run()
+    assert any("query (6, 0)" in t for t in titles(clean(app)))
+
+
+@pytest.mark.parametrize("part", ["content", "bias", "bias_softmax", "effective"])
+def test_each_part_of_the_attention(app, part):
+    app.radio(key="part").set_value(part).run()
+    names = {"content": "content only", "bias": "bias only, w(key - query)", "bias_softmax": "position alone"}
+    assert any(names.get(part, "effective weights") in t for t in titles(clean(app)))
+
+
+@pytest.mark.parametrize("how, label", [("max", "heads fused by max"), ("2", "head 2"), ("mean", "by mean")])
+def test_heads_on_the_map(app, how, label):
+    app.selectbox(key="head").set_value(how).run()
+    assert any(label in t for t in titles(clean(app)))
+
+
+def test_another_block_keeps_the_query_in_place(app):
+    app.session_state[widgets.QUERY_ROW], app.session_state[widgets.QUERY_COL] = 2, 4
+    clean(app.run())
+    app.selectbox(key="block").set_value("S4.0").run()
+    assert any(t.startswith("S4.0 (pre-normalization)") and "query (2, 4)" in t for t in titles(clean(app)))
+    app.selectbox(key="block").set_value("S3.0").run()
+
+
+def test_rollout_averaged_over_queries(app):
+    app.radio(key="rollout_from").set_value("averaged over queries").run()
+    assert any("averaged over queries" in t for t in titles(clean(app)))
+    app.radio(key="rollout_from").set_value("from this query").run()
+
+
+def test_a_click_becomes_the_query():
+    """A chart's selection cannot be written from a test, so the callback reads a stand-in event."""
+
+    def page():
+        import streamlit as st
+
+        from app import widgets
+
+        st.session_state["chart"] = {"selection": {"points": [{"x": 1}, {"customdata": [4, 2]}]}}
+        widgets.take_click("chart")
+        st.write(st.session_state[widgets.QUERY_ROW], st.session_state[widgets.QUERY_COL])
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(page).run()
+    assert at.markdown[0].value == "`4` `2`"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_on_demo_post(page):
+    at = fresh()
+    at.run()
+    at.selectbox(key="demo_name").set_value("demo-post").run()
+    at.switch_page(page).run()
+    clean(at)
+    assert "post-normalization" in caption(at)
+    assert figures(at) or page == "views/model.py"
+
+
+def test_stage_inspector_draws_each_stage():
+    at = fresh()
+    at.run()
+    at.switch_page("views/stages.py").run()
+    drawn = titles(clean(at))
+    assert [t for t in drawn if t.startswith("What each stage responds to")]
+    assert [t for t in drawn if t.startswith("Receptive fields")]
+    assert "Mean attention distance per head" in drawn and any(t.startswith("Frequency") for t in drawn)
+    stages = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("What each stage"))
+    assert sum(trace["type"] == "heatmap" for trace in stages["data"]) == 10  # 5 stages, 5 Grad-CAMs
+    text = " ".join(m.value for m in at.markdown)
+    assert "**S3** · Transformer" in text and "7x7 grid, 128 channels" in text
+
+
+def test_pre_vs_post_both_ways():
+    at = fresh()
+    at.run()
+    at.switch_page("views/compare.py").run()
+    drawn = titles(clean(at))
+    assert any("demo-pre (top) vs demo-post (bottom)" in t for t in drawn)
+    assert any("demo-post - demo-pre" in t for t in drawn)
+    assert any(t.startswith("Jensen-Shannon divergence per head") for t in drawn)
+    at.radio(key="compare_how").set_value("the same weights, other normalization").run()
+    drawn = titles(clean(at))
+    assert any("pre (trained pre) (top) vs post (trained pre) (bottom)" in t for t in drawn)
+    assert any("relative-bias kernels (post)" in t for t in drawn)
+
+
+def test_switching_the_normalization_is_labelled():
+    at = fresh()
+    at.run()
+    at.radio(key="attention").set_value("post-normalization").run()
+    clean(at)
+    assert "post-normalization (weights trained with pre-normalization)" in caption(at)
+    assert any(t.startswith("S3.0 (post-normalization)") for t in titles(at))
+
+
+def test_the_model_page_shows_costs_card_and_curves():
+    at = fresh()
+    at.run()
+    at.switch_page("views/model.py").run()
+    clean(at)
+    assert [m.value for m in at.metric][:1] == ["1.21 M"]
+    assert "Training curves" in titles(at)
+    assert any("coatnet train" in m.value for m in at.markdown)
+
+
+def test_the_query_survives_a_visit_to_another_page():
+    at = fresh()
+    at.run()
+    at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 5, 1
+    at.run()
+    at.switch_page("views/kernels.py").run()
+    at.switch_page("views/explorer.py").run()
+    assert any("query (5, 1)" in t for t in titles(clean(at)))
