@@ -129,29 +129,20 @@ def statistics_figures(statistics) -> list[go.Figure]:
 
 
 def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure]:
-    """Pre vs post (a :class:`analysis.compare.Comparison`): per block the maps side by side and their
-    difference, then per-head divergences and the distance scatter of both."""
-    label_a, label_b = comparison.labels
+    """Pre vs post (a :class:`analysis.compare.Comparison`): per block, the maps of both side by side on
+    one colour scale, and their difference (b - a) on a diverging one; then the distance scatter of both
+    and the per-head divergences."""
     figures = []
     for block in comparison.blocks:
-        row, col = divmod(block.query, block.grid[1])
-        heads = block.map_a.shape[0]
-        stacked = np.concatenate([block.map_a, block.map_b, block.difference])
-        titles = [
-            f"{label} h{h}" for label in (label_a, label_b, f"{label_b} - {label_a}") for h in range(heads)
-        ]
-        title = f"{block.name}: query ({row}, {col}), {label_a} vs {label_b}"
-        figure = head_grid(
-            image_a,
-            stacked,
-            stride=block.stride,
-            titles=titles,
-            cols=heads,
-            shared_scale=False,
-            query=(row, col),
-            title=title,
-        )
-        figures.append(figure)
+        figures += block_comparison_figures(block, comparison.labels, image_a)
+    return figures + comparison_summary_figures(comparison)
+
+
+def comparison_summary_figures(comparison) -> list[go.Figure]:
+    """Every block of a comparison at once: mean attention distance per head of both models, and the
+    Jensen-Shannon divergence per head (mean over queries, and at the query)."""
+    label_a, label_b = comparison.labels
+    figures = []
     names = [b.name for b in comparison.blocks]
     figures.append(
         distance_scatter(
@@ -175,7 +166,35 @@ def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure
     return figures
 
 
-def kernel_figures(kernels, *, max_channels: int = 16) -> list[go.Figure]:
+def block_comparison_figures(block, labels: tuple[str, str], image: np.ndarray | None) -> list[go.Figure]:
+    """One block of a comparison: both models' maps at the query (one scale), then b - a (diverging)."""
+    label_a, label_b = labels
+    row, col = divmod(block.query, block.grid[1])
+    heads = block.map_a.shape[0]
+    both = head_grid(
+        image,
+        np.concatenate([block.map_a, block.map_b]),
+        stride=block.stride,
+        titles=[f"{label} h{h}" for label in (label_a, label_b) for h in range(heads)],
+        cols=heads,
+        query=(row, col),
+        title=f"{block.name}: where query ({row}, {col}) attends, {label_a} (top) vs {label_b} (bottom)",
+    )
+    difference = head_grid(
+        image,
+        block.difference,
+        stride=block.stride,
+        titles=[f"h{h}" for h in range(heads)],
+        cols=heads,
+        query=(row, col),
+        colorscale=DIVERGING,
+        symmetric=True,
+        title=f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more)",
+    )
+    return [both, difference]
+
+
+def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:
     """Each attention block's per-head bias kernels, then each MBConv block's depthwise kernels (the
     first ``max_channels`` channels), both oriented offset = key - query with the centre marked."""
     figures = []
@@ -187,12 +206,15 @@ def kernel_figures(kernels, *, max_channels: int = 16) -> list[go.Figure]:
                 titles=titles,
                 title=f"{block.name}: relative-bias kernels ({block.mode}), offset key - query, "
                 f"{block.stride} px per step",
+                cols=cols,
             )
         )
     for block in kernels.depthwise:
         shown = block.kernels[:max_channels]
         titles = [f"ch {c}" for c in range(len(shown))]
-        figures.append(kernel_gallery(shown, titles=titles, title=f"{block.name}: depthwise 3x3 kernels"))
+        figures.append(
+            kernel_gallery(shown, titles=titles, title=f"{block.name}: depthwise 3x3 kernels", cols=cols)
+        )
     return figures
 
 
