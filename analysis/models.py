@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
+from coatnet.checkpoint import read_checkpoint_info
 from coatnet.demos import builtin_name
 from coatnet.hub import split_tag
 from coatnet.model import CoAtNet
@@ -37,12 +38,15 @@ def load_model(spec: str, *, attention: str | None = None) -> CoAtNet:
         return load_checkpoint(spec, attention=attention)
     if path.exists():
         try:
-            return load_checkpoint(path, attention=attention)
-        except CheckpointError as ours:
+            read_checkpoint_info(path)
+        except CheckpointError as ours:  # no coatnet metadata (or none readable): timm's weights?
+            if path.is_dir():
+                raise
             try:
                 return from_timm(path, attention=attention or "pre")
             except (CheckpointError, ValueError, KeyError) as theirs:
                 raise CheckpointError(f"{ours}; nor is it timm CoAtNet weights ({theirs})") from theirs
+        return load_checkpoint(path, attention=attention)  # ours: its own errors say what does not fit
     if "." in spec and "/" not in spec.removeprefix("timm/"):
         split_tag(spec)  # a malformed tag gets timm's own explanation
         return from_timm(spec, attention=attention or "pre")

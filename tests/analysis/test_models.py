@@ -30,3 +30,23 @@ def test_a_timm_tag_offline_says_how_to_load_the_file(monkeypatch):
 def test_nothing_by_that_name_lists_what_works():
     with pytest.raises(ModelSpecError, match=r"demo-pre or demo-post, a \.safetensors checkpoint"):
         load_model("resnet50")
+
+
+def test_our_checkpoint_that_does_not_fit_names_the_key_not_timm(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = coatnet.save_checkpoint(coatnet.create_model("coatnet_toy").eval(), tmp_path / "toy.safetensors")
+    state = load_file(path)
+    key = next(k for k in state if k.endswith("attn.qkv.weight"))
+    state[key] = torch.zeros(state[key].shape[0] + 3, state[key].shape[1])
+    with safe_open(path, "pt") as f:
+        save_file(state, tmp_path / "wrong.safetensors", metadata=f.metadata())
+    with pytest.raises(coatnet.CheckpointError, match=rf"{key}: file \(99, 16\) vs model \(96, 16\)"):
+        load_model(str(tmp_path / "wrong.safetensors"))
+    with pytest.raises(coatnet.CheckpointError, match="is a directory"):
+        load_model(str(tmp_path))
+    # without our metadata it is tried as timm weights, whose fused qkv then fits no arch: a clear error
+    save_file(state, tmp_path / "bare.safetensors")
+    with pytest.raises(coatnet.CheckpointError, match="nor is it timm CoAtNet weights"):
+        load_model(str(tmp_path / "bare.safetensors"))
