@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -50,10 +51,16 @@ def load_image(
         data = path.read_bytes()
     _check_bytes(label, len(data), max_bytes)
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the pixel limit is ours, checked below from the header
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as error:
         raise ImageError(
             f"{label} is not an image Pillow can read: choose a PNG, JPEG, WebP, BMP or GIF file"
+        ) from error
+    except Image.DecompressionBombError as error:  # over twice Pillow's own limit: refused at open
+        raise ImageError(
+            f"{label} has far more than {max_pixels / 1e6:.0f} megapixels ({error}): downscale it first"
         ) from error
     if image.format not in FORMATS:
         raise ImageError(f"{label} is a {image.format} image; use PNG, JPEG, WebP, BMP or GIF")

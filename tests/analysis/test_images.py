@@ -51,3 +51,15 @@ def test_limits_are_checked_before_decoding():
         load_image(big, max_pixels=10_000_000)
     with pytest.raises(ImageError, match="the limit is 0 MiB"):
         load_image(big, max_bytes=1000)
+
+
+def test_beyond_pillows_own_bomb_limit_is_our_message_too():
+    import warnings
+
+    huge = encoded(Image.new("1", (20_000, 10_000)), "PNG")  # 200 megapixels: Pillow refuses it at open
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no DecompressionBombWarning leaks out
+        with pytest.raises(ImageError, match="megapixels.*downscale it first"):
+            load_image(huge)
+        with pytest.raises(ImageError, match="100 megapixels"):
+            load_image(encoded(Image.new("1", (10_000, 10_000)), "PNG"))

@@ -32,8 +32,8 @@ def titles(at: AppTest) -> list[str]:
 
 
 def caption(at: AppTest) -> str:
-    """The sidebar's one-line description of the model (the first caption that names a normalization)."""
-    return next(c.value for c in at.caption if "normalization" in c.value)
+    """The sidebar's one-line description of the model (its caption that names a normalization)."""
+    return next(c.value for c in at.sidebar.caption if "normalization" in c.value)
 
 
 def one_error(at: AppTest) -> str:
