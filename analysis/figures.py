@@ -414,3 +414,36 @@ def predictions_figure(predictions: Sequence) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
     return figure
+
+
+def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
+    """The strongest channels of every stage (:class:`analysis.features.FeatureMaps`): one column per
+    stage, one row per channel, each on its own colour scale (channels differ in range)."""
+    stages = features.blocks
+    rows = max(s.top.shape[1] for s in stages)
+    titles = [
+        f"{s.name} ch {s.top_index[index, r]}" if r < s.top.shape[1] else ""
+        for r in range(rows)
+        for s in stages
+    ]
+    figure = make_subplots(
+        rows=rows, cols=len(stages), subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.05
+    )
+    for c, stage in enumerate(stages, start=1):
+        for r in range(stage.top.shape[1]):
+            figure.add_trace(
+                go.Heatmap(z=stage.top[index, r], colorscale=DIVERGING, zmid=0, showscale=False),
+                row=r + 1,
+                col=c,
+            )
+            grid_h, grid_w = stage.grid
+            figure.update_yaxes(range=[grid_h - 0.5, -0.5], row=r + 1, col=c)
+            figure.update_xaxes(range=[-0.5, grid_w - 0.5], row=r + 1, col=c)
+    figure.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    figure.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    figure.update_layout(
+        title="The strongest channels of each stage (most mean squared activation; red > 0 > blue)",
+        height=190 * rows + 60,
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+    )
+    return figure

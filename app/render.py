@@ -66,7 +66,7 @@ def result_downloads(result: Any, name: str) -> None:
     )  # fmt: skip
 
 
-def image_header(original, seen, predictions, *, name: str, label: str | None, description: str) -> None:
+def image_header(original, seen, predictions, *, name: str, label: str | None) -> None:
     """The image as given and as the model sees it, beside the top-5 predictions."""
     from analysis.figures import predictions_figure
 
@@ -75,4 +75,3 @@ def image_header(original, seen, predictions, *, name: str, label: str | None, d
     middle.image(seen, caption=f"what the model sees: {seen.shape[1]}x{seen.shape[0]}", width=200, clamp=True)
     with right:
         st.plotly_chart(predictions_figure(predictions), config=CONFIG, width="stretch", key="top5")
-    st.caption(description)

@@ -17,7 +17,7 @@ def render_page() -> None:
     picture = cache.prepared(key, data)
     render.image_header(
         picture.original, picture.seen, cache.predictions(key, data), name=chosen.image.name,
-        label=chosen.image.label, description=chosen.description,
+        label=chosen.image.label,
     )  # fmt: skip
     maps = cache.attention(key, data)
     if not maps.blocks:

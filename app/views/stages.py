@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures import frequency_figure, receptive_field_figure, stages_figure, statistics_figures
+from analysis.figures import (
+    feature_channels_figure,
+    frequency_figure,
+    receptive_field_figure,
+    stages_figure,
+    statistics_figures,
+)
 from app import cache, render, session
 
 KINDS = {
@@ -22,7 +28,7 @@ def render_page() -> None:
     picture = cache.prepared(key, data)
     render.image_header(
         picture.original, picture.seen, cache.predictions(key, data), name=name,
-        label=chosen.image.label, description=chosen.description,
+        label=chosen.image.label,
     )  # fmt: skip
     fields = cache.fields(key, data)
     by_stage = {s.name: s for s in fields.stages}
@@ -39,6 +45,8 @@ def render_page() -> None:
     render.figure(
         stages_figure(cache.features(key, data), picture.seen, cache.gradcams(key, data)), f"{name}-stages"
     )
+    with st.expander("The strongest channels of each stage"):
+        render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
     render.figure(receptive_field_figure(fields, picture.seen), f"{name}-receptive-fields")
     statistics = cache.statistics(key, data)
     if statistics.blocks:

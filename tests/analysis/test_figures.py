@@ -82,3 +82,14 @@ def test_one_head_or_fused_heads_on_the_clickable_map():
     heatmap = next(t for t in one.data if isinstance(t, go.Heatmap))
     np.testing.assert_allclose(np.array(heatmap.z), block.effective[0, 1, 3].reshape(block.grid), rtol=1e-6)
     assert "head 1" in one.layout.title.text and any(t.name == "cells" for t in one.data)
+
+
+def test_strongest_channels_one_column_per_stage():
+    from analysis.features import feature_maps
+
+    features = feature_maps(toy(), images(1), top=2)
+    figure = figures.feature_channels_figure(features)
+    assert sum(isinstance(t, go.Heatmap) for t in figure.data) == 10
+    first = features.blocks[0]
+    np.testing.assert_allclose(np.array(figure.data[0].z), first.top[0, 0], rtol=1e-6)
+    assert figure.layout.annotations[0].text == f"S0 ch {first.top_index[0, 0]}"
