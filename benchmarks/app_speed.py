@@ -1,0 +1,117 @@
+"""How fast the app answers, on the built-in demo checkpoints (CPU).
+
+Two figures the app issue asks for, each beside its peer in the same run:
+
+* server time to redraw after a new query (what a click on a heatmap cell costs): Streamlit's AppTest
+  runs the explorer script with warm caches; the peer is the same run with every cache cleared, i.e. what
+  the app would cost without ``st.cache_data`` / ``st.cache_resource``. AppTest adds its own overhead
+  (a script thread, message parsing), so these are upper bounds on the server's time.
+* the first page after start-up: ``streamlit run app/main.py`` started, Chromium pointed at it, until the
+  explorer's figures are drawn (server start, imports, model load, analysis, and the browser's drawing).
+
+Run from the repository root: ``python benchmarks/app_speed.py`` (``--no-browser`` skips the second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+MAIN = str(ROOT / "app" / "main.py")
+
+
+def timed_run(at: AppTest) -> float:
+    start = time.perf_counter()
+    at.run()
+    elapsed = time.perf_counter() - start
+    if at.exception or at.error:
+        raise RuntimeError([e.message for e in at.exception] + [e.value for e in at.error])
+    return elapsed
+
+
+def redraws(model: str, clicks: int, seed: int) -> dict[str, float]:
+    """Median and worst server time of a query change, warm and with every cache cleared."""
+    import streamlit as st
+
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    at.selectbox(key="demo_name").set_value(model)
+    timed_run(at)  # loads the model and fills the caches for this image
+    rng = random.Random(seed)
+    warm, cold = [], []
+    for _ in range(clicks):
+        at.session_state["query_row"], at.session_state["query_col"] = rng.randrange(7), rng.randrange(7)
+        warm.append(timed_run(at))
+    for _ in range(max(2, clicks // 4)):
+        at.session_state["query_row"], at.session_state["query_col"] = rng.randrange(7), rng.randrange(7)
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        cold.append(timed_run(at))
+    return {
+        "redraw_median_ms": 1000 * statistics.median(warm),
+        "redraw_worst_ms": 1000 * max(warm),
+        "uncached_median_ms": 1000 * statistics.median(cold),
+        "ratio_uncached_to_redraw": statistics.median(cold) / statistics.median(warm),
+    }
+
+
+def first_page() -> dict[str, float]:
+    """Seconds from ``streamlit run`` to the explorer drawn in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.app.server import CHROMIUM, CHROMIUM_ARGS, running_app
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        start = time.perf_counter()
+        with running_app() as url:
+            served = time.perf_counter()
+            page.goto(url)
+            page.get_by_text("Attention rollout").first.wait_for(timeout=120_000)
+            page.wait_for_function(
+                "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8", timeout=120_000
+            )
+            drawn = time.perf_counter()
+        browser.close()
+    return {"server_up_s": served - start, "first_page_drawn_s": drawn - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["demo-pre", "demo-post"])
+    parser.add_argument("--clicks", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {m: redraws(m, args.clicks, args.seed) for m in args.models}
+    if not args.no_browser:
+        results["first_page"] = first_page()
+    print(json.dumps(results, indent=1))
+    for model in args.models:
+        r = results[model]
+        print(
+            f"{model:10s} query redraw {r['redraw_median_ms']:6.0f} ms median, "
+            f"{r['redraw_worst_ms']:6.0f} ms worst; uncached {r['uncached_median_ms']:6.0f} ms "
+            f"({r['ratio_uncached_to_redraw']:.1f}x)"
+        )
+    if "first_page" in results:
+        r = results["first_page"]
+        print(
+            f"first page drawn {r['first_page_drawn_s']:.1f} s after `streamlit run` "
+            f"(server up {r['server_up_s']:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
