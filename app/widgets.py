@@ -130,20 +130,19 @@ def head_picker(heads: int, *, key: str = "head") -> str:
     )
 
 
-def query_picker(grid: tuple[int, int], stride: int) -> tuple[int, int]:
+def query_picker(grid: tuple[int, int]) -> tuple[int, int]:
     """The query cell (row, col) on ``grid``, kept in session state: a click on a map writes it, the two
-    inputs set it, and moving to a block with another grid keeps the same place in the image."""
+    inputs set it, and a block (or model) with another grid keeps the same place in the image."""
     state = st.session_state
     old = state.get(QUERY_GEOMETRY)
     if QUERY_ROW not in state or QUERY_COL not in state:
         state[QUERY_ROW], state[QUERY_COL] = grid[0] // 2, grid[1] // 2
-    elif old is not None and tuple(old) != (grid, stride):
-        old_stride = old[1]
-        state[QUERY_ROW] = int((state[QUERY_ROW] + 0.5) * old_stride / stride)
-        state[QUERY_COL] = int((state[QUERY_COL] + 0.5) * old_stride / stride)
+    elif old is not None and tuple(old) != tuple(grid):
+        state[QUERY_ROW] = int((state[QUERY_ROW] + 0.5) / old[0] * grid[0])
+        state[QUERY_COL] = int((state[QUERY_COL] + 0.5) / old[1] * grid[1])
     state[QUERY_ROW] = min(max(int(state[QUERY_ROW]), 0), grid[0] - 1)
     state[QUERY_COL] = min(max(int(state[QUERY_COL]), 0), grid[1] - 1)
-    state[QUERY_GEOMETRY] = (grid, stride)
+    state[QUERY_GEOMETRY] = tuple(grid)
     left, right = st.columns(2)
     row = left.number_input("Query row", 0, grid[0] - 1, key=QUERY_ROW, step=1)
     col = right.number_input("Query column", 0, grid[1] - 1, key=QUERY_COL, step=1)
