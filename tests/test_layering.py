@@ -76,3 +76,13 @@ def test_the_checker_catches_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import analysis.figures\nfrom app import main\n")
     assert imported_modules(bad) == ["analysis.figures", "app"]
+
+
+def test_pages_render_and_hold_no_tensors() -> None:
+    """app/views/ draws what app/cache.py computed (figures and index arithmetic only): no torch, no model."""
+    bad = []
+    for path in sorted((ROOT / "app" / "views").glob("*.py")):
+        for name in imported_modules(path):
+            if name.split(".")[0] == "torch" or name.startswith("coatnet.model"):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, "\n".join(bad)
