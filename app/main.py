@@ -78,7 +78,8 @@ def sidebar() -> Selection | None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="CoAtNet Lens", page_icon=":material/center_focus_weak:", layout="wide")
+    # the icon is an emoji (inlined): a :material/...: page icon makes the browser fetch it from Google
+    st.set_page_config(page_title="CoAtNet Lens", page_icon="🔍", layout="wide")
     page = st.navigation(PAGES)
     keep(KEPT)
     selection = sidebar()

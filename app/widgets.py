@@ -154,6 +154,7 @@ def take_click(chart_key: str) -> None:
     event = st.session_state.get(chart_key)
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     cells = [p["customdata"] for p in points if p.get("customdata") is not None]
-    if cells:
-        row, col = cells[-1][:2]
+    if cells:  # a browser sends [row, col] as {"0": row, "1": col} (plotly.js typed arrays)
+        cell = cells[-1]
+        row, col = (cell["0"], cell["1"]) if isinstance(cell, dict) else cell[:2]
         st.session_state[QUERY_ROW], st.session_state[QUERY_COL] = int(row), int(col)

@@ -69,7 +69,7 @@ def first_page() -> dict[str, float]:
     """Seconds from ``streamlit run`` to the explorer drawn in Chromium."""
     from playwright.sync_api import sync_playwright
 
-    from tests.app.server import CHROMIUM, CHROMIUM_ARGS, running_app
+    from tests.app.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -79,9 +79,7 @@ def first_page() -> dict[str, float]:
             served = time.perf_counter()
             page.goto(url)
             page.get_by_text("Attention rollout").first.wait_for(timeout=120_000)
-            page.wait_for_function(
-                "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8", timeout=120_000
-            )
+            page.wait_for_function(SETTLED, timeout=120_000)
             drawn = time.perf_counter()
         browser.close()
     return {"server_up_s": served - start, "first_page_drawn_s": drawn - start}

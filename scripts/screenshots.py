@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from tests.app.server import CHROMIUM, CHROMIUM_ARGS, running_app  # noqa: E402
+from tests.app.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app  # noqa: E402
 
 # (file, page link in the sidebar, what to wait for)
 SHOTS = (
@@ -31,10 +31,9 @@ SHOTS = (
 def settle(page: Page, text: str) -> None:
     """Wait until ``text`` shows, the app stops running and every Plotly chart has drawn."""
     page.get_by_text(text, exact=False).first.wait_for(timeout=120_000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
-    )
-    page.wait_for_timeout(1500)
+    page.wait_for_function(SETTLED, timeout=120_000)
+    page.wait_for_timeout(500)
+    page.wait_for_function(SETTLED, timeout=120_000)
 
 
 def main() -> None:

@@ -20,6 +20,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 
+# Streamlit is idle (the script has finished: its status widget is no sign, it never shows in this app's
+# header; no element left stale by a rerun; none still waiting for its lazily loaded component, as
+# plotly.js comes) and every Plotly chart has drawn: a JavaScript predicate for page.wait_for_function
+SETTLED = """() => document.querySelector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]')
+    && !document.querySelector('[data-stale="true"]')
+    && !document.querySelector('[data-testid="stSkeleton"]')
+    && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+        .every(chart => chart.querySelector('.main-svg'))"""
+
 
 def free_port() -> int:
     with socket.socket() as probe:

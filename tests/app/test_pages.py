@@ -71,21 +71,23 @@ def test_rollout_averaged_over_queries(app):
     app.radio(key="rollout_from").set_value("from this query").run()
 
 
-def test_a_click_becomes_the_query():
-    """A chart's selection cannot be written from a test, so the callback reads a stand-in event."""
+@pytest.mark.parametrize("cell", [[4, 2], {"0": 4, "1": 2}], ids=["list", "browser"])
+def test_a_click_becomes_the_query(cell):
+    """A chart's selection cannot be written from a test, so the callback reads a stand-in event (in the
+    form a browser sends, too: plotly.js turns the [row, col] pair into a dict)."""
 
-    def page():
+    def page(cell):
         import streamlit as st
 
         from app import widgets
 
-        st.session_state["chart"] = {"selection": {"points": [{"x": 1}, {"customdata": [4, 2]}]}}
+        st.session_state["chart"] = {"selection": {"points": [{"x": 1}, {"customdata": cell}]}}
         widgets.take_click("chart")
         st.write(st.session_state[widgets.QUERY_ROW], st.session_state[widgets.QUERY_COL])
 
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_function(page).run()
+    at = AppTest.from_function(page, kwargs={"cell": cell}).run()
     assert at.markdown[0].value == "`4` `2`"
 
 

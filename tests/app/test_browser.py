@@ -1,0 +1,333 @@
+"""The app in a real browser: ``streamlit run app/main.py`` served once for the module on a free loopback
+port (offline), driven by Debian's Chromium through Playwright, on the built-in demo checkpoints.
+
+Each test opens a fresh page (its own browser context, hence its own Streamlit session) and ends by
+checking that the page logged no console error and raised no JavaScript error, and that the app shows no
+traceback (``stException``) and no ``st.error`` line (``stAlertContentError``) beyond those it expects.
+Requests that would leave the loopback server are blocked and recorded: the app must make none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect, sync_playwright
+
+from tests.app.server import CHROMIUM, CHROMIUM_ARGS, ROOT, SETTLED, running_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+WAIT_MS = 90_000  # a cold model load, or a PNG export through kaleido, on 2 busy cores
+VIEWPORT = {"width": 1400, "height": 1000}
+
+# every drawn Plotly chart: its title, the names of its traces and how many points each has
+CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+    title: (gd.querySelector('.gtitle') || {}).textContent || '',
+    traces: (gd._fullData || []).map(t => t.name || ''),
+    points: (gd._fullData || []).map(t => (t.x || []).length),
+}))"""
+
+# the clickable map (the chart with a "cells" trace), scrolled into view: where the marker of cell
+# [row, col] is in the page (the centre of its SVG path) and in the chart's data coordinates
+CELL = """([row, col]) => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => (g._fullData || []).some(t => t.name === 'cells'));
+    gd.scrollIntoView({block: 'center'});
+    const cells = gd._fullData.find(t => t.name === 'cells');
+    const layer = [...gd.querySelectorAll('.scatterlayer .trace')]
+        .find(t => t.__data__ && t.__data__[0].trace.name === 'cells');
+    const marker = [...layer.querySelectorAll('.points path')]
+        .find(p => cells.customdata[p.__data__.i][0] === row && cells.customdata[p.__data__.i][1] === col);
+    const box = marker.getBoundingClientRect();
+    const index = marker.__data__.i;
+    return {x: box.left + box.width / 2, y: box.top + box.height / 2,
+            cell: [cells.x[index], cells.y[index]]};
+}"""
+
+# the query inputs hold [row, col], or the app shows a traceback or an st.error line instead
+QUERY_IS = """([row, col]) => document.querySelector(
+        '[data-testid="stException"], [data-testid="stAlertContentError"]')
+    || (document.querySelector('input[aria-label="Query row"]')?.value === String(row)
+        && document.querySelector('input[aria-label="Query column"]')?.value === String(col))"""
+
+# where the clickable map's red "query" marker is, in data coordinates
+QUERY_MARK = """() => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => (g._fullData || []).some(t => t.name === 'cells'));
+    const query = gd._fullData.find(t => t.name === 'query');
+    return [query.x[0], query.y[0]];
+}"""
+
+
+@dataclass
+class Served:
+    """The app's URL and the one Chromium every test of the module shares."""
+
+    url: str
+    browser: Browser
+
+
+@dataclass
+class Lens:
+    """One fresh page on the app, and what went wrong in it: console errors, page errors, and requests
+    that tried to leave the loopback server (blocked)."""
+
+    page: Page
+    url: str
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+
+    @property
+    def sidebar(self) -> Locator:
+        return self.page.get_by_test_id("stSidebar")
+
+    @property
+    def problems(self) -> Locator:
+        """Tracebacks and st.error lines."""
+        return self.page.get_by_test_id("stException").or_(self.page.get_by_test_id("stAlertContentError"))
+
+    def open(self) -> None:
+        """Load the app and wait until the explorer has drawn (the default page: rollout at its end)."""
+        self.page.goto(self.url)
+        self.show(self.page.get_by_text("Attention rollout", exact=True))
+
+    def show(self, target: Locator, *, errors: int = 0) -> None:
+        """Wait until ``target`` shows (or a traceback or an st.error line does, so that a broken app fails
+        at once, with its message), let the app settle, and check the page (:meth:`assert_clean`)."""
+        expect(target.or_(self.problems).first).to_be_visible(timeout=WAIT_MS)
+        self.settle()
+        self.assert_clean(errors=errors)
+
+    def settle(self) -> None:
+        """Wait until Streamlit is idle and every chart has drawn; then once more after a short pause,
+        in case a rerun (a callback, a chart's selection) started right after the first."""
+        self.page.wait_for_function(SETTLED, timeout=WAIT_MS)
+        self.page.wait_for_timeout(400)
+        self.page.wait_for_function(SETTLED, timeout=WAIT_MS)
+
+    def charts(self) -> list[dict]:
+        """Every Plotly chart on the page: its title, its traces' names and their numbers of points."""
+        return self.page.evaluate(CHARTS)
+
+    def titles(self) -> str:
+        """Every chart title, one per line."""
+        return "\n".join(chart["title"] for chart in self.charts())
+
+    def choose_image_source(self, source: str) -> None:
+        """Click ``Gallery`` or ``Upload`` in the sidebar's "Image" radio."""
+        radio = self.sidebar.get_by_test_id("stRadio").filter(has=self.page.get_by_text("Image", exact=True))
+        radio.get_by_text(source, exact=True).click()
+
+    def upload_image(self, path: Path) -> None:
+        """Set ``path`` on the sidebar's image uploader (choosing "Upload" first if needed)."""
+        uploader = self.sidebar.get_by_test_id("stFileUploaderDropzoneInput")
+        if uploader.count() == 0:
+            self.choose_image_source("Upload")
+        uploader.set_input_files(path, timeout=WAIT_MS)
+
+    def query(self) -> tuple[str, str]:
+        """The values of the "Query row" and "Query column" inputs."""
+        return (
+            self.page.get_by_label("Query row").input_value(),
+            self.page.get_by_label("Query column").input_value(),
+        )
+
+    def download(self, button: Locator, folder: Path) -> Path:
+        """Click a download button and save what the browser receives into ``folder``."""
+        with self.page.expect_download(timeout=WAIT_MS) as started:
+            button.click()
+        download = started.value
+        assert download.failure() is None, f"{download.suggested_filename}: {download.failure()}"
+        path = folder / download.suggested_filename
+        download.save_as(path)
+        return path
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The end of the server's log (where Streamlit writes the tracebacks it hides from the page)."""
+        log = ROOT / ".pytest_cache" / f"streamlit-{urlsplit(self.url).port}.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else str(log)
+
+    def assert_clean(self, *, errors: int = 0) -> None:
+        """No console error, no page error, no traceback element, and exactly ``errors`` st.error lines."""
+        assert self.page_errors == [], f"JavaScript errors: {self.page_errors}"
+        assert self.console_errors == [], f"console errors: {self.console_errors}"
+        exceptions = self.page.get_by_test_id("stException")
+        assert exceptions.count() == 0, f"the app shows a traceback; its server log ends:\n{self.log_tail()}"
+        alerts = self.page.get_by_test_id("stAlertContentError")
+        assert alerts.count() == errors, f"st.error lines: {alerts.all_inner_texts()}"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """The app's server, started once for the module, and one headless Chromium."""
+    with running_app() as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield Served(url, browser)
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def lens(served: Served) -> Iterator[Lens]:
+    """A fresh page (new context: a new Streamlit session) recording console errors, page errors and
+    any request that leaves the server (such requests are aborted, so nothing waits on the network)."""
+    context = served.browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    lens = Lens(page, served.url)
+    server = urlsplit(served.url).netloc
+
+    def block_outside(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == server or route.request.url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            lens.outside.append(route.request.url)
+            route.abort()
+
+    def on_console(message: ConsoleMessage) -> None:
+        # a blocked outside request also logs "Failed to load resource": test_no_request_leaves_the_server
+        # reports those, so that one bug does not fail every test
+        where = message.location.get("url", "")
+        if message.type == "error" and not (where and urlsplit(where).netloc not in ("", server)):
+            lens.console_errors.append(f"{message.text} ({where})")
+
+    context.route("**/*", block_outside)
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: lens.page_errors.append(str(error)))
+    try:
+        yield lens
+    finally:
+        context.close()
+
+
+def test_the_explorer_opens_with_its_map_heads_and_top_5(lens: Lens):
+    """The default page draws the clickable map (a "cells" trace, one marker per cell of the 7x7 grid of
+    S3.0), the grid of per-head maps, and the top-5 chart; the query starts at the grid's centre."""
+    lens.open()
+    charts = lens.charts()
+    clickable = [c for c in charts if "cells" in c["traces"]]
+    heads = [c for c in charts if c["traces"].count("query") > 1]
+    assert len(clickable) == 1, charts
+    assert len(heads) == 1, charts
+    assert any("Top-5" in c["title"] for c in charts), charts
+    assert lens.page.locator(".js-plotly-plot").count() >= 4  # map, heads, top 5, rollout
+    cells = clickable[0]["traces"].index("cells")
+    assert clickable[0]["points"][cells] == 7 * 7, clickable
+    assert lens.query() == ("3", "3")
+    assert "query (3, 3)" in clickable[0]["title"] and "query (3, 3)" in heads[0]["title"]
+    expect(lens.page.get_by_text("as given", exact=False).first).to_be_visible()
+    lens.assert_clean()
+
+
+def test_an_uploaded_png_with_transparency_is_analysed(lens: Lens, tmp_path: Path):
+    """Choosing "Upload" and giving a 60x40 RGBA PNG (half transparent) redraws the page on that image:
+    its caption names the file, the model sees it at 28x28, and every chart draws again."""
+    picture = Image.new("RGBA", (60, 40), (0, 0, 0, 0))
+    picture.paste((200, 40, 40, 255), (10, 5, 40, 35))
+    picture.paste((20, 20, 220, 128), (35, 10, 55, 30))
+    path = tmp_path / "red-square.png"
+    picture.save(path)
+    lens.open()
+    lens.upload_image(path)
+    lens.show(lens.page.get_by_text("red-square as given", exact=False))
+    expect(lens.page.get_by_text("what the model sees: 28x28", exact=False)).to_be_visible()
+    assert sum("cells" in c["traces"] for c in lens.charts()) == 1
+    assert any("Top-5" in c["title"] for c in lens.charts())
+    lens.assert_clean()
+
+
+def test_clicking_a_cell_of_the_map_moves_the_query(lens: Lens):
+    """A click on cell (1, 5) of the clickable map (its near-transparent "cells" marker there) makes it
+    the query: the row and column inputs read 1 and 5, the titles of the map and of the heads grid say
+    "query (1, 5)", and the red query marker moves onto that cell."""
+    lens.open()
+    assert lens.query() == ("3", "3")
+    target = lens.page.evaluate(CELL, [1, 5])
+    lens.page.mouse.move(target["x"], target["y"])
+    expect(lens.page.locator(".hoverlayer .hovertext")).to_contain_text("query cell (1, 5)")
+    lens.page.mouse.click(target["x"], target["y"])
+    lens.page.wait_for_function(QUERY_IS, arg=[1, 5], timeout=WAIT_MS)
+    lens.settle()
+    lens.assert_clean()  # a failed click callback shows a traceback instead of the inputs: say so
+    assert lens.query() == ("1", "5")
+    charts = lens.charts()
+    clickable = next(c for c in charts if "cells" in c["traces"])
+    heads = next(c for c in charts if c["traces"].count("query") > 1)
+    assert "query (1, 5)" in clickable["title"] and "query (1, 5)" in heads["title"], charts
+    assert "query (3, 3)" not in lens.titles()
+    assert lens.page.evaluate(QUERY_MARK) == target["cell"]
+    lens.assert_clean()
+
+
+def test_pre_vs_post_shows_both_demo_models(lens: Lens):
+    """The "Pre vs post" page compares the two built-in checkpoints: its figures name demo-pre and
+    demo-post, and both models' relative-bias kernels are drawn."""
+    lens.open()
+    lens.sidebar.get_by_role("link", name="Pre vs post").click()
+    lens.show(lens.page.get_by_text("Relative-bias kernels of", exact=False))
+    titles = lens.titles()
+    assert "demo-pre" in titles and "demo-post" in titles, titles
+    assert lens.page.locator(".js-plotly-plot").count() >= 5  # comparison, divergence, distance, 2 kernels
+    lens.assert_clean()
+
+
+def test_figures_download_as_self_contained_html_and_as_png(lens: Lens, tmp_path: Path):
+    """A figure's "HTML" button gives a page with plotly.js inlined (over 1 MB, no script from the web);
+    its "PNG" button gives a PNG made through kaleido and Chromium."""
+    lens.open()
+    html = lens.download(lens.page.get_by_role("button", name="HTML", exact=True).first, tmp_path)
+    text = html.read_text(encoding="utf-8")
+    assert html.suffix == ".html" and "<html" in text.lower(), html
+    assert html.stat().st_size > 1_000_000, (
+        f"{html.name}: {html.stat().st_size} bytes, plotly.js not inlined?"
+    )
+    assert not re.search(r"<script[^>]+src=[\"']https?:", text), "the page loads a script from the web"
+    png = lens.download(lens.page.get_by_role("button", name="PNG", exact=True).first, tmp_path)
+    assert png.suffix == ".png" and png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), png
+    with Image.open(png) as image:
+        assert image.width > 100 and image.height > 100
+    lens.assert_clean()
+
+
+def test_bad_uploads_say_what_to_do_and_the_gallery_recovers(lens: Lens, tmp_path: Path):
+    """A 0-byte "empty.png" and a text file named "notes.png" each give one st.error line that says what to
+    choose, and no traceback; choosing "Gallery" again brings the explorer back without an error."""
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    notes = tmp_path / "notes.png"
+    notes.write_text("shopping list: milk, eggs\n")
+    lens.open()
+    alerts = lens.page.get_by_test_id("stAlertContentError")
+    for path in (empty, notes):
+        lens.upload_image(path)
+        lens.show(alerts, errors=1)
+        message = alerts.get_by_test_id("stMarkdownContainer").inner_text()  # without the icon's name
+        assert "choose a PNG" in message and "\n" not in message.strip(), message
+        assert lens.page.locator(".js-plotly-plot").count() == 0
+        lens.page.get_by_test_id("stFileUploaderDeleteBtn").or_(
+            lens.page.get_by_test_id("stFileChipDeleteBtn")
+        ).first.click()
+        expect(alerts).to_have_count(0, timeout=WAIT_MS)
+        lens.settle()
+    lens.choose_image_source("Gallery")
+    lens.show(lens.page.get_by_text("Attention rollout", exact=True))
+    assert sum("cells" in c["traces"] for c in lens.charts()) == 1
+    lens.assert_clean()
+
+
+def test_no_request_leaves_the_server(lens: Lens):
+    """Offline by design (DESIGN.md, "The app"): loading the app and moving to another page asks nothing
+    of any host but the app's own server (favicon, fonts and scripts included)."""
+    lens.open()
+    lens.sidebar.get_by_role("link", name="Model").click()
+    lens.show(lens.page.get_by_text("Model card", exact=False))
+    assert lens.outside == [], f"requests outside {lens.url}: {lens.outside}"
+    lens.assert_clean()
