@@ -171,13 +171,17 @@ def block_comparison_figures(block, labels: tuple[str, str], image: np.ndarray |
     label_a, label_b = labels
     row, col = divmod(block.query, block.grid[1])
     heads = block.map_a.shape[0]
+    stacked = np.concatenate([block.map_a, block.map_b])
+    signed = bool((stacked < 0).any())  # post-normalization weights as used can be negative
     both = head_grid(
         image,
-        np.concatenate([block.map_a, block.map_b]),
+        stacked,
         stride=block.stride,
         titles=[f"{label} h{h}" for label in (label_a, label_b) for h in range(heads)],
         cols=heads,
         query=(row, col),
+        colorscale=DIVERGING if signed else SEQUENTIAL,
+        symmetric=signed,
         title=f"{block.name}: where query ({row}, {col}) attends, {label_a} (top) vs {label_b} (bottom)",
     )
     difference = head_grid(

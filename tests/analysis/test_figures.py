@@ -93,3 +93,17 @@ def test_strongest_channels_one_column_per_stage():
     first = features.blocks[0]
     np.testing.assert_allclose(np.array(figure.data[0].z), first.top[0, 0], rtol=1e-6)
     assert figure.layout.annotations[0].text == f"S0 ch {first.top_index[0, 0]}"
+
+
+def test_a_comparison_block_shares_one_scale_and_diverges_when_signed():
+    x = images(1)
+    comparison = compare(toy(attention="pre"), toy(attention="post"), x, labels=("pre", "post"))
+    block = comparison.blocks[0]
+    both, difference = figures.block_comparison_figures(block, comparison.labels, None)
+    maps = [t for t in both.data if isinstance(t, go.Heatmap)]
+    assert len(maps) == 2 * block.map_a.shape[0] and len({(t.zmin, t.zmax) for t in maps}) == 1
+    if (block.map_b < 0).any():
+        assert maps[0].zmin == -maps[0].zmax
+    shown = [t for t in difference.data if isinstance(t, go.Heatmap)]
+    assert shown[0].zmin == -shown[0].zmax  # b - a: symmetric around 0
+    np.testing.assert_allclose(np.array(shown[0].z), block.difference[0], rtol=1e-6)
