@@ -107,3 +107,20 @@ def test_a_comparison_block_shares_one_scale_and_diverges_when_signed():
     shown = [t for t in difference.data if isinstance(t, go.Heatmap)]
     assert shown[0].zmin == -shown[0].zmax  # b - a: symmetric around 0
     np.testing.assert_allclose(np.array(shown[0].z), block.difference[0], rtol=1e-6)
+
+
+def test_head_grids_lay_out_subplots_as_make_subplots_would():
+    from plotly.subplots import make_subplots
+
+    from analysis.plots import head_grid
+
+    figure = head_grid(None, np.random.default_rng(0).random((6, 3, 3)), cols=4, titles=list("abcdef"))
+    reference = make_subplots(rows=2, cols=4, horizontal_spacing=0.02, vertical_spacing=0.08)
+    for n in range(1, 7):
+        suffix = "" if n == 1 else str(n)
+        for axis in ("xaxis", "yaxis"):
+            ours = getattr(figure.layout, axis + suffix).domain
+            assert np.allclose(ours, getattr(reference.layout, axis + suffix).domain, atol=1e-9)
+        assert figure.data[n - 1].xaxis == f"x{suffix}" and figure.data[n - 1].yaxis == f"y{suffix}"
+        assert list(getattr(figure.layout, "yaxis" + suffix).range) == [2.5, -0.5]  # row 0 on top
+    assert [a.text for a in figure.layout.annotations] == list("abcdef")
