@@ -39,31 +39,30 @@ def figure(
 
 def downloads(fig: go.Figure, name: str) -> None:
     """HTML (self-contained) and PNG download buttons for one figure."""
-    base = slug(name)
-    html, png = st.columns(2, width=260)
-    html.download_button(
-        "HTML", lambda: figure_html(fig), file_name=f"{base}.html", mime="text/html",
-        key=f"html-{base}", on_click="ignore", icon=":material/download:",
-    )  # fmt: skip
+    buttons = [("HTML", lambda: figure_html(fig), "html", "text/html", ":material/download:")]
     if browser_available():
-        png.download_button(
-            "PNG", lambda: figure_png(fig), file_name=f"{base}.png", mime="image/png",
-            key=f"png-{base}", on_click="ignore", icon=":material/download:",
-        )  # fmt: skip
+        buttons.append(("PNG", lambda: figure_png(fig), "png", "image/png", ":material/download:"))
+    _buttons(slug(name), buttons)
 
 
 def result_downloads(result: Any, name: str) -> None:
     """JSON and NPZ download buttons for one analysis result."""
-    base = slug(name)
-    as_json, as_npz = st.columns(2, width=260)
-    as_json.download_button(
-        "JSON", lambda: result_json(result), file_name=f"{base}.json", mime="application/json",
-        key=f"json-{base}", on_click="ignore", icon=":material/data_object:",
-    )  # fmt: skip
-    as_npz.download_button(
-        "NPZ", lambda: result_npz(result), file_name=f"{base}.npz", mime="application/octet-stream",
-        key=f"npz-{base}", on_click="ignore", icon=":material/data_array:",
-    )  # fmt: skip
+    _buttons(
+        slug(name),
+        [
+            ("JSON", lambda: result_json(result), "json", "application/json", ":material/data_object:"),
+            ("NPZ", lambda: result_npz(result), "npz", "application/octet-stream", ":material/data_array:"),
+        ],
+    )
+
+
+def _buttons(base: str, buttons: list[tuple[str, Callable[[], Any], str, str, str]]) -> None:
+    """A row of download buttons, each made when clicked: (label, make, file suffix, MIME type, icon)."""
+    for column, (label, make, suffix, mime, icon) in zip(st.columns(2, width=260), buttons, strict=False):
+        column.download_button(
+            label, make, file_name=f"{base}.{suffix}", mime=mime, key=f"{suffix}-{base}", on_click="ignore",
+            icon=icon,
+        )  # fmt: skip
 
 
 def image_header(original, seen, predictions, *, name: str, label: str | None) -> None:

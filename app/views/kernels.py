@@ -20,19 +20,21 @@ def render_page() -> None:
     )
     left, right = st.columns(2)
     with left:
-        st.subheader("Relative-bias kernels, per head")
-        if not bias:
-            st.info("No attention blocks in this model.")
-        for kernel, figure in zip(kernels.bias, bias, strict=True):
-            render.figure(figure, f"{kernel.name}-bias-kernels")
+        gallery("Relative-bias kernels, per head", kernels.bias, bias, "bias", "No attention blocks")
     with right:
-        st.subheader("MBConv depthwise kernels, first 16 channels")
-        if not depthwise:
-            st.info("No MBConv blocks in this model.")
-        for kernel, figure in zip(kernels.depthwise, depthwise, strict=True):
-            render.figure(figure, f"{kernel.name}-depthwise-kernels")
+        title = "MBConv depthwise kernels, first 16 channels"
+        gallery(title, kernels.depthwise, depthwise, "depthwise", "No MBConv blocks")
     with st.expander("Download the results"):
         render.result_downloads(kernels, "kernels")
+
+
+def gallery(title: str, kernels: tuple, figures: list, kind: str, none: str) -> None:
+    """One column of kernel figures, one per block, or a note when the model has no such blocks."""
+    st.subheader(title)
+    if not figures:
+        st.info(f"{none} in this model.")
+    for kernel, figure in zip(kernels, figures, strict=True):
+        render.figure(figure, f"{kernel.name}-{kind}-kernels")
 
 
 if __name__ == "__main__":
