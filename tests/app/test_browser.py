@@ -155,8 +155,10 @@ class Lens:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else str(log)
 
     def assert_clean(self, *, errors: int = 0) -> None:
-        """No console error, no page error, no traceback element, and exactly ``errors`` st.error lines."""
+        """No console error, no page error, no request outside the app's server, no traceback element, and
+        exactly ``errors`` st.error lines."""
         assert self.page_errors == [], f"JavaScript errors: {self.page_errors}"
+        assert self.outside == [], f"requests outside {self.url}: {self.outside}"
         assert self.console_errors == [], f"console errors: {self.console_errors}"
         exceptions = self.page.get_by_test_id("stException")
         assert exceptions.count() == 0, f"the app shows a traceback; its server log ends:\n{self.log_tail()}"
