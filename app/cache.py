@@ -80,14 +80,15 @@ def timm_weights(tag: str, bar: type) -> str:
     return str(download_timm_weights(tag, progress=bar))
 
 
-def _image(data: bytes):
-    return load_image(data, name="the image")
+def _image(data: bytes, name: str = "the image"):
+    return load_image(data, name=name)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def prepared(key: ModelKey, image: bytes) -> Prepared:
-    """The image as uploaded (EXIF-rotated, at most 512 px) and as the model sees it."""
-    picture = upright_picture(_image(image))
+def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
+    """The image as uploaded (EXIF-rotated, at most 512 px) and as the model sees it; a bad file's
+    :class:`analysis.ImageError` names it ``_name`` (not part of the cache key)."""
+    picture = upright_picture(_image(image, _name))
     picture.thumbnail((512, 512))
     net = model(key)
     batch = as_batch(_image(image), net)

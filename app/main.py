@@ -70,7 +70,7 @@ def sidebar() -> Selection | None:
         st.info("Upload an image in the sidebar, or pick one from the gallery.", icon=":material/arrow_back:")
         return None
     try:
-        cache.prepared(choice.key, image.data)
+        cache.prepared(choice.key, image.data, image.file_name)
     except errors.INPUT_ERRORS as error:
         st.error(errors.message(error), icon=":material/error:")
         return None

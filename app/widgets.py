@@ -36,11 +36,13 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class ImageChoice:
-    """The image to analyse: its bytes, a name for titles and files, and its true label when known."""
+    """The image to analyse: its bytes, a name for titles and files, its true label when known, and its
+    file's name (for messages)."""
 
     data: bytes
     name: str
     label: str | None = None
+    file_name: str = "the image"
 
 
 def model_picker() -> ModelChoice | None:
@@ -96,12 +98,12 @@ def image_picker(kind: str) -> ImageChoice | None:
             help=f"Shipped with the app: {samples[0].licence}",
         )  # fmt: skip
         sample = by_name[name]
-        return ImageChoice(sample.read_bytes(), sample.name, sample.class_name)
+        return ImageChoice(sample.read_bytes(), sample.name, sample.class_name, sample.path.name)
     upload = st.file_uploader("Your image", type=IMAGE_TYPES, key="image_upload")
     if upload is None:
         st.caption("PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; at most 50 MB and 40 megapixels.")
         return None
-    return ImageChoice(upload.getvalue(), upload.name.rsplit(".", 1)[0] or "upload")
+    return ImageChoice(upload.getvalue(), upload.name.rsplit(".", 1)[0] or "upload", file_name=upload.name)
 
 
 def block_picker(names: tuple[str, ...], *, key: str = "block") -> str:
