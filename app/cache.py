@@ -33,6 +33,7 @@ from analysis.features import feature_maps
 from analysis.predictions import top_k
 from coatnet.complexity import count_params, stage_costs
 from coatnet.datasets import upright_picture
+from coatnet.files import atomic_write
 from coatnet.hub import download_timm_weights
 from coatnet.model import CoAtNet
 
@@ -67,11 +68,8 @@ def saved_upload(data: bytes, name: str) -> str:
         Path(name).suffix.lower() if Path(name).suffix.lower() in (".safetensors", ".bin", ".pth") else ""
     )
     path = UPLOADS / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix or '.safetensors'}"
-    if not path.exists():
-        UPLOADS.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+    if not path.exists():  # two sessions uploading the same file at once each write it whole
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return str(path)
 
 
