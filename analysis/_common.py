@@ -1,73 +1,102 @@
-"""What every analysis shares: a per-model lock, a guard that leaves the model as it was found, the
+"""What every analysis shares: the model a call runs (the shared model, or a twin of the call's own), the
 attention blocks and stage geometry of a model, and input preparation.
 
 Analyses never flip train/eval on a model (a served model may be shared by many threads): a model in
-training mode is analysed in training mode. Methods that need hooks or gradients take the model's lock.
+training mode is analysed in training mode. Every call runs through :func:`call_model`, which hands a call
+that would change anything on the model (hooks, gradients, BatchNorm statistics, random draws) a twin of
+its own: no lock, no restoring afterwards, and no call ever observes another.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from coatnet.batches import normalize, prepare_batch
 from coatnet.blocks import TransformerBlock
 from coatnet.checkpoint import default_preprocessing
 from coatnet.datasets import image_to_tensor
 from coatnet.model import CoAtNet
+from coatnet.randomness import private_random
 
-_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: torch.nn.Module) -> threading.RLock:
-    """The lock of ``model``: hold it while hooks are registered on it or gradients flow through it."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
+M = TypeVar("M", bound=nn.Module)
 
 
 @contextmanager
-def preserved(model: torch.nn.Module) -> Iterator[None]:
-    """Leave ``model`` as found: train/eval mode, ``requires_grad`` flags, ``.grad`` tensors, buffers
-    (a model in training mode updates BatchNorm statistics on every forward), and no hook left behind,
-    even when the body raises. Hold :func:`model_lock` around it."""
-    training = {m: m.training for m in model.modules()}
-    in_training = any(training.values())
-    buffers = [(b, b.detach().clone()) for b in model.buffers()] if in_training else []
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    grads = [p.grad for p in params]
-    hooks = {
-        m: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()
-    }
-    try:
-        yield
-    finally:
-        for m, mode in training.items():
-            m.training = mode
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-        for p, flag, grad in zip(params, flags, grads, strict=True):
-            p.requires_grad_(flag)
-            p.grad = grad
-        for m, (n_fwd, n_pre, n_bwd) in hooks.items():
-            for registry, keep in (
-                (m._forward_hooks, n_fwd), (m._forward_pre_hooks, n_pre), (m._backward_hooks, n_bwd),
-            ):  # fmt: skip
-                for key in list(registry)[keep:]:
-                    del registry[key]
+def call_model(model: M, *, private: bool = False, seed: int = 0) -> Iterator[M]:
+    """The model one analysis call runs, so that no call sees or disturbs another's forward pass.
+
+    One model object serves every thread of the app. A forward pass of a model in eval mode, without
+    hooks or gradients, changes nothing on it: such a call gets ``model`` itself. A call that registers
+    hooks or takes gradients (``private=True``), and any call on a model with a module in training mode
+    (its forward passes update BatchNorm statistics), gets :func:`twin` instead: a model of its own that
+    shares the parameters' storage, so the hooks it registers fire for this call only, and nothing it does
+    (gradients, ``requires_grad``, buffers) reaches the shared model. In training mode stochastic depth
+    and dropout draw from a generator seeded with ``seed`` (:func:`coatnet.private_random`): the call
+    repeats exactly and the global random state is not touched.
+
+    Args:
+        model: the shared model; never changed.
+        private: the call registers hooks or takes gradients.
+        seed: the stochastic layers' seed, in training mode.
+
+    Examples:
+        >>> with call_model(model, private=True) as own:
+        ...     handle = own.stem.register_forward_hook(hook)  # fires for this call's passes only
+    """
+    training = any(m.training for m in model.modules())
+    own = twin(model) if private or training else model
+    if not training:
+        yield own
+        return
+    device = next(model.parameters()).device
+    with private_random(torch.Generator(device=device).manual_seed(seed)):
+        yield own
+
+
+def twin(model: M) -> M:
+    """A structural copy of ``model`` for one call: new module objects with hook registries of their own
+    (holding the hooks the model's owner registered; a hook registered on the twin stays on it), new
+    ``Parameter`` objects viewing the same storage (their own ``requires_grad`` and ``.grad``), the
+    buffers of modules in training mode cloned (the others shared: nothing writes them). Other attributes
+    are shared. No tensor data is copied but those buffers; a weight updated in place (training in
+    another thread) is seen by both."""
+    memo: dict[int, Any] = {}
+
+    def copy_parameter(p: nn.Parameter | None) -> nn.Parameter | None:
+        if p is None:
+            return None
+        if id(p) not in memo:  # tied weights stay tied
+            memo[id(p)] = nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+        return memo[id(p)]
+
+    def copy_module(module: nn.Module) -> nn.Module:
+        if id(module) in memo:  # a module used twice stays one module
+            return memo[id(module)]
+        copy = memo[id(module)] = object.__new__(type(module))
+        state = dict(module.__dict__)
+        for name, value in module.__dict__.items():
+            if "hooks" in name and isinstance(value, dict):  # the owner's hooks, in registries of its own
+                state[name] = type(value)(value)
+        state["_parameters"] = {name: copy_parameter(p) for name, p in module._parameters.items()}
+        state["_buffers"] = {
+            name: b.clone() if module.training and b is not None else b for name, b in module._buffers.items()
+        }
+        state["_modules"] = {
+            name: None if m is None else copy_module(m) for name, m in module._modules.items()
+        }
+        copy.__dict__ = state
+        return copy
+
+    with torch.inference_mode(False):  # normal tensors, even when called under inference mode
+        return copy_module(model)
 
 
 @dataclass(frozen=True)

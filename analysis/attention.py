@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from analysis._common import NamedBlocks, as_batch, attention_blocks
+from analysis._common import NamedBlocks, as_batch, attention_blocks, call_model
 from coatnet.model import CoAtNet
 from coatnet.recording import record_attention
 
@@ -117,9 +117,9 @@ def recorded_pass(
         raise ValueError(
             f"unknown attention block(s) {unknown}; {model.config.name} has {', '.join(refs) or 'none'}"
         )
-    with torch.inference_mode(), record_attention() as records:
-        features, stage_outputs = model.forward_intermediates(batch)
-        logits = model.forward_head(features)
+    with call_model(model) as own, torch.inference_mode(), record_attention() as records:
+        features, stage_outputs = own.forward_intermediates(batch)
+        logits = own.forward_head(features)
     by_name = {r.name: r for r in records}
     out = []
     for name in wanted:

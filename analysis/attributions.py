@@ -4,7 +4,8 @@ Occlusion (Zeiler & Fergus 2014).
 
 All three explain the target class's *logit* (not its probability), for one image at a time, in the
 model's normalized input space. The model is analysed in whatever train/eval mode it is in; captum's hooks
-and gradients run under the model's lock, and the model is left as found (:func:`analysis._common.preserved`).
+and gradients run on a twin of the model made for the call (:func:`analysis._common.call_model`), so the
+shared model is never touched and no other call's forward pass triggers them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
 from PIL import Image
 
-from analysis._common import as_batch, model_lock, preserved
+from analysis._common import as_batch, call_model
 from coatnet.model import CoAtNet
 
 METHODS = ("gradcam", "integrated_gradients", "occlusion")
@@ -115,17 +116,17 @@ def attributions(
     if batch.shape[0] != 1:
         raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    with model_lock(model), preserved(model), torch.inference_mode(False):
+    with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False):
         x = batch.detach().clone()  # a normal tensor, even if the caller made it in inference mode
         with torch.no_grad():
-            probabilities = model(x).float().softmax(-1)[0]
+            probabilities = own(x).float().softmax(-1)[0]
         target = _check_target(target, probabilities)
         with torch.enable_grad():
             if method == "gradcam":
-                signed, positive = _gradcam(model, x, target, stage, size)
+                signed, positive = _gradcam(own, x, target, stage, size)
             elif method == "integrated_gradients":
                 signed = _integrated_gradients(
-                    model,
+                    own,
                     x,
                     target,
                     noise_tunnel,
@@ -137,7 +138,7 @@ def attributions(
                 )
                 positive = signed.clamp(min=0)
             else:
-                signed = _occlusion(model, x, target, window, stride, perturbations_per_eval)
+                signed = _occlusion(own, x, target, window, stride, perturbations_per_eval)
                 positive = signed.clamp(min=0)
     names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
     return Attribution(

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from analysis._common import as_batch, model_lock, preserved
+from analysis._common import as_batch, call_model
 from coatnet.model import CoAtNet
 
 LAYERS = ("S0", "S1", "S2", "S3", "S4", "pre_logits")
@@ -86,7 +85,7 @@ def cka(
 
     The representations are the outputs of S0..S4 (``forward_intermediates``), each flattened per image,
     and the pooled pre-logits (``forward_head(..., pre_logits=True)``). Forward passes only, under
-    ``torch.inference_mode``, in whatever mode the models are in (no hooks, no lock).
+    ``torch.inference_mode``, in whatever mode the models are in (no hooks).
 
     Args:
         model: a CoAtNet.
@@ -130,17 +129,13 @@ def cka(
 
 
 def _representations(model: CoAtNet, x: torch.Tensor, names: Sequence[str]) -> list[torch.Tensor]:
-    """The named representations of a batch, each (B, features). A model in training mode would update
-    its BatchNorm statistics: it runs under its lock, with its buffers restored after."""
-    with ExitStack() as stack:
-        if model.training:
-            stack.enter_context(model_lock(model))
-            stack.enter_context(preserved(model))
-        with torch.inference_mode():
-            features, stages = model.forward_intermediates(x)
-            out = {f"S{i}": t.flatten(1) for i, t in enumerate(stages)}
-            if "pre_logits" in names:
-                out["pre_logits"] = model.forward_head(features, pre_logits=True).flatten(1)
+    """The named representations of a batch, each (B, features). A model in training mode runs as a twin
+    of this call's own (:func:`analysis._common.call_model`): its BatchNorm statistics stay as they are."""
+    with call_model(model) as own, torch.inference_mode():
+        features, stages = own.forward_intermediates(x)
+        out = {f"S{i}": t.flatten(1) for i, t in enumerate(stages)}
+        if "pre_logits" in names:
+            out["pre_logits"] = own.forward_head(features, pre_logits=True).flatten(1)
     return [out[name] for name in names]
 
 

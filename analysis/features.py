@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis._common import NamedBlocks, as_batch, model_lock, preserved
+from analysis._common import NamedBlocks, as_batch, call_model
 from coatnet.model import CoAtNet
 
 
@@ -67,8 +67,8 @@ def feature_maps(
         raise ValueError(f"top must be at least 1, got {top}")
     batch = as_batch(images, model)
     infos = model.stage_info(tuple(batch.shape[-2:]))
-    with model_lock(model), preserved(model), torch.inference_mode():
-        _, outputs = model.forward_intermediates(batch)
+    with call_model(model) as own, torch.inference_mode():
+        _, outputs = own.forward_intermediates(batch)
     stages = []
     for info, output in zip(infos, outputs, strict=True):
         output = output.float()

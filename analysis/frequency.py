@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from analysis._common import as_batch, model_lock, preserved
+from analysis._common import as_batch, call_model
 from coatnet.model import CoAtNet
 
 EPS = 1e-6  # added to |F| before the log, as Park & Kim do
@@ -65,8 +65,8 @@ def frequency_profile(
     """The log-amplitude spectrum of the output of the stem and of every block, with how each block moved
     the high frequencies of its input.
 
-    One forward pass (no gradients) with forward hooks on the blocks, under the model's lock; the hooks
-    are removed even when the pass raises.
+    One forward pass (no gradients) with forward hooks on the blocks of a twin of the model made for this
+    call (:func:`analysis._common.call_model`): no other call's pass can trigger them.
 
     Args:
         model: a CoAtNet, analysed in whatever mode it is in.
@@ -87,16 +87,12 @@ def frequency_profile(
     if unknown:
         raise ValueError(f"unknown block(s) {unknown}; this model has {', '.join(named)}")
     found: dict[str, BlockFrequency] = {}
-    with model_lock(model), preserved(model), torch.no_grad():
-        handles = []
-        try:
-            for name in wanted:
-                module, kind = named[name]
-                handles.append(module.register_forward_hook(_recorder(found, name, kind)))
-            model.forward_features(batch)
-        finally:
-            for handle in handles:
-                handle.remove()
+    with call_model(model, private=True) as own, torch.no_grad():
+        own_blocks = _named_blocks(own, tuple(batch.shape[-2:]))
+        for name in wanted:  # on this call's twin: the hooks fire for this pass only, and go with the twin
+            module, kind = own_blocks[name]
+            module.register_forward_hook(_recorder(found, name, kind))
+        own.forward_features(batch)
     return FrequencyProfile(blocks=tuple(found[name] for name in named if name in found))
 
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from analysis._common import as_batch, model_lock, preprocessing_of, preserved
+from analysis._common import as_batch, call_model, preprocessing_of
 from coatnet.attention import RelativeAttention
 from coatnet.blocks import MBConvBlock, Mlp, Stem, TransformerBlock
 from coatnet.layers import DropPath, LayerScale, Shortcut, SqueezeExcite
@@ -105,10 +105,10 @@ def receptive_fields(
     wanted = sorted(set(range(5) if stages is None else stages))
     if not wanted or wanted[0] < 0 or wanted[-1] > 4:
         raise ValueError(f"stages are indices 0 (S0) .. 4 (S4), got {stages}")
-    with model_lock(model), preserved(model):
-        batch = _inputs(model, images, samples, seed)
-        height, width = batch.shape[-2:]
-        maps = effective_receptive_field(lambda x: model.forward_intermediates(x, indices=wanted)[1], batch)
+    batch = _inputs(model, images, samples, seed)
+    height, width = batch.shape[-2:]
+    with call_model(model, private=True, seed=seed) as own:
+        maps = effective_receptive_field(lambda x: own.forward_intermediates(x, indices=wanted)[1], batch)
     infos = model.stage_info((height, width))
     parts = [model.stem, *model.stages]
     results = []

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from analysis._common import as_batch, attention_blocks
+from analysis._common import as_batch, attention_blocks, call_model
 from analysis.attention import AttentionMaps, BlockAttention, fuse_heads, recorded_pass
 from coatnet.model import CoAtNet
 
@@ -186,16 +186,16 @@ def attention_rollout(
     else:
         _check_maps(maps, [ref.name for ref in refs], image_size, batch.shape[0])
         if needs_inputs:
-            with torch.inference_mode():
-                stage_outputs = model.forward_intermediates(batch)[1]
+            with call_model(model) as own, torch.inference_mode():
+                stage_outputs = own.forward_intermediates(batch)[1]
     first = maps.blocks[0]
     matrix = residual_mixed(first, head_fusion=head_fusion, post_handling=post_handling)
     for previous, ref, block in zip(maps.blocks, refs[1:], maps.blocks[1:], strict=False):
         pool = ref.module.pool
         if not isinstance(pool, nn.Identity):
-            if isinstance(pool, nn.MaxPool2d):
-                with torch.inference_mode():  # the pooled block's normalised input, as its forward makes it
-                    pool_input = ref.module.norm1(stage_outputs[ref.stage - 1])
+            if isinstance(pool, nn.MaxPool2d):  # the pooled block's normalised input, as its forward makes it
+                with call_model(ref.module) as own, torch.inference_mode():
+                    pool_input = own.norm1(stage_outputs[ref.stage - 1])
             else:
                 pool_input = torch.empty(batch.shape[0], 1, *previous.grid)
             link = pooling_link(pool, pool_input)

@@ -3,6 +3,7 @@
 Public surface:
     create_model, list_models, CoAtNet, CoAtNetConfig: build models.
     record_attention: per-call, thread-safe recording of attention logits, bias and weights.
+    private_random: per-call generator for stochastic depth and dropout (the global RNG untouched).
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
     count_params, count_macs, stage_costs: model size and multiply-accumulates.
@@ -21,6 +22,7 @@ from coatnet.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.hub import HubUnavailableError
 from coatnet.model import CoAtNet, StageInfo
+from coatnet.randomness import private_random
 from coatnet.recording import AttentionRecord, record_attention
 from coatnet.timm_import import from_timm
 from coatnet.variants import create_model, list_models
@@ -42,6 +44,7 @@ __all__ = [
     "from_timm",
     "list_models",
     "load_checkpoint",
+    "private_random",
     "read_checkpoint_info",
     "record_attention",
     "save_checkpoint",

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from coatnet.layers import Dropout
 from coatnet.recording import AttentionRecord, active_recorder
 
 
@@ -88,7 +89,7 @@ class RelativePositionMlp(RelativePosition):
         self.mlp = nn.Sequential()
         self.mlp.add_module("fc1", nn.Linear(2, hidden))
         self.mlp.add_module("act", nn.ReLU())
-        self.mlp.add_module("drop", nn.Dropout(0.125))
+        self.mlp.add_module("drop", Dropout(0.125))
         self.mlp.add_module("fc2", nn.Linear(hidden, heads))
 
     def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:

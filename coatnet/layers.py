@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from coatnet.randomness import active_generator
+
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability ``p`` (training)."""
+    """Stochastic depth: drop the whole residual branch of a sample with probability ``p`` (training).
+    The masks come from the generator of :func:`coatnet.randomness.private_random` when one is open."""
 
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
@@ -17,11 +20,23 @@ class DropPath(nn.Module):
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep, generator=active_generator())
         return x * mask / keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask comes from the generator of :func:`coatnet.randomness.private_random`
+    when one is open (``F.dropout`` draws from the global generator only)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        generator = active_generator()
+        if generator is None or not self.training or self.p == 0.0:
+            return super().forward(x)
+        keep = 1.0 - self.p
+        return x * torch.empty_like(x).bernoulli_(keep, generator=generator) / keep
 
 
 def make_act(name: str) -> nn.Module:

@@ -10,7 +10,7 @@ from torch import nn
 
 from coatnet.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.config import CoAtNetConfig
-from coatnet.layers import make_norm2d
+from coatnet.layers import Dropout, make_norm2d
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class ClassifierHead(nn.Module):
             self.pre_logits = nn.Linear(dim, hidden)
             self.pre_act = nn.Tanh()
         self.num_features = hidden or dim
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

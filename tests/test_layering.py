@@ -17,7 +17,9 @@ FORBIDDEN_THIRD_PARTY = {
     "analysis": {"streamlit", "timm", "torchvision"},
     "app": {"timm", "torchvision"},
 }
-MODEL_WING = {"config", "layers", "attention", "recording", "blocks", "model", "variants", "complexity"}
+MODEL_WING = {
+    "config", "layers", "attention", "recording", "randomness", "blocks", "model", "variants", "complexity",
+}  # fmt: skip
 NOT_FOR_MODEL_WING = {
     "batches", "checkpoint", "cli", "cli_training", "data", "datasets", "demos", "distributed", "evaluation",
     "files", "hub", "timm", "timm_import", "train", "train_state", "training",

@@ -15,6 +15,7 @@ import torch
 import coatnet
 from coatnet.attention import RelativeAttention
 from coatnet.blocks import TransformerBlock
+from tests.model_state import Snapshot, snapshot
 
 SIZE = 16
 
@@ -68,14 +69,10 @@ def set_kernel(attn: RelativeAttention, offsets: dict[tuple[int, int], float], r
         table[:, height - 1 - dy, width - 1 - dx] = value
 
 
-def state(model: torch.nn.Module) -> tuple:
-    """What an analysis must leave as it was: modes, requires_grad flags, grads, hook counts."""
-    return (
-        [m.training for m in model.modules()],
-        [p.requires_grad for p in model.parameters()],
-        [p.grad for p in model.parameters()],
-        [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
-    )
+def state(model: torch.nn.Module) -> Snapshot:
+    """What an analysis must leave as it was (:func:`tests.model_state.snapshot`): parameters and buffers
+    with their identities, flags, grads, modes, every hook registry, the random states."""
+    return snapshot(model)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from torch import nn
 
 import analysis.receptive_field as rf
 import coatnet
-from analysis._common import model_lock, to_jsonable
+from analysis._common import to_jsonable
 from analysis.receptive_field import (
     effective_receptive_field,
     mass_sides,
@@ -20,6 +20,7 @@ from analysis.receptive_field import (
     theoretical_receptive_field,
 )
 from tests.analysis.threads import in_threads
+from tests.model_state import Snapshot, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,9 @@ def toy() -> coatnet.CoAtNet:
     return coatnet.create_model("coatnet_toy").eval()
 
 
-def state(model: nn.Module) -> tuple:
-    """Mode, flags, .grad identities and hook counts of every module and parameter."""
-    return (
-        [m.training for m in model.modules()],
-        [p.requires_grad for p in model.parameters()],
-        [id(p.grad) if p.grad is not None else None for p in model.parameters()],
-        [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
-    )
+def state(model: nn.Module) -> Snapshot:
+    """Everything an analysis must leave as found (:func:`tests.model_state.snapshot`)."""
+    return snapshot(model)
 
 
 def test_a_single_3x3_conv_has_a_3x3_theoretical_and_effective_field() -> None:
@@ -162,9 +158,6 @@ def test_nothing_left_behind_after_an_error(toy: coatnet.CoAtNet, monkeypatch: p
     with pytest.raises(RuntimeError, match="backward failed"):
         receptive_fields(toy)
     assert state(toy) == before
-    lock = model_lock(toy)
-    assert lock.acquire(blocking=False)  # released, not held by a failed call
-    lock.release()
 
 
 def test_two_threads_get_the_results_of_one(toy: coatnet.CoAtNet) -> None:

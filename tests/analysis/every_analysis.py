@@ -1,0 +1,85 @@
+"""Every analysis that runs a model, as one table, for the shared-model tests (issue 11).
+
+Each entry maps (model, images) to a result (the first two are a user's plain and recorded passes, the
+other calls the analyses must not disturb); images are a (B, 3, 16, 16) batch of at least 4 for the toys
+of :mod:`tests.analysis.attention_toys`. ``USES_HOOKS_OR_GRADIENTS`` names those that register hooks or
+take gradients. An analysis added later joins the table, and with it every test of
+tests/analysis/test_shared_model.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import analysis
+from analysis.features import feature_maps
+from coatnet import CoAtNet, record_attention
+
+
+def _forward(model: CoAtNet, x: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return model(x).numpy()
+
+
+def _recorded_forward(model: CoAtNet, x: torch.Tensor) -> list[np.ndarray]:
+    with torch.inference_mode(), record_attention() as records:
+        logits = model(x)
+    return [logits.numpy(), *(r.weights.numpy() for r in records)]
+
+
+ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
+    "forward": _forward,
+    "recorded_forward": _recorded_forward,
+    "attention_maps": lambda m, x: analysis.attention_maps(m, x),
+    "attention_statistics": lambda m, x: analysis.attention_statistics(m, x),
+    "attention_rollout": lambda m, x: analysis.attention_rollout(m, x, query=3),
+    "compare": lambda m, x: analysis.compare(m, m, x[:2], point=(6.0, 9.0)),
+    "feature_maps": lambda m, x: feature_maps(m, x),
+    "cka": lambda m, x: analysis.cka(m, x),
+    "relative_bias_kernels": lambda m, x: analysis.relative_bias_kernels(m),
+    "frequency_profile": lambda m, x: analysis.frequency_profile(m, x),
+    "gradcam": lambda m, x: analysis.attributions(m, x[:1], method="gradcam", stage="S3"),
+    "integrated_gradients": lambda m, x: analysis.attributions(
+        m, x[:1], method="integrated_gradients", n_steps=4, nt_samples=2
+    ),
+    "occlusion": lambda m, x: analysis.attributions(m, x[:1], method="occlusion", window=4, stride=4),
+    "receptive_fields": lambda m, x: analysis.receptive_fields(m, x[:2]),
+}
+
+USES_HOOKS_OR_GRADIENTS = (
+    "frequency_profile",
+    "gradcam",
+    "integrated_gradients",
+    "occlusion",
+    "receptive_fields",
+)
+RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
+# a user's own passes, not analyses: they change a model in training mode, as they should
+PLAIN_PASSES = ("forward", "recorded_forward")
+
+
+def assert_same(a: Any, b: Any, *, rtol: float = 1e-6, path: str = "result") -> None:
+    """``a`` equals ``b``: dataclasses field by field, arrays within ``rtol`` (relative), the rest exactly."""
+    if is_dataclass(a):
+        assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
+        for f in fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), rtol=rtol, path=f"{path}.{f.name}")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{path}: keys differ"
+        for key in a:
+            assert_same(a[key], b[key], rtol=rtol, path=f"{path}[{key!r}]")
+    elif isinstance(a, list | tuple) and not (a and isinstance(a[0], str | int)):
+        assert len(a) == len(b), f"{path}: lengths {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, rtol=rtol, path=f"{path}[{i}]")
+    elif isinstance(a, np.ndarray | float | torch.Tensor) and not isinstance(a, bool):
+        x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        scale = max(float(np.nanmax(np.abs(x))) if x.size else 0.0, 1e-12)
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * scale, err_msg=path, equal_nan=True)
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
