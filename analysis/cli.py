@@ -65,9 +65,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             pictures.append(load_image(path))
             names.append(Path(path).name)
         except ImageError as error:
+            if len(args.images) == 1:  # nothing to skip to: the one line is the image's own
+                raise
             print(f"coatnet analyze: skipping {error}", file=sys.stderr)
     if not pictures:
-        raise ValueError("none of the images could be read: give PNG, JPEG, WebP, BMP or GIF files")
+        raise ImageError("none of the images could be read: give PNG, JPEG, WebP, BMP or GIF files")
     batch = as_batch(pictures, model)
     shown = [display_image(x, preprocessing_of(model)) for x in batch]
     point = tuple(args.point) if args.point else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def load_image(
         raise ImageError(
             f"{label} has far more than {max_pixels / 1e6:.0f} megapixels ({error}): downscale it first"
         ) from error
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:  # a header cut short
+        raise ImageError(f"{label} is damaged or truncated ({error}); save or download it again") from error
     if image.format not in FORMATS:
         raise ImageError(f"{label} is a {image.format} image; use PNG, JPEG, WebP, BMP or GIF")
     width, height = image.size
@@ -75,7 +78,7 @@ def load_image(
     try:
         image.seek(0)
         image.load()  # truncated files raise (ImageFile.LOAD_TRUNCATED_IMAGES is left at False)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as error:
         raise ImageError(f"{label} is damaged or truncated ({error}); save or download it again") from error
     return image
 

@@ -8,10 +8,11 @@ said so in :func:`describe`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
-from coatnet.checkpoint import read_checkpoint_info
+from coatnet.checkpoint import CheckpointNotFoundError, NotCoatnetCheckpointError, read_checkpoint_info
 from coatnet.demos import builtin_name
 from coatnet.hub import split_tag
 from coatnet.model import CoAtNet
@@ -39,14 +40,14 @@ def load_model(spec: str, *, attention: str | None = None) -> CoAtNet:
     if path.exists():
         try:
             read_checkpoint_info(path)
-        except CheckpointError as ours:  # no coatnet metadata (or none readable): timm's weights?
-            if path.is_dir():
-                raise
+        except NotCoatnetCheckpointError as ours:  # no safetensors with our metadata: timm's weights?
             try:
                 return from_timm(path, attention=attention or "pre")
             except (CheckpointError, ValueError, KeyError) as theirs:
                 raise CheckpointError(f"{ours}; nor is it timm CoAtNet weights ({theirs})") from theirs
         return load_checkpoint(path, attention=attention)  # ours: its own errors say what does not fit
+    if looks_like_a_path(spec):
+        raise CheckpointNotFoundError(f"{path} does not exist: check the path")
     if "." in spec and "/" not in spec.removeprefix("timm/"):
         split_tag(spec)  # a malformed tag gets timm's own explanation
         return from_timm(spec, attention=attention or "pre")
@@ -59,6 +60,14 @@ def load_model(spec: str, *, attention: str | None = None) -> CoAtNet:
         "(model.safetensors / pytorch_model.bin), a timm tag such as coatnet_0_rw_224.sw_in1k, or a "
         "variant from `coatnet list`"
     )
+
+
+def looks_like_a_path(spec: str) -> bool:
+    """A spec meant as a file: a folder separator, a leading ``~`` or ``.``, or a weights suffix."""
+    suffixes = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+    if spec.startswith("timm/") and spec.count("/") == 1:  # a hub tag with its organisation
+        return False
+    return spec.startswith(("~", ".", "/")) or os.sep in spec or spec.lower().endswith(suffixes)
 
 
 def describe(model: CoAtNet) -> str:

@@ -10,6 +10,7 @@ The header (safetensors ``__metadata__``, string to string) holds:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -32,6 +33,49 @@ FORMAT = "coatnet-lens/1"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message says what to do."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No file at the path a checkpoint argument names."""
+
+
+class NotCoatnetCheckpointError(CheckpointError):
+    """A file that is no checkpoint of ours (no safetensors, or no CoAtNet Lens metadata): perhaps
+    timm's weights."""
+
+
+# The first bytes of files people hand over by mistake, to say what a file is when it is no checkpoint.
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"PK\x03\x04", "a zip archive (torch.save's format)"),
+    (b"\x80", "a Python pickle (torch.save's old format)"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+)
+
+
+def sniff(path: str | os.PathLike) -> str | None:
+    """What a file that is not a safetensors file looks like from its first bytes, or None."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "empty (0 bytes)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    text = head.lstrip().lower()
+    if text.startswith((b"<svg", b"<?xml", b"<!doctype", b"<html")):
+        return "an SVG / HTML / XML text file"
+    if text[:1] in (b"{", b"[") or all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        return "a text file"
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,15 +171,16 @@ def save_checkpoint(
         "metadata": json.dumps(metadata),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    header["sha256"] = tensors_digest(tensors)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
     return path
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """The file a checkpoint argument names: a path, or a built-in name (``demo-pre``, ``demo-post``)."""
-    if not Path(path).exists() and builtin_name(str(path)) is not None:
+    if not Path(path).expanduser().exists() and builtin_name(str(path)) is not None:
         return demo(str(path)).checkpoint
-    return Path(path)
+    return Path(path).expanduser()
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
@@ -145,8 +190,13 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     try:
         config = CoAtNetConfig.from_dict(json.loads(header["config"]))
         meta = json.loads(header.get("metadata", "{}"))
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: its coatnet metadata is damaged ({error})") from error
+        if not isinstance(meta, dict):
+            raise TypeError(f"metadata is a JSON {type(meta).__name__}, not an object")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        raise CheckpointError(
+            f"{path}: its coatnet metadata is damaged or describes no model we can build ({error}); "
+            "save the model again with coatnet.save_checkpoint"
+        ) from error
     names = meta.get("class_names")
     return CheckpointInfo(
         config=config,
@@ -187,16 +237,37 @@ def load_checkpoint(
         changes["img_size"] = img_size
     config = info.config.replace(**changes) if changes else info.config
     model = CoAtNet(config)
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is no dict)
-    state = resize_bias_tables(state, model)
-    load_state_dict_checked(model, state, source=str(path))
+    state, intact = _read_tensors(path)
+    load_state_dict_checked(model, resize_bias_tables(state, model), source=str(path))
+    if not intact:  # checked after the fit, whose message names the keys that do not fit
+        raise _damaged(path)
     model.checkpoint_info = CheckpointInfo(**{**info.__dict__, "config": config})
     return model.to(device).eval()
 
 
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The tensors of a checkpoint of ours, and whether they match the digest its header holds (True
+    when it holds none: checkpoints saved before digests)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            expected = (f.metadata() or {}).get("sha256")
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: its tensors cannot be read ({error}); the file is damaged: save or fetch it again"
+        ) from error
+    return state, expected is None or tensors_digest(state) == expected
+
+
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """``load_state_dict`` that names every missing, unexpected and mis-shaped key in one clear error."""
+    check_fit(model, state, source=source)
+    model.load_state_dict(state)
+
+
+def check_fit(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Raise :class:`CheckpointError` naming every key of ``state`` that is missing, unexpected, or of
+    another shape or kind of dtype than ``model``'s (which may live on the meta device)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -205,9 +276,15 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tenso
         for k in set(own) & set(state)
         if state[k].shape != own[k].shape
     )
+    shapes += sorted(
+        f"{k}: file {state[k].dtype} vs model {own[k].dtype}"
+        for k in set(own) & set(state)
+        if state[k].dtype.is_floating_point != own[k].dtype.is_floating_point or state[k].dtype == torch.bool
+    )
     if missing or unexpected or shapes:
         parts = []
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        kinds = (("missing", missing), ("unexpected", unexpected), ("mis-shaped or mis-typed", shapes))
+        for title, keys in kinds:
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys) - 8} more)" if len(keys) > 8 else "")
                 parts.append(f"{len(keys)} {title} key(s): {shown}")
@@ -216,7 +293,31 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tenso
             + "; ".join(parts)
             + ". Check that the checkpoint and the architecture match."
         )
-    model.load_state_dict(state)
+
+
+def verify_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
+    """Read a checkpoint whole without building its model (the architecture lives on the meta device):
+    its metadata, every tensor against the config's keys and shapes, and the digest saved with them.
+
+    Raises:
+        CheckpointError: the one line that says what is wrong, as :func:`load_checkpoint` would.
+    """
+    path = resolve_checkpoint(path)
+    info = read_checkpoint_info(path)
+    with torch.device("meta"):
+        model = CoAtNet(info.config)
+    state, intact = _read_tensors(path)
+    check_fit(model, resize_bias_tables(state, model), source=str(path))
+    if not intact:
+        raise _damaged(path)
+    return info
+
+
+def _damaged(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: its weights do not match the checksum saved with them (the file is damaged, a bit "
+        "flipped or a part overwritten): save or fetch it again"
+    )
 
 
 def resize_bias_tables(state: dict[str, torch.Tensor], model: CoAtNet) -> dict[str, torch.Tensor]:
@@ -232,8 +333,8 @@ def resize_bias_tables(state: dict[str, torch.Tensor], model: CoAtNet) -> dict[s
 
 def _read_header(path: Path) -> dict[str, str]:
     if not path.exists():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}: check the path (built-in checkpoints: demo-pre, demo-post)"
+        raise CheckpointNotFoundError(
+            f"{path} does not exist: check the path (built-in checkpoints: demo-pre, demo-post)"
         )
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; give the .safetensors file inside it")
@@ -241,20 +342,33 @@ def _read_header(path: Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80":
-            raise CheckpointError(
+        what = sniff(path)
+        if what is not None and ("pickle" in what or "zip" in what):
+            raise NotCoatnetCheckpointError(
                 f"{path} is a torch.save / pickle file (.pth, .bin), not a safetensors checkpoint. "
                 "CoAtNet Lens never unpickles a checkpoint; save models with coatnet.save_checkpoint"
             ) from error
-        raise CheckpointError(
+        if what is not None:
+            raise NotCoatnetCheckpointError(
+                f"{path} is {what}, not a checkpoint: give a .safetensors file saved by coatnet"
+            ) from error
+        raise NotCoatnetCheckpointError(
             f"{path} is not a readable safetensors file ({error}); if it was downloaded or copied, the "
             "file may be truncated: fetch it again"
         ) from error
     if header.get("format") != FORMAT or "config" not in header:
-        raise CheckpointError(
+        raise NotCoatnetCheckpointError(
             f"{path} is a safetensors file without CoAtNet Lens metadata (format {header.get('format')!r}); "
             "save models with coatnet.save_checkpoint"
         )
     return header
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order: a flipped bit changes it."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

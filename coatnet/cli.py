@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from coatnet.checkpoint import CheckpointError, read_checkpoint_info, save_checkpoint
+from coatnet.checkpoint import CheckpointError, save_checkpoint, verify_checkpoint
 from coatnet.cli_training import add_train_parser
 from coatnet.complexity import count_params, stage_costs
 from coatnet.config import CoAtNetConfig
@@ -162,7 +162,7 @@ def resolve_config(
     if path.suffix == ".safetensors" or path.exists() or builtin_name(model) is not None:
         if layout is not None:
             raise ValueError("--layout applies to variant names, not to checkpoints")
-        info = read_checkpoint_info(path)
+        info = verify_checkpoint(path)  # the whole file: a damaged one is refused here, not later
         config = info.config if attention is None else info.config.replace(attention=attention)
         trained = info.trained_attention
         note = "" if trained == config.attention else f", weights trained with {trained}-normalization"

@@ -23,6 +23,17 @@ WIDTH_BASES = ("in", "out", "hidden")
 NORMS = ("layer", "batch")
 REL_POS_KINDS = ("table", "mlp")
 
+# Sane limits, checked before any module is built, so that a config from a damaged or hostile checkpoint
+# is refused in one line instead of allocating until memory runs out. The paper's largest member,
+# CoAtNet-7, has widths up to 3072, 60 blocks, 2.4B parameters and 1,024 tokens per attention block at 512.
+MAX_WIDTH = 16_384  # channels of any layer
+MAX_BLOCKS = 512  # blocks in all four stages
+MAX_TOKENS = 16_384  # positions of an attention block's grid (its bias alone is heads x tokens^2)
+MAX_IMAGE_SIDE = 8_192
+MAX_CLASSES = 1_000_000
+MAX_IN_CHANS = 1_024
+MAX_PARAMS = 20e9  # an upper estimate of the parameters (80 GB in float32)
+
 
 def as_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     """An image or grid size as (height, width)."""
@@ -43,8 +54,8 @@ class BlockGroup:
     def __post_init__(self) -> None:
         if self.kind not in ("C", "T"):
             raise ValueError(f"block kind must be 'C' (MBConv) or 'T' (Transformer), got {self.kind!r}")
-        if self.depth < 1 or self.dim < 1:
-            raise ValueError(f"a block group needs depth >= 1 and dim >= 1, got {self}")
+        if not isinstance(self.depth, int) or not isinstance(self.dim, int) or self.depth < 1 or self.dim < 1:
+            raise ValueError(f"a block group needs whole numbers depth >= 1 and dim >= 1, got {self}")
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,7 @@ class CoAtNetConfig:
         check(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate must be in [0, 1)")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         check(self.in_chans >= 1 and self.num_classes >= 0, "in_chans >= 1 and num_classes >= 0")
+        self._check_limits(check)
         kinds = [kind for s in self.stages for kind in s.block_kinds]
         first_t = kinds.index("T") if "T" in kinds else len(kinds)
         check("C" not in kinds[first_t:], "MBConv (C) blocks must come before Transformer (T) blocks")
@@ -228,6 +240,40 @@ class CoAtNetConfig:
             f"img_size {height}x{width} is not divisible by the total stride {self.total_stride}; "
             f"use sides that are multiples of {self.total_stride}",
         )
+
+    def _check_limits(self, check) -> None:
+        """Refuse sizes no real model has (``MAX_*``), before anything is allocated."""
+        widths = [self.stem_dim, self.stem_width or 0, self.head_dim, self.head_hidden]
+        widths += [self.rel_pos_mlp_hidden] + [group.dim for s in self.stages for group in s.groups]
+        check(all(isinstance(w, int) and w >= 0 for w in widths), f"widths must be whole numbers: {widths}")
+        check(max(widths) <= MAX_WIDTH, f"a width of {max(widths)} channels exceeds the limit of {MAX_WIDTH}")
+        blocks = sum(group.depth for s in self.stages for group in s.groups)
+        check(blocks <= MAX_BLOCKS, f"{blocks} blocks exceed the limit of {MAX_BLOCKS}")
+        side = max(self.img_size)
+        check(side <= MAX_IMAGE_SIDE, f"img_size {self.img_size} exceeds {MAX_IMAGE_SIDE} pixels a side")
+        check(self.num_classes <= MAX_CLASSES, f"{self.num_classes} classes exceed the limit {MAX_CLASSES}")
+        check(self.in_chans <= MAX_IN_CHANS, f"{self.in_chans} input channels exceed {MAX_IN_CHANS}")
+        for s, (stage, (height, width)) in enumerate(zip(self.stages, self.grids()[1:], strict=True), 1):
+            tokens = height * width
+            check(
+                "T" not in stage.block_kinds or tokens <= MAX_TOKENS,
+                f"S{s} would attend over {tokens} positions (limit {MAX_TOKENS}): use a smaller img_size",
+            )
+        check(
+            self.estimated_params() <= MAX_PARAMS,
+            f"about {self.estimated_params():.3g} parameters exceed the limit of {MAX_PARAMS:.3g}",
+        )
+
+    def estimated_params(self) -> float:
+        """An upper estimate of the parameter count from the widths alone (no module is built): 16 d_in
+        d_out per block (an MBConv with expansion 4 and its squeeze-excitation, or attention and MLP),
+        plus the classifier."""
+        total, dim_in = 0.0, float(self.stem_dim)
+        for s in self.stages:
+            for group in s.groups:
+                total += 16.0 * max(dim_in, group.dim) * group.dim * group.depth
+                dim_in = float(group.dim)
+        return total + (dim_in + 1) * self.num_classes + float(self.head_hidden) * dim_in
 
     @property
     def total_stride(self) -> int:

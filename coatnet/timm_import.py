@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from coatnet.checkpoint import CheckpointError, CheckpointInfo, load_state_dict_checked, resize_bias_tables
+from coatnet.checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    CheckpointNotFoundError,
+    load_state_dict_checked,
+    resize_bias_tables,
+    sniff,
+)
 from coatnet.class_names import imagenet_class_names, label_space_name
 from coatnet.config import CoAtNetConfig
 from coatnet.hub import DEFAULT_TAGS, PRETRAINED_TAGS, download_timm_weights, resolve_tag, split_tag
@@ -82,9 +89,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a timm weights file: ``.safetensors``, or a ``.bin`` / ``.pth`` read with
     ``torch.load(weights_only=True)`` (no arbitrary code runs); ``state_dict`` / ``model`` wrappers are
     unwrapped."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointNotFoundError(f"{path} does not exist: check the path")
     if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}: check the path")
+        raise CheckpointError(f"{path} is a directory; give the weights file inside it")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -95,13 +104,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{path} is not a readable safetensors file ({error}); it may be truncated: fetch it again"
             ) from error
+    what = sniff(path)
+    if what is not None and "pickle" not in what and "zip" not in what:
+        raise CheckpointError(f"{path} is {what}, not a checkpoint: give a .safetensors or .pth weights file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged or unsafe files
+        # torch's own message advises weights_only=False, which would run the file's code: not quoted
+        unsafe = "weights only load failed" in str(error).lower()
+        reason = "it holds Python objects, not only tensors" if unsafe else "it is damaged or truncated"
         raise CheckpointError(
-            f"{path} could not be read as PyTorch weights ({type(error).__name__}: {str(error)[:200]}). "
-            "It may be truncated or hold more than tensors (we never unpickle objects); use the "
-            "model.safetensors file from the hub instead"
+            f"{path} could not be read as PyTorch weights: {reason} (CoAtNet Lens never unpickles "
+            "objects); use the model.safetensors file from the hub instead"
         ) from error
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
