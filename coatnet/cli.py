@@ -20,6 +20,7 @@ from coatnet.cli_training import add_train_parser
 from coatnet.complexity import count_params, stage_costs
 from coatnet.config import CoAtNetConfig
 from coatnet.demos import builtin_name
+from coatnet.files import WriteError
 from coatnet.hub import HubModelNotFoundError, HubUnavailableError
 from coatnet.model import CoAtNet
 from coatnet.timm_import import from_timm
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CheckpointError,
         HubUnavailableError,
         HubModelNotFoundError,
+        WriteError,
     ) as error:
         print(f"coatnet {args.command}: error: {error}", file=sys.stderr)
         return 2

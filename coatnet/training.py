@@ -34,7 +34,7 @@ from coatnet.batches import normalize, prepare_batch
 from coatnet.checkpoint import save_checkpoint
 from coatnet.datasets import ImageFolder, TensorImages, open_dataset
 from coatnet.evaluation import EvalResult, evaluate
-from coatnet.files import write_text
+from coatnet.files import ensure_folder, write_text
 from coatnet.model import CoAtNet
 from coatnet.train_state import epoch_line, load_resume, model_card, save_resume, write_metrics
 from coatnet.variants import create_model
@@ -125,7 +125,7 @@ def train(
         progress: show tqdm bars (rank 0 only).
         on_step: called with (step, loss) after every optimizer step.
     """
-    out_dir = Path(out_dir)
+    out_dir = ensure_folder(out_dir)  # before any work: a path that cannot be made is said at once
     rank, world = distributed.init(device)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and world > 1:

@@ -1,0 +1,129 @@
+"""Interrupted work: `coatnet train` killed with SIGKILL mid-epoch, or at each of several points inside
+its checkpoint writes (``COATNET_FAULT``, deterministic), leaves ``last.safetensors`` and
+``resume.safetensors`` complete and loadable, and ``--resume`` ends bit-identical to an unbroken run. A
+full disk and an output path that cannot be made give one clear line and never a broken checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import coatnet
+from coatnet.cli import main as coatnet_main
+from coatnet.files import WriteError
+from coatnet.train_state import load_resume
+from coatnet.training import TrainSettings, train
+from tests.coatnet.test_training import make_fashion_like
+
+ARGS = ["--model", "coatnet_toy", "--img-size", "32", "--epochs", "3", "--batch-size", "16", "--lr", "3e-3",
+        "--warmup-epochs", "0.5", "--drop-path", "0.1", "--hflip", "--crop-padding", "2", "--seed", "7",
+        "--workers", "0", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    return "fashion-mnist:" + str(make_fashion_like(tmp_path_factory.mktemp("fmnist"), n_train=96, n_test=40))
+
+
+@pytest.fixture(scope="module")
+def unbroken(data: str, tmp_path_factory) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("unbroken")
+    assert coatnet_main(["train", "--out", str(out), "--data", data, *ARGS]) == 0
+    return load_file(out / "last.safetensors")
+
+
+def run_killed(out: Path, data: str, env: dict[str, str] | None = None, code: str | None = None) -> None:
+    """`coatnet train` (or ``code``) in a subprocess that must die of SIGKILL."""
+    command = code or "import sys; from coatnet.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", command, "train", "--out", str(out), "--data", data, *ARGS],
+        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
+
+
+def assert_complete(out: Path) -> int:
+    """Both files load; returns the epoch the resume state holds."""
+    assert coatnet.load_checkpoint(out / "last.safetensors").config.name == "coatnet_toy"
+    state = load_resume(out / "resume.safetensors")
+    return int(state["epoch"])
+
+
+def assert_resumes_to(out: Path, unbroken: dict[str, torch.Tensor]) -> None:
+    assert coatnet_main(["train", "--out", str(out), "--resume", "--quiet", "--workers", "0"]) == 0
+    resumed = load_file(out / "last.safetensors")
+    assert resumed.keys() == unbroken.keys()
+    assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken), "not bit-identical"
+
+
+KILL_MID_EPOCH = (
+    "import os, signal, sys\n"
+    "import coatnet.training as t\n"
+    "step = t._step\n"
+    "def killing(*args, _n=[0]):\n"
+    "    _n[0] += 1\n"
+    "    if _n[0] == 9:  # the third step of epoch 2 (6 steps an epoch)\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    return step(*args)\n"
+    "t._step = killing\n"
+    "from coatnet.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed_is_bit_identical(tmp_path: Path, data: str, unbroken) -> None:
+    run_killed(tmp_path, data, code=KILL_MID_EPOCH)
+    assert assert_complete(tmp_path) == 1
+    assert_resumes_to(tmp_path, unbroken)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "last.safetensors@2:bytes=1000",
+        "last.safetensors@2:before-rename",
+        "last.safetensors@2:after-rename",
+        "resume.safetensors@2:bytes=100",
+        "resume.safetensors@2:before-rename",
+        "resume.safetensors@2:after-rename",
+    ],
+)
+def test_killed_inside_a_checkpoint_write_leaves_complete_files(
+    fault: str, tmp_path: Path, data: str, unbroken
+) -> None:
+    run_killed(tmp_path, data, env={"COATNET_FAULT": fault})
+    epoch = assert_complete(tmp_path)
+    assert epoch == (2 if fault.startswith("resume") and fault.endswith("after-rename") else 1)
+    assert_resumes_to(tmp_path, unbroken)
+
+
+def test_a_full_disk_is_one_line_and_no_broken_checkpoint(
+    tmp_path: Path, data: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("COATNET_FAULT", "resume.safetensors@1:enospc")
+    capsys.readouterr()
+    assert coatnet_main(["train", "--out", str(tmp_path), "--data", data, *ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No space left on device" in err and "resume.safetensors" in err, err
+    assert not (tmp_path / "resume.safetensors").exists() and not list(tmp_path.glob(".*.tmp"))
+    assert coatnet.load_checkpoint(tmp_path / "last.safetensors").config.name == "coatnet_toy"
+
+
+def test_an_output_path_through_a_file_is_one_line(tmp_path: Path, data: str, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    capsys.readouterr()
+    out = tmp_path / "notes.txt" / "run"
+    assert coatnet_main(["train", "--out", str(out), "--data", data, *ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "notes.txt" in err and "is a file, not a folder" in err, err
+    with pytest.raises(WriteError, match="is a file"):
+        train(TrainSettings(model="coatnet_toy", data=data, img_size=32), out, progress=False)
