@@ -12,7 +12,7 @@ from app import cache, errors, gallery, widgets
 from app.progress import streamlit_bar
 from app.session import Selection, remember
 from coatnet import CheckpointError
-from coatnet.hub import cached_timm_weights
+from coatnet.hub import HubUnavailableError, cached_timm_weights, check_hub
 
 PAGES = [
     st.Page("views/explorer.py", title="Attention explorer", icon=":material/grid_on:", default=True),
@@ -36,13 +36,35 @@ def keep(names: tuple[str, ...]) -> None:
             state[name] = state[f"kept_{name}"]
 
 
+def download(tag: str) -> bool:
+    """Fetch a timm tag's weights with a progress bar; False after a message.
+
+    The hub is asked first whether it answers at all (:func:`coatnet.hub.check_hub`, a few seconds at
+    most), so an offline machine hears so at once instead of after the hub client's retries; the
+    failure is remembered for this session, with a button to try again."""
+    failures = st.session_state.setdefault("hub_failures", {})
+    if tag not in failures:
+        try:
+            check_hub(tag)
+            placeholder = st.empty()
+            cache.timm_weights(tag, streamlit_bar(placeholder))
+            placeholder.empty()
+            return True
+        except HubUnavailableError as error:
+            failures[tag] = errors.message(error)
+    st.error(failures[tag], icon=":material/cloud_off:")
+    if st.button("Try again", key="hub_try_again", help="Ask the Hugging Face hub again"):
+        failures.pop(tag, None)
+        st.rerun()
+    return False
+
+
 def load(choice: widgets.ModelChoice):
     """The chosen model (downloading timm weights first, with a progress bar); None after a message."""
     try:
-        if choice.timm_tag is not None and cached_timm_weights(choice.timm_tag) is None:
-            placeholder = st.empty()
-            cache.timm_weights(choice.timm_tag, streamlit_bar(placeholder))
-            placeholder.empty()
+        tag = choice.timm_tag
+        if tag is not None and cached_timm_weights(tag) is None and not download(tag):
+            return None
         return cache.model(choice.key)
     except errors.INPUT_ERRORS as error:
         st.error(errors.message(error), icon=":material/error:")

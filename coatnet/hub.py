@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,30 @@ def weights_url(tag: str, filename: str = WEIGHTS_FILE, *, endpoint: str | None 
         ``<endpoint>/timm/<arch>.<pretrained tag>/resolve/main/<filename>``.
     """
     return f"{(endpoint or HUB_URL).rstrip('/')}/{HUB_ORG}/{resolve_tag(tag)}/resolve/main/{filename}"
+
+
+def check_hub(tag: str, *, endpoint: str | None = None, timeout: float = 3.0) -> None:
+    """Raise :class:`HubUnavailableError` at once unless the hub answers within ``timeout`` seconds.
+
+    One ``HEAD`` request to the hub's address (any HTTP answer counts): a front end calls it before a
+    download, so that a machine without network hears so in seconds instead of waiting through the hub
+    client's timeouts and retries. Offline mode (``HF_HUB_OFFLINE``) raises without any request.
+    """
+    full_tag = resolve_tag(tag)
+    url = weights_url(full_tag, endpoint=endpoint)
+    if _hub_offline():
+        raise HubUnavailableError(full_tag, url, "offline mode is on (HF_HUB_OFFLINE)")
+    base = (endpoint or hf_constants.ENDPOINT or HUB_URL).rstrip("/")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base, method="HEAD"), timeout=timeout):
+            return
+    except urllib.error.HTTPError:  # it answered, if only to refuse: it is reachable
+        return
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise HubUnavailableError(
+            full_tag, url, f"{base} did not answer within {timeout:g} s ({_first_line(reason)})"
+        ) from error
 
 
 def download_timm_weights(
