@@ -1,0 +1,82 @@
+"""Numerics: bf16 autocast on the CPU (and fp16 / bf16 on CUDA, marker ``gpu``) for coatnet_nano and
+coatnet_0 at 224 and 384 on all-zero, all-maximum and random images, and every analysis of the demos with
+their post-normalization bias tables scaled x100: no NaN or Inf anywhere."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import coatnet
+from tests.analysis.every_analysis import ANALYSES, PLAIN_PASSES
+
+
+def extremes(size: int, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
+    """All-zero, all-maximum and random pictures, normalised as the model's preprocessing does."""
+    pixels = torch.stack([
+        torch.zeros(3, size, size),
+        torch.ones(3, size, size),
+        torch.rand(3, size, size, generator=torch.Generator().manual_seed(0)),
+    ])  # fmt: skip
+    return (pixels - mean) / std
+
+
+def finite_logits(name: str, size: int, device: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = coatnet.create_model(name, img_size=size).eval().to(device)
+    with torch.inference_mode(), torch.autocast(device, dtype=dtype):
+        logits = model(extremes(size).to(device))
+    assert logits.dtype == dtype and logits.shape == (3, 1000)
+    assert torch.isfinite(logits).all(), f"{name} at {size} in {dtype}: NaN or Inf in the logits"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [224, 384])
+@pytest.mark.parametrize("name", ["coatnet_nano", "coatnet_0"])
+def test_bf16_autocast_on_the_cpu_stays_finite(name: str, size: int) -> None:
+    finite_logits(name, size, "cpu", torch.bfloat16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("size", [224, 384])
+@pytest.mark.parametrize("name", ["coatnet_nano", "coatnet_0"])
+def test_half_precision_autocast_on_cuda_stays_finite(name: str, size: int, dtype: torch.dtype) -> None:
+    finite_logits(name, size, "cuda", dtype)
+
+
+def finite(value, path: str = "result") -> None:
+    """Every float in a result (dataclasses, tuples, dicts, arrays) is finite."""
+    if hasattr(value, "__dataclass_fields__"):
+        for field in value.__dataclass_fields__:
+            finite(getattr(value, field), f"{path}.{field}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            finite(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            finite(item, f"{path}[{i}]")
+    elif isinstance(value, np.ndarray | torch.Tensor | float) and not isinstance(value, bool):
+        array = np.asarray(value, dtype=np.float64)
+        assert np.isfinite(array).all(), path
+
+
+def scaled_bias(model: coatnet.CoAtNet, factor: float) -> coatnet.CoAtNet:
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in scaled.modules():
+            if hasattr(module, "table") and isinstance(module.table, torch.nn.Parameter):
+                module.table.mul_(factor)
+    return scaled
+
+
+@pytest.mark.parametrize("demo", ["demo-post", "demo-pre"])
+def test_every_analysis_of_a_demo_with_post_bias_tables_scaled_100x_stays_finite(demo: str) -> None:
+    model = scaled_bias(coatnet.load_checkpoint(demo, attention="post"), 100.0)
+    images = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for name, run in ANALYSES.items():
+        if name not in PLAIN_PASSES:
+            finite(run(model, images), name)
