@@ -24,3 +24,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def served():
+    """The app's server, started once for the module, and one headless Chromium (the browser tests)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.app.server import CHROMIUM_ARGS, running_app
+    from tests.app.test_browser import Served
+
+    with running_app() as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield Served(url, browser)
+        finally:
+            browser.close()

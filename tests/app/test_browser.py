@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect
 
-from tests.app.server import CHROMIUM, CHROMIUM_ARGS, ROOT, SETTLED, running_app
+from tests.app.server import ROOT, SETTLED
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -166,19 +167,8 @@ class Lens:
         assert alerts.count() == errors, f"st.error lines: {alerts.all_inner_texts()}"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    """The app's server, started once for the module, and one headless Chromium."""
-    with running_app() as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield Served(url, browser)
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def lens(served: Served) -> Iterator[Lens]:
+@contextmanager
+def opened_lens(served: Served) -> Iterator[Lens]:
     """A fresh page (new context: a new Streamlit session) recording console errors, page errors and
     any request that leaves the server (such requests are aborted, so nothing waits on the network)."""
     context = served.browser.new_context(viewport=VIEWPORT, accept_downloads=True)
@@ -208,6 +198,13 @@ def lens(served: Served) -> Iterator[Lens]:
         yield lens
     finally:
         context.close()
+
+
+@pytest.fixture
+def lens(served: Served) -> Iterator[Lens]:
+    """A fresh page of its own (:func:`opened_lens`)."""
+    with opened_lens(served) as opened:
+        yield opened
 
 
 def test_the_explorer_opens_with_its_map_heads_and_top_5(lens: Lens):
