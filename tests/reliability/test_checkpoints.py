@@ -95,6 +95,7 @@ def test_a_hostile_checkpoint_is_refused_in_one_line(
     assert not (path.parent / MARKER).exists(), "the pickle's code ran"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["width-1e9", "width-1e5", "blocks-1e6"])
 def test_an_absurd_config_is_refused_before_anything_is_built(case: str, hostile: dict[str, Path]) -> None:
     capped = (
