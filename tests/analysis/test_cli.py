@@ -69,6 +69,11 @@ def test_analyze_says_what_is_wrong_in_one_line(tmp_path, checkpoint, capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "empty (0 bytes)" in err and "none of the images could be read" in err and "Traceback" not in err
+    assert "empty (0 bytes)" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    (tmp_path / "notes.png").write_text("not a picture")
+    two = [str(tmp_path / "empty.png"), str(tmp_path / "notes.png")]
+    assert main(["analyze", *two, "--model", str(checkpoint), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err  # several images: each skipped one named, then why nothing is left
+    assert "skipping" in err and "notes.png" in err and "none of the images could be read" in err
     assert main(["analyze", *pictures(tmp_path, 1), "--model", "no-such-model", "--out", str(tmp_path)]) == 2
     assert "no model 'no-such-model'" in capsys.readouterr().err

@@ -98,7 +98,7 @@ def test_an_uploaded_checkpoint(checkpoints):
     [
         ("wrong", "qkv.weight"),
         ("foreign", "nor is it timm CoAtNet weights"),
-        ("missing", "no model"),
+        ("missing", "does not exist"),
         ("folder", "is a directory"),
     ],
 )

@@ -70,7 +70,7 @@ def test_info_reads_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[s
     [
         (["info", "coatnet_pic"], "Did you mean coatnet_pico"),
         (["info", "coatnet_0", "--img-size", "100"], "multiples of its total stride 32"),
-        (["info", "missing.safetensors"], "no checkpoint at"),
+        (["info", "missing.safetensors"], "missing.safetensors does not exist"),
         (["info", "coatnet_0", "--layout", "T-C-C-C"], "unknown layout"),
     ],
 )
