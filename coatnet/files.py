@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import tempfile
 from collections import Counter
@@ -105,6 +106,11 @@ def _fault_for(path: Path) -> str | None:
         return None
     _WRITES[path.absolute()] += 1
     target, _, point = spec.partition(":")
+    known = point in ("before-rename", "after-rename", "enospc") or re.fullmatch(r"bytes=\d+", point)
+    if not known:
+        raise ValueError(
+            f"COATNET_FAULT={spec!r}: the point must be bytes=N, before-rename, after-rename or enospc"
+        )
     target_name, _, nth = target.partition("@")
     if target_name != path.name or _WRITES[path.absolute()] != int(nth or 1):
         return None

@@ -127,3 +127,11 @@ def test_an_output_path_through_a_file_is_one_line(tmp_path: Path, data: str, ca
     assert "\n" not in err and "notes.txt" in err and "is a file, not a folder" in err, err
     with pytest.raises(WriteError, match="is a file"):
         train(TrainSettings(model="coatnet_toy", data=data, img_size=32), out, progress=False)
+
+
+def test_an_unknown_fault_point_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coatnet.files import write_text
+
+    monkeypatch.setenv("COATNET_FAULT", "notes.txt@1:sometimes")
+    with pytest.raises(ValueError, match="bytes=N, before-rename, after-rename or enospc"):
+        write_text(tmp_path / "notes.txt", "hello")
