@@ -9,6 +9,7 @@ import streamlit as st
 
 from analysis import ImageError, ModelSpecError, describe
 from app import cache, errors, gallery, widgets
+from app.intro import INTRO
 from app.progress import streamlit_bar
 from app.session import Selection, remember
 from coatnet import CheckpointError
@@ -103,6 +104,8 @@ def main() -> None:
     # the icon is an emoji (inlined): a :material/...: page icon makes the browser fetch it from Google
     st.set_page_config(page_title="CoAtNet Lens", page_icon="🔍", layout="wide")
     page = st.navigation(PAGES)
+    st.title(page.title)
+    st.caption(INTRO[page.title])
     keep(KEPT)
     selection = sidebar()
     if selection is None:

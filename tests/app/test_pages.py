@@ -157,3 +157,18 @@ def test_the_query_survives_a_visit_to_another_page():
     at.switch_page("views/kernels.py").run()
     at.switch_page("views/explorer.py").run()
     assert any("query (5, 1)" in t for t in titles(clean(at)))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_with_its_title_and_what_it_shows(page):
+    from app.intro import INTRO
+
+    at = fresh()
+    at.run()
+    at.switch_page(page).run()
+    clean(at)
+    title = at.title[0].value
+    files = {"Attention explorer": "explorer", "Stage inspector": "stages", "Pre vs post": "compare",
+             "Kernels": "kernels", "Model": "model"}  # fmt: skip
+    assert page == f"views/{files[title]}.py"
+    assert at.main.caption[0].value == INTRO[title] and INTRO[title].count(". ") == 0  # one sentence
