@@ -201,25 +201,33 @@ def block_comparison_figures(block, labels: tuple[str, str], image: np.ndarray |
 def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:
     """Each attention block's per-head bias kernels, then each MBConv block's depthwise kernels (the
     first ``max_channels`` channels), both oriented offset = key - query with the centre marked."""
-    figures = []
-    for block in kernels.bias:
-        titles = [f"head {h}" for h in range(block.kernels.shape[0])]
-        figures.append(
-            kernel_gallery(
-                block.kernels,
-                titles=titles,
-                title=f"{block.name}: relative-bias kernels ({block.mode}), offset key - query, "
-                f"{block.stride} px per step",
-                cols=cols,
-            )
-        )
-    for block in kernels.depthwise:
-        shown = block.kernels[:max_channels]
-        titles = [f"ch {c}" for c in range(len(shown))]
-        figures.append(
-            kernel_gallery(shown, titles=titles, title=f"{block.name}: depthwise 3x3 kernels", cols=cols)
-        )
-    return figures
+    return [bias_kernel_figure(block, cols=cols) for block in kernels.bias] + [
+        depthwise_kernel_figure(block, channels=range(min(max_channels, len(block.kernels))), cols=cols)
+        for block in kernels.depthwise
+    ]
+
+
+def bias_kernel_figure(block, *, cols: int = 8) -> go.Figure:
+    """One attention block's relative-bias kernel per head (a :class:`analysis.BiasKernel`)."""
+    titles = [f"head {h}" for h in range(block.kernels.shape[0])]
+    title = (
+        f"{block.name}: relative-bias kernels ({block.mode}), offset key - query, {block.stride} px per step"
+    )
+    return kernel_gallery(block.kernels, titles=titles, title=title, cols=cols)
+
+
+def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) -> go.Figure:
+    """The depthwise kernels of the chosen ``channels`` (any of them, in the order given) of one MBConv
+    block (a :class:`analysis.DepthwiseKernel`)."""
+    channels = list(channels)
+    count = len(block.kernels)
+    if not channels or not all(0 <= c < count for c in channels):
+        raise ValueError(f"{block.name} has channels 0..{count - 1}, not {channels[:4]}...")
+    shown = block.kernels[channels]
+    titles = [f"ch {c}" for c in channels]
+    span = f"{len(channels)} of {count} channels"
+    title = f"{block.name}: depthwise {shown.shape[-1]}x{shown.shape[-1]} kernels, {span}"
+    return kernel_gallery(shown, titles=titles, title=title, cols=cols)
 
 
 def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure:

@@ -23,7 +23,10 @@ PAGES = [
     st.Page("views/model.py", title="Model", icon=":material/info:"),
 ]
 # page widgets' values, kept while another page (without those widgets) is shown
-KEPT = ("query_row", "query_col", "query_geometry", "block", "part", "head", "rollout_from", "compare_how")
+KEPT = (
+    "query_row", "query_col", "query_geometry", "block", "part", "head", "rollout_from", "compare_how",
+    "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page",
+)  # fmt: skip
 
 
 def keep(names: tuple[str, ...]) -> None:

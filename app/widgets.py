@@ -106,12 +106,11 @@ def image_picker(kind: str) -> ImageChoice | None:
     return ImageChoice(upload.getvalue(), upload.name.rsplit(".", 1)[0] or "upload", file_name=upload.name)
 
 
-def block_picker(names: tuple[str, ...], *, key: str = "block") -> str:
-    """One attention block, named by stage and index (``S3.0``...); the last choice is kept when it still
-    exists."""
+def block_picker(names: tuple[str, ...], *, key: str = "block", label: str = "Stage.block") -> str:
+    """One block, named by stage and index (``S3.0``...); the last choice is kept when it still exists."""
     if st.session_state.get(key) not in names:
         st.session_state[key] = names[0]
-    return st.selectbox("Stage.block", names, key=key, help="S3.1 is the second block of stage S3")
+    return st.selectbox(label, names, key=key, help="S3.1 is the second block of stage S3")
 
 
 def part_picker(mode: str, *, key: str = "part") -> str:

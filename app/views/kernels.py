@@ -1,40 +1,73 @@
 """Kernels: the relative-bias kernel of every head (the "global static convolution") beside the MBConv
-depthwise kernels (the local ones)."""
+depthwise kernels (the local ones), one block at a time, every channel reachable."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import streamlit as st
 
-from analysis.figures import kernel_figures
-from app import cache, render, session
+from analysis.figures import bias_kernel_figure, depthwise_kernel_figure
+from app import cache, render, session, widgets
+
+PER_PAGE = 16  # depthwise channels drawn at once
+ORDERS = ("channel index", "strongest first")
 
 
 def render_page() -> None:
     chosen = session.selection()
     kernels = cache.kernels(chosen.key)
-    figures = kernel_figures(kernels, cols=4)
-    bias, depthwise = figures[: len(kernels.bias)], figures[len(kernels.bias) :]
     st.caption(
         "Entry (dy, dx) of a bias kernel is what a query adds to the logit of the key at offset key - query; "
         "the centre is the query itself. Depthwise kernels are drawn the same way."
     )
     left, right = st.columns(2)
     with left:
-        gallery("Relative-bias kernels, per head", kernels.bias, bias, "bias", "No attention blocks")
+        st.subheader("Relative-bias kernels, per head")
+        if not kernels.bias:
+            st.info("No attention blocks in this model.")
+        else:
+            block = pick(kernels.bias, widgets.block_picker(names(kernels.bias), key="kernel_block"))
+            render.figure(bias_kernel_figure(block, cols=4), f"{block.name}-bias-kernels")
     with right:
-        title = "MBConv depthwise kernels, first 16 channels"
-        gallery(title, kernels.depthwise, depthwise, "depthwise", "No MBConv blocks")
+        st.subheader("MBConv depthwise kernels")
+        if not kernels.depthwise:
+            st.info("No MBConv blocks in this model.")
+        else:
+            depthwise(kernels.depthwise)
     with st.expander("Download the results"):
         render.result_downloads(kernels, "kernels")
 
 
-def gallery(title: str, kernels: tuple, figures: list, kind: str, none: str) -> None:
-    """One column of kernel figures, one per block, or a note when the model has no such blocks."""
-    st.subheader(title)
-    if not figures:
-        st.info(f"{none} in this model.")
-    for kernel, figure in zip(kernels, figures, strict=True):
-        render.figure(figure, f"{kernel.name}-{kind}-kernels")
+def depthwise(blocks: tuple) -> None:
+    """A block, an order and a page of 16 channels: every channel of every MBConv block is reachable."""
+    block = pick(blocks, widgets.block_picker(names(blocks), key="depthwise_block", label="MBConv block"))
+    count = len(block.kernels)
+    order = st.radio("Channels in", ORDERS, key="depthwise_order", horizontal=True)
+    ranked = np.argsort(-block.mean_abs, kind="stable") if order == ORDERS[1] else np.arange(count)
+    pages = math.ceil(count / PER_PAGE)
+    labels = [f"{p * PER_PAGE}-{min((p + 1) * PER_PAGE, count) - 1}" for p in range(pages)]
+    if st.session_state.get("depthwise_page") not in labels:
+        st.session_state["depthwise_page"] = labels[0]
+    shown = st.select_slider(
+        f"Channels ({count} in all, {PER_PAGE} at a time)" if order == ORDERS[0] else
+        f"Ranks by mean |kernel| ({count} channels, {PER_PAGE} at a time)",
+        labels, key="depthwise_page",
+    )  # fmt: skip
+    first = labels.index(shown) * PER_PAGE
+    channels = [int(c) for c in ranked[first : first + PER_PAGE]]
+    render.figure(
+        depthwise_kernel_figure(block, channels=channels, cols=4), f"{block.name}-depthwise-{shown}"
+    )
+
+
+def names(blocks: tuple) -> tuple[str, ...]:
+    return tuple(block.name for block in blocks)
+
+
+def pick(blocks: tuple, name: str):
+    return next(block for block in blocks if block.name == name)
 
 
 if __name__ == "__main__":

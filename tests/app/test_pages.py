@@ -172,3 +172,37 @@ def test_every_page_opens_with_its_title_and_what_it_shows(page):
              "Kernels": "kernels", "Model": "model"}  # fmt: skip
     assert page == f"views/{files[title]}.py"
     assert at.main.caption[0].value == INTRO[title] and INTRO[title].count(". ") == 0  # one sentence
+
+
+def test_kernels_pick_a_block_and_reach_every_depthwise_channel():
+    import coatnet
+    from analysis import relative_bias_kernels
+
+    kernels = relative_bias_kernels(coatnet.load_checkpoint("demo-pre"))
+    at = fresh()
+    at.run()
+    at.switch_page("views/kernels.py").run()
+    clean(at)
+    assert at.selectbox(key="kernel_block").options == [b.name for b in kernels.bias]
+    last_bias = kernels.bias[-1].name
+    at.selectbox(key="kernel_block").set_value(last_bias).run()
+    assert any(t.startswith(f"{last_bias}: relative-bias kernels") for t in titles(at))
+    block = kernels.depthwise[-1]
+    at.selectbox(key="depthwise_block").set_value(block.name).run()
+    count = len(block.kernels)
+    pages = at.select_slider(key="depthwise_page")
+    assert pages.options[-1].endswith(str(count - 1)) and len(pages.options) == -(-count // 16)
+    pages.set_value(pages.options[-1]).run()
+    clean(at)
+    shown = next(
+        f for f in figures(at) if f["layout"]["title"]["text"].startswith(f"{block.name}: depthwise")
+    )
+    names = [a["text"] for a in shown["layout"]["annotations"] if a["text"].startswith("ch ")]
+    assert names[-1] == f"ch {count - 1}" and f"of {count} channels" in shown["layout"]["title"]["text"]
+    at.radio(key="depthwise_order").set_value("strongest first").run()
+    at.select_slider(key="depthwise_page").set_value(at.select_slider(key="depthwise_page").options[0]).run()
+    shown = next(
+        f for f in figures(at) if f["layout"]["title"]["text"].startswith(f"{block.name}: depthwise")
+    )
+    names = [a["text"] for a in shown["layout"]["annotations"] if a["text"].startswith("ch ")]
+    assert names[0] == f"ch {int(block.mean_abs.argmax())}"
