@@ -128,10 +128,10 @@ def features(key: ModelKey, image: bytes):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def gradcams(key: ModelKey, image: bytes) -> tuple:
-    """Grad-CAM of the predicted class at every stage, S0..S4."""
+def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
+    """Grad-CAM of class ``target`` (default: the predicted one) at every stage, S0..S4."""
     net, picture = model(key), _image(image)
-    return tuple(attributions(net, picture, method="gradcam", stage=f"S{s}") for s in range(5))
+    return tuple(attributions(net, picture, method="gradcam", stage=f"S{s}", target=target) for s in range(5))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from analysis.figures import (
@@ -13,6 +15,7 @@ from analysis.figures import (
 )
 from app import cache, render, session
 
+ALL_CLASSES = 1_000_000  # top-k of every class: the picker lists them all, most probable first
 KINDS = {
     "conv": "conv stem",
     "patch": "patch stem",
@@ -42,9 +45,9 @@ def render_page() -> None:
             f"{info.channels} channels, 1/{info.reduction}  \n"
             f"RF: theory {theory}, half the effective mass within {half}"
         )
-    render.figure(
-        stages_figure(cache.features(key, data), picture.seen, cache.gradcams(key, data)), f"{name}-stages"
-    )
+    target = class_picker(cache.predictions(key, data, k=ALL_CLASSES), (key, hashlib.sha1(data).hexdigest()))
+    cams = cache.gradcams(key, data, target)
+    render.figure(stages_figure(cache.features(key, data), picture.seen, cams), f"{name}-stages")
     with st.expander("The strongest channels of each stage"):
         render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
     render.figure(receptive_field_figure(fields, picture.seen), f"{name}-receptive-fields")
@@ -64,13 +67,27 @@ def render_page() -> None:
     with st.expander("Download the results"):
         for label, result in (
             ("features", cache.features(key, data)),
-            ("gradcam", cache.gradcams(key, data)),
+            (f"gradcam-class-{target}", cams),
             ("receptive-fields", fields),
             ("statistics", statistics),
             ("frequency", cache.frequency(key, data)),
         ):
             st.caption(label)
             render.result_downloads(result, f"{name}-{label}")
+
+
+def class_picker(ranked: tuple, shown_for: tuple) -> int:
+    """The class Grad-CAM explains: any class, listed from the most probable; the predicted one for each
+    new model or image."""
+    options = [p.index for p in ranked]
+    labels = {p.index: f"{p.name} ({p.probability:.1%})" for p in ranked}
+    state = st.session_state
+    if state.get("gradcam_for") != shown_for or state.get("gradcam_class") not in options:
+        state["gradcam_class"], state["gradcam_for"] = options[0], shown_for
+    return st.selectbox(
+        "Grad-CAM (bottom row) explains the class", options, key="gradcam_class", format_func=labels.get,
+        help="Most probable first; the default is the predicted class",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -206,3 +206,29 @@ def test_kernels_pick_a_block_and_reach_every_depthwise_channel():
     )
     names = [a["text"] for a in shown["layout"]["annotations"] if a["text"].startswith("ch ")]
     assert names[0] == f"ch {int(block.mean_abs.argmax())}"
+
+
+def test_stage_inspector_explains_any_class_with_grad_cam():
+    def cam_figure(at) -> dict:
+        return next(
+            f
+            for f in figures(at)
+            if any("Grad-CAM S4" in a["text"] for a in f["layout"].get("annotations", []))
+        )
+
+    at = fresh()
+    at.run()
+    at.switch_page("views/stages.py").run()
+    clean(at)
+    picker = at.selectbox(key="gradcam_class")
+    assert len(picker.options) == 10 and "%" in picker.options[0]  # every class, most probable first
+    assert picker.index == 0  # the predicted class by default
+    before = cam_figure(at)["data"]
+    other = (picker.value + 1) % 10
+    picker.set_value(other).run()
+    clean(at)
+    assert at.selectbox(key="gradcam_class").value == other and cam_figure(at)["data"] != before
+    gallery = at.selectbox(key="gallery_fashion-mnist")
+    gallery.set_value(gallery.options[7]).run()  # another image: back to its predicted class
+    clean(at)
+    assert at.selectbox(key="gradcam_class").index == 0
