@@ -412,20 +412,37 @@ def stages_figure(
     return figure
 
 
-def predictions_figure(predictions: Sequence) -> go.Figure:
-    """Top-k classes (:class:`analysis.predictions.Prediction`) as horizontal bars, most probable on top."""
-    names = [p.name for p in predictions][::-1]
+def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Figure:
+    """Top-k classes (:class:`analysis.predictions.Prediction`) as horizontal bars, most probable on top.
+
+    The axis runs to a little past the top probability (so that low-confidence predictions are not
+    slivers; the title says so when it ends below 100%), and long names (ImageNet's "tench, Tinca tinca")
+    are cut to their first synonym and ``name_chars`` characters, the full name on hover."""
+    full = [p.name for p in predictions][::-1]
     values = [p.probability for p in predictions][::-1]
+    top = max(values, default=1.0)
+    end = min(1.0, max(top * 1.25, 0.01))
     figure = go.Figure(
-        go.Bar(x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values], textposition="auto")
-    )
+        go.Bar(
+            x=values, y=[_short_name(n, name_chars) for n in full], orientation="h", customdata=full,
+            text=[f"{v:.1%}" for v in values], textposition="outside", cliponaxis=False,
+            hovertemplate="%{customdata}: %{x:.2%}<extra></extra>",
+        )
+    )  # fmt: skip
+    title = "Top-5 predictions" if end >= 1.0 else f"Top-5 predictions (axis to {end:.0%})"
     figure.update_layout(
-        title="Top-5 predictions",
-        xaxis={"range": [0, 1], "tickformat": ".0%"},
-        height=60 + 34 * len(names),
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title=title,
+        xaxis={"range": [0, end], "tickformat": ".0%" if end >= 0.05 else ".1%"},
+        yaxis={"automargin": True},
+        height=60 + 34 * len(full),
+        margin={"l": 10, "r": 40, "t": 40, "b": 10},
     )
     return figure
+
+
+def _short_name(name: str, chars: int) -> str:
+    first = name.split(",")[0].strip() or name
+    return first if len(first) <= chars else first[: chars - 1].rstrip() + "…"
 
 
 def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
