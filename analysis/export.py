@@ -24,16 +24,21 @@ class ExportError(RuntimeError):
     """An export that cannot be made on this machine; the message says what to install."""
 
 
-def result_json(result: Any) -> str:
-    """A result (dataclasses of numpy arrays, tuples, dicts) as indented JSON."""
-    return json.dumps(to_jsonable(result), indent=1)
+def result_json(result: Any, about: dict[str, Any] | None = None) -> str:
+    """A result (dataclasses of numpy arrays, tuples, dicts) as indented JSON; with ``about`` (the model,
+    its provenance, the image, the block, the query...) as ``{"about": ..., "result": ...}``."""
+    value = to_jsonable(result)
+    return json.dumps(value if about is None else {"about": to_jsonable(about), "result": value}, indent=1)
 
 
-def result_npz(result: Any) -> bytes:
+def result_npz(result: Any, about: dict[str, Any] | None = None) -> bytes:
     """A result's arrays and numbers as a compressed ``.npz``, keyed by their path in the result
-    (``blocks.0.effective``); strings become 0-d unicode arrays; None is left out."""
+    (``blocks.0.effective``); strings become 0-d unicode arrays; None is left out. ``about`` goes in as
+    the JSON string ``about`` (a unicode array: it loads without pickle)."""
     arrays: dict[str, np.ndarray] = {}
     _flatten(result, "", arrays)
+    if about is not None:
+        arrays["about"] = np.asarray(json.dumps(to_jsonable(about)))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()

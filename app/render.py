@@ -45,13 +45,27 @@ def downloads(fig: go.Figure, name: str) -> None:
     _buttons(slug(name), buttons)
 
 
-def result_downloads(result: Any, name: str) -> None:
-    """JSON and NPZ download buttons for one analysis result."""
+def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any]) -> None:
+    """JSON and NPZ download buttons for one analysis result, under a line saying what it holds; both
+    files carry ``about`` (:func:`app.session.about`: the model, its provenance, the image...)."""
+    st.caption(label)
     _buttons(
         slug(name),
         [
-            ("JSON", lambda: result_json(result), "json", "application/json", ":material/data_object:"),
-            ("NPZ", lambda: result_npz(result), "npz", "application/octet-stream", ":material/data_array:"),
+            (
+                "JSON",
+                lambda: result_json(result, about),
+                "json",
+                "application/json",
+                ":material/data_object:",
+            ),
+            (
+                "NPZ",
+                lambda: result_npz(result, about),
+                "npz",
+                "application/octet-stream",
+                ":material/data_array:",
+            ),
         ],
     )
 

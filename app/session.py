@@ -4,6 +4,7 @@ never a global: one server serves many sessions at once)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -33,3 +34,20 @@ def selection() -> Selection:
     if chosen is None:
         st.stop()
     return chosen
+
+
+def about(chosen: Selection, **extra: Any) -> dict[str, Any]:
+    """What a downloaded result is about: the model (its description, spec, normalization and the
+    checkpoint's provenance), the image, and ``extra`` (the block, the query...)."""
+    from app import cache
+
+    info = getattr(cache.model(chosen.key), "checkpoint_info", None)
+    return {
+        "made_with": "CoAtNet Lens",
+        "model": chosen.description,
+        "model_spec": chosen.key.spec,
+        "attention": chosen.key.attention or "as trained",
+        "provenance": dict(info.provenance) if info is not None else {},
+        "image": chosen.image.file_name,
+        **extra,
+    }

@@ -74,7 +74,11 @@ def render_page() -> None:
             for i in shown:
                 render.figure(kernel_figures(kernels, cols=4)[i], f"{label}-{block.name}-kernels")
     with st.expander("Download the results"):
-        render.result_downloads(comparison, f"{name}-comparison")
+        render.result_downloads(
+            comparison, f"{name}-comparison-{labels[0]}-vs-{labels[1]}",
+            label=f"{labels[0]} vs {labels[1]}: maps, differences and per-head measures of every block",
+            about=session.about(chosen, compared=list(labels)),
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -57,9 +57,17 @@ def render_page() -> None:
     rollout = cache.rollout(key, data, rollout_query)
     render.figure(rollout_figure(rollout, picture.seen), f"{chosen.image.name}-rollout")
     with st.expander("Download the results"):
-        st.caption("Every block's maps: content logits, content, bias and effective weights, and the logits.")
-        render.result_downloads(maps, f"{chosen.image.name}-attention")
-        render.result_downloads(rollout, f"{chosen.image.name}-rollout")
+        origin = f"q{row}-{col}" if rollout.query is not None else "mean"
+        render.result_downloads(
+            maps, f"{chosen.image.name}-attention-every-block",
+            label="Attention of every block: content logits, content, bias, effective weights; the logits",
+            about=session.about(chosen, block=block.name, query=[row, col], part=part),
+        )  # fmt: skip
+        render.result_downloads(
+            rollout, f"{chosen.image.name}-rollout-{origin}",
+            label=f"Attention rollout ({rollout.label})",
+            about=session.about(chosen, block=block.name, query=[row, col]),
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

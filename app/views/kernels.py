@@ -37,7 +37,10 @@ def render_page() -> None:
         else:
             depthwise(kernels.depthwise)
     with st.expander("Download the results"):
-        render.result_downloads(kernels, "kernels")
+        render.result_downloads(
+            kernels, "kernels-every-block", label="Every relative-bias and depthwise kernel of the model",
+            about=session.about(chosen),
+        )  # fmt: skip
 
 
 def depthwise(blocks: tuple) -> None:

@@ -65,15 +65,18 @@ def render_page() -> None:
         render.figure(share, f"{name}-position-share")
     render.figure(frequency_figure(cache.frequency(key, data)), f"{name}-frequency")
     with st.expander("Download the results"):
-        for label, result in (
-            ("features", cache.features(key, data)),
-            (f"gradcam-class-{target}", cams),
-            ("receptive-fields", fields),
-            ("statistics", statistics),
-            ("frequency", cache.frequency(key, data)),
+        for label, result, what in (
+            (
+                "features",
+                cache.features(key, data),
+                "Each stage's output: mean |activation| and strongest channels",
+            ),
+            (f"gradcam-class-{target}", cams, f"Grad-CAM of class {target} at every stage"),
+            ("receptive-fields", fields, "Theoretical and effective receptive field of every stage"),
+            ("statistics", statistics, "Per head: mean attention distance, entropy, position share"),
+            ("frequency", cache.frequency(key, data), "Frequency profile of every block's output"),
         ):
-            st.caption(label)
-            render.result_downloads(result, f"{name}-{label}")
+            render.result_downloads(result, f"{name}-{label}", label=what, about=session.about(chosen))
 
 
 def class_picker(ranked: tuple, shown_for: tuple) -> int:

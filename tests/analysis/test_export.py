@@ -25,6 +25,20 @@ def test_npz_and_json_hold_every_array_of_a_result():
     assert loaded["image_size"] == list(maps.image_size)
 
 
+def test_json_and_npz_carry_what_the_result_is_about():
+    maps = attention_maps(toy(), images(1))
+    about = {
+        "model": "coatnet_toy, pre",
+        "provenance": {"dataset": "toys"},
+        "image": "x.png",
+        "query": [1, 2],
+    }
+    loaded = json.loads(export.result_json(maps, about))
+    assert loaded["about"] == about and loaded["result"]["image_size"] == list(maps.image_size)
+    arrays = np.load(io.BytesIO(export.result_npz(maps, about)))  # allow_pickle stays False
+    assert json.loads(str(arrays["about"])) == about and "blocks.0.effective" in arrays
+
+
 def test_npz_of_a_tuple_of_results_keys_them_by_position():
     arrays = np.load(io.BytesIO(export.result_npz(({"a": np.ones(2)}, {"a": np.zeros(3)}))))
     assert arrays["0.a"].shape == (2,) and arrays["1.a"].shape == (3,)

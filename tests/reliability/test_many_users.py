@@ -171,6 +171,8 @@ def test_four_sessions_at_once_each_see_what_they_see_alone(served: Served, tmp_
             lens.assert_clean()
     assert health.failures == [] and health.answers > 0, health.failures
     for user, a, b in zip(people, alone, together, strict=True):
+        about = a["json"]["about"]  # each download says what it holds
+        assert {"model", "model_spec", "provenance", "image"} <= set(about), user.name
         assert a["file"] == b["file"], user.name
         assert a["json"] == b["json"], f"{user.name}: the downloaded JSON differs from the one seen alone"
         assert a["charts"] == b["charts"], f"{user.name}: the charts differ from those seen alone"
