@@ -24,6 +24,7 @@ from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profi
 from analysis.images import ImageError, load_image
 from analysis.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
 from analysis.models import ModelSpecError, describe, load_model
+from analysis.query import PictureView, cell_point, picture_view, point_cell, to_input, to_point
 from analysis.receptive_field import (
     ReceptiveFields,
     StageReceptiveField,
@@ -42,6 +43,12 @@ __all__ = [
     "Comparison",
     "ImageError",
     "ModelSpecError",
+    "PictureView",
+    "cell_point",
+    "picture_view",
+    "point_cell",
+    "to_input",
+    "to_point",
     "attributions",
     "cka",
     "compare",

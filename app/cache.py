@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 
 from analysis import (
+    PictureView,
     attention_maps,
     attention_rollout,
     attention_statistics,
@@ -25,6 +26,7 @@ from analysis import (
     frequency_profile,
     load_image,
     load_model,
+    picture_view,
     receptive_fields,
     relative_bias_kernels,
 )
@@ -49,11 +51,13 @@ class ModelKey(NamedTuple):
 
 
 class Prepared(NamedTuple):
-    """An image before and after the model's preprocessing, as uint8 pictures, and the model's input size."""
+    """An image before and after the model's preprocessing, as uint8 pictures, the model's input size, and
+    how the model sees the picture (:class:`analysis.PictureView`, for the query point)."""
 
     original: np.ndarray
     seen: np.ndarray
     size: tuple[int, int]
+    view: PictureView
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
@@ -87,11 +91,12 @@ def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     """The image as uploaded (EXIF-rotated, at most 512 px) and as the model sees it; a bad file's
     :class:`analysis.ImageError` names it ``_name`` (not part of the cache key)."""
     picture = upright_picture(_image(image, _name))
-    picture.thumbnail((512, 512))
     net = model(key)
+    view = picture_view((picture.height, picture.width), preprocessing_of(net))
+    picture.thumbnail((512, 512))
     batch = as_batch(_image(image), net)
     seen = display_image(batch[0], preprocessing_of(net))
-    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]))
+    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -24,7 +24,7 @@ PAGES = [
 ]
 # page widgets' values, kept while another page (without those widgets) is shown
 KEPT = (
-    "query_row", "query_col", "query_geometry", "block", "part", "head", "rollout_from", "compare_how",
+    "query_row", "query_col", "block", "part", "head", "rollout_from", "compare_how",
     "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page", "gradcam_class", "gradcam_for",
 )  # fmt: skip
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from analysis import PictureView, cell_point, point_cell, to_input
 from app import gallery
 from app.cache import ModelKey, saved_upload
 from coatnet.demos import NAMES
@@ -23,7 +24,8 @@ PARTS = {
     "bias_softmax": "softmax(bias)",
 }
 # session-state keys the app owns (tests set them; a heatmap click writes the query)
-QUERY_ROW, QUERY_COL, QUERY_GEOMETRY = "query_row", "query_col", "query_geometry"
+QUERY_ROW, QUERY_COL = "query_row", "query_col"  # the inputs of the cell shown
+QUERY_POINT, QUERY_SHOWN = "query_point", "query_shown"  # the point (fy, fx) of the picture; (grid, row, col)
 
 
 @dataclass(frozen=True)
@@ -132,19 +134,32 @@ def head_picker(heads: int, *, key: str = "head") -> str:
     )
 
 
-def query_picker(grid: tuple[int, int]) -> tuple[int, int]:
-    """The query cell (row, col) on ``grid``, kept in session state: a click on a map writes it, the two
-    inputs set it, and a block (or model) with another grid keeps the same place in the image."""
+def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple[int, int]:
+    """The query cell (row, col) on ``grid``, from the one query of the session: a point of the picture
+    (:mod:`analysis.query`), so that every block, page and model looks at the same spot and a round trip
+    returns to the clicked cell. A click (:func:`take_click`) or the row and column inputs move the point
+    to the centre of the chosen cell; the inputs only take cells of this grid."""
     state = st.session_state
-    old = state.get(QUERY_GEOMETRY)
-    if QUERY_ROW not in state or QUERY_COL not in state:
-        state[QUERY_ROW], state[QUERY_COL] = grid[0] // 2, grid[1] // 2
-    elif old is not None and tuple(old) != tuple(grid):
-        state[QUERY_ROW] = int((state[QUERY_ROW] + 0.5) / old[0] * grid[0])
-        state[QUERY_COL] = int((state[QUERY_COL] + 0.5) / old[1] * grid[1])
-    state[QUERY_ROW] = min(max(int(state[QUERY_ROW]), 0), grid[0] - 1)
-    state[QUERY_COL] = min(max(int(state[QUERY_COL]), 0), grid[1] - 1)
-    state[QUERY_GEOMETRY] = tuple(grid)
+    grid = (int(grid[0]), int(grid[1]))
+    shown = state.get(QUERY_SHOWN)
+    typed = (state.get(QUERY_ROW), state.get(QUERY_COL))
+    chosen = None not in typed and (QUERY_POINT not in state or (shown is not None and shown[0] == grid))
+    if chosen and (shown is None or tuple(typed) != tuple(shown[1:])):  # clicked or typed on this grid
+        row = min(max(int(typed[0]), 0), grid[0] - 1)
+        col = min(max(int(typed[1]), 0), grid[1] - 1)
+        state[QUERY_POINT] = cell_point(view, row, col, stride=stride)
+    elif QUERY_POINT not in state:
+        state[QUERY_POINT] = cell_point(view, grid[0] // 2, grid[1] // 2, stride=stride)
+    cell = point_cell(view, state[QUERY_POINT], grid=grid, stride=stride)
+    if cell is None:
+        y, x = to_input(view, state[QUERY_POINT])
+        cell = (min(max(int(y // stride), 0), grid[0] - 1), min(max(int(x // stride), 0), grid[1] - 1))
+        st.warning(
+            f"The query point lies outside what this model sees (its crop): cell {cell} is the nearest. "
+            "Click a cell to set a new one.", icon=":material/crop_free:",
+        )  # fmt: skip
+    state[QUERY_ROW], state[QUERY_COL] = cell
+    state[QUERY_SHOWN] = (grid, *cell)
     left, right = st.columns(2)
     row = left.number_input("Query row", 0, grid[0] - 1, key=QUERY_ROW, step=1)
     col = right.number_input("Query column", 0, grid[1] - 1, key=QUERY_COL, step=1)

@@ -192,6 +192,24 @@ def upright_picture(image: Image.Image) -> Image.Image:
     return image if image.mode in ("L", "RGB") else image.convert("RGB")
 
 
+def crop_box(
+    picture_size: tuple[int, int], size: tuple[int, int], crop: float = 1.0
+) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom), in pixels of a (width, height) picture, that the model's
+    preprocessing resizes to its (H, W) input: the central ``crop`` fraction of the picture, then the
+    largest centred box of the input's shape inside it (``PIL.ImageOps.fit`` with that bleed)."""
+    width, height = picture_size
+    bleed_x, bleed_y = (1 - crop) / 2 * width, (1 - crop) / 2 * height
+    live_w, live_h = width - 2 * bleed_x, height - 2 * bleed_y
+    ratio = size[1] / size[0]
+    if live_w / live_h >= ratio:
+        box_w, box_h = ratio * live_h, live_h
+    else:
+        box_w, box_h = live_w, live_w / ratio
+    left, top = bleed_x + (live_w - box_w) / 2, bleed_y + (live_h - box_h) / 2
+    return left, top, left + box_w, top + box_h
+
+
 def image_to_tensor(
     image: Image.Image,
     size: tuple[int, int],
@@ -202,11 +220,10 @@ def image_to_tensor(
     """A PIL image as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, transparency
     over white, 16-bit values scaled to 8, then the central ``crop`` fraction of the largest box of the
     target's shape, resized with ``interpolation`` (``crop=0.875`` is the usual "resize 256, crop 224")."""
-    from PIL import ImageOps
-
     image = upright_picture(image).convert("L" if channels == 1 else "RGB")
     method = Image.Resampling[interpolation.upper()]
-    image = ImageOps.fit(image, (size[1], size[0]), method=method, bleed=(1 - crop) / 2)
+    box = crop_box(image.size, size, crop)
+    image = image.resize((size[1], size[0]), method, box=box)
     array = np.asarray(image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.copy()).permute(2, 0, 1)

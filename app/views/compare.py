@@ -43,7 +43,7 @@ def render_page() -> None:
         return
     picture = cache.prepared(a, data)
     block = maps.block(widgets.block_picker(maps.names))
-    row, col = widgets.query_picker(block.grid)
+    row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     point = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
     comparison = cache.comparison(a, b, data, point, labels)
     tops = (cache.predictions(a, data, 1)[0], cache.predictions(b, data, 1)[0])

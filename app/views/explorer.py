@@ -30,7 +30,7 @@ def render_page() -> None:
         part = widgets.part_picker(block.mode)
     with pick_head:
         how = widgets.head_picker(block.effective.shape[1])
-    row, col = widgets.query_picker(block.grid)
+    row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     query = query_from_cell(row, col, block.grid)
     name = f"{chosen.image.name}-{block.name}-{part}-q{row}-{col}"
     left, right = st.columns([2, 3])

@@ -232,3 +232,26 @@ def test_stage_inspector_explains_any_class_with_grad_cam():
     gallery.set_value(gallery.options[7]).run()  # another image: back to its predicted class
     clean(at)
     assert at.selectbox(key="gradcam_class").index == 0
+
+
+def test_a_query_clicked_on_a_fine_grid_comes_back_after_a_coarse_one(tmp_path):
+    """S3.0 on 14x14, S4.0 on 7x7 (a toy at 56 px): (10, 12) -> (5, 6) -> (10, 12), not (11, 13)."""
+    import torch
+
+    import coatnet
+
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=56, strides=(1, 1, 2, 2, 2)).eval()
+    path = coatnet.save_checkpoint(model, tmp_path / "toy56.safetensors")
+    at = fresh()
+    at.run()
+    at.radio(key="model_source").set_value("Checkpoint or weights file").run()
+    at.text_input(key="model_path").input(str(path)).run()
+    clean(at)
+    at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 10, 12  # as a click writes
+    at.run()
+    assert any("query (10, 12)" in t for t in titles(clean(at)))
+    at.selectbox(key="block").set_value("S4.0").run()
+    assert any(t.startswith("S4.0") and "query (5, 6)" in t for t in titles(clean(at)))
+    at.selectbox(key="block").set_value("S3.0").run()
+    assert any(t.startswith("S3.0") and "query (10, 12)" in t for t in titles(clean(at)))

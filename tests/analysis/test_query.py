@@ -1,0 +1,54 @@
+"""The query as a point of the picture: through a model's crop and resize to a cell and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from analysis import cell_point, picture_view, point_cell, to_input, to_point
+from coatnet.datasets import crop_box
+
+
+def test_the_crop_box_is_pillows_fit() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        w, h, size = int(rng.integers(1, 300)), int(rng.integers(1, 300)), (int(rng.integers(4, 40)),) * 2
+        crop = float(rng.choice([1.0, 0.875, 0.95]))
+        picture = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        fitted = ImageOps.fit(picture, size[::-1], method=Image.Resampling.BILINEAR, bleed=(1 - crop) / 2)
+        boxed = picture.resize(size[::-1], Image.Resampling.BILINEAR, box=crop_box(picture.size, size, crop))
+        assert np.array_equal(np.asarray(fitted), np.asarray(boxed))
+
+
+@pytest.mark.parametrize("crop", [1.0, 0.875])
+def test_every_cell_round_trips_through_the_picture(crop: float) -> None:
+    view = picture_view((480, 640), {"size": [224, 224], "crop": crop})
+    for grid, stride in (((14, 14), 16), ((7, 7), 32), ((28, 28), 8)):
+        for row in range(grid[0]):
+            for col in range(grid[1]):
+                assert point_cell(
+                    view, cell_point(view, row, col, stride=stride), grid=grid, stride=stride
+                ) == (
+                    row,
+                    col,
+                )
+    assert to_input(view, to_point(view, 100.0, 37.5)) == pytest.approx((100.0, 37.5))
+
+
+def test_a_click_on_a_fine_grid_survives_a_coarse_one_and_another_model() -> None:
+    view = picture_view((480, 640), {"size": [224, 224], "crop": 1.0})
+    point = cell_point(view, 10, 12, stride=16)  # S3.0, 14x14
+    assert point_cell(view, point, grid=(7, 7), stride=32) == (5, 6)  # S4.0
+    assert point_cell(view, point, grid=(14, 14), stride=16) == (10, 12)  # back: not (11, 13)
+    wider = picture_view((480, 640), {"size": [384, 384], "crop": 1.0})  # another model, another size
+    # input (168, 200) of 224 is picture (360, 508.6); of 384 input (288, 342.9): cell (18, 21) at stride 16
+    assert point_cell(wider, point, grid=(24, 24), stride=16) == (18, 21)
+
+
+def test_a_point_outside_a_models_crop_is_said_to_be_outside() -> None:
+    whole = picture_view((480, 640), {"size": [224, 448], "crop": 1.0})  # sees the whole width
+    square = picture_view((480, 640), {"size": [224, 224], "crop": 0.875})  # a central square
+    left_edge = cell_point(whole, 7, 0, stride=16)
+    assert point_cell(square, left_edge, grid=(14, 14), stride=16) is None
+    assert point_cell(whole, left_edge, grid=(14, 28), stride=16) == (7, 0)
