@@ -7,6 +7,7 @@ Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report
 
 from __future__ import annotations
 
+from analysis._common import as_batch, display_image, preprocessing_of
 from analysis.attention import (
     AttentionMaps,
     BlockAttention,
@@ -43,6 +44,9 @@ __all__ = [
     "Comparison",
     "ImageError",
     "ModelSpecError",
+    "as_batch",
+    "display_image",
+    "preprocessing_of",
     "PictureView",
     "cell_point",
     "picture_view",

@@ -18,19 +18,21 @@ import streamlit as st
 
 from analysis import (
     PictureView,
+    as_batch,
     attention_maps,
     attention_rollout,
     attention_statistics,
     attributions,
     compare,
+    display_image,
     frequency_profile,
     load_image,
     load_model,
     picture_view,
+    preprocessing_of,
     receptive_fields,
     relative_bias_kernels,
 )
-from analysis._common import as_batch, display_image, preprocessing_of
 from analysis.features import feature_maps
 from analysis.predictions import top_k
 from coatnet.complexity import count_params, stage_costs
