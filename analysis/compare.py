@@ -154,5 +154,10 @@ def _compare_block(a: BlockAttention, b: BlockAttention, point: tuple[float, flo
         distance_a=stats_a.distance_px, distance_b=stats_b.distance_px,
         distance_diff=stats_b.distance_px - stats_a.distance_px, map_a=map_a, map_b=map_b,
         difference=map_b - map_a,
-        note="post-normalization weights compared clipped at 0 and renormalised" if post else "",
+        note=(
+            "Maps show the weights as each block used them (post-normalization ones can be negative); the "
+            "divergences and distances use post-normalization weights clipped at 0 and renormalised"
+        )
+        if post
+        else "",
     )  # fmt: skip

@@ -22,6 +22,7 @@ from analysis.plots import (
     kernel_gallery,
     matrix_figure,
     overlay,
+    value_range,
 )
 
 PART_TITLES = {
@@ -167,35 +168,34 @@ def comparison_summary_figures(comparison) -> list[go.Figure]:
 
 
 def block_comparison_figures(block, labels: tuple[str, str], image: np.ndarray | None) -> list[go.Figure]:
-    """One block of a comparison: both models' maps at the query (one scale), then b - a (diverging)."""
-    label_a, label_b = labels
+    """One block of a comparison: each model's maps at the query on a scale of its own (so that neither
+    row vanishes when one model's weights are much smaller; sequential for weights >= 0, diverging for
+    signed post-normalization weights, the range in the title), then b - a on its own diverging scale."""
     row, col = divmod(block.query, block.grid[1])
     heads = block.map_a.shape[0]
-    stacked = np.concatenate([block.map_a, block.map_b])
-    signed = bool((stacked < 0).any())  # post-normalization weights as used can be negative
-    both = head_grid(
-        image,
-        stacked,
-        stride=block.stride,
-        titles=[f"{label} h{h}" for label in (label_a, label_b) for h in range(heads)],
-        cols=heads,
-        query=(row, col),
-        colorscale=DIVERGING if signed else SEQUENTIAL,
-        symmetric=signed,
-        title=f"{block.name}: where query ({row}, {col}) attends, {label_a} (top) vs {label_b} (bottom)",
-    )
-    difference = head_grid(
-        image,
-        block.difference,
-        stride=block.stride,
-        titles=[f"h{h}" for h in range(heads)],
-        cols=heads,
-        query=(row, col),
-        colorscale=DIVERGING,
-        symmetric=True,
-        title=f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more)",
-    )
-    return [both, difference]
+    figures = []
+    for label, maps in zip(labels, (block.map_a, block.map_b), strict=True):
+        signed = bool((maps < 0).any())  # post-normalization weights as used can be negative
+        low, high = value_range(maps, signed)
+        figures.append(
+            head_grid(
+                image, maps, stride=block.stride, titles=[f"h{h}" for h in range(heads)], cols=heads,
+                query=(row, col), colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed,
+                title=f"{block.name}, {label}: where query ({row}, {col}) attends (weights as used; "
+                f"scale {low:.3g} to {high:.3g})",
+            )
+        )  # fmt: skip
+    label_a, label_b = labels
+    low, high = value_range(block.difference, True)
+    scale = f"{low:.3g} to {high:.3g}"
+    title = f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more; {scale})"
+    figures.append(
+        head_grid(
+            image, block.difference, stride=block.stride, titles=[f"h{h}" for h in range(heads)], cols=heads,
+            query=(row, col), colorscale=DIVERGING, symmetric=True, title=title,
+        )
+    )  # fmt: skip
+    return figures
 
 
 def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:

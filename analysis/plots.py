@@ -187,7 +187,7 @@ def head_grid(
     # the grid of subplots is laid out here, not by make_subplots: one Figure built at once is several
     # times faster, and a click on a new query redraws this figure (the app's 300 ms budget)
     hspace, vspace = 0.02, 0.08
-    zmin, zmax = _range(maps, symmetric) if shared_scale else (None, None)
+    zmin, zmax = value_range(maps, symmetric) if shared_scale else (None, None)
     picture = image_trace(image).to_plotly_json() if image is not None else None
     traces, layout, annotations = [], {}, []
     for h in range(heads):
@@ -220,7 +220,8 @@ def head_grid(
     return go.Figure({"data": traces, "layout": layout})
 
 
-def _range(values: np.ndarray, symmetric: bool) -> tuple[float, float]:
+def value_range(values: np.ndarray, symmetric: bool) -> tuple[float, float]:
+    """The (low, high) a colour scale spans: the data's, or symmetric around 0."""
     low, high = float(np.nanmin(values)), float(np.nanmax(values))
     if symmetric:
         bound = max(abs(low), abs(high)) or 1.0

@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from analysis.figures import block_comparison_figures, comparison_summary_figures, kernel_figures
-from app import cache, render, session, widgets
+from analysis import query_from_cell
+from analysis.figures import (
+    block_comparison_figures,
+    comparison_summary_figures,
+    fused_attention_figure,
+    kernel_figures,
+)
+from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
 from coatnet.demos import builtin_name
 
 OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
+OTHER_MODEL = "another model"
+MAP_KEY = "compare_map"
 
 
-def pair(key: ModelKey, mode: str, how: str) -> tuple[ModelKey, ModelKey, tuple[str, str]]:
-    """The two models to compare (pre first) and their labels."""
+def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey, ModelKey, tuple[str, str]]:
+    """The two models to compare and their short labels (the page's caption says more)."""
     if how == OTHER_DEMO:
         return ModelKey("demo-pre"), ModelKey("demo-post"), ("demo-pre", "demo-post")
-    return (
-        ModelKey(key.spec, "pre"),
-        ModelKey(key.spec, "post"),
-        (f"pre (trained {mode})", f"post (trained {mode})"),
-    )
+    if how == OTHER_MODEL:
+        first, second = short_name(key.spec), short_name(other)
+        if first == second:
+            first, second = f"{first} (1)", f"{second} (2)"
+        return key, ModelKey(other), (first, second)
+    return ModelKey(key.spec, "pre"), ModelKey(key.spec, "post"), ("pre", "post")
+
+
+def short_name(spec: str) -> str:
+    """A model's name in a label: a built-in name or variant as it is, a file by its folder and stem."""
+    path = Path(spec)
+    if path.suffix:
+        return f"{path.parent.name}/{path.stem}" if path.stem in ("last", "model") else path.stem
+    return spec
 
 
 def render_page() -> None:
@@ -30,12 +49,23 @@ def render_page() -> None:
     options = [OTHER_MODE]
     if builtin_name(chosen.key.spec) is not None:
         options.insert(0, OTHER_DEMO)
-    how = st.radio("Compare", options, key="compare_how", horizontal=True)
-    a, b, labels = pair(chosen.key, trained, how)
+    options.append(OTHER_MODEL)
+    how = st.radio("Compare with", options, key="compare_how", horizontal=True)
+    other = ""
+    if how == OTHER_MODEL:
+        other = st.text_input(
+            "The other model", key="compare_other", placeholder="demo-post, a path, coatnet_0...",
+            help="A built-in name, a checkpoint or timm weights file, or a variant name (random weights)",
+        ).strip()  # fmt: skip
+        if not other:
+            st.info("Name the model to compare with.", icon=":material/arrow_upward:")
+            return
+    a, b, labels = pair(chosen.key, trained, how, other)
     if how == OTHER_MODE:
+        untrained = "post" if trained == "pre" else "pre"
         st.caption(
-            f"One model, trained with {trained}-normalization, run both ways: the "
-            f"{'post' if trained == 'pre' else 'pre'} side uses weights trained for the other mode."
+            f"One model, trained with {trained}-normalization, run both ways: the {untrained} side uses "
+            "weights trained for the other mode (an untrained combination)."
         )
     maps = cache.attention(a, data)
     if not maps.blocks:
@@ -45,7 +75,14 @@ def render_page() -> None:
     block = maps.block(widgets.block_picker(maps.names))
     row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     point = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
-    comparison = cache.comparison(a, b, data, point, labels)
+    try:
+        comparison = cache.comparison(a, b, data, point, labels)
+    except ValueError as error:  # two models that cannot be compared: say why, in one line
+        st.error(errors.message(error), icon=":material/error:")
+        return
+    if block.name not in comparison.names:
+        st.info(f"{labels[1]} has no block {block.name} on the same grid: choose another block.")
+        return
     tops = (cache.predictions(a, data, 1)[0], cache.predictions(b, data, 1)[0])
     agree = "agree" if tops[0].index == tops[1].index else "disagree"
     said = [
@@ -55,9 +92,19 @@ def render_page() -> None:
     compared = comparison.block(block.name)
     if compared.note:
         st.caption(compared.note)
-    both, difference = block_comparison_figures(compared, labels, picture.seen)
+    first, second, difference = block_comparison_figures(compared, labels, picture.seen)
     stem = f"{name}-{block.name}-q{row}-{col}"
-    render.figure(both, f"{stem}-{labels[0]}-vs-{labels[1]}")
+    pick, shown = st.columns([1, 3])
+    with pick:
+        st.caption(f"Click a cell to make it the query ({labels[0]}'s weights, heads averaged).")
+        query = query_from_cell(row, col, block.grid)
+        render.figure(
+            fused_attention_figure(maps.block(block.name), picture.seen, query), f"{stem}-{labels[0]}-map",
+            key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+        )  # fmt: skip
+    with shown:
+        render.figure(first, f"{stem}-{labels[0]}")
+        render.figure(second, f"{stem}-{labels[1]}")
     render.figure(difference, f"{stem}-difference")
     distance, divergence = comparison_summary_figures(comparison)
     left, right = st.columns(2)

@@ -111,15 +111,19 @@ def test_strongest_channels_one_column_per_stage():
     assert figure.layout.annotations[0].text == f"S0 ch {first.top_index[0, 0]}"
 
 
-def test_a_comparison_block_shares_one_scale_and_diverges_when_signed():
+def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverges():
     x = images(1)
     comparison = compare(toy(attention="pre"), toy(attention="post"), x, labels=("pre", "post"))
     block = comparison.blocks[0]
-    both, difference = figures.block_comparison_figures(block, comparison.labels, None)
-    maps = [t for t in both.data if isinstance(t, go.Heatmap)]
-    assert len(maps) == 2 * block.map_a.shape[0] and len({(t.zmin, t.zmax) for t in maps}) == 1
-    if (block.map_b < 0).any():
-        assert maps[0].zmin == -maps[0].zmax
+    first, second, difference = figures.block_comparison_figures(block, comparison.labels, None)
+    for figure, maps in ((first, block.map_a), (second, block.map_b)):
+        shown = [t for t in figure.data if isinstance(t, go.Heatmap)]
+        assert len(shown) == maps.shape[0] and len({(t.zmin, t.zmax) for t in shown}) == 1
+        signed = bool((maps < 0).any())
+        low, high = (-np.abs(maps).max(), np.abs(maps).max()) if signed else (maps.min(), maps.max())
+        assert shown[0].zmin == pytest.approx(low) and shown[0].zmax == pytest.approx(high)  # never blank
+        assert f"{low:.3g} to {high:.3g}" in figure.layout.title.text
+    assert (block.map_b < 0).any() and "post" in second.layout.title.text  # post weights as used: signed
     shown = [t for t in difference.data if isinstance(t, go.Heatmap)]
     assert shown[0].zmin == -shown[0].zmax  # b - a: symmetric around 0
     np.testing.assert_allclose(np.array(shown[0].z), block.difference[0], rtol=1e-6)

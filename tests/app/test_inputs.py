@@ -81,7 +81,8 @@ def test_a_post_checkpoint_compares_with_itself_run_pre(checkpoints):
     at = on_path(checkpoints["post"])
     at.switch_page("views/compare.py").run()
     drawn = titles(clean(at))
-    assert any("pre (trained post) (top) vs post (trained post) (bottom)" in t for t in drawn)
+    assert any("S3.0, pre: where query" in t for t in drawn)
+    assert "trained with post-normalization" in " ".join(c.value for c in at.main.caption)
 
 
 def test_an_uploaded_checkpoint(checkpoints):

@@ -121,12 +121,14 @@ def test_pre_vs_post_both_ways():
     at.run()
     at.switch_page("views/compare.py").run()
     drawn = titles(clean(at))
-    assert any("demo-pre (top) vs demo-post (bottom)" in t for t in drawn)
+    assert any("S3.0, demo-pre: where query" in t for t in drawn)
+    assert any("S3.0, demo-post: where query" in t for t in drawn)
     assert any("demo-post - demo-pre" in t for t in drawn)
     assert any(t.startswith("Jensen-Shannon divergence per head") for t in drawn)
     at.radio(key="compare_how").set_value("the same weights, other normalization").run()
     drawn = titles(clean(at))
-    assert any("pre (trained pre) (top) vs post (trained pre) (bottom)" in t for t in drawn)
+    assert any("S3.0, pre: where query" in t for t in drawn) and any("S3.0, post: where" in t for t in drawn)
+    assert "untrained combination" in " ".join(c.value for c in at.main.caption)
     assert any("relative-bias kernels (post)" in t for t in drawn)
 
 
@@ -255,3 +257,34 @@ def test_a_query_clicked_on_a_fine_grid_comes_back_after_a_coarse_one(tmp_path):
     assert any(t.startswith("S4.0") and "query (5, 6)" in t for t in titles(clean(at)))
     at.selectbox(key="block").set_value("S3.0").run()
     assert any(t.startswith("S3.0") and "query (10, 12)" in t for t in titles(clean(at)))
+
+
+def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp_path):
+    import torch
+
+    import coatnet
+
+    at = fresh()
+    at.run()
+    at.switch_page("views/compare.py").run()
+    at.radio(key="compare_how").set_value("another model").run()
+    assert not at.error and any("Name the model" in i.value for i in at.info)
+    at.text_input(key="compare_other").input("demo-post").run()
+    drawn = titles(clean(at))
+    assert any("S3.0, demo-pre: where" in t for t in drawn) and any(
+        "S3.0, demo-post: where" in t for t in drawn
+    )
+    torch.manual_seed(0)
+    other = coatnet.create_model("coatnet_toy", img_size=32).eval()  # 3 channels, other grids
+    path = coatnet.save_checkpoint(other, tmp_path / "toy.safetensors")
+    at.text_input(key="compare_other").input(str(path)).run()
+    assert not at.exception and len(at.error) == 1 and "\n" not in at.error[0].value
+
+
+def test_a_click_on_the_compare_map_moves_the_query():
+    at = fresh()
+    at.run()
+    at.switch_page("views/compare.py").run()
+    at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 1, 2  # as a click writes
+    at.run()
+    assert any("where query (1, 2) attends" in t for t in titles(clean(at)))
