@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import ImageError, ModelSpecError, describe
-from app import cache, errors, gallery, widgets
+from app import cache, errors, gallery, urlstate, widgets
 from app.intro import INTRO
 from app.progress import streamlit_bar
 from app.session import Selection, remember
@@ -109,17 +109,24 @@ def main() -> None:
     page = st.navigation(PAGES)
     st.title(page.title)
     st.caption(INTRO[page.title])
+    urlstate.restore()
     keep(KEPT)
-    selection = sidebar()
-    if selection is None:
-        st.stop()
-    remember(selection)
+    if st.session_state.get(urlstate.REFUSED):
+        st.warning(st.session_state.pop(urlstate.REFUSED), icon=":material/link_off:")
+    selection = None
     try:
-        page.run()
-    except (ImageError, CheckpointError, ModelSpecError) as error:
-        st.error(errors.message(error), icon=":material/error:")
-    except Exception as error:
-        st.error(errors.unexpected(error, page.title), icon=":material/error:")
+        selection = sidebar()
+        if selection is None:
+            st.stop()
+        remember(selection)
+        try:
+            page.run()
+        except (ImageError, CheckpointError, ModelSpecError) as error:
+            st.error(errors.message(error), icon=":material/error:")
+        except Exception as error:
+            st.error(errors.unexpected(error, page.title), icon=":material/error:")
+    finally:  # the view so far goes in the URL, even when the run stopped early
+        urlstate.save(selection.gallery_kind if selection is not None else None)
 
 
 main()

@@ -95,6 +95,9 @@ def image_picker(kind: str) -> ImageChoice | None:
         samples = gallery.samples(kind)
         names = [s.name for s in samples]
         by_name = {s.name: s for s in samples}
+        wanted = st.session_state.pop("url_image", None)  # named by a link (app.urlstate)
+        if wanted in by_name:
+            st.session_state[f"gallery_{kind}"] = wanted
         name = st.selectbox(
             "Sample", names, key=f"gallery_{kind}", format_func=lambda n: by_name[n].caption,
             help=f"Shipped with the app: {samples[0].licence}",

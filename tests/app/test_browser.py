@@ -330,3 +330,18 @@ def test_no_request_leaves_the_server(lens: Lens):
     lens.show(lens.page.get_by_text("Model card", exact=False))
     assert lens.outside == [], f"requests outside {lens.url}: {lens.outside}"
     lens.assert_clean()
+
+
+def test_a_reload_keeps_the_page_model_and_query(lens: Lens):
+    """The view is in the URL: after a click on cell (1, 5) and a visit to the Stage inspector and back, a
+    reload (a new session on that URL) shows the same page and the same query."""
+    lens.open()
+    target = lens.page.evaluate(CELL, [1, 5])
+    lens.page.mouse.click(target["x"], target["y"])
+    lens.page.wait_for_function(QUERY_IS, arg=[1, 5], timeout=WAIT_MS)
+    lens.settle()
+    assert "q=" in lens.page.url and "model=demo-pre" in lens.page.url, lens.page.url
+    lens.page.reload()
+    lens.show(lens.page.get_by_text("Attention rollout", exact=True))
+    assert lens.query() == ("1", "5")
+    lens.assert_clean()

@@ -1,0 +1,104 @@
+"""The view in the URL (``st.query_params``): a reload or a shared link restores the model, the image, the
+block, the query and the choices; the page is the URL's path (``st.navigation``).
+
+Parameters: ``source`` (``demo``, ``timm`` or ``path``) and ``model``; ``attention`` (``pre`` / ``post``
+when switched); ``image`` (a gallery sample); ``block``, ``part``, ``head``; ``q`` (the query point as
+fractions ``fy,fx`` of the picture). An uploaded model or image never goes in a link. A path in a link is
+honoured only inside the folders this server shares: the folder it was started in, or those listed in
+``COATNET_LENS_ALLOWED_DIRS`` (separated by ``os.pathsep``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from app.widgets import ATTENTION, MODEL_SOURCES, QUERY_POINT
+from coatnet.demos import NAMES
+from coatnet.hub import PRETRAINED_TAGS
+
+RESTORED = "url_restored"  # the session has read its URL once
+PENDING_IMAGE = "url_image"  # a gallery sample named by the URL, applied when the gallery is drawn
+REFUSED = "url_refused"  # why a path in the link was not honoured
+SOURCES = {"demo": MODEL_SOURCES[0], "timm": MODEL_SOURCES[1], "path": MODEL_SOURCES[2]}
+CHOICES = ("block", "part", "head")  # widget keys whose values go in the URL as they are
+
+
+def allowed_folders() -> list[Path]:
+    listed = os.environ.get("COATNET_LENS_ALLOWED_DIRS", "")
+    folders = [Path(p).expanduser() for p in listed.split(os.pathsep) if p.strip()] or [Path.cwd()]
+    return [folder.resolve() for folder in folders]
+
+
+def shared(path: str) -> bool:
+    """Whether a path given by a link lies inside a folder this server shares."""
+    target = Path(path).expanduser().resolve()
+    return any(target.is_relative_to(folder) for folder in allowed_folders())
+
+
+def restore() -> None:
+    """On a session's first run, set the sidebar's and the pages' choices from the URL."""
+    state, params = st.session_state, st.query_params
+    if state.get(RESTORED):
+        return
+    state[RESTORED] = True
+    source, model = params.get("source"), params.get("model")
+    if source == "demo" and model in NAMES:
+        state["model_source"], state["demo_name"] = SOURCES["demo"], model
+    elif source == "timm" and model in PRETRAINED_TAGS:
+        state["model_source"], state["timm_tag"] = SOURCES["timm"], model
+    elif source == "path" and model:
+        if shared(model):
+            state["model_source"], state["model_path"] = SOURCES["path"], model
+        else:
+            folders = ", ".join(str(f) for f in allowed_folders())
+            state[REFUSED] = (
+                f"The link names {model}, outside the folders this server shares ({folders}): choose the "
+                "model in the sidebar (or start the server with COATNET_LENS_ALLOWED_DIRS)."
+            )
+    labels = {mode: label for label, mode in ATTENTION.items() if mode}
+    if params.get("attention") in labels:
+        state["attention"] = labels[params["attention"]]
+    if params.get("image"):
+        state["image_source"], state[PENDING_IMAGE] = "Gallery", params["image"]
+    for key in CHOICES:
+        if params.get(key):
+            state[key] = params[key]
+    try:
+        fy, fx = (float(v) for v in params.get("q", "").split(","))
+        if 0 <= fy <= 1 and 0 <= fx <= 1:
+            state[QUERY_POINT] = (fy, fx)
+    except ValueError:
+        pass
+
+
+def save(gallery_kind: str | None) -> None:
+    """Write the view as it is now into the URL (uploads left out)."""
+    state = st.session_state
+    params: dict[str, str] = {}
+    source = state.get("model_source")
+    model = {
+        SOURCES["demo"]: state.get("demo_name"),
+        SOURCES["timm"]: state.get("timm_tag"),
+        SOURCES["path"]: (state.get("model_path") or "").strip(),
+    }.get(source)
+    if model:
+        params["source"] = next(name for name, label in SOURCES.items() if label == source)
+        params["model"] = model
+    mode = ATTENTION.get(state.get("attention", "as trained"))
+    if mode:
+        params["attention"] = mode
+    if gallery_kind is not None and state.get("image_source", "Gallery") == "Gallery":
+        sample = state.get(f"gallery_{gallery_kind}")
+        if sample:
+            params["image"] = sample
+    for key in CHOICES:
+        if state.get(key) is not None:
+            params[key] = str(state[key])
+    if state.get(QUERY_POINT) is not None:
+        fy, fx = state[QUERY_POINT]
+        params["q"] = f"{fy:.5f},{fx:.5f}"
+    if dict(st.query_params) != params:
+        st.query_params.from_dict(params)

@@ -1,0 +1,80 @@
+"""The view lives in the URL: a reload or a shared link restores model, image, block, part, heads and
+query; a path in a link is honoured only inside the folders the server shares; uploads never go in one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import coatnet
+from app import gallery, widgets
+from tests.app.apptest import caption, clean, fresh, titles
+
+SAMPLE = gallery.samples("fashion-mnist")[7].name
+
+
+def test_a_link_restores_the_view() -> None:
+    at = fresh()
+    at.query_params.update(
+        {"source": "demo", "model": "demo-post", "image": SAMPLE, "block": "S4.0", "part": "content",
+         "head": "2", "q": "0.1,0.9"}
+    )  # fmt: skip
+    at.run()
+    clean(at)
+    assert caption(at).startswith("coatnet_pico, post-normalization")
+    assert at.selectbox(key="gallery_fashion-mnist").value == SAMPLE
+    assert at.selectbox(key="block").value == "S4.0" and at.radio(key="part").value == "content"
+    assert at.selectbox(key="head").value == "2"
+    # (0.1, 0.9) of a 28x28 picture seen whole: pixel (2.8, 25.2), cell (0, 6) of S4.0's 7x7 grid
+    assert any(t.startswith("S4.0") and "query (0, 6)" in t for t in titles(at))
+
+
+def test_the_url_follows_the_view_and_a_reload_brings_it_back() -> None:
+    at = fresh()
+    at.run()
+    at.selectbox(key="demo_name").set_value("demo-post").run()
+    at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 1, 5
+    at.run()
+    params = dict(at.query_params)
+    assert params["source"] == ["demo"] or params["source"] == "demo"
+    link = {k: (v[0] if isinstance(v, list) else v) for k, v in params.items()}
+    assert link["model"] == "demo-post" and link["block"] == "S3.0" and "q" in link
+    again = fresh()  # a reload: a new session on the same link
+    again.query_params.update(link)
+    again.run()
+    assert caption(again).startswith("coatnet_pico, post-normalization")
+    assert any("query (1, 5)" in t for t in titles(clean(again)))
+
+
+def toy(folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=32).eval()
+    return coatnet.save_checkpoint(model, folder / "toy.safetensors")
+
+
+def test_a_path_in_a_link_is_honoured_only_inside_the_shared_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = toy(tmp_path)
+    monkeypatch.setenv("COATNET_LENS_ALLOWED_DIRS", str(tmp_path / "elsewhere"))
+    at = fresh()
+    at.query_params.update({"source": "path", "model": str(path)})
+    at.run()
+    assert not at.exception and any("outside the folders this server shares" in w.value for w in at.warning)
+    assert caption(at).startswith("coatnet_pico")  # the built-in default, not the file
+    monkeypatch.setenv("COATNET_LENS_ALLOWED_DIRS", str(tmp_path))
+    at = fresh()
+    at.query_params.update({"source": "path", "model": str(path)})
+    at.run()
+    assert not at.warning and caption(clean(at)).startswith("coatnet_toy")
+
+
+def test_an_upload_never_goes_in_a_link(tmp_path: Path) -> None:
+    at = fresh()
+    at.run()
+    at.radio(key="model_source").set_value("Upload a checkpoint").run()
+    at.file_uploader(key="model_upload").upload("toy.safetensors", toy(tmp_path).read_bytes()).run()
+    clean(at)
+    assert "model" not in dict(at.query_params) and "source" not in dict(at.query_params)
