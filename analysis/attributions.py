@@ -10,7 +10,7 @@ shared model is never touched and no other call's forward pass triggers them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +74,7 @@ def attributions(
     window: int | Sequence[int] | None = None,
     stride: int | Sequence[int] | None = None,
     perturbations_per_eval: int = 16,
+    progress: Callable[[float], None] | None = None,
 ) -> Attribution:
     """Attribute the model's logit for one class to the pixels of one image.
 
@@ -99,6 +100,8 @@ def attributions(
         window: Occlusion's window (an int or (h, w)); default a seventh of each side.
         stride: Occlusion's stride; default half the window.
         perturbations_per_eval: Occlusion: occluded images per forward pass.
+        progress: called with the share of the work done (0 .. 1) as it goes: after each SmoothGrad
+            sample of Integrated Gradients, and once at the end for the other methods.
 
     Returns:
         An :class:`Attribution`.
@@ -135,11 +138,14 @@ def attributions(
                     n_steps,
                     internal_batch_size,
                     seed,
+                    progress,
                 )
                 positive = signed.clamp(min=0)
             else:
                 signed = _occlusion(own, x, target, window, stride, perturbations_per_eval)
                 positive = signed.clamp(min=0)
+    if progress is not None:
+        progress(1.0)
     names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
     return Attribution(
         method=method,
@@ -186,8 +192,10 @@ def _integrated_gradients(
     n_steps: int,
     internal_batch_size: int,
     seed: int,
+    progress: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
-    """(H, W) Integrated Gradients from a zero baseline, summed over channels, SmoothGrad-averaged."""
+    """(H, W) Integrated Gradients from a zero baseline, summed over channels, SmoothGrad-averaged (one
+    noisy copy at a time, reporting ``progress`` after each)."""
     if n_steps < 1 or nt_samples < 1:
         raise ValueError(f"n_steps and nt_samples must be >= 1, got {n_steps} and {nt_samples}")
     inputs = x
@@ -196,14 +204,17 @@ def _integrated_gradients(
         noise = torch.randn((nt_samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
         sigma = noise_level * float(x.max() - x.min())
         inputs = x + sigma * noise  # (nt_samples, C, H, W)
-    attr = IntegratedGradients(model).attribute(
-        inputs,
-        baselines=torch.zeros_like(inputs),
-        target=target,
-        n_steps=n_steps,
-        internal_batch_size=max(internal_batch_size, inputs.shape[0]),
-    )
-    return attr.mean(0).sum(0)  # mean over noisy copies, sum over channels
+    explain = IntegratedGradients(model)
+    total = torch.zeros_like(x[0])
+    for i in range(inputs.shape[0]):
+        sample = inputs[i : i + 1]
+        total += explain.attribute(
+            sample, baselines=torch.zeros_like(sample), target=target, n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+        )[0]  # fmt: skip
+        if progress is not None:
+            progress((i + 1) / (inputs.shape[0] + 1))
+    return (total / inputs.shape[0]).sum(0)  # mean over noisy copies, sum over channels
 
 
 def _occlusion(

@@ -23,6 +23,7 @@ from analysis import (
     attention_rollout,
     attention_statistics,
     attributions,
+    cka,
     compare,
     display_image,
     frequency_profile,
@@ -35,6 +36,7 @@ from analysis import (
 )
 from analysis.features import feature_maps
 from analysis.predictions import top_k
+from app import gallery
 from coatnet.complexity import count_params, stage_costs
 from coatnet.datasets import upright_picture
 from coatnet.files import atomic_write
@@ -42,6 +44,7 @@ from coatnet.hub import download_timm_weights
 from coatnet.model import CoAtNet
 
 UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
+CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.cka)
 
 
 class ModelKey(NamedTuple):
@@ -139,6 +142,36 @@ def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
     """Grad-CAM of class ``target`` (default: the predicted one) at every stage, S0..S4."""
     net, picture = model(key), _image(image)
     return tuple(attributions(net, picture, method="gradcam", stage=f"S{s}", target=target) for s in range(5))
+
+
+PIXEL_RESULTS = "pixel_results"  # per session: a progress bar cannot be drawn from inside st.cache_data
+
+
+def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, progress=None):
+    """Integrated Gradients or occlusion of class ``target`` (slow: asked for with a button), computed
+    once per session and request; ``progress(share)`` is called as the work goes."""
+    results = st.session_state.setdefault(PIXEL_RESULTS, {})
+    request = (key, hashlib.sha1(image).hexdigest(), method, target)
+    if request not in results:
+        if len(results) >= 8:  # a few per session
+            results.pop(next(iter(results)))
+        results[request] = attributions(
+            model(key), _image(image), method=method, target=target, progress=progress
+        )
+    return results[request]
+
+
+def has_pixel_attribution(key: ModelKey, image: bytes, method: str, target: int) -> bool:
+    return (key, hashlib.sha1(image).hexdigest(), method, target) in st.session_state.get(PIXEL_RESULTS, {})
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def gallery_cka(key: ModelKey, kind: str):
+    """Linear CKA between the stages of the model over every image of a gallery (None under 16)."""
+    samples = gallery.samples(kind)
+    if len(samples) < CKA_IMAGES:
+        return None
+    return cka(model(key), [sample.image() for sample in samples])
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -7,13 +7,15 @@ import hashlib
 import streamlit as st
 
 from analysis.figures import (
+    attribution_figure,
+    cka_figure,
     feature_channels_figure,
     frequency_figure,
     receptive_field_figure,
     stages_figure,
     statistics_figures,
 )
-from app import cache, render, session
+from app import cache, gallery, render, session
 
 ALL_CLASSES = 1_000_000  # top-k of every class: the picker lists them all, most probable first
 KINDS = {
@@ -64,6 +66,8 @@ def render_page() -> None:
             render.figure(entropy, f"{name}-entropy")
         render.figure(share, f"{name}-position-share")
     render.figure(frequency_figure(cache.frequency(key, data)), f"{name}-frequency")
+    pixel_attributions(chosen, picture.seen, target)
+    similarity(chosen)
     with st.expander("Download the results"):
         for label, result, what in (
             (
@@ -77,6 +81,45 @@ def render_page() -> None:
             ("frequency", cache.frequency(key, data), "Frequency profile of every block's output"),
         ):
             render.result_downloads(result, f"{name}-{label}", label=what, about=session.about(chosen))
+
+
+METHODS = {"integrated_gradients": "Integrated Gradients (SmoothGrad)", "occlusion": "Occlusion"}
+
+
+def pixel_attributions(chosen, seen, target: int) -> None:
+    """Integrated Gradients or occlusion of the Grad-CAM class, asked for with a button (tens of seconds
+    at 224 on a CPU), with a progress bar; kept on screen once computed."""
+    st.subheader("Which pixels the prediction rests on")
+    method = st.radio(
+        "Method", tuple(METHODS), key="pixel_method", format_func=METHODS.get, horizontal=True,
+        help="Both explain the class chosen for Grad-CAM above; each costs many forward passes",
+    )  # fmt: skip
+    asked = cache.has_pixel_attribution(chosen.key, chosen.image.data, method, target)
+    if not asked and not st.button(f"Compute {METHODS[method]}", key="pixel_go"):
+        st.caption("Costs tens of seconds for a 224 px model on a CPU: computed when asked.")
+        return
+    bar = st.progress(0.0, text=f"{METHODS[method]}...")
+    result = cache.pixel_attribution(
+        chosen.key, chosen.image.data, method, target,
+        progress=lambda share: bar.progress(share, text=f"{METHODS[method]}: {share:.0%}"),
+    )  # fmt: skip
+    bar.empty()
+    render.figure(attribution_figure(result, seen), f"{chosen.image.name}-{method}-class-{target}")
+
+
+def similarity(chosen) -> None:
+    """Linear CKA between the stages over a whole gallery, or why it is absent."""
+    st.subheader("How alike the stages' representations are (linear CKA)")
+    result = cache.gallery_cka(chosen.key, chosen.gallery_kind)
+    if result is None:
+        count = len(gallery.samples(chosen.gallery_kind))
+        st.info(
+            f"CKA needs at least {cache.CKA_IMAGES} images, and this model's gallery ({chosen.gallery_kind}) "
+            f"holds {count}: it is drawn for models that take the 40-image Fashion-MNIST gallery.",
+            icon=":material/info:",
+        )
+        return
+    render.figure(cka_figure(result), f"{chosen.gallery_kind}-cka")
 
 
 def class_picker(ranked: tuple, shown_for: tuple) -> int:

@@ -225,3 +225,14 @@ def test_relative_position_mlp_model() -> None:
     model = create_model("coatnet_rmlp_nano_rw_224", img_size=32).eval()
     a = attributions(model, torch.randn(1, 3, 32, 32), method="gradcam", stage="S3")
     assert a.map.shape == (32, 32) and (a.map >= 0).all() and np.isfinite(a.map).all()
+
+
+def test_integrated_gradients_reports_progress_after_each_noisy_copy_and_ends_at_one() -> None:
+    model = create_model("coatnet_toy").eval()
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    seen: list[float] = []
+    attributions(model, image, method="integrated_gradients", n_steps=4, nt_samples=3, progress=seen.append)
+    assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    seen.clear()
+    attributions(model, image, method="occlusion", window=8, stride=8, progress=seen.append)
+    assert seen == [1.0]

@@ -288,3 +288,42 @@ def test_a_click_on_the_compare_map_moves_the_query():
     at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 1, 2  # as a click writes
     at.run()
     assert any("where query (1, 2) attends" in t for t in titles(clean(at)))
+
+
+def test_stage_inspector_computes_pixel_attributions_when_asked_and_cka_over_the_gallery():
+    at = fresh()
+    at.run()
+    at.switch_page("views/stages.py").run()
+    clean(at)
+    assert any(t.startswith("Linear CKA (40 images)") for t in titles(at))
+    assert not any(t.startswith("integrated_gradients") for t in titles(at))  # not before it is asked
+    at.button(key="pixel_go").click().run()
+    clean(at)
+    target = at.selectbox(key="gradcam_class").value
+    drawn = [t for t in titles(at) if t.startswith("integrated_gradients")]
+    assert len(drawn) == 1, titles(at)
+    at.run()  # kept on screen on later runs, without asking again
+    assert any(t.startswith("integrated_gradients") for t in titles(clean(at)))
+    at.radio(key="pixel_method").set_value("occlusion").run()
+    assert not any(t.startswith("occlusion") for t in titles(clean(at)))
+    at.button(key="pixel_go").click().run()
+    assert any(t.startswith("occlusion") for t in titles(clean(at)))
+    assert at.selectbox(key="gradcam_class").value == target
+
+
+def test_cka_says_why_it_is_absent_for_a_small_gallery(tmp_path):
+    import torch
+
+    import coatnet
+
+    torch.manual_seed(0)
+    path = coatnet.save_checkpoint(
+        coatnet.create_model("coatnet_toy", img_size=32).eval(), tmp_path / "t.safetensors"
+    )
+    at = fresh()
+    at.run()
+    at.radio(key="model_source").set_value("Checkpoint or weights file").run()
+    at.text_input(key="model_path").input(str(path)).run()
+    at.switch_page("views/stages.py").run()
+    clean(at)
+    assert any("CKA needs at least 16 images" in i.value for i in at.info)
