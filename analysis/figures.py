@@ -230,6 +230,18 @@ def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) ->
     return kernel_gallery(shown, titles=titles, title=title, cols=cols)
 
 
+ERF_CELLS = 112  # an effective receptive field is drawn on at most this many cells a side (the report's size)
+
+
+def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
+    """Sums over ``block`` x ``block`` squares (the last ones cut by the border): mass stays mass."""
+    if block == 1:
+        return values
+    height, width = values.shape
+    padded = np.pad(values, ((0, -height % block), (0, -width % block)))
+    return padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block).sum((1, 3))
+
+
 def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure:
     """The effective receptive field of each stage's centre unit, side by side, with the theoretical field
     and the 50% mass square drawn on it."""
@@ -247,17 +259,17 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
     for i, stage in enumerate(stages, start=1):
         if image is not None:
             figure.add_trace(image_trace(image, opacity=0.35), row=1, col=i)
+        block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
+        square = f" in this {block}x{block} px square" if block > 1 else ""
         figure.add_trace(
             go.Heatmap(
-                z=stage.effective,
-                colorscale="Hot",
-                showscale=False,
-                opacity=0.85,
-                hovertemplate="%{z:.4f}<extra></extra>",
+                z=_block_sums(stage.effective, block), x0=(block - 1) / 2, dx=block, y0=(block - 1) / 2,
+                dy=block, colorscale="Hot", showscale=False, opacity=0.85,
+                hovertemplate=f"%{{z:.4f}} of the gradient mass{square}<extra></extra>",
             ),
             row=1,
             col=i,
-        )
+        )  # fmt: skip
         cy, cx = stage.centre
         boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), "lime")]
         if stage.is_global:  # the whole image, whatever the centre

@@ -1,19 +1,22 @@
-"""The self-contained HTML report of ``coatnet analyze``: Plotly figures with plotly.js inlined once, so the
-file opens offline, plus the numbers as ``results.json``."""
+"""The self-contained HTML report of ``coatnet analyze``: Plotly figures with plotly.js inlined once and
+each picture once, so the file opens offline, plus the numbers as ``results.npz`` and ``results.json``."""
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from analysis._common import to_jsonable
-from coatnet.files import write_text
+from analysis.export import result_npz
+from coatnet.files import atomic_write, write_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
@@ -34,21 +37,65 @@ class Section:
     children: list[Section] = field(default_factory=list)
 
 
+INLINE_ELEMENTS = 4096  # arrays up to this size are written into results.json; larger ones only to the NPZ
+# a picture in a figure's JSON, as plotly writes it ("/" may be escaped as \u002f)
+_PICTURE = re.compile(r'"(data:image(?:/|\\u002f)(?:png|jpeg);base64,(?:[A-Za-z0-9+=/]|\\u002f)+)"')
+
+
 def write_report(out_dir: str | Path, title: str, sections: list[Section], results: dict[str, Any]) -> Path:
-    """Write ``out_dir/report.html`` (self-contained, offline) and ``out_dir/results.json``."""
+    """Write ``out_dir/report.html`` (self-contained, offline: plotly.js inlined once, and each picture
+    once however many figures draw it), ``out_dir/results.npz`` (every array, keyed by its path) and
+    ``out_dir/results.json`` (the same, with arrays over ``INLINE_ELEMENTS`` values replaced by their
+    shape and NPZ key)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1_000_000))
     body = "".join(_section(s, 2, counter) for s in sections)
+    body, pictures = _shared_pictures(body)
     nav = "".join(f'<a href="#s{i}">{html.escape(s.title)}</a>' for i, s in enumerate(sections))
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>"
+        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script>"
+        f"<script>const PICTURES = {json.dumps(pictures)};</script></head><body>"
         f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>" + body + "</body></html>"
     )
     page = _anchor_sections(page, len(sections))
-    write_text(out_dir / "results.json", json.dumps(to_jsonable(results), indent=1) + "\n")
+    atomic_write(out_dir / "results.npz", lambda tmp: Path(tmp).write_bytes(result_npz(results)))
+    summary = _summarised(to_jsonable(results), "")
+    write_text(out_dir / "results.json", json.dumps(summary, indent=1) + "\n")
     return write_text(out_dir / "report.html", page)
+
+
+def _shared_pictures(body: str) -> tuple[str, list[str]]:
+    """Each picture (a data URI in a figure) once: figures refer to ``PICTURES[i]``."""
+    pictures: dict[str, int] = {}
+
+    def refer(match: re.Match) -> str:
+        index = pictures.setdefault(match[1].replace("\\u002f", "/"), len(pictures))
+        return f"PICTURES[{index}]"
+
+    return _PICTURE.sub(refer, body), list(pictures)
+
+
+def _summarised(value: Any, path: str) -> Any:
+    """A JSON value with every list of over ``INLINE_ELEMENTS`` numbers replaced by where it is in the NPZ."""
+    if isinstance(value, dict):
+        return {k: _summarised(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        size = _numbers(value)
+        if size is not None and size > INLINE_ELEMENTS:
+            return {"in": "results.npz", "key": path, "shape": list(np.asarray(value).shape)}
+        return [_summarised(v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]
+    return value
+
+
+def _numbers(value: list) -> int | None:
+    """How many numbers a nested list of numbers holds, or None when it holds anything else."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged
+        return None
+    return int(array.size) if array.dtype.kind in "fiub" else None
 
 
 def _section(section: Section, level: int, counter) -> str:

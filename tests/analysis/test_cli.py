@@ -77,3 +77,68 @@ def test_analyze_says_what_is_wrong_in_one_line(tmp_path, checkpoint, capsys):
     assert "skipping" in err and "notes.png" in err and "none of the images could be read" in err
     assert main(["analyze", *pictures(tmp_path, 1), "--model", "no-such-model", "--out", str(tmp_path)]) == 2
     assert "no model 'no-such-model'" in capsys.readouterr().err
+
+
+# every figure of an opened report has drawn its SVG
+SETTLED_REPORT = (
+    "() => [...document.querySelectorAll('.js-plotly-plot')].every(g => g.querySelector('.main-svg'))"
+)
+
+
+def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_to_the_npz(
+    tmp_path, checkpoint
+):
+    import re
+    from pathlib import Path
+
+    from analysis import report
+    from tests.app.server import CHROMIUM
+
+    out = tmp_path / "report"
+    assert (
+        main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(out), "--quiet"])
+        == 0
+    )
+    page = (out / "report.html").read_text()
+    sources = re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", page)
+    assert len(sources) == len(set(sources)) and page.count("PICTURES[0]") > 1  # one picture, many figures
+    results = json.loads((out / "results.json").read_text())
+    arrays = np.load(out / "results.npz")  # every array, keyed by its path (no pickle)
+    assert "per_image.image0.png.gradcam.map" in arrays
+    big = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("in") == "results.npz":
+                big.append(value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(results)
+    for entry in big:
+        assert (
+            list(arrays[entry["key"]].shape) == entry["shape"]
+            and np.prod(entry["shape"]) > report.INLINE_ELEMENTS
+        )
+    assert "integrated_gradients" not in results["per_image"]["image0.png"]  # asked for with --attributions
+    if not Path(CHROMIUM).exists():
+        return
+    from playwright.sync_api import sync_playwright
+
+    from tests.app.server import CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            viewer = browser.new_page()
+            errors: list[str] = []
+            viewer.on("pageerror", lambda error: errors.append(str(error)))
+            viewer.goto((out / "report.html").as_uri())
+            viewer.wait_for_function(SETTLED_REPORT)
+            drawn = viewer.evaluate("() => document.querySelectorAll('.js-plotly-plot image').length")
+            assert errors == [] and drawn > 0
+        finally:
+            browser.close()
