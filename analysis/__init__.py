@@ -18,7 +18,7 @@ from analysis.attention import (
     query_map,
     upsample_to_image,
 )
-from analysis.attributions import Attribution, attributions
+from analysis.attributions import Attribution, attributions, gradcam_stages
 from analysis.cka import CKAResult, cka, linear_cka
 from analysis.compare import BlockComparison, Comparison, compare
 from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
@@ -54,6 +54,7 @@ __all__ = [
     "to_input",
     "to_point",
     "attributions",
+    "gradcam_stages",
     "cka",
     "compare",
     "describe",

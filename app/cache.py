@@ -27,6 +27,7 @@ from analysis import (
     compare,
     display_image,
     frequency_profile,
+    gradcam_stages,
     load_image,
     load_model,
     picture_view,
@@ -140,8 +141,7 @@ def features(key: ModelKey, image: bytes):
 @st.cache_data(max_entries=32, show_spinner=False)
 def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
     """Grad-CAM of class ``target`` (default: the predicted one) at every stage, S0..S4."""
-    net, picture = model(key), _image(image)
-    return tuple(attributions(net, picture, method="gradcam", stage=f"S{s}", target=target) for s in range(5))
+    return gradcam_stages(model(key), _image(image), target=target)
 
 
 PIXEL_RESULTS = "pixel_results"  # per session: a progress bar cannot be drawn from inside st.cache_data

@@ -49,6 +49,7 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     ),
     "occlusion": lambda m, x: analysis.attributions(m, x[:1], method="occlusion", window=4, stride=4),
     "receptive_fields": lambda m, x: analysis.receptive_fields(m, x[:2]),
+    "gradcam_stages": lambda m, x: analysis.gradcam_stages(m, x[:1], target=2),
 }
 
 USES_HOOKS_OR_GRADIENTS = (
@@ -57,6 +58,7 @@ USES_HOOKS_OR_GRADIENTS = (
     "integrated_gradients",
     "occlusion",
     "receptive_fields",
+    "gradcam_stages",
 )
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
 # a user's own passes, not analyses: they change a model in training mode, as they should

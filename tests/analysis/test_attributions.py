@@ -236,3 +236,18 @@ def test_integrated_gradients_reports_progress_after_each_noisy_copy_and_ends_at
     seen.clear()
     attributions(model, image, method="occlusion", window=8, stride=8, progress=seen.append)
     assert seen == [1.0]
+
+
+@pytest.mark.parametrize("target", [None, 3])
+def test_grad_cam_of_every_stage_in_one_pass_equals_captum_stage_by_stage(target) -> None:
+    from analysis import gradcam_stages
+
+    model = create_model("coatnet_toy").eval()
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    together = gradcam_stages(model, image, target=target)
+    assert [a.stage for a in together] == ["S0", "S1", "S2", "S3", "S4"]
+    for one in together:
+        alone = attributions(model, image, method="gradcam", stage=one.stage, target=target)
+        assert (one.target, one.probability) == (alone.target, pytest.approx(alone.probability))
+        np.testing.assert_allclose(one.signed_map, alone.signed_map, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(one.map, alone.map, rtol=1e-4, atol=1e-6)
