@@ -8,6 +8,7 @@ arrays), never tensors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 from pathlib import Path
@@ -45,6 +46,38 @@ from coatnet.hub import download_timm_weights
 from coatnet.model import CoAtNet
 
 UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
+
+
+def shared_result(max_entries: int):
+    """Cache an analysis result for every session as one object, read-only: ``st.cache_resource``, not
+    ``st.cache_data``, whose copy on every read cost more than the analysis itself at 224 (the attention
+    maps of coatnet_0 at 224 are ~24 MB, read by several functions a run). Every array is made read-only
+    first, so no page can change what another session sees."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def computed(*args, **kwargs):
+            return _read_only(function(*args, **kwargs))
+
+        return st.cache_resource(max_entries=max_entries, show_spinner=False)(computed)
+
+    return decorate
+
+
+def _read_only(value):
+    """``value`` with every numpy array in it (dataclasses, tuples, lists, dicts) made read-only."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            _read_only(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _read_only(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _read_only(item)
+    return value
 CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.cka)
 
 
@@ -92,7 +125,7 @@ def _image(data: bytes, name: str = "the image"):
     return load_image(data, name=name)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@shared_result(max_entries=64)
 def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     """The image as uploaded (EXIF-rotated, at most 512 px) and as the model sees it; a bad file's
     :class:`analysis.ImageError` names it ``_name`` (not part of the cache key)."""
@@ -105,7 +138,7 @@ def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def attention(key: ModelKey, image: bytes):
     """Every attention block's maps and the logits (:func:`analysis.attention_maps`)."""
     return attention_maps(model(key), _image(image))
@@ -120,25 +153,25 @@ def predictions(key: ModelKey, image: bytes, k: int = 5):
     return top_k(attention(key, image).logits[0], names, k)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@shared_result(max_entries=64)
 def rollout(key: ModelKey, image: bytes, query: int | None):
     """Attention rollout to the last attention block, from ``query`` (or averaged over queries)."""
     return attention_rollout(model(key), _image(image), query=query, maps=attention(key, image))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def statistics(key: ModelKey, image: bytes):
     """Mean distance, entropy and position share per head (:func:`analysis.attention_statistics`)."""
     return attention_statistics(model(key), _image(image), maps=attention(key, image))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def features(key: ModelKey, image: bytes):
     """Each stage's output (:func:`analysis.features.feature_maps`)."""
     return feature_maps(model(key), _image(image))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
     """Grad-CAM of class ``target`` (default: the predicted one) at every stage, S0..S4."""
     return gradcam_stages(model(key), _image(image), target=target)
@@ -174,25 +207,25 @@ def gallery_cka(key: ModelKey, kind: str):
     return cka(model(key), [sample.image() for sample in samples])
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def fields(key: ModelKey, image: bytes):
     """Theoretical and effective receptive fields of every stage for this image."""
     return receptive_fields(model(key), _image(image))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def frequency(key: ModelKey, image: bytes):
     """The frequency profile of every block (:func:`analysis.frequency_profile`)."""
     return frequency_profile(model(key), _image(image))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@shared_result(max_entries=16)
 def kernels(key: ModelKey):
     """Relative-bias kernels of every head and the MBConv depthwise kernels."""
     return relative_bias_kernels(model(key))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@shared_result(max_entries=32)
 def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float], labels: tuple[str, str]):
     """Two models on one image at one query point (pixels): :func:`analysis.compare`."""
     return compare(model(a), model(b), _image(image), point=point, labels=labels)
