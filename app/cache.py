@@ -78,6 +78,8 @@ def _read_only(value):
         for item in value.values():
             _read_only(item)
     return value
+
+
 CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.cka)
 
 

@@ -83,8 +83,11 @@ def image_header(original, seen, predictions, *, name: str, label: str | None) -
     """The image as given and as the model sees it, beside the top-5 predictions."""
     from analysis.figures import predictions_figure
 
-    left, middle, right = st.columns([1, 1, 2])
-    left.image(original, caption=f"{name} as given" + (f" (true class: {label})" if label else ""), width=200)
-    middle.image(seen, caption=f"what the model sees: {seen.shape[1]}x{seen.shape[0]}", width=200, clamp=True)
+    left, middle, right = st.columns([1, 1, 2])  # the pictures fill their columns: no overlap at any width
+    caption = f"{name} as given" + (f" (true class: {label})" if label else "")
+    left.image(original, caption=caption, width="stretch")
+    middle.image(
+        seen, caption=f"what the model sees: {seen.shape[1]}x{seen.shape[0]}", width="stretch", clamp=True
+    )
     with right:
         st.plotly_chart(predictions_figure(predictions), config=CONFIG, width="stretch", key="top5")

@@ -345,3 +345,24 @@ def test_a_reload_keeps_the_page_model_and_query(lens: Lens):
     lens.show(lens.page.get_by_text("Attention rollout", exact=True))
     assert lens.query() == ("1", "5")
     lens.assert_clean()
+
+
+# the boxes of the two pictures above every page and of their captions
+HEADER_BOXES = """() => [...document.querySelectorAll(
+        '[data-testid="stImage"] img, [data-testid="stImageCaption"]')]
+    .map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"""
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_the_pictures_and_their_captions_never_overlap(lens: Lens, width: int):
+    """At 1024 and 1440 px the picture as given, the picture the model sees and their captions each keep
+    a box of their own (at 1024 they once overlapped and the captions collided)."""
+    lens.page.set_viewport_size({"width": width, "height": 900})
+    lens.open()
+    boxes = lens.page.evaluate(HEADER_BOXES)
+    assert len(boxes) == 4, boxes
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = a[2] <= b[0] + 0.5 or b[2] <= a[0] + 0.5 or a[3] <= b[1] + 0.5 or b[3] <= a[1] + 0.5
+            assert apart, (a, b)
+    lens.assert_clean()
