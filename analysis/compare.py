@@ -95,6 +95,7 @@ def compare(
     *,
     point: tuple[float, float] | None = None,
     labels: tuple[str, str] | None = None,
+    maps: tuple[AttentionMaps, AttentionMaps] | None = None,
 ) -> Comparison:
     """The same images and query through both models, block by block.
 
@@ -104,17 +105,32 @@ def compare(
         images: a preprocessed batch, or PIL images (prepared with ``model_a``'s preprocessing).
         point: the query as an input pixel (y, x); default the image centre.
         labels: names for the two models (default: their attention modes).
+        maps: both models' :func:`analysis.attention_maps` of these images, if already computed (the app's
+            caches); they must be of the same input size and batch.
 
     Returns:
         A :class:`Comparison`.
     """
     batch = as_batch(images, model_a)
-    maps_a, maps_b = attention_maps(model_a, batch), attention_maps(model_b, batch)
+    if maps is None:
+        maps_a, maps_b = attention_maps(model_a, batch), attention_maps(model_b, batch)
+    else:
+        maps_a, maps_b = maps
+        size, count = tuple(batch.shape[-2:]), batch.shape[0]
+        for given in maps:
+            if tuple(given.image_size) != size or given.logits.shape[0] != count:
+                raise ValueError(
+                    f"maps were computed for {given.logits.shape[0]} images of {given.image_size}, "
+                    f"not these {count} of {size}"
+                )
     height, width = maps_a.image_size
     point = point if point is not None else ((height - 1) / 2, (width - 1) / 2)
     shared = _shared_blocks(maps_a, maps_b)
     blocks = tuple(_compare_block(a, b, point) for a, b in shared)
-    logits_a, logits_b = torch.from_numpy(maps_a.logits), torch.from_numpy(maps_b.logits)
+    logits_a, logits_b = (
+        torch.tensor(maps_a.logits),
+        torch.tensor(maps_b.logits),
+    )  # copies: cached maps are read-only
     prob_a, pred_a = logits_a.softmax(-1).max(-1)
     prob_b, pred_b = logits_b.softmax(-1).max(-1)
     agreement = (pred_a == pred_b).numpy()

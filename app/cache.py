@@ -229,8 +229,12 @@ def kernels(key: ModelKey):
 
 @shared_result(max_entries=32)
 def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float], labels: tuple[str, str]):
-    """Two models on one image at one query point (pixels): :func:`analysis.compare`."""
-    return compare(model(a), model(b), _image(image), point=point, labels=labels)
+    """Two models on one image at one query point (pixels): :func:`analysis.compare`, on both models'
+    cached attention maps when the two prepare images alike (the same checkpoint both ways, the demos)."""
+    net_a, net_b = model(a), model(b)
+    alike = preprocessing_of(net_a) == preprocessing_of(net_b)
+    maps = (attention(a, image), attention(b, image)) if alike else None
+    return compare(net_a, net_b, _image(image), point=point, labels=labels, maps=maps)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -67,3 +67,16 @@ def test_compare_leaves_both_models_as_found():
     assert (state(pre), state(post)) == before
     with torch.no_grad():
         assert pre(images()).shape == (2, 10)
+
+
+def test_maps_already_computed_give_the_same_comparison_and_others_are_refused():
+    from analysis import attention_maps
+    from tests.analysis.every_analysis import assert_same
+
+    pre, post = toy(attention="pre"), toy(attention="post")
+    x = images(2)
+    fresh = compare(pre, post, x, point=(5.0, 9.0))
+    reused = compare(pre, post, x, point=(5.0, 9.0), maps=(attention_maps(pre, x), attention_maps(post, x)))
+    assert_same(reused, fresh)
+    with pytest.raises(ValueError, match="maps were computed for 1 images"):
+        compare(pre, post, x, maps=(attention_maps(pre, x[:1]), attention_maps(post, x[:1])))
