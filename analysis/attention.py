@@ -145,6 +145,15 @@ def recorded_pass(
     return maps, (stage_outputs if keep_stage_outputs else None)
 
 
+def check_maps_fit(maps: AttentionMaps, image_size: tuple[int, int], batch: int) -> None:
+    """Raise ``ValueError`` unless precomputed ``maps`` are of ``batch`` images of ``image_size``."""
+    if tuple(maps.image_size) != tuple(image_size) or maps.logits.shape[0] != batch:
+        raise ValueError(
+            f"maps were computed for {maps.logits.shape[0]} images of {maps.image_size}, "
+            f"not these {batch} of {tuple(image_size)}"
+        )
+
+
 def attention_maps(
     model: CoAtNet,
     images: torch.Tensor | Image.Image | Sequence[Image.Image],

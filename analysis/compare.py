@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from analysis._common import NamedBlocks, as_batch
-from analysis.attention import AttentionMaps, BlockAttention, attention_maps, query_index
+from analysis.attention import AttentionMaps, BlockAttention, attention_maps, check_maps_fit, query_index
 from analysis.statistics import block_statistics, clipped_renormalised
 from coatnet.model import CoAtNet
 
@@ -116,13 +116,8 @@ def compare(
         maps_a, maps_b = attention_maps(model_a, batch), attention_maps(model_b, batch)
     else:
         maps_a, maps_b = maps
-        size, count = tuple(batch.shape[-2:]), batch.shape[0]
         for given in maps:
-            if tuple(given.image_size) != size or given.logits.shape[0] != count:
-                raise ValueError(
-                    f"maps were computed for {given.logits.shape[0]} images of {given.image_size}, "
-                    f"not these {count} of {size}"
-                )
+            check_maps_fit(given, tuple(batch.shape[-2:]), batch.shape[0])
     height, width = maps_a.image_size
     point = point if point is not None else ((height - 1) / 2, (width - 1) / 2)
     shared = _shared_blocks(maps_a, maps_b)

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import nn
 
 from analysis._common import as_batch, attention_blocks, call_model
-from analysis.attention import AttentionMaps, BlockAttention, fuse_heads, recorded_pass
+from analysis.attention import AttentionMaps, BlockAttention, check_maps_fit, fuse_heads, recorded_pass
 from coatnet.model import CoAtNet
 
 POST_HANDLING = ("as_is", "abs_normalized")
@@ -229,8 +229,4 @@ def attention_rollout(
 def _check_maps(maps: AttentionMaps, names: list[str], image_size: tuple[int, int], batch: int) -> None:
     if list(maps.names) != names:
         raise ValueError(f"rollout needs the maps of every attention block {names}, got {list(maps.names)}")
-    if tuple(maps.image_size) != image_size or maps.logits.shape[0] != batch:
-        raise ValueError(
-            f"maps were computed for {maps.logits.shape[0]} images of {maps.image_size}, "
-            f"not these {batch} of {image_size}"
-        )
+    check_maps_fit(maps, image_size, batch)

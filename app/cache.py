@@ -123,6 +123,11 @@ def timm_weights(tag: str, bar: type) -> str:
     return str(download_timm_weights(tag, progress=bar))
 
 
+def image_id(data: bytes) -> str:
+    """A short name for an image's bytes, for session state (never the bytes themselves)."""
+    return hashlib.sha1(data).hexdigest()
+
+
 def _image(data: bytes, name: str = "the image"):
     return load_image(data, name=name)
 
@@ -186,7 +191,7 @@ def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, pro
     """Integrated Gradients or occlusion of class ``target`` (slow: asked for with a button), computed
     once per session and request; ``progress(share)`` is called as the work goes."""
     results = st.session_state.setdefault(PIXEL_RESULTS, {})
-    request = (key, hashlib.sha1(image).hexdigest(), method, target)
+    request = (key, image_id(image), method, target)
     if request not in results:
         if len(results) >= 8:  # a few per session
             results.pop(next(iter(results)))
@@ -197,7 +202,7 @@ def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, pro
 
 
 def has_pixel_attribution(key: ModelKey, image: bytes, method: str, target: int) -> bool:
-    return (key, hashlib.sha1(image).hexdigest(), method, target) in st.session_state.get(PIXEL_RESULTS, {})
+    return (key, image_id(image), method, target) in st.session_state.get(PIXEL_RESULTS, {})
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import streamlit as st
 
 from analysis.figures import (
@@ -47,7 +45,7 @@ def render_page() -> None:
             f"{info.channels} channels, 1/{info.reduction}  \n"
             f"RF: theory {theory}, half the effective mass within {half}"
         )
-    target = class_picker(cache.predictions(key, data, k=ALL_CLASSES), (key, hashlib.sha1(data).hexdigest()))
+    target = class_picker(cache.predictions(key, data, k=ALL_CLASSES), (key, cache.image_id(data)))
     cams = cache.gradcams(key, data, target)
     render.figure(stages_figure(cache.features(key, data), picture.seen, cams), f"{name}-stages")
     with st.expander("The strongest channels of each stage"):
