@@ -1,9 +1,26 @@
-"""Plotly building blocks: grid maps over images, head grids, kernel galleries, scatters, matrices.
+"""The figure language of CoAtNet Lens: the layout rules every figure of the app, the report and the exports
+follows, and the Plotly building blocks made with them. They live here, in one place.
+
+Rules
+- Sizes are in pixels. A figure of maps (attention, kernels, attributions, receptive fields, stages) has a
+  fixed width, at most :data:`MAX_WIDTH` (the app's main column at a 1024 px window), and a height worked
+  out from its panels (:func:`panels`): cells stay square, colour bars are exactly as tall as their panels,
+  and nothing depends on the width of the browser. Charts without an aspect to keep (scatters, bars,
+  curves, matrices) take the width they are given and a fixed height (:func:`chart`).
+- The top :data:`TOOLBAR_PX` of every figure is left to Plotly's toolbar; the title sits under it, wrapped
+  to the figure's width, and the margin grows with its lines; subplot titles get rows of their own
+  between the title and their panels, wrapped to their panel's width. Nothing overlaps, nothing is cut.
+- Colour: :data:`SEQUENTIAL` for values >= 0 (from their minimum to their maximum), :data:`DIVERGING`
+  centred on 0 only for signed values (post-normalization weights, biases, differences); each colour
+  bar's title says what it shows.
+- Hovering a map shows its value, the cell, and (around a query or a kernel's centre) the offset in cells
+  and the distance in input pixels.
+- Markers outline their cell (an open square) and never hide the value under them.
 
 Maps over a stage's grid are drawn on the input image: grid cell (r, c) covers input pixels
 ``[r * stride, (r + 1) * stride)`` rows and the same for columns, so a heatmap of the grid sits exactly on
 the image it came from. ``clickable=True`` adds one near-transparent marker per cell (``customdata`` =
-``[row, col]``), which is what a Plotly click selects (a heatmap alone returns nothing in Streamlit).
+``[row, col, ...]``), which is what a Plotly click selects (a heatmap alone returns nothing in Streamlit).
 """
 
 from __future__ import annotations
@@ -11,6 +28,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +36,193 @@ from PIL import Image
 
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Viridis"
+HEAT = "Inferno"  # sequential, for attributions (relevance >= 0)
+QUERY_COLOUR = "#ff00ff"  # in none of the scales above
+
+MAX_WIDTH = 560  # px: the widest fixed-size figure
+TOOLBAR_PX = 34  # the band at the top left free for Plotly's toolbar
+EDGE_PX = 8  # the margin left, right and below
+GAP_PX = 6  # between panels, across
+ROW_GAP_PX = 10  # between rows of panels
+COLORBAR_PX = 92  # right of the panels: the bar, its tick labels and its title
+TITLE_SIZE, TITLE_LINE_PX, TITLE_CHAR_PX = 14, 19, 8.0  # a title line; a character's width, generously
+SUB_SIZE, SUB_LINE_PX, SUB_CHAR_PX = 12, 16, 7.0  # the same for subplot titles
+DEFAULT_OPACITY = 0.6  # of a map over its image
+
+
+def wrap(text: str, width_px: float, char_px: float = TITLE_CHAR_PX) -> list[str]:
+    """``text`` in lines that fit ``width_px`` (existing ``<br>`` breaks kept; a word longer than a line
+    is cut into pieces)."""
+    chars = max(4, int(width_px // char_px))
+    lines = []
+    for paragraph in text.split("<br>"):
+        line = ""
+        for word in paragraph.split():
+            while len(word) > chars:
+                if line:
+                    lines.append(line)
+                    line = ""
+                lines.append(word[:chars])
+                word = word[chars:]
+            candidate = f"{line} {word}" if line else word
+            if len(candidate) <= chars:
+                line = candidate
+            else:
+                lines.append(line)
+                line = word
+        lines.append(line)
+    return lines
+
+
+def title_block(text: str, width_px: float = MAX_WIDTH) -> tuple[dict, int]:
+    """The layout's ``title`` (under the toolbar's band, left-aligned, wrapped to ``width_px``) and the
+    pixels it needs above the plot area."""
+    lines = wrap(text, width_px - 2 * EDGE_PX)
+    title = {
+        "text": "<br>".join(lines),
+        "font": {"size": TITLE_SIZE},
+        "x": 0,
+        "xref": "container",
+        "xanchor": "left",
+        "y": 1,
+        "yref": "container",
+        "yanchor": "top",
+        # Plotly lifts a title of n lines by about (n - 1) / 2 lines from where "top" puts one line
+        "pad": {"l": EDGE_PX, "t": TOOLBAR_PX + round((len(lines) - 1) * TITLE_LINE_PX / 2)},
+    }
+    return title, TOOLBAR_PX + TITLE_LINE_PX * len(lines) + 6
+
+
+def chart(
+    figure: go.Figure,
+    title: str,
+    *,
+    height: int,
+    subtitle_lines: int = 0,
+    width_px: float = MAX_WIDTH,
+    bottom: int = EDGE_PX,
+    **layout,
+) -> go.Figure:
+    """Lay out a chart that takes the width it is given (``figure``, changed and returned): the title
+    (wrapped for ``width_px``, the narrowest it is drawn at) above room for ``subtitle_lines`` lines of
+    subplot titles; axes push the margins out as far as their labels need."""
+    block, top = title_block(title, width_px)
+    figure.update_layout(
+        title=block,
+        height=height,
+        margin={"t": top + SUB_LINE_PX * subtitle_lines, "l": EDGE_PX, "r": EDGE_PX, "b": bottom},
+        font={"size": SUB_SIZE},
+        **layout,
+    )
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(automargin=True)
+    return figure
+
+
+@dataclass(frozen=True)
+class Panels:
+    """A grid of equal panels laid out in pixels: the figure's ``layout``, the axes of each panel
+    (``"x2"``, ``"y2"``...), a panel's size, and where a colour bar beside them goes (or None)."""
+
+    layout: dict
+    axes: list[tuple[str, str]]
+    panel_px: tuple[float, float]
+    colorbar: dict | None
+
+    def cell_px(self, grid: tuple[int, int]) -> float:
+        """How many pixels one cell of a (rows, cols) grid drawn on a panel takes."""
+        return min(self.panel_px[0] / grid[1], self.panel_px[1] / grid[0])
+
+
+def panels(
+    count: int,
+    *,
+    cols: int,
+    aspect: float = 1.0,
+    title: str = "",
+    subtitles: Sequence[str] | None = None,
+    colorbar: str | None = None,
+    width: float = MAX_WIDTH,
+    max_panel: float = 420.0,
+) -> Panels:
+    """Lay out ``count`` panels, ``cols`` a row, each ``aspect`` (height / width) times as tall as wide and
+    as large as ``width`` allows (at most ``max_panel`` px wide): the title on top, each panel's subtitle
+    (wrapped to the panel's width) in a row above it, and a colour bar titled ``colorbar`` to the right,
+    spanning the panels from the first row's top to the last row's bottom."""
+    cols = max(1, min(cols, count))
+    rows = -(-count // cols)
+    side = COLORBAR_PX if colorbar else 0
+    panel_w = int(min(max_panel, (width - 2 * EDGE_PX - side - GAP_PX * (cols - 1)) / cols))
+    panel_h = round(panel_w * aspect)  # whole pixels: the figure's size is too
+    plot_w = cols * panel_w + GAP_PX * (cols - 1)
+    fig_w = plot_w + 2 * EDGE_PX + side
+    subtitles = list(subtitles or [])
+    wrapped = [wrap(s, panel_w, SUB_CHAR_PX) if s else [] for s in subtitles]
+    sub_h = max((len(lines) for lines in wrapped), default=0) * SUB_LINE_PX
+    sub_h += 2 if sub_h else 0
+    row_h = sub_h + panel_h
+    plot_h = rows * row_h + ROW_GAP_PX * (rows - 1)
+    block, top = title_block(title, fig_w) if title else (None, TOOLBAR_PX)
+    layout: dict = {
+        "width": round(fig_w),
+        "height": round(top + plot_h + EDGE_PX),
+        "margin": {"t": top, "l": EDGE_PX, "r": EDGE_PX + side, "b": EDGE_PX, "pad": 0, "autoexpand": False},
+        "font": {"size": SUB_SIZE},
+        "plot_bgcolor": "white",
+        "dragmode": False,
+        "hovermode": "closest",
+        "showlegend": False,
+        "annotations": [],
+    }
+    if block:
+        layout["title"] = block
+    axes = []
+    for n in range(count):
+        r, c = divmod(n, cols)
+        suffix = "" if n == 0 else str(n + 1)
+        x0 = c * (panel_w + GAP_PX) / plot_w
+        y1 = 1 - (r * (row_h + ROW_GAP_PX) + sub_h) / plot_h
+        domain_x = [_fraction(x0), _fraction(x0 + panel_w / plot_w)]
+        domain_y = [_fraction(y1 - panel_h / plot_h), _fraction(y1)]
+        common = {
+            "showgrid": False,
+            "zeroline": False,
+            "showticklabels": False,
+            "ticks": "",
+            "fixedrange": True,
+        }
+        layout[f"xaxis{suffix}"] = {"domain": domain_x, "anchor": f"y{suffix}", **common}
+        layout[f"yaxis{suffix}"] = {"domain": domain_y, "anchor": f"x{suffix}", **common}
+        axes.append((f"x{suffix}", f"y{suffix}"))
+        if n < len(wrapped) and wrapped[n]:
+            layout["annotations"].append({
+                "text": "<br>".join(wrapped[n]), "x": sum(domain_x) / 2, "y": domain_y[1], "xref": "paper",
+                "yref": "paper", "xanchor": "center", "yanchor": "bottom", "yshift": 1, "showarrow": False,
+                "font": {"size": SUB_SIZE},
+            })  # fmt: skip
+    bar = None
+    if colorbar:
+        top_y = 1 - sub_h / plot_h
+        bottom_y = 1 - ((rows - 1) * (row_h + ROW_GAP_PX) + row_h) / plot_h
+        bar = {
+            "x": 1 + GAP_PX / plot_w, "xanchor": "left", "xref": "paper", "y": top_y, "yanchor": "top",
+            "yref": "paper", "len": top_y - bottom_y, "lenmode": "fraction", "thickness": 12,
+            "outlinewidth": 0, "tickfont": {"size": 11}, "ypad": 0, "xpad": 4,
+            "title": {"text": colorbar, "side": "right", "font": {"size": SUB_SIZE}},
+        }  # fmt: skip
+    return Panels(layout, axes, (panel_w, panel_h), bar)
+
+
+def _fraction(value: float) -> float:
+    """A paper coordinate, rounded and kept in [0, 1] (rounding must not leave it)."""
+    return min(1.0, max(0.0, round(value, 9)))
+
+
+def set_ranges(layout: dict, axes: tuple[str, str], height: float, width: float) -> None:
+    """Show ``height`` x ``width`` pixels (or cells) on a panel, row 0 on top."""
+    x, y = axes
+    layout["xaxis" + x[1:]]["range"] = [-0.5, width - 0.5]
+    layout["yaxis" + y[1:]]["range"] = [height - 0.5, -0.5]
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -41,57 +246,82 @@ def image_trace(image: np.ndarray, *, opacity: float = 1.0) -> go.Image:
     return go.Image(source=source, opacity=opacity, hoverinfo="skip")
 
 
-def _grid_traces(
+def value_range(values: np.ndarray, symmetric: bool) -> tuple[float, float]:
+    """The (low, high) a colour scale spans: the data's, or symmetric around 0."""
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if symmetric:
+        bound = max(abs(low), abs(high)) or 1.0
+        return -bound, bound
+    return low, (high if high > low else low + 1e-12)
+
+
+def _hover(values: np.ndarray, stride: float, origin: tuple[int, int] | None, what: str):
+    """Per cell: (customdata, hovertemplate) with the value, the cell, and the offset from ``origin`` (the
+    query, a kernel's centre) in cells and its distance in input pixels."""
+    rows, cols = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
+    text = f"{what} %{{customdata[2]:.4g}}<br>cell (%{{customdata[0]}}, %{{customdata[1]}})"
+    data = [rows, cols, values]
+    if origin is not None:
+        dy, dx = rows - origin[0], cols - origin[1]
+        data += [dy, dx, np.hypot(dy, dx) * stride]
+        text += "<br>offset (%{customdata[3]}, %{customdata[4]}) cells, %{customdata[5]:.1f} px"
+    return np.stack([np.asarray(d, dtype=np.float64) for d in data], axis=-1), text + "<extra></extra>"
+
+
+def map_trace(
     values: np.ndarray,
     *,
-    stride: float,
-    zmin: float | None,
-    zmax: float | None,
-    colorscale: str,
-    opacity: float,
-    showscale: bool,
-    name: str = "",
+    stride: float = 1.0,
+    colorscale: str = SEQUENTIAL,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    opacity: float = 1.0,
+    colorbar: dict | None = None,
+    origin: tuple[int, int] | None = None,
+    what: str = "value",
+    axes: tuple[str, str] = ("x", "y"),
 ) -> go.Heatmap:
+    """A (rows, cols) grid of ``stride``-pixel cells as a heatmap on ``axes``; the colour bar shown where
+    ``colorbar`` (:attr:`Panels.colorbar`) says."""
+    customdata, hover = _hover(values, stride, origin, what)
     return go.Heatmap(
-        z=values,
-        x0=stride / 2 - 0.5,
-        dx=stride,
-        y0=stride / 2 - 0.5,
-        dy=stride,
-        zmin=zmin,
-        zmax=zmax,
-        colorscale=colorscale,
-        opacity=opacity,
-        showscale=showscale,
-        name=name,
-        hovertemplate="row %{y:.0f} px, col %{x:.0f} px<br>%{z:.4f}<extra></extra>",
-    )
+        z=values, x0=stride / 2 - 0.5, dx=stride, y0=stride / 2 - 0.5, dy=stride, zmin=zmin, zmax=zmax,
+        colorscale=colorscale, opacity=opacity, showscale=colorbar is not None, colorbar=colorbar,
+        customdata=customdata, hovertemplate=hover, xaxis=axes[0], yaxis=axes[1],
+    )  # fmt: skip
 
 
-def _cell_markers(grid: tuple[int, int], stride: float) -> go.Scatter:
-    rows, cols = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
+def cell_markers(
+    values: np.ndarray,
+    stride: float,
+    cell_px: float,
+    origin: tuple[int, int] | None = None,
+    *,
+    what: str = "value",
+    axes: tuple[str, str] = ("x", "y"),
+) -> go.Scatter:
+    """One near-transparent square per cell (what a click selects), hovering like the map under it;
+    ``customdata`` starts with [row, col]."""
+    customdata, hover = _hover(values, stride, origin, what)
+    rows, cols = customdata[..., 0].ravel(), customdata[..., 1].ravel()
     return go.Scatter(
-        x=(cols.ravel() + 0.5) * stride - 0.5,
-        y=(rows.ravel() + 0.5) * stride - 0.5,
-        mode="markers",
-        marker={"size": max(4.0, min(40.0, 300 / max(grid))), "opacity": 0.01, "symbol": "square"},
-        customdata=np.stack([rows.ravel(), cols.ravel()], axis=1),
-        name="cells",
-        showlegend=False,
-        hovertemplate="query cell (%{customdata[0]}, %{customdata[1]})<extra></extra>",
-    )
+        x=(cols + 0.5) * stride - 0.5, y=(rows + 0.5) * stride - 0.5, mode="markers",
+        marker={"size": max(4.0, cell_px), "opacity": 0.01, "symbol": "square"},
+        customdata=customdata.reshape(-1, customdata.shape[-1]), name="cells", showlegend=False,
+        hovertemplate=hover, xaxis=axes[0], yaxis=axes[1],
+    )  # fmt: skip
 
 
-def _query_marker(query: tuple[int, int], stride: float) -> go.Scatter:
+def query_marker(
+    query: tuple[float, float], stride: float, cell_px: float, *, axes: tuple[str, str] = ("x", "y")
+) -> go.Scatter:
+    """The query cell outlined (an open square the size of the cell: its value stays visible)."""
     return go.Scatter(
-        x=[(query[1] + 0.5) * stride - 0.5],
-        y=[(query[0] + 0.5) * stride - 0.5],
-        mode="markers",
-        marker={"symbol": "x", "size": 12, "color": "red", "line": {"width": 1, "color": "white"}},
-        name="query",
-        showlegend=False,
-        hoverinfo="skip",
-    )
+        x=[(query[1] + 0.5) * stride - 0.5], y=[(query[0] + 0.5) * stride - 0.5], mode="markers",
+        marker={"symbol": "square-open", "size": max(7.0, cell_px - 1), "color": QUERY_COLOUR,
+                "line": {"width": 2, "color": QUERY_COLOUR}},
+        name="query", showlegend=False, hoverinfo="skip", xaxis=axes[0], yaxis=axes[1],
+    )  # fmt: skip
 
 
 def overlay(
@@ -105,65 +335,28 @@ def overlay(
     zmin: float | None = None,
     zmax: float | None = None,
     colorscale: str = SEQUENTIAL,
-    opacity: float = 0.6,
+    opacity: float = DEFAULT_OPACITY,
+    what: str = "value",
+    max_panel: float = 420.0,
 ) -> go.Figure:
-    """A grid map (rows, cols) drawn over ``image`` (H, W[, C]); ``query`` (row, col) marked."""
-    figure = go.Figure()
-    if image is not None:
-        figure.add_trace(image_trace(image))
-    figure.add_trace(
-        _grid_traces(
-            values,
-            stride=stride,
-            zmin=zmin,
-            zmax=zmax,
-            colorscale=colorscale,
-            opacity=opacity if image is not None else 1.0,
-            showscale=True,
-        )
-    )
+    """A grid map (rows, cols) drawn over ``image`` (H, W[, C]), one panel with its colour bar (titled
+    ``what``); ``query`` (row, col) outlined."""
+    height, width = values.shape[0] * stride, values.shape[1] * stride
+    grid = panels(1, cols=1, aspect=height / width, title=title, colorbar=what, max_panel=max_panel)
+    layout = grid.layout
+    set_ranges(layout, grid.axes[0], height, width)
+    cell = grid.cell_px(values.shape)
+    traces = [] if image is None else [image_trace(image)]
+    traces.append(map_trace(
+        values, stride=stride, colorscale=colorscale, zmin=zmin, zmax=zmax,
+        opacity=opacity if image is not None else 1.0, colorbar=grid.colorbar, origin=query, what=what,
+    ))  # fmt: skip
     if clickable:
-        figure.add_trace(_cell_markers(values.shape, stride))
+        traces.append(cell_markers(values, stride, cell, query, what=what))
+        layout["clickmode"] = "event+select"
     if query is not None:
-        figure.add_trace(_query_marker(query, stride))
-    _image_axes(figure, values.shape, stride)
-    figure.update_layout(title=title, clickmode="event+select" if clickable else None, dragmode=False)
-    return figure
-
-
-def _image_axes(figure: go.Figure, grid: tuple[int, int], stride: float) -> None:
-    """Image orientation (row 0 on top), square pixels, no grid lines, on a one-plot figure."""
-    figure.update_layout(_axes_layout(1, grid, stride))
-    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white")
-
-
-def _axes_layout(
-    number: int, grid: tuple[int, int], stride: float, *, ticks: bool = True, domain: tuple | None = None
-) -> dict:
-    """The layout entries of subplot ``number``'s axes (1-based) for a (rows, cols) grid of ``stride``-px
-    cells; ``domain`` ((x0, x1), (y0, y1)) places it on the page."""
-    suffix = "" if number == 1 else str(number)
-    height, width = grid[0] * stride, grid[1] * stride
-    common = {"showgrid": False, "zeroline": False, "constrain": "domain", "showticklabels": ticks}
-    x = {"range": [-0.5, width - 0.5], "anchor": f"y{suffix}", **common}
-    y = {"range": [height - 0.5, -0.5], "scaleanchor": f"x{suffix}", "anchor": f"x{suffix}", **common}
-    if domain is not None:
-        x["domain"], y["domain"] = domain
-    return {f"xaxis{suffix}": x, f"yaxis{suffix}": y}
-
-
-def _cell_domain(index: int, rows: int, cols: int, hspace: float, vspace: float) -> tuple:
-    """Where cell ``index`` (row by row) of a rows x cols grid sits on the page, as make_subplots does."""
-    r, c = divmod(index, cols)
-    width = (1 - hspace * (cols - 1)) / cols
-    height = (1 - vspace * (rows - 1)) / rows
-    x0 = c * (width + hspace)
-    y1 = 1 - r * (height + vspace)
-
-    def page(value: float) -> float:  # rounding must not leave [0, 1]
-        return min(1.0, max(0.0, round(value, 9)))
-
-    return (page(x0), page(x0 + width)), (page(y1 - height), page(y1))
+        traces.append(query_marker(query, stride, cell))
+    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
 
 
 def head_grid(
@@ -174,59 +367,40 @@ def head_grid(
     titles: Sequence[str] | None = None,
     title: str = "",
     query: tuple[int, int] | None = None,
-    cols: int = 4,
-    shared_scale: bool = True,
+    cols: int = 8,
     colorscale: str = SEQUENTIAL,
     symmetric: bool = False,
+    what: str = "value",
+    opacity: float = DEFAULT_OPACITY,
+    max_panel: float = 200.0,
 ) -> go.Figure:
-    """One small overlay per head: ``maps`` (heads, rows, cols)."""
+    """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, ``cols`` a row (a
+    compact overview: 16 heads are two rows of 8), the query outlined in each."""
     heads = maps.shape[0]
-    cols = min(cols, heads)
-    rows = -(-heads // cols)
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
-    # the grid of subplots is laid out here, not by make_subplots: one Figure built at once is several
-    # times faster, and a click on a new query redraws this figure (the app's 300 ms budget)
-    hspace, vspace = 0.02, 0.08
-    zmin, zmax = value_range(maps, symmetric) if shared_scale else (None, None)
+    height, width = maps.shape[1] * stride, maps.shape[2] * stride
+    grid = panels(
+        heads, cols=cols, aspect=height / width, title=title, subtitles=titles, colorbar=what,
+        max_panel=max_panel,
+    )  # fmt: skip
+    zmin, zmax = value_range(maps, symmetric)
+    cell = grid.cell_px(maps.shape[1:])
     picture = image_trace(image).to_plotly_json() if image is not None else None
-    traces, layout, annotations = [], {}, []
-    for h in range(heads):
-        suffix = "" if h == 0 else str(h + 1)
-        cell = [_grid_traces(
-            maps[h], stride=stride, zmin=zmin, zmax=zmax, colorscale=colorscale,
-            opacity=0.6 if image is not None else 1.0, showscale=h == 0,
-        ).to_plotly_json()]  # fmt: skip
+    # built as one dict, not trace by trace through make_subplots: several times faster, and a click on a
+    # new query redraws this figure
+    traces = []
+    for h, axes in enumerate(grid.axes):
+        set_ranges(grid.layout, axes, height, width)
         if picture is not None:
-            cell.insert(0, dict(picture))
+            traces.append({**picture, "xaxis": axes[0], "yaxis": axes[1]})
+        traces.append(map_trace(
+            maps[h], stride=stride, zmin=zmin, zmax=zmax, colorscale=colorscale,
+            opacity=opacity if image is not None else 1.0, colorbar=grid.colorbar if h == 0 else None,
+            origin=query, what=what, axes=axes,
+        ).to_plotly_json())  # fmt: skip
         if query is not None:
-            cell.append(_query_marker(query, stride).to_plotly_json())
-        for trace in cell:
-            trace.update(xaxis=f"x{suffix}", yaxis=f"y{suffix}")
-        traces += cell
-        domain = _cell_domain(h, rows, cols, hspace, vspace)
-        layout.update(_axes_layout(h + 1, maps.shape[1:], stride, ticks=False, domain=domain))
-        annotations.append({
-            "text": titles[h], "x": sum(domain[0]) / 2, "y": domain[1][1], "xref": "paper", "yref": "paper",
-            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 16},
-        })  # fmt: skip
-    layout.update(
-        title={"text": title},
-        annotations=annotations,
-        height=max(260, 230 * rows) + 40,
-        dragmode=False,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        plot_bgcolor="white",
-    )
-    return go.Figure({"data": traces, "layout": layout})
-
-
-def value_range(values: np.ndarray, symmetric: bool) -> tuple[float, float]:
-    """The (low, high) a colour scale spans: the data's, or symmetric around 0."""
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    if symmetric:
-        bound = max(abs(low), abs(high)) or 1.0
-        return -bound, bound
-    return low, high
+            traces.append(query_marker(query, stride, cell, axes=axes).to_plotly_json())
+    return go.Figure({"data": traces, "layout": grid.layout})
 
 
 def kernel_gallery(
@@ -235,31 +409,28 @@ def kernel_gallery(
     titles: Sequence[str] | None = None,
     title: str = "",
     cols: int = 8,
+    what: str = "weight",
     symmetric: bool = True,
 ) -> go.Figure:
-    """Kernels (n, kh, kw) as small heatmaps, centre (offset 0, 0) marked, rows = dy, columns = dx."""
+    """Kernels (n, kh, kw) as small heatmaps, rows = dy, columns = dx, the centre (offset 0, 0) outlined;
+    hovering a tap shows its offset."""
     return head_grid(
-        None,
-        kernels,
-        stride=1.0,
-        titles=titles,
-        title=title,
-        cols=cols,
-        colorscale=DIVERGING if symmetric else SEQUENTIAL,
-        symmetric=symmetric,
-        query=(kernels.shape[1] // 2, kernels.shape[2] // 2),
-    )
+        None, kernels, stride=1.0, titles=titles, title=title, cols=cols,
+        colorscale=DIVERGING if symmetric else SEQUENTIAL, symmetric=symmetric, what=what,
+        query=(kernels.shape[1] // 2, kernels.shape[2] // 2), max_panel=110.0,
+    )  # fmt: skip
 
 
 def distance_scatter(
     series: dict[str, tuple[Sequence[str], Sequence[np.ndarray]]],
     *,
     title: str = "Mean attention distance",
-    y_label: str = "mean attention distance (input pixels)",
+    y_label: str = "distance (input px)",
 ) -> go.Figure:
     """Per block, one dot per head (the ViT paper's Fig. 7). ``series``: label -> (block names, values
     per block (heads,))."""
     figure = go.Figure()
+    blocks: Sequence[str] = []
     for offset, (label, (blocks, values)) in zip(
         np.linspace(-0.12, 0.12, len(series)), series.items(), strict=True
     ):
@@ -276,9 +447,13 @@ def distance_scatter(
                 hovertemplate="%{customdata[0]} head %{customdata[1]}: %{y:.2f}<extra>" + label + "</extra>",
             )
         )
-        figure.update_xaxes(tickvals=list(range(len(blocks))), ticktext=list(blocks))
-    figure.update_layout(title=title, xaxis_title="attention block", yaxis_title=y_label)
-    return figure
+    # every block named, the first and last too (an automatic range once dropped the last label)
+    ticks = list(range(len(blocks)))
+    figure.update_xaxes(tickvals=ticks, ticktext=list(blocks), range=[-0.5, len(blocks) - 0.5])
+    return chart(
+        figure, title, height=380, bottom=90, xaxis_title="attention block", yaxis_title=y_label,
+        legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
+    )  # fmt: skip
 
 
 def matrix_figure(
@@ -290,6 +465,7 @@ def matrix_figure(
     zmin: float = 0.0,
     zmax: float = 1.0,
     colorscale: str = "Magma",
+    what: str = "",
 ) -> go.Figure:
     """A labelled matrix (CKA, divergences...) with its values written in the cells."""
     figure = go.Figure(
@@ -303,26 +479,8 @@ def matrix_figure(
             text=np.round(matrix, 2),
             texttemplate="%{text}",
             hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
+            colorbar={"thickness": 12, "title": {"text": what, "side": "right"}},
         )
     )
     figure.update_yaxes(autorange="reversed")
-    figure.update_layout(title=title)
-    return figure
-
-
-def line_figure(
-    x: Sequence,
-    series: dict[str, Sequence[float]],
-    *,
-    title: str = "",
-    x_label: str = "",
-    y_label: str = "",
-    markers: bool = True,
-) -> go.Figure:
-    figure = go.Figure()
-    for label, values in series.items():
-        figure.add_trace(
-            go.Scatter(x=list(x), y=list(values), name=label, mode="lines+markers" if markers else "lines")
-        )
-    figure.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label)
-    return figure
+    return chart(figure, title, height=120 + 36 * max(len(rows), 3))

@@ -26,6 +26,7 @@ PAGES = [
 KEPT = (
     "query_row", "query_col", "block", "part", "head", "rollout_from", "compare_how",
     "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page", "gradcam_class", "gradcam_for",
+    "map_opacity",
 )  # fmt: skip
 
 

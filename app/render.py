@@ -25,15 +25,17 @@ def slug(text: str) -> str:
 def figure(
     fig: go.Figure, name: str, *, key: str | None = None, on_select: Callable[[], None] | None = None
 ) -> None:
-    """Draw ``fig`` full width, with HTML and PNG downloads named after ``name``. With ``on_select``, a
-    click on a point (one cell marker) calls it; the chart's state is under ``key``."""
-    fig.update_layout(title_font_size=14)
+    """Draw ``fig`` as :mod:`analysis.plots` laid it out (a figure of maps at its own size in pixels, a
+    chart across the column; Plotly's own look, as in the report and the downloads), with HTML and PNG
+    downloads named after ``name``. With ``on_select``, a click on a point (one cell marker) calls it; the
+    chart's state is under ``key``."""
+    width = "content" if fig.layout.width else "stretch"
     if on_select is not None:
         st.plotly_chart(
-            fig, key=key, on_select=on_select, selection_mode="points", config=CONFIG, width="stretch"
+            fig, key=key, on_select=on_select, selection_mode="points", config=CONFIG, width=width, theme=None
         )
     else:
-        st.plotly_chart(fig, key=key, config=CONFIG, width="stretch")
+        st.plotly_chart(fig, key=key, config=CONFIG, width=width, theme=None)
     downloads(fig, name)
 
 
@@ -90,4 +92,5 @@ def image_header(original, seen, predictions, *, name: str, label: str | None) -
         seen, caption=f"what the model sees: {seen.shape[1]}x{seen.shape[0]}", width="stretch", clamp=True
     )
     with right:
-        st.plotly_chart(predictions_figure(predictions), config=CONFIG, width="stretch", key="top5")
+        chart = predictions_figure(predictions)
+        st.plotly_chart(chart, config=CONFIG, width="stretch", key="top5", theme=None)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import PictureView, cell_point, point_cell, to_input
+from analysis.plots import DEFAULT_OPACITY
 from app import gallery
 from app.cache import ModelKey, saved_upload
 from coatnet.demos import NAMES
@@ -178,3 +179,13 @@ def take_click(chart_key: str) -> None:
         cell = cells[-1]
         row, col = (cell["0"], cell["1"]) if isinstance(cell, dict) else cell[:2]
         st.session_state[QUERY_ROW], st.session_state[QUERY_COL] = int(row), int(col)
+
+
+def opacity() -> float:
+    """The opacity of maps drawn over the image, from a slider in the sidebar (one value for every page)."""
+    return float(
+        st.sidebar.slider(
+            "Map opacity", 0.1, 1.0, DEFAULT_OPACITY, 0.05, key="map_opacity",
+            help="How strongly maps cover the image under them: lower shows the picture, 1 the map alone.",
+        )
+    )  # fmt: skip

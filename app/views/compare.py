@@ -8,10 +8,10 @@ import streamlit as st
 
 from analysis import query_from_cell
 from analysis.figures import (
+    bias_kernel_figure,
     block_comparison_figures,
     comparison_summary_figures,
     fused_attention_figure,
-    kernel_figures,
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
@@ -92,34 +92,26 @@ def render_page() -> None:
     compared = comparison.block(block.name)
     if compared.note:
         st.caption(compared.note)
-    first, second, difference = block_comparison_figures(compared, labels, picture.seen)
+    opacity = widgets.opacity()
+    first, second, difference = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
     stem = f"{name}-{block.name}-q{row}-{col}"
-    pick, shown = st.columns([1, 3])
-    with pick:
-        st.caption(f"Click a cell to make it the query ({labels[0]}'s weights, heads averaged).")
-        query = query_from_cell(row, col, block.grid)
-        render.figure(
-            fused_attention_figure(maps.block(block.name), picture.seen, query), f"{stem}-{labels[0]}-map",
-            key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
-        )  # fmt: skip
-    with shown:
-        render.figure(first, f"{stem}-{labels[0]}")
-        render.figure(second, f"{stem}-{labels[1]}")
+    st.caption(f"Click a cell to make it the query ({labels[0]}'s weights, heads averaged).")
+    query = query_from_cell(row, col, block.grid)
+    render.figure(
+        fused_attention_figure(maps.block(block.name), picture.seen, query, opacity=opacity),
+        f"{stem}-{labels[0]}-map", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+    )  # fmt: skip
+    render.figure(first, f"{stem}-{labels[0]}")
+    render.figure(second, f"{stem}-{labels[1]}")
     render.figure(difference, f"{stem}-difference")
     distance, divergence = comparison_summary_figures(comparison)
-    left, right = st.columns(2)
-    with left:
-        render.figure(divergence, f"{name}-divergence")
-    with right:
-        render.figure(distance, f"{name}-distance-both")
+    render.figure(divergence, f"{name}-divergence")
+    render.figure(distance, f"{name}-distance-both")
     st.subheader(f"Relative-bias kernels of {block.name}")
-    for column, model_key, label in zip(st.columns(2), (a, b), labels, strict=True):
-        kernels = cache.kernels(model_key)
-        shown = [i for i, k in enumerate(kernels.bias) if k.name == block.name]
-        with column:
-            st.caption(label)
-            for i in shown:
-                render.figure(kernel_figures(kernels, cols=4)[i], f"{label}-{block.name}-kernels")
+    for model_key, label in zip((a, b), labels, strict=True):
+        for kernel in cache.kernels(model_key).bias:
+            if kernel.name == block.name:
+                render.figure(bias_kernel_figure(kernel, model=label), f"{label}-{block.name}-kernels")
     with st.expander("Download the results"):
         render.result_downloads(
             comparison, f"{name}-comparison-{labels[0]}-vs-{labels[1]}",

@@ -33,15 +33,15 @@ def render_page() -> None:
     row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     query = query_from_cell(row, col, block.grid)
     name = f"{chosen.image.name}-{block.name}-{part}-q{row}-{col}"
-    left, right = st.columns([2, 3])
-    with left:
-        st.caption("Click a cell to make it the query.")
-        render.figure(
-            fused_attention_figure(block, picture.seen, query, part=part, how=how),
-            f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
-        )  # fmt: skip
-    with right:
-        render.figure(attention_heads_figure(block, picture.seen, query, part=part), f"{name}-heads")
+    opacity = widgets.opacity()
+    st.caption("Click a cell to make it the query; hover for its weight, offset and distance.")
+    render.figure(
+        fused_attention_figure(block, picture.seen, query, part=part, how=how, opacity=opacity),
+        f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+    )  # fmt: skip
+    render.figure(
+        attention_heads_figure(block, picture.seen, query, part=part, opacity=opacity), f"{name}-heads"
+    )
 
     st.subheader("Attention rollout")
     st.caption(
@@ -55,7 +55,7 @@ def render_page() -> None:
     centre = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
     rollout_query = query_index(last.grid, last.stride, *centre) if source == "from this query" else None
     rollout = cache.rollout(key, data, rollout_query)
-    render.figure(rollout_figure(rollout, picture.seen), f"{chosen.image.name}-rollout")
+    render.figure(rollout_figure(rollout, picture.seen, opacity=opacity), f"{chosen.image.name}-rollout")
     with st.expander("Download the results"):
         origin = f"q{row}-{col}" if rollout.query is not None else "mean"
         render.result_downloads(

@@ -22,20 +22,17 @@ def render_page() -> None:
         "Entry (dy, dx) of a bias kernel is what a query adds to the logit of the key at offset key - query; "
         "the centre is the query itself. Depthwise kernels are drawn the same way."
     )
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Relative-bias kernels, per head")
-        if not kernels.bias:
-            st.info("No attention blocks in this model.")
-        else:
-            block = pick(kernels.bias, widgets.block_picker(names(kernels.bias), key="kernel_block"))
-            render.figure(bias_kernel_figure(block, cols=4), f"{block.name}-bias-kernels")
-    with right:
-        st.subheader("MBConv depthwise kernels")
-        if not kernels.depthwise:
-            st.info("No MBConv blocks in this model.")
-        else:
-            depthwise(kernels.depthwise)
+    st.subheader("Relative-bias kernels, per head")
+    if not kernels.bias:
+        st.info("No attention blocks in this model.")
+    else:
+        block = pick(kernels.bias, widgets.block_picker(names(kernels.bias), key="kernel_block"))
+        render.figure(bias_kernel_figure(block), f"{block.name}-bias-kernels")
+    st.subheader("MBConv depthwise kernels")
+    if not kernels.depthwise:
+        st.info("No MBConv blocks in this model.")
+    else:
+        depthwise(kernels.depthwise)
     with st.expander("Download the results"):
         render.result_downloads(
             kernels, "kernels-every-block", label="Every relative-bias and depthwise kernel of the model",
@@ -60,9 +57,7 @@ def depthwise(blocks: tuple) -> None:
     )  # fmt: skip
     first = labels.index(shown) * PER_PAGE
     channels = [int(c) for c in ranked[first : first + PER_PAGE]]
-    render.figure(
-        depthwise_kernel_figure(block, channels=channels, cols=4), f"{block.name}-depthwise-{shown}"
-    )
+    render.figure(depthwise_kernel_figure(block, channels=channels), f"{block.name}-depthwise-{shown}")
 
 
 def names(blocks: tuple) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from analysis.figures import (
     stages_figure,
     statistics_figures,
 )
-from app import cache, gallery, render, session
+from app import cache, gallery, render, session, widgets
 
 ALL_CLASSES = 1_000_000  # top-k of every class: the picker lists them all, most probable first
 KINDS = {
@@ -47,7 +47,9 @@ def render_page() -> None:
         )
     target = class_picker(cache.predictions(key, data, k=ALL_CLASSES), (key, cache.image_id(data)))
     cams = cache.gradcams(key, data, target)
-    render.figure(stages_figure(cache.features(key, data), picture.seen, cams), f"{name}-stages")
+    opacity = widgets.opacity()
+    figure = stages_figure(cache.features(key, data), picture.seen, cams, opacity=opacity)
+    render.figure(figure, f"{name}-stages")
     with st.expander("The strongest channels of each stage"):
         render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
     render.figure(receptive_field_figure(fields, picture.seen), f"{name}-receptive-fields")
@@ -57,11 +59,8 @@ def render_page() -> None:
         if any(b.note for b in statistics.blocks):
             st.caption(next(b.note for b in statistics.blocks if b.note))
         distance, entropy, share = statistics_figures(statistics)
-        left, right = st.columns(2)
-        with left:
-            render.figure(distance, f"{name}-distance")
-        with right:
-            render.figure(entropy, f"{name}-entropy")
+        render.figure(distance, f"{name}-distance")
+        render.figure(entropy, f"{name}-entropy")
         render.figure(share, f"{name}-position-share")
     render.figure(frequency_figure(cache.frequency(key, data)), f"{name}-frequency")
     pixel_attributions(chosen, picture.seen, target)
@@ -102,7 +101,8 @@ def pixel_attributions(chosen, seen, target: int) -> None:
         progress=lambda share: bar.progress(share, text=f"{METHODS[method]}: {share:.0%}"),
     )  # fmt: skip
     bar.empty()
-    render.figure(attribution_figure(result, seen), f"{chosen.image.name}-{method}-class-{target}")
+    figure = attribution_figure(result, seen, opacity=widgets.opacity())
+    render.figure(figure, f"{chosen.image.name}-{method}-class-{target}")
 
 
 def similarity(chosen) -> None:

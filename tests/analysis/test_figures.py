@@ -28,9 +28,14 @@ def test_a_grid_map_covers_exactly_the_pixels_of_its_cells():
     assert heatmap.x0 == 1.5 and heatmap.dx == 4 and heatmap.y0 == 1.5 and heatmap.dy == 4
     cells = next(t for t in figure.data if t.name == "cells")
     assert len(cells.x) == 12 and cells.marker.opacity < 0.05 and figure.layout.clickmode == "event+select"
-    assert [list(c) for c in cells.customdata[:2]] == [[0, 0], [0, 1]]
+    assert [list(c[:2]) for c in cells.customdata[:2]] == [[0, 0], [0, 1]]  # what a click reads
+    # hovering shows the value, the offset from the query in cells and its distance in input pixels
+    np.testing.assert_allclose(cells.customdata[0], [0, 0, 0.0, -1, -2, np.hypot(1, 2) * 4])
+    np.testing.assert_allclose(np.array(heatmap.customdata)[2, 3], [2, 3, 11.0, 1, 1, np.hypot(1, 1) * 4])
+    assert "offset" in heatmap.hovertemplate and "px" in heatmap.hovertemplate
     query = next(t for t in figure.data if t.name == "query")
     assert (query.x[0], query.y[0]) == (9.5, 5.5)
+    assert query.marker.symbol == "square-open"  # an outline: the query cell's value stays visible
     assert list(figure.layout.yaxis.range) == [11.5, -0.5]  # image orientation: row 0 at the top
 
 
@@ -122,25 +127,45 @@ def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverg
         signed = bool((maps < 0).any())
         low, high = (-np.abs(maps).max(), np.abs(maps).max()) if signed else (maps.min(), maps.max())
         assert shown[0].zmin == pytest.approx(low) and shown[0].zmax == pytest.approx(high)  # never blank
-        assert f"{low:.3g} to {high:.3g}" in figure.layout.title.text
+        assert f"{low:.3g} to {high:.3g}" in figure.layout.title.text.replace("<br>", " ")
     assert (block.map_b < 0).any() and "post" in second.layout.title.text  # post weights as used: signed
     shown = [t for t in difference.data if isinstance(t, go.Heatmap)]
     assert shown[0].zmin == -shown[0].zmax  # b - a: symmetric around 0
     np.testing.assert_allclose(np.array(shown[0].z), block.difference[0], rtol=1e-6)
 
 
-def test_head_grids_lay_out_subplots_as_make_subplots_would():
-    from plotly.subplots import make_subplots
+def test_head_grids_are_laid_out_in_pixels_with_square_cells_and_a_colour_bar_as_tall_as_the_panels():
+    from analysis.plots import MAX_WIDTH, TOOLBAR_PX, head_grid
 
-    from analysis.plots import head_grid
-
-    figure = head_grid(None, np.random.default_rng(0).random((6, 3, 3)), cols=4, titles=list("abcdef"))
-    reference = make_subplots(rows=2, cols=4, horizontal_spacing=0.02, vertical_spacing=0.08)
-    for n in range(1, 7):
+    maps = np.random.default_rng(0).random((16, 14, 14))
+    figure = head_grid(None, maps, titles=[f"head {h}" for h in range(16)], title="S3.0: every head " * 8)
+    layout = figure.layout
+    assert layout.width <= MAX_WIDTH
+    plot_w = layout.width - layout.margin.l - layout.margin.r
+    plot_h = layout.height - layout.margin.t - layout.margin.b
+    boxes = []
+    for n in range(1, 17):
         suffix = "" if n == 1 else str(n)
-        for axis in ("xaxis", "yaxis"):
-            ours = getattr(figure.layout, axis + suffix).domain
-            assert np.allclose(ours, getattr(reference.layout, axis + suffix).domain, atol=1e-9)
-        assert figure.data[n - 1].xaxis == f"x{suffix}" and figure.data[n - 1].yaxis == f"y{suffix}"
-        assert list(getattr(figure.layout, "yaxis" + suffix).range) == [2.5, -0.5]  # row 0 on top
-    assert [a.text for a in figure.layout.annotations] == list("abcdef")
+        x, y = getattr(layout, "xaxis" + suffix), getattr(layout, "yaxis" + suffix)
+        width, height = (x.domain[1] - x.domain[0]) * plot_w, (y.domain[1] - y.domain[0]) * plot_h
+        assert width == pytest.approx(height, abs=0.01)  # square cells, without scaleanchor
+        assert list(y.range) == [13.5, -0.5]  # row 0 on top
+        boxes.append((x.domain, y.domain))
+    assert len({round(b[1][0], 6) for b in boxes}) == 2  # 16 heads: two rows of eight
+    bar = next(t for t in figure.data if t.showscale).colorbar
+    assert bar.y == pytest.approx(boxes[0][1][1]) and bar.y - bar.len == pytest.approx(boxes[-1][1][0])
+    title_lines = layout.title.text.count("<br>") + 1
+    assert title_lines > 1 and layout.margin.t >= TOOLBAR_PX + 19 * title_lines  # wrapped, under the toolbar
+    assert [a.text for a in layout.annotations] == [f"head {h}" for h in range(16)]
+
+
+def test_kernels_outline_their_centre_and_hover_shows_each_taps_offset():
+    kernels = np.arange(18.0).reshape(2, 3, 3) - 9
+    from analysis.plots import kernel_gallery
+
+    figure = kernel_gallery(kernels, titles=["a", "b"])
+    centre = [t for t in figure.data if t.name == "query"]
+    assert len(centre) == 2 and all(t.marker.symbol == "square-open" for t in centre)
+    heatmap = next(t for t in figure.data if isinstance(t, go.Heatmap))
+    np.testing.assert_allclose(np.array(heatmap.customdata)[0, 2][3:5], [-1, 1])  # offset dy, dx
+    assert heatmap.zmin == -heatmap.zmax  # signed weights: a diverging scale around 0

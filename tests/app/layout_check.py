@@ -1,0 +1,65 @@
+"""What the browser tests measure about the layout of a page or an exported figure: the boxes of every text
+element of every Plotly figure (titles, subplot titles, tick and axis labels, colour-bar labels, legends,
+texts in cells), of the figure's toolbar, and of the page's images and captions.
+
+:data:`LAYOUT_PROBLEMS` is a JavaScript function for ``page.evaluate``; it returns one line per problem:
+two boxes that overlap, a text that leaves its figure, a toolbar over a text, a colour bar not the height
+of its panels. An empty list is a clean page."""
+
+from __future__ import annotations
+
+LAYOUT_PROBLEMS = r"""() => {
+    const SLACK = 1;  // px: anti-aliased edges may touch
+    const box = e => { const r = e.getBoundingClientRect();
+                       return {l: r.left, t: r.top, r: r.right, b: r.bottom, w: r.width, h: r.height}; };
+    const hidden = s => s.display === 'none' || s.visibility === 'hidden' || s.opacity === '0';
+    const shown = e => { for (let n = e; n && n.nodeType === 1; n = n.parentNode)
+                             if (hidden(getComputedStyle(n))) return false;
+                         return true; };
+    const folded = e => { const d = e.closest('details'); return d && !d.open; };  // a closed expander
+    const overlap = (a, b) => Math.min(a.r, b.r) - Math.max(a.l, b.l) > SLACK
+                              && Math.min(a.b, b.b) - Math.max(a.t, b.t) > SLACK;
+    const label = s => JSON.stringify(s.replace(/\s+/g, ' ').trim().slice(0, 50));
+    const items = [], problems = [];
+    [...document.querySelectorAll('.js-plotly-plot')].forEach((gd, f) => {
+        const title = (gd.querySelector('.gtitle') || {}).textContent || `figure ${f}`;
+        const where = `in ${label(title)}`;
+        const frame = box(gd.querySelector('.main-svg'));
+        const texts = [...gd.querySelectorAll('text')]
+            .filter(t => !t.closest('.hoverlayer') && t.textContent.trim() && shown(t) && !folded(t))
+            .map(t => ({what: `text ${label(t.textContent)} ${where}`, box: box(t), figure: f}))
+            .filter(t => t.box.w > 0 && t.box.h > 0);
+        for (const t of texts) {
+            const b = t.box;
+            const out = b.l < frame.l - SLACK || b.t < frame.t - SLACK || b.r > frame.r + SLACK
+                        || b.b > frame.b + SLACK;
+            if (out)
+                problems.push(`${t.what} leaves its figure`);
+        }
+        items.push(...texts);
+        const bar = gd.querySelector('.modebar');
+        if (bar) {
+            const b = box(bar);
+            for (const t of texts) if (overlap(b, t.box)) problems.push(`the toolbar covers ${t.what}`);
+        }
+        const panels = [...gd.querySelectorAll('.heatmaplayer image, .imagelayer image, .layer-above image')]
+            .map(box).filter(b => b.h > 0);
+        for (const fill of gd.querySelectorAll('.colorbar .cbfills')) {
+            const c = box(fill);
+            if (!panels.length || c.h === 0) continue;
+            const top = Math.min(...panels.map(p => p.t)), bottom = Math.max(...panels.map(p => p.b));
+            if (c.t < top - 3 || c.b > bottom + 3 || c.h < 0.6 * (bottom - top))
+                problems.push(`a colour bar ${where} runs ${c.t.toFixed(0)}..${c.b.toFixed(0)} px, `
+                              + `its panels ${top.toFixed(0)}..${bottom.toFixed(0)} px`);
+        }
+    });
+    const pictures = '[data-testid="stImage"] img, [data-testid="stImageCaption"]';
+    for (const e of [...document.querySelectorAll(pictures)].filter(e => !folded(e)))
+        items.push({what: `page ${e.tagName === 'IMG' ? 'image' : 'caption ' + label(e.textContent)}`,
+                    box: box(e), figure: -1});
+    for (let i = 0; i < items.length; i++)
+        for (let j = i + 1; j < items.length; j++)
+            if (overlap(items[i].box, items[j].box))
+                problems.push(`${items[i].what} overlaps ${items[j].what}`);
+    return problems;
+}"""
