@@ -44,10 +44,12 @@ TOOLBAR_PX = 34  # the band at the top left free for Plotly's toolbar
 EDGE_PX = 8  # the margin left, right and below
 GAP_PX = 6  # between panels, across
 ROW_GAP_PX = 10  # between rows of panels
-COLORBAR_PX = 92  # right of the panels: the bar, its tick labels and its title
+COLORBAR_PX = 112  # right of the panels: the bar, its tick labels and its title
 TITLE_SIZE, TITLE_LINE_PX, TITLE_CHAR_PX = 14, 19, 8.0  # a title line; a character's width, generously
 SUB_SIZE, SUB_LINE_PX, SUB_CHAR_PX = 12, 16, 7.0  # the same for subplot titles
 DEFAULT_OPACITY = 0.6  # of a map over its image
+MIN_BAR_PX = 100  # a colour bar is at least this long: its title and three tick labels fit
+TICK_PX = 32  # a colour bar gets a tick label per this many pixels
 
 
 def wrap(text: str, width_px: float, char_px: float = TITLE_CHAR_PX) -> list[str]:
@@ -144,24 +146,32 @@ def panels(
     colorbar: str | None = None,
     width: float = MAX_WIDTH,
     max_panel: float = 420.0,
+    min_panel: float = 0.0,
 ) -> Panels:
-    """Lay out ``count`` panels, ``cols`` a row, each ``aspect`` (height / width) times as tall as wide and
-    as large as ``width`` allows (at most ``max_panel`` px wide): the title on top, each panel's subtitle
-    (wrapped to the panel's width) in a row above it, and a colour bar titled ``colorbar`` to the right,
-    spanning the panels from the first row's top to the last row's bottom."""
-    cols = max(1, min(cols, count))
-    rows = -(-count // cols)
+    """Lay out ``count`` panels, at most ``cols`` a row, each ``aspect`` (height / width) times as tall as
+    wide and as large as ``width`` allows (at most ``max_panel`` px wide): the title on top, each panel's
+    subtitle (wrapped to the panel's width) in a row above it, and a colour bar titled ``colorbar`` to the
+    right, spanning the panels from the first row's top to the last row's bottom.
+
+    Fewer panels go in a row when that keeps each at least ``min_panel`` px wide and the colour bar at
+    least :data:`MIN_BAR_PX` long."""
     side = COLORBAR_PX if colorbar else 0
-    panel_w = int(min(max_panel, (width - 2 * EDGE_PX - side - GAP_PX * (cols - 1)) / cols))
-    panel_h = round(panel_w * aspect)  # whole pixels: the figure's size is too
+    subtitles = list(subtitles or [])
+    for per_row in range(max(1, min(cols, count)), 0, -1):
+        cols = per_row
+        panel_w = int(min(max_panel, (width - 2 * EDGE_PX - side - GAP_PX * (cols - 1)) / cols))
+        panel_h = round(panel_w * aspect)  # whole pixels: the figure's size is too
+        wrapped = [wrap(s, panel_w, SUB_CHAR_PX) if s else [] for s in subtitles]
+        sub_h = max((len(lines) for lines in wrapped), default=0) * SUB_LINE_PX
+        sub_h += 2 if sub_h else 0
+        rows = -(-count // cols)
+        row_h = sub_h + panel_h
+        plot_h = rows * row_h + ROW_GAP_PX * (rows - 1)
+        bar_px = plot_h - sub_h
+        if panel_w >= min_panel and (not colorbar or bar_px >= MIN_BAR_PX):
+            break
     plot_w = cols * panel_w + GAP_PX * (cols - 1)
     fig_w = plot_w + 2 * EDGE_PX + side
-    subtitles = list(subtitles or [])
-    wrapped = [wrap(s, panel_w, SUB_CHAR_PX) if s else [] for s in subtitles]
-    sub_h = max((len(lines) for lines in wrapped), default=0) * SUB_LINE_PX
-    sub_h += 2 if sub_h else 0
-    row_h = sub_h + panel_h
-    plot_h = rows * row_h + ROW_GAP_PX * (rows - 1)
     block, top = title_block(title, fig_w) if title else (None, TOOLBAR_PX)
     layout: dict = {
         "width": round(fig_w),
@@ -207,7 +217,8 @@ def panels(
         bar = {
             "x": 1 + GAP_PX / plot_w, "xanchor": "left", "xref": "paper", "y": top_y, "yanchor": "top",
             "yref": "paper", "len": top_y - bottom_y, "lenmode": "fraction", "thickness": 12,
-            "outlinewidth": 0, "tickfont": {"size": 11}, "ypad": 0, "xpad": 4,
+            "outlinewidth": 0, "tickfont": {"size": 11}, "ypad": 0, "xpad": 4, "tickformat": ".3~g",
+            "nticks": max(2, int(bar_px // TICK_PX)),
             "title": {"text": colorbar, "side": "right", "font": {"size": SUB_SIZE}},
         }  # fmt: skip
     return Panels(layout, axes, (panel_w, panel_h), bar)
@@ -373,15 +384,16 @@ def head_grid(
     what: str = "value",
     opacity: float = DEFAULT_OPACITY,
     max_panel: float = 200.0,
+    min_panel: float = 64.0,
 ) -> go.Figure:
-    """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, ``cols`` a row (a
-    compact overview: 16 heads are two rows of 8), the query outlined in each."""
+    """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, at most ``cols`` a row
+    (a compact overview: 16 heads are three rows of at most six, 67 px each), the query outlined in each."""
     heads = maps.shape[0]
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
     height, width = maps.shape[1] * stride, maps.shape[2] * stride
     grid = panels(
         heads, cols=cols, aspect=height / width, title=title, subtitles=titles, colorbar=what,
-        max_panel=max_panel,
+        max_panel=max_panel, min_panel=min_panel,
     )  # fmt: skip
     zmin, zmax = value_range(maps, symmetric)
     cell = grid.cell_px(maps.shape[1:])
@@ -417,7 +429,7 @@ def kernel_gallery(
     return head_grid(
         None, kernels, stride=1.0, titles=titles, title=title, cols=cols,
         colorscale=DIVERGING if symmetric else SEQUENTIAL, symmetric=symmetric, what=what,
-        query=(kernels.shape[1] // 2, kernels.shape[2] // 2), max_panel=110.0,
+        query=(kernels.shape[1] // 2, kernels.shape[2] // 2), max_panel=110.0, min_panel=40.0,
     )  # fmt: skip
 
 

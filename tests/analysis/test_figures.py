@@ -151,9 +151,13 @@ def test_head_grids_are_laid_out_in_pixels_with_square_cells_and_a_colour_bar_as
         assert width == pytest.approx(height, abs=0.01)  # square cells, without scaleanchor
         assert list(y.range) == [13.5, -0.5]  # row 0 on top
         boxes.append((x.domain, y.domain))
-    assert len({round(b[1][0], 6) for b in boxes}) == 2  # 16 heads: two rows of eight
+    # 16 heads: three rows of six (eight a row would leave 48 px panels, under the 64 px least)
+    assert len({round(b[1][0], 6) for b in boxes}) == 3 and len({round(b[0][0], 6) for b in boxes}) == 6
+    assert (boxes[0][0][1] - boxes[0][0][0]) * plot_w >= 64
     bar = next(t for t in figure.data if t.showscale).colorbar
     assert bar.y == pytest.approx(boxes[0][1][1]) and bar.y - bar.len == pytest.approx(boxes[-1][1][0])
+    one_row = head_grid(None, maps[:8], title="S4.0")  # in one row of 8 the bar would be 48 px: two rows
+    assert len({round(one_row.layout[f"yaxis{n}"].domain[0], 6) for n in ("", 2, 3, 4, 5, 6, 7, 8)}) == 2
     title_lines = layout.title.text.count("<br>") + 1
     assert title_lines > 1 and layout.margin.t >= TOOLBAR_PX + 19 * title_lines  # wrapped, under the toolbar
     assert [a.text for a in layout.annotations] == [f"head {h}" for h in range(16)]

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect
 
+from tests.app.layout_check import LAYOUT_PROBLEMS
 from tests.app.server import ROOT, SETTLED
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -246,12 +247,15 @@ def test_an_uploaded_png_with_transparency_is_analysed(lens: Lens, tmp_path: Pat
 def test_clicking_a_cell_of_the_map_moves_the_query(lens: Lens):
     """A click on cell (1, 5) of the clickable map (its near-transparent "cells" marker there) makes it
     the query: the row and column inputs read 1 and 5, the titles of the map and of the heads grid say
-    "query (1, 5)", and the red query marker moves onto that cell."""
+    "query (1, 5)", and the query's outline moves onto that cell."""
     lens.open()
     assert lens.query() == ("3", "3")
     target = lens.page.evaluate(CELL, [1, 5])
     lens.page.mouse.move(target["x"], target["y"])
-    expect(lens.page.locator(".hoverlayer .hovertext")).to_contain_text("query cell (1, 5)")
+    # hovering shows the weight, the cell, its offset from the query (3, 3) and the distance (4 px cells)
+    expect(lens.page.locator(".hoverlayer .hovertext")).to_contain_text(
+        re.compile(r"weight [0-9.e-]+\s*cell \(1, 5\)\s*offset \(-2, 2\) cells, 11\.3 px")
+    )
     lens.page.mouse.click(target["x"], target["y"])
     lens.page.wait_for_function(QUERY_IS, arg=[1, 5], timeout=WAIT_MS)
     lens.settle()
@@ -365,4 +369,68 @@ def test_the_pictures_and_their_captions_never_overlap(lens: Lens, width: int):
         for b in boxes[i + 1 :]:
             apart = a[2] <= b[0] + 0.5 or b[2] <= a[0] + 0.5 or a[3] <= b[1] + 0.5 or b[3] <= a[1] + 0.5
             assert apart, (a, b)
+    lens.assert_clean()
+
+
+# every page of the app, by its link in the sidebar, and a text it shows once drawn
+PAGES = {
+    "Attention explorer": "Attention rollout",
+    "Stage inspector": "Attention heads",
+    "Pre vs post": "Relative-bias kernels of S3.0",
+    "Kernels": "MBConv depthwise kernels",
+    "Model": "Training curves",
+}
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_no_text_of_any_figure_overlaps_another_or_leaves_its_figure_on_any_page(lens: Lens, width: int):
+    """At 1024 and 1440 px, on every page (folded parts opened): every text of every figure (titles,
+    subplot titles, tick and axis labels, colour-bar labels, legends), the toolbars, the pictures and their
+    captions each keep a box of their own, inside their figure, and every colour bar is as tall as its
+    panels (:mod:`tests.app.layout_check`)."""
+    lens.page.set_viewport_size({"width": width, "height": 900})
+    lens.open()
+    found = {}
+    for page, shown in PAGES.items():
+        lens.sidebar.get_by_role("link", name=page).click()
+        lens.show(lens.page.get_by_text(shown, exact=True).first)
+        folded = lens.page.locator("details:not([open]) > summary")
+        for _ in range(folded.count()):  # each click opens one: the first folded one is another each time
+            folded.first.click()
+        lens.settle()
+        assert lens.page.locator(".js-plotly-plot").count() > 0, page
+        if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
+            found[page] = problems[:8]
+    assert not found, found
+    lens.assert_clean()
+
+
+def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_path: Path):
+    """The same rules hold outside the app: a figure downloaded as HTML, and `coatnet analyze`'s report
+    (every kind of figure it draws), opened offline in the browser."""
+    import torch
+
+    from analysis.attention import attention_maps
+    from analysis.export import figure_html
+    from analysis.figures import attention_heads_figure
+    from analysis.models import load_model
+    from coatnet.cli import main
+    from tests.analysis.test_cli import pictures
+
+    model = load_model("demo-post")
+    images = pictures(tmp_path, 2)
+    out = tmp_path / "report"
+    arguments = ["analyze", *images, "--model", "demo-pre", "--compare", "demo-post", "--out", str(out)]
+    assert main([*arguments, "--quiet"]) == 0
+    block = attention_maps(model, torch.rand(1, 1, 28, 28)).block("S3.0")
+    exported = tmp_path / "heads.html"
+    exported.write_text(figure_html(attention_heads_figure(block, None, 10)))
+    for page in (exported, out / "report.html"):
+        lens.page.set_viewport_size({"width": 1024, "height": 900})
+        lens.page.set_content(page.read_text(), wait_until="load")
+        lens.page.wait_for_function(
+            "() => [...document.querySelectorAll('.js-plotly-plot')].every(g => g.querySelector('.main-svg'))"
+        )
+        assert lens.page.locator(".js-plotly-plot").count() > 0
+        assert lens.page.evaluate(LAYOUT_PROBLEMS) == [], page.name
     lens.assert_clean()
