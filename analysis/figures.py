@@ -65,7 +65,8 @@ def attention_heads_figure(
     maps = query_map(block, query, part=part, image=index)
     row, col = divmod(query, block.grid[1])
     signed = _signed(block, part)
-    title = f"{block.name} ({block.mode}), every head: {PART_TITLES[part]}, query ({row}, {col})"
+    title = f"{block.name} ({block.mode}-normalization), every head: {PART_TITLES[part]}"
+    title += f", query ({row}, {col})"
     return head_grid(
         image, maps, stride=block.stride, title=title, query=(row, col),
         colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),

@@ -63,7 +63,7 @@ def render_page() -> None:
         render.figure(entropy, f"{name}-entropy")
         render.figure(share, f"{name}-position-share")
     render.figure(frequency_figure(cache.frequency(key, data)), f"{name}-frequency")
-    pixel_attributions(chosen, picture.seen, target)
+    pixel_attributions(chosen, picture.seen, target, opacity)
     similarity(chosen)
     with st.expander("Download the results"):
         for label, result, what in (
@@ -83,7 +83,7 @@ def render_page() -> None:
 METHODS = {"integrated_gradients": "Integrated Gradients (SmoothGrad)", "occlusion": "Occlusion"}
 
 
-def pixel_attributions(chosen, seen, target: int) -> None:
+def pixel_attributions(chosen, seen, target: int, opacity: float) -> None:
     """Integrated Gradients or occlusion of the Grad-CAM class, asked for with a button (tens of seconds
     at 224 on a CPU), with a progress bar; kept on screen once computed."""
     st.subheader("Which pixels the prediction rests on")
@@ -101,7 +101,7 @@ def pixel_attributions(chosen, seen, target: int) -> None:
         progress=lambda share: bar.progress(share, text=f"{METHODS[method]}: {share:.0%}"),
     )  # fmt: skip
     bar.empty()
-    figure = attribution_figure(result, seen, opacity=widgets.opacity())
+    figure = attribution_figure(result, seen, opacity=opacity)
     render.figure(figure, f"{chosen.image.name}-{method}-class-{target}")
 
 

@@ -28,7 +28,8 @@ def figures(at: AppTest) -> list[dict]:
 
 
 def titles(at: AppTest) -> list[str]:
-    return [f["layout"].get("title", {}).get("text", "") for f in figures(at)]
+    """Every figure's title, its wrapped lines joined by spaces."""
+    return [f["layout"].get("title", {}).get("text", "").replace("<br>", " ") for f in figures(at)]
 
 
 def caption(at: AppTest) -> str:

@@ -28,9 +28,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT_MS = 90_000  # a cold model load, or a PNG export through kaleido, on 2 busy cores
 VIEWPORT = {"width": 1400, "height": 1000}
 
-# every drawn Plotly chart: its title, the names of its traces and how many points each has
+# every drawn Plotly chart: its title (wrapped lines joined by spaces), its traces' names and sizes
 CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
-    title: (gd.querySelector('.gtitle') || {}).textContent || '',
+    title: [...gd.querySelectorAll('.gtitle')].map(t => t.querySelectorAll('tspan.line').length
+        ? [...t.querySelectorAll('tspan.line')].map(l => l.textContent).join(' ') : t.textContent).join(''),
     traces: (gd._fullData || []).map(t => t.name || ''),
     points: (gd._fullData || []).map(t => (t.x || []).length),
 }))"""
@@ -293,7 +294,15 @@ def test_figures_download_as_self_contained_html_and_as_png(lens: Lens, tmp_path
         f"{html.name}: {html.stat().st_size} bytes, plotly.js not inlined?"
     )
     assert not re.search(r"<script[^>]+src=[\"']https?:", text), "the page loads a script from the web"
-    png = lens.download(lens.page.get_by_role("button", name="PNG", exact=True).first, tmp_path)
+    button = lens.page.get_by_role("button", name="PNG", exact=True).first
+    with lens.page.expect_download(timeout=WAIT_MS) as started:
+        button.click()
+        # while kaleido draws it (seconds), the button shows it is working: a spinner, and no second click
+        expect(button.get_by_test_id("stSpinnerIcon")).to_be_visible(timeout=2_000)
+        expect(button).to_be_disabled()
+    assert started.value.failure() is None
+    png = tmp_path / started.value.suggested_filename
+    started.value.save_as(png)
     assert png.suffix == ".png" and png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), png
     with Image.open(png) as image:
         assert image.width > 100 and image.height > 100

@@ -26,7 +26,8 @@ def test_the_first_page_is_the_explorer_on_demo_pre(app):
     assert "coatnet_pico, pre-normalization" in caption(app)
     clickable = next(f for f in figures(app) if "heads fused" in f["layout"]["title"]["text"])
     cells = next(t for t in clickable["data"] if t.get("name") == "cells")
-    assert cells["customdata"]["shape"] == "49, 2"  # one [row, col] per cell
+    # per cell: [row, col] (what a click reads), its weight, offset (dy, dx) and distance (for hovering)
+    assert cells["customdata"]["shape"] == "49, 6"
     assert clickable["layout"]["clickmode"] == "event+select"
 
 
@@ -109,7 +110,8 @@ def test_stage_inspector_draws_each_stage():
     drawn = titles(clean(at))
     assert [t for t in drawn if t.startswith("What each stage responds to")]
     assert [t for t in drawn if t.startswith("Receptive fields")]
-    assert "Mean attention distance per head" in drawn and any(t.startswith("Frequency") for t in drawn)
+    assert "Mean attention distance per head (pre-normalization)" in drawn
+    assert any(t.startswith("Frequency") for t in drawn)
     stages = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("What each stage"))
     assert sum(trace["type"] == "heatmap" for trace in stages["data"]) == 10  # 5 stages, 5 Grad-CAMs
     text = " ".join(m.value for m in at.markdown)
