@@ -165,8 +165,9 @@ def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple
     state[QUERY_ROW], state[QUERY_COL] = cell
     state[QUERY_SHOWN] = (grid, *cell)
     left, right = st.columns(2)
-    row = left.number_input("Query row", 0, grid[0] - 1, key=QUERY_ROW, step=1)
-    col = right.number_input("Query column", 0, grid[1] - 1, key=QUERY_COL, step=1)
+    # the range in the label: a value outside it is refused in the field (red, with why) and never used
+    row = left.number_input(f"Query row (0-{grid[0] - 1})", 0, grid[0] - 1, key=QUERY_ROW, step=1)
+    col = right.number_input(f"Query column (0-{grid[1] - 1})", 0, grid[1] - 1, key=QUERY_COL, step=1)
     return int(row), int(col)
 
 

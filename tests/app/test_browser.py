@@ -56,8 +56,8 @@ CELL = """([row, col]) => {
 # the query inputs hold [row, col], or the app shows a traceback or an st.error line instead
 QUERY_IS = """([row, col]) => document.querySelector(
         '[data-testid="stException"], [data-testid="stAlertContentError"]')
-    || (document.querySelector('input[aria-label="Query row"]')?.value === String(row)
-        && document.querySelector('input[aria-label="Query column"]')?.value === String(col))"""
+    || (document.querySelector('input[aria-label^="Query row"]')?.value === String(row)
+        && document.querySelector('input[aria-label^="Query column"]')?.value === String(col))"""
 
 # where the clickable map's red "query" marker is, in data coordinates
 QUERY_MARK = """() => {
@@ -442,4 +442,20 @@ def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_
         )
         assert lens.page.locator(".js-plotly-plot").count() > 0
         assert lens.page.evaluate(LAYOUT_PROBLEMS) == [], page.name
+    lens.assert_clean()
+
+
+def test_a_query_typed_out_of_range_is_refused_in_its_field(lens: Lens):
+    """On the 7x7 grid of S3.0 the row field says its range (0-6); typing 9 and Enter leaves the field red
+    with the reason, and every figure keeps the query it had (3, 3): nothing silently uses another cell."""
+    lens.open()
+    field = lens.page.get_by_label("Query row (0-6)")
+    field.fill("9")
+    field.press("Enter")
+    lens.settle()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    number_input = lens.page.get_by_test_id("stNumberInput").filter(has=field)
+    expect(number_input).to_contain_text("between 0 and 6")
+    titles = lens.titles()
+    assert "query (3, 3)" in titles and "query (9" not in titles and "query (6, 3)" not in titles, titles
     lens.assert_clean()
