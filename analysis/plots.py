@@ -293,8 +293,15 @@ def map_trace(
     axes: tuple[str, str] = ("x", "y"),
 ) -> go.Heatmap:
     """A (rows, cols) grid of ``stride``-pixel cells as a heatmap on ``axes``; the colour bar shown where
-    ``colorbar`` (:attr:`Panels.colorbar`) says."""
-    customdata, hover = _hover(values, stride, origin, what)
+    ``colorbar`` (:attr:`Panels.colorbar`) says. Around an ``origin`` hovering shows each cell's offset
+    and distance (per-cell data); a map without one (an attribution of 224x224 pixels) shows its value
+    and position without per-cell data, which would weigh megabytes."""
+    if origin is not None:
+        customdata, hover = _hover(values, stride, origin, what)
+    else:
+        customdata = None
+        where = "pixel" if stride == 1 else "pixel (centre of the cell)"
+        hover = f"{what} %{{z:.4g}}<br>{where} (%{{y:.0f}}, %{{x:.0f}})<extra></extra>"
     return go.Heatmap(
         z=values, x0=stride / 2 - 0.5, dx=stride, y0=stride / 2 - 0.5, dy=stride, zmin=zmin, zmax=zmax,
         colorscale=colorscale, opacity=opacity, showscale=colorbar is not None, colorbar=colorbar,
