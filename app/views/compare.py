@@ -76,6 +76,9 @@ def render_page() -> None:
     row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     point = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
     try:
+        if how == OTHER_MODEL:  # two models of any kind: each label says the normalization it runs
+            modes = (cache.model(a).config.attention, cache.model(b).config.attention)
+            labels = (f"{labels[0]} ({modes[0]})", f"{labels[1]} ({modes[1]})")
         comparison = cache.comparison(a, b, data, point, labels)
     except ValueError as error:  # two models that cannot be compared: say why, in one line
         st.error(errors.message(error), icon=":material/error:")

@@ -273,8 +273,11 @@ def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp
     assert not at.error and any("Name the model" in i.value for i in at.info)
     at.text_input(key="compare_other").input("demo-post").run()
     drawn = titles(clean(at))
-    assert any("S3.0, demo-pre: where" in t for t in drawn) and any(
-        "S3.0, demo-post: where" in t for t in drawn
+    # each statistic names the normalization its model runs
+    assert any("S3.0, demo-pre (pre): where" in t for t in drawn)
+    assert any("S3.0, demo-post (post): where" in t for t in drawn)
+    assert any(
+        t.startswith("Jensen-Shannon divergence per head, demo-pre (pre) vs demo-post (post)") for t in drawn
     )
     torch.manual_seed(0)
     other = coatnet.create_model("coatnet_toy", img_size=32).eval()  # 3 channels, other grids
