@@ -266,17 +266,18 @@ def value_range(values: np.ndarray, symmetric: bool) -> tuple[float, float]:
     return low, (high if high > low else low + 1e-12)
 
 
-def _hover(values: np.ndarray, stride: float, origin: tuple[int, int] | None, what: str):
-    """Per cell: (customdata, hovertemplate) with the value, the cell, and the offset from ``origin`` (the
-    query, a kernel's centre) in cells and its distance in input pixels."""
-    rows, cols = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
-    text = f"{what} %{{customdata[2]:.4g}}<br>cell (%{{customdata[0]}}, %{{customdata[1]}})"
-    data = [rows, cols, values]
+def _hover(grid: tuple[int, int], stride: float, origin: tuple[int, int] | None, what: str, value: str):
+    """Per cell: (customdata, hovertemplate): [row, col] and, around ``origin`` (the query, a kernel's
+    centre), the offset in cells and its distance in input pixels; the value is read from ``value`` (the
+    heatmap's ``%{z}``). Heads of one block share the same customdata, so the report stores it once."""
+    rows, cols = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
+    text = f"{what} {value}<br>cell (%{{customdata[0]}}, %{{customdata[1]}})"
+    data = [rows, cols]
     if origin is not None:
         dy, dx = rows - origin[0], cols - origin[1]
         data += [dy, dx, np.hypot(dy, dx) * stride]
-        text += "<br>offset (%{customdata[3]}, %{customdata[4]}) cells, %{customdata[5]:.1f} px"
-    return np.stack([np.asarray(d, dtype=np.float64) for d in data], axis=-1), text + "<extra></extra>"
+        text += "<br>offset (%{customdata[2]}, %{customdata[3]}) cells, %{customdata[4]:.1f} px"
+    return np.stack(data, axis=-1).astype(np.float32), text + "<extra></extra>"
 
 
 def map_trace(
@@ -297,7 +298,7 @@ def map_trace(
     and distance (per-cell data); a map without one (an attribution of 224x224 pixels) shows its value
     and position without per-cell data, which would weigh megabytes."""
     if origin is not None:
-        customdata, hover = _hover(values, stride, origin, what)
+        customdata, hover = _hover(values.shape, stride, origin, what, "%{z:.4g}")
     else:
         customdata = None
         where = "pixel" if stride == 1 else "pixel (centre of the cell)"
@@ -319,8 +320,11 @@ def cell_markers(
     axes: tuple[str, str] = ("x", "y"),
 ) -> go.Scatter:
     """One near-transparent square per cell (what a click selects), hovering like the map under it;
-    ``customdata`` starts with [row, col]."""
-    customdata, hover = _hover(values, stride, origin, what)
+    ``customdata`` starts with [row, col] and ends with the value."""
+    customdata, hover = _hover(
+        values.shape, stride, origin, what, f"%{{customdata[{2 + 3 * (origin is not None)}]:.4g}}"
+    )
+    customdata = np.concatenate([customdata, values[..., None].astype(np.float32)], axis=-1)
     rows, cols = customdata[..., 0].ravel(), customdata[..., 1].ravel()
     return go.Scatter(
         x=(cols + 0.5) * stride - 0.5, y=(rows + 0.5) * stride - 0.5, mode="markers",

@@ -38,25 +38,31 @@ class Section:
 
 
 INLINE_ELEMENTS = 4096  # arrays up to this size are written into results.json; larger ones only to the NPZ
-# a picture in a figure's JSON, as plotly writes it ("/" may be escaped as \u002f)
-_PICTURE = re.compile(r'"(data:image(?:/|\\u002f)(?:png|jpeg);base64,(?:[A-Za-z0-9+=/]|\\u002f)+)"')
+# a picture in a figure's JSON, as plotly writes it ("/" may be escaped as \u002f: one character class,
+# backslash included, is many times faster on a report's megabytes than an alternation)
+_PICTURE = re.compile(r'"(data:image(?:/|\\u002f)(?:png|jpeg);base64,[A-Za-z0-9+=/\\]+)"')
+# a long binary array in a figure's JSON (plotly writes numpy arrays as base64 "bdata"): the per-cell hover
+# data of a block's maps is the same for every head and part, so it too is stored once
+_ARRAY = re.compile(r'"bdata":\s*"([A-Za-z0-9+=/\\]{256,})"')
 
 
 def write_report(out_dir: str | Path, title: str, sections: list[Section], results: dict[str, Any]) -> Path:
     """Write ``out_dir/report.html`` (self-contained, offline: plotly.js inlined once, and each picture
-    once however many figures draw it), ``out_dir/results.npz`` (every array, keyed by its path) and
-    ``out_dir/results.json`` (the same, with arrays over ``INLINE_ELEMENTS`` values replaced by their
-    shape and NPZ key)."""
+    and each long binary array once however many figures hold it), ``out_dir/results.npz`` (every
+    array, keyed by its path) and ``out_dir/results.json`` (the same, with arrays over
+    ``INLINE_ELEMENTS`` values replaced by their shape and NPZ key)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     counter = iter(range(1_000_000))
     body = "".join(_section(s, 2, counter) for s in sections)
-    body, pictures = _shared_pictures(body)
+    body, pictures = _shared(body, _PICTURE, "PICTURES")
+    body, arrays = _shared(body, _ARRAY, "ARRAYS", '"bdata": ')
     nav = "".join(f'<a href="#s{i}">{html.escape(s.title)}</a>' for i, s in enumerate(sections))
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style><script>{get_plotlyjs()}</script>"
-        f"<script>const PICTURES = {json.dumps(pictures)};</script></head><body>"
+        f"<script>const PICTURES = {json.dumps(pictures)}; const ARRAYS = {json.dumps(arrays)};</script>"
+        "</head><body>"
         f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>" + body + "</body></html>"
     )
     page = _anchor_sections(page, len(sections))
@@ -66,15 +72,16 @@ def write_report(out_dir: str | Path, title: str, sections: list[Section], resul
     return write_text(out_dir / "report.html", page)
 
 
-def _shared_pictures(body: str) -> tuple[str, list[str]]:
-    """Each picture (a data URI in a figure) once: figures refer to ``PICTURES[i]``."""
-    pictures: dict[str, int] = {}
+def _shared(body: str, pattern: re.Pattern, name: str, prefix: str = "") -> tuple[str, list[str]]:
+    """Each string ``pattern`` finds (group 1: a picture's data URI, a long binary array) stored once in
+    the JavaScript array ``name``: figures refer to ``name[i]`` (after ``prefix``)."""
+    found: dict[str, int] = {}
 
     def refer(match: re.Match) -> str:
-        index = pictures.setdefault(match[1].replace("\\u002f", "/"), len(pictures))
-        return f"PICTURES[{index}]"
+        index = found.setdefault(match[1].replace("\\u002f", "/"), len(found))
+        return f"{prefix}{name}[{index}]"
 
-    return _PICTURE.sub(refer, body), list(pictures)
+    return pattern.sub(refer, body), list(found)
 
 
 def _summarised(value: Any, path: str) -> Any:

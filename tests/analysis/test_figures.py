@@ -30,9 +30,14 @@ def test_a_grid_map_covers_exactly_the_pixels_of_its_cells():
     assert len(cells.x) == 12 and cells.marker.opacity < 0.05 and figure.layout.clickmode == "event+select"
     assert [list(c[:2]) for c in cells.customdata[:2]] == [[0, 0], [0, 1]]  # what a click reads
     # hovering shows the value, the offset from the query in cells and its distance in input pixels
-    np.testing.assert_allclose(cells.customdata[0], [0, 0, 0.0, -1, -2, np.hypot(1, 2) * 4])
-    np.testing.assert_allclose(np.array(heatmap.customdata)[2, 3], [2, 3, 11.0, 1, 1, np.hypot(1, 1) * 4])
-    assert "offset" in heatmap.hovertemplate and "px" in heatmap.hovertemplate
+    np.testing.assert_allclose(cells.customdata[0], [0, 0, -1, -2, np.hypot(1, 2) * 4, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.array(heatmap.customdata)[2, 3], [2, 3, 1, 1, np.hypot(1, 1) * 4], rtol=1e-6
+    )
+    assert (
+        "%{z" in heatmap.hovertemplate and "offset" in heatmap.hovertemplate and "px" in heatmap.hovertemplate
+    )
+    assert "%{customdata[5]" in cells.hovertemplate  # the markers over the map hover its value too
     query = next(t for t in figure.data if t.name == "query")
     assert (query.x[0], query.y[0]) == (9.5, 5.5)
     assert query.marker.symbol == "square-open"  # an outline: the query cell's value stays visible
@@ -171,5 +176,5 @@ def test_kernels_outline_their_centre_and_hover_shows_each_taps_offset():
     centre = [t for t in figure.data if t.name == "query"]
     assert len(centre) == 2 and all(t.marker.symbol == "square-open" for t in centre)
     heatmap = next(t for t in figure.data if isinstance(t, go.Heatmap))
-    np.testing.assert_allclose(np.array(heatmap.customdata)[0, 2][3:5], [-1, 1])  # offset dy, dx
+    np.testing.assert_allclose(np.array(heatmap.customdata)[0, 2][2:4], [-1, 1])  # offset dy, dx
     assert heatmap.zmin == -heatmap.zmax  # signed weights: a diverging scale around 0
