@@ -18,13 +18,13 @@ from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from tests.app.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app  # noqa: E402
 
-# (file, page link in the sidebar, what to wait for)
+# (file, page link in the sidebar, what to wait for, the text to scroll to the top of the shot or None)
 SHOTS = (
-    ("explorer.png", "Attention explorer", "Attention rollout"),
-    ("stages.png", "Stage inspector", "Attention heads"),
-    ("compare.png", "Pre vs post", "Relative-bias kernels of"),
-    ("kernels.png", "Kernels", "MBConv depthwise kernels"),
-    ("model.png", "Model", "Model card"),
+    ("explorer.png", "Attention explorer", "Attention rollout", "Stage.block"),
+    ("stages.png", "Stage inspector", "Attention heads", "Grad-CAM (bottom row) explains the class"),
+    ("compare.png", "Pre vs post", "Relative-bias kernels of", "the two agree"),
+    ("kernels.png", "Kernels", "MBConv depthwise kernels", None),
+    ("model.png", "Model", "Model card", None),
 )
 
 
@@ -47,9 +47,12 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(url)
-        for name, link, text in SHOTS:
+        for name, link, text, top in SHOTS:
             page.get_by_role("link", name=link).click()
             settle(page, text)
+            if top is not None:  # the page's figures, not only its controls
+                page.get_by_text(top, exact=False).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(300)
             page.screenshot(path=args.out / name, full_page=False)
             print(f"wrote {args.out / name}")
         browser.close()
