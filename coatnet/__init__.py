@@ -7,6 +7,8 @@ Public surface:
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
     count_params, count_macs, stage_costs: model size and multiply-accumulates.
+    for_inference: the model prepared once for plain forward passes (BatchNorm folded, biases gathered,
+        channels-last), rebuilt when its weights change; the plain model stays as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from coatnet.checkpoint import (
 from coatnet.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.hub import HubUnavailableError
+from coatnet.inference import for_inference
 from coatnet.model import CoAtNet, StageInfo
 from coatnet.randomness import private_random
 from coatnet.recording import AttentionRecord, record_attention
@@ -41,6 +44,7 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_model",
+    "for_inference",
     "from_timm",
     "list_models",
     "load_checkpoint",

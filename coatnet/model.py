@@ -127,6 +127,9 @@ class CoAtNet(nn.Module):
         self.num_features = self.head.num_features
         self.apply(_init_weights)
 
+    # the memory format inputs are put in before the stem (the inference build sets channels-last)
+    input_memory_format: torch.memory_format | None = None
+
     @property
     def attention_mode(self) -> str:
         return self.config.attention
@@ -172,6 +175,8 @@ class CoAtNet(nn.Module):
         self.check_input_size(*x.shape[-2:])
         wanted = set(range(5) if indices is None else indices)
         outputs = []
+        if self.input_memory_format is not None:
+            x = x.contiguous(memory_format=self.input_memory_format)
         x = self.stem(x)
         if 0 in wanted:
             outputs.append(x)
@@ -184,6 +189,8 @@ class CoAtNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The S4 feature map (B, C, H/32, W/32) for the paper's strides."""
         self.check_input_size(*x.shape[-2:])
+        if self.input_memory_format is not None:
+            x = x.contiguous(memory_format=self.input_memory_format)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)

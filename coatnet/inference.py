@@ -1,0 +1,173 @@
+"""The inference build: a model prepared once, when it is loaded for inference, to run faster.
+
+:func:`inference_build` makes a new module tree from a model (the model itself is never touched):
+
+- every BatchNorm that directly follows a convolution is folded into it (``W' = W * g / s``,
+  ``b' = (b - m) * g / s + beta``), and a BatchNorm that directly precedes a 1x1 convolution (through an
+  average pool at most, which commutes with a per-channel affine map) is folded into it
+  (``W' = W * g / s``, ``b' = b + W (beta - m g / s)``);
+- each attention block's relative bias ``w_{i-j}`` is gathered once for its grid into a (heads, N, N)
+  buffer, instead of on every call;
+- the weights are put in channels-last memory, the layout oneDNN's convolutions run fastest in on the
+  CPU, and in which every permute between (B, C, H, W) and tokens is a free view.
+
+:func:`for_inference` keeps one build per (model, device, dtype) and rebuilds it when any parameter or
+buffer of the model has changed since (an optimizer step, ``load_state_dict``): a build never serves stale
+weights. The build is for plain forward passes: it has no gradients, and analyses (which read BatchNorm
+statistics, take gradients or register hooks) keep using the plain model. Recording attention works on
+it (:func:`coatnet.record_attention`): the relative bias it records is the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+
+import torch
+from torch import nn
+
+from coatnet.attention import RelativePosition
+from coatnet.blocks import MBConvBlock, Stem
+from coatnet.model import CoAtNet
+
+_BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+class FrozenBias(nn.Module):
+    """A relative position whose bias for its grid is gathered once: (heads, N, N), other grids computed
+    from the original module (kept inside)."""
+
+    def __init__(self, source: RelativePosition) -> None:
+        super().__init__()
+        self.source = source
+        self.heads, self.grid = source.heads, source.grid
+        with torch.no_grad():
+            self.register_buffer("bias", source.get_bias().detach().clone(), persistent=False)
+
+    def get_bias(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        if grid is None or tuple(grid) == self.grid:
+            return self.bias
+        return self.source.get_bias(grid)
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.source.table_for(grid)
+
+    def kernel(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.source.kernel(grid)
+
+    def forward(self, grid: tuple[int, int]) -> torch.Tensor:
+        return self.get_bias(grid)
+
+
+def _bn_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with ``norm(x) == x * scale + shift`` per channel, in eval mode."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _fold_after(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    """``norm(conv(x))`` as one convolution."""
+    scale, shift = _bn_affine(norm)
+    fused = _copy_conv(conv, bias=True)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+    fused.bias.copy_(bias * scale + shift)
+    return fused
+
+
+def _fold_before(norm: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv(norm(x))`` as one convolution, for a 1x1 convolution without groups (so that padding and
+    groups cannot mix the shift into other channels)."""
+    scale, shift = _bn_affine(norm)
+    fused = _copy_conv(conv, bias=True)
+    weight = conv.weight  # (out, in, 1, 1)
+    fused.weight.copy_(weight * scale.reshape(1, -1, 1, 1))
+    bias = conv.bias if conv.bias is not None else weight.new_zeros(conv.out_channels)
+    fused.bias.copy_(bias + weight[:, :, 0, 0] @ shift)
+    return fused
+
+
+def _copy_conv(conv: nn.Conv2d, *, bias: bool) -> nn.Conv2d:
+    # skip_init: no random initialisation (the weights are written next), so the global RNG stays put
+    fused = nn.utils.skip_init(
+        nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=bias,
+        padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype,
+    )  # fmt: skip
+    return fused.requires_grad_(False)
+
+
+def _foldable_before(block: MBConvBlock) -> bool:
+    """Whether the pre-norm of an MBConv block reaches its first 1x1 convolution through nothing but an
+    average pool (no activation, no max pool)."""
+    return (
+        isinstance(block.pre_norm, nn.BatchNorm2d)
+        and isinstance(block.pre_act, nn.Identity)
+        and isinstance(block.down, nn.Identity | nn.AvgPool2d)
+        and block.conv1_1x1.kernel_size == (1, 1)
+        and block.conv1_1x1.groups == 1
+        and block.conv1_1x1.padding in ((0, 0), 0, "valid")
+    )
+
+
+@torch.no_grad()
+def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
+    """A new module tree computing what ``model`` computes in eval mode, prepared for inference (see the
+    module's docstring): BatchNorm folded into the convolutions beside it, relative biases gathered once,
+    channels-last weights. ``model`` is left as it was."""
+    with torch.inference_mode(False):  # plain tensors even when called under inference_mode
+        fast = copy.deepcopy(model).eval().requires_grad_(False)
+        for module in fast.modules():
+            if (
+                isinstance(module, Stem)
+                and module.kind != "patch"
+                and isinstance(module.norm1, nn.BatchNorm2d)
+            ):
+                module.conv1 = _fold_after(module.conv1, module.norm1)
+                module.norm1 = nn.Identity()
+            elif isinstance(module, MBConvBlock):
+                if _foldable_before(module):
+                    module.conv1_1x1 = _fold_before(module.pre_norm, module.conv1_1x1)
+                    module.pre_norm = nn.Identity()
+                module.conv1_1x1 = _fold_after(module.conv1_1x1, module.norm1)
+                module.norm1 = nn.Identity()
+                if not module.se_early:  # norm2 follows the depthwise conv directly
+                    module.conv2_kxk = _fold_after(module.conv2_kxk, module.norm2)
+                    module.norm2 = nn.Identity()
+            elif hasattr(module, "rel_pos") and isinstance(module.rel_pos, RelativePosition):
+                module.rel_pos = FrozenBias(module.rel_pos)
+        if channels_last:
+            fast = fast.to(memory_format=torch.channels_last)
+            fast.input_memory_format = torch.channels_last
+    fast.inference_build = True
+    return fast
+
+
+def _versions(model: nn.Module) -> tuple:
+    """What changes when any weight of ``model`` changes: each tensor's identity and in-place version."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return tuple((id(t), t._version) for t in tensors)
+
+
+def for_inference(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
+    """The inference build of ``model`` (:func:`inference_build`), made once per (model, device, dtype,
+    layout) and made again when the model's weights have changed since. Thread-safe."""
+    first = next(model.parameters())
+    key = (first.device, first.dtype, channels_last)
+    versions = _versions(model)
+    with _LOCK:
+        builds = _BUILDS.setdefault(model, {})
+        cached = builds.get(key)
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+    fast = inference_build(model, channels_last=channels_last)
+    with _LOCK:
+        _BUILDS.setdefault(model, {})[key] = (versions, fast)
+    return fast

@@ -1,0 +1,125 @@
+"""The inference build: the same outputs as the plain model, the plain model untouched, never stale."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import coatnet
+from coatnet.inference import FrozenBias, for_inference, inference_build
+from tests.model_state import assert_as_found, snapshot
+
+# timm's three speed-benchmark models: BatchNorm before (nano) and after convolutions, SE early (0),
+# a relative bias from an MLP (rmlp); and our paper-like and toy models
+VARIANTS = ("coatnet_nano_rw_224", "coatnet_0_rw_224", "coatnet_rmlp_nano_rw_224", "coatnet_0", "coatnet_toy")
+
+
+def trained_looking(name: str, attention: str = "pre") -> nn.Module:
+    """A model whose BatchNorms have statistics and affine parameters far from their defaults (a fold
+    that ignores one of them would then show)."""
+    torch.manual_seed(0)
+    model = coatnet.create_model(name, attention=attention).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.0, 0.2)
+    return model
+
+
+def batch(model: nn.Module, size: int = 2) -> torch.Tensor:
+    return torch.randn(
+        size, model.config.in_chans, *model.config.img_size, generator=torch.Generator().manual_seed(1)
+    )
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_folded_build_computes_what_the_plain_model_does(name):
+    model = trained_looking(name)
+    x = batch(model)
+    with torch.no_grad():
+        expected = model(x)
+        fast = inference_build(model)
+        got = fast(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=2e-5)
+    folded = [m for m in fast.modules() if isinstance(m, nn.BatchNorm2d)]
+    plain = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(folded) < len(plain)  # something was folded
+    assert all(isinstance(m.rel_pos, FrozenBias) for m in fast.modules() if hasattr(m, "rel_pos"))
+
+
+def test_post_normalization_and_another_input_size_too():
+    model = trained_looking("coatnet_toy", attention="post")
+    x = torch.randn(1, model.config.in_chans, 64, 64)  # not the built grid: the bias is computed again
+    with torch.no_grad():
+        torch.testing.assert_close(for_inference(model)(x), model(x), rtol=1e-4, atol=2e-5)
+
+
+def test_building_leaves_the_plain_model_as_it_was():
+    model = trained_looking("coatnet_nano_rw_224")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    before = snapshot(model)
+    inference_build(model)
+    assert_as_found(before, model)
+    after = model.state_dict()
+    assert list(after) == list(state) and all(torch.equal(after[k], v) for k, v in state.items())
+
+
+def test_one_build_per_model_and_a_new_one_after_a_weight_update():
+    model = trained_looking("coatnet_toy")
+    x = batch(model)
+    first = for_inference(model)
+    assert for_inference(model) is first  # unchanged weights: the same build
+    with torch.no_grad():
+        model.head.fc.weight.add_(0.5)  # an optimizer step changes weights in place
+        next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d)).running_mean.add_(0.3)
+    second = for_inference(model)
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second(x), model(x), rtol=1e-4, atol=2e-5)  # cached == uncached
+        torch.testing.assert_close(second(x), inference_build(model)(x), rtol=0, atol=0)
+    model.load_state_dict(trained_looking("coatnet_toy").state_dict())  # new tensors entirely
+    assert for_inference(model) is not second
+
+
+def test_a_build_made_under_inference_mode_can_sit_beside_gradients():
+    model = trained_looking("coatnet_toy")
+    with torch.inference_mode():
+        fast = for_inference(model)
+    assert not any(t.is_inference() for t in [*fast.parameters(), *fast.buffers()])
+    x = batch(model).requires_grad_(True)
+    model(x).sum().backward()  # the plain model still takes gradients, as analyses do
+    assert x.grad is not None and not any(p.requires_grad for p in fast.parameters())
+
+
+@pytest.mark.parametrize("attention", ["pre", "post"])
+def test_recording_on_the_build_gives_the_plain_models_records(attention):
+    """The fused path of the build equals the explicit path of the plain model, weight for weight."""
+    model = trained_looking("coatnet_toy", attention=attention)
+    x = batch(model)
+    fast = for_inference(model)
+    with torch.no_grad(), coatnet.record_attention() as plain_records:
+        plain = model(x)
+    with torch.no_grad(), coatnet.record_attention() as fast_records:
+        recorded = fast(x)
+    with torch.no_grad():
+        fused = fast(x)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=2e-5)
+    torch.testing.assert_close(recorded, plain, rtol=1e-4, atol=2e-5)
+    assert len(fast_records) == len(plain_records) > 0
+    for a, b in zip(fast_records, plain_records, strict=True):
+        torch.testing.assert_close(a.weights, b.weights, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a.bias, b.bias, rtol=0, atol=0)
+
+
+def test_the_build_runs_channels_last_whatever_the_input():
+    model = trained_looking("coatnet_toy")
+    fast = for_inference(model)
+    assert fast.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = batch(model)
+    assert x.is_contiguous()  # an NCHW input is taken as it comes
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=2e-5)
