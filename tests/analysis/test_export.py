@@ -6,6 +6,7 @@ import io
 import json
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from analysis import attention_maps, export
@@ -63,8 +64,12 @@ def test_png_without_a_browser_says_what_to_install(monkeypatch):
 @pytest.mark.slow
 def test_png_through_chromium():
     block = attention_maps(toy(), images(1)).blocks[0]
-    png = export.figure_png(fused_attention_figure(block, None, 0), scale=1)
+    figure = fused_attention_figure(block, None, 0)
+    png = export.figure_png(figure, scale=1)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    assert Image.open(io.BytesIO(png)).size == (900, 600)
+    # a figure of maps has its own size in pixels (analysis.plots): the PNG is drawn at it
+    assert Image.open(io.BytesIO(png)).size == (figure.layout.width, figure.layout.height)
+    sized = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))  # a chart without a size: 900 x 600
+    assert Image.open(io.BytesIO(export.figure_png(sized, scale=1))).size == (900, 600)
