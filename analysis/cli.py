@@ -29,6 +29,7 @@ from analysis.receptive_field import receptive_fields
 from analysis.report import Section, write_report
 from analysis.rollout import attention_rollout
 from analysis.statistics import attention_statistics
+from coatnet.devices import DEVICES, resolve_device
 
 ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
 # CKA compares representations across images: with fewer, the unbiased estimate is mostly noise
@@ -56,13 +57,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="pixel attributions per image (default gradcam; integrated_gradients and occlusion cost tens "
         "of seconds an image at 224 on a CPU)",
     )  # fmt: skip
+    p.add_argument("--device", choices=DEVICES, help="where the models run (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_analyze)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    model = load_model(args.model, attention=args.attention)
-    other = load_model(args.compare) if args.compare else None
+    device = resolve_device(args.device)
+    model = load_model(args.model, attention=args.attention, device=device)
+    other = load_model(args.compare, device=device) if args.compare else None
     pictures, names = [], []
     for path in args.images:
         try:

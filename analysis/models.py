@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
 from coatnet.checkpoint import CheckpointNotFoundError, NotCoatnetCheckpointError, read_checkpoint_info
 from coatnet.demos import builtin_name
+from coatnet.devices import resolve_device
 from coatnet.hub import split_tag
 from coatnet.model import CoAtNet
 
@@ -22,17 +25,25 @@ class ModelSpecError(ValueError):
     """A model spec that names nothing loadable; the message lists what would work."""
 
 
-def load_model(spec: str, *, attention: str | None = None) -> CoAtNet:
-    """The model ``spec`` names, in eval mode, on the CPU (see the module docstring).
+def load_model(spec: str, *, attention: str | None = None, device: str | torch.device = "cpu") -> CoAtNet:
+    """The model ``spec`` names, in eval mode, on ``device`` (see the module docstring). Every analysis
+    runs on the device of the model it is given.
 
     Args:
         spec: what to load.
         attention: ``pre`` / ``post`` to switch normalization (the weights stay; the model says so).
+        device: ``cpu`` (the default), ``cuda``, or None for CUDA where present.
 
     Raises:
         ModelSpecError: nothing by that name; :class:`coatnet.CheckpointError` for a file that does not fit;
-        :class:`coatnet.HubUnavailableError` for a hub tag while offline.
+        :class:`coatnet.HubUnavailableError` for a hub tag while offline; ValueError for a device this
+        machine lacks.
     """
+    where = resolve_device(device)
+    return _load(spec, attention).to(where)
+
+
+def _load(spec: str, attention: str | None) -> CoAtNet:
     spec = str(spec).strip()
     path = Path(spec).expanduser()
     if builtin_name(spec) is not None and not path.exists():

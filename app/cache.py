@@ -84,11 +84,13 @@ CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.cka)
 
 
 class ModelKey(NamedTuple):
-    """What to load (a model spec, :func:`analysis.load_model`) and the attention mode: ``pre``, ``post``,
-    or None for the mode it was trained with."""
+    """What to load (a model spec, :func:`analysis.load_model`), the attention mode (``pre``, ``post``, or
+    None for the mode it was trained with) and the device it runs on: every cache keyed by a model names
+    its device too."""
 
     spec: str
     attention: str | None = None
+    device: str = "cpu"
 
 
 class Prepared(NamedTuple):
@@ -103,8 +105,9 @@ class Prepared(NamedTuple):
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
 def model(key: ModelKey) -> CoAtNet:
-    """The model ``key`` names, in eval mode on the CPU, shared by every session (analyses lock it)."""
-    return load_model(key.spec, attention=key.attention)
+    """The model ``key`` names, in eval mode on its device, shared by every session (analyses run on a
+    per-call view of it where they need one: :func:`analysis._common.call_model`)."""
+    return load_model(key.spec, attention=key.attention, device=key.device)
 
 
 def saved_upload(data: bytes, name: str) -> str:

@@ -47,6 +47,7 @@ def about(chosen: Selection, **extra: Any) -> dict[str, Any]:
         "model": chosen.description,
         "model_spec": chosen.key.spec,
         "attention": chosen.key.attention or "as trained",
+        "device": chosen.key.device,
         "provenance": dict(info.provenance) if info is not None else {},
         "image": chosen.image.file_name,
         **extra,

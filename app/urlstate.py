@@ -17,6 +17,7 @@ import streamlit as st
 
 from app.widgets import ATTENTION, MODEL_SOURCES, QUERY_POINT
 from coatnet.demos import NAMES
+from coatnet.devices import available_devices
 from coatnet.hub import PRETRAINED_TAGS
 
 RESTORED = "url_restored"  # the session has read its URL once
@@ -58,6 +59,8 @@ def restore() -> None:
                 f"The link names {model}, outside the folders this server shares ({folders}): choose the "
                 "model in the sidebar (or start the server with COATNET_LENS_ALLOWED_DIRS)."
             )
+    if params.get("device") in available_devices():  # a link made on a GPU machine opens on a CPU one
+        state["device"] = params["device"]
     labels = {mode: label for label, mode in ATTENTION.items() if mode}
     if params.get("attention") in labels:
         state["attention"] = labels[params["attention"]]
@@ -90,6 +93,8 @@ def save(gallery_kind: str | None) -> None:
     mode = ATTENTION.get(state.get("attention", "as trained"))
     if mode:
         params["attention"] = mode
+    if state.get("device"):
+        params["device"] = state["device"]
     if gallery_kind is not None and state.get("image_source", "Gallery") == "Gallery":
         sample = state.get(f"gallery_{gallery_kind}")
         if sample:

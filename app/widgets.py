@@ -13,6 +13,7 @@ from analysis.plots import DEFAULT_OPACITY
 from app import gallery
 from app.cache import ModelKey, saved_upload
 from coatnet.demos import NAMES
+from coatnet.devices import available_devices
 from coatnet.hub import PRETRAINED_TAGS
 
 MODEL_SOURCES = ("Built-in demo", "timm (ImageNet)", "Checkpoint or weights file", "Upload a checkpoint")
@@ -86,7 +87,14 @@ def model_picker() -> ModelChoice | None:
         help="Pre: softmax(content + bias), the paper's choice. Post: softmax(content) + bias. Switching "
         "a model trained the other way keeps its weights, and is labelled so.",
     )  # fmt: skip
-    return ModelChoice(ModelKey(spec, ATTENTION[label]), timm_tag)
+    devices = available_devices()
+    device = st.selectbox(
+        "Device", devices, key="device", disabled=len(devices) == 1,
+        help="Where the model runs: CUDA when this machine has it (the default), else the CPU",
+    )  # fmt: skip
+    return ModelChoice(
+        ModelKey(spec, ATTENTION[label], device if device in devices else devices[0]), timm_tag
+    )
 
 
 def image_picker(kind: str) -> ImageChoice | None:

@@ -4,6 +4,7 @@ The issue's targets: all attention maps of all blocks and heads within 3x a forw
 receptive fields of all five stages within 15x. Run from the repository root:
 
     python benchmarks/analysis_speed.py --models demo-pre coatnet_0
+    python benchmarks/analysis_speed.py --models coatnet_0_rw_224 --device cuda   # on a GPU
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def seconds(run: Callable[[], object], repeats: int) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -38,13 +41,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["demo-pre", "coatnet_0"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (analyses run on the model's device)")
     args = parser.parse_args()
     rows = []
     for spec in args.models:
-        model = load_model(spec)
+        model = load_model(spec, device=args.device)
         pre = getattr(model, "checkpoint_info", None)
         size = tuple(pre.preprocessing["size"]) if pre else model.config.img_size
         x = torch.randn(args.batch, model.config.in_chans, *size, generator=torch.Generator().manual_seed(0))
+        x = x.to(args.device)
 
         def forward(model=model, x=x) -> None:
             with torch.inference_mode():

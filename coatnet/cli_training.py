@@ -13,6 +13,7 @@ import torch
 
 from coatnet.checkpoint import load_checkpoint
 from coatnet.datasets import open_dataset
+from coatnet.devices import DEVICES, resolve_device
 from coatnet.evaluation import evaluate
 from coatnet.files import write_text
 from coatnet.training import TrainSettings, train
@@ -60,7 +61,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--test-subset", type=int, help="use only the first N test images")
     p.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when present")
+    p.add_argument("--device", choices=DEVICES, help="default: CUDA when present")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
     p.add_argument("--threads", type=int, help="CPU threads per process (torch.set_num_threads)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,7 +74,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
     p.add_argument("--attention", choices=("pre", "post"), help="switch normalization (labelled)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--device", choices=DEVICES, help="default: CUDA when present (bf16 autocast there)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--quiet", action="store_true")
@@ -98,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(
             settings, args.out, resume=args.resume, epochs=args.epochs, stop_after=args.stop_after,
-            device=args.device,
+            device=str(resolve_device(args.device)),
             workers=args.workers, command=command, progress=not args.quiet,
         )  # fmt: skip
     except KeyboardInterrupt:
@@ -114,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, attention=args.attention, device=device)
     info = model.checkpoint_info
     pre = info.preprocessing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ from tqdm.auto import tqdm
 
 from coatnet.batches import iterate_batches, normalize, prepare_batch
 from coatnet.datasets import ImageFolder, TensorImages
+from coatnet.inference import for_inference
+from coatnet.model import CoAtNet
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,17 @@ def evaluate(
     indices: torch.Tensor | None = None,
     progress: bool = True,
 ) -> EvalResult:
-    """Run ``model`` (in eval mode; its mode is restored) over ``dataset`` and score it."""
+    """Run ``model`` over ``dataset`` and score it: a CoAtNet through its inference build
+    (:func:`coatnet.for_inference`; the model itself is not touched), another module in eval mode (its
+    mode restored); in bf16 autocast on CUDA."""
     num_classes = len(dataset.class_names)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     correct5, loss_sum, count = 0, 0.0, 0
     indices = torch.arange(len(dataset)) if indices is None else indices
     was_training = model.training
-    model.eval()
+    runner = for_inference(model) if isinstance(model, CoAtNet) else model.eval()
+    cuda = torch.device(device).type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     try:
         bar = tqdm(total=len(indices), desc="eval", unit="img", disable=not progress, leave=False)
         for images, labels in iterate_batches(dataset, indices, batch_size, workers=workers):
@@ -77,7 +84,8 @@ def evaluate(
             if len(labels) == 0:
                 continue
             x = normalize(prepare_batch(images, preprocessing, device=device), preprocessing)
-            logits = model(x).float().cpu()
+            with autocast:
+                logits = runner(x).float().cpu()
             loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             top = logits.topk(min(5, num_classes), dim=1).indices
             correct5 += (top == labels[:, None]).any(1).sum().item()

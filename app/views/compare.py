@@ -25,13 +25,17 @@ MAP_KEY = "compare_map"
 def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey, ModelKey, tuple[str, str]]:
     """The two models to compare and their short labels (the page's caption says more)."""
     if how == OTHER_DEMO:
-        return ModelKey("demo-pre"), ModelKey("demo-post"), ("demo-pre", "demo-post")
+        return (
+            ModelKey("demo-pre", device=key.device),
+            ModelKey("demo-post", device=key.device),
+            ("demo-pre", "demo-post"),
+        )
     if how == OTHER_MODEL:
         first, second = short_name(key.spec), short_name(other)
         if first == second:
             first, second = f"{first} (1)", f"{second} (2)"
-        return key, ModelKey(other), (first, second)
-    return ModelKey(key.spec, "pre"), ModelKey(key.spec, "post"), ("pre", "post")
+        return key, ModelKey(other, device=key.device), (first, second)
+    return ModelKey(key.spec, "pre", key.device), ModelKey(key.spec, "post", key.device), ("pre", "post")
 
 
 def short_name(spec: str) -> str:
@@ -45,7 +49,7 @@ def short_name(spec: str) -> str:
 def render_page() -> None:
     chosen = session.selection()
     data, name = chosen.image.data, chosen.image.name
-    trained = cache.model(ModelKey(chosen.key.spec)).config.attention
+    trained = cache.model(ModelKey(chosen.key.spec, device=chosen.key.device)).config.attention
     options = [OTHER_MODE]
     if builtin_name(chosen.key.spec) is not None:
         options.insert(0, OTHER_DEMO)

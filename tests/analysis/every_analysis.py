@@ -23,13 +23,13 @@ from coatnet import CoAtNet, record_attention
 
 def _forward(model: CoAtNet, x: torch.Tensor) -> np.ndarray:
     with torch.inference_mode():
-        return model(x).numpy()
+        return model(x).cpu().numpy()
 
 
 def _recorded_forward(model: CoAtNet, x: torch.Tensor) -> list[np.ndarray]:
     with torch.inference_mode(), record_attention() as records:
         logits = model(x)
-    return [logits.numpy(), *(r.weights.numpy() for r in records)]
+    return [logits.cpu().numpy(), *(r.weights.cpu().numpy() for r in records)]
 
 
 ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
