@@ -165,8 +165,11 @@ class RelativeAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
-        qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
+        if isinstance(self.qkv, nn.Conv2d):  # the inference build's 1x1 convolution on (B, C, H, W)
+            qkv = rearrange(self.qkv(x), "b (s h d) y x -> s b h (y x) d", s=3, h=self.heads)
+        else:
+            x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
+            qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
         q, k, v = qkv.unbind(0)
         bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
         recorder = active_recorder()
@@ -176,6 +179,8 @@ class RelativeAttention(nn.Module):
             out, record = self.explicit(q, k, v, bias)
             recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
+        if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy
+            return self.proj(out.permute(0, 3, 1, 2))
         return self.proj(out).permute(0, 3, 1, 2)
 
     def fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

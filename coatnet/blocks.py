@@ -103,6 +103,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.fc1, nn.Conv2d):  # the inference build's 1x1 convolutions on (B, C, H, W)
+            return self.fc2(self.act(self.fc1(x)))
         x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
         return self.fc2(self.act(self.fc1(x))).permute(0, 3, 1, 2)
 
