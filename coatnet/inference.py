@@ -11,7 +11,8 @@
 - the token-wise linear layers of the Transformer blocks (q/k/v, the output projection, the MLP) become
   1x1 convolutions on (B, C, H, W): oneDNN runs them faster than a matrix multiply on the CPU, and no
   permute is needed around them;
-- activations that follow a fresh tensor (a convolution's or a BatchNorm's output) run in place;
+- activations that follow a fresh tensor (a convolution's or a BatchNorm's output) run in place, and the
+  MLP's GELU on the (B, H, W, C) view of its channels-last input (twice as fast on the CPU);
 - the weights are put in channels-last memory, the layout oneDNN's convolutions run fastest in on the
   CPU, and in which every permute between (B, C, H, W) and tokens is a free view.
 
@@ -63,6 +64,16 @@ class FrozenBias(nn.Module):
 
     def forward(self, grid: tuple[int, int]) -> torch.Tensor:
         return self.get_bias(grid)
+
+
+class ChannelsLastGELU(nn.GELU):
+    """GELU of a channels-last (B, C, H, W) tensor computed on its (B, H, W, C) view: the same values,
+    about twice as fast on the CPU (the elementwise kernel takes its contiguous path)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return super().forward(x)
 
 
 def _bn_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,6 +180,8 @@ def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
                 module.qkv, module.proj = _conv1x1(module.qkv), _conv1x1(module.proj)
             elif isinstance(module, Mlp):
                 module.fc1, module.fc2 = _conv1x1(module.fc1), _conv1x1(module.fc2)
+                if type(module.act) is nn.GELU:
+                    module.act = ChannelsLastGELU(approximate=module.act.approximate)
         if channels_last:
             fast = fast.to(memory_format=torch.channels_last)
             fast.input_memory_format = torch.channels_last

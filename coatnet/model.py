@@ -11,6 +11,7 @@ from torch import nn
 from coatnet.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.config import CoAtNetConfig
 from coatnet.layers import Dropout, make_norm2d
+from coatnet.recording import needs_eager
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,10 @@ class CoAtNet(nn.Module):
         return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a torch.compile'd model asked to record runs this call eagerly (coatnet.recording.needs_eager):
+        # the per-call context lives outside what the compiled graph sees
+        if torch.compiler.is_compiling() and needs_eager():
+            return _eager_forward(self, x)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -208,6 +213,12 @@ class CoAtNet(nn.Module):
         self.config = self.config.replace(num_classes=num_classes)
         self.head.reset(num_classes)
         self.head.fc.apply(_init_weights)
+
+
+@torch.compiler.disable
+def _eager_forward(model: CoAtNet, x: torch.Tensor) -> torch.Tensor:
+    """``model``'s forward pass outside any compiled graph."""
+    return model.forward_head(model.forward_features(x))
 
 
 def _init_weights(module: nn.Module) -> None:

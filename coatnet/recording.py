@@ -93,7 +93,16 @@ def record_attention(*, detach: bool = True) -> Iterator[AttentionRecorder]:
 
 
 def active_recorder() -> AttentionRecorder | None:
-    """The recorder open in the current context, or None (always None while ``torch.compile`` traces)."""
+    """The recorder open in the current context, or None (always None while ``torch.compile`` traces: a
+    compiled model reaches it through :func:`needs_eager` instead)."""
     if torch.compiler.is_compiling():
         return None
     return _RECORDER.get()
+
+
+@torch.compiler.disable
+def needs_eager() -> bool:
+    """Whether this call asks for something per call that ``torch.compile`` cannot see (a recorder open
+    in this context). Run outside any compiled graph, on every call: a compiled :class:`coatnet.CoAtNet`
+    asks it first and hands such a call to its eager modules, so recording never goes silently missing."""
+    return _RECORDER.get() is not None
