@@ -78,3 +78,26 @@ def test_an_upload_never_goes_in_a_link(tmp_path: Path) -> None:
     at.file_uploader(key="model_upload").upload("toy.safetensors", toy(tmp_path).read_bytes()).run()
     clean(at)
     assert "model" not in dict(at.query_params) and "source" not in dict(at.query_params)
+
+
+def test_the_device_is_chosen_in_the_sidebar_kept_in_the_link_and_named_in_every_cache_key():
+    from app import cache
+    from coatnet.devices import available_devices
+
+    at = fresh()
+    at.run()
+    picker = at.selectbox(key="device")
+    assert list(picker.options) == list(available_devices()) and picker.value == available_devices()[0]
+    assert picker.disabled == (len(available_devices()) == 1)  # a CPU-only machine shows where it runs
+    assert at.query_params["device"] == [available_devices()[0]]
+    assert cache.ModelKey("demo-pre").device == "cpu" and "device" in cache.ModelKey._fields
+
+
+def test_a_link_asking_for_a_device_this_machine_lacks_opens_on_one_it_has():
+    import torch
+
+    at = fresh()
+    at.query_params["device"] = "cuda"
+    at.run()
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert at.selectbox(key="device").value == expected and not at.exception and not at.error
