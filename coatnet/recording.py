@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,23 +87,41 @@ def record_attention(*, detach: bool = True) -> Iterator[AttentionRecorder]:
     """
     recorder = AttentionRecorder(detach=detach)
     token = _RECORDER.set(recorder)
+    _opened(+1)
     try:
         yield recorder
     finally:
+        _opened(-1)
         _RECORDER.reset(token)
+
+
+# How many recorders are open in the whole process, and whether any is: what a torch.compile'd model
+# checks (torch.compile guards on this module-level bool and recompiles when it flips; it cannot see the
+# per-call context itself). Process-wide, so a compiled call in a thread without a recorder may run
+# eagerly while another thread records: slower, never wrong.
+_OPEN_LOCK = threading.Lock()
+_OPEN_COUNT = 0
+ANY_OPEN = False
+
+
+def _opened(change: int) -> None:
+    global _OPEN_COUNT, ANY_OPEN
+    with _OPEN_LOCK:
+        _OPEN_COUNT += change
+        ANY_OPEN = _OPEN_COUNT > 0
 
 
 def active_recorder() -> AttentionRecorder | None:
     """The recorder open in the current context, or None (always None while ``torch.compile`` traces: a
-    compiled model reaches it through :func:`needs_eager` instead)."""
+    compiled model runs eagerly when one may be open, :func:`needs_eager`)."""
     if torch.compiler.is_compiling():
         return None
     return _RECORDER.get()
 
 
-@torch.compiler.disable
 def needs_eager() -> bool:
-    """Whether this call asks for something per call that ``torch.compile`` cannot see (a recorder open
-    in this context). Run outside any compiled graph, on every call: a compiled :class:`coatnet.CoAtNet`
-    asks it first and hands such a call to its eager modules, so recording never goes silently missing."""
-    return _RECORDER.get() is not None
+    """Whether a call may ask for something per call that ``torch.compile`` cannot see: a recorder open
+    anywhere in the process. A compiled :class:`coatnet.CoAtNet` checks it first (compiled code guards on
+    :data:`ANY_OPEN`, so the check costs nothing and no graph breaks) and hands such calls to its eager
+    modules, so recording never goes silently missing."""
+    return ANY_OPEN

@@ -89,7 +89,7 @@ def test_the_device_is_chosen_in_the_sidebar_kept_in_the_link_and_named_in_every
     picker = at.selectbox(key="device")
     assert list(picker.options) == list(available_devices()) and picker.value == available_devices()[0]
     assert picker.disabled == (len(available_devices()) == 1)  # a CPU-only machine shows where it runs
-    assert at.query_params["device"] == [available_devices()[0]]
+    assert at.query_params["device"] == available_devices()[0]
     assert cache.ModelKey("demo-pre").device == "cpu" and "device" in cache.ModelKey._fields
 
 
