@@ -6,6 +6,8 @@
   ``b' = (b - m) * g / s + beta``), and a BatchNorm that directly precedes a 1x1 convolution (through an
   average pool at most, which commutes with a per-channel affine map) is folded into it
   (``W' = W * g / s``, ``b' = b + W (beta - m g / s)``);
+- in blocks whose squeeze-excitation comes before the BatchNorm (CoAtNet-0 of timm), the two run as one
+  pass, ``x * (gate * scale) + shift``;
 - each attention block's relative bias ``w_{i-j}`` is gathered once for its grid into a (heads, N, N)
   buffer, instead of on every call;
 - the token-wise linear layers of the Transformer blocks (q/k/v, the output projection, the MLP) become
@@ -34,6 +36,7 @@ from torch import nn
 
 from coatnet.attention import RelativeAttention, RelativePosition
 from coatnet.blocks import MBConvBlock, Mlp, Stem
+from coatnet.layers import SqueezeExcite
 from coatnet.model import CoAtNet
 
 _BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -74,6 +77,22 @@ class ChannelsLastGELU(nn.GELU):
         if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return super().forward(x)
+
+
+class SqueezeExciteNorm(nn.Module):
+    """Squeeze-excitation and the BatchNorm right after it (``se_early`` MBConv blocks) as one pass over
+    the tensor: ``norm(x * gate) == x * (gate * scale) + shift``."""
+
+    def __init__(self, se: SqueezeExcite, norm: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2, self.gate = se.fc1, se.act, se.fc2, se.gate
+        scale, shift = _bn_affine(norm)
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return torch.addcmul(self.shift, x, gate * self.scale)
 
 
 def _bn_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +192,9 @@ def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
                 module.act1 = _in_place(module.act1)
                 if not module.se_early:  # norm2 follows the depthwise conv directly
                     module.conv2_kxk = _fold_after(module.conv2_kxk, module.norm2)
+                    module.norm2 = nn.Identity()
+                elif isinstance(module.se, SqueezeExcite) and isinstance(module.norm2, nn.BatchNorm2d):
+                    module.se = SqueezeExciteNorm(module.se, module.norm2)  # norm2 follows SE's gating
                     module.norm2 = nn.Identity()
                 module.act2 = _in_place(module.act2)  # after norm2 (or the folded conv): a fresh tensor
             elif isinstance(module, RelativeAttention):
