@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timm_speed import paired_models
+from benchmarks.timm_speed import paired_models, throughput
 
 
 def steps_per_second(model, x, y, *, iters: int, cuda: bool) -> float:
@@ -34,15 +33,7 @@ def steps_per_second(model, x, y, *, iters: int, cuda: bool) -> float:
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    return iters / (time.perf_counter() - start)
+    return throughput(step, 1, iters=iters, cuda=cuda)
 
 
 def main() -> None:
@@ -56,7 +47,7 @@ def main() -> None:
     batch = 128 if cuda else 8
     results = []
     for arch in args.arch:
-        ours, reference = paired_models(arch)
+        ours, reference = paired_models(arch, device)
         x = torch.randn(batch, 3, 224, 224, device=device)
         y = torch.randint(0, 1000, (batch,), device=device)
         last = torch.channels_last
@@ -68,7 +59,7 @@ def main() -> None:
             ),
         }
         if not cuda:
-            plain = paired_models(arch)[0]
+            plain = paired_models(arch, device)[0]
             runs["coatnet contiguous"] = (plain, x)
         best = {name: 0.0 for name in runs}
         for _ in range(args.rounds):
