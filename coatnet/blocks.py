@@ -46,6 +46,8 @@ class MBConvBlock(nn.Module):
     normalised input (``"pool"``).
     """
 
+    residual_in_place = False  # set by the inference build (coatnet.inference), never for autograd
+
     def __init__(
         self, *, dim_in: int, dim_out: int, stride: int, config: CoAtNetConfig, drop_path: float = 0.0
     ) -> None:
@@ -90,6 +92,8 @@ class MBConvBlock(nn.Module):
         else:
             x = self.se(self.act2(self.norm2(x)))
         x = self.conv3_1x1(x)
+        if self.residual_in_place:  # the inference build: the branch's fresh output takes the sum
+            return self.drop_path(x).add_(shortcut)
         return shortcut + self.drop_path(x)
 
 
@@ -117,6 +121,8 @@ class TransformerBlock(nn.Module):
         grid: the block's output grid, for its relative-bias table.
         stage, block: its position, named in recorded attention.
     """
+
+    residual_in_place = False  # set by the inference build (coatnet.inference), never for autograd
 
     def __init__(
         self,
@@ -163,5 +169,8 @@ class TransformerBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual_in_place:  # the inference build: each branch's fresh output takes the sum
+            x = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x))))).add_(self.shortcut(x))
+            return self.drop_path2(self.ls2(self.mlp(self.norm2(x)))).add_(x)
         x = self.shortcut(x) + self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))

@@ -13,7 +13,8 @@
 - the token-wise linear layers of the Transformer blocks (q/k/v, the output projection, the MLP) become
   1x1 convolutions on (B, C, H, W): oneDNN runs them faster than a matrix multiply on the CPU, and no
   permute is needed around them;
-- activations that follow a fresh tensor (a convolution's or a BatchNorm's output) run in place, and the
+- residual sums land in place on each branch's fresh output, and activations that follow a fresh tensor
+  (a convolution's or a BatchNorm's output) run in place, and the
   MLP's GELU on the (B, H, W, C) view of its channels-last input (twice as fast on the CPU);
 - the weights are put in channels-last memory, the layout oneDNN's convolutions run fastest in on the
   CPU, and in which every permute between (B, C, H, W) and tokens is a free view.
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from coatnet.attention import RelativeAttention, RelativePosition
-from coatnet.blocks import MBConvBlock, Mlp, Stem
+from coatnet.blocks import MBConvBlock, Mlp, Stem, TransformerBlock
 from coatnet.layers import SqueezeExcite
 from coatnet.model import CoAtNet
 
@@ -197,7 +198,10 @@ def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
                     module.se = SqueezeExciteNorm(module.se, module.norm2)  # norm2 follows SE's gating
                     module.norm2 = nn.Identity()
                 module.act2 = _in_place(module.act2)  # after norm2 (or the folded conv): a fresh tensor
-            elif isinstance(module, RelativeAttention):
+                module.residual_in_place = True
+            elif isinstance(module, TransformerBlock):
+                module.residual_in_place = True
+            if isinstance(module, RelativeAttention):
                 module.rel_pos = FrozenBias(module.rel_pos)
                 module.qkv, module.proj = _conv1x1(module.qkv), _conv1x1(module.proj)
             elif isinstance(module, Mlp):
