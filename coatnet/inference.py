@@ -17,7 +17,11 @@
   (a convolution's or a BatchNorm's output) run in place, and the
   MLP's GELU on the (B, H, W, C) view of its channels-last input (twice as fast on the CPU);
 - the weights are put in channels-last memory, the layout oneDNN's convolutions run fastest in on the
-  CPU, and in which every permute between (B, C, H, W) and tokens is a free view.
+  CPU, and in which every permute between (B, C, H, W) and tokens is a free view;
+- on the CPU in fp32, every convolution keeps its weight also in oneDNN's own blocked layout, reordered
+  once here rather than on every call (15-20% off a 1x1 convolution at batch 1, up to half at 7x7), with
+  the activation right after it (SiLU, ReLU, GELU) computed by the convolution as it writes its output
+  (:class:`PackedConv2d`).
 
 :func:`for_inference` keeps one build per (model, device, dtype) and rebuilds it when any parameter or
 buffer of the model has changed since (an optimizer step, ``load_state_dict``): a build never serves stale
@@ -94,6 +98,95 @@ class SqueezeExciteNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
         return torch.addcmul(self.shift, x, gate * self.scale)
+
+
+class PackedConv2d(nn.Conv2d):
+    """A convolution, optionally followed by its activation, whose weight is also held in oneDNN's blocked
+    layout and which runs as one oneDNN call with the activation fused.
+
+    oneDNN picks the blocked layout for an input size (a weight packed for another grid can run ten
+    times slower), so the weight is packed on the first call at each input grid and kept for the last
+    :attr:`GRIDS` grids. The packed weights are derived copies outside the module's parameters and
+    buffers (so the build's ``state_dict`` and its weight versions are those of a plain convolution).
+    Inputs the packed kernel does not take (another device or dtype, or one that needs gradients) run as
+    ``act(conv(x))``, and so does the module under ``torch.compile`` (Inductor packs weights itself).
+    """
+
+    GRIDS = 4
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module | None = None) -> None:
+        super().__init__(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, device="meta",
+        )  # fmt: skip
+        self.weight, self.bias = conv.weight, conv.bias
+        self.act = act if act is not None else nn.Identity()
+        self.post_op = _post_op(self.act)
+        self.packed: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def packed_weight(self, shape: torch.Size) -> torch.Tensor:
+        """The weight packed for inputs of ``shape``'s grid (made on first use; thread-safe: two threads
+        packing at once make equal tensors and one is kept)."""
+        grid = tuple(shape[2:])
+        packed = self.packed.get(grid)
+        if packed is None:
+            with torch.inference_mode(False), torch.no_grad():
+                packed = torch.ops.mkldnn._reorder_convolution_weight(
+                    self.weight, list(self.padding), list(self.stride), list(self.dilation), self.groups,
+                    [shape[0], self.in_channels, *grid],
+                )  # fmt: skip
+            kept = dict(self.packed)
+            while len(kept) >= self.GRIDS:
+                kept.pop(next(iter(kept)))
+            kept[grid] = packed
+            self.packed = kept  # one assignment: readers see the old dict or the new one, whole
+        return packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grad = x.requires_grad and torch.is_grad_enabled()
+        plain = grad or x.device.type != "cpu" or x.dtype != torch.float32
+        if plain or torch.compiler.is_compiling():  # torch.compile sees the plain convolution and packs it
+            return self.act(super().forward(x))
+        attr, algorithm = self.post_op
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.packed_weight(x.shape), self.bias, list(self.padding), list(self.stride),
+            list(self.dilation), self.groups, attr, [], algorithm,
+        )  # fmt: skip
+
+
+def _post_op(act: nn.Module) -> tuple[str, str]:
+    """The oneDNN post-op (name, algorithm) computing ``act``."""
+    if isinstance(act, nn.Identity):
+        return "none", ""
+    if type(act) in (nn.SiLU, nn.ReLU):
+        return ("swish" if isinstance(act, nn.SiLU) else "relu"), ""
+    if type(act) in (nn.GELU, ChannelsLastGELU):
+        return "gelu", act.approximate
+    raise ValueError(f"no oneDNN post-op for {type(act).__name__}")
+
+
+def _packable(conv: nn.Module) -> bool:
+    """Whether :class:`PackedConv2d` can stand for ``conv``: a zero-padded fp32 CPU convolution with
+    explicit padding, where oneDNN is available."""
+    return (
+        type(conv) is nn.Conv2d
+        and conv.weight.device.type == "cpu"
+        and conv.weight.dtype == torch.float32
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def _pack(conv: nn.Module, act: nn.Module | None = None) -> tuple[nn.Module, nn.Module | None]:
+    """``(packed convolution, what stands for act)``: the activation fused into the convolution where
+    oneDNN can compute it (``act`` becomes an identity), the convolution as it was where it cannot be
+    packed."""
+    if not _packable(conv):
+        return conv, act
+    if act is not None and type(act) not in (nn.SiLU, nn.ReLU, nn.GELU, ChannelsLastGELU):
+        return PackedConv2d(conv), act
+    return PackedConv2d(conv, act), (None if act is None else nn.Identity())
 
 
 def _bn_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,8 +304,28 @@ def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
         if channels_last:
             fast = fast.to(memory_format=torch.channels_last)
             fast.input_memory_format = torch.channels_last
+            _pack_convolutions(fast)
     fast.inference_build = True
     return fast
+
+
+def _pack_convolutions(model: nn.Module) -> None:
+    """Every convolution of ``model`` as a :class:`PackedConv2d` where it can be one, with the activation
+    that directly follows it fused where nothing (a BatchNorm) stands between them."""
+    for module in model.modules():
+        if isinstance(module, Stem) and module.kind != "patch" and isinstance(module.norm1, nn.Identity):
+            module.conv1, module.act1 = _pack(module.conv1, module.act1)
+        elif isinstance(module, MBConvBlock):
+            if isinstance(module.norm1, nn.Identity):
+                module.conv1_1x1, module.act1 = _pack(module.conv1_1x1, module.act1)
+            if not module.se_early and isinstance(module.norm2, nn.Identity):
+                module.conv2_kxk, module.act2 = _pack(module.conv2_kxk, module.act2)
+        elif isinstance(module, Mlp | SqueezeExcite | SqueezeExciteNorm):
+            module.fc1, module.act = _pack(module.fc1, module.act)
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) is nn.Conv2d:
+                setattr(module, name, _pack(child)[0])
 
 
 def _versions(model: nn.Module) -> tuple:

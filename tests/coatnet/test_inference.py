@@ -123,3 +123,38 @@ def test_the_build_runs_channels_last_whatever_the_input():
     assert x.is_contiguous()  # an NCHW input is taken as it comes
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "act", [None, nn.SiLU(), nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh")], ids=lambda a: repr(a)
+)
+@pytest.mark.parametrize("kernel, groups", [(1, 1), (3, 8), (3, 1)])
+def test_a_packed_convolution_equals_the_plain_one_at_every_grid(act, kernel, groups):
+    """Weights packed per input grid: new grids, batch sizes, and grids evicted and packed again."""
+    from coatnet.inference import PackedConv2d
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, kernel, padding=kernel // 2, groups=groups).to(memory_format=torch.channels_last)
+    plain = nn.Sequential(conv, act or nn.Identity())
+    packed = PackedConv2d(conv, act)
+    grids = [(1, 7, 7), (4, 7, 7), (2, 9, 5), (1, 14, 14), (3, 3, 3), (2, 16, 8), (1, 7, 7)]
+    with torch.inference_mode():
+        for size, *grid in grids:
+            x = torch.randn(size, 8, *grid).contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(packed(x), plain(x), rtol=1e-5, atol=1e-5)
+    assert len(packed.packed) == PackedConv2d.GRIDS  # at most GRIDS grids kept
+    x = torch.randn(2, 8, 7, 7, requires_grad=True)
+    packed(x).sum().backward()  # an input that needs gradients takes the plain path
+    assert x.grad is not None
+
+
+def test_the_builds_state_dict_holds_no_packed_weights():
+    model = trained_looking("coatnet_0_rw_224")
+    fast = for_inference(model)
+    packed = [m for m in fast.modules() if type(m).__name__ == "PackedConv2d"]
+    assert packed and all(m.post_op[0] != "none" for m in (fast.stages[2].blocks[0].mlp.fc1,))
+    with torch.inference_mode():
+        fast(batch(model, 1))
+    assert all(m.packed for m in packed)  # packed on first use
+    assert all(t.layout == torch.strided for t in [*fast.parameters(), *fast.buffers()])
+    assert all(not k.endswith("packed") for k in fast.state_dict())
