@@ -104,15 +104,20 @@ class PackedConv2d(nn.Conv2d):
     """A convolution, optionally followed by its activation, whose weight is also held in oneDNN's blocked
     layout and which runs as one oneDNN call with the activation fused.
 
-    oneDNN picks the blocked layout for an input size (a weight packed for another grid can run ten
-    times slower), so the weight is packed on the first call at each input grid and kept for the last
-    :attr:`GRIDS` grids. The packed weights are derived copies outside the module's parameters and
-    buffers (so the build's ``state_dict`` and its weight versions are those of a plain convolution).
+    Depthwise convolutions, and dense ones over at most :attr:`LARGE` input positions (batch 1, or the
+    small grids of S3 and S4), take the packed path. oneDNN picks the blocked layout for an input size (a
+    weight packed for another grid can run ten times slower), so the weight is packed on the first call at
+    each input grid and kept for the last :attr:`GRIDS` grids. The packed weights are derived copies
+    outside the module's parameters and buffers (so the build's ``state_dict`` and its weight versions
+    are those of a plain convolution).
     Inputs the packed kernel does not take (another device or dtype, or one that needs gradients) run as
     ``act(conv(x))``, and so does the module under ``torch.compile`` (Inductor packs weights itself).
     """
 
     GRIDS = 4
+    # a dense convolution over more input positions (batch x H x W) than this runs oneDNN's per-call path:
+    # its weight reorder is then a small part of the work, and the packed kernel measured up to 20% slower
+    LARGE = 4096
 
     def __init__(self, conv: nn.Conv2d, act: nn.Module | None = None) -> None:
         super().__init__(
@@ -145,7 +150,8 @@ class PackedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grad = x.requires_grad and torch.is_grad_enabled()
         plain = grad or x.device.type != "cpu" or x.dtype != torch.float32
-        if plain or torch.compiler.is_compiling():  # torch.compile sees the plain convolution and packs it
+        large = self.groups == 1 and x.shape[0] * x.shape[-2] * x.shape[-1] > self.LARGE
+        if plain or large or torch.compiler.is_compiling():  # torch.compile packs the plain convolution
             return self.act(super().forward(x))
         attr, algorithm = self.post_op
         return torch.ops.mkldnn._convolution_pointwise(
