@@ -53,6 +53,16 @@ def write_report(out_dir: str | Path, title: str, sections: list[Section], resul
     ``INLINE_ELEMENTS`` values replaced by their shape and NPZ key)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    page = html_page(title, sections)
+    atomic_write(out_dir / "results.npz", lambda tmp: Path(tmp).write_bytes(result_npz(results)))
+    summary = _summarised(to_jsonable(results), "")
+    write_text(out_dir / "results.json", json.dumps(summary, indent=1) + "\n")
+    return write_text(out_dir / "report.html", page)
+
+
+def html_page(title: str, sections: list[Section]) -> str:
+    """One self-contained HTML page of ``sections`` (plotly.js inlined, each picture and each long
+    binary array stored once), as ``coatnet analyze`` and ``coatnet study`` write them."""
     counter = iter(range(1_000_000))
     body = "".join(_section(s, 2, counter) for s in sections)
     body, pictures = _shared(body, _PICTURE, "PICTURES")
@@ -65,11 +75,7 @@ def write_report(out_dir: str | Path, title: str, sections: list[Section], resul
         "</head><body>"
         f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>" + body + "</body></html>"
     )
-    page = _anchor_sections(page, len(sections))
-    atomic_write(out_dir / "results.npz", lambda tmp: Path(tmp).write_bytes(result_npz(results)))
-    summary = _summarised(to_jsonable(results), "")
-    write_text(out_dir / "results.json", json.dumps(summary, indent=1) + "\n")
-    return write_text(out_dir / "report.html", page)
+    return _anchor_sections(page, len(sections))
 
 
 def _shared(body: str, pattern: re.Pattern, name: str, prefix: str = "") -> tuple[str, list[str]]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from coatnet.interventions import block_interventions, edit_output, edit_weights
 from coatnet.layers import Dropout
 from coatnet.recording import AttentionRecord, active_recorder
 
@@ -173,10 +174,13 @@ class RelativeAttention(nn.Module):
         q, k, v = qkv.unbind(0)
         bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
         recorder = active_recorder()
+        edits = block_interventions(self.stage, self.block)  # coatnet.interventions: per call, usually none
         if recorder is None:
             out = self.fused(q, k, v, bias)
+            if edits:
+                out = edit_output(edits, self.mode, out, q, k, v, bias)
         else:
-            out, record = self.explicit(q, k, v, bias)
+            out, record = self.explicit(q, k, v, bias, edits)
             recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
         if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy
@@ -192,14 +196,17 @@ class RelativeAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v) + torch.matmul(bias, v)
 
     def explicit(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, edits: tuple = ()
     ) -> tuple[torch.Tensor, dict]:
-        """The same result step by step, keeping the content logits, the bias and the weights."""
+        """The same result step by step, keeping the content logits, the bias and the weights (as
+        substituted by ``edits``, :mod:`coatnet.interventions`)."""
         content = torch.matmul(q, k.transpose(-2, -1)) * self.scale
         if self.mode == "pre":
             weights = self.softmax(content + bias)
         else:
             weights = self.softmax(content) + bias
+        if edits:
+            weights = edit_weights(edits, self.mode, weights, content, bias, self.softmax)
         out = torch.matmul(weights, v)
         return out, {"mode": self.mode, "content_logits": content, "bias": bias, "weights": weights}
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from coatnet.attention import RelativeAttention
 from coatnet.config import CoAtNetConfig
+from coatnet.interventions import block_interventions, row_mask
 from coatnet.layers import DropPath, LayerScale, Shortcut, SqueezeExcite, make_act, make_norm2d, make_pool
 
 
@@ -49,9 +50,18 @@ class MBConvBlock(nn.Module):
     residual_in_place = False  # set by the inference build (coatnet.inference), never for autograd
 
     def __init__(
-        self, *, dim_in: int, dim_out: int, stride: int, config: CoAtNetConfig, drop_path: float = 0.0
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        stride: int,
+        config: CoAtNetConfig,
+        drop_path: float = 0.0,
+        stage: int = 0,
+        block: int = 0,
     ) -> None:
         super().__init__()
+        self.stage, self.block = stage, block  # its name S{stage}.{block}, for interventions
         hidden = int((dim_out if config.mbconv_expand_from == "out" else dim_in) * config.expand_ratio)
         se_base = {"in": dim_in, "out": dim_out, "hidden": hidden}[config.se_from]
         stride_pool = stride if config.mbconv_stride == "pool" else 1
@@ -84,14 +94,20 @@ class MBConvBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        edits = block_interventions(self.stage, self.block)  # coatnet.interventions: per call, usually none
+        ungated = row_mask(edits, "no_se", x) if edits else None
         shortcut = self.shortcut(x)
         x = self.conv1_1x1(self.down(self.pre_act(self.pre_norm(x))))
         x = self.conv2_kxk(self.act1(self.norm1(x)))
         if self.se_early:
-            x = self.act2(self.norm2(self.se(x)))
+            x = self.act2(self.norm2(self.se(x, ungated) if edits else self.se(x)))
         else:
-            x = self.se(self.act2(self.norm2(x)))
+            x = self.act2(self.norm2(x))
+            x = self.se(x, ungated) if edits else self.se(x)
         x = self.conv3_1x1(x)
+        zeroed = row_mask(edits, "zero_branch", x) if edits else None
+        if zeroed is not None:
+            x = x.masked_fill(zeroed, 0.0)
         if self.residual_in_place:  # the inference build: the branch's fresh output takes the sum
             return self.drop_path(x).add_(shortcut)
         return shortcut + self.drop_path(x)
@@ -137,6 +153,7 @@ class TransformerBlock(nn.Module):
         block: int = 0,
     ) -> None:
         super().__init__()
+        self.stage, self.block = stage, block  # its name S{stage}.{block}
 
         def norm(channels: int) -> nn.Module:
             return make_norm2d(config.attn_norm, channels, eps=config.ln_eps, momentum=config.bn_momentum)

@@ -95,8 +95,10 @@ class SqueezeExciteNorm(nn.Module):
         self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
         self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ungated: torch.Tensor | None = None) -> torch.Tensor:
         gate = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+        if ungated is not None:  # the no_se intervention: gate 1 on those rows
+            gate = torch.where(ungated, torch.ones_like(gate), gate)
         return torch.addcmul(self.shift, x, gate * self.scale)
 
 

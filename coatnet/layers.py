@@ -54,9 +54,13 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
         self.gate = nn.Sigmoid()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ungated: torch.Tensor | None = None) -> torch.Tensor:
+        """``x * gate``; rows where the (B, 1, 1, 1) mask ``ungated`` is True keep gate 1 (the ``no_se``
+        intervention)."""
         scale = x.mean((2, 3), keepdim=True)
         scale = self.gate(self.fc2(self.act(self.fc1(scale))))
+        if ungated is not None:
+            scale = torch.where(ungated, torch.ones_like(scale), scale)
         return x * scale
 
 

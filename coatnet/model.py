@@ -103,7 +103,7 @@ class CoAtNet(nn.Module):
                     stride = config.strides[s] if b == 0 else 1
                     common = dict(dim_in=dim_in, dim_out=group.dim, stride=stride, config=config)
                     if group.kind == "C":
-                        blocks.append(MBConvBlock(**common, drop_path=rates[index]))
+                        blocks.append(MBConvBlock(**common, drop_path=rates[index], stage=s, block=b))
                     else:
                         blocks.append(
                             TransformerBlock(
@@ -196,6 +196,31 @@ class CoAtNet(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return self.norm(x)
+
+    def block_names(self) -> list[str]:
+        """The names of the blocks of S1..S4 in forward order (``S1.0``, ..., ``S4.1``): the positions
+        :meth:`forward_to` stops at and :meth:`forward_from` starts at."""
+        return [f"S{s}.{b}" for s, stage in enumerate(self.stages, start=1) for b in range(len(stage.blocks))]
+
+    def forward_to(self, x: torch.Tensor, position: int) -> torch.Tensor:
+        """The activation entering block ``block_names()[position]`` (the stem's output for 0)."""
+        self.check_input_size(*x.shape[-2:])
+        if self.input_memory_format is not None:
+            x = x.contiguous(memory_format=self.input_memory_format)
+        x = self.stem(x)
+        for block in self._blocks()[:position]:
+            x = block(x)
+        return x
+
+    def forward_from(self, x: torch.Tensor, position: int) -> torch.Tensor:
+        """The logits, from the activation entering block ``block_names()[position]``:
+        ``forward_from(forward_to(images, p), p)`` runs the same operations as ``forward(images)``."""
+        for block in self._blocks()[position:]:
+            x = block(x)
+        return self.forward_head(self.norm(x))
+
+    def _blocks(self) -> list[nn.Module]:
+        return [block for stage in self.stages for block in stage.blocks]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pooling, then the classifier (skipped with ``pre_logits=True``)."""

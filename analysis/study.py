@@ -1,0 +1,327 @@
+"""Dataset-scale studies: what each head, bias and block contributes, measured over many images.
+
+A study runs a model over a dataset in fixed batches and keeps, per image:
+
+- the baseline: the true class's logit, the cross-entropy loss, whether the top-1 is right, from the
+  model as ``coatnet eval`` runs it (its inference build, the same batches): the study's top-1 is
+  ``coatnet eval``'s on the same images;
+- for every intervention of the plan (:func:`study_plan`: every head of every attention block knocked
+  out alone; per attention block ``content_only``, ``bias_only``, ``uniform``, ``swap_normalization``;
+  per MBConv block ``zero_branch`` and ``no_se``): whether the top-1 is right and the true class's logit
+  drop. Each runs from its block on, from the activation entering the block (computed once per batch),
+  many interventions stacked in one batch (each on its own copy of the images, ``rows``);
+- per head: mean attention distance in input pixels and entropy of the effective weights, of the content
+  alone (``softmax(C)``) and of the bias alone (``softmax(w)`` pre, ``1/N + w`` post), and the position
+  share, with the convention of :mod:`analysis.statistics` (post-normalization weights clipped at 0 and
+  renormalised per query);
+- per stage S0..S4: the mean |activation|; and, summed over images, the effective receptive field of the
+  centre unit (each image's map normalised to 1 first) and the log-amplitude frequency profile.
+
+:func:`measure_batch` computes one batch; :func:`summarise` turns the per-image arrays of all batches
+(concatenated in dataset order) into the study's summary. The command, resuming and torchrun shards are
+in :mod:`analysis.study_cli`.
+
+Cost model (N images, K interventions, P_k the share of the model's MACs from intervention k's block to
+the end): a baseline pass, a recorded pass and a receptive-field pass (a forward and five input
+gradients) per image, plus ``sum_k P_k`` forward passes per image for the interventions, instead of K
+full passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from analysis._common import BlockRef, attention_blocks, call_model
+from analysis.attention import recorded_pass
+from analysis.frequency import log_amplitude_profile
+from analysis.receptive_field import mass_sides, receptive_fields
+from analysis.statistics import clipped_renormalised, entropy, mean_distance, position_share
+from coatnet.blocks import MBConvBlock
+from coatnet.interventions import Intervention, intervene
+from coatnet.model import CoAtNet
+
+ATTENTION_STUDY_KINDS = ("content_only", "bias_only", "uniform", "swap_normalization")
+CONV_STUDY_KINDS = ("zero_branch", "no_se")
+PARTS = ("effective", "content", "bias")
+HEAD_METRICS = (
+    tuple(f"distance_{p}" for p in PARTS) + tuple(f"entropy_{p}" for p in PARTS) + ("position_share",)
+)
+STAGES = ("S0", "S1", "S2", "S3", "S4")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a study measures on one model at one input size.
+
+    Attributes:
+        interventions: in the order of study.json's list; each covers all rows (the study stacks them).
+        positions: for each intervention, the index of its block in ``model.block_names()``.
+        heads: the attention blocks, in forward order (their heads are the study's heads).
+        image_size: the input (H, W).
+    """
+
+    interventions: tuple[Intervention, ...]
+    positions: tuple[int, ...]
+    heads: tuple[BlockRef, ...]
+    image_size: tuple[int, int]
+
+    @property
+    def head_names(self) -> list[tuple[str, int]]:
+        return [(ref.name, h) for ref in self.heads for h in range(ref.module.attn.heads)]
+
+
+def study_plan(model: CoAtNet, image_size: tuple[int, int]) -> StudyPlan:
+    """The interventions and heads of a study of ``model`` (see the module's docstring)."""
+    names = model.block_names()
+    refs = attention_blocks(model, image_size)
+    items = []
+    for name, block in zip(names, (b for stage in model.stages for b in stage.blocks), strict=True):
+        if isinstance(block, MBConvBlock):
+            items += [Intervention(name, kind) for kind in CONV_STUDY_KINDS]
+        else:
+            items += [Intervention(name, "knockout", heads=(h,)) for h in range(block.attn.heads)]
+            items += [Intervention(name, kind) for kind in ATTENTION_STUDY_KINDS]
+    positions = tuple(names.index(i.block) for i in items)
+    return StudyPlan(tuple(items), positions, tuple(refs), (int(image_size[0]), int(image_size[1])))
+
+
+@torch.no_grad()
+def measure_batch(
+    model: CoAtNet, runner: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, plan: StudyPlan, *,
+    max_rows: int = 4096, autocast=None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The per-image measurements of one batch (see the module's docstring).
+
+    Args:
+        model: the plain model (recorded and gradient passes run through a call of its own).
+        runner: what ``coatnet eval`` runs (``coatnet.for_inference(model)``): the baseline and the
+            interventions.
+        x: the normalised (B, C, H, W) batch on the model's device; labels: (B,).
+        plan: :func:`study_plan` of the model.
+        max_rows: the most image copies run in one intervention pass.
+        autocast: a context factory for the logits passes (bf16 on CUDA, as ``coatnet eval``).
+
+    Returns:
+        Arrays keyed by name: per image ``labels``, ``loss``, ``correct``, ``true_logit``, ``abs_mean``
+        (B, 5), ``heads`` (B, heads, 7: :data:`HEAD_METRICS`); per intervention and image
+        ``intervention_correct`` and ``intervention_drop`` (K, B); summed over the batch ``erf_S0`` ..
+        ``erf_S4`` (H, W) and ``freq_S0`` .. ``freq_S4``.
+    """
+    autocast = autocast or _no_autocast
+    labels = labels.to(x.device)
+    out: dict[str, np.ndarray] = {"labels": labels.cpu().numpy()}
+    with torch.inference_mode(), autocast():
+        logits = runner(x).float()
+    true_logit = logits.gather(1, labels[:, None])[:, 0]
+    out["loss"] = F.cross_entropy(logits, labels, reduction="none").cpu().numpy()
+    out["correct"] = (logits.argmax(1) == labels).cpu().numpy()
+    out["true_logit"] = true_logit.cpu().numpy()
+    out.update(_interventions(runner, x, labels, true_logit, plan, max_rows, autocast))
+    out["heads"] = _head_metrics(model, x, plan)
+    out.update(_stage_metrics(model, x))
+    return out
+
+
+def _no_autocast():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _interventions(runner, x, labels, true_logit, plan, max_rows, autocast) -> dict[str, np.ndarray]:
+    batch = x.shape[0]
+    k = len(plan.interventions)
+    correct = np.zeros((k, batch), dtype=bool)
+    drop = np.zeros((k, batch), dtype=np.float32)
+    per_pass = max(1, max_rows // batch)
+    by_position: dict[int, list[int]] = {}
+    for index, position in enumerate(plan.positions):
+        by_position.setdefault(position, []).append(index)
+    with torch.inference_mode(), autocast():
+        for position, indices in sorted(by_position.items()):
+            entering = runner.forward_to(x, position)
+            for start in range(0, len(indices), per_pass):
+                chosen = indices[start : start + per_pass]
+                items = [
+                    Intervention(**{**_fields(plan.interventions[i]), "rows": (j * batch, (j + 1) * batch)})
+                    for j, i in enumerate(chosen)
+                ]
+                stacked = entering.repeat(len(chosen), 1, 1, 1)
+                with intervene(*items):
+                    logits = runner.forward_from(stacked, position).float().view(len(chosen), batch, -1)
+                for j, i in enumerate(chosen):
+                    correct[i] = (logits[j].argmax(1) == labels).cpu().numpy()
+                    drop[i] = (true_logit - logits[j].gather(1, labels[:, None])[:, 0]).cpu().numpy()
+    return {"intervention_correct": correct, "intervention_drop": drop}
+
+
+def _fields(item: Intervention) -> dict:
+    return {"block": item.block, "kind": item.kind, "heads": item.heads}
+
+
+def _head_metrics(model: CoAtNet, x: torch.Tensor, plan: StudyPlan) -> np.ndarray:
+    """(B, heads, 7) per image: distances and entropies of the effective, content and bias weights, and
+    the position share, each averaged over queries (queries where a value is undefined left out)."""
+    if not plan.heads:
+        return np.zeros((x.shape[0], 0, len(HEAD_METRICS)), dtype=np.float32)
+    maps, _ = recorded_pass(model, x.float(), blocks=[ref.name for ref in plan.heads])
+    columns = []
+    for block in maps.blocks:
+        n = block.tokens
+        if block.mode == "pre":
+            weights = {
+                "effective": block.effective.astype(np.float64),
+                "content": block.content.astype(np.float64),
+                "bias": np.broadcast_to(block.bias_softmax.astype(np.float64), block.effective.shape),
+            }
+            share = position_share(block.bias, block.content_logits)
+        else:
+            weights = {
+                "effective": clipped_renormalised(block.effective),
+                "content": block.content.astype(np.float64),
+                "bias": np.broadcast_to(clipped_renormalised(block.bias + 1.0 / n), block.effective.shape),
+            }
+            share = position_share(block.bias, block.content)
+        values = [mean_distance(weights[p], block.grid, block.stride) for p in PARTS]
+        values += [entropy(weights[p]) for p in PARTS]
+        values.append(share)
+        columns.append(np.stack([_query_mean(v) for v in values], axis=-1))  # (B, heads, 7)
+    return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+def _query_mean(values: np.ndarray) -> np.ndarray:
+    """(B, heads, N) -> (B, heads): the mean over the queries where the value is defined."""
+    defined = ~np.isnan(values)
+    count = defined.sum(-1)
+    total = np.where(defined, values, 0.0).sum(-1)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+
+
+def _stage_metrics(model: CoAtNet, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Mean |activation| per image and stage; per stage, the sum over images of each image's normalised
+    effective receptive field (centre unit) and of its frequency profile."""
+    out: dict[str, np.ndarray] = {}
+    with call_model(model, private=True) as own, torch.inference_mode(False), torch.enable_grad():
+        inputs = x.detach().float().clone().requires_grad_(True)
+        _, stages = own.forward_intermediates(inputs)
+        out["abs_mean"] = torch.stack([s.detach().abs().mean((1, 2, 3)) for s in stages], 1).cpu().numpy()
+        for i, (name, stage) in enumerate(zip(STAGES, stages, strict=True)):
+            cy, cx = stage.shape[-2] // 2, stage.shape[-1] // 2
+            (grad,) = torch.autograd.grad(
+                stage[..., cy, cx].sum(), inputs, retain_graph=i < len(stages) - 1, allow_unused=True
+            )
+            if grad is None:
+                grad = torch.zeros_like(inputs)
+            mass = grad.abs().sum(1)  # (B, H, W)
+            total = mass.sum((1, 2), keepdim=True)
+            out[f"erf_{name}"] = torch.where(total > 0, mass / total, mass).sum(0).cpu().numpy()
+            _, profile = log_amplitude_profile(stage.detach())
+            out[f"freq_{name}"] = profile * stage.shape[0]
+    return out
+
+
+def summarise(model: CoAtNet, plan: StudyPlan, arrays: dict[str, np.ndarray]) -> dict:
+    """The study's summary (study.json's ``baseline``, ``interventions``, ``heads``, ``stages``) from the
+    per-image arrays of every batch, concatenated in dataset order (sums for ``erf_*`` and ``freq_*``)."""
+    n = int(arrays["labels"].shape[0])
+    top1 = float(arrays["correct"].mean()) if n else math.nan
+    interventions = []
+    for k, item in enumerate(plan.interventions):
+        row_top1 = float(arrays["intervention_correct"][k].mean()) if n else math.nan
+        interventions.append(
+            {
+                "block": item.block,
+                "heads": list(item.heads) if item.heads is not None else _all_heads(plan, item.block),
+                "kind": item.kind,
+                "label": item.label,
+                "untrained": item.untrained,
+                "top1": row_top1,
+                "delta_top1": row_top1 - top1,
+                "mean_logit_drop": float(arrays["intervention_drop"][k].astype(np.float64).mean()),
+            }
+        )
+    heads = []
+    values = arrays["heads"].astype(np.float64)
+    for j, (block, head) in enumerate(plan.head_names):
+        column = values[:, j]
+        entry = {"block": block, "head": head}
+        for metric, key in (("distance", "mean_distance_px"), ("entropy", "entropy")):
+            entry[key] = {p: _mean_std(column[:, HEAD_METRICS.index(f"{metric}_{p}")]) for p in PARTS}
+        entry["position_share"] = _mean_std(column[:, -1])
+        heads.append(entry)
+    return {
+        "baseline": {
+            "top1": top1,
+            "loss": float(arrays["loss"].astype(np.float64).mean()),
+            "n_images": n,
+        },
+        "interventions": interventions,
+        "heads": heads,
+        "stages": _stages(model, plan, arrays, n),
+    }
+
+
+def _all_heads(plan: StudyPlan, block: str) -> list[int]:
+    for ref in plan.heads:
+        if ref.name == block:
+            return list(range(ref.module.attn.heads))
+    return []
+
+
+def _mean_std(values: np.ndarray) -> dict[str, float]:
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return {"mean": math.nan, "std": math.nan}
+    return {"mean": float(defined.mean()), "std": float(defined.std())}
+
+
+def _stages(model: CoAtNet, plan: StudyPlan, arrays: dict[str, np.ndarray], n: int) -> list[dict]:
+    fields = receptive_fields(
+        model, torch.zeros(1, model.config.in_chans, *plan.image_size, device=_device(model))
+    )
+    infos = model.stage_info(plan.image_size)
+    stages = []
+    for s, name in enumerate(STAGES):
+        erf = arrays[f"erf_{name}"] / max(n, 1)
+        centre = fields.stages[s].centre
+        freq = arrays[f"freq_{name}"] / max(n, 1)
+        stages.append(
+            {
+                "stage": name,
+                "kind": infos[s].kind,
+                "grid": list(infos[s].grid),
+                "mean_abs_activation": _mean_std(arrays["abs_mean"][:, s].astype(np.float64)),
+                "erf_side_50_px": mass_sides(erf, centre, (0.5,))[0.5] if n else None,
+                "frequency_profile": [float(v) for v in freq],
+                "high_frequency_delta": float(freq[-1] - freq[0]),
+            }
+        )
+    return stages
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def concatenate(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of several batches as one: per-image arrays joined along the images (axis 1 for the
+    (K, B) intervention arrays), the ``erf_*`` / ``freq_*`` sums added, in the order given."""
+    out: dict[str, np.ndarray] = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if key.startswith(("erf_", "freq_")):
+            total = np.zeros_like(values[0], dtype=np.float64)
+            for v in values:
+                total = total + v
+            out[key] = total
+        elif key.startswith("intervention_"):
+            out[key] = np.concatenate(values, axis=1)
+        else:
+            out[key] = np.concatenate(values, axis=0)
+    return out

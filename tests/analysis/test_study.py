@@ -1,0 +1,178 @@
+"""``coatnet study`` and analysis.study: the baseline is coatnet eval's, copies of one image give that
+image's numbers with zero spread, a resumed study and two torchrun processes give an unbroken run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import analysis.study_cli
+from analysis.study import HEAD_METRICS, concatenate, measure_batch, study_plan, summarise
+from coatnet import for_inference
+from coatnet.cli import main
+from tests.analysis.attention_toys import images, toy
+
+ROOT = Path(__file__).resolve().parents[2]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_data = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+ARGS = ["--model", "demo-pre", "--limit", "40", "--batch-size", "16", "--quiet"]
+TIMES = ("wall_s_this_run", "compute_s", "command", "processes")
+
+
+def study(out: Path, *extra: str) -> dict:
+    assert main(["study", *ARGS, "--out", str(out), *extra]) == 0
+    return json.loads((out / "study.json").read_text())
+
+
+def without_times(found: dict) -> dict:
+    return {k: v for k, v in found.items() if k not in TIMES}
+
+
+def assert_close_json(a, b, path: str = "study") -> None:
+    """Equal JSON, numbers within 1e-5 (another thread count rounds differently), top-1s exactly."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_close_json(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_close_json(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and not path.endswith("top1"):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-6, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory) -> tuple[Path, dict]:
+    if not FASHION.exists():
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    out = tmp_path_factory.mktemp("study") / "unbroken"
+    return out, study(out)
+
+
+@needs_data
+def test_the_study_holds_every_intervention_head_and_stage_and_coatnet_evals_baseline(unbroken, tmp_path):
+    out, found = unbroken
+    assert main(["eval", "demo-pre", "--limit", "40", "--batch-size", "16", "--quiet",
+                 "--json", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert found["baseline"]["top1"] == evaluated["top1"]
+    assert abs(found["baseline"]["loss"] - evaluated["loss"]) < 1e-5
+    assert found["baseline"]["n_images"] == 40
+    kinds = {(r["block"], r["kind"]) for r in found["interventions"]}
+    # demo-pre: S1.0, S2.0, S2.1 MBConv; S3.0, S3.1 (4 heads), S4.0 (8 heads) attention
+    for block in ("S1.0", "S2.0", "S2.1"):
+        assert {(block, "zero_branch"), (block, "no_se")} <= kinds
+    for block in ("S3.0", "S3.1", "S4.0"):
+        assert {(block, k) for k in ("content_only", "bias_only", "uniform", "swap_normalization")} <= kinds
+    knockouts = [r for r in found["interventions"] if r["kind"] == "knockout"]
+    assert len(knockouts) == 4 + 4 + 8 and all(len(r["heads"]) == 1 for r in knockouts)
+    for r in found["interventions"]:
+        assert 0 <= r["top1"] <= 1 and r["delta_top1"] == pytest.approx(r["top1"] - found["baseline"]["top1"])
+    assert len(found["heads"]) == 16 and set(found["heads"][0]["mean_distance_px"]) == {
+        "effective",
+        "content",
+        "bias",
+    }
+    assert [s["stage"] for s in found["stages"]] == ["S0", "S1", "S2", "S3", "S4"]
+    assert found["versions"]["torch"] and found["device"] == "cpu" and found["command"] is None
+    assert (out / "study.npz").exists() and "plotly" in (out / "study.html").read_text()[:10_000_000].lower()
+
+
+@needs_data
+def test_a_resumed_study_equals_an_unbroken_one(unbroken, tmp_path, monkeypatch, capsys):
+    out, expected = unbroken
+    calls = []
+    real = analysis.study_cli.measure_batch
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis.study_cli, "measure_batch", interrupted)
+    assert main(["study", *ARGS, "--out", str(tmp_path / "b")]) == 130
+    assert not (tmp_path / "b" / "study.json").exists()
+    monkeypatch.setattr(analysis.study_cli, "measure_batch", real)
+    assert main(["study", *ARGS, "--out", str(tmp_path / "b")]) == 2  # one line, nothing lost
+    assert "add --resume to continue it" in capsys.readouterr().err
+    resumed = study(tmp_path / "b", "--resume")
+    assert without_times(resumed) == without_times(expected)
+    with np.load(tmp_path / "b" / "study.npz") as a, np.load(out / "study.npz") as b:
+        assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in b.files)
+
+
+@needs_data
+@pytest.mark.slow
+def test_two_gloo_processes_give_one_processs_result(unbroken, tmp_path):
+    _, expected = unbroken
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               f"--master_port={port}", "-m", "coatnet", "study", *ARGS, "--device", "cpu",
+               "--out", str(tmp_path / "two")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads((tmp_path / "two" / "study.json").read_text())
+    assert found["processes"] == 2
+    assert_close_json(without_times(found), without_times(expected))
+
+
+@pytest.mark.parametrize("mode", ["pre", "post"])
+def test_copies_of_one_image_give_its_single_image_numbers_with_zero_spread(mode):
+    model = toy(attention=mode)
+    plan = study_plan(model, (16, 16))
+    one = images(1)
+    runner = for_inference(model)
+    labels = torch.tensor([3])
+    single = summarise(model, plan, measure_batch(model, runner, one, labels, plan))
+    copies = summarise(model, plan, concatenate([measure_batch(model, runner, one.repeat(5, 1, 1, 1),
+                                                               labels.repeat(5), plan)]))  # fmt: skip
+    assert copies["baseline"]["n_images"] == 5
+    for a, b in zip(single["interventions"], copies["interventions"], strict=True):
+        assert a["top1"] == b["top1"] and b["mean_logit_drop"] == pytest.approx(
+            a["mean_logit_drop"], abs=1e-4
+        )
+    for a, b in zip(single["heads"], copies["heads"], strict=True):
+        for key in ("mean_distance_px", "entropy"):
+            for part in ("effective", "content", "bias"):
+                assert b[key][part]["mean"] == pytest.approx(a[key][part]["mean"], rel=1e-5)
+                assert b[key][part]["std"] == pytest.approx(0.0, abs=1e-5)
+    for a, b in zip(single["stages"], copies["stages"], strict=True):
+        assert a["erf_side_50_px"] == b["erf_side_50_px"]
+        assert np.allclose(a["frequency_profile"], b["frequency_profile"], rtol=1e-3, atol=1e-4)
+    assert len(HEAD_METRICS) == 7
+
+
+def test_knocking_out_nothing_that_matters_costs_nothing_in_the_study():
+    """A head whose output projection columns are zero: its knockout changes no logit (drop 0)."""
+    model = toy()
+    with torch.no_grad():
+        model.stages[2].blocks[0].attn.proj.weight[:, :8] = 0  # head 0 of S3.0
+    plan = study_plan(model, (16, 16))
+    arrays = measure_batch(model, for_inference(model), images(4), torch.tensor([0, 1, 2, 3]), plan)
+    index = next(
+        i for i, item in enumerate(plan.interventions) if item.block == "S3.0" and item.heads == (0,)
+    )
+    assert np.abs(arrays["intervention_drop"][index]).max() < 1e-5
+
+
+@needs_data
+def test_resuming_a_different_study_is_refused_and_keeps_what_is_there(tmp_path, capsys):
+    study(tmp_path / "s", "--limit", "16")
+    assert main(["study", *ARGS, "--out", str(tmp_path / "s"), "--resume", "--limit", "24"]) == 2
+    assert "holds a different study (limit, n_images differ)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["baseline"]["n_images"] == 16
