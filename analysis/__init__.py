@@ -23,6 +23,7 @@ from analysis.cka import CKAResult, cka, linear_cka
 from analysis.compare import BlockComparison, Comparison, compare
 from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
 from analysis.images import ImageError, load_image
+from analysis.interventions import HeadImportance, InterventionEffect, head_importance, intervention_effect
 from analysis.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
 from analysis.models import ModelSpecError, describe, load_model
 from analysis.query import PictureView, cell_point, picture_view, point_cell, to_input, to_point
@@ -36,8 +37,17 @@ from analysis.receptive_field import (
 )
 from analysis.rollout import Rollout, attention_rollout, pooling_link
 from analysis.statistics import AttentionStatistics, BlockStatistics, attention_statistics
+from analysis.study import load_study, shipped_studies
+from coatnet.interventions import Intervention
 
 __all__ = [
+    "HeadImportance",
+    "Intervention",
+    "InterventionEffect",
+    "head_importance",
+    "intervention_effect",
+    "load_study",
+    "shipped_studies",
     "Attribution",
     "BlockComparison",
     "CKAResult",

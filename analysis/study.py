@@ -29,9 +29,11 @@ full passes.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -94,7 +96,7 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int]) -> StudyPlan:
 @torch.no_grad()
 def measure_batch(
     model: CoAtNet, runner: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, plan: StudyPlan, *,
-    max_rows: int = 4096, autocast=None,
+    max_rows: int = 64, autocast=None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """The per-image measurements of one batch (see the module's docstring).
 
@@ -104,7 +106,8 @@ def measure_batch(
             interventions.
         x: the normalised (B, C, H, W) batch on the model's device; labels: (B,).
         plan: :func:`study_plan` of the model.
-        max_rows: the most image copies run in one intervention pass.
+        max_rows: the most rows of one intervention pass (64 measured fastest per image on a 2-core CPU,
+            where per-image cost grows with the batch; a GPU wants thousands).
         autocast: a context factory for the logits passes (bf16 on CUDA, as ``coatnet eval``).
 
     Returns:
@@ -135,29 +138,38 @@ def _no_autocast():
 
 
 def _interventions(runner, x, labels, true_logit, plan, max_rows, autocast) -> dict[str, np.ndarray]:
+    """Every intervention of the plan on every image: per block, the activation entering it once, then
+    passes of at most ``max_rows`` rows, each stacking copies of a slice of the images with one
+    intervention per copy (on a CPU, per-image cost grows with the batch: small passes run faster)."""
     batch = x.shape[0]
     k = len(plan.interventions)
     correct = np.zeros((k, batch), dtype=bool)
     drop = np.zeros((k, batch), dtype=np.float32)
-    per_pass = max(1, max_rows // batch)
+    piece = min(batch, max_rows)  # images per slice
+    per_pass = max(1, max_rows // piece)  # interventions per pass
     by_position: dict[int, list[int]] = {}
     for index, position in enumerate(plan.positions):
         by_position.setdefault(position, []).append(index)
     with torch.inference_mode(), autocast():
         for position, indices in sorted(by_position.items()):
             entering = runner.forward_to(x, position)
-            for start in range(0, len(indices), per_pass):
-                chosen = indices[start : start + per_pass]
-                items = [
-                    Intervention(**{**_fields(plan.interventions[i]), "rows": (j * batch, (j + 1) * batch)})
-                    for j, i in enumerate(chosen)
-                ]
-                stacked = entering.repeat(len(chosen), 1, 1, 1)
-                with intervene(*items):
-                    logits = runner.forward_from(stacked, position).float().view(len(chosen), batch, -1)
-                for j, i in enumerate(chosen):
-                    correct[i] = (logits[j].argmax(1) == labels).cpu().numpy()
-                    drop[i] = (true_logit - logits[j].gather(1, labels[:, None])[:, 0]).cpu().numpy()
+            for first in range(0, batch, piece):
+                rows = slice(first, min(batch, first + piece))
+                part, size = entering[rows], min(batch, first + piece) - first
+                for start in range(0, len(indices), per_pass):
+                    chosen = indices[start : start + per_pass]
+                    items = [
+                        Intervention(**{**_fields(plan.interventions[i]), "rows": (j * size, (j + 1) * size)})
+                        for j, i in enumerate(chosen)
+                    ]
+                    with intervene(*items):
+                        logits = runner.forward_from(part.repeat(len(chosen), 1, 1, 1), position)
+                    logits = logits.float().view(len(chosen), size, -1)
+                    for j, i in enumerate(chosen):
+                        correct[i, rows] = (logits[j].argmax(1) == labels[rows]).cpu().numpy()
+                        drop[i, rows] = (
+                            (true_logit[rows] - logits[j].gather(1, labels[rows, None])[:, 0]).cpu().numpy()
+                        )
     return {"intervention_correct": correct, "intervention_drop": drop}
 
 
@@ -325,3 +337,33 @@ def concatenate(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]
         else:
             out[key] = np.concatenate(values, axis=0)
     return out
+
+
+STUDIES = Path(__file__).resolve().parent / "studies"
+
+
+def shipped_studies() -> list[str]:
+    """The names of the studies shipped with the package (``study-demo-pre``, ``study-demo-post``)."""
+    return sorted(p.parent.name for p in STUDIES.glob("*/study.json"))
+
+
+def load_study(spec: str | Path) -> dict:
+    """A study's summary: a shipped study by name, a study folder, or its study.json.
+
+    Raises:
+        ValueError: nothing readable there, with what to give instead.
+    """
+    name = str(spec).strip()
+    path = STUDIES / name / "study.json" if name in shipped_studies() else Path(name).expanduser()
+    if path.is_dir():
+        path = path / "study.json"
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"no study at {name!r} ({type(error).__name__}): give {', '.join(shipped_studies())} or a folder "
+            "written by coatnet study"
+        ) from None
+    if not isinstance(found, dict) or not {"baseline", "interventions", "heads", "stages"} <= found.keys():
+        raise ValueError(f"{path} is not a coatnet study (no baseline, interventions, heads and stages)")
+    return found

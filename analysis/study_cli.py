@@ -64,7 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue a study stopped in OUT")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--max-rows", type=int, default=4096, help="most image copies in one intervention pass")
+    p.add_argument(
+        "--max-rows", type=int, help="rows per intervention pass (default: 64 on CPU, 4096 on CUDA)"
+    )
     p.add_argument("--device", choices=DEVICES, help="default: CUDA when present (bf16 logits there)")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -102,6 +104,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     todo = [i for i in mine if not _batch_path(out, i).exists()]
     runner = for_inference(model)
     cuda = device.type == "cuda"
+    max_rows = args.max_rows or (4096 if cuda else 64)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
@@ -116,7 +119,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             for images, labels in iterate_batches(dataset, indices, args.batch_size, workers=args.workers):
                 if len(labels):
                     x = normalize(prepare_batch(images, pre, device=device), pre)
-                    parts.append(measure_batch(model, runner, x, labels, plan, max_rows=args.max_rows,
+                    parts.append(measure_batch(model, runner, x, labels, plan, max_rows=max_rows,
                                                autocast=autocast))  # fmt: skip
             arrays = concatenate(parts) if parts else {}
             arrays["seconds"] = np.array(time.perf_counter() - began)

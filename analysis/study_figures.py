@@ -132,3 +132,22 @@ def study_sections(study: dict) -> list[Section]:
         ),
         Section("Stages", figures=[stage_figure(study), frequency_figure(study)]),
     ]
+
+
+def head_importance_figure(importance) -> go.Figure:
+    """Per head, the drop of the class's logit when that head alone is knocked out (an
+    :class:`analysis.HeadImportance`), grouped by block."""
+    figure = go.Figure()
+    for block in importance.blocks:
+        drops = importance.drop[block]
+        figure.add_trace(
+            go.Bar(
+                x=[f"{block} h{h}" for h in range(len(drops))], y=drops, name=block,
+                hovertemplate="%{x}: logit drop %{y:.3f}<extra></extra>",
+            )
+        )  # fmt: skip
+    return chart(
+        figure, f"Logit drop of class {importance.target} when each head alone is knocked out "
+        f"(logit {importance.logit:.2f})", height=360, bottom=80, xaxis_title="head",
+        yaxis_title="logit drop", legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
+    )  # fmt: skip

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import streamlit as st
 
+import analysis
 from analysis import (
     PictureView,
     as_batch,
@@ -278,3 +279,39 @@ def run_record(key: ModelKey) -> tuple[str | None, tuple[dict, ...]]:
     except (OSError, ValueError):
         rows = ()
     return (card.read_text() if card.is_file() else None), rows
+
+
+@shared_result(max_entries=32)
+def intervention_effect(key: ModelKey, image: bytes, interventions: tuple, target: int | None):
+    """The image before and after ``interventions`` (:func:`analysis.intervention_effect`)."""
+    net = model(key)
+    info = getattr(net, "checkpoint_info", None)
+    names = info.class_names if info is not None else None
+    return analysis.intervention_effect(net, _image(image), interventions, target=target, class_names=names)
+
+
+HEAD_RESULTS = "head_results"  # per session, like PIXEL_RESULTS: drawn with a progress bar
+
+
+def head_importance(key: ModelKey, image: bytes, target: int | None, progress=None):
+    """Each head's logit drop when knocked out alone, batched (:func:`analysis.head_importance`), computed
+    once per session and request; ``progress(share)`` is called as the blocks go."""
+    results = st.session_state.setdefault(HEAD_RESULTS, {})
+    request = (key, image_id(image), target)
+    if request not in results:
+        if len(results) >= 8:
+            results.pop(next(iter(results)))
+        results[request] = analysis.head_importance(
+            model(key), _image(image), target=target, progress=progress
+        )
+    return results[request]
+
+
+def has_head_importance(key: ModelKey, image: bytes, target: int | None) -> bool:
+    return (key, image_id(image), target) in st.session_state.get(HEAD_RESULTS, {})
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def study(spec: str) -> dict:
+    """A study's summary (:func:`analysis.load_study`): a shipped one by name or a folder."""
+    return analysis.load_study(spec)

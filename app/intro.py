@@ -11,6 +11,10 @@ INTRO = {
     "post-normalization (softmax(content) + bias): each model's maps, their difference, per-head measures.",
     "Kernels": "The learned relative-position bias of every head, drawn like a convolution kernel (the "
     "centre is the query itself), beside the 3x3 depthwise kernels of the MBConv blocks.",
+    "Interventions": "Knock heads out, keep only the content or only the position bias, remove an MBConv "
+    "branch: the prediction and the attention before and after, and how much each head matters here.",
+    "Dataset": "A study over a whole test set (coatnet study): each head's attention distance from its "
+    "content and from its bias, what every intervention costs in accuracy, and each stage's statistics.",
     "Model": "The architecture stage by stage (kind, blocks, channels, grid, parameters, MACs), the model "
     "card and the training curves of a checkpoint.",
 }

@@ -20,13 +20,16 @@ PAGES = [
     st.Page("views/stages.py", title="Stage inspector", icon=":material/view_column:"),
     st.Page("views/compare.py", title="Pre vs post", icon=":material/compare:"),
     st.Page("views/kernels.py", title="Kernels", icon=":material/blur_on:"),
+    st.Page("views/interventions.py", title="Interventions", icon=":material/block:"),
+    st.Page("views/dataset.py", title="Dataset", icon=":material/dataset:"),
     st.Page("views/model.py", title="Model", icon=":material/info:"),
 ]
 # page widgets' values, kept while another page (without those widgets) is shown
 KEPT = (
     "query_row", "query_col", "block", "part", "head", "rollout_from", "compare_how",
     "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page", "gradcam_class", "gradcam_for",
-    "map_opacity",
+    "map_opacity", "iv_block", "iv_kind", "iv_heads", "iv_active", "iv_target", "iv_map_block",
+    "study_choice", "study_folder", "study_metric",
 )  # fmt: skip
 
 

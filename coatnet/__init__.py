@@ -3,6 +3,8 @@
 Public surface:
     create_model, list_models, CoAtNet, CoAtNetConfig: build models.
     record_attention: per-call, thread-safe recording of attention logits, bias and weights.
+    intervene, Intervention: per-call, thread-safe substitutions in attention and MBConv blocks
+        (knockout, content_only, bias_only, uniform, swap_normalization, zero_branch, no_se).
     private_random: per-call generator for stochastic depth and dropout (the global RNG untouched).
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
@@ -24,6 +26,7 @@ from coatnet.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.hub import HubUnavailableError
 from coatnet.inference import for_inference
+from coatnet.interventions import Intervention, intervene
 from coatnet.model import CoAtNet, StageInfo
 from coatnet.randomness import private_random
 from coatnet.recording import AttentionRecord, record_attention
@@ -38,6 +41,7 @@ __all__ = [
     "CoAtNet",
     "CoAtNetConfig",
     "HubUnavailableError",
+    "Intervention",
     "StageConfig",
     "StageCost",
     "StageInfo",
@@ -46,6 +50,7 @@ __all__ = [
     "create_model",
     "for_inference",
     "from_timm",
+    "intervene",
     "list_models",
     "load_checkpoint",
     "private_random",

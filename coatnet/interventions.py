@@ -177,8 +177,10 @@ def active_interventions() -> tuple[Intervention, ...]:
 def block_interventions(stage: int, block: int) -> tuple[Intervention, ...]:
     """The open interventions for block ``S{stage}.{block}``, knockouts last (they always win); none
     while ``torch.compile`` traces (a compiled model runs such calls eagerly)."""
+    if torch.compiler.is_compiling():  # checked first: torch.compile cannot trace a ContextVar
+        return ()
     found = _ACTIVE.get()
-    if not found or torch.compiler.is_compiling():
+    if not found:
         return ()
     name = block_name(stage, block)
     mine = [i for i in found if i.block == name]

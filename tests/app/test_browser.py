@@ -387,6 +387,8 @@ PAGES = {
     "Stage inspector": "Attention heads",
     "Pre vs post": "Relative-bias kernels of S3.0",
     "Kernels": "MBConv depthwise kernels",
+    "Interventions": "Which heads matter for this image",
+    "Dataset": "What each intervention costs",
     "Model": "Training curves",
 }
 

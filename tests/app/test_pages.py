@@ -8,7 +8,10 @@ import pytest
 from app import widgets
 from tests.app.apptest import caption, clean, figures, fresh, titles
 
-PAGES = ("views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/model.py")
+PAGES = (
+    "views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/interventions.py",
+    "views/dataset.py", "views/model.py",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +176,8 @@ def test_every_page_opens_with_its_title_and_what_it_shows(page):
     clean(at)
     title = at.title[0].value
     files = {"Attention explorer": "explorer", "Stage inspector": "stages", "Pre vs post": "compare",
-             "Kernels": "kernels", "Model": "model"}  # fmt: skip
+             "Kernels": "kernels", "Interventions": "interventions", "Dataset": "dataset",
+             "Model": "model"}  # fmt: skip
     assert page == f"views/{files[title]}.py"
     assert at.main.caption[0].value == INTRO[title] and INTRO[title].count(". ") == 0  # one sentence
 

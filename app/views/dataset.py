@@ -1,0 +1,71 @@
+"""Dataset: a ``coatnet study`` over many images, drawn: how far each head attends and whether from its
+content or its bias, which interventions cost the most accuracy, and what each stage does."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import shipped_studies
+from analysis.study_figures import (
+    distance_figure,
+    entropy_figure,
+    frequency_figure,
+    interventions_figure,
+    stage_figure,
+)
+from app import cache, errors, render
+
+OTHER = "a study folder..."
+
+
+def render_page() -> None:
+    shipped = shipped_studies()
+    choice = st.selectbox("Study", [*shipped, OTHER], key="study_choice")
+    spec = choice
+    if choice == OTHER:
+        spec = st.text_input(
+            "Folder", key="study_folder", placeholder="runs/my-study",
+            help="A folder written by coatnet study --out (its study.json)",
+        ).strip()  # fmt: skip
+        if not spec:
+            st.caption("Type the folder a `coatnet study --out DIR` wrote.")
+            return
+    try:
+        study = cache.study(spec)
+    except ValueError as error:
+        st.error(errors.message(error), icon=":material/error:")
+        return
+    base = study["baseline"]
+    st.caption(
+        f"{study.get('model_description', study.get('model'))} on {study.get('data')} "
+        f"{study.get('split', '')}: "
+        f"{base['n_images']} images, top-1 {100 * base['top1']:.2f}%, loss {base['loss']:.4f}; "
+        f"{study.get('compute_s', '?')} s of compute on {study.get('device', '?')}."
+    )
+    name = str(study.get("model", "study"))
+    st.subheader("Where each head's locality comes from")
+    st.caption(
+        "Mean attention distance per head against depth, of the weights the block used, of its content "
+        "alone and of its bias alone: a head whose effective distance follows its bias attends by position. "
+        + study.get("conventions", {}).get("post", "")
+    )
+    render.figure(distance_figure(study), f"{name}-study-distance")
+    render.figure(entropy_figure(study), f"{name}-study-entropy")
+    st.subheader("What each intervention costs")
+    st.caption(
+        "Each intervention alone over every image, most harmful first. swap_normalization runs the weights "
+        "in the other normalization: an untrained combination. softmax(w) equals a convolution only away "
+        "from the borders."
+    )
+    metric = st.radio(
+        "Sort by", ("delta_top1", "mean_logit_drop"), key="study_metric", horizontal=True,
+        format_func={"delta_top1": "change of top-1", "mean_logit_drop": "mean logit drop"}.get,
+    )  # fmt: skip
+    render.figure(interventions_figure(study, metric=metric), f"{name}-study-interventions-{metric}")
+    st.subheader("Stages")
+    render.figure(stage_figure(study), f"{name}-study-stages")
+    render.figure(frequency_figure(study), f"{name}-study-frequency")
+
+
+if __name__ == "__main__":
+    render_page()

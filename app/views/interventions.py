@@ -1,0 +1,144 @@
+"""Interventions: change what heads, biases and MBConv branches do for this image, and see the prediction
+and the attention move; every head's importance for the class, all heads in one batched pass."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import query_from_cell
+from analysis.figures import fused_attention_figure
+from analysis.study_figures import head_importance_figure
+from app import cache, render, session, widgets
+from coatnet.interventions import ATTENTION_KINDS, CONV_KINDS, DESCRIPTIONS, Intervention
+
+ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
+ITEMS = "iv_items"  # label -> Intervention, for this session
+AUTO_HEADS = 64  # head importance runs by itself up to this many heads; beyond, on request
+
+
+def render_page() -> None:
+    chosen = session.selection()
+    key, data = chosen.key, chosen.image.data
+    net = cache.model(key)
+    picture = cache.prepared(key, data)
+    render.image_header(
+        picture.original, picture.seen, cache.predictions(key, data), name=chosen.image.name,
+        label=chosen.image.label,
+    )  # fmt: skip
+    items = chooser(net)
+    names = class_names(net)
+    target = st.selectbox(
+        "Follow class", [None, *range(len(names))], key="iv_target",
+        format_func=lambda c: "the predicted class" if c is None else f"{c}: {names[c]}",
+    )  # fmt: skip
+    effect = cache.intervention_effect(key, data, tuple(items), target)
+    before, after = st.columns(2)
+    name = names[effect.target]
+    before.metric(f"logit of {name}", f"{effect.logit_before:.3f}")
+    after.metric(
+        f"logit of {name}, intervened", f"{effect.logit_after:.3f}",
+        delta=f"{effect.logit_after - effect.logit_before:+.3f}",
+    )  # fmt: skip
+    before.metric(f"p({name})", f"{100 * effect.prob_before:.1f}%")
+    after.metric(
+        f"p({name}), intervened", f"{100 * effect.prob_after:.1f}%",
+        delta=f"{100 * (effect.prob_after - effect.prob_before):+.1f} points",
+    )  # fmt: skip
+    before.table({"top-5": [f"{p.label} {100 * p.probability:.1f}%" for p in effect.top5_before]})
+    after.table({"top-5, intervened": [f"{p.label} {100 * p.probability:.1f}%" for p in effect.top5_after]})
+    for note in effect.notes:
+        st.info(note, icon=":material/info:")
+    if effect.before.blocks:
+        changed_maps(effect, picture)
+    importance(key, data, target, net)
+
+
+def chooser(net) -> list[Intervention]:
+    """Pick a block, a kind and heads, add; the chosen interventions stay in a multiselect to remove."""
+    state = st.session_state
+    state.setdefault(ITEMS, {})
+    state.setdefault(ACTIVE, [])
+    blocks = net.block_names()
+    attention = {b: m.attn.heads for b, m in zip(blocks, _blocks(net), strict=True) if hasattr(m, "attn")}
+    pick_block, pick_kind, pick_heads, add = st.columns([1, 2, 2, 1], vertical_alignment="bottom")
+    with pick_block:
+        block = widgets.block_picker(tuple(blocks), key="iv_block", label="Block")
+    kinds = ATTENTION_KINDS if block in attention else CONV_KINDS
+    with pick_kind:
+        kind = st.selectbox(
+            "Intervention", kinds, key="iv_kind", format_func=lambda k: f"{k}: {DESCRIPTIONS[k]}"
+        )
+    heads: tuple[int, ...] | None = None
+    with pick_heads:
+        if block in attention:
+            picked = st.multiselect("Heads (none: all)", list(range(attention[block])), key="iv_heads")
+            heads = tuple(sorted(picked)) or None
+        else:
+            st.caption("MBConv interventions act on the whole block.")
+    with add:
+        if st.button("Add", key="iv_add", help="Add this intervention to those applied"):
+            item = Intervention(block, kind, heads=heads)
+            state[ITEMS][item.label] = item
+            if item.label not in state[ACTIVE]:
+                state[ACTIVE] = [*state[ACTIVE], item.label]
+    labels = st.multiselect(
+        "Applied together (remove one with its x)", list(state[ITEMS]), key=ACTIVE,
+        help="All apply in one pass; where two cover the same head, the later wins, and a knockout always "
+        "wins",
+    )  # fmt: skip
+    if not labels:
+        st.caption("No intervention chosen: both columns show the model as it is.")
+    return [state[ITEMS][label] for label in labels]
+
+
+def changed_maps(effect, picture) -> None:
+    st.subheader("The attention, before and after")
+    block_name = widgets.block_picker(effect.before.names, key="iv_map_block", label="Attention block")
+    before, after = effect.before.block(block_name), effect.after.block(block_name)
+    row, col = widgets.query_picker(before.grid, before.stride, picture.view)
+    query = query_from_cell(row, col, before.grid)
+    left, right = st.columns(2)
+    with left:
+        render.figure(
+            fused_attention_figure(before, picture.seen, query), f"{block_name}-before-q{row}-{col}"
+        )
+    with right:
+        render.figure(fused_attention_figure(after, picture.seen, query), f"{block_name}-after-q{row}-{col}")
+
+
+def importance(key, data: bytes, target: int | None, net) -> None:
+    st.subheader("Which heads matter for this image")
+    st.caption(
+        "The drop of the class's logit when each head alone is knocked out (its output set to zero), all "
+        "heads in one batched pass per block."
+    )
+    total = sum(m.attn.heads for m in _blocks(net) if hasattr(m, "attn"))
+    if total == 0:
+        st.info("This model has no attention heads.")
+        return
+    ready = total <= AUTO_HEADS or cache.has_head_importance(key, data, target)
+    if not ready and not st.button(f"Measure all {total} heads", key="iv_measure"):
+        return
+    bar = st.progress(0.0, text="Knocking out each head...")
+    result = cache.head_importance(
+        key,
+        data,
+        target,
+        progress=lambda share: bar.progress(share, text=f"Knocking out each head: {share:.0%}"),
+    )
+    bar.empty()
+    render.figure(head_importance_figure(result), f"head-importance-class{result.target}")
+
+
+def class_names(net) -> list[str]:
+    info = getattr(net, "checkpoint_info", None)
+    names = info.class_names if info is not None else None
+    return list(names) if names else [f"class {i}" for i in range(net.config.num_classes)]
+
+
+def _blocks(net) -> list:
+    return [block for stage in net.stages for block in stage.blocks]
+
+
+if __name__ == "__main__":
+    render_page()

@@ -1,0 +1,70 @@
+"""The Interventions and Dataset pages through AppTest: interventions added and removed move the
+prediction and the maps, head importance draws, a shipped study draws, a wrong folder gets one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.apptest import clean, figures, fresh, one_error, titles
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = fresh()
+    at.run()
+    at.switch_page("views/interventions.py").run()
+    return clean(at)
+
+
+def metric(at, label: str):
+    return next(m for m in at.metric if m.label == label)
+
+
+def test_without_interventions_both_columns_agree(page):
+    logits = [m.value for m in page.metric if m.label.startswith("logit of")]
+    assert len(logits) == 2 and logits[0] == logits[1]
+    assert any("Logit drop of class" in t for t in titles(page))  # 16 heads: measured at once
+
+
+def test_knocking_out_every_head_of_s4_changes_the_logit_and_the_maps(page):
+    page.selectbox(key="iv_block").set_value("S4.0").run()
+    page.selectbox(key="iv_kind").set_value("knockout")
+    page.button(key="iv_add").click().run()
+    clean(page)
+    assert page.multiselect(key="iv_active").value == ["knockout S4.0"]
+    before = [m.value for m in page.metric if m.label.startswith("logit of")]
+    assert before[0] != before[1] and metric(page, [m.label for m in page.metric][1]).delta
+    page.selectbox(key="iv_map_block").set_value("S4.0").run()
+    after_map = next(f for f in figures(clean(page)) if "S4.0" in f["layout"]["title"]["text"])
+    assert after_map  # the maps of S4.0 are drawn before and after
+
+
+def test_swap_normalization_is_labelled_untrained_and_interventions_come_off(page):
+    page.selectbox(key="iv_block").set_value("S3.0").run()
+    page.selectbox(key="iv_kind").set_value("swap_normalization")
+    page.button(key="iv_add").click().run()
+    assert any("untrained combination" in i.value for i in clean(page).info)
+    page.multiselect(key="iv_active").set_value([]).run()
+    logits = [m.value for m in clean(page).metric if m.label.startswith("logit of")]
+    assert logits[0] == logits[1]
+
+
+def test_mbconv_blocks_offer_their_own_interventions(page):
+    page.selectbox(key="iv_block").set_value("S1.0").run()
+    assert page.selectbox(key="iv_kind").options == ["zero_branch: the MBConv residual branch set to zero",
+                                                     "no_se: squeeze-excitation's gate set to 1"]  # fmt: skip
+
+
+def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_path):
+    at = fresh()
+    at.run()
+    at.switch_page("views/dataset.py").run()
+    drawn = titles(clean(at))
+    assert any("Mean attention distance per head over 10000 images" in t for t in drawn)
+    assert any("Interventions, most harmful first" in t for t in drawn)
+    assert any(t.startswith("Stages") for t in drawn)
+    at.selectbox(key="study_choice").set_value("study-demo-post").run()
+    assert any("(post)" in t for t in titles(clean(at)))
+    at.selectbox(key="study_choice").set_value("a study folder...").run()
+    at.text_input(key="study_folder").set_value(str(tmp_path)).run()
+    assert "no study at" in one_error(at)
