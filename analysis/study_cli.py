@@ -35,7 +35,7 @@ from analysis.study import StudyPlan, concatenate, measure_batch, study_plan, su
 from analysis.study_figures import study_sections
 from coatnet import distributed
 from coatnet.batches import iterate_batches, normalize, prepare_batch
-from coatnet.datasets import open_dataset
+from coatnet.datasets import open_for_model
 from coatnet.devices import DEVICES, resolve_device
 from coatnet.files import atomic_write, write_text
 from coatnet.inference import for_inference
@@ -79,15 +79,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     rank, world = distributed.init(str(device))
     model = load_model(args.model, device=device)
     pre = preprocessing_of(model)
-    dataset = open_dataset(
-        args.data, args.split, size=tuple(pre["size"]), channels=pre["channels"],
-        interpolation=pre.get("interpolation", "bilinear"), crop=pre.get("crop", 1.0),
-    )  # fmt: skip
-    if len(dataset.class_names) != model.config.num_classes:
-        raise StudyError(
-            f"{args.data} has {len(dataset.class_names)} classes but {args.model} predicts "
-            f"{model.config.num_classes}: study it on the data it was trained for"
-        )
+    dataset = open_for_model(args.data, args.split, model, pre)
     if args.limit:
         dataset = dataset.subset(args.limit)
     out = Path(args.out)

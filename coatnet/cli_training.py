@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from coatnet.checkpoint import load_checkpoint
-from coatnet.datasets import open_dataset
+from coatnet.datasets import open_for_model
 from coatnet.devices import DEVICES, resolve_device
 from coatnet.evaluation import evaluate
 from coatnet.files import write_text
@@ -119,19 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint, attention=args.attention, device=device)
     info = model.checkpoint_info
     pre = info.preprocessing
-    dataset = open_dataset(
-        args.data,
-        args.split,
-        size=tuple(pre["size"]),
-        channels=pre["channels"],
-        interpolation=pre.get("interpolation", "bilinear"),
-        crop=pre.get("crop", 1.0),
-    )
-    if len(dataset.class_names) != model.config.num_classes:
-        raise ValueError(
-            f"{args.data} has {len(dataset.class_names)} classes but the model predicts "
-            f"{model.config.num_classes}: evaluate it on the data it was trained for"
-        )
+    dataset = open_for_model(args.data, args.split, model, pre)
     if args.limit:
         dataset = dataset.subset(args.limit)
     result = evaluate(model, dataset, pre, batch_size=args.batch_size, device=device, workers=args.workers,

@@ -392,3 +392,21 @@ def _split(split: str) -> str:
     if split not in {"train", "test", "val"}:
         raise DatasetError(f"split must be 'train' or 'test', got {split!r}")
     return "train" if split == "train" else "test"
+
+
+def open_for_model(
+    spec: str, split: str, model: torch.nn.Module, preprocessing: dict
+) -> TensorImages | ImageFolder:
+    """:func:`open_dataset` decoded as ``preprocessing`` says (a checkpoint's), refused with a one-line
+    reason when its classes are not the model's."""
+    dataset = open_dataset(
+        spec, split, size=tuple(preprocessing["size"]), channels=preprocessing["channels"],
+        interpolation=preprocessing.get("interpolation", "bilinear"), crop=preprocessing.get("crop", 1.0),
+    )  # fmt: skip
+    classes = model.config.num_classes
+    if len(dataset.class_names) != classes:
+        raise DatasetError(
+            f"{spec} has {len(dataset.class_names)} classes but the model predicts {classes}: use it on the "
+            "data it was trained for"
+        )
+    return dataset

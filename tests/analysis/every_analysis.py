@@ -18,7 +18,8 @@ import torch
 
 import analysis
 from analysis.features import feature_maps
-from coatnet import CoAtNet, record_attention
+from analysis.study import measure_batch, study_plan
+from coatnet import CoAtNet, Intervention, for_inference, record_attention
 
 
 def _forward(model: CoAtNet, x: torch.Tensor) -> np.ndarray:
@@ -30,6 +31,17 @@ def _recorded_forward(model: CoAtNet, x: torch.Tensor) -> list[np.ndarray]:
     with torch.inference_mode(), record_attention() as records:
         logits = model(x)
     return [logits.cpu().numpy(), *(r.weights.cpu().numpy() for r in records)]
+
+
+def _intervened(model: CoAtNet, x: torch.Tensor) -> analysis.InterventionEffect:
+    items = [Intervention("S3.0", "knockout", heads=(1,)), Intervention("S4.0", "bias_only"),
+             Intervention("S1.0", "no_se")]  # fmt: skip
+    return analysis.intervention_effect(model, x[:1], items)
+
+
+def _study_batch(model: CoAtNet, x: torch.Tensor) -> dict[str, np.ndarray]:
+    plan = study_plan(model, tuple(x.shape[-2:]))
+    return measure_batch(model, for_inference(model), x, torch.arange(x.shape[0]), plan, max_rows=8)
 
 
 ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
@@ -50,6 +62,9 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "occlusion": lambda m, x: analysis.attributions(m, x[:1], method="occlusion", window=4, stride=4),
     "receptive_fields": lambda m, x: analysis.receptive_fields(m, x[:2]),
     "gradcam_stages": lambda m, x: analysis.gradcam_stages(m, x[:1], target=2),
+    "intervention_effect": _intervened,
+    "head_importance": lambda m, x: analysis.head_importance(m, x[:1], target=2, max_rows=3),
+    "study_batch": _study_batch,
 }
 
 USES_HOOKS_OR_GRADIENTS = (
@@ -59,6 +74,7 @@ USES_HOOKS_OR_GRADIENTS = (
     "occlusion",
     "receptive_fields",
     "gradcam_stages",
+    "study_batch",
 )
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
 # a user's own passes, not analyses: they change a model in training mode, as they should
