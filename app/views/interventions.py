@@ -44,8 +44,8 @@ def render_page() -> None:
         f"p({name}), intervened", f"{100 * effect.prob_after:.1f}%",
         delta=f"{100 * (effect.prob_after - effect.prob_before):+.1f} points",
     )  # fmt: skip
-    before.table({"top-5": [f"{p.label} {100 * p.probability:.1f}%" for p in effect.top5_before]})
-    after.table({"top-5, intervened": [f"{p.label} {100 * p.probability:.1f}%" for p in effect.top5_after]})
+    before.table({"top-5": [f"{p.name} {100 * p.probability:.1f}%" for p in effect.top5_before]})
+    after.table({"top-5, intervened": [f"{p.name} {100 * p.probability:.1f}%" for p in effect.top5_after]})
     for note in effect.notes:
         st.info(note, icon=":material/info:")
     if effect.before.blocks:
@@ -99,11 +99,13 @@ def changed_maps(effect, picture) -> None:
     query = query_from_cell(row, col, before.grid)
     left, right = st.columns(2)
     with left:
-        render.figure(
-            fused_attention_figure(before, picture.seen, query), f"{block_name}-before-q{row}-{col}"
-        )
+        st.caption("As the model is")
+        figure = fused_attention_figure(before, picture.seen, query)
+        render.figure(figure, f"{block_name}-before-q{row}-{col}", key="iv_map_before")
     with right:
-        render.figure(fused_attention_figure(after, picture.seen, query), f"{block_name}-after-q{row}-{col}")
+        st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing"))
+        figure = fused_attention_figure(after, picture.seen, query)
+        render.figure(figure, f"{block_name}-after-q{row}-{col}", key="iv_map_after")
 
 
 def importance(key, data: bytes, target: int | None, net) -> None:

@@ -16,10 +16,6 @@ def page():
     return clean(at)
 
 
-def metric(at, label: str):
-    return next(m for m in at.metric if m.label == label)
-
-
 def test_without_interventions_both_columns_agree(page):
     logits = [m.value for m in page.metric if m.label.startswith("logit of")]
     assert len(logits) == 2 and logits[0] == logits[1]
@@ -33,7 +29,10 @@ def test_knocking_out_every_head_of_s4_changes_the_logit_and_the_maps(page):
     clean(page)
     assert page.multiselect(key="iv_active").value == ["knockout S4.0"]
     before = [m.value for m in page.metric if m.label.startswith("logit of")]
-    assert before[0] != before[1] and metric(page, [m.label for m in page.metric][1]).delta
+    intervened = next(
+        m for m in page.metric if m.label.startswith("logit of") and m.label.endswith("intervened")
+    )
+    assert before[0] != before[1] and intervened.delta
     page.selectbox(key="iv_map_block").set_value("S4.0").run()
     after_map = next(f for f in figures(clean(page)) if "S4.0" in f["layout"]["title"]["text"])
     assert after_map  # the maps of S4.0 are drawn before and after
