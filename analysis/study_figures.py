@@ -136,18 +136,21 @@ def study_sections(study: dict) -> list[Section]:
 
 def head_importance_figure(importance) -> go.Figure:
     """Per head, the drop of the class's logit when that head alone is knocked out (an
-    :class:`analysis.HeadImportance`), grouped by block."""
+    :class:`analysis.HeadImportance`): one horizontal bar per head, blocks in forward order, a colour each."""
     figure = go.Figure()
+    count = 0
     for block in importance.blocks:
         drops = importance.drop[block]
+        count += len(drops)
         figure.add_trace(
             go.Bar(
-                x=[f"{block} h{h}" for h in range(len(drops))], y=drops, name=block,
-                hovertemplate="%{x}: logit drop %{y:.3f}<extra></extra>",
+                y=[f"{block} h{h}" for h in range(len(drops))], x=drops, name=block, orientation="h",
+                hovertemplate="%{y}: logit drop %{x:.3f}<extra></extra>",
             )
         )  # fmt: skip
+    figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
     return chart(
         figure, f"Logit drop of class {importance.target} when each head alone is knocked out "
-        f"(logit {importance.logit:.2f})", height=360, bottom=80, xaxis_title="head",
-        yaxis_title="logit drop", legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
+        f"(logit {importance.logit:.2f})", height=140 + 16 * count, xaxis_title="logit drop",
+        showlegend=False,
     )  # fmt: skip

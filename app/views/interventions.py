@@ -97,15 +97,12 @@ def changed_maps(effect, picture) -> None:
     before, after = effect.before.block(block_name), effect.after.block(block_name)
     row, col = widgets.query_picker(before.grid, before.stride, picture.view)
     query = query_from_cell(row, col, before.grid)
-    left, right = st.columns(2)
-    with left:
-        st.caption("As the model is")
-        figure = fused_attention_figure(before, picture.seen, query)
-        render.figure(figure, f"{block_name}-before-q{row}-{col}", key="iv_map_before")
-    with right:
-        st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing"))
-        figure = fused_attention_figure(after, picture.seen, query)
-        render.figure(figure, f"{block_name}-after-q{row}-{col}", key="iv_map_after")
+    st.caption("As the model is")  # one above the other: each map keeps its own size in pixels
+    figure = fused_attention_figure(before, picture.seen, query)
+    render.figure(figure, f"{block_name}-before-q{row}-{col}", key="iv_map_before")
+    st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing"))
+    figure = fused_attention_figure(after, picture.seen, query)
+    render.figure(figure, f"{block_name}-after-q{row}-{col}", key="iv_map_after")
 
 
 def importance(key, data: bytes, target: int | None, net) -> None:
