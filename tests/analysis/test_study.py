@@ -176,3 +176,27 @@ def test_resuming_a_different_study_is_refused_and_keeps_what_is_there(tmp_path,
     assert main(["study", *ARGS, "--out", str(tmp_path / "s"), "--resume", "--limit", "24"]) == 2
     assert "holds a different study (limit, n_images differ)" in capsys.readouterr().err
     assert json.loads((tmp_path / "s" / "study.json").read_text())["baseline"]["n_images"] == 16
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_study_killed_with_sigkill_resumes_to_the_unbroken_result(unbroken, tmp_path):
+    """SIGKILL mid-run: the batches written so far are whole (written atomically), --resume does the rest."""
+    import signal
+    import time
+
+    _, expected = unbroken
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "coatnet", "study", *ARGS, "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "batches" / "00000.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (out / "study.json").exists()  # killed before the end
+    # the first batch ran with one thread, the rest with two: the same up to rounding
+    assert_close_json(without_times(study(out, "--resume")), without_times(expected))

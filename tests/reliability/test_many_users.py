@@ -30,17 +30,25 @@ SEEN = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
 }))"""
 
 
+def opened_box(lens: Lens, label: str):
+    """The sidebar's selectbox called ``label``, opened. It is scrolled to the middle of the sidebar first:
+    a box on the window's bottom edge (the sidebar lists seven pages) ignored the first click after the
+    model changed."""
+    box = lens.sidebar.get_by_test_id("stSelectbox").filter(has=lens.page.get_by_text(label, exact=True))
+    box.evaluate("element => element.scrollIntoView({block: 'center'})")
+    box.click()
+    return box
+
+
 def pick(lens: Lens, label: str, option: str) -> None:
     """Choose ``option`` in the sidebar's selectbox called ``label``."""
-    box = lens.sidebar.get_by_test_id("stSelectbox").filter(has=lens.page.get_by_text(label, exact=True))
-    box.click()
+    opened_box(lens, label)
     lens.page.get_by_role("option", name=option).click()
 
 
 def pick_nth(lens: Lens, label: str, index: int) -> None:
     """Choose the ``index``-th option of the sidebar's selectbox called ``label``."""
-    box = lens.sidebar.get_by_test_id("stSelectbox").filter(has=lens.page.get_by_text(label, exact=True))
-    box.click()
+    opened_box(lens, label)
     lens.page.get_by_role("option").nth(index).click()
 
 
