@@ -96,7 +96,7 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int]) -> StudyPlan:
 @torch.no_grad()
 def measure_batch(
     model: CoAtNet, runner: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, plan: StudyPlan, *,
-    max_rows: int = 64, autocast=None,
+    max_rows: int = 64, autocast=None, slice_images: int = 64,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """The per-image measurements of one batch (see the module's docstring).
 
@@ -109,6 +109,7 @@ def measure_batch(
         max_rows: the most rows of one intervention pass (64 measured fastest per image on a 2-core CPU,
             where per-image cost grows with the batch; a GPU wants thousands).
         autocast: a context factory for the logits passes (bf16 on CUDA, as ``coatnet eval``).
+        slice_images: the most images in one recorded or gradient pass (memory).
 
     Returns:
         Arrays keyed by name: per image ``labels``, ``loss``, ``correct``, ``true_logit``, ``abs_mean``
@@ -126,8 +127,13 @@ def measure_batch(
     out["correct"] = (logits.argmax(1) == labels).cpu().numpy()
     out["true_logit"] = true_logit.cpu().numpy()
     out.update(_interventions(runner, x, labels, true_logit, plan, max_rows, autocast))
-    out["heads"] = _head_metrics(model, x, plan)
-    out.update(_stage_metrics(model, x))
+    # the recorded and gradient passes keep (B, heads, N, N) maps and a whole autograd graph: in slices
+    # of at most ``slice_images`` images, so a batch of 256 at 224 px stays within memory
+    pieces = [slice(i, i + slice_images) for i in range(0, x.shape[0], slice_images)]
+    out["heads"] = np.concatenate([_head_metrics(model, x[p], plan) for p in pieces])
+    stages = [_stage_metrics(model, x[p]) for p in pieces]
+    out["abs_mean"] = np.concatenate([s.pop("abs_mean") for s in stages])
+    out.update({key: sum(s[key] for s in stages) for key in stages[0]})
     return out
 
 
