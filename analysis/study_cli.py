@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -77,6 +78,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     device = resolve_device(args.device)
     rank, world = distributed.init(str(device))
+    if device.type == "cuda" and world > 1:  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     model = load_model(args.model, device=device)
     pre = preprocessing_of(model)
     dataset = open_for_model(args.data, args.split, model, pre)
