@@ -472,7 +472,9 @@ def distance_scatter(
         )
     # every block named, the first and last too (an automatic range once dropped the last label)
     ticks = list(range(len(blocks)))
-    figure.update_xaxes(tickvals=ticks, ticktext=list(blocks), range=[-0.5, len(blocks) - 0.5])
+    figure.update_xaxes(  # no zero line: x = 0 is the first block, not a value
+        tickvals=ticks, ticktext=list(blocks), range=[-0.5, len(blocks) - 0.5], zeroline=False
+    )
     return chart(
         figure, title, height=380, bottom=90, xaxis_title="attention block", yaxis_title=y_label,
         legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
