@@ -32,7 +32,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def measure_batch(
         ``intervention_correct`` and ``intervention_drop`` (K, B); summed over the batch ``erf_S0`` ..
         ``erf_S4`` (H, W) and ``freq_S0`` .. ``freq_S4``.
     """
-    autocast = autocast or _no_autocast
+    autocast = autocast or nullcontext
     labels = labels.to(x.device)
     out: dict[str, np.ndarray] = {"labels": labels.cpu().numpy()}
     with torch.inference_mode(), autocast():
@@ -135,12 +136,6 @@ def measure_batch(
     out["abs_mean"] = np.concatenate([s.pop("abs_mean") for s in stages])
     out.update({key: sum(s[key] for s in stages) for key in stages[0]})
     return out
-
-
-def _no_autocast():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 def _interventions(runner, x, labels, true_logit, plan, max_rows, autocast) -> dict[str, np.ndarray]:
@@ -165,7 +160,7 @@ def _interventions(runner, x, labels, true_logit, plan, max_rows, autocast) -> d
                 for start in range(0, len(indices), per_pass):
                     chosen = indices[start : start + per_pass]
                     items = [
-                        Intervention(**{**_fields(plan.interventions[i]), "rows": (j * size, (j + 1) * size)})
+                        replace(plan.interventions[i], rows=(j * size, (j + 1) * size))
                         for j, i in enumerate(chosen)
                     ]
                     with intervene(*items):
@@ -177,10 +172,6 @@ def _interventions(runner, x, labels, true_logit, plan, max_rows, autocast) -> d
                             (true_logit[rows] - logits[j].gather(1, labels[rows, None])[:, 0]).cpu().numpy()
                         )
     return {"intervention_correct": correct, "intervention_drop": drop}
-
-
-def _fields(item: Intervention) -> dict:
-    return {"block": item.block, "kind": item.kind, "heads": item.heads}
 
 
 def _head_metrics(model: CoAtNet, x: torch.Tensor, plan: StudyPlan) -> np.ndarray:
@@ -301,7 +292,7 @@ def _mean_std(values: np.ndarray) -> dict[str, float]:
 
 def _stages(model: CoAtNet, plan: StudyPlan, arrays: dict[str, np.ndarray], n: int) -> list[dict]:
     fields = receptive_fields(
-        model, torch.zeros(1, model.config.in_chans, *plan.image_size, device=_device(model))
+        model, torch.zeros(1, model.config.in_chans, *plan.image_size, device=next(model.parameters()).device)
     )
     infos = model.stage_info(plan.image_size)
     stages = []
@@ -321,10 +312,6 @@ def _stages(model: CoAtNet, plan: StudyPlan, arrays: dict[str, np.ndarray], n: i
             }
         )
     return stages
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def concatenate(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
