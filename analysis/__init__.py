@@ -21,6 +21,7 @@ from analysis.attention import (
 from analysis.attributions import Attribution, attributions, gradcam_stages
 from analysis.cka import CKAResult, cka, linear_cka
 from analysis.compare import BlockComparison, Comparison, compare
+from analysis.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
 from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
 from analysis.images import ImageError, load_image
 from analysis.interventions import HeadImportance, InterventionEffect, head_importance, intervention_effect
@@ -35,12 +36,19 @@ from analysis.receptive_field import (
     receptive_fields,
     theoretical_receptive_field,
 )
+from analysis.relevance import ClassRelevance, class_relevance
 from analysis.rollout import Rollout, attention_rollout, pooling_link
 from analysis.statistics import AttentionStatistics, BlockStatistics, attention_statistics
 from analysis.study import load_study, shipped_studies
 from coatnet.interventions import Intervention
 
 __all__ = [
+    "ClassRelevance",
+    "Explanation",
+    "Faithfulness",
+    "FaithfulnessReport",
+    "class_relevance",
+    "faithfulness",
     "HeadImportance",
     "Intervention",
     "InterventionEffect",

@@ -179,28 +179,67 @@ def gradcam_stages(
     if batch.shape[0] != 1:
         raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    with call_model(model, private=True) as own, torch.inference_mode(False), torch.enable_grad():
-        x = batch.detach().clone().requires_grad_()
-        features, stages = own.forward_intermediates(x)
-        logits = own.forward_head(features).float()
-        probabilities = logits.detach().softmax(-1)[0]
-        target = _check_target(target, probabilities)
-        gradients = torch.autograd.grad(logits[0, target], stages)
+    cams, probabilities, (target,) = _stage_cams(model, batch, None if target is None else [target])
     names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
     out = []
-    for index, (activation, gradient) in enumerate(zip(stages, gradients, strict=True)):
-        weights = gradient.mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1)
-        cam = (weights * activation).sum(dim=1, keepdim=True).detach()  # (1, 1, h, w)
+    for index, cam in enumerate(cams):
         signed = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
         positive = LayerAttribution.interpolate(F.relu(cam), size, interpolate_mode="bilinear")
         out.append(
             Attribution(
                 method="gradcam", target=target, target_name=names[target] if names else None,
                 stage=STAGES[index], map=_numpy(positive[0, 0]), signed_map=_numpy(signed[0, 0]),
-                probability=float(probabilities[target]), image_size=size,
+                probability=float(probabilities[0, target]), image_size=size,
             )
         )  # fmt: skip
     return tuple(out)
+
+
+def gradcam_maps(
+    model: CoAtNet, images: torch.Tensor | Image.Image | Sequence[Image.Image], targets: Sequence[int]
+) -> list[np.ndarray]:
+    """Grad-CAM of a batch at every stage, for one class per image, from one forward and one backward
+    pass: per stage S0..S4 the (B, H, W) maps :func:`attributions` gives as ``map`` (ReLU'd, bilinearly
+    upsampled to the input). The images are explained one at a time when the model has a module in
+    training mode (BatchNorm then mixes the images of a batch)."""
+    batch = as_batch(images, model)
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    targets = [int(t) for t in targets]
+    if len(targets) != batch.shape[0]:
+        raise ValueError(f"give one target per image: {len(targets)} for {batch.shape[0]} images")
+    training = any(m.training for m in model.modules())
+    pieces = [slice(i, i + 1) for i in range(batch.shape[0])] if training else [slice(0, batch.shape[0])]
+    per_piece = [_stage_cams(model, batch[p], targets[p])[0] for p in pieces]
+    return [
+        _numpy(
+            LayerAttribution.interpolate(F.relu(torch.cat([cams[s] for cams in per_piece])), size,
+                                         interpolate_mode="bilinear")[:, 0]
+        )
+        for s in range(len(STAGES))
+    ]  # fmt: skip
+
+
+def _stage_cams(
+    model: CoAtNet, batch: torch.Tensor, targets: Sequence[int] | None
+) -> tuple[list[torch.Tensor], torch.Tensor, list[int]]:
+    """Per stage the signed class-activation map (B, 1, h, w) of each image's target (captum's
+    LayerGradCam: the stage output weighted by the spatial mean of the target logit's gradient, summed
+    over channels), the probabilities (B, classes) and the targets (None: the predicted classes)."""
+    with call_model(model, private=True) as own, torch.inference_mode(False), torch.enable_grad():
+        x = batch.detach().clone().requires_grad_()
+        features, stages = own.forward_intermediates(x)
+        logits = own.forward_head(features).float()
+        probabilities = logits.detach().softmax(-1)
+        if targets is None:
+            targets = [int(probabilities[i].argmax()) for i in range(x.shape[0])]
+        targets = [_check_target(t, probabilities[i]) for i, t in enumerate(targets)]
+        index = torch.tensor(targets, device=logits.device)[:, None]
+        gradients = torch.autograd.grad(logits.gather(1, index).sum(), stages)
+    cams = []
+    for activation, gradient in zip(stages, gradients, strict=True):
+        weights = gradient.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        cams.append((weights * activation).sum(dim=1, keepdim=True).detach())
+    return cams, probabilities, targets
 
 
 def _check_target(target: int | None, probabilities: torch.Tensor) -> int:

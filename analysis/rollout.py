@@ -23,7 +23,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from analysis._common import as_batch, attention_blocks, call_model
+from analysis._common import BlockRef, as_batch, attention_blocks, call_model
 from analysis.attention import AttentionMaps, BlockAttention, check_maps_fit, fuse_heads, recorded_pass
 from coatnet.model import CoAtNet
 
@@ -189,22 +189,15 @@ def attention_rollout(
             with call_model(model) as own, torch.inference_mode():
                 stage_outputs = own.forward_intermediates(batch)[1]
     first = maps.blocks[0]
-    matrix = residual_mixed(first, head_fusion=head_fusion, post_handling=post_handling)
-    for previous, ref, block in zip(maps.blocks, refs[1:], maps.blocks[1:], strict=False):
-        pool = ref.module.pool
-        if not isinstance(pool, nn.Identity):
-            if isinstance(pool, nn.MaxPool2d):  # the pooled block's normalised input, as its forward makes it
-                with call_model(ref.module) as own, torch.inference_mode():
-                    pool_input = own.norm1(stage_outputs[ref.stage - 1])
-            else:
-                pool_input = torch.empty(batch.shape[0], 1, *previous.grid)
-            link = pooling_link(pool, pool_input)
-            if link.shape[1:] != (block.tokens, previous.tokens):
-                raise ValueError(f"{ref.name}: its pool does not link {previous.grid} to {block.grid}")
-            matrix = link @ matrix
-        elif block.grid != previous.grid:
-            raise ValueError(f"{ref.name}: grid {block.grid} follows {previous.grid} without a pool")
-        matrix = residual_mixed(block, head_fusion=head_fusion, post_handling=post_handling) @ matrix
+
+    def pool_input(
+        ref: BlockRef,
+    ) -> torch.Tensor:  # the pooled block's normalised input, as its forward makes it
+        with call_model(ref.module) as own, torch.inference_mode():
+            return own.norm1(stage_outputs[ref.stage - 1])
+
+    updates = [residual_mixed(b, head_fusion=head_fusion, post_handling=post_handling) for b in maps.blocks]
+    matrix = compose(refs, [b.grid for b in maps.blocks], updates, pool_input)
     last = maps.blocks[-1]
     normalization = NORMALIZATION["pre" if first.mode == "pre" else post_handling]
     span = first.name if len(maps.blocks) == 1 else f"{first.name}..{last.name}"
@@ -224,6 +217,43 @@ def attention_rollout(
         normalization=normalization,
         label=f"attention rollout {span}, heads fused by {head_fusion}, residual 0.5; {normalization}",
     )
+
+
+def compose(
+    refs: Sequence[BlockRef],
+    grids: Sequence[tuple[int, int]],
+    updates: Sequence[np.ndarray],
+    pool_input: Callable[[BlockRef], torch.Tensor],
+) -> np.ndarray:
+    """``U_last @ L_last @ ... @ L_2 @ U_first``: per-block matrices (B, N_k, N_k) composed through the
+    attention blocks in forward order, with the link L of each pooling block's pool between them
+    (:func:`pooling_link`). What rollout, class relevance and gradient rollout share.
+
+    Args:
+        refs: the attention blocks, in forward order.
+        grids: each block's (H, W) grid.
+        updates: each block's matrix U_k, float64 (B, N_k, N_k).
+        pool_input: for a block that max-pools, the (B, C, H, W) its pool takes (an average pool's link
+            needs only the grid).
+
+    Returns:
+        float64 (B, N_last, N_first).
+    """
+    matrix = updates[0]
+    batch = matrix.shape[0]
+    for k in range(1, len(refs)):
+        ref, previous, grid = refs[k], grids[k - 1], grids[k]
+        pool = ref.module.pool
+        if not isinstance(pool, nn.Identity):
+            inputs = pool_input(ref) if isinstance(pool, nn.MaxPool2d) else torch.empty(batch, 1, *previous)
+            link = pooling_link(pool, inputs)
+            if link.shape[1:] != (grid[0] * grid[1], previous[0] * previous[1]):
+                raise ValueError(f"{ref.name}: its pool does not link {previous} to {grid}")
+            matrix = link @ matrix
+        elif grid != previous:
+            raise ValueError(f"{ref.name}: grid {grid} follows {previous} without a pool")
+        matrix = updates[k] @ matrix
+    return matrix
 
 
 def _check_maps(maps: AttentionMaps, names: list[str], image_size: tuple[int, int], batch: int) -> None:

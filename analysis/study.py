@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from analysis._common import BlockRef, attention_blocks, call_model
 from analysis.attention import recorded_pass
+from analysis.faithfulness import RANDOM_SEEDS, SCORES, explanation_maps, explanation_scores, method_rows
 from analysis.frequency import log_amplitude_profile
 from analysis.receptive_field import mass_sides, receptive_fields
 from analysis.statistics import clipped_renormalised, entropy, mean_distance, position_share
@@ -67,20 +68,24 @@ class StudyPlan:
         positions: for each intervention, the index of its block in ``model.block_names()``.
         heads: the attention blocks, in forward order (their heads are the study's heads).
         image_size: the input (H, W).
+        faithfulness: the (method, stage) rows whose faithfulness is measured
+            (:func:`analysis.faithfulness.method_rows`), or none.
     """
 
     interventions: tuple[Intervention, ...]
     positions: tuple[int, ...]
     heads: tuple[BlockRef, ...]
     image_size: tuple[int, int]
+    faithfulness: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def head_names(self) -> list[tuple[str, int]]:
         return [(ref.name, h) for ref in self.heads for h in range(ref.module.attn.heads)]
 
 
-def study_plan(model: CoAtNet, image_size: tuple[int, int]) -> StudyPlan:
-    """The interventions and heads of a study of ``model`` (see the module's docstring)."""
+def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: bool = False) -> StudyPlan:
+    """The interventions and heads of a study of ``model`` (see the module's docstring), and with
+    ``faithfulness`` the explanation methods whose faithfulness it measures."""
     names = model.block_names()
     refs = attention_blocks(model, image_size)
     items = []
@@ -91,13 +96,15 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int]) -> StudyPlan:
             items += [Intervention(name, "knockout", heads=(h,)) for h in range(block.attn.heads)]
             items += [Intervention(name, kind) for kind in ATTENTION_STUDY_KINDS]
     positions = tuple(names.index(i.block) for i in items)
-    return StudyPlan(tuple(items), positions, tuple(refs), (int(image_size[0]), int(image_size[1])))
+    rows = tuple(method_rows(model)) if faithfulness else ()
+    return StudyPlan(tuple(items), positions, tuple(refs), (int(image_size[0]), int(image_size[1])), rows)
 
 
 @torch.no_grad()
 def measure_batch(
     model: CoAtNet, runner: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, plan: StudyPlan, *,
-    max_rows: int = 64, autocast=None, slice_images: int = 64,
+    max_rows: int = 64, autocast=None, slice_images: int = 64, faithfulness_images: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """The per-image measurements of one batch (see the module's docstring).
 
@@ -111,12 +118,17 @@ def measure_batch(
             where per-image cost grows with the batch; a GPU wants thousands).
         autocast: a context factory for the logits passes (bf16 on CUDA, as ``coatnet eval``).
         slice_images: the most images in one recorded or gradient pass (memory).
+        faithfulness_images: with ``plan.faithfulness``, how many leading images of the batch have the
+            faithfulness of every explanation measured (:mod:`analysis.faithfulness`).
+        progress: called with (images done, of) as the faithfulness measurements go.
 
     Returns:
         Arrays keyed by name: per image ``labels``, ``loss``, ``correct``, ``true_logit``, ``abs_mean``
         (B, 5), ``heads`` (B, heads, 7: :data:`HEAD_METRICS`); per intervention and image
         ``intervention_correct`` and ``intervention_drop`` (K, B); summed over the batch ``erf_S0`` ..
-        ``erf_S4`` (H, W) and ``freq_S0`` .. ``freq_S4``.
+        ``erf_S4`` (H, W) and ``freq_S0`` .. ``freq_S4``; with ``plan.faithfulness``, per measured image
+        ``faith_scores`` (F, rows, 4: :data:`analysis.faithfulness.SCORES`, random averaged over its
+        seeds) and ``faith_random`` (F, seeds, 4).
     """
     autocast = autocast or nullcontext
     labels = labels.to(x.device)
@@ -135,7 +147,34 @@ def measure_batch(
     stages = [_stage_metrics(model, x[p]) for p in pieces]
     out["abs_mean"] = np.concatenate([s.pop("abs_mean") for s in stages])
     out.update({key: sum(s[key] for s in stages) for key in stages[0]})
+    if plan.faithfulness:
+        count = min(faithfulness_images, x.shape[0])
+        targets = logits[:count].argmax(1).tolist()
+        out.update(_faithfulness(model, runner, x[:count], targets, plan, max_rows, autocast, progress))
     return out
+
+
+def _faithfulness(model, runner, x, targets, plan, max_rows, autocast, progress) -> dict[str, np.ndarray]:
+    """(F, rows, 4) scores of every explanation of each image (random: the mean over its seeds) and
+    (F, seeds, 4) of the random maps alone."""
+    rows = list(plan.faithfulness)
+    scores = np.zeros((x.shape[0], len(rows), len(SCORES)), dtype=np.float32)
+    random = np.zeros((x.shape[0], len(RANDOM_SEEDS), len(SCORES)), dtype=np.float32)
+    for i in range(x.shape[0]):
+        # one image at a time, as analysis.faithfulness makes its maps: a batched gradient pass rounds
+        # differently, and ROAD's percentile thresholds can turn a difference of 1e-7 into another pixel
+        (explanations,) = explanation_maps(model, x[i : i + 1], targets[i : i + 1], rows=rows)
+        found = explanation_scores(
+            model, x[i], targets[i], explanations, runner=runner, max_rows=max_rows, autocast=autocast
+        )
+        values = np.array([[f[key] for key in SCORES] for f in found], dtype=np.float32)
+        is_random = np.array([e.method == "random" for e in explanations])
+        random[i] = values[is_random]
+        others = iter(values[~is_random])
+        scores[i] = [random[i].mean(0) if method == "random" else next(others) for method, _ in rows]
+        if progress is not None:
+            progress(i + 1, x.shape[0])
+    return {"faith_scores": scores, "faith_random": random}
 
 
 def _interventions(runner, x, labels, true_logit, plan, max_rows, autocast) -> dict[str, np.ndarray]:
@@ -273,7 +312,35 @@ def summarise(model: CoAtNet, plan: StudyPlan, arrays: dict[str, np.ndarray]) ->
         "interventions": interventions,
         "heads": heads,
         "stages": _stages(model, plan, arrays, n),
+        **({"faithfulness": _faithfulness_summary(plan, arrays)} if plan.faithfulness else {}),
     }
+
+
+def _faithfulness_summary(plan: StudyPlan, arrays: dict[str, np.ndarray]) -> list[dict]:
+    """study.json's ``faithfulness``: per (method, stage) the mean of each score over the measured images,
+    its standard deviation over them, and for the random map the (min, max) of the means over seeds."""
+    scores = arrays["faith_scores"].astype(np.float64)  # (F, rows, 4)
+    count = int(scores.shape[0])
+    out = []
+    for j, (method, stage) in enumerate(plan.faithfulness):
+        entry: dict = {"method": method, "stage": stage}
+        means = {key: float(scores[:, j, k].mean()) if count else math.nan for k, key in enumerate(SCORES)}
+        entry.update(means)
+        entry["road"] = (means["road_lerf"] - means["road_morf"]) / 2
+        entry["n_images"] = count
+        entry["std"] = {
+            key: float(scores[:, j, k].std()) if count else math.nan for k, key in enumerate(SCORES)
+        }
+        if method == "random":
+            per_seed = arrays["faith_random"].astype(np.float64).mean(0)  # (seeds, 4)
+            entry["seeds"] = list(RANDOM_SEEDS)
+            columns = {key: per_seed[:, k] for k, key in enumerate(SCORES)}
+            columns["road"] = (columns["road_lerf"] - columns["road_morf"]) / 2
+            entry["seed_range"] = {
+                key: [float(v.min()), float(v.max())] if count else None for key, v in columns.items()
+            }
+        out.append(entry)
+    return out
 
 
 def _all_heads(plan: StudyPlan, block: str) -> list[int]:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 import coatnet
 from analysis._common import preprocessing_of
+from analysis.faithfulness import protocol as faithfulness_protocol
 from analysis.models import describe, load_model
 from analysis.report import html_page
 from analysis.study import StudyPlan, concatenate, measure_batch, study_plan, summarise
@@ -64,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue a study stopped in OUT")
+    p.add_argument(
+        "--faithfulness", type=int, nargs="?", const=500, default=0, metavar="N",
+        help="also measure how faithful every explanation is (deletion, insertion, ROAD) on the first N "
+        "images (default 500)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument(
         "--max-rows", type=int, help="rows per intervention pass (default: 64 on CPU, 4096 on CUDA)"
@@ -90,11 +96,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     settings = {
         "model": args.model, "model_description": describe(model), "data": args.data, "split": args.split,
         "limit": args.limit, "n_images": len(dataset), "batch_size": args.batch_size,
+        "faithfulness_images": min(max(args.faithfulness, 0), len(dataset)),
     }  # fmt: skip
     if rank == 0:
         _claim(out, settings, resume=args.resume)
     distributed.barrier(world)
-    plan = study_plan(model, tuple(pre["size"]))
+    plan = study_plan(model, tuple(pre["size"]), faithfulness=settings["faithfulness_images"] > 0)
     batches = math.ceil(len(dataset) / args.batch_size)
     mine = [i for i in range(batches) if i % world == rank]
     todo = [i for i in mine if not _batch_path(out, i).exists()]
@@ -112,11 +119,17 @@ def cmd_study(args: argparse.Namespace) -> int:
             indices = torch.arange(i * args.batch_size, min(len(dataset), (i + 1) * args.batch_size))
             began = time.perf_counter()
             parts = []
+            measured = max(0, settings["faithfulness_images"] - i * args.batch_size)
+
+            def progress(done: int, of: int) -> None:
+                bar.set_postfix_str(f"faithfulness {done}/{of}", refresh=True)
+
             for images, labels in iterate_batches(dataset, indices, args.batch_size, workers=args.workers):
                 if len(labels):
                     x = normalize(prepare_batch(images, pre, device=device), pre)
                     parts.append(measure_batch(model, runner, x, labels, plan, max_rows=max_rows,
-                                               autocast=autocast))  # fmt: skip
+                                               autocast=autocast, faithfulness_images=measured,
+                                               progress=progress))  # fmt: skip
             arrays = concatenate(parts) if parts else {}
             arrays["seconds"] = np.array(time.perf_counter() - began)
             atomic_write(_batch_path(out, i), lambda tmp, a=arrays: _save_npz(tmp, a))
@@ -173,6 +186,7 @@ def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int,
             "bias_only": "softmax(w) is renormalised over each query's keys: a convolution only away from "
             "the borders",
         },
+        **({"faithfulness_protocol": faithfulness_protocol()} if plan.faithfulness else {}),
         **summary,
     }
     atomic_write(out / "study.npz", lambda tmp: _save_npz(tmp, arrays))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.explanation_figures import scores_figure
 from analysis.plots import chart, distance_scatter
 from analysis.report import Section
 
@@ -131,7 +132,28 @@ def study_sections(study: dict) -> list[Section]:
             figures=[distance_figure(study), entropy_figure(study)],
         ),
         Section("Stages", figures=[stage_figure(study), frequency_figure(study)]),
+        *([faithfulness_section(study)] if study.get("faithfulness") else []),
     ]
+
+
+def faithfulness_figure(study: dict) -> go.Figure:
+    """study.json's ``faithfulness``: deletion AUC, insertion AUC and ROAD per explanation method."""
+    rows = study["faithfulness"]
+    count = rows[0]["n_images"] if rows else 0
+    mode = study.get("attention", "")
+    return scores_figure(rows, f"Faithfulness of each explanation over {count} images ({mode}-normalization)")
+
+
+def faithfulness_section(study: dict) -> Section:
+    protocol = study.get("faithfulness_protocol", {})
+    return Section(
+        "Faithfulness",
+        "Which explanation the model's own behaviour supports: the predicted class's probability as pixels "
+        f"are deleted or inserted in {protocol.get('steps', 16)} steps in the order of each map, and ROAD "
+        "(noisy linear imputation at percentiles 10..90). The random map is the floor (its seeds' range "
+        "as error bars).",
+        figures=[faithfulness_figure(study)],
+    )
 
 
 def head_importance_figure(importance) -> go.Figure:

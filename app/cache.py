@@ -311,6 +311,32 @@ def has_head_importance(key: ModelKey, image: bytes, target: int | None) -> bool
     return (key, image_id(image), target) in st.session_state.get(HEAD_RESULTS, {})
 
 
+@shared_result(max_entries=32)
+def relevance(key: ModelKey, image: bytes, target: int, method: str):
+    """Class-specific relevance of class ``target`` through the attention blocks
+    (:func:`analysis.class_relevance`, ``relevance`` or ``grad_rollout``)."""
+    return analysis.class_relevance(model(key), _image(image), target=target, method=method)
+
+
+FAITHFULNESS_RESULTS = "faithfulness_results"  # per session, like PIXEL_RESULTS: drawn with a progress bar
+
+
+def faithfulness(key: ModelKey, image: bytes, progress=None):
+    """Every explanation's faithfulness for the predicted class (:func:`analysis.faithfulness`), computed
+    once per session and image; ``progress(share)`` is called as the work goes."""
+    results = st.session_state.setdefault(FAITHFULNESS_RESULTS, {})
+    request = (key, image_id(image))
+    if request not in results:
+        if len(results) >= 4:
+            results.pop(next(iter(results)))
+        results[request] = analysis.faithfulness(model(key), _image(image), progress=progress)
+    return results[request]
+
+
+def has_faithfulness(key: ModelKey, image: bytes) -> bool:
+    return (key, image_id(image)) in st.session_state.get(FAITHFULNESS_RESULTS, {})
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def study(spec: str) -> dict:
     """A study's summary (:func:`analysis.load_study`): a shipped one by name or a folder."""

@@ -29,7 +29,7 @@ KEPT = (
     "query_row", "query_col", "block", "part", "head", "rollout_from", "compare_how",
     "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page", "gradcam_class", "gradcam_for",
     "map_opacity", "iv_block", "iv_kind", "iv_heads", "iv_active", "iv_target", "iv_map_block",
-    "study_choice", "study_folder", "study_metric",
+    "study_choice", "study_folder", "study_metric", "explain_class", "explain_class_for", "explain_method",
 )  # fmt: skip
 
 

@@ -198,3 +198,23 @@ def opacity() -> float:
             help="How strongly maps cover the image under them: lower shows the picture, 1 the map alone.",
         )
     )  # fmt: skip
+
+
+ALL_CLASSES = 1_000_000  # top-k of every class: a class picker lists them all, most probable first
+
+
+def class_picker(ranked: tuple, shown_for: tuple, *, label: str, key: str) -> int:
+    """A class to explain: any class, listed from the most probable; the predicted one again for each
+    new model or image (``shown_for``)."""
+    options = [p.index for p in ranked]
+    labels = {p.index: f"{p.name} ({p.probability:.1%})" for p in ranked}
+    state = st.session_state
+    if state.get(f"{key}_for") != shown_for or state.get(key) not in options:
+        state[key], state[f"{key}_for"] = options[0], shown_for
+    return st.selectbox(
+        label,
+        options,
+        key=key,
+        format_func=labels.get,
+        help="Most probable first; the default is the predicted class",
+    )

@@ -15,7 +15,7 @@ from analysis.figures import (
 )
 from app import cache, gallery, render, session, widgets
 
-ALL_CLASSES = 1_000_000  # top-k of every class: the picker lists them all, most probable first
+ALL_CLASSES = widgets.ALL_CLASSES
 KINDS = {
     "conv": "conv stem",
     "patch": "patch stem",
@@ -45,7 +45,10 @@ def render_page() -> None:
             f"{info.channels} channels, 1/{info.reduction}  \n"
             f"RF: theory {theory}, half the effective mass within {half}"
         )
-    target = class_picker(cache.predictions(key, data, k=ALL_CLASSES), (key, cache.image_id(data)))
+    target = widgets.class_picker(
+        cache.predictions(key, data, k=ALL_CLASSES), (key, cache.image_id(data)),
+        label="Grad-CAM (bottom row) explains the class", key="gradcam_class",
+    )  # fmt: skip
     cams = cache.gradcams(key, data, target)
     opacity = widgets.opacity()
     figure = stages_figure(cache.features(key, data), picture.seen, cams, opacity=opacity)
@@ -118,20 +121,6 @@ def similarity(chosen) -> None:
         )
         return
     render.figure(cka_figure(result), f"{chosen.gallery_kind}-cka")
-
-
-def class_picker(ranked: tuple, shown_for: tuple) -> int:
-    """The class Grad-CAM explains: any class, listed from the most probable; the predicted one for each
-    new model or image."""
-    options = [p.index for p in ranked]
-    labels = {p.index: f"{p.name} ({p.probability:.1%})" for p in ranked}
-    state = st.session_state
-    if state.get("gradcam_for") != shown_for or state.get("gradcam_class") not in options:
-        state["gradcam_class"], state["gradcam_for"] = options[0], shown_for
-    return st.selectbox(
-        "Grad-CAM (bottom row) explains the class", options, key="gradcam_class", format_func=labels.get,
-        help="Most probable first; the default is the predicted class",
-    )  # fmt: skip
 
 
 if __name__ == "__main__":

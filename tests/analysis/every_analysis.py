@@ -65,6 +65,11 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "intervention_effect": _intervened,
     "head_importance": lambda m, x: analysis.head_importance(m, x[:1], target=2, max_rows=3),
     "study_batch": _study_batch,
+    "class_relevance": lambda m, x: analysis.class_relevance(m, x[:2], target=[1, 2]),
+    "grad_rollout": lambda m, x: analysis.class_relevance(m, x[:2], method="grad_rollout"),
+    "faithfulness": lambda m, x: analysis.faithfulness(
+        m, x[:1], rows=[("random", None), ("relevance", None), ("gradcam", "S3")]
+    ),
 }
 
 USES_HOOKS_OR_GRADIENTS = (
@@ -75,6 +80,9 @@ USES_HOOKS_OR_GRADIENTS = (
     "receptive_fields",
     "gradcam_stages",
     "study_batch",
+    "class_relevance",
+    "grad_rollout",
+    "faithfulness",
 )
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
 # a user's own passes, not analyses: they change a model in training mode, as they should

@@ -200,3 +200,39 @@ def test_a_study_killed_with_sigkill_resumes_to_the_unbroken_result(unbroken, tm
     assert not (out / "study.json").exists()  # killed before the end
     # the first batch ran with one thread, the rest with two: the same up to rounding
     assert_close_json(without_times(study(out, "--resume")), without_times(expected))
+
+
+@needs_data
+def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(tmp_path):
+    """--faithfulness N: study.json's faithfulness rows over the first N images, each image's scores those
+    analysis.faithfulness gives for it alone."""
+    from analysis import faithfulness, load_model
+    from coatnet.datasets import open_for_model
+
+    out = tmp_path / "faith"
+    assert main(["study", "--model", "demo-post", "--limit", "20", "--batch-size", "16", "--quiet",
+                 "--faithfulness", "3", "--out", str(out)]) == 0  # fmt: skip
+    found = json.loads((out / "study.json").read_text())
+    rows = found["faithfulness"]
+    assert [(r["method"], r["stage"]) for r in rows][:4] == [
+        ("random", None), ("rollout", None), ("relevance", None), ("grad_rollout", None)
+    ]  # fmt: skip
+    assert {r["n_images"] for r in rows} == {3} and found["faithfulness_protocol"]["steps"] == 16
+    for r in rows:
+        assert r["road"] == pytest.approx((r["road_lerf"] - r["road_morf"]) / 2)
+    low, high = rows[0]["seed_range"]["deletion_auc"]
+    assert low <= rows[0]["deletion_auc"] <= high
+    model = load_model("demo-post")
+    pre = analysis.study_cli.preprocessing_of(model)
+    dataset = open_for_model("fashion-mnist", "test", model, pre)
+    with np.load(out / "study.npz") as arrays:
+        scores = arrays["faith_scores"]
+    assert scores.shape[:2] == (3, len(rows))
+    image = dataset.subset(1)
+    from coatnet.batches import iterate_batches, normalize, prepare_batch
+
+    (pictures, _), *_ = iterate_batches(image, torch.arange(1), 1, workers=0)
+    report = faithfulness(model, normalize(prepare_batch(pictures, pre, device="cpu"), pre))
+    alone = [[r.deletion_auc, r.insertion_auc, r.road_morf, r.road_lerf] for r in report.results]
+    np.testing.assert_allclose(scores[0], alone, rtol=1e-4, atol=1e-5)
+    assert "Faithfulness" in (out / "study.html").read_text()
