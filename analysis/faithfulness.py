@@ -212,7 +212,7 @@ def explanation_maps(
         targets: one class per image.
         rows: the (method, stage) rows to make (default :func:`method_rows`); ``random`` gives one map
             per seed of :data:`RANDOM_SEEDS`.
-        progress: called with the share done (0 .. 1) after each image's pixel methods.
+        progress: called with the share done (0 .. 1) after each map.
 
     Returns:
         Per image, the explanations in the order of ``rows`` (random: one per seed).
@@ -239,7 +239,9 @@ def explanation_maps(
     out: list[list[Explanation]] = []
     for i in range(count):
         maps: list[Explanation] = []
-        for method, stage in rows:
+        for r, (method, stage) in enumerate(rows):
+            if progress is not None:
+                progress((i * len(rows) + r) / (count * len(rows)))
             if method == "random":
                 maps += [Explanation("random", None, random_map(size, s), s) for s in RANDOM_SEEDS]
             elif method in grids:
@@ -250,8 +252,8 @@ def explanation_maps(
                 found = attributions(model, batch[i : i + 1], method=method, target=targets[i])
                 maps.append(Explanation(method, None, found.map))
         out.append(maps)
-        if progress is not None:
-            progress((i + 1) / count)
+    if progress is not None:
+        progress(1.0)
     return out
 
 
@@ -356,6 +358,7 @@ def explanation_scores(
     runner: torch.nn.Module | None = None,
     max_rows: int = 64,
     autocast=None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[dict]:
     """The curves and scores of each explanation of one normalised (C, H, W) image for ``target``, in
     order: dicts with ``deletion``, ``insertion`` (STEPS + 1,), ``morf``, ``lerf`` (len(PERCENTILES),) and
@@ -452,9 +455,10 @@ def faithfulness(
     with call_model(model) as own, torch.inference_mode():
         probabilities = own(batch).float().softmax(-1)[0]
     target = int(probabilities.argmax())
-    report = (lambda share: progress(0.6 * share)) if progress is not None else None
-    (maps,) = explanation_maps(model, batch, [target], rows=rows, progress=report)
-    results = measure(model, batch[0], target, maps)
+    first = (lambda share: progress(0.4 * share)) if progress is not None else None
+    (maps,) = explanation_maps(model, batch, [target], rows=rows, progress=first)
+    then = (lambda share: progress(0.4 + 0.6 * share)) if progress is not None else None
+    results = measure(model, batch[0], target, maps, progress=then)
     if progress is not None:
         progress(1.0)
     names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
@@ -484,7 +488,9 @@ def _trapezoid(values: np.ndarray, fractions: np.ndarray) -> float:
     return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(fractions)))
 
 
-def _probabilities(model, runner, images: torch.Tensor, target: int, max_rows: int, autocast) -> np.ndarray:
+def _probabilities(
+    model, runner, images: torch.Tensor, target: int, max_rows: int, autocast, progress=None
+) -> np.ndarray:
     """The softmax probability of ``target`` for each image, in passes of at most ``max_rows``."""
     out = []
     with call_model(runner if runner is not None else model) as own, torch.inference_mode():
@@ -492,6 +498,8 @@ def _probabilities(model, runner, images: torch.Tensor, target: int, max_rows: i
             with autocast() if autocast is not None else nullcontext():
                 logits = own(images[start : start + max_rows])
             out.append(logits.float().softmax(-1)[:, target].cpu())
+            if progress is not None:
+                progress(min(1.0, (start + max_rows) / images.shape[0]))
     return torch.cat(out).double().numpy()
 
 

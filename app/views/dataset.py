@@ -9,6 +9,8 @@ from analysis import shipped_studies
 from analysis.study_figures import (
     distance_figure,
     entropy_figure,
+    faithfulness_figure,
+    faithfulness_section,
     frequency_figure,
     interventions_figure,
     stage_figure,
@@ -65,6 +67,12 @@ def render_page() -> None:
     st.subheader("Stages")
     render.figure(stage_figure(study), f"{name}-study-stages")
     render.figure(frequency_figure(study), f"{name}-study-frequency")
+    st.subheader("Which explanation to trust")
+    if not study.get("faithfulness"):
+        st.caption("This study did not measure faithfulness: run `coatnet study --faithfulness [N]`.")
+        return
+    st.caption(faithfulness_section(study).text + " Protocol: docs/explanations.md.")
+    render.figure(faithfulness_figure(study), f"{name}-study-faithfulness")
 
 
 if __name__ == "__main__":

@@ -142,3 +142,21 @@ def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_t
             assert errors == [] and drawn > 0
         finally:
             browser.close()
+
+
+def test_analyze_explains_a_class_by_name_and_measures_faithfulness(tmp_path, checkpoint, capsys):
+    out = tmp_path / "explained"
+    code = main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(out),
+                 "--explain", "Class 3", "--faithfulness", "--quiet"])  # fmt: skip
+    assert code == 0
+    first = json.loads((out / "results.json").read_text())["per_image"]["image0.png"]
+    assert first["relevance"]["targets"] == [3] and first["grad_rollout"]["targets"] == [3]
+    rows = first["faithfulness"]["results"]
+    assert [r["method"] for r in rows][:4] == ["random", "rollout", "relevance", "grad_rollout"]
+    page = (out / "report.html").read_text()
+    assert "Class-specific relevance" in page and "Faithfulness of each explanation" in page
+    capsys.readouterr()
+    assert main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(out),
+                 "--explain", "sandal"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--explain 'sandal' is not a class of this model" in err and err.count("\n") == 1

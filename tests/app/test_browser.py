@@ -418,7 +418,8 @@ def test_no_text_of_any_figure_overlaps_another_or_leaves_its_figure_on_any_page
 
 def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_path: Path):
     """The same rules hold outside the app: a figure downloaded as HTML, and `coatnet analyze`'s report
-    (every kind of figure it draws), opened offline in the browser."""
+    (every kind of figure it draws, class relevance and faithfulness included), opened offline in the
+    browser."""
     import torch
 
     from analysis.attention import attention_maps
@@ -431,7 +432,8 @@ def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_
     model = load_model("demo-post")
     images = pictures(tmp_path, 2)
     out = tmp_path / "report"
-    arguments = ["analyze", *images, "--model", "demo-pre", "--compare", "demo-post", "--out", str(out)]
+    arguments = ["analyze", *images, "--model", "demo-pre", "--compare", "demo-post", "--out", str(out),
+                 "--faithfulness"]  # fmt: skip
     assert main([*arguments, "--quiet"]) == 0
     block = attention_maps(model, torch.rand(1, 1, 28, 28)).block("S3.0")
     exported = tmp_path / "heads.html"

@@ -62,6 +62,7 @@ def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_p
     assert any("Mean attention distance per head over 10000 images" in t for t in drawn)
     assert any("Interventions, most harmful first" in t for t in drawn)
     assert any(t.startswith("Stages") for t in drawn)
+    assert any("Faithfulness of each explanation over 500 images" in t for t in drawn)
     at.selectbox(key="study_choice").set_value("study-demo-post").run()
     assert any("(post)" in t for t in titles(clean(at)))
     at.selectbox(key="study_choice").set_value("a study folder...").run()
