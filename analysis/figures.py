@@ -363,7 +363,8 @@ def cka_figure(result, *, labels: tuple[str, str] = ("", "")) -> go.Figure:
 
 
 def training_curves(rows: Sequence[dict]) -> go.Figure:
-    """Loss and top-1 per epoch from a run's ``metrics.json`` (train and test)."""
+    """Loss and top-1 per epoch from a run's ``metrics.json`` (train and test; epochs the run did not test,
+    ``--eval-every``, are gaps)."""
     epochs = [r["epoch"] for r in rows]
     figure = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=("loss", "top-1 accuracy (%)")
@@ -379,7 +380,7 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
         figure.add_trace(
             go.Scatter(
                 x=epochs,
-                y=[100 * r[f"{key}_top1"] for r in rows],
+                y=[None if r[f"{key}_top1"] is None else 100 * r[f"{key}_top1"] for r in rows],
                 name=f"{key} top-1",
                 line={"color": colour, "dash": "dot"},
             ),

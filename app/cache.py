@@ -341,3 +341,50 @@ def has_faithfulness(key: ModelKey, image: bytes) -> bool:
 def study(spec: str) -> dict:
     """A study's summary (:func:`analysis.load_study`): a shipped one by name or a folder."""
     return analysis.load_study(spec)
+
+
+def layout_models() -> tuple[str, ...]:
+    """The layout study's built-in checkpoints that are installed (``layout-c-c-c-c`` ..)."""
+    from coatnet.demos import LAYOUT_NAMES, NAMES
+
+    return tuple(name for name in LAYOUT_NAMES if name in NAMES)
+
+
+def _layout_models(names: tuple[str, ...]) -> dict:
+    nets = {name: model(ModelKey(name)) for name in names}
+    return {net.config.layout: net for net in nets.values()}
+
+
+@shared_result(max_entries=16)
+def layout_views(names: tuple[str, ...], image: bytes, point: tuple[float, float]):
+    """The image through every layout's model, stage by stage (:func:`analysis.layouts.compare_layouts`)."""
+    from analysis.layouts import compare_layouts
+
+    return compare_layouts(_layout_models(names), _image(image), point=point)
+
+
+def layout_picture(spec: str, image: bytes):
+    """The picture the layout model ``spec`` sees."""
+    return prepared(ModelKey(spec), image).seen
+
+
+@shared_result(max_entries=4)
+def layout_similarity(names: tuple[str, ...]):
+    """Linear CKA between the same stage of every two layouts over the Fashion-MNIST gallery (None with
+    fewer than two layouts)."""
+    from analysis.layouts import layout_similarity as similarity
+
+    if len(names) < 2:
+        return None
+    return similarity(_layout_models(names), [sample.image() for sample in gallery.samples("fashion-mnist")])
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def layout_study() -> dict | None:
+    """The shipped layout study (layouts.json), or None."""
+    from analysis.layouts import load_layouts
+
+    try:
+        return load_layouts()
+    except ValueError:
+        return None

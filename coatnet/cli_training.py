@@ -60,6 +60,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--test-subset", type=int, help="use only the first N test images")
+    p.add_argument("--subset-seed", type=int, help="draw the --train-subset images at random with this seed")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="test every N epochs (and the last)")
     p.add_argument("--stop-after", type=int, help="stop after this many epochs (resume later)")
     p.add_argument("--device", choices=DEVICES, help="default: CUDA when present")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
@@ -93,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         randaugment=tuple(args.randaugment) if args.randaugment else None, mixup=args.mixup,
         cutmix=args.cutmix, crop_padding=args.crop_padding, hflip=args.hflip, drop_path=args.drop_path,
         grad_clip=args.grad_clip, ema=args.ema, amp=not args.no_amp, seed=args.seed,
-        train_subset=args.train_subset, test_subset=args.test_subset,
+        train_subset=args.train_subset, test_subset=args.test_subset, subset_seed=args.subset_seed,
+        eval_every=args.eval_every,
     )  # fmt: skip
     command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
     try:

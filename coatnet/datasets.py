@@ -101,9 +101,13 @@ class TensorImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.labels[index])
 
-    def subset(self, n: int) -> TensorImages:
-        """The first ``n`` items (for quick runs and tests)."""
-        return TensorImages(self.images[:n], self.labels[:n], name=self.name, class_names=self.class_names)
+    def subset(self, n: int, seed: int | None = None) -> TensorImages:
+        """The first ``n`` items (for quick runs and tests), or with ``seed`` ``n`` items drawn at random
+        (:func:`sample_indices`), kept in dataset order."""
+        index = sample_indices(len(self), n, seed)
+        return TensorImages(
+            self.images[index], self.labels[index], name=self.name, class_names=self.class_names
+        )
 
 
 class ImageFolder(torch.utils.data.Dataset):
@@ -157,11 +161,24 @@ class ImageFolder(torch.utils.data.Dataset):
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             return None, f"{path}: {type(error).__name__}: {error}".splitlines()[0]
 
-    def subset(self, n: int) -> ImageFolder:
+    def subset(self, n: int, seed: int | None = None) -> ImageFolder:
+        """As :meth:`TensorImages.subset`."""
+        index = sample_indices(len(self), n, seed)
         out = object.__new__(ImageFolder)
         out.__dict__.update(self.__dict__)
-        out.samples, out.labels, out.skipped = self.samples[:n], self.labels[:n], Skipped()
+        out.samples = [self.samples[i] for i in index.tolist()]
+        out.labels, out.skipped = self.labels[index], Skipped()
         return out
+
+
+def sample_indices(total: int, n: int, seed: int | None) -> torch.Tensor:
+    """The indices of a subset of ``n`` of ``total`` items: the first ``n``, or with ``seed`` a random
+    draw without replacement from a generator seeded with it (the same draw on every machine), sorted."""
+    n = max(0, min(int(n), total))
+    if seed is None:
+        return torch.arange(n)
+    drawn = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed)))[:n]
+    return drawn.sort().values
 
 
 def decode_image(

@@ -93,11 +93,16 @@ def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def epoch_line(row: dict[str, Any], epochs: int, train_set, test_set) -> str:
+    tested = (
+        f"test loss {row['test_loss']:.4f} top-1 {100 * row['test_top1']:.2f}% "
+        f"top-5 {100 * row['test_top5']:.2f}%"
+        if row.get("test_top1") is not None
+        else "test not evaluated this epoch"
+    )
     line = (
         f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
-        f"top-1 {100 * row['train_top1']:.2f}%"
-        f" | test loss {row['test_loss']:.4f} top-1 {100 * row['test_top1']:.2f}% top-5 "
-        f"{100 * row['test_top5']:.2f}% | {row['images_per_s']:.0f} img/s, {row['epoch_s']:.0f} s"
+        f"top-1 {100 * row['train_top1']:.2f}% | {tested} | {row['images_per_s']:.0f} img/s, "
+        f"{row['epoch_s']:.0f} s"
     )
     for dataset in (train_set, test_set):
         if dataset.skipped.count:

@@ -69,9 +69,11 @@ class TrainSettings:
     seed: int = 0
     train_subset: int | None = None
     test_subset: int | None = None
+    subset_seed: int | None = None  # draw the training subset at random with this seed (else: the first N)
+    eval_every: int = 1  # evaluate on the test set every this many epochs, and after the last
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.mixup <= 1 or not 0 <= self.cutmix <= 1:
@@ -109,6 +111,7 @@ def train(
     command: str | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    distributed_run: bool = True,
 ) -> TrainResult:
     """Train, writing checkpoints, resume state and metrics to ``out_dir`` every epoch.
 
@@ -124,9 +127,11 @@ def train(
         command: the command line, recorded in checkpoints and the model card.
         progress: show tqdm bars (rank 0 only).
         on_step: called with (step, loss) after every optimizer step.
+        distributed_run: under torchrun, train one model together (DDP); False trains this process's
+            own model alone (the layout study shares its runs out among the processes).
     """
     out_dir = ensure_folder(out_dir)  # before any work: a path that cannot be made is said at once
-    rank, world = distributed.init(device)
+    rank, world = distributed.init(device) if distributed_run else (0, 1)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -201,15 +206,18 @@ def train(
                 distributed.average_buffers(module, world)
         epoch += 1
         evaluated = ema.module if settings.ema > 0 else model
-        final = _evaluate(
-            evaluated, test_set, preprocessing, settings, device, workers, rank, world, progress
-        )
+        tested = None
+        if epoch % settings.eval_every == 0 or epoch in (settings.epochs, last_epoch):
+            final = tested = _evaluate(
+                evaluated, test_set, preprocessing, settings, device, workers, rank, world, progress
+            )
         elapsed += time.perf_counter() - started
         rows.append({
             "epoch": epoch, "step": step, "lr": schedule(step - 1),
             "train_loss": sums[0].item() / max(sums[2].item(), 1),
             "train_top1": sums[1].item() / max(sums[2].item(), 1),
-            "test_loss": final.loss, "test_top1": final.top1, "test_top5": final.top5,
+            "test_loss": tested and tested.loss, "test_top1": tested and tested.top1,
+            "test_top5": tested and tested.top5,
             "images_per_s": sums[2].item() / max(train_time, 1e-9), "epoch_s": time.perf_counter() - started,
             "skipped_images": train_set.skipped.count + test_set.skipped.count,
         })  # fmt: skip
@@ -218,7 +226,8 @@ def train(
             provenance = {
                 "dataset": train_set.name, "command": command, "epochs": epoch, "step": step,
                 "weights": "ema" if settings.ema > 0 else "last", "settings": settings.to_dict(),
-                "test_top1": final.top1, "test_top5": final.top5, "wall_time_s": round(elapsed, 1),
+                "test_top1": final and final.top1, "test_top5": final and final.top5,
+                "wall_time_s": round(elapsed, 1),
             }  # fmt: skip
             save_checkpoint(evaluated, out_dir / "last.safetensors", class_names=train_set.class_names,
                             preprocessing=preprocessing, provenance=provenance)  # fmt: skip
@@ -264,7 +273,7 @@ def _open_data(
     train_set = open_dataset(settings.data, "train", size=size)
     test_set = open_dataset(settings.data, "test", size=size)
     if settings.train_subset:
-        train_set = train_set.subset(settings.train_subset)
+        train_set = train_set.subset(settings.train_subset, seed=settings.subset_seed)
     if settings.test_subset:
         test_set = test_set.subset(settings.test_subset)
     if train_set.class_names != test_set.class_names:

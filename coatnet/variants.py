@@ -31,6 +31,21 @@ def _paper(name: str, stem_dim: int, s1, s2, s3, s4, *, head_dim: int = 32) -> C
     )
 
 
+def _layout(layout: str, dims: tuple[int, int, int, int]) -> CoAtNetConfig:
+    """A layout-study model: a two-conv stem of 24 channels with stride 2, then S1..S4 of ``layout`` with
+    depths 1-2-2-1 and widths ``dims``, strides 1-1-2-1 (grids 14, 14, 7, 7 at 28x28), heads of 16."""
+    kinds = layout.split("-")
+    return CoAtNetConfig(
+        name=f"layout_{layout.lower().replace('-', '_')}",
+        stem_dim=24,
+        stages=tuple(stage(k, d, c) for k, d, c in zip(kinds, (1, 2, 2, 1), dims, strict=True)),
+        strides=(2, 1, 1, 2, 1),
+        head_dim=16,
+        img_size=(28, 28),
+        num_classes=10,
+    )
+
+
 VARIANTS: dict[str, CoAtNetConfig] = {
     # Table 3 / Tables 11-12: S0 is always two convs; (blocks, channels) for S1..S4.
     "coatnet_0": _paper("coatnet_0", 64, (2, 96), (3, 192), (5, 384), (2, 768)),
@@ -63,6 +78,22 @@ VARIANTS: dict[str, CoAtNetConfig] = {
         stages=(stage("C", 1, 16), stage("C", 1, 16), stage("T", 1, 32), stage("T", 1, 32)),
         head_dim=8,
         img_size=(32, 32),
+        num_classes=10,
+    ),
+    # The layout study at small scale (coatnet/layouts.py): 28x28 inputs, S3 on a 7x7 grid in every layout,
+    # depths 1-2-2-1, widths chosen so that the parameters stay within 15% (439k-474k).
+    "layout_c_c_c_c": _layout("C-C-C-C", (32, 64, 96, 128)),
+    "layout_c_c_c_t": _layout("C-C-C-T", (32, 64, 96, 112)),
+    "layout_c_c_t_t": _layout("C-C-T-T", (32, 64, 80, 128)),
+    "layout_c_t_t_t": _layout("C-T-T-T", (32, 48, 80, 144)),
+    "layout_vit_rel": CoAtNetConfig(
+        name="layout_vit_rel",
+        stem_dim=80,
+        stem_kind="patch",
+        stages=(stage("T", 1, 80), stage("T", 2, 80), stage("T", 2, 80), stage("T", 1, 80)),
+        strides=(4, 1, 1, 1, 1),  # a 4x4 patch stem: the same 7x7 grid as the others' S3
+        head_dim=16,
+        img_size=(28, 28),
         num_classes=10,
     ),
     # timm's CoAtNets (PAPER.md section 5), for exact weight import: coatnet/variants_timm.py

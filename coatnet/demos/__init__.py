@@ -1,6 +1,8 @@
-"""The built-in demo checkpoints: two small CoAtNets trained by ``coatnet train`` on Fashion-MNIST.
+"""The built-in checkpoints: small CoAtNets trained by ``coatnet train`` on Fashion-MNIST.
 
-``demo-pre`` and ``demo-post`` are identical but for the attention normalization (PAPER.md section 1).
+``demo-pre`` and ``demo-post`` are identical but for the attention normalization (PAPER.md section 1);
+``layout-c-c-c-c`` .. ``layout-vit-rel``, where shipped, are the layout study's models
+(:mod:`coatnet.layouts`).
 Each lives in its own folder here: ``model.safetensors``, ``metrics.json`` / ``metrics.csv`` (per epoch)
 and ``MODEL_CARD.md`` (the exact command, epochs, wall time, machine and test accuracy).
 """
@@ -13,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("demo-pre", "demo-post")
+# the layout study's models trained on all 60,000 images (coatnet/layouts.py), where shipped
+LAYOUT_NAMES = ("layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t", "layout-vit-rel")
+NAMES = ("demo-pre", "demo-post", *(n for n in LAYOUT_NAMES if (HERE / n / "model.safetensors").exists()))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,229 @@
+"""The layout study of the paper (section 2.2, PAPER.md) at small scale: five layouts trained with the
+same recipe and the same number of optimizer steps, on the same data, at several training-set sizes.
+
+Every (layout, size) run is a ``coatnet train`` run of its own in ``OUT/runs/<layout>-<size>``: resumable
+from its last epoch, on CUDA when present. Equal steps means a small subset is seen for many epochs (2,000
+images for 30 epochs where 60,000 get 1): the gap between the training loss and the test accuracy at small
+sizes shows how each layout generalizes; at the full set the training loss stands in for capacity.
+
+After training each run is scored: the final training loss and top-1 on its clean training subset (no
+augmentation, the model as evaluated) and the test loss and top-1. ``layouts.json`` holds, per run, the
+layout, size, parameters, MACs, steps, epochs, those scores, the wall time and the exact command.
+
+Under ``torchrun`` the processes share the runs (every ``world``-th run each, one device each), and the
+first one writes ``layouts.json`` once all runs are done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+import coatnet
+from coatnet import distributed
+from coatnet.complexity import count_macs, count_params
+from coatnet.datasets import open_dataset
+from coatnet.evaluation import evaluate
+from coatnet.files import ensure_folder, write_text
+from coatnet.training import TrainSettings, train
+
+# the five layouts and their models (coatnet/variants.py: parameters within 15% of each other)
+LAYOUT_MODELS = {
+    "C-C-C-C": "layout_c_c_c_c",
+    "C-C-C-T": "layout_c_c_c_t",
+    "C-C-T-T": "layout_c_c_t_t",
+    "C-T-T-T": "layout_c_t_t_t",
+    "ViT_REL": "layout_vit_rel",
+}
+
+
+@dataclass(frozen=True)
+class LayoutStudySettings:
+    """One layout study: which layouts, which training-set sizes, and the recipe all runs share.
+
+    ``steps`` optimizer steps of ``batch_size`` images for every run: each size must be a multiple of
+    the batch, and ``steps`` a multiple of each size's batches per epoch (whole epochs). The warm-up is
+    in steps, the same for every run.
+    """
+
+    layouts: tuple[str, ...] = tuple(LAYOUT_MODELS)
+    sizes: tuple[int, ...] = (2000, 10000, 60000)
+    steps: int = 600  # 30 epochs of 2,000 images, 6 of 10,000, 1 of 60,000: ~75 min for 15 runs on 2 cores
+    batch_size: int = 100
+    data: str = "fashion-mnist"
+    seed: int = 0
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    warmup_steps: int = 50
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    crop_padding: int = 2
+    hflip: bool = True
+    drop_path: float = 0.05
+    test_subset: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [layout for layout in self.layouts if layout not in LAYOUT_MODELS]
+        if unknown:
+            raise ValueError(f"unknown layout(s) {unknown}; choose from {', '.join(LAYOUT_MODELS)}")
+        for size in self.sizes:
+            if size < self.batch_size or size % self.batch_size:
+                raise ValueError(f"size {size} is not a multiple of the batch size {self.batch_size}")
+            if self.steps % (size // self.batch_size):
+                raise ValueError(
+                    f"{self.steps} steps are not whole epochs of {size} images ({size // self.batch_size} "
+                    "batches each): choose steps a multiple of every size's batches"
+                )
+
+    def run_settings(self, layout: str, size: int) -> TrainSettings:
+        """The ``coatnet train`` settings of one run."""
+        per_epoch = size // self.batch_size
+        return TrainSettings(
+            model=LAYOUT_MODELS[layout], data=self.data, epochs=self.steps // per_epoch,
+            batch_size=self.batch_size, lr=self.lr, min_lr=self.min_lr,
+            warmup_epochs=self.warmup_steps / per_epoch, weight_decay=self.weight_decay,
+            label_smoothing=self.label_smoothing, crop_padding=self.crop_padding, hflip=self.hflip,
+            drop_path=self.drop_path, seed=self.seed, train_subset=size, subset_seed=self.seed,
+            test_subset=self.test_subset, eval_every=self.steps // per_epoch,
+        )  # fmt: skip
+
+
+def run_name(layout: str, size: int) -> str:
+    return f"{layout.lower().replace('_', '-')}-{size}"
+
+
+def run_layout_study(
+    settings: LayoutStudySettings,
+    out: str | os.PathLike,
+    *,
+    device: str | None = None,
+    command: str | None = None,
+    progress: bool = True,
+    workers: int = 2,
+    on_run: Callable[[dict], None] | None = None,
+) -> dict | None:
+    """Train and score every run not yet done in ``out`` (finished ones are kept, an interrupted one
+    resumes from its last epoch), then write ``out/layouts.json``.
+
+    Returns:
+        The study (what layouts.json holds), or None in a torchrun process other than the first.
+    """
+    out = ensure_folder(out)
+    rank, world = distributed.init(device)
+    if torch.cuda.is_available() and device != "cpu" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    claimed = out / "settings.json"
+    wanted = _jsonable(asdict(settings))
+    if rank == 0:
+        if claimed.exists() and json.loads(claimed.read_text()) != wanted:
+            raise ValueError(f"{out} holds a layout study with other settings: choose another --out")
+        write_text(claimed, json.dumps(wanted, indent=1) + "\n")
+    distributed.barrier(world)
+    runs = [(layout, size) for size in settings.sizes for layout in settings.layouts]
+    for index, (layout, size) in enumerate(runs):
+        if index % world != rank:
+            continue
+        record = _run(settings, layout, size, out, device, command, progress, workers)
+        if on_run is not None:
+            on_run(record)
+    distributed.barrier(world)
+    distributed.finish(world)
+    if rank != 0:
+        return None
+    records = [json.loads((out / "runs" / run_name(*r) / "result.json").read_text()) for r in runs]
+    study = {
+        "settings": wanted,
+        "command": command,
+        "runs": records,
+        "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "processes": world,
+        "wall_s": round(sum(r["wall_s"] for r in records), 1),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "coatnet": coatnet.__version__,
+        },
+    }
+    write_text(out / "layouts.json", json.dumps(study, indent=1) + "\n")
+    return study
+
+
+def _run(settings, layout, size, out, device, command, progress, workers) -> dict:
+    """One run: trained (or resumed) and scored, its result.json written; a finished run is read back."""
+    folder = out / "runs" / run_name(layout, size)
+    done = folder / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    run = settings.run_settings(layout, size)
+    resume = (folder / "resume.safetensors").exists()
+    result = train(
+        run, folder, resume=resume, device=device, workers=workers, command=command, progress=progress,
+        distributed_run=False,
+    )  # fmt: skip
+    model = result.model
+    pre = model.checkpoint_info.preprocessing if getattr(model, "checkpoint_info", None) else None
+    pre = pre or _preprocessing(result)
+    clean = open_dataset(run.data, "train", size=tuple(pre["size"])).subset(size, seed=run.subset_seed)
+    fitted = evaluate(model, clean, pre, device=device or "cpu", workers=workers, progress=False)
+    record = {
+        "layout": layout,
+        "model": run.model,
+        "size": size,
+        "parameters": count_params(model),
+        "macs": count_macs(model, tuple(pre["size"])),
+        "steps": result.metrics[-1]["step"],
+        "epochs": result.metrics[-1]["epoch"],
+        "train_loss": fitted.loss,
+        "train_top1": fitted.top1,
+        "train_loss_augmented": result.metrics[-1]["train_loss"],
+        "test_loss": result.final.loss,
+        "test_top1": result.final.top1,
+        "wall_s": round(sum(r["epoch_s"] for r in result.metrics), 1),
+        "command": _run_command(run, folder),
+        "study_command": command,
+    }
+    write_text(done, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _preprocessing(result) -> dict:
+    from coatnet.checkpoint import load_checkpoint
+
+    return load_checkpoint(result.out_dir / "last.safetensors").checkpoint_info.preprocessing
+
+
+def _run_command(run: TrainSettings, folder: Path) -> str:
+    """The ``coatnet train`` command that makes this run on its own."""
+    parts = [
+        "coatnet train", f"--out {folder}", f"--model {run.model}", f"--data {run.data}",
+        f"--epochs {run.epochs}", f"--batch-size {run.batch_size}", f"--lr {run.lr}",
+        f"--min-lr {run.min_lr}",
+        f"--warmup-epochs {run.warmup_epochs:g}", f"--weight-decay {run.weight_decay}",
+        f"--label-smoothing {run.label_smoothing}", f"--crop-padding {run.crop_padding}",
+        *(["--hflip"] if run.hflip else []), f"--drop-path {run.drop_path}", f"--seed {run.seed}",
+        f"--train-subset {run.train_subset}", f"--subset-seed {run.subset_seed}",
+        *([f"--test-subset {run.test_subset}"] if run.test_subset else []), f"--eval-every {run.eval_every}",
+    ]  # fmt: skip
+    return " ".join(parts)
+
+
+def _jsonable(values: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def settings_from(values: dict) -> LayoutStudySettings:
+    """Settings back from layouts.json's ``settings``."""
+    known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return replace(LayoutStudySettings(), **known)
+
+
+def whole_epochs(sizes: Sequence[int], batch_size: int) -> int:
+    """The smallest number of steps that is whole epochs at every size."""
+    return math.lcm(*(size // batch_size for size in sizes))

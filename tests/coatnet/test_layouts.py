@@ -1,0 +1,91 @@
+"""The layout study: five models of matching size with the layouts they claim, equal steps at every size,
+seeded subsets, an end-to-end study on a tiny subset, and a resumed study equal to an unbroken one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import coatnet
+from coatnet.cli import main
+from coatnet.complexity import count_params
+from coatnet.datasets import sample_indices
+from coatnet.layouts import LAYOUT_MODELS, LayoutStudySettings
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_data = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+# two layouts (one with an attention stage pooled from S2, one patch-stem ViT_REL), two sizes, four steps
+TINY = ["--layouts", "C-C-T-T", "ViT_REL", "--sizes", "200", "400", "--steps", "4", "--batch-size", "100",
+        "--test-subset", "100", "--quiet"]  # fmt: skip
+
+
+def test_the_five_models_have_their_layouts_and_parameters_within_15_percent() -> None:
+    counts = {}
+    for layout, name in LAYOUT_MODELS.items():
+        model = coatnet.create_model(name, in_chans=1)
+        assert model.config.layout == layout
+        info = model.stage_info((28, 28))
+        assert tuple(info[3].grid) == (7, 7)  # the same S3 grid in every layout
+        counts[layout] = count_params(model)
+    assert max(counts.values()) / min(counts.values()) <= 1.15, counts
+    assert min(counts.values()) >= 300_000 and max(counts.values()) <= 500_000
+
+
+def test_every_run_takes_the_same_steps_and_warm_up() -> None:
+    settings = LayoutStudySettings()
+    for size in settings.sizes:
+        run = settings.run_settings("C-C-T-T", size)
+        per_epoch = size // run.batch_size
+        assert run.epochs * per_epoch == settings.steps
+        assert run.warmup_epochs * per_epoch == pytest.approx(settings.warmup_steps)
+        assert run.eval_every == run.epochs and run.subset_seed == settings.seed
+    with pytest.raises(ValueError, match="not whole epochs"):
+        LayoutStudySettings(sizes=(300,), steps=4)
+    with pytest.raises(ValueError, match="unknown layout"):
+        LayoutStudySettings(layouts=("T-T-T-T",))
+
+
+def test_subsets_are_drawn_with_a_seed_in_dataset_order() -> None:
+    first = sample_indices(1000, 10, None)
+    assert first.tolist() == list(range(10))
+    drawn = sample_indices(1000, 10, 3)
+    assert torch.equal(drawn, sample_indices(1000, 10, 3)) and not torch.equal(
+        drawn, sample_indices(1000, 10, 4)
+    )
+    assert drawn.tolist() == sorted(drawn.tolist()) and len(set(drawn.tolist())) == 10
+
+
+@needs_data
+def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tmp_path) -> None:
+    out = tmp_path / "study"
+    assert main(["study-layouts", "--out", str(out), *TINY]) == 0
+    study = json.loads((out / "layouts.json").read_text())
+    runs = study["runs"]
+    assert len(runs) == 4 and {r["layout"] for r in runs} == {"C-C-T-T", "ViT_REL"}
+    for r in runs:
+        assert r["steps"] == 4 and r["epochs"] == 4 // (r["size"] // 100)
+        assert 0.0 <= r["test_top1"] <= 1.0 and r["train_loss"] > 0 and r["parameters"] > 0
+        assert r["command"].startswith("coatnet train") and f"--train-subset {r['size']}" in r["command"]
+    assert "Layouts" in (out / "layouts.html").read_text()
+    # the test set is scored once, after the last epoch (--eval-every): 2 epochs of 200 images
+    metrics = json.loads((out / "runs" / "c-c-t-t-200" / "metrics.json").read_text())
+    assert [m["test_top1"] is None for m in metrics] == [True, False]
+    # a study stopped after some runs (their result.json removed: as if killed) ends the same
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "runs").mkdir()
+    for r in runs[:1]:
+        name = f"{r['layout'].lower().replace('_', '-')}-{r['size']}"
+        target = again / "runs" / name
+        target.mkdir()
+        (target / "result.json").write_text((out / "runs" / name / "result.json").read_text())
+    (again / "settings.json").write_text((out / "settings.json").read_text())
+    assert main(["study-layouts", "--out", str(again), *TINY]) == 0
+    resumed = json.loads((again / "layouts.json").read_text())["runs"]
+    for a, b in zip(runs, resumed, strict=True):
+        assert a["test_top1"] == b["test_top1"] and a["train_loss"] == pytest.approx(
+            b["train_loss"], rel=1e-6
+        )
