@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.faithfulness import row_name
 from analysis.plots import DEFAULT_OPACITY, HEAT, chart, overlay
 
 SCORE_LABELS = {
@@ -29,10 +30,6 @@ def relevance_figure(
         image, relevance.map[index], stride=relevance.stride_first, colorscale=HEAT, what="relevance",
         title=f"{relevance.label}: {name} (p = {relevance.probabilities[index]:.2f})", opacity=opacity,
     )  # fmt: skip
-
-
-def _name(method: str, stage: str | None) -> str:
-    return f"{method} {stage}" if stage else method
 
 
 def curves_figure(report, curve: str = "deletion") -> go.Figure:
@@ -95,7 +92,7 @@ def _entry(row) -> dict:
     if isinstance(row, dict):
         seeds = row.get("seed_range") or {}
         return {
-            "name": _name(row["method"], row.get("stage")),
+            "name": row_name(row["method"], row.get("stage")),
             "deletion_auc": row["deletion_auc"], "insertion_auc": row["insertion_auc"], "road": row["road"],
             "range": {key: seeds.get(key) for key in SCORE_LABELS},
         }  # fmt: skip

@@ -70,6 +70,11 @@ NEIGHBOURS = (
 )  # fmt: skip
 
 
+def row_name(method: str, stage: str | None) -> str:
+    """A (method, stage) row as one label: ``gradcam S3``, ``relevance``."""
+    return f"{method} {stage}" if stage else method
+
+
 def blur_sigma(image_size: tuple[int, int]) -> float:
     """Insertion's Gaussian blur: a sixteenth of the shorter side, at least 1 pixel (1.75 px at 28x28,
     14 px at 224x224)."""
@@ -110,7 +115,7 @@ class Explanation:
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.stage}" if self.stage else self.method
+        return row_name(self.method, self.stage)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class Faithfulness:
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.stage}" if self.stage else self.method
+        return row_name(self.method, self.stage)
 
 
 @dataclass(frozen=True)
