@@ -66,8 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--faithfulness", action="store_true",
-        help="also measure how faithful every explanation is per image (deletion, insertion, ROAD; about "
-        "a second an image at 28 px, minutes at 224 on a CPU)",
+        help="also measure how faithful every explanation is per image (deletion, insertion, ROAD; a few "
+        "seconds an image at 28 px, minutes at 224 on a CPU)",
     )  # fmt: skip
     p.add_argument("--device", choices=DEVICES, help="where the models run (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

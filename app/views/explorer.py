@@ -114,7 +114,7 @@ def faithfulness_curves(chosen) -> None:
         st.caption(
             "Deletes and inserts pixels in the order of each explanation of the predicted class (rollout, "
             "relevance, gradient rollout, Grad-CAM at each stage, Integrated Gradients, occlusion, random) "
-            "and measures ROAD: about a second at 28 px, minutes at 224 on a CPU. Computed when asked."
+            "and measures ROAD: a few seconds at 28 px, minutes at 224 on a CPU. Computed when asked."
         )
         return
     bar = st.progress(0.0, text="Faithfulness...")
