@@ -47,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, BMP, GIF)")
     p.add_argument(
-        "--model", default="demo-pre", help="demo-pre, demo-post, a checkpoint, a timm tag or file"
+        "--model",
+        default="demo-pre",
+        help="a built-in name (demo-pre, layout-c-c-t-t ...), a checkpoint, a timm tag or file",
     )
     p.add_argument("--compare", help="a second model to compare with (e.g. demo-post)")
     p.add_argument("--attention", choices=("pre", "post"), help="switch --model's normalization")

@@ -200,7 +200,7 @@ def compare_layouts(
             attention = None
             if block is not None:
                 query = query_index(block.grid, block.stride, *centre)
-                grid = fuse_heads(block.effective[0, :, query]).reshape(block.grid)
+                grid = fuse_heads(block.effective[0, :, query].reshape(-1, *block.grid))
                 attention = upsample_to_image(grid, size)
             stages.append(
                 LayoutStage(

@@ -15,7 +15,7 @@ import torch
 
 from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
 from coatnet.checkpoint import CheckpointNotFoundError, NotCoatnetCheckpointError, read_checkpoint_info
-from coatnet.demos import builtin_name
+from coatnet.demos import NAMES, builtin_name
 from coatnet.devices import resolve_device
 from coatnet.hub import split_tag
 from coatnet.model import CoAtNet
@@ -67,9 +67,9 @@ def _load(spec: str, attention: str | None) -> CoAtNet:
     except (KeyError, ValueError):
         pass
     raise ModelSpecError(
-        f"no model {spec!r}: give demo-pre or demo-post, a .safetensors checkpoint, timm weights "
-        "(model.safetensors / pytorch_model.bin), a timm tag such as coatnet_0_rw_224.sw_in1k, or a "
-        "variant from `coatnet list`"
+        f"no model {spec!r}: give a built-in name ({', '.join(NAMES)}), a .safetensors checkpoint, "
+        "timm weights (model.safetensors / pytorch_model.bin), a timm tag such as coatnet_0_rw_224.sw_in1k, "
+        "or a variant from `coatnet list`"
     )
 
 

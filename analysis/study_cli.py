@@ -58,7 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "distance and entropy and per-stage statistics. Resumable (--resume) and runs under torchrun.",
     )
     p.add_argument(
-        "--model", default="demo-pre", help="demo-pre, demo-post, a checkpoint, a timm tag or file"
+        "--model",
+        default="demo-pre",
+        help="a built-in name (demo-pre, layout-c-c-t-t ...), a checkpoint, a timm tag or file",
     )
     p.add_argument("--data", default="fashion-mnist", help=DATA_HELP)
     p.add_argument("--split", choices=("test", "train"), default="test")

@@ -55,7 +55,10 @@ def model_picker() -> ModelChoice | None:
     timm_tag = None
     if source == MODEL_SOURCES[0]:
         spec = st.selectbox(
-            "Checkpoint", NAMES, key="demo_name", help="Two small CoAtNets trained on Fashion-MNIST"
+            "Checkpoint",
+            NAMES,
+            key="demo_name",
+            help="Small CoAtNets trained on Fashion-MNIST: the pre/post pair and the layout study's models",
         )
     elif source == MODEL_SOURCES[1]:
         spec = timm_tag = st.selectbox(

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from coatnet.attention import resize_table
 from coatnet.config import CoAtNetConfig
-from coatnet.demos import builtin_name, demo
+from coatnet.demos import NAMES, builtin_name, demo
 from coatnet.files import atomic_write
 from coatnet.model import CoAtNet
 
@@ -334,7 +334,7 @@ def resize_bias_tables(state: dict[str, torch.Tensor], model: CoAtNet) -> dict[s
 def _read_header(path: Path) -> dict[str, str]:
     if not path.exists():
         raise CheckpointNotFoundError(
-            f"{path} does not exist: check the path (built-in checkpoints: demo-pre, demo-post)"
+            f"{path} does not exist: check the path (built-in checkpoints: {', '.join(NAMES)})"
         )
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; give the .safetensors file inside it")

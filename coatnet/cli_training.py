@@ -70,7 +70,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1, top-5, per-class accuracy and confusion matrix of a checkpoint")
-    p.add_argument("checkpoint", help="a .safetensors checkpoint, or a built-in name (demo-pre, demo-post)")
+    p.add_argument(
+        "checkpoint",
+        help="a .safetensors checkpoint, or a built-in name (demo-pre, demo-post, layout-c-c-t-t ...)",
+    )
     p.add_argument("--data", default="fashion-mnist", help=DATA_HELP)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--json", dest="json_out", help="also write the results to this JSON file")

@@ -172,19 +172,20 @@ def _run(settings, layout, size, out, device, command, progress, workers) -> dic
     pre = pre or _preprocessing(result)
     clean = open_dataset(run.data, "train", size=tuple(pre["size"])).subset(size, seed=run.subset_seed)
     fitted = evaluate(model, clean, pre, device=device or "cpu", workers=workers, progress=False)
+    last = result.metrics[-1]  # its last epoch's test scores: also there when stopped after training
     record = {
         "layout": layout,
         "model": run.model,
         "size": size,
         "parameters": count_params(model),
         "macs": count_macs(model, tuple(pre["size"])),
-        "steps": result.metrics[-1]["step"],
-        "epochs": result.metrics[-1]["epoch"],
+        "steps": last["step"],
+        "epochs": last["epoch"],
         "train_loss": fitted.loss,
         "train_top1": fitted.top1,
-        "train_loss_augmented": result.metrics[-1]["train_loss"],
-        "test_loss": result.final.loss,
-        "test_top1": result.final.top1,
+        "train_loss_augmented": last["train_loss"],
+        "test_loss": last["test_loss"],
+        "test_top1": last["test_top1"],
         "wall_s": round(sum(r["epoch_s"] for r in result.metrics), 1),
         "command": _run_command(run, folder),
         "study_command": command,

@@ -28,7 +28,9 @@ def test_a_timm_tag_offline_says_how_to_load_the_file(monkeypatch):
 
 
 def test_nothing_by_that_name_lists_what_works():
-    with pytest.raises(ModelSpecError, match=r"demo-pre or demo-post, a \.safetensors checkpoint"):
+    with pytest.raises(
+        ModelSpecError, match=r"give a built-in name \(demo-pre, demo-post[^)]*\), a \.safetensors checkpoint"
+    ):
         load_model("resnet50")
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.app.layout_check import LAYOUT_PROBLEMS
 from tests.app.server import ROOT, SETTLED
@@ -142,10 +143,23 @@ class Lens:
             self.page.get_by_label("Query column").input_value(),
         )
 
-    def download(self, button: Locator, folder: Path) -> Path:
-        """Click a download button and save what the browser receives into ``folder``."""
-        with self.page.expect_download(timeout=WAIT_MS) as started:
-            button.click()
+    def download(self, button: Locator, folder: Path, *, tries: int = 3) -> Path:
+        """Click a download button and save what the browser receives into ``folder``. A button's file is
+        made when it is clicked, from what the session's last run registered: a click that lands while a
+        rerun replaces that registration asks for a file the server no longer holds, and nothing downloads
+        (Streamlit: "a click that still holds the old id fails until the browser receives the new delta").
+        A user clicks again; so does this, after the app settles, ``tries`` times in all."""
+        for attempt in range(tries):
+            try:
+                with self.page.expect_download(timeout=WAIT_MS // 2) as started:
+                    button.click()
+                break
+            except PlaywrightTimeout:
+                if attempt == tries - 1:
+                    raise AssertionError(
+                        f"no download after {tries} clicks; the server log ends:\n{self.log_tail()}"
+                    ) from None
+                self.settle()
         download = started.value
         assert download.failure() is None, f"{download.suggested_filename}: {download.failure()}"
         path = folder / download.suggested_filename

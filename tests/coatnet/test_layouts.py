@@ -4,6 +4,10 @@ seeded subsets, an end-to-end study on a tiny subset, and a resumed study equal 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from coatnet.complexity import count_params
 from coatnet.datasets import sample_indices
 from coatnet.layouts import LAYOUT_MODELS, LayoutStudySettings
 
+ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_data = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
 # two layouts (one with an attention stage pooled from S2, one patch-stem ViT_REL), two sizes, four steps
@@ -58,12 +63,22 @@ def test_subsets_are_drawn_with_a_seed_in_dataset_order() -> None:
     assert drawn.tolist() == sorted(drawn.tolist()) and len(set(drawn.tolist())) == 10
 
 
-@needs_data
-def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tmp_path) -> None:
-    out = tmp_path / "study"
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The tiny study, run once for the module (its folder)."""
+    if not FASHION.exists():
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    out = tmp_path_factory.mktemp("layouts") / "study"
     assert main(["study-layouts", "--out", str(out), *TINY]) == 0
+    return out
+
+
+@needs_data
+def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tiny: Path, tmp_path) -> None:
+    out = tiny
     study = json.loads((out / "layouts.json").read_text())
     runs = study["runs"]
+    assert study["processes"] == 1
     assert len(runs) == 4 and {r["layout"] for r in runs} == {"C-C-T-T", "ViT_REL"}
     for r in runs:
         assert r["steps"] == 4 and r["epochs"] == 4 // (r["size"] // 100)
@@ -73,6 +88,12 @@ def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tmp_path) -> N
     # the test set is scored once, after the last epoch (--eval-every): 2 epochs of 200 images
     metrics = json.loads((out / "runs" / "c-c-t-t-200" / "metrics.json").read_text())
     assert [m["test_top1"] is None for m in metrics] == [True, False]
+    # a run killed after its last epoch, before it was scored: scored when the study runs again
+    (out / "runs" / "vit-rel-400" / "result.json").unlink()
+    assert main(["study-layouts", "--out", str(out), *TINY]) == 0
+    rescored = json.loads((out / "layouts.json").read_text())["runs"]
+    assert rescored[:3] == runs[:3] and rescored[3]["test_top1"] == runs[3]["test_top1"]
+    assert rescored[3]["train_loss"] == pytest.approx(runs[3]["train_loss"], rel=1e-6)
     # a study stopped after some runs (their result.json removed: as if killed) ends the same
     again = tmp_path / "again"
     again.mkdir()
@@ -89,3 +110,32 @@ def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tmp_path) -> N
         assert a["test_top1"] == b["test_top1"] and a["train_loss"] == pytest.approx(
             b["train_loss"], rel=1e-6
         )
+
+
+@needs_data
+def test_two_torchrun_processes_share_the_runs_and_give_one_processs_study(tiny: Path, tmp_path) -> None:
+    """Under torchrun (gloo, two CPU processes) each process trains every other run; the first writes
+    layouts.json once both are done, with the numbers of a single process (one thread each there, two
+    here: the same to one test image and 1e-3 of the loss)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    out = tmp_path / "two"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               f"--master_port={port}", "-m", "coatnet", "study-layouts", "--out", str(out), *TINY,
+               "--device", "cpu"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads((out / "layouts.json").read_text())
+    expected = json.loads((tiny / "layouts.json").read_text())
+    assert found["processes"] == 2 and found["settings"] == expected["settings"]
+    for a, b in zip(expected["runs"], found["runs"], strict=True):
+        assert (a["layout"], a["size"], a["steps"], a["parameters"]) == (
+            b["layout"],
+            b["size"],
+            b["steps"],
+            b["parameters"],
+        )
+        assert b["test_top1"] == pytest.approx(a["test_top1"], abs=0.011)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)

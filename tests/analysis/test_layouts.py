@@ -1,0 +1,139 @@
+"""The layout study's analyses: one image through several layouts stage by stage, CKA between the same
+stage of two layouts, their figures, and the study's figures and table from a layouts.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import coatnet
+from analysis import cka
+from analysis.attention import attention_maps
+from analysis.layouts import (
+    compare_layouts,
+    gap_figure,
+    layout_sections,
+    layout_similarity,
+    layout_similarity_figure,
+    layout_stages_figure,
+    load_layouts,
+    size_figure,
+    table,
+)
+from coatnet.layouts import LAYOUT_MODELS
+
+
+@pytest.fixture(scope="module")
+def models() -> dict:
+    torch.manual_seed(0)
+    nets = {}
+    for layout in ("C-C-T-T", "ViT_REL"):
+        name = LAYOUT_MODELS[layout]
+        nets[layout] = coatnet.create_model(name, in_chans=1, num_classes=10).eval()
+    return nets
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+def test_one_image_through_every_layout_stage_by_stage(models, image) -> None:
+    before = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in models.items()}
+    point = (1 * 4 + 1.5, 5 * 4 + 1.5)  # the centre of cell (1, 5) of the 7x7 grid
+    views = compare_layouts(models, image, point=point)
+    assert list(views) == ["C-C-T-T", "ViT_REL"]
+    assert [s.kind for s in views["C-C-T-T"]] == ["conv", "C", "C", "T", "T"]
+    assert [s.kind for s in views["ViT_REL"]] == ["patch", "T", "T", "T", "T"]
+    for layout, stages in views.items():
+        model = models[layout]
+        with torch.no_grad():
+            predicted = int(model(image).argmax())
+        maps = attention_maps(model, image)
+        last = {f"S{b.stage}": b for b in maps.blocks}
+        for stage in stages:
+            assert stage.stage in ("S0", "S1", "S2", "S3", "S4") and stage.prediction == predicted
+            assert stage.gradcam.shape == stage.erf.shape == (28, 28)
+            assert stage.erf.sum() == pytest.approx(1.0, abs=1e-5) and (stage.erf >= 0).all()
+            if stage.kind != "T":
+                assert stage.attention is None, (layout, stage.stage)
+                continue
+            block = last[stage.stage]
+            cell = 28 // block.grid[0]  # input pixels a cell
+            row, col = int(point[0] // cell), int(point[1] // cell)
+            expected = block.effective[0, :, row * block.grid[1] + col].mean(0).reshape(block.grid)
+            assert np.allclose(stage.attention[::cell, ::cell], expected, atol=1e-6), (layout, stage.stage)
+            assert stage.attention.sum() == pytest.approx(cell * cell, rel=1e-4)  # a row of weights, repeated
+    for layout, model in models.items():  # the models are left as found
+        assert not model.training and all(p.grad is None for p in model.parameters())
+        assert all(torch.equal(t, before[layout][n]) for n, t in model.state_dict().items())
+    elsewhere = compare_layouts(models, image)  # the default point is the image's centre
+    t_stage = views["C-C-T-T"][3]
+    assert not np.allclose(elsewhere["C-C-T-T"][3].attention, t_stage.attention)
+    assert np.allclose(elsewhere["C-C-T-T"][3].gradcam, t_stage.gradcam)
+
+
+def test_the_stages_figure_has_a_panel_per_layout_and_stage(models, image) -> None:
+    views = compare_layouts(models, image)
+    seen = {layout: np.zeros((28, 28)) for layout in views}
+    attention = sum(s.kind == "T" for stages in views.values() for s in stages)
+    assert attention == 2 + 4  # C-C-T-T's S3 and S4, ViT_REL's S1..S4
+    for what, maps in (("gradcam", 10), ("erf", 10), ("attention", attention)):
+        figure = layout_stages_figure(views, seen, what).to_plotly_json()
+        heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
+        assert len(heatmaps) == maps, what
+        titles = [a["text"] for a in figure["layout"]["annotations"]]
+        assert "C-C-T-T S3 (T)" in titles and "ViT_REL S4 (T)" in titles
+    with pytest.raises(ValueError, match="what must be one of"):
+        layout_stages_figure(views, seen, "saliency")
+
+
+def test_cka_between_layouts_is_one_for_a_model_and_itself_and_matches_cka(models) -> None:
+    images = torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    a, b = models["C-C-T-T"], models["ViT_REL"]
+    found = layout_similarity({"a": a, "same": a, "vit": b}, images)
+    assert found.layouts == ("a", "same", "vit") and found.images == 12
+    assert found.stages[:5] == ("S0", "S1", "S2", "S3", "S4")
+    m = found.matrix
+    assert np.allclose(m, m.transpose(0, 2, 1)) and np.allclose(m[:, [0, 1, 2], [0, 1, 2]], 1.0)
+    assert np.allclose(m[:, 0, 1], 1.0, atol=1e-4)  # a model and itself
+    direct = np.diagonal(np.asarray(cka(a, images, other=b).matrix))
+    assert np.allclose(m[:, 0, 2], direct, atol=1e-6) and (m[:, 0, 2] < 0.999).any()
+    heatmaps = [t for t in layout_similarity_figure(found).to_plotly_json()["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == len(found.stages)
+    with pytest.raises(ValueError, match="at least two layouts"):
+        layout_similarity({"a": a}, images)
+
+
+def study() -> dict:
+    runs = [
+        {"layout": layout, "size": size, "parameters": 400_000 + i, "macs": 9_000_000, "train_loss": loss,
+         "test_top1": top1, "steps": 600, "wall_s": 10.0}
+        for i, (layout, base) in enumerate((("C-C-T-T", 0.3), ("ViT_REL", 0.9)))
+        for size, loss, top1 in ((2000, base, 0.8 - base / 10), (60000, base + 0.1, 0.9 - base / 10))
+    ]  # fmt: skip
+    return {"settings": {"steps": 600, "batch_size": 100, "data": "fashion-mnist", "sizes": [2000, 60000]},
+            "runs": runs, "wall_s": 40.0, "device": "cpu"}  # fmt: skip
+
+
+def test_the_study_figures_and_table_show_every_run() -> None:
+    found = study()
+    sizes = size_figure(found).to_plotly_json()["data"]
+    assert [t["name"] for t in sizes] == ["C-C-T-T", "C-C-T-T", "ViT_REL", "ViT_REL"]
+    assert list(sizes[0]["x"]) == [2000, 60000] and list(sizes[0]["y"]) == pytest.approx([77.0, 87.0])
+    assert list(sizes[1]["y"]) == pytest.approx([0.3, 0.4])
+    gap = gap_figure(found).to_plotly_json()["data"]
+    assert list(gap[1]["x"]) == pytest.approx([0.9, 1.0]) and list(gap[1]["text"]) == ["2k", "60k"]
+    lines = table(found).splitlines()
+    assert lines[0] == "| layout | parameters | MACs | 2k: loss / top-1 | 60k: loss / top-1 |"
+    assert lines[2] == "| C-C-T-T | 400k | 9.0M | 0.300 / 77.00% | 0.400 / 87.00% |"
+    assert "4 runs on fashion-mnist" in layout_sections(found)[0].text
+
+
+def test_a_missing_study_says_what_to_give(tmp_path) -> None:
+    with pytest.raises(ValueError, match="give a folder written by coatnet study-layouts"):
+        load_layouts(tmp_path / "nowhere")
+    (tmp_path / "layouts.json").write_text("[]")
+    with pytest.raises(ValueError, match="not a layout study"):
+        load_layouts(tmp_path)
