@@ -15,6 +15,9 @@ INTRO = {
     "branch: the prediction and the attention before and after, and how much each head matters here.",
     "Dataset": "A study over a whole test set (coatnet study): each head's attention distance from its "
     "content and from its bias, what every intervention costs in accuracy, and each stage's statistics.",
+    "Layouts": "The paper's layout study at small scale: one image through five models that differ only in "
+    "which stages are convolution (C) or attention (T), stage by stage, how alike their stages are, and "
+    "how each layout trades fitting for generalizing.",
     "Model": "The architecture stage by stage (kind, blocks, channels, grid, parameters, MACs), the model "
     "card and the training curves of a checkpoint.",
 }

@@ -22,6 +22,7 @@ PAGES = [
     st.Page("views/kernels.py", title="Kernels", icon=":material/blur_on:"),
     st.Page("views/interventions.py", title="Interventions", icon=":material/block:"),
     st.Page("views/dataset.py", title="Dataset", icon=":material/dataset:"),
+    st.Page("views/layouts.py", title="Layouts", icon=":material/view_quilt:"),
     st.Page("views/model.py", title="Model", icon=":material/info:"),
 ]
 # page widgets' values, kept while another page (without those widgets) is shown
@@ -30,6 +31,7 @@ KEPT = (
     "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page", "gradcam_class", "gradcam_for",
     "map_opacity", "iv_block", "iv_kind", "iv_heads", "iv_active", "iv_target", "iv_map_block",
     "study_choice", "study_folder", "study_metric", "explain_class", "explain_class_for", "explain_method",
+    "layout_what", "layout_row", "layout_col",
 )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Ship the layout study: its five models trained on every training image become built-in checkpoints
 (``coatnet/demos/layout-c-c-c-c`` ..: model.safetensors, metrics.json / .csv, MODEL_CARD.md with the
-accuracy on the full test set and on its first 500 images), and its layouts.json goes to
-``analysis/studies/layouts/``.
+accuracy on the full test set and on its first 500 images), its layouts.json goes to
+``analysis/studies/layouts/`` and its two figures to ``docs/screenshots/layouts-*.png``.
 
     python scripts/ship_layouts.py runs/layouts            # after coatnet study-layouts --out runs/layouts
     python scripts/ship_layouts.py runs/layouts --size 2000   # another size (a dry run of the shipping)
@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from analysis.export import figure_png  # noqa: E402
+from analysis.layouts import gap_figure, size_figure  # noqa: E402
 from coatnet.checkpoint import load_checkpoint  # noqa: E402
 from coatnet.datasets import open_for_model  # noqa: E402
 from coatnet.evaluation import evaluate  # noqa: E402
@@ -25,6 +27,7 @@ from coatnet.layouts import run_name  # noqa: E402
 
 DEMOS = ROOT / "coatnet" / "demos"
 STUDIES = ROOT / "analysis" / "studies" / "layouts"
+FIGURES = ROOT / "docs" / "screenshots"
 FIRST = 500
 
 
@@ -52,11 +55,14 @@ def ship(study_dir: Path, size: int) -> None:
             f"| training loss, clean training subset | {record['train_loss']:.4f} |\n"
             f"| test top-1, all 10,000 test images | {100 * full.top1:.2f}% |\n"
             f"| test top-1, first {FIRST} test images | {100 * first.top1:.2f}% |\n"
+            f"\nThis run alone (the study's recipe, the same subset):\n\n```\n{record['command']}\n```\n"
         )
         (target / "MODEL_CARD.md").write_text(card)
         print(f"{name}: {100 * full.top1:.2f}% on 10,000, {100 * first.top1:.2f}% on the first {FIRST}")
     STUDIES.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(study_dir / "layouts.json", STUDIES / "layouts.json")
+    for name, draw in (("layouts-size", size_figure), ("layouts-gap", gap_figure)):
+        (FIGURES / f"{name}.png").write_bytes(figure_png(draw(study), scale=1.5))
 
 
 def main() -> None:

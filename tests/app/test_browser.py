@@ -403,6 +403,7 @@ PAGES = {
     "Kernels": "MBConv depthwise kernels",
     "Interventions": "Which heads matter for this image",
     "Dataset": "What each intervention costs",
+    "Layouts": "The layout study",
     "Model": "Training curves",
 }
 

@@ -10,7 +10,7 @@ from tests.app.apptest import caption, clean, figures, fresh, titles
 
 PAGES = (
     "views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/interventions.py",
-    "views/dataset.py", "views/model.py",
+    "views/dataset.py", "views/layouts.py", "views/model.py",
 )  # fmt: skip
 
 
@@ -177,7 +177,7 @@ def test_every_page_opens_with_its_title_and_what_it_shows(page):
     title = at.title[0].value
     files = {"Attention explorer": "explorer", "Stage inspector": "stages", "Pre vs post": "compare",
              "Kernels": "kernels", "Interventions": "interventions", "Dataset": "dataset",
-             "Model": "model"}  # fmt: skip
+             "Layouts": "layouts", "Model": "model"}  # fmt: skip
     assert page == f"views/{files[title]}.py"
     assert at.main.caption[0].value == INTRO[title] and INTRO[title].count(". ") == 0  # one sentence
 
@@ -336,3 +336,30 @@ def test_cka_says_why_it_is_absent_for_a_small_gallery(tmp_path):
     at.switch_page("views/stages.py").run()
     clean(at)
     assert any("CKA needs at least 16 images" in i.value for i in at.info)
+
+
+def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_study():
+    at = fresh()
+    at.run()
+    at.switch_page("views/layouts.py").run()
+    drawn = titles(clean(at))
+    assert drawn[0] == "Layouts: Grad-CAM of the predicted class"
+    stages = figures(at)[0]
+    panels = [a["text"] for a in stages["layout"]["annotations"] if " S" in a["text"]]
+    assert len(panels) == 25 and "C-C-T-T S3 (T)" in panels and "C-C-C-C S4 (C)" in panels
+    assert "ViT_REL S0 (patch)" in panels
+    assert sum(t["type"] == "heatmap" for t in stages["data"]) == 25
+    assert any(t.startswith("Linear CKA between the same stage of two layouts (40 images)") for t in drawn)
+    assert any(t.startswith("Layouts: 600 optimizer steps") for t in drawn)
+    assert any(t.startswith("Training loss against test accuracy") for t in drawn)
+    at.radio(key="layout_what").set_value("attention").run()
+    attention = figures(clean(at))[0]
+    # T stages only: C-C-C-T 1, C-C-T-T 2, C-T-T-T 3, ViT_REL 4
+    assert sum(t["type"] == "heatmap" for t in attention["data"]) == 10
+    before = [t["z"] for t in attention["data"] if t["type"] == "heatmap"]
+    at.slider(key="layout_row").set_value(0).run()
+    moved = [t["z"] for t in figures(clean(at))[0]["data"] if t["type"] == "heatmap"]
+    assert moved != before  # the query point moved every attention map
+    at.switch_page("views/explorer.py").run()
+    at.switch_page("views/layouts.py").run()
+    assert at.radio(key="layout_what").value == "attention" and at.slider(key="layout_row").value == 0
