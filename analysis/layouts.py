@@ -18,7 +18,16 @@ from analysis._common import as_batch
 from analysis.attention import attention_maps, fuse_heads, query_index, upsample_to_image
 from analysis.attributions import gradcam_stages
 from analysis.cka import cka
-from analysis.plots import DEFAULT_OPACITY, HEAT, chart, image_trace, map_trace, panels, set_ranges
+from analysis.plots import (
+    DEFAULT_OPACITY,
+    HEAT,
+    chart,
+    image_trace,
+    map_trace,
+    panels,
+    query_marker,
+    set_ranges,
+)
 from analysis.receptive_field import receptive_fields
 from analysis.report import Section
 from coatnet.model import CoAtNet
@@ -161,7 +170,10 @@ class LayoutStage:
         erf: (H, W) the effective receptive field of the stage's centre unit (sums to 1).
         attention: (H, W) for T stages, the heads' mean attention of the stage's last block from the query
             cell holding ``point``, repeated over each cell's pixels; None for other stages.
-        prediction: the model's predicted class for the image.
+        query: that query cell (row, col) on the stage's grid, for T stages; None for others.
+        stride: input pixels per cell of the stage's grid.
+        prediction: the model's predicted class for the image (the class its Grad-CAM explains), and
+            prediction_name its name from the checkpoint (None without one).
     """
 
     layout: str
@@ -170,7 +182,10 @@ class LayoutStage:
     gradcam: np.ndarray
     erf: np.ndarray
     attention: np.ndarray | None
+    query: tuple[int, int] | None
+    stride: float
     prediction: int
+    prediction_name: str | None
 
 
 def compare_layouts(
@@ -197,15 +212,17 @@ def compare_layouts(
         stages = []
         for info, cam, field in zip(model.stage_info(size), cams, fields.stages, strict=True):
             block = last.get(info.name)
-            attention = None
+            attention = cell = None
             if block is not None:
                 query = query_index(block.grid, block.stride, *centre)
+                cell = divmod(query, block.grid[1])
                 grid = fuse_heads(block.effective[0, :, query].reshape(-1, *block.grid))
                 attention = upsample_to_image(grid, size)
             stages.append(
                 LayoutStage(
                     layout=layout, stage=info.name, kind=info.kind, gradcam=cam.map, erf=field.effective,
-                    attention=attention, prediction=cam.target,
+                    attention=attention, query=cell, stride=size[0] / info.grid[0], prediction=cam.target,
+                    prediction_name=cam.target_name,
                 )
             )  # fmt: skip
         out[layout] = stages
@@ -249,7 +266,7 @@ def layout_similarity(models: dict[str, CoAtNet], images) -> LayoutSimilarity:
 
 
 WHAT = {
-    "gradcam": "Grad-CAM of the predicted class",
+    "gradcam": "Grad-CAM of each layout's predicted class",
     "erf": "effective receptive field of the centre unit",
     "attention": "attention from the query point (T stages)",
 }
@@ -259,12 +276,18 @@ def layout_stages_figure(
     views: dict[str, list[LayoutStage]], images: dict[str, np.ndarray | None], what: str = "gradcam"
 ) -> go.Figure:
     """Every layout (a row) stage by stage (a column): ``what`` of each stage over the image as that layout
-    saw it; empty panels where a stage has no attention."""
+    saw it; empty panels where a stage has no attention, the query cell outlined where it has. Each row's
+    first subtitle names the class that layout predicts (the class its Grad-CAM explains)."""
     if what not in WHAT:
         raise ValueError(f"what must be one of {', '.join(WHAT)}, got {what!r}")
     layouts = list(views)
     stages = len(next(iter(views.values())))
-    subtitles = [f"{layout} {s.stage} ({s.kind})" for layout in layouts for s in views[layout]]
+    subtitles = [
+        f"{layout} {s.stage} ({s.kind})"
+        + (f", predicts {s.prediction_name or s.prediction}" if k == 0 else "")
+        for layout in layouts
+        for k, s in enumerate(views[layout])
+    ]
     first = views[layouts[0]][0]
     height, width = first.gradcam.shape
     grid = panels(len(subtitles), cols=stages, aspect=height / width, title=f"Layouts: {WHAT[what]}",
@@ -281,6 +304,9 @@ def layout_stages_figure(
             continue
         opacity = DEFAULT_OPACITY if picture is not None else 1.0
         traces.append(map_trace(values, colorscale=HEAT, opacity=opacity, axes=axes, what=WHAT[what]))
+        if what == "attention" and cell.query is not None:
+            cells = (round(height / cell.stride), round(width / cell.stride))
+            traces.append(query_marker(cell.query, cell.stride, grid.cell_px(cells), axes=axes))
     return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
 
 

@@ -350,33 +350,43 @@ def layout_models() -> tuple[str, ...]:
     return tuple(name for name in LAYOUT_NAMES if name in NAMES)
 
 
-def _layout_models(names: tuple[str, ...]) -> dict:
-    nets = {name: model(ModelKey(name)) for name in names}
+def layout_grid(names: tuple[str, ...], device: str) -> tuple[int, int, float]:
+    """The S3 grid every layout model shares (rows, cols) and its input pixels per cell."""
+    net = model(ModelKey(names[0], device=device))
+    size = tuple(preprocessing_of(net)["size"])
+    grid = tuple(net.stage_info(size)[3].grid)
+    return grid[0], grid[1], size[0] / grid[0]
+
+
+def _layout_models(names: tuple[str, ...], device: str) -> dict:
+    nets = {name: model(ModelKey(name, device=device)) for name in names}
     return {net.config.layout: net for net in nets.values()}
 
 
 @shared_result(max_entries=16)
-def layout_views(names: tuple[str, ...], image: bytes, point: tuple[float, float]):
-    """The image through every layout's model, stage by stage (:func:`analysis.layouts.compare_layouts`)."""
+def layout_views(names: tuple[str, ...], image: bytes, point: tuple[float, float], device: str):
+    """The image through every layout's model on ``device``, stage by stage
+    (:func:`analysis.layouts.compare_layouts`)."""
     from analysis.layouts import compare_layouts
 
-    return compare_layouts(_layout_models(names), _image(image), point=point)
+    return compare_layouts(_layout_models(names, device), _image(image), point=point)
 
 
-def layout_picture(spec: str, image: bytes):
+def layout_picture(spec: str, image: bytes, device: str):
     """The picture the layout model ``spec`` sees."""
-    return prepared(ModelKey(spec), image).seen
+    return prepared(ModelKey(spec, device=device), image).seen
 
 
 @shared_result(max_entries=4)
-def layout_similarity(names: tuple[str, ...]):
+def layout_similarity(names: tuple[str, ...], device: str):
     """Linear CKA between the same stage of every two layouts over the Fashion-MNIST gallery (None with
     fewer than two layouts)."""
     from analysis.layouts import layout_similarity as similarity
 
     if len(names) < 2:
         return None
-    return similarity(_layout_models(names), [sample.image() for sample in gallery.samples("fashion-mnist")])
+    images = [sample.image() for sample in gallery.samples("fashion-mnist")]
+    return similarity(_layout_models(names, device), images)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)

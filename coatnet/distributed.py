@@ -6,6 +6,7 @@ Backends: NCCL on CUDA, gloo on CPU. With one process every function is a cheap 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -13,14 +14,18 @@ import torch.distributed as dist
 from coatnet.evaluation import EvalResult
 
 
-def init(device: str | None) -> tuple[int, int]:
-    """(rank, world size): from torchrun's environment, or (0, 1) for a single process."""
+def init(device: str | None, *, timeout: timedelta | None = None) -> tuple[int, int]:
+    """(rank, world size): from torchrun's environment, or (0, 1) for a single process. Each CUDA process
+    takes the GPU of its local rank. ``timeout``: how long a collective (a barrier) may wait for the
+    others (the backend's default when None)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
     if not dist.is_initialized():
         use_cuda = torch.cuda.is_available() and device != "cpu"
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -17,11 +17,12 @@ first one writes ``layouts.json`` once all runs are done.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+import shlex
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -73,6 +74,10 @@ class LayoutStudySettings:
         unknown = [layout for layout in self.layouts if layout not in LAYOUT_MODELS]
         if unknown:
             raise ValueError(f"unknown layout(s) {unknown}; choose from {', '.join(LAYOUT_MODELS)}")
+        if len(set(self.layouts)) < len(self.layouts) or len(set(self.sizes)) < len(self.sizes):
+            raise ValueError("a layout or a size is given twice: give each once")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
         for size in self.sizes:
             if size < self.batch_size or size % self.batch_size:
                 raise ValueError(f"size {size} is not a multiple of the batch size {self.batch_size}")
@@ -116,7 +121,14 @@ def run_layout_study(
         The study (what layouts.json holds), or None in a torchrun process other than the first.
     """
     out = ensure_folder(out)
-    rank, world = distributed.init(device)
+    available = len(open_dataset(settings.data, "train"))
+    if max(settings.sizes) > available:
+        raise ValueError(
+            f"size {max(settings.sizes)} is more than the {available} training images of {settings.data}: "
+            "give sizes up to that"
+        )
+    # a process may wait at the last barrier for another's remaining runs: hours, not the default minutes
+    rank, world = distributed.init(device, timeout=timedelta(days=2))
     if torch.cuda.is_available() and device != "cpu" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     claimed = out / "settings.json"
@@ -127,10 +139,16 @@ def run_layout_study(
         write_text(claimed, json.dumps(wanted, indent=1) + "\n")
     distributed.barrier(world)
     runs = [(layout, size) for size in settings.sizes for layout in settings.layouts]
-    for index, (layout, size) in enumerate(runs):
-        if index % world != rank:
-            continue
-        record = _run(settings, layout, size, out, device, command, progress, workers)
+    # every process sees the same finished runs here (none trains before the barrier): share the rest
+    todo = [r for r in runs if not (out / "runs" / run_name(*r) / "result.json").exists()]
+    mine = [r for index, r in enumerate(todo) if index % world == rank]
+    for layout, size in runs:
+        if (layout, size) not in mine and ((layout, size) in todo or rank != 0):
+            continue  # another process's run, or a finished one the first process reads back
+        record = _run(
+            settings, layout, size, out,
+            device=device, command=command, progress=progress, workers=workers,
+        )  # fmt: skip
         if on_run is not None:
             on_run(record)
     distributed.barrier(world)
@@ -155,7 +173,10 @@ def run_layout_study(
     return study
 
 
-def _run(settings, layout, size, out, device, command, progress, workers) -> dict:
+def _run(
+    settings: LayoutStudySettings, layout: str, size: int, out: Path, *, device: str | None,
+    command: str | None, progress: bool, workers: int,
+) -> dict:  # fmt: skip
     """One run: trained (or resumed) and scored, its result.json written; a finished run is read back."""
     folder = out / "runs" / run_name(layout, size)
     done = folder / "result.json"
@@ -171,7 +192,8 @@ def _run(settings, layout, size, out, device, command, progress, workers) -> dic
     pre = model.checkpoint_info.preprocessing if getattr(model, "checkpoint_info", None) else None
     pre = pre or _preprocessing(result)
     clean = open_dataset(run.data, "train", size=tuple(pre["size"])).subset(size, seed=run.subset_seed)
-    fitted = evaluate(model, clean, pre, device=device or "cpu", workers=workers, progress=False)
+    on = str(next(model.parameters()).device)  # where training left it
+    fitted = evaluate(model, clean, pre, device=on, workers=workers, progress=False)
     last = result.metrics[-1]  # its last epoch's test scores: also there when stopped after training
     record = {
         "layout": layout,
@@ -203,7 +225,8 @@ def _preprocessing(result) -> dict:
 def _run_command(run: TrainSettings, folder: Path) -> str:
     """The ``coatnet train`` command that makes this run on its own."""
     parts = [
-        "coatnet train", f"--out {folder}", f"--model {run.model}", f"--data {run.data}",
+        "coatnet train", f"--out {shlex.quote(str(folder))}", f"--model {run.model}",
+        f"--data {shlex.quote(run.data)}",
         f"--epochs {run.epochs}", f"--batch-size {run.batch_size}", f"--lr {run.lr}",
         f"--min-lr {run.min_lr}",
         f"--warmup-epochs {run.warmup_epochs:g}", f"--weight-decay {run.weight_decay}",
@@ -217,14 +240,3 @@ def _run_command(run: TrainSettings, folder: Path) -> str:
 
 def _jsonable(values: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
-def settings_from(values: dict) -> LayoutStudySettings:
-    """Settings back from layouts.json's ``settings``."""
-    known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return replace(LayoutStudySettings(), **known)
-
-
-def whole_epochs(sizes: Sequence[int], batch_size: int) -> int:
-    """The smallest number of steps that is whole epochs at every size."""
-    return math.lcm(*(size // batch_size for size in sizes))

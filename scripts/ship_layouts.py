@@ -4,7 +4,7 @@ accuracy on the full test set and on its first 500 images), its layouts.json goe
 ``analysis/studies/layouts/`` and its two figures to ``docs/screenshots/layouts-*.png``.
 
     python scripts/ship_layouts.py runs/layouts            # after coatnet study-layouts --out runs/layouts
-    python scripts/ship_layouts.py runs/layouts --size 2000   # another size (a dry run of the shipping)
+    python scripts/ship_layouts.py runs/layouts --size 2000   # another size's models, in their place
 """
 
 from __future__ import annotations

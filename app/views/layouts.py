@@ -9,32 +9,33 @@ import streamlit as st
 from analysis.layouts import WHAT, gap_figure, layout_similarity_figure, layout_stages_figure, size_figure
 from app import cache, render, session
 
-QUERY_KEY = "layout_query"
-
 
 def render_page() -> None:
     names = cache.layout_models()
     if not names:
         st.info(
-            "No layout-study checkpoints are installed: train them with `coatnet study-layouts` "
-            "(docs/model-family.md).",
+            "No layout-study checkpoints are installed: train them with `coatnet study-layouts` and ship "
+            "them with scripts/ship_layouts.py (docs/layouts.md).",
             icon=":material/info:",
         )
         return
     chosen = session.selection()
-    data, name = chosen.image.data, chosen.image.name
+    data, name, device = chosen.image.data, chosen.image.name, chosen.key.device
+    rows, cols, cell = cache.layout_grid(names, device)
     what = st.radio("Show", tuple(WHAT), key="layout_what", format_func=WHAT.get, horizontal=True)
-    row, col = st.columns(2)
-    with row:
-        y = st.slider("Query row (7x7 grid)", 0, 6, 3, key="layout_row")
-    with col:
-        x = st.slider("Query column (7x7 grid)", 0, 6, 3, key="layout_col")
-    point = (y * 4 + 1.5, x * 4 + 1.5)  # the cell's centre in the 28x28 input (4 pixels a cell)
-    views = cache.layout_views(names, data, point)
-    seen = {layout: cache.layout_picture(spec, data) for layout, spec in zip(views, names, strict=True)}
+    left, right = st.columns(2)
+    with left:
+        y = st.slider(f"Query row ({rows}x{cols} grid of S3)", 0, rows - 1, rows // 2, key="layout_row")
+    with right:
+        x = st.slider(f"Query column ({rows}x{cols} grid of S3)", 0, cols - 1, cols // 2, key="layout_col")
+    point = ((y + 0.5) * cell - 0.5, (x + 0.5) * cell - 0.5)  # the cell's centre in input pixels
+    views = cache.layout_views(names, data, point, device)
+    seen = {
+        layout: cache.layout_picture(spec, data, device) for layout, spec in zip(views, names, strict=True)
+    }
     render.figure(layout_stages_figure(views, seen, what), f"{name}-layouts-{what}")
     st.subheader("How alike the same stage of two layouts is (linear CKA)")
-    similarity = cache.layout_similarity(names)
+    similarity = cache.layout_similarity(names, device)
     if similarity is not None:
         render.figure(layout_similarity_figure(similarity), "layouts-cka")
     st.subheader("The layout study")

@@ -47,7 +47,7 @@ def builtin_name(name: str) -> str | None:
 
 
 def demo(name: str) -> Demo:
-    """The built-in checkpoint called ``name`` (``demo-pre`` or ``demo-post``)."""
+    """The built-in checkpoint called ``name`` (one of :data:`NAMES`)."""
     key = builtin_name(name)
     if key is None:
         raise KeyError(f"no built-in checkpoint {name!r}; the built-in ones are {', '.join(NAMES)}")

@@ -3,6 +3,8 @@ stage of two layouts, their figures, and the study's figures and table from a la
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -65,13 +67,28 @@ def test_one_image_through_every_layout_stage_by_stage(models, image) -> None:
             expected = block.effective[0, :, row * block.grid[1] + col].mean(0).reshape(block.grid)
             assert np.allclose(stage.attention[::cell, ::cell], expected, atol=1e-6), (layout, stage.stage)
             assert stage.attention.sum() == pytest.approx(cell * cell, rel=1e-4)  # a row of weights, repeated
+            assert stage.query == (row, col) and stage.stride == cell
     for layout, model in models.items():  # the models are left as found
         assert not model.training and all(p.grad is None for p in model.parameters())
         assert all(torch.equal(t, before[layout][n]) for n, t in model.state_dict().items())
+        assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
     elsewhere = compare_layouts(models, image)  # the default point is the image's centre
     t_stage = views["C-C-T-T"][3]
     assert not np.allclose(elsewhere["C-C-T-T"][3].attention, t_stage.attention)
     assert np.allclose(elsewhere["C-C-T-T"][3].gradcam, t_stage.gradcam)
+
+
+def test_threads_sharing_the_models_each_get_their_own_images_result(models, image) -> None:
+    other = torch.flip(image, dims=(-1,))
+    alone = {id(x): compare_layouts(models, x) for x in (image, other)}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda x: (id(x), compare_layouts(models, x)), [image, other] * 2))
+    for key, found in together:
+        expected = alone[key]["C-C-T-T"] + alone[key]["ViT_REL"]
+        for a, b in zip(expected, found["C-C-T-T"] + found["ViT_REL"], strict=True):
+            assert np.allclose(a.gradcam, b.gradcam, atol=1e-5) and np.allclose(a.erf, b.erf, atol=1e-6)
+            assert (a.attention is None) == (b.attention is None)
+            assert a.attention is None or np.allclose(a.attention, b.attention, atol=1e-6)
 
 
 def test_the_stages_figure_has_a_panel_per_layout_and_stage(models, image) -> None:
@@ -83,8 +100,12 @@ def test_the_stages_figure_has_a_panel_per_layout_and_stage(models, image) -> No
         figure = layout_stages_figure(views, seen, what).to_plotly_json()
         heatmaps = [t for t in figure["data"] if t["type"] == "heatmap"]
         assert len(heatmaps) == maps, what
-        titles = [a["text"] for a in figure["layout"]["annotations"]]
+        titles = [a["text"].replace("<br>", " ") for a in figure["layout"]["annotations"]]
         assert "C-C-T-T S3 (T)" in titles and "ViT_REL S4 (T)" in titles
+        predicted = views["ViT_REL"][0].prediction
+        assert f"ViT_REL S0 (patch), predicts {predicted}" in titles  # no class names: the index
+        queries = [t for t in figure["data"] if t.get("name") == "query"]
+        assert len(queries) == (attention if what == "attention" else 0)
     with pytest.raises(ValueError, match="what must be one of"):
         layout_stages_figure(views, seen, "saliency")
 

@@ -343,11 +343,11 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     at.run()
     at.switch_page("views/layouts.py").run()
     drawn = titles(clean(at))
-    assert drawn[0] == "Layouts: Grad-CAM of the predicted class"
+    assert drawn[0] == "Layouts: Grad-CAM of each layout's predicted class"
     stages = figures(at)[0]
-    panels = [a["text"] for a in stages["layout"]["annotations"] if " S" in a["text"]]
+    panels = [a["text"].replace("<br>", " ") for a in stages["layout"]["annotations"] if " S" in a["text"]]
     assert len(panels) == 25 and "C-C-T-T S3 (T)" in panels and "C-C-C-C S4 (C)" in panels
-    assert "ViT_REL S0 (patch)" in panels
+    assert [p for p in panels if p.startswith("ViT_REL S0 (patch), predicts ")]  # a class name
     assert sum(t["type"] == "heatmap" for t in stages["data"]) == 25
     assert any(t.startswith("Linear CKA between the same stage of two layouts (40 images)") for t in drawn)
     assert any(t.startswith("Layouts: 600 optimizer steps") for t in drawn)

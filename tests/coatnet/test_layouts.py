@@ -17,7 +17,7 @@ import coatnet
 from coatnet.cli import main
 from coatnet.complexity import count_params
 from coatnet.datasets import sample_indices
-from coatnet.layouts import LAYOUT_MODELS, LayoutStudySettings
+from coatnet.layouts import LAYOUT_MODELS, LayoutStudySettings, run_layout_study
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -51,6 +51,18 @@ def test_every_run_takes_the_same_steps_and_warm_up() -> None:
         LayoutStudySettings(sizes=(300,), steps=4)
     with pytest.raises(ValueError, match="unknown layout"):
         LayoutStudySettings(layouts=("T-T-T-T",))
+    with pytest.raises(ValueError, match="given twice"):
+        LayoutStudySettings(sizes=(2000, 2000))
+    with pytest.raises(ValueError, match="at least 1"):
+        LayoutStudySettings(steps=0)
+
+
+@needs_data
+def test_a_size_over_the_training_set_is_refused_before_anything_trains(tmp_path) -> None:
+    settings = LayoutStudySettings(layouts=("C-C-T-T",), sizes=(70000,), steps=700)
+    with pytest.raises(ValueError, match="more than the 60000 training images"):
+        run_layout_study(settings, tmp_path / "study")
+    assert not (tmp_path / "study" / "runs").exists()
 
 
 def test_subsets_are_drawn_with_a_seed_in_dataset_order() -> None:
