@@ -87,7 +87,10 @@ def size_figure(study: dict) -> go.Figure:
                 ),
                 row=1, col=col,
             )  # fmt: skip
-    figure.update_xaxes(type="log", title_text="training images")
+    sizes = sorted({r["size"] for r in study["runs"]})
+    figure.update_xaxes(
+        type="log", title_text="training images", tickvals=sizes, ticktext=list(map(_short, sizes))
+    )
     figure.update_annotations(font_size=12)
     steps = study["settings"]["steps"]
     legend = {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"}
