@@ -24,6 +24,7 @@ from analysis.plots import (
     chart,
     image_trace,
     map_trace,
+    matrix_figure,
     panels,
     query_marker,
     set_ranges,
@@ -102,23 +103,28 @@ def size_figure(study: dict) -> go.Figure:
 
 def gap_figure(study: dict) -> go.Figure:
     """The paper's view (its Figure 1): final training loss against test accuracy, one line per layout
-    through its sizes; a low loss with a low accuracy is a generalization gap."""
+    through its sizes (larger markers for more training images: labels would collide where two sizes
+    land close); a layout further up and left reaches more accuracy for the same fit."""
+    sizes = sorted({r["size"] for r in study["runs"]})
+    marker = {size: 7 + 5 * k for k, size in enumerate(sizes)}
     figure = go.Figure()
     for layout, runs in _series(study).items():
         figure.add_trace(
             go.Scatter(
                 x=[r["train_loss"] for r in runs], y=[100 * r["test_top1"] for r in runs], name=layout,
-                mode="lines+markers+text", text=[_short(r["size"]) for r in runs], textposition="top center",
-                line={"color": COLOURS.get(layout, "#888")}, textfont={"size": 9},
-                hovertemplate=f"{layout}<br>%{{text}} images<br>loss %{{x:.4f}}, "
+                mode="lines+markers", customdata=[_short(r["size"]) for r in runs],
+                marker={"size": [marker[r["size"]] for r in runs]},
+                line={"color": COLOURS.get(layout, "#888")},
+                hovertemplate=f"{layout}<br>%{{customdata}} images<br>loss %{{x:.4f}}, "
                 "top-1 %{y:.2f}%<extra></extra>",
             )
         )  # fmt: skip
     legend = {"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"}
+    scale = ", ".join(map(_short, sizes))
     return chart(
-        figure, "Training loss against test accuracy (points labelled by training images)", height=440,
-        bottom=90, xaxis_title="final training loss (clean training subset)", yaxis_title="test top-1 (%)",
-        legend=legend,
+        figure, f"Training loss against test accuracy (markers grow with the training images: {scale})",
+        height=440, bottom=90, xaxis_title="final training loss (clean training subset)",
+        yaxis_title="test top-1 (%)", legend=legend,
     )  # fmt: skip
 
 
@@ -314,22 +320,9 @@ def layout_stages_figure(
 
 
 def layout_similarity_figure(result: LayoutSimilarity) -> go.Figure:
-    """One CKA matrix (layouts x layouts) per stage, side by side."""
-    count = len(result.stages)
-    subtitles = list(result.stages)
+    """One row per pair of layouts, one column per stage: the linear CKA of that stage in the two."""
+    pairs = [(i, j) for i in range(len(result.layouts)) for j in range(i + 1, len(result.layouts))]
+    rows = [f"{result.layouts[i]} vs {result.layouts[j]}" for i, j in pairs]
+    matrix = np.array([[result.matrix[k, i, j] for k in range(len(result.stages))] for i, j in pairs])
     title = f"Linear CKA between the same stage of two layouts ({result.images} images)"
-    grid = panels(count, cols=3, title=title, subtitles=subtitles, colorbar="CKA", max_panel=300)
-    layout, traces = grid.layout, []
-    short = [name.replace("ViT_REL", "ViT") for name in result.layouts]
-    for k, axes in enumerate(grid.axes):
-        layout[f"xaxis{axes[0][1:]}"].update(showticklabels=True, tickfont={"size": 9}, tickangle=-45)
-        layout[f"yaxis{axes[1][1:]}"].update(showticklabels=True, tickfont={"size": 9}, autorange="reversed")
-        traces.append(
-            go.Heatmap(
-                z=result.matrix[k], x=short, y=short, zmin=0, zmax=1, colorscale="Magma", xaxis=axes[0],
-                yaxis=axes[1], showscale=k == 0, colorbar=grid.colorbar, text=np.round(result.matrix[k], 2),
-                texttemplate="%{text}", textfont={"size": 9},
-                hovertemplate="%{y} vs %{x}: %{z:.3f}<extra>" + result.stages[k] + "</extra>",
-            )
-        )  # fmt: skip
-    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+    return matrix_figure(matrix, rows, list(result.stages), title=title, what="CKA")

@@ -121,8 +121,11 @@ def test_cka_between_layouts_is_one_for_a_model_and_itself_and_matches_cka(model
     assert np.allclose(m[:, 0, 1], 1.0, atol=1e-4)  # a model and itself
     direct = np.diagonal(np.asarray(cka(a, images, other=b).matrix))
     assert np.allclose(m[:, 0, 2], direct, atol=1e-6) and (m[:, 0, 2] < 0.999).any()
-    heatmaps = [t for t in layout_similarity_figure(found).to_plotly_json()["data"] if t["type"] == "heatmap"]
-    assert len(heatmaps) == len(found.stages)
+    (heatmap,) = layout_similarity_figure(found).data
+    assert list(heatmap["y"]) == ["a vs same", "a vs vit", "same vs vit"] and list(heatmap["x"]) == list(
+        found.stages
+    )
+    assert np.allclose(heatmap["z"][1], m[:, 0, 2])
     with pytest.raises(ValueError, match="at least two layouts"):
         layout_similarity({"a": a}, images)
 
@@ -145,7 +148,8 @@ def test_the_study_figures_and_table_show_every_run() -> None:
     assert list(sizes[0]["x"]) == [2000, 60000] and list(sizes[0]["y"]) == pytest.approx([77.0, 87.0])
     assert list(sizes[1]["y"]) == pytest.approx([0.3, 0.4])
     gap = gap_figure(found).to_plotly_json()["data"]
-    assert list(gap[1]["x"]) == pytest.approx([0.9, 1.0]) and list(gap[1]["text"]) == ["2k", "60k"]
+    assert list(gap[1]["x"]) == pytest.approx([0.9, 1.0]) and list(gap[1]["customdata"]) == ["2k", "60k"]
+    assert list(gap[1]["marker"]["size"]) == [7, 12]  # more images, larger markers
     lines = table(found).splitlines()
     assert lines[0] == "| layout | parameters | MACs | 2k: loss / top-1 | 60k: loss / top-1 |"
     assert lines[2] == "| C-C-T-T | 400k | 9.0M | 0.300 / 77.00% | 0.400 / 87.00% |"
