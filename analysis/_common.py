@@ -9,9 +9,11 @@ its own: no lock, no restoring afterwards, and no call ever observes another.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -148,6 +150,27 @@ def as_batch(
         for im in pil
     ])  # fmt: skip
     return normalize(prepare_batch(raw, pre, device=device), pre)
+
+
+def read_summary(
+    path: Path, file_name: str, *, named: str, what: str, give: str, keys: Sequence[str]
+) -> dict:
+    """A summary a command wrote (study.json, layouts.json): ``path`` is the file or the folder holding
+    ``file_name``.
+
+    Raises:
+        ValueError: one line: nothing readable there (``give`` says what to give instead), or no ``keys``.
+    """
+    if path.is_dir():
+        path = path / file_name
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"no {what} at {named!r} ({type(error).__name__}): give {give}") from None
+    if not isinstance(found, dict) or not set(keys) <= found.keys():
+        listed = ", ".join(keys[:-1]) + (" and " if len(keys) > 1 else "") + keys[-1]
+        raise ValueError(f"{path} is not a {what} (no {listed})")
+    return found
 
 
 def to_jsonable(value: Any) -> Any:

@@ -4,7 +4,6 @@ Shared by ``coatnet study-layouts``'s layouts.html, the docs and the app's Layou
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from analysis._common import as_batch
+from analysis._common import as_batch, read_summary
 from analysis.attention import attention_maps, fuse_heads, query_index, upsample_to_image
 from analysis.attributions import gradcam_stages
 from analysis.cka import cka
@@ -48,18 +47,10 @@ def load_layouts(spec: str | Path | None = None) -> dict:
         ValueError: nothing readable there, with what to give instead.
     """
     path = SHIPPED if spec is None else Path(str(spec)).expanduser()
-    if path.is_dir():
-        path = path / "layouts.json"
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"no layout study at {str(spec)!r} ({type(error).__name__}): give a folder written by "
-            "coatnet study-layouts"
-        ) from None
-    if not isinstance(found, dict) or "runs" not in found:
-        raise ValueError(f"{path} is not a layout study (no runs)")
-    return found
+    return read_summary(
+        path, "layouts.json", named=str(spec), what="layout study",
+        give="a folder written by coatnet study-layouts", keys=("runs",),
+    )  # fmt: skip
 
 
 def _series(study: dict) -> dict[str, list[dict]]:

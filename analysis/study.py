@@ -29,7 +29,6 @@ full passes.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from analysis._common import BlockRef, attention_blocks, call_model
+from analysis._common import BlockRef, attention_blocks, call_model, read_summary
 from analysis.attention import recorded_pass
 from analysis.faithfulness import RANDOM_SEEDS, SCORES, explanation_maps, explanation_scores, method_rows
 from analysis.frequency import log_amplitude_profile
@@ -416,15 +415,8 @@ def load_study(spec: str | Path) -> dict:
     """
     name = str(spec).strip()
     path = STUDIES / name / "study.json" if name in shipped_studies() else Path(name).expanduser()
-    if path.is_dir():
-        path = path / "study.json"
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"no study at {name!r} ({type(error).__name__}): give {', '.join(shipped_studies())} or a folder "
-            "written by coatnet study"
-        ) from None
-    if not isinstance(found, dict) or not {"baseline", "interventions", "heads", "stages"} <= found.keys():
-        raise ValueError(f"{path} is not a coatnet study (no baseline, interventions, heads and stages)")
-    return found
+    return read_summary(
+        path, "study.json", named=name, what="study",
+        give=f"{', '.join(shipped_studies())} or a folder written by coatnet study",
+        keys=("baseline", "interventions", "heads", "stages"),
+    )  # fmt: skip
