@@ -3,15 +3,16 @@ same recipe and the same number of optimizer steps, on the same data, at several
 
 Every (layout, size) run is a ``coatnet train`` run of its own in ``OUT/runs/<layout>-<size>``: resumable
 from its last epoch, on CUDA when present. Equal steps means a small subset is seen for many epochs (2,000
-images for 30 epochs where 60,000 get 1): the gap between the training loss and the test accuracy at small
-sizes shows how each layout generalizes; at the full set the training loss stands in for capacity.
+images for 30 epochs where 60,000 get 1): the test accuracy each layout reaches for its training loss shows
+how it generalizes; at the full set the training loss is meant to stand in for capacity, which a small step
+budget cannot show (docs/layouts.md).
 
 After training each run is scored: the final training loss and top-1 on its clean training subset (no
 augmentation, the model as evaluated) and the test loss and top-1. ``layouts.json`` holds, per run, the
 layout, size, parameters, MACs, steps, epochs, those scores, the wall time and the exact command.
 
-Under ``torchrun`` the processes share the runs (every ``world``-th run each, one device each), and the
-first one writes ``layouts.json`` once all runs are done.
+Under ``torchrun`` the processes share the unfinished runs (every ``world``-th each, one device each), and
+the first one writes ``layouts.json`` once all runs are done.
 """
 
 from __future__ import annotations
