@@ -102,6 +102,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if rank == 0:
         _claim(out, settings, resume=args.resume)
+    distributed.at("the study's folder claimed")
     distributed.barrier(world)
     plan = study_plan(model, tuple(pre["size"]), faithfulness=settings["faithfulness_images"] > 0)
     batches = math.ceil(len(dataset) / args.batch_size)
@@ -141,13 +142,16 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 130
     finally:
         bar.close()
-    distributed.barrier(world)
+    # another process may still be measuring its batches (minutes to hours): wait while it beats
+    distributed.at("every batch measured")
+    distributed.wait_for_peers("batches measured", world)
     if rank == 0:
         command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
         meta = {"command": command, "device": str(device), "processes": world,
                 "wall_s_this_run": round(time.perf_counter() - started, 1)}  # fmt: skip
         path = merge_study(out, model, plan, settings, batches, meta)
         print(f"wrote {path}, study.npz and study.html in {out} ({len(dataset)} images)")
+    distributed.wait_for_peers("study merged", world)  # the first process merges every batch
     distributed.finish(world)
     return 0
 

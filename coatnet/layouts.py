@@ -23,7 +23,6 @@ import platform
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -128,8 +127,7 @@ def run_layout_study(
             f"size {max(settings.sizes)} is more than the {available} training images of {settings.data}: "
             "give sizes up to that"
         )
-    # a process may wait at the last barrier for another's remaining runs: hours, not the default minutes
-    rank, world = distributed.init(device, timeout=timedelta(days=2))
+    rank, world = distributed.init(device)
     if torch.cuda.is_available() and device != "cpu" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     claimed = out / "settings.json"
@@ -138,6 +136,7 @@ def run_layout_study(
         if claimed.exists() and json.loads(claimed.read_text()) != wanted:
             raise ValueError(f"{out} holds a layout study with other settings: choose another --out")
         write_text(claimed, json.dumps(wanted, indent=1) + "\n")
+    distributed.at("the study's settings claimed")
     distributed.barrier(world)
     runs = [(layout, size) for size in settings.sizes for layout in settings.layouts]
     # every process sees the same finished runs here (none trains before the barrier): share the rest
@@ -152,7 +151,9 @@ def run_layout_study(
         )  # fmt: skip
         if on_run is not None:
             on_run(record)
-    distributed.barrier(world)
+    # another process may still be training its runs (hours): wait while its heartbeat goes on
+    distributed.at("every run trained")
+    distributed.wait_for_peers("runs trained", world)
     distributed.finish(world)
     if rank != 0:
         return None

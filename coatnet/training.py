@@ -189,7 +189,13 @@ def train(
             x = normalize(x, preprocessing).contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = schedule(step)
-            loss, correct = _step(net, model, ema, optimizer, x, targets, settings, device)
+            distributed.at(f"epoch {epoch + 1}, step {step + 1}")
+            try:
+                loss, correct = _step(net, model, ema, optimizer, x, targets, settings, device)
+            except RuntimeError as error:  # DDP's own collectives, in the forward and backward passes
+                if world > 1 and distributed.from_backend(error):
+                    raise distributed.lost(error, world) from None
+                raise
             step += 1
             sums += torch.tensor([loss * len(labels), correct, len(labels)], dtype=torch.float64)
             if on_step is not None:
@@ -200,6 +206,7 @@ def train(
             bar.update()
         bar.close()
         train_time = time.perf_counter() - started
+        distributed.at(f"end of epoch {epoch + 1}, step {step}")
         distributed.all_reduce(sums, world)
         with torch.no_grad():
             for module in (model, ema.module):
@@ -243,7 +250,9 @@ def train(
     if rank == 0 and final is not None and epoch == settings.epochs:
         card = model_card(settings, rows, final, command, elapsed, world, device)
         write_text(out_dir / "MODEL_CARD.md", card)
+    distributed.at(f"end of training, step {step}")
     checksums = distributed.rank_checksums(model, world)
+    del net  # the DDP wrapper holds the process group: let it go before the group is destroyed
     distributed.finish(world)
     if len(set(checksums)) > 1:
         raise RuntimeError(f"the {world} processes ended with different weights: {checksums}")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.support.processes import become_subreaper, kill_tree, left_behind
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -19,6 +23,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "browser" in item.keywords and not (CHROMIUM.exists() or shutil.which("chromium")):
             item.add_marker(skip_browser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    become_subreaper()  # a process whose parent a test killed comes here, where the end check sees it
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test leaves a process behind: whatever still runs below this process fails the suite."""
+    deadline = time.monotonic() + 10  # a server told to stop may take a moment
+    while (left := left_behind()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        print("\nprocesses left behind by the tests (now killed):\n  " + "\n  ".join(left), file=sys.stderr)
+        for line in left:
+            kill_tree(int(line.split()[0]), grace_s=2)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from analysis.study import HEAD_METRICS, concatenate, measure_batch, study_plan,
 from coatnet import for_inference
 from coatnet.cli import main
 from tests.analysis.attention_toys import images, toy
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -117,14 +117,9 @@ def test_a_resumed_study_equals_an_unbroken_one(unbroken, tmp_path, monkeypatch,
 @pytest.mark.slow
 def test_two_gloo_processes_give_one_processs_result(unbroken, tmp_path):
     _, expected = unbroken
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               f"--master_port={port}", "-m", "coatnet", "study", *ARGS, "--device", "cpu",
-               "--out", str(tmp_path / "two")]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = processes.torchrun(
+        "-m", "coatnet", "study", *ARGS, "--device", "cpu", "--out", str(tmp_path / "two")
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads((tmp_path / "two" / "study.json").read_text())
     assert found["processes"] == 2
@@ -189,14 +184,13 @@ def test_a_study_killed_with_sigkill_resumes_to_the_unbroken_result(unbroken, tm
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "coatnet", "study", *ARGS, "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while not (out / "batches" / "00000.npz").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with processes.started(command, env=env, **quiet) as process:
+        deadline = time.monotonic() + 120
+        while not (out / "batches" / "00000.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
     assert not (out / "study.json").exists()  # killed before the end
     # the first batch ran with one thread, the rest with two: the same up to rounding
     assert_close_json(without_times(study(out, "--resume")), without_times(expected))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,16 +32,10 @@ SETTLED = """() => document.querySelector(
         .every(chart => chart.querySelector('.main-svg'))"""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_app(timeout: float = 60.0) -> Iterator[str]:
     """Serve the app offline on a free port; yields its URL; stops the server afterwards."""
-    port = free_port()
+    port = processes.free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -49,25 +44,20 @@ def running_app(timeout: float = 60.0) -> Iterator[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     log = (ROOT / ".pytest_cache").joinpath(f"streamlit-{port}.log")
     log.parent.mkdir(exist_ok=True)
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                        if answer.read() == b"ok":
-                            break
-                except OSError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start: see {log}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            server.terminate()
+    with (
+        log.open("w") as output,
+        processes.started(command, env=env, stdout=output, stderr=subprocess.STDOUT) as server,
+    ):
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start: see {log}")
+            time.sleep(0.2)
+        yield url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 import coatnet
 from coatnet import cli
+from tests.support import processes
 
 
 def add_hello(subparsers: argparse._SubParsersAction) -> None:
@@ -99,14 +99,12 @@ def test_plugin_commands_come_from_entry_points(
 
 
 def test_python_dash_m_and_console_script() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "coatnet", "info", "coatnet_toy"], capture_output=True, text=True, check=False
-    )
+    run = processes.run([sys.executable, "-m", "coatnet", "info", "coatnet_toy"], timeout=120)
     assert run.returncode == 0, run.stderr
     assert "coatnet_toy (variant)" in run.stdout
     script = Path(sys.executable).with_name("coatnet")
     if script.exists():
-        run = subprocess.run([str(script), "list", "toy"], capture_output=True, text=True, check=False)
+        run = processes.run([str(script), "list", "toy"], timeout=120)
         assert run.returncode == 0 and "coatnet_toy" in run.stdout
 
 

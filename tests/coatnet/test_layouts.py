@@ -4,10 +4,6 @@ seeded subsets, an end-to-end study on a tiny subset, and a resumed study equal 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +14,7 @@ from coatnet.cli import main
 from coatnet.complexity import count_params
 from coatnet.datasets import sample_indices
 from coatnet.layouts import LAYOUT_MODELS, LayoutStudySettings, run_layout_study
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -129,15 +126,8 @@ def test_two_torchrun_processes_share_the_runs_and_give_one_processs_study(tiny:
     """Under torchrun (gloo, two CPU processes) each process trains every other run; the first writes
     layouts.json once both are done, with the numbers of a single process (one thread each there, two
     here: the same to one test image and 1e-3 of the loss)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     out = tmp_path / "two"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               f"--master_port={port}", "-m", "coatnet", "study-layouts", "--out", str(out), *TINY,
-               "--device", "cpu"]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = processes.torchrun("-m", "coatnet", "study-layouts", "--out", str(out), *TINY, "--device", "cpu")
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads((out / "layouts.json").read_text())
     expected = json.loads((tiny / "layouts.json").read_text())

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import socket
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,7 @@ from coatnet import load_checkpoint, read_checkpoint_info
 from coatnet.cli import main
 from coatnet.train_state import load_resume, save_resume
 from coatnet.training import TrainSettings, _augmentation, _lr_schedule, train
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,13 +173,7 @@ def test_two_processes_with_ddp_end_with_equal_weights(tmp_path, data):
         "          os.path.join(sys.argv[1], f'rank{rank}.safetensors'))\n"
         "print('rank', rank, 'steps', result.metrics[-1]['step'])\n"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               f"--master_port={port}", str(script), str(tmp_path / "run")]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = processes.torchrun(str(script), str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     a = load_file(tmp_path / "run" / "rank0.safetensors")
     b = load_file(tmp_path / "run" / "rank1.safetensors")

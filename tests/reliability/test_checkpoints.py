@@ -5,7 +5,6 @@ module is built (checked in a subprocess whose address space is capped at 2 GB).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import coatnet
 from coatnet.cli import main as coatnet_main
 from tests.app.apptest import fresh, one_error
 from tests.reliability.hostile import CHECKPOINTS, MARKER, toy_checkpoint
+from tests.support import processes
 
 SURFACES = ("load_model", "load_checkpoint", "info", "eval", "analyze", "app")
 APP_CASES = ("pickle-pth", "zip-bin", "flipped-weights", "width-1e9", "other-arch", "missing", "png-as-pth")
@@ -103,9 +103,7 @@ def test_an_absurd_config_is_refused_before_anything_is_built(case: str, hostile
         "from coatnet.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     for argv in (["info", str(hostile[case])], ["eval", str(hostile[case]), "--quiet"]):
-        done = subprocess.run(
-            [sys.executable, "-c", capped, *argv], capture_output=True, text=True, timeout=120
-        )
+        done = processes.run([sys.executable, "-c", capped, *argv], timeout=120)
         assert done.returncode == 2, done.stderr[-2000:]
         check_line(done.stderr, "the limit", hostile[case])
 

@@ -5,7 +5,6 @@ correctly (a known answer on what the model sees) or refused in one line; the de
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import coatnet
 from analysis._common import as_batch
 from coatnet.cli import main as coatnet_main
 from tests.app.apptest import clean, fresh, one_error
+from tests.support import processes
 
 
 def _save(image: Image.Image, fmt: str, **options) -> bytes:
@@ -161,10 +161,8 @@ def test_a_bomb_is_refused_and_a_long_strip_analysed_in_2_gb(tmp_path: Path) -> 
     strip.write_bytes(_save(Image.new("RGB", (20_000, 20), (200, 100, 50)), "PNG"))
     for path, code in ((bomb, 2), (strip, 0)):
         argv = ["analyze", str(path), "--model", "demo-pre", "--out", str(tmp_path / path.stem)]
-        done = subprocess.run(
-            [sys.executable, "-c", CAPPED, *argv, "--attributions", "gradcam", "--quiet"],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        done = processes.run([sys.executable, "-c", CAPPED, *argv, "--attributions", "gradcam", "--quiet"],
+                             timeout=300)  # fmt: skip
         assert done.returncode == code, done.stderr[-2000:]
         if code == 2:
             assert "bomb.png" in done.stderr and "megapixels" in done.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from coatnet.files import WriteError
 from coatnet.train_state import load_resume
 from coatnet.training import TrainSettings, train
 from tests.coatnet.test_training import make_fashion_like
+from tests.support import processes
 
 ARGS = ["--model", "coatnet_toy", "--img-size", "32", "--epochs", "3", "--batch-size", "16", "--lr", "3e-3",
         "--warmup-epochs", "0.5", "--drop-path", "0.1", "--hflip", "--crop-padding", "2", "--seed", "7",
@@ -42,10 +42,8 @@ def unbroken(data: str, tmp_path_factory) -> dict[str, torch.Tensor]:
 def run_killed(out: Path, data: str, env: dict[str, str] | None = None, code: str | None = None) -> None:
     """`coatnet train` (or ``code``) in a subprocess that must die of SIGKILL."""
     command = code or "import sys; from coatnet.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run(
-        [sys.executable, "-c", command, "train", "--out", str(out), "--data", data, *ARGS],
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = processes.run([sys.executable, "-c", command, "train", "--out", str(out), "--data", data, *ARGS],
+                         env={**os.environ, **(env or {})}, timeout=300)  # fmt: skip
     assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
 
 

@@ -1,0 +1,70 @@
+"""Several processes never hang: a collective one process makes alone ends in seconds with one line
+naming the rank and where it was; a long wait goes on while the peer beats and ends within a minute
+when it stops; a script that trains under torchrun and exits ends (the test_training DDP test)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import processes
+
+WORKER = '''
+import sys, time, torch
+from datetime import timedelta
+from coatnet import distributed
+mode = sys.argv[1]
+rank, world = distributed.init("cpu", timeout=timedelta(seconds=3), heartbeat_s=0.2)
+distributed.at("step 7")
+if mode == "mismatch" and rank == 1:
+    distributed.all_reduce(torch.ones(1), world)  # the other process never makes this collective
+    print("not reached")
+if mode == "long-work":  # the first process works far longer than a collective's timeout
+    if rank == 0:
+        time.sleep(6)
+    distributed.wait_for_peers("long work", world, lost_after_s=2)
+    distributed.finish(world)
+    print("rank", rank, "met its peer")
+if mode == "peer-gone":  # the second process ends without arriving
+    if rank == 0:
+        distributed.wait_for_peers("never reached", world, lost_after_s=2)
+'''
+
+
+def launch(tmp_path: Path, mode: str):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    began = time.monotonic()
+    done = processes.torchrun(str(script), mode, timeout=120)
+    return done, time.monotonic() - began
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "PeerLost:" in line]
+
+
+@pytest.mark.slow
+def test_a_collective_only_one_process_makes_ends_in_seconds_naming_rank_and_step(tmp_path):
+    done, seconds = launch(tmp_path, "mismatch")
+    assert done.returncode != 0 and "not reached" not in done.stdout
+    lines = error_lines(done.stderr)
+    assert lines and "rank 1 of 2 (step 7)" in lines[0], done.stderr[-3000:]
+    assert seconds < 60
+
+
+@pytest.mark.slow
+def test_a_long_wait_lasts_while_the_peer_beats(tmp_path):
+    done, _ = launch(tmp_path, "long-work")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 0 met its peer" in done.stdout and "rank 1 met its peer" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_peer_that_ends_without_arriving_is_noticed_within_seconds(tmp_path):
+    done, seconds = launch(tmp_path, "peer-gone")
+    lines = error_lines(done.stderr)
+    assert done.returncode != 0 and lines, done.stderr[-3000:]
+    assert "rank 0 of 2 (step 7): rank 1 has not answered for 2 s" in lines[0]
+    assert seconds < 60

@@ -1,0 +1,134 @@
+"""Subprocesses for tests: each started in a session (process group) of its own, killed with everything
+it started on every way out, and the suite's check that nothing is left at its end.
+
+torchrun starts each worker in a session of its own, so killing a group is not enough: the tree is
+walked through /proc. The test process makes itself a child subreaper (Linux), so that a worker whose
+parent died is re-parented to it and stays findable, instead of running on under init.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Orphans of this process's children come to this process (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _table() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, state)} of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            table[int(entry.name)] = (int(fields[1]), fields[0])
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    """The live processes (not zombies) below ``pid``."""
+    table = _table()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        if table[p][1] != "Z":
+            found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
+def _signal(pids: Sequence[int], sig: int) -> None:
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, sig)
+
+
+def kill_tree(pid: int, *, grace_s: float = 10.0) -> None:
+    """SIGTERM to ``pid`` and everything below it, then SIGKILL to whatever is left after ``grace_s``."""
+    tree = [pid, *descendants(pid)]
+    _signal(tree, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.05)
+    _signal([*tree, *descendants(pid)], signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def started(command: Sequence[str], **popen) -> Iterator[subprocess.Popen]:
+    """``subprocess.Popen`` in a new session; on leaving, however the block ends, the process and all it
+    started are killed (SIGTERM, then SIGKILL after 10 s)."""
+    popen.setdefault("cwd", ROOT)
+    process = subprocess.Popen(list(command), start_new_session=True, **popen)
+    try:
+        yield process
+    finally:
+        kill_tree(process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
+def run(
+    command: Sequence[str], *, timeout: float, env: dict | None = None, cwd: Path | str = ROOT
+) -> subprocess.CompletedProcess:
+    """``subprocess.run(capture_output=True, text=True)`` in a session of its own, everything it started
+    killed on timeout (``subprocess.TimeoutExpired`` then, with what it printed) and after it ends."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with started(command, env=env, cwd=cwd, **pipes) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(process.pid, grace_s=0)
+            out, err = process.communicate()
+            raise subprocess.TimeoutExpired(process.args, timeout, output=out, stderr=err) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def torchrun(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Two CPU processes under ``torch.distributed.run`` on a free port, one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", **(env or {})}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               f"--master_port={free_port()}", *args]  # fmt: skip
+    return run(command, timeout=timeout, env=env)
+
+
+def left_behind() -> list[str]:
+    """The processes still running below this one, as 'pid command' lines."""
+    lines = []
+    for p in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            command = (Path("/proc") / str(p) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            lines.append(f"{p} {command.strip()[:200]}")
+    return lines
