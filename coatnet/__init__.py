@@ -9,6 +9,8 @@ Public surface:
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
     count_params, count_macs, stage_costs: model size and multiply-accumulates.
+    train, TrainSettings, TrainResult: train a model (one process, or several under torchrun: DDP),
+        writing checkpoints, resume state and metrics every epoch.
     for_inference: the model prepared once for plain forward passes (BatchNorm folded, biases gathered,
         channels-last), rebuilt when its weights change; the plain model stays as it is.
 """
@@ -31,6 +33,7 @@ from coatnet.model import CoAtNet, StageInfo
 from coatnet.randomness import private_random
 from coatnet.recording import AttentionRecord, record_attention
 from coatnet.timm_import import from_timm
+from coatnet.training import TrainResult, TrainSettings, train
 from coatnet.variants import create_model, list_models
 
 __all__ = [
@@ -45,6 +48,8 @@ __all__ = [
     "StageConfig",
     "StageCost",
     "StageInfo",
+    "TrainResult",
+    "TrainSettings",
     "count_macs",
     "count_params",
     "create_model",
@@ -58,5 +63,6 @@ __all__ = [
     "record_attention",
     "save_checkpoint",
     "stage_costs",
+    "train",
 ]
 __version__ = "0.1.0"

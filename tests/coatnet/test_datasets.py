@@ -23,7 +23,7 @@ from coatnet.datasets import (
     open_dataset,
     read_idx,
 )
-from tests.coatnet.dataset_files import (
+from tests.support.data import (
     cifar_records,
     idx_bytes,
     image_folder,

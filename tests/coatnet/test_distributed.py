@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import processes
 
-WORKER = '''
+WORKER = """
 import sys, time, torch
 from datetime import timedelta
 from coatnet import distributed
@@ -30,7 +30,7 @@ if mode == "long-work":  # the first process works far longer than a collective'
 if mode == "peer-gone":  # the second process ends without arriving
     if rank == 0:
         distributed.wait_for_peers("never reached", world, lost_after_s=2)
-'''
+"""
 
 
 def launch(tmp_path: Path, mode: str):

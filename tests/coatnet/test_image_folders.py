@@ -21,7 +21,7 @@ from coatnet.datasets import (
     TensorImages,
     decode_image,
 )
-from tests.coatnet.dataset_files import (
+from tests.support.data import (
     image_folder,
     save_image,
     solid,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,29 +14,9 @@ from coatnet.cli import main
 from coatnet.train_state import load_resume, save_resume
 from coatnet.training import TrainSettings, _augmentation, _lr_schedule, train
 from tests.support import processes
+from tests.support.data import make_fashion_like
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def make_fashion_like(root: Path, *, n_train: int, n_test: int, size: int = 32, seed: int = 0) -> Path:
-    """Fashion-MNIST-shaped IDX files: 10 classes, each a bright block at its own place, plus noise."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 60, size=(n, size, size))
-        for i, label in enumerate(labels):
-            r, c = divmod(int(label), 5)
-            images[i, r * 12 + 4 : r * 12 + 12, c * 6 : c * 6 + 6] += 180
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", np.clip(images, 0, 255))
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return root
 
 
 @pytest.fixture(scope="module")

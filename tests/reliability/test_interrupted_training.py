@@ -19,8 +19,8 @@ from coatnet.cli import main as coatnet_main
 from coatnet.files import WriteError
 from coatnet.train_state import load_resume
 from coatnet.training import TrainSettings, train
-from tests.coatnet.test_training import make_fashion_like
 from tests.support import processes
+from tests.support.data import make_fashion_like
 
 ARGS = ["--model", "coatnet_toy", "--img-size", "32", "--epochs", "3", "--batch-size", "16", "--lr", "3e-3",
         "--warmup-epochs", "0.5", "--drop-path", "0.1", "--hflip", "--crop-padding", "2", "--seed", "7",

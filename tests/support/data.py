@@ -1,4 +1,5 @@
-"""Synthetic dataset files for the dataset tests: IDX, CIFAR-10 binary records, image folders."""
+"""Synthetic dataset files: IDX (Fashion-MNIST's format), CIFAR-10 binary records, image folders; and
+where the real Fashion-MNIST lies."""
 
 from __future__ import annotations
 
@@ -73,4 +74,17 @@ def image_folder(root: Path, layout: dict[str, list[tuple[int, int, int]]]) -> P
     for name, colors in layout.items():
         for i, color in enumerate(colors):
             save_image(root / name / f"{i}.png", solid(color))
+    return root
+
+
+def make_fashion_like(root: Path, *, n_train: int, n_test: int, size: int = 32, seed: int = 0) -> Path:
+    """Fashion-MNIST-shaped IDX files: 10 classes, each a bright block at its own place, plus noise."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, size=(n, size, size))
+        for i, label in enumerate(labels):
+            r, c = divmod(int(label), 5)
+            images[i, r * 12 + 4 : r * 12 + 12, c * 6 : c * 6 + 6] += 180
+        write_fashion(root, split, np.clip(images, 0, 255), labels)
     return root
