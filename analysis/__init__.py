@@ -2,13 +2,20 @@
 numpy arrays (DESIGN.md, "The analysis layer"). Each function leaves the model as it found it and is safe
 when several threads analyse through one model at once.
 
-Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report: :mod:`analysis.cli`.
+Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report:
+:mod:`analysis.cli.analyze`.
 """
 
 from __future__ import annotations
 
-from analysis._common import as_batch, display_image, preprocessing_of
-from analysis.attention import (
+from analysis.core.images import ImageError, load_image
+from analysis.core.inputs import as_batch, display_image, preprocessing_of
+from analysis.core.models import ModelSpecError, describe, load_model
+from analysis.core.query import PictureView, cell_point, picture_view, point_cell, to_input, to_point
+from analysis.explain.attributions import Attribution, attributions, gradcam_stages
+from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
+from analysis.explain.relevance import ClassRelevance, class_relevance
+from analysis.maps.attention import (
     AttentionMaps,
     BlockAttention,
     attention_maps,
@@ -18,17 +25,11 @@ from analysis.attention import (
     query_map,
     upsample_to_image,
 )
-from analysis.attributions import Attribution, attributions, gradcam_stages
-from analysis.cka import CKAResult, cka, linear_cka
-from analysis.compare import BlockComparison, Comparison, compare
-from analysis.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
-from analysis.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
-from analysis.images import ImageError, load_image
-from analysis.interventions import HeadImportance, InterventionEffect, head_importance, intervention_effect
-from analysis.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
-from analysis.models import ModelSpecError, describe, load_model
-from analysis.query import PictureView, cell_point, picture_view, point_cell, to_input, to_point
-from analysis.receptive_field import (
+from analysis.maps.cka import CKAResult, cka, linear_cka
+from analysis.maps.compare import BlockComparison, Comparison, compare
+from analysis.maps.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
+from analysis.maps.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
+from analysis.maps.receptive_field import (
     ReceptiveFields,
     StageReceptiveField,
     effective_receptive_field,
@@ -36,11 +37,16 @@ from analysis.receptive_field import (
     receptive_fields,
     theoretical_receptive_field,
 )
-from analysis.relevance import ClassRelevance, class_relevance
-from analysis.rollout import Rollout, attention_rollout, pooling_link
-from analysis.statistics import AttentionStatistics, BlockStatistics, attention_statistics
-from analysis.study import load_study, shipped_studies
-from coatnet.interventions import Intervention
+from analysis.maps.rollout import Rollout, attention_rollout, pooling_link
+from analysis.maps.statistics import AttentionStatistics, BlockStatistics, attention_statistics
+from analysis.studies.interventions import (
+    HeadImportance,
+    InterventionEffect,
+    head_importance,
+    intervention_effect,
+)
+from analysis.studies.study import load_study, shipped_studies
+from coatnet.model.interventions import Intervention
 
 __all__ = [
     "ClassRelevance",

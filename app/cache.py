@@ -37,14 +37,14 @@ from analysis import (
     receptive_fields,
     relative_bias_kernels,
 )
-from analysis.features import feature_maps
-from analysis.predictions import top_k
+from analysis.core.predictions import top_k
+from analysis.maps.features import feature_maps
 from app import gallery
-from coatnet.complexity import count_params, stage_costs
-from coatnet.datasets import upright_picture
+from coatnet.data.datasets import upright_picture
 from coatnet.files import atomic_write
-from coatnet.hub import download_timm_weights
-from coatnet.model import CoAtNet
+from coatnet.model.complexity import count_params, stage_costs
+from coatnet.model.network import CoAtNet
+from coatnet.weights.hub import download_timm_weights
 
 UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
 
@@ -81,7 +81,7 @@ def _read_only(value):
     return value
 
 
-CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.cka)
+CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.maps.cka)
 
 
 class ModelKey(NamedTuple):
@@ -107,7 +107,7 @@ class Prepared(NamedTuple):
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
 def model(key: ModelKey) -> CoAtNet:
     """The model ``key`` names, in eval mode on its device, shared by every session (analyses run on a
-    per-call view of it where they need one: :func:`analysis._common.call_model`)."""
+    per-call view of it where they need one: :func:`analysis.core.running.call_model`)."""
     return load_model(key.spec, attention=key.attention, device=key.device)
 
 
@@ -178,7 +178,7 @@ def statistics(key: ModelKey, image: bytes):
 
 @shared_result(max_entries=32)
 def features(key: ModelKey, image: bytes):
-    """Each stage's output (:func:`analysis.features.feature_maps`)."""
+    """Each stage's output (:func:`analysis.maps.features.feature_maps`)."""
     return feature_maps(model(key), _image(image))
 
 
@@ -238,7 +238,7 @@ def kernels(key: ModelKey):
 
 @shared_result(max_entries=32)
 def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float], labels: tuple[str, str]):
-    """Two models on one image at one query point (pixels): :func:`analysis.compare`, on both models'
+    """Two models on one image at one query point (pixels): :func:`analysis.maps.compare`, on both models'
     cached attention maps when the two prepare images alike (the same checkpoint both ways, the demos)."""
     net_a, net_b = model(a), model(b)
     alike = preprocessing_of(net_a) == preprocessing_of(net_b)
@@ -265,7 +265,7 @@ def run_record(key: ModelKey) -> tuple[str | None, tuple[dict, ...]]:
     a built-in checkpoint's own, or ``MODEL_CARD.md`` / ``metrics.json`` beside a checkpoint file."""
     import json
 
-    from coatnet.demos import builtin_name, demo
+    from coatnet.weights.demos import builtin_name, demo
 
     name = builtin_name(key.spec)
     if name is not None and not Path(key.spec).exists():
@@ -322,14 +322,14 @@ FAITHFULNESS_RESULTS = "faithfulness_results"  # per session, like PIXEL_RESULTS
 
 
 def faithfulness(key: ModelKey, image: bytes, progress=None):
-    """Every explanation's faithfulness for the predicted class (:func:`analysis.faithfulness`), computed
-    once per session and image; ``progress(share)`` is called as the work goes."""
+    """Every explanation's faithfulness for the predicted class (:func:`analysis.explain.faithfulness`),
+    computed once per session and image; ``progress(share)`` is called as the work goes."""
     results = st.session_state.setdefault(FAITHFULNESS_RESULTS, {})
     request = (key, image_id(image))
     if request not in results:
         if len(results) >= 4:
             results.pop(next(iter(results)))
-        results[request] = analysis.faithfulness(model(key), _image(image), progress=progress)
+        results[request] = analysis.explain.faithfulness(model(key), _image(image), progress=progress)
     return results[request]
 
 
@@ -345,7 +345,7 @@ def study(spec: str) -> dict:
 
 def layout_models() -> tuple[str, ...]:
     """The layout study's built-in checkpoints that are installed (``layout-c-c-c-c`` ..)."""
-    from coatnet.demos import LAYOUT_NAMES, NAMES
+    from coatnet.weights.demos import LAYOUT_NAMES, NAMES
 
     return tuple(name for name in LAYOUT_NAMES if name in NAMES)
 
@@ -366,8 +366,8 @@ def _layout_models(names: tuple[str, ...], device: str) -> dict:
 @shared_result(max_entries=16)
 def layout_views(names: tuple[str, ...], image: bytes, point: tuple[float, float], device: str):
     """The image through every layout's model on ``device``, stage by stage
-    (:func:`analysis.layouts.compare_layouts`)."""
-    from analysis.layouts import compare_layouts
+    (:func:`analysis.studies.layouts.compare_layouts`)."""
+    from analysis.studies.layouts import compare_layouts
 
     return compare_layouts(_layout_models(names, device), _image(image), point=point)
 
@@ -381,7 +381,7 @@ def layout_picture(spec: str, image: bytes, device: str):
 def layout_similarity(names: tuple[str, ...], device: str):
     """Linear CKA between the same stage of every two layouts over the Fashion-MNIST gallery (None with
     fewer than two layouts)."""
-    from analysis.layouts import layout_similarity as similarity
+    from analysis.studies.layouts import layout_similarity as similarity
 
     if len(names) < 2:
         return None
@@ -392,7 +392,7 @@ def layout_similarity(names: tuple[str, ...], device: str):
 @st.cache_data(max_entries=2, show_spinner=False)
 def layout_study() -> dict | None:
     """The shipped layout study (layouts.json), or None."""
-    from analysis.layouts import load_layouts
+    from analysis.studies.layouts import load_layouts
 
     try:
         return load_layouts()

@@ -34,7 +34,8 @@ class Sample:
         path: the image file.
         label: the Fashion-MNIST class index, or None for photos.
         class_name: the Fashion-MNIST class name, or for photos the ImageNet-1k class (as in
-            ``coatnet/data/imagenet1k_classes.txt``) a good model should predict, or None when none fits.
+            ``coatnet/weights/class_name_files/imagenet1k_classes.txt``) a good model should predict, or
+            None when none fits.
         licence: the image's licence and author.
     """
 

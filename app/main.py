@@ -13,7 +13,7 @@ from app.intro import INTRO
 from app.progress import streamlit_bar
 from app.session import Selection, remember
 from coatnet import CheckpointError
-from coatnet.hub import HubUnavailableError, cached_timm_weights, check_hub
+from coatnet.weights.hub import HubUnavailableError, cached_timm_weights, check_hub
 
 PAGES = [
     st.Page("views/explorer.py", title="Attention explorer", icon=":material/grid_on:", default=True),
@@ -49,7 +49,7 @@ def keep(names: tuple[str, ...]) -> None:
 def download(tag: str) -> bool:
     """Fetch a timm tag's weights with a progress bar; False after a message.
 
-    The hub is asked first whether it answers at all (:func:`coatnet.hub.check_hub`, a few seconds at
+    The hub is asked first whether it answers at all (:func:`coatnet.weights.hub.check_hub`, a few seconds at
     most), so an offline machine hears so at once instead of after the hub client's retries; the
     failure is remembered for this session, with a button to try again."""
     failures = st.session_state.setdefault("hub_failures", {})

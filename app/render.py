@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.export import browser_available, figure_html, figure_png, result_json, result_npz
+from analysis.report.export import browser_available, figure_html, figure_png, result_json, result_npz
 
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -25,8 +25,8 @@ def slug(text: str) -> str:
 def figure(
     fig: go.Figure, name: str, *, key: str | None = None, on_select: Callable[[], None] | None = None
 ) -> None:
-    """Draw ``fig`` as :mod:`analysis.plots` laid it out (a figure of maps at its own size in pixels, a
-    chart across the column; Plotly's own look, as in the report and the downloads), with HTML and PNG
+    """Draw ``fig`` as :mod:`analysis.figures.plots` laid it out (a figure of maps at its own size in pixels,
+    a chart across the column; Plotly's own look, as in the report and the downloads), with HTML and PNG
     downloads named after ``name``. With ``on_select``, a click on a point (one cell marker) calls it; the
     chart's state is under ``key``."""
     width = "content" if fig.layout.width else "stretch"
@@ -83,7 +83,7 @@ def _buttons(base: str, buttons: list[tuple[str, Callable[[], Any], str, str, st
 
 def image_header(original, seen, predictions, *, name: str, label: str | None) -> None:
     """The image as given and as the model sees it, beside the top-5 predictions."""
-    from analysis.figures import predictions_figure
+    from analysis.figures.maps import predictions_figure
 
     left, middle, right = st.columns([1, 1, 2])  # the pictures fill their columns: no overlap at any width
     caption = f"{name} as given" + (f" (true class: {label})" if label else "")

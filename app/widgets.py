@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import PictureView, cell_point, point_cell, to_input
-from analysis.plots import DEFAULT_OPACITY
+from analysis.figures.plots import DEFAULT_OPACITY
 from app import gallery
 from app.cache import ModelKey, saved_upload
-from coatnet.demos import NAMES
 from coatnet.devices import available_devices
-from coatnet.hub import PRETRAINED_TAGS
+from coatnet.weights.demos import NAMES
+from coatnet.weights.hub import PRETRAINED_TAGS
 
 MODEL_SOURCES = ("Built-in demo", "timm (ImageNet)", "Checkpoint or weights file", "Upload a checkpoint")
 ATTENTION = {"as trained": None, "pre-normalization": "pre", "post-normalization": "post"}
@@ -151,7 +151,7 @@ def head_picker(heads: int, *, key: str = "head") -> str:
 
 def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple[int, int]:
     """The query cell (row, col) on ``grid``, from the one query of the session: a point of the picture
-    (:mod:`analysis.query`), so that every block, page and model looks at the same spot and a round trip
+    (:mod:`analysis.core.query`), so that every block, page and model looks at the same spot and a round trip
     returns to the clicked cell. A click (:func:`take_click`) or the row and column inputs move the point
     to the centre of the chosen cell; the inputs only take cells of this grid."""
     state = st.session_state

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import attention_maps, attention_rollout, attention_statistics, attributions, receptive_fields
-from analysis.models import load_model
+from analysis.core.models import load_model
 
 
 def seconds(run: Callable[[], object], repeats: int) -> float:

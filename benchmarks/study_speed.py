@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis import study
-from analysis._common import preprocessing_of
-from analysis.models import load_model
+from analysis.core.inputs import preprocessing_of
+from analysis.core.models import load_model
+from analysis.studies import study
 from coatnet import for_inference
-from coatnet.batches import normalize, prepare_batch
-from coatnet.datasets import fashion_mnist
+from coatnet.data.batches import normalize, prepare_batch
+from coatnet.data.datasets import fashion_mnist
 
 
 def seconds(run: Callable[[], object], repeats: int) -> float:

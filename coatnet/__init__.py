@@ -17,24 +17,24 @@ Public surface:
 
 from __future__ import annotations
 
-from coatnet.checkpoint import (
+from coatnet.model.complexity import StageCost, count_macs, count_params, stage_costs
+from coatnet.model.config import BlockGroup, CoAtNetConfig, StageConfig
+from coatnet.model.inference import for_inference
+from coatnet.model.interventions import Intervention, intervene
+from coatnet.model.network import CoAtNet, StageInfo
+from coatnet.model.randomness import private_random
+from coatnet.model.recording import AttentionRecord, record_attention
+from coatnet.model.variants import create_model, list_models
+from coatnet.training.loop import TrainResult, TrainSettings, train
+from coatnet.weights.checkpoint import (
     CheckpointError,
     CheckpointInfo,
     load_checkpoint,
     read_checkpoint_info,
     save_checkpoint,
 )
-from coatnet.complexity import StageCost, count_macs, count_params, stage_costs
-from coatnet.config import BlockGroup, CoAtNetConfig, StageConfig
-from coatnet.hub import HubUnavailableError
-from coatnet.inference import for_inference
-from coatnet.interventions import Intervention, intervene
-from coatnet.model import CoAtNet, StageInfo
-from coatnet.randomness import private_random
-from coatnet.recording import AttentionRecord, record_attention
-from coatnet.timm_import import from_timm
-from coatnet.training import TrainResult, TrainSettings, train
-from coatnet.variants import create_model, list_models
+from coatnet.weights.hub import HubUnavailableError
+from coatnet.weights.timm_import import from_timm
 
 __all__ = [
     "AttentionRecord",

@@ -1,5 +1,5 @@
 """`python -m coatnet`: the command line."""
 
-from coatnet.cli import main
+from coatnet.cli.commands import main
 
 raise SystemExit(main())

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     """Write ``<space>_synsets.txt`` and ``<space>_classes.txt`` for every label space."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timm-info", type=Path, default=None, help="timm's data/_info folder")
-    parser.add_argument("--out", type=Path, default=ROOT / "coatnet" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "coatnet" / "weights" / "class_name_files")
     args = parser.parse_args(argv)
     info = args.timm_info or timm_info_dir()
     args.out.mkdir(parents=True, exist_ok=True)

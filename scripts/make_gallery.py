@@ -4,7 +4,7 @@ Two parts, each optional:
 
 * ``app/gallery/fashion-mnist/``: the first 4 Fashion-MNIST test images of each class (40 in all), as
   28x28 8-bit grey PNGs named ``<label>-<class slug>-<test index>.png``, with ``manifest.json``, the
-  dataset's MIT ``LICENSE`` and a ``README.md``. Read with :func:`coatnet.datasets.fashion_mnist` from
+  dataset's MIT ``LICENSE`` and a ``README.md``. Read with :func:`coatnet.data.datasets.fashion_mnist` from
   ``--fashion-mnist-root`` (default: Debian's ``dataset-fashion-mnist`` folder); skipped with
   ``--no-fashion-mnist``.
 * ``app/gallery/photos/``: public-domain and CC0 colour photos that scikit-image ships inside its wheel
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from coatnet.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist
+from coatnet.data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_CLASS = 4

@@ -1,7 +1,7 @@
 """Ship the layout study: its five models trained on every training image become built-in checkpoints
-(``coatnet/demos/layout-c-c-c-c`` ..: model.safetensors, metrics.json / .csv, MODEL_CARD.md with the
+(``coatnet/weights/demos/layout-c-c-c-c`` ..: model.safetensors, metrics.json / .csv, MODEL_CARD.md with the
 accuracy on the full test set and on its first 500 images), its layouts.json goes to
-``analysis/studies/layouts/`` and its two figures to ``docs/screenshots/layouts-*.png``.
+``analysis/studies/results/layouts/`` and its two figures to ``docs/screenshots/layouts-*.png``.
 
     python scripts/ship_layouts.py runs/layouts            # after coatnet study-layouts --out runs/layouts
     python scripts/ship_layouts.py runs/layouts --size 2000   # another size's models, in their place
@@ -18,15 +18,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.export import figure_png  # noqa: E402
-from analysis.layouts import gap_figure, size_figure  # noqa: E402
-from coatnet.checkpoint import load_checkpoint  # noqa: E402
-from coatnet.datasets import open_for_model  # noqa: E402
-from coatnet.evaluation import evaluate  # noqa: E402
-from coatnet.layouts import run_name  # noqa: E402
+from analysis.figures.layouts import gap_figure, size_figure  # noqa: E402
+from analysis.report.export import figure_png  # noqa: E402
+from coatnet.data.datasets import open_for_model  # noqa: E402
+from coatnet.training.evaluation import evaluate  # noqa: E402
+from coatnet.training.layouts import run_name  # noqa: E402
+from coatnet.weights.checkpoint import load_checkpoint  # noqa: E402
 
-DEMOS = ROOT / "coatnet" / "demos"
-STUDIES = ROOT / "analysis" / "studies" / "layouts"
+DEMOS = ROOT / "coatnet" / "weights" / "demos"
+STUDIES = ROOT / "analysis" / "studies" / "results" / "layouts"
 FIGURES = ROOT / "docs" / "screenshots"
 FIRST = 500
 

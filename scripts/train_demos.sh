@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the two built-in demo checkpoints (coatnet/demos/) side by side, one CPU thread each, and copy
+# Train the two built-in demo checkpoints (coatnet/weights/demos/) side by side, one CPU thread each, and copy
 # their files into the package. Identical but for --attention. About 70 minutes on 2 CPU cores; on a GPU,
 # drop --threads and it takes minutes.
 set -euo pipefail
@@ -13,9 +13,9 @@ for mode in pre post; do
 done
 wait
 for mode in pre post; do
-  target="coatnet/demos/demo-$mode"
+  target="coatnet/weights/demos/demo-$mode"
   mkdir -p "$target"
   cp "runs/demo-$mode/last.safetensors" "$target/model.safetensors"
   cp "runs/demo-$mode/metrics.json" "runs/demo-$mode/metrics.csv" "runs/demo-$mode/MODEL_CARD.md" "$target/"
-  cat coatnet/demos/CHOICES.md >> "$target/MODEL_CARD.md"
+  cat coatnet/weights/demos/CHOICES.md >> "$target/MODEL_CARD.md"
 done

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import query_from_cell
-from analysis.figures import (
+from analysis.figures.maps import (
     bias_kernel_figure,
     block_comparison_figures,
     comparison_summary_figures,
@@ -15,7 +15,7 @@ from analysis.figures import (
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
-from coatnet.demos import builtin_name
+from coatnet.weights.demos import builtin_name
 
 OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
 OTHER_MODEL = "another model"

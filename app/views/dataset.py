@@ -6,15 +6,15 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import shipped_studies
-from analysis.study_figures import (
+from analysis.figures.studies import (
     distance_figure,
     entropy_figure,
     faithfulness_figure,
-    faithfulness_section,
     frequency_figure,
     interventions_figure,
     stage_figure,
 )
+from analysis.report.sections import faithfulness_section
 from app import cache, errors, render
 
 OTHER = "a study folder..."

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import query_from_cell, query_index
-from analysis.explanation_figures import curves_figure, relevance_figure, scores_figure
-from analysis.figures import attention_heads_figure, fused_attention_figure, rollout_figure
+from analysis.figures.explanations import curves_figure, relevance_figure, scores_figure
+from analysis.figures.maps import attention_heads_figure, fused_attention_figure, rollout_figure
 from app import cache, render, session, widgets
 
 MAP_KEY = "explorer_map"

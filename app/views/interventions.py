@@ -6,10 +6,10 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import query_from_cell
-from analysis.figures import fused_attention_figure
-from analysis.study_figures import head_importance_figure
+from analysis.figures.maps import fused_attention_figure
+from analysis.figures.studies import head_importance_figure
 from app import cache, render, session, widgets
-from coatnet.interventions import ATTENTION_KINDS, CONV_KINDS, DESCRIPTIONS, Intervention
+from coatnet.model.interventions import ATTENTION_KINDS, CONV_KINDS, DESCRIPTIONS, Intervention
 
 ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
 ITEMS = "iv_items"  # label -> Intervention, for this session

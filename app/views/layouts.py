@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.layouts import WHAT, gap_figure, layout_similarity_figure, layout_stages_figure, size_figure
+from analysis.figures.layouts import (
+    WHAT,
+    gap_figure,
+    layout_similarity_figure,
+    layout_stages_figure,
+    size_figure,
+)
 from app import cache, render, session
 
 

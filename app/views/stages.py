@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures import (
+from analysis.figures.maps import (
     attribution_figure,
     cka_figure,
     feature_channels_figure,

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.attention import RelativeAttention
-from coatnet.blocks import TransformerBlock
+from coatnet.model.attention import RelativeAttention
+from coatnet.model.blocks import TransformerBlock
 from tests.model_state import Snapshot, snapshot
 
 SIZE = 16

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis._common import to_jsonable
-from analysis.attention import (
+from analysis.core.summaries import to_jsonable
+from analysis.maps.attention import (
     attention_maps,
     fuse_heads,
     query_from_cell,
@@ -19,7 +19,7 @@ from analysis.attention import (
     query_map,
     upsample_to_image,
 )
-from coatnet.recording import active_recorder
+from coatnet.model.recording import active_recorder
 from tests.analysis.attention_toys import (
     attentions,
     breaks_mid_way,

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
 from PIL import Image
 
-from analysis._common import to_jsonable
-from analysis.attributions import STAGES, Attribution, attributions
+from analysis.core.summaries import to_jsonable
+from analysis.explain.attributions import STAGES, Attribution, attributions
 from coatnet import create_model
 
 FAST = {

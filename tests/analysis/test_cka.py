@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis._common import to_jsonable
-from analysis.cka import LAYERS, CKAResult, _grams, _hsic, cka, linear_cka
+from analysis.core.summaries import to_jsonable
+from analysis.maps.cka import LAYERS, CKAResult, _grams, _hsic, cka, linear_cka
 from coatnet import create_model
 
 

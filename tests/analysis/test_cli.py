@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import coatnet
-from coatnet.cli import main
+from coatnet.cli.commands import main
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_t
     import re
     from pathlib import Path
 
-    from analysis import report
+    from analysis.report import html as report
     from tests.app.server import CHROMIUM
 
     out = tmp_path / "report"

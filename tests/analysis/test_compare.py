@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.compare import compare, js_divergence
+from analysis.maps.compare import compare, js_divergence
 from tests.analysis.attention_toys import attentions, images, set_kernel, state, toy
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from analysis import attention_maps, export
-from analysis.figures import fused_attention_figure
+from analysis import attention_maps
+from analysis.figures.maps import fused_attention_figure
+from analysis.report import export
 from tests.analysis.attention_toys import images, toy
 
 
@@ -69,7 +70,7 @@ def test_png_through_chromium():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    # a figure of maps has its own size in pixels (analysis.plots): the PNG is drawn at it
+    # a figure of maps has its own size in pixels (analysis.figures.plots): the PNG is drawn at it
     assert Image.open(io.BytesIO(png)).size == (figure.layout.width, figure.layout.height)
     sized = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))  # a chart without a size: 900 x 600
     assert Image.open(io.BytesIO(export.figure_png(sized, scale=1))).size == (900, 600)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.attributions import _stage_cams, gradcam_maps
-from analysis.faithfulness import (
+from analysis.explain.attributions import _stage_cams, gradcam_maps
+from analysis.explain.faithfulness import (
     NEIGHBOURS,
     PERCENTILES,
     RANDOM_SEEDS,
@@ -26,7 +26,7 @@ from analysis.faithfulness import (
     random_map,
     road_images,
 )
-from analysis.relevance import class_relevance
+from analysis.explain.relevance import class_relevance
 from tests.analysis.attention_toys import attentions, images, set_kernel, state, toy
 from tests.analysis.test_rollout import identity_attention
 from tests.timm_support import ensure_torchvision_ops

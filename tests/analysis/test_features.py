@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.features import feature_maps
-from analysis.predictions import top_k
+from analysis.core.predictions import top_k
+from analysis.maps.features import feature_maps
 from tests.analysis.attention_toys import breaks_mid_way, images, state, toy
 
 

@@ -6,17 +6,17 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from analysis import figures
-from analysis.attention import attention_maps
-from analysis.attributions import attributions
-from analysis.cka import cka
-from analysis.compare import compare
-from analysis.frequency import frequency_profile
-from analysis.kernels import relative_bias_kernels
-from analysis.plots import overlay
-from analysis.receptive_field import receptive_fields
-from analysis.rollout import attention_rollout
-from analysis.statistics import attention_statistics
+from analysis.explain.attributions import attributions
+from analysis.figures import maps as figures
+from analysis.figures.plots import overlay
+from analysis.maps.attention import attention_maps
+from analysis.maps.cka import cka
+from analysis.maps.compare import compare
+from analysis.maps.frequency import frequency_profile
+from analysis.maps.kernels import relative_bias_kernels
+from analysis.maps.receptive_field import receptive_fields
+from analysis.maps.rollout import attention_rollout
+from analysis.maps.statistics import attention_statistics
 from tests.analysis.attention_toys import images, toy
 
 
@@ -73,8 +73,8 @@ def test_every_result_draws(attention):
 
 
 def test_stage_and_prediction_figures_draw_every_stage():
-    from analysis.features import feature_maps
-    from analysis.predictions import top_k
+    from analysis.core.predictions import top_k
+    from analysis.maps.features import feature_maps
 
     model, x = toy(), images(1)
     features = feature_maps(model, x)
@@ -87,7 +87,7 @@ def test_stage_and_prediction_figures_draw_every_stage():
 
 
 def test_low_confidence_top_5_fills_its_axis_and_long_names_are_cut_with_the_full_name_on_hover():
-    from analysis.predictions import Prediction
+    from analysis.core.predictions import Prediction
 
     long = "great grey owl, great gray owl, Strix nebulosa"
     unsure = [Prediction(i, name, p) for i, (name, p) in enumerate(
@@ -111,7 +111,7 @@ def test_one_head_or_fused_heads_on_the_clickable_map():
 
 
 def test_strongest_channels_one_column_per_stage():
-    from analysis.features import feature_maps
+    from analysis.maps.features import feature_maps
 
     features = feature_maps(toy(), images(1), top=2)
     figure = figures.feature_channels_figure(features)
@@ -140,7 +140,7 @@ def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverg
 
 
 def test_head_grids_are_laid_out_in_pixels_with_square_cells_and_a_colour_bar_as_tall_as_the_panels():
-    from analysis.plots import MAX_WIDTH, TOOLBAR_PX, head_grid
+    from analysis.figures.plots import MAX_WIDTH, TOOLBAR_PX, head_grid
 
     maps = np.random.default_rng(0).random((16, 14, 14))
     figure = head_grid(None, maps, titles=[f"head {h}" for h in range(16)], title="S3.0: every head " * 8)
@@ -170,7 +170,7 @@ def test_head_grids_are_laid_out_in_pixels_with_square_cells_and_a_colour_bar_as
 
 def test_kernels_outline_their_centre_and_hover_shows_each_taps_offset():
     kernels = np.arange(18.0).reshape(2, 3, 3) - 9
-    from analysis.plots import kernel_gallery
+    from analysis.figures.plots import kernel_gallery
 
     figure = kernel_gallery(kernels, titles=["a", "b"])
     centre = [t for t in figure.data if t.name == "query"]

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import coatnet
-from analysis._common import to_jsonable
-from analysis.frequency import EPS, frequency_profile, log_amplitude_profile
+from analysis.core.summaries import to_jsonable
+from analysis.maps.frequency import EPS, frequency_profile, log_amplitude_profile
 from tests.analysis.threads import in_threads
 
 

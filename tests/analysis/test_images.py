@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.images import ImageError, load_image
+from analysis.core.images import ImageError, load_image
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import coatnet
-from analysis._common import to_jsonable
-from analysis.kernels import relative_bias_kernels
-from coatnet.blocks import MBConvBlock
+from analysis.core.summaries import to_jsonable
+from analysis.maps.kernels import relative_bias_kernels
+from coatnet.model.blocks import MBConvBlock
 from tests.analysis.threads import in_threads
 
 

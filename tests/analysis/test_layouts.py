@@ -11,19 +11,11 @@ import torch
 
 import coatnet
 from analysis import cka
-from analysis.attention import attention_maps
-from analysis.layouts import (
-    compare_layouts,
-    gap_figure,
-    layout_sections,
-    layout_similarity,
-    layout_similarity_figure,
-    layout_stages_figure,
-    load_layouts,
-    size_figure,
-    table,
-)
-from coatnet.layouts import LAYOUT_MODELS
+from analysis.figures.layouts import gap_figure, layout_similarity_figure, layout_stages_figure, size_figure
+from analysis.maps.attention import attention_maps
+from analysis.report.sections import layout_sections, table
+from analysis.studies.layouts import compare_layouts, layout_similarity, load_layouts
+from coatnet.training.layouts import LAYOUT_MODELS
 
 
 @pytest.fixture(scope="module")

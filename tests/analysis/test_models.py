@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import coatnet
-from analysis.models import ModelSpecError, describe, load_model
+from analysis.core.models import ModelSpecError, describe, load_model
 
 
 def test_built_in_names_checkpoints_and_variants(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from analysis import cell_point, picture_view, point_cell, to_input, to_point
-from coatnet.datasets import crop_box
+from coatnet.data.datasets import crop_box
 
 
 def test_the_crop_box_is_pillows_fit() -> None:

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-import analysis.receptive_field as rf
+import analysis.maps.receptive_field as rf
 import coatnet
-from analysis._common import to_jsonable
-from analysis.receptive_field import (
+from analysis.core.summaries import to_jsonable
+from analysis.maps.receptive_field import (
     effective_receptive_field,
     mass_sides,
     receptive_fields,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.relevance import class_relevance
-from coatnet.recording import record_attention
+from analysis.explain.relevance import class_relevance
+from coatnet.model.recording import record_attention
 from tests.analysis.attention_toys import attentions, images, state, toy
 from tests.analysis.test_rollout import identity_attention, s4_link
 from tests.analysis.threads import in_threads

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.attention import attention_maps
-from analysis.rollout import attention_rollout, pooling_link
+from analysis.maps.attention import attention_maps
+from analysis.maps.rollout import attention_rollout, pooling_link
 from tests.analysis.attention_toys import (
     attentions,
     breaks_mid_way,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import torch
 
-from analysis._common import call_model, twin
+from analysis.core.running import call_model, twin
 from coatnet import CoAtNet
-from coatnet.blocks import MBConvBlock
+from coatnet.model.blocks import MBConvBlock
 from tests.analysis.attention_toys import breaks_mid_way, toy
 from tests.analysis.every_analysis import (
     ANALYSES,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis._common import to_jsonable
-from analysis.attention import attention_maps
-from analysis.statistics import attention_statistics, entropy, grid_distances, mean_distance
+from analysis.core.summaries import to_jsonable
+from analysis.maps.attention import attention_maps
+from analysis.maps.statistics import attention_statistics, entropy, grid_distances, mean_distance
 from tests.analysis.attention_toys import attentions, images, rmlp, set_kernel, state, toy, zero_qk
 from tests.analysis.threads import in_threads
 

@@ -1,4 +1,4 @@
-"""``coatnet study`` and analysis.study: the baseline is coatnet eval's, copies of one image give that
+"""``coatnet study`` and analysis.studies.study: the baseline is coatnet eval's, copies of one image give that
 image's numbers with zero spread, a resumed study and two torchrun processes give an unbroken run's."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-import analysis.study_cli
-from analysis.study import HEAD_METRICS, concatenate, measure_batch, study_plan, summarise
+import analysis.cli.study
+from analysis.studies.study import HEAD_METRICS, concatenate, measure_batch, study_plan, summarise
 from coatnet import for_inference
-from coatnet.cli import main
+from coatnet.cli.commands import main
 from tests.analysis.attention_toys import images, toy
 from tests.support import processes
 
@@ -93,7 +93,7 @@ def test_the_study_holds_every_intervention_head_and_stage_and_coatnet_evals_bas
 def test_a_resumed_study_equals_an_unbroken_one(unbroken, tmp_path, monkeypatch, capsys):
     out, expected = unbroken
     calls = []
-    real = analysis.study_cli.measure_batch
+    real = analysis.cli.study.measure_batch
 
     def interrupted(*args, **kwargs):
         if len(calls) == 2:
@@ -101,10 +101,10 @@ def test_a_resumed_study_equals_an_unbroken_one(unbroken, tmp_path, monkeypatch,
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(analysis.study_cli, "measure_batch", interrupted)
+    monkeypatch.setattr(analysis.cli.study, "measure_batch", interrupted)
     assert main(["study", *ARGS, "--out", str(tmp_path / "b")]) == 130
     assert not (tmp_path / "b" / "study.json").exists()
-    monkeypatch.setattr(analysis.study_cli, "measure_batch", real)
+    monkeypatch.setattr(analysis.cli.study, "measure_batch", real)
     assert main(["study", *ARGS, "--out", str(tmp_path / "b")]) == 2  # one line, nothing lost
     assert "add --resume to continue it" in capsys.readouterr().err
     resumed = study(tmp_path / "b", "--resume")
@@ -199,9 +199,9 @@ def test_a_study_killed_with_sigkill_resumes_to_the_unbroken_result(unbroken, tm
 @needs_data
 def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(tmp_path):
     """--faithfulness N: study.json's faithfulness rows over the first N images, each image's scores those
-    analysis.faithfulness gives for it alone."""
+    analysis.explain.faithfulness gives for it alone."""
     from analysis import faithfulness, load_model
-    from coatnet.datasets import open_for_model
+    from coatnet.data.datasets import open_for_model
 
     out = tmp_path / "faith"
     assert main(["study", "--model", "demo-post", "--limit", "20", "--batch-size", "16", "--quiet",
@@ -217,13 +217,13 @@ def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(t
     low, high = rows[0]["seed_range"]["deletion_auc"]
     assert low <= rows[0]["deletion_auc"] <= high
     model = load_model("demo-post")
-    pre = analysis.study_cli.preprocessing_of(model)
+    pre = analysis.cli.study.preprocessing_of(model)
     dataset = open_for_model("fashion-mnist", "test", model, pre)
     with np.load(out / "study.npz") as arrays:
         scores = arrays["faith_scores"]
     assert scores.shape[:2] == (3, len(rows))
     image = dataset.subset(1)
-    from coatnet.batches import iterate_batches, normalize, prepare_batch
+    from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 
     (pictures, _), *_ = iterate_batches(image, torch.arange(1), 1, workers=0)
     report = faithfulness(model, normalize(prepare_batch(pictures, pre, device="cpu"), pre))

@@ -437,11 +437,11 @@ def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_
     browser."""
     import torch
 
-    from analysis.attention import attention_maps
-    from analysis.export import figure_html
-    from analysis.figures import attention_heads_figure
-    from analysis.models import load_model
-    from coatnet.cli import main
+    from analysis.core.models import load_model
+    from analysis.figures.maps import attention_heads_figure
+    from analysis.maps.attention import attention_maps
+    from analysis.report.export import figure_html
+    from coatnet.cli.commands import main
     from tests.analysis.test_cli import pictures
 
     model = load_model("demo-post")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app import errors
 from app.progress import streamlit_bar
 from coatnet import CheckpointError
-from coatnet.hub import HubUnavailableError
+from coatnet.weights.hub import HubUnavailableError
 
 
 class Placeholder:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import coatnet
-from coatnet.attention import RelativeAttention, RelativePositionBias, resize_table
+from coatnet.model.attention import RelativeAttention, RelativePositionBias, resize_table
 
 MODES = ("pre", "post")
 

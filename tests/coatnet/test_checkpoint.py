@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import coatnet
-from coatnet.checkpoint import FORMAT, CheckpointError
+from coatnet.weights.checkpoint import FORMAT, CheckpointError
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_write_is_atomic_and_leaves_no_temp_files(
         Path(filename).write_bytes(b"half a file")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(coatnet.checkpoint, "save_file", dies_half_way)
+    monkeypatch.setattr(coatnet.weights.checkpoint, "save_file", dies_half_way)
     with pytest.raises(OSError, match="No space left"):
         coatnet.save_checkpoint(model, target)
     assert target.read_bytes() == b"old contents"
@@ -108,7 +108,7 @@ def test_mismatched_architecture_names_the_keys(model: coatnet.CoAtNet, tmp_path
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     with pytest.raises(CheckpointError) as error:
-        coatnet.checkpoint.load_state_dict_checked(model, state, source=str(path))
+        coatnet.weights.checkpoint.load_state_dict_checked(model, state, source=str(path))
     message = str(error.value)
     assert "stages.3.blocks.0.attn.qkv.weight: file (192, 32) vs model (96, 32)" in message
     assert "unexpected key(s): stages.3.blocks.0.shortcut.expand.bias" in message
@@ -117,7 +117,7 @@ def test_mismatched_architecture_names_the_keys(model: coatnet.CoAtNet, tmp_path
 def test_missing_keys_are_named(model: coatnet.CoAtNet, tmp_path: Path) -> None:
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
     with pytest.raises(CheckpointError, match=r"2 missing key\(s\): head.fc.bias, head.fc.weight"):
-        coatnet.checkpoint.load_state_dict_checked(model, state, source="x")
+        coatnet.weights.checkpoint.load_state_dict_checked(model, state, source="x")
 
 
 def test_pickle_files_are_refused_without_unpickling(tmp_path: Path) -> None:
@@ -162,12 +162,12 @@ def test_refuses_other_suffix_and_wrong_class_names(model: coatnet.CoAtNet, tmp_
 
 @pytest.mark.parametrize("name", ["coatnet_toy", "vit_rel"])
 def test_config_round_trips_through_json(name: str) -> None:
-    config = coatnet.variants.build_config(
+    config = coatnet.model.variants.build_config(
         name, attention="post", img_size=64 if name == "coatnet_toy" else 224
     )
     assert coatnet.CoAtNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 def test_mixed_stage_config_round_trips() -> None:
-    config = coatnet.variants.build_config("coatnet_6")
+    config = coatnet.model.variants.build_config("coatnet_6")
     assert coatnet.CoAtNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from coatnet.class_names import imagenet_class_names, imagenet_synsets, label_space_name
+from coatnet.weights.class_names import imagenet_class_names, imagenet_synsets, label_space_name
 from tests.timm_support import import_timm
 
 COUNTS = (1000, 11821)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import coatnet
-from coatnet import cli
+from coatnet.cli import commands as cli
 from tests.support import processes
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.variants import build_config
+from coatnet.model.variants import build_config
 
 # (params, MACs at 224) from Table 3; None where the paper gives MACs only at a larger size.
 PAPER = {

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from coatnet import datasets
-from coatnet.datasets import (
+from coatnet.data import datasets
+from coatnet.data.datasets import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
     DatasetError,

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from coatnet import count_params, load_checkpoint, read_checkpoint_info
-from coatnet.cli import main
-from coatnet.datasets import FASHION_MNIST_DIR, fashion_mnist
-from coatnet.demos import demo
-from coatnet.evaluation import evaluate
+from coatnet.cli.commands import main
+from coatnet.data.datasets import FASHION_MNIST_DIR, fashion_mnist
+from coatnet.training.evaluation import evaluate
+from coatnet.weights.demos import demo
 
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),

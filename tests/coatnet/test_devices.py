@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coatnet.cli import main
+from coatnet.cli.commands import main
 from coatnet.devices import available_devices, default_device, resolve_device
 
 

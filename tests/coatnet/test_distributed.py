@@ -14,7 +14,7 @@ from tests.support import processes
 WORKER = """
 import sys, time, torch
 from datetime import timedelta
-from coatnet import distributed
+from coatnet.training import distributed
 mode = sys.argv[1]
 rank, world = distributed.init("cpu", timeout=timedelta(seconds=3), heartbeat_s=0.2)
 distributed.at("step 7")

@@ -14,8 +14,8 @@ import huggingface_hub.utils as hf_utils
 import pytest
 from tqdm import tqdm
 
-from coatnet import hub
-from coatnet.hub import HubModelNotFoundError, HubUnavailableError, download_timm_weights, split_tag
+from coatnet.weights import hub
+from coatnet.weights.hub import HubModelNotFoundError, HubUnavailableError, download_timm_weights, split_tag
 from tests.timm_support import import_timm
 
 TAG = "coatnet_0_rw_224.sw_in1k"

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 import coatnet
-from coatnet import cli, datasets
-from coatnet.batches import iterate_batches, normalize, prepare_batch
-from coatnet.datasets import (
+from coatnet.cli import commands as cli
+from coatnet.data import datasets
+from coatnet.data.batches import iterate_batches, normalize, prepare_batch
+from coatnet.data.datasets import (
     DatasetError,
     ImageFolder,
     Skipped,

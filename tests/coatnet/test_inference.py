@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import coatnet
-from coatnet.inference import FrozenBias, for_inference, inference_build
+from coatnet.model.inference import FrozenBias, for_inference, inference_build
 from tests.model_state import assert_as_found, snapshot
 
 # timm's three speed-benchmark models: BatchNorm before (nano) and after convolutions, SE early (0),
@@ -131,7 +131,7 @@ def test_the_build_runs_channels_last_whatever_the_input():
 @pytest.mark.parametrize("kernel, groups", [(1, 1), (3, 8), (3, 1)])
 def test_a_packed_convolution_equals_the_plain_one_at_every_grid(act, kernel, groups):
     """Weights packed per input grid: new grids, batch sizes, and grids evicted and packed again."""
-    from coatnet.inference import PackedConv2d
+    from coatnet.model.inference import PackedConv2d
 
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 16, kernel, padding=kernel // 2, groups=groups).to(memory_format=torch.channels_last)

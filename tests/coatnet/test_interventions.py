@@ -1,5 +1,5 @@
-"""Interventions (coatnet.interventions): known answers, both normalizations, fused == explicit == build,
-per-row substitution, composition, threads, and the compiled fallback."""
+"""Interventions (coatnet.model.interventions): known answers, both normalizations, fused == explicit ==
+build, per-row substitution, composition, threads, and the compiled fallback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.interventions import ATTENTION_KINDS, Intervention, intervene
+from coatnet.model.interventions import ATTENTION_KINDS, Intervention, intervene
 from tests.analysis.attention_toys import attentions, images, toy, zero_qk
 from tests.model_state import assert_as_found, snapshot
 
@@ -94,7 +94,7 @@ def test_bias_only_on_a_model_whose_q_and_k_are_zero_equals_the_plain_model(mode
 @pytest.mark.parametrize("mode", MODES)
 def test_all_heads_knocked_out_equals_the_branch_replaced_by_the_projection_bias(mode):
     model = toy(attention=mode, layer_scale=0.5)
-    block = next(m for m in model.modules() if isinstance(m, coatnet.blocks.TransformerBlock))
+    block = next(m for m in model.modules() if isinstance(m, coatnet.model.blocks.TransformerBlock))
     x = images(2)
     knocked = logits(model, x, Intervention("S3.0", "knockout"))
     original = block.attn.forward

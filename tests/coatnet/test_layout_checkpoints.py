@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from analysis.layouts import load_layouts
+from analysis.studies.layouts import load_layouts
 from coatnet import count_params, load_checkpoint
-from coatnet.datasets import FASHION_MNIST_DIR, fashion_mnist
-from coatnet.demos import LAYOUT_NAMES, NAMES, demo
-from coatnet.evaluation import evaluate
+from coatnet.data.datasets import FASHION_MNIST_DIR, fashion_mnist
+from coatnet.training.evaluation import evaluate
+from coatnet.weights.demos import LAYOUT_NAMES, NAMES, demo
 
 LAYOUTS = dict(zip(LAYOUT_NAMES, ("C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T", "ViT_REL"), strict=True))
 needs_fashion_mnist = pytest.mark.skipif(

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.cli import main
-from coatnet.complexity import count_params
-from coatnet.datasets import sample_indices
-from coatnet.layouts import LAYOUT_MODELS, LayoutStudySettings, run_layout_study
+from coatnet.cli.commands import main
+from coatnet.data.datasets import sample_indices
+from coatnet.model.complexity import count_params
+from coatnet.training.layouts import LAYOUT_MODELS, LayoutStudySettings, run_layout_study
 from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.blocks import MBConvBlock, TransformerBlock
-from coatnet.config import stage
+from coatnet.model.blocks import MBConvBlock, TransformerBlock
+from coatnet.model.config import stage
 
 META = torch.device("meta")
 

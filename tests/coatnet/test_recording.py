@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.attention import RelativeAttention
-from coatnet.blocks import TransformerBlock
-from coatnet.recording import active_recorder
+from coatnet.model.attention import RelativeAttention
+from coatnet.model.blocks import TransformerBlock
+from coatnet.model.recording import active_recorder
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import save_file
 
 import coatnet
-from coatnet import cli
-from coatnet.checkpoint import CheckpointError
-from coatnet.timm_import import from_timm
-from coatnet.variants_timm import TIMM_VARIANTS
+from coatnet.cli import commands as cli
+from coatnet.model.variants_timm import TIMM_VARIANTS
+from coatnet.weights.checkpoint import CheckpointError
+from coatnet.weights.timm_import import from_timm
 from tests.timm_support import import_timm
 
 pytestmark = pytest.mark.timm
@@ -79,7 +79,7 @@ def test_imported_model_matches_timm(timm, arch: str, tmp_path: Path) -> None:
         assert_same_logits(ours(x), reference(x))
     # and it recognises the architecture from the tensors alone (the 224 and 384 builds of a
     # relative-position-MLP model share every tensor: the 224 one is named)
-    recognised = coatnet.timm_import.recognise_arch(coatnet.timm_import.read_state_dict(path))
+    recognised = coatnet.weights.timm_import.recognise_arch(coatnet.weights.timm_import.read_state_dict(path))
     assert recognised == arch.replace("_384", "_224")
     path.unlink()
 
@@ -178,7 +178,9 @@ def test_bare_arch_name_downloads_the_default_tag_and_records_it(
     path = save_timm(randomised_timm_model(timm, "coatnet_nano_rw_224"), tmp_path / "model.safetensors")
     asked = []
     monkeypatch.setattr(
-        coatnet.timm_import, "download_timm_weights", lambda tag, progress=True: asked.append(tag) or path
+        coatnet.weights.timm_import,
+        "download_timm_weights",
+        lambda tag, progress=True: asked.append(tag) or path,
     )
     model = from_timm("coatnet_nano_rw_224")
     assert asked == ["coatnet_nano_rw_224.sw_in1k"]

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from coatnet import load_checkpoint, read_checkpoint_info
-from coatnet.cli import main
-from coatnet.train_state import load_resume, save_resume
-from coatnet.training import TrainSettings, _augmentation, _lr_schedule, train
+from coatnet.cli.commands import main
+from coatnet.training.loop import TrainSettings, _augmentation, _lr_schedule, train
+from coatnet.training.state import load_resume, save_resume
 from tests.support import processes
 from tests.support.data import make_fashion_like
 
@@ -140,7 +140,7 @@ def test_two_processes_with_ddp_end_with_equal_weights(tmp_path, data):
     script.write_text(
         "import os, sys, torch\n"
         "from safetensors.torch import save_file\n"
-        "from coatnet.training import TrainSettings, train\n"
+        "from coatnet.training.loop import TrainSettings, train\n"
         "torch.set_num_threads(1)\n"
         f"settings = TrainSettings(model='coatnet_toy', data={data!r}, img_size=32, epochs=2, batch_size=8,\n"
         "                          crop_padding=2, hflip=True, drop_path=0.1, ema=0.5)\n"
@@ -224,7 +224,7 @@ def test_training_on_an_image_folder_skips_and_reports_broken_images(tmp_path, c
 
 
 def test_ema_warms_up_then_decays_at_the_given_rate():
-    from coatnet.training import _ema_with_warmup
+    from coatnet.training.loop import _ema_with_warmup
 
     update = _ema_with_warmup(0.99)
     averaged, current = [torch.zeros(2)], [torch.ones(2)]

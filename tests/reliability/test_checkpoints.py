@@ -14,7 +14,7 @@ from PIL import Image
 
 import analysis
 import coatnet
-from coatnet.cli import main as coatnet_main
+from coatnet.cli.commands import main as coatnet_main
 from tests.app.apptest import fresh, one_error
 from tests.reliability.hostile import CHECKPOINTS, MARKER, toy_checkpoint
 from tests.support import processes
@@ -100,7 +100,7 @@ def test_a_hostile_checkpoint_is_refused_in_one_line(
 def test_an_absurd_config_is_refused_before_anything_is_built(case: str, hostile: dict[str, Path]) -> None:
     capped = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
-        "from coatnet.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from coatnet.cli.commands import main; sys.exit(main(sys.argv[1:]))"
     )
     for argv in (["info", str(hostile[case])], ["eval", str(hostile[case]), "--quiet"]):
         done = processes.run([sys.executable, "-c", capped, *argv], timeout=120)

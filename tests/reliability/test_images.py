@@ -15,8 +15,8 @@ from PIL import Image
 
 import analysis
 import coatnet
-from analysis._common import as_batch
-from coatnet.cli import main as coatnet_main
+from analysis.core.inputs import as_batch
+from coatnet.cli.commands import main as coatnet_main
 from tests.app.apptest import clean, fresh, one_error
 from tests.support import processes
 
@@ -148,7 +148,7 @@ def test_the_app_takes_or_refuses_an_upload_in_one_line(name: str) -> None:
 
 CAPPED = (
     "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
-    "from coatnet.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from coatnet.cli.commands import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

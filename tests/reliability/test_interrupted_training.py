@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 import coatnet
-from coatnet.cli import main as coatnet_main
+from coatnet.cli.commands import main as coatnet_main
 from coatnet.files import WriteError
-from coatnet.train_state import load_resume
-from coatnet.training import TrainSettings, train
+from coatnet.training.loop import TrainSettings, train
+from coatnet.training.state import load_resume
 from tests.support import processes
 from tests.support.data import make_fashion_like
 
@@ -41,7 +41,7 @@ def unbroken(data: str, tmp_path_factory) -> dict[str, torch.Tensor]:
 
 def run_killed(out: Path, data: str, env: dict[str, str] | None = None, code: str | None = None) -> None:
     """`coatnet train` (or ``code``) in a subprocess that must die of SIGKILL."""
-    command = code or "import sys; from coatnet.cli import main; sys.exit(main(sys.argv[1:]))"
+    command = code or "import sys; from coatnet.cli.commands import main; sys.exit(main(sys.argv[1:]))"
     done = processes.run([sys.executable, "-c", command, "train", "--out", str(out), "--data", data, *ARGS],
                          env={**os.environ, **(env or {})}, timeout=300)  # fmt: skip
     assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
@@ -63,7 +63,7 @@ def assert_resumes_to(out: Path, unbroken: dict[str, torch.Tensor]) -> None:
 
 KILL_MID_EPOCH = (
     "import os, signal, sys\n"
-    "import coatnet.training as t\n"
+    "import coatnet.training.loop as t\n"
     "step = t._step\n"
     "def killing(*args, _n=[0]):\n"
     "    _n[0] += 1\n"
@@ -71,7 +71,7 @@ KILL_MID_EPOCH = (
     "        os.kill(os.getpid(), signal.SIGKILL)\n"
     "    return step(*args)\n"
     "t._step = killing\n"
-    "from coatnet.cli import main\n"
+    "from coatnet.cli.commands import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

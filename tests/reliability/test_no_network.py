@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import coatnet.hub
+import coatnet.weights.hub
 from tests.app.apptest import fresh, one_error
 
 
@@ -46,7 +46,7 @@ def silent_hub() -> Iterator[tuple[str, list[socket.socket]]]:
 def counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, int]:
     """Counts the app's hub checks and the hub client's downloads (which must not happen)."""
     calls = {"check": 0, "download": 0}
-    real_check = coatnet.hub.check_hub
+    real_check = coatnet.weights.hub.check_hub
 
     def check(tag: str, **kwargs) -> None:
         calls["check"] += 1
@@ -56,8 +56,8 @@ def counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, int]:
         calls["download"] += 1
         raise AssertionError("the hub client was called although the hub does not answer")
 
-    monkeypatch.setattr(coatnet.hub, "check_hub", check)
-    monkeypatch.setattr(coatnet.hub, "hf_hub_download", download)
+    monkeypatch.setattr(coatnet.weights.hub, "check_hub", check)
+    monkeypatch.setattr(coatnet.weights.hub, "hf_hub_download", download)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
@@ -83,7 +83,9 @@ def test_a_hub_that_never_answers_is_said_at_once_remembered_and_retried(
 def test_offline_mode_asks_nobody(counted: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(coatnet.HubUnavailableError, match="offline mode"):
-        coatnet.hub.check_hub("coatnet_0_rw_224.sw_in1k", endpoint="http://192.0.2.1")  # never contacted
+        coatnet.weights.hub.check_hub(
+            "coatnet_0_rw_224.sw_in1k", endpoint="http://192.0.2.1"
+        )  # never contacted
     at = fresh()
     at.run()
     at.radio(key="model_source").set_value("timm (ImageNet)").run()

@@ -1,0 +1,231 @@
+"""``coatnet study``: interventions and per-head statistics over a dataset, resumable and shardable.
+
+The images are taken in fixed batches (``--batch-size``, 256 as ``coatnet eval``); each batch's per-image
+measurements (:func:`analysis.studies.study.measure_batch`) are written to ``OUT/batches/NNNNN.npz``
+as soon as it is done, atomically. ``--resume`` (after Ctrl-C, SIGKILL or a crash) skips the batches already
+written and ends with the same result as an unbroken run. Under ``torchrun`` each process takes every
+``world``-th batch; the first process then merges all batches with :func:`merge_study` (the one merge
+function, also used by a single process), so any number of processes gives one process's result.
+
+Writes ``OUT/study.json`` (the summary, the model, data, command, versions, device and wall time),
+``OUT/study.npz`` (the per-image arrays and the receptive fields) and ``OUT/study.html`` (offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import coatnet
+from analysis.core.inputs import preprocessing_of
+from analysis.core.models import describe, load_model
+from analysis.explain.faithfulness import protocol as faithfulness_protocol
+from analysis.report.html import html_page
+from analysis.report.sections import study_sections
+from analysis.studies.study import StudyPlan, concatenate, measure_batch, study_plan, summarise
+from coatnet.data.batches import iterate_batches, normalize, prepare_batch
+from coatnet.data.datasets import open_for_model
+from coatnet.devices import DEVICES, resolve_device
+from coatnet.files import atomic_write, write_text
+from coatnet.model.inference import for_inference
+from coatnet.training import distributed
+
+DATA_HELP = "fashion-mnist, cifar10:DIR, or an image folder (class sub-folders), as for coatnet eval"
+
+
+class StudyError(ValueError):
+    """A study that cannot start or finish as asked (the message says what to do)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="interventions and per-head statistics over a dataset: OUT/study.json, study.npz, study.html",
+        description="Knock out every head, keep only content or only position in every attention block, "
+        "remove every MBConv branch and squeeze-excitation, over a dataset; with per-head attention "
+        "distance and entropy and per-stage statistics. Resumable (--resume) and runs under torchrun.",
+    )
+    p.add_argument(
+        "--model",
+        default="demo-pre",
+        help="a built-in name (demo-pre, layout-c-c-t-t ...), a checkpoint, a timm tag or file",
+    )
+    p.add_argument("--data", default="fashion-mnist", help=DATA_HELP)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue a study stopped in OUT")
+    p.add_argument(
+        "--faithfulness", type=int, nargs="?", const=500, default=0, metavar="N",
+        help="also measure how faithful every explanation is (deletion, insertion, ROAD) on the first N "
+        "images (default 500)",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--max-rows", type=int, help="rows per intervention pass (default: 64 on CPU, 4096 on CUDA)"
+    )
+    p.add_argument("--device", choices=DEVICES, help="default: CUDA when present (bf16 logits there)")
+    p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_study)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    rank, world = distributed.init(str(device))
+    if device.type == "cuda" and world > 1:  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    model = load_model(args.model, device=device)
+    pre = preprocessing_of(model)
+    dataset = open_for_model(args.data, args.split, model, pre)
+    if args.limit:
+        dataset = dataset.subset(args.limit)
+    out = Path(args.out)
+    settings = {
+        "model": args.model, "model_description": describe(model), "data": args.data, "split": args.split,
+        "limit": args.limit, "n_images": len(dataset), "batch_size": args.batch_size,
+        "faithfulness_images": min(max(args.faithfulness, 0), len(dataset)),
+    }  # fmt: skip
+    if rank == 0:
+        _claim(out, settings, resume=args.resume)
+    distributed.at("the study's folder claimed")
+    distributed.barrier(world)
+    plan = study_plan(model, tuple(pre["size"]), faithfulness=settings["faithfulness_images"] > 0)
+    batches = math.ceil(len(dataset) / args.batch_size)
+    mine = [i for i in range(batches) if i % world == rank]
+    todo = [i for i in mine if not _batch_path(out, i).exists()]
+    runner = for_inference(model)
+    cuda = device.type == "cuda"
+    max_rows = args.max_rows or (4096 if cuda else 64)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+
+    bar = tqdm(total=len(mine) * args.batch_size, initial=(len(mine) - len(todo)) * args.batch_size,
+               desc=f"study {args.model}", unit="img", disable=args.quiet or rank != 0)  # fmt: skip
+    try:
+        for i in todo:
+            indices = torch.arange(i * args.batch_size, min(len(dataset), (i + 1) * args.batch_size))
+            began = time.perf_counter()
+            parts = []
+            measured = max(0, settings["faithfulness_images"] - i * args.batch_size)
+
+            def progress(done: int, of: int) -> None:
+                bar.set_postfix_str(f"faithfulness {done}/{of}", refresh=True)
+
+            for images, labels in iterate_batches(dataset, indices, args.batch_size, workers=args.workers):
+                if len(labels):
+                    x = normalize(prepare_batch(images, pre, device=device), pre)
+                    parts.append(measure_batch(model, runner, x, labels, plan, max_rows=max_rows,
+                                               autocast=autocast, faithfulness_images=measured,
+                                               progress=progress))  # fmt: skip
+            arrays = concatenate(parts) if parts else {}
+            arrays["seconds"] = np.array(time.perf_counter() - began)
+            atomic_write(_batch_path(out, i), lambda tmp, a=arrays: _save_npz(tmp, a))
+            bar.update(len(indices))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished batches are kept; continue with --out {out} --resume", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    # another process may still be measuring its batches (minutes to hours): wait while it beats
+    distributed.at("every batch measured")
+    distributed.wait_for_peers("batches measured", world)
+    if rank == 0:
+        command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
+        meta = {"command": command, "device": str(device), "processes": world,
+                "wall_s_this_run": round(time.perf_counter() - started, 1)}  # fmt: skip
+        path = merge_study(out, model, plan, settings, batches, meta)
+        print(f"wrote {path}, study.npz and study.html in {out} ({len(dataset)} images)")
+    distributed.wait_for_peers("study merged", world)  # the first process merges every batch
+    distributed.finish(world)
+    return 0
+
+
+def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int, meta: dict) -> Path:
+    """Merge ``OUT/batches/*.npz`` (in dataset order, whichever process wrote them) into study.json,
+    study.npz and study.html. Raises :class:`StudyError` if a batch is missing."""
+    parts, seconds = [], 0.0
+    for i in range(batches):
+        path = _batch_path(out, i)
+        if not path.exists():
+            raise StudyError(f"{out}: batch {i} is missing; run the same command with --resume")
+        with np.load(path) as found:
+            arrays = {k: found[k] for k in found.files}
+        seconds += float(arrays.pop("seconds"))
+        if arrays:
+            parts.append(arrays)
+    if not parts:
+        raise StudyError(f"{out}: no image could be read; check --data")
+    arrays = concatenate(parts)
+    summary = summarise(model, plan, arrays)
+    study = {
+        **settings,
+        **meta,
+        "compute_s": round(seconds, 1),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "coatnet": coatnet.__version__,
+        },
+        "attention": model.attention_mode,
+        "conventions": {
+            "accuracy": "fractions in [0, 1], as coatnet eval --json writes them",
+            "mean_logit_drop": "the true class's logit without minus with the intervention, averaged",
+            "post": "post-normalization weights clipped at 0 and renormalised per query for distances and "
+            "entropies; the bias alone is 1/N + w there, softmax(w) under pre-normalization",
+            "swap_normalization": "an untrained combination: the weights run in the other normalization",
+            "bias_only": "softmax(w) is renormalised over each query's keys: a convolution only away from "
+            "the borders",
+        },
+        **({"faithfulness_protocol": faithfulness_protocol()} if plan.faithfulness else {}),
+        **summary,
+    }
+    atomic_write(out / "study.npz", lambda tmp: _save_npz(tmp, arrays))
+    write_text(out / "study.json", json.dumps(study, indent=1) + "\n")
+    write_text(
+        out / "study.html",
+        html_page(f"coatnet study: {settings['model_description']}", study_sections(study)),
+    )
+    return out / "study.json"
+
+
+def _claim(out: Path, settings: dict, *, resume: bool) -> None:
+    """Make OUT a study folder for ``settings``: a new one, or (``resume``) the same study's."""
+    recorded = out / "batches" / "settings.json"
+    if recorded.exists():
+        found = json.loads(recorded.read_text())
+        if not resume:
+            raise StudyError(
+                f"{out} holds a study already: add --resume to continue it, or choose another --out"
+            )
+        if found != settings:
+            changed = sorted(k for k in settings if found.get(k) != settings[k])
+            raise StudyError(
+                f"{out} holds a different study ({', '.join(changed)} differ): use another --out"
+            )
+        return
+    write_text(recorded, json.dumps(settings, indent=1) + "\n")
+
+
+def _batch_path(out: Path, index: int) -> Path:
+    return out / "batches" / f"{index:05d}.npz"
+
+
+def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)

@@ -1,0 +1,90 @@
+"""Running a model for one analysis call: the shared model, or a twin of the call's own.
+
+Analyses never flip train/eval on a model (a served model may be shared by many threads): a model in
+training mode is analysed in training mode. Every call runs through :func:`call_model`, which hands a call
+that would change anything on the model (hooks, gradients, BatchNorm statistics, random draws) a twin of
+its own: no lock, no restoring afterwards, and no call ever observes another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from coatnet.model.randomness import private_random
+
+M = TypeVar("M", bound=nn.Module)
+
+
+@contextmanager
+def call_model(model: M, *, private: bool = False, seed: int = 0) -> Iterator[M]:
+    """The model one analysis call runs, so that no call sees or disturbs another's forward pass.
+
+    One model object serves every thread of the app. A forward pass of a model in eval mode, without
+    hooks or gradients, changes nothing on it: such a call gets ``model`` itself. A call that registers
+    hooks or takes gradients (``private=True``), and any call on a model with a module in training mode
+    (its forward passes update BatchNorm statistics), gets :func:`twin` instead: a model of its own that
+    shares the parameters' storage, so the hooks it registers fire for this call only, and nothing it does
+    (gradients, ``requires_grad``, buffers) reaches the shared model. In training mode stochastic depth
+    and dropout draw from a generator seeded with ``seed`` (:func:`coatnet.private_random`): the call
+    repeats exactly and the global random state is not touched.
+
+    Args:
+        model: the shared model; never changed.
+        private: the call registers hooks or takes gradients.
+        seed: the stochastic layers' seed, in training mode.
+
+    Examples:
+        >>> with call_model(model, private=True) as own:
+        ...     handle = own.stem.register_forward_hook(hook)  # fires for this call's passes only
+    """
+    training = any(m.training for m in model.modules())
+    own = twin(model) if private or training else model
+    if not training:
+        yield own
+        return
+    device = next(model.parameters()).device
+    with private_random(torch.Generator(device=device).manual_seed(seed)):
+        yield own
+
+
+def twin(model: M) -> M:
+    """A structural copy of ``model`` for one call: new module objects with hook registries of their own
+    (holding the hooks the model's owner registered; a hook registered on the twin stays on it), new
+    ``Parameter`` objects viewing the same storage (their own ``requires_grad`` and ``.grad``), the
+    buffers of modules in training mode cloned (the others shared: nothing writes them). Other attributes
+    are shared. No tensor data is copied but those buffers; a weight updated in place (training in
+    another thread) is seen by both."""
+    memo: dict[int, Any] = {}
+
+    def copy_parameter(p: nn.Parameter | None) -> nn.Parameter | None:
+        if p is None:
+            return None
+        if id(p) not in memo:  # tied weights stay tied
+            memo[id(p)] = nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+        return memo[id(p)]
+
+    def copy_module(module: nn.Module) -> nn.Module:
+        if id(module) in memo:  # a module used twice stays one module
+            return memo[id(module)]
+        copy = memo[id(module)] = object.__new__(type(module))
+        state = dict(module.__dict__)
+        for name, value in module.__dict__.items():
+            if "hooks" in name and isinstance(value, dict):  # the owner's hooks, in registries of its own
+                state[name] = type(value)(value)
+        state["_parameters"] = {name: copy_parameter(p) for name, p in module._parameters.items()}
+        state["_buffers"] = {
+            name: b.clone() if module.training and b is not None else b for name, b in module._buffers.items()
+        }
+        state["_modules"] = {
+            name: None if m is None else copy_module(m) for name, m in module._modules.items()
+        }
+        copy.__dict__ = state
+        return copy
+
+    with torch.inference_mode(False):  # normal tensors, even when called under inference mode
+        return copy_module(model)

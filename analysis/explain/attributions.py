@@ -1,0 +1,339 @@
+"""Which pixels a prediction rests on, through captum: Grad-CAM at any stage (Selvaraju et al. 2017),
+Integrated Gradients (Sundararajan et al. 2017) smoothed by SmoothGrad noise (Smilkov et al. 2017), and
+Occlusion (Zeiler & Fergus 2014).
+
+All three explain the target class's *logit* (not its probability), for one image at a time, in the
+model's normalized input space. The model is analysed in whatever train/eval mode it is in; captum's hooks
+and gradients run on a twin of the model made for the call (:func:`analysis.core.running.call_model`), so the
+shared model is never touched and no other call's forward pass triggers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+from PIL import Image
+
+from analysis.core.inputs import as_batch
+from analysis.core.running import call_model
+from coatnet.model.network import CoAtNet
+
+METHODS = ("gradcam", "integrated_gradients", "occlusion")
+STAGES = ("S0", "S1", "S2", "S3", "S4")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One attribution map of one image for one class.
+
+    Attributes:
+        method: ``gradcam``, ``integrated_gradients`` or ``occlusion``.
+        target: the explained class index.
+        target_name: its name from the checkpoint (``model.checkpoint_info.class_names``), or None.
+        stage: the Grad-CAM layer (``S0`` .. ``S4``); None for the pixel methods.
+        map: (H, W) float32, >= 0, the evidence *for* the target at the image's size. Grad-CAM: the
+            ReLU'd class-activation map (captum's ``relu_attributions=True``) upsampled bilinearly, in units
+            of the stage's activations times logit gradients. Pixel methods: the positive part of
+            ``signed_map``.
+        signed_map: (H, W) float32, the same before the ReLU: positive values raise the target logit,
+            negative ones lower it. Integrated Gradients: the attributions summed over channels, in logit
+            units (without noise they sum to ``logit(image) - logit(baseline)``). Occlusion: the drop of
+            the target logit when a window covering the pixel is set to the baseline, averaged over the
+            windows covering it (equal for every channel, so not summed).
+        probability: softmax probability of the target for the image (one forward pass).
+        image_size: (H, W) of the model input.
+    """
+
+    method: str
+    target: int
+    target_name: str | None
+    stage: str | None
+    map: np.ndarray
+    signed_map: np.ndarray
+    probability: float
+    image_size: tuple[int, int]
+
+
+def attributions(
+    model: CoAtNet,
+    image: torch.Tensor | Image.Image,
+    *,
+    method: str = "gradcam",
+    target: int | None = None,
+    stage: str = "S3",
+    noise_tunnel: bool = True,
+    nt_samples: int = 4,
+    noise_level: float = 0.15,
+    n_steps: int = 16,
+    internal_batch_size: int = 32,
+    seed: int = 0,
+    window: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
+    perturbations_per_eval: int = 16,
+    progress: Callable[[float], None] | None = None,
+) -> Attribution:
+    """Attribute the model's logit for one class to the pixels of one image.
+
+    Args:
+        model: a CoAtNet (any mode: it is analysed as it is, and left as it was found).
+        image: one image: a (1, C, H, W) or (C, H, W) preprocessed tensor, or a PIL image (prepared with
+            the model's preprocessing).
+        method: ``gradcam`` (captum's ``LayerGradCam`` on the output of ``stage``),
+            ``integrated_gradients`` (``IntegratedGradients`` from an all-zero baseline in the normalized
+            space, i.e. the dataset's mean colour, smoothed by SmoothGrad noise unless
+            ``noise_tunnel=False``), or ``occlusion`` (``Occlusion`` with a sliding window set to 0, again
+            the mean colour).
+        target: the class to explain; None explains the predicted class (argmax of one forward pass).
+        stage: Grad-CAM's layer, ``S0`` (the stem) to ``S4``; ignored by the pixel methods.
+        noise_tunnel: Integrated Gradients only: average over ``nt_samples`` noisy copies of the image
+            (SmoothGrad, as captum's ``NoiseTunnel(nt_type="smoothgrad")`` computes it) with noise of
+            standard deviation ``noise_level * (max - min)`` of the image. The noise comes from a private
+            generator seeded with ``seed``: the same call gives the same map, from any thread, and the
+            global random state is not touched.
+        nt_samples, noise_level, seed: the SmoothGrad samples, relative noise and seed.
+        n_steps: Integrated Gradients' integration steps (Gauss-Legendre).
+        internal_batch_size: Integrated Gradients: at most this many images per forward/backward pass.
+        window: Occlusion's window (an int or (h, w)); default a seventh of each side.
+        stride: Occlusion's stride; default half the window.
+        perturbations_per_eval: Occlusion: occluded images per forward pass.
+        progress: called with the share of the work done (0 .. 1) as it goes: after each SmoothGrad
+            sample of Integrated Gradients, and once at the end for the other methods.
+
+    Returns:
+        An :class:`Attribution`.
+
+    Examples:
+        >>> attributions(model, image, method="gradcam", stage="S2").map.shape
+        (224, 224)
+        >>> attributions(model, image, method="integrated_gradients", target=3).signed_map.sum()
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "gradcam" and stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} for Grad-CAM; choose one of {', '.join(STAGES)}")
+    batch = as_batch(image, model)
+    if batch.shape[0] != 1:
+        raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False):
+        x = batch.detach().clone()  # a normal tensor, even if the caller made it in inference mode
+        with torch.no_grad():
+            probabilities = own(x).float().softmax(-1)[0]
+        target = _check_target(target, probabilities)
+        with torch.enable_grad():
+            if method == "gradcam":
+                signed, positive = _gradcam(own, x, target, stage, size)
+            elif method == "integrated_gradients":
+                signed = _integrated_gradients(
+                    own,
+                    x,
+                    target,
+                    noise_tunnel,
+                    nt_samples,
+                    noise_level,
+                    n_steps,
+                    internal_batch_size,
+                    seed,
+                    progress,
+                )
+                positive = signed.clamp(min=0)
+            else:
+                signed = _occlusion(own, x, target, window, stride, perturbations_per_eval)
+                positive = signed.clamp(min=0)
+    if progress is not None:
+        progress(1.0)
+    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    return Attribution(
+        method=method,
+        target=target,
+        target_name=names[target] if names else None,
+        stage=stage if method == "gradcam" else None,
+        map=_numpy(positive),
+        signed_map=_numpy(signed),
+        probability=float(probabilities[target]),
+        image_size=size,
+    )
+
+
+def gradcam_stages(
+    model: CoAtNet, image: torch.Tensor | Image.Image, *, target: int | None = None
+) -> tuple[Attribution, ...]:
+    """Grad-CAM at every stage S0..S4 from one forward and one backward pass: the same maps as
+    ``attributions(model, image, method="gradcam", stage=s)`` for each stage (captum's LayerGradCam: the
+    stage output weighted by the spatial mean of the target logit's gradient, summed over channels),
+    five times cheaper than five calls.
+
+    Args:
+        model: a CoAtNet (analysed as it is, left as it was found).
+        image: one image: a (1, C, H, W) or (C, H, W) tensor, or a PIL image.
+        target: the class to explain; None explains the predicted class.
+
+    Returns:
+        One :class:`Attribution` per stage, S0 first.
+    """
+    batch = as_batch(image, model)
+    if batch.shape[0] != 1:
+        raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    cams, probabilities, (target,) = _stage_cams(model, batch, None if target is None else [target])
+    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    out = []
+    for index, cam in enumerate(cams):
+        signed = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
+        positive = LayerAttribution.interpolate(F.relu(cam), size, interpolate_mode="bilinear")
+        out.append(
+            Attribution(
+                method="gradcam", target=target, target_name=names[target] if names else None,
+                stage=STAGES[index], map=_numpy(positive[0, 0]), signed_map=_numpy(signed[0, 0]),
+                probability=float(probabilities[0, target]), image_size=size,
+            )
+        )  # fmt: skip
+    return tuple(out)
+
+
+def gradcam_maps(
+    model: CoAtNet, images: torch.Tensor | Image.Image | Sequence[Image.Image], targets: Sequence[int]
+) -> list[np.ndarray]:
+    """Grad-CAM of a batch at every stage, for one class per image, from one forward and one backward
+    pass: per stage S0..S4 the (B, H, W) maps :func:`attributions` gives as ``map`` (ReLU'd, bilinearly
+    upsampled to the input). The images are explained one at a time when the model has a module in
+    training mode (BatchNorm then mixes the images of a batch)."""
+    batch = as_batch(images, model)
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    targets = [int(t) for t in targets]
+    if len(targets) != batch.shape[0]:
+        raise ValueError(f"give one target per image: {len(targets)} for {batch.shape[0]} images")
+    training = any(m.training for m in model.modules())
+    pieces = [slice(i, i + 1) for i in range(batch.shape[0])] if training else [slice(0, batch.shape[0])]
+    per_piece = [_stage_cams(model, batch[p], targets[p])[0] for p in pieces]
+    return [
+        _numpy(
+            LayerAttribution.interpolate(F.relu(torch.cat([cams[s] for cams in per_piece])), size,
+                                         interpolate_mode="bilinear")[:, 0]
+        )
+        for s in range(len(STAGES))
+    ]  # fmt: skip
+
+
+def _stage_cams(
+    model: CoAtNet, batch: torch.Tensor, targets: Sequence[int] | None
+) -> tuple[list[torch.Tensor], torch.Tensor, list[int]]:
+    """Per stage the signed class-activation map (B, 1, h, w) of each image's target (captum's
+    LayerGradCam: the stage output weighted by the spatial mean of the target logit's gradient, summed
+    over channels), the probabilities (B, classes) and the targets (None: the predicted classes)."""
+    with call_model(model, private=True) as own, torch.inference_mode(False), torch.enable_grad():
+        x = batch.detach().clone().requires_grad_()
+        features, stages = own.forward_intermediates(x)
+        logits = own.forward_head(features).float()
+        probabilities = logits.detach().softmax(-1)
+        if targets is None:
+            targets = [int(probabilities[i].argmax()) for i in range(x.shape[0])]
+        targets = [_check_target(t, probabilities[i]) for i, t in enumerate(targets)]
+        index = torch.tensor(targets, device=logits.device)[:, None]
+        gradients = torch.autograd.grad(logits.gather(1, index).sum(), stages)
+    cams = []
+    for activation, gradient in zip(stages, gradients, strict=True):
+        weights = gradient.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        cams.append((weights * activation).sum(dim=1, keepdim=True).detach())
+    return cams, probabilities, targets
+
+
+def _check_target(target: int | None, probabilities: torch.Tensor) -> int:
+    classes = probabilities.shape[-1]
+    if target is None:
+        return int(probabilities.argmax())
+    if isinstance(target, bool) or not isinstance(target, int | np.integer) or not 0 <= target < classes:
+        raise ValueError(f"target must be a class index in [0, {classes - 1}], got {target!r}")
+    return int(target)
+
+
+def _gradcam(
+    model: CoAtNet, x: torch.Tensor, target: int, stage: str, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM of the stage output before and after the ReLU, each upsampled to ``size``: (H, W) x 2."""
+    index = STAGES.index(stage)
+    layer = model.stem if index == 0 else model.stages[index - 1]
+    x = x.requires_grad_()  # so gradients reach the layer even when the weights are frozen
+    # (1, 1, h, w) on the stage grid; relu(cam) is what captum returns with relu_attributions=True
+    cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=False)
+    signed = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
+    positive = LayerAttribution.interpolate(F.relu(cam), size, interpolate_mode="bilinear")
+    return signed[0, 0], positive[0, 0]
+
+
+def _integrated_gradients(
+    model: CoAtNet,
+    x: torch.Tensor,
+    target: int,
+    noise_tunnel: bool,
+    nt_samples: int,
+    noise_level: float,
+    n_steps: int,
+    internal_batch_size: int,
+    seed: int,
+    progress: Callable[[float], None] | None = None,
+) -> torch.Tensor:
+    """(H, W) Integrated Gradients from a zero baseline, summed over channels, SmoothGrad-averaged (one
+    noisy copy at a time, reporting ``progress`` after each)."""
+    if n_steps < 1 or nt_samples < 1:
+        raise ValueError(f"n_steps and nt_samples must be >= 1, got {n_steps} and {nt_samples}")
+    inputs = x
+    if noise_tunnel:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        noise = torch.randn((nt_samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+        sigma = noise_level * float(x.max() - x.min())
+        inputs = x + sigma * noise  # (nt_samples, C, H, W)
+    explain = IntegratedGradients(model)
+    total = torch.zeros_like(x[0])
+    for i in range(inputs.shape[0]):
+        sample = inputs[i : i + 1]
+        total += explain.attribute(
+            sample, baselines=torch.zeros_like(sample), target=target, n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+        )[0]  # fmt: skip
+        if progress is not None:
+            progress((i + 1) / (inputs.shape[0] + 1))
+    return (total / inputs.shape[0]).sum(0)  # mean over noisy copies, sum over channels
+
+
+def _occlusion(
+    model: CoAtNet,
+    x: torch.Tensor,
+    target: int,
+    window: int | Sequence[int] | None,
+    stride: int | Sequence[int] | None,
+    perturbations_per_eval: int,
+) -> torch.Tensor:
+    """(H, W) Occlusion with a window over all channels set to 0."""
+    channels, height, width = x.shape[1:]
+    win = _pair(window) if window is not None else (max(1, height // 7), max(1, width // 7))
+    step = _pair(stride) if stride is not None else (max(1, win[0] // 2), max(1, win[1] // 2))
+    if not (0 < win[0] <= height and 0 < win[1] <= width and step[0] > 0 and step[1] > 0):
+        raise ValueError(
+            f"occlusion window {win} and stride {step} must be positive and fit {height}x{width}"
+        )
+    attr = Occlusion(model).attribute(
+        x,
+        sliding_window_shapes=(channels, *win),
+        strides=(channels, *step),
+        baselines=0.0,
+        target=target,
+        perturbations_per_eval=perturbations_per_eval,
+    )
+    return attr[0].mean(0)  # the window spans every channel: each channel holds the same value
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    height, width = value
+    return int(height), int(width)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy().astype(np.float32)

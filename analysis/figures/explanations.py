@@ -1,0 +1,103 @@
+"""Figures of class-specific explanations and of their faithfulness: the relevance map over the image,
+one image's deletion and insertion curves per method, and the scores per method (one image's, or a
+study's over a dataset). Shared by the app, ``coatnet analyze``'s report and study.html."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from analysis.explain.faithfulness import row_name
+from analysis.figures.plots import DEFAULT_OPACITY, HEAT, chart, overlay
+
+SCORE_LABELS = {
+    "deletion_auc": "deletion AUC (lower: better)",
+    "insertion_auc": "insertion AUC (higher: better)",
+    "road": "ROAD (higher: better)",
+}
+
+
+def relevance_figure(
+    relevance, image: np.ndarray | None, *, index: int = 0, opacity: float = DEFAULT_OPACITY
+):
+    """A :class:`analysis.ClassRelevance` map on the first attention block's grid, over the image."""
+    names = relevance.target_names
+    target = relevance.targets[index]
+    name = names[index] if names else f"class {target}"
+    return overlay(
+        image, relevance.map[index], stride=relevance.stride_first, colorscale=HEAT, what="relevance",
+        title=f"{relevance.label}: {name} (p = {relevance.probabilities[index]:.2f})", opacity=opacity,
+    )  # fmt: skip
+
+
+def curves_figure(report, curve: str = "deletion") -> go.Figure:
+    """One image's deletion (or insertion) curve per method (an :class:`analysis.FaithfulnessReport`):
+    the target's probability against the share of pixels removed (restored); random with its seeds'
+    spread as the area under the curve in the legend."""
+    figure = go.Figure()
+    for r in report.results:
+        values = getattr(r, curve)
+        auc = getattr(r, f"{curve}_auc")
+        dash = "dot" if r.method == "random" else None
+        figure.add_trace(
+            go.Scatter(
+                x=r.fractions, y=values, mode="lines", name=f"{r.name} ({auc:.3f})", line={"dash": dash},
+                hovertemplate=f"{r.name}<br>%{{x:.3f}} of the pixels: p = %{{y:.3f}}<extra></extra>",
+            )
+        )  # fmt: skip
+    name = report.target_name or f"class {report.target}"
+    what = "removed, most relevant first" if curve == "deletion" else "restored into the blurred image"
+    better = "lower" if curve == "deletion" else "higher"
+    return chart(
+        figure,
+        f"{curve.capitalize()}: p({name}) as pixels are {what} (area in the legend, {better} is better)",
+        height=420, bottom=60, xaxis_title="share of pixels", yaxis_title="probability",
+        legend={"font": {"size": 10}},
+    )  # fmt: skip
+
+
+def scores_figure(rows: Sequence, title: str) -> go.Figure:
+    """Deletion AUC, insertion AUC and ROAD per method, as horizontal bars in three panels: ``rows`` are
+    :class:`analysis.Faithfulness` results or study.json's ``faithfulness`` entries. A random map's
+    seed range, where known, is drawn as an error bar."""
+    entries = [_entry(r) for r in rows]
+    labels = [e["name"] for e in entries]
+    figure = go.Figure()
+    for k, (key, label) in enumerate(SCORE_LABELS.items()):
+        error = [e["range"][key][1] - e[key] if e["range"].get(key) is not None else 0.0 for e in entries]
+        minus = [e[key] - e["range"][key][0] if e["range"].get(key) is not None else 0.0 for e in entries]
+        figure.add_trace(
+            go.Bar(
+                x=[e[key] for e in entries], y=labels, orientation="h", name=label,
+                xaxis="x" if k == 0 else f"x{k + 1}",
+                error_x={"type": "data", "array": error, "arrayminus": minus, "visible": any(error)},
+                hovertemplate="%{y}: %{x:.4f}<extra>" + label + "</extra>",
+            )
+        )  # fmt: skip
+    layout = {}
+    for k, label in enumerate(SCORE_LABELS.values()):
+        axis = "xaxis" if k == 0 else f"xaxis{k + 1}"
+        layout[axis] = {
+            "domain": [k / 3 + 0.02, (k + 1) / 3 - 0.02],
+            "title": {"text": label, "font": {"size": 10}},
+            "anchor": "y",
+        }
+    figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
+    return chart(figure, title, height=140 + 22 * len(entries), bottom=70, showlegend=False, **layout)
+
+
+def _entry(row) -> dict:
+    if isinstance(row, dict):
+        seeds = row.get("seed_range") or {}
+        return {
+            "name": row_name(row["method"], row.get("stage")),
+            "deletion_auc": row["deletion_auc"], "insertion_auc": row["insertion_auc"], "road": row["road"],
+            "range": {key: seeds.get(key) for key in SCORE_LABELS},
+        }  # fmt: skip
+    spread = row.spread or {}
+    return {
+        "name": row.name, "deletion_auc": row.deletion_auc, "insertion_auc": row.insertion_auc,
+        "road": row.road, "range": {key: spread.get(key) for key in SCORE_LABELS},
+    }  # fmt: skip

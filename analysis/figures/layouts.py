@@ -1,0 +1,154 @@
+"""The layout study's figures: test accuracy and training loss against the training-set size per layout, the
+paper's view (training loss against test accuracy), every layout stage by stage on one image, and the CKA of
+every pair of layouts. Shared by layouts.html, the docs and the app's Layouts page."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.figures.plots import (
+    DEFAULT_OPACITY,
+    HEAT,
+    chart,
+    image_trace,
+    map_trace,
+    matrix_figure,
+    panels,
+    query_marker,
+    set_ranges,
+)
+from analysis.studies.layouts import (
+    LayoutSimilarity,
+    LayoutStage,
+)
+
+COLOURS = {
+    "C-C-C-C": "#4c78a8", "C-C-C-T": "#72b7b2", "C-C-T-T": "#54a24b", "C-T-T-T": "#f58518",
+    "ViT_REL": "#e45756",
+}  # fmt: skip
+
+
+def _series(study: dict) -> dict[str, list[dict]]:
+    by_layout: dict[str, list[dict]] = {}
+    for run in study["runs"]:
+        by_layout.setdefault(run["layout"], []).append(run)
+    return {k: sorted(v, key=lambda r: r["size"]) for k, v in by_layout.items()}
+
+
+def size_figure(study: dict) -> go.Figure:
+    """Test top-1 and the final training loss (clean training subset) against the training-set size, one
+    line per layout, log-scaled sizes."""
+    figure = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.14,
+        subplot_titles=("test top-1 (%)", "training loss, clean training subset"),
+    )  # fmt: skip
+    for layout, runs in _series(study).items():
+        sizes = [r["size"] for r in runs]
+        colour = COLOURS.get(layout, "#888")
+        for col, key, scale in ((1, "test_top1", 100.0), (2, "train_loss", 1.0)):
+            figure.add_trace(
+                go.Scatter(
+                    x=sizes, y=[r[key] * scale for r in runs], name=layout, mode="lines+markers",
+                    line={"color": colour}, legendgroup=layout, showlegend=col == 1,
+                    hovertemplate=f"{layout}<br>%{{x}} images: %{{y:.4f}}<extra></extra>",
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+    sizes = sorted({r["size"] for r in study["runs"]})
+    figure.update_xaxes(
+        type="log", title_text="training images", tickvals=sizes, ticktext=list(map(_short, sizes))
+    )
+    figure.update_annotations(font_size=12)
+    steps = study["settings"]["steps"]
+    legend = {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"}
+    return chart(
+        figure, f"Layouts: {steps} optimizer steps at every training-set size", height=420, subtitle_lines=1,
+        bottom=90, legend=legend,
+    )  # fmt: skip
+
+
+def gap_figure(study: dict) -> go.Figure:
+    """The paper's view (its Figure 1): final training loss against test accuracy, one line per layout
+    through its sizes (larger markers for more training images: labels would collide where two sizes
+    land close); a layout further up and left reaches more accuracy for the same fit."""
+    sizes = sorted({r["size"] for r in study["runs"]})
+    marker = {size: 7 + 5 * k for k, size in enumerate(sizes)}
+    figure = go.Figure()
+    for layout, runs in _series(study).items():
+        figure.add_trace(
+            go.Scatter(
+                x=[r["train_loss"] for r in runs], y=[100 * r["test_top1"] for r in runs], name=layout,
+                mode="lines+markers", customdata=[_short(r["size"]) for r in runs],
+                marker={"size": [marker[r["size"]] for r in runs]},
+                line={"color": COLOURS.get(layout, "#888")},
+                hovertemplate=f"{layout}<br>%{{customdata}} images<br>loss %{{x:.4f}}, "
+                "top-1 %{y:.2f}%<extra></extra>",
+            )
+        )  # fmt: skip
+    legend = {"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"}
+    scale = ", ".join(map(_short, sizes))
+    return chart(
+        figure, f"Training loss against test accuracy (markers grow with the training images: {scale})",
+        height=440, bottom=90, xaxis_title="final training loss (clean training subset)",
+        yaxis_title="test top-1 (%)", legend=legend,
+    )  # fmt: skip
+
+
+def _short(size: int) -> str:
+    return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
+
+
+WHAT = {
+    "gradcam": "Grad-CAM of each layout's predicted class",
+    "erf": "effective receptive field of the centre unit",
+    "attention": "attention from the query point (T stages)",
+}
+
+
+def layout_stages_figure(
+    views: dict[str, list[LayoutStage]], images: dict[str, np.ndarray | None], what: str = "gradcam"
+) -> go.Figure:
+    """Every layout (a row) stage by stage (a column): ``what`` of each stage over the image as that layout
+    saw it; empty panels where a stage has no attention, the query cell outlined where it has. Each row's
+    first subtitle names the class that layout predicts (the class its Grad-CAM explains)."""
+    if what not in WHAT:
+        raise ValueError(f"what must be one of {', '.join(WHAT)}, got {what!r}")
+    layouts = list(views)
+    stages = len(next(iter(views.values())))
+    subtitles = [
+        f"{layout} {s.stage} ({s.kind})"
+        + (f", predicts {s.prediction_name or s.prediction}" if k == 0 else "")
+        for layout in layouts
+        for k, s in enumerate(views[layout])
+    ]
+    first = views[layouts[0]][0]
+    height, width = first.gradcam.shape
+    grid = panels(len(subtitles), cols=stages, aspect=height / width, title=f"Layouts: {WHAT[what]}",
+                  subtitles=subtitles, max_panel=160)  # fmt: skip
+    layout, traces = grid.layout, []
+    cells = [s for name in layouts for s in views[name]]
+    for cell, axes in zip(cells, grid.axes, strict=True):
+        set_ranges(layout, axes, height, width)
+        picture = images.get(cell.layout)
+        if picture is not None:
+            traces.append(image_trace(picture).update(xaxis=axes[0], yaxis=axes[1]))
+        values = getattr(cell, what)
+        if values is None:
+            continue
+        opacity = DEFAULT_OPACITY if picture is not None else 1.0
+        traces.append(map_trace(values, colorscale=HEAT, opacity=opacity, axes=axes, what=WHAT[what]))
+        if what == "attention" and cell.query is not None:
+            cells = (round(height / cell.stride), round(width / cell.stride))
+            traces.append(query_marker(cell.query, cell.stride, grid.cell_px(cells), axes=axes))
+    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+
+
+def layout_similarity_figure(result: LayoutSimilarity) -> go.Figure:
+    """One row per pair of layouts, one column per stage: the linear CKA of that stage in the two."""
+    pairs = [(i, j) for i in range(len(result.layouts)) for j in range(i + 1, len(result.layouts))]
+    rows = [f"{result.layouts[i]} vs {result.layouts[j]}" for i, j in pairs]
+    matrix = np.array([[result.matrix[k, i, j] for k in range(len(result.stages))] for i, j in pairs])
+    title = f"Linear CKA between the same stage of two layouts ({result.images} images)"
+    return matrix_figure(matrix, rows, list(result.stages), title=title, what="CKA")

@@ -1,0 +1,488 @@
+"""Plotly figures of the analysis results, shared by the app and the HTML report.
+
+Each function takes a result of the analysis layer (and the image it came from, as the uint8 picture
+the model saw: :func:`analysis.core.inputs.display_image`) and returns a ``plotly.graph_objects.Figure``. The
+building blocks they share live in :mod:`analysis.figures.plots`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.figures.plots import (
+    DEFAULT_OPACITY,
+    DIVERGING,
+    HEAT,
+    SEQUENTIAL,
+    chart,
+    distance_scatter,
+    head_grid,
+    image_trace,
+    kernel_gallery,
+    map_trace,
+    matrix_figure,
+    overlay,
+    panels,
+    set_ranges,
+    value_range,
+)
+
+PART_TITLES = {
+    "effective": "effective weights",
+    "content": "content only, softmax(q k^T / sqrt(d))",
+    "bias": "bias only, w(key - query)",
+    "bias_softmax": "bias only, softmax(w): position alone",
+}
+
+
+def _signed(block, part: str) -> bool:
+    """Whether a part's values can be negative: the bias itself, and post-normalization weights as used."""
+    return part == "bias" or (block.mode == "post" and part == "effective")
+
+
+def _what(part: str, signed: bool) -> str:
+    """A colour bar's title for one part of a block's attention."""
+    return "bias w" if part == "bias" else ("weight (signed)" if signed else "weight")
+
+
+def attention_heads_figure(
+    block,
+    image: np.ndarray | None,
+    query: int,
+    *,
+    part: str = "effective",
+    index: int = 0,
+    opacity: float = DEFAULT_OPACITY,
+) -> go.Figure:
+    """Where ``query`` attends in every head of one block (an :class:`analysis.BlockAttention`): a compact
+    overview, eight heads a row, on one colour scale."""
+    from analysis.maps.attention import query_map
+
+    maps = query_map(block, query, part=part, image=index)
+    row, col = divmod(query, block.grid[1])
+    signed = _signed(block, part)
+    title = f"{block.name} ({block.mode}-normalization), every head: {PART_TITLES[part]}"
+    title += f", query ({row}, {col})"
+    return head_grid(
+        image, maps, stride=block.stride, title=title, query=(row, col),
+        colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),
+        opacity=opacity,
+    )  # fmt: skip
+
+
+def fused_attention_figure(
+    block,
+    image: np.ndarray | None,
+    query: int,
+    *,
+    part: str = "effective",
+    how: str | int = "mean",
+    index: int = 0,
+    clickable: bool = True,
+    opacity: float = DEFAULT_OPACITY,
+) -> go.Figure:
+    """All heads of one block fused (``how`` = ``mean`` or ``max``), or one head (``how`` = its index), at
+    ``query``, large; clickable to pick the next query."""
+    from analysis.maps.attention import fuse_heads, query_map
+
+    heads = query_map(block, query, part=part, image=index)
+    if isinstance(how, int) or str(how).isdigit():
+        values, label = heads[int(how)], f"head {int(how)}"
+    else:
+        values, label = fuse_heads(heads[None], how)[0], f"heads fused by {how}"
+    row, col = divmod(query, block.grid[1])
+    signed = _signed(block, part)
+    low, high = value_range(values, signed)
+    return overlay(
+        image, values, stride=block.stride, query=(row, col),
+        title=f"{block.name}: {PART_TITLES[part]}, {label}, query ({row}, {col})", clickable=clickable,
+        colorscale=DIVERGING if signed else SEQUENTIAL, zmin=low, zmax=high,
+        what=_what(part, signed), opacity=opacity,
+    )  # fmt: skip
+
+
+def rollout_figure(
+    rollout, image: np.ndarray | None, *, index: int = 0, opacity: float = DEFAULT_OPACITY
+) -> go.Figure:
+    """Attention rollout (an :class:`analysis.Rollout`) on the first attention block's grid."""
+    values = rollout.map[index]
+    query = None if rollout.query is None else divmod(rollout.query, rollout.grid_last[1])
+    where = "averaged over queries" if query is None else f"from query {query} of {rollout.blocks[-1]}"
+    scaled_query = None
+    if query is not None:  # the query on the first grid's scale
+        ratio = rollout.stride_last / rollout.stride_first
+        scaled_query = (int((query[0] + 0.5) * ratio), int((query[1] + 0.5) * ratio))
+    return overlay(
+        image, values, stride=rollout.stride_first, query=scaled_query, what="share",
+        title=f"Attention rollout ({rollout.label}), {where}", opacity=opacity,
+    )  # fmt: skip
+
+
+def statistics_figures(statistics) -> list[go.Figure]:
+    """Mean distance, entropy and position share per head and block (an :class:`AttentionStatistics`)."""
+    names = [b.name for b in statistics.blocks]
+    mode = statistics.blocks[0].mode if statistics.blocks else ""
+    return [
+        distance_scatter(
+            {mode: (names, [b.distance_px for b in statistics.blocks])},
+            title=f"Mean attention distance per head ({mode}-normalization)",
+        ),
+        distance_scatter(
+            {mode: (names, [b.entropy for b in statistics.blocks])},
+            title=f"Attention entropy per head ({mode}-normalization; log N is uniform)",
+            y_label="entropy (nats)",
+        ),
+        distance_scatter(
+            {mode: (names, [b.position_share for b in statistics.blocks])},
+            title=f"Share of logit variance from position (bias) vs content ({mode}-normalization)",
+            y_label="position share",
+        ),
+    ]
+
+
+def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure]:
+    """Pre vs post (a :class:`analysis.maps.compare.Comparison`): per block, each model's maps on a scale of
+    its own and their difference (b - a) on a diverging one; then the distance scatter of both and the
+    per-head divergences."""
+    figures = []
+    for block in comparison.blocks:
+        figures += block_comparison_figures(block, comparison.labels, image_a)
+    return figures + comparison_summary_figures(comparison)
+
+
+def comparison_summary_figures(comparison) -> list[go.Figure]:
+    """Every block of a comparison at once: mean attention distance per head of both models, and the
+    Jensen-Shannon divergence per head (mean over queries, and at the query), each saying which weights
+    it measured."""
+    label_a, label_b = comparison.labels
+    figures = []
+    names = [b.name for b in comparison.blocks]
+    figures.append(
+        distance_scatter(
+            {
+                label_a: (names, [b.distance_a for b in comparison.blocks]),
+                label_b: (names, [b.distance_b for b in comparison.blocks]),
+            },
+            title=f"Mean attention distance per head, {label_a} vs {label_b} (weights clipped at 0, "
+            "renormalised)",
+        )
+    )
+    figures.append(
+        distance_scatter(
+            {
+                "mean over queries": (names, [b.js_mean for b in comparison.blocks]),
+                "at the query": (names, [b.js_query for b in comparison.blocks]),
+            },
+            title=f"Jensen-Shannon divergence per head, {label_a} vs {label_b} (weights clipped at 0, "
+            "renormalised)",
+            y_label="JS divergence (bits)",
+        )
+    )
+    return figures
+
+
+def block_comparison_figures(
+    block, labels: tuple[str, str], image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
+) -> list[go.Figure]:
+    """One block of a comparison: each model's maps at the query on a scale of its own (so that neither
+    row vanishes when one model's weights are much smaller; sequential for weights >= 0, diverging for
+    signed post-normalization weights, the range in the title), then b - a on its own diverging scale."""
+    row, col = divmod(block.query, block.grid[1])
+    heads = block.map_a.shape[0]
+    titles = [f"h{h}" for h in range(heads)]
+    figures = []
+    for label, maps in zip(labels, (block.map_a, block.map_b), strict=True):
+        signed = bool((maps < 0).any())  # post-normalization weights as used can be negative
+        low, high = value_range(maps, signed)
+        figures.append(
+            head_grid(
+                image, maps, stride=block.stride, titles=titles, query=(row, col),
+                colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, opacity=opacity,
+                what="weight (signed)" if signed else "weight",
+                title=f"{block.name}, {label}: where query ({row}, {col}) attends, weights as used "
+                f"(scale {low:.3g} to {high:.3g})",
+            )
+        )  # fmt: skip
+    label_a, label_b = labels
+    low, high = value_range(block.difference, True)
+    scale = f"scale {low:.3g} to {high:.3g}"
+    title = f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more; {scale})"
+    figures.append(
+        head_grid(
+            image, block.difference, stride=block.stride, titles=titles, query=(row, col),
+            colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity,
+        )
+    )  # fmt: skip
+    return figures
+
+
+def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:
+    """Each attention block's per-head bias kernels, then each MBConv block's depthwise kernels (the
+    first ``max_channels`` channels), both oriented offset = key - query with the centre outlined."""
+    return [bias_kernel_figure(block, cols=cols) for block in kernels.bias] + [
+        depthwise_kernel_figure(block, channels=range(min(max_channels, len(block.kernels))), cols=cols)
+        for block in kernels.depthwise
+    ]
+
+
+def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
+    """One attention block's relative-bias kernel per head (a :class:`analysis.BiasKernel`), of the model
+    named ``model`` (named in the title when given)."""
+    titles = [f"head {h}" for h in range(block.kernels.shape[0])]
+    title = (
+        f"{model + ': ' if model else ''}{block.name}: relative-bias kernels ({block.mode}), offset key - "
+        f"query, {block.stride} px per step"
+    )
+    return kernel_gallery(block.kernels, titles=titles, title=title, cols=cols, what="bias w")
+
+
+def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) -> go.Figure:
+    """The depthwise kernels of the chosen ``channels`` (any of them, in the order given) of one MBConv
+    block (a :class:`analysis.DepthwiseKernel`)."""
+    channels = list(channels)
+    count = len(block.kernels)
+    if not channels or not all(0 <= c < count for c in channels):
+        raise ValueError(f"{block.name} has channels 0..{count - 1}, not {channels[:4]}...")
+    shown = block.kernels[channels]
+    titles = [f"ch {c}" for c in channels]
+    span = f"{len(channels)} of {count} channels"
+    title = f"{block.name}: depthwise {shown.shape[-1]}x{shown.shape[-1]} kernels, {span}"
+    return kernel_gallery(shown, titles=titles, title=title, cols=cols, what="weight")
+
+
+ERF_CELLS = 112  # an effective receptive field is drawn on at most this many cells a side (the report's size)
+
+
+def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
+    """Sums over ``block`` x ``block`` squares (the last ones cut by the border): mass stays mass."""
+    if block == 1:
+        return values
+    height, width = values.shape
+    padded = np.pad(values, ((0, -height % block), (0, -width % block)))
+    return padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block).sum((1, 3))
+
+
+def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure:
+    """The effective receptive field of each stage's centre unit, side by side, with the theoretical field
+    and the 50% mass square drawn on it."""
+    stages = fields.stages
+    height, width = fields.image_size
+    subtitles = [
+        f"{s.name} ({s.kind})<br>theory {_theory(s)}<br>50% in {s.mass_sides.get(0.5, 0)} px" for s in stages
+    ]
+    grid = panels(
+        len(stages), cols=len(stages), aspect=height / width, subtitles=subtitles,
+        title="Receptive fields: effective (heat), theoretical (cyan), 50% of the mass (green)",
+    )  # fmt: skip
+    layout, traces, shapes = grid.layout, [], []
+    block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
+    square = f" in this {block}x{block} px square" if block > 1 else ""
+    for stage, axes in zip(stages, grid.axes, strict=True):
+        set_ranges(layout, axes, height, width)
+        if image is not None:
+            traces.append(image_trace(image, opacity=0.35).update(xaxis=axes[0], yaxis=axes[1]))
+        traces.append(
+            go.Heatmap(
+                z=_block_sums(stage.effective, block), x0=(block - 1) / 2, dx=block, y0=(block - 1) / 2,
+                dy=block, colorscale="Hot", showscale=False, opacity=0.85, xaxis=axes[0], yaxis=axes[1],
+                hovertemplate=f"%{{z:.4f}} of the gradient mass{square}<extra>{stage.name}</extra>",
+            )
+        )  # fmt: skip
+        cy, cx = stage.centre
+        boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), "lime")]
+        if stage.is_global:  # the whole image, whatever the centre
+            boxes.append(((height, width), ((height - 1) / 2, (width - 1) / 2), "cyan"))
+        else:
+            boxes.append((stage.theoretical, (cy, cx), "cyan"))
+        for (box_h, box_w), (y, x), colour in boxes:
+            shapes.append({
+                "type": "rect", "xref": axes[0], "yref": axes[1], "x0": x - box_w / 2, "x1": x + box_w / 2,
+                "y0": y - box_h / 2, "y1": y + box_h / 2, "line": {"color": colour, "width": 1},
+            })  # fmt: skip
+    layout["shapes"] = shapes
+    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+
+
+def _theory(stage) -> str:
+    return "global" if stage.is_global else f"{stage.theoretical[0]}x{stage.theoretical[1]}"
+
+
+def frequency_figure(profile) -> go.Figure:
+    """Per block, the relative log amplitude at the highest frequency, and its change over the block's
+    input (< 0: low-pass, > 0: high-pass), coloured by block kind."""
+    names = [b.name for b in profile.blocks]
+    colours = {"conv": "#7f7f7f", "patch": "#7f7f7f", "C": "#1f77b4", "T": "#d62728"}
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.12,
+        subplot_titles=("log amplitude at frequency pi", "change over the block's input"),
+    )
+    for col, values in (
+        (1, [b.high_freq_log_amp for b in profile.blocks]),
+        (2, [b.delta_vs_input for b in profile.blocks]),
+    ):
+        figure.add_trace(
+            go.Bar(
+                x=names,
+                y=values,
+                marker_color=[colours.get(b.kind, "#2ca02c") for b in profile.blocks],
+                showlegend=False,
+                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    figure.update_annotations(font_size=12)
+    title = "Frequency profile (Park & Kim 2022): MBConv blue, Transformer red"
+    return chart(figure, title, height=380, subtitle_lines=1)
+
+
+def attribution_figure(
+    attribution, image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
+) -> go.Figure:
+    """An attribution map (:class:`analysis.explain.attributions.Attribution`) over the image it explains."""
+    name = attribution.target_name or f"class {attribution.target}"
+    where = f" at {attribution.stage}" if attribution.stage else ""
+    title = f"{attribution.method}{where}: {name} (p = {attribution.probability:.2f})"
+    return overlay(
+        image, attribution.map, stride=1.0, title=title, colorscale=HEAT, opacity=opacity, what="relevance"
+    )
+
+
+def cka_figure(result, *, labels: tuple[str, str] = ("", "")) -> go.Figure:
+    """A CKA matrix (:class:`analysis.maps.cka.CKAResult`)."""
+    rows = [f"{labels[0]} {n}".strip() for n in result.names_a]
+    cols = [f"{labels[1]} {n}".strip() for n in result.names_b]
+    title = f"Linear CKA ({result.n_images} images)"
+    return matrix_figure(result.matrix, rows, cols, title=title, what="CKA")
+
+
+def training_curves(rows: Sequence[dict]) -> go.Figure:
+    """Loss and top-1 per epoch from a run's ``metrics.json`` (train and test; epochs the run did not test,
+    ``--eval-every``, are gaps)."""
+    epochs = [r["epoch"] for r in rows]
+    figure = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=("loss", "top-1 accuracy (%)")
+    )
+    for key, colour in (("train", "#1f77b4"), ("test", "#d62728")):
+        figure.add_trace(
+            go.Scatter(
+                x=epochs, y=[r[f"{key}_loss"] for r in rows], name=f"{key} loss", line={"color": colour}
+            ),
+            row=1,
+            col=1,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[None if r[f"{key}_top1"] is None else 100 * r[f"{key}_top1"] for r in rows],
+                name=f"{key} top-1",
+                line={"color": colour, "dash": "dot"},
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_annotations(font_size=12)
+    figure.update_xaxes(title_text="epoch")
+    legend = {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"}
+    return chart(figure, "Training curves", height=400, subtitle_lines=1, bottom=80, legend=legend)
+
+
+def stages_figure(
+    features,
+    image: np.ndarray | None,
+    cams: Sequence | None = None,
+    *,
+    index: int = 0,
+    opacity: float = DEFAULT_OPACITY,
+) -> go.Figure:
+    """S0..S4 side by side: each stage's channel-mean |activation| on its own grid (top row) and, when
+    given, its Grad-CAM over the image (bottom row; ``cams``: one :class:`Attribution` per stage)."""
+    stages = features.blocks
+    height, width = features.image_size
+    subtitles = [f"{s.name} ({s.kind})<br>{s.grid[0]}x{s.grid[1]}x{s.channels}, /{s.stride}" for s in stages]
+    if cams:
+        subtitles += [f"Grad-CAM {c.stage}" for c in cams]
+    title = "What each stage responds to: mean |activation| per grid cell" + (
+        " (top), and Grad-CAM (bottom)" if cams else ""
+    )
+    grid = panels(
+        len(stages) * (2 if cams else 1), cols=len(stages), aspect=height / width, title=title,
+        subtitles=subtitles,
+    )  # fmt: skip
+    layout, traces = grid.layout, []
+    for stage, axes in zip(stages, grid.axes, strict=False):
+        grid_h, grid_w = stage.grid
+        set_ranges(layout, axes, grid_h, grid_w)
+        traces.append(map_trace(stage.energy[index], what="mean |activation|", axes=axes))
+    for cam, axes in zip(cams or (), grid.axes[len(stages) :], strict=False):
+        set_ranges(layout, axes, height, width)
+        if image is not None:
+            traces.append(image_trace(image).update(xaxis=axes[0], yaxis=axes[1]))
+        traces.append(map_trace(
+            cam.map, colorscale=HEAT, opacity=opacity if image is not None else 1.0, axes=axes,
+            what=f"Grad-CAM {cam.stage}",
+        ))  # fmt: skip
+    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+
+
+def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Figure:
+    """Top-k classes (:class:`analysis.core.predictions.Prediction`) as horizontal bars, most probable on top.
+
+    The axis runs to a little past the top probability (so that low-confidence predictions are not
+    slivers; the title says so when it ends below 100%), and long names (ImageNet's "tench, Tinca tinca")
+    are cut to their first synonym and ``name_chars`` characters, the full name on hover."""
+    full = [p.name for p in predictions][::-1]
+    values = [p.probability for p in predictions][::-1]
+    top = max(values, default=1.0)
+    end = min(1.0, max(top * 1.25, 0.01))
+    figure = go.Figure(
+        go.Bar(
+            x=values, y=[_short_name(n, name_chars) for n in full], orientation="h", customdata=full,
+            text=[f"{v:.1%}" for v in values], textposition="outside", cliponaxis=False,
+            hovertemplate="%{customdata}: %{x:.2%}<extra></extra>",
+        )
+    )  # fmt: skip
+    title = "Top-5 predictions" if end >= 1.0 else f"Top-5 predictions (axis to {end:.0%})"
+    chart(figure, title, height=100, width_px=260, bottom=30)  # beside the pictures: a narrow column
+    figure.update_layout(
+        xaxis={"range": [0, end], "tickformat": ".0%" if end >= 0.05 else ".1%"},
+        height=figure.layout.margin.t + 30 + 34 * len(full),
+        margin={"l": 10, "r": 40},
+    )
+    return figure
+
+
+def _short_name(name: str, chars: int) -> str:
+    first = name.split(",")[0].strip() or name
+    return first if len(first) <= chars else first[: chars - 1].rstrip() + "…"
+
+
+def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
+    """The strongest channels of every stage (:class:`analysis.maps.features.FeatureMaps`): one column per
+    stage, one row per channel, each on its own diverging colour scale (channels differ in range)."""
+    stages = features.blocks
+    rows = max(s.top.shape[1] for s in stages)
+    height, width = features.image_size
+    order = [(r, s) for r in range(rows) for s in stages]
+    titles = [f"{s.name} ch {s.top_index[index, r]}" if r < s.top.shape[1] else "" for r, s in order]
+    grid = panels(
+        len(order), cols=len(stages), aspect=height / width, subtitles=titles,
+        title="The strongest channels of each stage (most mean squared activation; red > 0 > blue)",
+    )  # fmt: skip
+    layout, traces = grid.layout, []
+    for (r, stage), axes in zip(order, grid.axes, strict=True):
+        if r >= stage.top.shape[1]:
+            continue
+        values = stage.top[index, r]
+        low, high = value_range(values, True)
+        set_ranges(layout, axes, *stage.grid)
+        traces.append(
+            map_trace(values, colorscale=DIVERGING, zmin=low, zmax=high, what="activation", axes=axes)
+        )
+    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})

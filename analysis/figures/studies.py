@@ -1,0 +1,139 @@
+"""Figures of a dataset study (``coatnet study``'s study.json): per-head distance against depth, the
+interventions sorted by what they cost, and the stage curves. Shared by study.html and the app's Dataset
+page."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from analysis.figures.explanations import scores_figure
+from analysis.figures.plots import chart, distance_scatter
+
+PART_LABELS = {"effective": "effective weights", "content": "content alone", "bias": "bias alone"}
+KIND_COLOURS = {
+    "knockout": "#4c78a8", "content_only": "#f58518", "bias_only": "#54a24b", "uniform": "#b279a2",
+    "swap_normalization": "#9d755d", "zero_branch": "#e45756", "no_se": "#72b7b2",
+}  # fmt: skip
+
+
+def _head_series(study: dict, key: str) -> dict[str, tuple[list[str], list[np.ndarray]]]:
+    blocks = list(dict.fromkeys(h["block"] for h in study["heads"]))
+    series = {}
+    for part, label in PART_LABELS.items():
+        values = [np.array([h[key][part]["mean"] for h in study["heads"] if h["block"] == b]) for b in blocks]
+        series[label] = (blocks, values)
+    return series
+
+
+def distance_figure(study: dict) -> go.Figure:
+    """Mean attention distance per head against depth, of the effective weights, the content alone and
+    the bias alone: where each head's locality comes from."""
+    mode = study.get("attention", "")
+    return distance_scatter(
+        _head_series(study, "mean_distance_px"),
+        title=f"Mean attention distance per head over {study['baseline']['n_images']} images ({mode})",
+    )
+
+
+def entropy_figure(study: dict) -> go.Figure:
+    return distance_scatter(
+        _head_series(study, "entropy"),
+        title="Attention entropy per head (nats; log N is uniform)",
+        y_label="entropy (nats)",
+    )
+
+
+def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | None = None) -> go.Figure:
+    """Every intervention as a bar, the most harmful first: the change of top-1 (percentage points) or the
+    mean drop of the true class's logit."""
+    rows = sorted(study["interventions"], key=lambda r: r[metric] if metric == "delta_top1" else -r[metric])
+    rows = rows[:top] if top else rows
+    scale = 100.0 if metric == "delta_top1" else 1.0
+    labels = [r["label"] for r in rows]
+    figure = go.Figure(
+        go.Bar(
+            x=[r[metric] * scale for r in rows],
+            y=labels,
+            orientation="h",
+            marker_color=[KIND_COLOURS.get(r["kind"], "#888") for r in rows],
+            customdata=[[r["kind"], 100 * r["top1"]] for r in rows],
+            hovertemplate="%{y}<br>top-1 %{customdata[1]:.2f}%<br>%{x:.3f}<extra>%{customdata[0]}</extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
+    what = "change of top-1 (points)" if metric == "delta_top1" else "mean drop of the true class's logit"
+    base = 100 * study["baseline"]["top1"]
+    return chart(
+        figure, f"Interventions, most harmful first: {what} (baseline top-1 {base:.2f}%)",
+        height=120 + 16 * len(rows), xaxis_title=what,
+    )  # fmt: skip
+
+
+def stage_figure(study: dict) -> go.Figure:
+    """Per stage: mean |activation|, the effective receptive field's 50% side, and the high-frequency
+    change of the log-amplitude profile."""
+    stages = study["stages"]
+    names = [f"{s['stage']} ({s['kind']})" for s in stages]
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=names, y=[s["mean_abs_activation"]["mean"] for s in stages], name="mean |activation|",
+            error_y={"type": "data", "array": [s["mean_abs_activation"]["std"] for s in stages]},
+            mode="lines+markers",
+        )
+    )  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            x=names, y=[s["erf_side_50_px"] for s in stages], name="ERF 50% side (px)", yaxis="y2",
+            mode="lines+markers",
+        )
+    )  # fmt: skip
+    return chart(
+        figure, "Stages: activation size and effective receptive field (50% of the mass)", height=360,
+        bottom=80, yaxis_title="mean |activation|",
+        yaxis2={"title": "ERF 50% side (px)", "overlaying": "y", "side": "right"},
+        legend={"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"},
+    )  # fmt: skip
+
+
+def frequency_figure(study: dict) -> go.Figure:
+    figure = go.Figure()
+    for s in study["stages"]:
+        profile = s["frequency_profile"]
+        freqs = np.linspace(0, 1, len(profile)) if len(profile) > 1 else [0.0]
+        figure.add_trace(go.Scatter(x=freqs, y=profile, name=s["stage"], mode="lines+markers"))
+    return chart(
+        figure, "Log amplitude of each stage's output against frequency (averaged over images)", height=340,
+        xaxis_title="frequency (x pi)", yaxis_title="log amplitude",
+    )  # fmt: skip
+
+
+def faithfulness_figure(study: dict) -> go.Figure:
+    """study.json's ``faithfulness``: deletion AUC, insertion AUC and ROAD per explanation method."""
+    rows = study["faithfulness"]
+    count = rows[0]["n_images"] if rows else 0
+    mode = study.get("attention", "")
+    return scores_figure(rows, f"Faithfulness of each explanation over {count} images ({mode}-normalization)")
+
+
+def head_importance_figure(importance) -> go.Figure:
+    """Per head, the drop of the class's logit when that head alone is knocked out (an
+    :class:`analysis.HeadImportance`): one horizontal bar per head, blocks in forward order, a colour each."""
+    figure = go.Figure()
+    count = 0
+    for block in importance.blocks:
+        drops = importance.drop[block]
+        count += len(drops)
+        figure.add_trace(
+            go.Bar(
+                y=[f"{block} h{h}" for h in range(len(drops))], x=drops, name=block, orientation="h",
+                hovertemplate="%{y}: logit drop %{x:.3f}<extra></extra>",
+            )
+        )  # fmt: skip
+    figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
+    return chart(
+        figure, f"Logit drop of class {importance.target} when each head alone is knocked out "
+        f"(logit {importance.logit:.2f})", height=140 + 16 * count, xaxis_title="logit drop",
+        showlegend=False,
+    )  # fmt: skip

@@ -1,0 +1,267 @@
+"""Attention weights per block, head and query, split into their content and position parts.
+
+One recorded forward pass (:func:`coatnet.record_attention`, per call and thread-safe) gives, for every
+attention block, what PAPER.md section 1 names:
+
+- content: ``softmax_j(q_i k_j / sqrt(d))``, the weights the input alone would give;
+- bias: the relative-position bias ``w_{i-j}`` as used, and for pre-normalization ``softmax_j(w_{i-j})``,
+  the weights position alone would give;
+- effective: the weights the block applied to its values, ``softmax(content + bias)`` (pre) or
+  ``softmax(content) + bias`` (post; these can be negative and their rows need not sum to 1).
+
+Queries and keys are the cells of the block's (H, W) grid, flattened row-major.
+
+Examples:
+    >>> maps = attention_maps(model, images)
+    >>> s3 = maps.block("S3.0")
+    >>> q = query_index(s3.grid, s3.stride, y=100, x=60)  # the query whose cell holds that pixel
+    >>> heads = query_map(s3, q)  # (heads, H, W) weights over the keys
+    >>> overlay = upsample_to_image(fuse_heads(heads), maps.image_size)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from analysis.core.geometry import NamedBlocks, attention_blocks
+from analysis.core.inputs import as_batch
+from analysis.core.running import call_model
+from coatnet.model.network import CoAtNet
+from coatnet.model.recording import record_attention
+
+PARTS = ("effective", "content", "bias", "bias_softmax")
+FUSIONS = ("mean", "max")
+
+
+@dataclass(frozen=True)
+class BlockAttention:
+    """The attention of one block for a batch of images.
+
+    Attributes:
+        name: ``S3.0``: stage and block index.
+        stage, block: the same as integers.
+        mode: ``pre`` or ``post`` normalization.
+        grid: the (H, W) query/key grid; N = H * W, positions row-major.
+        stride: input pixels per grid step.
+        content_logits: ``q k^T / sqrt(d)``, (B, heads, N, N).
+        content: ``softmax(content_logits)`` over keys, (B, heads, N, N).
+        bias: the relative-position bias ``w_{i-j}``, (heads, N, N), the same for every image.
+        bias_softmax: ``softmax(bias)`` over keys, (heads, N, N), for pre-normalization; None for post,
+            where the bias is added to the weights, not the logits.
+        effective: the weights the block used, (B, heads, N, N).
+    """
+
+    name: str
+    stage: int
+    block: int
+    mode: str
+    grid: tuple[int, int]
+    stride: int
+    content_logits: np.ndarray
+    content: np.ndarray
+    bias: np.ndarray
+    bias_softmax: np.ndarray | None
+    effective: np.ndarray
+
+    @property
+    def heads(self) -> int:
+        return self.bias.shape[0]
+
+    @property
+    def tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+
+@dataclass(frozen=True)
+class AttentionMaps(NamedBlocks):
+    """Every recorded attention block of one forward pass, in forward order.
+
+    Attributes:
+        blocks: one :class:`BlockAttention` per block.
+        image_size: the input (H, W) in pixels.
+        logits: the model's prediction for the batch, (B, classes).
+    """
+
+    blocks: tuple[BlockAttention, ...]
+    image_size: tuple[int, int]
+    logits: np.ndarray
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def recorded_pass(
+    model: CoAtNet,
+    images: torch.Tensor | Image.Image | Sequence[Image.Image],
+    *,
+    blocks: Sequence[str] | None = None,
+    keep_stage_outputs: bool = False,
+) -> tuple[AttentionMaps, list[torch.Tensor] | None]:
+    """:func:`attention_maps`, optionally with the outputs of stages S0..S4 of the same forward pass
+    (analyses that follow positions through the model's pooling need them).
+
+    Returns:
+        The maps, and the stage outputs (B, C, H, W) or None.
+    """
+    batch = as_batch(images, model)
+    image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    refs = {ref.name: ref for ref in attention_blocks(model, image_size)}
+    wanted = list(refs) if blocks is None else list(blocks)
+    unknown = [name for name in wanted if name not in refs]
+    if unknown:
+        raise ValueError(
+            f"unknown attention block(s) {unknown}; {model.config.name} has {', '.join(refs) or 'none'}"
+        )
+    with call_model(model) as own, torch.inference_mode(), record_attention() as records:
+        features, stage_outputs = own.forward_intermediates(batch)
+        logits = own.forward_head(features)
+    by_name = {r.name: r for r in records}
+    out = []
+    for name in wanted:
+        record, ref = by_name[name], refs[name]
+        content_logits = record.content_logits.float()
+        bias = record.bias.float()
+        out.append(
+            BlockAttention(
+                name=name,
+                stage=ref.stage,
+                block=ref.block,
+                mode=record.mode,
+                grid=tuple(record.grid),
+                stride=ref.stride,
+                content_logits=_numpy(content_logits),
+                content=_numpy(torch.softmax(content_logits, dim=-1)),
+                bias=_numpy(bias),
+                bias_softmax=_numpy(torch.softmax(bias, dim=-1)) if record.mode == "pre" else None,
+                effective=_numpy(record.weights),
+            )
+        )
+    maps = AttentionMaps(blocks=tuple(out), image_size=image_size, logits=_numpy(logits))
+    return maps, (stage_outputs if keep_stage_outputs else None)
+
+
+def check_maps_fit(maps: AttentionMaps, image_size: tuple[int, int], batch: int) -> None:
+    """Raise ``ValueError`` unless precomputed ``maps`` are of ``batch`` images of ``image_size``."""
+    if tuple(maps.image_size) != tuple(image_size) or maps.logits.shape[0] != batch:
+        raise ValueError(
+            f"maps were computed for {maps.logits.shape[0]} images of {maps.image_size}, "
+            f"not these {batch} of {tuple(image_size)}"
+        )
+
+
+def attention_maps(
+    model: CoAtNet,
+    images: torch.Tensor | Image.Image | Sequence[Image.Image],
+    *,
+    blocks: Sequence[str] | None = None,
+) -> AttentionMaps:
+    """Every head's attention for every query of every attention block (or the named ones), from one
+    recorded forward pass under ``torch.inference_mode()``. The model is analysed in the mode it is in.
+
+    Args:
+        model: a CoAtNet.
+        images: a preprocessed (B, C, H, W) batch, a (C, H, W) image, or PIL images.
+        blocks: block names such as ``["S3.0", "S4.1"]``; default all, in forward order.
+
+    Returns:
+        :class:`AttentionMaps`: float32 arrays per block, and the logits of the same pass.
+    """
+    return recorded_pass(model, images, blocks=blocks)[0]
+
+
+def query_index(grid: tuple[int, int], stride: int, y: float, x: float) -> int:
+    """The query whose grid cell holds image pixel (y, x); pixels outside the image are clamped to the
+    nearest cell.
+
+    Args:
+        grid: the block's (H, W) grid.
+        stride: input pixels per grid step.
+        y, x: pixel row and column.
+
+    Returns:
+        The row-major query index ``row * W + col``.
+    """
+    row = min(max(int(y // stride), 0), grid[0] - 1)
+    col = min(max(int(x // stride), 0), grid[1] - 1)
+    return row * grid[1] + col
+
+
+def query_from_cell(row: int, col: int, grid: tuple[int, int]) -> int:
+    """The row-major query index of grid cell (row, col); a ValueError if the cell is off the grid."""
+    if not (0 <= row < grid[0] and 0 <= col < grid[1]):
+        raise ValueError(f"cell ({row}, {col}) is outside the {grid[0]}x{grid[1]} grid")
+    return row * grid[1] + col
+
+
+def fuse_heads(weights: np.ndarray, how: str = "mean") -> np.ndarray:
+    """Fuse the heads of (..., heads, N, N) weights or (heads, H, W) maps: the head axis is the third
+    from last.
+
+    Args:
+        weights: an array with heads on axis -3.
+        how: ``mean`` or ``max`` over heads.
+
+    Returns:
+        The array without the head axis.
+    """
+    if how not in FUSIONS:
+        raise ValueError(f"head fusion must be one of {FUSIONS}, got {how!r}")
+    return weights.mean(axis=-3) if how == "mean" else weights.max(axis=-3)
+
+
+def query_map(
+    block_attention: BlockAttention, query: int, *, part: str = "effective", image: int = 0
+) -> np.ndarray:
+    """Each head's weights of one query over the keys, laid out on the grid.
+
+    Args:
+        block_attention: one block of :class:`AttentionMaps`.
+        query: the row-major query index (:func:`query_index`, :func:`query_from_cell`).
+        part: ``effective``, ``content``, ``bias`` (the raw bias) or ``bias_softmax`` (pre only).
+        image: the image of the batch (ignored for the bias parts, which are the same for every image).
+
+    Returns:
+        (heads, H, W) float32.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    n = block_attention.tokens
+    if not 0 <= query < n:
+        raise ValueError(f"query {query} is outside 0..{n - 1} of the {block_attention.grid} grid")
+    values = getattr(block_attention, part)
+    if values is None:
+        raise ValueError(f"{block_attention.name} uses {block_attention.mode}-normalization: no {part}")
+    rows = values[:, query] if values.ndim == 3 else values[image, :, query]
+    return rows.reshape(block_attention.heads, *block_attention.grid)
+
+
+def upsample_to_image(
+    values: np.ndarray, image_size: tuple[int, int], *, mode: str = "nearest"
+) -> np.ndarray:
+    """A grid map (..., H, W) resized to the image's (..., H_img, W_img) for an overlay.
+
+    Args:
+        values: the map(s) on the grid.
+        image_size: the image (H, W) in pixels.
+        mode: ``nearest`` (each cell becomes a block of pixels) or ``bilinear``.
+
+    Returns:
+        float32 array of the same leading shape.
+    """
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+    lead, grid = values.shape[:-2], values.shape[-2:]
+    t = torch.as_tensor(np.asarray(values, dtype=np.float32)).reshape(1, -1, *grid)
+    size = (int(image_size[0]), int(image_size[1]))
+    if mode == "bilinear":
+        out = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    else:  # pixel centres pick their cell, also when the image is not a whole number of cells
+        out = F.interpolate(t, size=size, mode="nearest-exact")
+    return out.reshape(*lead, *out.shape[-2:]).numpy()

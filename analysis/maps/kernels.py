@@ -1,0 +1,167 @@
+"""The learned "global static convolution" next to the local one (PAPER.md section 1): every attention
+block's relative-bias kernels and every MBConv block's depthwise kernels, read from the parameters.
+
+Both are oriented the same way, offset = key - query, like a conv kernel:
+
+- a bias kernel entry ``[h, dy + H - 1, dx + W - 1]`` is the bias ``w`` that head ``h`` adds to the logit
+  of the key at offset (dy, dx) from its query (:meth:`coatnet.model.attention.RelativePosition.kernel`);
+- a depthwise weight ``[c, i, j]`` multiplies the input at offset (i - k // 2, j - k // 2) from the output
+  position (PyTorch's ``Conv2d`` is a cross-correlation), so its centre is offset (0, 0) as well.
+
+Nothing here runs the model: no forward pass, no hook, no gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.core.geometry import BlockRef, attention_blocks
+from coatnet.model.attention import RelativePosition
+from coatnet.model.blocks import MBConvBlock
+from coatnet.model.network import CoAtNet
+
+
+@dataclass(frozen=True)
+class BiasKernel:
+    """The relative-position bias of one attention block as per-head kernels.
+
+    Attributes:
+        name: the block, ``S3.0``.
+        stage, block: stage index (1..4) and block index within the stage.
+        grid: the (H, W) grid the kernels are sized for.
+        stride: input pixels per grid step (one kernel offset in pixels).
+        mode: ``pre`` or ``post`` normalization of the block.
+        kernels: (heads, 2H-1, 2W-1) float32; ``[h, dy + H - 1, dx + W - 1]`` is the bias for the key at
+            offset (dy, dx) = key - query, in grid steps.
+        mean_abs: (heads,) mean |kernel| of each head.
+        centre_of_mass: (heads, 2) the (dy, dx) offset, in grid steps, of the centre of mass of
+            ``softmax(kernel)`` over all offsets: where the bias alone steers a query (zero content logits,
+            every offset in reach). The softmax is pre-normalization's reading; it is given for post too.
+    """
+
+    name: str
+    stage: int
+    block: int
+    grid: tuple[int, int]
+    stride: int
+    mode: str
+    kernels: np.ndarray
+    mean_abs: np.ndarray
+    centre_of_mass: np.ndarray
+
+
+@dataclass(frozen=True)
+class DepthwiseKernel:
+    """The depthwise ``conv2_kxk`` of one MBConv block.
+
+    Attributes:
+        name: the block, ``S1.0``.
+        stage, block: stage index (1..4) and block index within the stage.
+        stride: input pixels per step of the grid the kernel slides over.
+        kernels: (channels, k, k) float32; ``[c, i, j]`` multiplies the input at offset
+            (i - k // 2, j - k // 2) = key - query from the output position.
+        mean_abs: (channels,) mean |kernel| of each channel.
+        centre_of_mass: (channels, 2) the (dy, dx) offset of the centre of mass of |kernel|.
+    """
+
+    name: str
+    stage: int
+    block: int
+    stride: int
+    kernels: np.ndarray
+    mean_abs: np.ndarray
+    centre_of_mass: np.ndarray
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """All kernels of a model, each tuple in forward order."""
+
+    bias: tuple[BiasKernel, ...]
+    depthwise: tuple[DepthwiseKernel, ...]
+
+
+def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | None = None) -> Kernels:
+    """The relative-bias kernels of every attention block beside the depthwise kernels of every MBConv
+    block, read from the parameters.
+
+    Works for learned tables and for the relative-position MLP (``rel_pos="mlp"``); a model in training
+    mode is read through an eval-mode copy of the MLP, so its dropout does not blur the kernels.
+
+    Args:
+        model: a CoAtNet.
+        img_size: the input size whose grids the bias kernels are sized for (tables are resized as the
+            model does for that input); default: the size the model was built for.
+
+    Returns:
+        :class:`Kernels`, attention blocks and MBConv blocks in forward order.
+
+    Examples:
+        >>> kernels = relative_bias_kernels(create_model("coatnet_0"))
+        >>> kernels.bias[0].kernels.shape  # S3.0: (heads, 2H-1, 2W-1) = (12, 27, 27)
+    """
+    size = None if img_size is None else ((img_size, img_size) if isinstance(img_size, int) else img_size)
+    infos = model.stage_info(size)
+    with torch.no_grad():
+        bias = tuple(_bias_kernel(ref.module.attn, ref) for ref in attention_blocks(model, size))
+        depthwise = tuple(
+            _depthwise_kernel(block, f"S{s}.{b}", s, b, infos[s].reduction // block.conv2_kxk.stride[0])
+            for s, stage in enumerate(model.stages, start=1)
+            for b, block in enumerate(stage.blocks)
+            if isinstance(block, MBConvBlock)
+        )
+    return Kernels(bias=bias, depthwise=depthwise)
+
+
+def kernel_of(rel_pos: RelativePosition, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """``rel_pos.kernel(grid)`` without dropout: a module in training mode is read through an eval-mode
+    copy (the model itself is never switched)."""
+    if rel_pos.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in rel_pos.modules()):
+        rel_pos = copy.deepcopy(rel_pos).eval()
+    return rel_pos.kernel(grid)
+
+
+def _bias_kernel(attn: nn.Module, ref: BlockRef) -> BiasKernel:
+    height, width = ref.grid
+    # (heads, 2H-1, 2W-1), copied: a result never aliases a parameter
+    kernel = kernel_of(attn.rel_pos, ref.grid).detach().to("cpu", torch.float32, copy=True)
+    dy = torch.arange(-(height - 1), height, dtype=torch.float32)
+    dx = torch.arange(-(width - 1), width, dtype=torch.float32)
+    weights = kernel.flatten(1).softmax(-1).view_as(kernel)
+    centre = torch.stack([(weights.sum(2) * dy).sum(1), (weights.sum(1) * dx).sum(1)], dim=-1)
+    return BiasKernel(
+        name=ref.name,
+        stage=ref.stage,
+        block=ref.block,
+        grid=(height, width),
+        stride=ref.stride,
+        mode=attn.mode,
+        kernels=kernel.numpy(),
+        mean_abs=kernel.abs().mean((1, 2)).numpy(),
+        centre_of_mass=centre.numpy(),
+    )
+
+
+def _depthwise_kernel(block: MBConvBlock, name: str, stage: int, index: int, stride: int) -> DepthwiseKernel:
+    weight = block.conv2_kxk.weight.detach().to("cpu", torch.float32, copy=True)
+    kernel = weight[:, 0]  # (C, 1, k, k) -> (C, k, k)
+    k_h, k_w = kernel.shape[-2:]
+    dy = torch.arange(k_h, dtype=torch.float32) - k_h // 2
+    dx = torch.arange(k_w, dtype=torch.float32) - k_w // 2
+    mass = kernel.abs()
+    total = mass.sum((1, 2)).clamp_min(torch.finfo(torch.float32).tiny)
+    centre = torch.stack([(mass.sum(2) * dy).sum(1), (mass.sum(1) * dx).sum(1)], dim=-1) / total[:, None]
+    return DepthwiseKernel(
+        name=name,
+        stage=stage,
+        block=index,
+        stride=stride,
+        kernels=kernel.numpy(),
+        mean_abs=mass.mean((1, 2)).numpy(),
+        centre_of_mass=centre.numpy(),
+    )

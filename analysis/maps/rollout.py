@@ -1,0 +1,264 @@
+"""Attention rollout (Abnar & Zuidema 2020) through every attention block, linked across the model's own
+down-sampling.
+
+Per block the heads are fused, ``A = fuse_heads(effective)``, and the residual connection is counted as
+rollout counts it, ``A' = 0.5 A + 0.5 I``; for pre-normalization the rows are then normalised to sum to 1.
+Where an attention block pools its input (the first block of S4 in C-C-T-T: ``Attention(Pool(Norm(x)))``,
+Eq. 4), its positions are linked to the previous grid by a matrix L (N_out, N_in) that follows the pool
+the model applies: for max pooling, the input position each window selected for this image (the share
+of channels whose maximum came from each position); for average pooling, uniform over the window. Then
+
+    ``R = A'_last @ ... @ L @ ... @ A'_first``  (N_last, N_first)
+
+maps each query of the last block to the positions of the first attention block's grid.
+
+Post-normalization weights ``softmax(content) + bias`` can be negative and their rows need not sum to 1.
+By default (``post_handling="as_is"``) they are rolled out as the block used them, not renormalised;
+``"abs_normalized"`` takes their absolute values and normalises the rows. The result says which.
+
+Examples:
+    >>> rollout = attention_rollout(model, images, query=0)
+    >>> rollout.map.shape  # (B, H_first, W_first): where the last block's query 0 draws from
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from analysis.core.geometry import BlockRef, attention_blocks
+from analysis.core.inputs import as_batch
+from analysis.core.running import call_model
+from analysis.maps.attention import AttentionMaps, BlockAttention, check_maps_fit, fuse_heads, recorded_pass
+from coatnet.model.network import CoAtNet
+
+POST_HANDLING = ("as_is", "abs_normalized")
+NORMALIZATION = {
+    "pre": "pre: softmax weights, rows normalised after the residual mix",
+    "as_is": "post: effective weights as used, not renormalised",
+    "abs_normalized": "post: absolute effective weights, rows renormalised after the residual mix",
+}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Attention rollout of a batch.
+
+    Attributes:
+        matrix: (B, N_last, N_first): how much each query of the last attention block draws from each
+            position of the first attention block's grid.
+        blocks: the attention blocks rolled out, in forward order.
+        grid_first, grid_last: the (H, W) grids of the first and last attention blocks.
+        stride_first, stride_last: their input pixels per grid step.
+        image_size: the input (H, W) in pixels.
+        query: the last-grid query of ``map``, or None for the mean over all queries.
+        map: (B, H_first, W_first), the row of ``query`` (or the mean row) on the first grid.
+        mode: ``pre`` or ``post`` normalization.
+        head_fusion: how heads were fused, ``mean`` or ``max``.
+        normalization: which weights were rolled out and how, e.g.
+            ``post: effective weights as used, not renormalised``.
+        label: a one-line description for figure titles.
+    """
+
+    matrix: np.ndarray
+    blocks: tuple[str, ...]
+    grid_first: tuple[int, int]
+    grid_last: tuple[int, int]
+    stride_first: int
+    stride_last: int
+    image_size: tuple[int, int]
+    query: int | None
+    map: np.ndarray
+    mode: str
+    head_fusion: str
+    normalization: str
+    label: str
+
+    def query_map(self, query: int | None) -> np.ndarray:
+        """(B, H_first, W_first): the row of last-grid ``query``, or the mean over queries for None."""
+        return _row_map(self.matrix, query, self.grid_first, self.grid_last)
+
+
+def _row_map(
+    matrix: np.ndarray, query: int | None, grid_first: tuple[int, int], grid_last: tuple[int, int]
+) -> np.ndarray:
+    n = matrix.shape[1]
+    if query is None:
+        return matrix.mean(axis=1).reshape(-1, *grid_first)
+    if not 0 <= query < n:
+        raise ValueError(f"query {query} is outside 0..{n - 1} of the last grid {grid_last}")
+    return matrix[:, query].reshape(-1, *grid_first)
+
+
+def pooling_link(pool: nn.Module, inputs: torch.Tensor) -> np.ndarray:
+    """The link L (B, N_out, N_in) from the positions of a pool's input grid to those of its output grid.
+
+    Args:
+        pool: the block's pool: ``nn.MaxPool2d`` (any window, stride, padding), ``nn.AvgPool2d`` or
+            ``nn.Identity``.
+        inputs: what the pool takes, (B, C, H_in, W_in); only its shape matters for average pooling.
+
+    Returns:
+        float64 (B, N_out, N_in), positions row-major. Max pooling: entry [b, o, i] is the share of the
+        channels whose maximum in window o came from input position i (rows sum to 1). Average pooling:
+        the pool's weights, 1 / window size over each window.
+    """
+    batch, channels, height, width = inputs.shape
+    n_in = height * width
+    if isinstance(pool, nn.Identity):
+        return np.broadcast_to(np.eye(n_in), (batch, n_in, n_in)).copy()
+    if isinstance(pool, nn.MaxPool2d):
+        _, index = F.max_pool2d(
+            inputs.detach().float(), pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+            ceil_mode=pool.ceil_mode, return_indices=True,
+        )  # fmt: skip
+        index = index.flatten(2).transpose(1, 2).cpu()  # (B, C, H_out, W_out) -> (B, N_out, C)
+        link = torch.zeros(batch, index.shape[1], n_in, dtype=torch.float64)
+        link.scatter_add_(2, index, torch.full(index.shape, 1.0 / channels, dtype=torch.float64))
+        return link.numpy()
+    if isinstance(pool, nn.AvgPool2d):
+        # pool one-hot images: the pooled value of input position i in window o is L[o, i]
+        one_hot = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, height, width)
+        pooled = F.avg_pool2d(
+            one_hot, pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad,
+            pool.divisor_override,
+        )  # fmt: skip
+        link = pooled.flatten(1).T.numpy()  # (N_in, 1, H_out, W_out) -> (N_out, N_in)
+        return np.broadcast_to(link, (batch, *link.shape)).copy()
+    raise TypeError(f"no rollout link for pool {type(pool).__name__}")
+
+
+def residual_mixed(
+    block: BlockAttention, *, head_fusion: str = "mean", post_handling: str = "as_is"
+) -> np.ndarray:
+    """One block's rollout matrix ``A' = 0.5 fuse_heads(weights) + 0.5 I``, (B, N, N) float64, rows
+    normalised for pre-normalization and for ``post_handling="abs_normalized"``."""
+    weights = block.effective.astype(np.float64)
+    post_abs = block.mode == "post" and post_handling == "abs_normalized"
+    if post_abs:
+        weights = np.abs(weights)
+    mixed = 0.5 * fuse_heads(weights, head_fusion) + 0.5 * np.eye(block.tokens)
+    if block.mode == "pre" or post_abs:
+        mixed = mixed / mixed.sum(axis=-1, keepdims=True)
+    return mixed
+
+
+def attention_rollout(
+    model: CoAtNet,
+    images: torch.Tensor | Image.Image | Sequence[Image.Image],
+    *,
+    query: int | None = None,
+    head_fusion: str = "mean",
+    post_handling: str = "as_is",
+    maps: AttentionMaps | None = None,
+) -> Rollout:
+    """Roll attention out from the last attention block back to the first one's grid.
+
+    Args:
+        model: a CoAtNet with at least one attention block.
+        images: a preprocessed (B, C, H, W) batch, a (C, H, W) image, or PIL images.
+        query: a query of the last block's grid for ``map``; None averages over all queries.
+        head_fusion: ``mean`` or ``max`` over heads.
+        post_handling: for post-normalization, ``as_is`` (the effective weights as used) or
+            ``abs_normalized`` (absolute weights, rows renormalised). Ignored for pre.
+        maps: :func:`attention_maps` of all blocks for the same ``images``, to save the recorded pass.
+            With max pooling between attention blocks, the pool's input is still computed again.
+
+    Returns:
+        :class:`Rollout`.
+    """
+    if post_handling not in POST_HANDLING:
+        raise ValueError(f"post_handling must be one of {POST_HANDLING}, got {post_handling!r}")
+    fuse_heads(np.zeros((1, 1, 1)), head_fusion)  # validates the name before any work
+    batch = as_batch(images, model)
+    image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    refs = attention_blocks(model, image_size)
+    if not refs:
+        raise ValueError(f"{model.config.name} ({model.config.layout}) has no attention blocks to roll out")
+    needs_inputs = any(isinstance(ref.module.pool, nn.MaxPool2d) for ref in refs[1:])
+    stage_outputs = None
+    if maps is None:
+        maps, stage_outputs = recorded_pass(model, batch, keep_stage_outputs=needs_inputs)
+    else:
+        _check_maps(maps, [ref.name for ref in refs], image_size, batch.shape[0])
+        if needs_inputs:
+            with call_model(model) as own, torch.inference_mode():
+                stage_outputs = own.forward_intermediates(batch)[1]
+    first = maps.blocks[0]
+
+    def pool_input(
+        ref: BlockRef,
+    ) -> torch.Tensor:  # the pooled block's normalised input, as its forward makes it
+        with call_model(ref.module) as own, torch.inference_mode():
+            return own.norm1(stage_outputs[ref.stage - 1])
+
+    updates = [residual_mixed(b, head_fusion=head_fusion, post_handling=post_handling) for b in maps.blocks]
+    matrix = compose(refs, [b.grid for b in maps.blocks], updates, pool_input)
+    last = maps.blocks[-1]
+    normalization = NORMALIZATION["pre" if first.mode == "pre" else post_handling]
+    span = first.name if len(maps.blocks) == 1 else f"{first.name}..{last.name}"
+    matrix = matrix.astype(np.float32)
+    return Rollout(
+        matrix=matrix,
+        blocks=maps.names,
+        grid_first=first.grid,
+        grid_last=last.grid,
+        stride_first=first.stride,
+        stride_last=last.stride,
+        image_size=image_size,
+        query=query,
+        map=_row_map(matrix, query, first.grid, last.grid),
+        mode=first.mode,
+        head_fusion=head_fusion,
+        normalization=normalization,
+        label=f"attention rollout {span}, heads fused by {head_fusion}, residual 0.5; {normalization}",
+    )
+
+
+def compose(
+    refs: Sequence[BlockRef],
+    grids: Sequence[tuple[int, int]],
+    updates: Sequence[np.ndarray],
+    pool_input: Callable[[BlockRef], torch.Tensor],
+) -> np.ndarray:
+    """``U_last @ L_last @ ... @ L_2 @ U_first``: per-block matrices (B, N_k, N_k) composed through the
+    attention blocks in forward order, with the link L of each pooling block's pool between them
+    (:func:`pooling_link`). What rollout, class relevance and gradient rollout share.
+
+    Args:
+        refs: the attention blocks, in forward order.
+        grids: each block's (H, W) grid.
+        updates: each block's matrix U_k, float64 (B, N_k, N_k).
+        pool_input: for a block that max-pools, the (B, C, H, W) its pool takes (an average pool's link
+            needs only the grid).
+
+    Returns:
+        float64 (B, N_last, N_first).
+    """
+    matrix = updates[0]
+    batch = matrix.shape[0]
+    for k in range(1, len(refs)):
+        ref, previous, grid = refs[k], grids[k - 1], grids[k]
+        pool = ref.module.pool
+        if not isinstance(pool, nn.Identity):
+            inputs = pool_input(ref) if isinstance(pool, nn.MaxPool2d) else torch.empty(batch, 1, *previous)
+            link = pooling_link(pool, inputs)
+            if link.shape[1:] != (grid[0] * grid[1], previous[0] * previous[1]):
+                raise ValueError(f"{ref.name}: its pool does not link {previous} to {grid}")
+            matrix = link @ matrix
+        elif grid != previous:
+            raise ValueError(f"{ref.name}: grid {grid} follows {previous} without a pool")
+        matrix = updates[k] @ matrix
+    return matrix
+
+
+def _check_maps(maps: AttentionMaps, names: list[str], image_size: tuple[int, int], batch: int) -> None:
+    if list(maps.names) != names:
+        raise ValueError(f"rollout needs the maps of every attention block {names}, got {list(maps.names)}")
+    check_maps_fit(maps, image_size, batch)

@@ -1,0 +1,141 @@
+"""The layout study's analyses: the shipped study (``layouts.json`` of :mod:`coatnet.training.layouts`)
+read back, every layout's model stage by stage on one image (Grad-CAM, effective receptive field,
+attention from a query cell), and the CKA of every pair of layouts stage by stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from analysis.core.inputs import as_batch
+from analysis.core.summaries import read_summary
+from analysis.explain.attributions import gradcam_stages
+from analysis.maps.attention import attention_maps, fuse_heads, query_index, upsample_to_image
+from analysis.maps.cka import cka
+from analysis.maps.receptive_field import receptive_fields
+from coatnet.model.network import CoAtNet
+
+SHIPPED = Path(__file__).resolve().parent / "results" / "layouts" / "layouts.json"
+
+
+def load_layouts(spec: str | Path | None = None) -> dict:
+    """A layout study: the shipped one (None), a folder written by ``coatnet study-layouts`` or its
+    layouts.json.
+
+    Raises:
+        ValueError: nothing readable there, with what to give instead.
+    """
+    path = SHIPPED if spec is None else Path(str(spec)).expanduser()
+    return read_summary(
+        path, "layouts.json", named=str(spec), what="layout study",
+        give="a folder written by coatnet study-layouts", keys=("runs",),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LayoutStage:
+    """One stage of one layout's model on one image.
+
+    Attributes:
+        layout: ``C-C-T-T`` ..; stage: ``S0`` .. ``S4``; kind: ``conv``, ``patch``, ``C`` or ``T``.
+        gradcam: (H, W) Grad-CAM of the model's predicted class at this stage's output.
+        erf: (H, W) the effective receptive field of the stage's centre unit (sums to 1).
+        attention: (H, W) for T stages, the heads' mean attention of the stage's last block from the query
+            cell holding ``point``, repeated over each cell's pixels; None for other stages.
+        query: that query cell (row, col) on the stage's grid, for T stages; None for others.
+        stride: input pixels per cell of the stage's grid.
+        prediction: the model's predicted class for the image (the class its Grad-CAM explains), and
+            prediction_name its name from the checkpoint (None without one).
+    """
+
+    layout: str
+    stage: str
+    kind: str
+    gradcam: np.ndarray
+    erf: np.ndarray
+    attention: np.ndarray | None
+    query: tuple[int, int] | None
+    stride: float
+    prediction: int
+    prediction_name: str | None
+
+
+def compare_layouts(
+    models: dict[str, CoAtNet], image: torch.Tensor | Image.Image, *, point: tuple[float, float] | None = None
+) -> dict[str, list[LayoutStage]]:
+    """One image through every layout's model, stage by stage (the models must take the same input size).
+
+    Args:
+        models: layout name -> model.
+        image: one preprocessed (C, H, W) / (1, C, H, W) image, or a PIL image (each model prepares it).
+        point: the query's input pixel (y, x) for the attention maps; default the image's centre.
+    """
+    out = {}
+    for layout, model in models.items():
+        batch = as_batch(image, model)
+        size = (int(batch.shape[-2]), int(batch.shape[-1]))
+        centre = point if point is not None else ((size[0] - 1) / 2, (size[1] - 1) / 2)
+        cams = gradcam_stages(model, batch)
+        fields = receptive_fields(model, batch)
+        maps = attention_maps(model, batch)
+        last = {}
+        for block in maps.blocks:  # the last block of each stage
+            last[f"S{block.stage}"] = block
+        stages = []
+        for info, cam, field in zip(model.stage_info(size), cams, fields.stages, strict=True):
+            block = last.get(info.name)
+            attention = cell = None
+            if block is not None:
+                query = query_index(block.grid, block.stride, *centre)
+                cell = divmod(query, block.grid[1])
+                grid = fuse_heads(block.effective[0, :, query].reshape(-1, *block.grid))
+                attention = upsample_to_image(grid, size)
+            stages.append(
+                LayoutStage(
+                    layout=layout, stage=info.name, kind=info.kind, gradcam=cam.map, erf=field.effective,
+                    attention=attention, query=cell, stride=size[0] / info.grid[0], prediction=cam.target,
+                    prediction_name=cam.target_name,
+                )
+            )  # fmt: skip
+        out[layout] = stages
+    return out
+
+
+@dataclass(frozen=True)
+class LayoutSimilarity:
+    """Linear CKA between the same stage of different layouts over the same images.
+
+    Attributes:
+        layouts: the layouts compared, in order; stages: ``S0`` .. ``S4`` and ``pre_logits``.
+        matrix: (stages, layouts, layouts), 1 on each diagonal.
+        images: how many images.
+    """
+
+    layouts: tuple[str, ...]
+    stages: tuple[str, ...]
+    matrix: np.ndarray
+    images: int
+
+
+def layout_similarity(models: dict[str, CoAtNet], images) -> LayoutSimilarity:
+    """:func:`analysis.maps.cka` of every pair of layouts (each model prepares the images itself), the same
+    stage of each compared."""
+    names = list(models)
+    stages: tuple[str, ...] | None = None
+    matrix = None
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            found = cka(models[a], images, other=models[names[j]])
+            if matrix is None:
+                stages = tuple(found.names_a)
+                matrix = np.ones((len(stages), len(names), len(names)))
+            diagonal = np.diagonal(np.asarray(found.matrix))
+            matrix[:, i, j] = matrix[:, j, i] = diagonal
+    if matrix is None:
+        raise ValueError("give at least two layouts to compare")
+    count = len(images) if not isinstance(images, torch.Tensor) else int(images.shape[0])
+    return LayoutSimilarity(tuple(names), stages, matrix, count)

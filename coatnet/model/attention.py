@@ -1,0 +1,216 @@
+"""Relative attention (PAPER.md section 1, Eq. 3) with a fused and an explicit path.
+
+Pre-normalization (the paper's choice):   ``y_i = sum_j softmax_j(x_i^T x_j + w_{i-j}) x_j``
+Post-normalization:                       ``y_i = sum_j (softmax_j(x_i^T x_j) + w_{i-j}) x_j``
+
+``w_{i-j}`` is a scalar per head and 2-D offset, held in a table P of shape (heads, 2H-1, 2W-1) indexed
+by query - key. The kernel view (offset = key - query, the orientation of a depthwise conv kernel) is P
+flipped on both axes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from coatnet.model.interventions import block_interventions, edit_output, edit_weights
+from coatnet.model.layers import Dropout
+from coatnet.model.recording import AttentionRecord, active_recorder
+
+
+def relative_position_index(height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
+    """Index into a flattened (2H-1)(2W-1) table for each (query, key) pair: shape (N, N), N = H*W.
+
+    The entry for query (i, j) and key (i', j') is ``(i - i' + H - 1) * (2W - 1) + (j - j' + W - 1)``.
+    """
+    rows = torch.arange(height, device=device).repeat_interleave(width)  # (N,) row of each position
+    cols = torch.arange(width, device=device).repeat(height)  # (N,) column of each position
+    d_row = rows[:, None] - rows[None, :] + height - 1  # query - key, shifted to >= 0
+    d_col = cols[:, None] - cols[None, :] + width - 1
+    return d_row * (2 * width - 1) + d_col
+
+
+class RelativePosition(nn.Module):
+    """The learned "global static convolution kernel" of one attention block: whatever gives the table P
+    (heads, 2H-1, 2W-1) for a grid. :meth:`get_bias` and :meth:`kernel` are read from it."""
+
+    def __init__(self, *, heads: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.heads = heads
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.register_buffer("index", relative_position_index(*self.grid), persistent=False)
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The table P (heads, 2H-1, 2W-1) for ``grid`` (default: the built grid), indexed query - key."""
+        raise NotImplementedError
+
+    def get_bias(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The bias ``w_{i-j}`` for every (query, key) pair: shape (heads, N, N), row-major positions."""
+        grid = self.grid if grid is None else (int(grid[0]), int(grid[1]))
+        table = self.table_for(grid)
+        index = self.index if grid == self.grid else relative_position_index(*grid, device=table.device)
+        return table.flatten(1)[:, index]
+
+    def kernel(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """The kernel view (heads, 2H-1, 2W-1): entry [h, dy + H - 1, dx + W - 1] is the bias a query
+        adds to the key at offset (dy, dx) = key - query, like a depthwise conv kernel."""
+        return self.table_for(grid).flip(-2, -1)
+
+    def forward(self, grid: tuple[int, int]) -> torch.Tensor:
+        return self.get_bias(grid)
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, grid={self.grid}"
+
+
+class RelativePositionBias(RelativePosition):
+    """P as a learned table (the paper's), bilinearly resized when the grid changes (PAPER.md section 1)."""
+
+    def __init__(self, *, heads: int, grid: tuple[int, int]) -> None:
+        super().__init__(heads=heads, grid=grid)
+        height, width = self.grid
+        self.table = nn.Parameter(torch.zeros(heads, 2 * height - 1, 2 * width - 1))
+        nn.init.trunc_normal_(self.table, std=0.02)
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        if grid is None or tuple(grid) == self.grid:
+            return self.table
+        height, width = grid
+        return resize_table(self.table, (2 * height - 1, 2 * width - 1))
+
+
+class RelativePositionMlp(RelativePosition):
+    """P computed by a small MLP from log-spaced offsets ``sign(d) * log(1 + |d|)``, d = query - key
+    (timm's "rmlp", after Swin-V2): defined for any grid, no resizing needed."""
+
+    def __init__(self, *, heads: int, grid: tuple[int, int], hidden: int = 512) -> None:
+        super().__init__(heads=heads, grid=grid)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("fc1", nn.Linear(2, hidden))
+        self.mlp.add_module("act", nn.ReLU())
+        self.mlp.add_module("drop", Dropout(0.125))
+        self.mlp.add_module("fc2", nn.Linear(hidden, heads))
+
+    def table_for(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        height, width = self.grid if grid is None else grid
+        device, dtype = self.mlp.fc1.weight.device, self.mlp.fc1.weight.dtype
+        dy = torch.arange(-(height - 1), height, device=device, dtype=dtype)
+        dx = torch.arange(-(width - 1), width, device=device, dtype=dtype)
+        coords = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1)  # (2H-1, 2W-1, 2)
+        coords = torch.sign(coords) * torch.log1p(coords.abs())
+        return self.mlp(coords).permute(2, 0, 1)  # (heads, 2H-1, 2W-1)
+
+
+def resize_table(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize a (heads, 2H-1, 2W-1) table to (heads, *size); the centre (offset 0) stays put.
+
+    Interpolated in float64 where the device has it (tables are small), so the centre is kept exactly for
+    any size, not only up to float32 rounding of the sampling positions.
+    """
+    precise = torch.float32 if table.device.type == "mps" else torch.float64
+    resized = F.interpolate(table[None].to(precise), size=size, mode="bilinear", align_corners=False)
+    return resized[0].to(table.dtype)
+
+
+class RelativeAttention(nn.Module):
+    """Multi-head relative self-attention over a (B, C_in, H, W) grid, giving (B, C_out, H, W).
+
+    Args:
+        dim_in: input channels.
+        dim_out: output channels.
+        dim_attn: q/k/v width (default ``dim_out``, PAPER.md's reading); heads = dim_attn / head_dim,
+            and ``proj`` maps dim_attn to dim_out.
+        head_dim: channels per head.
+        grid: the (H, W) grid the relative position is built for.
+        mode: ``pre`` or ``post`` normalization.
+        rel_pos: ``table`` (:class:`RelativePositionBias`) or ``mlp`` (:class:`RelativePositionMlp`).
+        rel_pos_mlp_hidden: the MLP's hidden width.
+        stage, block: where the block sits, for recorded attention.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        head_dim: int,
+        grid: tuple[int, int],
+        dim_attn: int | None = None,
+        mode: str = "pre",
+        rel_pos: str = "table",
+        rel_pos_mlp_hidden: int = 512,
+        stage: int = 0,
+        block: int = 0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("pre", "post"):
+            raise ValueError(f"attention mode must be 'pre' or 'post', got {mode!r}")
+        dim_attn = dim_attn or dim_out
+        self.heads = dim_attn // head_dim
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        self.mode = mode
+        self.stage = stage
+        self.block = block
+        self.qkv = nn.Linear(dim_in, 3 * dim_attn)
+        if rel_pos == "mlp":
+            self.rel_pos: RelativePosition = RelativePositionMlp(
+                heads=self.heads, grid=grid, hidden=rel_pos_mlp_hidden
+            )
+        else:
+            self.rel_pos = RelativePositionBias(heads=self.heads, grid=grid)
+        self.softmax = nn.Softmax(dim=-1)
+        self.proj = nn.Linear(dim_attn, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if isinstance(self.qkv, nn.Conv2d):  # the inference build's 1x1 convolution on (B, C, H, W)
+            qkv = rearrange(self.qkv(x), "b (s h d) y x -> s b h (y x) d", s=3, h=self.heads)
+        else:
+            x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
+            qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
+        q, k, v = qkv.unbind(0)
+        bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
+        recorder = active_recorder()
+        edits = block_interventions(
+            self.stage, self.block
+        )  # coatnet.model.interventions: per call, usually none
+        if recorder is None:
+            out = self.fused(q, k, v, bias)
+            if edits:
+                out = edit_output(edits, self.mode, out, q, k, v, bias)
+        else:
+            out, record = self.explicit(q, k, v, bias, edits)
+            recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
+        out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
+        if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy
+            return self.proj(out.permute(0, 3, 1, 2))
+        return self.proj(out).permute(0, 3, 1, 2)
+
+    def fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``F.scaled_dot_product_attention``: the bias as the additive mask (pre), or ``+ bias @ v``
+        (post)."""
+        if self.mode == "pre":
+            # a 4-D mask (1, heads, N, N): with a 3-D one the CPU kernel falls back to the slow math path
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+        return F.scaled_dot_product_attention(q, k, v) + torch.matmul(bias, v)
+
+    def explicit(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, edits: tuple = ()
+    ) -> tuple[torch.Tensor, dict]:
+        """The same result step by step, keeping the content logits, the bias and the weights (as
+        substituted by ``edits``, :mod:`coatnet.model.interventions`)."""
+        content = torch.matmul(q, k.transpose(-2, -1)) * self.scale
+        if self.mode == "pre":
+            weights = self.softmax(content + bias)
+        else:
+            weights = self.softmax(content) + bias
+        if edits:
+            weights = edit_weights(edits, self.mode, weights, content, bias, self.softmax)
+        out = torch.matmul(weights, v)
+        return out, {"mode": self.mode, "content_logits": content, "bias": bias, "weights": weights}
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, head_dim={self.head_dim}, mode={self.mode!r}"

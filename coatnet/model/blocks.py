@@ -1,0 +1,203 @@
+"""The stem S0, the MBConv block (C) and the relative-attention Transformer block (T).
+
+All blocks are pre-activation, ``x <- x + Module(Norm(x))`` (PAPER.md section 2), and the first block of
+a stage down-samples as Eq. 4 (T) or Eq. 5 (C). Module names follow the checkpoint keys of timm's
+``maxxvit.py`` (``shortcut``, ``pre_norm``, ``conv1_1x1``, ``norm1``, ``attn``, ``mlp``...).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from coatnet.model.attention import RelativeAttention
+from coatnet.model.config import CoAtNetConfig
+from coatnet.model.interventions import block_interventions, row_mask
+from coatnet.model.layers import (
+    DropPath,
+    LayerScale,
+    Shortcut,
+    SqueezeExcite,
+    make_act,
+    make_norm2d,
+    make_pool,
+)
+
+
+class Stem(nn.Module):
+    """S0: two 3x3 convs, the first strided (``conv``), or one patch embedding (``patch``, ViT_REL)."""
+
+    def __init__(self, config: CoAtNetConfig) -> None:
+        super().__init__()
+        self.kind = config.stem_kind
+        stride, dim = config.strides[0], config.stem_dim
+        width = config.stem_width or dim
+        if self.kind == "patch":
+            self.proj = nn.Conv2d(config.in_chans, dim, kernel_size=stride, stride=stride)
+        else:
+            bias = config.stem_bias
+            self.conv1 = nn.Conv2d(config.in_chans, width, 3, stride=stride, padding=1, bias=bias)
+            self.norm1 = nn.BatchNorm2d(width, eps=config.bn_eps, momentum=config.bn_momentum)
+            self.act1 = make_act(config.conv_act)
+            self.conv2 = nn.Conv2d(width, dim, 3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "patch":
+            return self.proj(x)
+        return self.conv2(self.act1(self.norm1(self.conv1(x))))
+
+
+class MBConvBlock(nn.Module):
+    """Pre-norm MBConv with squeeze-excitation (Eq. 5):
+
+    ``x <- Proj(Pool(x)) + Conv1x1(SE(DepthConv(Conv1x1(Norm(x), stride))))``, the stride in the first
+    1x1 conv (``mbconv_stride="1x1"``), in the depthwise conv (``"dw"``, Table 9), or in a pool of the
+    normalised input (``"pool"``).
+    """
+
+    residual_in_place = False  # set by the inference build (coatnet.model.inference), never for autograd
+
+    def __init__(
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        stride: int,
+        config: CoAtNetConfig,
+        drop_path: float = 0.0,
+        stage: int = 0,
+        block: int = 0,
+    ) -> None:
+        super().__init__()
+        self.stage, self.block = stage, block  # its name S{stage}.{block}, for interventions
+        hidden = int((dim_out if config.mbconv_expand_from == "out" else dim_in) * config.expand_ratio)
+        se_base = {"in": dim_in, "out": dim_out, "hidden": hidden}[config.se_from]
+        stride_pool = stride if config.mbconv_stride == "pool" else 1
+        stride_1x1 = stride if config.mbconv_stride == "1x1" else 1
+        stride_dw = stride if config.mbconv_stride == "dw" else 1
+        k = config.kernel_size
+
+        def batch_norm(channels: int) -> nn.BatchNorm2d:
+            return nn.BatchNorm2d(channels, eps=config.bn_eps, momentum=config.bn_momentum)
+
+        self.shortcut = Shortcut(
+            dim_in=dim_in, dim_out=dim_out, stride=stride, pool=config.pool, bias=config.mbconv_bias
+        )
+        self.pre_norm = batch_norm(dim_in)
+        self.pre_act = make_act(config.conv_act) if config.mbconv_pre_norm_act else nn.Identity()
+        self.down = make_pool(config.mbconv_stride_pool, stride_pool)
+        self.conv1_1x1 = nn.Conv2d(dim_in, hidden, 1, stride=stride_1x1, bias=False)
+        self.norm1 = batch_norm(hidden)
+        self.act1 = make_act(config.conv_act)
+        self.conv2_kxk = nn.Conv2d(
+            hidden, hidden, k, stride=stride_dw, padding=k // 2, groups=hidden, bias=False
+        )
+        self.se_early = config.se_early
+        self.norm2 = batch_norm(hidden)
+        self.act2 = make_act(config.conv_act)
+        self.se = SqueezeExcite(
+            channels=hidden, hidden=max(1, int(se_base * config.se_ratio)), act=config.se_act
+        )
+        self.conv3_1x1 = nn.Conv2d(hidden, dim_out, 1, bias=config.mbconv_bias)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        edits = block_interventions(
+            self.stage, self.block
+        )  # coatnet.model.interventions: per call, usually none
+        ungated = row_mask(edits, "no_se", x) if edits else None
+        shortcut = self.shortcut(x)
+        x = self.conv1_1x1(self.down(self.pre_act(self.pre_norm(x))))
+        x = self.conv2_kxk(self.act1(self.norm1(x)))
+        if self.se_early:
+            x = self.act2(self.norm2(self.se(x, ungated) if edits else self.se(x)))
+        else:
+            x = self.act2(self.norm2(x))
+            x = self.se(x, ungated) if edits else self.se(x)
+        x = self.conv3_1x1(x)
+        zeroed = row_mask(edits, "zero_branch", x) if edits else None
+        if zeroed is not None:
+            x = x.masked_fill(zeroed, 0.0)
+        if self.residual_in_place:  # the inference build: the branch's fresh output takes the sum
+            return self.drop_path(x).add_(shortcut)
+        return shortcut + self.drop_path(x)
+
+
+class Mlp(nn.Module):
+    """The Transformer FFN, Linear -> GELU -> Linear over the channels of (B, C, H, W)."""
+
+    def __init__(self, *, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.fc1, nn.Conv2d):  # the inference build's 1x1 convolutions on (B, C, H, W)
+            return self.fc2(self.act(self.fc1(x)))
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
+        return self.fc2(self.act(self.fc1(x))).permute(0, 3, 1, 2)
+
+
+class TransformerBlock(nn.Module):
+    """Relative attention + FFN, each pre-norm with a residual. A down-sampling block is Eq. 4:
+    ``x <- Proj(Pool(x)) + Attention(Pool(Norm(x)))``. Takes and gives (B, C, H, W).
+
+    Args:
+        grid: the block's output grid, for its relative-bias table.
+        stage, block: its position, named in recorded attention.
+    """
+
+    residual_in_place = False  # set by the inference build (coatnet.model.inference), never for autograd
+
+    def __init__(
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        stride: int,
+        grid: tuple[int, int],
+        config: CoAtNetConfig,
+        drop_path: float = 0.0,
+        stage: int = 0,
+        block: int = 0,
+    ) -> None:
+        super().__init__()
+        self.stage, self.block = stage, block  # its name S{stage}.{block}
+
+        def norm(channels: int) -> nn.Module:
+            return make_norm2d(config.attn_norm, channels, eps=config.ln_eps, momentum=config.bn_momentum)
+
+        def layer_scale() -> nn.Module:
+            return LayerScale(dim_out, config.layer_scale) if config.layer_scale else nn.Identity()
+
+        self.shortcut = Shortcut(
+            dim_in=dim_in, dim_out=dim_out, stride=stride, pool=config.pool, bias=config.attn_shortcut_bias
+        )
+        self.norm1 = norm(dim_in)
+        self.pool = make_pool(config.pool, stride)
+        self.attn = RelativeAttention(
+            dim_in=dim_in,
+            dim_out=dim_out,
+            dim_attn=dim_out if config.attn_width == "out" else dim_in,
+            head_dim=config.head_dim,
+            grid=grid,
+            mode=config.attention,
+            rel_pos=config.rel_pos,
+            rel_pos_mlp_hidden=config.rel_pos_mlp_hidden,
+            stage=stage,
+            block=block,
+        )
+        self.ls1 = layer_scale()
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = norm(dim_out)
+        self.mlp = Mlp(dim=dim_out, hidden=int(dim_out * config.mlp_ratio))
+        self.ls2 = layer_scale()
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual_in_place:  # the inference build: each branch's fresh output takes the sum
+            x = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x))))).add_(self.shortcut(x))
+            return self.drop_path2(self.ls2(self.mlp(self.norm2(x)))).add_(x)
+        x = self.shortcut(x) + self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))

@@ -1,0 +1,305 @@
+"""Interventions: per-call substitutions inside attention and MBConv blocks, safe with one shared model.
+
+An intervention replaces what one block computes, at the level of the attention logits or weights, for
+chosen heads and batch rows, while a forward pass runs inside :func:`intervene`. Like the recorder
+(:mod:`coatnet.model.recording`) it lives in a :class:`contextvars.ContextVar`: no state on modules, no weight
+edited, each thread sees only its own. With C = the content logits ``q k^T / sqrt(d)``, w = the relative
+bias and N = the number of keys:
+
+======================  ========================  ==========================================
+kind                    pre-normalization model   post-normalization model
+======================  ========================  ==========================================
+``knockout``            the head's output ``A v`` set to zero, before the output projection
+``content_only``        softmax(C)                softmax(C)
+``bias_only``           softmax(w): position      1/N + w: a convolution with kernel w plus
+                        alone                     the mean of the values
+``uniform``             1/N                       1/N
+``swap_normalization``  softmax(C) + w            softmax(C + w)
+``zero_branch``         (MBConv) the residual branch set to zero
+``no_se``               (MBConv) squeeze-excitation's gate set to 1
+======================  ========================  ==========================================
+
+``swap_normalization`` runs weights trained one way in the other: an untrained combination, labelled so
+(:attr:`Intervention.label`). softmax(w) is renormalised over each query's own keys, so it equals a
+convolution only away from the borders.
+
+Interventions compose: those of enclosing :func:`intervene` contexts and those listed in one call all
+apply; where two substitutions cover the same head and row, the later one wins, and a knockout always
+wins (a zero output stays zero). They act on the fused and the explicit attention paths alike (the
+explicit path, under :func:`coatnet.record_attention`, records the weights as substituted), on the
+plain model and on its inference build. Knocking out every head of a block leaves that block's attention
+branch equal to the output projection's bias (then LayerScale). A ``torch.compile``'d model asked to
+intervene runs that call eagerly (:func:`coatnet.model.recording.needs_eager`), so no request goes unheard.
+
+Examples:
+    >>> with intervene(Intervention("S3.0", "knockout", heads=(2,)), Intervention("S4.0", "bias_only")):
+    ...     logits = model(images)
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from coatnet.model.recording import _opened
+
+AttentionKind = Literal["knockout", "content_only", "bias_only", "uniform", "swap_normalization"]
+ConvKind = Literal["zero_branch", "no_se"]
+ATTENTION_KINDS: tuple[str, ...] = ("knockout", "content_only", "bias_only", "uniform", "swap_normalization")
+CONV_KINDS: tuple[str, ...] = ("zero_branch", "no_se")
+KINDS = ATTENTION_KINDS + CONV_KINDS
+UNTRAINED = "untrained combination"
+DESCRIPTIONS = {
+    "knockout": "the heads' outputs set to zero",
+    "content_only": "softmax(content logits): the bias removed",
+    "bias_only": "position alone: softmax(w) (pre) or 1/N + w (post)",
+    "uniform": "uniform weights 1/N",
+    "swap_normalization": "the other normalization: softmax(C) + w (pre model), softmax(C + w) (post)",
+    "zero_branch": "the MBConv residual branch set to zero",
+    "no_se": "squeeze-excitation's gate set to 1",
+}
+_BLOCK = re.compile(r"^S(\d+)\.(\d+)$")
+
+
+def block_name(stage: int, block: int) -> str:
+    """The name of block ``block`` of stage ``stage``: ``S3.0``."""
+    return f"S{stage}.{block}"
+
+
+def parse_block(name: str) -> tuple[int, int]:
+    """(stage, block) of a block name such as ``S3.0``."""
+    found = _BLOCK.match(str(name).strip())
+    if not found:
+        raise ValueError(f"a block is named like S3.0 (stage, then block index), got {name!r}")
+    return int(found[1]), int(found[2])
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One substitution in one block (see the module's table).
+
+    Attributes:
+        block: the block's name, ``S3.0``.
+        kind: one of :data:`KINDS`: attention kinds for Transformer blocks, ``zero_branch`` and
+            ``no_se`` for MBConv blocks.
+        heads: the heads an attention kind applies to (``None``: all of them).
+        rows: ``(start, stop)``, the rows of the batch it applies to (``None``: all): many interventions
+            can then run in one batch, each on its own copy of the images.
+    """
+
+    block: str
+    kind: str
+    heads: tuple[int, ...] | None = None
+    rows: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        stage, index = parse_block(self.block)
+        object.__setattr__(self, "block", block_name(stage, index))
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown intervention {self.kind!r}: choose one of {', '.join(KINDS)}")
+        if self.heads is not None:
+            heads = tuple(int(h) for h in self.heads)
+            if self.kind in CONV_KINDS:
+                raise ValueError(f"{self.kind} acts on a whole MBConv block: it takes no heads")
+            if not heads or min(heads) < 0 or len(set(heads)) != len(heads):
+                raise ValueError(f"heads must be distinct indices >= 0, got {self.heads}")
+            object.__setattr__(self, "heads", heads)
+        if self.rows is not None:
+            start, stop = (int(r) for r in self.rows)
+            if not 0 <= start < stop:
+                raise ValueError(f"rows must be (start, stop) with 0 <= start < stop, got {self.rows}")
+            object.__setattr__(self, "rows", (start, stop))
+
+    @property
+    def stage(self) -> int:
+        return parse_block(self.block)[0]
+
+    @property
+    def index(self) -> int:
+        return parse_block(self.block)[1]
+
+    @property
+    def untrained(self) -> bool:
+        """Whether this runs the weights in a combination they were not trained in."""
+        return self.kind == "swap_normalization"
+
+    @property
+    def label(self) -> str:
+        """``knockout S3.0 h2``, ``bias_only S4.0``; ``swap_normalization`` says it is untrained."""
+        heads = "" if self.heads is None else " h" + ",".join(str(h) for h in self.heads)
+        untrained = f" ({UNTRAINED})" if self.untrained else ""
+        return f"{self.kind} {self.block}{heads}{untrained}"
+
+    def row_slice(self) -> slice:
+        return slice(None) if self.rows is None else slice(*self.rows)
+
+
+_ACTIVE: contextvars.ContextVar[tuple[Intervention, ...]] = contextvars.ContextVar(
+    "coatnet_interventions", default=()
+)
+
+
+@contextmanager
+def intervene(*interventions: Intervention, model: torch.nn.Module | None = None) -> Iterator[None]:
+    """Apply ``interventions`` to the forward passes run inside this context, in this thread.
+
+    Args:
+        interventions: :class:`Intervention` s; they add to those of an enclosing context.
+        model: the model they are meant for: each is checked against it first (the block exists, has
+            the right kind, has those heads), so a typo raises instead of silently changing nothing.
+    """
+    for item in interventions:
+        if not isinstance(item, Intervention):
+            raise TypeError(f"intervene takes Intervention objects, got {type(item).__name__}")
+    if model is not None:
+        check_interventions(model, interventions)
+    token = _ACTIVE.set(_ACTIVE.get() + tuple(interventions))
+    _opened(+1)
+    try:
+        yield
+    finally:
+        _opened(-1)
+        _ACTIVE.reset(token)
+
+
+def active_interventions() -> tuple[Intervention, ...]:
+    """Every intervention open in the current context, in the order applied."""
+    return _ACTIVE.get()
+
+
+def block_interventions(stage: int, block: int) -> tuple[Intervention, ...]:
+    """The open interventions for block ``S{stage}.{block}``, knockouts last (they always win); none
+    while ``torch.compile`` traces (a compiled model runs such calls eagerly)."""
+    if torch.compiler.is_compiling():  # checked first: torch.compile cannot trace a ContextVar
+        return ()
+    found = _ACTIVE.get()
+    if not found:
+        return ()
+    name = block_name(stage, block)
+    mine = [i for i in found if i.block == name]
+    return tuple(i for i in mine if i.kind != "knockout") + tuple(i for i in mine if i.kind == "knockout")
+
+
+def check_interventions(model: torch.nn.Module, interventions: Sequence[Intervention]) -> None:
+    """Raise a ValueError naming the first intervention ``model`` has no place for."""
+    from coatnet.model.blocks import MBConvBlock, TransformerBlock  # the blocks import this module
+
+    blocks = {}
+    for module in model.modules():
+        if isinstance(module, MBConvBlock | TransformerBlock):
+            blocks[block_name(module.stage, module.block)] = module
+    for item in interventions:
+        module = blocks.get(item.block)
+        if module is None:
+            raise ValueError(
+                f"{item.label}: the model has no block {item.block} (it has {', '.join(blocks)})"
+            )
+        attention = isinstance(module, TransformerBlock)
+        if attention and item.kind in CONV_KINDS:
+            raise ValueError(f"{item.label}: {item.block} is a Transformer block; {item.kind} is for MBConv")
+        if not attention and item.kind in ATTENTION_KINDS:
+            raise ValueError(f"{item.label}: {item.block} is an MBConv block; {item.kind} is for attention")
+        if attention and item.heads is not None and max(item.heads) >= module.attn.heads:
+            raise ValueError(f"{item.label}: {item.block} has heads 0..{module.attn.heads - 1}")
+
+
+def _where(item: Intervention, tensor: torch.Tensor) -> tuple[slice, torch.Tensor | slice]:
+    """The (rows, heads) index of ``item`` into a (B, heads, ...) tensor."""
+    heads = slice(None) if item.heads is None else torch.tensor(item.heads, device=tensor.device)
+    return item.row_slice(), heads
+
+
+def substitute_weights(
+    kind: str, mode: str, content: torch.Tensor, bias: torch.Tensor, softmax: torch.nn.Module
+) -> torch.Tensor:
+    """The weights ``kind`` puts in place of a block's, from its content logits (b, h, N, N) and bias
+    (h, N, N) (see the module's table); ``mode`` is the model's normalization."""
+    n = content.shape[-1]
+    if kind == "knockout":
+        return torch.zeros_like(content)
+    if kind == "uniform":
+        return torch.full_like(content, 1.0 / n)
+    if kind == "content_only":
+        return softmax(content)
+    if kind == "bias_only":
+        weights = softmax(bias) if mode == "pre" else bias + 1.0 / n
+        return weights.expand_as(content)
+    if kind == "swap_normalization":
+        return softmax(content) + bias if mode == "pre" else softmax(content + bias)
+    raise ValueError(f"{kind} is not an attention intervention")
+
+
+def substitute_output(
+    kind: str, mode: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """``substitute_weights(...) @ v`` without forming the weights where a fused kernel can do it."""
+    if kind == "knockout":
+        return torch.zeros_like(v)
+    if kind == "uniform":
+        return v.mean(-2, keepdim=True).expand_as(v)
+    if kind == "content_only":
+        return F.scaled_dot_product_attention(q, k, v)
+    if kind == "bias_only":
+        if mode == "pre":
+            return torch.matmul(torch.softmax(bias, dim=-1), v)
+        return v.mean(-2, keepdim=True) + torch.matmul(bias, v)
+    if kind == "swap_normalization":
+        if mode == "pre":
+            return F.scaled_dot_product_attention(q, k, v) + torch.matmul(bias, v)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+    raise ValueError(f"{kind} is not an attention intervention")
+
+
+def edit_weights(
+    items: Sequence[Intervention],
+    mode: str,
+    weights: torch.Tensor,
+    content: torch.Tensor,
+    bias: torch.Tensor,
+    softmax: torch.nn.Module,
+) -> torch.Tensor:
+    """``weights`` (B, h, N, N) with each intervention's substitution in its rows and heads."""
+    weights = weights.clone()
+    for item in items:
+        rows, heads = _where(item, weights)
+        part = content[rows][:, heads]
+        weights[rows, heads] = substitute_weights(item.kind, mode, part, bias[heads], softmax).to(
+            weights.dtype
+        )
+    return weights
+
+
+def edit_output(
+    items: Sequence[Intervention],
+    mode: str,
+    out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """The fused path's per-head outputs ``out`` (B, h, N, d) with each intervention's substitution."""
+    out = out.clone()
+    for item in items:
+        rows, heads = _where(item, out)
+        qs, ks, vs = (t[rows][:, heads] for t in (q, k, v))
+        out[rows, heads] = substitute_output(item.kind, mode, qs, ks, vs, bias[heads]).to(out.dtype)
+    return out
+
+
+def row_mask(items: Sequence[Intervention], kind: str, like: torch.Tensor) -> torch.Tensor | None:
+    """A (B, 1, 1, 1) mask, True on the rows an intervention of ``kind`` covers (None if none does)."""
+    chosen = [i for i in items if i.kind == kind]
+    if not chosen:
+        return None
+    mask = torch.zeros(like.shape[0], 1, 1, 1, dtype=torch.bool, device=like.device)
+    for item in chosen:
+        mask[item.row_slice()] = True
+    return mask

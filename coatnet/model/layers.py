@@ -1,0 +1,115 @@
+"""Small building blocks shared by the MBConv and Transformer blocks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from coatnet.model.randomness import active_generator
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch of a sample with probability ``p`` (training).
+    The masks come from the generator of :func:`coatnet.model.randomness.private_random` when one is open."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep, generator=active_generator())
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask comes from the generator of :func:`coatnet.model.randomness.private_random`
+    when one is open (``F.dropout`` draws from the global generator only)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        generator = active_generator()
+        if generator is None or not self.training or self.p == 0.0:
+            return super().forward(x)
+        keep = 1.0 - self.p
+        return x * torch.empty_like(x).bernoulli_(keep, generator=generator) / keep
+
+
+def make_act(name: str) -> nn.Module:
+    """A fresh activation module: ``gelu``, ``silu`` or ``relu``."""
+    return {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}[name]()
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation: channel gates from globally pooled features (1x1 convs ``fc1``, ``fc2``)."""
+
+    def __init__(self, *, channels: int, hidden: int, act: str = "gelu") -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = make_act(act)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor, ungated: torch.Tensor | None = None) -> torch.Tensor:
+        """``x * gate``; rows where the (B, 1, 1, 1) mask ``ungated`` is True keep gate 1 (the ``no_se``
+        intervention)."""
+        scale = x.mean((2, 3), keepdim=True)
+        scale = self.gate(self.fc2(self.act(self.fc1(scale))))
+        if ungated is not None:
+            scale = torch.where(ungated, torch.ones_like(scale), scale)
+        return x * scale
+
+
+def make_pool(kind: str, stride: int) -> nn.Module:
+    """The down-sampling pool of Eq. 4 and 5: a stride x stride window (``max``, ``avg``) or a 3x3 window
+    with padding 1 (``max3``); identity for stride 1."""
+    if stride == 1:
+        return nn.Identity()
+    if kind == "max3":
+        return nn.MaxPool2d(kernel_size=3, stride=stride, padding=1)
+    if kind == "max":
+        return nn.MaxPool2d(kernel_size=stride, stride=stride)
+    return nn.AvgPool2d(kernel_size=stride, stride=stride)
+
+
+class Shortcut(nn.Module):
+    """The residual path of a block: ``Proj(Pool(x))`` (Eq. 4 and 5), each part only where needed."""
+
+    def __init__(self, *, dim_in: int, dim_out: int, stride: int, pool: str, bias: bool = True) -> None:
+        super().__init__()
+        self.pool = make_pool(pool, stride)
+        self.expand = nn.Conv2d(dim_in, dim_out, 1, bias=bias) if dim_in != dim_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.pool(x))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
+        x = super().forward(x)
+        return x.permute(0, 3, 1, 2)
+
+
+def make_norm2d(kind: str, channels: int, *, eps: float, momentum: float = 0.1) -> nn.Module:
+    """A norm over the channels of (B, C, H, W): ``layer`` (LayerNorm) or ``batch`` (BatchNorm)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+    return LayerNorm2d(channels, eps=eps)
+
+
+class LayerScale(nn.Module):
+    """A learned per-channel scale of a residual branch, (B, C, H, W) (Touvron et al. 2021)."""
+
+    def __init__(self, channels: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma[:, None, None]

@@ -1,0 +1,260 @@
+"""The CoAtNet network: stem S0, stages S1..S4, global-average-pool head (PAPER.md section 2.2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from coatnet.model.blocks import MBConvBlock, Stem, TransformerBlock
+from coatnet.model.config import CoAtNetConfig
+from coatnet.model.layers import Dropout, make_norm2d
+from coatnet.model.recording import needs_eager
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What a stage is, for one input size.
+
+    Attributes:
+        name: ``S0`` .. ``S4``.
+        kind: ``conv`` / ``patch`` for the stem; ``C``, ``T`` or ``C+T`` for S1..S4.
+        blocks: number of blocks (convs for the conv stem: 2; the patch stem: 1).
+        block_kinds: the kind of each block.
+        channels: output channels.
+        stride: this stage's own stride; reduction: input pixels per output grid step.
+        grid: output (H, W) grid.
+    """
+
+    name: str
+    kind: str
+    blocks: int
+    block_kinds: tuple[str, ...]
+    channels: int
+    stride: int
+    reduction: int
+    grid: tuple[int, int]
+
+
+class Stage(nn.Module):
+    """One of S1..S4: its blocks in order; the first one applies the stage's stride."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pooling, then a linear classifier (the paper's head); with ``hidden`` > 0,
+    pool -> LayerNorm -> linear -> tanh -> linear (timm's paper-like "pre-logits" head)."""
+
+    def __init__(
+        self, *, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0, eps: float = 1e-5
+    ):
+        super().__init__()
+        self.hidden = hidden
+        if hidden:
+            self.norm = nn.LayerNorm(dim, eps=eps)
+            self.pre_logits = nn.Linear(dim, hidden)
+            self.pre_act = nn.Tanh()
+        self.num_features = hidden or dim
+        self.drop = Dropout(dropout)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
+        if self.hidden:
+            x = self.pre_act(self.pre_logits(self.norm(x)))
+        x = self.drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def reset(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+
+class CoAtNet(nn.Module):
+    """A CoAtNet built from a :class:`CoAtNetConfig`; ``coatnet.create_model`` builds it by name.
+
+    Examples:
+        >>> model = create_model("coatnet_0")
+        >>> logits = model(torch.randn(1, 3, 224, 224))
+        >>> features, stage_outputs = model.forward_intermediates(torch.randn(1, 3, 384, 384))
+    """
+
+    def __init__(self, config: CoAtNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.stem = Stem(config)
+        grids = config.grids()
+        total_blocks = sum(config.depths)
+        # stochastic depth rises linearly over all blocks (plain floats: the model may be built on "meta")
+        rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
+        stages, dim_in, index = [], config.stem_dim, 0
+        for s, stage_cfg in enumerate(config.stages, start=1):
+            blocks: list[nn.Module] = []
+            for group in stage_cfg.groups:
+                for _ in range(group.depth):
+                    b = len(blocks)
+                    stride = config.strides[s] if b == 0 else 1
+                    common = dict(dim_in=dim_in, dim_out=group.dim, stride=stride, config=config)
+                    if group.kind == "C":
+                        blocks.append(MBConvBlock(**common, drop_path=rates[index], stage=s, block=b))
+                    else:
+                        blocks.append(
+                            TransformerBlock(
+                                **common, grid=grids[s], drop_path=rates[index], stage=s, block=b
+                            )
+                        )
+                    dim_in, index = group.dim, index + 1
+            stages.append(Stage(blocks))
+        self.stages = nn.ModuleList(stages)
+        self.norm = (
+            make_norm2d(config.attn_norm, dim_in, eps=config.ln_eps, momentum=config.bn_momentum)
+            if config.final_norm
+            else nn.Identity()
+        )
+        self.head = ClassifierHead(
+            dim=dim_in,
+            num_classes=config.num_classes,
+            hidden=config.head_hidden,
+            dropout=config.dropout,
+            eps=config.ln_eps,
+        )
+        self.num_features = self.head.num_features
+        self.apply(_init_weights)
+
+    # the memory format inputs are put in before the stem (the inference build sets channels-last)
+    input_memory_format: torch.memory_format | None = None
+
+    @property
+    def attention_mode(self) -> str:
+        return self.config.attention
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise a ValueError naming the sizes that work unless both sides divide by the total stride."""
+        r = self.config.total_stride
+        if height % r == 0 and width % r == 0 and height > 0 and width > 0:
+            return
+        down = f"{max(r, height // r * r)}x{max(r, width // r * r)}"
+        up = f"{-(-height // r) * r}x{-(-width // r) * r}"
+        raise ValueError(
+            f"{self.config.name} cannot take a {height}x{width} input: both sides must be positive "
+            f"multiples of its total stride {r}; resize or crop to {down} or {up}"
+            + (f" (it was built for {self.config.img_size[0]}x{self.config.img_size[1]})")
+        )
+
+    def stage_info(self, img_size: int | tuple[int, int] | None = None) -> list[StageInfo]:
+        """Per-stage kind, blocks, channels, stride and grid for ``img_size`` (default: the built size)."""
+        cfg = self.config
+        grids, reductions = cfg.grids(img_size), cfg.reductions()
+        stem_blocks = 1 if cfg.stem_kind == "patch" else 2
+        infos = [
+            StageInfo(
+                "S0", cfg.stem_kind, stem_blocks, (cfg.stem_kind,) * stem_blocks,
+                cfg.stem_dim, cfg.strides[0], reductions[0], grids[0],
+            )
+        ]  # fmt: skip
+        for s, stage_cfg in enumerate(cfg.stages, start=1):
+            infos.append(
+                StageInfo(
+                    f"S{s}", stage_cfg.kind, stage_cfg.depth, stage_cfg.block_kinds,
+                    stage_cfg.dim, cfg.strides[s], reductions[s], grids[s],
+                )
+            )  # fmt: skip
+        return infos
+
+    def forward_intermediates(
+        self, x: torch.Tensor, *, indices: list[int] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The final feature map (as :meth:`forward_features` gives it) and the outputs of stages S0..S4
+        (or those in ``indices``), (B, C, H, W)."""
+        self.check_input_size(*x.shape[-2:])
+        wanted = set(range(5) if indices is None else indices)
+        outputs = []
+        if self.input_memory_format is not None:
+            x = x.contiguous(memory_format=self.input_memory_format)
+        x = self.stem(x)
+        if 0 in wanted:
+            outputs.append(x)
+        for s, stage in enumerate(self.stages, start=1):
+            x = stage(x)
+            if s in wanted:
+                outputs.append(x)
+        return self.norm(x), outputs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The S4 feature map (B, C, H/32, W/32) for the paper's strides."""
+        self.check_input_size(*x.shape[-2:])
+        if self.input_memory_format is not None:
+            x = x.contiguous(memory_format=self.input_memory_format)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.norm(x)
+
+    def block_names(self) -> list[str]:
+        """The names of the blocks of S1..S4 in forward order (``S1.0``, ..., ``S4.1``): the positions
+        :meth:`forward_to` stops at and :meth:`forward_from` starts at."""
+        return [f"S{s}.{b}" for s, stage in enumerate(self.stages, start=1) for b in range(len(stage.blocks))]
+
+    def forward_to(self, x: torch.Tensor, position: int) -> torch.Tensor:
+        """The activation entering block ``block_names()[position]`` (the stem's output for 0)."""
+        self.check_input_size(*x.shape[-2:])
+        if self.input_memory_format is not None:
+            x = x.contiguous(memory_format=self.input_memory_format)
+        x = self.stem(x)
+        for block in self._blocks()[:position]:
+            x = block(x)
+        return x
+
+    def forward_from(self, x: torch.Tensor, position: int) -> torch.Tensor:
+        """The logits, from the activation entering block ``block_names()[position]``:
+        ``forward_from(forward_to(images, p), p)`` runs the same operations as ``forward(images)``."""
+        for block in self._blocks()[position:]:
+            x = block(x)
+        return self.forward_head(self.norm(x))
+
+    def _blocks(self) -> list[nn.Module]:
+        return [block for stage in self.stages for block in stage.blocks]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, then the classifier (skipped with ``pre_logits=True``)."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a torch.compile'd model asked to record runs this call eagerly (recording.needs_eager):
+        # the per-call context lives outside what the compiled graph sees
+        if torch.compiler.is_compiling() and needs_eager():
+            return _eager_forward(self, x)
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier for ``num_classes`` classes (0: none)."""
+        self.config = self.config.replace(num_classes=num_classes)
+        self.head.reset(num_classes)
+        self.head.fc.apply(_init_weights)
+
+
+@torch.compiler.disable
+def _eager_forward(model: CoAtNet, x: torch.Tensor) -> torch.Tensor:
+    """``model``'s forward pass outside any compiled graph."""
+    return model.forward_head(model.forward_features(x))
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        # He init on fan-out, counted per group so depthwise kernels are not scaled down by their width
+        k_h, k_w = module.kernel_size
+        fan_out = k_h * k_w * module.out_channels // module.groups
+        nn.init.normal_(module.weight, std=math.sqrt(2.0 / fan_out))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
