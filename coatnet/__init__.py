@@ -4,7 +4,9 @@ Public surface:
     create_model, list_models, CoAtNet, CoAtNetConfig: build models.
     record_attention: per-call, thread-safe recording of attention logits, bias and weights.
     intervene, Intervention: per-call, thread-safe substitutions in attention and MBConv blocks
-        (knockout, content_only, bias_only, uniform, swap_normalization, zero_branch, no_se).
+        (knockout, content_only, bias_only, uniform, swap_normalization, zero_branch, no_se);
+        ATTENTION_KINDS, CONV_KINDS: which kinds apply to which blocks; INTERVENTION_DESCRIPTIONS: each
+        kind in words.
     private_random: per-call generator for stochastic depth and dropout (the global RNG untouched).
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
@@ -20,12 +22,14 @@ from __future__ import annotations
 from coatnet.model.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.model.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.model.inference import for_inference
-from coatnet.model.interventions import Intervention, intervene
+from coatnet.model.interventions import ATTENTION_KINDS, CONV_KINDS, Intervention, intervene
+from coatnet.model.interventions import DESCRIPTIONS as INTERVENTION_DESCRIPTIONS
 from coatnet.model.network import CoAtNet, StageInfo
 from coatnet.model.randomness import private_random
 from coatnet.model.recording import AttentionRecord, record_attention
 from coatnet.model.variants import create_model, list_models
 from coatnet.training.loop import TrainResult, TrainSettings, train
+from coatnet.version import __version__ as __version__
 from coatnet.weights.checkpoint import (
     CheckpointError,
     CheckpointInfo,
@@ -37,6 +41,9 @@ from coatnet.weights.hub import HubUnavailableError
 from coatnet.weights.timm_import import from_timm
 
 __all__ = [
+    "ATTENTION_KINDS",
+    "CONV_KINDS",
+    "INTERVENTION_DESCRIPTIONS",
     "AttentionRecord",
     "BlockGroup",
     "CheckpointError",
@@ -65,4 +72,3 @@ __all__ = [
     "stage_costs",
     "train",
 ]
-__version__ = "0.1.0"

@@ -9,7 +9,8 @@ from analysis import query_from_cell
 from analysis.figures.maps import fused_attention_figure
 from analysis.figures.studies import head_importance_figure
 from app import cache, render, session, widgets
-from coatnet.model.interventions import ATTENTION_KINDS, CONV_KINDS, DESCRIPTIONS, Intervention
+from coatnet import ATTENTION_KINDS, CONV_KINDS, Intervention
+from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
 
 ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
 ITEMS = "iv_items"  # label -> Intervention, for this session

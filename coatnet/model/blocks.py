@@ -12,7 +12,13 @@ from torch import nn
 
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.config import CoAtNetConfig
-from coatnet.model.interventions import block_interventions, row_mask
+from coatnet.model.interventions import (
+    ATTENTION_KINDS,
+    CONV_KINDS,
+    Intervention,
+    block_interventions,
+    row_mask,
+)
 from coatnet.model.layers import (
     DropPath,
     LayerScale,
@@ -100,6 +106,11 @@ class MBConvBlock(nn.Module):
         )
         self.conv3_1x1 = nn.Conv2d(hidden, dim_out, 1, bias=config.mbconv_bias)
         self.drop_path = DropPath(drop_path)
+
+    def check_intervention(self, item: Intervention) -> None:
+        """Raise a ValueError if ``item`` (meant for this block) has no place here."""
+        if item.kind in ATTENTION_KINDS:
+            raise ValueError(f"{item.label}: {item.block} is an MBConv block; {item.kind} is for attention")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         edits = block_interventions(
@@ -194,6 +205,13 @@ class TransformerBlock(nn.Module):
         self.mlp = Mlp(dim=dim_out, hidden=int(dim_out * config.mlp_ratio))
         self.ls2 = layer_scale()
         self.drop_path2 = DropPath(drop_path)
+
+    def check_intervention(self, item: Intervention) -> None:
+        """Raise a ValueError if ``item`` (meant for this block) has no place here."""
+        if item.kind in CONV_KINDS:
+            raise ValueError(f"{item.label}: {item.block} is a Transformer block; {item.kind} is for MBConv")
+        if item.heads is not None and max(item.heads) >= self.attn.heads:
+            raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn.heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.residual_in_place:  # the inference build: each branch's fresh output takes the sum

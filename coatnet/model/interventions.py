@@ -29,7 +29,7 @@ wins (a zero output stays zero). They act on the fused and the explicit attentio
 explicit path, under :func:`coatnet.record_attention`, records the weights as substituted), on the
 plain model and on its inference build. Knocking out every head of a block leaves that block's attention
 branch equal to the output projection's bias (then LayerScale). A ``torch.compile``'d model asked to
-intervene runs that call eagerly (:func:`coatnet.model.recording.needs_eager`), so no request goes unheard.
+intervene runs that call eagerly (:func:`coatnet.model.contexts.needs_eager`), so no request goes unheard.
 
 Examples:
     >>> with intervene(Intervention("S3.0", "knockout", heads=(2,)), Intervention("S4.0", "bias_only")):
@@ -48,7 +48,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from coatnet.model.recording import _opened
+from coatnet.model.contexts import context_open
 
 AttentionKind = Literal["knockout", "content_only", "bias_only", "uniform", "swap_normalization"]
 ConvKind = Literal["zero_branch", "no_se"]
@@ -161,11 +161,10 @@ def intervene(*interventions: Intervention, model: torch.nn.Module | None = None
     if model is not None:
         check_interventions(model, interventions)
     token = _ACTIVE.set(_ACTIVE.get() + tuple(interventions))
-    _opened(+1)
     try:
-        yield
+        with context_open():
+            yield
     finally:
-        _opened(-1)
         _ACTIVE.reset(token)
 
 
@@ -188,26 +187,20 @@ def block_interventions(stage: int, block: int) -> tuple[Intervention, ...]:
 
 
 def check_interventions(model: torch.nn.Module, interventions: Sequence[Intervention]) -> None:
-    """Raise a ValueError naming the first intervention ``model`` has no place for."""
-    from coatnet.model.blocks import MBConvBlock, TransformerBlock  # the blocks import this module
-
-    blocks = {}
-    for module in model.modules():
-        if isinstance(module, MBConvBlock | TransformerBlock):
-            blocks[block_name(module.stage, module.block)] = module
+    """Raise a ValueError naming the first intervention ``model`` has no place for: each block checks the
+    interventions meant for it (``check_intervention``: its kind, its heads)."""
+    blocks = {
+        block_name(m.stage, m.block): m
+        for m in model.modules()
+        if callable(getattr(m, "check_intervention", None))
+    }
     for item in interventions:
         module = blocks.get(item.block)
         if module is None:
             raise ValueError(
                 f"{item.label}: the model has no block {item.block} (it has {', '.join(blocks)})"
             )
-        attention = isinstance(module, TransformerBlock)
-        if attention and item.kind in CONV_KINDS:
-            raise ValueError(f"{item.label}: {item.block} is a Transformer block; {item.kind} is for MBConv")
-        if not attention and item.kind in ATTENTION_KINDS:
-            raise ValueError(f"{item.label}: {item.block} is an MBConv block; {item.kind} is for attention")
-        if attention and item.heads is not None and max(item.heads) >= module.attn.heads:
-            raise ValueError(f"{item.label}: {item.block} has heads 0..{module.attn.heads - 1}")
+        module.check_intervention(item)
 
 
 def _where(item: Intervention, tensor: torch.Tensor) -> tuple[slice, torch.Tensor | slice]:

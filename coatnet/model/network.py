@@ -10,8 +10,8 @@ from torch import nn
 
 from coatnet.model.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.model.config import CoAtNetConfig
+from coatnet.model.contexts import needs_eager
 from coatnet.model.layers import Dropout, make_norm2d
-from coatnet.model.recording import needs_eager
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ class CoAtNet(nn.Module):
         return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # a torch.compile'd model asked to record runs this call eagerly (recording.needs_eager):
+        # a torch.compile'd model asked to record runs this call eagerly (contexts.needs_eager):
         # the per-call context lives outside what the compiled graph sees
         if torch.compiler.is_compiling() and needs_eager():
             return _eager_forward(self, x)

@@ -14,12 +14,13 @@ Examples:
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+
+from coatnet.model.contexts import context_open
 
 _RECORDER: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar(
     "coatnet_attention_recorder", default=None
@@ -87,41 +88,16 @@ def record_attention(*, detach: bool = True) -> Iterator[AttentionRecorder]:
     """
     recorder = AttentionRecorder(detach=detach)
     token = _RECORDER.set(recorder)
-    _opened(+1)
     try:
-        yield recorder
+        with context_open():
+            yield recorder
     finally:
-        _opened(-1)
         _RECORDER.reset(token)
-
-
-# How many recorders are open in the whole process, and whether any is: what a torch.compile'd model
-# checks (torch.compile guards on this module-level bool and recompiles when it flips; it cannot see the
-# per-call context itself). Process-wide, so a compiled call in a thread without a recorder may run
-# eagerly while another thread records: slower, never wrong.
-_OPEN_LOCK = threading.Lock()
-_OPEN_COUNT = 0
-ANY_OPEN = False
-
-
-def _opened(change: int) -> None:
-    global _OPEN_COUNT, ANY_OPEN
-    with _OPEN_LOCK:
-        _OPEN_COUNT += change
-        ANY_OPEN = _OPEN_COUNT > 0
 
 
 def active_recorder() -> AttentionRecorder | None:
     """The recorder open in the current context, or None (always None while ``torch.compile`` traces: a
-    compiled model runs eagerly when one may be open, :func:`needs_eager`)."""
+    compiled model runs eagerly when one may be open, :func:`coatnet.model.contexts.needs_eager`)."""
     if torch.compiler.is_compiling():
         return None
     return _RECORDER.get()
-
-
-def needs_eager() -> bool:
-    """Whether a call may ask for something per call that ``torch.compile`` cannot see: a recorder open
-    anywhere in the process. A compiled :class:`coatnet.CoAtNet` checks it first (compiled code guards on
-    :data:`ANY_OPEN`, so the check costs nothing and no graph breaks) and hands such calls to its eager
-    modules, so recording never goes silently missing."""
-    return ANY_OPEN

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-import coatnet
 from coatnet.data.datasets import open_dataset
 from coatnet.files import ensure_folder, write_text
 from coatnet.model.complexity import count_macs, count_params
 from coatnet.training import distributed
 from coatnet.training.evaluation import evaluate
 from coatnet.training.loop import TrainSettings, train
+from coatnet.version import __version__
 
 # the five layouts and their models (coatnet/model/variants.py: parameters within 15% of each other)
 LAYOUT_MODELS = {
@@ -168,7 +168,7 @@ def run_layout_study(
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "coatnet": coatnet.__version__,
+            "coatnet": __version__,
         },
     }
     write_text(out / "layouts.json", json.dumps(study, indent=1) + "\n")
