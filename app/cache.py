@@ -81,7 +81,7 @@ def _read_only(value):
     return value
 
 
-CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.maps.cka)
+CKA_IMAGES = 16  # the unbiased HSIC over fewer images is noise (analysis.cka)
 
 
 class ModelKey(NamedTuple):
@@ -238,7 +238,7 @@ def kernels(key: ModelKey):
 
 @shared_result(max_entries=32)
 def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float], labels: tuple[str, str]):
-    """Two models on one image at one query point (pixels): :func:`analysis.maps.compare`, on both models'
+    """Two models on one image at one query point (pixels): :func:`analysis.compare`, on both models'
     cached attention maps when the two prepare images alike (the same checkpoint both ways, the demos)."""
     net_a, net_b = model(a), model(b)
     alike = preprocessing_of(net_a) == preprocessing_of(net_b)
@@ -322,14 +322,14 @@ FAITHFULNESS_RESULTS = "faithfulness_results"  # per session, like PIXEL_RESULTS
 
 
 def faithfulness(key: ModelKey, image: bytes, progress=None):
-    """Every explanation's faithfulness for the predicted class (:func:`analysis.explain.faithfulness`),
+    """Every explanation's faithfulness for the predicted class (:func:`analysis.faithfulness`),
     computed once per session and image; ``progress(share)`` is called as the work goes."""
     results = st.session_state.setdefault(FAITHFULNESS_RESULTS, {})
     request = (key, image_id(image))
     if request not in results:
         if len(results) >= 4:
             results.pop(next(iter(results)))
-        results[request] = analysis.explain.faithfulness(model(key), _image(image), progress=progress)
+        results[request] = analysis.faithfulness(model(key), _image(image), progress=progress)
     return results[request]
 
 

@@ -9,30 +9,11 @@ import streamlit as st
 
 from analysis import ImageError, ModelSpecError, describe
 from app import cache, errors, gallery, urlstate, widgets
-from app.intro import INTRO
+from app.pages import KEPT, PAGES
 from app.progress import streamlit_bar
 from app.session import Selection, remember
 from coatnet import CheckpointError
 from coatnet.weights.hub import HubUnavailableError, cached_timm_weights, check_hub
-
-PAGES = [
-    st.Page("views/explorer.py", title="Attention explorer", icon=":material/grid_on:", default=True),
-    st.Page("views/stages.py", title="Stage inspector", icon=":material/view_column:"),
-    st.Page("views/compare.py", title="Pre vs post", icon=":material/compare:"),
-    st.Page("views/kernels.py", title="Kernels", icon=":material/blur_on:"),
-    st.Page("views/interventions.py", title="Interventions", icon=":material/block:"),
-    st.Page("views/dataset.py", title="Dataset", icon=":material/dataset:"),
-    st.Page("views/layouts.py", title="Layouts", icon=":material/view_quilt:"),
-    st.Page("views/model.py", title="Model", icon=":material/info:"),
-]
-# page widgets' values, kept while another page (without those widgets) is shown
-KEPT = (
-    "query_row", "query_col", "block", "part", "head", "rollout_from", "compare_how",
-    "kernel_block", "depthwise_block", "depthwise_order", "depthwise_page", "gradcam_class", "gradcam_for",
-    "map_opacity", "iv_block", "iv_kind", "iv_heads", "iv_active", "iv_target", "iv_map_block",
-    "study_choice", "study_folder", "study_metric", "explain_class", "explain_class_for", "explain_method",
-    "layout_what", "layout_row", "layout_col",
-)  # fmt: skip
 
 
 def keep(names: tuple[str, ...]) -> None:
@@ -112,9 +93,10 @@ def sidebar() -> Selection | None:
 def main() -> None:
     # the icon is an emoji (inlined): a :material/...: page icon makes the browser fetch it from Google
     st.set_page_config(page_title="CoAtNet Lens", page_icon="🔍", layout="wide")
-    page = st.navigation(PAGES)
+    pages = {p.title: p for p in PAGES}
+    page = st.navigation([st.Page(p.path, title=p.title, icon=p.icon, default=p.default) for p in PAGES])
     st.title(page.title)
-    st.caption(INTRO[page.title])
+    st.caption(pages[page.title].intro)
     urlstate.restore()
     keep(KEPT)
     if st.session_state.get(urlstate.REFUSED):

@@ -39,7 +39,10 @@ def trial(args: list[str], limit: float) -> str:
         done = processes.torchrun(*args, timeout=limit)
     except subprocess.TimeoutExpired:
         return "hung"
-    return "ended" if done.returncode == 0 else "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]
+    if done.returncode == 0:
+        return "ended"
+    errors = [line for line in done.stderr.splitlines() if re.search(r"\w+(Error|Lost|Exception):", line)]
+    return "failed: " + (errors or done.stderr.strip().splitlines() or ["?"])[-1][-200:]
 
 
 def main() -> int:

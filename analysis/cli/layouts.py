@@ -9,7 +9,8 @@ import shlex
 import sys
 
 from analysis.report.html import html_page
-from analysis.report.sections import layout_sections, table
+from analysis.report.sections import layout_sections
+from analysis.studies.layouts import table
 from coatnet.devices import DEVICES, resolve_device
 from coatnet.files import write_text
 from coatnet.training.layouts import LAYOUT_MODELS, LayoutStudySettings, run_layout_study

@@ -27,7 +27,7 @@ The protocol (every parameter is a module constant, recorded in each result's ``
   the noise (the system has no known pixel to solve from).
 - **methods**: effective-attention rollout (class-agnostic, averaged over queries), class relevance
   (Chefer et al. 2021), gradient-weighted rollout, Grad-CAM at each stage S0..S4, Integrated Gradients
-  (SmoothGrad, :func:`analysis.explain.attributions` defaults), occlusion (its defaults), and a random map: a
+  (SmoothGrad, :func:`analysis.attributions` defaults), occlusion (its defaults), and a random map: a
   random order per seed of :data:`RANDOM_SEEDS`, the curves averaged over the seeds, with their spread.
 
 Examples:

@@ -22,19 +22,14 @@ from analysis.figures.plots import (
 from analysis.studies.layouts import (
     LayoutSimilarity,
     LayoutStage,
+    _series,
+    _short,
 )
 
 COLOURS = {
     "C-C-C-C": "#4c78a8", "C-C-C-T": "#72b7b2", "C-C-T-T": "#54a24b", "C-T-T-T": "#f58518",
     "ViT_REL": "#e45756",
 }  # fmt: skip
-
-
-def _series(study: dict) -> dict[str, list[dict]]:
-    by_layout: dict[str, list[dict]] = {}
-    for run in study["runs"]:
-        by_layout.setdefault(run["layout"], []).append(run)
-    return {k: sorted(v, key=lambda r: r["size"]) for k, v in by_layout.items()}
 
 
 def size_figure(study: dict) -> go.Figure:
@@ -94,10 +89,6 @@ def gap_figure(study: dict) -> go.Figure:
         height=440, bottom=90, xaxis_title="final training loss (clean training subset)",
         yaxis_title="test top-1 (%)", legend=legend,
     )  # fmt: skip
-
-
-def _short(size: int) -> str:
-    return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
 
 
 WHAT = {

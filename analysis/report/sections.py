@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.figures.layouts import (
-    _series,
-    _short,
-    gap_figure,
-    size_figure,
-)
+from analysis.figures.layouts import gap_figure, size_figure
 from analysis.figures.studies import (
     distance_figure,
     entropy_figure,
@@ -17,28 +12,6 @@ from analysis.figures.studies import (
     stage_figure,
 )
 from analysis.report.html import Section
-
-
-def table(study: dict) -> str:
-    """The runs as a markdown table: layout, parameters, MACs, and per size the training loss and the
-    test top-1."""
-    series = _series(study)
-    sizes = sorted({r["size"] for r in study["runs"]})
-    head = "| layout | parameters | MACs | " + " | ".join(f"{_short(s)}: loss / top-1" for s in sizes) + " |"
-    lines = [head, "|---|---|---|" + "---|" * len(sizes)]
-    for layout, runs in series.items():
-        by_size = {r["size"]: r for r in runs}
-        cells = [
-            f"{by_size[s]['train_loss']:.3f} / {100 * by_size[s]['test_top1']:.2f}%" if s in by_size else ""
-            for s in sizes
-        ]
-        first = runs[0]
-        lines.append(
-            f"| {layout} | {first['parameters'] / 1e3:.0f}k | {first['macs'] / 1e6:.1f}M | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines)
 
 
 def layout_sections(study: dict) -> list[Section]:

@@ -122,7 +122,7 @@ class LayoutSimilarity:
 
 
 def layout_similarity(models: dict[str, CoAtNet], images) -> LayoutSimilarity:
-    """:func:`analysis.maps.cka` of every pair of layouts (each model prepares the images itself), the same
+    """:func:`analysis.cka` of every pair of layouts (each model prepares the images itself), the same
     stage of each compared."""
     names = list(models)
     stages: tuple[str, ...] | None = None
@@ -139,3 +139,36 @@ def layout_similarity(models: dict[str, CoAtNet], images) -> LayoutSimilarity:
         raise ValueError("give at least two layouts to compare")
     count = len(images) if not isinstance(images, torch.Tensor) else int(images.shape[0])
     return LayoutSimilarity(tuple(names), stages, matrix, count)
+
+
+def _series(study: dict) -> dict[str, list[dict]]:
+    by_layout: dict[str, list[dict]] = {}
+    for run in study["runs"]:
+        by_layout.setdefault(run["layout"], []).append(run)
+    return {k: sorted(v, key=lambda r: r["size"]) for k, v in by_layout.items()}
+
+
+def _short(size: int) -> str:
+    return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
+
+
+def table(study: dict) -> str:
+    """The runs as a markdown table: layout, parameters, MACs, and per size the training loss and the
+    test top-1."""
+    series = _series(study)
+    sizes = sorted({r["size"] for r in study["runs"]})
+    head = "| layout | parameters | MACs | " + " | ".join(f"{_short(s)}: loss / top-1" for s in sizes) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(sizes)]
+    for layout, runs in series.items():
+        by_size = {r["size"]: r for r in runs}
+        cells = [
+            f"{by_size[s]['train_loss']:.3f} / {100 * by_size[s]['test_top1']:.2f}%" if s in by_size else ""
+            for s in sizes
+        ]
+        first = runs[0]
+        lines.append(
+            f"| {layout} | {first['parameters'] / 1e3:.0f}k | {first['macs'] / 1e6:.1f}M | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)

@@ -126,7 +126,7 @@ def measure_batch(
         autocast: a context factory for the logits passes (bf16 on CUDA, as ``coatnet eval``).
         slice_images: the most images in one recorded or gradient pass (memory).
         faithfulness_images: with ``plan.faithfulness``, how many leading images of the batch have the
-            faithfulness of every explanation measured (:mod:`analysis.explain.faithfulness`).
+            faithfulness of every explanation measured (:mod:`analysis.faithfulness`).
         progress: called with (images done, of) as the faithfulness measurements go.
 
     Returns:
@@ -168,7 +168,7 @@ def _faithfulness(model, runner, x, targets, plan, max_rows, autocast, progress)
     scores = np.zeros((x.shape[0], len(rows), len(SCORES)), dtype=np.float32)
     random = np.zeros((x.shape[0], len(RANDOM_SEEDS), len(SCORES)), dtype=np.float32)
     for i in range(x.shape[0]):
-        # one image at a time, as analysis.explain.faithfulness makes its maps: a batched gradient pass rounds
+        # one image at a time, as analysis.faithfulness makes its maps: a batched gradient pass rounds
         # differently, and ROAD's percentile thresholds can turn a difference of 1e-7 into another pixel
         (explanations,) = explanation_maps(model, x[i : i + 1], targets[i : i + 1], rows=rows)
         found = explanation_scores(

@@ -50,16 +50,16 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "attention_maps": lambda m, x: analysis.attention_maps(m, x),
     "attention_statistics": lambda m, x: analysis.attention_statistics(m, x),
     "attention_rollout": lambda m, x: analysis.attention_rollout(m, x, query=3),
-    "compare": lambda m, x: analysis.maps.compare(m, m, x[:2], point=(6.0, 9.0)),
+    "compare": lambda m, x: analysis.compare(m, m, x[:2], point=(6.0, 9.0)),
     "feature_maps": lambda m, x: feature_maps(m, x),
-    "cka": lambda m, x: analysis.maps.cka(m, x),
+    "cka": lambda m, x: analysis.cka(m, x),
     "relative_bias_kernels": lambda m, x: analysis.relative_bias_kernels(m),
     "frequency_profile": lambda m, x: analysis.frequency_profile(m, x),
-    "gradcam": lambda m, x: analysis.explain.attributions(m, x[:1], method="gradcam", stage="S3"),
-    "integrated_gradients": lambda m, x: analysis.explain.attributions(
+    "gradcam": lambda m, x: analysis.attributions(m, x[:1], method="gradcam", stage="S3"),
+    "integrated_gradients": lambda m, x: analysis.attributions(
         m, x[:1], method="integrated_gradients", n_steps=4, nt_samples=2
     ),
-    "occlusion": lambda m, x: analysis.explain.attributions(m, x[:1], method="occlusion", window=4, stride=4),
+    "occlusion": lambda m, x: analysis.attributions(m, x[:1], method="occlusion", window=4, stride=4),
     "receptive_fields": lambda m, x: analysis.receptive_fields(m, x[:2]),
     "gradcam_stages": lambda m, x: analysis.gradcam_stages(m, x[:1], target=2),
     "intervention_effect": _intervened,
@@ -68,7 +68,7 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "class_relevance": lambda m, x: analysis.class_relevance(m, x[:2], target=[1, 2]),
     "grad_rollout": lambda m, x: analysis.class_relevance(m, x[:2], method="grad_rollout"),
     # one map (ROAD's sparse solves make each map cost ~0.2 s): the perturbed passes, the gradient pass
-    "faithfulness": lambda m, x: analysis.explain.faithfulness(m, x[:1], rows=[("relevance", None)]),
+    "faithfulness": lambda m, x: analysis.faithfulness(m, x[:1], rows=[("relevance", None)]),
 }
 
 USES_HOOKS_OR_GRADIENTS = (

@@ -41,16 +41,16 @@ def test_every_analysis_runs(kind):
         assert all(np.isfinite(b.distance_px).all() for b in stats.blocks)
         rollout = analysis.attention_rollout(model, x, maps=maps)
         assert rollout.map.shape[0] == 4
-        assert analysis.maps.compare(model, model, x[:1]).agreement_rate == 1.0
+        assert analysis.compare(model, model, x[:1]).agreement_rate == 1.0
     kernels = analysis.relative_bias_kernels(model)
     assert len(kernels.bias) == len(maps.blocks)
     fields = analysis.receptive_fields(model, x[:2])
     assert [s.name for s in fields.stages] == ["S0", "S1", "S2", "S3", "S4"]
     assert fields.stages[-1].is_global == bool(maps.blocks)
     for method in ("gradcam", "occlusion"):
-        assert analysis.explain.attributions(model, x[:1], method=method).map.shape == size
+        assert analysis.attributions(model, x[:1], method=method).map.shape == size
     assert len(analysis.frequency_profile(model, x).blocks) >= 5
-    assert np.allclose(np.diag(analysis.maps.cka(model, x).matrix), 1.0)
+    assert np.allclose(np.diag(analysis.cka(model, x).matrix), 1.0)
 
 
 def test_several_threads_analyse_one_model_at_once():
@@ -59,7 +59,7 @@ def test_several_threads_analyse_one_model_at_once():
     jobs = {
         "maps": lambda: analysis.attention_maps(model, x).block("S3.0").effective,
         "fields": lambda: analysis.receptive_fields(model, x[:2]).stages[2].effective,
-        "gradcam": lambda: analysis.explain.attributions(model, x[:1], stage="S2").map,
+        "gradcam": lambda: analysis.attributions(model, x[:1], stage="S2").map,
         "frequency": lambda: np.array(
             [b.high_freq_log_amp for b in analysis.frequency_profile(model, x).blocks]
         ),
@@ -78,5 +78,5 @@ def test_analyses_run_on_a_cuda_model():
     x = torch.randn(4, 3, 32, 32, device="cuda")
     assert analysis.attention_maps(model, x).blocks[0].effective.shape[0] == 4
     assert analysis.receptive_fields(model, x[:2]).stages[0].effective.shape == (32, 32)
-    assert analysis.explain.attributions(model, x[:1], method="gradcam").map.shape == (32, 32)
+    assert analysis.attributions(model, x[:1], method="gradcam").map.shape == (32, 32)
     assert analysis.attention_rollout(model, x).map.shape[0] == 4

@@ -13,8 +13,8 @@ import coatnet
 from analysis import cka
 from analysis.figures.layouts import gap_figure, layout_similarity_figure, layout_stages_figure, size_figure
 from analysis.maps.attention import attention_maps
-from analysis.report.sections import layout_sections, table
-from analysis.studies.layouts import compare_layouts, layout_similarity, load_layouts
+from analysis.report.sections import layout_sections
+from analysis.studies.layouts import compare_layouts, layout_similarity, load_layouts, table
 from coatnet.training.layouts import LAYOUT_MODELS
 
 

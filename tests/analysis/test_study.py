@@ -199,7 +199,7 @@ def test_a_study_killed_with_sigkill_resumes_to_the_unbroken_result(unbroken, tm
 @needs_data
 def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(tmp_path):
     """--faithfulness N: study.json's faithfulness rows over the first N images, each image's scores those
-    analysis.explain.faithfulness gives for it alone."""
+    analysis.faithfulness gives for it alone."""
     from analysis import faithfulness, load_model
     from coatnet.data.datasets import open_for_model
 

@@ -21,6 +21,7 @@ from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from app import pages as app_pages
 from tests.app.layout_check import LAYOUT_PROBLEMS
 from tests.app.server import ROOT, SETTLED
 
@@ -396,16 +397,7 @@ def test_the_pictures_and_their_captions_never_overlap(lens: Lens, width: int):
 
 
 # every page of the app, by its link in the sidebar, and a text it shows once drawn
-PAGES = {
-    "Attention explorer": "Attention rollout",
-    "Stage inspector": "Attention heads",
-    "Pre vs post": "Relative-bias kernels of S3.0",
-    "Kernels": "MBConv depthwise kernels",
-    "Interventions": "Which heads matter for this image",
-    "Dataset": "What each intervention costs",
-    "Layouts": "The layout study",
-    "Model": "Training curves",
-}
+PAGES = {page.title: page.landmark for page in app_pages.PAGES}
 
 
 @pytest.mark.parametrize("width", [1024, 1440])

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from app import pages as app_pages
 from app import widgets
 from tests.app.apptest import caption, clean, figures, fresh, titles
 
-PAGES = (
-    "views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/interventions.py",
-    "views/dataset.py", "views/layouts.py", "views/model.py",
-)  # fmt: skip
+PAGES = tuple(page.path for page in app_pages.PAGES)
 
 
 @pytest.fixture(scope="module")
@@ -168,18 +166,19 @@ def test_the_query_survives_a_visit_to_another_page():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_opens_with_its_title_and_what_it_shows(page):
-    from app.intro import INTRO
-
     at = fresh()
     at.run()
     at.switch_page(page).run()
     clean(at)
-    title = at.title[0].value
-    files = {"Attention explorer": "explorer", "Stage inspector": "stages", "Pre vs post": "compare",
-             "Kernels": "kernels", "Interventions": "interventions", "Dataset": "dataset",
-             "Layouts": "layouts", "Model": "model"}  # fmt: skip
-    assert page == f"views/{files[title]}.py"
-    assert at.main.caption[0].value == INTRO[title] and INTRO[title].count(". ") == 0  # one sentence
+    shown = app_pages.page_titled(at.title[0].value)
+    assert page == shown.path
+    assert at.main.caption[0].value == shown.intro and shown.intro.count(". ") == 0  # one sentence
+    drawn = [
+        *titles(at),
+        *(e.value for kind in ("markdown", "subheader", "header", "caption") for e in at.get(kind)),
+    ]
+    drawn += [e.label for e in at.get("expander")]
+    assert any(shown.landmark in text for text in drawn), drawn
 
 
 def test_kernels_pick_a_block_and_reach_every_depthwise_channel():
