@@ -11,6 +11,7 @@ from __future__ import annotations
 from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preprocessing_of
 from analysis.core.models import ModelSpecError, describe, load_model
+from analysis.core.predictions import Prediction, top_k
 from analysis.core.query import PictureView, cell_point, picture_view, point_cell, to_input, to_point
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
@@ -27,6 +28,7 @@ from analysis.maps.attention import (
 )
 from analysis.maps.cka import CKAResult, cka, linear_cka
 from analysis.maps.compare import BlockComparison, Comparison, compare
+from analysis.maps.features import FeatureMaps, feature_maps
 from analysis.maps.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
 from analysis.maps.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
 from analysis.maps.receptive_field import (
@@ -45,10 +47,26 @@ from analysis.studies.interventions import (
     head_importance,
     intervention_effect,
 )
+from analysis.studies.layouts import (
+    LayoutSimilarity,
+    LayoutStage,
+    compare_layouts,
+    layout_similarity,
+    load_layouts,
+)
 from analysis.studies.study import load_study, shipped_studies
 from coatnet.model.interventions import Intervention
 
 __all__ = [
+    "FeatureMaps",
+    "LayoutSimilarity",
+    "LayoutStage",
+    "Prediction",
+    "compare_layouts",
+    "feature_maps",
+    "layout_similarity",
+    "load_layouts",
+    "top_k",
     "ClassRelevance",
     "Explanation",
     "Faithfulness",

@@ -28,6 +28,7 @@ from analysis import (
     cka,
     compare,
     display_image,
+    feature_maps,
     frequency_profile,
     gradcam_stages,
     load_image,
@@ -36,15 +37,12 @@ from analysis import (
     preprocessing_of,
     receptive_fields,
     relative_bias_kernels,
+    top_k,
 )
-from analysis.core.predictions import top_k
-from analysis.maps.features import feature_maps
 from app import gallery
-from coatnet.data.datasets import upright_picture
-from coatnet.files import atomic_write
-from coatnet.model.complexity import count_params, stage_costs
-from coatnet.model.network import CoAtNet
-from coatnet.weights.hub import download_timm_weights
+from coatnet import CoAtNet, atomic_write, count_params, stage_costs
+from coatnet.data import upright_picture
+from coatnet.weights import download_timm_weights
 
 UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
 
@@ -61,6 +59,35 @@ def shared_result(max_entries: int):
             return _read_only(function(*args, **kwargs))
 
         return st.cache_resource(max_entries=max_entries, show_spinner=False)(computed)
+
+    return decorate
+
+
+def session_result(max_entries: int):
+    """Compute on request and keep for this session: for the slow analyses a page asks for with a button,
+    drawn with a progress bar (``st.cache_data`` cannot draw one from inside). The decorated function takes
+    ``progress`` (called with the share done); ``function.has(*args)`` says whether the result is kept
+    (a page then draws it without asking again). Keyed by the arguments, an image's bytes by their digest;
+    at most ``max_entries`` a session, the oldest dropped first."""
+
+    def decorate(function):
+        store = f"session_results.{function.__name__}"
+
+        def request(args: tuple) -> tuple:
+            return tuple(image_id(a) if isinstance(a, bytes) else a for a in args)
+
+        @functools.wraps(function)
+        def computed(*args, progress=None):
+            results = st.session_state.setdefault(store, {})
+            wanted = request(args)
+            if wanted not in results:
+                if len(results) >= max_entries:
+                    results.pop(next(iter(results)))
+                results[wanted] = function(*args, progress=progress)
+            return results[wanted]
+
+        computed.has = lambda *args: request(args) in st.session_state.get(store, {})
+        return computed
 
     return decorate
 
@@ -188,25 +215,10 @@ def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
     return gradcam_stages(model(key), _image(image), target=target)
 
 
-PIXEL_RESULTS = "pixel_results"  # per session: a progress bar cannot be drawn from inside st.cache_data
-
-
+@session_result(max_entries=8)
 def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, progress=None):
-    """Integrated Gradients or occlusion of class ``target`` (slow: asked for with a button), computed
-    once per session and request; ``progress(share)`` is called as the work goes."""
-    results = st.session_state.setdefault(PIXEL_RESULTS, {})
-    request = (key, image_id(image), method, target)
-    if request not in results:
-        if len(results) >= 8:  # a few per session
-            results.pop(next(iter(results)))
-        results[request] = attributions(
-            model(key), _image(image), method=method, target=target, progress=progress
-        )
-    return results[request]
-
-
-def has_pixel_attribution(key: ModelKey, image: bytes, method: str, target: int) -> bool:
-    return (key, image_id(image), method, target) in st.session_state.get(PIXEL_RESULTS, {})
+    """Integrated Gradients or occlusion of class ``target`` (slow: asked for with a button)."""
+    return attributions(model(key), _image(image), method=method, target=target, progress=progress)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -265,11 +277,12 @@ def run_record(key: ModelKey) -> tuple[str | None, tuple[dict, ...]]:
     a built-in checkpoint's own, or ``MODEL_CARD.md`` / ``metrics.json`` beside a checkpoint file."""
     import json
 
-    from coatnet.weights.demos import builtin_name, demo
+    from coatnet import parse_model_name
+    from coatnet.weights import demo
 
-    name = builtin_name(key.spec)
-    if name is not None and not Path(key.spec).exists():
-        found = demo(name)
+    name = parse_model_name(key.spec)
+    if name.kind == "builtin":
+        found = demo(name.value)
         return found.model_card, tuple(found.metrics())
     folder = Path(key.spec).expanduser().parent
     card = folder / "MODEL_CARD.md"
@@ -290,25 +303,10 @@ def intervention_effect(key: ModelKey, image: bytes, interventions: tuple, targe
     return analysis.intervention_effect(net, _image(image), interventions, target=target, class_names=names)
 
 
-HEAD_RESULTS = "head_results"  # per session, like PIXEL_RESULTS: drawn with a progress bar
-
-
+@session_result(max_entries=8)
 def head_importance(key: ModelKey, image: bytes, target: int | None, progress=None):
-    """Each head's logit drop when knocked out alone, batched (:func:`analysis.head_importance`), computed
-    once per session and request; ``progress(share)`` is called as the blocks go."""
-    results = st.session_state.setdefault(HEAD_RESULTS, {})
-    request = (key, image_id(image), target)
-    if request not in results:
-        if len(results) >= 8:
-            results.pop(next(iter(results)))
-        results[request] = analysis.head_importance(
-            model(key), _image(image), target=target, progress=progress
-        )
-    return results[request]
-
-
-def has_head_importance(key: ModelKey, image: bytes, target: int | None) -> bool:
-    return (key, image_id(image), target) in st.session_state.get(HEAD_RESULTS, {})
+    """Each head's logit drop when knocked out alone, batched (:func:`analysis.head_importance`)."""
+    return analysis.head_importance(model(key), _image(image), target=target, progress=progress)
 
 
 @shared_result(max_entries=32)
@@ -318,23 +316,10 @@ def relevance(key: ModelKey, image: bytes, target: int, method: str):
     return analysis.class_relevance(model(key), _image(image), target=target, method=method)
 
 
-FAITHFULNESS_RESULTS = "faithfulness_results"  # per session, like PIXEL_RESULTS: drawn with a progress bar
-
-
+@session_result(max_entries=4)
 def faithfulness(key: ModelKey, image: bytes, progress=None):
-    """Every explanation's faithfulness for the predicted class (:func:`analysis.faithfulness`),
-    computed once per session and image; ``progress(share)`` is called as the work goes."""
-    results = st.session_state.setdefault(FAITHFULNESS_RESULTS, {})
-    request = (key, image_id(image))
-    if request not in results:
-        if len(results) >= 4:
-            results.pop(next(iter(results)))
-        results[request] = analysis.faithfulness(model(key), _image(image), progress=progress)
-    return results[request]
-
-
-def has_faithfulness(key: ModelKey, image: bytes) -> bool:
-    return (key, image_id(image)) in st.session_state.get(FAITHFULNESS_RESULTS, {})
+    """Every explanation's faithfulness for the predicted class (:func:`analysis.faithfulness`)."""
+    return analysis.faithfulness(model(key), _image(image), progress=progress)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -345,7 +330,7 @@ def study(spec: str) -> dict:
 
 def layout_models() -> tuple[str, ...]:
     """The layout study's built-in checkpoints that are installed (``layout-c-c-c-c`` ..)."""
-    from coatnet.weights.demos import LAYOUT_NAMES, NAMES
+    from coatnet.weights import LAYOUT_NAMES, NAMES
 
     return tuple(name for name in LAYOUT_NAMES if name in NAMES)
 
@@ -367,7 +352,7 @@ def _layout_models(names: tuple[str, ...], device: str) -> dict:
 def layout_views(names: tuple[str, ...], image: bytes, point: tuple[float, float], device: str):
     """The image through every layout's model on ``device``, stage by stage
     (:func:`analysis.studies.layouts.compare_layouts`)."""
-    from analysis.studies.layouts import compare_layouts
+    from analysis import compare_layouts
 
     return compare_layouts(_layout_models(names, device), _image(image), point=point)
 
@@ -381,7 +366,7 @@ def layout_picture(spec: str, image: bytes, device: str):
 def layout_similarity(names: tuple[str, ...], device: str):
     """Linear CKA between the same stage of every two layouts over the Fashion-MNIST gallery (None with
     fewer than two layouts)."""
-    from analysis.studies.layouts import layout_similarity as similarity
+    from analysis import layout_similarity as similarity
 
     if len(names) < 2:
         return None
@@ -392,7 +377,7 @@ def layout_similarity(names: tuple[str, ...], device: str):
 @st.cache_data(max_entries=2, show_spinner=False)
 def layout_study() -> dict | None:
     """The shipped layout study (layouts.json), or None."""
-    from analysis.studies.layouts import load_layouts
+    from analysis import load_layouts
 
     try:
         return load_layouts()

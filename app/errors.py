@@ -6,7 +6,7 @@ import logging
 
 from analysis import ImageError, ModelSpecError
 from coatnet import CheckpointError
-from coatnet.weights.hub import HubModelNotFoundError, HubUnavailableError
+from coatnet.weights import HubModelNotFoundError, HubUnavailableError
 
 LOG = logging.getLogger("coatnet_lens.app")
 

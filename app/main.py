@@ -13,7 +13,7 @@ from app.pages import KEPT, PAGES
 from app.progress import streamlit_bar
 from app.session import Selection, remember
 from coatnet import CheckpointError
-from coatnet.weights.hub import HubUnavailableError, cached_timm_weights, check_hub
+from coatnet.weights import HubUnavailableError, cached_timm_weights, check_hub
 
 
 def keep(names: tuple[str, ...]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.report.export import browser_available, figure_html, figure_png, result_json, result_npz
+from analysis.report import browser_available, figure_html, figure_png, result_json, result_npz
 
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -83,7 +83,7 @@ def _buttons(base: str, buttons: list[tuple[str, Callable[[], Any], str, str, st
 
 def image_header(original, seen, predictions, *, name: str, label: str | None) -> None:
     """The image as given and as the model sees it, beside the top-5 predictions."""
-    from analysis.figures.maps import predictions_figure
+    from analysis.figures import predictions_figure
 
     left, middle, right = st.columns([1, 1, 2])  # the pictures fill their columns: no overlap at any width
     caption = f"{name} as given" + (f" (true class: {label})" if label else "")

@@ -16,9 +16,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.widgets import ATTENTION, MODEL_SOURCES, QUERY_POINT
-from coatnet.devices import available_devices
-from coatnet.weights.demos import NAMES
-from coatnet.weights.hub import PRETRAINED_TAGS
+from coatnet import available_devices
+from coatnet.weights import NAMES, PRETRAINED_TAGS
 
 RESTORED = "url_restored"  # the session has read its URL once
 PENDING_IMAGE = "url_image"  # a gallery sample named by the URL, applied when the gallery is drawn

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import PictureView, cell_point, point_cell, to_input
-from analysis.figures.plots import DEFAULT_OPACITY
+from analysis.figures import DEFAULT_OPACITY
 from app import gallery
 from app.cache import ModelKey, saved_upload
-from coatnet.devices import available_devices
-from coatnet.weights.demos import NAMES
-from coatnet.weights.hub import PRETRAINED_TAGS
+from coatnet import available_devices
+from coatnet.weights import NAMES, PRETRAINED_TAGS
 
 MODEL_SOURCES = ("Built-in demo", "timm (ImageNet)", "Checkpoint or weights file", "Upload a checkpoint")
 ATTENTION = {"as trained": None, "pre-normalization": "pre", "post-normalization": "post"}

@@ -8,17 +8,23 @@ Public surface:
         ATTENTION_KINDS, CONV_KINDS: which kinds apply to which blocks; INTERVENTION_DESCRIPTIONS: each
         kind in words.
     private_random: per-call generator for stochastic depth and dropout (the global RNG untouched).
+    parse_model_name, ModelName: what a model's name means (a file, a built-in checkpoint, a timm tag, a
+        variant): the one grammar every command, analysis and page uses.
     save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
     count_params, count_macs, stage_costs: model size and multiply-accumulates.
     train, TrainSettings, TrainResult: train a model (one process, or several under torchrun: DDP),
         writing checkpoints, resume state and metrics every epoch.
+    available_devices, resolve_device: the devices this machine has, and a device name checked against them.
+    atomic_write: a file written whole or not at all.
     for_inference: the model prepared once for plain forward passes (BatchNorm folded, biases gathered,
         channels-last), rebuilt when its weights change; the plain model stays as it is.
 """
 
 from __future__ import annotations
 
+from coatnet.devices import available_devices, resolve_device
+from coatnet.files import atomic_write
 from coatnet.model.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.model.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.model.inference import for_inference
@@ -38,9 +44,13 @@ from coatnet.weights.checkpoint import (
     save_checkpoint,
 )
 from coatnet.weights.hub import HubUnavailableError
+from coatnet.weights.names import ModelName, parse_model_name
 from coatnet.weights.timm_import import from_timm
 
 __all__ = [
+    "atomic_write",
+    "available_devices",
+    "resolve_device",
     "ATTENTION_KINDS",
     "CONV_KINDS",
     "INTERVENTION_DESCRIPTIONS",
@@ -52,6 +62,7 @@ __all__ = [
     "CoAtNetConfig",
     "HubUnavailableError",
     "Intervention",
+    "ModelName",
     "StageConfig",
     "StageCost",
     "StageInfo",
@@ -65,6 +76,7 @@ __all__ = [
     "intervene",
     "list_models",
     "load_checkpoint",
+    "parse_model_name",
     "private_random",
     "read_checkpoint_info",
     "record_attention",

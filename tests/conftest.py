@@ -27,10 +27,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()  # a process whose parent a test killed comes here, where the end check sees it
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the workers share the cores
+        torch.set_num_threads(max(1, torch.get_num_threads() // int(config.workerinput["workercount"])))
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No test leaves a process behind: whatever still runs below this process fails the suite."""
+    """No test leaves a process behind: whatever still runs below this process fails the suite. Under
+    pytest-xdist the first process checks, once its workers are gone (their orphans come to it too)."""
+    if hasattr(session.config, "workerinput"):
+        return
     deadline = time.monotonic() + 10  # a server told to stop may take a moment
     while (left := left_behind()) and time.monotonic() < deadline:
         time.sleep(0.2)

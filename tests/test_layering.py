@@ -194,3 +194,28 @@ def test_pages_render_and_hold_no_tensors() -> None:
             if name.split(".")[0] == "torch" or name.startswith("coatnet.model"):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_app_imports_only_public_names() -> None:
+    """app/ takes from coatnet and analysis only what a package's face (its ``__init__``) lists in
+    ``__all__``: never a module's insides."""
+    import importlib
+
+    known, bad = modules(), []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                wanted = [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                wanted = [(node.module, alias.name) for alias in node.names]
+            else:
+                continue
+            for module, name in wanted:
+                if module.split(".")[0] not in ("coatnet", "analysis"):
+                    continue
+                face = known.get(module)
+                if face is None or face.name != "__init__.py":
+                    bad.append(f"{path.relative_to(ROOT)}: {module} is not a package's face")
+                elif name is not None and name not in getattr(importlib.import_module(module), "__all__", ()):
+                    bad.append(f"{path.relative_to(ROOT)}: {module}.{name} is not in {module}.__all__")
+    assert not bad, "\n".join(bad)

@@ -8,9 +8,6 @@ said so in :func:`describe`).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
 from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
@@ -21,8 +18,9 @@ from coatnet.weights.checkpoint import (
     NotCoatnetCheckpointError,
     read_checkpoint_info,
 )
-from coatnet.weights.demos import NAMES, builtin_name
+from coatnet.weights.demos import NAMES
 from coatnet.weights.hub import split_tag
+from coatnet.weights.names import parse_model_name
 
 
 class ModelSpecError(ValueError):
@@ -48,11 +46,11 @@ def load_model(spec: str, *, attention: str | None = None, device: str | torch.d
 
 
 def _load(spec: str, attention: str | None) -> CoAtNet:
-    spec = str(spec).strip()
-    path = Path(spec).expanduser()
-    if builtin_name(spec) is not None and not path.exists():
-        return load_checkpoint(spec, attention=attention)
-    if path.exists():
+    name = parse_model_name(spec)
+    spec, path = name.spec, name.path
+    if name.kind == "builtin":
+        return load_checkpoint(name.value, attention=attention)
+    if path is not None and path.exists():
         try:
             read_checkpoint_info(path)
         except NotCoatnetCheckpointError as ours:  # no safetensors with our metadata: timm's weights?
@@ -61,9 +59,9 @@ def _load(spec: str, attention: str | None) -> CoAtNet:
             except (CheckpointError, ValueError, KeyError) as theirs:
                 raise CheckpointError(f"{ours}; nor is it timm CoAtNet weights ({theirs})") from theirs
         return load_checkpoint(path, attention=attention)  # ours: its own errors say what does not fit
-    if looks_like_a_path(spec):
+    if path is not None:
         raise CheckpointNotFoundError(f"{path} does not exist: check the path")
-    if "." in spec and "/" not in spec.removeprefix("timm/"):
+    if name.kind == "timm_tag":
         split_tag(spec)  # a malformed tag gets timm's own explanation
         return from_timm(spec, attention=attention or "pre")
     try:
@@ -75,14 +73,6 @@ def _load(spec: str, attention: str | None) -> CoAtNet:
         "timm weights (model.safetensors / pytorch_model.bin), a timm tag such as coatnet_0_rw_224.sw_in1k, "
         "or a variant from `coatnet list`"
     )
-
-
-def looks_like_a_path(spec: str) -> bool:
-    """A spec meant as a file: a folder separator, a leading ``~`` or ``.``, or a weights suffix."""
-    suffixes = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
-    if spec.startswith("timm/") and spec.count("/") == 1:  # a hub tag with its organisation
-        return False
-    return spec.startswith(("~", ".", "/")) or os.sep in spec or spec.lower().endswith(suffixes)
 
 
 def describe(model: CoAtNet) -> str:

@@ -1,13 +1,16 @@
 """Plotly figures of every result, for the app, the report and the docs; the figure language itself (sizes,
 panels, scales) lies in :mod:`analysis.figures.plots`. Imports the results' modules; never the report.
 
-This face hands on the figures of maps and explanations; the studies' and the layout study's figures are in
-:mod:`analysis.figures.studies` and :mod:`analysis.figures.layouts`.
+This face hands on the figures of every result; a dataset study's frequency figure is
+``study_frequency_figure`` here (``frequency_figure`` draws one image's), and the layout study's views
+(Grad-CAM, receptive field, attention) are ``LAYOUT_VIEWS``.
 """
 
 from __future__ import annotations
 
 from analysis.figures.explanations import curves_figure, relevance_figure, scores_figure
+from analysis.figures.layouts import WHAT as LAYOUT_VIEWS
+from analysis.figures.layouts import gap_figure, layout_similarity_figure, layout_stages_figure, size_figure
 from analysis.figures.maps import (
     attention_heads_figure,
     attribution_figure,
@@ -28,8 +31,20 @@ from analysis.figures.maps import (
     statistics_figures,
     training_curves,
 )
+from analysis.figures.plots import DEFAULT_OPACITY
+from analysis.figures.studies import (
+    distance_figure,
+    entropy_figure,
+    faithfulness_figure,
+    head_importance_figure,
+    interventions_figure,
+    stage_figure,
+)
+from analysis.figures.studies import frequency_figure as study_frequency_figure
 
 __all__ = [
+    "DEFAULT_OPACITY",
+    "LAYOUT_VIEWS",
     "attention_heads_figure",
     "attribution_figure",
     "bias_kernel_figure",
@@ -39,16 +54,27 @@ __all__ = [
     "comparison_summary_figures",
     "curves_figure",
     "depthwise_kernel_figure",
+    "distance_figure",
+    "entropy_figure",
+    "faithfulness_figure",
     "feature_channels_figure",
     "frequency_figure",
     "fused_attention_figure",
+    "gap_figure",
+    "head_importance_figure",
+    "interventions_figure",
     "kernel_figures",
+    "layout_similarity_figure",
+    "layout_stages_figure",
     "predictions_figure",
     "receptive_field_figure",
     "relevance_figure",
     "rollout_figure",
     "scores_figure",
+    "size_figure",
+    "stage_figure",
     "stages_figure",
     "statistics_figures",
+    "study_frequency_figure",
     "training_curves",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import query_from_cell
-from analysis.figures.maps import (
+from analysis.figures import (
     bias_kernel_figure,
     block_comparison_figures,
     comparison_summary_figures,
@@ -15,7 +15,7 @@ from analysis.figures.maps import (
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
-from coatnet.weights.demos import builtin_name
+from coatnet import parse_model_name
 
 OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
 OTHER_MODEL = "another model"
@@ -51,7 +51,7 @@ def render_page() -> None:
     data, name = chosen.image.data, chosen.image.name
     trained = cache.model(ModelKey(chosen.key.spec, device=chosen.key.device)).config.attention
     options = [OTHER_MODE]
-    if builtin_name(chosen.key.spec) is not None:
+    if parse_model_name(chosen.key.spec).kind == "builtin":
         options.insert(0, OTHER_DEMO)
     options.append(OTHER_MODEL)
     how = st.radio("Compare with", options, key="compare_how", horizontal=True)

@@ -6,15 +6,15 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import shipped_studies
-from analysis.figures.studies import (
+from analysis.figures import (
     distance_figure,
     entropy_figure,
     faithfulness_figure,
-    frequency_figure,
     interventions_figure,
     stage_figure,
+    study_frequency_figure,
 )
-from analysis.report.sections import faithfulness_section
+from analysis.report import faithfulness_section
 from app import cache, errors, render
 
 OTHER = "a study folder..."
@@ -66,7 +66,7 @@ def render_page() -> None:
     render.figure(interventions_figure(study, metric=metric), f"{name}-study-interventions-{metric}")
     st.subheader("Stages")
     render.figure(stage_figure(study), f"{name}-study-stages")
-    render.figure(frequency_figure(study), f"{name}-study-frequency")
+    render.figure(study_frequency_figure(study), f"{name}-study-frequency")
     st.subheader("Which explanation to trust")
     if not study.get("faithfulness"):
         st.caption("This study did not measure faithfulness: run `coatnet study --faithfulness [N]`.")

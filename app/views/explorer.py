@@ -5,8 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import query_from_cell, query_index
-from analysis.figures.explanations import curves_figure, relevance_figure, scores_figure
-from analysis.figures.maps import attention_heads_figure, fused_attention_figure, rollout_figure
+from analysis.figures import (
+    attention_heads_figure,
+    curves_figure,
+    fused_attention_figure,
+    relevance_figure,
+    rollout_figure,
+    scores_figure,
+)
 from app import cache, render, session, widgets
 
 MAP_KEY = "explorer_map"
@@ -110,7 +116,7 @@ def faithfulness_curves(chosen) -> None:
     """Deletion and insertion curves and ROAD of every explanation method, asked for with a button."""
     key, data = chosen.key, chosen.image.data
     st.subheader("Which explanation to trust")
-    if not cache.has_faithfulness(key, data) and not st.button("Measure faithfulness", key="faith_go"):
+    if not cache.faithfulness.has(key, data) and not st.button("Measure faithfulness", key="faith_go"):
         st.caption(
             "Deletes and inserts pixels in the order of each explanation of the predicted class (rollout, "
             "relevance, gradient rollout, Grad-CAM at each stage, Integrated Gradients, occlusion, random) "

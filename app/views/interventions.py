@@ -6,8 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import query_from_cell
-from analysis.figures.maps import fused_attention_figure
-from analysis.figures.studies import head_importance_figure
+from analysis.figures import fused_attention_figure, head_importance_figure
 from app import cache, render, session, widgets
 from coatnet import ATTENTION_KINDS, CONV_KINDS, Intervention
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
@@ -116,7 +115,7 @@ def importance(key, data: bytes, target: int | None, net) -> None:
     if total == 0:
         st.info("This model has no attention heads.")
         return
-    ready = total <= AUTO_HEADS or cache.has_head_importance(key, data, target)
+    ready = total <= AUTO_HEADS or cache.head_importance.has(key, data, target)
     if not ready and not st.button(f"Measure all {total} heads", key="iv_measure"):
         return
     bar = st.progress(0.0, text="Knocking out each head...")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from analysis.figures.maps import bias_kernel_figure, depthwise_kernel_figure
+from analysis.figures import bias_kernel_figure, depthwise_kernel_figure
 from app import cache, render, session, widgets
 
 PER_PAGE = 16  # depthwise channels drawn at once

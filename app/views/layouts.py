@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures.layouts import (
-    WHAT,
+from analysis.figures import (
+    LAYOUT_VIEWS,
     gap_figure,
     layout_similarity_figure,
     layout_stages_figure,
@@ -28,7 +28,9 @@ def render_page() -> None:
     chosen = session.selection()
     data, name, device = chosen.image.data, chosen.image.name, chosen.key.device
     rows, cols, cell = cache.layout_grid(names, device)
-    what = st.radio("Show", tuple(WHAT), key="layout_what", format_func=WHAT.get, horizontal=True)
+    what = st.radio(
+        "Show", tuple(LAYOUT_VIEWS), key="layout_what", format_func=LAYOUT_VIEWS.get, horizontal=True
+    )
     left, right = st.columns(2)
     with left:
         y = st.slider(f"Query row ({rows}x{cols} grid of S3)", 0, rows - 1, rows // 2, key="layout_row")

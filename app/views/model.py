@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures.maps import training_curves
+from analysis.figures import training_curves
 from app import cache, render, session
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures.maps import (
+from analysis.figures import (
     attribution_figure,
     cka_figure,
     feature_channels_figure,
@@ -94,7 +94,7 @@ def pixel_attributions(chosen, seen, target: int, opacity: float) -> None:
         "Method", tuple(METHODS), key="pixel_method", format_func=METHODS.get, horizontal=True,
         help="Both explain the class chosen for Grad-CAM above; each costs many forward passes",
     )  # fmt: skip
-    asked = cache.has_pixel_attribution(chosen.key, chosen.image.data, method, target)
+    asked = cache.pixel_attribution.has(chosen.key, chosen.image.data, method, target)
     if not asked and not st.button(f"Compute {METHODS[method]}", key="pixel_go"):
         st.caption("Costs tens of seconds for a 224 px model on a CPU: computed when asked.")
         return

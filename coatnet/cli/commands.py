@@ -22,8 +22,8 @@ from coatnet.model.config import CoAtNetConfig
 from coatnet.model.network import CoAtNet
 from coatnet.model.variants import build_config, list_models
 from coatnet.weights.checkpoint import CheckpointError, save_checkpoint, verify_checkpoint
-from coatnet.weights.demos import builtin_name
 from coatnet.weights.hub import HubModelNotFoundError, HubUnavailableError
+from coatnet.weights.names import parse_model_name
 from coatnet.weights.timm_import import from_timm
 
 PLUGIN_GROUP = "coatnet.commands"
@@ -161,7 +161,7 @@ def resolve_config(
 ) -> tuple[CoAtNetConfig, str]:
     """The config named by a variant name or held in a checkpoint file, and a word on where it came from."""
     path = Path(model)
-    if path.suffix == ".safetensors" or path.exists() or builtin_name(model) is not None:
+    if parse_model_name(model).kind in ("file", "builtin"):
         if layout is not None:
             raise ValueError("--layout applies to variant names, not to checkpoints")
         info = verify_checkpoint(path)  # the whole file: a damaged one is refused here, not later

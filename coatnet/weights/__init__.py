@@ -1,2 +1,27 @@
 """Weights: safetensors checkpoints, the hub, timm's weights imported exactly, class names, and the
 built-in checkpoints. Imports coatnet.model and coatnet's file helpers."""
+
+from __future__ import annotations
+
+from coatnet.weights.demos import LAYOUT_NAMES, NAMES, Demo, demo
+from coatnet.weights.hub import (
+    PRETRAINED_TAGS,
+    HubModelNotFoundError,
+    HubUnavailableError,
+    cached_timm_weights,
+    check_hub,
+    download_timm_weights,
+)
+
+__all__ = [
+    "Demo",
+    "HubModelNotFoundError",
+    "HubUnavailableError",
+    "LAYOUT_NAMES",
+    "NAMES",
+    "PRETRAINED_TAGS",
+    "cached_timm_weights",
+    "check_hub",
+    "demo",
+    "download_timm_weights",
+]

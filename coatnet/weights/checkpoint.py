@@ -26,7 +26,8 @@ from coatnet.files import atomic_write
 from coatnet.model.attention import resize_table
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.network import CoAtNet
-from coatnet.weights.demos import NAMES, builtin_name, demo
+from coatnet.weights.demos import NAMES, demo
+from coatnet.weights.names import parse_model_name
 
 FORMAT = "coatnet-lens/1"
 
@@ -178,8 +179,9 @@ def save_checkpoint(
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """The file a checkpoint argument names: a path, or a built-in name (``demo-pre``, ``demo-post``)."""
-    if not Path(path).expanduser().exists() and builtin_name(str(path)) is not None:
-        return demo(str(path)).checkpoint
+    name = parse_model_name(path)
+    if name.kind == "builtin":
+        return demo(name.value).checkpoint
     return Path(path).expanduser()
 
 
