@@ -31,9 +31,7 @@ def test_a_tag_downloads_with_a_bar_and_every_page_draws(monkeypatch, tmp_path: 
         return str(weights)
 
     monkeypatch.setattr("coatnet.weights.hub.hf_hub_download", fake_download)
-    monkeypatch.setattr(
-        "coatnet.weights.hub.check_hub", lambda tag, **kwargs: None
-    )  # the stand-in hub answers
+    monkeypatch.setattr("coatnet.weights.check_hub", lambda tag, **kwargs: None)  # the face the app reads
     at = fresh()
     at.run()
     at.radio(key="model_source").set_value("timm (ImageNet)").run()

@@ -26,7 +26,7 @@ if mode == "long-work":  # the first process works far longer than a collective'
         time.sleep(6)
     distributed.wait_for_peers("long work", world, lost_after_s=2)
     distributed.finish(world)
-    sys.stdout.write(f"rank {rank} met its peer\n")  # one write: the two processes share the pipe
+    sys.stdout.write(f"rank {rank} met its peer\\n")  # one write: the two processes share the pipe
 if mode == "peer-gone":  # the second process ends without arriving
     if rank == 0:
         distributed.wait_for_peers("never reached", world, lost_after_s=2)

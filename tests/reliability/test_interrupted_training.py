@@ -42,8 +42,10 @@ def unbroken(data: str, tmp_path_factory) -> dict[str, torch.Tensor]:
 def run_killed(out: Path, data: str, env: dict[str, str] | None = None, code: str | None = None) -> None:
     """`coatnet train` (or ``code``) in a subprocess that must die of SIGKILL."""
     command = code or "import sys; from coatnet.cli.commands import main; sys.exit(main(sys.argv[1:]))"
+    # as many threads as this process trains with (bit-identical results need the same reductions)
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     done = processes.run([sys.executable, "-c", command, "train", "--out", str(out), "--data", data, *ARGS],
-                         env={**os.environ, **(env or {})}, timeout=300)  # fmt: skip
+                         env={**os.environ, **threads, **(env or {})}, timeout=300)  # fmt: skip
     assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
 
 

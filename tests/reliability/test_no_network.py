@@ -56,7 +56,7 @@ def counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, int]:
         calls["download"] += 1
         raise AssertionError("the hub client was called although the hub does not answer")
 
-    monkeypatch.setattr(coatnet.weights.hub, "check_hub", check)
+    monkeypatch.setattr(coatnet.weights, "check_hub", check)  # the face the app reads
     monkeypatch.setattr(coatnet.weights.hub, "hf_hub_download", download)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -83,7 +83,7 @@ def test_a_hub_that_never_answers_is_said_at_once_remembered_and_retried(
 def test_offline_mode_asks_nobody(counted: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(coatnet.HubUnavailableError, match="offline mode"):
-        coatnet.weights.hub.check_hub(
+        coatnet.weights.check_hub(
             "coatnet_0_rw_224.sw_in1k", endpoint="http://192.0.2.1"
         )  # never contacted
     at = fresh()
