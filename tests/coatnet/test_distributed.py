@@ -23,8 +23,8 @@ if mode == "mismatch" and rank == 1:
     print("not reached")
 if mode == "long-work":  # the first process works far longer than a collective's timeout
     if rank == 0:
-        time.sleep(6)
-    distributed.wait_for_peers("long work", world, lost_after_s=2)
+        time.sleep(7)
+    distributed.wait_for_peers("long work", world, lost_after_s=4)
     distributed.finish(world)
     sys.stdout.write(f"rank {rank} met its peer\\n")  # one write: the two processes share the pipe
 if mode == "peer-gone":  # the second process ends without arriving

@@ -83,9 +83,7 @@ def test_a_hub_that_never_answers_is_said_at_once_remembered_and_retried(
 def test_offline_mode_asks_nobody(counted: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(coatnet.HubUnavailableError, match="offline mode"):
-        coatnet.weights.check_hub(
-            "coatnet_0_rw_224.sw_in1k", endpoint="http://192.0.2.1"
-        )  # never contacted
+        coatnet.weights.check_hub("coatnet_0_rw_224.sw_in1k", endpoint="http://192.0.2.1")  # never contacted
     at = fresh()
     at.run()
     at.radio(key="model_source").set_value("timm (ImageNet)").run()
