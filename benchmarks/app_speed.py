@@ -69,7 +69,7 @@ def first_page() -> dict[str, float]:
     """Seconds from ``streamlit run`` to the explorer drawn in Chromium."""
     from playwright.sync_api import sync_playwright
 
-    from tests.app.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app
+    from tests.support.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

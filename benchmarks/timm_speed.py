@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import coatnet  # noqa: E402
-from tests.timm_support import ensure_torchvision_ops  # noqa: E402
+from tests.support.timm import ensure_torchvision_ops  # noqa: E402
 
 ARCHS = ("coatnet_nano_rw_224", "coatnet_0_rw_224", "coatnet_rmlp_nano_rw_224")
 TOLERANCE = 1e-4

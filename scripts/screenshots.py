@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from tests.app.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app  # noqa: E402
+from tests.support.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app  # noqa: E402
 
 # (file, page link in the sidebar, what to wait for, the text to scroll to the top of the shot or None)
 SHOTS = (

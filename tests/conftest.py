@@ -15,7 +15,19 @@ from tests.support.processes import become_subreaper, kill_tree, left_behind
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skips (gpu without CUDA, browser without Chromium), and the units pytest-xdist hands out whole
+    (``--dist loadgroup``): a test file, so that its module fixtures are built once; and every test that
+    drives the browser in one unit, so that one app server and one Chromium serve them all."""
+    for item in items:
+        if not any(item.iter_markers("xdist_group")):
+            group = "browser" if "served" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+    _skip_what_cannot_run(items)
+
+
+def _skip_what_cannot_run(items: list[pytest.Item]) -> None:
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
     skip_browser = pytest.mark.skip(reason="needs /usr/bin/chromium")
     for item in items:
@@ -52,13 +64,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served():
-    """The app's server, started once for the module, and one headless Chromium (the browser tests)."""
+    """The app's server and one headless Chromium, started once for every browser test."""
     from playwright.sync_api import sync_playwright
 
-    from tests.app.server import CHROMIUM_ARGS, running_app
-    from tests.app.test_browser import Served
+    from tests.support.browser import Served
+    from tests.support.server import CHROMIUM_ARGS, running_app
 
     with running_app() as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -66,3 +78,21 @@ def served():
             yield Served(url, browser)
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def timm_weights(tmp_path_factory):
+    """``timm_weights(arch)``: the weights file of a randomised timm model (a seeded
+    :func:`tests.support.timm.randomised_timm_model`), made once per architecture for the whole session;
+    read it, never change it."""
+    from tests.support.timm import import_timm, randomised_timm_model, save_timm
+
+    made: dict[str, Path] = {}
+
+    def weights(arch: str) -> Path:
+        if arch not in made:
+            model = randomised_timm_model(import_timm(), arch)
+            made[arch] = save_timm(model, tmp_path_factory.mktemp(arch) / "model.safetensors")
+        return made[arch]
+
+    return weights

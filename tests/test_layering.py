@@ -219,3 +219,18 @@ def test_the_app_imports_only_public_names() -> None:
                 elif name is not None and name not in getattr(importlib.import_module(module), "__all__", ()):
                     bad.append(f"{path.relative_to(ROOT)}: {module}.{name} is not in {module}.__all__")
     assert not bad, "\n".join(bad)
+
+
+def test_no_test_module_is_imported_by_another() -> None:
+    """What several tests use lives in tests/support (or a folder's helper module), never in a test module
+    that another imports: a test module is collected, not a library."""
+    bad = []
+    files = [
+        p for folder in ("tests", "scripts", "benchmarks") for p in sorted((ROOT / folder).rglob("*.py"))
+    ]
+    for path in files:
+        for name in imported_modules(path):
+            parts = name.split(".")
+            if parts[0] == "tests" and any(part.startswith("test_") for part in parts[1:]):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, "\n".join(bad)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.timm_support import ensure_torchvision_ops, import_timm
+from tests.support.timm import ensure_torchvision_ops, import_timm
 
 pytestmark = pytest.mark.timm
 

@@ -20,7 +20,8 @@ from analysis.maps.attention import (
     upsample_to_image,
 )
 from coatnet.model.recording import active_recorder
-from tests.analysis.attention_toys import (
+from tests.support.threads import in_threads
+from tests.support.toys import (
     attentions,
     breaks_mid_way,
     images,
@@ -30,7 +31,6 @@ from tests.analysis.attention_toys import (
     toy,
     zero_qk,
 )
-from tests.analysis.threads import in_threads
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import coatnet
 from coatnet.cli.commands import main
+from tests.support.data import pictures
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +28,6 @@ def checkpoint(tmp_path_factory):
     }
     coatnet.save_checkpoint(model, path, class_names=[f"class {i}" for i in range(10)], preprocessing=pre)
     return path
-
-
-def pictures(folder, count: int) -> list[str]:
-    paths = []
-    for i in range(count):
-        pixels = np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"image{i}.png")
-        paths.append(str(folder / f"image{i}.png"))
-    return paths
 
 
 def test_analyze_writes_an_offline_report_and_results(tmp_path, checkpoint, capsys):
@@ -92,7 +83,7 @@ def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_t
     from pathlib import Path
 
     from analysis.report import html as report
-    from tests.app.server import CHROMIUM
+    from tests.support.server import CHROMIUM
 
     out = tmp_path / "report"
     assert (
@@ -128,7 +119,7 @@ def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_t
         return
     from playwright.sync_api import sync_playwright
 
-    from tests.app.server import CHROMIUM_ARGS
+    from tests.support.server import CHROMIUM_ARGS
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis.maps.compare import compare, js_divergence
-from tests.analysis.attention_toys import attentions, images, set_kernel, state, toy
+from tests.support.toys import attentions, images, set_kernel, state, toy
 
 
 def twins(bias: float | None = None):
@@ -71,7 +71,7 @@ def test_compare_leaves_both_models_as_found():
 
 def test_maps_already_computed_give_the_same_comparison_and_others_are_refused():
     from analysis import attention_maps
-    from tests.analysis.every_analysis import assert_same
+    from tests.support.every_analysis import assert_same
 
     pre, post = toy(attention="pre"), toy(attention="post")
     x = images(2)

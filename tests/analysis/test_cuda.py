@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from coatnet import for_inference
-from tests.analysis.attention_toys import images, toy
-from tests.analysis.every_analysis import ANALYSES, assert_same
+from tests.support.every_analysis import ANALYSES, assert_same
+from tests.support.toys import images, toy
 
 pytestmark = pytest.mark.gpu
 

@@ -9,7 +9,7 @@ import torch
 
 import analysis
 import coatnet
-from tests.analysis.threads import in_threads
+from tests.support.threads import in_threads
 
 # small members of each family, at small inputs (built narrow where the family is wide)
 MODELS = {

@@ -12,7 +12,7 @@ import pytest
 from analysis import attention_maps
 from analysis.figures.maps import fused_attention_figure
 from analysis.report import export
-from tests.analysis.attention_toys import images, toy
+from tests.support.toys import images, toy
 
 
 def test_npz_and_json_hold_every_array_of_a_result():

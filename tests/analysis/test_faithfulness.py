@@ -27,9 +27,8 @@ from analysis.explain.faithfulness import (
     road_images,
 )
 from analysis.explain.relevance import class_relevance
-from tests.analysis.attention_toys import attentions, images, set_kernel, state, toy
-from tests.analysis.test_rollout import identity_attention
-from tests.timm_support import ensure_torchvision_ops
+from tests.support.timm import ensure_torchvision_ops
+from tests.support.toys import attentions, identity_attention, images, set_kernel, state, toy
 
 REGION = (slice(4, 8), slice(8, 12))  # one cell (row 1, column 2) of the 4x4 attention grid: 1/16 of 16x16
 
@@ -219,7 +218,7 @@ def test_pytorch_grad_cam_agrees_on_grad_cam_and_road() -> None:
     ours (both min-max scaled as it scales), and its ROAD on the same maps matches ours without noise
     exactly and with its noise within the noise's effect."""
     pytest.importorskip("cv2")
-    ensure_torchvision_ops()  # pytorch-grad-cam imports torchvision (tests/timm_support.py)
+    ensure_torchvision_ops()  # pytorch-grad-cam imports torchvision (tests/support/timm.py)
     cams = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.metrics.perturbation_confidence import (
         PerturbationConfidenceMetric,

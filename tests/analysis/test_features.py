@@ -8,7 +8,7 @@ import torch
 
 from analysis.core.predictions import top_k
 from analysis.maps.features import feature_maps
-from tests.analysis.attention_toys import breaks_mid_way, images, state, toy
+from tests.support.toys import breaks_mid_way, images, state, toy
 
 
 def test_each_stage_is_its_intermediate_output():

@@ -17,7 +17,7 @@ from analysis.maps.kernels import relative_bias_kernels
 from analysis.maps.receptive_field import receptive_fields
 from analysis.maps.rollout import attention_rollout
 from analysis.maps.statistics import attention_statistics
-from tests.analysis.attention_toys import images, toy
+from tests.support.toys import images, toy
 
 
 def test_a_grid_map_covers_exactly_the_pixels_of_its_cells():

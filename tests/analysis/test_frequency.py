@@ -13,7 +13,7 @@ from torch import nn
 import coatnet
 from analysis.core.summaries import to_jsonable
 from analysis.maps.frequency import EPS, frequency_profile, log_amplitude_profile
-from tests.analysis.threads import in_threads
+from tests.support.threads import in_threads
 
 
 class Smooth2x2(nn.Module):

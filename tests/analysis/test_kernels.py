@@ -12,7 +12,7 @@ import coatnet
 from analysis.core.summaries import to_jsonable
 from analysis.maps.kernels import relative_bias_kernels
 from coatnet.model.blocks import MBConvBlock
-from tests.analysis.threads import in_threads
+from tests.support.threads import in_threads
 
 
 @pytest.fixture(scope="module")

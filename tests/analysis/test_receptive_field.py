@@ -19,8 +19,8 @@ from analysis.maps.receptive_field import (
     receptive_fields,
     theoretical_receptive_field,
 )
-from tests.analysis.threads import in_threads
-from tests.model_state import Snapshot, snapshot
+from tests.support.model_state import Snapshot, snapshot
+from tests.support.threads import in_threads
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def toy() -> coatnet.CoAtNet:
 
 
 def state(model: nn.Module) -> Snapshot:
-    """Everything an analysis must leave as found (:func:`tests.model_state.snapshot`)."""
+    """Everything an analysis must leave as found (:func:`tests.support.model_state.snapshot`)."""
     return snapshot(model)
 
 

@@ -10,9 +10,8 @@ import torch
 
 from analysis.explain.relevance import class_relevance
 from coatnet.model.recording import record_attention
-from tests.analysis.attention_toys import attentions, images, state, toy
-from tests.analysis.test_rollout import identity_attention, s4_link
-from tests.analysis.threads import in_threads
+from tests.support.threads import in_threads
+from tests.support.toys import attentions, identity_attention, images, s4_link, state, toy
 
 
 def by_hand(model, x: torch.Tensor, targets: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -11,24 +11,17 @@ from torch import nn
 
 from analysis.maps.attention import attention_maps
 from analysis.maps.rollout import attention_rollout, pooling_link
-from tests.analysis.attention_toys import (
+from tests.support.threads import in_threads
+from tests.support.toys import (
     attentions,
     breaks_mid_way,
+    identity_attention,
     images,
     rmlp,
-    set_kernel,
+    s4_link,
     state,
     toy,
-    zero_qk,
 )
-from tests.analysis.threads import in_threads
-
-
-def identity_attention(model: torch.nn.Module) -> None:
-    """q = k = 0 and a huge bias at offset (0, 0): every query attends to itself alone (pre)."""
-    for attn in attentions(model):
-        zero_qk(attn)
-        set_kernel(attn, {(0, 0): 50.0})
 
 
 def randomise_bias(model: torch.nn.Module, std: float = 1.0) -> None:
@@ -42,14 +35,6 @@ def mixed(effective: np.ndarray, how: str = "mean", normalise: bool = True) -> n
     fused = effective.mean(1) if how == "mean" else effective.max(1)
     a = 0.5 * fused.astype(np.float64) + 0.5 * np.eye(fused.shape[-1])
     return a / a.sum(-1, keepdims=True) if normalise else a
-
-
-def s4_link(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """The link of S4.0's pool for these images, from its normalised input."""
-    block = model.stages[3].blocks[0]
-    with torch.no_grad():
-        s3 = model.forward_intermediates(x)[1][3]
-        return pooling_link(block.pool, block.norm1(s3))
 
 
 def window_link() -> np.ndarray:

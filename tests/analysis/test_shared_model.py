@@ -4,8 +4,8 @@ pass, and each leaves the model, and the process, as it found them.
 Deterministic, not timed: one thread is held inside a forward pass (an event set inside a block) while
 another thread runs a whole analysis through the same model, and both results must equal their
 single-thread results. A soak of 8 threads mixes every analysis. "As found" is checked with
-:func:`tests.model_state.snapshot` on a model in eval mode and one in training mode, after success and after
-an error.
+:func:`tests.support.model_state.snapshot` on a model in eval mode and one in training mode, after success
+and after an error.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import torch
 from analysis.core.running import call_model, twin
 from coatnet import CoAtNet
 from coatnet.model.blocks import MBConvBlock
-from tests.analysis.attention_toys import breaks_mid_way, toy
-from tests.analysis.every_analysis import (
+from tests.support.every_analysis import (
     ANALYSES,
     PLAIN_PASSES,
     RUNS_THE_MODEL,
     USES_HOOKS_OR_GRADIENTS,
     assert_same,
 )
-from tests.model_state import assert_as_found, snapshot
+from tests.support.model_state import assert_as_found, snapshot
+from tests.support.toys import breaks_mid_way, toy
 
 WAIT = 120  # seconds; only reached when a call is blocked, which is the failure these tests look for
 

@@ -12,8 +12,8 @@ import torch
 from analysis.core.summaries import to_jsonable
 from analysis.maps.attention import attention_maps
 from analysis.maps.statistics import attention_statistics, entropy, grid_distances, mean_distance
-from tests.analysis.attention_toys import attentions, images, rmlp, set_kernel, state, toy, zero_qk
-from tests.analysis.threads import in_threads
+from tests.support.threads import in_threads
+from tests.support.toys import attentions, images, rmlp, set_kernel, state, toy, zero_qk
 
 
 def uniform_distance(grid: tuple[int, int]) -> np.ndarray:

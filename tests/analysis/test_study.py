@@ -17,8 +17,8 @@ import analysis.cli.study
 from analysis.studies.study import HEAD_METRICS, concatenate, measure_batch, study_plan, summarise
 from coatnet import for_inference
 from coatnet.cli.commands import main
-from tests.analysis.attention_toys import images, toy
 from tests.support import processes
+from tests.support.toys import images, toy
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from coatnet import load_checkpoint
-from tests.app.apptest import clean, fresh, titles
+from tests.support.apptest import clean, fresh, titles
 
 
 @pytest.fixture(scope="module")

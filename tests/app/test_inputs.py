@@ -12,25 +12,19 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-import coatnet
-from tests.app.apptest import caption, clean, figures, fresh, one_error, titles
+from tests.support.apptest import caption, clean, figures, fresh, one_error, titles
+from tests.support.toys import toy_checkpoint
 
 VIEWS = ("views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/model.py")
-
-
-def toy_checkpoint(folder: Path, name: str, **overrides) -> Path:
-    torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy", img_size=32, **overrides).eval()
-    return coatnet.save_checkpoint(model, folder / f"{name}.safetensors", provenance={"dataset": "toys"})
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("checkpoints")
     made = {
-        "toy": toy_checkpoint(folder, "toy"),
-        "convs": toy_checkpoint(folder, "convs", layout="C-C-C-C"),
-        "post": toy_checkpoint(folder, "post", attention="post"),
+        "toy": toy_checkpoint(folder / "toy.safetensors"),
+        "convs": toy_checkpoint(folder / "convs.safetensors", layout="C-C-C-C"),
+        "post": toy_checkpoint(folder / "post.safetensors", attention="post"),
     }
     state = load_file(made["toy"])
     key = next(k for k in state if k.endswith("attn.qkv.weight"))

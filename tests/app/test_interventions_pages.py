@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.apptest import clean, figures, fresh, one_error, titles
+from tests.support.apptest import clean, figures, fresh, one_error, titles
 
 
 @pytest.fixture(scope="module")

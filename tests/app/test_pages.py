@@ -7,7 +7,7 @@ import pytest
 
 from app import pages as app_pages
 from app import widgets
-from tests.app.apptest import caption, clean, figures, fresh, titles
+from tests.support.apptest import caption, clean, figures, fresh, titles
 
 PAGES = tuple(page.path for page in app_pages.PAGES)
 

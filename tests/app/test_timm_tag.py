@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.apptest import caption, clean, fresh, titles
-from tests.coatnet.test_timm_import import randomised_timm_model, save_timm
-from tests.timm_support import import_timm
+from tests.support.apptest import caption, clean, fresh, titles
+from tests.support.timm import import_timm, randomised_timm_model, save_timm
 
 pytestmark = [pytest.mark.timm, pytest.mark.slow]
 

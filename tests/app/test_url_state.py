@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import coatnet
 from app import gallery, widgets
-from tests.app.apptest import caption, clean, fresh, titles
+from tests.support.apptest import caption, clean, fresh, titles
+from tests.support.toys import toy_checkpoint
 
 SAMPLE = gallery.samples("fashion-mnist")[7].name
 
@@ -48,16 +48,10 @@ def test_the_url_follows_the_view_and_a_reload_brings_it_back() -> None:
     assert any("query (1, 5)" in t for t in titles(clean(again)))
 
 
-def toy(folder: Path) -> Path:
-    torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy", img_size=32).eval()
-    return coatnet.save_checkpoint(model, folder / "toy.safetensors")
-
-
 def test_a_path_in_a_link_is_honoured_only_inside_the_shared_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = toy(tmp_path)
+    path = toy_checkpoint(tmp_path / "toy.safetensors")
     monkeypatch.setenv("COATNET_LENS_ALLOWED_DIRS", str(tmp_path / "elsewhere"))
     at = fresh()
     at.query_params.update({"source": "path", "model": str(path)})
@@ -75,7 +69,9 @@ def test_an_upload_never_goes_in_a_link(tmp_path: Path) -> None:
     at = fresh()
     at.run()
     at.radio(key="model_source").set_value("Upload a checkpoint").run()
-    at.file_uploader(key="model_upload").upload("toy.safetensors", toy(tmp_path).read_bytes()).run()
+    at.file_uploader(key="model_upload").upload(
+        "toy.safetensors", toy_checkpoint(tmp_path / "toy.safetensors").read_bytes()
+    ).run()
     clean(at)
     assert "model" not in dict(at.query_params) and "source" not in dict(at.query_params)
 
@@ -94,7 +90,6 @@ def test_the_device_is_chosen_in_the_sidebar_kept_in_the_link_and_named_in_every
 
 
 def test_a_link_asking_for_a_device_this_machine_lacks_opens_on_one_it_has():
-    import torch
 
     at = fresh()
     at.query_params["device"] = "cuda"

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from coatnet.weights.class_names import imagenet_class_names, imagenet_synsets, label_space_name
-from tests.timm_support import import_timm
+from tests.support.timm import import_timm
 
 COUNTS = (1000, 11821)
 

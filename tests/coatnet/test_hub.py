@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from coatnet.weights import hub
 from coatnet.weights.hub import HubModelNotFoundError, HubUnavailableError, download_timm_weights, split_tag
-from tests.timm_support import import_timm
+from tests.support.timm import import_timm
 
 TAG = "coatnet_0_rw_224.sw_in1k"
 URL = f"https://huggingface.co/timm/{TAG}/resolve/main/model.safetensors"

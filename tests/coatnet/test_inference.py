@@ -8,7 +8,7 @@ from torch import nn
 
 import coatnet
 from coatnet.model.inference import FrozenBias, for_inference, inference_build
-from tests.model_state import assert_as_found, snapshot
+from tests.support.model_state import assert_as_found, snapshot
 
 # timm's three speed-benchmark models: BatchNorm before (nano) and after convolutions, SE early (0),
 # a relative bias from an MLP (rmlp); and our paper-like and toy models

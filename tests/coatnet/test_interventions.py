@@ -10,8 +10,8 @@ import torch
 
 import coatnet
 from coatnet.model.interventions import ATTENTION_KINDS, Intervention, intervene
-from tests.analysis.attention_toys import attentions, images, toy, zero_qk
-from tests.model_state import assert_as_found, snapshot
+from tests.support.model_state import assert_as_found, snapshot
+from tests.support.toys import attentions, images, toy, zero_qk
 
 MODES = ("pre", "post")
 

@@ -18,10 +18,9 @@ from coatnet.cli import commands as cli
 from coatnet.model.variants_timm import TIMM_VARIANTS
 from coatnet.weights.checkpoint import CheckpointError
 from coatnet.weights.timm_import import from_timm
-from tests.timm_support import import_timm
+from tests.support.timm import IMG, import_timm, randomised_timm_model, save_timm
 
 pytestmark = pytest.mark.timm
-IMG = 64  # a reduced size: S3 runs on a 4x4 grid, S4 on 2x2
 LARGE = {"coatnet_2_rw_224", "coatnet_rmlp_2_rw_224", "coatnet_rmlp_2_rw_384", "coatnet_3_rw_224"}
 LARGE |= {"coatnet_2_224", "coatnet_3_224"}
 
@@ -29,35 +28,6 @@ LARGE |= {"coatnet_2_224", "coatnet_3_224"}
 @pytest.fixture(scope="module")
 def timm():
     return import_timm()
-
-
-def randomised_timm_model(timm, arch: str, *, num_classes: int = 1000, img_size: int = IMG):
-    """A timm model whose every tensor matters: random norm statistics and affine parameters,
-    LayerScale far from its 1e-6 init, bias tables far from their 0.02 init."""
-    torch.manual_seed(0)
-    model = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=num_classes).eval()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_mean") or (name.endswith("bias") and tensor.ndim == 1):
-                tensor.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif name.endswith("gamma"):
-                tensor.uniform_(0.5, 1.0)
-            elif name.endswith("relative_position_bias_table"):
-                tensor.normal_(0, 1.0)
-            elif tensor.ndim == 1 and tensor.is_floating_point() and "norm" in name:
-                tensor.uniform_(0.8, 1.2)  # norm weights
-    return model
-
-
-def save_timm(model, path: Path) -> Path:
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save(state, path)
-    return path
 
 
 def assert_same_logits(ours: torch.Tensor, theirs: torch.Tensor) -> None:
@@ -105,8 +75,8 @@ def test_in12k_head_and_metadata(timm, tmp_path: Path) -> None:
     assert info.trained_attention == "pre"
 
 
-def test_switch_to_post_normalization_is_labelled(timm, tmp_path: Path) -> None:
-    path = save_timm(randomised_timm_model(timm, "coatnet_0_rw_224"), tmp_path / "model.safetensors")
+def test_switch_to_post_normalization_is_labelled(timm_weights) -> None:
+    path = timm_weights("coatnet_0_rw_224")
     pre = from_timm(path)
     post = from_timm(path, attention="post")
     assert post.config.attention == "post"
@@ -118,8 +88,8 @@ def test_switch_to_post_normalization_is_labelled(timm, tmp_path: Path) -> None:
         assert torch.equal(a, b), key
 
 
-def test_other_input_size_resizes_tables(timm, tmp_path: Path) -> None:
-    path = save_timm(randomised_timm_model(timm, "coatnet_0_rw_224"), tmp_path / "model.safetensors")
+def test_other_input_size_resizes_tables(timm_weights) -> None:
+    path = timm_weights("coatnet_0_rw_224")
     small = from_timm(path)
     big = from_timm(path, img_size=128)
     old = small.stages[3].blocks[0].attn.rel_pos.table  # S4 grid 2x2 -> 3x3 table
@@ -143,8 +113,8 @@ def test_round_trip_through_our_checkpoint(timm, tmp_path: Path) -> None:
         assert_same_logits(again(x), reference(x))
 
 
-def test_wrong_architecture_names_the_keys(timm, tmp_path: Path) -> None:
-    path = save_timm(randomised_timm_model(timm, "coatnet_0_rw_224"), tmp_path / "model.safetensors")
+def test_wrong_architecture_names_the_keys(timm_weights) -> None:
+    path = timm_weights("coatnet_0_rw_224")
     with pytest.raises(CheckpointError, match=r"does not fit .*stages\.2\.blocks\.[56]"):
         from_timm(path, arch="coatnet_0_224")
 
@@ -173,9 +143,9 @@ def test_foreign_truncated_and_pickled_files(tmp_path: Path) -> None:
 
 
 def test_bare_arch_name_downloads_the_default_tag_and_records_it(
-    timm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    timm_weights, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = save_timm(randomised_timm_model(timm, "coatnet_nano_rw_224"), tmp_path / "model.safetensors")
+    path = timm_weights("coatnet_nano_rw_224")
     asked = []
     monkeypatch.setattr(
         coatnet.weights.timm_import,

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import coatnet
+from tests.support.toys import toy_checkpoint
 
 MARKER = "PWNED-by-a-checkpoint"  # the file a malicious pickle would create beside itself
 
@@ -33,12 +34,6 @@ class Payload:
 
     def __reduce__(self):
         return (exec, (f"open({self.target!r}, 'w').write('x')",))
-
-
-def toy_checkpoint(path: Path, name: str = "coatnet_toy", **overrides) -> Path:
-    torch.manual_seed(0)
-    model = coatnet.create_model(name, img_size=32, **overrides).eval()
-    return coatnet.save_checkpoint(model, path, provenance={"dataset": "toys"})
 
 
 def _pickle_pth(folder: Path) -> Path:

@@ -15,9 +15,10 @@ from PIL import Image
 import analysis
 import coatnet
 from coatnet.cli.commands import main as coatnet_main
-from tests.app.apptest import fresh, one_error
-from tests.reliability.hostile import CHECKPOINTS, MARKER, toy_checkpoint
+from tests.reliability.hostile import CHECKPOINTS, MARKER
 from tests.support import processes
+from tests.support.apptest import fresh, one_error
+from tests.support.toys import toy_checkpoint
 
 SURFACES = ("load_model", "load_checkpoint", "info", "eval", "analyze", "app")
 APP_CASES = ("pickle-pth", "zip-bin", "flipped-weights", "width-1e9", "other-arch", "missing", "png-as-pth")

@@ -17,8 +17,8 @@ import analysis
 import coatnet
 from analysis.core.inputs import as_batch
 from coatnet.cli.commands import main as coatnet_main
-from tests.app.apptest import clean, fresh, one_error
 from tests.support import processes
+from tests.support.apptest import clean, fresh, one_error
 
 
 def _save(image: Image.Image, fmt: str, **options) -> bytes:

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 from playwright.sync_api import expect
 
-import coatnet
-from tests.app.test_browser import CELL, WAIT_MS, Lens, Served, opened_lens
+from tests.support.browser import CELL, WAIT_MS, Lens, Served, opened_lens
+from tests.support.toys import toy_checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -90,12 +89,6 @@ class User:
         return {"charts": lens.page.evaluate(SEEN), "json": json.loads(saved.read_text()), "file": saved.name}
 
 
-def toy_checkpoint(folder: Path) -> Path:
-    torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy", img_size=32, num_classes=10).eval()
-    return coatnet.save_checkpoint(model, folder / "toy.safetensors", provenance={"dataset": "toys"})
-
-
 def users(checkpoint: Path) -> list[User]:
     def demo_post(lens: Lens) -> None:
         pick(lens, "Checkpoint", "demo-post")
@@ -154,7 +147,7 @@ class Health:
 
 
 def test_four_sessions_at_once_each_see_what_they_see_alone(served: Served, tmp_path: Path) -> None:
-    people = users(toy_checkpoint(tmp_path))
+    people = users(toy_checkpoint(tmp_path / "toy.safetensors", num_classes=10))
     alone = []
     for user in people:
         with opened_lens(served) as lens:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import coatnet.weights.hub
-from tests.app.apptest import fresh, one_error
+from tests.support.apptest import fresh, one_error
 
 
 @pytest.fixture

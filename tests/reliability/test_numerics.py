@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import coatnet
-from tests.analysis.every_analysis import ANALYSES, PLAIN_PASSES
+from tests.support.every_analysis import ANALYSES, PLAIN_PASSES
 
 
 def extremes(size: int, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:

@@ -88,3 +88,12 @@ def make_fashion_like(root: Path, *, n_train: int, n_test: int, size: int = 32, 
             images[i, r * 12 + 4 : r * 12 + 12, c * 6 : c * 6 + 6] += 180
         write_fashion(root, split, np.clip(images, 0, 255), labels)
     return root
+
+
+def pictures(folder, count: int) -> list[str]:
+    paths = []
+    for i in range(count):
+        pixels = np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"image{i}.png")
+        paths.append(str(folder / f"image{i}.png"))
+    return paths

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import coatnet
+from analysis.maps.rollout import pooling_link
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.blocks import TransformerBlock
-from tests.model_state import Snapshot, snapshot
+from tests.support.model_state import Snapshot, snapshot
 
 SIZE = 16
 
@@ -70,8 +73,8 @@ def set_kernel(attn: RelativeAttention, offsets: dict[tuple[int, int], float], r
 
 
 def state(model: torch.nn.Module) -> Snapshot:
-    """What an analysis must leave as it was (:func:`tests.model_state.snapshot`): parameters and buffers
-    with their identities, flags, grads, modes, every hook registry, the random states."""
+    """What an analysis must leave as it was (:func:`tests.support.model_state.snapshot`): parameters and
+    buffers with their identities, flags, grads, modes, every hook registry, the random states."""
     return snapshot(model)
 
 
@@ -89,3 +92,25 @@ def breaks_mid_way(module: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         del module.forward
+
+
+def identity_attention(model: torch.nn.Module) -> None:
+    """q = k = 0 and a huge bias at offset (0, 0): every query attends to itself alone (pre)."""
+    for attn in attentions(model):
+        zero_qk(attn)
+        set_kernel(attn, {(0, 0): 50.0})
+
+
+def s4_link(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The link of S4.0's pool for these images, from its normalised input."""
+    block = model.stages[3].blocks[0]
+    with torch.no_grad():
+        s3 = model.forward_intermediates(x)[1][3]
+        return pooling_link(block.pool, block.norm1(s3))
+
+
+def toy_checkpoint(path: Path, name: str = "coatnet_toy", *, img_size: int = 32, **overrides) -> Path:
+    """A checkpoint of an untrained ``name`` (seeded, eval mode) at ``path``, its dataset called "toys"."""
+    torch.manual_seed(0)
+    model = coatnet.create_model(name, img_size=img_size, **overrides).eval()
+    return coatnet.save_checkpoint(model, path, provenance={"dataset": "toys"})

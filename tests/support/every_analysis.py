@@ -2,7 +2,7 @@
 
 Each entry maps (model, images) to a result (the first two are a user's plain and recorded passes, the
 other calls the analyses must not disturb); images are a (B, 3, 16, 16) batch of at least 4 for the toys
-of :mod:`tests.analysis.attention_toys`. ``USES_HOOKS_OR_GRADIENTS`` names those that register hooks or
+of :mod:`tests.support.toys`. ``USES_HOOKS_OR_GRADIENTS`` names those that register hooks or
 take gradients. An analysis added later joins the table, and with it every test of
 tests/analysis/test_shared_model.py.
 """

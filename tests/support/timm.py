@@ -16,6 +16,9 @@ from types import ModuleType
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
+IMG = 64  # the reference models' input: S3 runs on a 4x4 grid, S4 on 2x2
 
 # (name, schema) as declared by torchvision's C++ (csrc/ops/nms.cpp, ops/quantized/cpu/qnms_kernel.cpp)
 _TORCHVISION_SCHEMAS = (
@@ -79,3 +82,32 @@ def import_timm() -> ModuleType:
     """
     ensure_torchvision_ops()
     return pytest.importorskip("timm", reason="timm is not installed")
+
+
+def randomised_timm_model(timm, arch: str, *, num_classes: int = 1000, img_size: int = IMG):
+    """A timm model whose every tensor matters: random norm statistics and affine parameters,
+    LayerScale far from its 1e-6 init, bias tables far from their 0.02 init."""
+    torch.manual_seed(0)
+    model = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=num_classes).eval()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_mean") or (name.endswith("bias") and tensor.ndim == 1):
+                tensor.normal_(0, 0.1)
+            elif name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith("gamma"):
+                tensor.uniform_(0.5, 1.0)
+            elif name.endswith("relative_position_bias_table"):
+                tensor.normal_(0, 1.0)
+            elif tensor.ndim == 1 and tensor.is_floating_point() and "norm" in name:
+                tensor.uniform_(0.8, 1.2)  # norm weights
+    return model
+
+
+def save_timm(model, path: Path) -> Path:
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
