@@ -12,7 +12,8 @@ set -u
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
+# -o addopts="-ra --strict-markers": one process (the image may lack pytest-xdist, which the suite's addopts use)
+timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 timeout 240 python3 benchmarks/timm_speed.py --arch coatnet_0_rw_224 --device cuda --rounds 5 --iters 20 \
     --out "$OUT/timm_speed_cuda" 2>&1 | tail -20
 timeout 300 python3 benchmarks/timm_speed.py --arch coatnet_0_rw_224 --device cuda --rounds 3 --iters 20 \

@@ -20,8 +20,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Skips (gpu without CUDA, browser without Chromium), and the units pytest-xdist hands out whole
     (``--dist loadgroup``): a test file, so that its module fixtures are built once; and every test that
     drives the browser in one unit, so that one app server and one Chromium serve them all."""
+    grouping = config.pluginmanager.hasplugin("xdist")  # an image without pytest-xdist runs in one process
     for item in items:
-        if not any(item.iter_markers("xdist_group")):
+        if grouping and not any(item.iter_markers("xdist_group")):
             group = "browser" if "served" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
     _skip_what_cannot_run(items)
