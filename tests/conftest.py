@@ -21,10 +21,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (``--dist loadgroup``): a test file, so that its module fixtures are built once; and every test that
     drives the browser in one unit, so that one app server and one Chromium serve them all."""
     grouping = config.pluginmanager.hasplugin("xdist")  # an image without pytest-xdist runs in one process
+    browser = {item for item in items if "served" in getattr(item, "fixturenames", ())}
     for item in items:
         if grouping and not any(item.iter_markers("xdist_group")):
-            group = "browser" if "served" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+            group = "browser" if item in browser else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
+    # the browser tests first: the longest unit starts at once, beside everything else, not last
+    items.sort(key=lambda item: item not in browser)
     _skip_what_cannot_run(items)
 
 
