@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (``--dist loadgroup``): a test file, so that its module fixtures are built once; and every test that
     drives the browser in one unit, so that one app server and one Chromium serve them all."""
     grouping = config.pluginmanager.hasplugin("xdist")  # an image without pytest-xdist runs in one process
-    browser = {item for item in items if "served" in getattr(item, "fixturenames", ())}
+    browser = {item for item in items if "chromium" in getattr(item, "fixturenames", ())}
     for item in items:
         if grouping and not any(item.iter_markers("xdist_group")):
             group = "browser" if item in browser else item.nodeid.split("::")[0]
@@ -69,19 +69,29 @@ def _seed() -> None:
 
 
 @pytest.fixture(scope="session")
-def served():
-    """The app's server and one headless Chromium, started once for every browser test."""
+def chromium():
+    """One Playwright and one headless Chromium for every test that drives a browser (a second sync
+    Playwright cannot start in a process where one runs)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.support.browser import Served
-    from tests.support.server import CHROMIUM_ARGS, running_app
+    from tests.support.server import CHROMIUM_ARGS
 
-    with running_app() as url, sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield Served(url, browser)
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def served(chromium):
+    """The app's server, started once for every browser test, and the one Chromium."""
+    from tests.support.browser import Served
+    from tests.support.server import running_app
+
+    with running_app() as url:
+        yield Served(url, chromium)
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,9 @@ SETTLED_REPORT = (
 )
 
 
+@pytest.mark.xdist_group("browser")  # where the session's one Chromium runs
 def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_to_the_npz(
-    tmp_path, checkpoint
+    tmp_path, checkpoint, request
 ):
     import re
     from pathlib import Path
@@ -117,22 +118,16 @@ def test_the_report_holds_each_picture_once_and_results_json_points_big_arrays_t
     assert "integrated_gradients" not in results["per_image"]["image0.png"]  # asked for with --attributions
     if not Path(CHROMIUM).exists():
         return
-    from playwright.sync_api import sync_playwright
-
-    from tests.support.server import CHROMIUM_ARGS
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            viewer = browser.new_page()
-            errors: list[str] = []
-            viewer.on("pageerror", lambda error: errors.append(str(error)))
-            viewer.goto((out / "report.html").as_uri())
-            viewer.wait_for_function(SETTLED_REPORT)
-            drawn = viewer.evaluate("() => document.querySelectorAll('.js-plotly-plot image').length")
-            assert errors == [] and drawn > 0
-        finally:
-            browser.close()
+    viewer = request.getfixturevalue("chromium").new_page()
+    try:
+        errors: list[str] = []
+        viewer.on("pageerror", lambda error: errors.append(str(error)))
+        viewer.goto((out / "report.html").as_uri())
+        viewer.wait_for_function(SETTLED_REPORT)
+        drawn = viewer.evaluate("() => document.querySelectorAll('.js-plotly-plot image').length")
+        assert errors == [] and drawn > 0
+    finally:
+        viewer.close()
 
 
 def test_analyze_explains_a_class_by_name_and_measures_faithfulness(tmp_path, checkpoint, capsys):
