@@ -19,6 +19,7 @@ def test_starts_a_process_and_forgets_it():
 """
 
 
+@pytest.mark.slow
 def test_a_run_that_leaves_a_process_fails_and_names_it(tmp_path) -> None:
     (tmp_path / "test_leaves.py").write_text(LEAVES_ONE)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -238,7 +239,7 @@ def _collective(name: str, run) -> None:
 def _hand(tensor: torch.Tensor) -> torch.Tensor:
     """A fresh view of ``tensor`` (moved to the GPU under NCCL) to give the backend, tracked until it is
     let go: its Python object lives as long as a backend thread holds it."""
-    wire = tensor.cuda() if dist.get_backend() == "nccl" else tensor.view(tensor.shape)
+    wire = tensor.to("cuda", copy=True) if dist.get_backend() == "nccl" else tensor.view(tensor.shape)
     if len(_here.handed) > 256:
         _here.handed = [ref for ref in _here.handed if ref() is not None]
     _here.handed.append(weakref.ref(wire))
@@ -251,6 +252,20 @@ def _settle(limit_s: float = 30.0) -> None:
     while any(ref() is not None for ref in _here.handed) and time.monotonic() < deadline:
         time.sleep(0.001)
     _here.handed = [ref for ref in _here.handed if ref() is not None]
+    if _here.handed:
+        print(
+            f"coatnet: the communication backend still holds {len(_here.handed)} tensors after "
+            f"{limit_s:.0f} s; destroying the process group anyway",
+            file=sys.stderr,
+        )
+
+
+def abandon(world: int) -> None:
+    """After an error: let the backend go of what it holds and destroy the group, meeting nobody."""
+    if world > 1 and dist.is_initialized():
+        _settle(limit_s=5.0)
+        _stop_heartbeat()
+        dist.destroy_process_group()
 
 
 def _start_heartbeat(every_s: float) -> None:

@@ -137,10 +137,10 @@ def run_layout_study(
             raise ValueError(f"{out} holds a layout study with other settings: choose another --out")
         write_text(claimed, json.dumps(wanted, indent=1) + "\n")
     distributed.at("the study's settings claimed")
-    distributed.wait_for_peers("settings claimed", world)
     runs = [(layout, size) for size in settings.sizes for layout in settings.layouts]
-    # every process sees the same finished runs here (none trains before the barrier): share the rest
+    # every process sees the same finished runs here (none trains before the meeting): share the rest
     todo = [r for r in runs if not (out / "runs" / run_name(*r) / "result.json").exists()]
+    distributed.wait_for_peers("settings claimed", world)
     mine = [r for index, r in enumerate(todo) if index % world == rank]
     for layout, size in runs:
         if (layout, size) not in mine and ((layout, size) in todo or rank != 0):

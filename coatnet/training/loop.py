@@ -13,6 +13,7 @@ repeats an unbroken one step for step.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -99,6 +100,23 @@ class TrainResult:
     out_dir: Path
 
 
+def _abandon_on_error(function: Callable) -> Callable:
+    """If training fails in a process of several, the process group is let go of at once (nothing held by
+    the backend, no meeting): an error ends the process instead of hanging it at exit."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except BaseException:
+            if kwargs.get("distributed_run", True):
+                distributed.abandon(int(os.environ.get("WORLD_SIZE", "1")))
+            raise
+
+    return run
+
+
+@_abandon_on_error
 def train(
     settings: TrainSettings,
     out_dir: str | os.PathLike,
@@ -168,6 +186,9 @@ def train(
         torch.set_rng_state(state["rng"][rank])
         if device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state(state["cuda_rng"][rank], device)
+    # each process opened its data and built its model first: meet by heartbeat, then let DDP sync
+    distributed.at("start of training")
+    distributed.wait_for_peers("data opened", world)
     net = DistributedDataParallel(model) if world > 1 else model
     final = None
     last_epoch = settings.epochs if stop_after is None else min(stop_after, settings.epochs)
@@ -183,13 +204,13 @@ def train(
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
         model.train()
         for images, labels in batches:
+            distributed.at(f"epoch {epoch + 1}, step {step + 1}")
             if not distributed.all_have_data(len(labels), world):
                 continue
             x, targets = augment(prepare_batch(images, preprocessing, device=device), labels.to(device))
             x = normalize(x, preprocessing).contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = schedule(step)
-            distributed.at(f"epoch {epoch + 1}, step {step + 1}")
             try:
                 loss, correct = _step(net, model, ema, optimizer, x, targets, settings, device)
             except RuntimeError as error:  # DDP's own collectives, in the forward and backward passes
@@ -246,7 +267,7 @@ def train(
             })  # fmt: skip
             if progress:
                 tqdm.write(epoch_line(rows[-1], settings.epochs, train_set, test_set))
-        distributed.barrier(world)
+        distributed.wait_for_peers(f"epoch {epoch} saved", world)  # the first process writes the files
     if rank == 0 and final is not None and epoch == settings.epochs:
         card = model_card(settings, rows, final, command, elapsed, world, device)
         write_text(out_dir / "MODEL_CARD.md", card)

@@ -130,6 +130,7 @@ def test_a_call_held_inside_a_forward_pass_neither_sees_nor_blocks_another(
     assert_as_found(before, model)
 
 
+@pytest.mark.slow
 def test_eight_threads_mixing_every_analysis_get_their_single_thread_results(
     models: dict[str, CoAtNet], alone: dict
 ) -> None:

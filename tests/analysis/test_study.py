@@ -196,6 +196,7 @@ def test_a_study_killed_with_sigkill_resumes_to_the_unbroken_result(unbroken, tm
     assert_close_json(without_times(study(out, "--resume")), without_times(expected))
 
 
+@pytest.mark.slow
 @needs_data
 def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(tmp_path):
     """--faithfulness N: study.json's faithfulness rows over the first N images, each image's scores those

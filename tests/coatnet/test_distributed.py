@@ -21,6 +21,8 @@ distributed.at("step 7")
 if mode == "mismatch" and rank == 1:
     distributed.all_reduce(torch.ones(1), world)  # the other process never makes this collective
     print("not reached")
+if mode == "mismatch" and rank == 0:
+    time.sleep(10)  # alive, busy elsewhere: the collective's timeout ends it, not a closed connection
 if mode == "long-work":  # the first process works far longer than a collective's timeout
     if rank == 0:
         time.sleep(7)

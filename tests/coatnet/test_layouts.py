@@ -82,6 +82,7 @@ def tiny(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @needs_data
 def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tiny: Path, tmp_path) -> None:
     out = tiny
@@ -121,6 +122,7 @@ def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tiny: Path, tm
         )
 
 
+@pytest.mark.slow
 @needs_data
 def test_two_torchrun_processes_share_the_runs_and_give_one_processs_study(tiny: Path, tmp_path) -> None:
     """Under torchrun (gloo, two CPU processes) each process trains every other run; the first writes
