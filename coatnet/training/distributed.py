@@ -118,7 +118,7 @@ def all_gather(tensor: torch.Tensor, world: int) -> list[torch.Tensor]:
     wire = _hand(tensor)
     gathered = [_hand(torch.empty_like(wire)) for _ in range(world)]
     _collective("all_gather", lambda: dist.all_gather(gathered, wire))
-    return [g.cpu().clone() for g in gathered]
+    return [g.cpu().clone() for g in gathered]  # copies: the handed views must not outlive the call
 
 
 def barrier(world: int) -> None:
