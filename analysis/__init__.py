@@ -12,7 +12,21 @@ from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preprocessing_of
 from analysis.core.models import ModelSpecError, describe, load_model
 from analysis.core.predictions import Prediction, top_k
-from analysis.core.query import PictureView, cell_point, picture_view, point_cell, to_input, to_point
+from analysis.core.query import (
+    PictureView,
+    Query,
+    cell_centre,
+    cell_point,
+    centre_cell,
+    middle_point,
+    picture_view,
+    pixel_cell,
+    point_cell,
+    query_from_cell,
+    query_index,
+    to_input,
+    to_point,
+)
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
 from analysis.explain.relevance import ClassRelevance, class_relevance
@@ -21,8 +35,6 @@ from analysis.maps.attention import (
     BlockAttention,
     attention_maps,
     fuse_heads,
-    query_from_cell,
-    query_index,
     query_map,
     upsample_to_image,
 )
@@ -90,8 +102,13 @@ __all__ = [
     "display_image",
     "preprocessing_of",
     "PictureView",
+    "Query",
+    "cell_centre",
     "cell_point",
+    "centre_cell",
+    "middle_point",
     "picture_view",
+    "pixel_cell",
     "point_cell",
     "to_input",
     "to_point",

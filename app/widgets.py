@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from analysis import PictureView, cell_point, point_cell, to_input
+from analysis import PictureView, Query
 from analysis.figures import DEFAULT_OPACITY
 from app import gallery
 from app.cache import ModelKey, saved_upload
@@ -159,15 +159,15 @@ def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple
     typed = (state.get(QUERY_ROW), state.get(QUERY_COL))
     chosen = None not in typed and (QUERY_POINT not in state or (shown is not None and shown[0] == grid))
     if chosen and (shown is None or tuple(typed) != tuple(shown[1:])):  # clicked or typed on this grid
-        row = min(max(int(typed[0]), 0), grid[0] - 1)
+        row = min(max(int(typed[0]), 0), grid[0] - 1)  # a cell typed or clicked on this grid
         col = min(max(int(typed[1]), 0), grid[1] - 1)
-        state[QUERY_POINT] = cell_point(view, row, col, stride=stride)
+        state[QUERY_POINT] = Query.at_cell(view, row, col, stride=stride)
     elif QUERY_POINT not in state:
-        state[QUERY_POINT] = cell_point(view, grid[0] // 2, grid[1] // 2, stride=stride)
-    cell = point_cell(view, state[QUERY_POINT], grid=grid, stride=stride)
+        state[QUERY_POINT] = Query.at_cell(view, grid[0] // 2, grid[1] // 2, stride=stride)
+    query = Query(*state[QUERY_POINT])
+    cell = query.cell(view, grid=grid, stride=stride)
     if cell is None:
-        y, x = to_input(view, state[QUERY_POINT])
-        cell = (min(max(int(y // stride), 0), grid[0] - 1), min(max(int(x // stride), 0), grid[1] - 1))
+        cell = query.nearest_cell(view, grid=grid, stride=stride)
         st.warning(
             f"The query point lies outside what this model sees (its crop): cell {cell} is the nearest. "
             "Click a cell to set a new one.", icon=":material/crop_free:",

@@ -23,7 +23,8 @@ from analysis.explain.faithfulness import faithfulness
 from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
 from analysis.figures import explanations as explanation_figures
 from analysis.figures import maps as figures
-from analysis.maps.attention import BlockAttention, attention_maps, query_index
+from analysis.core.query import centre_cell, query_from_cell, query_index
+from analysis.maps.attention import BlockAttention, attention_maps
 from analysis.maps.cka import cka
 from analysis.maps.compare import compare
 from analysis.maps.frequency import frequency_profile
@@ -246,5 +247,5 @@ def _parts(block: BlockAttention) -> tuple[str, ...]:
 
 def _query(block: BlockAttention, point: tuple[float, float] | None) -> int:
     if point is None:
-        return query_index(block.grid, block.stride, *((g * block.stride - 1) / 2 for g in block.grid))
+        return query_from_cell(*centre_cell(block.grid), block.grid)
     return query_index(block.grid, block.stride, *point)

@@ -1,22 +1,35 @@
-"""The query as a point of the user's picture, mapped through a model's preprocessing to a grid cell.
+"""The query: one point of the user's picture, mapped through a model's preprocessing to a grid cell.
 
-A point is held as fractions (fy, fx) of the upright picture as given (before any resize or crop), so
-that it means the same spot for every block, page and model: each maps it through its own crop and
-resize (:func:`coatnet.data.datasets.crop_box`, the rule its preprocessing uses) to its input pixels, and on
-to the cell of its grid. A cell maps back to the point at its centre, so a round trip returns to the
-clicked cell, and a point outside a model's crop is said to be so, not moved.
+One coordinate convention holds everywhere (the explorer, Pre vs post, Layouts, the CLI and the figures):
+coordinates are continuous, pixel i spans [i, i + 1), so cell r of a grid with ``stride`` input pixels a
+step spans [r * stride, (r + 1) * stride) and its centre is (r + 0.5) * stride.
+
+A query takes four forms, and this module holds every conversion between them:
+
+- a :class:`Query`: fractions (fy, fx) of the upright picture as given (before any resize or crop), so that
+  it means the same spot for every block, page and model; each maps it through its own crop and resize
+  (:func:`coatnet.data.datasets.crop_box`, the rule its preprocessing uses, held in a :class:`PictureView`);
+- an input pixel (y, x) of the model's input (:meth:`Query.pixel`, :meth:`Query.at_pixel`);
+- a cell (row, col) of a block's grid (:meth:`Query.cell`, :meth:`Query.at_cell`, :func:`pixel_cell`,
+  :func:`cell_centre`);
+- a flat, row-major query index ``row * W + col`` (:func:`query_index`, :func:`query_from_cell`).
+
+A cell maps back to the point at its centre, so a round trip returns to the clicked cell, and a point
+outside a model's crop is said to be so (None), not moved; :meth:`Query.nearest_cell` is the one clamp.
 
 Examples:
     >>> view = picture_view((480, 640), preprocessing)  # a 640x480 photo, the model's preprocessing
-    >>> point = cell_point(view, 10, 12, stride=16)  # the centre of cell (10, 12) of a 14x14 grid
-    >>> point_cell(view, point, grid=(14, 14), stride=16)
+    >>> query = Query.at_cell(view, 10, 12, stride=16)  # the centre of cell (10, 12) of a 14x14 grid
+    >>> query.cell(view, grid=(14, 14), stride=16)
     (10, 12)
+    >>> query_index((14, 14), 16, *cell_centre(10, 12, stride=16))
+    152
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from coatnet.data.datasets import crop_box
 
@@ -39,38 +52,115 @@ def picture_view(picture_size: tuple[int, int], preprocessing: dict[str, Any]) -
     return PictureView((height, width), size, tuple(float(v) for v in box))
 
 
+def cell_centre(row: float, col: float, *, stride: float) -> tuple[float, float]:
+    """The input pixel (y, x) at the centre of cell (row, col): ((row + 0.5) * stride, (col + 0.5) * stride)."""
+    return (row + 0.5) * stride, (col + 0.5) * stride
+
+
+def pixel_cell(y: float, x: float, *, grid: tuple[int, int], stride: float) -> tuple[int, int]:
+    """The cell (row, col) of ``grid`` that holds input pixel (y, x); a pixel off the grid is clamped to
+    the nearest cell."""
+    return min(max(int(y // stride), 0), grid[0] - 1), min(max(int(x // stride), 0), grid[1] - 1)
+
+
+def centre_cell(grid: tuple[int, int]) -> tuple[int, int]:
+    """The default query cell of the library and the CLI: the middle cell of ``grid``, the upper left of
+    the middle four on an even side."""
+    return (grid[0] - 1) // 2, (grid[1] - 1) // 2
+
+
+def middle_point(size: tuple[int, int]) -> tuple[float, float]:
+    """The default query pixel of an input of (H, W): ((H - 1) / 2, (W - 1) / 2), half a pixel above and
+    left of the centre, so that on a grid that tiles the input it lies in :func:`centre_cell`."""
+    return (size[0] - 1) / 2, (size[1] - 1) / 2
+
+
+def query_from_cell(row: int, col: int, grid: tuple[int, int]) -> int:
+    """The row-major query index of grid cell (row, col); a ValueError if the cell is off the grid."""
+    if not (0 <= row < grid[0] and 0 <= col < grid[1]):
+        raise ValueError(f"cell ({row}, {col}) is outside the {grid[0]}x{grid[1]} grid")
+    return row * grid[1] + col
+
+
+def query_index(grid: tuple[int, int], stride: float, y: float, x: float) -> int:
+    """The query whose grid cell holds input pixel (y, x); pixels outside the image are clamped to the
+    nearest cell.
+
+    Args:
+        grid: the block's (H, W) grid.
+        stride: input pixels per grid step.
+        y, x: pixel row and column, continuous (pixel i spans [i, i + 1)).
+
+    Returns:
+        The row-major query index ``row * W + col``.
+    """
+    return query_from_cell(*pixel_cell(y, x, grid=grid, stride=stride), grid)
+
+
+class Query(NamedTuple):
+    """The query of a session or an analysis: the point (fy, fx) of the picture, as fractions of its
+    height and width (a tuple, so it keeps in session state and compares as one)."""
+
+    fy: float
+    fx: float
+
+    @classmethod
+    def at_pixel(cls, view: PictureView, y: float, x: float) -> Query:
+        """The point of input pixel (y, x): the inverse of :meth:`pixel`."""
+        left, top, right, bottom = view.box
+        return cls(
+            (top + y * (bottom - top) / view.input[0]) / view.picture[0],
+            (left + x * (right - left) / view.input[1]) / view.picture[1],
+        )
+
+    @classmethod
+    def at_cell(cls, view: PictureView, row: int, col: int, *, stride: float) -> Query:
+        """The point at the centre of cell (row, col)."""
+        return cls.at_pixel(view, *cell_centre(row, col, stride=stride))
+
+    def pixel(self, view: PictureView) -> tuple[float, float]:
+        """The point in the model's input pixels (y, x); outside [0, H) x [0, W) when the crop leaves it
+        out."""
+        left, top, right, bottom = view.box
+        y, x = self.fy * view.picture[0], self.fx * view.picture[1]
+        return (y - top) * view.input[0] / (bottom - top), (x - left) * view.input[1] / (right - left)
+
+    def cell(self, view: PictureView, *, grid: tuple[int, int], stride: float) -> tuple[int, int] | None:
+        """The cell (row, col) of a ``grid`` (``stride`` input pixels a step) that holds the point, or None
+        when the point lies outside what the model sees."""
+        y, x = self.pixel(view)
+        row, col = int(y // stride), int(x // stride)
+        if not (0 <= y < view.input[0] and 0 <= x < view.input[1]) or not (
+            0 <= row < grid[0] and 0 <= col < grid[1]
+        ):
+            return None
+        return row, col
+
+    def nearest_cell(self, view: PictureView, *, grid: tuple[int, int], stride: float) -> tuple[int, int]:
+        """The cell that holds the point, or the nearest one when the point lies outside the grid."""
+        return pixel_cell(*self.pixel(view), grid=grid, stride=stride)
+
+
+# the same conversions as functions of a (fy, fx) tuple: the names `analysis` has always exported
+
+
 def to_input(view: PictureView, point: tuple[float, float]) -> tuple[float, float]:
-    """A point (fy, fx) of the picture in the model's input pixels (y, x); outside [0, H) x [0, W) when the
-    crop leaves it out."""
-    left, top, right, bottom = view.box
-    y = point[0] * view.picture[0]
-    x = point[1] * view.picture[1]
-    return (y - top) * view.input[0] / (bottom - top), (x - left) * view.input[1] / (right - left)
+    """A point (fy, fx) of the picture in the model's input pixels (y, x) (:meth:`Query.pixel`)."""
+    return Query(*point).pixel(view)
 
 
-def to_point(view: PictureView, y: float, x: float) -> tuple[float, float]:
-    """The picture point (fy, fx) of input pixel (y, x): the inverse of :func:`to_input`."""
-    left, top, right, bottom = view.box
-    return (
-        (top + y * (bottom - top) / view.input[0]) / view.picture[0],
-        (left + x * (right - left) / view.input[1]) / view.picture[1],
-    )
+def to_point(view: PictureView, y: float, x: float) -> Query:
+    """The picture point (fy, fx) of input pixel (y, x) (:meth:`Query.at_pixel`)."""
+    return Query.at_pixel(view, y, x)
 
 
 def point_cell(
-    view: PictureView, point: tuple[float, float], *, grid: tuple[int, int], stride: int
+    view: PictureView, point: tuple[float, float], *, grid: tuple[int, int], stride: float
 ) -> tuple[int, int] | None:
-    """The cell (row, col) of a ``grid`` (``stride`` input pixels a step) that holds the point, or None when
-    the point lies outside what the model sees."""
-    y, x = to_input(view, point)
-    row, col = int(y // stride), int(x // stride)
-    if not (0 <= y < view.input[0] and 0 <= x < view.input[1]) or not (
-        0 <= row < grid[0] and 0 <= col < grid[1]
-    ):
-        return None
-    return row, col
+    """The cell holding the point (fy, fx), or None outside what the model sees (:meth:`Query.cell`)."""
+    return Query(*point).cell(view, grid=grid, stride=stride)
 
 
-def cell_point(view: PictureView, row: int, col: int, *, stride: int) -> tuple[float, float]:
-    """The picture point at the centre of cell (row, col)."""
-    return to_point(view, (row + 0.5) * stride, (col + 0.5) * stride)
+def cell_point(view: PictureView, row: int, col: int, *, stride: float) -> Query:
+    """The picture point at the centre of cell (row, col) (:meth:`Query.at_cell`)."""
+    return Query.at_cell(view, row, col, stride=stride)

@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.core.query import cell_centre, pixel_cell
+
 from analysis.figures.plots import (
     DEFAULT_OPACITY,
     DIVERGING,
@@ -20,6 +22,7 @@ from analysis.figures.plots import (
     SEQUENTIAL,
     chart,
     distance_scatter,
+    drawn,
     head_grid,
     image_trace,
     kernel_gallery,
@@ -114,8 +117,8 @@ def rollout_figure(
     where = "averaged over queries" if query is None else f"from query {query} of {rollout.blocks[-1]}"
     scaled_query = None
     if query is not None:  # the query on the first grid's scale
-        ratio = rollout.stride_last / rollout.stride_first
-        scaled_query = (int((query[0] + 0.5) * ratio), int((query[1] + 0.5) * ratio))
+        centre = cell_centre(*query, stride=rollout.stride_last)
+        scaled_query = pixel_cell(*centre, grid=rollout.grid_first, stride=rollout.stride_first)
     return overlay(
         image, values, stride=rollout.stride_first, query=scaled_query, what="share",
         title=f"Attention rollout ({rollout.label}), {where}", opacity=opacity,
@@ -287,7 +290,7 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
             traces.append(image_trace(image, opacity=0.35).update(xaxis=axes[0], yaxis=axes[1]))
         traces.append(
             go.Heatmap(
-                z=_block_sums(stage.effective, block), x0=(block - 1) / 2, dx=block, y0=(block - 1) / 2,
+                z=_block_sums(stage.effective, block), x0=drawn(block / 2), dx=block, y0=drawn(block / 2),
                 dy=block, colorscale="Hot", showscale=False, opacity=0.85, xaxis=axes[0], yaxis=axes[1],
                 hovertemplate=f"%{{z:.4f}} of the gradient mass{square}<extra>{stage.name}</extra>",
             )
@@ -295,7 +298,7 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
         cy, cx = stage.centre
         boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), "lime")]
         if stage.is_global:  # the whole image, whatever the centre
-            boxes.append(((height, width), ((height - 1) / 2, (width - 1) / 2), "cyan"))
+            boxes.append(((height, width), (drawn(height / 2), drawn(width / 2)), "cyan"))
         else:
             boxes.append((stage.theoretical, (cy, cx), "cyan"))
         for (box_h, box_w), (y, x), colour in boxes:

@@ -17,9 +17,10 @@ Rules
   and the distance in input pixels.
 - Markers outline their cell (an open square) and never hide the value under them.
 
-Maps over a stage's grid are drawn on the input image: grid cell (r, c) covers input pixels
-``[r * stride, (r + 1) * stride)`` rows and the same for columns, so a heatmap of the grid sits exactly on
-the image it came from. ``clickable=True`` adds one near-transparent marker per cell (``customdata`` =
+Maps over a stage's grid are drawn on the input image, in the coordinates of :mod:`analysis.core.query`:
+grid cell (r, c) covers input pixels ``[r * stride, (r + 1) * stride)`` rows and the same for columns, so
+a heatmap of the grid sits exactly on the image it came from. Plotly draws a picture's pixel i centred on
+axis value i, so input coordinate u sits at axis value u - 0.5 (:func:`drawn`). ``clickable=True`` adds one near-transparent marker per cell (``customdata`` =
 ``[row, col, ...]``), which is what a Plotly click selects (a heatmap alone returns nothing in Streamlit).
 """
 
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
+
+from analysis.core.query import cell_centre
 
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Viridis"
@@ -229,6 +232,12 @@ def _fraction(value: float) -> float:
     return min(1.0, max(0.0, round(value, 9)))
 
 
+def drawn(u):
+    """The axis value at which input coordinate ``u`` (a number or an array) is drawn: pixel i, spanning
+    [i, i + 1), is drawn centred on i."""
+    return u - 0.5
+
+
 def set_ranges(layout: dict, axes: tuple[str, str], height: float, width: float) -> None:
     """Show ``height`` x ``width`` pixels (or cells) on a panel, row 0 on top."""
     x, y = axes
@@ -304,7 +313,7 @@ def map_trace(
         where = "pixel" if stride == 1 else "pixel (centre of the cell)"
         hover = f"{what} %{{z:.4g}}<br>{where} (%{{y:.0f}}, %{{x:.0f}})<extra></extra>"
     return go.Heatmap(
-        z=values, x0=stride / 2 - 0.5, dx=stride, y0=stride / 2 - 0.5, dy=stride, zmin=zmin, zmax=zmax,
+        z=values, x0=drawn(stride / 2), dx=stride, y0=drawn(stride / 2), dy=stride, zmin=zmin, zmax=zmax,
         colorscale=colorscale, opacity=opacity, showscale=colorbar is not None, colorbar=colorbar,
         customdata=customdata, hovertemplate=hover, xaxis=axes[0], yaxis=axes[1],
     )  # fmt: skip
@@ -325,9 +334,9 @@ def cell_markers(
         values.shape, stride, origin, what, f"%{{customdata[{2 + 3 * (origin is not None)}]:.4g}}"
     )
     customdata = np.concatenate([customdata, values[..., None].astype(np.float32)], axis=-1)
-    rows, cols = customdata[..., 0].ravel(), customdata[..., 1].ravel()
+    y, x = cell_centre(customdata[..., 0].ravel(), customdata[..., 1].ravel(), stride=stride)
     return go.Scatter(
-        x=(cols + 0.5) * stride - 0.5, y=(rows + 0.5) * stride - 0.5, mode="markers",
+        x=drawn(x), y=drawn(y), mode="markers",
         marker={"size": max(4.0, cell_px), "opacity": 0.01, "symbol": "square"},
         customdata=customdata.reshape(-1, customdata.shape[-1]), name="cells", showlegend=False,
         hovertemplate=hover, xaxis=axes[0], yaxis=axes[1],
@@ -338,8 +347,9 @@ def query_marker(
     query: tuple[float, float], stride: float, cell_px: float, *, axes: tuple[str, str] = ("x", "y")
 ) -> go.Scatter:
     """The query cell outlined (an open square the size of the cell: its value stays visible)."""
+    y, x = cell_centre(*query, stride=stride)
     return go.Scatter(
-        x=[(query[1] + 0.5) * stride - 0.5], y=[(query[0] + 0.5) * stride - 0.5], mode="markers",
+        x=[drawn(x)], y=[drawn(y)], mode="markers",
         marker={"symbol": "square-open", "size": max(7.0, cell_px - 1), "color": QUERY_COLOUR,
                 "line": {"width": 2, "color": QUERY_COLOUR}},
         name="query", showlegend=False, hoverinfo="skip", xaxis=axes[0], yaxis=axes[1],

@@ -14,7 +14,7 @@ Queries and keys are the cells of the block's (H, W) grid, flattened row-major.
 Examples:
     >>> maps = attention_maps(model, images)
     >>> s3 = maps.block("S3.0")
-    >>> q = query_index(s3.grid, s3.stride, y=100, x=60)  # the query whose cell holds that pixel
+    >>> q = query_index(s3.grid, s3.stride, y=100, x=60)  # the cell holding that pixel (analysis.core.query)
     >>> heads = query_map(s3, q)  # (heads, H, W) weights over the keys
     >>> overlay = upsample_to_image(fuse_heads(heads), maps.image_size)
 """
@@ -176,30 +176,6 @@ def attention_maps(
     return recorded_pass(model, images, blocks=blocks)[0]
 
 
-def query_index(grid: tuple[int, int], stride: int, y: float, x: float) -> int:
-    """The query whose grid cell holds image pixel (y, x); pixels outside the image are clamped to the
-    nearest cell.
-
-    Args:
-        grid: the block's (H, W) grid.
-        stride: input pixels per grid step.
-        y, x: pixel row and column.
-
-    Returns:
-        The row-major query index ``row * W + col``.
-    """
-    row = min(max(int(y // stride), 0), grid[0] - 1)
-    col = min(max(int(x // stride), 0), grid[1] - 1)
-    return row * grid[1] + col
-
-
-def query_from_cell(row: int, col: int, grid: tuple[int, int]) -> int:
-    """The row-major query index of grid cell (row, col); a ValueError if the cell is off the grid."""
-    if not (0 <= row < grid[0] and 0 <= col < grid[1]):
-        raise ValueError(f"cell ({row}, {col}) is outside the {grid[0]}x{grid[1]} grid")
-    return row * grid[1] + col
-
-
 def fuse_heads(weights: np.ndarray, how: str = "mean") -> np.ndarray:
     """Fuse the heads of (..., heads, N, N) weights or (heads, H, W) maps: the head axis is the third
     from last.
@@ -223,7 +199,7 @@ def query_map(
 
     Args:
         block_attention: one block of :class:`AttentionMaps`.
-        query: the row-major query index (:func:`query_index`, :func:`query_from_cell`).
+        query: the row-major query index (:func:`analysis.core.query.query_index`, ``query_from_cell``).
         part: ``effective``, ``content``, ``bias`` (the raw bias) or ``bias_softmax`` (pre only).
         image: the image of the batch (ignored for the bias parts, which are the same for every image).
 

@@ -17,7 +17,8 @@ from PIL import Image
 
 from analysis.core.geometry import NamedBlocks
 from analysis.core.inputs import as_batch
-from analysis.maps.attention import AttentionMaps, BlockAttention, attention_maps, check_maps_fit, query_index
+from analysis.core.query import middle_point, query_index
+from analysis.maps.attention import AttentionMaps, BlockAttention, attention_maps, check_maps_fit
 from analysis.maps.statistics import block_statistics, clipped_renormalised
 from coatnet.model.network import CoAtNet
 
@@ -104,7 +105,7 @@ def compare(
         model_a, model_b: two models with attention blocks of the same names and grids (e.g. ``demo-pre``
             and ``demo-post``, or one checkpoint loaded both ways).
         images: a preprocessed batch, or PIL images (prepared with ``model_a``'s preprocessing).
-        point: the query as an input pixel (y, x); default the image centre.
+        point: the query as an input pixel (y, x); default :func:`analysis.core.query.middle_point`.
         labels: names for the two models (default: their attention modes).
         maps: both models' :func:`analysis.attention_maps` of these images, if already computed (the app's
             caches); they must be of the same input size and batch.
@@ -120,7 +121,7 @@ def compare(
         for given in maps:
             check_maps_fit(given, tuple(batch.shape[-2:]), batch.shape[0])
     height, width = maps_a.image_size
-    point = point if point is not None else ((height - 1) / 2, (width - 1) / 2)
+    point = point if point is not None else middle_point((height, width))
     shared = _shared_blocks(maps_a, maps_b)
     blocks = tuple(_compare_block(a, b, point) for a, b in shared)
     logits_a, logits_b = (

@@ -14,7 +14,8 @@ from PIL import Image
 from analysis.core.inputs import as_batch
 from analysis.core.summaries import read_summary
 from analysis.explain.attributions import gradcam_stages
-from analysis.maps.attention import attention_maps, fuse_heads, query_index, upsample_to_image
+from analysis.core.query import middle_point, query_index
+from analysis.maps.attention import attention_maps, fuse_heads, upsample_to_image
 from analysis.maps.cka import cka
 from analysis.maps.receptive_field import receptive_fields
 from coatnet.model.network import CoAtNet
@@ -72,13 +73,13 @@ def compare_layouts(
     Args:
         models: layout name -> model.
         image: one preprocessed (C, H, W) / (1, C, H, W) image, or a PIL image (each model prepares it).
-        point: the query's input pixel (y, x) for the attention maps; default the image's centre.
+        point: the query's input pixel (y, x) for the attention maps (continuous, as
+            :mod:`analysis.core.query` states); default :func:`analysis.core.query.middle_point`.
     """
     out = {}
     for layout, model in models.items():
         batch = as_batch(image, model)
         size = (int(batch.shape[-2]), int(batch.shape[-1]))
-        centre = point if point is not None else ((size[0] - 1) / 2, (size[1] - 1) / 2)
         cams = gradcam_stages(model, batch)
         fields = receptive_fields(model, batch)
         maps = attention_maps(model, batch)
@@ -90,7 +91,7 @@ def compare_layouts(
             block = last.get(info.name)
             attention = cell = None
             if block is not None:
-                query = query_index(block.grid, block.stride, *centre)
+                query = query_index(block.grid, block.stride, *(point or middle_point(size)))
                 cell = divmod(query, block.grid[1])
                 grid = fuse_heads(block.effective[0, :, query].reshape(-1, *block.grid))
                 attention = upsample_to_image(grid, size)

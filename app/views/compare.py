@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis import query_from_cell
+from analysis import cell_centre, query_from_cell
 from analysis.figures import (
     bias_kernel_figure,
     block_comparison_figures,
@@ -78,7 +78,7 @@ def render_page() -> None:
     picture = cache.prepared(a, data)
     block = maps.block(widgets.block_picker(maps.names))
     row, col = widgets.query_picker(block.grid, block.stride, picture.view)
-    point = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
+    point = cell_centre(row, col, stride=block.stride)
     try:
         if how == OTHER_MODEL:  # two models of any kind: each label says the normalization it runs
             modes = (cache.model(a).config.attention, cache.model(b).config.attention)

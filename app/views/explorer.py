@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import query_from_cell, query_index
+from analysis import cell_centre, query_from_cell, query_index
 from analysis.figures import (
     attention_heads_figure,
     curves_figure,
@@ -59,7 +59,7 @@ def render_page() -> None:
         "Rollout", ("from this query", "averaged over queries"), key="rollout_from", horizontal=True
     )
     last = maps.blocks[-1]
-    centre = ((row + 0.5) * block.stride, (col + 0.5) * block.stride)
+    centre = cell_centre(row, col, stride=block.stride)
     rollout_query = query_index(last.grid, last.stride, *centre) if source == "from this query" else None
     rollout = cache.rollout(key, data, rollout_query)
     render.figure(rollout_figure(rollout, picture.seen, opacity=opacity), f"{chosen.image.name}-rollout")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analysis import cell_centre
 from analysis.figures import (
     LAYOUT_VIEWS,
     gap_figure,
@@ -13,7 +14,8 @@ from analysis.figures import (
     layout_stages_figure,
     size_figure,
 )
-from app import cache, render, session
+from app import cache, render, session, widgets
+from app.cache import ModelKey
 
 
 def render_page() -> None:
@@ -27,17 +29,14 @@ def render_page() -> None:
         return
     chosen = session.selection()
     data, name, device = chosen.image.data, chosen.image.name, chosen.key.device
-    rows, cols, cell = cache.layout_grid(names, device)
+    rows, cols, stride = cache.layout_grid(names, device)
     what = st.radio(
         "Show", tuple(LAYOUT_VIEWS), key="layout_what", format_func=LAYOUT_VIEWS.get, horizontal=True
     )
-    left, right = st.columns(2)
-    with left:
-        y = st.slider(f"Query row ({rows}x{cols} grid of S3)", 0, rows - 1, rows // 2, key="layout_row")
-    with right:
-        x = st.slider(f"Query column ({rows}x{cols} grid of S3)", 0, cols - 1, cols // 2, key="layout_col")
-    point = ((y + 0.5) * cell - 0.5, (x + 0.5) * cell - 0.5)  # the cell's centre in input pixels
-    views = cache.layout_views(names, data, point, device)
+    st.caption(f"The query: a cell of S3's {rows}x{cols} grid, the same point as on every other page.")
+    view = cache.prepared(ModelKey(names[0], device=device), data).view  # every layout sees the same input
+    row, col = widgets.query_picker((rows, cols), stride, view)
+    views = cache.layout_views(names, data, cell_centre(row, col, stride=stride), device)
     seen = {
         layout: cache.layout_picture(spec, data, device) for layout, spec in zip(views, names, strict=True)
     }

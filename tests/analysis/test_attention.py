@@ -11,14 +11,8 @@ import torch
 from PIL import Image
 
 from analysis.core.summaries import to_jsonable
-from analysis.maps.attention import (
-    attention_maps,
-    fuse_heads,
-    query_from_cell,
-    query_index,
-    query_map,
-    upsample_to_image,
-)
+from analysis.core.query import query_from_cell, query_index
+from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsample_to_image
 from coatnet.model.recording import active_recorder
 from tests.support.threads import in_threads
 from tests.support.toys import (

@@ -6,7 +6,20 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from analysis import cell_point, picture_view, point_cell, to_input, to_point
+from analysis import (
+    Query,
+    cell_centre,
+    cell_point,
+    centre_cell,
+    middle_point,
+    picture_view,
+    pixel_cell,
+    point_cell,
+    query_from_cell,
+    query_index,
+    to_input,
+    to_point,
+)
 from coatnet.data.datasets import crop_box
 
 
@@ -52,3 +65,35 @@ def test_a_point_outside_a_models_crop_is_said_to_be_outside() -> None:
     left_edge = cell_point(whole, 7, 0, stride=16)
     assert point_cell(square, left_edge, grid=(14, 14), stride=16) is None
     assert point_cell(whole, left_edge, grid=(14, 28), stride=16) == (7, 0)
+
+
+def test_one_convention_pixel_i_spans_i_to_i_plus_1_and_a_cell_centre_is_r_plus_half_stride() -> None:
+    assert cell_centre(0, 0, stride=16) == (8.0, 8.0)
+    assert cell_centre(3, 5, stride=32) == (112.0, 176.0)
+    for stride in (1, 4, 16, 32):
+        for row in range(6):
+            y, x = cell_centre(row, 5 - row, stride=stride)
+            assert pixel_cell(y, x, grid=(6, 6), stride=stride) == (row, 5 - row)
+            # the cell's first pixel and its last (just under the next cell) are in it, the next one is not
+            assert pixel_cell(row * stride, 0, grid=(6, 6), stride=stride)[0] == row
+            assert pixel_cell((row + 1) * stride - 1e-6, 0, grid=(6, 6), stride=stride)[0] == row
+    assert pixel_cell(-3, 100, grid=(4, 4), stride=4) == (0, 3)  # the one clamp
+    assert query_index((4, 4), 4, *cell_centre(1, 2, stride=4)) == query_from_cell(1, 2, (4, 4)) == 6
+    assert centre_cell((14, 14)) == (6, 6) and centre_cell((7, 7)) == (3, 3) and centre_cell((1, 5)) == (0, 2)
+    for grid, stride in (((14, 14), 16), ((7, 7), 32), ((15, 9), 8), ((1, 1), 224)):
+        size = (grid[0] * stride, grid[1] * stride)  # the default query pixel lies in the default cell
+        assert pixel_cell(*middle_point(size), grid=grid, stride=stride) == centre_cell(grid)
+
+
+def test_the_query_type_holds_every_conversion_and_the_functions_agree() -> None:
+    view = picture_view((480, 640), {"size": [224, 224], "crop": 0.875})
+    query = Query.at_cell(view, 10, 12, stride=16)
+    assert isinstance(query, tuple) and query == cell_point(view, 10, 12, stride=16)  # keeps in session state
+    assert query.pixel(view) == pytest.approx(cell_centre(10, 12, stride=16))
+    assert query.pixel(view) == pytest.approx(to_input(view, query))
+    assert query.cell(view, grid=(14, 14), stride=16) == point_cell(view, query, grid=(14, 14), stride=16)
+    assert Query.at_pixel(view, 8.0, 8.0) == to_point(view, 8.0, 8.0)
+    assert Query(*tuple(query)) == query  # a plain (fy, fx) tuple is the same query
+    outside = Query(0.5, 0.02)  # the left edge of a 4:3 picture: outside the central crop
+    assert outside.cell(view, grid=(14, 14), stride=16) is None
+    assert outside.nearest_cell(view, grid=(14, 14), stride=16) == (7, 0)

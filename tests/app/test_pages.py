@@ -356,9 +356,11 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     # T stages only: C-C-C-T 1, C-C-T-T 2, C-T-T-T 3, ViT_REL 4
     assert sum(t["type"] == "heatmap" for t in attention["data"]) == 10
     before = [t["z"] for t in attention["data"] if t["type"] == "heatmap"]
-    at.slider(key="layout_row").set_value(0).run()
+    at.number_input(key=widgets.QUERY_ROW).set_value(0).run()
     moved = [t["z"] for t in figures(clean(at))[0]["data"] if t["type"] == "heatmap"]
     assert moved != before  # the query point moved every attention map
+    point = at.session_state[widgets.QUERY_POINT]
     at.switch_page("views/explorer.py").run()
+    assert at.session_state[widgets.QUERY_POINT] == point  # one query point: the explorer shows the same spot
     at.switch_page("views/layouts.py").run()
-    assert at.radio(key="layout_what").value == "attention" and at.slider(key="layout_row").value == 0
+    assert at.radio(key="layout_what").value == "attention" and at.number_input(key=widgets.QUERY_ROW).value == 0
