@@ -18,12 +18,10 @@ from tqdm.auto import tqdm
 from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preprocessing_of
 from analysis.core.models import describe, load_model
+from analysis.core.query import centre_cell, query_from_cell, query_index
 from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
 from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
-from analysis.figures import explanations as explanation_figures
-from analysis.figures import maps as figures
-from analysis.core.query import centre_cell, query_from_cell, query_index
 from analysis.maps.attention import BlockAttention, attention_maps
 from analysis.maps.cka import cka
 from analysis.maps.compare import compare
@@ -33,6 +31,7 @@ from analysis.maps.receptive_field import receptive_fields
 from analysis.maps.rollout import attention_rollout
 from analysis.maps.statistics import attention_statistics
 from analysis.report.html import Section, write_report
+from analysis.report.sections import image_section, model_section, models_cka_section
 from coatnet.devices import DEVICES, resolve_device
 
 ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
@@ -106,7 +105,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     bar.close()
     if other is not None and len(pictures) >= CKA_MIN_IMAGES:
         result = cka(model, batch, other=other)
-        sections.append(Section("CKA between the two models", figures=[figures.cka_figure(result)]))
+        sections.append(models_cka_section(result))
         results["cka_between_models"] = result
     title = f"coatnet analyze: {describe(model)}" + (f" vs {describe(other)}" if other is not None else "")
     path = write_report(args.out, title, sections, results)
@@ -119,24 +118,14 @@ def _model_section(model, batch: torch.Tensor, shown: list[np.ndarray], results:
     kernels = relative_bias_kernels(model)
     fields = receptive_fields(model, batch)
     profile = frequency_profile(model, batch)
-    section = Section(
-        f"The model: {describe(model)}",
-        "Relative-bias kernels (the attention's global static convolution) beside the MBConv depthwise "
-        "kernels; receptive fields averaged over the images; frequency content of every block's output.",
-        figures=[
-            *figures.kernel_figures(kernels),
-            figures.receptive_field_figure(fields, shown[0]),
-            figures.frequency_figure(profile),
-        ],
-    )
     results.update(kernels=kernels, receptive_fields=fields, frequency=profile)
-    if len(batch) >= CKA_MIN_IMAGES:
-        similarity = cka(model, batch)
-        section.figures.append(figures.cka_figure(similarity))
+    similarity = cka(model, batch) if len(batch) >= CKA_MIN_IMAGES else None
+    if similarity is not None:
         results["cka"] = similarity
-    else:
-        section.text += f" CKA between stages needs at least {CKA_MIN_IMAGES} images; {len(batch)} given."
-    return section
+    return model_section(
+        describe(model), kernels, fields, profile, shown[0], similarity=similarity, images=len(batch),
+        cka_min=CKA_MIN_IMAGES,
+    )  # fmt: skip
 
 
 def _image_section(model, other, x, shown, name, point, args, results) -> Section:
@@ -150,77 +139,35 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
         {"class": int(c), "name": names[c] if names else str(int(c)), "probability": float(p)}
         for p, c in zip(top.values, top.indices, strict=True)
     ]
-    section = Section(
-        name,
-        "Top predictions: " + ", ".join(f"{p['name']} {100 * p['probability']:.1f}%" for p in predictions),
-    )
     record: dict[str, Any] = {"predictions": predictions, "statistics": stats, "rollout": rollout}
+    queries = {block.name: _query(block, point) for block in maps.blocks}
     for block in maps.blocks:
-        query = _query(block, point)
-        section.children.append(
-            Section(
-                f"{block.name} attention",
-                figures=[
-                    figures.attention_heads_figure(block, shown, query, part=part) for part in _parts(block)
-                ],
-            )
-        )
+        query = queries[block.name]
         record.setdefault("attention_at_query", {})[block.name] = {
             "query": query,
             "effective": block.effective[0, :, query],
             "content": block.content[0, :, query],
         }
-    section.children.append(
-        Section(
-            "Rollout and statistics",
-            figures=[figures.rollout_figure(rollout, shown), *figures.statistics_figures(stats)],
-        )
-    )
     explained = []
     for method in args.attributions:
-        attribution = attributions(model, x, method=method, stage=args.stage)
-        explained.append(figures.attribution_figure(attribution, shown))
-        record[method] = attribution
-    section.children.append(Section("Attributions", figures=explained))
+        explained.append(attributions(model, x, method=method, stage=args.stage))
+        record[method] = explained[-1]
+    found = []
     if maps.blocks:
         target = args.explain_class if args.explain_class is not None else int(probabilities.argmax())
         found = [class_relevance(model, x, target=target, method=m) for m in RELEVANCE_METHODS]
-        section.children.append(
-            Section(
-                "Class-specific relevance",
-                "Chefer et al. 2021 and gradient-weighted rollout through the attention blocks, for the "
-                "class named in each title; the map is the mean over the pooled output's positions.",
-                figures=[explanation_figures.relevance_figure(r, shown) for r in found],
-            )
-        )
         record.update({r.method: r for r in found})
-    if getattr(args, "faithfulness", False):
-        report = faithfulness(model, x)
-        section.children.append(
-            Section(
-                "Faithfulness of each explanation",
-                f"For the predicted class ({report.target_name or report.target}); protocol: "
-                f"{report.protocol['steps']} steps, ROAD at percentiles 10..90 (docs/explanations.md).",
-                figures=[
-                    explanation_figures.curves_figure(report, "deletion"),
-                    explanation_figures.curves_figure(report, "insertion"),
-                    explanation_figures.scores_figure(report.results, "Faithfulness of each explanation"),
-                ],
-            )
-        )
+    report = faithfulness(model, x) if getattr(args, "faithfulness", False) else None
+    if report is not None:
         record["faithfulness"] = report
-    if other is not None:
-        comparison = compare(model, other, x, point=point)
-        section.children.append(
-            Section(
-                f"{comparison.labels[0]} vs {comparison.labels[1]}",
-                f"Predictions agree: {bool(comparison.agreement[0])}. " + (comparison.blocks[0].note or ""),
-                figures=figures.comparison_figures(comparison, shown),
-            )
-        )
+    comparison = compare(model, other, x, point=point) if other is not None else None
+    if comparison is not None:
         record["comparison"] = comparison
     results.setdefault("per_image", {})[name] = record
-    return section
+    return image_section(
+        name, shown, predictions=predictions, maps=maps, queries=queries, rollout=rollout, statistics=stats,
+        attributions=explained, relevances=found, faithfulness=report, comparison=comparison,
+    )  # fmt: skip
 
 
 def parse_class(spec: str | None, model) -> int | None:
@@ -239,10 +186,6 @@ def parse_class(spec: str | None, model) -> int | None:
     raise ValueError(
         f"--explain {spec!r} is not a class of this model; give an index 0..{classes - 1}{known}"
     )
-
-
-def _parts(block: BlockAttention) -> tuple[str, ...]:
-    return ("effective", "content", "bias") + (("bias_softmax",) if block.mode == "pre" else ())
 
 
 def _query(block: BlockAttention, point: tuple[float, float] | None) -> int:

@@ -53,7 +53,8 @@ def picture_view(picture_size: tuple[int, int], preprocessing: dict[str, Any]) -
 
 
 def cell_centre(row: float, col: float, *, stride: float) -> tuple[float, float]:
-    """The input pixel (y, x) at the centre of cell (row, col): ((row + 0.5) * stride, (col + 0.5) * stride)."""
+    """The input pixel (y, x) at the centre of cell (row, col): ((row + 0.5) * stride, (col + 0.5) *
+    stride)."""
     return (row + 0.5) * stride, (col + 0.5) * stride
 
 

@@ -14,7 +14,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
-
 from analysis.figures.plots import (
     DEFAULT_OPACITY,
     DIVERGING,

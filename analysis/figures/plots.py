@@ -20,8 +20,9 @@ Rules
 Maps over a stage's grid are drawn on the input image, in the coordinates of :mod:`analysis.core.query`:
 grid cell (r, c) covers input pixels ``[r * stride, (r + 1) * stride)`` rows and the same for columns, so
 a heatmap of the grid sits exactly on the image it came from. Plotly draws a picture's pixel i centred on
-axis value i, so input coordinate u sits at axis value u - 0.5 (:func:`drawn`). ``clickable=True`` adds one near-transparent marker per cell (``customdata`` =
-``[row, col, ...]``), which is what a Plotly click selects (a heatmap alone returns nothing in Streamlit).
+axis value i, so input coordinate u sits at axis value u - 0.5 (:func:`drawn`). ``clickable=True`` adds
+one near-transparent marker per cell (``customdata`` = ``[row, col, ...]``), which is what a Plotly click
+selects (a heatmap alone returns nothing in Streamlit).
 """
 
 from __future__ import annotations

@@ -1,7 +1,14 @@
-"""Every report section built from a result: the study's, faithfulness's and the layout study's."""
+"""Every report section built from a result: ``coatnet analyze``'s (the model, each image, two models),
+the dataset study's, faithfulness's and the layout study's. The commands compute; these say it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
+from analysis.figures import explanations as explanation_figures
+from analysis.figures import maps as map_figures
 from analysis.figures.layouts import gap_figure, size_figure
 from analysis.figures.studies import (
     distance_figure,
@@ -65,3 +72,118 @@ def faithfulness_section(study: dict) -> Section:
         "as error bars).",
         figures=[faithfulness_figure(study)],
     )
+
+
+def model_section(
+    description: str,
+    kernels,
+    fields,
+    profile,
+    shown: np.ndarray,
+    *,
+    similarity=None,
+    images: int,
+    cka_min: int,
+) -> Section:
+    """What belongs to the model rather than one image: its kernels, receptive fields (drawn on ``shown``),
+    frequency profile and, from ``cka_min`` images on, the CKA between its stages (``similarity``)."""
+    section = Section(
+        f"The model: {description}",
+        "Relative-bias kernels (the attention's global static convolution) beside the MBConv depthwise "
+        "kernels; receptive fields averaged over the images; frequency content of every block's output.",
+        figures=[
+            *map_figures.kernel_figures(kernels),
+            map_figures.receptive_field_figure(fields, shown),
+            map_figures.frequency_figure(profile),
+        ],
+    )
+    if similarity is not None:
+        section.figures.append(map_figures.cka_figure(similarity))
+    else:
+        section.text += f" CKA between stages needs at least {cka_min} images; {images} given."
+    return section
+
+
+def attention_parts(mode: str) -> tuple[str, ...]:
+    """The parts of a block's attention a report shows: softmax(w) only where the bias is pre-normalized."""
+    return ("effective", "content", "bias") + (("bias_softmax",) if mode == "pre" else ())
+
+
+def image_section(
+    name: str,
+    shown: np.ndarray,
+    *,
+    predictions: Sequence[dict],
+    maps,
+    queries: dict[str, int],
+    rollout,
+    statistics,
+    attributions: Sequence = (),
+    relevances: Sequence = (),
+    faithfulness=None,
+    comparison=None,
+) -> Section:
+    """One image's section of ``coatnet analyze``'s report: its predictions, each block's attention from
+    its query (``queries``: block name -> query index), rollout and statistics, attributions, class
+    relevance, and where computed faithfulness and the comparison with a second model."""
+    section = Section(
+        name,
+        "Top predictions: " + ", ".join(f"{p['name']} {100 * p['probability']:.1f}%" for p in predictions),
+    )
+    for block in maps.blocks:
+        section.children.append(
+            Section(
+                f"{block.name} attention",
+                figures=[
+                    map_figures.attention_heads_figure(block, shown, queries[block.name], part=part)
+                    for part in attention_parts(block.mode)
+                ],
+            )
+        )
+    section.children.append(
+        Section(
+            "Rollout and statistics",
+            figures=[map_figures.rollout_figure(rollout, shown), *map_figures.statistics_figures(statistics)],
+        )
+    )
+    section.children.append(
+        Section("Attributions", figures=[map_figures.attribution_figure(a, shown) for a in attributions])
+    )
+    if relevances:
+        section.children.append(
+            Section(
+                "Class-specific relevance",
+                "Chefer et al. 2021 and gradient-weighted rollout through the attention blocks, for the "
+                "class named in each title; the map is the mean over the pooled output's positions.",
+                figures=[explanation_figures.relevance_figure(r, shown) for r in relevances],
+            )
+        )
+    if faithfulness is not None:
+        section.children.append(
+            Section(
+                "Faithfulness of each explanation",
+                f"For the predicted class ({faithfulness.target_name or faithfulness.target}); protocol: "
+                f"{faithfulness.protocol['steps']} steps, ROAD at percentiles 10..90 (docs/explanations.md).",
+                figures=[
+                    explanation_figures.curves_figure(faithfulness, "deletion"),
+                    explanation_figures.curves_figure(faithfulness, "insertion"),
+                    explanation_figures.scores_figure(
+                        faithfulness.results, "Faithfulness of each explanation"
+                    ),
+                ],
+            )
+        )
+    if comparison is not None:
+        section.children.append(
+            Section(
+                f"{comparison.labels[0]} vs {comparison.labels[1]}",
+                f"Predictions agree: {bool(comparison.agreement[0])}. " + (comparison.blocks[0].note or ""),
+                figures=map_figures.comparison_figures(comparison, shown),
+            )
+        )
+    return section
+
+
+def models_cka_section(similarity) -> Section:
+    """The CKA between the same stages of two models."""
+    return Section("CKA between the two models", figures=[map_figures.cka_figure(similarity)])

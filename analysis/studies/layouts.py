@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from analysis.core.inputs import as_batch
+from analysis.core.query import middle_point, query_index
 from analysis.core.summaries import read_summary
 from analysis.explain.attributions import gradcam_stages
-from analysis.core.query import middle_point, query_index
 from analysis.maps.attention import attention_maps, fuse_heads, upsample_to_image
 from analysis.maps.cka import cka
 from analysis.maps.receptive_field import receptive_fields

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from analysis.core.summaries import to_jsonable
 from analysis.core.query import query_from_cell, query_index
+from analysis.core.summaries import to_jsonable
 from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsample_to_image
 from coatnet.model.recording import active_recorder
 from tests.support.threads import in_threads

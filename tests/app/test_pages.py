@@ -363,4 +363,5 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     at.switch_page("views/explorer.py").run()
     assert at.session_state[widgets.QUERY_POINT] == point  # one query point: the explorer shows the same spot
     at.switch_page("views/layouts.py").run()
-    assert at.radio(key="layout_what").value == "attention" and at.number_input(key=widgets.QUERY_ROW).value == 0
+    assert at.radio(key="layout_what").value == "attention"
+    assert at.number_input(key=widgets.QUERY_ROW).value == 0
