@@ -10,7 +10,6 @@ from plotly.subplots import make_subplots
 
 from analysis.figures.plots import (
     DEFAULT_OPACITY,
-    HEAT,
     chart,
     image_trace,
     map_trace,
@@ -19,17 +18,13 @@ from analysis.figures.plots import (
     query_marker,
     set_ranges,
 )
+from analysis.figures.style import HEAT, LAYOUT_COLOURS, colour
 from analysis.studies.layouts import (
     LayoutSimilarity,
     LayoutStage,
     _series,
     _short,
 )
-
-COLOURS = {
-    "C-C-C-C": "#4c78a8", "C-C-C-T": "#72b7b2", "C-C-T-T": "#54a24b", "C-T-T-T": "#f58518",
-    "ViT_REL": "#e45756",
-}  # fmt: skip
 
 
 def size_figure(study: dict) -> go.Figure:
@@ -41,12 +36,12 @@ def size_figure(study: dict) -> go.Figure:
     )  # fmt: skip
     for layout, runs in _series(study).items():
         sizes = [r["size"] for r in runs]
-        colour = COLOURS.get(layout, "#888")
+        line_colour = colour(LAYOUT_COLOURS, layout)
         for col, key, scale in ((1, "test_top1", 100.0), (2, "train_loss", 1.0)):
             figure.add_trace(
                 go.Scatter(
                     x=sizes, y=[r[key] * scale for r in runs], name=layout, mode="lines+markers",
-                    line={"color": colour}, legendgroup=layout, showlegend=col == 1,
+                    line={"color": line_colour}, legendgroup=layout, showlegend=col == 1,
                     hovertemplate=f"{layout}<br>%{{x}} images: %{{y:.4f}}<extra></extra>",
                 ),
                 row=1, col=col,
@@ -57,10 +52,9 @@ def size_figure(study: dict) -> go.Figure:
     )
     figure.update_annotations(font_size=12)
     steps = study["settings"]["steps"]
-    legend = {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"}
     return chart(
         figure, f"Layouts: {steps} optimizer steps at every training-set size", height=420, subtitle_lines=1,
-        bottom=90, legend=legend,
+        legend_rows=1,
     )  # fmt: skip
 
 
@@ -77,17 +71,16 @@ def gap_figure(study: dict) -> go.Figure:
                 x=[r["train_loss"] for r in runs], y=[100 * r["test_top1"] for r in runs], name=layout,
                 mode="lines+markers", customdata=[_short(r["size"]) for r in runs],
                 marker={"size": [marker[r["size"]] for r in runs]},
-                line={"color": COLOURS.get(layout, "#888")},
+                line={"color": colour(LAYOUT_COLOURS, layout)},
                 hovertemplate=f"{layout}<br>%{{customdata}} images<br>loss %{{x:.4f}}, "
                 "top-1 %{y:.2f}%<extra></extra>",
             )
         )  # fmt: skip
-    legend = {"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"}
     scale = ", ".join(map(_short, sizes))
     return chart(
         figure, f"Training loss against test accuracy (markers grow with the training images: {scale})",
-        height=440, bottom=90, xaxis_title="final training loss (clean training subset)",
-        yaxis_title="test top-1 (%)", legend=legend,
+        height=440, legend_rows=1, xaxis_title="final training loss (clean training subset)",
+        yaxis_title="test top-1 (%)",
     )  # fmt: skip
 
 
@@ -133,7 +126,7 @@ def layout_stages_figure(
         if what == "attention" and cell.query is not None:
             cells = (round(height / cell.stride), round(width / cell.stride))
             traces.append(query_marker(cell.query, cell.stride, grid.cell_px(cells), axes=axes))
-    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+    return grid.figure(traces)
 
 
 def layout_similarity_figure(result: LayoutSimilarity) -> go.Figure:

@@ -16,9 +16,6 @@ from plotly.subplots import make_subplots
 from analysis.core.query import cell_centre, pixel_cell
 from analysis.figures.plots import (
     DEFAULT_OPACITY,
-    DIVERGING,
-    HEAT,
-    SEQUENTIAL,
     chart,
     distance_scatter,
     drawn,
@@ -31,6 +28,16 @@ from analysis.figures.plots import (
     panels,
     set_ranges,
     value_range,
+)
+from analysis.figures.style import (
+    BLOCK_KIND_COLOURS,
+    DIVERGING,
+    HEAT,
+    MASS_COLOUR,
+    SEQUENTIAL,
+    SPLIT_COLOURS,
+    THEORY_COLOUR,
+    colour,
 )
 
 PART_TITLES = {
@@ -290,23 +297,22 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
         traces.append(
             go.Heatmap(
                 z=_block_sums(stage.effective, block), x0=drawn(block / 2), dx=block, y0=drawn(block / 2),
-                dy=block, colorscale="Hot", showscale=False, opacity=0.85, xaxis=axes[0], yaxis=axes[1],
+                dy=block, colorscale=HEAT, showscale=False, opacity=0.85, xaxis=axes[0], yaxis=axes[1],
                 hovertemplate=f"%{{z:.4f}} of the gradient mass{square}<extra>{stage.name}</extra>",
             )
         )  # fmt: skip
         cy, cx = stage.centre
-        boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), "lime")]
+        boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), MASS_COLOUR)]
         if stage.is_global:  # the whole image, whatever the centre
-            boxes.append(((height, width), (drawn(height / 2), drawn(width / 2)), "cyan"))
+            boxes.append(((height, width), (drawn(height / 2), drawn(width / 2)), THEORY_COLOUR))
         else:
-            boxes.append((stage.theoretical, (cy, cx), "cyan"))
-        for (box_h, box_w), (y, x), colour in boxes:
+            boxes.append((stage.theoretical, (cy, cx), THEORY_COLOUR))
+        for (box_h, box_w), (y, x), box_colour in boxes:
             shapes.append({
                 "type": "rect", "xref": axes[0], "yref": axes[1], "x0": x - box_w / 2, "x1": x + box_w / 2,
-                "y0": y - box_h / 2, "y1": y + box_h / 2, "line": {"color": colour, "width": 1},
+                "y0": y - box_h / 2, "y1": y + box_h / 2, "line": {"color": box_colour, "width": 1},
             })  # fmt: skip
-    layout["shapes"] = shapes
-    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+    return grid.figure(traces, shapes)
 
 
 def _theory(stage) -> str:
@@ -317,7 +323,6 @@ def frequency_figure(profile) -> go.Figure:
     """Per block, the relative log amplitude at the highest frequency, and its change over the block's
     input (< 0: low-pass, > 0: high-pass), coloured by block kind."""
     names = [b.name for b in profile.blocks]
-    colours = {"conv": "#7f7f7f", "patch": "#7f7f7f", "C": "#1f77b4", "T": "#d62728"}
     figure = make_subplots(
         rows=1,
         cols=2,
@@ -332,7 +337,7 @@ def frequency_figure(profile) -> go.Figure:
             go.Bar(
                 x=names,
                 y=values,
-                marker_color=[colours.get(b.kind, "#2ca02c") for b in profile.blocks],
+                marker_color=[colour(BLOCK_KIND_COLOURS, b.kind) for b in profile.blocks],
                 showlegend=False,
                 hovertemplate="%{x}: %{y:.3f}<extra></extra>",
             ),
@@ -371,10 +376,10 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
     figure = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=("loss", "top-1 accuracy (%)")
     )
-    for key, colour in (("train", "#1f77b4"), ("test", "#d62728")):
+    for key, line_colour in SPLIT_COLOURS.items():
         figure.add_trace(
             go.Scatter(
-                x=epochs, y=[r[f"{key}_loss"] for r in rows], name=f"{key} loss", line={"color": colour}
+                x=epochs, y=[r[f"{key}_loss"] for r in rows], name=f"{key} loss", line={"color": line_colour}
             ),
             row=1,
             col=1,
@@ -384,15 +389,14 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
                 x=epochs,
                 y=[None if r[f"{key}_top1"] is None else 100 * r[f"{key}_top1"] for r in rows],
                 name=f"{key} top-1",
-                line={"color": colour, "dash": "dot"},
+                line={"color": line_colour, "dash": "dot"},
             ),
             row=1,
             col=2,
         )
     figure.update_annotations(font_size=12)
     figure.update_xaxes(title_text="epoch")
-    legend = {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"}
-    return chart(figure, "Training curves", height=400, subtitle_lines=1, bottom=80, legend=legend)
+    return chart(figure, "Training curves", height=400, subtitle_lines=1, legend_rows=1)
 
 
 def stages_figure(
@@ -430,7 +434,7 @@ def stages_figure(
             cam.map, colorscale=HEAT, opacity=opacity if image is not None else 1.0, axes=axes,
             what=f"Grad-CAM {cam.stage}",
         ))  # fmt: skip
-    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+    return grid.figure(traces)
 
 
 def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Figure:
@@ -487,4 +491,4 @@ def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
         traces.append(
             map_trace(values, colorscale=DIVERGING, zmin=low, zmax=high, what="activation", axes=axes)
         )
-    return go.Figure({"data": [t.to_plotly_json() for t in traces], "layout": layout})
+    return grid.figure(traces)

@@ -9,12 +9,9 @@ import plotly.graph_objects as go
 
 from analysis.figures.explanations import scores_figure
 from analysis.figures.plots import chart, distance_scatter
+from analysis.figures.style import INTERVENTION_COLOURS, colour
 
 PART_LABELS = {"effective": "effective weights", "content": "content alone", "bias": "bias alone"}
-KIND_COLOURS = {
-    "knockout": "#4c78a8", "content_only": "#f58518", "bias_only": "#54a24b", "uniform": "#b279a2",
-    "swap_normalization": "#9d755d", "zero_branch": "#e45756", "no_se": "#72b7b2",
-}  # fmt: skip
 
 
 def _head_series(study: dict, key: str) -> dict[str, tuple[list[str], list[np.ndarray]]]:
@@ -56,7 +53,7 @@ def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | 
             x=[r[metric] * scale for r in rows],
             y=labels,
             orientation="h",
-            marker_color=[KIND_COLOURS.get(r["kind"], "#888") for r in rows],
+            marker_color=[colour(INTERVENTION_COLOURS, r["kind"]) for r in rows],
             customdata=[[r["kind"], 100 * r["top1"]] for r in rows],
             hovertemplate="%{y}<br>top-1 %{customdata[1]:.2f}%<br>%{x:.3f}<extra>%{customdata[0]}</extra>",
         )
@@ -91,9 +88,8 @@ def stage_figure(study: dict) -> go.Figure:
     )  # fmt: skip
     return chart(
         figure, "Stages: activation size and effective receptive field (50% of the mass)", height=360,
-        bottom=80, yaxis_title="mean |activation|",
+        legend_rows=1, yaxis_title="mean |activation|",
         yaxis2={"title": "ERF 50% side (px)", "overlaying": "y", "side": "right"},
-        legend={"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"},
     )  # fmt: skip
 
 

@@ -178,3 +178,47 @@ def test_kernels_outline_their_centre_and_hover_shows_each_taps_offset():
     heatmap = next(t for t in figure.data if isinstance(t, go.Heatmap))
     np.testing.assert_allclose(np.array(heatmap.customdata)[0, 2][2:4], [-1, 1])  # offset dy, dx
     assert heatmap.zmin == -heatmap.zmax  # signed weights: a diverging scale around 0
+
+
+def _colour_literals(path) -> list[str]:
+    """The string constants of a module that name a colour or a colour scale."""
+    import ast
+    import re
+
+    import plotly.colors
+
+    scales = {s.lower() for s in plotly.colors.named_colorscales()}
+    named = {"white", "black", "red", "green", "blue", "cyan", "lime", "magenta", "grey", "gray", "orange"}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value.strip().lower()
+            if re.fullmatch(r"#[0-9a-f]{3,8}", text) or text.removesuffix("_r") in scales or text in named:
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def test_every_colour_and_scale_is_named_in_the_style_module_only():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    modules = [*sorted((root / "analysis").rglob("*.py")), *sorted((root / "app").rglob("*.py"))]
+    style = root / "analysis" / "figures" / "style.py"
+    assert _colour_literals(style)  # the check sees colours where they are
+    assert [hit for m in modules if m != style for hit in _colour_literals(m)] == []
+
+
+def test_legends_sit_under_their_charts_in_one_layout():
+    from analysis.figures.studies import stage_figure
+    from analysis.figures.style import legend_below
+
+    study = {
+        "stages": [
+            {"stage": f"S{k}", "kind": "C", "erf_side_50_px": 3, "mean_abs_activation": {"mean": 1, "std": 0}}
+            for k in range(3)
+        ]
+    }
+    figure = stage_figure(study)
+    legend, reserved = legend_below()
+    assert figure.layout.legend.to_plotly_json() == legend and figure.layout.margin.b == reserved
+    assert legend["yref"] == "container" and legend["y"] == 0 and legend["orientation"] == "h"
