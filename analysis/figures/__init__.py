@@ -1,5 +1,7 @@
-"""Plotly figures of every result, for the app, the report and the docs; the figure language itself (sizes,
-panels, scales) lies in :mod:`analysis.figures.plots`. Imports the results' modules; never the report.
+"""Plotly figures of every result, for the app, the report and the docs; the figure language itself lies in
+:mod:`analysis.figures.panels` (sizes, panels, titles), :mod:`analysis.figures.style` (colour scales,
+palette, legend) and :mod:`analysis.figures.plots` (the traces and plots built with them). Imports the
+results' modules; never the report.
 
 This face hands on the figures of every result; a dataset study's frequency figure is
 ``study_frequency_figure`` here (``frequency_figure`` draws one image's), and the layout study's views
@@ -31,7 +33,7 @@ from analysis.figures.maps import (
     statistics_figures,
     training_curves,
 )
-from analysis.figures.plots import DEFAULT_OPACITY
+from analysis.figures.panels import DEFAULT_OPACITY
 from analysis.figures.studies import (
     distance_figure,
     entropy_figure,

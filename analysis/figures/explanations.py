@@ -10,7 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.explain.faithfulness import row_name
-from analysis.figures.plots import DEFAULT_OPACITY, chart, overlay
+from analysis.figures.panels import DEFAULT_OPACITY, chart
+from analysis.figures.plots import overlay
 from analysis.figures.style import HEAT
 
 SCORE_LABELS = {

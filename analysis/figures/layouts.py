@@ -8,16 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.figures.plots import (
-    DEFAULT_OPACITY,
-    chart,
-    image_trace,
-    map_trace,
-    matrix_figure,
-    panels,
-    query_marker,
-    set_ranges,
-)
+from analysis.figures.panels import DEFAULT_OPACITY, chart, panels, set_ranges
+from analysis.figures.plots import image_trace, map_trace, matrix_figure, query_marker
 from analysis.figures.style import HEAT, LAYOUT_COLOURS, colour
 from analysis.studies.layouts import (
     LayoutSimilarity,

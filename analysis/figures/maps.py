@@ -14,19 +14,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
+from analysis.figures.panels import DEFAULT_OPACITY, chart, drawn, panels, set_ranges
 from analysis.figures.plots import (
-    DEFAULT_OPACITY,
-    chart,
     distance_scatter,
-    drawn,
     head_grid,
     image_trace,
     kernel_gallery,
     map_trace,
     matrix_figure,
     overlay,
-    panels,
-    set_ranges,
     value_range,
 )
 from analysis.figures.style import (

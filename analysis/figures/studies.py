@@ -8,7 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.figures.explanations import scores_figure
-from analysis.figures.plots import chart, distance_scatter
+from analysis.figures.panels import chart
+from analysis.figures.plots import distance_scatter
 from analysis.figures.style import INTERVENTION_COLOURS, colour
 
 PART_LABELS = {"effective": "effective weights", "content": "content alone", "bias": "bias alone"}

@@ -140,7 +140,8 @@ def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverg
 
 
 def test_head_grids_are_laid_out_in_pixels_with_square_cells_and_a_colour_bar_as_tall_as_the_panels():
-    from analysis.figures.plots import MAX_WIDTH, TOOLBAR_PX, head_grid
+    from analysis.figures.panels import MAX_WIDTH, TOOLBAR_PX
+    from analysis.figures.plots import head_grid
 
     maps = np.random.default_rng(0).random((16, 14, 14))
     figure = head_grid(None, maps, titles=[f"head {h}" for h in range(16)], title="S3.0: every head " * 8)
