@@ -215,27 +215,46 @@ def test_the_pictures_and_their_captions_never_overlap(lens: Lens, width: int):
 PAGES = {page.title: page.landmark for page in app_pages.PAGES}
 
 
-@pytest.mark.parametrize("width", [1024, 1440])
-def test_no_text_of_any_figure_overlaps_another_or_leaves_its_figure_on_any_page(lens: Lens, width: int):
+WIDTHS = (1024, 1440)
+
+
+@pytest.fixture(scope="module")
+def layout_problems(served: Served) -> dict[int, dict[str, list[str]]]:
+    """Every page of the app visited once (folded parts opened) and read at each of :data:`WIDTHS`: what
+    :mod:`tests.support.layout_check` finds wrong, per width and page (the window is resized on the drawn
+    page, as a user resizes it, so the pages are computed once for both widths)."""
+    found: dict[int, dict[str, list[str]]] = {width: {} for width in WIDTHS}
+    with opened_lens(served) as lens:
+        lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+        lens.open()
+        for page, shown in PAGES.items():
+            lens.sidebar.get_by_role("link", name=page).click()
+            lens.show(lens.page.get_by_text(shown, exact=True).first)
+            folded = lens.page.locator("details:not([open]) > summary")
+            for _ in range(folded.count()):  # each click opens one: the first folded one is another each time
+                folded.first.click()
+            lens.settle()
+            assert lens.page.locator(".js-plotly-plot").count() > 0, page
+            for width in WIDTHS:
+                lens.page.set_viewport_size({"width": width, "height": 900})
+                lens.page.wait_for_function(f"() => window.innerWidth === {width}")
+                lens.settle()  # the charts redrawn at the new width
+                if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
+                    found[width][page] = problems[:8]
+            lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+        lens.assert_clean()
+    return found
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_text_of_any_figure_overlaps_another_or_leaves_its_figure_on_any_page(
+    layout_problems: dict[int, dict[str, list[str]]], width: int
+):
     """At 1024 and 1440 px, on every page (folded parts opened): every text of every figure (titles,
     subplot titles, tick and axis labels, colour-bar labels, legends), the toolbars, the pictures and their
     captions each keep a box of their own, inside their figure, and every colour bar is as tall as its
     panels (:mod:`tests.support.layout_check`)."""
-    lens.page.set_viewport_size({"width": width, "height": 900})
-    lens.open()
-    found = {}
-    for page, shown in PAGES.items():
-        lens.sidebar.get_by_role("link", name=page).click()
-        lens.show(lens.page.get_by_text(shown, exact=True).first)
-        folded = lens.page.locator("details:not([open]) > summary")
-        for _ in range(folded.count()):  # each click opens one: the first folded one is another each time
-            folded.first.click()
-        lens.settle()
-        assert lens.page.locator(".js-plotly-plot").count() > 0, page
-        if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
-            found[page] = problems[:8]
-    assert not found, found
-    lens.assert_clean()
+    assert layout_problems[width] == {}, layout_problems[width]
 
 
 def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_path: Path):
