@@ -14,6 +14,12 @@ from analysis.figures.panels import DEFAULT_OPACITY, chart
 from analysis.figures.plots import overlay
 from analysis.figures.style import HEAT
 
+__all__ = [
+    "curves_figure",
+    "relevance_figure",
+    "scores_figure",
+]  # what the face, analysis.figures, hands on
+
 SCORE_LABELS = {
     "deletion_auc": "deletion AUC (lower: better)",
     "insertion_auc": "insertion AUC (higher: better)",

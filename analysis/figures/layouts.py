@@ -18,6 +18,14 @@ from analysis.studies.layouts import (
     _short,
 )
 
+__all__ = [
+    "LAYOUT_VIEWS",
+    "gap_figure",
+    "layout_similarity_figure",
+    "layout_stages_figure",
+    "size_figure",
+]  # what the face, analysis.figures, hands on
+
 
 def size_figure(study: dict) -> go.Figure:
     """Test top-1 and the final training loss (clean training subset) against the training-set size, one
@@ -76,7 +84,7 @@ def gap_figure(study: dict) -> go.Figure:
     )  # fmt: skip
 
 
-WHAT = {
+LAYOUT_VIEWS = {
     "gradcam": "Grad-CAM of each layout's predicted class",
     "erf": "effective receptive field of the centre unit",
     "attention": "attention from the query point (T stages)",
@@ -89,8 +97,8 @@ def layout_stages_figure(
     """Every layout (a row) stage by stage (a column): ``what`` of each stage over the image as that layout
     saw it; empty panels where a stage has no attention, the query cell outlined where it has. Each row's
     first subtitle names the class that layout predicts (the class its Grad-CAM explains)."""
-    if what not in WHAT:
-        raise ValueError(f"what must be one of {', '.join(WHAT)}, got {what!r}")
+    if what not in LAYOUT_VIEWS:
+        raise ValueError(f"what must be one of {', '.join(LAYOUT_VIEWS)}, got {what!r}")
     layouts = list(views)
     stages = len(next(iter(views.values())))
     subtitles = [
@@ -101,7 +109,7 @@ def layout_stages_figure(
     ]
     first = views[layouts[0]][0]
     height, width = first.gradcam.shape
-    grid = panels(len(subtitles), cols=stages, aspect=height / width, title=f"Layouts: {WHAT[what]}",
+    grid = panels(len(subtitles), cols=stages, aspect=height / width, title=f"Layouts: {LAYOUT_VIEWS[what]}",
                   subtitles=subtitles, max_panel=160)  # fmt: skip
     layout, traces = grid.layout, []
     cells = [s for name in layouts for s in views[name]]
@@ -114,7 +122,7 @@ def layout_stages_figure(
         if values is None:
             continue
         opacity = DEFAULT_OPACITY if picture is not None else 1.0
-        traces.append(map_trace(values, colorscale=HEAT, opacity=opacity, axes=axes, what=WHAT[what]))
+        traces.append(map_trace(values, colorscale=HEAT, opacity=opacity, axes=axes, what=LAYOUT_VIEWS[what]))
         if what == "attention" and cell.query is not None:
             cells = (round(height / cell.stride), round(width / cell.stride))
             traces.append(query_marker(cell.query, cell.stride, grid.cell_px(cells), axes=axes))

@@ -36,6 +36,27 @@ from analysis.figures.style import (
     colour,
 )
 
+__all__ = [
+    "attention_heads_figure",
+    "attribution_figure",
+    "bias_kernel_figure",
+    "block_comparison_figures",
+    "cka_figure",
+    "comparison_figures",
+    "comparison_summary_figures",
+    "depthwise_kernel_figure",
+    "feature_channels_figure",
+    "frequency_figure",
+    "fused_attention_figure",
+    "kernel_figures",
+    "predictions_figure",
+    "receptive_field_figure",
+    "rollout_figure",
+    "stages_figure",
+    "statistics_figures",
+    "training_curves",
+]  # what the face, analysis.figures, hands on
+
 PART_TITLES = {
     "effective": "effective weights",
     "content": "content only, softmax(q k^T / sqrt(d))",

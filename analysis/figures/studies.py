@@ -12,6 +12,16 @@ from analysis.figures.panels import chart
 from analysis.figures.plots import distance_scatter
 from analysis.figures.style import INTERVENTION_COLOURS, colour
 
+__all__ = [
+    "distance_figure",
+    "entropy_figure",
+    "faithfulness_figure",
+    "head_importance_figure",
+    "interventions_figure",
+    "stage_figure",
+    "study_frequency_figure",
+]  # what the face, analysis.figures, hands on
+
 PART_LABELS = {"effective": "effective weights", "content": "content alone", "bias": "bias alone"}
 
 
@@ -94,7 +104,7 @@ def stage_figure(study: dict) -> go.Figure:
     )  # fmt: skip
 
 
-def frequency_figure(study: dict) -> go.Figure:
+def study_frequency_figure(study: dict) -> go.Figure:
     figure = go.Figure()
     for s in study["stages"]:
         profile = s["frequency_profile"]

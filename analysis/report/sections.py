@@ -14,9 +14,9 @@ from analysis.figures.studies import (
     distance_figure,
     entropy_figure,
     faithfulness_figure,
-    frequency_figure,
     interventions_figure,
     stage_figure,
+    study_frequency_figure,
 )
 from analysis.report.html import Section
 
@@ -57,7 +57,7 @@ def study_sections(study: dict) -> list[Section]:
             study.get("conventions", {}).get("post", ""),
             figures=[distance_figure(study), entropy_figure(study)],
         ),
-        Section("Stages", figures=[stage_figure(study), frequency_figure(study)]),
+        Section("Stages", figures=[stage_figure(study), study_frequency_figure(study)]),
         *([faithfulness_section(study)] if study.get("faithfulness") else []),
     ]
 

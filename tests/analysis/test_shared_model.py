@@ -219,3 +219,13 @@ def test_a_forward_only_call_on_an_eval_model_uses_the_model_itself() -> None:
     model.train()
     with call_model(model) as own:
         assert own is not model
+
+
+def test_every_public_analysis_of_the_face_is_in_the_table() -> None:
+    """The face is the registry of analyses: each of its functions that takes a model is run by the table
+    (by its name) or says why not; nothing named there is stale."""
+    from tests.support.every_analysis import NOT_ANALYSES, PUBLIC_ANALYSES
+
+    assert {"attention_maps", "faithfulness", "cka"} <= set(PUBLIC_ANALYSES)
+    assert set(NOT_ANALYSES) <= set(PUBLIC_ANALYSES)
+    assert [name for name in PUBLIC_ANALYSES if name not in ANALYSES and name not in NOT_ANALYSES] == []

@@ -3,12 +3,18 @@
 Each entry maps (model, images) to a result (the first two are a user's plain and recorded passes, the
 other calls the analyses must not disturb); images are a (B, 3, 16, 16) batch of at least 4 for the toys
 of :mod:`tests.support.toys`. ``USES_HOOKS_OR_GRADIENTS`` names those that register hooks or
-take gradients. An analysis added later joins the table, and with it every test of
-tests/analysis/test_shared_model.py.
+take gradients.
+
+The face is the registry: every function of ``analysis.__all__`` whose first parameter is a model joins
+the table by itself, called as ``name(model, images)`` with its other arguments at their defaults, and
+with it every test of tests/analysis/test_shared_model.py, test_cuda.py and test_numerics.py (counted as
+using hooks or gradients, so that it is held against every other analysis). A line below is needed only
+for a call with other arguments (smaller settings, a target, a second model).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -71,6 +77,35 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "faithfulness": lambda m, x: analysis.faithfulness(m, x[:1], rows=[("relevance", None)]),
 }
 
+# functions of the face that take a model but are not analyses of it, or that run the table's analyses
+NOT_ANALYSES = {
+    "describe": "reads the model's name and settings; runs nothing",
+    "preprocessing_of": "reads the model's preprocessing; runs nothing",
+    "attributions": "in the table as gradcam, integrated_gradients and occlusion, its three methods",
+    "compare_layouts": "runs gradcam_stages, receptive_fields and attention_maps of the table, per model",
+    "layout_similarity": "runs cka of the table, per pair of models",
+}
+
+
+def takes_a_model(function: Any) -> bool:
+    """Whether ``function``'s first parameter is a model (``model``, or ``models`` for several)."""
+    if not inspect.isfunction(function):
+        return False
+    parameters = list(inspect.signature(function).parameters)
+    return bool(parameters) and parameters[0] in ("model", "models")
+
+
+PUBLIC_ANALYSES = tuple(name for name in analysis.__all__ if takes_a_model(getattr(analysis, name)))
+ENROLLED = tuple(name for name in PUBLIC_ANALYSES if name not in ANALYSES and name not in NOT_ANALYSES)
+
+
+def _plain_call(name: str) -> Callable[[CoAtNet, torch.Tensor], Any]:
+    """``analysis.<name>(model, images)``: a new analysis of the face, with its defaults."""
+    return lambda model, images: getattr(analysis, name)(model, images)
+
+
+ANALYSES.update({name: _plain_call(name) for name in ENROLLED})
+
 USES_HOOKS_OR_GRADIENTS = (
     "frequency_profile",
     "gradcam",
@@ -82,6 +117,7 @@ USES_HOOKS_OR_GRADIENTS = (
     "class_relevance",
     "grad_rollout",
     "faithfulness",
+    *ENROLLED,
 )
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
 # a user's own passes, not analyses: they change a model in training mode, as they should
