@@ -41,6 +41,12 @@ def _skip_what_cannot_run(items: list[pytest.Item]) -> None:
             item.add_marker(skip_browser)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "end_check_wait_s", "seconds the end check waits for processes still stopping", default="10"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()  # a process whose parent a test killed comes here, where the end check sees it
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: the workers share the cores
@@ -53,7 +59,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pytest-xdist the first process checks, once its workers are gone (their orphans come to it too)."""
     if hasattr(session.config, "workerinput"):
         return
-    deadline = time.monotonic() + 10  # a server told to stop may take a moment
+    # a server told to stop may take a moment
+    deadline = time.monotonic() + float(session.config.getini("end_check_wait_s"))
     while (left := left_behind()) and time.monotonic() < deadline:
         time.sleep(0.2)
     if left:

@@ -22,8 +22,17 @@ def test_starts_a_process_and_forgets_it():
 @pytest.mark.slow
 def test_a_run_that_leaves_a_process_fails_and_names_it(tmp_path) -> None:
     (tmp_path / "test_leaves.py").write_text(LEAVES_ONE)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
-               "--rootdir", str(tmp_path), str(tmp_path / "test_leaves.py")]  # fmt: skip
+    # the end check waits 1 s, not 10, for the process it then names
+    options = ["-q", "-p", "tests.conftest", "-p", "no:cacheprovider", "-o", "end_check_wait_s=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *options,
+        "--rootdir",
+        str(tmp_path),
+        str(tmp_path / "test_leaves.py"),
+    ]
     done = processes.run(command, timeout=120)
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
     assert "processes left behind by the tests" in done.stderr and "sleep 120" in done.stderr

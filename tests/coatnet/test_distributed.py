@@ -16,7 +16,7 @@ import sys, time, torch
 from datetime import timedelta
 from coatnet.training import distributed
 mode = sys.argv[1]
-rank, world = distributed.init("cpu", timeout=timedelta(seconds=3), heartbeat_s=0.2)
+rank, world = distributed.init("cpu", timeout=timedelta(seconds=2), heartbeat_s=0.2)
 distributed.at("step 7")
 if mode == "mismatch" and rank == 1:
     distributed.all_reduce(torch.ones(1), world)  # the other process never makes this collective
@@ -25,8 +25,8 @@ if mode == "mismatch" and rank == 0:
     time.sleep(10)  # alive, busy elsewhere: the collective's timeout ends it, not a closed connection
 if mode == "long-work":  # the first process works far longer than a collective's timeout
     if rank == 0:
-        time.sleep(7)
-    distributed.wait_for_peers("long work", world, lost_after_s=4)
+        time.sleep(5)
+    distributed.wait_for_peers("long work", world, lost_after_s=2.5)
     distributed.finish(world)
     sys.stdout.write(f"rank {rank} met its peer\\n")  # one write: the two processes share the pipe
 if mode == "peer-gone":  # the second process ends without arriving
