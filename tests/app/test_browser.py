@@ -271,7 +271,7 @@ def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_
     from tests.support.data import pictures
 
     model = load_model("demo-post")
-    images = pictures(tmp_path, 2)
+    images = pictures(tmp_path, 1)  # one image's section holds every kind of figure the report draws
     out = tmp_path / "report"
     arguments = ["analyze", *images, "--model", "demo-pre", "--compare", "demo-post", "--out", str(out),
                  "--faithfulness"]  # fmt: skip

@@ -1,7 +1,10 @@
 """Many users at once: four browser sessions (Playwright, four contexts) on one server, each on another
 model, image and page, act at the same moment: each then shows exactly what it shows when alone (every
 chart's title and data, the top-5, the downloaded JSON), no error text, and the server's health endpoint
-answers throughout. An upload over the limit is refused by the server."""
+answers throughout. An upload over the limit is refused by the server.
+
+The four sessions are opened and set up once: each acts alone in turn (the others idle) and is put back
+as it was, then all four act together."""
 
 from __future__ import annotations
 
@@ -76,6 +79,7 @@ class User:
     act: Callable[[Lens], None]
     marker: str  # text that shows when the page has drawn after the action
     download: str  # the label of the JSON download button's row to keep
+    undo: Callable[[Lens, tuple[str, str]], None]  # back to the query (row, col) before ``act``, drawn
 
     def observe(self, lens: Lens, folder: Path) -> dict:
         lens.show(lens.page.get_by_text(self.marker, exact=False).first)
@@ -107,16 +111,24 @@ def users(checkpoint: Path) -> list[User]:
         radio(lens, "Attention normalization", "post-normalization")
         lens.show(lens.page.get_by_text("Attention rollout", exact=True))
 
+    def back_to(lens: Lens, query: tuple[str, str]) -> None:  # the cell clicked before
+        click_cell(lens, int(query[0]), int(query[1]))
+        lens.show(lens.page.get_by_text(f"query ({query[0]}, {query[1]})", exact=False).first)
+
+    def back_to_the_explorer(lens: Lens, query: tuple[str, str]) -> None:
+        go(lens, "Attention explorer", "Attention rollout")
+        assert lens.query() == query
+
     return [
         User("demo-pre, explorer", lambda lens: None, lambda lens: click_cell(lens, 1, 5),
-             "query (1, 5)", "1"),
+             "query (1, 5)", "1", back_to),
         User("demo-post, another image, explorer", demo_post, lambda lens: click_cell(lens, 5, 2),
-             "query (5, 2)", "1"),
+             "query (5, 2)", "1", back_to),
         User("a toy checkpoint by path, explorer", by_path, lambda lens: click_cell(lens, 1, 0),
-             "query (1, 0)", "1"),
+             "query (1, 0)", "1", back_to),
         User("demo-pre as post, pre vs post", switched,
              lambda lens: lens.sidebar.get_by_role("link", name="Pre vs post").click(),
-             "Relative-bias kernels of", "0"),
+             "Relative-bias kernels of", "0", back_to_the_explorer),
     ]  # fmt: skip
 
 
@@ -148,21 +160,19 @@ class Health:
 
 def test_four_sessions_at_once_each_see_what_they_see_alone(served: Served, tmp_path: Path) -> None:
     people = users(toy_checkpoint(tmp_path / "toy.safetensors", num_classes=10))
-    alone = []
-    for user in people:
-        with opened_lens(served) as lens:
-            lens.open()
-            user.setup(lens)
-            lens.settle()
-            user.act(lens)
-            alone.append(user.observe(lens, tmp_path / "alone"))
-            lens.assert_clean()
     with Health(served.url) as health, ExitStack() as stack:
         lenses = [stack.enter_context(opened_lens(served)) for _ in people]
         for lens, user in zip(lenses, people, strict=True):
             lens.open()
             user.setup(lens)
             lens.settle()
+        alone = []
+        for lens, user in zip(lenses, people, strict=True):  # one at a time, the others idle
+            before = lens.query()
+            user.act(lens)
+            alone.append(user.observe(lens, tmp_path / "alone"))
+            user.undo(lens, before)
+            lens.assert_clean()
         for lens, user in zip(lenses, people, strict=True):  # all four at the same moment
             user.act(lens)
         together = [
