@@ -46,3 +46,19 @@ def test_a_timed_out_command_is_killed_with_everything_it_started() -> None:
         processes.run([sys.executable, "-c", script], timeout=2)
     assert time.monotonic() - began < 30
     assert not any("sleep 120" in line for line in processes.left_behind())
+
+
+def test_what_a_finished_command_left_in_its_group_is_killed_with_it() -> None:
+    """The command ends at once and leaves a child behind (orphaned, so no longer below its pid): the child
+    is in the command's process group, which is killed when the command is done."""
+    done = processes.run(["sh", "-c", "sleep 121 > /dev/null 2>&1 & echo started"], timeout=30)
+    assert done.returncode == 0 and "started" in done.stdout
+    assert not any("sleep 121" in line for line in processes.left_behind())
+
+
+def test_a_timed_out_command_whose_orphan_holds_its_pipe_ends_at_the_timeout() -> None:
+    began = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):  # the orphan keeps stdout open: killed with the group
+        processes.run(["sh", "-c", "(sleep 122 &); exec sleep 123"], timeout=2)  # 122: orphaned at once
+    assert time.monotonic() - began < 30
+    assert not any("sleep 12" in line for line in processes.left_behind())

@@ -86,18 +86,52 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def kill_group(pgid: int, *, grace_s: float = 10.0) -> None:
+    """SIGTERM to every process of group ``pgid``, then SIGKILL to whatever is left after ``grace_s``. Safe
+    after the group's leader has been reaped: Linux reuses no id that a live process group still holds, and
+    an empty group is simply gone."""
+
+    def signal_group(sig: int) -> bool:
+        try:
+            os.killpg(pgid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    if not signal_group(signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p) for p in _group_members(pgid)):
+        time.sleep(0.05)
+    signal_group(signal.SIGKILL)
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    members.append(int(entry.name))
+    return members
+
+
 @contextlib.contextmanager
 def started(command: Sequence[str], **popen) -> Iterator[subprocess.Popen]:
     """``subprocess.Popen`` in a new session; on leaving, however the block ends, the process and all it
-    started are killed (SIGTERM, then SIGKILL after 10 s)."""
+    started are killed (SIGTERM, then SIGKILL after 10 s): its tree while it runs (a pid is signalled only
+    while its process is unreaped, so never another process that took the number), then whatever is left
+    of its process group (what it started, orphaned when it ended)."""
     popen.setdefault("cwd", ROOT)
     process = subprocess.Popen(list(command), start_new_session=True, **popen)
     try:
         yield process
     finally:
-        kill_tree(process.pid)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
+        if process.poll() is None:
+            kill_tree(process.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        kill_group(process.pid)
 
 
 def run(
@@ -111,6 +145,7 @@ def run(
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_tree(process.pid, grace_s=0)
+            kill_group(process.pid, grace_s=0)  # and what it orphaned, which may hold its pipes open
             out, err = process.communicate()
             raise subprocess.TimeoutExpired(process.args, timeout, output=out, stderr=err) from None
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
