@@ -131,12 +131,16 @@ def wait_for_peers(name: str, world: int, *, lost_after_s: float = LOST_AFTER_S,
     """A barrier for long waits: arrive at ``name``, then poll the store until every process has.
 
     A peer whose heartbeat has not moved for ``lost_after_s`` seconds (it died, or finished without
-    arriving) ends the wait with :class:`PeerLost`; a peer still working keeps beating, however long.
+    arriving) ends the wait with :class:`PeerLost`; a peer still working keeps beating, however long. A
+    peer that waits at another meeting (the processes run different code) ends it too, at once: each
+    process says in the store which meeting it waits at (the how-many-th, and its name).
     """
     if world == 1:
         return
     store, rank = dist.distributed_c10d._get_default_store(), dist.get_rank()
-    tag = f"{_KEY}/arrived/{next(_here.waits)}-{name}"
+    number = next(_here.waits)
+    tag = f"{_KEY}/arrived/{number}-{name}"
+    store.set(f"{_KEY}/at/{rank}", f"{number}\n{name}")
     store.set(f"{tag}/{rank}", "1")
     seen: dict[int, tuple[bytes, float]] = {}
     while True:
@@ -145,6 +149,7 @@ def wait_for_peers(name: str, world: int, *, lost_after_s: float = LOST_AFTER_S,
             return
         now = time.monotonic()
         for peer in missing:
+            _check_same_meeting(store, rank, world, peer, number, name)
             beat = store.get(f"{_KEY}/beat/{peer}") if store.check([f"{_KEY}/beat/{peer}"]) else b""
             if peer not in seen or seen[peer][0] != beat:
                 seen[peer] = (beat, now)
@@ -155,6 +160,19 @@ def wait_for_peers(name: str, world: int, *, lost_after_s: float = LOST_AFTER_S,
                     "different code: see its output"
                 )
         time.sleep(poll_s)
+
+
+def _check_same_meeting(store, rank: int, world: int, peer: int, number: int, name: str) -> None:
+    """A peer behind this process is on its way here; one at this meeting's number under another name, or
+    past it, waits where this process never will."""
+    if not store.check([f"{_KEY}/at/{peer}"]):
+        return
+    peer_number, peer_name = store.get(f"{_KEY}/at/{peer}").decode().split("\n", 1)
+    if int(peer_number) > number or (int(peer_number) == number and peer_name != name):
+        raise PeerLost(
+            f"rank {rank} of {world} ({_here.place}): rank {peer} waits at {peer_name!r} while this process "
+            f"waits at {name!r}; the processes run different code: run the same on each"
+        )
 
 
 def gather_rng(world: int) -> dict[str, list[torch.Tensor]]:
@@ -222,9 +240,15 @@ def lost(error: BaseException, world: int) -> PeerLost:
     )
 
 
+# where gloo's and NCCL's own errors say they come from (gloo raises a plain RuntimeError whose message
+# starts with its source file: "[.../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed")
+_BACKEND_MARKS = ("third_party/gloo/", "ProcessGroupGloo", "ProcessGroupNCCL", "NCCL error")
+
+
 def from_backend(error: BaseException) -> bool:
-    """Whether ``error`` came from the communication backend (a timeout, a closed connection)."""
-    return isinstance(error, dist.DistError) or "gloo" in str(error) or "NCCL" in str(error)
+    """Whether ``error`` came from the communication backend (a timeout, a closed connection): a
+    ``torch.distributed.DistError``, or an error that names gloo's or NCCL's sources."""
+    return isinstance(error, dist.DistError) or any(mark in str(error) for mark in _BACKEND_MARKS)
 
 
 def _collective(name: str, run) -> None:

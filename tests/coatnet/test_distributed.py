@@ -29,6 +29,8 @@ if mode == "long-work":  # the first process works far longer than a collective'
     distributed.wait_for_peers("long work", world, lost_after_s=2.5)
     distributed.finish(world)
     sys.stdout.write(f"rank {rank} met its peer\\n")  # one write: the two processes share the pipe
+if mode == "other-meeting":  # each process waits at a meeting the other never comes to, both beating
+    distributed.wait_for_peers("the merge" if rank == 0 else "the next batch", world, lost_after_s=60)
 if mode == "peer-gone":  # the second process ends without arriving
     if rank == 0:
         distributed.wait_for_peers("never reached", world, lost_after_s=2)
@@ -70,3 +72,24 @@ def test_a_peer_that_ends_without_arriving_is_noticed_within_seconds(tmp_path):
     assert done.returncode != 0 and lines, done.stderr[-3000:]
     assert "rank 0 of 2 (step 7): rank 1 has not answered for 2 s" in lines[0]
     assert seconds < 60
+
+
+def test_peers_waiting_at_different_meetings_end_at_once_naming_both(tmp_path):
+    """Both processes beat, so neither is lost: each sees that the other waits elsewhere and stops."""
+    done, seconds = launch(tmp_path, "other-meeting")
+    lines = error_lines(done.stderr)
+    assert done.returncode != 0 and lines, done.stderr[-3000:]
+    assert any("waits at 'the next batch' while this process waits at 'the merge'" in line for line in lines)
+    assert seconds < 40  # not the 60 s a lost peer would take
+
+
+def test_only_the_backends_own_errors_count_as_a_lost_peer():
+    import torch.distributed as dist
+
+    from coatnet.training.distributed import from_backend
+
+    gloo = "[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:129] Timed out waiting 2000ms"
+    assert from_backend(RuntimeError(gloo))
+    assert from_backend(dist.DistBackendError("NCCL error in: ProcessGroupNCCL.cpp:1971, unhandled"))
+    assert not from_backend(RuntimeError("the gloo backend needs a CPU tensor, got a cuda:0 one"))
+    assert not from_backend(RuntimeError("mat1 and mat2 shapes cannot be multiplied (NCCL in a name)"))
