@@ -11,15 +11,11 @@ import torch
 from torch import nn
 
 from analysis.explain.attributions import _stage_cams, gradcam_maps
-from analysis.explain.faithfulness import (
+from analysis.explain.faithfulness import RANDOM_SEEDS, Explanation, faithfulness, measure, method_rows
+from analysis.explain.perturbation import (
     NEIGHBOURS,
     PERCENTILES,
-    RANDOM_SEEDS,
     STEPS,
-    Explanation,
-    faithfulness,
-    measure,
-    method_rows,
     noisy_linear_imputation,
     perturbed_images,
     pixel_order,
