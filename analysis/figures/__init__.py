@@ -11,7 +11,8 @@ attention) are ``LAYOUT_VIEWS``.
 
 from __future__ import annotations
 
-from analysis.figures import explanations, layouts, maps, studies
+from analysis.figures import compare, explanations, layouts, maps, studies
+from analysis.figures.compare import *  # noqa: F403
 from analysis.figures.explanations import *  # noqa: F403
 from analysis.figures.layouts import *  # noqa: F403
 from analysis.figures.maps import *  # noqa: F403
@@ -19,5 +20,12 @@ from analysis.figures.panels import DEFAULT_OPACITY as DEFAULT_OPACITY
 from analysis.figures.studies import *  # noqa: F403
 
 __all__ = sorted(
-    ["DEFAULT_OPACITY", *explanations.__all__, *layouts.__all__, *maps.__all__, *studies.__all__]
+    [
+        "DEFAULT_OPACITY",
+        *compare.__all__,
+        *explanations.__all__,
+        *layouts.__all__,
+        *maps.__all__,
+        *studies.__all__,
+    ]
 )

@@ -40,10 +40,7 @@ __all__ = [
     "attention_heads_figure",
     "attribution_figure",
     "bias_kernel_figure",
-    "block_comparison_figures",
     "cka_figure",
-    "comparison_figures",
-    "comparison_summary_figures",
     "depthwise_kernel_figure",
     "feature_channels_figure",
     "frequency_figure",
@@ -168,82 +165,6 @@ def statistics_figures(statistics) -> list[go.Figure]:
             y_label="position share",
         ),
     ]
-
-
-def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure]:
-    """Pre vs post (a :class:`analysis.maps.compare.Comparison`): per block, each model's maps on a scale of
-    its own and their difference (b - a) on a diverging one; then the distance scatter of both and the
-    per-head divergences."""
-    figures = []
-    for block in comparison.blocks:
-        figures += block_comparison_figures(block, comparison.labels, image_a)
-    return figures + comparison_summary_figures(comparison)
-
-
-def comparison_summary_figures(comparison) -> list[go.Figure]:
-    """Every block of a comparison at once: mean attention distance per head of both models, and the
-    Jensen-Shannon divergence per head (mean over queries, and at the query), each saying which weights
-    it measured."""
-    label_a, label_b = comparison.labels
-    figures = []
-    names = [b.name for b in comparison.blocks]
-    figures.append(
-        distance_scatter(
-            {
-                label_a: (names, [b.distance_a for b in comparison.blocks]),
-                label_b: (names, [b.distance_b for b in comparison.blocks]),
-            },
-            title=f"Mean attention distance per head, {label_a} vs {label_b} (weights clipped at 0, "
-            "renormalised)",
-        )
-    )
-    figures.append(
-        distance_scatter(
-            {
-                "mean over queries": (names, [b.js_mean for b in comparison.blocks]),
-                "at the query": (names, [b.js_query for b in comparison.blocks]),
-            },
-            title=f"Jensen-Shannon divergence per head, {label_a} vs {label_b} (weights clipped at 0, "
-            "renormalised)",
-            y_label="JS divergence (bits)",
-        )
-    )
-    return figures
-
-
-def block_comparison_figures(
-    block, labels: tuple[str, str], image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
-) -> list[go.Figure]:
-    """One block of a comparison: each model's maps at the query on a scale of its own (so that neither
-    row vanishes when one model's weights are much smaller; sequential for weights >= 0, diverging for
-    signed post-normalization weights, the range in the title), then b - a on its own diverging scale."""
-    row, col = divmod(block.query, block.grid[1])
-    heads = block.map_a.shape[0]
-    titles = [f"h{h}" for h in range(heads)]
-    figures = []
-    for label, maps in zip(labels, (block.map_a, block.map_b), strict=True):
-        signed = bool((maps < 0).any())  # post-normalization weights as used can be negative
-        low, high = value_range(maps, signed)
-        figures.append(
-            head_grid(
-                image, maps, stride=block.stride, titles=titles, query=(row, col),
-                colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, opacity=opacity,
-                what="weight (signed)" if signed else "weight",
-                title=f"{block.name}, {label}: where query ({row}, {col}) attends, weights as used "
-                f"(scale {low:.3g} to {high:.3g})",
-            )
-        )  # fmt: skip
-    label_a, label_b = labels
-    low, high = value_range(block.difference, True)
-    scale = f"scale {low:.3g} to {high:.3g}"
-    title = f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more; {scale})"
-    figures.append(
-        head_grid(
-            image, block.difference, stride=block.stride, titles=titles, query=(row, col),
-            colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity,
-        )
-    )  # fmt: skip
-    return figures
 
 
 def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:

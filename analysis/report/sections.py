@@ -9,6 +9,7 @@ import numpy as np
 
 from analysis.figures import explanations as explanation_figures
 from analysis.figures import maps as map_figures
+from analysis.figures.compare import comparison_figures
 from analysis.figures.layouts import gap_figure, size_figure
 from analysis.figures.studies import (
     distance_figure,
@@ -178,7 +179,7 @@ def image_section(
             Section(
                 f"{comparison.labels[0]} vs {comparison.labels[1]}",
                 f"Predictions agree: {bool(comparison.agreement[0])}. " + (comparison.blocks[0].note or ""),
-                figures=map_figures.comparison_figures(comparison, shown),
+                figures=comparison_figures(comparison, shown),
             )
         )
     return section

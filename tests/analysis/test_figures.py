@@ -8,6 +8,7 @@ import pytest
 
 from analysis.explain.attributions import attributions
 from analysis.figures import maps as figures
+from analysis.figures.compare import block_comparison_figures, comparison_figures
 from analysis.figures.plots import overlay
 from analysis.maps.attention import attention_maps
 from analysis.maps.cka import cka
@@ -60,7 +61,7 @@ def test_every_result_draws(attention):
         figures.frequency_figure(frequency_profile(model, x)),
         figures.attribution_figure(attributions(model, x[:1], method="gradcam"), picture),
         figures.cka_figure(cka(model, x)),
-        *figures.comparison_figures(compare(model, toy(attention="pre"), x[:1]), picture),
+        *comparison_figures(compare(model, toy(attention="pre"), x[:1]), picture),
         figures.training_curves([
             {"epoch": 1, "train_loss": 1.0, "test_loss": 0.9, "train_top1": 0.5, "test_top1": 0.6},
             {"epoch": 2, "train_loss": 0.5, "test_loss": 0.6, "train_top1": 0.8, "test_top1": 0.7},
@@ -125,7 +126,7 @@ def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverg
     x = images(1)
     comparison = compare(toy(attention="pre"), toy(attention="post"), x, labels=("pre", "post"))
     block = comparison.blocks[0]
-    first, second, difference = figures.block_comparison_figures(block, comparison.labels, None)
+    first, second, difference = block_comparison_figures(block, comparison.labels, None)
     for figure, maps in ((first, block.map_a), (second, block.map_b)):
         shown = [t for t in figure.data if isinstance(t, go.Heatmap)]
         assert len(shown) == maps.shape[0] and len({(t.zmin, t.zmax) for t in shown}) == 1
