@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pytest.nodeid import NodeId
 
 from tests.support.processes import become_subreaper, kill_tree, left_behind
 
@@ -22,12 +23,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     drives the browser in one unit, so that one app server and one Chromium serve them all."""
     grouping = config.pluginmanager.hasplugin("xdist")  # an image without pytest-xdist runs in one process
     browser = {item for item in items if "chromium" in getattr(item, "fixturenames", ())}
+    # pytest-xdist 3.8 names a test's group by appending "@group" to ``item._nodeid``, which pytest 9.2 no
+    # longer reads (a node's id lives in ``item._id``): without this every test was a unit of its own, and
+    # each worker built the module and session fixtures (two app servers, two Chromiums)
+    on_worker = hasattr(config, "workerinput") and config.getvalue("loadgroup")
     for item in items:
         if grouping and not any(item.iter_markers("xdist_group")):
             group = "browser" if item in browser else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
-    # the browser tests first: the longest unit starts at once, beside everything else, not last
-    items.sort(key=lambda item: item not in browser)
+            if on_worker and not item.nodeid.endswith(f"@{group}"):
+                item._id = NodeId.parse(f"{item.nodeid}@{group}")
+    # the longest units first (pyproject keeps this order: --no-loadscope-reorder), so that none starts
+    # last while the other worker idles: the browser tests, then the files that hold a slow test
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item not in browser, item.path not in slow_files))
     _skip_what_cannot_run(items)
 
 

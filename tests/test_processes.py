@@ -62,3 +62,32 @@ def test_a_timed_out_command_whose_orphan_holds_its_pipe_ends_at_the_timeout() -
         processes.run(["sh", "-c", "(sleep 122 &); exec sleep 123"], timeout=2)  # 122: orphaned at once
     assert time.monotonic() - began < 30
     assert not any("sleep 12" in line for line in processes.left_behind())
+
+
+UNIT = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_records_its_worker(n):
+    with open(Path(__file__).with_suffix(".workers"), "a") as f:
+        f.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+"""
+
+
+@pytest.mark.slow
+def test_each_test_file_runs_whole_on_one_worker(tmp_path) -> None:
+    """The suite's units (tests/conftest.py): a file's tests go to one pytest-xdist worker, so that its
+    module fixtures are built once (pytest 9.2 ignores the id xdist 3.8 writes for this)."""
+    for name in ("test_one.py", "test_two.py"):
+        (tmp_path / name).write_text(UNIT)
+    options = ["-q", "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup"]
+    command = [sys.executable, "-m", "pytest", *options, "--rootdir", str(tmp_path), str(tmp_path)]
+    done = processes.run(command, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("test_one", "test_two"):
+        workers = (tmp_path / f"{name}.workers").read_text().split()
+        assert len(workers) == 4 and len(set(workers)) == 1, (name, workers)
