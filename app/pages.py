@@ -71,7 +71,7 @@ PAGES: tuple[Page, ...] = (
         "The paper's layout study at small scale: one image through five models that differ only in which "
         "stages are convolution (C) or attention (T), stage by stage, how alike their stages are, and how "
         "each layout trades fitting for generalizing.",
-        kept=("layout_what", "layout_row", "layout_col"), landmark="The layout study",
+        kept=("layout_what",), landmark="The layout study",
     ),
     Page(
         "model", "Model", ":material/info:",

@@ -25,7 +25,7 @@ def slug(text: str) -> str:
 def figure(
     fig: go.Figure, name: str, *, key: str | None = None, on_select: Callable[[], None] | None = None
 ) -> None:
-    """Draw ``fig`` as :mod:`analysis.figures.plots` laid it out (a figure of maps at its own size in pixels,
+    """Draw ``fig`` as :mod:`analysis.figures.panels` laid it out (a figure of maps at its own size in pixels,
     a chart across the column; Plotly's own look, as in the report and the downloads), with HTML and PNG
     downloads named after ``name``. With ``on_select``, a click on a point (one cell marker) calls it; the
     chart's state is under ``key``."""

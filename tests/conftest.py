@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _pytest.nodeid import NodeId
+
+try:  # pytest 9.2 keeps a node's id here; before it, pytest-xdist's own ``_nodeid`` suffix works
+    from _pytest.nodeid import NodeId
+except ImportError:  # pragma: no cover
+    NodeId = None
 
 from tests.support.processes import become_subreaper, kill_tree, left_behind
 
@@ -26,13 +30,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # pytest-xdist 3.8 names a test's group by appending "@group" to ``item._nodeid``, which pytest 9.2 no
     # longer reads (a node's id lives in ``item._id``): without this every test was a unit of its own, and
     # each worker built the module and session fixtures (two app servers, two Chromiums)
-    on_worker = hasattr(config, "workerinput") and config.getvalue("loadgroup")
+    on_worker = NodeId is not None and hasattr(config, "workerinput") and config.getvalue("loadgroup")
     for item in items:
         if grouping and not any(item.iter_markers("xdist_group")):
             group = "browser" if item in browser else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
-            if on_worker and not item.nodeid.endswith(f"@{group}"):
-                item._id = NodeId.parse(f"{item.nodeid}@{group}")
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})  # fmt: skip
+        if "browser" in names:
+            browser.add(item)  # one that asks for Chromium by itself (request.getfixturevalue)
+        if on_worker and names and not item.nodeid.endswith(f"@{'_'.join(names)}"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")  # as pytest-xdist names it
     # the longest units first (pyproject keeps this order: --no-loadscope-reorder), so that none starts
     # last while the other worker idles: the browser tests, then the files that hold a slow test
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}

@@ -91,7 +91,8 @@ def compare_layouts(
             block = last.get(info.name)
             attention = cell = None
             if block is not None:
-                query = query_index(block.grid, block.stride, *(point or middle_point(size)))
+                at = point if point is not None else middle_point(size)
+                query = query_index(block.grid, block.stride, *at)
                 cell = divmod(query, block.grid[1])
                 grid = fuse_heads(block.effective[0, :, query].reshape(-1, *block.grid))
                 attention = upsample_to_image(grid, size)

@@ -168,6 +168,8 @@ def _check_same_meeting(store, rank: int, world: int, peer: int, number: int, na
     if not store.check([f"{_KEY}/at/{peer}"]):
         return
     peer_number, peer_name = store.get(f"{_KEY}/at/{peer}").decode().split("\n", 1)
+    if int(peer_number) > number and store.check([f"{_KEY}/arrived/{number}-{name}/{peer}"]):
+        return  # it arrived here after this poll began, and went on to the next meeting
     if int(peer_number) > number or (int(peer_number) == number and peer_name != name):
         raise PeerLost(
             f"rank {rank} of {world} ({_here.place}): rank {peer} waits at {peer_name!r} while this process "
