@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preprocessing_of
 from analysis.core.models import describe, load_model
-from analysis.core.query import centre_cell, query_from_cell, query_index
+from analysis.core.query import middle_point, query_index
 from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
 from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
@@ -189,6 +189,5 @@ def parse_class(spec: str | None, model) -> int | None:
 
 
 def _query(block: BlockAttention, point: tuple[float, float] | None) -> int:
-    if point is None:
-        return query_from_cell(*centre_cell(block.grid), block.grid)
-    return query_index(block.grid, block.stride, *point)
+    size = (block.grid[0] * block.stride, block.grid[1] * block.stride)  # the input the grid tiles
+    return query_index(block.grid, block.stride, *(point if point is not None else middle_point(size)))

@@ -64,15 +64,10 @@ def pixel_cell(y: float, x: float, *, grid: tuple[int, int], stride: float) -> t
     return min(max(int(y // stride), 0), grid[0] - 1), min(max(int(x // stride), 0), grid[1] - 1)
 
 
-def centre_cell(grid: tuple[int, int]) -> tuple[int, int]:
-    """The default query cell of the library and the CLI: the middle cell of ``grid``, the upper left of
-    the middle four on an even side."""
-    return (grid[0] - 1) // 2, (grid[1] - 1) // 2
-
-
 def middle_point(size: tuple[int, int]) -> tuple[float, float]:
-    """The default query pixel of an input of (H, W): ((H - 1) / 2, (W - 1) / 2), half a pixel above and
-    left of the centre, so that on a grid that tiles the input it lies in :func:`centre_cell`."""
+    """The default query pixel of the library and the CLI for an input of (H, W): ((H - 1) / 2, (W - 1) / 2),
+    half a pixel above and left of the centre, so that on a grid that tiles the input it lies in the middle
+    cell, the upper left of the middle four on an even side."""
     return (size[0] - 1) / 2, (size[1] - 1) / 2
 
 

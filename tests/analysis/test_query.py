@@ -10,7 +10,6 @@ from analysis import (
     Query,
     cell_centre,
     cell_point,
-    centre_cell,
     middle_point,
     picture_view,
     pixel_cell,
@@ -79,10 +78,11 @@ def test_one_convention_pixel_i_spans_i_to_i_plus_1_and_a_cell_centre_is_r_plus_
             assert pixel_cell((row + 1) * stride - 1e-6, 0, grid=(6, 6), stride=stride)[0] == row
     assert pixel_cell(-3, 100, grid=(4, 4), stride=4) == (0, 3)  # the one clamp
     assert query_index((4, 4), 4, *cell_centre(1, 2, stride=4)) == query_from_cell(1, 2, (4, 4)) == 6
-    assert centre_cell((14, 14)) == (6, 6) and centre_cell((7, 7)) == (3, 3) and centre_cell((1, 5)) == (0, 2)
-    for grid, stride in (((14, 14), 16), ((7, 7), 32), ((15, 9), 8), ((1, 1), 224)):
-        size = (grid[0] * stride, grid[1] * stride)  # the default query pixel lies in the default cell
-        assert pixel_cell(*middle_point(size), grid=grid, stride=stride) == centre_cell(grid)
+    # the default query pixel lies in the middle cell, the upper left of the middle four on an even side
+    for grid, stride, middle in (((14, 14), 16, (6, 6)), ((7, 7), 32, (3, 3)), ((15, 9), 8, (7, 4)),
+                                 ((1, 1), 224, (0, 0)), ((2, 6), 4, (0, 2))):  # fmt: skip
+        size = (grid[0] * stride, grid[1] * stride)
+        assert pixel_cell(*middle_point(size), grid=grid, stride=stride) == middle
 
 
 def test_the_query_type_holds_every_conversion_and_the_functions_agree() -> None:

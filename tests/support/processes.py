@@ -35,8 +35,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _table() -> dict[int, tuple[int, str]]:
-    """{pid: (parent pid, state)} of every process."""
+def _table() -> dict[int, tuple[int, str, int]]:
+    """{pid: (parent pid, state, process group)} of every process."""
     table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -44,7 +44,7 @@ def _table() -> dict[int, tuple[int, str]]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            table[int(entry.name)] = (int(fields[1]), fields[0])
+            table[int(entry.name)] = (int(fields[1]), fields[0], int(fields[2]))
     return table
 
 
@@ -52,7 +52,7 @@ def descendants(pid: int) -> list[int]:
     """The live processes (not zombies) below ``pid``."""
     table = _table()
     children: dict[int, list[int]] = {}
-    for child, (parent, _) in table.items():
+    for child, (parent, _, _) in table.items():
         children.setdefault(parent, []).append(child)
     found, todo = [], list(children.get(pid, []))
     while todo:
@@ -101,19 +101,11 @@ def kill_group(pgid: int, *, grace_s: float = 10.0) -> None:
     if not signal_group(signal.SIGTERM):
         return
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(p) for p in _group_members(pgid)):
+    while time.monotonic() < deadline and any(
+        state != "Z" and group == pgid for _, state, group in _table().values()
+    ):
         time.sleep(0.05)
     signal_group(signal.SIGKILL)
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                    members.append(int(entry.name))
-    return members
 
 
 @contextlib.contextmanager
