@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
 from PIL import Image
 
 from analysis.core.inputs import as_batch
@@ -176,6 +175,8 @@ def gradcam_stages(
     Returns:
         One :class:`Attribution` per stage, S0 first.
     """
+    from captum.attr import LayerAttribution  # imported when used: captum brings matplotlib
+
     batch = as_batch(image, model)
     if batch.shape[0] != 1:
         raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
@@ -203,6 +204,8 @@ def gradcam_maps(
     pass: per stage S0..S4 the (B, H, W) maps :func:`attributions` gives as ``map`` (ReLU'd, bilinearly
     upsampled to the input). The images are explained one at a time when the model has a module in
     training mode (BatchNorm then mixes the images of a batch)."""
+    from captum.attr import LayerAttribution  # imported when used: captum brings matplotlib
+
     batch = as_batch(images, model)
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     targets = [int(t) for t in targets]
@@ -256,6 +259,8 @@ def _gradcam(
     model: CoAtNet, x: torch.Tensor, target: int, stage: str, size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM of the stage output before and after the ReLU, each upsampled to ``size``: (H, W) x 2."""
+    from captum.attr import LayerAttribution, LayerGradCam  # imported when used: captum brings matplotlib
+
     index = STAGES.index(stage)
     layer = model.stem if index == 0 else model.stages[index - 1]
     x = x.requires_grad_()  # so gradients reach the layer even when the weights are frozen
@@ -280,6 +285,8 @@ def _integrated_gradients(
 ) -> torch.Tensor:
     """(H, W) Integrated Gradients from a zero baseline, summed over channels, SmoothGrad-averaged (one
     noisy copy at a time, reporting ``progress`` after each)."""
+    from captum.attr import IntegratedGradients  # imported when used: captum brings matplotlib
+
     if n_steps < 1 or nt_samples < 1:
         raise ValueError(f"n_steps and nt_samples must be >= 1, got {n_steps} and {nt_samples}")
     inputs = x
@@ -310,6 +317,8 @@ def _occlusion(
     perturbations_per_eval: int,
 ) -> torch.Tensor:
     """(H, W) Occlusion with a window over all channels set to 0."""
+    from captum.attr import Occlusion  # imported when used: captum brings matplotlib
+
     channels, height, width = x.shape[1:]
     win = _pair(window) if window is not None else (max(1, height // 7), max(1, width // 7))
     step = _pair(stride) if stride is not None else (max(1, win[0] // 2), max(1, win[1] // 2))

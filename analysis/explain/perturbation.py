@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import torch
-from kornia.filters import gaussian_blur2d
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 
@@ -147,6 +146,8 @@ def _blur(images: torch.Tensor) -> torch.Tensor:
     sigma = blur_sigma((height, width))
     radius = min(math.ceil(3 * sigma), height - 1, width - 1)
     size = 2 * radius + 1
+    from kornia.filters import gaussian_blur2d  # kornia when used
+
     return gaussian_blur2d(images.float(), (size, size), (sigma, sigma), border_type="reflect").to(
         images.dtype
     )

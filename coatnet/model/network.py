@@ -230,7 +230,7 @@ class CoAtNet(nn.Module):
         # a torch.compile'd model asked to record runs this call eagerly (contexts.needs_eager):
         # the per-call context lives outside what the compiled graph sees
         if torch.compiler.is_compiling() and needs_eager():
-            return _eager_forward(self, x)
+            return _eager_forward()(self, x)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -240,10 +240,20 @@ class CoAtNet(nn.Module):
         self.head.fc.apply(_init_weights)
 
 
-@torch.compiler.disable
-def _eager_forward(model: CoAtNet, x: torch.Tensor) -> torch.Tensor:
-    """``model``'s forward pass outside any compiled graph."""
+def _forward(model: CoAtNet, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x))
+
+
+_EAGER: list = []
+
+
+def _eager_forward():
+    """``model``'s forward pass outside any compiled graph, made when first asked for (only while
+    ``torch.compile`` traces): ``torch.compiler.disable`` imports ``torch._dynamo``, a second's work that
+    every ``import coatnet`` would otherwise pay."""
+    if not _EAGER:
+        _EAGER.append(torch.compiler.disable(_forward))
+    return _EAGER[0]
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -22,9 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import kornia.augmentation as K
 import torch
-from kornia.augmentation.auto import RandAugment
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
@@ -363,6 +361,9 @@ def _lr_schedule(settings: TrainSettings, steps_per_epoch: int) -> Callable[[int
 def _augmentation(settings: TrainSettings, preprocessing: dict):
     """Batch augmentation on [0, 1] images; returns ``(images, targets)`` with targets ``(B,)`` labels or
     ``(B, 3)`` rows ``(label_a, label_b, weight_of_b)`` for a mixed batch."""
+    import kornia.augmentation as K  # kornia when training (not for every ``import coatnet``)
+    from kornia.augmentation.auto import RandAugment
+
     size = tuple(preprocessing["size"])
     crop = K.RandomCrop(size, padding=settings.crop_padding) if settings.crop_padding else None
     flip = K.RandomHorizontalFlip() if settings.hflip else None
