@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from coatnet.files import atomic_write
 from coatnet.model.attention import resize_table
 from coatnet.model.config import CoAtNetConfig
-from coatnet.model.network import CoAtNet
+from coatnet.model.network import CoAtNet, build_for_loading
 from coatnet.weights.demos import NAMES, demo
 from coatnet.weights.names import parse_model_name
 
@@ -238,7 +238,7 @@ def load_checkpoint(
     if img_size is not None:
         changes["img_size"] = img_size
     config = info.config.replace(**changes) if changes else info.config
-    model = CoAtNet(config)
+    model = build_for_loading(config)
     state, intact = _read_tensors(path)
     load_state_dict_checked(model, resize_bias_tables(state, model), source=str(path))
     if not intact:  # checked after the fit, whose message names the keys that do not fit

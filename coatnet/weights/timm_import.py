@@ -8,6 +8,7 @@ layers and timm's bias-table layout, and carries timm's preprocessing and the cl
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from coatnet.model.config import CoAtNetConfig
-from coatnet.model.network import CoAtNet
+from coatnet.model.network import CoAtNet, build_for_loading
 from coatnet.model.variants_timm import TIMM_VARIANTS
 from coatnet.weights.checkpoint import (
     CheckpointError,
@@ -129,16 +130,16 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     """The timm arch whose converted keys and shapes a state dict fits exactly; a clear error otherwise."""
     num_classes = _num_classes(state)
     img_size = _img_size_from_tables(state)
+    state = {key: value.to("meta") for key, value in state.items()}  # shapes are all it compares
     fits = []
     for name, config in TIMM_VARIANTS.items():
         candidate = config.replace(num_classes=num_classes, img_size=img_size or config.img_size)
-        with torch.device("meta"):
-            own = CoAtNet(candidate).state_dict()
+        own = _shapes(candidate)
         try:
             converted = convert_state_dict(state, candidate)
         except (RuntimeError, ValueError):  # a fused qkv that does not split into this arch's heads
             continue
-        if set(own) == set(converted) and all(own[k].shape == converted[k].shape for k in own):
+        if set(own) == set(converted) and all(own[k] == converted[k].shape for k in own):
             fits.append(name)
     if not fits:
         raise CheckpointError(
@@ -149,6 +150,14 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     # Only timm's 224 and 384 builds of one relative-position-MLP arch share every tensor; the 224 one is
     # listed first, and from_timm(..., img_size=384) runs it at 384 with the same weights.
     return fits[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _shapes(config: CoAtNetConfig) -> dict[str, torch.Size]:
+    """The shape of each tensor in the state dict of ``CoAtNet(config)`` (built once per config on the
+    meta device: recognising one file compares it with every architecture)."""
+    with torch.device("meta"):
+        return {key: value.shape for key, value in CoAtNet(config).state_dict().items()}
 
 
 def _num_classes(state: dict[str, torch.Tensor]) -> int:
@@ -218,11 +227,11 @@ def from_timm(
     base = TIMM_VARIANTS[arch]
     built_at = _img_size_from_tables(state) or base.img_size
     config = base.replace(num_classes=_num_classes(state), img_size=built_at)
-    model = CoAtNet(config)
+    model = build_for_loading(config)
     load_state_dict_checked(model, convert_state_dict(state, config), source=f"{path} (as timm {arch})")
     if img_size is not None or attention != "pre":
         final = config.replace(attention=attention, img_size=img_size or config.img_size)
-        switched = CoAtNet(final)
+        switched = build_for_loading(final)
         switched.load_state_dict(resize_bias_tables(model.state_dict(), switched))
         model, config = switched, final
     names = imagenet_class_names(config.num_classes)

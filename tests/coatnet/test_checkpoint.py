@@ -171,3 +171,22 @@ def test_config_round_trips_through_json(name: str) -> None:
 def test_mixed_stage_config_round_trips() -> None:
     config = coatnet.model.variants.build_config("coatnet_6")
     assert coatnet.CoAtNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("coatnet_toy", {}), ("coatnet_toy", {"attention": "post"}), ("coatnet_rmlp_nano_rw_224", {})],
+)
+def test_a_model_built_for_loading_equals_one_initialised_then_loaded(name: str, kwargs: dict) -> None:
+    from coatnet.model.network import build_for_loading
+
+    torch.manual_seed(0)
+    reference = coatnet.create_model(name, **kwargs).eval()
+    built = build_for_loading(reference.config)
+    built.load_state_dict(reference.state_dict())
+    built.eval()
+    ours, theirs = dict(built.named_buffers()), dict(reference.named_buffers())
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)  # the indices
+    x = torch.randn(2, 3, *reference.config.img_size)
+    with torch.no_grad():
+        assert torch.equal(built(x), reference(x))
