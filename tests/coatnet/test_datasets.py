@@ -48,6 +48,16 @@ def test_read_idx_round_trips(tmp_path: Path, suffix: str) -> None:
     assert labels.tolist() == [3, 1, 4, 1, 5]
 
 
+def test_a_kept_idx_file_is_read_only_and_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = write_idx(tmp_path / "l-idx1-ubyte.gz", np.array([3, 1, 4]))
+    first = read_idx(path)
+    assert read_idx(path) is first  # kept
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 9  # no caller can change what the next one reads
+    write_idx(path, np.array([2, 7, 1, 8]))
+    assert read_idx(path).tolist() == [2, 7, 1, 8]
+
+
 def test_read_idx_rejects_bad_files_with_what_to_do(tmp_path: Path) -> None:
     good = idx_bytes(np.zeros((4, 2, 2), dtype=np.uint8))
     cases = {
