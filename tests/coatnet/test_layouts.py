@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_data = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
 # two layouts (one with an attention stage pooled from S2, one patch-stem ViT_REL), two sizes, four steps
-TINY = ["--layouts", "C-C-T-T", "ViT_REL", "--sizes", "200", "400", "--steps", "4", "--batch-size", "100",
+TINY = ["--layouts", "C-C-T-T", "ViT_REL", "--sizes", "100", "200", "--steps", "4", "--batch-size", "50",
         "--test-subset", "100", "--quiet"]  # fmt: skip
 
 
@@ -91,15 +91,15 @@ def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tiny: Path, tm
     assert study["processes"] == 1
     assert len(runs) == 4 and {r["layout"] for r in runs} == {"C-C-T-T", "ViT_REL"}
     for r in runs:
-        assert r["steps"] == 4 and r["epochs"] == 4 // (r["size"] // 100)
+        assert r["steps"] == 4 and r["epochs"] == 4 // (r["size"] // 50)
         assert 0.0 <= r["test_top1"] <= 1.0 and r["train_loss"] > 0 and r["parameters"] > 0
         assert r["command"].startswith("coatnet train") and f"--train-subset {r['size']}" in r["command"]
     assert "Layouts" in (out / "layouts.html").read_text()
-    # the test set is scored once, after the last epoch (--eval-every): 2 epochs of 200 images
-    metrics = json.loads((out / "runs" / "c-c-t-t-200" / "metrics.json").read_text())
+    # the test set is scored once, after the last epoch (--eval-every): 2 epochs of 100 images
+    metrics = json.loads((out / "runs" / "c-c-t-t-100" / "metrics.json").read_text())
     assert [m["test_top1"] is None for m in metrics] == [True, False]
     # a run killed after its last epoch, before it was scored: scored when the study runs again
-    (out / "runs" / "vit-rel-400" / "result.json").unlink()
+    (out / "runs" / "vit-rel-200" / "result.json").unlink()
     assert main(["study-layouts", "--out", str(out), *TINY]) == 0
     rescored = json.loads((out / "layouts.json").read_text())["runs"]
     assert rescored[:3] == runs[:3] and rescored[3]["test_top1"] == runs[3]["test_top1"]
