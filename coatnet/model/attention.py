@@ -46,9 +46,33 @@ class RelativePosition(nn.Module):
         """The table P (heads, 2H-1, 2W-1) for ``grid`` (default: the built grid), indexed query - key."""
         raise NotImplementedError
 
+    # the last biases computed without gradients, by grid: (weights' identity and versions, bias)
+    _kept: dict = {}  # replaced whole on each module, never changed in place
+    KEPT_GRIDS = 4
+
     def get_bias(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
-        """The bias ``w_{i-j}`` for every (query, key) pair: shape (heads, N, N), row-major positions."""
+        """The bias ``w_{i-j}`` for every (query, key) pair: shape (heads, N, N), row-major positions.
+
+        Without gradients, in eval mode, the bias is computed once per grid and kept (outside the
+        parameters, buffers and state dict) until a weight it comes from changes (its storage or its
+        version, which every in-place change through it, an optimizer step or ``load_state_dict``, bumps;
+        torch does not count a change through ``.data``):
+        a gather per block per call, and for the relative-position MLP a whole MLP, become a lookup.
+        The kept tensor is shared by the calls that read it: never change it in place (the recorder
+        keeps a copy)."""
         grid = self.grid if grid is None else (int(grid[0]), int(grid[1]))
+        if torch.is_grad_enabled() or self.training or torch.compiler.is_compiling():
+            return self._compute_bias(grid)
+        weights = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        kept = self._kept.get(grid)
+        if kept is not None and kept[0] == weights:
+            return kept[1]
+        bias = self._compute_bias(grid)
+        others = [(g, v) for g, v in self._kept.items() if g != grid][-(self.KEPT_GRIDS - 1) :]
+        self._kept = {**dict(others), grid: (weights, bias)}  # one assignment: readers see a whole dict
+        return bias
+
+    def _compute_bias(self, grid: tuple[int, int]) -> torch.Tensor:
         table = self.table_for(grid)
         index = self.index if grid == self.grid else relative_position_index(*grid, device=table.device)
         return table.flatten(1)[:, index]
@@ -183,6 +207,7 @@ class RelativeAttention(nn.Module):
                 out = edit_output(edits, self.mode, out, q, k, v, bias)
         else:
             out, record = self.explicit(q, k, v, bias, edits)
+            record["bias"] = record["bias"].clone()  # the caller's own: the kept bias is shared
             recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
         if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy

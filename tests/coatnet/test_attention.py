@@ -378,3 +378,38 @@ def test_non_square_grid(mode: str) -> None:
         torch.testing.assert_close(plain, recorded, atol=1e-5, rtol=1e-5)
         assert records[0].grid == grid
         assert records[0].bias.shape == (2, 15, 15)
+
+
+@pytest.mark.parametrize("rel_pos", ["table", "mlp"])
+def test_the_kept_bias_follows_every_change_of_its_weights_and_is_never_handed_out_to_change(rel_pos):
+    from coatnet.model.attention import RelativePositionBias, RelativePositionMlp
+
+    torch.manual_seed(0)
+    kind = RelativePositionBias if rel_pos == "table" else RelativePositionMlp
+    module = kind(heads=2, grid=(3, 4)).eval()
+    first = next(module.parameters())
+    with torch.no_grad():
+        kept = module.get_bias()
+        assert module.get_bias() is kept and module.get_bias((2, 2)).shape == (2, 4, 4)  # kept per grid
+        assert torch.equal(module._compute_bias((3, 4)), kept)
+        first.mul_(2)  # an in-place change (as an optimizer step makes) is seen
+        changed = module.get_bias()
+        assert changed is not kept and torch.equal(changed, module._compute_bias((3, 4)))
+        module.load_state_dict({k: torch.randn_like(v) for k, v in module.state_dict().items()})
+        assert torch.equal(module.get_bias(), module._compute_bias((3, 4)))
+    assert module.get_bias().requires_grad  # with gradients: computed, for autograd
+    module.train()
+    with torch.no_grad():
+        assert module.get_bias() is not module.get_bias()  # training mode (the MLP's dropout): computed
+
+
+def test_a_recorded_bias_is_the_callers_own():
+    model = coatnet.create_model("coatnet_toy").eval()
+    x = torch.randn(1, 3, *model.config.img_size)
+    with torch.no_grad():
+        with coatnet.record_attention() as records:
+            model(x)
+        records[0].bias.fill_(1e6)  # a caller's change of its record
+        with coatnet.record_attention() as again:
+            model(x)
+    assert again[0].bias.abs().max() < 1e3
