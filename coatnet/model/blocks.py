@@ -8,6 +8,7 @@ a stage down-samples as Eq. 4 (T) or Eq. 5 (C). Module names follow the checkpoi
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from coatnet.model.attention import RelativeAttention
@@ -119,11 +120,11 @@ class MBConvBlock(nn.Module):
         ungated = row_mask(edits, "no_se", x) if edits else None
         shortcut = self.shortcut(x)
         x = self.conv1_1x1(self.down(self.pre_act(self.pre_norm(x))))
-        x = self.conv2_kxk(self.act1(self.norm1(x)))
+        x = self.conv2_kxk(fresh_act(self.act1, self.norm1(x)))
         if self.se_early:
-            x = self.act2(self.norm2(self.se(x, ungated) if edits else self.se(x)))
+            x = fresh_act(self.act2, self.norm2(self.se(x, ungated) if edits else self.se(x)))
         else:
-            x = self.act2(self.norm2(x))
+            x = fresh_act(self.act2, self.norm2(x))
             x = self.se(x, ungated) if edits else self.se(x)
         x = self.conv3_1x1(x)
         zeroed = row_mask(edits, "zero_branch", x) if edits else None
@@ -132,6 +133,21 @@ class MBConvBlock(nn.Module):
         if self.residual_in_place:  # the inference build: the branch's fresh output takes the sum
             return self.drop_path(x).add_(shortcut)
         return shortcut + self.drop_path(x)
+
+
+def fresh_act(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)`` for an ``x`` no one else holds (the output of a convolution, a BatchNorm or a gating
+    just made): a SiLU or ReLU writes in place when no gradient flows through it and no hook watches the
+    module (half the time of a SiLU that allocates its output); otherwise the module is called as is."""
+    inplace = type(act) in (nn.SiLU, nn.ReLU) and not getattr(act, "inplace", False)
+    if (
+        not inplace
+        or (torch.is_grad_enabled() and x.requires_grad)
+        or act._forward_hooks
+        or act._forward_pre_hooks
+    ):
+        return act(x)
+    return F.silu(x, inplace=True) if type(act) is nn.SiLU else F.relu(x, inplace=True)
 
 
 class Mlp(nn.Module):
