@@ -64,6 +64,8 @@ class RelativePosition(nn.Module):
         if torch.is_grad_enabled() or self.training or torch.compiler.is_compiling():
             return self._compute_bias(grid)
         weights = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        device = self.index.device.type  # an autocast pass computes the MLP's bias in another precision
+        weights += (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None,)
         kept = self._kept.get(grid)
         if kept is not None and kept[0] == weights:
             return kept[1]

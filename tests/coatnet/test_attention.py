@@ -397,6 +397,10 @@ def test_the_kept_bias_follows_every_change_of_its_weights_and_is_never_handed_o
         assert changed is not kept and torch.equal(changed, module._compute_bias((3, 4)))
         module.load_state_dict({k: torch.randn_like(v) for k, v in module.state_dict().items()})
         assert torch.equal(module.get_bias(), module._compute_bias((3, 4)))
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            module.get_bias()
+        assert torch.equal(module.get_bias(), module._compute_bias((3, 4)))  # not autocast's precision
     assert module.get_bias().requires_grad  # with gradients: computed, for autograd
     module.train()
     with torch.no_grad():
