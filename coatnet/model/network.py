@@ -266,9 +266,9 @@ _EAGER: list = []
 
 
 def _eager_forward():
-    """``model``'s forward pass outside any compiled graph, made when first asked for (only while
-    ``torch.compile`` traces): ``torch.compiler.disable`` imports ``torch._dynamo``, a second's work that
-    every ``import coatnet`` would otherwise pay."""
+    """The model's forward pass as a function that runs outside any compiled graph, made the first time
+    ``torch.compile`` traces a call that needs it: ``torch.compiler.disable`` imports ``torch._dynamo``,
+    a second's work that every ``import coatnet`` would otherwise pay."""
     if not _EAGER:
         _EAGER.append(torch.compiler.disable(_forward))
     return _EAGER[0]
