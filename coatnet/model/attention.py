@@ -61,8 +61,8 @@ class RelativePosition(nn.Module):
         The kept tensor is shared by the calls that read it: never change it in place (the recorder
         keeps a copy)."""
         grid = self.grid if grid is None else (int(grid[0]), int(grid[1]))
-        if torch.is_grad_enabled() or self.training or torch.compiler.is_compiling():
-            return self._compute_bias(grid)
+        if torch.is_grad_enabled() or self.training or self.index.is_meta or torch.compiler.is_compiling():
+            return self._compute_bias(grid)  # (meta tensors have no storage to tell weights apart)
         weights = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
         device = self.index.device.type  # an autocast pass computes the MLP's bias in another precision
         weights += (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None,)

@@ -407,6 +407,17 @@ def test_the_kept_bias_follows_every_change_of_its_weights_and_is_never_handed_o
         assert module.get_bias() is not module.get_bias()  # training mode (the MLP's dropout): computed
 
 
+def test_a_model_on_the_meta_device_computes_its_bias_and_keeps_none():
+    """Meta tensors have no storage (every data pointer is 0) and no autocast: the bias is computed, as
+    the complexity count's meta pass needs."""
+    with torch.device("meta"):
+        model = coatnet.create_model("coatnet_toy").eval()
+    with torch.no_grad():
+        logits = model(torch.empty(1, 3, *model.config.img_size, device="meta"))
+    assert logits.is_meta and logits.shape == (1, model.config.num_classes)
+    assert all(not m._kept for m in model.modules() if hasattr(m, "_kept"))
+
+
 def test_a_recorded_bias_is_the_callers_own():
     model = coatnet.create_model("coatnet_toy").eval()
     x = torch.randn(1, 3, *model.config.img_size)
