@@ -26,6 +26,7 @@ from analysis.core.query import (
     to_input,
     to_point,
 )
+from analysis.core.running import plain_model
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
 from analysis.explain.relevance import ClassRelevance, class_relevance
@@ -118,6 +119,7 @@ __all__ = [
     "linear_cka",
     "load_image",
     "load_model",
+    "plain_model",
     "AttentionMaps",
     "AttentionStatistics",
     "BiasKernel",

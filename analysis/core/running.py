@@ -1,23 +1,58 @@
-"""Running a model for one analysis call: the shared model, or a twin of the call's own.
+"""Running a model for one analysis call: the shared model's inference build, or a twin of the call's own.
 
 Analyses never flip train/eval on a model (a served model may be shared by many threads): a model in
 training mode is analysed in training mode. Every call runs through :func:`call_model`, which hands a call
 that would change anything on the model (hooks, gradients, BatchNorm statistics, random draws) a twin of
-its own: no lock, no restoring afterwards, and no call ever observes another.
+its own: no lock, no restoring afterwards, and no call ever observes another. A forward-only call on a
+CoAtNet in eval mode runs its inference build (:func:`coatnet.for_inference`: BatchNorm folded, biases
+gathered, channels-last, packed convolutions), which records and intervenes as the model does and
+computes the same values; :func:`plain_model` turns that off for a block of code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from coatnet.model.inference import for_inference
+from coatnet.model.network import CoAtNet
 from coatnet.model.randomness import private_random
 
 M = TypeVar("M", bound=nn.Module)
+_INFERENCE_BUILD: ContextVar[bool] = ContextVar("analysis_inference_build", default=True)
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+@contextmanager
+def plain_model() -> Iterator[None]:
+    """Analyses inside this block run the model's own module tree instead of its inference build (the
+    same values within float rounding; for comparing the two, or to step through the model's own code).
+    Per thread and task, like every context of the project."""
+    token = _INFERENCE_BUILD.set(False)
+    try:
+        yield
+    finally:
+        _INFERENCE_BUILD.reset(token)
+
+
+def fast_runner(model: M) -> M:
+    """What a forward-only call on ``model`` (in eval mode) runs: the inference build of a CoAtNet with fp32
+    weights and no hooks of its owner's (a hook registered on the model must see the model's own
+    modules), else ``model`` itself."""
+    if (
+        not _INFERENCE_BUILD.get()
+        or not isinstance(model, CoAtNet)
+        or getattr(model, "inference_build", False)
+        or next(model.parameters()).dtype != torch.float32
+        or any(getattr(m, name) for m in model.modules() for name in _HOOKS)
+    ):
+        return model
+    return for_inference(model)
 
 
 @contextmanager
@@ -25,7 +60,9 @@ def call_model(model: M, *, private: bool = False, seed: int = 0) -> Iterator[M]
     """The model one analysis call runs, so that no call sees or disturbs another's forward pass.
 
     One model object serves every thread of the app. A forward pass of a model in eval mode, without
-    hooks or gradients, changes nothing on it: such a call gets ``model`` itself. A call that registers
+    hooks or gradients, changes nothing on it: such a call gets ``model``'s inference build, made once per
+    model, device and dtype and made again when its weights change (:func:`fast_runner`; ``model`` itself
+    where the build does not apply). A call that registers
     hooks or takes gradients (``private=True``), and any call on a model with a module in training mode
     (its forward passes update BatchNorm statistics), gets :func:`twin` instead: a model of its own that
     shares the parameters' storage, so the hooks it registers fire for this call only, and nothing it does
@@ -43,7 +80,7 @@ def call_model(model: M, *, private: bool = False, seed: int = 0) -> Iterator[M]
         ...     handle = own.stem.register_forward_hook(hook)  # fires for this call's passes only
     """
     training = any(m.training for m in model.modules())
-    own = twin(model) if private or training else model
+    own = twin(model) if private or training else fast_runner(model)
     if not training:
         yield own
         return

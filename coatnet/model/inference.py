@@ -25,9 +25,10 @@
 
 :func:`for_inference` keeps one build per (model, device, dtype) and rebuilds it when any parameter or
 buffer of the model has changed since (an optimizer step, ``load_state_dict``): a build never serves stale
-weights. The build is for plain forward passes: it has no gradients, and analyses (which read BatchNorm
-statistics, take gradients or register hooks) keep using the plain model. Recording attention works on
-it (:func:`coatnet.record_attention`): the relative bias it records is the same.
+weights. The build is for forward passes without gradients: recording attention
+(:func:`coatnet.record_attention`: the relative bias it records is the same) and every intervention work
+on it, and the analyses' forward-only passes run on it (``analysis.core.running``); those that take
+gradients or hook the model's own modules keep using the plain model.
 """
 
 from __future__ import annotations
@@ -313,6 +314,7 @@ def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
             fast = fast.to(memory_format=torch.channels_last)
             fast.input_memory_format = torch.channels_last
             _pack_convolutions(fast)
+    fast.eval()  # the modules made here (folded convolutions, identities, packed ones) too
     fast.inference_build = True
     return fast
 

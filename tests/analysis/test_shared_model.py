@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from analysis.core.running import call_model, twin
+from analysis.core.running import twin
 from coatnet import CoAtNet
 from coatnet.model.blocks import MBConvBlock
 from tests.support.every_analysis import (
@@ -208,17 +208,6 @@ def test_a_twin_shares_the_weights_and_nothing_else() -> None:
     with torch.no_grad():
         model.stem.conv1.weight.add_(1.0)  # a weight update in place is seen by the twin
     assert torch.equal(own.stem.conv1.weight, model.stem.conv1.weight)
-
-
-def test_a_forward_only_call_on_an_eval_model_uses_the_model_itself() -> None:
-    model = toy()
-    with call_model(model) as own:
-        assert own is model
-    with call_model(model, private=True) as own:
-        assert own is not model
-    model.train()
-    with call_model(model) as own:
-        assert own is not model
 
 
 def test_every_public_analysis_of_the_face_is_in_the_table() -> None:

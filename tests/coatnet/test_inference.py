@@ -8,6 +8,7 @@ from torch import nn
 
 import coatnet
 from coatnet.model.inference import FrozenBias, for_inference, inference_build
+from tests.support import toys
 from tests.support.model_state import assert_as_found, snapshot
 
 # timm's three speed-benchmark models: BatchNorm before (nano) and after convolutions, SE early (0),
@@ -16,18 +17,8 @@ VARIANTS = ("coatnet_nano_rw_224", "coatnet_0_rw_224", "coatnet_rmlp_nano_rw_224
 
 
 def trained_looking(name: str, attention: str = "pre") -> nn.Module:
-    """A model whose BatchNorms have statistics and affine parameters far from their defaults (a fold
-    that ignores one of them would then show)."""
     torch.manual_seed(0)
-    model = coatnet.create_model(name, attention=attention).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.normal_(1.0, 0.2)
-                module.bias.normal_(0.0, 0.2)
-    return model
+    return toys.trained_looking(coatnet.create_model(name, attention=attention))
 
 
 def batch(model: nn.Module, size: int = 2) -> torch.Tensor:
@@ -49,6 +40,7 @@ def test_the_folded_build_computes_what_the_plain_model_does(name):
     plain = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(folded) < len(plain)  # something was folded
     assert all(isinstance(m.rel_pos, FrozenBias) for m in fast.modules() if hasattr(m, "rel_pos"))
+    assert not any(m.training for m in fast.modules())  # the modules the build made too
 
 
 def test_post_normalization_and_another_input_size_too():

@@ -43,6 +43,22 @@ def rmlp() -> coatnet.CoAtNet:
     return model.eval()
 
 
+def trained_looking(model: coatnet.CoAtNet, seed: int = 0) -> coatnet.CoAtNet:
+    """``model`` in eval mode with every BatchNorm's statistics and affine weights drawn far from their
+    defaults (a fold that ignores one of them, or folds an identity, would then show); every other weight
+    as it was."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(0.5 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=generator))
+                module.weight.copy_(1 + 0.2 * torch.randn(n, generator=generator))
+                module.bias.copy_(0.2 * torch.randn(n, generator=generator))
+    return model.eval()
+
+
 def images(batch: int = 2, size: int = SIZE) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
 
