@@ -32,10 +32,17 @@ def read_summary(
     return found
 
 
+def result_items(value: Any) -> list[tuple[str, Any]]:
+    """A result dataclass's attributes as (name, value): its fields, or, for a result that computes some
+    on first read (``BlockAttention.content``), every name of its ``EXPORTED``, in that order."""
+    names = getattr(type(value), "EXPORTED", None) or [f.name for f in fields(value)]
+    return [(name, getattr(value, name)) for name in names]
+
+
 def to_jsonable(value: Any) -> Any:
     """Results (dataclasses of numpy arrays, tuples, dicts) as plain JSON values."""
     if hasattr(value, "__dataclass_fields__"):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
+        return {name: to_jsonable(item) for name, item in result_items(value)}
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -50,12 +51,17 @@ class BlockAttention:
         grid: the (H, W) query/key grid; N = H * W, positions row-major.
         stride: input pixels per grid step.
         content_logits: ``q k^T / sqrt(d)``, (B, heads, N, N).
-        content: ``softmax(content_logits)`` over keys, (B, heads, N, N).
+        content: ``softmax(content_logits)`` over keys, (B, heads, N, N); computed on first read and kept
+            (a softmax over the whole batch, which a caller after the effective weights need not pay).
         bias: the relative-position bias ``w_{i-j}``, (heads, N, N), the same for every image.
         bias_softmax: ``softmax(bias)`` over keys, (heads, N, N), for pre-normalization; None for post,
-            where the bias is added to the weights, not the logits.
+            where the bias is added to the weights, not the logits. Computed on first read and kept.
         effective: the weights the block used, (B, heads, N, N).
     """
+
+    # every attribute, in the order exports write them (analysis.core.summaries.result_items)
+    EXPORTED = ("name", "stage", "block", "mode", "grid", "stride", "content_logits", "content", "bias",
+                "bias_softmax", "effective")  # fmt: skip
 
     name: str
     stage: int
@@ -64,10 +70,16 @@ class BlockAttention:
     grid: tuple[int, int]
     stride: int
     content_logits: np.ndarray
-    content: np.ndarray
     bias: np.ndarray
-    bias_softmax: np.ndarray | None
     effective: np.ndarray
+
+    @cached_property
+    def content(self) -> np.ndarray:
+        return _softmax(self.content_logits)
+
+    @cached_property
+    def bias_softmax(self) -> np.ndarray | None:
+        return _softmax(self.bias) if self.mode == "pre" else None
 
     @property
     def heads(self) -> int:
@@ -95,6 +107,11 @@ class AttentionMaps(NamedBlocks):
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """torch's softmax over the last axis (what the model computes), of a float32 array."""
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
 def recorded_pass(
@@ -126,8 +143,6 @@ def recorded_pass(
     out = []
     for name in wanted:
         record, ref = by_name[name], refs[name]
-        content_logits = record.content_logits.float()
-        bias = record.bias.float()
         out.append(
             BlockAttention(
                 name=name,
@@ -136,10 +151,8 @@ def recorded_pass(
                 mode=record.mode,
                 grid=tuple(record.grid),
                 stride=ref.stride,
-                content_logits=_numpy(content_logits),
-                content=_numpy(torch.softmax(content_logits, dim=-1)),
-                bias=_numpy(bias),
-                bias_softmax=_numpy(torch.softmax(bias, dim=-1)) if record.mode == "pre" else None,
+                content_logits=_numpy(record.content_logits),
+                bias=_numpy(record.bias),
                 effective=_numpy(record.weights),
             )
         )

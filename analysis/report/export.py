@@ -9,13 +9,12 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
-from analysis.core.summaries import to_jsonable
+from analysis.core.summaries import result_items, to_jsonable
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -48,8 +47,8 @@ def _flatten(value: Any, path: str, out: dict[str, np.ndarray]) -> None:
     if value is None:
         return
     if hasattr(value, "__dataclass_fields__"):
-        for f in fields(value):
-            _flatten(getattr(value, f.name), f"{path}.{f.name}" if path else f.name, out)
+        for name, item in result_items(value):
+            _flatten(item, f"{path}.{name}" if path else name, out)
     elif isinstance(value, dict):
         for key, item in value.items():
             _flatten(item, f"{path}.{key}" if path else str(key), out)

@@ -229,7 +229,7 @@ class RelativeAttention(nn.Module):
     ) -> tuple[torch.Tensor, dict]:
         """The same result step by step, keeping the content logits, the bias and the weights (as
         substituted by ``edits``, :mod:`coatnet.model.interventions`)."""
-        content = torch.matmul(q, k.transpose(-2, -1)) * self.scale
+        content = torch.matmul(q * self.scale, k.transpose(-2, -1))  # q scaled: (N, d), not (N, N)
         if self.mode == "pre":
             weights = self.softmax(content + bias)
         else:

@@ -3,6 +3,7 @@ that the model is left as found (also after an error and with two threads)."""
 
 from __future__ import annotations
 
+import io
 import pickle
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 from analysis.core.query import query_from_cell, query_index
 from analysis.core.summaries import to_jsonable
 from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsample_to_image
+from analysis.report import result_npz
 from coatnet.model.recording import active_recorder
 from tests.support.threads import in_threads
 from tests.support.toys import (
@@ -156,7 +158,25 @@ def test_results_pickle_and_turn_into_json() -> None:
     maps = attention_maps(toy(), images(1))
     again = pickle.loads(pickle.dumps(maps))
     np.testing.assert_array_equal(again.block("S4.0").effective, maps.block("S4.0").effective)
+    np.testing.assert_array_equal(again.block("S4.0").content, maps.block("S4.0").content)
     assert to_jsonable(maps)["blocks"][0]["name"] == "S3.0"
+
+
+def test_the_softmaxes_are_computed_on_first_read_and_exported_in_their_place() -> None:
+    """``content`` and ``bias_softmax`` are computed when first read (once: the same array after), and
+    JSON and npz exports hold every part, in the order of the block's attributes."""
+    block = attention_maps(toy(), images(1)).block("S3.0")
+    assert "content" not in vars(block) and "bias_softmax" not in vars(block)
+    assert block.content is block.content and block.bias_softmax is block.bias_softmax
+    np.testing.assert_allclose(block.content, softmax(block.content_logits), atol=1e-6)
+    fresh = attention_maps(toy(), images(1))
+    assert list(to_jsonable(fresh.block("S3.0"))) == [
+        "name", "stage", "block", "mode", "grid", "stride", "content_logits", "content", "bias",
+        "bias_softmax", "effective",
+    ]  # fmt: skip
+    saved = np.load(io.BytesIO(result_npz(fresh)))
+    np.testing.assert_allclose(saved["blocks.0.content"], block.content, atol=1e-6)
+    np.testing.assert_allclose(saved["blocks.0.bias_softmax"], softmax(block.bias), atol=1e-6)
 
 
 def test_the_model_is_left_as_found_also_in_training_mode_and_after_an_error() -> None:

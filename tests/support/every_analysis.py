@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
+from dataclasses import is_dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 import analysis
+from analysis.core.summaries import result_items
 from analysis.maps.features import feature_maps
 from analysis.studies.study import measure_batch, study_plan
 from coatnet import CoAtNet, Intervention, for_inference, record_attention
@@ -128,8 +129,8 @@ def assert_same(a: Any, b: Any, *, rtol: float = 1e-6, path: str = "result") -> 
     """``a`` equals ``b``: dataclasses field by field, arrays within ``rtol`` (relative), the rest exactly."""
     if is_dataclass(a):
         assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
-        for f in fields(a):
-            assert_same(getattr(a, f.name), getattr(b, f.name), rtol=rtol, path=f"{path}.{f.name}")
+        for (name, x), (_, y) in zip(result_items(a), result_items(b), strict=True):
+            assert_same(x, y, rtol=rtol, path=f"{path}.{name}")
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), f"{path}: keys differ"
         for key in a:

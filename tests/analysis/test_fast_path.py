@@ -1,0 +1,177 @@
+"""Forward-only analyses run the model's inference build by themselves (issue 23): every analysis of the
+shared-model registry gives the plain model's result, within an absolute 1e-5 x the largest magnitude of
+each array of the reference, on models whose BatchNorms hold trained-looking statistics (folding an
+identity BatchNorm would prove nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import is_dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import analysis
+import analysis.core.running as running
+import coatnet
+from analysis import plain_model
+from analysis.core.running import call_model, fast_runner, twin
+from analysis.core.summaries import result_items
+from coatnet import CoAtNet, for_inference
+from tests.support.every_analysis import ANALYSES, RUNS_THE_MODEL
+from tests.support.toys import SIZE, images, trained_looking
+
+# the analyses whose passes are forward-only: each must reach the build without being asked
+FORWARD_ONLY = (
+    "attention_maps", "attention_statistics", "attention_rollout", "compare", "feature_maps", "cka",
+    "intervention_effect", "head_importance", "study_batch", "faithfulness",
+)  # fmt: skip
+
+
+def build(kind: str) -> CoAtNet:
+    torch.manual_seed(0)
+    overrides = {
+        "pre": {},
+        "post": {"attention": "post"},
+        # timm's CoAtNet-0 blocks: pre-norm with its activation, SE before norm2, the MLP relative bias
+        "rmlp-se-early": {"rel_pos": "mlp", "se_early": True, "mbconv_pre_norm_act": True},
+    }[kind]
+    model = coatnet.create_model("coatnet_toy", img_size=SIZE, strides=(1, 1, 2, 2, 2), **overrides)
+    return trained_looking(model)
+
+
+KINDS = ("pre", "post", "rmlp-se-early")
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, CoAtNet]:
+    return {kind: build(kind) for kind in KINDS}
+
+
+def assert_close_to(result: Any, reference: Any, *, path: str = "result") -> None:
+    """``result`` equals ``reference``: floats within an absolute 1e-5 x the largest magnitude of the
+    reference's array, everything else exactly."""
+    if is_dataclass(reference):
+        assert type(result) is type(reference), path
+        for (name, a), (_, b) in zip(result_items(result), result_items(reference), strict=True):
+            assert_close_to(a, b, path=f"{path}.{name}")  # with what is computed on first read
+    elif isinstance(reference, dict):
+        assert result.keys() == reference.keys(), f"{path}: keys differ"
+        for key in reference:
+            assert_close_to(result[key], reference[key], path=f"{path}[{key!r}]")
+    elif isinstance(reference, list | tuple) and not (reference and isinstance(reference[0], str | int)):
+        assert len(result) == len(reference), path
+        for i, (a, b) in enumerate(zip(result, reference, strict=True)):
+            assert_close_to(a, b, path=f"{path}[{i}]")
+    elif isinstance(reference, np.ndarray | torch.Tensor) or type(reference) is float:
+        a, b = np.asarray(result), np.asarray(reference)
+        assert a.shape == b.shape and a.dtype == b.dtype, (
+            f"{path}: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+        )
+        if not np.issubdtype(b.dtype, np.floating):
+            np.testing.assert_array_equal(a, b, err_msg=path)
+            return
+        finite = np.isfinite(b)
+        scale = float(np.abs(b[finite]).max()) if finite.any() else 0.0
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(scale, 1e-12), err_msg=path, equal_nan=True)
+    else:
+        assert result == reference, f"{path}: {result!r} vs {reference!r}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", RUNS_THE_MODEL)
+def test_every_analysis_gives_the_plain_models_result(models, name: str, kind: str) -> None:
+    model, x = models[kind], images(4)
+    with plain_model():
+        reference = ANALYSES[name](model, x)
+    result = ANALYSES[name](model, x)
+    if name == "head_importance":  # a drop is a difference of logits: compared as the logits it comes from
+        result, reference = ({"logit": r.logit, "knocked out": {b: r.logit - d for b, d in r.drop.items()}}
+                             for r in (result, reference))  # fmt: skip
+    assert_close_to(result, reference)
+
+
+@pytest.mark.parametrize("name", FORWARD_ONLY)
+def test_forward_only_analyses_take_the_build_without_being_asked(models, monkeypatch, name: str) -> None:
+    taken = []
+
+    def counted(model: CoAtNet, **kwargs: Any) -> CoAtNet:
+        taken.append(model)
+        return for_inference(model, **kwargs)
+
+    monkeypatch.setattr(running, "for_inference", counted)
+    model = models["pre"]
+    if name == "study_batch":  # the study hands its runner in itself, as `coatnet eval` does
+        from analysis.studies.study import measure_batch, study_plan
+
+        runner = fast_runner(model)
+        assert runner.inference_build and taken == [model]
+        measure_batch(model, runner, images(4), torch.arange(4), study_plan(model, (SIZE, SIZE)), max_rows=8)
+        return
+    ANALYSES[name](model, images(4))
+    assert taken and all(m is model for m in taken), name
+    with plain_model():
+        taken.clear()
+        ANALYSES[name](model, images(4))
+    assert taken == []
+
+
+def test_which_model_a_call_runs(models) -> None:
+    model = build("pre")
+    with call_model(model) as own:
+        assert own is for_inference(model) and own.inference_build  # one build, kept
+    with plain_model(), call_model(model) as own:
+        assert own is model
+    with call_model(model, private=True) as own:  # hooks or gradients: a twin of the plain model
+        assert own is not model and not getattr(own, "inference_build", False)
+    with call_model(for_inference(model)) as own:  # a build is run as it is
+        assert own is for_inference(model)
+    handle = model.stages[3].register_forward_hook(lambda *args: None)
+    with call_model(model) as own:  # the owner's hook sees the owner's modules
+        assert own is model
+    handle.remove()
+    model.train()
+    with call_model(model) as own:
+        assert own is not model and own.training
+    half = build("pre").to(torch.bfloat16)
+    with call_model(half) as own:  # folding BatchNorm in bf16 would round the weights once more
+        assert own is half
+
+
+def test_a_weight_change_reaches_the_next_call(models) -> None:
+    """A build never serves stale weights: an update of the shared model in place (an optimizer step,
+    an edit in a notebook) is in the next call's result."""
+    model = build("post")
+    x = images(2)
+    before = analysis.attention_maps(model, x)
+    with torch.no_grad():
+        model.stages[3].blocks[0].attn.qkv.weight.mul_(1.5)
+    after = analysis.attention_maps(model, x)
+    with plain_model():
+        reference = analysis.attention_maps(model, x)
+    assert not np.allclose(before.logits, after.logits)
+    assert_close_to(after, reference)
+
+
+def test_the_build_and_its_twin_record_and_intervene_as_the_model_does(models) -> None:
+    """Every intervention of every kind on the build, and hooks on a twin of the build (which a later
+    analysis could take), give the plain model's numbers."""
+    model = models["rmlp-se-early"]
+    fast = for_inference(model)
+    x = images(2)
+    items = [
+        [coatnet.Intervention("S3.0", kind) for kind in coatnet.model.interventions.ATTENTION_KINDS],
+        [coatnet.Intervention("S1.0", "zero_branch"), coatnet.Intervention("S2.0", "no_se")],
+    ]
+    for chosen in [*([i] for i in items[0]), items[1]]:
+        with torch.inference_mode(), coatnet.intervene(*chosen):
+            torch.testing.assert_close(fast(x), model(x), atol=1e-5, rtol=1e-5)
+    seen = []
+    own = twin(fast)
+    own.stages[2].register_forward_hook(lambda module, args, out: seen.append(out.clone()))
+    with torch.inference_mode():
+        own(x)
+        expected = model.forward_intermediates(x)[1][3]  # the stage outputs: S0 (the stem) first
+        torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
+    assert not fast.stages[2]._forward_hooks
