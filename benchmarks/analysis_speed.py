@@ -16,23 +16,40 @@ median of timm's time / ours (above 1: ours is faster), with its spread:
 - attention weights: one pass recording every block's weights (``coatnet.record_attention``), against
   timm's ``AttentionExtract`` (hooks on every ``attn_drop``, which sees the weights on timm's non-fused
   path: each attention module's ``fused_attn`` off);
-- ``analysis.attention_maps``: the analysis users call, against the same ``AttentionExtract``.
+- ``analysis.attention_maps``: the analysis users call, against the same ``AttentionExtract``;
+- Grad-CAM of S3 (batch 1): ``analysis.attributions(method="gradcam")``, against pytorch-grad-cam's
+  ``GradCAM`` on timm's model with the same target layer (``stages[2]``), image and class.
+
+Each peer runs on a copy of its own: the copy ``AttentionExtract`` hooks (and whose fused attention is
+off), the copy ``GradCAM`` hooks, and timm's model as created for the plain columns. The gradient
+analyses that have no peer (class relevance, gradient rollout, Integrated Gradients) are timed as a
+multiple of our plain forward pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis import attention_maps, attention_rollout, attention_statistics, attributions, receptive_fields
+from analysis import (
+    attention_maps,
+    attention_rollout,
+    attention_statistics,
+    attributions,
+    class_relevance,
+    gradcam_stages,
+    receptive_fields,
+)
 from analysis.core.models import load_model
 
 
@@ -59,30 +76,43 @@ def timed(step: Callable[[], object], iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def versus_timm(rounds: int) -> dict:
+def versus_timm(rounds: int, archs: Sequence[str] = ARCHS) -> dict:
     """Every cell of the table: timm's time / ours, median and spread over alternating rounds."""
     import timm
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from timm.utils import AttentionExtract
 
     import coatnet
     from benchmarks.timm_speed import paired_models
 
-    table = {}
-    for arch in ARCHS:
+    table, alone = {}, {}
+    for arch in archs:
         ours, theirs = paired_models(arch, "cpu")
         build = coatnet.for_inference(ours)
-        for module in theirs.modules():
+        unfused = copy.deepcopy(theirs)
+        for module in unfused.modules():
             if hasattr(module, "fused_attn"):
                 module.fused_attn = False  # so that attn_drop sees the weights
-        extract = AttentionExtract(theirs, method="hook", names=["*attn_drop"])
+        extract = AttentionExtract(unfused, method="hook", names=["*attn_drop"])
+        hooked = copy.deepcopy(theirs)
+        peer_cam = GradCAM(model=hooked, target_layers=[hooked.stages[2]])
 
         for batch in (1, 8):
             x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
             pairs = _pairs(ours, build, theirs, extract, x)
+            if batch == 1:
+                with torch.no_grad():
+                    target = int(theirs(x).argmax())
+                pairs["Grad-CAM S3"] = (
+                    lambda m=ours, x=x, t=target: attributions(m, x, method="gradcam", stage="S3", target=t),
+                    lambda p=peer_cam, x=x, t=target: p(input_tensor=x, targets=[ClassifierOutputTarget(t)]),
+                )
             iters = 6 if batch == 1 else 2
             for column, (mine, peer) in pairs.items():
                 ratios = []
-                with torch.inference_mode():
+                gradients = column.startswith("Grad-CAM")
+                with torch.inference_mode(not gradients):
                     mine(), peer()  # warm-up
                     for r in range(rounds):
                         if r % 2 == 0:
@@ -95,8 +125,35 @@ def versus_timm(rounds: int) -> dict:
                     "spread": [round(min(ratios), 3), round(max(ratios), 3)],
                 }
                 print(f"{arch} bs{batch} {column}: {table[f'{arch} bs{batch} {column}']}", flush=True)
-    return {"table": table, "rounds": rounds, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "timm": timm.__version__}  # fmt: skip
+        alone[arch] = _without_peer(ours, rounds)
+        print(f"{arch} without a peer: {alone[arch]}", flush=True)
+    return {"table": table, "without_peer": alone, "archs": list(archs), "rounds": rounds,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "timm": timm.__version__,
+            "pytorch_grad_cam": version("grad-cam")}  # fmt: skip
+
+
+def _without_peer(model, rounds: int) -> dict[str, dict[str, float]]:
+    """The gradient analyses without a peer at batch 1: median ms and the multiple of a plain forward."""
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    steps = {
+        "class relevance": lambda: class_relevance(model, x, target=[1]),
+        "gradient rollout": lambda: class_relevance(model, x, method="grad_rollout", target=[1]),
+        "Integrated Gradients (32 steps, no SmoothGrad)": lambda: attributions(
+            model, x, method="integrated_gradients", target=1, n_steps=32, noise_tunnel=False
+        ),
+        "Grad-CAM of every stage": lambda: gradcam_stages(model, x, target=1),
+    }
+    base = seconds(forward, rounds)
+    out = {}
+    for name, step in steps.items():
+        taken = seconds(step, max(3, rounds // 2))
+        out[name] = {"ms": round(1000 * taken, 1), "x forward": round(taken / base, 2)}
+    return out
 
 
 def _pairs(ours, build, theirs, extract, x) -> dict[str, tuple[Callable, Callable]]:
@@ -117,17 +174,28 @@ def _pairs(ours, build, theirs, extract, x) -> dict[str, tuple[Callable, Callabl
 
 
 def markdown(result: dict) -> str:
-    head = "| model | " + " | ".join(f"{c} bs1 / bs8" for c in COLUMNS) + " |"
-    lines = [head, "|---|" + "---|" * len(COLUMNS)]
-    for arch in ARCHS:
+    head = "| model | " + " | ".join(f"{c} bs1 / bs8" for c in COLUMNS) + " | Grad-CAM S3 bs1 |"
+    lines = [head, "|---|" + "---|" * (len(COLUMNS) + 1)]
+    for arch in result["archs"]:
         cells = []
         for column in COLUMNS:
             one, eight = (result["table"][f"{arch} bs{b} {column}"] for b in (1, 8))
             cells.append(f"{one['ratio']:.2f}x / {eight['ratio']:.2f}x")
+        cells.append(f"{result['table'][f'{arch} bs1 Grad-CAM S3']['ratio']:.2f}x")
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    names = list(next(iter(result["without_peer"].values())))
+    lines += [
+        "",
+        "| model (ours alone, batch 1) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for arch, row in result["without_peer"].items():
+        cells = [f"{row[n]['ms']:.0f} ms ({row[n]['x forward']:.1f}x forward)" for n in names]
         lines.append(f"| {arch} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
-        f"\n\ntimm time / ours, median of {result['rounds']} alternating rounds, "
-        f"{result['threads']} threads, torch {result['torch']}, timm {result['timm']}\n"
+        f"\n\ntimm time / ours (above 1: ours faster), median of {result['rounds']} alternating rounds, "
+        f"{result['threads']} threads, torch {result['torch']}, timm {result['timm']}, "
+        f"pytorch-grad-cam {result['pytorch_grad_cam']}\n"
     )
 
 
@@ -136,6 +204,7 @@ def main() -> None:
     parser.add_argument("--vs-timm", action="store_true", help="the table against timm (see above)")
     parser.add_argument("--rounds", type=int, default=7, help="--vs-timm: alternating rounds per cell")
     parser.add_argument("--out", type=Path, help="--vs-timm: write OUT.json and OUT.md")
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), help="--vs-timm: timm architectures")
     parser.add_argument("--models", nargs="+", default=["demo-pre", "coatnet_0"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
@@ -145,7 +214,7 @@ def main() -> None:
         from tests.support.timm import ensure_torchvision_ops
 
         ensure_torchvision_ops()
-        result = versus_timm(args.rounds)
+        result = versus_timm(args.rounds, args.archs)
         print(markdown(result))
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -119,15 +119,52 @@ def attributions(
     if batch.shape[0] != 1:
         raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    if method == "gradcam":  # one forward pass gives the probabilities and the gradient
+        (cam,), probabilities, (target,) = _stage_cams(
+            model, batch, None if target is None else [target], stages=[STAGES.index(stage)], seed=seed
+        )
+        probabilities = probabilities[0]
+        signed, positive = (_upsampled(c, size) for c in (cam, F.relu(cam)))
+    else:
+        signed, positive, probabilities, target = _perturbed(
+            model, batch, method, target, seed, size, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
+            noise_level=noise_level, n_steps=n_steps, internal_batch_size=internal_batch_size, window=window,
+            stride=stride, perturbations_per_eval=perturbations_per_eval, progress=progress,
+        )  # fmt: skip
+    if progress is not None:
+        progress(1.0)
+    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    return Attribution(
+        method=method,
+        target=target,
+        target_name=names[target] if names else None,
+        stage=stage if method == "gradcam" else None,
+        map=_numpy(positive),
+        signed_map=_numpy(signed),
+        probability=float(probabilities[target]),
+        image_size=size,
+    )
+
+
+def _upsampled(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A (1, 1, h, w) map bilinearly upsampled to the input: (H, W), as captum's ``interpolate``."""
+    from captum.attr import LayerAttribution  # imported when used: captum brings matplotlib
+
+    return LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")[0, 0]
+
+
+def _perturbed(
+    model, batch, method, target, seed, size, *, noise_tunnel, nt_samples, noise_level, n_steps,
+    internal_batch_size, window, stride, perturbations_per_eval, progress,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:  # fmt: skip
+    """Integrated Gradients or Occlusion: (signed, positive, probabilities, target)."""
     with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False):
         x = batch.detach().clone()  # a normal tensor, even if the caller made it in inference mode
         with torch.no_grad():
             probabilities = own(x).float().softmax(-1)[0]
         target = _check_target(target, probabilities)
         with torch.enable_grad():
-            if method == "gradcam":
-                signed, positive = _gradcam(own, x, target, stage, size)
-            elif method == "integrated_gradients":
+            if method == "integrated_gradients":
                 signed = _integrated_gradients(
                     own,
                     x,
@@ -144,19 +181,7 @@ def attributions(
             else:
                 signed = _occlusion(own, x, target, window, stride, perturbations_per_eval)
                 positive = signed.clamp(min=0)
-    if progress is not None:
-        progress(1.0)
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
-    return Attribution(
-        method=method,
-        target=target,
-        target_name=names[target] if names else None,
-        stage=stage if method == "gradcam" else None,
-        map=_numpy(positive),
-        signed_map=_numpy(signed),
-        probability=float(probabilities[target]),
-        image_size=size,
-    )
+    return signed, positive, probabilities, target
 
 
 def gradcam_stages(
@@ -175,7 +200,6 @@ def gradcam_stages(
     Returns:
         One :class:`Attribution` per stage, S0 first.
     """
-    from captum.attr import LayerAttribution  # imported when used: captum brings matplotlib
 
     batch = as_batch(image, model)
     if batch.shape[0] != 1:
@@ -185,12 +209,11 @@ def gradcam_stages(
     names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
     out = []
     for index, cam in enumerate(cams):
-        signed = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
-        positive = LayerAttribution.interpolate(F.relu(cam), size, interpolate_mode="bilinear")
+        signed, positive = _upsampled(cam, size), _upsampled(F.relu(cam), size)
         out.append(
             Attribution(
                 method="gradcam", target=target, target_name=names[target] if names else None,
-                stage=STAGES[index], map=_numpy(positive[0, 0]), signed_map=_numpy(signed[0, 0]),
+                stage=STAGES[index], map=_numpy(positive), signed_map=_numpy(signed),
                 probability=float(probabilities[0, target]), image_size=size,
             )
         )  # fmt: skip
@@ -224,23 +247,31 @@ def gradcam_maps(
 
 
 def _stage_cams(
-    model: CoAtNet, batch: torch.Tensor, targets: Sequence[int] | None
+    model: CoAtNet,
+    batch: torch.Tensor,
+    targets: Sequence[int] | None,
+    *,
+    stages: Sequence[int] | None = None,
+    seed: int = 0,
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[int]]:
-    """Per stage the signed class-activation map (B, 1, h, w) of each image's target (captum's
-    LayerGradCam: the stage output weighted by the spatial mean of the target logit's gradient, summed
-    over channels), the probabilities (B, classes) and the targets (None: the predicted classes)."""
-    with call_model(model, private=True) as own, torch.inference_mode(False), torch.enable_grad():
+    """Per stage (``stages``: indices into S0..S4, default all) the signed class-activation map
+    (B, 1, h, w) of each image's target (captum's LayerGradCam: the stage output weighted by the spatial
+    mean of the target logit's gradient, summed over channels), the probabilities (B, classes) and the
+    targets (None: the predicted classes). The backward pass reaches no further than the earliest stage
+    asked for, and computes no weight's gradient."""
+    with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False), torch.enable_grad():
         x = batch.detach().clone().requires_grad_()
-        features, stages = own.forward_intermediates(x)
+        features, outputs = own.forward_intermediates(x)
         logits = own.forward_head(features).float()
         probabilities = logits.detach().softmax(-1)
         if targets is None:
             targets = [int(probabilities[i].argmax()) for i in range(x.shape[0])]
         targets = [_check_target(t, probabilities[i]) for i, t in enumerate(targets)]
         index = torch.tensor(targets, device=logits.device)[:, None]
-        gradients = torch.autograd.grad(logits.gather(1, index).sum(), stages)
+        chosen = [outputs[i] for i in (range(len(outputs)) if stages is None else stages)]
+        gradients = torch.autograd.grad(logits.gather(1, index).sum(), chosen)
     cams = []
-    for activation, gradient in zip(stages, gradients, strict=True):
+    for activation, gradient in zip(chosen, gradients, strict=True):
         weights = gradient.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
         cams.append((weights * activation).sum(dim=1, keepdim=True).detach())
     return cams, probabilities, targets
@@ -253,22 +284,6 @@ def _check_target(target: int | None, probabilities: torch.Tensor) -> int:
     if isinstance(target, bool) or not isinstance(target, int | np.integer) or not 0 <= target < classes:
         raise ValueError(f"target must be a class index in [0, {classes - 1}], got {target!r}")
     return int(target)
-
-
-def _gradcam(
-    model: CoAtNet, x: torch.Tensor, target: int, stage: str, size: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM of the stage output before and after the ReLU, each upsampled to ``size``: (H, W) x 2."""
-    from captum.attr import LayerAttribution, LayerGradCam  # imported when used: captum brings matplotlib
-
-    index = STAGES.index(stage)
-    layer = model.stem if index == 0 else model.stages[index - 1]
-    x = x.requires_grad_()  # so gradients reach the layer even when the weights are frozen
-    # (1, 1, h, w) on the stage grid; relu(cam) is what captum returns with relu_attributions=True
-    cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=False)
-    signed = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
-    positive = LayerAttribution.interpolate(F.relu(cam), size, interpolate_mode="bilinear")
-    return signed[0, 0], positive[0, 0]
 
 
 def _integrated_gradients(

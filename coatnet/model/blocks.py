@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as module_hooks
 
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.config import CoAtNetConfig
@@ -51,7 +52,8 @@ class Stem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "patch":
             return self.proj(x)
-        return self.conv2(self.act1(self.norm1(self.conv1(x))))
+        fresh = not watched(self.conv1, self.norm1, self.act1)
+        return self.conv2(fresh_act(self.act1, self.norm1(self.conv1(x)), fresh))
 
 
 class MBConvBlock(nn.Module):
@@ -119,33 +121,45 @@ class MBConvBlock(nn.Module):
         )  # coatnet.model.interventions: per call, usually none
         ungated = row_mask(edits, "no_se", x) if edits else None
         shortcut = self.shortcut(x)
-        x = self.conv1_1x1(self.down(self.pre_act(self.pre_norm(x))))
-        x = self.conv2_kxk(fresh_act(self.act1, self.norm1(x)))
+        # unwatched, each step's output is held by no one but this call (the block's input is the shortcut's)
+        fresh = not watched(self.pre_norm, self.pre_act, self.down, self.conv1_1x1, self.norm1, self.act1,
+                            self.conv2_kxk, self.norm2, self.act2, self.se)  # fmt: skip
+        normed = fresh_act(
+            self.pre_act, self.pre_norm(x), fresh and isinstance(self.pre_norm, nn.BatchNorm2d)
+        )
+        x = self.conv1_1x1(self.down(normed))
+        x = self.conv2_kxk(fresh_act(self.act1, self.norm1(x), fresh))
         if self.se_early:
-            x = fresh_act(self.act2, self.norm2(self.se(x, ungated) if edits else self.se(x)))
+            x = fresh_act(self.act2, self.norm2(self.se(x, ungated, fresh=fresh)), fresh)
         else:
-            x = fresh_act(self.act2, self.norm2(x))
-            x = self.se(x, ungated) if edits else self.se(x)
+            x = fresh_act(self.act2, self.norm2(x), fresh)
+            x = self.se(x, ungated, fresh=fresh)
         x = self.conv3_1x1(x)
         zeroed = row_mask(edits, "zero_branch", x) if edits else None
         if zeroed is not None:
             x = x.masked_fill(zeroed, 0.0)
-        if self.residual_in_place:  # the inference build: the branch's fresh output takes the sum
+        # the inference build: the branch's fresh output takes the sum, where no hook has seen it
+        if self.residual_in_place and fresh and not watched(self.conv3_1x1, self.drop_path):
             return self.drop_path(x).add_(shortcut)
         return shortcut + self.drop_path(x)
 
 
-def fresh_act(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``act(x)`` for an ``x`` no one else holds (the output of a convolution, a BatchNorm or a gating
-    just made): a SiLU or ReLU writes in place when no gradient flows through it and no hook watches the
-    module (half the time of a SiLU that allocates its output); otherwise the module is called as is."""
+def watched(*modules: nn.Module) -> bool:
+    """Whether a forward hook (of one of ``modules``, or a global one) may hold a tensor they make: then
+    nothing is computed in place over their outputs."""
+    return bool(
+        module_hooks._global_forward_hooks
+        or module_hooks._global_forward_pre_hooks
+        or any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    )
+
+
+def fresh_act(act: nn.Module, x: torch.Tensor, fresh: bool) -> torch.Tensor:
+    """``act(x)``; for a ``fresh`` ``x`` (the output of a convolution, a BatchNorm or a gating just made,
+    which no hook has seen) a SiLU or ReLU writes in place when no gradient flows through it (half the
+    time of a SiLU that allocates its output); otherwise the module is called as is."""
     inplace = type(act) in (nn.SiLU, nn.ReLU) and not getattr(act, "inplace", False)
-    if (
-        not inplace
-        or (torch.is_grad_enabled() and x.requires_grad)
-        or act._forward_hooks
-        or act._forward_pre_hooks
-    ):
+    if not (fresh and inplace) or (torch.is_grad_enabled() and x.requires_grad):
         return act(x)
     return F.silu(x, inplace=True) if type(act) is nn.SiLU else F.relu(x, inplace=True)
 
@@ -230,7 +244,11 @@ class TransformerBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn.heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.residual_in_place:  # the inference build: each branch's fresh output takes the sum
+        # the inference build: each branch's fresh output takes the sum, where no hook has seen it
+        if self.residual_in_place and not watched(
+            self.attn, *self.attn.children(), self.ls1, self.drop_path1,
+            self.mlp, *self.mlp.children(), self.ls2, self.drop_path2,
+        ):  # fmt: skip
             x = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x))))).add_(self.shortcut(x))
             return self.drop_path2(self.ls2(self.mlp(self.norm2(x)))).add_(x)
         x = self.shortcut(x) + self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))

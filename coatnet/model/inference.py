@@ -13,8 +13,8 @@
 - the token-wise linear layers of the Transformer blocks (q/k/v, the output projection, the MLP) become
   1x1 convolutions on (B, C, H, W): oneDNN runs them faster than a matrix multiply on the CPU, and no
   permute is needed around them;
-- residual sums land in place on each branch's fresh output, and activations that follow a fresh tensor
-  (a convolution's or a BatchNorm's output) run in place, and the
+- residual sums land in place on each branch's fresh output where no hook watches the branch (the
+  plain model's blocks already compute their activations and gating in place on fresh tensors), and the
   MLP's GELU on the (B, H, W, C) view of its channels-last input (twice as fast on the CPU);
 - the weights are put in channels-last memory, the layout oneDNN's convolutions run fastest in on the
   CPU, and in which every permute between (B, C, H, W) and tokens is a free view;
@@ -96,7 +96,9 @@ class SqueezeExciteNorm(nn.Module):
         self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
         self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
 
-    def forward(self, x: torch.Tensor, ungated: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, ungated: torch.Tensor | None = None, *, fresh: bool = False
+    ) -> torch.Tensor:
         gate = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
         if ungated is not None:  # the no_se intervention: gate 1 on those rows
             gate = torch.where(ungated, torch.ones_like(gate), gate)
@@ -251,13 +253,6 @@ def _conv1x1(linear: nn.Linear) -> nn.Conv2d:
     return conv
 
 
-def _in_place(act: nn.Module) -> nn.Module:
-    """``act`` computing in place where it can (SiLU, ReLU); any other as it is."""
-    if isinstance(act, nn.SiLU | nn.ReLU):
-        return type(act)(inplace=True)
-    return act
-
-
 def _foldable_before(block: MBConvBlock) -> bool:
     """Whether the pre-norm of an MBConv block reaches its first 1x1 convolution through nothing but an
     average pool (no activation, no max pool)."""
@@ -283,23 +278,18 @@ def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
             if stem and isinstance(module.norm1, nn.BatchNorm2d):
                 module.conv1 = _fold_after(module.conv1, module.norm1)
                 module.norm1 = nn.Identity()
-                module.act1 = _in_place(module.act1)  # on the convolution's fresh output
             elif isinstance(module, MBConvBlock):
                 if _foldable_before(module):
                     module.conv1_1x1 = _fold_before(module.pre_norm, module.conv1_1x1)
                     module.pre_norm = nn.Identity()
-                elif isinstance(module.pre_norm, nn.BatchNorm2d):  # never on the block's input itself
-                    module.pre_act = _in_place(module.pre_act)
                 module.conv1_1x1 = _fold_after(module.conv1_1x1, module.norm1)
                 module.norm1 = nn.Identity()
-                module.act1 = _in_place(module.act1)
                 if not module.se_early:  # norm2 follows the depthwise conv directly
                     module.conv2_kxk = _fold_after(module.conv2_kxk, module.norm2)
                     module.norm2 = nn.Identity()
                 elif isinstance(module.se, SqueezeExcite) and isinstance(module.norm2, nn.BatchNorm2d):
                     module.se = SqueezeExciteNorm(module.se, module.norm2)  # norm2 follows SE's gating
                     module.norm2 = nn.Identity()
-                module.act2 = _in_place(module.act2)  # after norm2 (or the folded conv): a fresh tensor
                 module.residual_in_place = True
             elif isinstance(module, TransformerBlock):
                 module.residual_in_place = True

@@ -246,8 +246,15 @@ def test_grad_cam_of_every_stage_in_one_pass_equals_captum_stage_by_stage(target
     image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     together = gradcam_stages(model, image, target=target)
     assert [a.stage for a in together] == ["S0", "S1", "S2", "S3", "S4"]
-    for one in together:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    layers = [model.stem, *model.stages]
+    for one, layer in zip(together, layers, strict=True):
         alone = attributions(model, image, method="gradcam", stage=one.stage, target=target)
         assert (one.target, one.probability) == (alone.target, pytest.approx(alone.probability))
         np.testing.assert_allclose(one.signed_map, alone.signed_map, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(one.map, alone.map, rtol=1e-4, atol=1e-6)
+        x = image.clone().requires_grad_()
+        cam = LayerGradCam(model, layer).attribute(x, target=one.target, relu_attributions=False)
+        captums = LayerAttribution.interpolate(cam, (32, 32), interpolate_mode="bilinear")[0, 0]
+        np.testing.assert_allclose(alone.signed_map, captums.detach().numpy(), rtol=1e-4, atol=1e-6)

@@ -139,7 +139,7 @@ def test_mbconv_interventions_zero_the_branch_and_open_the_gate(mode):
         handle.remove()
     torch.testing.assert_close(seen["out"], block.shortcut(seen["x"]))  # the shortcut alone
     ungated = logits(model, x, Intervention("S1.0", "no_se"))
-    block.se.forward = lambda h, ungated=None: h  # squeeze-excitation with a gate of 1
+    block.se.forward = lambda h, ungated=None, fresh=False: h  # squeeze-excitation with a gate of 1
     try:
         expected = logits(model, x)
     finally:

@@ -266,3 +266,39 @@ def test_cuda_bf16_channels_last_and_compile() -> None:
     scale = reference.abs().max()
     assert (low.float() - reference).abs().max() < 0.05 * scale
     torch.testing.assert_close(compiled, reference, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("se_early", [False, True])
+@pytest.mark.parametrize("build", ["plain", "inference build"])
+def test_a_hook_inside_an_mbconv_block_keeps_what_it_saw(se_early: bool, build: str) -> None:
+    """Without gradients the block computes its activations and its gating in place over tensors no one
+    holds; a forward hook on any module of the branch (or a global one) makes it keep every tensor as
+    computed, and either way the output is the same."""
+    from coatnet.model.inference import for_inference
+
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=32, se_early=se_early, conv_act="silu").eval()
+    model = for_inference(model) if build == "inference build" else model
+    block = model.stages[1].blocks[0]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        transformer = model.stages[2].blocks[0]
+        inner = [getattr(block, n) for n in ("conv1_1x1", "norm1", "act1", "conv2_kxk", "norm2", "act2", "se",
+                                            "conv3_1x1")]  # fmt: skip
+        for module in [*inner, transformer.attn, transformer.attn.proj, transformer.mlp, transformer.mlp.fc2]:
+            name, seen = type(module).__name__, []
+            handle = module.register_forward_hook(
+                lambda m, args, out, seen=seen: seen.append((out, out.clone()))
+            )
+            torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+            handle.remove()
+            held, copy = seen[0]
+            assert torch.equal(held, copy), f"{name}'s output was changed after its hook saw it"
+        seen = []
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda m, args, out: seen.append((out, out.clone())) if m is block.norm2 else None
+        )
+        model(x)
+        handle.remove()
+    assert seen and all(torch.equal(a, b) for a, b in seen)
