@@ -25,6 +25,20 @@ KINDS = {
 }
 
 
+def stage_caption(info, field, *, pending: bool = False) -> str:
+    """What a stage is (from its info) and its receptive field (``field``; ``pending``: still computing)."""
+    head = (
+        f"**{info.name}** · {KINDS.get(info.kind, info.kind)}  \n"
+        f"{info.blocks} block{'s' * (info.blocks != 1)}, {info.grid[0]}x{info.grid[1]} grid, "
+        f"{info.channels} channels, 1/{info.reduction}  \n"
+    )
+    if pending:
+        return head + "RF: computing..."
+    theory = "whole image" if field is None or field.is_global else "x".join(map(str, field.theoretical))
+    half = f"{field.mass_sides.get(0.5, 0)} px" if field is not None else "-"
+    return head + f"RF: theory {theory}, half the effective mass within {half}"
+
+
 def render_page() -> None:
     chosen = session.selection()
     key, data, name = chosen.key, chosen.image.data, chosen.image.name
@@ -33,18 +47,12 @@ def render_page() -> None:
         picture.original, picture.seen, cache.predictions(key, data), name=name,
         label=chosen.image.label,
     )  # fmt: skip
-    fields = cache.fields(key, data)
-    by_stage = {s.name: s for s in fields.stages}
-    for column, info in zip(st.columns(len(cache.stages(key))), cache.stages(key), strict=True):
-        field = by_stage.get(info.name)
-        theory = "whole image" if field is None or field.is_global else "x".join(map(str, field.theoretical))
-        half = f"{field.mass_sides.get(0.5, 0)} px" if field is not None else "-"
-        column.markdown(
-            f"**{info.name}** · {KINDS.get(info.kind, info.kind)}  \n"
-            f"{info.blocks} block{'s' * (info.blocks != 1)}, {info.grid[0]}x{info.grid[1]} grid, "
-            f"{info.channels} channels, 1/{info.reduction}  \n"
-            f"RF: theory {theory}, half the effective mass within {half}"
-        )
+    # the first figure first: the receptive fields (gradients to the input from every stage, the page's
+    # slowest part) fill the captions and their figure once it is drawn
+    infos = cache.stages(key)
+    captions = [column.empty() for column in st.columns(len(infos))]
+    for caption, info in zip(captions, infos, strict=True):
+        caption.markdown(stage_caption(info, None, pending=True))
     target = widgets.class_picker(
         cache.predictions(key, data, k=ALL_CLASSES), (key, cache.image_id(data)),
         label="Grad-CAM (bottom row) explains the class", key="gradcam_class",
@@ -55,8 +63,14 @@ def render_page() -> None:
     render.figure(figure, f"{name}-stages")
     with st.expander("The strongest channels of each stage"):
         render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
+    with st.spinner("Receptive fields: one gradient per stage..."):
+        fields = cache.fields(key, data)
+    by_stage = {s.name: s for s in fields.stages}
+    for caption, info in zip(captions, infos, strict=True):
+        caption.markdown(stage_caption(info, by_stage.get(info.name)))
     render.figure(receptive_field_figure(fields, picture.seen), f"{name}-receptive-fields")
-    statistics = cache.statistics(key, data)
+    with st.spinner("Attention statistics..."):
+        statistics = cache.statistics(key, data)
     if statistics.blocks:
         st.subheader("Attention heads")
         if any(b.note for b in statistics.blocks):
@@ -65,7 +79,9 @@ def render_page() -> None:
         render.figure(distance, f"{name}-distance")
         render.figure(entropy, f"{name}-entropy")
         render.figure(share, f"{name}-position-share")
-    render.figure(frequency_figure(cache.frequency(key, data)), f"{name}-frequency")
+    with st.spinner("Frequency profile..."):
+        frequency = cache.frequency(key, data)
+    render.figure(frequency_figure(frequency), f"{name}-frequency")
     pixel_attributions(chosen, picture.seen, target, opacity)
     similarity(chosen)
     with st.expander("Download the results"):
