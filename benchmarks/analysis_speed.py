@@ -35,6 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 
@@ -70,14 +71,32 @@ COLUMNS = ("plain forward", "inference build", "attention weights", "attention_m
 
 
 def timed(step: Callable[[], object], iters: int) -> float:
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(iters):
         step()
+    if cuda:
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) / iters
 
 
-def versus_timm(rounds: int, archs: Sequence[str] = ARCHS) -> dict:
-    """Every cell of the table: timm's time / ours, median and spread over alternating rounds."""
+def _under(context: Callable[[], object], step: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        with context():
+            return step()
+
+    return run
+
+
+def versus_timm(
+    rounds: int, archs: Sequence[str] = ARCHS, *, device: str = "cpu", bf16: bool = False
+) -> dict:
+    """Every cell of the table: timm's time / ours, median and spread over alternating rounds. ``bf16``:
+    every pass of both under bf16 autocast (on CUDA), but Grad-CAM's, in fp32 (pytorch-grad-cam turns
+    its activations into numpy arrays, which have no bf16)."""
+    amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else nullcontext
     import timm
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -88,7 +107,7 @@ def versus_timm(rounds: int, archs: Sequence[str] = ARCHS) -> dict:
 
     table, alone = {}, {}
     for arch in archs:
-        ours, theirs = paired_models(arch, "cpu")
+        ours, theirs = paired_models(arch, device)
         build = coatnet.for_inference(ours)
         unfused = copy.deepcopy(theirs)
         for module in unfused.modules():
@@ -99,8 +118,11 @@ def versus_timm(rounds: int, archs: Sequence[str] = ARCHS) -> dict:
         peer_cam = GradCAM(model=hooked, target_layers=[hooked.stages[2]])
 
         for batch in (1, 8):
-            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-            pairs = _pairs(ours, build, theirs, extract, x)
+            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
+            pairs = {
+                c: (_under(amp, a), _under(amp, b))
+                for c, (a, b) in _pairs(ours, build, theirs, extract, x).items()
+            }
             if batch == 1:
                 with torch.no_grad():
                     target = int(theirs(x).argmax())
@@ -108,7 +130,7 @@ def versus_timm(rounds: int, archs: Sequence[str] = ARCHS) -> dict:
                     lambda m=ours, x=x, t=target: attributions(m, x, method="gradcam", stage="S3", target=t),
                     lambda p=peer_cam, x=x, t=target: p(input_tensor=x, targets=[ClassifierOutputTarget(t)]),
                 )
-            iters = 6 if batch == 1 else 2
+            iters = (6 if batch == 1 else 2) * (5 if device == "cuda" else 1)
             for column, (mine, peer) in pairs.items():
                 ratios = []
                 gradients = column.startswith("Grad-CAM")
@@ -125,16 +147,17 @@ def versus_timm(rounds: int, archs: Sequence[str] = ARCHS) -> dict:
                     "spread": [round(min(ratios), 3), round(max(ratios), 3)],
                 }
                 print(f"{arch} bs{batch} {column}: {table[f'{arch} bs{batch} {column}']}", flush=True)
-        alone[arch] = _without_peer(ours, rounds)
+        alone[arch] = _without_peer(ours, rounds, device)
         print(f"{arch} without a peer: {alone[arch]}", flush=True)
     return {"table": table, "without_peer": alone, "archs": list(archs), "rounds": rounds,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "timm": timm.__version__,
+            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "bf16": bf16,
             "pytorch_grad_cam": version("grad-cam")}  # fmt: skip
 
 
-def _without_peer(model, rounds: int) -> dict[str, dict[str, float]]:
+def _without_peer(model, rounds: int, device: str = "cpu") -> dict[str, dict[str, float]]:
     """The gradient analyses without a peer at batch 1: median ms and the multiple of a plain forward."""
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
 
     def forward() -> None:
         with torch.inference_mode():
@@ -192,8 +215,10 @@ def markdown(result: dict) -> str:
     for arch, row in result["without_peer"].items():
         cells = [f"{row[n]['ms']:.0f} ms ({row[n]['x forward']:.1f}x forward)" for n in names]
         lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    precision = " bf16 autocast (Grad-CAM fp32)" if result.get("bf16") else " fp32"
     return "\n".join(lines) + (
         f"\n\ntimm time / ours (above 1: ours faster), median of {result['rounds']} alternating rounds, "
+        f"{result.get('device', 'cpu')}{precision}, "
         f"{result['threads']} threads, torch {result['torch']}, timm {result['timm']}, "
         f"pytorch-grad-cam {result['pytorch_grad_cam']}\n"
     )
@@ -205,6 +230,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="--vs-timm: alternating rounds per cell")
     parser.add_argument("--out", type=Path, help="--vs-timm: write OUT.json and OUT.md")
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), help="--vs-timm: timm architectures")
+    parser.add_argument("--bf16", action="store_true", help="--vs-timm: under bf16 autocast (CUDA)")
     parser.add_argument("--models", nargs="+", default=["demo-pre", "coatnet_0"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
@@ -214,7 +240,7 @@ def main() -> None:
         from tests.support.timm import ensure_torchvision_ops
 
         ensure_torchvision_ops()
-        result = versus_timm(args.rounds, args.archs)
+        result = versus_timm(args.rounds, args.archs, device=args.device, bf16=args.bf16)
         print(markdown(result))
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
