@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from coatnet.model.attention import RelativeAttention, RelativePosition
-from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock
+from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock, fresh_act, watched
 from coatnet.model.layers import SqueezeExcite
 from coatnet.model.network import CoAtNet
 
@@ -157,7 +157,8 @@ class PackedConv2d(nn.Conv2d):
         plain = grad or x.device.type != "cpu" or x.dtype != torch.float32
         large = self.groups == 1 and x.shape[0] * x.shape[-2] * x.shape[-1] > self.LARGE
         if plain or large or torch.compiler.is_compiling():  # torch.compile packs the plain convolution
-            return self.act(super().forward(x))
+            # the convolution's output is fresh: its activation may run in place (unless hooked)
+            return fresh_act(self.act, super().forward(x), not watched(self.act))
         attr, algorithm = self.post_op
         return torch.ops.mkldnn._convolution_pointwise(
             x, self.packed_weight(x.shape), self.bias, list(self.padding), list(self.stride),
