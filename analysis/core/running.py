@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
 
 from coatnet.model.inference import for_inference
 from coatnet.model.network import CoAtNet
@@ -42,14 +43,17 @@ def plain_model() -> Iterator[None]:
 
 def fast_runner(model: M) -> M:
     """What a forward-only call on ``model`` (in eval mode) runs: the inference build of a CoAtNet with fp32
-    weights and no hooks of its owner's (a hook registered on the model must see the model's own
-    modules), else ``model`` itself."""
+    weights and no hooks of its owner's or global ones (a hook registered on the model must see the
+    model's own modules), else ``model`` itself. A weight changed in place through ``.data`` bumps no
+    version torch keeps: analyse such a model under :func:`plain_model`."""
     if (
         not _INFERENCE_BUILD.get()
         or not isinstance(model, CoAtNet)
         or getattr(model, "inference_build", False)
         or next(model.parameters()).dtype != torch.float32
         or any(getattr(m, name) for m in model.modules() for name in _HOOKS)
+        or module_hooks._global_forward_hooks  # a global hook may match the model's modules by identity
+        or module_hooks._global_forward_pre_hooks
     ):
         return model
     return for_inference(model)

@@ -110,8 +110,12 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    """torch's softmax over the last axis (what the model computes), of a float32 array."""
-    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+    """torch's softmax over the last axis (what the model computes), of a float32 array; read-only when
+    ``logits`` is (a result the app shares between sessions stays unwritable)."""
+    out = torch.softmax(torch.from_numpy(np.require(logits, requirements="W")), dim=-1).numpy()
+    if not logits.flags.writeable:
+        out.flags.writeable = False
+    return out
 
 
 def recorded_pass(

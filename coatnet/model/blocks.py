@@ -115,6 +115,13 @@ class MBConvBlock(nn.Module):
         if item.kind in ATTENTION_KINDS:
             raise ValueError(f"{item.label}: {item.block} is an MBConv block; {item.kind} is for attention")
 
+    def _gate(self, x: torch.Tensor, ungated: torch.Tensor | None, fresh: bool) -> torch.Tensor:
+        """Squeeze-excitation of ``x``: in place when ``fresh`` and the module can (``gates_in_place``);
+        a module put in its place (an identity, another SE) is called with ``x`` alone."""
+        if getattr(self.se, "gates_in_place", False):
+            return self.se(x, ungated, fresh=fresh)
+        return self.se(x, ungated) if ungated is not None else self.se(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         edits = block_interventions(
             self.stage, self.block
@@ -130,10 +137,9 @@ class MBConvBlock(nn.Module):
         x = self.conv1_1x1(self.down(normed))
         x = self.conv2_kxk(fresh_act(self.act1, self.norm1(x), fresh))
         if self.se_early:
-            x = fresh_act(self.act2, self.norm2(self.se(x, ungated, fresh=fresh)), fresh)
+            x = fresh_act(self.act2, self.norm2(self._gate(x, ungated, fresh)), fresh)
         else:
-            x = fresh_act(self.act2, self.norm2(x), fresh)
-            x = self.se(x, ungated, fresh=fresh)
+            x = self._gate(fresh_act(self.act2, self.norm2(x), fresh), ungated, fresh)
         x = self.conv3_1x1(x)
         zeroed = row_mask(edits, "zero_branch", x) if edits else None
         if zeroed is not None:
@@ -150,7 +156,7 @@ def watched(*modules: nn.Module) -> bool:
     return bool(
         module_hooks._global_forward_hooks
         or module_hooks._global_forward_pre_hooks
-        or any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+        or any(s._forward_hooks or s._forward_pre_hooks for m in modules for s in m.modules())
     )
 
 

@@ -96,6 +96,8 @@ class SqueezeExciteNorm(nn.Module):
         self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
         self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
 
+    gates_in_place = True  # takes ``fresh`` (and computes out of place: addcmul is one pass)
+
     def forward(
         self, x: torch.Tensor, ungated: torch.Tensor | None = None, *, fresh: bool = False
     ) -> torch.Tensor:
@@ -330,11 +332,11 @@ def _pack_convolutions(model: nn.Module) -> None:
 
 
 def _versions(model: nn.Module) -> tuple:
-    """What changes when any weight of ``model`` changes: each tensor's identity and in-place version
+    """What changes when any weight of ``model`` changes: each tensor's identity, storage and in-place version
     (read from each module's own dicts: half the time of ``parameters()`` and ``buffers()``, on every
     analysis call)."""
     return tuple(
-        (id(t), t._version)
+        (id(t), t.data_ptr(), t._version)  # the pointer: a ``.data`` reassignment bumps no version
         for module in model.modules()
         for tensors in (module._parameters, module._buffers)
         for t in tensors.values()

@@ -47,6 +47,8 @@ def make_act(name: str) -> nn.Module:
 class SqueezeExcite(nn.Module):
     """Squeeze-excitation: channel gates from globally pooled features (1x1 convs ``fc1``, ``fc2``)."""
 
+    gates_in_place = True  # takes ``fresh`` (MBConvBlock._gate)
+
     def __init__(self, *, channels: int, hidden: int, act: str = "gelu") -> None:
         super().__init__()
         self.fc1 = nn.Conv2d(channels, hidden, 1)

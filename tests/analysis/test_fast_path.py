@@ -175,3 +175,30 @@ def test_the_build_and_its_twin_record_and_intervene_as_the_model_does(models) -
         expected = model.forward_intermediates(x)[1][3]  # the stage outputs: S0 (the stem) first
         torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
     assert not fast.stages[2]._forward_hooks
+
+
+def test_global_hooks_and_weights_reassigned_through_data_keep_calls_right() -> None:
+    """A global module hook may match the model's own modules: such a call runs the model itself. A
+    weight reassigned through ``.data`` (no version bump) still makes a new build."""
+    model = build("pre")
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    try:
+        with call_model(model) as own:
+            assert own is model
+    finally:
+        handle.remove()
+    x = images(2)
+    before = analysis.attention_maps(model, x).logits
+    head = model.head.fc
+    head.weight.data = head.weight.data * 2
+    after = analysis.attention_maps(model, x).logits
+    with plain_model():
+        np.testing.assert_allclose(after, analysis.attention_maps(model, x).logits, atol=1e-5)
+    assert not np.allclose(before, after)
+
+
+def test_the_softmaxes_computed_on_first_read_stay_read_only_where_the_logits_are() -> None:
+    block = analysis.attention_maps(build("pre"), images(1)).blocks[0]
+    block.content_logits.flags.writeable = False  # as the app shares a result between sessions
+    block.bias.flags.writeable = False
+    assert not block.content.flags.writeable and not block.bias_softmax.flags.writeable

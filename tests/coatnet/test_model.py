@@ -302,3 +302,27 @@ def test_a_hook_inside_an_mbconv_block_keeps_what_it_saw(se_early: bool, build: 
         model(x)
         handle.remove()
     assert seen and all(torch.equal(a, b) for a, b in seen)
+
+
+def test_a_module_put_in_place_of_squeeze_excitation_is_called_with_the_tensor_alone() -> None:
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=32).eval()
+    model.stages[0].blocks[0].se = torch.nn.Identity()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, model.config.num_classes)
+
+
+def test_a_hook_on_an_activation_fused_into_a_packed_convolution_counts_as_watching_it() -> None:
+    """In the build an activation can sit inside a packed convolution, which calls it on oneDNN's
+    per-call path (on CUDA, for instance): a hook on it watches the convolution's output, so nothing after
+    overwrites that output in place."""
+    from coatnet.model.blocks import watched
+    from coatnet.model.inference import PackedConv2d, for_inference
+
+    model = for_inference(coatnet.create_model("coatnet_toy", img_size=32, conv_act="silu").eval())
+    conv = model.stages[0].blocks[0].conv2_kxk
+    assert isinstance(conv, PackedConv2d) and isinstance(conv.act, torch.nn.SiLU)
+    assert not watched(conv)
+    handle = conv.act.register_forward_hook(lambda *args: None)
+    assert watched(conv)
+    handle.remove()
