@@ -71,15 +71,9 @@ COLUMNS = ("plain forward", "inference build", "attention weights", "attention_m
 
 
 def timed(step: Callable[[], object], iters: int) -> float:
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iters
+    from benchmarks.timm_speed import per_call
+
+    return per_call(step, iters, cuda=torch.cuda.is_available())
 
 
 def _under(context: Callable[[], object], step: Callable[[], object]) -> Callable[[], object]:

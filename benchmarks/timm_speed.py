@@ -62,9 +62,8 @@ def paired_models(arch: str, device: str) -> tuple[torch.nn.Module, torch.nn.Mod
     return ours.to(device).eval(), reference.to(device)
 
 
-def throughput(step: Callable[[], object], batch: int, *, iters: int, cuda: bool) -> float:
-    """Images per second of ``step`` (one batch), after one warm-up call."""
-    step()
+def per_call(step: Callable[[], object], iters: int, *, cuda: bool) -> float:
+    """Seconds per call of ``step`` over ``iters`` calls (the device synchronised around them on CUDA)."""
     if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -72,7 +71,13 @@ def throughput(step: Callable[[], object], batch: int, *, iters: int, cuda: bool
         step()
     if cuda:
         torch.cuda.synchronize()
-    return batch * iters / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / iters
+
+
+def throughput(step: Callable[[], object], batch: int, *, iters: int, cuda: bool) -> float:
+    """Images per second of ``step`` (one batch), after one warm-up call."""
+    step()
+    return batch / per_call(step, iters, cuda=cuda)
 
 
 def infer(model, x, autocast) -> Callable[[], object]:
