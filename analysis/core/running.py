@@ -18,15 +18,14 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
-from torch.nn.modules import module as module_hooks
 
+from coatnet.model.blocks import watched
 from coatnet.model.inference import for_inference
 from coatnet.model.network import CoAtNet
 from coatnet.model.randomness import private_random
 
 M = TypeVar("M", bound=nn.Module)
 _INFERENCE_BUILD: ContextVar[bool] = ContextVar("analysis_inference_build", default=True)
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 @contextmanager
@@ -51,9 +50,7 @@ def fast_runner(model: M) -> M:
         or not isinstance(model, CoAtNet)
         or getattr(model, "inference_build", False)
         or next(model.parameters()).dtype != torch.float32
-        or any(getattr(m, name) for m in model.modules() for name in _HOOKS)
-        or module_hooks._global_forward_hooks  # a global hook may match the model's modules by identity
-        or module_hooks._global_forward_pre_hooks
+        or watched(model)  # a hook of the owner's, or a global one, may match the model's own modules
     ):
         return model
     return for_inference(model)
