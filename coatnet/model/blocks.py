@@ -252,9 +252,8 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the inference build: each branch's fresh output takes the sum, where no hook has seen it
         if self.residual_in_place and not watched(
-            self.attn, *self.attn.children(), self.ls1, self.drop_path1,
-            self.mlp, *self.mlp.children(), self.ls2, self.drop_path2,
-        ):  # fmt: skip
+            self.attn, self.ls1, self.drop_path1, self.mlp, self.ls2, self.drop_path2
+        ):
             x = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x))))).add_(self.shortcut(x))
             return self.drop_path2(self.ls2(self.mlp(self.norm2(x)))).add_(x)
         x = self.shortcut(x) + self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))

@@ -60,14 +60,14 @@ class SqueezeExcite(nn.Module):
         self, x: torch.Tensor, ungated: torch.Tensor | None = None, *, fresh: bool = False
     ) -> torch.Tensor:
         """``x * gate``; rows where the (B, 1, 1, 1) mask ``ungated`` is True keep gate 1 (the ``no_se``
-        intervention). ``fresh``: no one else holds ``x`` (an activation's output just made), so that
-        without gradients and hooks the gate is applied in place (a third of the time at 56x56)."""
+        intervention). ``fresh``: the caller's word that no one else holds ``x`` (an activation's output
+        just made) and no hook watches this module (``blocks.watched``), so that without gradients the gate
+        is applied in place (a third of the time at 56x56)."""
         scale = x.mean((2, 3), keepdim=True)
         scale = self.gate(self.fc2(self.act(self.fc1(scale))))
         if ungated is not None:
             scale = torch.where(ungated, torch.ones_like(scale), scale)
-        watched = self._forward_hooks or self._forward_pre_hooks
-        if not fresh or watched or (torch.is_grad_enabled() and x.requires_grad):
+        if not fresh or (torch.is_grad_enabled() and x.requires_grad):
             return x * scale
         return x.mul_(scale)
 
