@@ -112,16 +112,18 @@ class PackedConv2d(nn.Conv2d):
     layout and which runs as one oneDNN call with the activation fused.
 
     Depthwise convolutions, and dense ones over at most :attr:`LARGE` input positions (batch 1, or the
-    small grids of S3 and S4), take the packed path. oneDNN picks the blocked layout for an input size (a
-    weight packed for another grid can run ten times slower), so the weight is packed on the first call at
-    each input grid and kept for the last :attr:`GRIDS` grids. The packed weights are derived copies
+    small grids of S3 and S4), take the packed path. oneDNN picks the blocked layout for an input shape (a
+    weight packed for another grid can run ten times slower, and one packed for batch 1 made a batch of 8
+    of coatnet_nano_rw_224 run 30% slower), so the weight is packed on the first call at each input
+    shape, batch size included, and kept for the last :attr:`SHAPES` shapes. The packed weights are derived
+    copies
     outside the module's parameters and buffers (so the build's ``state_dict`` and its weight versions
     are those of a plain convolution).
     Inputs the packed kernel does not take (another device or dtype, or one that needs gradients) run as
     ``act(conv(x))``, and so does the module under ``torch.compile`` (Inductor packs weights itself).
     """
 
-    GRIDS = 4
+    SHAPES = 4
     # a dense convolution over more input positions (batch x H x W) than this runs oneDNN's per-call path:
     # its weight reorder is then a small part of the work, and the packed kernel measured up to 20% slower
     LARGE = 4096
@@ -137,20 +139,20 @@ class PackedConv2d(nn.Conv2d):
         self.packed: dict[tuple[int, ...], torch.Tensor] = {}
 
     def packed_weight(self, shape: torch.Size) -> torch.Tensor:
-        """The weight packed for inputs of ``shape``'s grid (made on first use; thread-safe: two threads
+        """The weight packed for inputs of ``shape`` (made on first use; thread-safe: two threads
         packing at once make equal tensors and one is kept)."""
-        grid = tuple(shape[2:])
-        packed = self.packed.get(grid)
+        key = (shape[0], *shape[2:])  # (batch, H, W)
+        packed = self.packed.get(key)
         if packed is None:
             with torch.inference_mode(False), torch.no_grad():
                 packed = torch.ops.mkldnn._reorder_convolution_weight(
                     self.weight, list(self.padding), list(self.stride), list(self.dilation), self.groups,
-                    [shape[0], self.in_channels, *grid],
+                    [shape[0], self.in_channels, *key[1:]],
                 )  # fmt: skip
             kept = dict(self.packed)
-            while len(kept) >= self.GRIDS:
+            while len(kept) >= self.SHAPES:
                 kept.pop(next(iter(kept)))
-            kept[grid] = packed
+            kept[key] = packed
             self.packed = kept  # one assignment: readers see the old dict or the new one, whole
         return packed
 

@@ -121,20 +121,22 @@ def test_the_build_runs_channels_last_whatever_the_input():
     "act", [None, nn.SiLU(), nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh")], ids=lambda a: repr(a)
 )
 @pytest.mark.parametrize("kernel, groups", [(1, 1), (3, 8), (3, 1)])
-def test_a_packed_convolution_equals_the_plain_one_at_every_grid(act, kernel, groups):
-    """Weights packed per input grid: new grids, batch sizes, and grids evicted and packed again."""
+def test_a_packed_convolution_equals_the_plain_one_at_every_shape(act, kernel, groups):
+    """Weights packed per input shape: new grids, batch sizes, and shapes evicted and packed again."""
     from coatnet.model.inference import PackedConv2d
 
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 16, kernel, padding=kernel // 2, groups=groups).to(memory_format=torch.channels_last)
     plain = nn.Sequential(conv, act or nn.Identity())
     packed = PackedConv2d(conv, act)
-    grids = [(1, 7, 7), (4, 7, 7), (2, 9, 5), (1, 14, 14), (3, 3, 3), (2, 16, 8), (1, 7, 7), (5, 32, 32)]
+    grids = [(1, 7, 7), (4, 7, 7), (2, 9, 5), (1, 14, 14), (3, 3, 3), (2, 16, 8), (1, 7, 7), (4, 7, 7), (5, 32, 32)]
     with torch.inference_mode():
         for size, *grid in grids:
             x = torch.randn(size, 8, *grid).contiguous(memory_format=torch.channels_last)
             torch.testing.assert_close(packed(x), plain(x), rtol=1e-5, atol=1e-5)
-    assert len(packed.packed) == PackedConv2d.GRIDS  # at most GRIDS grids kept
+    assert len(packed.packed) == PackedConv2d.SHAPES  # at most SHAPES shapes kept
+    # kept per shape, batch size included: a weight packed for batch 1 is not reused at batch 4
+    assert {(1, 7, 7), (4, 7, 7)} <= set(packed.packed)
     x = torch.randn(2, 8, 7, 7, requires_grad=True)
     packed(x).sum().backward()  # an input that needs gradients takes the plain path
     assert x.grad is not None
