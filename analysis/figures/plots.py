@@ -20,7 +20,7 @@ from analysis.figures.panels import (
     panels,
     set_ranges,
 )
-from analysis.figures.style import DIVERGING, MATRIX, QUERY_COLOUR, SEQUENTIAL
+from analysis.figures.style import DIVERGING, MATRIX, QUERY_COLOUR, SEQUENTIAL, Scale
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ def map_trace(
     values: np.ndarray,
     *,
     stride: float = 1.0,
-    colorscale: str = SEQUENTIAL,
+    colorscale: Scale = SEQUENTIAL,
     zmin: float | None = None,
     zmax: float | None = None,
     opacity: float = 1.0,
@@ -144,7 +144,7 @@ def overlay(
     clickable: bool = False,
     zmin: float | None = None,
     zmax: float | None = None,
-    colorscale: str = SEQUENTIAL,
+    colorscale: Scale = SEQUENTIAL,
     opacity: float = DEFAULT_OPACITY,
     what: str = "value",
     max_panel: float = 420.0,
@@ -178,7 +178,7 @@ def head_grid(
     title: str = "",
     query: tuple[int, int] | None = None,
     cols: int = 8,
-    colorscale: str = SEQUENTIAL,
+    colorscale: Scale = SEQUENTIAL,
     symmetric: bool = False,
     what: str = "value",
     opacity: float = DEFAULT_OPACITY,
@@ -274,7 +274,7 @@ def matrix_figure(
     title: str = "",
     zmin: float = 0.0,
     zmax: float = 1.0,
-    colorscale: str = MATRIX,
+    colorscale: Scale = MATRIX,
     what: str = "",
 ) -> go.Figure:
     """A labelled matrix (CKA, divergences...) with its values written in the cells."""

@@ -8,14 +8,42 @@ things (layouts, interventions, block kinds, splits), the query's colour and the
 - :data:`QUERY_COLOUR` is in none of the scales, so the query's outline shows on any map; so are the
   receptive field's boxes (:data:`THEORY_COLOUR`, :data:`MASS_COLOUR`).
 - A legend goes under its chart, left-aligned, in a band the chart reserves (:func:`legend_below`).
+
+Every scale is written out as its stops, each an ``rgb(r, g, b)`` string (:func:`stops`): Streamlit's front
+end replaces the colours ``#000001`` to ``#000040`` in every Plotly chart it draws (its theme's
+placeholders, with ``theme=None`` too), and ``#000004`` is the first stop of Inferno and Magma, so a scale
+named or written in hex drew zero lilac in the app while the exports were right.
 """
 
 from __future__ import annotations
 
-SEQUENTIAL = "Viridis"
-DIVERGING = "RdBu_r"
-HEAT = "Inferno"
-MATRIX = "Magma"
+import re
+
+import plotly.colors
+
+# the colours Streamlit's front end rewrites in a Plotly chart's JSON (its theme's placeholders)
+# (a plain substring replacement, so "#0000041f" is rewritten too)
+STREAMLIT_PLACEHOLDER = re.compile(r"#0000(?:[0-3][0-9]|40)")
+
+
+Scale = list[list]  # [[position, colour], ...] as Plotly takes a colour scale
+
+
+def stops(name: str) -> Scale:
+    """Plotly's scale ``name`` (``_r`` reversed) as ``[position, "rgb(r, g, b)"]`` stops: the same colours,
+    in a form no front end rewrites."""
+    scale = plotly.colors.get_colorscale(name)
+    rgb = plotly.colors.convert_colors_to_same_type([c for _, c in scale], colortype="rgb")[0]
+    return [
+        [float(p), "rgb({}, {}, {})".format(*(round(v) for v in plotly.colors.unlabel_rgb(c)))]
+        for (p, _), c in zip(scale, rgb, strict=True)
+    ]
+
+
+SEQUENTIAL = stops("Viridis")
+DIVERGING = stops("RdBu_r")
+HEAT = stops("Inferno")
+MATRIX = stops("Magma")
 QUERY_COLOUR = "#ff00ff"
 THEORY_COLOUR, MASS_COLOUR = "cyan", "lime"  # a receptive field's theoretical box and its 50% mass box
 
