@@ -272,8 +272,9 @@ def test_cuda_bf16_channels_last_and_compile() -> None:
 @pytest.mark.parametrize("build", ["plain", "inference build"])
 def test_a_hook_inside_an_mbconv_block_keeps_what_it_saw(se_early: bool, build: str) -> None:
     """Without gradients the block computes its activations and its gating in place over tensors no one
-    holds; a forward hook on any module of the branch (or a global one) makes it keep every tensor as
-    computed, and either way the output is the same."""
+    holds, with each BatchNorm folded into the convolution before it; a forward hook on any module of the
+    branch (or a global one) makes it keep every tensor as computed, and either way the output is the same
+    within float rounding."""
     from coatnet.model.inference import for_inference
 
     torch.manual_seed(0)
@@ -291,7 +292,7 @@ def test_a_hook_inside_an_mbconv_block_keeps_what_it_saw(se_early: bool, build: 
             handle = module.register_forward_hook(
                 lambda m, args, out, seen=seen: seen.append((out, out.clone()))
             )
-            torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+            torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
             handle.remove()
             held, copy = seen[0]
             assert torch.equal(held, copy), f"{name}'s output was changed after its hook saw it"
@@ -326,3 +327,40 @@ def test_a_hook_on_an_activation_fused_into_a_packed_convolution_counts_as_watch
     handle = conv.act.register_forward_hook(lambda *args: None)
     assert watched(conv)
     handle.remove()
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("bias, groups", [(False, 1), (True, 1), (False, 6)])
+def test_a_batchnorm_folded_on_the_fly_gives_the_same_values_and_gradients(affine, bias, groups):
+    """``conv_norm``: in eval mode, unwatched, the BatchNorm is folded into the convolution for the call;
+    values and gradients (input, weights, BatchNorm affine) are those of ``norm(conv(x))``, nothing of
+    either module changes, and in training mode (batch statistics) it is not folded."""
+    from torch import nn
+
+    from coatnet.model.blocks import conv_norm
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 12, 3, padding=1, bias=bias, groups=groups)
+    norm = nn.BatchNorm2d(12, affine=affine).eval()
+    norm.running_mean.normal_()
+    norm.running_var.uniform_(0.2, 3.0)
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 2.0)
+            norm.bias.normal_()
+    before = {k: v.clone() for k, v in {**conv.state_dict(), **norm.state_dict()}.items()}
+    x = torch.randn(2, 6, 9, 7, requires_grad=True)
+    params = [x, *conv.parameters(), *norm.parameters()]
+    folded = conv_norm(conv, norm, x, True)
+    reference = norm(conv(x))
+    torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(reference)
+    for got, want in zip(torch.autograd.grad((folded * weights).sum(), params),
+                         torch.autograd.grad((reference * weights).sum(), params), strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    after = {**conv.state_dict(), **norm.state_dict()}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    twin = copy.deepcopy(norm).train()
+    with torch.no_grad():  # batch statistics in training mode: not folded
+        torch.testing.assert_close(conv_norm(conv, norm.train(), x, True), twin(conv(x)))
+    assert torch.equal(norm.running_mean, twin.running_mean)  # and the running statistics updated
