@@ -9,7 +9,7 @@ Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report
 from __future__ import annotations
 
 from analysis.core.images import ImageError, load_image
-from analysis.core.inputs import as_batch, display_image, preprocessing_of
+from analysis.core.inputs import as_batch, display_image, preparation_note, preprocessing_of
 from analysis.core.models import ModelSpecError, describe, load_model
 from analysis.core.predictions import Prediction, top_k
 from analysis.core.query import (
@@ -100,6 +100,7 @@ __all__ = [
     "ModelSpecError",
     "as_batch",
     "display_image",
+    "preparation_note",
     "preprocessing_of",
     "PictureView",
     "Query",

@@ -123,12 +123,14 @@ class ModelKey(NamedTuple):
 
 class Prepared(NamedTuple):
     """An image before and after the model's preprocessing, as uint8 pictures, the model's input size, and
-    how the model sees the picture (:class:`analysis.PictureView`, for the query point)."""
+    how the model sees the picture (:class:`analysis.PictureView`, for the query point), and what the
+    preprocessing did to a picture the model was not made for (:func:`analysis.preparation_note`)."""
 
     original: np.ndarray
     seen: np.ndarray
     size: tuple[int, int]
     view: PictureView
+    note: str | None = None
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
@@ -170,10 +172,15 @@ def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     picture = upright_picture(_image(image, _name))
     net = model(key)
     view = picture_view((picture.height, picture.width), preprocessing_of(net))
+    info = getattr(net, "checkpoint_info", None)
+    note = analysis.preparation_note(
+        picture, preprocessing_of(net), info.class_names if info is not None else None,
+        info.provenance.get("dataset") if info is not None else None,
+    )  # fmt: skip
     picture.thumbnail((512, 512))
     batch = as_batch(_image(image), net)
     seen = display_image(batch[0], preprocessing_of(net))
-    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view)
+    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view, note)
 
 
 @shared_result(max_entries=32)

@@ -81,16 +81,21 @@ def _buttons(base: str, buttons: list[tuple[str, Callable[[], Any], str, str, st
         )  # fmt: skip
 
 
-def image_header(original, seen, predictions, *, name: str, label: str | None) -> None:
-    """The image as given and as the model sees it, beside the top-5 predictions."""
+def image_header(picture, predictions, *, name: str, label: str | None) -> None:
+    """The image as given and as the model sees it (an ``app.cache.Prepared``), beside the top-5
+    predictions and, for a picture the model was not made for, what was done to it and what the model
+    knows."""
     from analysis.figures import predictions_figure
 
     left, middle, right = st.columns([1, 1, 2])  # the pictures fill their columns: no overlap at any width
     caption = f"{name} as given" + (f" (true class: {label})" if label else "")
-    left.image(original, caption=caption, width="stretch")
+    left.image(picture.original, caption=caption, width="stretch")
+    seen = picture.seen
     middle.image(
         seen, caption=f"what the model sees: {seen.shape[1]}x{seen.shape[0]}", width="stretch", clamp=True
     )
     with right:
         chart = predictions_figure(predictions)
         st.plotly_chart(chart, config=CONFIG, width="stretch", key="top5", theme=None)
+        if picture.note:
+            st.caption(f":material/info: {picture.note}")

@@ -21,7 +21,7 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 PARTS = {
     "effective": "effective (as applied)",
     "content": "content only",
-    "bias": "bias only, w(i-j)",
+    "bias": "bias only, w(key - query)",
     "bias_softmax": "softmax(bias)",
 }
 # session-state keys the app owns (tests set them; a heatmap click writes the query)

@@ -47,3 +47,62 @@ def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndar
     std = torch.tensor(preprocessing["std"]).view(-1, 1, 1)
     pixels = (image.detach().float().cpu() * std + mean).clamp(0, 1) * 255
     return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+LISTED_CLASSES = 20  # a model with at most this many classes has them named in full
+DATASET_TITLES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
+
+
+def preparation_note(
+    picture: Image.Image,
+    preprocessing: dict[str, Any],
+    class_names: Sequence[str] | None = None,
+    dataset: str | None = None,
+) -> str | None:
+    """What the model's preprocessing does to ``picture`` and what the model knows, in one sentence, when
+    the picture's channels or size differ from the model's input (a colour photo given to a 1-channel
+    28 px Fashion-MNIST model); None when the picture is already what the model takes.
+
+    Examples:
+        >>> preparation_note(photo, {"size": [28, 28], "channels": 1, "crop": 1.0}, names, "fashion-mnist")
+        'A 1-channel 28x28 px Fashion-MNIST model: your picture (640x480, colour) was made grey,
+        centre-cropped to a square and resized to 28x28 px. It knows only these 10 classes: T-shirt/top, ...'
+    """
+    from coatnet.data.datasets import crop_box
+
+    height, width = (int(v) for v in preprocessing["size"])
+    channels = int(preprocessing["channels"])
+    grey = picture.mode in ("1", "L", "LA", "I", "I;16", "F") or _looks_grey(picture)
+    done = []
+    if channels == 1 and not grey:
+        done.append("made grey")
+    elif channels == 3 and grey:
+        done.append("given its grey in all three channels")
+    left, top, right, bottom = crop_box(picture.size, (height, width), float(preprocessing.get("crop", 1.0)))
+    if right - left < picture.width - 0.5 or bottom - top < picture.height - 0.5:
+        shape = "a square" if height == width else f"the {width}:{height} shape"
+        done.append(f"centre-cropped to {shape}")
+    if (picture.width, picture.height) != (width, height):
+        done.append(f"resized to {width}x{height} px")
+    if not done:
+        return None
+    kind = "greyscale" if grey else "colour"
+    title = DATASET_TITLES.get(str(dataset).lower(), dataset) if dataset else ""
+    what = f"A {channels}-channel {width}x{height} px" + (f" {title}" if title else "") + " model"
+    steps = ", ".join(done[:-1]) + (" and " if len(done) > 1 else "") + done[-1]
+    sentence = f"{what}: your picture ({picture.width}x{picture.height}, {kind}) was {steps}."
+    if class_names:
+        names = list(class_names)
+        if len(names) <= LISTED_CLASSES:
+            sentence += f" It knows only these {len(names)} classes: {', '.join(names)}."
+        else:
+            sentence += f" It knows {len(names)} classes."
+    return sentence
+
+
+def _looks_grey(picture: Image.Image) -> bool:
+    """Whether an RGB(A) picture's channels are (nearly) equal: a grey photo saved in colour."""
+    if picture.mode not in ("RGB", "RGBA"):
+        return False
+    small = np.asarray(picture.convert("RGB").resize((64, 64)), dtype=np.int16)
+    return int(np.abs(small - small.mean(axis=2, keepdims=True)).max()) <= 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from analysis.figures.panels import DEFAULT_OPACITY
+from analysis.figures.panels import DEFAULT_OPACITY, pair
 from analysis.figures.plots import distance_scatter, head_grid, value_range
 from analysis.figures.style import DIVERGING, SEQUENTIAL
 
@@ -76,7 +76,7 @@ def block_comparison_figures(
                 image, maps, stride=block.stride, titles=titles, query=(row, col),
                 colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, opacity=opacity,
                 what="weight (signed)" if signed else "weight",
-                title=f"{block.name}, {label}: where query ({row}, {col}) attends, weights as used "
+                title=f"{block.name}, {label}: where query {pair(row, col)} attends, weights as used "
                 f"(scale {low:.3g} to {high:.3g})",
             )
         )  # fmt: skip

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from analysis.explain.faithfulness import row_name
 from analysis.figures.panels import DEFAULT_OPACITY, chart
 from analysis.figures.plots import overlay
-from analysis.figures.style import HEAT
+from analysis.figures.style import HEAT, OTHER
 
 __all__ = [
     "curves_figure",
@@ -40,6 +40,36 @@ def relevance_figure(
     )  # fmt: skip
 
 
+BETTER = {"deletion_auc": -1, "insertion_auc": 1, "road": 1}  # the direction in which a score is better
+
+
+def no_better_than_random(rows: Sequence) -> dict[str, list[str]]:
+    """Per score of :data:`SCORE_LABELS`, the methods of ``rows`` (as :func:`scores_figure` takes them)
+    that do no better than the random map: not beyond the random map's seed range (or its score, where
+    no range is known) in the score's better direction. Empty lists without a random row."""
+    entries = [_entry(r) for r in rows]
+    random = next((e for e in entries if e["method"] == "random"), None)
+    found: dict[str, list[str]] = {key: [] for key in SCORE_LABELS}
+    if random is None:
+        return found
+    for key, sign in BETTER.items():
+        bound = random["range"].get(key) or (random[key], random[key])
+        best = max(bound) if sign > 0 else min(bound)
+        found[key] = [e["name"] for e in entries if e is not random and sign * (e[key] - best) <= 0]
+    return found
+
+
+def random_sentence(rows: Sequence) -> str:
+    """One sentence naming the methods that do no better than the random map, score by score."""
+    if not any(_entry(r)["method"] == "random" for r in rows):
+        return "No random map was measured: nothing to compare with."
+    found = {SCORE_LABELS[k].split(" (")[0]: names for k, names in no_better_than_random(rows).items()}
+    parts = [f"{', '.join(names)} on {score}" for score, names in found.items() if names]
+    if not parts:
+        return "Every method does better than a random map on every score."
+    return "No better than a random map (dotted line): " + "; ".join(parts) + "."
+
+
 def curves_figure(report, curve: str = "deletion") -> go.Figure:
     """One image's deletion (or insertion) curve per method (an :class:`analysis.FaithfulnessReport`):
     the target's probability against the share of pixels removed (restored); random with its seeds'
@@ -58,9 +88,21 @@ def curves_figure(report, curve: str = "deletion") -> go.Figure:
     name = report.target_name or f"class {report.target}"
     what = "removed, most relevant first" if curve == "deletion" else "restored into the blurred image"
     better = "lower" if curve == "deletion" else "higher"
+    key = f"{curve}_auc"
+    random = next((r for r in report.results if r.method == "random"), None)
+    sentence = "No random map was measured."
+    if random is not None:
+        sign, base = BETTER[key], getattr(random, key)
+        worse = [r.name for r in report.results if r is not random and sign * (getattr(r, key) - base) <= 0]
+        sentence = (
+            f"No better than the random map (dotted): {', '.join(worse)}."
+            if worse
+            else "Every method does better than the random map (dotted)."
+        )
     return chart(
         figure,
         f"{curve.capitalize()}: p({name}) as pixels are {what} (area in the legend, {better} is better)",
+        note=sentence,
         height=420, bottom=60, xaxis_title="share of pixels", yaxis_title="probability",
         legend={"font": {"size": 10}},
     )  # fmt: skip
@@ -92,20 +134,32 @@ def scores_figure(rows: Sequence, title: str) -> go.Figure:
             "title": {"text": label, "font": {"size": 10}},
             "anchor": "y",
         }
+    random = next((e for e in entries if e["method"] == "random"), None)
+    shapes = []
+    if random is not None:  # the random baseline, a dotted line across each panel
+        for k, key in enumerate(SCORE_LABELS):
+            shapes.append({
+                "type": "line", "xref": "x" if k == 0 else f"x{k + 1}", "yref": "paper", "x0": random[key],
+                "x1": random[key], "y0": 0, "y1": 1, "line": {"dash": "dot", "width": 1.5, "color": OTHER},
+            })  # fmt: skip
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
-    return chart(figure, title, height=140 + 22 * len(entries), bottom=70, showlegend=False, **layout)
+    return chart(
+        figure, title, height=140 + 22 * len(entries), bottom=70, showlegend=False, shapes=shapes,
+        note=random_sentence(rows), **layout,
+    )  # fmt: skip
 
 
 def _entry(row) -> dict:
     if isinstance(row, dict):
         seeds = row.get("seed_range") or {}
         return {
-            "name": row_name(row["method"], row.get("stage")),
+            "name": row_name(row["method"], row.get("stage")), "method": row["method"],
             "deletion_auc": row["deletion_auc"], "insertion_auc": row["insertion_auc"], "road": row["road"],
             "range": {key: seeds.get(key) for key in SCORE_LABELS},
         }  # fmt: skip
     spread = row.spread or {}
     return {
-        "name": row.name, "deletion_auc": row.deletion_auc, "insertion_auc": row.insertion_auc,
-        "road": row.road, "range": {key: spread.get(key) for key in SCORE_LABELS},
+        "name": row.name, "method": row.method, "deletion_auc": row.deletion_auc,
+        "insertion_auc": row.insertion_auc, "road": row.road,
+        "range": {key: spread.get(key) for key in SCORE_LABELS},
     }  # fmt: skip

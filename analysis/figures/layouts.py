@@ -9,7 +9,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.figures.panels import DEFAULT_OPACITY, chart, panels, set_ranges
-from analysis.figures.plots import image_trace, map_trace, matrix_figure, query_marker
+from analysis.figures.plots import (
+    OWN_SCALES,
+    image_trace,
+    map_trace,
+    matrix_figure,
+    panel_range,
+    query_marker,
+)
 from analysis.figures.style import HEAT, LAYOUT_COLOURS, colour
 from analysis.studies.layouts import (
     LayoutSimilarity,
@@ -104,13 +111,16 @@ def layout_stages_figure(
     subtitles = [
         f"{layout} {s.stage} ({s.kind})"
         + (f", predicts {s.prediction_name or s.prediction}" if k == 0 else "")
+        + (f"<br>{panel_range(getattr(s, what))}" if getattr(s, what) is not None else "")
         for layout in layouts
         for k, s in enumerate(views[layout])
     ]
     first = views[layouts[0]][0]
     height, width = first.gradcam.shape
-    grid = panels(len(subtitles), cols=stages, aspect=height / width, title=f"Layouts: {LAYOUT_VIEWS[what]}",
-                  subtitles=subtitles, max_panel=160)  # fmt: skip
+    title = f"Layouts: {LAYOUT_VIEWS[what]}; {OWN_SCALES}"
+    grid = panels(
+        len(subtitles), cols=stages, aspect=height / width, title=title, subtitles=subtitles, max_panel=160
+    )
     layout, traces = grid.layout, []
     cells = [s for name in layouts for s in views[name]]
     for cell, axes in zip(cells, grid.axes, strict=True):

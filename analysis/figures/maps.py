@@ -14,8 +14,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
-from analysis.figures.panels import DEFAULT_OPACITY, chart, drawn, panels, set_ranges
+from analysis.figures.panels import DEFAULT_OPACITY, chart, drawn, pair, panels, set_ranges
 from analysis.figures.plots import (
+    OWN_SCALES,
     distance_scatter,
     head_grid,
     image_trace,
@@ -23,6 +24,7 @@ from analysis.figures.plots import (
     map_trace,
     matrix_figure,
     overlay,
+    panel_range,
     value_range,
 )
 from analysis.figures.style import (
@@ -89,7 +91,7 @@ def attention_heads_figure(
     row, col = divmod(query, block.grid[1])
     signed = _signed(block, part)
     title = f"{block.name} ({block.mode}-normalization), every head: {PART_TITLES[part]}"
-    title += f", query ({row}, {col})"
+    title += f", query {pair(row, col)}"
     return head_grid(
         image, maps, stride=block.stride, title=title, query=(row, col),
         colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),
@@ -122,7 +124,7 @@ def fused_attention_figure(
     low, high = value_range(values, signed)
     return overlay(
         image, values, stride=block.stride, query=(row, col),
-        title=f"{block.name}: {PART_TITLES[part]}, {label}, query ({row}, {col})", clickable=clickable,
+        title=f"{block.name}: {PART_TITLES[part]}, {label}, query {pair(row, col)}", clickable=clickable,
         colorscale=DIVERGING if signed else SEQUENTIAL, zmin=low, zmax=high,
         what=_what(part, signed), opacity=opacity,
     )  # fmt: skip
@@ -134,7 +136,7 @@ def rollout_figure(
     """Attention rollout (an :class:`analysis.Rollout`) on the first attention block's grid."""
     values = rollout.map[index]
     query = None if rollout.query is None else divmod(rollout.query, rollout.grid_last[1])
-    where = "averaged over queries" if query is None else f"from query {query} of {rollout.blocks[-1]}"
+    where = "averaged over queries" if query is None else f"from query {pair(*query)} of {rollout.blocks[-1]}"
     scaled_query = None
     if query is not None:  # the query on the first grid's scale
         centre = cell_centre(*query, stride=rollout.stride_last)
@@ -218,15 +220,18 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
     and the 50% mass square drawn on it."""
     stages = fields.stages
     height, width = fields.image_size
+    block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
     subtitles = [
-        f"{s.name} ({s.kind})<br>theory {_theory(s)}<br>50% in {s.mass_sides.get(0.5, 0)} px" for s in stages
+        f"{s.name} ({s.kind})<br>theory {_theory(s)}<br>50% in {s.mass_sides.get(0.5, 0)} px"
+        f"<br>{panel_range(_block_sums(s.effective, block))}"
+        for s in stages
     ]
     grid = panels(
         len(stages), cols=len(stages), aspect=height / width, subtitles=subtitles,
-        title="Receptive fields: effective (heat), theoretical (cyan), 50% of the mass (green)",
+        title=f"Receptive fields: effective (heat; {OWN_SCALES}), theoretical (cyan), 50% of the mass "
+        "(green)",
     )  # fmt: skip
     layout, traces, shapes = grid.layout, [], []
-    block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
     square = f" in this {block}x{block} px square" if block > 1 else ""
     for stage, axes in zip(stages, grid.axes, strict=True):
         set_ranges(layout, axes, height, width)
@@ -349,11 +354,17 @@ def stages_figure(
     given, its Grad-CAM over the image (bottom row; ``cams``: one :class:`Attribution` per stage)."""
     stages = features.blocks
     height, width = features.image_size
-    subtitles = [f"{s.name} ({s.kind})<br>{s.grid[0]}x{s.grid[1]}x{s.channels}, /{s.stride}" for s in stages]
+    subtitles = [
+        f"{s.name} ({s.kind})<br>{s.grid[0]}x{s.grid[1]}x{s.channels}, /{s.stride}<br>"
+        f"{panel_range(s.energy[index])}"
+        for s in stages
+    ]
     if cams:
-        subtitles += [f"Grad-CAM {c.stage}" for c in cams]
-    title = "What each stage responds to: mean |activation| per grid cell" + (
-        " (top), and Grad-CAM (bottom)" if cams else ""
+        subtitles += [f"Grad-CAM {c.stage}<br>{panel_range(c.map)}" for c in cams]
+    title = (
+        "What each stage responds to: mean |activation| per grid cell"
+        + (" (top), and Grad-CAM (bottom)" if cams else "")
+        + f"; {OWN_SCALES}"
     )
     grid = panels(
         len(stages) * (2 if cams else 1), cols=len(stages), aspect=height / width, title=title,
@@ -414,10 +425,14 @@ def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
     rows = max(s.top.shape[1] for s in stages)
     height, width = features.image_size
     order = [(r, s) for r in range(rows) for s in stages]
-    titles = [f"{s.name} ch {s.top_index[index, r]}" if r < s.top.shape[1] else "" for r, s in order]
+    titles = [
+        f"{s.name} ch {s.top_index[index, r]}<br>{panel_range(s.top[index, r])}" if r < s.top.shape[1] else ""
+        for r, s in order
+    ]
     grid = panels(
         len(order), cols=len(stages), aspect=height / width, subtitles=titles,
-        title="The strongest channels of each stage (most mean squared activation; red > 0 > blue)",
+        title=f"The strongest channels of each stage (most mean squared activation; red > 0 > blue; "
+        f"{OWN_SCALES})",
     )  # fmt: skip
     layout, traces = grid.layout, []
     for (r, stage), axes in zip(order, grid.axes, strict=True):

@@ -48,14 +48,26 @@ MIN_BAR_PX = 100  # a colour bar is at least this long: its title and three tick
 TICK_PX = 32  # a colour bar gets a tick label per this many pixels
 
 
+NBSP = "\u00a0"  # a space no line breaks at: a pair, a range and a number with its unit stay on one line
+
+
+def pair(a, b) -> str:
+    """``(a, b)``, never split across two lines."""
+    return f"({a},{NBSP}{b})"
+
+
 def wrap(text: str, width_px: float, char_px: float = TITLE_CHAR_PX) -> list[str]:
-    """``text`` in lines that fit ``width_px`` (existing ``<br>`` breaks kept; a word longer than a line
-    is cut into pieces)."""
+    """``text`` in lines that fit ``width_px`` (existing ``<br>`` breaks kept; words joined by
+    :data:`NBSP` stay together while they fit a line, else break there; a word longer than a line is cut
+    into pieces)."""
     chars = max(4, int(width_px // char_px))
     lines = []
     for paragraph in text.split("<br>"):
         line = ""
-        for word in paragraph.split():
+        words = []
+        for word in filter(None, paragraph.split(" ")):
+            words += word.split(NBSP) if len(word) > chars else [word]
+        for word in words:
             while len(word) > chars:
                 if line:
                     lines.append(line)
@@ -100,19 +112,35 @@ def chart(
     width_px: float = MAX_WIDTH,
     bottom: int = EDGE_PX,
     legend_rows: int = 0,
+    note: str = "",
     **layout,
 ) -> go.Figure:
     """Lay out a chart that takes the width it is given (``figure``, changed and returned): the title
     (wrapped for ``width_px``, the narrowest it is drawn at) above room for ``subtitle_lines`` lines of
     subplot titles; axes push the margins out as far as their labels need; with ``legend_rows``, the
-    legend under the chart (:func:`analysis.figures.style.legend_below`)."""
+    legend under the chart (:func:`analysis.figures.style.legend_below`); a ``note`` (a sentence on how to
+    read it) in the band at the very bottom, wrapped like the title. The title's and the note's extra
+    lines add to ``height``: the plot area keeps its size."""
     if legend_rows:
         layout["legend"], reserved = legend_below(legend_rows)
         bottom = max(bottom, reserved)
     block, top = title_block(title, width_px)
+    one_line = TOOLBAR_PX + TITLE_LINE_PX + 6
+    extra = top - one_line
+    if note:
+        lines = wrap(note, width_px - 2 * EDGE_PX, SUB_CHAR_PX)
+        band = SUB_LINE_PX * len(lines) + EDGE_PX
+        annotations = list(layout.pop("annotations", ()))
+        annotations.append({  # under the axis labels (the margin below the plot before the note's band)
+            "text": "<br>".join(lines), "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper",
+            "y": 0, "yanchor": "top", "yshift": -bottom, "showarrow": False, "align": "left",
+            "font": {"size": SUB_SIZE},
+        })  # fmt: skip
+        bottom, extra = bottom + band, extra + band
+        layout["annotations"] = annotations
     figure.update_layout(
         title=block,
-        height=height,
+        height=height + extra,
         margin={"t": top + SUB_LINE_PX * subtitle_lines, "l": EDGE_PX, "r": EDGE_PX, "b": bottom},
         font={"size": SUB_SIZE},
         colorway=PALETTE,
@@ -226,8 +254,7 @@ def panels(
         bar = {
             "x": 1 + GAP_PX / plot_w, "xanchor": "left", "xref": "paper", "y": top_y, "yanchor": "top",
             "yref": "paper", "len": top_y - bottom_y, "lenmode": "fraction", "thickness": 12,
-            "outlinewidth": 0, "tickfont": {"size": 11}, "ypad": 0, "xpad": 4, "tickformat": ".3~g",
-            "nticks": max(2, int(bar_px // TICK_PX)),
+            "outlinewidth": 0, "tickfont": {"size": 11}, "ypad": 0, "xpad": 4, "len_px": bar_px,
             "title": {"text": colorbar, "side": "right", "font": {"size": SUB_SIZE}},
         }  # fmt: skip
     return Panels(layout, axes, (panel_w, panel_h), bar)

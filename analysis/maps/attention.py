@@ -4,8 +4,8 @@ One recorded forward pass (:func:`coatnet.record_attention`, per call and thread
 attention block, what PAPER.md section 1 names:
 
 - content: ``softmax_j(q_i k_j / sqrt(d))``, the weights the input alone would give;
-- bias: the relative-position bias ``w_{i-j}`` as used, and for pre-normalization ``softmax_j(w_{i-j})``,
-  the weights position alone would give;
+- bias: the relative-position bias ``w(key - query)`` as used (the paper's ``w_{i-j}``), and for
+  pre-normalization its softmax over the keys, the weights position alone would give;
 - effective: the weights the block applied to its values, ``softmax(content + bias)`` (pre) or
   ``softmax(content) + bias`` (post; these can be negative and their rows need not sum to 1).
 
@@ -53,7 +53,8 @@ class BlockAttention:
         content_logits: ``q k^T / sqrt(d)``, (B, heads, N, N).
         content: ``softmax(content_logits)`` over keys, (B, heads, N, N); computed on first read and kept
             (a softmax over the whole batch, which a caller after the effective weights need not pay).
-        bias: the relative-position bias ``w_{i-j}``, (heads, N, N), the same for every image.
+        bias: the relative-position bias ``w(key - query)`` (the paper's ``w_{i-j}``), (heads, N, N), the
+            same for every image.
         bias_softmax: ``softmax(bias)`` over keys, (heads, N, N), for pre-normalization; None for post,
             where the bias is added to the weights, not the logits. Computed on first read and kept.
         effective: the weights the block used, (B, heads, N, N).

@@ -23,7 +23,7 @@ def render_page() -> None:
     key, data = chosen.key, chosen.image.data
     picture = cache.prepared(key, data)
     render.image_header(
-        picture.original, picture.seen, cache.predictions(key, data), name=chosen.image.name,
+        picture, cache.predictions(key, data), name=chosen.image.name,
         label=chosen.image.label,
     )  # fmt: skip
     maps = cache.attention(key, data)

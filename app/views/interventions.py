@@ -22,7 +22,7 @@ def render_page() -> None:
     net = cache.model(key)
     picture = cache.prepared(key, data)
     render.image_header(
-        picture.original, picture.seen, cache.predictions(key, data), name=chosen.image.name,
+        picture, cache.predictions(key, data), name=chosen.image.name,
         label=chosen.image.label,
     )  # fmt: skip
     items = chooser(net)

@@ -44,7 +44,7 @@ def render_page() -> None:
     key, data, name = chosen.key, chosen.image.data, chosen.image.name
     picture = cache.prepared(key, data)
     render.image_header(
-        picture.original, picture.seen, cache.predictions(key, data), name=name,
+        picture, cache.predictions(key, data), name=name,
         label=chosen.image.label,
     )  # fmt: skip
     # the first figure first: the receptive fields (gradients to the input from every stage, the page's

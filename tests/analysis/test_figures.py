@@ -119,7 +119,7 @@ def test_strongest_channels_one_column_per_stage():
     assert sum(isinstance(t, go.Heatmap) for t in figure.data) == 10
     first = features.blocks[0]
     np.testing.assert_allclose(np.array(figure.data[0].z), first.top[0, 0], rtol=1e-6)
-    assert figure.layout.annotations[0].text == f"S0 ch {first.top_index[0, 0]}"
+    assert figure.layout.annotations[0].text.split("<br>")[0] == f"S0 ch {first.top_index[0, 0]}"
 
 
 def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverges():

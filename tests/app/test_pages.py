@@ -342,10 +342,12 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     at.run()
     at.switch_page("views/layouts.py").run()
     drawn = titles(clean(at))
-    assert drawn[0] == "Layouts: Grad-CAM of each layout's predicted class"
+    assert drawn[0].startswith("Layouts: Grad-CAM of each layout's predicted class; each panel on its own")
     stages = figures(at)[0]
-    panels = [a["text"].replace("<br>", " ") for a in stages["layout"]["annotations"] if " S" in a["text"]]
+    panels = [a["text"].split("<br>")[0] for a in stages["layout"]["annotations"] if " S" in a["text"]]
     assert len(panels) == 25 and "C-C-T-T S3 (T)" in panels and "C-C-C-C S4 (C)" in panels
+    ranges = [a["text"].replace("\xa0", " ") for a in stages["layout"]["annotations"] if " S" in a["text"]]
+    assert all(" to " in r.split("<br>", 1)[1] for r in ranges), ranges  # each panel's own range
     assert [p for p in panels if p.startswith("ViT_REL S0 (patch), predicts ")]  # a class name
     assert sum(t["type"] == "heatmap" for t in stages["data"]) == 25
     assert any(t.startswith("Linear CKA between the same stage of two layouts (40 images)") for t in drawn)

@@ -28,8 +28,11 @@ def figures(at: AppTest) -> list[dict]:
 
 
 def titles(at: AppTest) -> list[str]:
-    """Every figure's title, its wrapped lines joined by spaces."""
-    return [f["layout"].get("title", {}).get("text", "").replace("<br>", " ") for f in figures(at)]
+    """Every figure's title, its wrapped lines joined by spaces, a no-break space read as a space."""
+    return [
+        f["layout"].get("title", {}).get("text", "").replace("<br>", " ").replace("\u00a0", " ")
+        for f in figures(at)
+    ]
 
 
 def caption(at: AppTest) -> str:

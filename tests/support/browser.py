@@ -18,10 +18,12 @@ WAIT_MS = 90_000  # a cold model load, or a PNG export through kaleido, on 2 bus
 
 VIEWPORT = {"width": 1400, "height": 1000}
 
-# every drawn Plotly chart: its title (wrapped lines joined by spaces), its traces' names and sizes
+# every drawn Plotly chart: its title (wrapped lines joined by spaces, a no-break space read as the space a
+# person sees), its traces' names and sizes
 CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
     title: [...gd.querySelectorAll('.gtitle')].map(t => t.querySelectorAll('tspan.line').length
-        ? [...t.querySelectorAll('tspan.line')].map(l => l.textContent).join(' ') : t.textContent).join(''),
+        ? [...t.querySelectorAll('tspan.line')].map(l => l.textContent).join(' ') : t.textContent).join('')
+        .replace(/\u00a0/g, ' '),
     traces: (gd._fullData || []).map(t => t.name || ''),
     points: (gd._fullData || []).map(t => (t.x || []).length),
 }))"""
