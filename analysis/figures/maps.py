@@ -39,6 +39,7 @@ from analysis.figures.style import (
 )
 
 __all__ = [
+    "attention_change_figure",
     "attention_heads_figure",
     "attribution_figure",
     "bias_kernel_figure",
@@ -127,6 +128,26 @@ def fused_attention_figure(
         title=f"{block.name}: {PART_TITLES[part]}, {label}, query {pair(row, col)}", clickable=clickable,
         colorscale=DIVERGING if signed else SEQUENTIAL, zmin=low, zmax=high,
         what=_what(part, signed), opacity=opacity,
+    )  # fmt: skip
+
+
+def attention_change_figure(
+    before, after, image: np.ndarray | None, query: int, *, index: int = 0, opacity: float = DEFAULT_OPACITY
+) -> go.Figure:
+    """How an intervention changed where ``query`` attends in one block: the heads' mean effective weights
+    after minus before (two :class:`analysis.BlockAttention` of the same block), on a scale centred on 0."""
+    from analysis.maps.attention import fuse_heads, query_map
+
+    change = (
+        fuse_heads(query_map(after, query, image=index)[None], "mean")[0]
+        - fuse_heads(query_map(before, query, image=index)[None], "mean")[0]
+    )
+    row, col = divmod(query, before.grid[1])
+    low, high = value_range(change, True)
+    return overlay(
+        image, change, stride=before.stride, query=(row, col), colorscale=DIVERGING, zmin=low, zmax=high,
+        title=f"{before.name}: change of the weights (heads fused by mean), query {pair(row, col)}",
+        what="change", opacity=opacity,
     )  # fmt: skip
 
 

@@ -124,7 +124,7 @@ def faithfulness_figure(study: dict) -> go.Figure:
     return scores_figure(rows, f"Faithfulness of each explanation over {count} images ({mode}-normalization)")
 
 
-def head_importance_figure(importance) -> go.Figure:
+def head_importance_figure(importance, *, target_name: str | None = None) -> go.Figure:
     """Per head, the drop of the class's logit when that head alone is knocked out (an
     :class:`analysis.HeadImportance`): one horizontal bar per head, blocks in forward order, a colour each."""
     figure = go.Figure()
@@ -140,7 +140,8 @@ def head_importance_figure(importance) -> go.Figure:
         )  # fmt: skip
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
     return chart(
-        figure, f"Logit drop of class {importance.target} when each head alone is knocked out "
+        figure, f"Logit drop of {target_name or f'class {importance.target}'} when each head alone is "
+        "knocked out "
         f"(logit {importance.logit:.2f})", height=140 + 16 * count, xaxis_title="logit drop",
         showlegend=False,
     )  # fmt: skip

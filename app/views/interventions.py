@@ -6,13 +6,15 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import query_from_cell
-from analysis.figures import fused_attention_figure, head_importance_figure
+from analysis.figures import attention_change_figure, fused_attention_figure, head_importance_figure
 from app import cache, render, session, widgets
 from coatnet import ATTENTION_KINDS, CONV_KINDS, Intervention
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
 
 ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
 ITEMS = "iv_items"  # label -> Intervention, for this session
+HEADS_OF = "iv_heads_of"  # the block the chosen heads belong to
+MAPS_FOR = "iv_maps_for"  # the interventions the before/after block was last chosen for
 AUTO_HEADS = 64  # head importance runs by itself up to this many heads; beyond, on request
 
 
@@ -49,8 +51,8 @@ def render_page() -> None:
     for note in effect.notes:
         st.info(note, icon=":material/info:")
     if effect.before.blocks:
-        changed_maps(effect, picture)
-    importance(key, data, target, net)
+        changed_maps(effect, picture, first_changed(items, effect.before.names, net.block_names()))
+    importance(key, data, target, net, names)
 
 
 def chooser(net) -> list[Intervention]:
@@ -71,6 +73,8 @@ def chooser(net) -> list[Intervention]:
     heads: tuple[int, ...] | None = None
     with pick_heads:
         if block in attention:
+            if state.get(HEADS_OF) != block:  # heads are a block's own: another block starts from none
+                state["iv_heads"], state[HEADS_OF] = [], block
             picked = st.multiselect("Heads (none: all)", list(range(attention[block])), key="iv_heads")
             heads = tuple(sorted(picked)) or None
         else:
@@ -88,11 +92,30 @@ def chooser(net) -> list[Intervention]:
     )  # fmt: skip
     if not labels:
         st.caption("No intervention chosen: both columns show the model as it is.")
+    else:  # whole, as the multiselect's chips cut long names
+        st.caption("Applied: " + "; ".join(labels))
     return [state[ITEMS][label] for label in labels]
 
 
-def changed_maps(effect, picture) -> None:
+def first_changed(items: list[Intervention], attention_blocks: tuple[str, ...], order: list[str]) -> str:
+    """The first attention block whose map an intervention changes: its own block for an attention
+    intervention, the first attention block after it for an MBConv one (every later block sees its
+    output), else the first attention block."""
+    changed = []
+    for item in items:
+        at = order.index(item.block) if item.block in order else len(order)
+        later = [b for b in attention_blocks if order.index(b) >= at]
+        changed += later[:1]
+    return min(changed, key=order.index) if changed else attention_blocks[0]
+
+
+def changed_maps(effect, picture, first: str) -> None:
+    """The attention before and after, and their difference, at the first block the interventions change
+    (whenever the interventions change; the user's pick otherwise)."""
     st.subheader("The attention, before and after")
+    state = st.session_state
+    if state.get(MAPS_FOR) != effect.labels:
+        state["iv_map_block"], state[MAPS_FOR] = first, effect.labels
     block_name = widgets.block_picker(effect.before.names, key="iv_map_block", label="Attention block")
     before, after = effect.before.block(block_name), effect.after.block(block_name)
     row, col = widgets.query_picker(before.grid, before.stride, picture.view)
@@ -103,9 +126,12 @@ def changed_maps(effect, picture) -> None:
     st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing"))
     figure = fused_attention_figure(after, picture.seen, query)
     render.figure(figure, f"{block_name}-after-q{row}-{col}", key="iv_map_after")
+    st.caption("The difference, intervened minus as the model is")
+    figure = attention_change_figure(before, after, picture.seen, query)
+    render.figure(figure, f"{block_name}-change-q{row}-{col}", key="iv_map_change")
 
 
-def importance(key, data: bytes, target: int | None, net) -> None:
+def importance(key, data: bytes, target: int | None, net, names: list[str]) -> None:
     st.subheader("Which heads matter for this image")
     st.caption(
         "The drop of the class's logit when each head alone is knocked out (its output set to zero), all "
@@ -126,7 +152,10 @@ def importance(key, data: bytes, target: int | None, net) -> None:
         progress=lambda share: bar.progress(share, text=f"Knocking out each head: {share:.0%}"),
     )
     bar.empty()
-    render.figure(head_importance_figure(result), f"head-importance-class{result.target}")
+    render.figure(
+        head_importance_figure(result, target_name=names[result.target]),
+        f"head-importance-class{result.target}",
+    )
 
 
 def class_names(net) -> list[str]:

@@ -9,6 +9,7 @@ Requests that would leave the loopback server are blocked and recorded: the app 
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.support.browser import (
     Served,
     opened_lens,
 )
-from tests.support.layout_check import LAYOUT_PROBLEMS
+from tests.support.layout_check import DRAWN_MAPS, LAYOUT_PROBLEMS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -219,11 +220,13 @@ WIDTHS = (1024, 1440)
 
 
 @pytest.fixture(scope="module")
-def layout_problems(served: Served) -> dict[int, dict[str, list[str]]]:
+def layout_problems(served: Served) -> dict:
     """Every page of the app visited once (folded parts opened) and read at each of :data:`WIDTHS`: what
     :mod:`tests.support.layout_check` finds wrong, per width and page (the window is resized on the drawn
-    page, as a user resizes it, so the pages are computed once for both widths)."""
+    page, as a user resizes it, so the pages are computed once for both widths), and under ``"colours"``
+    what each page's maps draw (:func:`drawn_colours`)."""
     found: dict[int, dict[str, list[str]]] = {width: {} for width in WIDTHS}
+    found["colours"] = {}  # per page: what the drawn maps' colours say (see drawn_colours)
     with opened_lens(served) as lens:
         lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
         lens.open()
@@ -241,14 +244,73 @@ def layout_problems(served: Served) -> dict[int, dict[str, list[str]]]:
                 lens.settle()  # the charts redrawn at the new width
                 if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
                     found[width][page] = problems[:8]
+            found["colours"][page] = drawn_colours(lens)
             lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
         lens.assert_clean()
     return found
 
 
+def drawn_colours(lens: Lens) -> dict:
+    """What the page's maps draw: each heatmap's colour scale as Plotly.js holds it (whether it is one of
+    the style module's scales, stop for stop), and, for each opaque map over no picture, the colour of the
+    pixels at its lowest and highest cells against the colour its scale gives their values."""
+    import plotly.colors
+
+    from analysis.figures import style
+
+    def rgb(colour: str) -> tuple[float, ...]:
+        return tuple(plotly.colors.unlabel_rgb(colour) if colour.startswith("rgb")
+                     else plotly.colors.hex_to_rgb(colour))  # fmt: skip
+
+    ours = [[(p, rgb(c)) for p, c in scale] for scale in (style.SEQUENTIAL, style.DIVERGING, style.HEAT,
+                                                          style.MATRIX)]  # fmt: skip
+    seen = {"scales": 0, "foreign": [], "pixels": [], "wrong": []}
+    maps = lens.page.evaluate(DRAWN_MAPS)
+    charts = lens.page.locator(".js-plotly-plot")
+    shots: dict[int, Image.Image] = {}
+    for drawn in maps:
+        scale = [(float(p), rgb(c)) for p, c in drawn["colorscale"]]
+        seen["scales"] += 1
+        if scale not in ours:
+            seen["foreign"].append(f"{drawn['title']}: {drawn['colorscale'][:2]}...")
+        if drawn["pictured"] or drawn["opacity"] != 1 or not drawn["cells"]:
+            continue
+        if drawn["figure"] not in shots:  # the chart as drawn, scrolled into view
+            chart = charts.nth(drawn["figure"])
+            chart.scroll_into_view_if_needed()
+            shots[drawn["figure"]] = Image.open(io.BytesIO(chart.screenshot())).convert("RGB")
+        shot = shots[drawn["figure"]]
+        low, high = drawn["zmin"], drawn["zmax"]
+        for cell in drawn["cells"]:
+            where = (round(cell["x"]), round(cell["y"]))
+            got = shot.getpixel((min(where[0], shot.width - 1), min(where[1], shot.height - 1)))
+            position = min(1.0, max(0.0, (cell["v"] - low) / ((high - low) or 1.0)))
+            want = rgb(plotly.colors.sample_colorscale(drawn["colorscale"], [position])[0])
+            seen["pixels"].append((drawn["title"], cell["v"], got, want))
+            if max(abs(g - w) for g, w in zip(got, want, strict=True)) > 12:
+                seen["wrong"].append(f"{drawn['title']}: value {cell['v']:.4g} drawn {got}, its scale says "
+                                     f"{tuple(round(w) for w in want)}")  # fmt: skip
+    return seen
+
+
+def test_every_map_draws_its_own_colours_in_the_browser(layout_problems) -> None:
+    """Streamlit's front end rewrites #000001-#000040 in a Plotly chart (Inferno's and Magma's zero is
+    #000004, once drawn lilac): on every page, every heatmap's colour scale as the browser holds it is
+    one of the style module's scales stop for stop, and the pixels drawn at the lowest and highest cells
+    of every opaque map (kernels, matrices, maps without a picture) are the colours the scale gives
+    their values."""
+    colours = layout_problems["colours"]
+    assert {page for page, seen in colours.items() if seen["scales"]} >= {
+        "Attention explorer", "Stage inspector", "Pre vs post", "Kernels", "Layouts"
+    }, colours  # fmt: skip
+    assert {page: seen["foreign"] for page, seen in colours.items() if seen["foreign"]} == {}
+    assert {page: seen["wrong"] for page, seen in colours.items() if seen["wrong"]} == {}
+    assert sum(len(seen["pixels"]) for seen in colours.values()) >= 20  # kernels and matrices read
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_no_text_of_any_figure_overlaps_another_or_leaves_its_figure_on_any_page(
-    layout_problems: dict[int, dict[str, list[str]]], width: int
+    layout_problems: dict, width: int
 ):
     """At 1024 and 1440 px, on every page (folded parts opened): every text of every figure (titles,
     subplot titles, tick and axis labels, colour-bar labels, legends), the toolbars, the pictures and their

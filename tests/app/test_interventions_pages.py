@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.apptest import clean, figures, fresh, one_error, titles
+from tests.support.apptest import clean, fresh, one_error, titles
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,9 @@ def page():
 def test_without_interventions_both_columns_agree(page):
     logits = [m.value for m in page.metric if m.label.startswith("logit of")]
     assert len(logits) == 2 and logits[0] == logits[1]
-    assert any("Logit drop of class" in t for t in titles(page))  # 16 heads: measured at once
+    drop = next(t for t in titles(page) if t.startswith("Logit drop of"))  # 16 heads: measured at once
+    names = page.selectbox(key="iv_target").options[1:]
+    assert any(drop.startswith(f"Logit drop of {n.split(': ', 1)[1]} when") for n in names), drop  # named
 
 
 def test_knocking_out_every_head_of_s4_changes_the_logit_and_the_maps(page):
@@ -33,9 +35,28 @@ def test_knocking_out_every_head_of_s4_changes_the_logit_and_the_maps(page):
         m for m in page.metric if m.label.startswith("logit of") and m.label.endswith("intervened")
     )
     assert before[0] != before[1] and intervened.delta
-    page.selectbox(key="iv_map_block").set_value("S4.0").run()
-    after_map = next(f for f in figures(clean(page)) if "S4.0" in f["layout"]["title"]["text"])
-    assert after_map  # the maps of S4.0 are drawn before and after
+    # the maps open on the block the intervention changes: before, after and their difference
+    assert page.selectbox(key="iv_map_block").value == "S4.0"
+    drawn = [t for t in titles(page) if t.startswith("S4.0")]
+    assert len(drawn) == 3 and "change of the weights" in drawn[2], drawn
+    assert any(c.value == "Applied: knockout S4.0" for c in page.caption)  # the names whole
+
+
+def test_the_heads_chosen_for_one_block_do_not_carry_over_to_another(page):
+    page.selectbox(key="iv_block").set_value("S3.0").run()
+    page.multiselect(key="iv_heads").set_value([1]).run()
+    assert clean(page).multiselect(key="iv_heads").value == [1]
+    page.selectbox(key="iv_block").set_value("S4.0").run()
+    assert clean(page).multiselect(key="iv_heads").value == []
+
+
+def test_an_mbconv_intervention_opens_the_maps_on_the_first_attention_block_after_it(page):
+    page.multiselect(key="iv_active").set_value([]).run()
+    page.selectbox(key="iv_block").set_value("S2.0").run()
+    page.selectbox(key="iv_kind").set_value("zero_branch")
+    page.button(key="iv_add").click().run()
+    assert clean(page).selectbox(key="iv_map_block").value == "S3.0"
+    page.multiselect(key="iv_active").set_value([]).run()
 
 
 def test_swap_normalization_is_labelled_untrained_and_interventions_come_off(page):

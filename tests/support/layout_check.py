@@ -63,3 +63,32 @@ LAYOUT_PROBLEMS = r"""() => {
                 problems.push(`${items[i].what} overlaps ${items[j].what}`);
     return problems;
 }"""
+
+
+# every heatmap the page draws: its colour scale as Plotly.js holds it (after Streamlit's front end has
+# rewritten the chart's JSON, so a replaced colour shows here), its value range, and, for one drawn opaque
+# and over no picture, where its lowest and highest cells are in the chart's own box (pixels)
+DRAWN_MAPS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].map((gd, f) => {
+    const full = gd._fullData || [], layout = gd._fullLayout || {};
+    const title = ((gd.querySelector('.gtitle') || {}).textContent || `figure ${f}`).slice(0, 60);
+    const frame = gd.getBoundingClientRect();
+    return full.filter(t => t.type === 'heatmap' && t.visible !== false).map(t => {
+        const xa = layout['xaxis' + t.xaxis.slice(1)], ya = layout['yaxis' + t.yaxis.slice(1)];
+        const pictured = full.some(o => o.type === 'image' && o.xaxis === t.xaxis && o.yaxis === t.yaxis);
+        const z = t.z || [];
+        let low = null, high = null;
+        z.forEach((row, r) => (row || []).forEach((v, c) => {
+            if (v === null || Number.isNaN(v)) return;
+            if (!low || v < low.v) low = {v, r, c};
+            if (!high || v > high.v) high = {v, r, c};
+        }));
+        const at = cell => {
+            const xv = t.x && t.x.length ? t.x[cell.c] : t.x0 + cell.c * t.dx;
+            const yv = t.y && t.y.length ? t.y[cell.r] : t.y0 + cell.r * t.dy;
+            return {v: cell.v, x: xa._offset + xa.c2p(xa.d2c(xv)), y: ya._offset + ya.c2p(ya.d2c(yv))};
+        };
+        return {figure: f, title, colorscale: t.colorscale, zmin: t.zmin, zmax: t.zmax,
+                opacity: t.opacity, pictured, frame: [frame.left, frame.top],
+                cells: low && high ? [at(low), at(high)] : []};
+    });
+}).flat()"""
