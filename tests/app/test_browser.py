@@ -256,14 +256,13 @@ def drawn_colours(lens: Lens) -> dict:
     pixels at its lowest and highest cells against the colour its scale gives their values."""
     import plotly.colors
 
-    from analysis.figures import style
-
     def rgb(colour: str) -> tuple[float, ...]:
         return tuple(plotly.colors.unlabel_rgb(colour) if colour.startswith("rgb")
                      else plotly.colors.hex_to_rgb(colour))  # fmt: skip
 
-    ours = [[(p, rgb(c)) for p, c in scale] for scale in (style.SEQUENTIAL, style.DIVERGING, style.HEAT,
-                                                          style.MATRIX)]  # fmt: skip
+    # the style module's four scales, as Plotly names them (SEQUENTIAL, DIVERGING, HEAT, MATRIX)
+    ours = [[(p, rgb(c)) for p, c in plotly.colors.get_colorscale(name)]
+            for name in ("Viridis", "RdBu_r", "Inferno", "Magma")]  # fmt: skip
     seen = {"scales": 0, "foreign": [], "pixels": [], "wrong": []}
     maps = lens.page.evaluate(DRAWN_MAPS)
     charts = lens.page.locator(".js-plotly-plot")

@@ -82,10 +82,15 @@ DRAWN_MAPS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].map((gd
             if (!low || v < low.v) low = {v, r, c};
             if (!high || v > high.v) high = {v, r, c};
         }));
+        // the cell's centre (a query's outline runs along the cell's edge), or for a matrix that writes its
+        // values in the cells a point a third of the way to the cell's top-left corner, clear of the text
+        const written = t.texttemplate ? 1 / 3 : 0;
+        const cw = written * xa._length / Math.max(1, (z[0] || []).length);
+        const ch = written * ya._length / Math.max(1, z.length);
         const at = cell => {
             const xv = t.x && t.x.length ? t.x[cell.c] : t.x0 + cell.c * t.dx;
             const yv = t.y && t.y.length ? t.y[cell.r] : t.y0 + cell.r * t.dy;
-            return {v: cell.v, x: xa._offset + xa.c2p(xa.d2c(xv)), y: ya._offset + ya.c2p(ya.d2c(yv))};
+            return {v: cell.v, x: xa._offset + xa.c2p(xa.d2c(xv)) - cw, y: ya._offset + ya.c2p(ya.d2c(yv)) - ch};
         };
         return {figure: f, title, colorscale: t.colorscale, zmin: t.zmin, zmax: t.zmax,
                 opacity: t.opacity, pictured, frame: [frame.left, frame.top],
