@@ -15,13 +15,30 @@ from analysis.figures import (
     study_frequency_figure,
 )
 from analysis.report import faithfulness_section
-from app import cache, errors, render
+from app import cache, errors, render, session
 
 OTHER = "a study folder..."
 
 
+STUDY_FOR = "study_for"  # the sidebar's model the study choice was last made for
+
+
 def render_page() -> None:
     shipped = shipped_studies()
+    chosen = session.selection()
+    own = study_of(chosen.key, shipped)
+    state = st.session_state
+    if state.get(STUDY_FOR) != chosen.key:  # a new model in the sidebar: its own study, where there is one
+        state[STUDY_FOR] = chosen.key
+        if own is not None:
+            state["study_choice"] = own
+    if own is None:
+        st.info(
+            f"No study of {chosen.description} is shipped: make one with `coatnet study --model "
+            f"{chosen.key.spec} --out runs/my-study` and open its folder with \"{OTHER}\" below; the "
+            "shipped studies of the demo models are here to compare with.",
+            icon=":material/info:",
+        )  # fmt: skip
     choice = st.selectbox("Study", [*shipped, OTHER], key="study_choice")
     spec = choice
     if choice == OTHER:
@@ -73,6 +90,16 @@ def render_page() -> None:
         return
     st.caption(faithfulness_section(study).text + " Protocol: docs/explanations.md.")
     render.figure(faithfulness_figure(study), f"{name}-study-faithfulness")
+
+
+def study_of(key, shipped: list[str]) -> str | None:
+    """The shipped study of the sidebar's model (its spec, and its normalization when it is switched),
+    or None."""
+    for name in shipped:
+        study = cache.study(name)
+        if study.get("model") == key.spec and key.attention in (None, study.get("attention")):
+            return name
+    return None
 
 
 if __name__ == "__main__":

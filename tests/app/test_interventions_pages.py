@@ -89,3 +89,19 @@ def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_p
     at.selectbox(key="study_choice").set_value("a study folder...").run()
     at.text_input(key="study_folder").set_value(str(tmp_path)).run()
     assert "no study at" in one_error(at)
+
+
+def test_the_dataset_page_opens_the_study_of_the_sidebars_model_or_says_how_to_make_one(tmp_path):
+    at = fresh()
+    at.run()
+    at.selectbox(key="demo_name").set_value("demo-post").run()
+    at.switch_page("views/dataset.py").run()
+    assert clean(at).selectbox(key="study_choice").value == "study-demo-post"
+    assert any("(post)" in t for t in titles(at)) and not at.info
+    at.selectbox(key="study_choice").set_value("study-demo-pre").run()  # the user's pick is kept
+    assert clean(at).selectbox(key="study_choice").value == "study-demo-pre"
+    at.selectbox(key="demo_name").set_value("demo-pre").run()
+    assert clean(at).selectbox(key="study_choice").value == "study-demo-pre"
+    at.sidebar.radio(key="attention").set_value("post-normalization").run()  # demo-pre run as post
+    notes = [i.value for i in clean(at).info]
+    assert any("No study of" in n and "coatnet study --model demo-pre" in n for n in notes), notes

@@ -90,7 +90,8 @@ DRAWN_MAPS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].map((gd
         const at = cell => {
             const xv = t.x && t.x.length ? t.x[cell.c] : t.x0 + cell.c * t.dx;
             const yv = t.y && t.y.length ? t.y[cell.r] : t.y0 + cell.r * t.dy;
-            return {v: cell.v, x: xa._offset + xa.c2p(xa.d2c(xv)) - cw, y: ya._offset + ya.c2p(ya.d2c(yv)) - ch};
+            return {v: cell.v, x: xa._offset + xa.c2p(xa.d2c(xv)) - cw,
+                    y: ya._offset + ya.c2p(ya.d2c(yv)) - ch};
         };
         return {figure: f, title, colorscale: t.colorscale, zmin: t.zmin, zmax: t.zmax,
                 opacity: t.opacity, pictured, frame: [frame.left, frame.top],
