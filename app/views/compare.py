@@ -15,27 +15,30 @@ from analysis.figures import (
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
-from coatnet import parse_model_name
 
 OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
 OTHER_MODEL = "another model"
+DEMOS = ("demo-pre", "demo-post")
 MAP_KEY = "compare_map"
 
 
 def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey, ModelKey, tuple[str, str]]:
     """The two models to compare and their short labels (the page's caption says more)."""
-    if how == OTHER_DEMO:
-        return (
-            ModelKey("demo-pre", device=key.device),
-            ModelKey("demo-post", device=key.device),
-            ("demo-pre", "demo-post"),
-        )
+    if how == OTHER_DEMO:  # the sidebar's demo first, then the other one
+        other_demo = DEMOS[1 - DEMOS.index(key.spec)]
+        return key, ModelKey(other_demo, device=key.device), (key.spec, other_demo)
     if how == OTHER_MODEL:
         first, second = short_name(key.spec), short_name(other)
         if first == second:
             first, second = f"{first} (1)", f"{second} (2)"
         return key, ModelKey(other, device=key.device), (first, second)
     return ModelKey(key.spec, "pre", key.device), ModelKey(key.spec, "post", key.device), ("pre", "post")
+
+
+def describe_key(key: ModelKey) -> str:
+    """A model of the comparison in words: its name and the normalization it runs."""
+    mode = key.attention or cache.model(key).config.attention
+    return f"{short_name(key.spec)}, {mode}-normalization"
 
 
 def short_name(spec: str) -> str:
@@ -51,7 +54,7 @@ def render_page() -> None:
     data, name = chosen.image.data, chosen.image.name
     trained = cache.model(ModelKey(chosen.key.spec, device=chosen.key.device)).config.attention
     options = [OTHER_MODE]
-    if parse_model_name(chosen.key.spec).kind == "builtin":
+    if chosen.key.spec in DEMOS:  # demo-pre against demo-post: the two trained the two ways
         options.insert(0, OTHER_DEMO)
     options.append(OTHER_MODEL)
     how = st.radio("Compare with", options, key="compare_how", horizontal=True)
@@ -65,6 +68,7 @@ def render_page() -> None:
             st.info("Name the model to compare with.", icon=":material/arrow_upward:")
             return
     a, b, labels = pair(chosen.key, trained, how, other)
+    st.caption(f"Comparing **{describe_key(a)}** (the sidebar's model) with **{describe_key(b)}**.")
     if how == OTHER_MODE:
         untrained = "post" if trained == "pre" else "pre"
         st.caption(

@@ -137,6 +137,24 @@ def test_pre_vs_post_both_ways():
     assert any("relative-bias kernels (post)" in t for t in drawn)
 
 
+def test_pre_vs_post_starts_from_the_sidebars_model_and_says_which_two_it_compares():
+    at = fresh()
+    at.run()
+    at.selectbox(key="demo_name").set_value("demo-post").run()
+    at.switch_page("views/compare.py").run()
+    said = " ".join(c.value for c in clean(at).main.caption)
+    assert "Comparing **demo-post, post-normalization** (the sidebar's model) with **demo-pre, pre-" in said
+    assert any("demo-pre - demo-post" in t for t in titles(at))  # the second minus the first
+    at.switch_page("views/explorer.py").run()
+    layout = next(n for n in at.selectbox(key="demo_name").options if n.startswith("layout-"))
+    at.selectbox(key="demo_name").set_value(layout).run()
+    at.switch_page("views/compare.py").run()
+    clean(at)
+    assert at.radio(key="compare_how").options[0] == "the same weights, other normalization"
+    said = " ".join(c.value for c in at.main.caption)
+    assert f"Comparing **{layout}," in said and "demo-pre" not in said
+
+
 def test_switching_the_normalization_is_labelled():
     at = fresh()
     at.run()
