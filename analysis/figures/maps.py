@@ -164,7 +164,7 @@ def rollout_figure(
         scaled_query = pixel_cell(*centre, grid=rollout.grid_first, stride=rollout.stride_first)
     return overlay(
         image, values, stride=rollout.stride_first, query=scaled_query, what="share",
-        title=f"Attention rollout ({rollout.label}), {where}", opacity=opacity,
+        title=f"{rollout.label[:1].upper()}{rollout.label[1:]}, {where}", opacity=opacity,
     )  # fmt: skip
 
 
