@@ -194,9 +194,11 @@ def take_click(chart_key: str) -> None:
 
 def opacity() -> float:
     """The opacity of maps drawn over the image, from a slider in the sidebar (one value for every page)."""
+    # the value lives in the session (kept across pages): a default passed as well makes Streamlit warn
+    st.session_state.setdefault("map_opacity", DEFAULT_OPACITY)
     return float(
         st.sidebar.slider(
-            "Map opacity", 0.1, 1.0, DEFAULT_OPACITY, 0.05, key="map_opacity",
+            "Map opacity", 0.1, 1.0, step=0.05, key="map_opacity",
             help="How strongly maps cover the image under them: lower shows the picture, 1 the map alone.",
         )
     )  # fmt: skip

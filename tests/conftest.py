@@ -115,11 +115,16 @@ def chromium():
 
 @pytest.fixture(scope="session")
 def served(chromium):
-    """The app's server, started once for every browser test, and the one Chromium."""
+    """The app's server, started once for every browser test, and the one Chromium. When it stops, its log
+    holds no message (a Streamlit warning, an error the app logged): the last browser test errs if so."""
     from tests.support.browser import Served
-    from tests.support.server import running_app
+    from tests.support.server import logged_messages, running_app
 
-    with running_app() as url:
+    def quiet(log: Path) -> None:
+        messages = logged_messages(log)
+        assert messages == [], f"the app server logged during the browser tests ({log}): {messages[:5]}"
+
+    with running_app(on_stop=quiet) as url:
         yield Served(url, chromium)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.support import processes
@@ -32,9 +33,20 @@ SETTLED = """() => document.querySelector(
         .every(chart => chart.querySelector('.main-svg'))"""
 
 
+def logged_messages(log: Path) -> list[str]:
+    """The messages the server logged (warnings, errors: every line that starts with a time), but its own
+    start: a clean run of the browser tests logs none."""
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ ")
+    return [
+        line.strip() for line in log.read_text(errors="replace").splitlines()
+        if stamp.match(line) and "server started on" not in line
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
-def running_app(timeout: float = 60.0) -> Iterator[str]:
-    """Serve the app offline on a free port; yields its URL; stops the server afterwards."""
+def running_app(timeout: float = 60.0, *, on_stop: Callable[[Path], None] | None = None) -> Iterator[str]:
+    """Serve the app offline on a free port; yields its URL; stops the server afterwards, then hands its
+    log to ``on_stop``."""
     port = processes.free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
@@ -61,3 +73,5 @@ def running_app(timeout: float = 60.0) -> Iterator[str]:
                 raise RuntimeError(f"streamlit did not start: see {log}")
             time.sleep(0.2)
         yield url
+    if on_stop is not None:
+        on_stop(log)
