@@ -109,6 +109,11 @@ def image_picker(kind: str) -> ImageChoice | None:
         wanted = st.session_state.pop("url_image", None)  # named by a link (app.urlstate)
         if wanted in by_name:
             st.session_state[f"gallery_{kind}"] = wanted
+        elif wanted is not None:  # say so: never show another image as if it were the one linked
+            st.warning(
+                f"The link names an image, {wanted!r}, that this model's gallery does not have: showing "
+                "the gallery's own choice instead.", icon=":material/link_off:",
+            )  # fmt: skip
         name = st.selectbox(
             "Sample", names, key=f"gallery_{kind}", format_func=lambda n: by_name[n].caption,
             help=f"Shipped with the app: {samples[0].licence}",

@@ -96,3 +96,12 @@ def test_a_link_asking_for_a_device_this_machine_lacks_opens_on_one_it_has():
     at.run()
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert at.selectbox(key="device").value == expected and not at.exception and not at.error
+
+
+def test_a_link_to_an_image_the_gallery_does_not_have_says_so_in_one_line() -> None:
+    at = fresh()
+    at.query_params.update({"source": "demo", "model": "demo-pre", "image": "no-such-picture"})
+    at.run()
+    warnings = [w.value for w in at.sidebar.warning]
+    assert len(warnings) == 1 and "'no-such-picture'" in warnings[0] and "does not have" in warnings[0]
+    assert not at.exception and not at.error
