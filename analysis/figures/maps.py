@@ -83,9 +83,10 @@ def attention_heads_figure(
     part: str = "effective",
     index: int = 0,
     opacity: float = DEFAULT_OPACITY,
+    selected: int | None = None,
 ) -> go.Figure:
     """Where ``query`` attends in every head of one block (an :class:`analysis.BlockAttention`): a compact
-    overview, eight heads a row, on one colour scale."""
+    overview, eight heads a row, on one colour scale; the ``selected`` head framed."""
     from analysis.maps.attention import query_map
 
     maps = query_map(block, query, part=part, image=index)
@@ -96,7 +97,7 @@ def attention_heads_figure(
     return head_grid(
         image, maps, stride=block.stride, title=title, query=(row, col),
         colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),
-        opacity=opacity,
+        opacity=opacity, selected=selected,
     )  # fmt: skip
 
 

@@ -255,11 +255,15 @@ def head_grid(
     opacity: float = DEFAULT_OPACITY,
     max_panel: float = 200.0,
     min_panel: float = 64.0,
+    selected: int | None = None,
 ) -> go.Figure:
     """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, at most ``cols`` a row
-    (a compact overview: 16 heads are three rows of at most six, 67 px each), the query outlined in each."""
+    (a compact overview: 16 heads are three rows of at most six, 67 px each), the query outlined in each;
+    the ``selected`` head (the one a larger figure shows) framed and named so."""
     heads = maps.shape[0]
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
+    if selected is not None:
+        titles[selected] = f"{titles[selected]} (shown above)"
     height, width = maps.shape[1] * stride, maps.shape[2] * stride
     grid = panels(
         heads, cols=cols, aspect=height / width, title=title, subtitles=titles, colorbar=what,
@@ -282,7 +286,14 @@ def head_grid(
         ).to_plotly_json())  # fmt: skip
         if query is not None:
             traces.append(query_marker(query, stride, cell, axes=axes).to_plotly_json())
-    return grid.figure(traces)
+    shapes = []
+    if selected is not None:  # a frame just outside the selected panel
+        x, y = grid.axes[selected]
+        shapes.append({
+            "type": "rect", "xref": f"{x} domain", "yref": f"{y} domain", "x0": -0.03, "x1": 1.03,
+            "y0": -0.03, "y1": 1.03, "line": {"color": QUERY_COLOUR, "width": 2},
+        })  # fmt: skip
+    return grid.figure(traces, shapes)
 
 
 def kernel_gallery(

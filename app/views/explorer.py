@@ -46,8 +46,10 @@ def render_page() -> None:
         fused_attention_figure(block, picture.seen, query, part=part, how=how, opacity=opacity),
         f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
     )  # fmt: skip
+    selected = int(how) if str(how).isdigit() else None  # one head shown large: framed in the overview
     render.figure(
-        attention_heads_figure(block, picture.seen, query, part=part, opacity=opacity), f"{name}-heads"
+        attention_heads_figure(block, picture.seen, query, part=part, opacity=opacity, selected=selected),
+        f"{name}-heads",
     )
 
     st.subheader("Attention rollout")

@@ -147,3 +147,17 @@ def test_a_picture_the_model_was_not_made_for_is_named_with_what_was_done_and_wh
     )
     imagenet = preparation_note(photo, {"size": [224, 224], "channels": 3, "crop": 0.875}, ["c"] * 1000)
     assert imagenet.endswith("It knows 1000 classes.") and "made grey" not in imagenet
+
+
+def test_the_head_overview_frames_the_head_shown_large():
+    from analysis.figures.maps import attention_heads_figure
+    from analysis.maps.attention import attention_maps
+    from tests.support.toys import images, toy
+
+    block = attention_maps(toy(), images(batch=1)).blocks[0]
+    plain = attention_heads_figure(block, None, 0)
+    assert not plain.layout.shapes
+    framed = attention_heads_figure(block, None, 0, selected=1)
+    (frame,) = [s for s in framed.layout.shapes if s.type == "rect"]
+    assert (frame.xref, frame.yref) == ("x2 domain", "y2 domain")  # the second panel: head 1
+    assert [a.text.replace("<br>", " ") for a in framed.layout.annotations][1] == "head 1 (shown above)"
