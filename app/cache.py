@@ -47,18 +47,20 @@ from coatnet.weights import download_timm_weights
 UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
 
 
-def shared_result(max_entries: int):
+def shared_result(max_entries: int, working: str | None = None):
     """Cache an analysis result for every session as one object, read-only: ``st.cache_resource``, not
     ``st.cache_data``, whose copy on every read cost more than the analysis itself at 224 (the attention
     maps of coatnet_0 at 224 are ~24 MB, read by several functions a run). Every array is made read-only
-    first, so no page can change what another session sees."""
+    first, so no page can change what another session sees. While it computes (a result not yet kept),
+    the page shows a spinner saying what: ``working``, or "Computing" and the function's name."""
 
     def decorate(function):
         @functools.wraps(function)
         def computed(*args, **kwargs):
             return _read_only(function(*args, **kwargs))
 
-        return st.cache_resource(max_entries=max_entries, show_spinner=False)(computed)
+        says = working or f"Computing {function.__name__.replace('_', ' ')}..."
+        return st.cache_resource(max_entries=max_entries, show_spinner=says)(computed)
 
     return decorate
 
@@ -165,7 +167,7 @@ def _image(data: bytes, name: str = "the image"):
     return load_image(data, name=name)
 
 
-@shared_result(max_entries=64)
+@shared_result(max_entries=64, working="Preparing the image for the model...")
 def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     """The image as uploaded (EXIF-rotated, at most 512 px) and as the model sees it; a bad file's
     :class:`analysis.ImageError` names it ``_name`` (not part of the cache key)."""
@@ -183,7 +185,7 @@ def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view, note)
 
 
-@shared_result(max_entries=32)
+@shared_result(max_entries=32, working="Computing every block's attention...")
 def attention(key: ModelKey, image: bytes):
     """Every attention block's maps and the logits (:func:`analysis.attention_maps`)."""
     return attention_maps(model(key), _image(image))
@@ -228,7 +230,7 @@ def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, pro
     return attributions(model(key), _image(image), method=method, target=target, progress=progress)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner="Comparing the stages over every image of the gallery (CKA)...")
 def gallery_cka(key: ModelKey, kind: str):
     """Linear CKA between the stages of the model over every image of a gallery (None under 16)."""
     samples = gallery.samples(kind)
@@ -265,7 +267,7 @@ def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float
     return compare(net_a, net_b, _image(image), point=point, labels=labels, maps=maps)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner="Counting parameters and multiply-accumulates...")
 def costs(key: ModelKey) -> tuple[int, tuple]:
     """Total parameters, and per-part parameters and MACs at the model's input size."""
     net = model(key)

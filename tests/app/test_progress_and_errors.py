@@ -39,3 +39,18 @@ def test_messages_are_one_line():
     assert errors.message(CheckpointError("bad keys\nmore detail")) == "bad keys"
     assert errors.message(KeyError("no block 'S9.0'")) == "no block 'S9.0'"
     assert "is a folder" in errors.message(IsADirectoryError(21, "Is a directory", "/tmp"))
+
+
+def test_every_cached_computation_says_what_it_is_doing_while_it_runs():
+    """A page waiting on a computation shows a spinner naming it (Streamlit draws the cache's spinner only
+    while the result is computed); only what is read from files or from another cached result is quiet."""
+    from streamlit.runtime.caching.cache_utils import CachedFunc
+
+    from app import cache
+
+    quiet = {"predictions", "stages", "run_record", "study", "layout_study"}  # reads, not computations
+    cached = {name: f for name, f in vars(cache).items() if isinstance(f, CachedFunc)}
+    assert {"attention", "prepared", "rollout", "model", "gallery_cka", "costs"} <= set(cached)
+    silent = sorted(name for name, f in cached.items() if not f._info.show_spinner and name not in quiet)
+    assert silent == []
+    assert all(isinstance(cached[n]._info.show_spinner, str) for n in cached if n not in quiet)
