@@ -158,6 +158,17 @@ def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple
     (:mod:`analysis.core.query`), so that every block, page and model looks at the same spot and a round trip
     returns to the clicked cell. A click (:func:`take_click`) or the row and column inputs move the point
     to the centre of the chosen cell; the inputs only take cells of this grid."""
+    query_cell(grid, stride, view)
+    left, right = st.columns(2)
+    # the range in the label: a value outside it is refused in the field (red, with why) and never used
+    row = left.number_input(f"Query row (0-{grid[0] - 1})", 0, grid[0] - 1, key=QUERY_ROW, step=1)
+    col = right.number_input(f"Query column (0-{grid[1] - 1})", 0, grid[1] - 1, key=QUERY_COL, step=1)
+    return int(row), int(col)
+
+
+def query_cell(grid: tuple[int, int], stride: int, view: PictureView) -> tuple[int, int]:
+    """The query cell on ``grid`` as :func:`query_picker` finds it, without drawing its inputs (for a view
+    the query does not act on: the point is kept for the pages it does)."""
     state = st.session_state
     grid = (int(grid[0]), int(grid[1]))
     shown = state.get(QUERY_SHOWN)
@@ -179,11 +190,7 @@ def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple
         )  # fmt: skip
     state[QUERY_ROW], state[QUERY_COL] = cell
     state[QUERY_SHOWN] = (grid, *cell)
-    left, right = st.columns(2)
-    # the range in the label: a value outside it is refused in the field (red, with why) and never used
-    row = left.number_input(f"Query row (0-{grid[0] - 1})", 0, grid[0] - 1, key=QUERY_ROW, step=1)
-    col = right.number_input(f"Query column (0-{grid[1] - 1})", 0, grid[1] - 1, key=QUERY_COL, step=1)
-    return int(row), int(col)
+    return int(cell[0]), int(cell[1])
 
 
 def take_click(chart_key: str) -> None:

@@ -33,9 +33,12 @@ def render_page() -> None:
     what = st.radio(
         "Show", tuple(LAYOUT_VIEWS), key="layout_what", format_func=LAYOUT_VIEWS.get, horizontal=True
     )
-    st.caption(f"The query: a cell of S3's {rows}x{cols} grid, the same point as on every other page.")
     view = cache.prepared(ModelKey(names[0], device=device), data).view  # every layout sees the same input
-    row, col = widgets.query_picker((rows, cols), stride, view)
+    if what == "attention":  # the query acts on the attention view only: its inputs are shown there
+        st.caption(f"The query: a cell of S3's {rows}x{cols} grid, the same point as on every other page.")
+        row, col = widgets.query_picker((rows, cols), stride, view)
+    else:
+        row, col = widgets.query_cell((rows, cols), stride, view)
     views = cache.layout_views(names, data, cell_centre(row, col, stride=stride), device)
     seen = {
         layout: cache.layout_picture(spec, data, device) for layout, spec in zip(views, names, strict=True)

@@ -385,8 +385,13 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     assert any(t.startswith("Linear CKA between the same stage of two layouts (40 images)") for t in drawn)
     assert any(t.startswith("Layouts: 600 optimizer steps") for t in drawn)
     assert any(t.startswith("Training loss against test accuracy") for t in drawn)
+    # the query acts on the attention view only: its inputs are not shown on the others
+    assert not [n for n in at.number_input if n.key in (widgets.QUERY_ROW, widgets.QUERY_COL)]
+    at.radio(key="layout_what").set_value("erf").run()
+    assert not [n for n in clean(at).number_input if n.key in (widgets.QUERY_ROW, widgets.QUERY_COL)]
     at.radio(key="layout_what").set_value("attention").run()
     attention = figures(clean(at))[0]
+    assert [n.key for n in at.number_input] == [widgets.QUERY_ROW, widgets.QUERY_COL]
     # T stages only: C-C-C-T 1, C-C-T-T 2, C-T-T-T 3, ViT_REL 4
     assert sum(t["type"] == "heatmap" for t in attention["data"]) == 10
     before = [t["z"] for t in attention["data"] if t["type"] == "heatmap"]

@@ -105,3 +105,20 @@ def test_a_link_to_an_image_the_gallery_does_not_have_says_so_in_one_line() -> N
     warnings = [w.value for w in at.sidebar.warning]
     assert len(warnings) == 1 and "'no-such-picture'" in warnings[0] and "does not have" in warnings[0]
     assert not at.exception and not at.error
+
+
+def test_a_links_query_point_is_the_layouts_pages_query() -> None:
+    """The Layouts page reads the one query point, a link's included (it once opened q=(2, 4) as the
+    centre cell), and keeps it while its other views are shown."""
+    from analysis import Query
+
+    at = fresh()
+    at.query_params.update({"source": "demo", "model": "demo-pre", "q": "0.2,0.7"})
+    at.run()
+    at.switch_page("views/layouts.py").run()
+    at.radio(key="layout_what").set_value("attention").run()
+    clean(at)
+    point = Query(*at.session_state[widgets.QUERY_POINT])
+    assert (point.fy, point.fx) == pytest.approx((0.2, 0.7), abs=1e-6)  # the link's, not the centre
+    row, col = at.number_input(key=widgets.QUERY_ROW).value, at.number_input(key=widgets.QUERY_COL).value
+    assert (row, col) != (3, 3) and row < col  # above the middle and right of it: (0.2, 0.7)
