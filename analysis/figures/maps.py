@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
-from analysis.figures.panels import DEFAULT_OPACITY, chart, drawn, pair, panels, set_ranges
+from analysis.figures.panels import DEFAULT_OPACITY, NBSP, chart, drawn, pair, panels, set_ranges
 from analysis.figures.plots import (
     OWN_SCALES,
     distance_scatter,
@@ -25,6 +25,7 @@ from analysis.figures.plots import (
     matrix_figure,
     overlay,
     panel_range,
+    readable,
     value_range,
 )
 from analysis.figures.style import (
@@ -111,9 +112,10 @@ def fused_attention_figure(
     index: int = 0,
     clickable: bool = True,
     opacity: float = DEFAULT_OPACITY,
+    model: str = "",
 ) -> go.Figure:
     """All heads of one block fused (``how`` = ``mean`` or ``max``), or one head (``how`` = its index), at
-    ``query``, large; clickable to pick the next query."""
+    ``query``, large; clickable to pick the next query; the title names ``model`` when given."""
     from analysis.maps.attention import fuse_heads, query_map
 
     heads = query_map(block, query, part=part, image=index)
@@ -126,7 +128,8 @@ def fused_attention_figure(
     low, high = value_range(values, signed)
     return overlay(
         image, values, stride=block.stride, query=(row, col),
-        title=f"{block.name}: {PART_TITLES[part]}, {label}, query {pair(row, col)}", clickable=clickable,
+        title=f"{model + ': ' if model else ''}{block.name}: {PART_TITLES[part]}, {label}, query "
+        f"{pair(row, col)}", clickable=clickable,
         colorscale=DIVERGING if signed else SEQUENTIAL, zmin=low, zmax=high,
         what=_what(part, signed), opacity=opacity,
     )  # fmt: skip
@@ -203,12 +206,35 @@ def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go
 def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
     """One attention block's relative-bias kernel per head (a :class:`analysis.BiasKernel`), of the model
     named ``model`` (named in the title when given)."""
-    titles = [f"head {h}" for h in range(block.kernels.shape[0])]
+    peaks, distances = kernel_summary(block)
+    titles = [
+        f"head {h}<br>peak {pair(*peak)}<br>mean {readable(d)}{NBSP}px"
+        for h, (peak, d) in enumerate(zip(peaks, distances, strict=True))
+    ]
     title = (
         f"{model + ': ' if model else ''}{block.name}: relative-bias kernels ({block.mode}), offset key - "
-        f"query, {block.stride} px per step"
+        f"query, {block.stride} px per step; each head's peak offset and the mean distance of softmax(w)"
     )
-    return kernel_gallery(block.kernels, titles=titles, title=title, cols=cols, what="bias w")
+    return kernel_gallery(
+        block.kernels, titles=titles, title=title, cols=min(cols, 4), what="bias w", max_panel=160.0,
+        min_panel=96.0,
+    )  # fmt: skip
+
+
+def kernel_summary(block) -> tuple[list[tuple[int, int]], list[float]]:
+    """Per head of a :class:`analysis.BiasKernel`: the offset (dy, dx) = key - query of its largest bias,
+    and the mean distance in input pixels of ``softmax(w)`` over every offset (where the bias alone steers
+    a query; the figures' reading of the kernel, computed from it)."""
+    _, kh, kw = block.kernels.shape
+    dy, dx = np.meshgrid(np.arange(kh) - kh // 2, np.arange(kw) - kw // 2, indexing="ij")
+    distance = np.hypot(dy, dx) * block.stride
+    peaks, means = [], []
+    for kernel in block.kernels.astype(np.float64):
+        r, c = np.unravel_index(int(np.argmax(kernel)), kernel.shape)
+        peaks.append((int(dy[r, c]), int(dx[r, c])))
+        weights = np.exp(kernel - kernel.max())
+        means.append(float((weights * distance).sum() / weights.sum()))
+    return peaks, means
 
 
 def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) -> go.Figure:

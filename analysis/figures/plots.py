@@ -304,13 +304,15 @@ def kernel_gallery(
     cols: int = 8,
     what: str = "weight",
     symmetric: bool = True,
+    max_panel: float = 110.0,
+    min_panel: float = 40.0,
 ) -> go.Figure:
     """Kernels (n, kh, kw) as small heatmaps, rows = dy, columns = dx, the centre (offset 0, 0) outlined;
     hovering a tap shows its offset."""
     return head_grid(
         None, kernels, stride=1.0, titles=titles, title=title, cols=cols,
         colorscale=DIVERGING if symmetric else SEQUENTIAL, symmetric=symmetric, what=what,
-        query=(kernels.shape[1] // 2, kernels.shape[2] // 2), max_panel=110.0, min_panel=40.0,
+        query=(kernels.shape[1] // 2, kernels.shape[2] // 2), max_panel=max_panel, min_panel=min_panel,
     )  # fmt: skip
 
 

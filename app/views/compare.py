@@ -108,9 +108,18 @@ def render_page() -> None:
     stem = f"{name}-{block.name}-q{row}-{col}"
     st.caption(f"Click a cell to make it the query ({labels[0]}'s weights, heads averaged).")
     query = query_from_cell(row, col, block.grid)
+    # both models' maps at the same large size, one under the other (side by side they would not fit a
+    # 1024 px window at that size)
     render.figure(
-        fused_attention_figure(maps.block(block.name), picture.seen, query, opacity=opacity),
+        fused_attention_figure(maps.block(block.name), picture.seen, query, opacity=opacity, model=labels[0]),
         f"{stem}-{labels[0]}-map", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+    )  # fmt: skip
+    other = cache.attention(b, data).block(block.name)
+    render.figure(
+        fused_attention_figure(
+            other, cache.prepared(b, data).seen, query, clickable=False, opacity=opacity, model=labels[1]
+        ),
+        f"{stem}-{labels[1]}-map",
     )  # fmt: skip
     render.figure(first, f"{stem}-{labels[0]}")
     render.figure(second, f"{stem}-{labels[1]}")

@@ -161,3 +161,23 @@ def test_the_head_overview_frames_the_head_shown_large():
     (frame,) = [s for s in framed.layout.shapes if s.type == "rect"]
     assert (frame.xref, frame.yref) == ("x2 domain", "y2 domain")  # the second panel: head 1
     assert [a.text.replace("<br>", " ") for a in framed.layout.annotations][1] == "head 1 (shown above)"
+
+
+def test_bias_kernels_are_drawn_large_with_each_heads_peak_offset_and_mean_distance():
+    """A kernel whose largest bias is one step right of the query (key - query = (0, +1)) names that peak;
+    a flat kernel's softmax spreads over every offset: its mean distance is the mean of all distances."""
+    from analysis.figures.maps import bias_kernel_figure
+    from analysis.maps.kernels import BiasKernel
+
+    kernels = np.zeros((2, 5, 5), dtype=np.float32)
+    kernels[0, 2, 3] = 20.0  # the right neighbour, all but certain
+    block = BiasKernel("S3.0", 3, 0, (3, 3), 16, "pre", kernels, np.abs(kernels).mean((1, 2)),
+                       np.zeros((2, 2)))  # fmt: skip
+    figure = bias_kernel_figure(block)
+    texts = [a.text.replace("<br>", " ").replace(NBSP, " ") for a in figure.layout.annotations]
+    assert texts[0] == "head 0 peak (0, 1) mean 16 px"  # one step of 16 px
+    dy, dx = np.meshgrid(np.arange(5) - 2, np.arange(5) - 2, indexing="ij")
+    assert texts[1].endswith(f"mean {readable(float(np.hypot(dy, dx).mean() * 16))} px")
+    heatmap = next(t for t in figure.data if t.type == "heatmap")
+    assert figure.layout.width >= 2 * 96  # panels of at least 96 px
+    assert heatmap.zmin == -heatmap.zmax

@@ -404,3 +404,13 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     at.switch_page("views/layouts.py").run()
     assert at.radio(key="layout_what").value == "attention"
     assert at.number_input(key=widgets.QUERY_ROW).value == 0
+
+
+def test_pre_vs_post_draws_both_models_maps_at_the_same_large_size():
+    at = fresh()
+    at.run()
+    at.switch_page("views/compare.py").run()
+    large = [f for f in figures(clean(at)) if "heads fused by mean" in f["layout"]["title"]["text"]]
+    assert [f["layout"]["title"]["text"].split(":")[0] for f in large] == ["demo-pre", "demo-post"]
+    assert large[0]["layout"]["width"] == large[1]["layout"]["width"] >= 400
+    assert large[0]["layout"]["height"] == large[1]["layout"]["height"]
