@@ -87,7 +87,8 @@ def image_header(picture, predictions, *, name: str, label: str | None) -> None:
     knows."""
     from analysis.figures import predictions_figure
 
-    left, middle, right = st.columns([1, 1, 2])  # the pictures fill their columns: no overlap at any width
+    # the pictures fill their columns (no overlap at any width), small: the page's maps come first
+    left, middle, right = st.columns([1, 1, 3])
     caption = f"{name} as given" + (f" (true class: {label})" if label else "")
     left.image(picture.original, caption=caption, width="stretch")
     seen = picture.seen

@@ -453,7 +453,7 @@ def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Fig
     chart(figure, "Top-5 predictions", height=100, width_px=260, bottom=30)  # beside the pictures
     figure.update_layout(
         xaxis={"range": [0, 1], "tickformat": ".0%", "tickvals": [0, 0.5, 1]},
-        height=figure.layout.margin.t + 30 + 34 * len(full),
+        height=figure.layout.margin.t + 30 + 26 * len(full),
         margin={"l": 10, "r": 40},
     )
     return figure

@@ -30,14 +30,16 @@ def render_page() -> None:
     if not maps.blocks:
         st.info("This model has no attention blocks (C-C-C-C): see the Stage inspector and Kernels pages.")
         return
-    pick_block, pick_part, pick_head = st.columns([1, 2, 1])
+    # the pickers and the query in one row: the map starts within the first screen at 1280 x 900
+    pick_block, pick_part, pick_head, pick_query = st.columns([2, 5, 2, 4])
     with pick_block:
         block = maps.block(widgets.block_picker(maps.names))
     with pick_part:
         part = widgets.part_picker(block.mode)
     with pick_head:
         how = widgets.head_picker(block.effective.shape[1])
-    row, col = widgets.query_picker(block.grid, block.stride, picture.view)
+    with pick_query:
+        row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     query = query_from_cell(row, col, block.grid)
     name = f"{chosen.image.name}-{block.name}-{part}-q{row}-{col}"
     opacity = widgets.opacity()

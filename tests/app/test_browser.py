@@ -365,3 +365,14 @@ def test_a_query_typed_out_of_range_is_refused_in_its_field(lens: Lens):
     titles = lens.titles()
     assert "query (3, 3)" in titles and "query (9" not in titles and "query (6, 3)" not in titles, titles
     lens.assert_clean()
+
+
+def test_the_explorers_map_starts_within_the_first_screen_at_1280_by_900(lens: Lens):
+    """The image, the top-5, the pickers and the query take one band: at 1280 x 900 the clickable map's
+    plot starts in the first screen, at least 150 px of it in view (it started 807 px down)."""
+    lens.page.set_viewport_size({"width": 1280, "height": 900})
+    lens.open()
+    top = lens.page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => (g._fullData || []).some(t => t.name === 'cells'))
+        .querySelector('.heatmaplayer image, .layer-above image, image').getBoundingClientRect().top""")
+    assert top <= 900 - 150, top
