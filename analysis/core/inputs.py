@@ -72,17 +72,22 @@ def preparation_note(
 
     height, width = (int(v) for v in preprocessing["size"])
     channels = int(preprocessing["channels"])
-    grey = picture.mode in ("1", "L", "LA", "I", "I;16", "F") or _looks_grey(picture)
+    one_channel = picture.mode in ("1", "L", "LA", "I", "I;16", "F")
+    grey = one_channel or _looks_grey(picture)
     done = []
     if channels == 1 and not grey:
         done.append("made grey")
-    elif channels == 3 and grey:
+    elif channels == 3 and one_channel:
         done.append("given its grey in all three channels")
-    left, top, right, bottom = crop_box(picture.size, (height, width), float(preprocessing.get("crop", 1.0)))
-    if right - left < picture.width - 0.5 or bottom - top < picture.height - 0.5:
-        shape = "a square" if height == width else f"the {width}:{height} shape"
+    crop = float(preprocessing.get("crop", 1.0))
+    left, top, right, bottom = crop_box(picture.size, (height, width), crop)
+    box = (right - left, bottom - top)
+    if box[0] < picture.width - 0.5 or box[1] < picture.height - 0.5:
+        same_shape = abs(picture.width * height - picture.height * width) < 0.5 * max(width, height)
+        shape = f"its central {crop:.0%}" if same_shape else ("a square" if height == width else
+                                                               f"the {width}:{height} shape")  # fmt: skip
         done.append(f"centre-cropped to {shape}")
-    if (picture.width, picture.height) != (width, height):
+    if abs(box[0] - width) > 0.5 or abs(box[1] - height) > 0.5:
         done.append(f"resized to {width}x{height} px")
     if not done:
         return None

@@ -91,8 +91,10 @@ def curves_figure(report, curve: str = "deletion") -> go.Figure:
     key = f"{curve}_auc"
     random = next((r for r in report.results if r.method == "random"), None)
     sentence = "No random map was measured."
-    if random is not None:
-        sign, base = BETTER[key], getattr(random, key)
+    if random is not None:  # no better: not beyond the random map's seed range (as no_better_than_random)
+        sign = BETTER[key]
+        bound = (random.spread or {}).get(key) or (getattr(random, key),) * 2
+        base = max(bound) if sign > 0 else min(bound)
         worse = [r.name for r in report.results if r is not random and sign * (getattr(r, key) - base) <= 0]
         sentence = (
             f"No better than the random map (dotted): {', '.join(worse)}."

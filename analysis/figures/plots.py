@@ -85,7 +85,11 @@ def readable_range(low: float, high: float) -> str:
     (a softmax's 2.95e-21 is 0 next to its 0.999)."""
     span = abs(high - low) or max(abs(low), abs(high)) or 1.0
     ends = [0.0 if abs(v) < 1e-3 * span else v for v in (low, high)]
-    return f"{readable(ends[0])}{NBSP}to{NBSP}{readable(ends[1])}"
+    for digits in range(3, 8):  # as many digits as keep two different ends apart
+        text = [readable(v, digits) for v in ends]
+        if text[0] != text[1] or low == high:
+            break
+    return f"{text[0]}{NBSP}to{NBSP}{text[1]}"
 
 
 def uniform_note(values: np.ndarray) -> str:
@@ -262,6 +266,7 @@ def head_grid(
     the ``selected`` head (the one a larger figure shows) framed and named so."""
     heads = maps.shape[0]
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
+    title += uniform_note(maps) if not symmetric else ""
     if selected is not None:
         titles[selected] = f"{titles[selected]} (shown above)"
     height, width = maps.shape[1] * stride, maps.shape[2] * stride

@@ -68,7 +68,8 @@ def render_page() -> None:
             st.info("Name the model to compare with.", icon=":material/arrow_upward:")
             return
     a, b, labels = pair(chosen.key, trained, how, other)
-    st.caption(f"Comparing **{describe_key(a)}** (the sidebar's model) with **{describe_key(b)}**.")
+    whose = " (the sidebar's model)" if a == chosen.key else ""
+    st.caption(f"Comparing **{describe_key(a)}**{whose} with **{describe_key(b)}**.")
     if how == OTHER_MODE:
         untrained = "post" if trained == "pre" else "pre"
         st.caption(

@@ -73,8 +73,9 @@ def chooser(net) -> list[Intervention]:
     heads: tuple[int, ...] | None = None
     with pick_heads:
         if block in attention:
-            if state.get(HEADS_OF) != block:  # heads are a block's own: another block starts from none
-                state["iv_heads"], state[HEADS_OF] = [], block
+            owner = (net.config, block)  # heads are a block's own: another block or model starts from none
+            if state.get(HEADS_OF) != owner:
+                state["iv_heads"], state[HEADS_OF] = [], owner
             picked = st.multiselect("Heads (none: all)", list(range(attention[block])), key="iv_heads")
             heads = tuple(sorted(picked)) or None
         else:

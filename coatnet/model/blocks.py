@@ -152,12 +152,19 @@ class MBConvBlock(nn.Module):
 
 
 def watched(*modules: nn.Module) -> bool:
-    """Whether a forward hook (of one of ``modules``, or a global one) may hold a tensor they make: then
-    nothing is computed in place over their outputs."""
+    """Whether a hook (forward or backward, of one of ``modules``, or a global one) may hold a tensor they
+    make or must see them called: then nothing is computed in place over their outputs, and no module is
+    folded into another (:func:`conv_norm`)."""
     return bool(
         module_hooks._global_forward_hooks
         or module_hooks._global_forward_pre_hooks
-        or any(s._forward_hooks or s._forward_pre_hooks for m in modules for s in m.modules())
+        or module_hooks._global_backward_hooks
+        or module_hooks._global_backward_pre_hooks
+        or any(
+            s._forward_hooks or s._forward_pre_hooks or s._backward_hooks or s._backward_pre_hooks
+            for m in modules
+            for s in m.modules()
+        )
     )
 
 
@@ -173,6 +180,7 @@ def conv_norm(conv: nn.Module, norm: nn.Module, x: torch.Tensor, unwatched: bool
         and type(norm) is nn.BatchNorm2d
         and not norm.training
         and norm.running_var is not None
+        and norm.running_var.dtype == conv.weight.dtype
         and conv.padding_mode == "zeros"
     ):
         return norm(conv(x))

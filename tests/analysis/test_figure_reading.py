@@ -69,8 +69,9 @@ def test_a_nearly_uniform_map_says_so_and_is_drawn_even():
     assert f"nearly uniform: 0.0204{NBSP}to{NBSP}0.0216" in figure.layout.title.text
     assert heatmap.zmin == 0 and heatmap.zmax == pytest.approx(0.0216)
     assert len(heatmap.colorbar.ticktext) >= 3
-    patterned = overlay(None, np.linspace(0.0, 1.0, 49).reshape(7, 7), title="relevance")
-    assert "nearly uniform" not in patterned.layout.title.text and patterned.data[0].zmin == 0.0
+    patterned = overlay(None, np.linspace(0.5, 1.0, 49).reshape(7, 7), title="relevance")
+    assert "nearly uniform" not in patterned.layout.title.text and patterned.data[0].zmin == 0.5
+    assert readable_range(1.0, 1.004) == f"1{NBSP}to{NBSP}1.004"  # digits enough to tell the ends apart
 
 
 def test_maps_drawn_each_on_its_own_scale_say_so_and_give_each_range():
@@ -147,6 +148,10 @@ def test_a_picture_the_model_was_not_made_for_is_named_with_what_was_done_and_wh
     )
     imagenet = preparation_note(photo, {"size": [224, 224], "channels": 3, "crop": 0.875}, ["c"] * 1000)
     assert imagenet.endswith("It knows 1000 classes.") and "made grey" not in imagenet
+    rgb = {"size": [224, 224], "channels": 3, "crop": 1.0}
+    assert preparation_note(Image.new("RGB", (224, 224), (90, 90, 90)), rgb) is None  # taken as it is
+    square = preparation_note(Image.new("RGB", (224, 224)), {**rgb, "crop": 0.875})
+    assert "centre-cropped to its central 88% and resized to 224x224 px" in square
 
 
 def test_the_head_overview_frames_the_head_shown_large():

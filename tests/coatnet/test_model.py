@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -351,8 +352,10 @@ def test_a_batchnorm_folded_on_the_fly_gives_the_same_values_and_gradients(affin
     before = {k: v.clone() for k, v in {**conv.state_dict(), **norm.state_dict()}.items()}
     x = torch.randn(2, 6, 9, 7, requires_grad=True)
     params = [x, *conv.parameters(), *norm.parameters()]
-    folded = conv_norm(conv, norm, x, True)
+    with patch.object(type(norm), "forward", side_effect=AssertionError("not folded")):
+        folded = conv_norm(conv, norm, x, True)  # folded: the BatchNorm module is never called
     reference = norm(conv(x))
+    assert conv_norm(conv, norm, x, False).equal(reference)  # watched: the modules, as they are
     torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)
     weights = torch.randn_like(reference)
     for got, want in zip(torch.autograd.grad((folded * weights).sum(), params),
@@ -364,3 +367,18 @@ def test_a_batchnorm_folded_on_the_fly_gives_the_same_values_and_gradients(affin
     with torch.no_grad():  # batch statistics in training mode: not folded
         torch.testing.assert_close(conv_norm(conv, norm.train(), x, True), twin(conv(x)))
     assert torch.equal(norm.running_mean, twin.running_mean)  # and the running statistics updated
+
+
+def test_a_backward_hook_inside_an_mbconv_block_fires_in_eval_mode():
+    """A BatchNorm folded into its convolution is never called: a backward hook on it (or on the
+    convolution) makes the block call both, so the hook fires."""
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=32).eval()
+    block = model.stages[1].blocks[0]
+    fired = []
+    handle = block.norm1.register_full_backward_hook(lambda m, grad_in, grad_out: fired.append(m))
+    try:
+        model(torch.randn(1, 3, 32, 32, requires_grad=True)).sum().backward()
+    finally:
+        handle.remove()
+    assert fired == [block.norm1]
