@@ -94,7 +94,12 @@ def main() -> None:
     # the icon is an emoji (inlined): a :material/...: page icon makes the browser fetch it from Google
     st.set_page_config(page_title="CoAtNet Lens", page_icon="🔍", layout="wide")
     pages = {p.title: p for p in PAGES}
-    page = st.navigation([st.Page(p.path, title=p.title, icon=p.icon, default=p.default) for p in PAGES])
+    routes = [st.Page(p.path, title=p.title, icon=p.icon, default=p.default) for p in PAGES]
+    # the sidebar's page links are drawn by the app, last (into this place at the sidebar's top), each
+    # carrying the view as the run leaves it: Streamlit's own menu dropped the URL's parameters on a page
+    # change and the app wrote them back, two history entries, so Back needed two presses
+    page = st.navigation(routes, position="hidden")
+    menu = st.sidebar.container()
     st.title(page.title)
     st.caption(pages[page.title].intro)
     urlstate.restore()
@@ -114,7 +119,11 @@ def main() -> None:
         except Exception as error:
             st.error(errors.unexpected(error, page.title), icon=":material/error:")
     finally:  # the view so far goes in the URL, even when the run stopped early
-        urlstate.save(selection.gallery_kind if selection is not None else None)
+        params = urlstate.save(selection.gallery_kind if selection is not None else None)
+        with menu:
+            for route in routes:
+                st.page_link(route, label=route.title, icon=route.icon, query_params=params, width="stretch")
+            st.divider()
 
 
 main()

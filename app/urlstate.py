@@ -76,8 +76,8 @@ def restore() -> None:
         pass
 
 
-def save(gallery_kind: str | None) -> None:
-    """Write the view as it is now into the URL (uploads left out)."""
+def save(gallery_kind: str | None) -> dict[str, str]:
+    """Write the view as it is now into the URL (uploads left out); returns the parameters written."""
     state = st.session_state
     params: dict[str, str] = {}
     source = state.get("model_source")
@@ -106,3 +106,4 @@ def save(gallery_kind: str | None) -> None:
         params["q"] = f"{fy:.5f},{fx:.5f}"
     if dict(st.query_params) != params:
         st.query_params.from_dict(params)
+    return params

@@ -376,3 +376,17 @@ def test_the_explorers_map_starts_within_the_first_screen_at_1280_by_900(lens: L
         .find(g => (g._fullData || []).some(t => t.name === 'cells'))
         .querySelector('.heatmaplayer image, .layer-above image, image').getBoundingClientRect().top""")
     assert top <= 900 - 150, top
+
+
+def test_one_press_of_back_returns_to_the_page_before(lens: Lens):
+    """Each page change is one history entry, the view's parameters carried by the sidebar's links:
+    Streamlit's own menu dropped them and the app wrote them back, so Back once stayed on the page."""
+    lens.open()
+    before = lens.page.evaluate("history.length")
+    lens.sidebar.get_by_role("link", name="Kernels").click()
+    lens.show(lens.page.get_by_text("MBConv depthwise kernels", exact=True).first)
+    assert lens.page.evaluate("history.length") == before + 1
+    assert "model=demo-pre" in lens.page.url and "/kernels" in lens.page.url  # the view went along
+    lens.page.go_back()
+    lens.show(lens.page.get_by_text("Attention rollout", exact=True).first)
+    expect(lens.page.locator("h1").first).to_have_text("Attention explorer")
