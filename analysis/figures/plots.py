@@ -108,14 +108,23 @@ def panel_range(values: np.ndarray) -> str:
 
 
 def colour_ticks(low: float, high: float, count: int) -> dict:
-    """A colour bar's ``tickvals`` and ``ticktext``: ``count`` (at least 3) evenly spaced values from
-    ``low`` to ``high``, each written with as few digits as keep them apart."""
-    count = max(3, count)
-    values = np.linspace(low, high, count)
-    span = abs(high - low) or 1.0
+    """A colour bar's ``tickvals`` and ``ticktext``: round values (1, 2, 2.5 or 5 times a power of ten
+    apart) inside ``low``..``high``, at least 3 and at most ``count`` (capped at 6), each written with as
+    few digits as keep them apart, 0 as "0"."""
+    count = max(3, min(6, count))
+    span = high - low
+    values = np.linspace(low, high, 3)
+    if np.isfinite(span) and span > 0:
+        magnitude = 10.0 ** np.floor(np.log10(span / (count - 1)))
+        steps = [m * magnitude for m in (10, 5, 2.5, 2, 1, 0.5, 0.25, 0.2, 0.1)]
+        for step in steps:  # the widest step that still gives three ticks
+            ticks = np.arange(np.ceil(low / step - 1e-9) * step, high + 1e-9 * span, step)
+            if 3 <= len(ticks) <= count:
+                values = np.where(np.abs(ticks) < 1e-9 * span, 0.0, ticks)
+                break
     for digits in range(3, 8):
-        text = ["0" if abs(v) < 1e-9 * span else readable(float(v), digits) for v in values]
-        if len(set(text)) == count:
+        text = ["0" if v == 0 else readable(float(v), digits) for v in values]
+        if len(set(text)) == len(text):
             break
     return {"tickvals": [float(v) for v in values], "ticktext": text, "tickmode": "array"}
 

@@ -50,12 +50,20 @@ def test_numbers_and_ranges_read_as_people_read_them():
     assert readable(1234.6) == "1235" and readable(0.5) == "0.5" and readable(3.2e-7) == "3.20e-07"
 
 
-@pytest.mark.parametrize("low, high", [(0.0, 1e-6), (0.0204, 0.0216), (-0.37, 0.37), (0, 1), (5, 5.001)])
-def test_colour_bar_ticks_are_at_least_three_distinct_readable_values(low, high):
-    ticks = colour_ticks(low, high, 2)
-    assert len(ticks["tickvals"]) >= 3 and len(set(ticks["ticktext"])) == len(ticks["ticktext"])
-    assert ticks["tickvals"][0] == pytest.approx(low) and ticks["tickvals"][-1] == pytest.approx(high)
-    assert all(len(t) <= 9 for t in ticks["ticktext"])
+@pytest.mark.parametrize("low, high", [(0.0, 1e-3), (0.0204, 0.0216), (-0.37, 0.37), (0, 1), (5, 5.001)])
+def test_colour_bar_ticks_are_at_least_three_distinct_round_values_inside_the_range(low, high):
+    for count in (2, 5, 13):
+        ticks = colour_ticks(low, high, count)
+        values = ticks["tickvals"]
+        assert 3 <= len(values) <= max(3, min(6, count)) and len(set(ticks["ticktext"])) == len(values)
+        assert all(low - 1e-12 <= v <= high + 1e-12 for v in values)
+        step = values[1] - values[0]
+        assert np.allclose(np.diff(values), step)
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert any(np.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), (step, values)
+        assert all(len(t) <= 9 and "e" not in t for t in ticks["ticktext"]), ticks["ticktext"]
+    assert colour_ticks(3.66e-07, 0.773, 3)["ticktext"] == ["0.25", "0.5", "0.75"]  # never "3.66e-07"
+    assert colour_ticks(0.00124, 0.242, 13)["ticktext"] == ["0.05", "0.1", "0.15", "0.2"]
 
 
 def test_a_nearly_uniform_map_says_so_and_is_drawn_even():
