@@ -213,7 +213,7 @@ def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
     ]
     title = (
         f"{model + ': ' if model else ''}{block.name}: relative-bias kernels ({block.mode}), offset key - "
-        f"query, {block.stride} px per step; each head's peak offset and the mean distance of softmax(w)"
+        f"query, {block.stride}{NBSP}px per step; each head's peak offset and the mean distance of softmax(w)"
     )
     return kernel_gallery(
         block.kernels, titles=titles, title=title, cols=min(cols, 4), what="bias w", max_panel=160.0,
@@ -270,7 +270,7 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
     height, width = fields.image_size
     block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
     subtitles = [
-        f"{s.name} ({s.kind})<br>theory {_theory(s)}<br>50% in {s.mass_sides.get(0.5, 0)} px"
+        f"{s.name} ({s.kind})<br>theory {_theory(s)}<br>50% in {s.mass_sides.get(0.5, 0)}{NBSP}px"
         f"<br>{panel_range(_block_sums(s.effective, block))}"
         for s in stages
     ]

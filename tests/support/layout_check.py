@@ -1,6 +1,7 @@
 """What the browser tests measure about the layout of a page or an exported figure: the boxes of every text
 element of every Plotly figure (titles, subplot titles, tick and axis labels, colour-bar labels, legends,
-texts in cells), of the figure's toolbar, and of the page's images and captions.
+texts in cells), of the figure's toolbar, and of the page's images and captions; and every line of a
+wrapped title, for a pair cut in two.
 
 :data:`LAYOUT_PROBLEMS` is a JavaScript function for ``page.evaluate``; it returns one line per problem:
 two boxes that overlap, a text that leaves its figure, a toolbar over a text, a colour bar not the height
@@ -61,6 +62,13 @@ LAYOUT_PROBLEMS = r"""() => {
         for (let j = i + 1; j < items.length; j++)
             if (overlap(items[i].box, items[j].box))
                 problems.push(`${items[i].what} overlaps ${items[j].what}`);
+    // a pair "(3, 3)" or a number and its unit is never split over two lines of a title or a subtitle
+    for (const line of document.querySelectorAll('.js-plotly-plot tspan.line')) {
+        const text = line.textContent.trim();
+        if (/\(-?\d+,$/.test(text) || /^-?\d+\)/.test(text) || /^px\b/.test(text))
+            problems.push(`a line of ${label(line.parentNode.textContent)} is cut inside a pair: `
+                          + label(text));
+    }
     return problems;
 }"""
 
