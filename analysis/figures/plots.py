@@ -80,23 +80,27 @@ def readable(value: float, digits: int = 3) -> str:
     return f"{value:.{digits - 1}e}"
 
 
+def readable_apart(values) -> list[str]:
+    """Each of ``values`` :func:`readable`, with as few digits (3 to 7) as keep different values apart."""
+    distinct = len({float(v) for v in values})
+    for digits in range(3, 8):
+        text = [readable(float(v), digits) for v in values]
+        if len(set(text)) == distinct:
+            break
+    return text
+
+
 def readable_range(low: float, high: float) -> str:
     """``low to high``, each :func:`readable`; an end within a thousandth of the span from 0 is written 0
     (a softmax's 2.95e-21 is 0 next to its 0.999)."""
     span = abs(high - low) or max(abs(low), abs(high)) or 1.0
-    ends = [0.0 if abs(v) < 1e-3 * span else v for v in (low, high)]
-    for digits in range(3, 8):  # as many digits as keep two different ends apart
-        text = [readable(v, digits) for v in ends]
-        if text[0] != text[1] or low == high:
-            break
-    return f"{text[0]}{NBSP}to{NBSP}{text[1]}"
+    start, end = readable_apart([0.0 if abs(v) < 1e-3 * span else v for v in (low, high)])
+    return f"{start}{NBSP}to{NBSP}{end}"
 
 
 def uniform_note(values: np.ndarray) -> str:
     """What a title adds for a nearly uniform map: its range; empty for any other."""
-    if not nearly_uniform(values):
-        return ""
-    return f" (nearly uniform: {readable_range(float(np.nanmin(values)), float(np.nanmax(values)))})"
+    return f" (nearly uniform: {panel_range(values)})" if nearly_uniform(values) else ""
 
 
 OWN_SCALES = "each panel on its own scale, its range under its name"
@@ -122,11 +126,7 @@ def colour_ticks(low: float, high: float, count: int) -> dict:
             if 3 <= len(ticks) <= count:
                 values = np.where(np.abs(ticks) < 1e-9 * span, 0.0, ticks)
                 break
-    for digits in range(3, 8):
-        text = ["0" if v == 0 else readable(float(v), digits) for v in values]
-        if len(set(text)) == len(text):
-            break
-    return {"tickvals": [float(v) for v in values], "ticktext": text, "tickmode": "array"}
+    return {"tickvals": [float(v) for v in values], "ticktext": readable_apart(values), "tickmode": "array"}
 
 
 def _hover(grid: tuple[int, int], stride: float, origin: tuple[int, int] | None, what: str, value: str):

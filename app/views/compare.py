@@ -15,17 +15,17 @@ from analysis.figures import (
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
+from coatnet.weights import DEMO_NAMES
 
 OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
 OTHER_MODEL = "another model"
-DEMOS = ("demo-pre", "demo-post")
 MAP_KEY = "compare_map"
 
 
 def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey, ModelKey, tuple[str, str]]:
     """The two models to compare and their short labels (the page's caption says more)."""
     if how == OTHER_DEMO:  # the sidebar's demo first, then the other one
-        other_demo = DEMOS[1 - DEMOS.index(key.spec)]
+        other_demo = DEMO_NAMES[1 - DEMO_NAMES.index(key.spec)]
         return key, ModelKey(other_demo, device=key.device), (key.spec, other_demo)
     if how == OTHER_MODEL:
         first, second = short_name(key.spec), short_name(other)
@@ -54,7 +54,7 @@ def render_page() -> None:
     data, name = chosen.image.data, chosen.image.name
     trained = cache.model(ModelKey(chosen.key.spec, device=chosen.key.device)).config.attention
     options = [OTHER_MODE]
-    if chosen.key.spec in DEMOS:  # demo-pre against demo-post: the two trained the two ways
+    if chosen.key.spec in DEMO_NAMES:  # demo-pre against demo-post: the two trained the two ways
         options.insert(0, OTHER_DEMO)
     options.append(OTHER_MODEL)
     how = st.radio("Compare with", options, key="compare_how", horizontal=True)

@@ -26,6 +26,7 @@ from coatnet.model.layers import (
     LayerScale,
     Shortcut,
     SqueezeExcite,
+    folded_after,
     make_act,
     make_norm2d,
     make_pool,
@@ -184,13 +185,7 @@ def conv_norm(conv: nn.Module, norm: nn.Module, x: torch.Tensor, unwatched: bool
         and conv.padding_mode == "zeros"
     ):
         return norm(conv(x))
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    bias = -norm.running_mean * scale if conv.bias is None else (conv.bias - norm.running_mean) * scale
-    if norm.bias is not None:
-        bias = bias + norm.bias
-    return conv._conv_forward(x, conv.weight * scale.reshape(-1, 1, 1, 1), bias)
+    return conv._conv_forward(x, *folded_after(conv, norm))
 
 
 def fresh_act(act: nn.Module, x: torch.Tensor, fresh: bool) -> torch.Tensor:

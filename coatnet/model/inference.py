@@ -42,7 +42,7 @@ from torch import nn
 
 from coatnet.model.attention import RelativeAttention, RelativePosition
 from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock, fresh_act, watched
-from coatnet.model.layers import SqueezeExcite
+from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after
 from coatnet.model.network import CoAtNet
 
 _BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -92,7 +92,7 @@ class SqueezeExciteNorm(nn.Module):
     def __init__(self, se: SqueezeExcite, norm: nn.BatchNorm2d) -> None:
         super().__init__()
         self.fc1, self.act, self.fc2, self.gate = se.fc1, se.act, se.fc2, se.gate
-        scale, shift = _bn_affine(norm)
+        scale, shift = batchnorm_affine(norm)
         self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
         self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
 
@@ -205,31 +205,19 @@ def _pack(conv: nn.Module, act: nn.Module | None = None) -> tuple[nn.Module, nn.
     return PackedConv2d(conv, act), (None if act is None else nn.Identity())
 
 
-def _bn_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) with ``norm(x) == x * scale + shift`` per channel, in eval mode."""
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
-    return scale, shift
-
-
 def _fold_after(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
     """``norm(conv(x))`` as one convolution."""
-    scale, shift = _bn_affine(norm)
     fused = _copy_conv(conv, bias=True)
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-    fused.bias.copy_(bias * scale + shift)
+    weight, bias = folded_after(conv, norm)
+    fused.weight.copy_(weight)
+    fused.bias.copy_(bias)
     return fused
 
 
 def _fold_before(norm: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     """``conv(norm(x))`` as one convolution, for a 1x1 convolution without groups (so that padding and
     groups cannot mix the shift into other channels)."""
-    scale, shift = _bn_affine(norm)
+    scale, shift = batchnorm_affine(norm)
     fused = _copy_conv(conv, bias=True)
     weight = conv.weight  # (out, in, 1, 1)
     fused.weight.copy_(weight * scale.reshape(1, -1, 1, 1))

@@ -44,6 +44,26 @@ def make_act(name: str) -> nn.Module:
     return {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}[name]()
 
 
+def batchnorm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with ``norm(x) == x * scale + shift`` per channel, in eval mode
+    (``scale = g / sqrt(var + eps)``, ``shift = beta - m * scale``)."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def folded_after(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (weight, bias) of one convolution computing ``norm(conv(x))`` in eval mode:
+    ``W' = W * scale``, ``b' = b * scale + shift`` (:func:`batchnorm_affine`)."""
+    scale, shift = batchnorm_affine(norm)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return conv.weight * scale.reshape(-1, 1, 1, 1), bias
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-excitation: channel gates from globally pooled features (1x1 convs ``fc1``, ``fc2``)."""
 

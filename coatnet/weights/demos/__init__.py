@@ -17,7 +17,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 # the layout study's models trained on all 60,000 images (coatnet/training/layouts.py), where shipped
 LAYOUT_NAMES = ("layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t", "layout-vit-rel")
-NAMES = ("demo-pre", "demo-post", *(n for n in LAYOUT_NAMES if (HERE / n / "model.safetensors").exists()))
+DEMO_NAMES = ("demo-pre", "demo-post")  # the paper's two normalizations, trained alike
+NAMES = (*DEMO_NAMES, *(n for n in LAYOUT_NAMES if (HERE / n / "model.safetensors").exists()))
 
 
 @dataclass(frozen=True)
