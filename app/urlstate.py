@@ -45,6 +45,13 @@ def restore() -> None:
         return
     state[RESTORED] = True
     source, model = params.get("source"), params.get("model")
+    if source is None and model:  # a link typed by hand: the name says which source it is
+        source = "demo" if model in NAMES else "timm" if model in PRETRAINED_TAGS else None
+    if source in (None, "demo", "timm") and model and model not in NAMES + tuple(PRETRAINED_TAGS):
+        state[REFUSED] = (
+            f"The link names the model {model}, which is neither a built-in demo ({', '.join(NAMES)}) nor a "
+            "timm tag this app knows: choose the model in the sidebar."
+        )
     if source == "demo" and model in NAMES:
         state["model_source"], state["demo_name"] = SOURCES["demo"], model
     elif source == "timm" and model in PRETRAINED_TAGS:

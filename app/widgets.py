@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import PictureView, Query
-from analysis.figures import DEFAULT_OPACITY
+from analysis.figures import DEFAULT_OPACITY, MAX_WIDTH
 from app import gallery
 from app.cache import ModelKey, saved_upload
 from coatnet import available_devices
@@ -27,6 +27,28 @@ PARTS = {
 # session-state keys the app owns (tests set them; a heatmap click writes the query)
 QUERY_ROW, QUERY_COL = "query_row", "query_col"  # the inputs of the cell shown
 QUERY_POINT, QUERY_SHOWN = "query_point", "query_shown"  # the point (fy, fx) of the picture; (grid, row, col)
+
+
+WIDTH_STEP = 20  # px: the column's width is reported in these steps, so a resize by a few px reruns nothing
+# reports the width of the column it is drawn in (its host element's), once drawn and after each resize
+_WIDTH_PROBE = st.components.v2.component(
+    "lens_column_width",
+    js=f"""
+export default function(component) {{
+    const {{ setStateValue, parentElement }} = component;
+    const host = parentElement.host || parentElement;
+    let timer = null;
+    const report = () => {{
+        const width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
+        if (width > 0) setStateValue('width', width);
+    }};
+    const observer = new ResizeObserver(() => {{ clearTimeout(timer); timer = setTimeout(report, 150); }});
+    observer.observe(host);
+    report();
+    return () => {{ observer.disconnect(); clearTimeout(timer); }};
+}}
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -202,6 +224,14 @@ def take_click(chart_key: str) -> None:
         cell = cells[-1]
         row, col = (cell["0"], cell["1"]) if isinstance(cell, dict) else cell[:2]
         st.session_state[QUERY_ROW], st.session_state[QUERY_COL] = int(row), int(col)
+
+
+def column_width(key: str = "column_width") -> int:
+    """The width in px of the column this is called in, as the browser draws it (in steps of
+    :data:`WIDTH_STEP`; :data:`analysis.figures.MAX_WIDTH` until the browser has said): a figure laid out
+    for it fills the column at any window width. A resize reruns the page with the new width."""
+    reported = _WIDTH_PROBE(key=key, default={"width": None}, on_width_change=lambda: None, height=0)
+    return int(reported.width) if reported.width else MAX_WIDTH
 
 
 def opacity() -> float:

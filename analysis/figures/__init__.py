@@ -17,11 +17,13 @@ from analysis.figures.explanations import *  # noqa: F403
 from analysis.figures.layouts import *  # noqa: F403
 from analysis.figures.maps import *  # noqa: F403
 from analysis.figures.panels import DEFAULT_OPACITY as DEFAULT_OPACITY
+from analysis.figures.panels import MAX_WIDTH as MAX_WIDTH
 from analysis.figures.studies import *  # noqa: F403
 
 __all__ = sorted(
     [
         "DEFAULT_OPACITY",
+        "MAX_WIDTH",
         *compare.__all__,
         *explanations.__all__,
         *layouts.__all__,

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.figures.panels import DEFAULT_OPACITY, pair
-from analysis.figures.plots import distance_scatter, head_grid, value_range
+from analysis.figures.plots import distance_scatter, head_grid, readable_range, value_range
 from analysis.figures.style import DIVERGING, SEQUENTIAL
 
 __all__ = [
@@ -77,12 +77,12 @@ def block_comparison_figures(
                 colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, opacity=opacity,
                 what="weight (signed)" if signed else "weight",
                 title=f"{block.name}, {label}: where query {pair(row, col)} attends, weights as used "
-                f"(scale {low:.3g} to {high:.3g})",
+                f"(scale {readable_range(low, high)})",
             )
         )  # fmt: skip
     label_a, label_b = labels
     low, high = value_range(block.difference, True)
-    scale = f"scale {low:.3g} to {high:.3g}"
+    scale = f"scale {readable_range(low, high)}"
     title = f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more; {scale})"
     figures.append(
         head_grid(

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
-from analysis.figures.panels import DEFAULT_OPACITY, NBSP, chart, drawn, pair, panels, set_ranges
+from analysis.figures.panels import DEFAULT_OPACITY, MAX_WIDTH, NBSP, chart, drawn, pair, panels, set_ranges
 from analysis.figures.plots import (
     OWN_SCALES,
     distance_scatter,
@@ -85,9 +85,11 @@ def attention_heads_figure(
     index: int = 0,
     opacity: float = DEFAULT_OPACITY,
     selected: int | None = None,
+    width: float = MAX_WIDTH,
 ) -> go.Figure:
     """Where ``query`` attends in every head of one block (an :class:`analysis.BlockAttention`): a compact
-    overview, eight heads a row, on one colour scale; the ``selected`` head framed."""
+    overview, at most eight heads a row, laid out to fill ``width`` px, on one colour scale; the
+    ``selected`` head framed."""
     from analysis.maps.attention import query_map
 
     maps = query_map(block, query, part=part, image=index)
@@ -98,7 +100,7 @@ def attention_heads_figure(
     return head_grid(
         image, maps, stride=block.stride, title=title, query=(row, col),
         colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),
-        opacity=opacity, selected=selected,
+        opacity=opacity, selected=selected, width=width,
     )  # fmt: skip
 
 

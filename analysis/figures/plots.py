@@ -15,6 +15,7 @@ from PIL import Image
 from analysis.core.query import cell_centre
 from analysis.figures.panels import (
     DEFAULT_OPACITY,
+    MAX_WIDTH,
     NBSP,
     chart,
     drawn,
@@ -269,19 +270,21 @@ def head_grid(
     max_panel: float = 200.0,
     min_panel: float = 64.0,
     selected: int | None = None,
+    width: float = MAX_WIDTH,
 ) -> go.Figure:
     """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, at most ``cols`` a row
-    (a compact overview: 16 heads are three rows of at most six, 67 px each), the query outlined in each;
-    the ``selected`` head (the one a larger figure shows) framed and named so."""
+    and together as wide as ``width`` px allows (each at most ``max_panel``: in 560 px, 16 heads are three
+    rows of six, 67 px each; in 1,080 px, two rows of eight, 113 px each), the query outlined in each; the
+    ``selected`` head (the one a larger figure shows) framed and named so."""
     heads = maps.shape[0]
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
     title += uniform_note(maps) if not symmetric else ""
     if selected is not None:
         titles[selected] = f"{titles[selected]} (shown above)"
-    height, width = maps.shape[1] * stride, maps.shape[2] * stride
+    height, across = maps.shape[1] * stride, maps.shape[2] * stride
     grid = panels(
-        heads, cols=cols, aspect=height / width, title=title, subtitles=titles, colorbar=what,
-        max_panel=max_panel, min_panel=min_panel,
+        heads, cols=cols, aspect=height / across, title=title, subtitles=titles, colorbar=what,
+        width=width, max_panel=max_panel, min_panel=min_panel,
     )  # fmt: skip
     zmin, zmax = value_range(maps, symmetric)
     cell = grid.cell_px(maps.shape[1:])
@@ -290,7 +293,7 @@ def head_grid(
     # new query redraws this figure
     traces = []
     for h, axes in enumerate(grid.axes):
-        set_ranges(grid.layout, axes, height, width)
+        set_ranges(grid.layout, axes, height, across)
         if picture is not None:
             traces.append({**picture, "xaxis": axes[0], "yaxis": axes[1]})
         traces.append(map_trace(

@@ -49,10 +49,11 @@ def render_page() -> None:
         f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
     )  # fmt: skip
     selected = int(how) if str(how).isdigit() else None  # one head shown large: framed in the overview
-    render.figure(
-        attention_heads_figure(block, picture.seen, query, part=part, opacity=opacity, selected=selected),
-        f"{name}-heads",
-    )
+    width = widgets.column_width()  # the overview's panels fill the column
+    heads = attention_heads_figure(
+        block, picture.seen, query, part=part, opacity=opacity, selected=selected, width=width
+    )  # fmt: skip
+    render.figure(heads, f"{name}-heads")
 
     st.subheader("Attention rollout")
     st.caption(

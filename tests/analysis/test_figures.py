@@ -9,7 +9,7 @@ import pytest
 from analysis.explain.attributions import attributions
 from analysis.figures import maps as figures
 from analysis.figures.compare import block_comparison_figures, comparison_figures
-from analysis.figures.plots import overlay
+from analysis.figures.plots import overlay, readable_range
 from analysis.maps.attention import attention_maps
 from analysis.maps.cka import cka
 from analysis.maps.compare import compare
@@ -133,7 +133,7 @@ def test_each_model_of_a_comparison_gets_its_own_scale_and_the_difference_diverg
         signed = bool((maps < 0).any())
         low, high = (-np.abs(maps).max(), np.abs(maps).max()) if signed else (maps.min(), maps.max())
         assert shown[0].zmin == pytest.approx(low) and shown[0].zmax == pytest.approx(high)  # never blank
-        assert f"{low:.3g} to {high:.3g}" in figure.layout.title.text.replace("<br>", " ")
+        assert f"(scale {readable_range(low, high)})" in figure.layout.title.text.replace("<br>", " ")
     assert (block.map_b < 0).any() and "post" in second.layout.title.text  # post weights as used: signed
     shown = [t for t in difference.data if isinstance(t, go.Heatmap)]
     assert shown[0].zmin == -shown[0].zmax  # b - a: symmetric around 0
@@ -168,6 +168,22 @@ def test_head_grids_are_laid_out_in_pixels_with_square_cells_and_a_colour_bar_as
     title_lines = layout.title.text.count("<br>") + 1
     assert title_lines > 1 and layout.margin.t >= TOOLBAR_PX + 19 * title_lines  # wrapped, under the toolbar
     assert [a.text for a in layout.annotations] == [f"head {h}" for h in range(16)]
+
+
+def test_a_head_grid_fills_the_width_it_is_given():
+    from analysis.figures.plots import head_grid
+
+    maps = np.random.default_rng(0).random((16, 14, 14))
+
+    def panel_and_rows(width: float) -> tuple[float, int, float]:
+        layout = head_grid(None, maps, width=width).layout
+        plot_w = layout.width - layout.margin.l - layout.margin.r
+        rows = len({round(layout[f"yaxis{n or ''}"].domain[0], 6) for n in range(16) if n != 1})
+        return (layout.xaxis.domain[1] - layout.xaxis.domain[0]) * plot_w, rows, layout.width
+
+    narrow, wide = panel_and_rows(560), panel_and_rows(1080)
+    assert narrow[:2] == (pytest.approx(67, abs=1), 3) and narrow[2] <= 560
+    assert wide[:2] == (pytest.approx(113, abs=1), 2) and wide[2] <= 1080  # two rows of eight, 113 px
 
 
 def test_kernels_outline_their_centre_and_hover_shows_each_taps_offset():

@@ -28,7 +28,7 @@ from tests.support.browser import (
     Served,
     opened_lens,
 )
-from tests.support.layout_check import DRAWN_MAPS, LAYOUT_PROBLEMS
+from tests.support.layout_check import DRAWN_MAPS, LAYOUT_PROBLEMS, PAGE_FACTS, repeated_phrase
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -221,15 +221,17 @@ WIDTHS = (1024, 1440)
 
 @pytest.fixture(scope="module")
 def layout_problems(served: Served) -> dict:
-    """Every page of the app visited once (folded parts opened) and read at each of :data:`WIDTHS`: what
-    :mod:`tests.support.layout_check` finds wrong, per width and page (the window is resized on the drawn
-    page, as a user resizes it, so the pages are computed once for both widths), and under ``"colours"``
-    what each page's maps draw (:func:`drawn_colours`)."""
-    found: dict[int, dict[str, list[str]]] = {width: {} for width in WIDTHS}
+    """Every page of the app visited once (folded parts opened), with the sidebar's model not the default
+    one (demo-post), and read at each of :data:`WIDTHS`: what :mod:`tests.support.layout_check` finds
+    wrong, per width and page (the window is resized on the drawn page, as a user resizes it, so the pages
+    are computed once for both widths); under ``"facts"``, per width and page, what the page shows
+    (``PAGE_FACTS``); and under ``"colours"`` what each page's maps draw (:func:`drawn_colours`)."""
+    found: dict = {width: {} for width in WIDTHS}
+    found["facts"] = {width: {} for width in WIDTHS}
     found["colours"] = {}  # per page: what the drawn maps' colours say (see drawn_colours)
     with opened_lens(served) as lens:
         lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
-        lens.open()
+        lens.open("?model=demo-post")
         for page, shown in PAGES.items():
             lens.sidebar.get_by_role("link", name=page).click()
             lens.show(lens.page.get_by_text(shown, exact=True).first)
@@ -244,6 +246,7 @@ def layout_problems(served: Served) -> dict:
                 lens.settle()  # the charts redrawn at the new width
                 if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
                     found[width][page] = problems[:8]
+                found["facts"][width][page] = lens.page.evaluate(PAGE_FACTS)
             found["colours"][page] = drawn_colours(lens)
             lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
         lens.assert_clean()
@@ -316,6 +319,65 @@ def test_no_text_of_any_figure_overlaps_another_or_leaves_its_figure_on_any_page
     captions each keep a box of their own, inside their figure, and every colour bar is as tall as its
     panels (:mod:`tests.support.layout_check`)."""
     assert layout_problems[width] == {}, layout_problems[width]
+
+
+E_NOTATION = re.compile(r"\d(\.\d+)?e[-+]?\d")  # 3.66e-07: a number as no reader writes it
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_figure_says_how_to_read_it_in_words_people_read(layout_problems: dict, width: int):
+    """At 1024 and 1440 px, on every page: every colour bar has at least three tick labels, a figure of
+    several maps has a colour bar or says that each panel has its own scale, no text of a figure writes a
+    number in e-notation, no title says a word twice in a row, and the top-5 axis runs 0-100 %."""
+    wrong = []
+    for page, facts in layout_problems["facts"][width].items():
+        for figure in facts["figures"]:
+            title = figure["title"][:60]
+            wrong += [
+                f"{page}: a colour bar of {title!r} has ticks {bar}" for bar in figure["bars"] if len(bar) < 3
+            ]
+            if figure["heatmaps"] > 1 and not figure["bars"] and "own scale" not in " ".join(figure["texts"]):
+                wrong.append(f"{page}: {title!r} draws {figure['heatmaps']} maps, no colour bar, no word")
+            wrong += [f"{page}: {title!r} writes {t!r}" for t in figure["texts"] if E_NOTATION.search(t)]
+            if repeated_phrase(figure["title"]):
+                wrong.append(f"{page}: {title!r} says {repeated_phrase(figure['title'])!r} twice")
+            if title.startswith("Top-5"):
+                wrong += (
+                    [] if figure["xrange"] == [0, 1] else [f"{page}: the top-5 axis runs {figure['xrange']}"]
+                )
+    assert wrong == [], wrong
+    assert (
+        sum(len(f["bars"]) for facts in layout_problems["facts"][width].values() for f in facts["figures"])
+        >= 8
+    )
+
+
+def test_the_pages_follow_the_sidebars_model_and_the_head_overview_fills_its_width(layout_problems: dict):
+    """With demo-post in the sidebar (not the default): the explorer shows it, the Dataset page opens its
+    study, Pre vs post starts from it and says which two it compares. Every figure fits its column at 1024
+    and 1440 px, and the head overview's panels grow with the column (100 px panels beside an empty half
+    page, once)."""
+    narrow, wide = (layout_problems["facts"][width] for width in WIDTHS)
+    assert "S3.0 (post-normalization), every head" in " ".join(
+        f["title"] for f in narrow["Attention explorer"]["figures"]
+    )
+    assert "coatnet_pico, post-normalization, from fashion-mnist" in narrow["Dataset"]["text"], narrow[
+        "Dataset"
+    ]["text"][:400]
+    assert re.search(r"Comparing demo-post\b.* with demo-pre", narrow["Pre vs post"]["text"]), narrow[
+        "Pre vs post"
+    ]["text"][:400]
+    for facts in (narrow, wide):
+        too_wide = [(page, f["title"][:40], round(f["width"])) for page, page_facts in facts.items()
+                    for f in page_facts["figures"] if f["width"] > page_facts["column"] + 2]  # fmt: skip
+        assert too_wide == [], (too_wide, {page: f["column"] for page, f in facts.items()})
+
+    def head_panels(facts: dict) -> float:
+        overview = next(f for f in facts["Attention explorer"]["figures"] if "every head" in f["title"])
+        return max(overview["panels"])
+
+    assert head_panels(wide) >= 1.5 * head_panels(narrow), (head_panels(narrow), head_panels(wide))
+    assert wide["Attention explorer"]["column"] > 1.5 * narrow["Attention explorer"]["column"]
 
 
 def test_exported_figures_and_the_report_keep_their_texts_apart(lens: Lens, tmp_path: Path):

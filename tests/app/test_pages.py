@@ -10,6 +10,7 @@ import pytest
 from app import pages as app_pages
 from app import widgets
 from tests.support.apptest import caption, clean, figures, fresh, titles
+from tests.support.layout_check import repeated_phrase
 
 PAGES = tuple(page.path for page in app_pages.PAGES)
 
@@ -201,16 +202,6 @@ def test_every_page_opens_with_its_title_and_what_it_shows(page):
     assert any(shown.landmark in text for text in drawn), drawn
     # no title says a thing twice ("Attention rollout (attention rollout ...")
     assert [t for t in titles(at) if repeated_phrase(t)] == [], [repeated_phrase(t) for t in titles(at)]
-
-
-def repeated_phrase(text: str) -> str:
-    """The first word or two words said twice in a row in ``text`` (case and punctuation aside), or ''."""
-    words = re.findall(r"[a-z]+", text.lower())
-    for n in (1, 2):
-        for i in range(len(words) - 2 * n + 1):
-            if words[i : i + n] == words[i + n : i + 2 * n] and len("".join(words[i : i + n])) > 3:
-                return " ".join(words[i : i + n])
-    return ""
 
 
 def test_kernels_pick_a_block_and_reach_every_depthwise_channel():

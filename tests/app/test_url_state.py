@@ -107,6 +107,20 @@ def test_a_link_to_an_image_the_gallery_does_not_have_says_so_in_one_line() -> N
     assert not at.exception and not at.error
 
 
+def test_a_link_typed_with_a_model_name_alone_opens_it_and_a_wrong_name_says_so() -> None:
+    at = fresh()
+    at.query_params.update({"model": "demo-post"})  # no source: the name says it is a demo
+    at.run()
+    assert at.session_state["demo_name"] == "demo-post" and not at.warning and not at.exception
+    assert any("(post-normalization)" in t for t in titles(at))
+    at = fresh()
+    at.query_params.update({"model": "demo-poste"})
+    at.run()
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "demo-poste" in warnings[0] and "choose the model" in warnings[0], warnings
+    assert not at.exception and not at.error and any("(pre-normalization)" in t for t in titles(at))
+
+
 def test_a_links_query_point_is_the_layouts_pages_query() -> None:
     """The Layouts page reads the one query point, a link's included (it once opened q=(2, 4) as the
     centre cell), and keeps it while its other views are shown."""

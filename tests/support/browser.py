@@ -88,9 +88,10 @@ class Lens:
         """Tracebacks and st.error lines."""
         return self.page.get_by_test_id("stException").or_(self.page.get_by_test_id("stAlertContentError"))
 
-    def open(self) -> None:
-        """Load the app and wait until the explorer has drawn (the default page: rollout at its end)."""
-        self.page.goto(self.url)
+    def open(self, query: str = "") -> None:
+        """Load the app (with the link's ``query``: "?model=demo-post") and wait until the explorer has
+        drawn (the default page: rollout at its end)."""
+        self.page.goto(self.url + query)
         self.show(self.page.get_by_text("Attention rollout", exact=True))
 
     def show(self, target: Locator, *, errors: int = 0) -> None:

@@ -106,3 +106,41 @@ DRAWN_MAPS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].map((gd
                 cells: low && high ? [at(low), at(high)] : []};
     });
 }).flat()"""
+
+
+# what a page shows, to read in Python: the main column's width (inside its padding) and text, and for each
+# figure its title, its drawn width, the widths of its map panels, the tick labels of each colour bar, every
+# text it draws, and its x axis's range
+PAGE_FACTS = r"""() => {
+    const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+    const style = getComputedStyle(main);
+    const column = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const figures = [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
+        const layout = gd._fullLayout || {};
+        return {
+            title: (gd.querySelector('.gtitle') || {}).textContent || '',
+            width: gd.getBoundingClientRect().width,
+            heatmaps: (gd._fullData || []).filter(t => t.type === 'heatmap').length,
+            panels: [...gd.querySelectorAll('.heatmaplayer image, .layer-above image')]
+                .map(i => i.getBoundingClientRect().width).filter(w => w > 0),
+            bars: [...gd.querySelectorAll('.colorbar')].map(bar =>
+                [...bar.querySelectorAll('.cbaxis text')].map(t => t.textContent)),
+            texts: [...gd.querySelectorAll('text')].filter(t => !t.closest('.hoverlayer'))
+                .map(t => t.textContent.trim()).filter(Boolean),
+            xrange: layout.xaxis ? layout.xaxis.range : null,
+        };
+    });
+    return {column, text: main.innerText, figures};
+}"""
+
+
+def repeated_phrase(text: str) -> str:
+    """The first word or two words said twice in a row in ``text`` (case and punctuation aside), or ''."""
+    import re
+
+    words = re.findall(r"[a-z]+", text.lower())
+    for n in (1, 2):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i : i + n] == words[i + n : i + 2 * n] and len("".join(words[i : i + n])) > 3:
+                return " ".join(words[i : i + n])
+    return ""
