@@ -98,12 +98,19 @@ class Explanation:
         stage: Grad-CAM's stage (``S0`` .. ``S4``), else None.
         map: (H, W) float32; larger means more relevant.
         seed: the random map's seed, else None.
+        signed: Integrated Gradients' and occlusion's map before its negative part was dropped (their
+            ``signed_map``), else None: the other maps have no sign (:attr:`signed_map` is then ``map``).
     """
 
     method: str
     stage: str | None
     map: np.ndarray
     seed: int | None = None
+    signed: np.ndarray | None = None
+
+    @property
+    def signed_map(self) -> np.ndarray:
+        return self.map if self.signed is None else self.signed
 
     @property
     def name(self) -> str:
@@ -229,7 +236,7 @@ def explanation_maps(
                 maps.append(Explanation("gradcam", stage, cams[STAGES.index(stage)][i]))
             else:
                 found = attributions(model, batch[i : i + 1], method=method, target=targets[i])
-                maps.append(Explanation(method, None, found.map))
+                maps.append(Explanation(method, None, found.map, signed=found.signed_map))
         out.append(maps)
     if progress is not None:
         progress(1.0)

@@ -137,6 +137,7 @@ class LayerScale(nn.Module):
 
     def __init__(self, channels: int, init: float) -> None:
         super().__init__()
+        self.init = init  # the value every channel starts at (coatnet.model.network.reinitialise)
         self.gamma = nn.Parameter(torch.full((channels,), init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from coatnet.model.attention import RelativePosition, relative_position_index
+from coatnet.model.attention import RelativePosition, RelativePositionBias, relative_position_index
 from coatnet.model.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
-from coatnet.model.layers import Dropout, make_norm2d
+from coatnet.model.layers import Dropout, LayerScale, make_norm2d
 
 
 @dataclass(frozen=True)
@@ -274,15 +274,58 @@ def _eager_forward():
     return _EAGER[0]
 
 
-def _init_weights(module: nn.Module) -> None:
+def _init_weights(module: nn.Module, generator: torch.Generator | None = None) -> None:
     if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.trunc_normal_(module.weight, std=0.02, generator=generator)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Conv2d):
         # He init on fan-out, counted per group so depthwise kernels are not scaled down by their width
         k_h, k_w = module.kernel_size
         fan_out = k_h * k_w * module.out_channels // module.groups
-        nn.init.normal_(module.weight, std=math.sqrt(2.0 / fan_out))
+        nn.init.normal_(module.weight, std=math.sqrt(2.0 / fan_out), generator=generator)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+ZERO_INIT_STD = 0.02  # a parameter created as zeros is re-initialised from N(0, ZERO_INIT_STD^2)
+
+
+@torch.no_grad()
+def reinitialise(module: nn.Module, generator: torch.Generator) -> None:
+    """Draw every parameter of ``module`` (a block, the stem, the head) afresh from ``generator``, in
+    place, with the initialiser the model uses at creation: linear and convolution weights as
+    ``CoAtNet.__init__`` draws them, each relative-bias table from a normal of std 0.02 truncated at +-2,
+    norms' weights at 1 and each layer scale at its starting value. A parameter created as zeros (every
+    bias, the norms' shifts) is drawn from N(0, :data:`ZERO_INIT_STD`^2) instead, so that a randomised part
+    is random (a zero classifier bias would leave every logit's gradient as it was). BatchNorm statistics
+    are reset to their state at creation (mean 0, variance 1): the statistics of the trained weights
+    describe activations the new weights do not make, and reset ones never divide by zero.
+
+    Sanity checks (:mod:`analysis.explain.sanity`) call this on a copy of a model, never on a shared one.
+    Raises TypeError for a parameter of a kind this does not know (a new layer must be added here)."""
+    drawn: set[int] = set()
+    for part in module.modules():
+        own = dict(part.named_parameters(recurse=False))
+        if isinstance(part, (nn.Linear, nn.Conv2d)):
+            _init_weights(part, generator)
+            drawn.add(id(part.weight))
+        elif isinstance(part, RelativePositionBias):
+            nn.init.trunc_normal_(part.table, std=0.02, generator=generator)
+            drawn.add(id(part.table))
+        elif isinstance(part, (nn.BatchNorm2d, nn.LayerNorm)):
+            if isinstance(part, nn.BatchNorm2d):
+                part.reset_running_stats()
+            if part.weight is not None:
+                part.weight.fill_(1.0)
+                drawn.add(id(part.weight))
+        elif isinstance(part, LayerScale):
+            part.gamma.fill_(part.init)
+            drawn.add(id(part.gamma))
+        for name, parameter in own.items():
+            if name == "bias" and id(parameter) not in drawn:
+                nn.init.normal_(parameter, std=ZERO_INIT_STD, generator=generator)
+                drawn.add(id(parameter))
+        unknown = [name for name, parameter in own.items() if id(parameter) not in drawn]
+        if unknown:
+            raise TypeError(f"reinitialise does not know {type(part).__name__}'s parameters {unknown}")

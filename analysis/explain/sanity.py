@@ -1,0 +1,313 @@
+"""Sanity checks of explanations: does a map depend on the model's weights and on the class it explains?
+
+Model parameter randomisation (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018) and the
+random logit test (Sixt et al., ICML 2020), for every explanation of
+:func:`analysis.explain.faithfulness.method_rows`. An explanation that barely changes when the weights
+are drawn afresh, or when it is asked about another class, explains the image, not the model.
+
+The protocol:
+
+- **parts** (:func:`parts`): the classifier ``head`` (the final norm and the head), then every block
+  from the last to the first (``S4.0`` .. ``S1.0``), then the stem ``S0``;
+- **cascading**: the model with the head randomised, then the head and the last block, and so on down
+  to every part; **independent**: one part randomised at a time, the rest as trained;
+- **randomise**: :func:`coatnet.model.network.reinitialise` on a copy (the initialiser the model uses at
+  creation; zero initialisers replaced by N(0, 0.02^2); BatchNorm statistics reset to mean 0, variance
+  1), each part drawn from a generator seeded by the check's ``seed`` and the part's name, so a part is
+  drawn the same in both tests and at every cascading step. The shared model is never changed;
+- **the class**: every map explains the class the trained model predicts; the random logit test draws
+  another class (seeded) and compares the trained model's maps of the two;
+- **the random map** of a model copy has a seed made from the copy it stands for (the trained model's
+  differs from each randomised one's) and from nothing else (the same for every class);
+- **similarity** (:func:`similarity`) of the trained model's map and another: Spearman rank correlation of
+  the signed values (``spearman``) and of the absolute values (``spearman_abs``), SSIM of the absolute
+  values min-max normalised to [0, 1] (``ssim``, scikit-image, data range 1), and the Pearson correlation
+  of their HOG features (``hog``, scikit-image, 9 orientations, cells of an eighth of each side, blocks of
+  2 x 2 cells). A constant map has no rank and no gradient: its correlations are recorded as 0 and the
+  pair is counted ``constant``; never NaN.
+
+Examples:
+    >>> report = sanity_checks(model, image)
+    >>> [(r.name, r.randomised, round(r.spearman_abs, 2)) for r in report.results if r.test == "cascading"]
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from analysis.core.inputs import as_batch
+from analysis.core.running import call_model, twin
+from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
+from analysis.explain.perturbation import random_map
+from coatnet.model.network import CoAtNet, reinitialise
+
+TESTS = ("cascading", "independent", "random_logit")
+MEASURES = ("spearman", "spearman_abs", "ssim", "hog")
+HOG_ORIENTATIONS = 9
+
+
+def parts(model: CoAtNet) -> list[str]:
+    """The parts randomised, in cascading order: ``head``, the blocks from the last to the first
+    (``S4.0`` .. ``S1.0``), then the stem ``S0``."""
+    blocks = [f"S{s}.{b}" for s, stage in enumerate(model.stages, start=1) for b in range(len(stage.blocks))]
+    return ["head", *reversed(blocks), "S0"]
+
+
+def part_modules(model: CoAtNet, name: str) -> list[nn.Module]:
+    """The modules of one part of :func:`parts` (the head is the final norm and the classifier)."""
+    if name == "head":
+        return [model.norm, model.head]
+    if name == "S0":
+        return [model.stem]
+    stage, block = name[1:].split(".")
+    return [model.stages[int(stage) - 1].blocks[int(block)]]
+
+
+def part_seed(seed: int, name: str) -> int:
+    """The seed one part is drawn with: the same in every test and at every cascading step."""
+    return zlib.crc32(f"{seed}:{name}".encode())
+
+
+def randomised(model: CoAtNet, names: Sequence[str], *, seed: int = 0) -> CoAtNet:
+    """A copy of ``model`` with the parts ``names`` re-initialised (module docstring): a
+    :func:`analysis.core.running.twin` whose randomised parts own new parameters and buffers, the others
+    viewing the model's (so a copy costs only what it randomises); ``model`` is left exactly as found."""
+    own = twin(model)
+    for name in names:
+        for module in part_modules(own, name):
+            for part in module.modules():
+                for key, p in part._parameters.items():
+                    if p is not None:
+                        part._parameters[key] = nn.Parameter(
+                            p.detach().clone(), requires_grad=p.requires_grad
+                        )
+                for key, b in part._buffers.items():
+                    if b is not None:
+                        part._buffers[key] = b.clone()
+            device = next(module.parameters(), torch.empty(0)).device
+            reinitialise(module, torch.Generator(device=device).manual_seed(part_seed(seed, name)))
+    return own
+
+
+def similarity(a: np.ndarray, b: np.ndarray, signed_a: np.ndarray | None = None,
+               signed_b: np.ndarray | None = None) -> dict:  # fmt: skip
+    """How alike two maps (H, W) are: the :data:`MEASURES` (module docstring) and ``constant``, whether
+    either map is constant (its correlations then 0). ``signed_*``: the maps with their sign, where they
+    have one (else the maps themselves)."""
+    from skimage.metrics import structural_similarity
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    signed_a = a if signed_a is None else np.asarray(signed_a, np.float64)
+    signed_b = b if signed_b is None else np.asarray(signed_b, np.float64)
+    constant = bool(np.ptp(signed_a) == 0 or np.ptp(signed_b) == 0)
+    unit_a, unit_b = _unit(np.abs(signed_a)), _unit(np.abs(signed_b))
+    return {
+        "spearman": _pearson(_ranks(signed_a), _ranks(signed_b)),
+        "spearman_abs": _pearson(_ranks(np.abs(signed_a)), _ranks(np.abs(signed_b))),
+        "ssim": float(structural_similarity(unit_a, unit_b, data_range=1.0, win_size=_window(a.shape))),
+        "hog": _pearson(_hog(unit_a), _hog(unit_b)),
+        "constant": constant,
+    }
+
+
+@dataclass(frozen=True)
+class SanityResult:
+    """One explanation compared with the trained model's, under one test.
+
+    Attributes:
+        method, stage: as :class:`analysis.explain.faithfulness.Explanation`.
+        test: ``cascading``, ``independent`` or ``random_logit``.
+        randomised: the last part randomised (``head``, ``S3.1``, ``S0``); None for random_logit.
+        spearman, spearman_abs, ssim, hog: :func:`similarity` to the trained model's map.
+        constant: either map is constant (its correlations are 0).
+        map: the map compared (the randomised model's, or the other class's).
+    """
+
+    method: str
+    stage: str | None
+    test: str
+    randomised: str | None
+    spearman: float
+    spearman_abs: float
+    ssim: float
+    hog: float
+    constant: bool
+    map: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return row_name(self.method, self.stage)
+
+
+@dataclass(frozen=True)
+class SanityReport:
+    """The sanity checks of one image.
+
+    Attributes:
+        target: the class the trained model predicts (every map explains it); other: the random logit
+            test's other class; target_name, other_name: their names, or None.
+        parts: :func:`parts`, in cascading order.
+        trained: the trained model's explanations, in the order of the rows.
+        other: the trained model's explanations of ``other``.
+        results: one :class:`SanityResult` per row, test and part (random_logit: per row).
+        seed: the check's seed.
+    """
+
+    target: int
+    other: int
+    target_name: str | None
+    other_name: str | None
+    parts: tuple[str, ...]
+    trained: tuple[Explanation, ...]
+    other_maps: tuple[Explanation, ...]
+    results: tuple[SanityResult, ...]
+    seed: int
+
+    def select(self, test: str, method: str, stage: str | None = None) -> list[SanityResult]:
+        """The results of one test for one (method, stage) row, in cascading order of their parts."""
+        return [r for r in self.results if r.test == test and r.method == method and r.stage == stage]
+
+
+def sanity_checks(
+    model: CoAtNet,
+    image: torch.Tensor | Image.Image,
+    *,
+    tests: Sequence[str] = TESTS,
+    rows: Sequence[tuple[str, str | None]] | None = None,
+    seed: int = 0,
+    custom: Mapping[str, Callable[[CoAtNet, torch.Tensor, int], np.ndarray]] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> SanityReport:
+    """Model parameter randomisation (cascading and independent) and the random logit test of every
+    explanation of one image (module docstring).
+
+    Args:
+        model: a CoAtNet, analysed as it is and left exactly as found (each randomised model is a copy).
+        image: one image: a (1, C, H, W) or (C, H, W) preprocessed tensor, or a PIL image.
+        tests: which of :data:`TESTS` to run.
+        rows: the (method, stage) rows (default :func:`method_rows`).
+        seed: seeds the randomised parts, the other class and the random maps.
+        custom: explanations of your own, checked beside the rows: name -> a function of (model,
+            batch (1, C, H, W), class) returning an (H, W) map; called with each randomised copy.
+        progress: called with the share of the work done (0 .. 1).
+    """
+    unknown = set(tests) - set(TESTS)
+    if unknown:
+        raise ValueError(f"unknown test(s) {sorted(unknown)}; choose from {', '.join(TESTS)}")
+    batch = as_batch(image, model)
+    if batch.shape[0] != 1:
+        raise ValueError(f"sanity checks take one image at a time; got a batch of {batch.shape[0]}")
+    rows = list(method_rows(model) if rows is None else rows)
+    rows += [(name, None) for name in custom or {}]
+    with call_model(model) as own, torch.inference_mode():
+        logits = own(batch).float()[0]
+    target = int(logits.argmax())
+    classes = logits.shape[0]
+    others = [c for c in range(classes) if c != target]
+    other = others[int(np.random.default_rng(seed).integers(len(others)))] if others else target
+    order = parts(model)
+    copies: list[tuple[str, str | None, tuple[str, ...]]] = []  # (test, last part, parts randomised)
+    if "cascading" in tests:
+        copies += [("cascading", name, tuple(order[: k + 1])) for k, name in enumerate(order)]
+    if "independent" in tests:
+        copies += [("independent", name, (name,)) for name in order]
+    steps = 1 + len(copies) + ("random_logit" in tests)
+    done = [0]
+
+    def step(share: float) -> None:
+        if progress is not None:
+            progress(min(1.0, (done[0] + share) / steps))
+
+    trained = _maps(model, batch, target, rows, seed, (), custom, step)
+    done[0] += 1
+    results: list[SanityResult] = []
+    for test, last, names in copies:
+        maps = _maps(randomised(model, names, seed=seed), batch, target, rows, seed, names, custom, step)
+        results += _compared(trained, maps, test, last)
+        done[0] += 1
+    other_maps: list[Explanation] = []
+    if "random_logit" in tests:
+        other_maps = _maps(model, batch, other, rows, seed, (), custom, step)
+        results += _compared(trained, other_maps, "random_logit", None)
+    if progress is not None:
+        progress(1.0)
+    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    return SanityReport(
+        target=target, other=other, target_name=names[target] if names else None,
+        other_name=names[other] if names else None, parts=tuple(order), trained=tuple(trained),
+        other_maps=tuple(other_maps), results=tuple(results), seed=seed,
+    )  # fmt: skip
+
+
+def random_seed(seed: int, names: Sequence[str]) -> int:
+    """The random map's seed for the model with ``names`` randomised (none: the trained model)."""
+    return zlib.crc32(f"random:{seed}:{','.join(names)}".encode())
+
+
+def _maps(model, batch, target, rows, seed, names, custom, progress) -> list[Explanation]:
+    """Every row's map for ``target``, the random one seeded for this model copy."""
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    custom = custom or {}
+    others = [r for r in rows if r[0] != "random" and r[0] not in custom]
+    (found,) = explanation_maps(model, batch, [target], rows=others, progress=progress) if others else ([],)
+    made = iter(found)
+    out = []
+    for method, _stage in rows:
+        if method == "random":
+            s = random_seed(seed, names)
+            out.append(Explanation("random", None, random_map(size, s), s))
+        elif method in custom:
+            out.append(
+                Explanation(method, None, np.asarray(custom[method](model, batch, target), np.float32))
+            )
+        else:
+            out.append(next(made))
+    return out
+
+
+def _compared(trained, maps, test, last) -> list[SanityResult]:
+    out = []
+    for base, other in zip(trained, maps, strict=True):
+        found = similarity(base.map, other.map, base.signed_map, other.signed_map)
+        out.append(SanityResult(base.method, base.stage, test, last, map=other.map, **found))
+    return out
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks of the flattened values (ties share their mean rank), as Spearman's rho uses."""
+    from scipy.stats import rankdata
+
+    return rankdata(values.ravel())
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation, 0 where either side is constant; exactly 1 for a vector with itself."""
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0)) if norm > 0 else 0.0
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    low, span = values.min(), np.ptp(values)
+    return (values - low) / span if span > 0 else np.zeros_like(values)
+
+
+def _window(shape: tuple[int, ...]) -> int:
+    """SSIM's window: 7 px (scikit-image's default), smaller on a map under 7 px a side (odd, >= 3)."""
+    side = min(7, min(shape))
+    return max(3, side - (1 - side % 2))
+
+
+def _hog(values: np.ndarray) -> np.ndarray:
+    from skimage.feature import hog
+
+    cell = (max(2, values.shape[0] // 8), max(2, values.shape[1] // 8))
+    return hog(values, orientations=HOG_ORIENTATIONS, pixels_per_cell=cell, cells_per_block=(2, 2),
+               feature_vector=True)  # fmt: skip
