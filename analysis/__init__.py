@@ -30,6 +30,8 @@ from analysis.core.running import plain_model
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
 from analysis.explain.relevance import ClassRelevance, class_relevance
+from analysis.explain.robustness import Robustness, robustness
+from analysis.explain.sanity import SanityReport, SanityResult, sanity_checks, similarity
 from analysis.maps.attention import (
     AttentionMaps,
     BlockAttention,
@@ -85,6 +87,12 @@ __all__ = [
     "FaithfulnessReport",
     "class_relevance",
     "faithfulness",
+    "Robustness",
+    "robustness",
+    "SanityReport",
+    "SanityResult",
+    "sanity_checks",
+    "similarity",
     "HeadImportance",
     "Intervention",
     "InterventionEffect",

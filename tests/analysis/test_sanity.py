@@ -129,3 +129,28 @@ def test_gradcam_changes_through_the_gradient_after_its_stage_and_the_activation
     )
     trained = next(e.map for e in report.trained if e.method == "gradcam" and e.stage == "S3")
     assert not np.allclose(through_gradient.map, trained, rtol=1e-3)  # moved, through the gradient alone
+
+
+def test_max_sensitivity_and_local_lipschitz_are_what_their_definitions_say(model):
+    from analysis.explain.faithfulness import explanation_maps
+    from analysis.explain.robustness import noise, robustness
+
+    x = images(1)
+    before = snapshot(model)
+    rows = [("random", None), ("gradcam", "S4"), ("relevance", None)]
+    found = robustness(model, x, rows=rows, radius=0.2, n_samples=3, seed=5)
+    assert_as_found(before, model)
+    assert [r.name for r in found] == ["random", "gradcam S4", "relevance"]
+    deltas = noise(x.shape[1:], radius=0.2, n_samples=3, seed=5)
+    assert deltas.abs().max() <= 0.2 and deltas.shape == (3, *x.shape[1:])
+    target = int(model(x).argmax())
+    direct = explanation_maps(model, torch.cat([x, x + deltas]), [target] * 4, rows=[("gradcam", "S4")])
+    base = direct[0][0].map.astype(np.float64)
+    moved = [np.linalg.norm(m[0].map - base) for m in direct[1:]]
+    gradcam = found[1]
+    np.testing.assert_allclose(gradcam.sensitivities, np.array(moved) / np.linalg.norm(base), rtol=1e-5)
+    np.testing.assert_allclose(gradcam.lipschitz, moved / deltas.flatten(1).norm(dim=1).numpy(), rtol=1e-5)
+    assert gradcam.max_sensitivity == gradcam.sensitivities.max() and gradcam.radius == 0.2
+    again = robustness(model, x, rows=rows, radius=0.2, n_samples=3, seed=5)
+    assert [r.max_sensitivity for r in again] == [r.max_sensitivity for r in found]  # seeded
+    assert found[0].max_sensitivity > 0.5  # the random map, drawn afresh for each input: the baseline

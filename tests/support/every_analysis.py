@@ -76,6 +76,11 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "grad_rollout": lambda m, x: analysis.class_relevance(m, x[:2], method="grad_rollout"),
     # one map (ROAD's sparse solves make each map cost ~0.2 s): the perturbed passes, the gradient pass
     "faithfulness": lambda m, x: analysis.faithfulness(m, x[:1], rows=[("relevance", None)]),
+    # the randomised copies (the head and one block) and the perturbed inputs, with gradients
+    "sanity_checks": lambda m, x: analysis.sanity_checks(
+        m, x[:1], rows=[("random", None), ("gradcam", "S4")], tests=("independent", "random_logit")
+    ),
+    "robustness": lambda m, x: analysis.robustness(m, x[:1], rows=[("relevance", None)], n_samples=2),
 }
 
 # functions of the face that take a model but are not analyses of it, or that run the table's analyses
@@ -118,6 +123,8 @@ USES_HOOKS_OR_GRADIENTS = (
     "class_relevance",
     "grad_rollout",
     "faithfulness",
+    "sanity_checks",
+    "robustness",
     *ENROLLED,
 )
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
