@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: app test test-fast lint format screenshots clean
 
-$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	# torchvision (for timm, test-only) without its dependencies, so that it cannot pull another torch
 	$(PY) -m pip install --quiet --no-deps $$(grep -E '^torchvision==' requirements-test.txt)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
