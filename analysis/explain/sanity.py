@@ -183,6 +183,7 @@ def sanity_checks(
     rows: Sequence[tuple[str, str | None]] | None = None,
     seed: int = 0,
     custom: Mapping[str, Callable[[CoAtNet, torch.Tensor, int], np.ndarray]] | None = None,
+    other: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> SanityReport:
     """Model parameter randomisation (cascading and independent) and the random logit test of every
@@ -196,6 +197,8 @@ def sanity_checks(
         seed: seeds the randomised parts, the other class and the random maps.
         custom: explanations of your own, checked beside the rows: name -> a function of (model,
             batch (1, C, H, W), class) returning an (H, W) map; called with each randomised copy.
+        other: the random logit test's other class (default: drawn with ``seed`` from the classes but
+            the predicted one).
         progress: called with the share of the work done (0 .. 1).
     """
     unknown = set(tests) - set(TESTS)
@@ -211,7 +214,10 @@ def sanity_checks(
     target = int(logits.argmax())
     classes = logits.shape[0]
     others = [c for c in range(classes) if c != target]
-    other = others[int(np.random.default_rng(seed).integers(len(others)))] if others else target
+    if other is None:
+        other = others[int(np.random.default_rng(seed).integers(len(others)))] if others else target
+    elif not 0 <= other < classes or other == target:
+        raise ValueError(f"other must be a class 0..{classes - 1} but the predicted {target}; got {other}")
     order = parts(model)
     copies: list[tuple[str, str | None, tuple[str, ...]]] = []  # (test, last part, parts randomised)
     if "cascading" in tests:
