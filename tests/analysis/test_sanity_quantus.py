@@ -74,7 +74,9 @@ def test_quantus_random_logit_agrees_with_ours_for_the_class_it_draws(measure):
 
     def ours_as_quantus(a, b, batched=True, **_):
         side = x.shape[-2:]
-        return np.array([similarity(p.reshape(side), q.reshape(side))[measure] for p, q in zip(a, b)])
+        return np.array(
+            [similarity(p.reshape(side), q.reshape(side))[measure] for p, q in zip(a, b, strict=True)]
+        )
 
     a = explain(model, x.numpy(), [target])
     score = quantus.RandomLogit(
