@@ -11,13 +11,14 @@ attention) are ``LAYOUT_VIEWS``.
 
 from __future__ import annotations
 
-from analysis.figures import compare, explanations, layouts, maps, studies
+from analysis.figures import compare, explanations, layouts, maps, sanity, studies
 from analysis.figures.compare import *  # noqa: F403
 from analysis.figures.explanations import *  # noqa: F403
 from analysis.figures.layouts import *  # noqa: F403
 from analysis.figures.maps import *  # noqa: F403
 from analysis.figures.panels import DEFAULT_OPACITY as DEFAULT_OPACITY
 from analysis.figures.panels import MAX_WIDTH as MAX_WIDTH
+from analysis.figures.sanity import *  # noqa: F403
 from analysis.figures.studies import *  # noqa: F403
 
 __all__ = sorted(
@@ -28,6 +29,7 @@ __all__ = sorted(
         *explanations.__all__,
         *layouts.__all__,
         *maps.__all__,
+        *sanity.__all__,
         *studies.__all__,
     ]
 )

@@ -154,3 +154,23 @@ def test_max_sensitivity_and_local_lipschitz_are_what_their_definitions_say(mode
     again = robustness(model, x, rows=rows, radius=0.2, n_samples=3, seed=5)
     assert [r.max_sensitivity for r in again] == [r.max_sensitivity for r in found]  # seeded
     assert found[0].max_sensitivity > 0.5  # the random map, drawn afresh for each input: the baseline
+
+
+def test_the_sanity_figures_draw_every_method_at_every_part(report):
+    import plotly.graph_objects as go
+
+    from analysis.figures import random_logit_figure, sanity_cascade_figure, sanity_curves_figure
+
+    cascade = sanity_cascade_figure(report)
+    maps = [t for t in cascade.data if isinstance(t, go.Heatmap)]
+    assert len(maps) == len(report.trained) * (1 + len(report.parts))
+    assert all(np.nanmax(t.z) <= 1.0 and np.nanmin(t.z) >= 0.0 for t in maps)  # |map| over its own max
+    subtitles = [a.text for a in cascade.layout.annotations]
+    assert subtitles[: 1 + len(report.parts)] == ["none", *report.parts]
+    curves = sanity_curves_figure(report, test="independent")
+    assert [t.name for t in curves.data] == [e.name for e in report.trained]
+    sobel = next(t for t in curves.data if t.name == "sobel")
+    assert list(sobel.y) == [1.0] * len(report.parts) and list(sobel.x) == list(report.parts)
+    logit = random_logit_figure(report)
+    assert list(logit.data[0].y) == [e.name for e in report.trained]
+    assert "Lower is better" in logit.layout.annotations[-1].text
