@@ -22,6 +22,7 @@ from analysis.core.query import middle_point, query_index
 from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
 from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
+from analysis.explain.sanity import sanity_checks
 from analysis.maps.attention import BlockAttention, attention_maps
 from analysis.maps.cka import cka
 from analysis.maps.compare import compare
@@ -71,6 +72,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--faithfulness", action="store_true",
         help="also measure how faithful every explanation is per image (deletion, insertion, ROAD; a few "
         "seconds an image at 28 px, minutes at 224 on a CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sanity", action="store_true",
+        help="also run the sanity checks per image: every explanation as the model's parts are randomised "
+        "(cascading, independent) and for another class (docs/explanations.md; 9 s an image at 28 px)",
     )  # fmt: skip
     p.add_argument("--device", choices=DEVICES, help="where the models run (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -160,13 +166,16 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
     report = faithfulness(model, x) if getattr(args, "faithfulness", False) else None
     if report is not None:
         record["faithfulness"] = report
+    checked = sanity_checks(model, x) if getattr(args, "sanity", False) else None
+    if checked is not None:
+        record["sanity"] = checked
     comparison = compare(model, other, x, point=point) if other is not None else None
     if comparison is not None:
         record["comparison"] = comparison
     results.setdefault("per_image", {})[name] = record
     return image_section(
         name, shown, predictions=predictions, maps=maps, queries=queries, rollout=rollout, statistics=stats,
-        attributions=explained, relevances=found, faithfulness=report, comparison=comparison,
+        attributions=explained, relevances=found, faithfulness=report, sanity=checked, comparison=comparison,
     )  # fmt: skip
 
 

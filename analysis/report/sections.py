@@ -9,6 +9,7 @@ import numpy as np
 
 from analysis.figures import explanations as explanation_figures
 from analysis.figures import maps as map_figures
+from analysis.figures import sanity as sanity_figures
 from analysis.figures.compare import comparison_figures
 from analysis.figures.layouts import gap_figure, size_figure
 from analysis.figures.studies import (
@@ -122,6 +123,7 @@ def image_section(
     attributions: Sequence = (),
     relevances: Sequence = (),
     faithfulness=None,
+    sanity=None,
     comparison=None,
 ) -> Section:
     """One image's section of ``coatnet analyze``'s report: its predictions, each block's attention from
@@ -171,6 +173,21 @@ def image_section(
                     explanation_figures.scores_figure(
                         faithfulness.results, "Faithfulness of each explanation"
                     ),
+                ],
+            )
+        )
+    if sanity is not None:
+        section.children.append(
+            Section(
+                "Sanity checks of each explanation",
+                f"For the predicted class ({sanity.target_name or sanity.target}), against another "
+                f"({sanity.other_name or sanity.other}); the parts re-initialised as at creation, seed "
+                f"{sanity.seed} (docs/explanations.md).",
+                figures=[
+                    sanity_figures.sanity_cascade_figure(sanity),
+                    sanity_figures.sanity_curves_figure(sanity, test="cascading"),
+                    sanity_figures.sanity_curves_figure(sanity, test="independent"),
+                    sanity_figures.random_logit_figure(sanity),
                 ],
             )
         )

@@ -146,3 +146,16 @@ def test_analyze_explains_a_class_by_name_and_measures_faithfulness(tmp_path, ch
                  "--explain", "sandal"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "--explain 'sandal' is not a class of this model" in err and err.count("\n") == 1
+
+
+def test_analyze_adds_the_sanity_checks_to_the_report_and_the_results(tmp_path, checkpoint):
+    out = tmp_path / "sane"
+    code = main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(out),
+                 "--sanity", "--quiet"])  # fmt: skip
+    assert code == 0
+    first = json.loads((out / "results.json").read_text())["per_image"]["image0.png"]
+    results = first["sanity"]["results"]
+    assert {r["test"] for r in results} == {"cascading", "independent", "random_logit"}
+    assert all(r["spearman"] == r["spearman"] for r in results)  # never NaN
+    page = (out / "report.html").read_text()
+    assert "Sanity checks of each explanation" in page and "Cascading randomisation" in page
