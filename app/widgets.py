@@ -35,12 +35,12 @@ _WIDTH_PROBE = st.components.v2.component(
     "lens_column_width",
     js=f"""
 export default function(component) {{
-    const {{ setStateValue, parentElement }} = component;
+    const {{ setStateValue, parentElement, data }} = component;
     const host = parentElement.host || parentElement;
-    let timer = null;
+    let timer = null, known = data && data.known;  // the width the page was drawn for: no rerun for it
     const report = () => {{
         const width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
-        if (width > 0) setStateValue('width', width);
+        if (width > 0 && width !== known) {{ known = width; setStateValue('width', width); }}
     }};
     const observer = new ResizeObserver(() => {{ clearTimeout(timer); timer = setTimeout(report, 150); }});
     observer.observe(host);
@@ -229,9 +229,16 @@ def take_click(chart_key: str) -> None:
 def column_width(key: str = "column_width") -> int:
     """The width in px of the column this is called in, as the browser draws it (in steps of
     :data:`WIDTH_STEP`; :data:`analysis.figures.MAX_WIDTH` until the browser has said): a figure laid out
-    for it fills the column at any window width. A resize reruns the page with the new width."""
-    reported = _WIDTH_PROBE(key=key, default={"width": None}, on_width_change=lambda: None, height=0)
-    return int(reported.width) if reported.width else MAX_WIDTH
+    for it fills the column at any window width. A resize reruns the page with the new width; a width the
+    page was already drawn for (the first report at 1024 px, which is ``MAX_WIDTH``) reruns nothing."""
+    drawn_for = f"{key}_drawn"  # the width this session's page was last drawn for: the probe skips it
+    reported = _WIDTH_PROBE(
+        key=key, data={"known": st.session_state.get(drawn_for, MAX_WIDTH)}, default={"width": None},
+        on_width_change=lambda: None, height=0,
+    )  # fmt: skip
+    width = int(reported.width) if reported.width else MAX_WIDTH
+    st.session_state[drawn_for] = width
+    return width
 
 
 def opacity() -> float:

@@ -249,6 +249,9 @@ def layout_problems(served: Served) -> dict:
                 found["facts"][width][page] = lens.page.evaluate(PAGE_FACTS)
             found["colours"][page] = drawn_colours(lens)
             lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+            lens.page.wait_for_function(f"() => window.innerWidth === {WIDTHS[0]}")
+            lens.page.wait_for_timeout(300)  # the column's new width reported (a rerun) before the next click
+            lens.settle()
         lens.assert_clean()
     return found
 
