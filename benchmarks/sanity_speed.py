@@ -14,10 +14,7 @@ from the repository root, with nothing else running:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,19 +24,9 @@ import coatnet
 from analysis.core.inputs import preprocessing_of
 from analysis.explain.faithfulness import explanation_maps, method_rows, row_name
 from analysis.explain.sanity import parts, randomised, sanity_checks
+from benchmarks.study_speed import seconds
 
 LINES = {"demo-pre": 10.0, "coatnet_0_rw_224": 600.0}  # seconds, the issue's
-
-
-def seconds(run: Callable[[], object], repeats: int, *, warm: bool = True) -> float:
-    if warm:
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -31,8 +31,10 @@ from coatnet.data.batches import normalize, prepare_batch
 from coatnet.data.datasets import fashion_mnist
 
 
-def seconds(run: Callable[[], object], repeats: int) -> float:
-    run()
+def seconds(run: Callable[[], object], repeats: int, *, warm: bool = True) -> float:
+    """The median time of ``repeats`` calls of ``run``, after one untimed call (unless not ``warm``)."""
+    if warm:
+        run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
