@@ -34,6 +34,7 @@ from analysis.core.models import describe, load_model
 from analysis.explain.faithfulness import protocol as faithfulness_protocol
 from analysis.report.html import html_page
 from analysis.report.sections import study_sections
+from analysis.studies.sanity import chunks, measure_sanity, sanity_protocol, summarise_sanity
 from analysis.studies.study import StudyPlan, concatenate, measure_batch, study_plan, summarise
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import open_for_model
@@ -72,6 +73,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also measure how faithful every explanation is (deletion, insertion, ROAD) on the first N "
         "images (default 500)",
     )  # fmt: skip
+    p.add_argument(
+        "--sanity", type=int, nargs="?", const=200, default=0, metavar="N",
+        help="also run the sanity checks (model randomisation, random logit) and the robustness of every "
+        "explanation on the first N images (default 200); added to a finished study, only what is missing",
+    )  # fmt: skip
+    p.add_argument(
+        "--sanity-only", action="store_true",
+        help="only the sanity checks and robustness (--sanity N images, default 200), no interventions",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument(
         "--max-rows", type=int, help="rows per intervention pass (default: 64 on CPU, 4096 on CUDA)"
@@ -100,6 +110,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         "limit": args.limit, "n_images": len(dataset), "batch_size": args.batch_size,
         "faithfulness_images": min(max(args.faithfulness, 0), len(dataset)),
     }  # fmt: skip
+    sanity = min(max(args.sanity or (SANITY_DEFAULT if args.sanity_only else 0), 0), len(dataset))
+    if args.sanity_only or (sanity and _finished(out, settings)):  # the interventions are not (re)run
+        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started)
     if rank == 0:
         _claim(out, settings, resume=args.resume)
     distributed.at("the study's folder claimed")
@@ -152,8 +165,155 @@ def cmd_study(args: argparse.Namespace) -> int:
         path = merge_study(out, model, plan, settings, batches, meta)
         print(f"wrote {path}, study.npz and study.html in {out} ({len(dataset)} images)")
     distributed.wait_for_peers("study merged", world)  # the first process merges every batch
+    if sanity:
+        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started)
     distributed.finish(world)
     return 0
+
+
+SANITY_DEFAULT = 200
+SANITY_CHUNK = 4  # images per file: an interrupted sanity part loses at most this many images' work
+MAIN_ONLY = ("batch_size", "faithfulness_images")  # settings of the interventions' part alone
+
+
+def _finished(out: Path, settings: dict) -> bool:
+    """Whether OUT holds this study's finished summary (study.json with the same settings): a shipped
+    study folder holds it without its batches."""
+    path = out / "study.json"
+    if not path.exists():
+        return False
+    found = json.loads(path.read_text())
+    if "baseline" not in found:  # a sanity-only study: the interventions are still to run
+        return False
+    changed = sorted(k for k in settings if found.get(k) != settings[k])
+    if changed:
+        raise StudyError(f"{out} holds a different study ({', '.join(changed)} differ): use another --out")
+    return True
+
+
+def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, count, started) -> int:
+    """The sanity checks and robustness of the first ``count`` images, in files of
+    :data:`SANITY_CHUNK` images under OUT/sanity/ (only the missing ones are computed, under torchrun each
+    process every ``world``-th), merged into OUT/study.json, study.npz and study.html."""
+    folder = out / "sanity"
+    wanted = {k: v for k, v in settings.items() if k not in MAIN_ONLY and k != "n_images"}
+    wanted["protocol"] = sanity_protocol(model)
+    if rank == 0:
+        recorded = folder / "settings.json"
+        if recorded.exists():
+            found = json.loads(recorded.read_text())
+            if found != wanted:
+                changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+                raise StudyError(
+                    f"{out} holds the sanity checks of a different study ({', '.join(changed)} differ): "
+                    "use another --out"
+                )
+        else:
+            write_text(recorded, json.dumps(wanted, indent=1) + "\n")
+    distributed.wait_for_peers("sanity folder claimed", world)
+    pieces = chunks(count, SANITY_CHUNK)
+    mine = [k for k in range(len(pieces)) if k % world == rank]
+    todo = [k for k in mine if not _has_chunk(folder, k, pieces[k][1])]
+    total, initial = sum(pieces[k][1] for k in mine), sum(pieces[k][1] for k in mine if k not in todo)
+    bar = tqdm(total=total, initial=initial, desc=f"sanity {args.model}", unit="img",
+               disable=args.quiet or rank != 0)  # fmt: skip
+    try:
+        for k in todo:
+            first, n = pieces[k]
+            began = time.perf_counter()
+            parts = []
+
+            def advance(share: float, start: float = bar.n, n: int = n) -> None:
+                bar.update(round(start + share * n, 2) - bar.n)
+
+            for images, labels in iterate_batches(dataset, torch.arange(first, first + n), n,
+                                                  workers=args.workers):  # fmt: skip
+                if len(labels):
+                    x = normalize(prepare_batch(images, pre, device=device), pre)
+                    found = measure_sanity(model, x, progress=advance)
+                    parts.append({"sanity_labels": labels.numpy(), **found})
+            arrays = concatenate(parts) if parts else {}
+            arrays.update({"count": np.array(n), "seconds": np.array(time.perf_counter() - began)})
+            atomic_write(_chunk_path(folder, k), lambda tmp, a=arrays: _save_npz(tmp, a))
+            bar.update(initial + sum(pieces[j][1] for j in todo[: todo.index(k) + 1]) - bar.n)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished images are kept; continue with the same command (--out {out})",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        bar.close()
+    distributed.at("every sanity image measured")
+    distributed.wait_for_peers("sanity measured", world)
+    if rank == 0:
+        command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
+        meta = {"sanity_command": command, "sanity_wall_s_this_run": round(time.perf_counter() - started, 1)}
+        base = {**settings, "device": str(device), "attention": model.attention_mode}
+        path = merge_sanity(out, model, base, count, meta)
+        print(f"wrote the sanity checks of {count} images to {path}, study.npz and study.html in {out}")
+    distributed.wait_for_peers("sanity merged", world)
+    distributed.finish(world)
+    return 0
+
+
+def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Path:
+    """Merge OUT/sanity/*.npz (the first ``count`` images) into study.json (``sanity``, ``robustness``,
+    ``sanity_protocol``; a new study.json for a sanity-only study), study.npz (the ``sanity_*`` arrays
+    and ``robustness_values``) and study.html. Raises :class:`StudyError` if images are missing."""
+    folder = out / "sanity"
+    parts, seconds = [], 0.0
+    for k, (_, n) in enumerate(chunks(count, SANITY_CHUNK)):
+        path = _chunk_path(folder, k)
+        if not _has_chunk(folder, k, n):
+            raise StudyError(f"{out}: the sanity checks of images {k * SANITY_CHUNK}.. are missing; run the "
+                             "same command again")  # fmt: skip
+        with np.load(path) as found:
+            arrays = {key: found[key] for key in found.files}
+        seconds += float(arrays.pop("seconds"))
+        arrays.pop("count")
+        if arrays:
+            parts.append({key: v[:n] for key, v in arrays.items()})
+    if not parts:
+        raise StudyError(f"{out}: no image could be read; check --data")
+    arrays = concatenate(parts)
+    sanity, robust = summarise_sanity(model, arrays)
+    path = out / "study.json"
+    if path.exists():
+        study = json.loads(path.read_text())
+    else:  # a sanity-only study
+        study = {k: v for k, v in settings.items() if k not in MAIN_ONLY}
+        study["versions"] = {"python": platform.python_version(), "torch": torch.__version__,
+                             "coatnet": coatnet.__version__}  # fmt: skip
+    study.update(meta)
+    study.update({
+        "sanity_images": int(arrays["sanity_values"].shape[0]), "sanity_compute_s": round(seconds, 1),
+        "sanity_protocol": sanity_protocol(model), "sanity": sanity, "robustness": robust,
+    })  # fmt: skip
+    npz = out / "study.npz"
+    kept = {}
+    if npz.exists():
+        with np.load(npz) as found:
+            kept = {key: found[key] for key in found.files if key not in arrays}
+    atomic_write(npz, lambda tmp: _save_npz(tmp, {**kept, **arrays}))
+    write_text(path, json.dumps(study, indent=1) + "\n")
+    title = f"coatnet study: {study.get('model_description')}"
+    write_text(out / "study.html", html_page(title, study_sections(study)))
+    return path
+
+
+def _chunk_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:05d}.npz"
+
+
+def _has_chunk(folder: Path, index: int, count: int) -> bool:
+    """Whether chunk ``index`` holds at least ``count`` images (a larger N later re-measures a last,
+    shorter chunk)."""
+    path = _chunk_path(folder, index)
+    if not path.exists():
+        return False
+    with np.load(path) as found:
+        return int(found["count"]) >= count
 
 
 def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int, meta: dict) -> Path:

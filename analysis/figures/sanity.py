@@ -7,14 +7,18 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.explain.faithfulness import row_name
 from analysis.figures.panels import MAX_WIDTH, chart
 from analysis.figures.plots import head_grid
 from analysis.figures.style import SEQUENTIAL
 
 __all__ = [
     "random_logit_figure",
+    "robustness_figure",
     "sanity_cascade_figure",
     "sanity_curves_figure",
+    "study_random_logit_figure",
+    "study_sanity_figure",
 ]  # what the face, analysis.figures, hands on
 
 MEASURE_LABELS = {
@@ -66,19 +70,47 @@ def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "
     """Per method, the similarity (``measure``) of its map to the trained model's, at each part of
     ``test`` (cascading: cumulatively from the head down; independent: one part at a time); the random
     map dotted."""
-    figure = go.Figure()
+    lines = []
     for explanation in report.trained:
         found = report.select(test, explanation.method, explanation.stage)
-        dash = "dot" if explanation.method == "random" else None
+        lines.append((explanation.method, explanation.name, [r.randomised for r in found],
+                      [getattr(r, measure) for r in found], None))  # fmt: skip
+    return _curves(lines, measure, test, "")
+
+
+def study_sanity_figure(study: dict, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
+    """study.json's ``sanity`` drawn as :func:`sanity_curves_figure` draws one image's: per method the
+    mean similarity over the study's images at each part of ``test``, their standard deviation as bars."""
+    found = [e for e in study["sanity"] if e["test"] == test]
+    lines, names = [], []
+    for entry in found:
+        name = row_name(entry["method"], entry.get("stage"))
+        if name not in names:
+            names.append(name)
+            lines.append((entry["method"], name, [], [], []))
+        line = lines[names.index(name)]
+        line[2].append(entry["randomised"])
+        line[3].append(entry[measure])
+        line[4].append(entry["std"][measure])
+    count = found[0]["n_images"] if found else 0
+    return _curves(lines, measure, test, f", the mean over {count} images (bars: one standard deviation)")
+
+
+def _curves(lines, measure: str, test: str, over: str) -> go.Figure:
+    """Lines of (method, name, parts, values, standard deviations or None)."""
+    figure = go.Figure()
+    for method, name, parts, values, spread in lines:
         figure.add_trace(go.Scatter(
-            x=[r.randomised for r in found], y=[getattr(r, measure) for r in found], mode="lines+markers",
-            name=explanation.name, line={"dash": dash},
-            hovertemplate=f"{explanation.name}<br>%{{x}} randomised: %{{y:.3f}}<extra></extra>",
+            x=parts, y=values, mode="lines+markers", name=name,
+            line={"dash": "dot" if method == "random" else None},
+            error_y={"type": "data", "array": spread, "visible": spread is not None, "thickness": 1},
+            hovertemplate=f"{name}<br>%{{x}} randomised: %{{y:.3f}}<extra></extra>",
         ))  # fmt: skip
     what = "from the head down, cumulatively" if test == "cascading" else "one part at a time"
     return chart(
         figure,
-        f"{test.capitalize()} randomisation ({what}): {MEASURE_LABELS[measure]} to the trained model's map",
+        f"{test.capitalize()} randomisation ({what}): {MEASURE_LABELS[measure]} to the trained model's "
+        f"map{over}",
         note="Lower is better: a map that stays alike when its model's weights are drawn afresh explains the "
         "image, not the model. The random map (dotted) shows what no likeness reads as: about 0.",
         height=380, bottom=60, xaxis_title="part randomised", yaxis_title=measure,
@@ -91,20 +123,68 @@ def random_logit_figure(report, *, measure: str = "spearman_abs") -> go.Figure:
     class and for another; the class-agnostic methods (rollout, the random map) are 1 by construction and
     drawn so."""
     found = [r for r in report.results if r.test == "random_logit"]
-    agnostic = {"random", "rollout"}
-    figure = go.Figure(go.Bar(
-        x=[getattr(r, measure) for r in found], y=[r.name for r in found], orientation="h",
-        marker={"pattern": {"shape": ["/" if r.method in agnostic else "" for r in found]}},
-        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
-    ))  # fmt: skip
     ours = report.target_name or f"class {report.target}"
     other = report.other_name or f"class {report.other}"
+    bars = [(r.method, r.name, getattr(r, measure), None) for r in found]
+    return _bars(bars, measure, f"of the maps for {ours} and for {other}")
+
+
+def study_random_logit_figure(study: dict, *, measure: str = "spearman_abs") -> go.Figure:
+    """study.json's random logit entries: per method the mean similarity over the study's images of its
+    maps for the predicted class and for a random other, one standard deviation as error bars."""
+    found = [e for e in study["sanity"] if e["test"] == "random_logit"]
+    bars = [
+        (e["method"], row_name(e["method"], e.get("stage")), e[measure], e["std"][measure]) for e in found
+    ]
+    count = found[0]["n_images"] if found else 0
+    what = f"of the maps for the predicted class and another, the mean over {count} images"
+    return _bars(bars, measure, what)
+
+
+def _bars(bars, measure: str, what: str) -> go.Figure:
+    """Horizontal bars of (method, name, value, standard deviation or None)."""
+    agnostic = {"random", "rollout"}
+    spread = [s for *_, s in bars]
+    figure = go.Figure(go.Bar(
+        x=[v for _, _, v, _ in bars], y=[name for _, name, _, _ in bars], orientation="h",
+        marker={"pattern": {"shape": ["/" if method in agnostic else "" for method, *_ in bars]}},
+        error_x={"type": "data", "array": spread, "visible": all(s is not None for s in spread)},
+        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+    ))  # fmt: skip
     return chart(
         figure,
-        f"Random logit: {MEASURE_LABELS[measure]} of the maps for {ours} and for {other}",
+        f"Random logit: {MEASURE_LABELS[measure]} {what}",
         note="Lower is better: a map that does not change with the class does not explain the class. "
         "Rollout and the random map (hatched) do not depend on the class: 1 by construction.",
-        height=60 + 24 * len(found), bottom=60, xaxis={"range": [-1.05, 1.05], "title": {"text": measure}},
+        height=60 + 24 * len(bars), bottom=60, xaxis={"range": [-1.05, 1.05], "title": {"text": measure}},
+        yaxis={"autorange": "reversed"},
+    )  # fmt: skip
+
+
+def robustness_figure(study: dict) -> go.Figure:
+    """study.json's ``robustness``: per method the mean max-sensitivity over the study's images (a
+    relative change, comparable across methods), one standard deviation as error bars; the local
+    Lipschitz estimate (in the map's own units per input unit) in the hover."""
+    rows = [r for r in study["robustness"] if r["max_sensitivity"] is not None]
+    names = [row_name(r["method"], r.get("stage")) for r in rows]
+    figure = go.Figure(go.Bar(
+        x=[r["max_sensitivity"] for r in rows], y=names, orientation="h",
+        error_x={"type": "data", "array": [r["std"]["max_sensitivity"] for r in rows]},
+        customdata=[[r["local_lipschitz"], r.get("infinite", 0)] for r in rows],
+        hovertemplate="%{y}: max-sensitivity %{x:.3f}<br>local Lipschitz %{customdata[0]:.3f}"
+        "<br>infinite on %{customdata[1]} images<extra></extra>",
+    ))  # fmt: skip
+    first = study["robustness"][0] if study["robustness"] else {}
+    return chart(
+        figure,
+        f"Robustness: max-sensitivity of each explanation under uniform noise of radius "
+        f"{first.get('radius', '?')}, {first.get('n_samples', '?')} samples, the mean over "
+        f"{first.get('n_images', 0)} images",
+        note="Lower is more robust: the largest change of the map, relative to the map, when the input moves "
+        "by a little noise. The random map is drawn afresh for every input: what a map that follows nothing "
+        "scores.",
+        height=60 + 24 * len(rows), bottom=60,
+        xaxis={"rangemode": "tozero", "title": {"text": "max-sensitivity"}},
         yaxis={"autorange": "reversed"},
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from analysis.report.export import (
     result_npz,
 )
 from analysis.report.html import Section, html_page, write_report
-from analysis.report.sections import faithfulness_section, layout_sections, study_sections
+from analysis.report.sections import faithfulness_section, layout_sections, sanity_section, study_sections
 
 __all__ = [
     "ExportError",
@@ -25,6 +25,7 @@ __all__ = [
     "layout_sections",
     "result_json",
     "result_npz",
+    "sanity_section",
     "study_sections",
     "write_report",
 ]

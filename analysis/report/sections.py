@@ -39,7 +39,10 @@ def layout_sections(study: dict) -> list[Section]:
 
 
 def study_sections(study: dict) -> list[Section]:
-    """The sections of study.html."""
+    """The sections of study.html (a sanity-only study has only the sanity checks)."""
+    sanity = [sanity_section(study)] if study.get("sanity") else []
+    if "baseline" not in study:
+        return sanity
     base = study["baseline"]
     return [
         Section(
@@ -61,7 +64,28 @@ def study_sections(study: dict) -> list[Section]:
         ),
         Section("Stages", figures=[stage_figure(study), study_frequency_figure(study)]),
         *([faithfulness_section(study)] if study.get("faithfulness") else []),
+        *sanity,
     ]
+
+
+def sanity_section(study: dict) -> Section:
+    """study.json's ``sanity`` and ``robustness``: the similarity curves of both randomisation tests, the
+    random logit test and the robustness of every explanation."""
+    protocol = study.get("sanity_protocol", {})
+    return Section(
+        "Sanity checks",
+        f"{study.get('model_description', study.get('model'))}, {study.get('sanity_images', '?')} images of "
+        f"{study.get('data')}: does each explanation change when the model's parts are re-initialised as at "
+        "creation (from the head down, and one at a time), when it is asked about another class, and how "
+        f"far it moves under noise of radius {protocol.get('radius', '?')} "
+        f"({protocol.get('n_samples', '?')} samples). Seed {protocol.get('seed', 0)}; docs/explanations.md.",
+        figures=[
+            sanity_figures.study_sanity_figure(study, test="cascading"),
+            sanity_figures.study_sanity_figure(study, test="independent"),
+            sanity_figures.study_random_logit_figure(study),
+            sanity_figures.robustness_figure(study),
+        ],
+    )
 
 
 def faithfulness_section(study: dict) -> Section:

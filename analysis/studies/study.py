@@ -416,15 +416,16 @@ def shipped_studies() -> list[str]:
 
 
 def load_study(spec: str | Path) -> dict:
-    """A study's summary: a shipped study by name, a study folder, or its study.json.
+    """A study's summary: a shipped study by name, a study folder, or its study.json (a sanity-only
+    study, ``coatnet study --sanity-only``, holds ``sanity`` and ``robustness`` but no ``baseline``).
 
     Raises:
         ValueError: nothing readable there, with what to give instead.
     """
     name = str(spec).strip()
     path = STUDIES / name / "study.json" if name in shipped_studies() else Path(name).expanduser()
-    return read_summary(
-        path, "study.json", named=name, what="study",
-        give=f"{', '.join(shipped_studies())} or a folder written by coatnet study",
-        keys=("baseline", "interventions", "heads", "stages"),
-    )  # fmt: skip
+    give = f"{', '.join(shipped_studies())} or a folder written by coatnet study"
+    found = read_summary(path, "study.json", named=name, what="study", give=give, keys=("model",))
+    full = "baseline" in found
+    keys = ("baseline", "interventions", "heads", "stages") if full else ("sanity", "robustness")
+    return read_summary(path, "study.json", named=name, what="study", give=give, keys=keys)

@@ -1,0 +1,125 @@
+"""``coatnet study --sanity``: each image's sanity checks and robustness are those of
+:func:`analysis.sanity_checks` and :func:`analysis.robustness` for that image alone; added to a finished
+study only the sanity part runs; interrupted, it resumes to the unbroken result; a sanity-only study loads
+and draws."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import analysis.cli.study
+import coatnet
+from analysis import load_study, robustness, sanity_checks
+from analysis.explain.faithfulness import method_rows
+from analysis.explain.sanity import MEASURES, parts
+from analysis.report import study_sections
+from analysis.studies.sanity import sanity_entries
+from coatnet.cli.commands import main
+from coatnet.data.batches import iterate_batches, normalize, prepare_batch
+from coatnet.data.datasets import open_for_model
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+pytestmark = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+
+
+@pytest.fixture(scope="module")
+def toy_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy", img_size=16, in_chans=1, strides=(1, 1, 2, 2, 2)).eval()
+    path = tmp_path_factory.mktemp("model") / "toy.safetensors"
+    pre = {"size": [16, 16], "channels": 1, "mean": [0.5], "std": [0.5], "interpolation": "bilinear",
+           "crop": 1.0}  # fmt: skip
+    coatnet.save_checkpoint(model, path, class_names=[f"class {i}" for i in range(10)], preprocessing=pre)
+    return path
+
+
+def run(checkpoint: Path, out: Path, *extra: str) -> int:
+    return main(["study", "--model", str(checkpoint), "--limit", "8", "--batch-size", "8", "--quiet",
+                 "--out", str(out), *extra])  # fmt: skip
+
+
+def first_images(checkpoint: Path, count: int) -> tuple[coatnet.CoAtNet, torch.Tensor]:
+    model = analysis.cli.study.load_model(str(checkpoint), device="cpu")
+    pre = analysis.cli.study.preprocessing_of(model)
+    dataset = open_for_model("fashion-mnist", "test", model, pre)
+    (pictures, _), *_ = iterate_batches(dataset, torch.arange(count), count, workers=0)
+    return model, normalize(prepare_batch(pictures, pre, device="cpu"), pre)
+
+
+def test_the_sanity_study_is_each_images_checks_added_to_a_finished_study_and_resumes(
+    toy_checkpoint, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "study"
+    assert run(toy_checkpoint, out) == 0
+    before = json.loads((out / "study.json").read_text())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the finished interventions were measured again")
+
+    monkeypatch.setattr(analysis.cli.study, "measure_batch", refuse)
+    real = analysis.cli.study.measure_sanity
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis.cli.study, "measure_sanity", interrupted)
+    assert run(toy_checkpoint, out, "--sanity", "6") == 130  # after the first 4 images
+    assert "sanity" not in json.loads((out / "study.json").read_text())
+    monkeypatch.setattr(analysis.cli.study, "measure_sanity", real)
+    assert run(toy_checkpoint, out, "--sanity", "6") == 0  # no --resume needed: only what is missing
+    found = json.loads((out / "study.json").read_text())
+    assert {k: v for k, v in found.items() if k in before} == before  # the interventions' part as it was
+    model, x = first_images(toy_checkpoint, 6)
+    rows, entries = method_rows(model), sanity_entries(model)
+    assert len(found["sanity"]) == len(entries) * len(rows) and found["sanity_images"] == 6
+    assert entries[0] == ("cascading", "head") and entries[-1] == ("random_logit", None)
+    assert [e for e, _ in entries].count("independent") == len(parts(model))
+    with np.load(out / "study.npz") as arrays:
+        values, robust = arrays["sanity_values"], arrays["robustness_values"]
+        assert "intervention_drop" in arrays.files  # the interventions' arrays are kept
+    assert values.shape == (6, len(entries), len(rows), len(MEASURES) + 1)
+    for i in (0, 5):  # the first and, measured after the interruption, the last image
+        report = sanity_checks(model, x[i : i + 1], rows=rows, seed=0)
+        for result in report.results:
+            e = entries.index((result.test, result.randomised))
+            r = rows.index((result.method, result.stage))
+            alone = [getattr(result, key) for key in MEASURES] + [float(result.constant)]
+            np.testing.assert_allclose(values[i, e, r], alone, rtol=1e-4, atol=1e-5)
+        alone = [[f.max_sensitivity, f.local_lipschitz] for f in robustness(model, x[i : i + 1], seed=0)]
+        np.testing.assert_allclose(robust[i], alone, rtol=1e-4, atol=1e-5)
+    entry = next(e for e in found["sanity"] if e["test"] == "cascading" and e["method"] == "gradcam"
+                 and e["stage"] == "S4" and e["randomised"] == "S0")  # fmt: skip
+    column = values[:, entries.index(("cascading", "S0")), rows.index(("gradcam", "S4"))]
+    assert entry["spearman_abs"] == pytest.approx(float(column[:, 1].mean()), rel=1e-6)
+    assert entry["std"]["ssim"] == pytest.approx(float(column[:, 2].std()), rel=1e-5, abs=1e-7)
+    assert entry["constant"] == int(column[:, -1].sum()) and entry["n_images"] == 6
+    logit = [e for e in found["sanity"] if e["test"] == "random_logit"]
+    assert all(e["randomised"] is None for e in logit)
+    rollout = next(e for e in logit if e["method"] == "rollout")
+    assert rollout["spearman_abs"] == pytest.approx(1.0)  # class-agnostic: 1 by construction
+    assert [(r["method"], r["stage"]) for r in found["robustness"]] == rows
+    assert all(r["radius"] == 0.1 and r["n_samples"] == 8 and r["n_images"] == 6 for r in found["robustness"])
+    assert all(v is not None and np.isfinite(v) for e in found["sanity"] for v in (e["spearman"], e["hog"]))
+    assert "Sanity checks" in (out / "study.html").read_text()
+    assert run(toy_checkpoint, out, "--sanity", "6") == 0  # everything there: nothing is measured
+    assert len(calls) == 1
+
+
+def test_a_sanity_only_study_loads_draws_and_refuses_another_protocol(toy_checkpoint, tmp_path, capsys):
+    out = tmp_path / "only"
+    assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1") == 0
+    study = load_study(out)
+    assert "baseline" not in study and study["sanity_images"] == 1
+    assert [s.title for s in study_sections(study)] == ["Sanity checks"]
+    assert len(study_sections(study)[0].figures) == 4
+    assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1", "--split", "train") == 2
+    assert "holds the sanity checks of a different study (split differ)" in capsys.readouterr().err
