@@ -159,8 +159,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     distributed.at("every batch measured")
     distributed.wait_for_peers("batches measured", world)
     if rank == 0:
-        command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
-        meta = {"command": command, "device": str(device), "processes": world,
+        meta = {"command": _command(), "device": str(device), "processes": world,
                 "wall_s_this_run": round(time.perf_counter() - started, 1)}  # fmt: skip
         path = merge_study(out, model, plan, settings, batches, meta)
         print(f"wrote {path}, study.npz and study.html in {out} ({len(dataset)} images)")
@@ -221,9 +220,9 @@ def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, 
         for k in todo:
             first, n = pieces[k]
             began = time.perf_counter()
-            parts = []
+            parts, start = [], bar.n
 
-            def advance(share: float, start: float = bar.n, n: int = n) -> None:
+            def advance(share: float, start: float = start, n: int = n) -> None:
                 bar.update(round(start + share * n, 2) - bar.n)
 
             for images, labels in iterate_batches(dataset, torch.arange(first, first + n), n,
@@ -235,7 +234,7 @@ def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, 
             arrays = concatenate(parts) if parts else {}
             arrays.update({"count": np.array(n), "seconds": np.array(time.perf_counter() - began)})
             atomic_write(_chunk_path(folder, k), lambda tmp, a=arrays: _save_npz(tmp, a))
-            bar.update(initial + sum(pieces[j][1] for j in todo[: todo.index(k) + 1]) - bar.n)
+            bar.update(start + n - bar.n)
     except KeyboardInterrupt:
         print(
             f"interrupted: finished images are kept; continue with the same command (--out {out})",
@@ -247,8 +246,8 @@ def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, 
     distributed.at("every sanity image measured")
     distributed.wait_for_peers("sanity measured", world)
     if rank == 0:
-        command = "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
-        meta = {"sanity_command": command, "sanity_wall_s_this_run": round(time.perf_counter() - started, 1)}
+        wall = round(time.perf_counter() - started, 1)
+        meta = {"sanity_command": _command(), "sanity_wall_s_this_run": wall}
         base = {**settings, "device": str(device), "attention": model.attention_mode}
         path = merge_sanity(out, model, base, count, meta)
         print(f"wrote the sanity checks of {count} images to {path}, study.npz and study.html in {out}")
@@ -300,6 +299,11 @@ def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Pa
     title = f"coatnet study: {study.get('model_description')}"
     write_text(out / "study.html", html_page(title, study_sections(study)))
     return path
+
+
+def _command() -> str | None:
+    """The command line as typed, where this process was started as ``coatnet study``."""
+    return "coatnet " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
 
 
 def _chunk_path(folder: Path, index: int) -> Path:
