@@ -30,7 +30,9 @@ QUERY_POINT, QUERY_SHOWN = "query_point", "query_shown"  # the point (fy, fx) of
 
 
 WIDTH_STEP = 20  # px: the column's width is reported in these steps, so a resize by a few px reruns nothing
-# reports the width of the column it is drawn in (its host element's), once drawn and after each resize
+# reports the width of the column it is drawn in (its host element's), once drawn and after each resize;
+# the host carries the width it measured (data-lens-width) and the one the page was drawn for
+# (data-lens-drawn-for), so that a test can tell a page still to be redrawn for its width from a settled one
 _WIDTH_PROBE = st.components.v2.component(
     "lens_column_width",
     js=f"""
@@ -38,9 +40,12 @@ export default function(component) {{
     const {{ setStateValue, parentElement, data }} = component;
     const host = parentElement.host || parentElement;
     let timer = null, known = data && data.known;  // the width the page was drawn for: no rerun for it
+    host.dataset.lensDrawnFor = known;
     const report = () => {{
         const width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
-        if (width > 0 && width !== known) {{ known = width; setStateValue('width', width); }}
+        if (width <= 0) return;
+        host.dataset.lensWidth = width;
+        if (width !== known) {{ known = width; setStateValue('width', width); }}
     }};
     const observer = new ResizeObserver(() => {{ clearTimeout(timer); timer = setTimeout(report, 150); }});
     observer.observe(host);
@@ -231,13 +236,16 @@ def column_width(key: str = "column_width") -> int:
     :data:`WIDTH_STEP`; :data:`analysis.figures.MAX_WIDTH` until the browser has said): a figure laid out
     for it fills the column at any window width. A resize reruns the page with the new width; a width the
     page was already drawn for (the first report at 1024 px, which is ``MAX_WIDTH``) reruns nothing."""
-    drawn_for = f"{key}_drawn"  # the width this session's page was last drawn for: the probe skips it
-    reported = _WIDTH_PROBE(
-        key=key, data={"known": st.session_state.get(drawn_for, MAX_WIDTH)}, default={"width": None},
-        on_width_change=lambda: None, height=0,
+    drawn_for = f"{key}_drawn"  # the width this run draws for, taken from the probe's report in its callback
+    state = st.session_state
+
+    def took_width() -> None:
+        state[drawn_for] = int(state[key].width)
+
+    width = int(state.get(drawn_for, MAX_WIDTH))
+    _WIDTH_PROBE(
+        key=key, data={"known": width}, default={"width": None}, on_width_change=took_width, height=0
     )  # fmt: skip
-    width = int(reported.width) if reported.width else MAX_WIDTH
-    st.session_state[drawn_for] = width
     return width
 
 

@@ -24,13 +24,19 @@ CHROMIUM_ARGS = [
 
 # Streamlit is idle (the script has finished: its status widget is no sign, it never shows in this app's
 # header; no element left stale by a rerun; none still waiting for its lazily loaded component, as
-# plotly.js comes) and every Plotly chart has drawn: a JavaScript predicate for page.wait_for_function
+# plotly.js comes), every Plotly chart has drawn, and every column-width probe has mounted and the page is
+# drawn for the width it measured (no rerun for a new width still to come): a JavaScript predicate for
+# page.wait_for_function
 SETTLED = """() => document.querySelector(
         '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]')
     && !document.querySelector('[data-stale="true"]')
     && !document.querySelector('[data-testid="stSkeleton"]')
     && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
-        .every(chart => chart.querySelector('.main-svg'))"""
+        .every(chart => chart.querySelector('.main-svg'))
+    && [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')]
+        .every(probe => probe.dataset.lensDrawnFor !== undefined
+            && (probe.dataset.lensWidth === undefined
+                || probe.dataset.lensWidth === probe.dataset.lensDrawnFor))"""
 
 
 def logged_messages(log: Path) -> list[str]:
