@@ -1,11 +1,13 @@
-"""Which pixels a prediction rests on, through captum: Grad-CAM at any stage (Selvaraju et al. 2017),
-Integrated Gradients (Sundararajan et al. 2017) smoothed by SmoothGrad noise (Smilkov et al. 2017), and
-Occlusion (Zeiler & Fergus 2014).
+"""Which pixels a prediction rests on: Grad-CAM at any stage (Selvaraju et al. 2017), Integrated
+Gradients (Sundararajan et al. 2017) smoothed by SmoothGrad noise (Smilkov et al. 2017), and Occlusion
+(Zeiler & Fergus 2014), each equal to captum's ``LayerGradCam``, ``NoiseTunnel(IntegratedGradients)`` and
+``Occlusion`` (the tests hold them to it), the pixel methods batched over images, noisy copies, steps and
+windows.
 
-All three explain the target class's *logit* (not its probability), for one image at a time, in the
-model's normalized input space. The model is analysed in whatever train/eval mode it is in; captum's hooks
-and gradients run on a twin of the model made for the call (:func:`analysis.core.running.call_model`), so the
-shared model is never touched and no other call's forward pass triggers them.
+All three explain the target class's *logit* (not its probability) in the model's normalized input space.
+The model is analysed in whatever train/eval mode it is in; gradients run on a twin of the model made for
+the call (:func:`analysis.core.running.call_model`), so the shared model is never touched and no other
+call's forward pass sees them.
 """
 
 from __future__ import annotations
@@ -100,8 +102,8 @@ def attributions(
         window: Occlusion's window (an int or (h, w)); default a seventh of each side.
         stride: Occlusion's stride; default half the window.
         perturbations_per_eval: Occlusion: occluded images per forward pass.
-        progress: called with the share of the work done (0 .. 1) as it goes: after each SmoothGrad
-            sample of Integrated Gradients, and once at the end for the other methods.
+        progress: called with the share of the work done (0 .. 1) as it goes: after each forward pass
+            of the pixel methods, and once at the end for Grad-CAM.
 
     Returns:
         An :class:`Attribution`.
@@ -158,30 +160,54 @@ def _perturbed(
     internal_batch_size, window, stride, perturbations_per_eval, progress,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:  # fmt: skip
     """Integrated Gradients or Occlusion: (signed, positive, probabilities, target)."""
-    with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False):
-        x = batch.detach().clone()  # a normal tensor, even if the caller made it in inference mode
-        with torch.no_grad():
-            probabilities = own(x).float().softmax(-1)[0]
-        target = _check_target(target, probabilities)
-        with torch.enable_grad():
-            if method == "integrated_gradients":
-                signed = _integrated_gradients(
-                    own,
-                    x,
-                    target,
-                    noise_tunnel,
-                    nt_samples,
-                    noise_level,
-                    n_steps,
-                    internal_batch_size,
-                    seed,
-                    progress,
-                )
-                positive = signed.clamp(min=0)
-            else:
-                signed = _occlusion(own, x, target, window, stride, perturbations_per_eval)
-                positive = signed.clamp(min=0)
-    return signed, positive, probabilities, target
+    with call_model(model) as own, torch.inference_mode():
+        probabilities = own(batch).float().softmax(-1)[0]
+    target = _check_target(target, probabilities)
+    (signed,) = pixel_maps(
+        model, batch, [target], method=method, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
+        noise_level=noise_level, n_steps=n_steps, internal_batch_size=internal_batch_size, seed=seed,
+        window=window, stride=stride, perturbations_per_eval=perturbations_per_eval, progress=progress,
+    )  # fmt: skip
+    return signed, signed.clamp(min=0), probabilities, target
+
+
+def pixel_maps(
+    model: CoAtNet,
+    batch: torch.Tensor,
+    targets: Sequence[int],
+    *,
+    method: str,
+    noise_tunnel: bool = True,
+    nt_samples: int = 4,
+    noise_level: float = 0.15,
+    n_steps: int = 16,
+    internal_batch_size: int = 32,
+    seed: int = 0,
+    window: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
+    perturbations_per_eval: int = 16,
+    progress: Callable[[float], None] | None = None,
+) -> torch.Tensor:
+    """The signed Integrated Gradients or Occlusion map of every image of a preprocessed batch
+    (B, C, H, W), for one class per image: (B, H, W), each what :func:`attributions` gives as
+    ``signed_map`` for that image alone (same arguments), all images' passes batched together.
+
+    ``internal_batch_size`` (Integrated Gradients) and ``perturbations_per_eval`` (Occlusion) are the
+    images per forward pass. With a module in training mode (BatchNorm then mixes the images of a pass)
+    the passes are exactly captum's, one image at a time; in eval mode they mix images freely."""
+    if method not in ("integrated_gradients", "occlusion"):
+        raise ValueError(f"pixel_maps makes integrated_gradients or occlusion, not {method!r}")
+    targets = [int(t) for t in targets]
+    if len(targets) != batch.shape[0]:
+        raise ValueError(f"give one target per image: {len(targets)} for {batch.shape[0]} images")
+    training = any(m.training for m in model.modules())
+    x = batch.detach().clone()  # a normal tensor, even if the caller made it in inference mode
+    if method == "integrated_gradients":
+        return _integrated_gradients(
+            model, x, targets, noise_tunnel, nt_samples, noise_level, n_steps, internal_batch_size, seed,
+            training, progress,
+        )  # fmt: skip
+    return _occlusion(model, x, targets, window, stride, perturbations_per_eval, training, seed, progress)
 
 
 def gradcam_stages(
@@ -286,70 +312,138 @@ def _check_target(target: int | None, probabilities: torch.Tensor) -> int:
     return int(target)
 
 
+def pass_size(size: tuple[int, int], *, at_224: int = 32, most: int = 512) -> int:
+    """Images per forward pass for inputs of ``size`` (H, W): ``at_224`` at 224 x 224 and as many more
+    as fit the same memory on smaller inputs, at most ``most``."""
+    return max(1, min(most, at_224 * 224 * 224 // max(1, size[0] * size[1])))
+
+
+def _passes(count: int, group: int, per_pass: int, training: bool) -> list[slice]:
+    """The slices of ``count`` rows run in one forward pass each: ``per_pass`` rows at a time, never
+    across a ``group`` of rows (one image's, as captum runs them) when the model is in training mode."""
+    if not training:
+        return [slice(a, min(a + per_pass, count)) for a in range(0, count, per_pass)]
+    return [
+        slice(a, min(a + per_pass, start + group))
+        for start in range(0, count, group)
+        for a in range(start, start + group, per_pass)
+    ]
+
+
 def _integrated_gradients(
     model: CoAtNet,
     x: torch.Tensor,
-    target: int,
+    targets: list[int],
     noise_tunnel: bool,
     nt_samples: int,
     noise_level: float,
     n_steps: int,
-    internal_batch_size: int,
+    per_pass: int,
     seed: int,
+    training: bool,
     progress: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
-    """(H, W) Integrated Gradients from a zero baseline, summed over channels, SmoothGrad-averaged (one
-    noisy copy at a time, reporting ``progress`` after each)."""
-    from captum.attr import IntegratedGradients  # imported when used: captum brings matplotlib
+    """(B, H, W) Integrated Gradients from a zero baseline, summed over channels, SmoothGrad-averaged:
+    captum's ``NoiseTunnel(IntegratedGradients)`` with its Gauss-Legendre steps, every image's noise drawn
+    from a generator seeded ``seed`` (as a call for that image alone), all (image, noisy copy, step)
+    rows run ``per_pass`` at a time."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
 
-    if n_steps < 1 or nt_samples < 1:
-        raise ValueError(f"n_steps and nt_samples must be >= 1, got {n_steps} and {nt_samples}")
-    inputs = x
+    if n_steps < 1 or nt_samples < 1 or per_pass < 1:
+        raise ValueError(f"n_steps, nt_samples and the batch size must be >= 1, got {n_steps}, {nt_samples}"
+                         f" and {per_pass}")  # fmt: skip
+    count = x.shape[0]
+    samples = x[:, None]  # (B, S, C, H, W)
     if noise_tunnel:
         generator = torch.Generator(device=x.device).manual_seed(seed)
         noise = torch.randn((nt_samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-        sigma = noise_level * float(x.max() - x.min())
-        inputs = x + sigma * noise  # (nt_samples, C, H, W)
-    explain = IntegratedGradients(model)
-    total = torch.zeros_like(x[0])
-    for i in range(inputs.shape[0]):
-        sample = inputs[i : i + 1]
-        total += explain.attribute(
-            sample, baselines=torch.zeros_like(sample), target=target, n_steps=n_steps,
-            internal_batch_size=internal_batch_size,
-        )[0]  # fmt: skip
-        if progress is not None:
-            progress((i + 1) / (inputs.shape[0] + 1))
-    return (total / inputs.shape[0]).sum(0)  # mean over noisy copies, sum over channels
+        sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
+        samples = x[:, None] + sigma.view(-1, 1, 1, 1, 1) * noise[None]
+    per_image = samples.shape[1]
+    samples = samples.flatten(0, 1)  # (B * S, C, H, W)
+    step_sizes, alphas = approximation_parameters("gausslegendre")
+    weights = torch.tensor(step_sizes(n_steps), device=x.device, dtype=x.dtype)
+    alpha = torch.tensor(alphas(n_steps), device=x.device, dtype=x.dtype)
+    rows = count * per_image * n_steps  # row r: noisy copy r // n_steps at step r % n_steps
+    chosen = torch.tensor(targets, device=x.device).repeat_interleave(per_image * n_steps)
+    total = torch.zeros_like(samples)
+    passes = _passes(rows, n_steps, per_pass, training)
+    with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False), torch.enable_grad():
+        for k, rows_of in enumerate(passes):
+            index = torch.arange(rows_of.start, rows_of.stop, device=x.device)
+            sample, step = index // n_steps, index % n_steps
+            scaled = (alpha[step].view(-1, 1, 1, 1) * samples[sample]).requires_grad_()
+            logits = own(scaled)
+            (gradient,) = torch.autograd.grad(logits.gather(1, chosen[index, None]).sum(), scaled)
+            total.index_add_(0, sample, gradient.detach() * weights[step].view(-1, 1, 1, 1))
+            if progress is not None:
+                progress((k + 1) / (len(passes) + 1))
+    attributions = (total * samples).view(count, per_image, *x.shape[1:])
+    return attributions.mean(1).sum(1)  # mean over noisy copies, sum over channels
 
 
-def _occlusion(
-    model: CoAtNet,
-    x: torch.Tensor,
-    target: int,
-    window: int | Sequence[int] | None,
-    stride: int | Sequence[int] | None,
-    perturbations_per_eval: int,
+def occlusion_windows(
+    size: tuple[int, int],
+    window: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """(H, W) Occlusion with a window over all channels set to 0."""
-    from captum.attr import Occlusion  # imported when used: captum brings matplotlib
-
-    channels, height, width = x.shape[1:]
+    """Occlusion's windows over an (H, W) image as (P, H, W) masks (1 inside the window): captum's
+    ``Occlusion`` positions (every shift by the stride, the last one clipped at the edge when the stride
+    does not divide the rest), the window a seventh of each side and the stride half the window by
+    default. A stride larger than the window leaves pixels no window covers."""
+    height, width = size
     win = _pair(window) if window is not None else (max(1, height // 7), max(1, width // 7))
     step = _pair(stride) if stride is not None else (max(1, win[0] // 2), max(1, win[1] // 2))
     if not (0 < win[0] <= height and 0 < win[1] <= width and step[0] > 0 and step[1] > 0):
         raise ValueError(
             f"occlusion window {win} and stride {step} must be positive and fit {height}x{width}"
         )
-    attr = Occlusion(model).attribute(
-        x,
-        sliding_window_shapes=(channels, *win),
-        strides=(channels, *step),
-        baselines=0.0,
-        target=target,
-        perturbations_per_eval=perturbations_per_eval,
-    )
-    return attr[0].mean(0)  # the window spans every channel: each channel holds the same value
+    # captum's shifts: one more than fit whole when the stride does not divide the rest, clipped at the edge
+    tops = range(0, min(height - 1, -(-(height - win[0]) // step[0]) * step[0]) + 1, step[0])
+    lefts = range(0, min(width - 1, -(-(width - win[1]) // step[1]) * step[1]) + 1, step[1])
+    masks = torch.zeros(len(tops) * len(lefts), height, width)
+    for k, (top, left) in enumerate((t, left) for left in lefts for t in tops):  # captum's order
+        masks[k, top : top + win[0], left : left + win[1]] = 1
+    return masks
+
+
+def _occlusion(
+    model: CoAtNet,
+    x: torch.Tensor,
+    targets: list[int],
+    window: int | Sequence[int] | None,
+    stride: int | Sequence[int] | None,
+    per_pass: int,
+    training: bool,
+    seed: int,
+    progress: Callable[[float], None] | None = None,
+) -> torch.Tensor:
+    """(B, H, W) Occlusion with a window over all channels set to 0: captum's ``Occlusion`` (the drop
+    of the target logit, averaged over the windows covering each pixel; 0 where no window does), every
+    (image, window) row run ``per_pass`` at a time."""
+    if per_pass < 1:
+        raise ValueError(f"perturbations_per_eval must be >= 1, got {per_pass}")
+    count = x.shape[0]
+    masks = occlusion_windows((int(x.shape[-2]), int(x.shape[-1])), window, stride).to(x)
+    windows = masks.shape[0]
+    chosen = torch.tensor(targets, device=x.device)
+    drops = torch.empty(count * windows, device=x.device, dtype=torch.float32)
+    passes = _passes(count * windows, windows, per_pass, training)
+    with call_model(model, seed=seed) as own, torch.inference_mode():
+        if training:  # each image's own pass, as captum's first evaluation
+            base = torch.cat([own(x[i : i + 1]).float()[0, chosen[i], None] for i in range(count)])
+        else:
+            base = own(x).float().gather(1, chosen[:, None])[:, 0]
+        for k, rows_of in enumerate(passes):
+            index = torch.arange(rows_of.start, rows_of.stop, device=x.device)
+            image, where = index // windows, index % windows
+            occluded = x[image] * (1 - masks[where, None])
+            drops[index] = base[image] - own(occluded).float().gather(1, chosen[image, None])[:, 0]
+            if progress is not None:
+                progress((k + 1) / (len(passes) + 1))
+    covered = masks.sum(0)
+    summed = torch.einsum("bp,phw->bhw", drops.view(count, windows), masks.float())
+    return torch.where(covered > 0, summed / covered.clamp(min=1), torch.zeros_like(summed))
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

@@ -49,7 +49,7 @@ from PIL import Image
 from analysis.core.geometry import attention_blocks
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
-from analysis.explain.attributions import STAGES, attributions, gradcam_maps
+from analysis.explain.attributions import STAGES, gradcam_maps, pass_size, pixel_maps
 from analysis.explain.perturbation import (
     PERCENTILES,
     ROAD_NOISE,
@@ -222,6 +222,12 @@ def explanation_maps(
             found = class_relevance(model, batch, target=targets, method=method)
             grids[method] = upsample_to_image(found.map, size)
     cams = gradcam_maps(model, batch, targets) if "gradcam" in methods else None
+    per_pass = pass_size(size)
+    pixels = {
+        method: pixel_maps(model, batch, targets, method=method, internal_batch_size=per_pass,
+                           perturbations_per_eval=per_pass)
+        for method in ("integrated_gradients", "occlusion") if method in methods
+    }  # fmt: skip
     out: list[list[Explanation]] = []
     for i in range(count):
         maps: list[Explanation] = []
@@ -235,8 +241,8 @@ def explanation_maps(
             elif method == "gradcam":
                 maps.append(Explanation("gradcam", stage, cams[STAGES.index(stage)][i]))
             else:
-                found = attributions(model, batch[i : i + 1], method=method, target=targets[i])
-                maps.append(Explanation(method, None, found.map, signed=found.signed_map))
+                signed = pixels[method][i].detach().cpu().numpy().astype(np.float32)
+                maps.append(Explanation(method, None, np.maximum(signed, 0), signed=signed))
         out.append(maps)
     if progress is not None:
         progress(1.0)

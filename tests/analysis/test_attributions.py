@@ -16,7 +16,7 @@ from captum.attr import IntegratedGradients, NoiseTunnel
 from PIL import Image
 
 from analysis.core.summaries import to_jsonable
-from analysis.explain.attributions import STAGES, Attribution, attributions
+from analysis.explain.attributions import STAGES, Attribution, attributions, occlusion_windows, pixel_maps
 from coatnet import create_model
 
 FAST = {
@@ -227,15 +227,66 @@ def test_relative_position_mlp_model() -> None:
     assert a.map.shape == (32, 32) and (a.map >= 0).all() and np.isfinite(a.map).all()
 
 
-def test_integrated_gradients_reports_progress_after_each_noisy_copy_and_ends_at_one() -> None:
+def test_pixel_methods_report_progress_after_each_forward_pass_and_end_at_one() -> None:
     model = create_model("coatnet_toy").eval()
     image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     seen: list[float] = []
-    attributions(model, image, method="integrated_gradients", n_steps=4, nt_samples=3, progress=seen.append)
-    assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    attributions(model, image, method="integrated_gradients", n_steps=4, nt_samples=3,
+                 internal_batch_size=4, progress=seen.append)  # fmt: skip
+    assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0])  # 12 rows, 4 a pass
     seen.clear()
-    attributions(model, image, method="occlusion", window=8, stride=8, progress=seen.append)
+    attributions(model, image, method="occlusion", window=8, stride=8, perturbations_per_eval=4,
+                 progress=seen.append)  # fmt: skip
+    assert seen == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # 16 windows, 4 a pass
+    seen.clear()
+    attributions(model, image, method="gradcam", progress=seen.append)
     assert seen == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("size", "window", "stride"), [((32, 32), 8, 4), ((64, 32), (7, 5), (4, 5)), ((32, 32), None, None)]
+)
+def test_occlusion_is_captums_occlusion(model, size, window, stride) -> None:
+    """Our batched occlusion gives captum's ``Occlusion`` map, also where the stride does not divide the
+    rest of the image (64 x 32 with a 7 x 5 window every 4 x 5: captum's last column of windows is clipped
+    at the edge)."""
+    from captum.attr import Occlusion
+
+    image = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(2))
+    ours = attributions(model, image, method="occlusion", target=5, window=window, stride=stride)
+    win = window or (size[0] // 7, size[1] // 7)
+    win = (win, win) if isinstance(win, int) else win
+    step = stride or (win[0] // 2, win[1] // 2)
+    step = (step, step) if isinstance(step, int) else step
+    ref = Occlusion(model).attribute(
+        image, sliding_window_shapes=(3, *win), strides=(3, *step), baselines=0.0, target=5,
+        perturbations_per_eval=16,
+    )[0, 0].detach()  # fmt: skip
+    np.testing.assert_allclose(ours.signed_map, ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_occlusion_with_a_stride_past_the_window_leaves_uncovered_pixels_at_zero(model, image) -> None:
+    masks = occlusion_windows((32, 32), window=4, stride=8)
+    assert masks.shape == (16, 32, 32) and masks.sum() == 16 * 16
+    a = attributions(model, image, method="occlusion", target=1, window=4, stride=8)
+    covered = masks.sum(0).numpy() > 0
+    assert (a.signed_map[~covered] == 0).all() and np.count_nonzero(a.signed_map[covered]) > 0
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_batched_pixel_maps_equal_one_image_at_a_time(method, mode) -> None:
+    """pixel_maps over a batch (passes mixing images in eval mode, per image in training mode) gives
+    each image's own map."""
+    torch.manual_seed(0)
+    model = create_model("coatnet_toy").train(mode == "train")
+    batch = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    options = {**FAST[method], "internal_batch_size": 5, "perturbations_per_eval": 5}
+    together = pixel_maps(model, batch, [1, 4, 7], method=method, seed=3, **options)
+    for i, target in enumerate([1, 4, 7]):
+        alone = pixel_maps(model, batch[i : i + 1], [target], method=method, seed=3, **options)[0]
+        np.testing.assert_allclose(together[i].numpy(), alone.numpy(), rtol=1e-4, atol=1e-5)
+    assert together.shape == (3, 32, 32)
 
 
 @pytest.mark.parametrize("target", [None, 3])
