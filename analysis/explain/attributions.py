@@ -312,10 +312,12 @@ def _check_target(target: int | None, probabilities: torch.Tensor) -> int:
     return int(target)
 
 
-def pass_size(size: tuple[int, int], *, at_224: int = 32, most: int = 512) -> int:
-    """Images per forward pass for inputs of ``size`` (H, W): ``at_224`` at 224 x 224 and as many more
-    as fit the same memory on smaller inputs, at most ``most``."""
-    return max(1, min(most, at_224 * 224 * 224 // max(1, size[0] * size[1])))
+def pass_size(size: tuple[int, int], *, least: int = 8, most: int = 128) -> int:
+    """Images per forward pass for inputs of ``size`` (H, W): a 224 x 224 image's worth of pixels, at
+    least ``least`` images and at most ``most``. More images per pass stop paying on the CPU well before
+    memory runs out: demo-pre's 28 px forward pass costs the same per image at 32 to 128 images, and
+    half as much again at 512 (the caches overflow)."""
+    return max(least, min(most, 224 * 224 // max(1, size[0] * size[1])))
 
 
 def _passes(count: int, group: int, per_pass: int, training: bool) -> list[slice]:
@@ -441,8 +443,15 @@ def _occlusion(
             drops[index] = base[image] - own(occluded).float().gather(1, chosen[image, None])[:, 0]
             if progress is not None:
                 progress((k + 1) / (len(passes) + 1))
+    return occlusion_map(drops.view(count, windows), masks)
+
+
+def occlusion_map(drops: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) occlusion maps from each image's drop of the target logit (B, P) under each window of
+    ``masks`` (P, H, W, :func:`occlusion_windows`): per pixel the mean drop of the windows covering it, 0
+    where none does."""
     covered = masks.sum(0)
-    summed = torch.einsum("bp,phw->bhw", drops.view(count, windows), masks.float())
+    summed = torch.einsum("bp,phw->bhw", drops.float(), masks.float())
     return torch.where(covered > 0, summed / covered.clamp(min=1), torch.zeros_like(summed))
 
 

@@ -43,7 +43,8 @@ from PIL import Image
 from torch import nn
 
 from analysis.core.inputs import as_batch
-from analysis.core.running import call_model, twin
+from analysis.core.running import call_model, plain_model, twin
+from analysis.explain.attributions import occlusion_map, occlusion_windows, pass_size
 from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
 from analysis.explain.perturbation import random_map
 from coatnet.model.network import CoAtNet, reinitialise
@@ -224,26 +225,34 @@ def sanity_checks(
         copies += [("cascading", name, tuple(order[: k + 1])) for k, name in enumerate(order)]
     if "independent" in tests:
         copies += [("independent", name, (name,)) for name in order]
-    steps = 1 + len(copies) + ("random_logit" in tests)
+    # the head alone is both tests' first copy; a copy owns only the parts it randomises
+    models = {names: randomised(model, names, seed=seed) for names in dict.fromkeys(c[2] for c in copies)}
+    shared = ("occlusion", None) in rows and not any(m.training for m in model.modules())
+    steps = 1 + len(copies) + ("random_logit" in tests) + shared
     done = [0]
 
     def step(share: float) -> None:
         if progress is not None:
             progress(min(1.0, (done[0] + share) / steps))
 
-    trained = _maps(model, batch, target, rows, seed, (), custom, step)
+    occlusion: dict[tuple[str, ...] | int, torch.Tensor] = {}
+    if shared:
+        occlusion = _occlusion_maps(model, models, batch, [target, other], step)
+        done[0] += 1
+    trained = _maps(model, batch, target, rows, seed, (), custom, occlusion.get(target), step)
     done[0] += 1
     results: list[SanityResult] = []
-    made: dict[tuple[str, ...], list[Explanation]] = {}  # the head alone is both tests' first copy
+    made: dict[tuple[str, ...], list[Explanation]] = {}
     for test, last, names in copies:
         if names not in made:
-            copy = randomised(model, names, seed=seed)
-            made[names] = _maps(copy, batch, target, rows, seed, names, custom, step)
+            with plain_model():  # a copy serves one image: building its inference build would cost more
+                made[names] = _maps(models[names], batch, target, rows, seed, names, custom,
+                                    occlusion.get(names), step)  # fmt: skip
         results += _compared(trained, made[names], test, last)
         done[0] += 1
     other_maps: list[Explanation] = []
     if "random_logit" in tests:
-        other_maps = _maps(model, batch, other, rows, seed, (), custom, step)
+        other_maps = _maps(model, batch, other, rows, seed, (), custom, occlusion.get(other), step)
         results += _compared(trained, other_maps, "random_logit", None)
     if progress is not None:
         progress(1.0)
@@ -260,11 +269,13 @@ def random_seed(seed: int, names: Sequence[str]) -> int:
     return zlib.crc32(f"random:{seed}:{','.join(names)}".encode())
 
 
-def _maps(model, batch, target, rows, seed, names, custom, progress) -> list[Explanation]:
-    """Every row's map for ``target``, the random one seeded for this model copy."""
+def _maps(model, batch, target, rows, seed, names, custom, occlusion, progress) -> list[Explanation]:
+    """Every row's map for ``target``, the random one seeded for this model copy, the occlusion map
+    ``occlusion`` (signed, (H, W)) where it was made already."""
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     custom = custom or {}
-    others = [r for r in rows if r[0] != "random" and r[0] not in custom]
+    given = {"random", *custom} | ({"occlusion"} if occlusion is not None else set())
+    others = [r for r in rows if r[0] not in given]
     (found,) = explanation_maps(model, batch, [target], rows=others, progress=progress) if others else ([],)
     made = iter(found)
     out = []
@@ -276,8 +287,56 @@ def _maps(model, batch, target, rows, seed, names, custom, progress) -> list[Exp
             out.append(
                 Explanation(method, None, np.asarray(custom[method](model, batch, target), np.float32))
             )
+        elif method == "occlusion" and occlusion is not None:
+            signed = occlusion.cpu().numpy().astype(np.float32)
+            out.append(Explanation("occlusion", None, np.maximum(signed, 0), signed=signed))
         else:
             out.append(next(made))
+    return out
+
+
+def _occlusion_maps(
+    model: CoAtNet,
+    copies: Mapping[tuple[str, ...], CoAtNet],
+    batch: torch.Tensor,
+    classes: Sequence[int],
+    progress: Callable[[float], None],
+) -> dict[tuple[str, ...] | int, torch.Tensor]:
+    """Occlusion as :func:`analysis.explain.attributions.pixel_maps` makes it (its windows, the target's
+    logit drop spread over them) of the trained model for each of ``classes`` (keyed by the class) and of
+    every randomised copy for ``classes[0]`` (keyed by its parts), all (H, W) signed maps, at the cost of
+    one trained forward pass of the occluded images and, per copy, the blocks from its earliest
+    randomised part on: the activations before that part are the trained model's. Eval mode only."""
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    masks = occlusion_windows(size).to(batch)
+    rows = torch.cat([batch, batch * (1 - masks[:, None])])  # the image, then each window occluded
+    blocks = model.block_names()
+    forward_position = {"S0": -1, "head": len(blocks)} | {name: i for i, name in enumerate(blocks)}
+    starts = {names: min(forward_position[n] for n in names) for names in copies}
+    logits: dict[tuple[str, ...] | None, list[torch.Tensor]] = {key: [] for key in [None, *copies]}
+    per_pass = pass_size(size)
+    passes = range(0, rows.shape[0], per_pass)
+    with call_model(model) as own, torch.inference_mode():
+        for k, first in enumerate(passes):
+            chunk = rows[first : first + per_pass]
+            for names in (n for n, start in starts.items() if start == -1):
+                logits[names].append(copies[names](chunk)[:, classes[0]].float())
+            x = own.forward_to(chunk, 0)
+            for position in range(len(blocks) + 1):
+                for names in (n for n, start in starts.items() if start == position):
+                    logits[names].append(copies[names].forward_from(x, position)[:, classes[0]].float())
+                if position < len(blocks):
+                    x = own.forward_blocks(x, position, position + 1)
+            logits[None].append(own.forward_from(x, len(blocks))[:, list(classes)].float())
+            progress((k + 1) / len(passes))
+    out: dict[tuple[str, ...] | int, torch.Tensor] = {}
+    for key, found in logits.items():
+        values = torch.cat(found).reshape(rows.shape[0], -1)  # (1 + windows, classes asked)
+        maps = occlusion_map((values[:1] - values[1:]).T, masks)
+        if key is None:
+            out |= {int(c): maps[i] for i, c in enumerate(classes)}
+        else:
+            out[key] = maps[0]
     return out
 
 

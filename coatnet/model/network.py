@@ -214,6 +214,13 @@ class CoAtNet(nn.Module):
             x = block(x)
         return x
 
+    def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """The activation entering block ``block_names()[stop]`` (the last block's output for
+        ``len(block_names())``) from the one entering block ``start``."""
+        for block in self._blocks()[start:stop]:
+            x = block(x)
+        return x
+
     def forward_from(self, x: torch.Tensor, position: int) -> torch.Tensor:
         """The logits, from the activation entering block ``block_names()[position]``:
         ``forward_from(forward_to(images, p), p)`` runs the same operations as ``forward(images)``."""

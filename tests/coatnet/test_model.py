@@ -126,6 +126,21 @@ def test_forward_intermediates_match_features_and_stage_info() -> None:
     torch.testing.assert_close(model(x), model.forward_head(features), atol=0, rtol=0)
 
 
+def test_forward_to_blocks_and_from_compose_to_the_forward_pass() -> None:
+    """Any split of the blocks, entered at one position and left at another, gives the model's logits."""
+    model = coatnet.create_model("coatnet_toy").eval()
+    x = torch.randn(2, 3, 32, 32)
+    count = len(model.block_names())
+    with torch.no_grad():
+        logits = model(x)
+        for start in range(count + 1):
+            entering = model.forward_to(x, start)
+            for stop in range(start, count + 1):
+                middle = model.forward_blocks(entering, start, stop)
+                torch.testing.assert_close(model.forward_from(middle, stop), logits, atol=0, rtol=0)
+    assert torch.equal(model.forward_blocks(entering, count, count), entering)
+
+
 # ---------------------------------------------------------------- layouts and stage_info
 
 
