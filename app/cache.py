@@ -331,6 +331,13 @@ def faithfulness(key: ModelKey, image: bytes, progress=None):
     return analysis.faithfulness(model(key), _image(image), progress=progress)
 
 
+@session_result(max_entries=4)
+def sanity(key: ModelKey, image: bytes, progress=None):
+    """Model parameter randomisation and the random logit test of every explanation of the predicted
+    class (:func:`analysis.sanity_checks`)."""
+    return analysis.sanity_checks(model(key), _image(image), progress=progress)
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def study(spec: str) -> dict:
     """A study's summary (:func:`analysis.load_study`): a shipped one by name or a folder."""

@@ -13,6 +13,8 @@ from analysis.figures.plots import head_grid
 from analysis.figures.style import SEQUENTIAL
 
 __all__ = [
+    "MEASURE_LABELS",
+    "TEST_LABELS",
     "random_logit_figure",
     "robustness_figure",
     "sanity_cascade_figure",
@@ -21,6 +23,10 @@ __all__ = [
     "study_sanity_figure",
 ]  # what the face, analysis.figures, hands on
 
+TEST_LABELS = {
+    "cascading": "cascading (from the head down)",
+    "independent": "independent (one part at a time)",
+}
 MEASURE_LABELS = {
     "spearman_abs": "Spearman rank correlation of |map|",
     "spearman": "Spearman rank correlation (signed)",

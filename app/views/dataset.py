@@ -7,14 +7,19 @@ import streamlit as st
 
 from analysis import shipped_studies
 from analysis.figures import (
+    MEASURE_LABELS,
+    TEST_LABELS,
     distance_figure,
     entropy_figure,
     faithfulness_figure,
     interventions_figure,
+    robustness_figure,
     stage_figure,
     study_frequency_figure,
+    study_random_logit_figure,
+    study_sanity_figure,
 )
-from analysis.report import faithfulness_section
+from analysis.report import faithfulness_section, sanity_section
 from app import cache, errors, render, session
 
 OTHER = "a study folder..."
@@ -54,6 +59,14 @@ def render_page() -> None:
     except ValueError as error:
         st.error(errors.message(error), icon=":material/error:")
         return
+    name = str(study.get("model", "study"))
+    if "baseline" not in study:  # coatnet study --sanity-only
+        st.caption(
+            f"{study.get('model_description', study.get('model'))} on {study.get('data')} "
+            f"{study.get('split', '')}: the sanity checks alone (`coatnet study --sanity-only`)."
+        )
+        sanity_checks(study, name)
+        return
     base = study["baseline"]
     st.caption(
         f"{study.get('model_description', study.get('model'))} on {study.get('data')} "
@@ -61,7 +74,6 @@ def render_page() -> None:
         f"{base['n_images']} images, top-1 {100 * base['top1']:.2f}%, loss {base['loss']:.4f}; "
         f"{study.get('compute_s', '?')} s of compute on {study.get('device', '?')}."
     )
-    name = str(study.get("model", "study"))
     st.subheader("Where each head's locality comes from")
     st.caption(
         "Mean attention distance per head against depth, of the weights the block used, of its content "
@@ -87,9 +99,38 @@ def render_page() -> None:
     st.subheader("Which explanation to trust")
     if not study.get("faithfulness"):
         st.caption("This study did not measure faithfulness: run `coatnet study --faithfulness [N]`.")
+    else:
+        st.caption(faithfulness_section(study).text + " Protocol: docs/explanations.md.")
+        render.figure(faithfulness_figure(study), f"{name}-study-faithfulness")
+    sanity_checks(study, name)
+
+
+def sanity_checks(study: dict, name: str) -> None:
+    """study.json's ``sanity`` and ``robustness``: both randomisation tests, the random logit test and
+    the robustness of every explanation, or how to add them."""
+    st.subheader("Sanity checks")
+    if not study.get("sanity"):
+        st.caption(
+            "This study did not run the sanity checks: `coatnet study --sanity [N] --out DIR` on its folder "
+            "adds them (and computes nothing else)."
+        )
         return
-    st.caption(faithfulness_section(study).text + " Protocol: docs/explanations.md.")
-    render.figure(faithfulness_figure(study), f"{name}-study-faithfulness")
+    st.caption(sanity_section(study).text)
+    pick_test, pick_measure = st.columns(2)
+    with pick_test:
+        test = st.radio(
+            "Randomisation", tuple(TEST_LABELS), key="study_sanity_test", format_func=TEST_LABELS.get
+        )
+    with pick_measure:
+        measure = st.radio(
+            "Similarity", tuple(MEASURE_LABELS), key="study_sanity_measure", format_func=MEASURE_LABELS.get
+        )  # fmt: skip
+    render.figure(
+        study_sanity_figure(study, measure=measure, test=test), f"{name}-study-sanity-{test}-{measure}"
+    )
+    render.figure(study_random_logit_figure(study, measure=measure), f"{name}-study-random-logit-{measure}")
+    if study.get("robustness"):
+        render.figure(robustness_figure(study), f"{name}-study-robustness")
 
 
 def study_of(key, shipped: list[str]) -> str | None:

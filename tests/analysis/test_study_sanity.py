@@ -22,6 +22,7 @@ from analysis.studies.sanity import sanity_entries
 from coatnet.cli.commands import main
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import open_for_model
+from tests.support.toys import fashion_toy_checkpoint
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
@@ -29,13 +30,7 @@ pytestmark = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install da
 
 @pytest.fixture(scope="module")
 def toy_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy", img_size=16, in_chans=1, strides=(1, 1, 2, 2, 2)).eval()
-    path = tmp_path_factory.mktemp("model") / "toy.safetensors"
-    pre = {"size": [16, 16], "channels": 1, "mean": [0.5], "std": [0.5], "interpolation": "bilinear",
-           "crop": 1.0}  # fmt: skip
-    coatnet.save_checkpoint(model, path, class_names=[f"class {i}" for i in range(10)], preprocessing=pre)
-    return path
+    return fashion_toy_checkpoint(tmp_path_factory.mktemp("model") / "toy.safetensors")
 
 
 def run(checkpoint: Path, out: Path, *extra: str) -> int:
