@@ -90,6 +90,23 @@ def call_model(model: M, *, private: bool = False, seed: int = 0) -> Iterator[M]
         yield own
 
 
+@contextmanager
+def input_gradient_model(model: M, *, seed: int = 0) -> Iterator[M]:
+    """The model a call runs that takes gradients with respect to its input alone (Integrated
+    Gradients): in eval mode the inference build where it applies (its parameters need no gradient,
+    and autograd runs through it as through the model, to float rounding), else a :func:`twin` of the
+    call's own whose parameters need none (no weight's gradient is computed). Hooks are not for this
+    model: register them through ``call_model(model, private=True)``."""
+    training = any(m.training for m in model.modules())
+    fast = model if training else fast_runner(model)
+    if fast is not model:
+        yield fast
+        return
+    with call_model(model, private=True, seed=seed) as own:
+        own.requires_grad_(False)  # the twin's own Parameter objects: the model's are untouched
+        yield own
+
+
 def twin(model: M) -> M:
     """A structural copy of ``model`` for one call: new module objects with hook registries of their own
     (holding the hooks the model's owner registered; a hook registered on the twin stays on it), new

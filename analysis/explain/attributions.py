@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from analysis.core.inputs import as_batch
-from analysis.core.running import call_model
+from analysis.core.running import call_model, input_gradient_model
 from coatnet.model.network import CoAtNet
 
 METHODS = ("gradcam", "integrated_gradients", "occlusion")
 STAGES = ("S0", "S1", "S2", "S3", "S4")
+NT_SAMPLES, NOISE_LEVEL, N_STEPS = 4, 0.15, 16  # Integrated Gradients' SmoothGrad copies, noise and steps
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,9 @@ def attributions(
     target: int | None = None,
     stage: str = "S3",
     noise_tunnel: bool = True,
-    nt_samples: int = 4,
-    noise_level: float = 0.15,
-    n_steps: int = 16,
+    nt_samples: int = NT_SAMPLES,
+    noise_level: float = NOISE_LEVEL,
+    n_steps: int = N_STEPS,
     internal_batch_size: int = 32,
     seed: int = 0,
     window: int | Sequence[int] | None = None,
@@ -178,9 +179,9 @@ def pixel_maps(
     *,
     method: str,
     noise_tunnel: bool = True,
-    nt_samples: int = 4,
-    noise_level: float = 0.15,
-    n_steps: int = 16,
+    nt_samples: int = NT_SAMPLES,
+    noise_level: float = NOISE_LEVEL,
+    n_steps: int = N_STEPS,
     internal_batch_size: int = 32,
     seed: int = 0,
     window: int | Sequence[int] | None = None,
@@ -349,28 +350,19 @@ def _integrated_gradients(
     captum's ``NoiseTunnel(IntegratedGradients)`` with its Gauss-Legendre steps, every image's noise drawn
     from a generator seeded ``seed`` (as a call for that image alone), all (image, noisy copy, step)
     rows run ``per_pass`` at a time."""
-    from captum.attr._utils.approximation_methods import approximation_parameters
-
-    if n_steps < 1 or nt_samples < 1 or per_pass < 1:
-        raise ValueError(f"n_steps, nt_samples and the batch size must be >= 1, got {n_steps}, {nt_samples}"
-                         f" and {per_pass}")  # fmt: skip
+    if per_pass < 1:
+        raise ValueError(f"the batch size must be >= 1, got {per_pass}")
     count = x.shape[0]
-    samples = x[:, None]  # (B, S, C, H, W)
-    if noise_tunnel:
-        generator = torch.Generator(device=x.device).manual_seed(seed)
-        noise = torch.randn((nt_samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-        sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
-        samples = x[:, None] + sigma.view(-1, 1, 1, 1, 1) * noise[None]
-    per_image = samples.shape[1]
-    samples = samples.flatten(0, 1)  # (B * S, C, H, W)
-    step_sizes, alphas = approximation_parameters("gausslegendre")
-    weights = torch.tensor(step_sizes(n_steps), device=x.device, dtype=x.dtype)
-    alpha = torch.tensor(alphas(n_steps), device=x.device, dtype=x.dtype)
-    rows = count * per_image * n_steps  # row r: noisy copy r // n_steps at step r % n_steps
+    samples, alpha, weights = integrated_gradients_rows(
+        x, noise_tunnel=noise_tunnel, nt_samples=nt_samples, noise_level=noise_level, n_steps=n_steps,
+        seed=seed,
+    )  # fmt: skip
+    rows = samples.shape[0] * n_steps  # row r: noisy copy r // n_steps at step r % n_steps
+    per_image = samples.shape[0] // count
     chosen = torch.tensor(targets, device=x.device).repeat_interleave(per_image * n_steps)
     total = torch.zeros_like(samples)
     passes = _passes(rows, n_steps, per_pass, training)
-    with call_model(model, private=True, seed=seed) as own, torch.inference_mode(False), torch.enable_grad():
+    with input_gradient_model(model, seed=seed) as own, torch.inference_mode(False), torch.enable_grad():
         for k, rows_of in enumerate(passes):
             index = torch.arange(rows_of.start, rows_of.stop, device=x.device)
             sample, step = index // n_steps, index % n_steps
@@ -380,8 +372,40 @@ def _integrated_gradients(
             total.index_add_(0, sample, gradient.detach() * weights[step].view(-1, 1, 1, 1))
             if progress is not None:
                 progress((k + 1) / (len(passes) + 1))
-    attributions = (total * samples).view(count, per_image, *x.shape[1:])
-    return attributions.mean(1).sum(1)  # mean over noisy copies, sum over channels
+    return integrated_gradients_map(total, samples, count)
+
+
+def integrated_gradients_rows(
+    x: torch.Tensor, *, noise_tunnel: bool, nt_samples: int, noise_level: float, n_steps: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What Integrated Gradients integrates over for the images ``x`` (B, C, H, W): the noisy copies
+    (B * S, C, H, W; S = ``nt_samples`` with the noise tunnel, else 1), every image's noise drawn from a
+    generator seeded ``seed`` (as a call for that image alone) with standard deviation ``noise_level``
+    times the image's max - min, and captum's Gauss-Legendre points ``alpha`` and weights (``n_steps``):
+    row (copy i, step s) is ``alpha[s] * copies[i]``, its input gradient weighted by ``weights[s]``."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    if n_steps < 1 or nt_samples < 1:
+        raise ValueError(f"n_steps and nt_samples must be >= 1, got {n_steps} and {nt_samples}")
+    samples = x[:, None]  # (B, S, C, H, W)
+    if noise_tunnel:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        noise = torch.randn((nt_samples, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+        sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
+        samples = x[:, None] + sigma.view(-1, 1, 1, 1, 1) * noise[None]
+    step_sizes, alphas = approximation_parameters("gausslegendre")
+    weights = torch.tensor(step_sizes(n_steps), device=x.device, dtype=x.dtype)
+    alpha = torch.tensor(alphas(n_steps), device=x.device, dtype=x.dtype)
+    return samples.flatten(0, 1), alpha, weights
+
+
+def integrated_gradients_map(total: torch.Tensor, samples: torch.Tensor, count: int) -> torch.Tensor:
+    """(B, H, W) Integrated Gradients of ``count`` images from the weighted sum of the input gradients
+    of each noisy copy ``total`` and the copies ``samples`` (both (B * S, C, H, W),
+    :func:`integrated_gradients_rows`): the zero baseline's attributions ``copy * total``, averaged over
+    each image's noisy copies and summed over channels."""
+    attributions = (total * samples).view(count, samples.shape[0] // count, *samples.shape[1:])
+    return attributions.mean(1).sum(1)
 
 
 def occlusion_windows(

@@ -43,8 +43,17 @@ from PIL import Image
 from torch import nn
 
 from analysis.core.inputs import as_batch
-from analysis.core.running import call_model, plain_model, twin
-from analysis.explain.attributions import occlusion_map, occlusion_windows, pass_size
+from analysis.core.running import call_model, input_gradient_model, plain_model, twin
+from analysis.explain.attributions import (
+    N_STEPS,
+    NOISE_LEVEL,
+    NT_SAMPLES,
+    integrated_gradients_map,
+    integrated_gradients_rows,
+    occlusion_map,
+    occlusion_windows,
+    pass_size,
+)
 from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
 from analysis.explain.perturbation import random_map
 from coatnet.model.network import CoAtNet, reinitialise
@@ -227,19 +236,24 @@ def sanity_checks(
         copies += [("independent", name, (name,)) for name in order]
     # the head alone is both tests' first copy; a copy owns only the parts it randomises
     models = {names: randomised(model, names, seed=seed) for names in dict.fromkeys(c[2] for c in copies)}
-    shared = ("occlusion", None) in rows and not any(m.training for m in model.modules())
-    steps = 1 + len(copies) + ("random_logit" in tests) + shared
+    for copy in models.values():
+        copy.requires_grad_(False)  # the copy's own parameters: no map needs a weight's gradient
+    # in eval mode the pixel methods run every model at once, sharing the trained blocks' forward passes
+    eval_mode = not any(m.training for m in model.modules())
+    shared = [m for m, make in SHARED.items() if (m, None) in rows and m not in (custom or {}) and eval_mode]
+    steps = 1 + len(copies) + ("random_logit" in tests) + len(shared)
     done = [0]
 
     def step(share: float) -> None:
         if progress is not None:
             progress(min(1.0, (done[0] + share) / steps))
 
-    occlusion: dict[tuple[str, ...] | int, torch.Tensor] = {}
-    if shared:
-        occlusion = _occlusion_maps(model, models, batch, [target, other], step)
+    given: dict[tuple[str, ...] | int, dict[str, torch.Tensor]] = {}
+    for method in shared:
+        for key, found in SHARED[method](model, models, batch, [target, other], step).items():
+            given.setdefault(key, {})[method] = found
         done[0] += 1
-    trained = _maps(model, batch, target, rows, seed, (), custom, occlusion.get(target), step)
+    trained = _maps(model, batch, target, rows, seed, (), custom, given.get(target, {}), step)
     done[0] += 1
     results: list[SanityResult] = []
     made: dict[tuple[str, ...], list[Explanation]] = {}
@@ -247,12 +261,12 @@ def sanity_checks(
         if names not in made:
             with plain_model():  # a copy serves one image: building its inference build would cost more
                 made[names] = _maps(models[names], batch, target, rows, seed, names, custom,
-                                    occlusion.get(names), step)  # fmt: skip
+                                    given.get(names, {}), step)  # fmt: skip
         results += _compared(trained, made[names], test, last)
         done[0] += 1
     other_maps: list[Explanation] = []
     if "random_logit" in tests:
-        other_maps = _maps(model, batch, other, rows, seed, (), custom, occlusion.get(other), step)
+        other_maps = _maps(model, batch, other, rows, seed, (), custom, given.get(other, {}), step)
         results += _compared(trained, other_maps, "random_logit", None)
     if progress is not None:
         progress(1.0)
@@ -269,13 +283,12 @@ def random_seed(seed: int, names: Sequence[str]) -> int:
     return zlib.crc32(f"random:{seed}:{','.join(names)}".encode())
 
 
-def _maps(model, batch, target, rows, seed, names, custom, occlusion, progress) -> list[Explanation]:
-    """Every row's map for ``target``, the random one seeded for this model copy, the occlusion map
-    ``occlusion`` (signed, (H, W)) where it was made already."""
+def _maps(model, batch, target, rows, seed, names, custom, given, progress) -> list[Explanation]:
+    """Every row's map for ``target``, the random one seeded for this model copy, the pixel methods'
+    signed (H, W) maps ``given`` (method: map) where they were made already."""
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     custom = custom or {}
-    given = {"random", *custom} | ({"occlusion"} if occlusion is not None else set())
-    others = [r for r in rows if r[0] not in given]
+    others = [r for r in rows if r[0] not in {"random", *custom, *given}]
     (found,) = explanation_maps(model, batch, [target], rows=others, progress=progress) if others else ([],)
     made = iter(found)
     out = []
@@ -287,9 +300,9 @@ def _maps(model, batch, target, rows, seed, names, custom, occlusion, progress) 
             out.append(
                 Explanation(method, None, np.asarray(custom[method](model, batch, target), np.float32))
             )
-        elif method == "occlusion" and occlusion is not None:
-            signed = occlusion.cpu().numpy().astype(np.float32)
-            out.append(Explanation("occlusion", None, np.maximum(signed, 0), signed=signed))
+        elif method in given:
+            signed = given[method].detach().cpu().numpy().astype(np.float32)
+            out.append(Explanation(method, None, np.maximum(signed, 0), signed=signed))
         else:
             out.append(next(made))
     return out
@@ -311,8 +324,7 @@ def _occlusion_maps(
     masks = occlusion_windows(size).to(batch)
     rows = torch.cat([batch, batch * (1 - masks[:, None])])  # the image, then each window occluded
     blocks = model.block_names()
-    forward_position = {"S0": -1, "head": len(blocks)} | {name: i for i, name in enumerate(blocks)}
-    starts = {names: min(forward_position[n] for n in names) for names in copies}
+    starts = _starts(model, copies)
     logits: dict[tuple[str, ...] | None, list[torch.Tensor]] = {key: [] for key in [None, *copies]}
     per_pass = pass_size(size)
     passes = range(0, rows.shape[0], per_pass)
@@ -338,6 +350,66 @@ def _occlusion_maps(
         else:
             out[key] = maps[0]
     return out
+
+
+def _integrated_gradients_maps(
+    model: CoAtNet,
+    copies: Mapping[tuple[str, ...], CoAtNet],
+    batch: torch.Tensor,
+    classes: Sequence[int],
+    progress: Callable[[float], None],
+) -> dict[tuple[str, ...] | int, torch.Tensor]:
+    """Integrated Gradients as :func:`analysis.explain.attributions.pixel_maps` makes it (its SmoothGrad
+    copies, steps and seed) of the trained model for each of ``classes`` and of every randomised copy
+    for ``classes[0]``, keyed as :func:`_occlusion_maps`: each row's forward pass through the trained
+    blocks is made once and kept for the backward passes of every copy that enters after them. Eval mode
+    only."""
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    samples, alpha, weights = integrated_gradients_rows(
+        batch.detach().clone(), noise_tunnel=True, nt_samples=NT_SAMPLES, noise_level=NOISE_LEVEL,
+        n_steps=N_STEPS, seed=0,
+    )  # fmt: skip
+    blocks = model.block_names()
+    starts = _starts(model, copies)
+    totals = {key: torch.zeros_like(samples) for key in [*dict.fromkeys(int(c) for c in classes), *copies]}
+    rows = samples.shape[0] * N_STEPS  # row r: noisy copy r // N_STEPS at step r % N_STEPS
+    per_pass = pass_size(size)
+    passes = range(0, rows, per_pass)
+    with input_gradient_model(model) as own, torch.inference_mode(False), torch.enable_grad():
+        for k, first in enumerate(passes):
+            index = torch.arange(first, min(first + per_pass, rows), device=batch.device)
+            sample, step = index // N_STEPS, index % N_STEPS
+            scaled = (alpha[step].view(-1, 1, 1, 1) * samples[sample]).requires_grad_()
+            weight = weights[step].view(-1, 1, 1, 1)
+
+            def take(key, logits, cls: int, keep: bool, scaled=scaled, sample=sample, weight=weight) -> None:
+                (gradient,) = torch.autograd.grad(logits[:, cls].sum(), scaled, retain_graph=keep)
+                totals[key].index_add_(0, sample, gradient * weight)
+
+            for names in (n for n, start in starts.items() if start == -1):
+                take(names, copies[names](scaled), classes[0], False)
+            x = own.forward_to(scaled, 0)
+            for position in range(len(blocks) + 1):
+                for names in (n for n, start in starts.items() if start == position):
+                    take(names, copies[names].forward_from(x, position), classes[0], True)
+                if position < len(blocks):
+                    x = own.forward_blocks(x, position, position + 1)
+            logits = own.forward_from(x, len(blocks))
+            for i, cls in enumerate(dict.fromkeys(int(c) for c in classes)):
+                take(cls, logits, cls, i < len(set(classes)) - 1)
+            progress((k + 1) / len(passes))
+    return {key: integrated_gradients_map(total, samples, 1)[0] for key, total in totals.items()}
+
+
+def _starts(model: CoAtNet, copies: Mapping[tuple[str, ...], CoAtNet]) -> dict[tuple[str, ...], int]:
+    """Each copy's earliest randomised part as a forward position: -1 the stem, ``i`` the block
+    ``block_names()[i]``, ``len(block_names())`` the head."""
+    blocks = model.block_names()
+    position = {"S0": -1, "head": len(blocks)} | {name: i for i, name in enumerate(blocks)}
+    return {names: min(position[n] for n in names) for names in copies}
+
+
+SHARED = {"integrated_gradients": _integrated_gradients_maps, "occlusion": _occlusion_maps}
 
 
 def _compared(trained, maps, test, last) -> list[SanityResult]:

@@ -5,6 +5,7 @@ identity BatchNorm would prove nothing)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import is_dataclass
 from typing import Any
 
@@ -202,3 +203,27 @@ def test_the_softmaxes_computed_on_first_read_stay_read_only_where_the_logits_ar
     block.content_logits.flags.writeable = False  # as the app shares a result between sessions
     block.bias.flags.writeable = False
     assert not block.content.flags.writeable and not block.bias_softmax.flags.writeable
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_input_gradients_run_the_build_in_eval_mode_and_leave_the_models_parameters_as_they_were(mode):
+    """Input gradients through the inference build equal the model's own; in training mode a twin of the
+    call's own computes them, no parameter of the shared model changing its ``requires_grad``."""
+    from analysis.core.running import input_gradient_model
+
+    torch.manual_seed(0)
+    model = coatnet.create_model("coatnet_toy").train(mode == "train")
+    x = torch.randn(2, 3, 32, 32)
+
+    def gradient(net: torch.nn.Module) -> torch.Tensor:
+        inputs = x.clone().requires_grad_()
+        with coatnet.private_random(torch.Generator().manual_seed(0)):
+            return torch.autograd.grad(net(inputs)[:, 3].sum(), inputs)[0]
+
+    with input_gradient_model(model) as own:
+        assert own is not model and not any(p.requires_grad for p in own.parameters())
+        assert getattr(own, "inference_build", False) == (mode == "eval")
+        ours = gradient(own)
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    reference = gradient(copy.deepcopy(model))
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)

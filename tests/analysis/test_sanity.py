@@ -176,22 +176,24 @@ def test_the_sanity_figures_draw_every_method_at_every_part(report):
     assert "Lower is better" in logit.layout.annotations[-1].text
 
 
-def test_occlusion_shared_across_the_copies_is_each_copys_own_occlusion():
-    """The check runs the occluded images through the trained blocks once and each copy only from its
-    earliest randomised part on: every copy's map is the one occlusion gives that copy alone, and the
-    random logit test's the trained model's for the other class."""
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_pixel_methods_shared_across_the_copies_are_each_copys_own(method):
+    """The check runs the trained blocks' forward passes once for every copy, each copy only from its
+    earliest randomised part on (Integrated Gradients keeping the trained passes for every copy's
+    backward pass): every copy's map is the one the method gives that copy alone, and the random logit
+    test's the trained model's for the other class."""
     from analysis.explain.faithfulness import explanation_maps
 
     model = trained_looking(toy())
     x = images(1)
-    row = [("occlusion", None)]
+    row = [(method, None)]
     report = sanity_checks(model, x, rows=row, seed=2)
     order = parts(model)
     for test, randomised_parts in (
         ("cascading", [order[: k + 1] for k in range(len(order))]),
         ("independent", [[name] for name in order]),
     ):
-        for result, names in zip(report.select(test, "occlusion"), randomised_parts, strict=True):
+        for result, names in zip(report.select(test, method), randomised_parts, strict=True):
             alone = explanation_maps(randomised(model, names, seed=2), x, [report.target], rows=row)[0][0]
             np.testing.assert_allclose(result.map, alone.map, rtol=1e-4, atol=1e-5, err_msg=str(names))
     for cls, found in ((report.target, report.trained[0]), (report.other, report.other_maps[0])):
