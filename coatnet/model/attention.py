@@ -25,11 +25,13 @@ def relative_position_index(height: int, width: int, *, device: torch.device | N
 
     The entry for query (i, j) and key (i', j') is ``(i - i' + H - 1) * (2W - 1) + (j - j' + W - 1)``.
     """
-    rows = torch.arange(height, device=device).repeat_interleave(width)  # (N,) row of each position
-    cols = torch.arange(width, device=device).repeat(height)  # (N,) column of each position
+    # made on the CPU and moved: on the meta device (a model built for loading) integer arithmetic runs
+    # through Python decompositions whose first use imports torch._dynamo, 2-3 s of every CLI start
+    rows = torch.arange(height, device="cpu").repeat_interleave(width)  # (N,) row of each position
+    cols = torch.arange(width, device="cpu").repeat(height)  # (N,) column of each position
     d_row = rows[:, None] - rows[None, :] + height - 1  # query - key, shifted to >= 0
     d_col = cols[:, None] - cols[None, :] + width - 1
-    return d_row * (2 * width - 1) + d_col
+    return (d_row * (2 * width - 1) + d_col).to(device if device is not None else torch.get_default_device())
 
 
 class RelativePosition(nn.Module):

@@ -42,7 +42,7 @@ from torch import nn
 
 from coatnet.model.attention import RelativeAttention, RelativePosition
 from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock, fresh_act, watched
-from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after
+from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after, uninitialised
 from coatnet.model.network import CoAtNet
 
 _BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -227,8 +227,8 @@ def _fold_before(norm: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
 
 
 def _copy_conv(conv: nn.Conv2d, *, bias: bool, device: torch.device | None = None) -> nn.Conv2d:
-    # skip_init: no random initialisation (the weights are written next), so the global RNG stays put
-    fused = nn.utils.skip_init(
+    # no random initialisation (the weights are written next), so the global RNG stays put
+    fused = uninitialised(
         nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
         padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=bias,
         padding_mode=conv.padding_mode, device=device or conv.weight.device, dtype=conv.weight.dtype,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import nn
 
 from coatnet.model.randomness import active_generator
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class DropPath(nn.Module):
@@ -142,3 +146,30 @@ class LayerScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma[:, None, None]
+
+
+def uninitialised(kind: type[M], *args, device: torch.device | str = "cpu", **kwargs) -> M:
+    """``kind(*args, **kwargs)`` with uninitialised storage on ``device``, the global random state
+    untouched (``torch.nn.utils.skip_init`` for any module tree): built on the meta device, then every
+    parameter and buffer given empty storage, tied ones staying tied. ``Module.to_empty`` would do the
+    same through ``empty_like`` of meta tensors, whose first use imports sympy: a second of every
+    command's start."""
+    with torch.device("meta"):
+        module = kind(*args, **kwargs)
+    made: dict[int, torch.Tensor] = {}
+
+    def allocate(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in made:
+            empty = torch.empty(t.shape, dtype=t.dtype, device=device)
+            parameter = isinstance(t, nn.Parameter)
+            made[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if parameter else empty
+        return made[id(t)]
+
+    for part in module.modules():
+        for name, p in part._parameters.items():
+            if p is not None:
+                part._parameters[name] = allocate(p)
+        for name, b in part._buffers.items():
+            if b is not None:
+                part._buffers[name] = allocate(b)
+    return module

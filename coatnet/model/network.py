@@ -12,7 +12,7 @@ from coatnet.model.attention import RelativePosition, RelativePositionBias, rela
 from coatnet.model.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
-from coatnet.model.layers import Dropout, LayerScale, make_norm2d
+from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
 
 
 @dataclass(frozen=True)
@@ -254,9 +254,7 @@ def build_for_loading(config: CoAtNetConfig) -> CoAtNet:
     state dict that sets every one of them (the loaders check that its keys are exactly the model's before
     they load it): initialising a large model costs seconds (2 s for coatnet_3) that loading throws away.
     The buffers a state dict does not hold (each relative-position index) are computed as at creation."""
-    with torch.device("meta"):
-        model = CoAtNet(config)
-    model.to_empty(device="cpu")
+    model = uninitialised(CoAtNet, config)
     for module in model.modules():
         if isinstance(module, RelativePosition):
             module.index = relative_position_index(*module.grid)

@@ -190,3 +190,25 @@ def test_a_model_built_for_loading_equals_one_initialised_then_loaded(name: str,
     x = torch.randn(2, 3, *reference.config.img_size)
     with torch.no_grad():
         assert torch.equal(built(x), reference(x))
+
+
+def test_loading_and_preparing_a_checkpoint_imports_neither_sympy_nor_dynamo():
+    """Building on the meta device and the inference build's convolutions allocate their storage
+    directly: ``Module.to_empty`` and ``skip_init`` import sympy and torch._dynamo on first use (3 s of
+    every command's start). The loaded weights are the checkpoint's, the random state untouched."""
+    import sys
+
+    from tests.support import processes
+
+    script = (
+        "import sys, torch, coatnet\n"
+        "state = torch.random.get_rng_state()\n"
+        "model = coatnet.load_checkpoint('demo-pre')\n"
+        "coatnet.for_inference(model)(torch.zeros(1, 1, 28, 28))\n"
+        "assert torch.equal(state, torch.random.get_rng_state())\n"
+        "heavy = ('sympy', 'torch._dynamo')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = processes.run([sys.executable, "-c", script], timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
