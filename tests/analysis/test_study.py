@@ -18,7 +18,7 @@ from analysis.studies.study import HEAD_METRICS, concatenate, measure_batch, stu
 from coatnet import for_inference
 from coatnet.cli.commands import main
 from tests.support import processes
-from tests.support.toys import images, toy
+from tests.support.toys import fashion_toy_checkpoint, images, toy
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -205,7 +205,8 @@ def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(t
     from coatnet.data.datasets import open_for_model
 
     out = tmp_path / "faith"
-    assert main(["study", "--model", "demo-post", "--limit", "20", "--batch-size", "16", "--quiet",
+    checkpoint = str(fashion_toy_checkpoint(tmp_path / "toy.safetensors"))  # 8 px: the protocol, cheaply
+    assert main(["study", "--model", checkpoint, "--limit", "20", "--batch-size", "16", "--quiet",
                  "--faithfulness", "2", "--out", str(out)]) == 0  # fmt: skip
     found = json.loads((out / "study.json").read_text())
     rows = found["faithfulness"]
@@ -217,7 +218,7 @@ def test_the_faithfulness_of_every_explanation_is_measured_on_the_first_images(t
         assert r["road"] == pytest.approx((r["road_lerf"] - r["road_morf"]) / 2)
     low, high = rows[0]["seed_range"]["deletion_auc"]
     assert low <= rows[0]["deletion_auc"] <= high
-    model = load_model("demo-post")
+    model = load_model(checkpoint)
     pre = analysis.cli.study.preprocessing_of(model)
     dataset = open_for_model("fashion-mnist", "test", model, pre)
     with np.load(out / "study.npz") as arrays:
