@@ -38,6 +38,7 @@ import torch.distributed as dist
 from coatnet.training.evaluation import EvalResult
 
 PEER_TIMEOUT = timedelta(seconds=60)
+CONNECT_TIMEOUT = timedelta(seconds=120)  # for the processes to connect, before any collective
 HEARTBEAT_S = 5.0
 LOST_AFTER_S = 45.0
 _KEY = "coatnet"
@@ -74,7 +75,13 @@ def init(
         use_cuda = torch.cuda.is_available() and device != "cpu"
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
+        # connecting the processes may take longer than a collective may wait (a loaded machine took
+        # over 2 s): the connection gets CONNECT_TIMEOUT, the collectives ``timeout`` once connected
+        settable = hasattr(dist.distributed_c10d, "_set_pg_timeout")
+        connect = max(timeout, CONNECT_TIMEOUT) if settable else timeout
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=connect)
+        if connect != timeout:
+            dist.distributed_c10d._set_pg_timeout(timeout)
         _start_heartbeat(heartbeat_s)
     return dist.get_rank(), dist.get_world_size()
 
