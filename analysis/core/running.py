@@ -6,7 +6,9 @@ that would change anything on the model (hooks, gradients, BatchNorm statistics,
 its own: no lock, no restoring afterwards, and no call ever observes another. A forward-only call on a
 CoAtNet in eval mode runs its inference build (:func:`coatnet.for_inference`: BatchNorm folded, biases
 gathered, channels-last, packed convolutions), which records and intervenes as the model does and
-computes the same values; :func:`plain_model` turns that off for a block of code.
+computes the same values; so does a call that takes gradients with respect to its input alone
+(:func:`input_gradient_model`: autograd runs through the build, whose parameters need none).
+:func:`plain_model` turns the build off for a block of code.
 """
 
 from __future__ import annotations

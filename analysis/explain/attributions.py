@@ -5,9 +5,10 @@ Gradients (Sundararajan et al. 2017) smoothed by SmoothGrad noise (Smilkov et al
 windows.
 
 All three explain the target class's *logit* (not its probability) in the model's normalized input space.
-The model is analysed in whatever train/eval mode it is in; gradients run on a twin of the model made for
-the call (:func:`analysis.core.running.call_model`), so the shared model is never touched and no other
-call's forward pass sees them.
+The model is analysed in whatever train/eval mode it is in, and never touched: Grad-CAM's gradients run
+on a twin of the model made for the call (:func:`analysis.core.running.call_model`), Integrated
+Gradients' input gradients through the inference build in eval mode (whose parameters need no
+gradient; :func:`analysis.core.running.input_gradient_model`), so no other call sees them.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def attributions(
         signed, positive = (_upsampled(c, size) for c in (cam, F.relu(cam)))
     else:
         signed, positive, probabilities, target = _perturbed(
-            model, batch, method, target, seed, size, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
+            model, batch, method, target, seed, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
             noise_level=noise_level, n_steps=n_steps, internal_batch_size=internal_batch_size, window=window,
             stride=stride, perturbations_per_eval=perturbations_per_eval, progress=progress,
         )  # fmt: skip
@@ -157,7 +158,7 @@ def _upsampled(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _perturbed(
-    model, batch, method, target, seed, size, *, noise_tunnel, nt_samples, noise_level, n_steps,
+    model, batch, method, target, seed, *, noise_tunnel, nt_samples, noise_level, n_steps,
     internal_batch_size, window, stride, perturbations_per_eval, progress,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:  # fmt: skip
     """Integrated Gradients or Occlusion: (signed, positive, probabilities, target)."""
@@ -194,21 +195,38 @@ def pixel_maps(
     ``signed_map`` for that image alone (same arguments), all images' passes batched together.
 
     ``internal_batch_size`` (Integrated Gradients) and ``perturbations_per_eval`` (Occlusion) are the
-    images per forward pass. With a module in training mode (BatchNorm then mixes the images of a pass)
-    the passes are exactly captum's, one image at a time; in eval mode they mix images freely."""
+    images per forward pass. In eval mode the passes mix images freely. With a module in training mode
+    (BatchNorm then mixes the images of a pass, stochastic depth draws from the call's generator) each
+    image is a call of its own, its passes never holding another image's rows: one noisy copy's steps
+    at a time for Integrated Gradients (as one ``IntegratedGradients`` call per noisy copy batches
+    them), captum's passes for Occlusion."""
     if method not in ("integrated_gradients", "occlusion"):
         raise ValueError(f"pixel_maps makes integrated_gradients or occlusion, not {method!r}")
     targets = [int(t) for t in targets]
     if len(targets) != batch.shape[0]:
         raise ValueError(f"give one target per image: {len(targets)} for {batch.shape[0]} images")
+    classes = getattr(getattr(model, "config", None), "num_classes", None)
+    wrong = [t for t in targets if classes is not None and not 0 <= t < classes]
+    if wrong:
+        raise ValueError(f"targets must be class indices in [0, {classes - 1}], got {wrong[0]}")
     training = any(m.training for m in model.modules())
-    x = batch.detach().clone()  # a normal tensor, even if the caller made it in inference mode
-    if method == "integrated_gradients":
-        return _integrated_gradients(
-            model, x, targets, noise_tunnel, nt_samples, noise_level, n_steps, internal_batch_size, seed,
-            training, progress,
-        )  # fmt: skip
-    return _occlusion(model, x, targets, window, stride, perturbations_per_eval, training, seed, progress)
+    if training and batch.shape[0] > 1:  # each image with the generator a call for it alone would have
+        return torch.cat([
+            pixel_maps(model, batch[i : i + 1], [t], method=method, noise_tunnel=noise_tunnel,
+                       nt_samples=nt_samples, noise_level=noise_level, n_steps=n_steps,
+                       internal_batch_size=internal_batch_size, seed=seed, window=window, stride=stride,
+                       perturbations_per_eval=perturbations_per_eval,
+                       progress=None if progress is None else _share(progress, i, len(targets)))
+            for i, t in enumerate(targets)
+        ])  # fmt: skip
+    with torch.inference_mode(False):  # normal tensors, even if the caller is in inference mode
+        x = batch.detach().clone()
+        if method == "integrated_gradients":
+            return _integrated_gradients(
+                model, x, targets, noise_tunnel, nt_samples, noise_level, n_steps, internal_batch_size,
+                seed, training, progress,
+            )  # fmt: skip
+        return _occlusion(model, x, targets, window, stride, perturbations_per_eval, training, seed, progress)
 
 
 def gradcam_stages(
@@ -456,10 +474,10 @@ def _occlusion(
     drops = torch.empty(count * windows, device=x.device, dtype=torch.float32)
     passes = _passes(count * windows, windows, per_pass, training)
     with call_model(model, seed=seed) as own, torch.inference_mode():
-        if training:  # each image's own pass, as captum's first evaluation
-            base = torch.cat([own(x[i : i + 1]).float()[0, chosen[i], None] for i in range(count)])
-        else:
-            base = own(x).float().gather(1, chosen[:, None])[:, 0]
+        base = torch.cat([
+            own(x[a : a + per_pass]).float().gather(1, chosen[a : a + per_pass, None])[:, 0]
+            for a in range(0, count, per_pass)
+        ])  # fmt: skip
         for k, rows_of in enumerate(passes):
             index = torch.arange(rows_of.start, rows_of.stop, device=x.device)
             image, where = index // windows, index % windows
@@ -477,6 +495,11 @@ def occlusion_map(drops: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     covered = masks.sum(0)
     summed = torch.einsum("bp,phw->bhw", drops.float(), masks.float())
     return torch.where(covered > 0, summed / covered.clamp(min=1), torch.zeros_like(summed))
+
+
+def _share(progress: Callable[[float], None], index: int, count: int) -> Callable[[float], None]:
+    """``progress`` for the ``index``-th of ``count`` equal parts of the work."""
+    return lambda share: progress((index + share) / count)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

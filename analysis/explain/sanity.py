@@ -85,12 +85,25 @@ def part_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{name}".encode())
 
 
-def randomised(model: CoAtNet, names: Sequence[str], *, seed: int = 0) -> CoAtNet:
+def randomised(
+    model: CoAtNet,
+    names: Sequence[str],
+    *,
+    seed: int = 0,
+    drawn: dict[str, list[nn.Module]] | None = None,
+) -> CoAtNet:
     """A copy of ``model`` with the parts ``names`` re-initialised (module docstring): a
     :func:`analysis.core.running.twin` whose randomised parts own new parameters and buffers, the others
-    viewing the model's (so a copy costs only what it randomises); ``model`` is left exactly as found."""
+    viewing the model's (so a copy costs only what it randomises); ``model`` is left exactly as found.
+
+    ``drawn``: the parts drawn so far (name: its modules), shared by the copies of one check: a part is
+    drawn the same in every copy (its generator is seeded by ``seed`` and its name alone), so the copies
+    hold one randomised module tree between them, not one each."""
     own = twin(model)
     for name in names:
+        if drawn is not None and name in drawn:
+            _put_part(own, name, drawn[name])
+            continue
         for module in part_modules(own, name):
             for part in module.modules():
                 for key, p in part._parameters.items():
@@ -103,7 +116,20 @@ def randomised(model: CoAtNet, names: Sequence[str], *, seed: int = 0) -> CoAtNe
                         part._buffers[key] = b.clone()
             device = next(module.parameters(), torch.empty(0)).device
             reinitialise(module, torch.Generator(device=device).manual_seed(part_seed(seed, name)))
+        if drawn is not None:
+            drawn[name] = part_modules(own, name)
     return own
+
+
+def _put_part(model: CoAtNet, name: str, modules: list[nn.Module]) -> None:
+    """Make ``modules`` (as :func:`part_modules` lists them) the part ``name`` of ``model``."""
+    if name == "head":
+        model.norm, model.head = modules
+    elif name == "S0":
+        (model.stem,) = modules
+    else:
+        stage, block = name[1:].split(".")
+        (model.stages[int(stage) - 1].blocks[int(block)],) = modules
 
 
 def similarity(a: np.ndarray, b: np.ndarray, signed_a: np.ndarray | None = None,
@@ -234,13 +260,18 @@ def sanity_checks(
         copies += [("cascading", name, tuple(order[: k + 1])) for k, name in enumerate(order)]
     if "independent" in tests:
         copies += [("independent", name, (name,)) for name in order]
-    # the head alone is both tests' first copy; a copy owns only the parts it randomises
-    models = {names: randomised(model, names, seed=seed) for names in dict.fromkeys(c[2] for c in copies)}
+    # the head alone is both tests' first copy; the copies share each randomised part's one draw
+    drawn: dict[str, list[nn.Module]] = {}
+    models = {
+        names: randomised(model, names, seed=seed, drawn=drawn)
+        for names in dict.fromkeys(c[2] for c in copies)
+    }
     for copy in models.values():
         copy.requires_grad_(False)  # the copy's own parameters: no map needs a weight's gradient
     # in eval mode the pixel methods run every model at once, sharing the trained blocks' forward passes
     eval_mode = not any(m.training for m in model.modules())
-    shared = [m for m, make in SHARED.items() if (m, None) in rows and m not in (custom or {}) and eval_mode]
+    shared = [m for m in SHARED if (m, None) in rows and m not in (custom or {}) and eval_mode]
+    classes = [target, other] if "random_logit" in tests else [target]
     steps = 1 + len(copies) + ("random_logit" in tests) + len(shared)
     done = [0]
 
@@ -250,7 +281,7 @@ def sanity_checks(
 
     given: dict[tuple[str, ...] | int, dict[str, torch.Tensor]] = {}
     for method in shared:
-        for key, found in SHARED[method](model, models, batch, [target, other], step).items():
+        for key, found in SHARED[method](model, models, batch, classes, step).items():
             given.setdefault(key, {})[method] = found
         done[0] += 1
     trained = _maps(model, batch, target, rows, seed, (), custom, given.get(target, {}), step)
@@ -322,15 +353,15 @@ def _occlusion_maps(
     randomised part on: the activations before that part are the trained model's. Eval mode only."""
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     masks = occlusion_windows(size).to(batch)
-    rows = torch.cat([batch, batch * (1 - masks[:, None])])  # the image, then each window occluded
+    keep = torch.cat([torch.ones_like(masks[:1]), 1 - masks])[:, None]  # row 0 the image, then each window
     blocks = model.block_names()
     starts = _starts(model, copies)
     logits: dict[tuple[str, ...] | None, list[torch.Tensor]] = {key: [] for key in [None, *copies]}
     per_pass = pass_size(size)
-    passes = range(0, rows.shape[0], per_pass)
+    passes = range(0, keep.shape[0], per_pass)
     with call_model(model) as own, torch.inference_mode():
         for k, first in enumerate(passes):
-            chunk = rows[first : first + per_pass]
+            chunk = batch * keep[first : first + per_pass]
             for names in (n for n, start in starts.items() if start == -1):
                 logits[names].append(copies[names](chunk)[:, classes[0]].float())
             x = own.forward_to(chunk, 0)
@@ -343,7 +374,7 @@ def _occlusion_maps(
             progress((k + 1) / len(passes))
     out: dict[tuple[str, ...] | int, torch.Tensor] = {}
     for key, found in logits.items():
-        values = torch.cat(found).reshape(rows.shape[0], -1)  # (1 + windows, classes asked)
+        values = torch.cat(found).reshape(keep.shape[0], -1)  # (1 + windows, classes asked)
         maps = occlusion_map((values[:1] - values[1:]).T, masks)
         if key is None:
             out |= {int(c): maps[i] for i, c in enumerate(classes)}
@@ -365,17 +396,19 @@ def _integrated_gradients_maps(
     blocks is made once and kept for the backward passes of every copy that enters after them. Eval mode
     only."""
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    samples, alpha, weights = integrated_gradients_rows(
-        batch.detach().clone(), noise_tunnel=True, nt_samples=NT_SAMPLES, noise_level=NOISE_LEVEL,
-        n_steps=N_STEPS, seed=0,
-    )  # fmt: skip
     blocks = model.block_names()
     starts = _starts(model, copies)
-    totals = {key: torch.zeros_like(samples) for key in [*dict.fromkeys(int(c) for c in classes), *copies]}
-    rows = samples.shape[0] * N_STEPS  # row r: noisy copy r // N_STEPS at step r % N_STEPS
     per_pass = pass_size(size)
-    passes = range(0, rows, per_pass)
     with input_gradient_model(model) as own, torch.inference_mode(False), torch.enable_grad():
+        samples, alpha, weights = integrated_gradients_rows(
+            batch.detach().clone(), noise_tunnel=True, nt_samples=NT_SAMPLES, noise_level=NOISE_LEVEL,
+            n_steps=N_STEPS, seed=0,
+        )  # fmt: skip
+        totals = {
+            key: torch.zeros_like(samples) for key in [*dict.fromkeys(int(c) for c in classes), *copies]
+        }
+        rows = samples.shape[0] * N_STEPS  # row r: noisy copy r // N_STEPS at step r % N_STEPS
+        passes = range(0, rows, per_pass)
         for k, first in enumerate(passes):
             index = torch.arange(first, min(first + per_pass, rows), device=batch.device)
             sample, step = index // N_STEPS, index % N_STEPS

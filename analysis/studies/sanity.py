@@ -16,7 +16,8 @@ Integrated Gradients' ``4 x 16`` forward and backward passes and occlusion's for
 ``(2 R - 1) M`` for the two randomisation tests (the head alone is both tests' first copy), ``M`` for
 the trained model, about ``M`` for the random logit test's other class, and ``(1 + n_samples) M`` for
 robustness: about ``(2 R + 10) M``, less what the pixel methods share across the copies (the trained
-blocks' passes before each copy's earliest randomised part, about half of their forward passes).
+blocks' forward passes before each copy's earliest randomised part, about half of their forward passes;
+every copy's backward pass still runs through the whole model).
 docs/explanations.md gives the measured seconds.
 """
 

@@ -140,7 +140,7 @@ def sanity_check(chosen) -> None:
         st.caption(
             "Re-initialises the head, then each block from the last down to the stem (cumulatively, and one "
             "at a time), remakes every explanation of the predicted class on each copy of the model, and "
-            "compares the maps for the predicted class and another: about 15 s at 28 px, about 10 minutes "
+            "compares the maps for the predicted class and another: about 12 s at 28 px, over ten minutes "
             "at 224 px on a CPU. Computed when asked."
         )
         return

@@ -25,13 +25,16 @@ def relative_position_index(height: int, width: int, *, device: torch.device | N
 
     The entry for query (i, j) and key (i', j') is ``(i - i' + H - 1) * (2W - 1) + (j - j' + W - 1)``.
     """
-    # made on the CPU and moved: on the meta device (a model built for loading) integer arithmetic runs
-    # through Python decompositions whose first use imports torch._dynamo, 2-3 s of every CLI start
-    rows = torch.arange(height, device="cpu").repeat_interleave(width)  # (N,) row of each position
-    cols = torch.arange(width, device="cpu").repeat(height)  # (N,) column of each position
+    target = torch.device(device) if device is not None else torch.get_default_device()
+    # on the meta device (a model built for loading) integer arithmetic runs through Python
+    # decompositions whose first use imports torch._dynamo, 2-3 s of every command's start: made on the
+    # CPU and moved there
+    made_on = torch.device("cpu") if target.type == "meta" else target
+    rows = torch.arange(height, device=made_on).repeat_interleave(width)  # (N,) row of each position
+    cols = torch.arange(width, device=made_on).repeat(height)  # (N,) column of each position
     d_row = rows[:, None] - rows[None, :] + height - 1  # query - key, shifted to >= 0
     d_col = cols[:, None] - cols[None, :] + width - 1
-    return (d_row * (2 * width - 1) + d_col).to(device if device is not None else torch.get_default_device())
+    return (d_row * (2 * width - 1) + d_col).to(target)
 
 
 class RelativePosition(nn.Module):

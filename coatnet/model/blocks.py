@@ -65,7 +65,7 @@ class MBConvBlock(nn.Module):
     normalised input (``"pool"``).
     """
 
-    residual_in_place = False  # set by the inference build (coatnet.model.inference), never for autograd
+    residual_in_place = False  # set by the inference build (coatnet.model.inference): input gradients only
 
     def __init__(
         self,
@@ -223,7 +223,7 @@ class TransformerBlock(nn.Module):
         stage, block: its position, named in recorded attention.
     """
 
-    residual_in_place = False  # set by the inference build (coatnet.model.inference), never for autograd
+    residual_in_place = False  # set by the inference build (coatnet.model.inference): input gradients only
 
     def __init__(
         self,

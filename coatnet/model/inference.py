@@ -25,10 +25,13 @@
 
 :func:`for_inference` keeps one build per (model, device, dtype) and rebuilds it when any parameter or
 buffer of the model has changed since (an optimizer step, ``load_state_dict``): a build never serves stale
-weights. The build is for forward passes without gradients: recording attention
-(:func:`coatnet.record_attention`: the relative bias it records is the same) and every intervention work
-on it, and the analyses' forward-only passes run on it (``analysis.core.running``); those that take
-gradients or hook the model's own modules keep using the plain model.
+weights. The build is for forward passes and for gradients with respect to the input (its parameters
+need none; the in-place residual sums write only a branch's fresh output, which no backward formula
+reads, and autograd's version counters would refuse one that did): recording attention
+(:func:`coatnet.record_attention`: the relative bias it records is the same), every intervention, the
+analyses' forward-only passes and Integrated Gradients' input gradients run on it
+(``analysis.core.running``); those that take other gradients or hook the model's own modules keep using
+the plain model.
 """
 
 from __future__ import annotations

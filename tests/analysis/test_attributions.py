@@ -166,12 +166,17 @@ def test_one_image_at_a_time(model) -> None:
         attributions(model, torch.randn(2, 3, 32, 32))
 
 
-def test_frozen_model_in_inference_mode(model, image) -> None:
-    """Gradients reach the stage even with frozen weights and a caller inside inference mode."""
+@pytest.mark.parametrize("method", list(FAST))
+def test_frozen_model_in_inference_mode(image, method) -> None:
+    """Gradients reach the stage and the pixels even with frozen weights and a caller inside inference
+    mode; the batched pixel methods make their tensors outside it."""
     frozen = create_model("coatnet_toy").eval().requires_grad_(False)
     with torch.inference_mode():
-        a = attributions(frozen, image.clone(), method="gradcam", stage="S3", target=0)
+        a = attributions(frozen, image.clone(), method=method, stage="S3", target=0, **FAST[method])
+        both = pixel_maps(frozen, image.repeat(2, 1, 1, 1), [0, 1], method=method, **FAST[method]) if (
+            method != "gradcam") else None  # fmt: skip
     assert np.abs(a.signed_map).max() > 0
+    assert both is None or both.shape == (2, 32, 32)
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
@@ -276,10 +281,11 @@ def test_occlusion_with_a_stride_past_the_window_leaves_uncovered_pixels_at_zero
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_batched_pixel_maps_equal_one_image_at_a_time(method, mode) -> None:
-    """pixel_maps over a batch (passes mixing images in eval mode, per image in training mode) gives
-    each image's own map."""
+    """pixel_maps over a batch (passes mixing images in eval mode, a call per image in training mode,
+    stochastic depth drawing for each image what a call for it alone draws) gives each image's own
+    map; a class out of range is refused."""
     torch.manual_seed(0)
-    model = create_model("coatnet_toy").train(mode == "train")
+    model = create_model("coatnet_toy", drop_path_rate=0.3).train(mode == "train")
     batch = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     options = {**FAST[method], "internal_batch_size": 5, "perturbations_per_eval": 5}
     together = pixel_maps(model, batch, [1, 4, 7], method=method, seed=3, **options)
@@ -287,6 +293,8 @@ def test_batched_pixel_maps_equal_one_image_at_a_time(method, mode) -> None:
         alone = pixel_maps(model, batch[i : i + 1], [target], method=method, seed=3, **options)[0]
         np.testing.assert_allclose(together[i].numpy(), alone.numpy(), rtol=1e-4, atol=1e-5)
     assert together.shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"class indices in \[0, 9\], got 10"):
+        pixel_maps(model, batch[:1], [10], method=method, **options)
 
 
 @pytest.mark.parametrize("target", [None, 3])

@@ -205,14 +205,17 @@ def test_the_softmaxes_computed_on_first_read_stay_read_only_where_the_logits_ar
     assert not block.content.flags.writeable and not block.bias_softmax.flags.writeable
 
 
-@pytest.mark.parametrize("mode", ["eval", "train"])
-def test_input_gradients_run_the_build_in_eval_mode_and_leave_the_models_parameters_as_they_were(mode):
-    """Input gradients through the inference build equal the model's own; in training mode a twin of the
-    call's own computes them, no parameter of the shared model changing its ``requires_grad``."""
+@pytest.mark.parametrize(
+    ("name", "mode"), [("coatnet_toy", "eval"), ("coatnet_toy", "train"), ("coatnet_0_rw_224", "eval")]
+)
+def test_input_gradients_run_the_build_in_eval_mode_and_leave_the_models_parameters_as_they_were(name, mode):
+    """Input gradients through the inference build equal the model's own (also timm's CoAtNet-0 layout,
+    squeeze-excitation before its BatchNorm, run as one fused pass in the build); in training mode a twin
+    of the call's own computes them, no parameter of the shared model changing its ``requires_grad``."""
     from analysis.core.running import input_gradient_model
 
     torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy").train(mode == "train")
+    model = coatnet.create_model(name, img_size=32, num_classes=10).train(mode == "train")
     x = torch.randn(2, 3, 32, 32)
 
     def gradient(net: torch.nn.Module) -> torch.Tensor:

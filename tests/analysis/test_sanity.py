@@ -177,17 +177,24 @@ def test_the_sanity_figures_draw_every_method_at_every_part(report):
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
-def test_pixel_methods_shared_across_the_copies_are_each_copys_own(method):
+def test_pixel_methods_shared_across_the_copies_are_each_copys_own(method, monkeypatch):
     """The check runs the trained blocks' forward passes once for every copy, each copy only from its
     earliest randomised part on (Integrated Gradients keeping the trained passes for every copy's
     backward pass): every copy's map is the one the method gives that copy alone, and the random logit
-    test's the trained model's for the other class."""
+    test's the trained model's for the other class; the model is left as found."""
+    import analysis.explain.sanity as sanity
     from analysis.explain.faithfulness import explanation_maps
 
+    calls = []
+    real = sanity.SHARED[method]
+    monkeypatch.setitem(sanity.SHARED, method, lambda *args: calls.append(1) or real(*args))
     model = trained_looking(toy())
     x = images(1)
     row = [(method, None)]
+    before = snapshot(model)
     report = sanity_checks(model, x, rows=row, seed=2)
+    assert_as_found(before, model)
+    assert calls == [1]  # the shared path made every copy's map
     order = parts(model)
     for test, randomised_parts in (
         ("cascading", [order[: k + 1] for k in range(len(order))]),
@@ -199,3 +206,19 @@ def test_pixel_methods_shared_across_the_copies_are_each_copys_own(method):
     for cls, found in ((report.target, report.trained[0]), (report.other, report.other_maps[0])):
         alone = explanation_maps(model, x, [cls], rows=row)[0][0]
         np.testing.assert_allclose(found.signed_map, alone.signed_map, rtol=1e-4, atol=1e-5)
+
+
+def test_one_class_models_other_class_is_the_predicted_one_and_the_copies_share_each_draw():
+    """With a single class the random logit test compares a map with itself (1); the copies of one check
+    hold each randomised part once, drawn as a copy made alone draws it."""
+    model = trained_looking(toy(num_classes=1))
+    report = sanity_checks(model, images(1), rows=[("integrated_gradients", None), ("occlusion", None)])
+    assert report.other == report.target == 0
+    assert all(r.spearman == pytest.approx(1.0) for r in report.results if r.test == "random_logit")
+    drawn: dict = {}
+    first = randomised(model, ["head", "S4.0"], seed=5, drawn=drawn)
+    second = randomised(model, ["head", "S4.0", "S3.0"], seed=5, drawn=drawn)
+    assert first.head is second.head and first.stages[3].blocks[0] is second.stages[3].blocks[0]
+    alone = randomised(model, ["head", "S4.0", "S3.0"], seed=5)
+    for (name, a), b in zip(second.state_dict().items(), alone.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

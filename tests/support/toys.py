@@ -135,7 +135,8 @@ def toy_checkpoint(path: Path, name: str = "coatnet_toy", *, img_size: int = 32,
 def fashion_toy_checkpoint(path: Path) -> Path:
     """A seeded untrained 8 px, one-channel toy whose preprocessing reads Fashion-MNIST (resized): a study
     of it (``coatnet study --model PATH``) runs in seconds, its sanity checks too (occlusion's 64 windows,
-    not 225 at 16 px)."""
+    not 225 at 16 px). For the plumbing, not the values: S3 is a 2 x 2 grid and S4 a single cell, so
+    Grad-CAM S4 is constant (its sanity rows compare 0 with 0 and count as constant)."""
     torch.manual_seed(0)
     model = coatnet.create_model("coatnet_toy", img_size=8, in_chans=1, strides=(1, 1, 2, 2, 2)).eval()
     pre = {"size": [8, 8], "channels": 1, "mean": [0.5], "std": [0.5], "interpolation": "bilinear",
