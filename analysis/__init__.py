@@ -69,6 +69,7 @@ from analysis.studies.layouts import (
     load_layouts,
 )
 from analysis.studies.study import load_study, shipped_studies
+from analysis.studies.verdicts import VERDICT_RULE, Verdict, explanation_verdicts
 from coatnet.model.interventions import Intervention
 
 __all__ = [
@@ -99,6 +100,9 @@ __all__ = [
     "head_importance",
     "intervention_effect",
     "load_study",
+    "explanation_verdicts",
+    "Verdict",
+    "VERDICT_RULE",
     "shipped_studies",
     "Attribution",
     "BlockComparison",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import shipped_studies
+from analysis import VERDICT_RULE, explanation_verdicts, shipped_studies
 from analysis.figures import (
     MEASURE_LABELS,
     TEST_LABELS,
@@ -131,6 +131,26 @@ def sanity_checks(study: dict, name: str) -> None:
     render.figure(study_random_logit_figure(study, measure=measure), f"{name}-study-random-logit-{measure}")
     if study.get("robustness"):
         render.figure(robustness_figure(study), f"{name}-study-robustness")
+    verdicts(study)
+
+
+def verdicts(study: dict) -> None:
+    """Faithfulness and the sanity checks joined: one verdict per explanation, with its evidence."""
+    found = explanation_verdicts(study)
+    if not found:
+        return
+    st.markdown(f"**Which explanation to trust**, faithfulness and sanity joined ({VERDICT_RULE}; "
+                "docs/explanations.md).")  # fmt: skip
+    number = lambda value: None if value is None else round(value, 3)  # noqa: E731
+    st.dataframe(
+        [
+            {"explanation": v.name, "verdict": v.verdict, "ROAD": number(v.road),
+             "alike after the head": number(v.after_head), "alike after every part": number(v.after_all),
+             "alike to another class": number(v.random_logit)}
+            for v in found
+        ],
+        hide_index=True, key="study_verdicts",
+    )  # fmt: skip
 
 
 def study_of(key, shipped: list[str]) -> str | None:

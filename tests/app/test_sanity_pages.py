@@ -52,6 +52,10 @@ def test_the_dataset_page_draws_a_studys_sanity_checks_and_a_sanity_only_study(t
     assert any(t.startswith("Cascading randomisation") and "the mean over 1 images" in t for t in drawn)
     assert any(t.startswith("Random logit:") for t in drawn)
     assert any(t.startswith("Robustness: max-sensitivity") for t in drawn)
+    (verdicts,) = [frame.value for frame in at.dataframe]  # faithfulness was not measured: said so
+    assert list(verdicts.columns)[:3] == ["explanation", "verdict", "ROAD"]
+    assert verdicts.iloc[0]["verdict"] == "the floor" and verdicts["ROAD"].isna().all()
+    assert all("(faithfulness not measured)" in v for v in verdicts["verdict"][1:])
     at.radio(key="study_sanity_test").set_value("independent").run()
     assert any(t.startswith("Independent randomisation") for t in titles(clean(at)))
     at.text_input(key="study_folder").set_value(str(tmp_path / "only")).run()

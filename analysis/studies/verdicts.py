@@ -1,0 +1,133 @@
+"""Which explanation to trust: a study's faithfulness and sanity checks joined, a verdict per explanation.
+
+Per row of study.json (the (method, stage) rows of :func:`analysis.explain.faithfulness.method_rows`),
+three questions, each answered from the study's means over its images, with the evidence kept:
+
+- **faithful**: the model's own behaviour supports the map: its ROAD score (mean of the two orders) is
+  above the highest the random map reached over its seeds, and it deletes faster (a lower deletion AUC)
+  or inserts faster (a higher insertion AUC) than any seed of the random map;
+- **depends on the model** (Adebayo et al. 2018): once every part is randomised (the cascading test's
+  last step), the map's Spearman rank correlation of |map| with the trained model's is below
+  :data:`ALIKE`;
+- **depends on the class** (Sixt et al. 2020): the map for another class has a Spearman rank
+  correlation of |map| with the map for the predicted class below :data:`ALIKE`.
+
+The verdict is ``trust`` when all three hold, else the ones that fail, named; a question the study did not
+measure is ``None`` and named as unmeasured. The random map is the reference, not a candidate: its verdict
+is ``the floor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analysis.explain.faithfulness import row_name
+
+ALIKE = 0.5  # a Spearman rank correlation of |map| at least this high: the map has not changed
+VERDICT_RULE = (
+    "faithful: ROAD above every random seed's, and deletion or insertion beyond every seed's; depends on "
+    f"the weights: a Spearman rank correlation of |map| with the trained map below {ALIKE} once every part "
+    f"is randomised; depends on the class: the same below {ALIKE} against another class's map"
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One explanation's verdict and its evidence (means over the study's images).
+
+    Attributes:
+        method, stage: the row (stage: Grad-CAM's, else None); name: both as one label.
+        faithful, model_dependent, class_dependent: the three answers (module docstring); None where
+            the study did not measure it.
+        road, deletion_auc, insertion_auc: the map's faithfulness; random_road_high,
+            random_deletion_low, random_insertion_high: the random map's best over its seeds.
+        after_head, after_all: Spearman rank correlation of |map| with the trained model's map once the
+            head, and once every part, is randomised (cascading).
+        random_logit: the same between the maps for the predicted and another class.
+        verdict: ``trust``, ``the floor`` (the random map), or what fails (``not faithful; ...``).
+    """
+
+    method: str
+    stage: str | None
+    name: str
+    faithful: bool | None
+    model_dependent: bool | None
+    class_dependent: bool | None
+    road: float | None
+    deletion_auc: float | None
+    insertion_auc: float | None
+    random_road_high: float | None
+    random_deletion_low: float | None
+    random_insertion_high: float | None
+    after_head: float | None
+    after_all: float | None
+    random_logit: float | None
+    verdict: str
+
+
+def explanation_verdicts(study: dict) -> list[Verdict]:
+    """The verdict of every explanation of a study (module docstring), in the order of its rows: those of
+    ``faithfulness`` where it has them, else of ``sanity``. Empty when it measured neither."""
+    faith = {(r["method"], r.get("stage")): r for r in study.get("faithfulness") or []}
+    sanity: dict[tuple[str, str | None], dict[tuple[str, str | None], dict]] = {}
+    for entry in study.get("sanity") or []:
+        row = (entry["method"], entry.get("stage"))
+        sanity.setdefault(row, {})[(entry["test"], entry.get("randomised"))] = entry
+    rows = list(faith) or list(sanity)
+    random = faith.get(("random", None))
+    ranges = (random or {}).get("seed_range", {})
+    out = []
+    for method, stage in rows:
+        found, checks = faith.get((method, stage)), sanity.get((method, stage), {})
+        logit = checks.get(("random_logit", None))
+        road_high = _top(ranges.get("road"))
+        deletion_low = _bottom(ranges.get("deletion_auc"))
+        insertion_high = _top(ranges.get("insertion_auc"))
+        faithful = None
+        if found is not None and None not in (road_high, deletion_low, insertion_high):
+            faithful = found["road"] > road_high and (
+                found["deletion_auc"] < deletion_low or found["insertion_auc"] > insertion_high
+            )
+        after_head = checks.get(("cascading", "head"), {}).get("spearman_abs")
+        after_all = checks.get(("cascading", "S0"), {}).get("spearman_abs")  # the stem: every part drawn
+        random_logit = logit["spearman_abs"] if logit else None
+        model_dependent = None if after_all is None else after_all < ALIKE
+        class_dependent = None if random_logit is None else random_logit < ALIKE
+        out.append(
+            Verdict(
+                method=method, stage=stage, name=row_name(method, stage), faithful=faithful,
+                model_dependent=model_dependent, class_dependent=class_dependent,
+                road=found["road"] if found else None,
+                deletion_auc=found["deletion_auc"] if found else None,
+                insertion_auc=found["insertion_auc"] if found else None,
+                random_road_high=road_high, random_deletion_low=deletion_low,
+                random_insertion_high=insertion_high, after_head=after_head, after_all=after_all,
+                random_logit=random_logit,
+                verdict=_verdict(method, faithful, model_dependent, class_dependent),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _verdict(method: str, faithful, model_dependent, class_dependent) -> str:
+    if method == "random":
+        return "the floor"
+    answers = (
+        (faithful, "not faithful", "faithfulness"),
+        (model_dependent, "does not depend on the weights", "model randomisation"),
+        (class_dependent, "does not depend on the class", "random logit"),
+    )
+    failed = [fails for answer, fails, _ in answers if answer is False]
+    unmeasured = [what for answer, _, what in answers if answer is None]
+    if not failed and not unmeasured:
+        return "trust"
+    said = "; ".join(failed) if failed else "passes what was measured"
+    return said + (f" ({', '.join(unmeasured)} not measured)" if unmeasured else "")
+
+
+def _top(pair) -> float | None:
+    return None if not pair else float(max(pair))
+
+
+def _bottom(pair) -> float | None:
+    return None if not pair else float(min(pair))
