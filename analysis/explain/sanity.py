@@ -354,7 +354,6 @@ def _occlusion_maps(
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     masks = occlusion_windows(size).to(batch)
     keep = torch.cat([torch.ones_like(masks[:1]), 1 - masks])[:, None]  # row 0 the image, then each window
-    blocks = model.block_names()
     starts = _starts(model, copies)
     logits: dict[tuple[str, ...] | None, list[torch.Tensor]] = {key: [] for key in [None, *copies]}
     per_pass = pass_size(size)
@@ -362,15 +361,12 @@ def _occlusion_maps(
     with call_model(model) as own, torch.inference_mode():
         for k, first in enumerate(passes):
             chunk = batch * keep[first : first + per_pass]
-            for names in (n for n, start in starts.items() if start == -1):
-                logits[names].append(copies[names](chunk)[:, classes[0]].float())
-            x = own.forward_to(chunk, 0)
-            for position in range(len(blocks) + 1):
-                for names in (n for n, start in starts.items() if start == position):
-                    logits[names].append(copies[names].forward_from(x, position)[:, classes[0]].float())
-                if position < len(blocks):
-                    x = own.forward_blocks(x, position, position + 1)
-            logits[None].append(own.forward_from(x, len(blocks))[:, list(classes)].float())
+
+            def keep_logits(names: tuple[str, ...], out: torch.Tensor) -> None:
+                logits[names].append(out[:, classes[0]].float())
+
+            trained = _through_copies(own, copies, starts, chunk, keep_logits)
+            logits[None].append(trained[:, list(classes)].float())
             progress((k + 1) / len(passes))
     out: dict[tuple[str, ...] | int, torch.Tensor] = {}
     for key, found in logits.items():
@@ -396,7 +392,6 @@ def _integrated_gradients_maps(
     blocks is made once and kept for the backward passes of every copy that enters after them. Eval mode
     only."""
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    blocks = model.block_names()
     starts = _starts(model, copies)
     per_pass = pass_size(size)
     with input_gradient_model(model) as own, torch.inference_mode(False), torch.enable_grad():
@@ -419,19 +414,36 @@ def _integrated_gradients_maps(
                 (gradient,) = torch.autograd.grad(logits[:, cls].sum(), scaled, retain_graph=keep)
                 totals[key].index_add_(0, sample, gradient * weight)
 
-            for names in (n for n, start in starts.items() if start == -1):
-                take(names, copies[names](scaled), classes[0], False)
-            x = own.forward_to(scaled, 0)
-            for position in range(len(blocks) + 1):
-                for names in (n for n, start in starts.items() if start == position):
-                    take(names, copies[names].forward_from(x, position), classes[0], True)
-                if position < len(blocks):
-                    x = own.forward_blocks(x, position, position + 1)
-            logits = own.forward_from(x, len(blocks))
+            # the trained passes' graph is kept for every copy's backward pass, freed by the last class's
+            logits = _through_copies(
+                own, copies, starts, scaled, lambda names, out: take(names, out, classes[0], True)
+            )  # fmt: skip
             for i, cls in enumerate(dict.fromkeys(int(c) for c in classes)):
                 take(cls, logits, cls, i < len(set(classes)) - 1)
             progress((k + 1) / len(passes))
     return {key: integrated_gradients_map(total, samples, 1)[0] for key, total in totals.items()}
+
+
+def _through_copies(
+    own: CoAtNet,
+    copies: Mapping[tuple[str, ...], CoAtNet],
+    starts: Mapping[tuple[str, ...], int],
+    x: torch.Tensor,
+    each: Callable[[tuple[str, ...], torch.Tensor], None],
+) -> torch.Tensor:
+    """The trained model's logits of ``x`` (``own``: the trained model's runner), its blocks run once:
+    each copy's logits handed to ``each(parts, logits)`` as soon as made, the copy run from its earliest
+    randomised part (:func:`_starts`) on the trained activations entering it."""
+    for names in (n for n, start in starts.items() if start == -1):
+        each(names, copies[names](x))
+    count = len(own.block_names())
+    x = own.forward_to(x, 0)
+    for position in range(count + 1):
+        for names in (n for n, start in starts.items() if start == position):
+            each(names, copies[names].forward_from(x, position))
+        if position < count:
+            x = own.forward_blocks(x, position, position + 1)
+    return own.forward_from(x, count)
 
 
 def _starts(model: CoAtNet, copies: Mapping[tuple[str, ...], CoAtNet]) -> dict[tuple[str, ...], int]:
