@@ -49,7 +49,7 @@ from PIL import Image
 from analysis.core.geometry import attention_blocks
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
-from analysis.explain.attributions import STAGES, gradcam_maps, pass_size, pixel_maps
+from analysis.explain.attributions import STAGES, gradcam_maps
 from analysis.explain.perturbation import (
     PERCENTILES,
     ROAD_NOISE,
@@ -58,6 +58,7 @@ from analysis.explain.perturbation import (
     perturbed_images,
     random_map,
 )
+from analysis.explain.pixels import pass_size, pixel_maps
 from analysis.explain.relevance import class_relevance
 from analysis.maps.attention import upsample_to_image
 from analysis.maps.rollout import attention_rollout

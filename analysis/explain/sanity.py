@@ -44,7 +44,9 @@ from torch import nn
 
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model, input_gradient_model, plain_model, twin
-from analysis.explain.attributions import (
+from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
+from analysis.explain.perturbation import random_map
+from analysis.explain.pixels import (
     N_STEPS,
     NOISE_LEVEL,
     NT_SAMPLES,
@@ -54,8 +56,6 @@ from analysis.explain.attributions import (
     occlusion_windows,
     pass_size,
 )
-from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
-from analysis.explain.perturbation import random_map
 from coatnet.model.network import CoAtNet, reinitialise
 
 TESTS = ("cascading", "independent", "random_logit")
@@ -346,7 +346,7 @@ def _occlusion_maps(
     classes: Sequence[int],
     progress: Callable[[float], None],
 ) -> dict[tuple[str, ...] | int, torch.Tensor]:
-    """Occlusion as :func:`analysis.explain.attributions.pixel_maps` makes it (its windows, the target's
+    """Occlusion as :func:`analysis.explain.pixels.pixel_maps` makes it (its windows, the target's
     logit drop spread over them) of the trained model for each of ``classes`` (keyed by the class) and of
     every randomised copy for ``classes[0]`` (keyed by its parts), all (H, W) signed maps, at the cost of
     one trained forward pass of the occluded images and, per copy, the blocks from its earliest
@@ -386,7 +386,7 @@ def _integrated_gradients_maps(
     classes: Sequence[int],
     progress: Callable[[float], None],
 ) -> dict[tuple[str, ...] | int, torch.Tensor]:
-    """Integrated Gradients as :func:`analysis.explain.attributions.pixel_maps` makes it (its SmoothGrad
+    """Integrated Gradients as :func:`analysis.explain.pixels.pixel_maps` makes it (its SmoothGrad
     copies, steps and seed) of the trained model for each of ``classes`` and of every randomised copy
     for ``classes[0]``, keyed as :func:`_occlusion_maps`: each row's forward pass through the trained
     blocks is made once and kept for the backward passes of every copy that enters after them. Eval mode

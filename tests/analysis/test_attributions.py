@@ -16,7 +16,8 @@ from captum.attr import IntegratedGradients, NoiseTunnel
 from PIL import Image
 
 from analysis.core.summaries import to_jsonable
-from analysis.explain.attributions import STAGES, Attribution, attributions, occlusion_windows, pixel_maps
+from analysis.explain.attributions import STAGES, Attribution, attributions
+from analysis.explain.pixels import occlusion_windows, pixel_maps
 from coatnet import create_model
 
 FAST = {
