@@ -137,19 +137,39 @@ def similarity(a: np.ndarray, b: np.ndarray, signed_a: np.ndarray | None = None,
     """How alike two maps (H, W) are: the :data:`MEASURES` (module docstring) and ``constant``, whether
     either map is constant (its correlations then 0). ``signed_*``: the maps with their sign, where they
     have one (else the maps themselves)."""
+    return _similar(_features(a, signed_a), _features(b, signed_b))
+
+
+@dataclass(frozen=True)
+class _Features:
+    """What :func:`similarity` needs of one map, made once for a map compared many times."""
+
+    constant: bool
+    ranks: np.ndarray
+    ranks_abs: np.ndarray
+    unit: np.ndarray  # |map| min-max normalised to [0, 1]
+    hog: np.ndarray
+
+
+def _features(values: np.ndarray, signed: np.ndarray | None = None) -> _Features:
+    signed = np.asarray(values if signed is None else signed, np.float64)
+    unit = _unit(np.abs(signed))
+    return _Features(
+        constant=bool(np.ptp(signed) == 0), ranks=_ranks(signed), ranks_abs=_ranks(np.abs(signed)),
+        unit=unit, hog=_hog(unit),
+    )  # fmt: skip
+
+
+def _similar(a: _Features, b: _Features) -> dict:
     from skimage.metrics import structural_similarity
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    signed_a = a if signed_a is None else np.asarray(signed_a, np.float64)
-    signed_b = b if signed_b is None else np.asarray(signed_b, np.float64)
-    constant = bool(np.ptp(signed_a) == 0 or np.ptp(signed_b) == 0)
-    unit_a, unit_b = _unit(np.abs(signed_a)), _unit(np.abs(signed_b))
+    window = _window(a.unit.shape)
     return {
-        "spearman": _pearson(_ranks(signed_a), _ranks(signed_b)),
-        "spearman_abs": _pearson(_ranks(np.abs(signed_a)), _ranks(np.abs(signed_b))),
-        "ssim": float(structural_similarity(unit_a, unit_b, data_range=1.0, win_size=_window(a.shape))),
-        "hog": _pearson(_hog(unit_a), _hog(unit_b)),
-        "constant": constant,
+        "spearman": _pearson(a.ranks, b.ranks),
+        "spearman_abs": _pearson(a.ranks_abs, b.ranks_abs),
+        "ssim": float(structural_similarity(a.unit, b.unit, data_range=1.0, win_size=window)),
+        "hog": _pearson(a.hog, b.hog),
+        "constant": a.constant or b.constant,
     }
 
 
@@ -286,6 +306,7 @@ def sanity_checks(
         done[0] += 1
     trained = _maps(model, batch, target, rows, seed, (), custom, given.get(target, {}), step)
     done[0] += 1
+    features = [_features(e.map, e.signed_map) for e in trained]
     results: list[SanityResult] = []
     made: dict[tuple[str, ...], list[Explanation]] = {}
     for test, last, names in copies:
@@ -293,12 +314,12 @@ def sanity_checks(
             with plain_model():  # a copy serves one image: building its inference build would cost more
                 made[names] = _maps(models[names], batch, target, rows, seed, names, custom,
                                     given.get(names, {}), step)  # fmt: skip
-        results += _compared(trained, made[names], test, last)
+        results += _compared(trained, made[names], test, last, features)
         done[0] += 1
     other_maps: list[Explanation] = []
     if "random_logit" in tests:
         other_maps = _maps(model, batch, other, rows, seed, (), custom, given.get(other, {}), step)
-        results += _compared(trained, other_maps, "random_logit", None)
+        results += _compared(trained, other_maps, "random_logit", None, features)
     if progress is not None:
         progress(1.0)
     names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
@@ -457,10 +478,11 @@ def _starts(model: CoAtNet, copies: Mapping[tuple[str, ...], CoAtNet]) -> dict[t
 SHARED = {"integrated_gradients": _integrated_gradients_maps, "occlusion": _occlusion_maps}
 
 
-def _compared(trained, maps, test, last) -> list[SanityResult]:
+def _compared(trained, maps, test, last, features: list[_Features]) -> list[SanityResult]:
+    """Each of ``maps`` compared with the trained map of its row (``features``: the trained maps')."""
     out = []
-    for base, other in zip(trained, maps, strict=True):
-        found = similarity(base.map, other.map, base.signed_map, other.signed_map)
+    for base, other, known in zip(trained, maps, features, strict=True):
+        found = _similar(known, _features(other.map, other.signed_map))
         out.append(SanityResult(base.method, base.stage, test, last, map=other.map, **found))
     return out
 
