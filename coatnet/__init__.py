@@ -3,6 +3,9 @@
 Public surface:
     create_model, list_models, CoAtNet, CoAtNetConfig: build models.
     record_attention: per-call, thread-safe recording of attention logits, bias and weights.
+    trace, tracing, trace_names: a named activation cache of every block's parts (the hook map of
+        coatnet.model.tracing, docs/causal.md), and activation patching at the same names; per call,
+        thread-safe.
     intervene, Intervention: per-call, thread-safe substitutions in attention and MBConv blocks
         (knockout, content_only, bias_only, uniform, swap_normalization, zero_branch, no_se);
         ATTENTION_KINDS, CONV_KINDS: which kinds apply to which blocks; INTERVENTION_DESCRIPTIONS: each
@@ -33,6 +36,7 @@ from coatnet.model.interventions import DESCRIPTIONS as INTERVENTION_DESCRIPTION
 from coatnet.model.network import CoAtNet, StageInfo
 from coatnet.model.randomness import private_random
 from coatnet.model.recording import AttentionRecord, record_attention
+from coatnet.model.tracing import trace, trace_names, tracing
 from coatnet.model.variants import create_model, list_models
 from coatnet.training.loop import TrainResult, TrainSettings, train
 from coatnet.version import __version__ as __version__
@@ -78,6 +82,9 @@ __all__ = [
     "load_checkpoint",
     "parse_model_name",
     "private_random",
+    "trace",
+    "trace_names",
+    "tracing",
     "read_checkpoint_info",
     "record_attention",
     "save_checkpoint",

@@ -18,6 +18,7 @@ from torch import nn
 from coatnet.model.interventions import block_interventions, edit_output, edit_weights
 from coatnet.model.layers import Dropout
 from coatnet.model.recording import AttentionRecord, active_recorder
+from coatnet.model.tracing import Tracer, active_tracer, tap, wants_explicit
 
 
 def relative_position_index(height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
@@ -203,19 +204,27 @@ class RelativeAttention(nn.Module):
             x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
             qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
         q, k, v = qkv.unbind(0)
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        if tracer is not None:
+            q, k, v = (tap(tracer, self, f"attn.{name}", t) for name, t in zip("qkv", (q, k, v), strict=True))
         bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
         recorder = active_recorder()
         edits = block_interventions(
             self.stage, self.block
         )  # coatnet.model.interventions: per call, usually none
-        if recorder is None:
+        if recorder is None and not wants_explicit(tracer, self.stage, self.block):
             out = self.fused(q, k, v, bias)
             if edits:
                 out = edit_output(edits, self.mode, out, q, k, v, bias)
         else:
-            out, record = self.explicit(q, k, v, bias, edits)
-            record["bias"] = record["bias"].clone()  # the caller's own: the kept bias is shared
-            recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=(height, width), **record))
+            if tracer is not None:  # the caller's own copy: the kept bias is shared
+                bias = tap(tracer, self, "attn.bias", bias.clone())
+            out, record = self.explicit(q, k, v, bias, edits, tracer)
+            if recorder is not None:
+                record["bias"] = record["bias"].clone()  # the caller's own: the kept bias is shared
+                grid = (height, width)
+                recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=grid, **record))
+        out = tap(tracer, self, "attn.heads", out)
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
         if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy
             return self.proj(out.permute(0, 3, 1, 2))
@@ -230,17 +239,25 @@ class RelativeAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v) + torch.matmul(bias, v)
 
     def explicit(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, edits: tuple = ()
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: torch.Tensor,
+        edits: tuple = (),
+        tracer: Tracer | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """The same result step by step, keeping the content logits, the bias and the weights (as
-        substituted by ``edits``, :mod:`coatnet.model.interventions`)."""
+        substituted by ``edits``, :mod:`coatnet.model.interventions`), each traced by ``tracer``."""
         content = torch.matmul(q * self.scale, k.transpose(-2, -1))  # q scaled: (N, d), not (N, N)
+        content = tap(tracer, self, "attn.logits", content)
         if self.mode == "pre":
             weights = self.softmax(content + bias)
         else:
             weights = self.softmax(content) + bias
         if edits:
             weights = edit_weights(edits, self.mode, weights, content, bias, self.softmax)
+        weights = tap(tracer, self, "attn.weights", weights)
         out = torch.matmul(weights, v)
         return out, {"mode": self.mode, "content_logits": content, "bias": bias, "weights": weights}
 

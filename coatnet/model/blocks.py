@@ -31,6 +31,7 @@ from coatnet.model.layers import (
     make_norm2d,
     make_pool,
 )
+from coatnet.model.tracing import Tracer, active_tracer, tap
 
 
 class Stem(nn.Module):
@@ -116,32 +117,43 @@ class MBConvBlock(nn.Module):
         if item.kind in ATTENTION_KINDS:
             raise ValueError(f"{item.label}: {item.block} is an MBConv block; {item.kind} is for attention")
 
-    def _gate(self, x: torch.Tensor, ungated: torch.Tensor | None, fresh: bool) -> torch.Tensor:
-        """Squeeze-excitation of ``x``: in place when ``fresh`` and the module can (``gates_in_place``);
-        a module put in its place (an identity, another SE) is called with ``x`` alone."""
+    def _gate(
+        self, x: torch.Tensor, ungated: torch.Tensor | None, fresh: bool, tracer: Tracer | None
+    ) -> torch.Tensor:
+        """Squeeze-excitation of ``x``: in place when ``fresh`` and the module can (``gates_in_place``),
+        its gate traced as ``se.gate``; a module put in its place (an identity, another SE) is called with
+        ``x`` alone."""
         if getattr(self.se, "gates_in_place", False):
-            return self.se(x, ungated, fresh=fresh)
+            if tracer is None:
+                return self.se(x, ungated, fresh=fresh)
+            return self.se(x, ungated, fresh=fresh, trace=f"S{self.stage}.{self.block}.se.gate")
         return self.se(x, ungated) if ungated is not None else self.se(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         edits = block_interventions(
             self.stage, self.block
         )  # coatnet.model.interventions: per call, usually none
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        x = tap(tracer, self, "input", x)
         ungated = row_mask(edits, "no_se", x) if edits else None
         shortcut = self.shortcut(x)
-        # unwatched, each step's output is held by no one but this call (the block's input is the shortcut's)
-        fresh = not watched(self.pre_norm, self.pre_act, self.down, self.conv1_1x1, self.norm1, self.act1,
-                            self.conv2_kxk, self.norm2, self.act2, self.se)  # fmt: skip
+        # unwatched, BatchNorm folds into the convolution before it; unwatched and untraced, each step's
+        # output is held by no one but this call (the block's input is the shortcut's): computed in place
+        unwatched = not watched(self.pre_norm, self.pre_act, self.down, self.conv1_1x1, self.norm1,
+                                self.act1, self.conv2_kxk, self.norm2, self.act2, self.se)  # fmt: skip
+        fresh = unwatched and tracer is None
         normed = fresh_act(
             self.pre_act, self.pre_norm(x), fresh and isinstance(self.pre_norm, nn.BatchNorm2d)
         )
-        x = conv_norm(self.conv1_1x1, self.norm1, self.down(normed), fresh)
+        x = conv_norm(self.conv1_1x1, self.norm1, self.down(normed), unwatched)
+        x = fresh_act(self.act1, x, fresh)
+        x = tap(tracer, self, "expanded", x)
         if self.se_early:
-            x = self.conv2_kxk(fresh_act(self.act1, x, fresh))
-            x = fresh_act(self.act2, self.norm2(self._gate(x, ungated, fresh)), fresh)
+            x = tap(tracer, self, "depthwise", self.conv2_kxk(x))
+            x = fresh_act(self.act2, self.norm2(self._gate(x, ungated, fresh, tracer)), fresh)
         else:
-            x = conv_norm(self.conv2_kxk, self.norm2, fresh_act(self.act1, x, fresh), fresh)
-            x = self._gate(fresh_act(self.act2, x, fresh), ungated, fresh)
+            x = fresh_act(self.act2, conv_norm(self.conv2_kxk, self.norm2, x, unwatched), fresh)
+            x = self._gate(tap(tracer, self, "depthwise", x), ungated, fresh, tracer)
         x = self.conv3_1x1(x)
         zeroed = row_mask(edits, "zero_branch", x) if edits else None
         if zeroed is not None:
@@ -149,7 +161,7 @@ class MBConvBlock(nn.Module):
         # the inference build: the branch's fresh output takes the sum, where no hook has seen it
         if self.residual_in_place and fresh and not watched(self.conv3_1x1, self.drop_path):
             return self.drop_path(x).add_(shortcut)
-        return shortcut + self.drop_path(x)
+        return tap(tracer, self, "output", shortcut + tap(tracer, self, "branch", self.drop_path(x)))
 
 
 def watched(*modules: nn.Module) -> bool:
@@ -278,11 +290,17 @@ class TransformerBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn.heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
         # the inference build: each branch's fresh output takes the sum, where no hook has seen it
-        if self.residual_in_place and not watched(
-            self.attn, self.ls1, self.drop_path1, self.mlp, self.ls2, self.drop_path2
+        if (
+            self.residual_in_place
+            and tracer is None
+            and not watched(self.attn, self.ls1, self.drop_path1, self.mlp, self.ls2, self.drop_path2)
         ):
             x = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x))))).add_(self.shortcut(x))
             return self.drop_path2(self.ls2(self.mlp(self.norm2(x)))).add_(x)
-        x = self.shortcut(x) + self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        x = tap(tracer, self, "input", x)
+        attended = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))
+        x = self.shortcut(x) + tap(tracer, self, "attn.branch", attended)
+        mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
+        return tap(tracer, self, "output", x + mixed)

@@ -45,7 +45,7 @@ from torch import nn
 
 from coatnet.model.attention import RelativeAttention, RelativePosition
 from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock, fresh_act, watched
-from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after, uninitialised
+from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after, traced_gate, uninitialised
 from coatnet.model.network import CoAtNet
 
 _BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -102,11 +102,17 @@ class SqueezeExciteNorm(nn.Module):
     gates_in_place = True  # takes ``fresh`` (and computes out of place: addcmul is one pass)
 
     def forward(
-        self, x: torch.Tensor, ungated: torch.Tensor | None = None, *, fresh: bool = False
+        self,
+        x: torch.Tensor,
+        ungated: torch.Tensor | None = None,
+        *,
+        fresh: bool = False,
+        trace: str | None = None,
     ) -> torch.Tensor:
         gate = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
         if ungated is not None:  # the no_se intervention: gate 1 on those rows
             gate = torch.where(ungated, torch.ones_like(gate), gate)
+        gate = traced_gate(trace, gate)
         return torch.addcmul(self.shift, x, gate * self.scale)
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from coatnet.model.randomness import active_generator
+from coatnet.model.tracing import active_tracer
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -81,19 +82,34 @@ class SqueezeExcite(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(
-        self, x: torch.Tensor, ungated: torch.Tensor | None = None, *, fresh: bool = False
+        self,
+        x: torch.Tensor,
+        ungated: torch.Tensor | None = None,
+        *,
+        fresh: bool = False,
+        trace: str | None = None,
     ) -> torch.Tensor:
         """``x * gate``; rows where the (B, 1, 1, 1) mask ``ungated`` is True keep gate 1 (the ``no_se``
         intervention). ``fresh``: the caller's word that no one else holds ``x`` (an activation's output
         just made) and no hook watches this module (``blocks.watched``), so that without gradients the gate
-        is applied in place (a third of the time at 56x56)."""
+        is applied in place (a third of the time at 56x56). ``trace``: the name the gate is traced at
+        (:mod:`coatnet.model.tracing`)."""
         scale = x.mean((2, 3), keepdim=True)
         scale = self.gate(self.fc2(self.act(self.fc1(scale))))
         if ungated is not None:
             scale = torch.where(ungated, torch.ones_like(scale), scale)
+        scale = traced_gate(trace, scale)
         if not fresh or (torch.is_grad_enabled() and x.requires_grad):
             return x * scale
         return x.mul_(scale)
+
+
+def traced_gate(name: str | None, gate: torch.Tensor) -> torch.Tensor:
+    """A squeeze-excitation gate through the open tracer at ``name`` (the gate itself without a name)."""
+    if name is None:
+        return gate
+    tracer = active_tracer()
+    return gate if tracer is None else tracer.tap(name, gate)
 
 
 def make_pool(kind: str, stride: int) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from coatnet.model.blocks import MBConvBlock, Stem, TransformerBlock
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
+from coatnet.model.tracing import active_tracer
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,16 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
         x = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
+        if tracer is not None:
+            x = tracer.tap("pooled", x)
         if self.hidden:
             x = self.pre_act(self.pre_logits(self.norm(x)))
         x = self.drop(x)
-        return x if pre_logits else self.fc(x)
+        if pre_logits:
+            return x
+        return self.fc(x) if tracer is None else tracer.tap("logits", self.fc(x))
 
     def reset(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
@@ -180,11 +187,11 @@ class CoAtNet(nn.Module):
         outputs = []
         if self.input_memory_format is not None:
             x = x.contiguous(memory_format=self.input_memory_format)
-        x = self.stem(x)
+        x = _traced("S0.output", self.stem(x))
         if 0 in wanted:
             outputs.append(x)
         for s, stage in enumerate(self.stages, start=1):
-            x = stage(x)
+            x = _traced(f"S{s}.output", stage(x))
             if s in wanted:
                 outputs.append(x)
         return self.norm(x), outputs
@@ -194,9 +201,15 @@ class CoAtNet(nn.Module):
         self.check_input_size(*x.shape[-2:])
         if self.input_memory_format is not None:
             x = x.contiguous(memory_format=self.input_memory_format)
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
         x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
+        if tracer is None:
+            for stage in self.stages:
+                x = stage(x)
+            return self.norm(x)
+        x = tracer.tap("S0.output", x)
+        for s, stage in enumerate(self.stages, start=1):
+            x = tracer.tap(f"S{s}.output", stage(x))
         return self.norm(x)
 
     def block_names(self) -> list[str]:
@@ -209,23 +222,28 @@ class CoAtNet(nn.Module):
         self.check_input_size(*x.shape[-2:])
         if self.input_memory_format is not None:
             x = x.contiguous(memory_format=self.input_memory_format)
-        x = self.stem(x)
-        for block in self._blocks()[:position]:
-            x = block(x)
-        return x
+        return self.forward_blocks(_traced("S0.output", self.stem(x)), 0, position)
 
     def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """The activation entering block ``block_names()[stop]`` (the last block's output for
         ``len(block_names())``) from the one entering block ``start``."""
-        for block in self._blocks()[start:stop]:
+        tracer = active_tracer()  # coatnet.model.tracing: a stage's output is its last block's
+        if tracer is None:
+            for block in self._blocks()[start:stop]:
+                x = block(x)
+            return x
+        last = itertools.accumulate(len(stage.blocks) for stage in self.stages)
+        ends = {count - 1: s for s, count in enumerate(last, start=1)}  # a stage's last block: the stage
+        for position, block in enumerate(self._blocks()[start:stop], start=start):
             x = block(x)
+            if position in ends:
+                x = tracer.tap(f"S{ends[position]}.output", x)
         return x
 
     def forward_from(self, x: torch.Tensor, position: int) -> torch.Tensor:
         """The logits, from the activation entering block ``block_names()[position]``:
         ``forward_from(forward_to(images, p), p)`` runs the same operations as ``forward(images)``."""
-        for block in self._blocks()[position:]:
-            x = block(x)
+        x = self.forward_blocks(x, position, len(self._blocks()))
         return self.forward_head(self.norm(x))
 
     def _blocks(self) -> list[nn.Module]:
@@ -247,6 +265,12 @@ class CoAtNet(nn.Module):
         self.config = self.config.replace(num_classes=num_classes)
         self.head.reset(num_classes)
         self.head.fc.apply(_init_weights)
+
+
+def _traced(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through the open tracer at ``name`` (:mod:`coatnet.model.tracing`), itself without one."""
+    tracer = active_tracer()
+    return x if tracer is None else tracer.tap(name, x)
 
 
 def build_for_loading(config: CoAtNetConfig) -> CoAtNet:
