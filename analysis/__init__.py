@@ -8,6 +8,13 @@ Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report
 
 from __future__ import annotations
 
+from analysis.causal.patching import (
+    Corruption,
+    Patching,
+    PositionPatching,
+    activation_patching,
+    position_patching,
+)
 from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preparation_note, preprocessing_of
 from analysis.core.models import ModelSpecError, describe, load_model
@@ -73,6 +80,11 @@ from analysis.studies.verdicts import VERDICT_RULE, Verdict, explanation_verdict
 from coatnet.model.interventions import Intervention
 
 __all__ = [
+    "Corruption",
+    "Patching",
+    "PositionPatching",
+    "activation_patching",
+    "position_patching",
     "FeatureMaps",
     "LayoutSimilarity",
     "LayoutStage",

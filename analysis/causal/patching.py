@@ -1,0 +1,548 @@
+"""Activation patching: how much of a decision one component's activation carries from one run to another.
+
+Two runs of the model: a *clean* input and a *corrupted* one (another image, or the clean image with a
+stated :class:`Corruption`: Gaussian noise, a blur, a masked box). A *metric* reads each run's logits:
+``logit_diff`` (default) = logit[target] - logit[foil], the target the clean prediction and the foil the
+corrupted one; ``logit`` or ``prob``: the target's logit or probability. One component's activation (a
+name of the hook map, :mod:`coatnet.model.tracing`) is taken from the other run and the rest of the pass
+runs on (Meng et al. 2022's causal tracing; Heimersheim and Nanda 2024):
+
+- **denoising**: the corrupted run with the component from the clean run (does it suffice?);
+- **noising**: the clean run with the component from the corrupted run (is it necessary?).
+
+Both are reported as the normalised recovery ``(m - m_corrupted) / (m_clean - m_corrupted)``: 0 is the
+corrupted run's metric, 1 the clean run's (denoising climbs from 0, noising falls from 1). Where the two
+runs' metrics differ by less than ``epsilon`` (as for ``logit_diff`` when both runs predict the same class)
+the recovery is undefined: NaN in the arrays, "undefined" in the figures, never a number.
+
+Components, per block (:data:`COMPONENTS`): ``output`` (for the stem ``S0``, its output as S1.0 takes it);
+``branch`` (MBConv), ``attn.branch`` and ``mlp.branch`` (Transformer); CoAtNet's split of the attention:
+``attn.logits`` (the content logits ``q k^T`` alone), ``attn.bias`` (the relative bias alone: it does not
+depend on the input, so it recovers exactly 0), ``attn.weights`` (where the heads look) and ``attn.v``
+(what they carry); and each head's output (``attn.heads[:, h]``). :func:`position_patching` patches every
+cell of one block's output (squares of ``cell`` x ``cell`` cells), a map on the image.
+
+Batched: in eval mode the rows of one block (its components, its heads, or a chunk of its cells) run as
+one batch from the activation entering that block (:meth:`coatnet.CoAtNet.forward_from`), each row
+patched at its own name. A model in training mode runs each row as a whole pass of its own, every pass
+with the same seeded draws, so that a row differs from its base run by the patch alone.
+
+Examples:
+    >>> result = activation_patching(model, image, corruption=Corruption("noise", sigma=1.0))
+    >>> result.value("S3.0", "attn.weights")  # the recovery, or None where undefined
+    >>> positions = position_patching(model, image, block="S3.0")
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import kornia
+import numpy as np
+import torch
+from PIL import Image
+
+from analysis.core.inputs import as_batch
+from analysis.core.running import call_model
+from coatnet.model.network import CoAtNet
+from coatnet.model.randomness import private_random
+from coatnet.model.tracing import Patch, tracing
+
+MBCONV_COMPONENTS = ("output", "branch")
+TRANSFORMER_COMPONENTS = (
+    "output", "attn.branch", "mlp.branch", "attn.logits", "attn.bias", "attn.weights", "attn.v",
+)  # fmt: skip
+COMPONENTS = ("output", "branch", "attn.branch", "mlp.branch", "attn.logits", "attn.bias", "attn.weights",
+              "attn.v")  # fmt: skip
+METRICS = ("logit_diff", "logit", "prob")
+DIRECTIONS = ("denoising", "noising")
+EPSILON = 1e-3  # in the metric's units: logits, or probability
+BATCH_SIZE = 64  # rows per pass
+MAX_CELLS = 16  # position_patching's default: squares of cells, at most this many per side
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """How the corrupted input is made from the clean one, in the model's normalized input units.
+
+    Attributes:
+        kind: ``noise`` (Gaussian, standard deviation ``sigma``, drawn from a generator seeded with
+            ``seed``), ``blur`` (a Gaussian blur of ``sigma`` input pixels, reflected at the borders) or
+            ``mask`` (the box set to 0, the training data's mean).
+        sigma: the noise's standard deviation, or the blur's in pixels.
+        box: ``mask``: (top, left, bottom, right) as fractions of the input's height and width.
+        seed: the noise's seed.
+    """
+
+    kind: str = "noise"
+    sigma: float = 1.0
+    box: tuple[float, float, float, float] = (0.25, 0.25, 0.75, 0.75)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("noise", "blur", "mask"):
+            raise ValueError(f"corruption kind must be 'noise', 'blur' or 'mask', got {self.kind!r}")
+        if self.kind != "mask" and not (math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"the {self.kind}'s sigma must be a positive number, got {self.sigma}")
+        top, left, bottom, right = self.box
+        if self.kind == "mask" and not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
+            raise ValueError(f"the mask's box (top, left, bottom, right) must be fractions in [0, 1] with "
+                             f"top < bottom and left < right, got {self.box}")  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        if self.kind == "noise":
+            return f"Gaussian noise, sigma {self.sigma:g} (seed {self.seed})"
+        if self.kind == "blur":
+            return f"Gaussian blur, sigma {self.sigma:g} px"
+        top, left, bottom, right = self.box
+        return (
+            f"masked box (top, left, bottom, right) = ({top:g}, {left:g}, {bottom:g}, {right:g}) of the input"
+        )
+
+    def apply(self, batch: torch.Tensor) -> torch.Tensor:
+        """The corrupted copy of a normalized (B, C, H, W) batch."""
+        if self.kind == "noise":
+            generator = torch.Generator().manual_seed(self.seed)
+            noise = torch.randn(batch.shape, generator=generator, dtype=torch.float32)
+            return batch + self.sigma * noise.to(batch)
+        if self.kind == "blur":
+            size = 2 * math.ceil(3 * self.sigma) + 1
+            size = min(size, 2 * (min(batch.shape[-2:]) // 2) - 1)  # reflection needs the kernel inside
+            return kornia.filters.gaussian_blur2d(
+                batch, (size, size), (self.sigma, self.sigma), border_type="reflect"
+            )
+        height, width = batch.shape[-2:]
+        top, left, bottom, right = self.box
+        masked = batch.clone()
+        rows = slice(round(top * height), max(round(bottom * height), round(top * height) + 1))
+        cols = slice(round(left * width), max(round(right * width), round(left * width) + 1))
+        masked[..., rows, cols] = 0
+        return masked
+
+
+@dataclass(frozen=True)
+class Patching:
+    """The recovery of every block's components and heads, one direction, for one pair of inputs.
+
+    Attributes:
+        direction: ``denoising`` or ``noising`` (module docstring).
+        metric, target, foil: the metric (``foil`` for ``logit_diff`` only, else None).
+        clean_metric, corrupted_metric: the metric of the two unpatched runs.
+        defined: whether they differ by at least ``epsilon``; if not, every recovery is NaN.
+        epsilon: the threshold.
+        blocks: ``S0`` (the stem), then every block in forward order; kinds: ``stem``, ``C`` or ``T``.
+        components: :data:`COMPONENTS`, the recovery's columns.
+        recovery: (blocks, components), NaN where a block has no such component or where undefined.
+        heads: per attention block, (heads,) the recovery of each head's output.
+        clean_logits, corrupted_logits: (classes,) of the two unpatched runs.
+        corruption: how the corrupted input was made ("a second image" when one was given).
+    """
+
+    direction: str
+    metric: str
+    target: int
+    foil: int | None
+    clean_metric: float
+    corrupted_metric: float
+    defined: bool
+    epsilon: float
+    blocks: tuple[str, ...]
+    kinds: tuple[str, ...]
+    components: tuple[str, ...]
+    recovery: np.ndarray
+    heads: dict[str, np.ndarray]
+    clean_logits: np.ndarray
+    corrupted_logits: np.ndarray
+    corruption: str
+
+    def value(self, block: str, component: str) -> float | None:
+        """The recovery of ``component`` of ``block``, or None where undefined (a KeyError for a block or
+        component the result does not hold)."""
+        if block not in self.blocks:
+            raise KeyError(f"no block {block!r}; this result holds {', '.join(self.blocks)}")
+        if component not in self.components:
+            raise KeyError(f"no component {component!r}; the components are {', '.join(self.components)}")
+        value = float(self.recovery[self.blocks.index(block), self.components.index(component)])
+        return None if math.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class PositionPatching:
+    """The recovery of every position (square of ``cell`` x ``cell`` cells) of one block's output.
+
+    Attributes:
+        block: the block (``S3.0``; ``S0`` for the stem's output).
+        direction, metric, target, foil, clean_metric, corrupted_metric, defined, epsilon: as
+            :class:`Patching`.
+        grid: the block's output grid (H, W); cell: the side of each patched square, in cells.
+        stride: input pixels per grid step; recovery: (ceil(H / cell), ceil(W / cell)), NaN where undefined.
+    """
+
+    block: str
+    direction: str
+    metric: str
+    target: int
+    foil: int | None
+    clean_metric: float
+    corrupted_metric: float
+    defined: bool
+    epsilon: float
+    grid: tuple[int, int]
+    cell: int
+    stride: int
+    recovery: np.ndarray
+    corruption: str
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One patched pass: ``name`` taken from the source run, whole, or one head, or one square of cells."""
+
+    position: int  # the block whose input the row starts from (forward_from)
+    name: str
+    head: int | None = None
+    cells: tuple[int, int, int, int] | None = None  # (top, left, bottom, right) of the grid
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """What one call compares: the two inputs, the metric and how the rows run."""
+
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    corruption: str
+    direction: str
+    metric: str
+    target: int | None
+    foil: int | None
+    epsilon: float
+    batch_size: int
+    seed: int
+
+
+def activation_patching(
+    model: CoAtNet,
+    clean: torch.Tensor | Image.Image,
+    corrupted: torch.Tensor | Image.Image | None = None,
+    *,
+    corruption: Corruption | None = None,
+    direction: str = "denoising",
+    metric: str = "logit_diff",
+    target: int | None = None,
+    foil: int | None = None,
+    heads: bool = True,
+    epsilon: float = EPSILON,
+    batch_size: int = BATCH_SIZE,
+    seed: int = 0,
+) -> Patching:
+    """The recovery of every block's output, branches, attention parts and heads (module docstring).
+
+    Args:
+        model: a CoAtNet (left as found).
+        clean: the clean input: a preprocessed (C, H, W) / (1, C, H, W) tensor or a PIL image.
+        corrupted: the corrupted input, of the same size; default ``corruption`` applied to ``clean``.
+        corruption: how to corrupt ``clean`` when no ``corrupted`` input is given (default
+            ``Corruption()``: Gaussian noise of sigma 1).
+        direction: ``denoising`` (clean into corrupted) or ``noising`` (corrupted into clean).
+        metric: ``logit_diff``, ``logit`` or ``prob``.
+        target: the metric's class; default the clean run's prediction.
+        foil: ``logit_diff``'s second class; default the corrupted run's prediction.
+        heads: also patch each head's output.
+        epsilon: the smallest difference of the two runs' metrics with a defined recovery.
+        batch_size: rows per pass.
+        seed: the draws of a model in training mode.
+
+    Returns:
+        :class:`Patching`.
+    """
+    setting = _setting(model, clean, corrupted, corruption, direction, metric, target, foil, epsilon,
+                       batch_size, seed)  # fmt: skip
+    blocks, kinds, rows, places = ["S0"], ["stem"], [_Row(0, "S1.0.input")], [("S0", "output", None)]
+    head_counts: dict[str, int] = {}
+    for position, (name, kind, block) in enumerate(_blocks(model)):
+        blocks.append(name)
+        kinds.append(kind)
+        for component in TRANSFORMER_COMPONENTS if kind == "T" else MBCONV_COMPONENTS:
+            rows.append(_Row(position, f"{name}.{component}"))
+            places.append((name, component, None))
+        if kind == "T" and heads:
+            head_counts[name] = block.attn.heads
+            for h in range(block.attn.heads):
+                rows.append(_Row(position, f"{name}.attn.heads", head=h))
+                places.append((name, "heads", h))
+    sources = {row.name for row in rows}
+    measured = _measure(model, setting, rows, sources)
+    recovery = np.full((len(blocks), len(COMPONENTS)), np.nan)
+    per_head = {name: np.full(count, np.nan) for name, count in head_counts.items()}
+    for (block_name, component, head), value in zip(places, measured.recovery, strict=True):
+        if head is None:
+            recovery[blocks.index(block_name), COMPONENTS.index(component)] = value
+        else:
+            per_head[block_name][head] = value
+    return Patching(
+        **measured.header,
+        blocks=tuple(blocks),
+        kinds=tuple(kinds),
+        components=COMPONENTS,
+        recovery=recovery,
+        heads=per_head,
+        clean_logits=measured.clean_logits,
+        corrupted_logits=measured.corrupted_logits,
+    )
+
+
+def position_patching(
+    model: CoAtNet,
+    clean: torch.Tensor | Image.Image,
+    corrupted: torch.Tensor | Image.Image | None = None,
+    *,
+    block: str | None = None,
+    cell: int | None = None,
+    corruption: Corruption | None = None,
+    direction: str = "denoising",
+    metric: str = "logit_diff",
+    target: int | None = None,
+    foil: int | None = None,
+    epsilon: float = EPSILON,
+    batch_size: int = BATCH_SIZE,
+    seed: int = 0,
+) -> PositionPatching:
+    """The recovery of each position of ``block``'s output: every square of ``cell`` x ``cell`` cells
+    taken from the other run (arguments as :func:`activation_patching`).
+
+    Args:
+        block: ``S3.0``, or ``S0`` for the stem's output; default the first attention block (the last block
+            of a model without one).
+        cell: the side of each patched square, in cells; default the smallest with at most
+            :data:`MAX_CELLS` squares per side (1 for every grid up to 16 x 16).
+
+    Returns:
+        :class:`PositionPatching`.
+    """
+    setting = _setting(model, clean, corrupted, corruption, direction, metric, target, foil, epsilon,
+                       batch_size, seed)  # fmt: skip
+    named = _blocks(model)
+    names = [name for name, _, _ in named]
+    if block is None:
+        block = next((name for name, kind, _ in named if kind == "T"), names[-1])
+    if block == "S0":
+        position, name = 0, "S1.0.input"
+    elif block in names:
+        position, name = names.index(block), f"{block}.output"
+    else:
+        raise ValueError(f"no block {block!r}; the blocks are S0 (the stem), {', '.join(names)}")
+    infos = model.stage_info(tuple(setting.clean.shape[-2:]))
+    info = infos[0 if block == "S0" else int(block[1:].split(".")[0])]
+    grid = (int(info.grid[0]), int(info.grid[1]))
+    if cell is None:
+        cell = max(1, math.ceil(max(grid) / MAX_CELLS))
+    if not (isinstance(cell, int) and cell >= 1):
+        raise ValueError(f"cell must be a positive whole number of cells, got {cell!r}")
+    squares = [(t, s, min(t + cell, grid[0]), min(s + cell, grid[1]))
+               for t in range(0, grid[0], cell) for s in range(0, grid[1], cell)]  # fmt: skip
+    rows = [_Row(position, name, cells=square) for square in squares]
+    measured = _measure(model, setting, rows, {name})
+    shape = (math.ceil(grid[0] / cell), math.ceil(grid[1] / cell))
+    return PositionPatching(
+        block=block,
+        **measured.header,
+        grid=grid,
+        cell=cell,
+        stride=int(info.reduction),
+        recovery=np.asarray(measured.recovery, dtype=float).reshape(shape),
+    )
+
+
+def _blocks(model: CoAtNet) -> list[tuple[str, str, torch.nn.Module]]:
+    """(name, kind ``C`` / ``T``, module) of every block of S1..S4, in forward order."""
+    out = []
+    for s, stage in enumerate(model.stages, start=1):
+        kinds = model.config.stages[s - 1].block_kinds
+        for b, (module, kind) in enumerate(zip(stage.blocks, kinds, strict=True)):
+            out.append((f"S{s}.{b}", kind, module))
+    return out
+
+
+def _setting(
+    model: CoAtNet,
+    clean: torch.Tensor | Image.Image,
+    corrupted: torch.Tensor | Image.Image | None,
+    corruption: Corruption | None,
+    direction: str,
+    metric: str,
+    target: int | None,
+    foil: int | None,
+    epsilon: float,
+    batch_size: int,
+    seed: int,
+) -> _Setting:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if foil is not None and metric != "logit_diff":
+        raise ValueError(f"a foil class is for the logit_diff metric; {metric} reads the target alone")
+    if corrupted is not None and corruption is not None:
+        raise ValueError("give a corrupted input or a corruption of the clean one, not both")
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon must be a positive number, got {epsilon}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    classes = model.config.num_classes
+    for label, value in (("target", target), ("foil", foil)):
+        if value is not None and not 0 <= value < classes:
+            raise ValueError(f"the {label} must be a class index 0..{classes - 1}, got {value}")
+    clean_batch = as_batch(clean, model)[:1]
+    if corrupted is None:
+        corruption = corruption or Corruption()
+        corrupted_batch, label = corruption.apply(clean_batch), corruption.label
+    else:
+        corrupted_batch, label = as_batch(corrupted, model)[:1], "a second image"
+        if corrupted_batch.shape != clean_batch.shape:
+            sizes = f"{tuple(clean_batch.shape[1:])} vs {tuple(corrupted_batch.shape[1:])}"
+            raise ValueError(f"the clean and corrupted inputs must have one size: {sizes}")
+    return _Setting(clean_batch, corrupted_batch, label, direction, metric, target, foil, epsilon,
+                    batch_size, seed)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Measured:
+    header: dict
+    recovery: list[float]
+    clean_logits: np.ndarray
+    corrupted_logits: np.ndarray
+
+
+def _measure(model: CoAtNet, setting: _Setting, rows: Sequence[_Row], sources: set[str]) -> _Measured:
+    """The two unpatched runs, then every row's metric, normalised."""
+    training = any(m.training for m in model.modules())
+    explicit = _explicit_names(model)  # every attention block takes its explicit path in every pass
+    inputs = {f"{name}.input" for name, _, _ in _blocks(model)}
+    with call_model(model, seed=setting.seed) as own, torch.inference_mode():
+        caches = {}
+        for run, batch in (("clean", setting.clean), ("corrupted", setting.corrupted)):
+            with (
+                _draws(own, training, setting.seed),
+                tracing(sorted(sources | inputs), patch=explicit) as cache,
+            ):
+                logits = own(batch)
+            caches[run] = {**cache, "logits": logits}
+        base, source = (caches["corrupted"], caches["clean"]) if setting.direction == "denoising" else (
+            caches["clean"], caches["corrupted"])  # fmt: skip
+        base_image = setting.corrupted if setting.direction == "denoising" else setting.clean
+        patched = _run_rows(own, rows, base, source, base_image, explicit, setting, training)
+    clean_logits, corrupted_logits = caches["clean"]["logits"][0], caches["corrupted"]["logits"][0]
+    target = int(clean_logits.argmax()) if setting.target is None else setting.target
+    foil = None
+    if setting.metric == "logit_diff":
+        foil = int(corrupted_logits.argmax()) if setting.foil is None else setting.foil
+    m_clean = _metric(clean_logits[None], setting.metric, target, foil)[0]
+    m_corrupted = _metric(corrupted_logits[None], setting.metric, target, foil)[0]
+    defined = abs(m_clean - m_corrupted) >= setting.epsilon
+    values = _metric(patched, setting.metric, target, foil) if len(rows) else np.zeros(0)
+    recovery = [math.nan] * len(rows)
+    if defined:
+        recovery = ((values - m_corrupted) / (m_clean - m_corrupted)).tolist()
+    header = {
+        "direction": setting.direction, "metric": setting.metric, "target": target, "foil": foil,
+        "clean_metric": float(m_clean), "corrupted_metric": float(m_corrupted), "defined": bool(defined),
+        "epsilon": setting.epsilon, "corruption": setting.corruption,
+    }  # fmt: skip
+    clean_logits, corrupted_logits = (t.float().cpu().numpy() for t in (clean_logits, corrupted_logits))
+    return _Measured(header, recovery, clean_logits, corrupted_logits)
+
+
+def _explicit_names(model: CoAtNet) -> dict[str, Patch]:
+    """An identity patch of every attention block's bias: each takes its explicit path (the one that makes
+    the logits, the bias and the weights), so that every pass of a call computes alike."""
+    return {f"{name}.attn.bias": _same for name, kind, _ in _blocks(model) if kind == "T"}
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _draws(model: CoAtNet, training: bool, seed: int) -> AbstractContextManager:
+    """Each pass of a model in training mode draws the same numbers (a private generator, seeded); a model
+    in eval mode draws none."""
+    if not training:
+        return nullcontext()
+    return private_random(torch.Generator(device=next(model.parameters()).device).manual_seed(seed))
+
+
+def _run_rows(
+    own: CoAtNet,
+    rows: Sequence[_Row],
+    base: Mapping[str, torch.Tensor],
+    source: Mapping[str, torch.Tensor],
+    base_image: torch.Tensor,
+    explicit: Mapping[str, Patch],
+    setting: _Setting,
+    training: bool,
+) -> torch.Tensor:
+    """(rows, classes) logits: each row the base run with its patch. In eval mode the rows of one block
+    run in batches from the base activation entering it; a bias row runs alone (the bias has no batch
+    axis: its patch would reach every row of a batch). In training mode every row is a pass of its own
+    from the base image, with the call's draws."""
+    out: list[torch.Tensor | None] = [None] * len(rows)
+    names = [name for name, _, _ in _blocks(own)]
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for i, row in enumerate(rows):
+        alone = training or row.name.endswith(".attn.bias")
+        groups.setdefault((row.position, alone), []).append(i)
+    for (position, alone), indices in groups.items():
+        size = 1 if alone else setting.batch_size
+        for start in range(0, len(indices), size):
+            chunk = indices[start : start + size]
+            patches = {**explicit, **_patches([rows[i] for i in chunk], source)}
+            with _draws(own, training, setting.seed), tracing(patch=patches):
+                if training:
+                    logits = own(base_image)
+                else:
+                    entering = base[f"{names[position]}.input"]
+                    logits = own.forward_from(torch.cat([entering] * len(chunk)), position)
+            for j, i in enumerate(chunk):
+                out[i] = logits[j]
+    return torch.stack(out) if out else torch.zeros(0)
+
+
+def _patches(rows: Sequence[_Row], source: Mapping[str, torch.Tensor]) -> dict[str, Patch]:
+    """The patch of each name the rows (row i at batch index i) take from ``source``."""
+    by_name: dict[str, list[tuple[int, _Row]]] = {}
+    for i, row in enumerate(rows):
+        by_name.setdefault(row.name, []).append((i, row))
+    return {name: _patch(entries, source[name]) for name, entries in by_name.items()}
+
+
+def _patch(entries: list[tuple[int, _Row]], value: torch.Tensor) -> Patch:
+    if entries[0][1].name.endswith(".attn.bias"):  # (heads, N, N), the same for every row
+        return lambda x: value.to(x.dtype).clone()
+
+    def patch(x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        for i, row in entries:
+            if row.head is not None:
+                out[i, row.head] = value[0, row.head]
+            elif row.cells is not None:
+                top, left, bottom, right = row.cells
+                out[i, :, top:bottom, left:right] = value[0, :, top:bottom, left:right]
+            else:
+                out[i] = value[0]
+        return out
+
+    return patch
+
+
+def _metric(logits: torch.Tensor, metric: str, target: int, foil: int | None) -> np.ndarray:
+    logits = logits.float()
+    if metric == "logit_diff":
+        values = logits[:, target] - logits[:, foil]
+    elif metric == "logit":
+        values = logits[:, target]
+    else:
+        values = logits.softmax(-1)[:, target]
+    return values.cpu().double().numpy()
