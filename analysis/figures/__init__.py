@@ -11,7 +11,8 @@ attention) are ``LAYOUT_VIEWS``.
 
 from __future__ import annotations
 
-from analysis.figures import compare, explanations, layouts, maps, sanity, studies
+from analysis.figures import causal, compare, explanations, layouts, maps, sanity, studies
+from analysis.figures.causal import *  # noqa: F403
 from analysis.figures.compare import *  # noqa: F403
 from analysis.figures.explanations import *  # noqa: F403
 from analysis.figures.layouts import *  # noqa: F403
@@ -25,6 +26,7 @@ __all__ = sorted(
     [
         "DEFAULT_OPACITY",
         "MAX_WIDTH",
+        *causal.__all__,
         *compare.__all__,
         *explanations.__all__,
         *layouts.__all__,

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import analysis
+from analysis import figures
 from analysis.causal.patching import COMPONENTS, Corruption, _Row, _run_rows, _Setting
 from coatnet import trace
 from tests.support.toys import images, toy
@@ -218,3 +219,24 @@ def test_bad_inputs_say_what_to_do():
         Corruption("mask", box=(0.5, 0.0, 0.2, 1.0))
     with pytest.raises(ValueError, match="kind must be"):
         Corruption("jpeg")
+
+
+def test_figures_write_every_value_and_say_undefined():
+    model = toy()
+    clean, corrupted = pair()
+    result = analysis.activation_patching(model, clean, corrupted)
+    figure = figures.patching_figure(result)
+    heat = figure.data[0]
+    assert list(heat.y) == ["S0 (stem)", "S1.0 (C)", "S2.0 (C)", "S3.0 (T)", "S4.0 (T)"]
+    assert heat.text[0][0] == "1.00" and heat.text[0][1] == ""  # the stem: its output alone
+    assert heat.text[3][COMPONENTS.index("attn.bias")] == "0.00"
+    assert len(figure.data[1].customdata) == int((~np.isnan(result.recovery)).sum())
+    heads = figures.head_patching_figure(result)
+    assert list(heads.data[0].y) == ["S3.0", "S4.0"] and np.asarray(heads.data[0].z).shape == (2, 4)
+    same = analysis.activation_patching(model, clean, clean.clone())
+    undefined = figures.patching_figure(same)
+    assert undefined.data[0].text[4][0] == "undefined"
+    assert f"predict class {same.target}" in undefined.layout.annotations[-1].text.replace("<br>", " ")
+    positions = analysis.position_patching(model, clean, corrupted, block="S3.0")
+    drawn = figures.position_patching_figure(positions, np.zeros((16, 16, 3), dtype=np.uint8))
+    assert np.asarray(drawn.data[-1].z).shape == (4, 4) and drawn.data[-1].dx == 4
