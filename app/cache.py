@@ -399,3 +399,43 @@ def layout_study() -> dict | None:
         return load_layouts()
     except ValueError:
         return None
+
+
+def _corrupted(corrupted: tuple) -> dict:
+    """The keyword arguments naming the corrupted input: ``("corruption", kind, sigma)`` of the clean
+    image, or ``("image", bytes)``, another picture."""
+    if corrupted[0] == "image":
+        return {"corrupted": _image(corrupted[1])}
+    return {"corruption": analysis.Corruption(corrupted[1], sigma=float(corrupted[2]))}
+
+
+@session_result(max_entries=8)
+def patching(
+    key: ModelKey, image: bytes, corrupted: tuple, direction: str, metric: str, classes: tuple, progress=None
+):
+    """Every block's, branch's and head's recovery (:func:`analysis.activation_patching`); ``classes`` is
+    (target, foil), None for the two predictions."""
+    target, foil = classes
+    return analysis.activation_patching(
+        model(key), _image(image), **_corrupted(corrupted), direction=direction, metric=metric,
+        target=target, foil=foil, progress=progress,
+    )  # fmt: skip
+
+
+@session_result(max_entries=16)
+def position_patching(
+    key: ModelKey,
+    image: bytes,
+    corrupted: tuple,
+    direction: str,
+    metric: str,
+    classes: tuple,
+    block: str,
+    progress=None,
+):
+    """The recovery of each position of ``block``'s output (:func:`analysis.position_patching`)."""
+    target, foil = classes
+    return analysis.position_patching(
+        model(key), _image(image), **_corrupted(corrupted), block=block, direction=direction,
+        metric=metric, target=target, foil=foil, progress=progress,
+    )  # fmt: skip

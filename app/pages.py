@@ -61,6 +61,15 @@ PAGES: tuple[Page, ...] = (
         landmark="Which heads matter for this image",
     ),
     Page(
+        "patching", "Patching", ":material/swap_horiz:",
+        "Take one component's activation from the clean run into a corrupted one (denoising) or back "
+        "(noising): how much of the decision each block, branch, attention part and head carries, 0 the "
+        "corrupted run and 1 the clean one; click a cell for that block's positions on the image.",
+        kept=("pt_how", "pt_kind", "pt_sigma", "pt_other", "pt_direction", "pt_metric", "pt_target",
+              "pt_foil", "pt_block"),
+        landmark="Which positions of a block carry it",
+    ),
+    Page(
         "dataset", "Dataset", ":material/dataset:",
         "A study over a whole test set (coatnet study): each head's attention distance from its content and "
         "from its bias, what every intervention costs in accuracy, and each stage's statistics.",

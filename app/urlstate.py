@@ -3,9 +3,9 @@ block, the query and the choices; the page is the URL's path (``st.navigation``)
 
 Parameters: ``source`` (``demo``, ``timm`` or ``path``) and ``model``; ``attention`` (``pre`` / ``post``
 when switched); ``image`` (a gallery sample); ``block``, ``part``, ``head``; ``q`` (the query point as
-fractions ``fy,fx`` of the picture). An uploaded model or image never goes in a link. A path in a link is
-honoured only inside the folders this server shares: the folder it was started in, or those listed in
-``COATNET_LENS_ALLOWED_DIRS`` (separated by ``os.pathsep``).
+fractions ``fy,fx`` of the picture); the Patching page's choices (``pt_...``). An uploaded model or image
+never goes in a link. A path in a link is honoured only inside the folders this server shares: the folder
+it was started in, or those listed in ``COATNET_LENS_ALLOWED_DIRS`` (separated by ``os.pathsep``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ PENDING_IMAGE = "url_image"  # a gallery sample named by the URL, applied when t
 REFUSED = "url_refused"  # why a path in the link was not honoured
 SOURCES = {"demo": MODEL_SOURCES[0], "timm": MODEL_SOURCES[1], "path": MODEL_SOURCES[2]}
 CHOICES = ("block", "part", "head")  # widget keys whose values go in the URL as they are
+# the Patching page's choices (app/views/patching.py): strings as they are, class indices as numbers
+PATCHING = ("pt_how", "pt_kind", "pt_sigma", "pt_other", "pt_direction", "pt_metric", "pt_block")
+NUMBERS = ("pt_target", "pt_foil")
 
 
 def allowed_folders() -> list[Path]:
@@ -72,9 +75,12 @@ def restore() -> None:
         state["attention"] = labels[params["attention"]]
     if params.get("image"):
         state["image_source"], state[PENDING_IMAGE] = "Gallery", params["image"]
-    for key in CHOICES:
+    for key in CHOICES + PATCHING:
         if params.get(key):
             state[key] = params[key]
+    for key in NUMBERS:
+        if params.get(key, "").isdigit():  # a page checks the class against its model
+            state[key] = int(params[key])
     try:
         fy, fx = (float(v) for v in params.get("q", "").split(","))
         if 0 <= fy <= 1 and 0 <= fx <= 1:
@@ -105,7 +111,7 @@ def save(gallery_kind: str | None) -> dict[str, str]:
         sample = state.get(f"gallery_{gallery_kind}")
         if sample:
             params["image"] = sample
-    for key in CHOICES:
+    for key in CHOICES + PATCHING + NUMBERS:
         if state.get(key) is not None:
             params[key] = str(state[key])
     if state.get(QUERY_POINT) is not None:

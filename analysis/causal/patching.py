@@ -36,7 +36,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -159,6 +159,12 @@ class Patching:
     corrupted_logits: np.ndarray
     corruption: str
 
+    @property
+    def present(self) -> np.ndarray:
+        """(blocks, components) whether each block has each component (the stem its output alone)."""
+        own = {"stem": ("output",), "C": MBCONV_COMPONENTS, "T": TRANSFORMER_COMPONENTS}
+        return np.array([[c in own[kind] for c in self.components] for kind in self.kinds])
+
     def value(self, block: str, component: str) -> float | None:
         """The recovery of ``component`` of ``block``, or None where undefined (a KeyError for a block or
         component the result does not hold)."""
@@ -238,6 +244,7 @@ def activation_patching(
     epsilon: float = EPSILON,
     batch_size: int = BATCH_SIZE,
     seed: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> Patching:
     """The recovery of every block's output, branches, attention parts and heads (module docstring).
 
@@ -255,6 +262,7 @@ def activation_patching(
         epsilon: the smallest difference of the two runs' metrics with a defined recovery.
         batch_size: rows per pass.
         seed: the draws of a model in training mode.
+        progress: called with the share of the rows done, after each pass.
 
     Returns:
         :class:`Patching`.
@@ -275,7 +283,7 @@ def activation_patching(
                 rows.append(_Row(position, f"{name}.attn.heads", head=h))
                 places.append((name, "heads", h))
     sources = {row.name for row in rows}
-    measured = _measure(model, setting, rows, sources)
+    measured = _measure(model, setting, rows, sources, progress)
     recovery = np.full((len(blocks), len(COMPONENTS)), np.nan)
     per_head = {name: np.full(count, np.nan) for name, count in head_counts.items()}
     for (block_name, component, head), value in zip(places, measured.recovery, strict=True):
@@ -310,6 +318,7 @@ def position_patching(
     epsilon: float = EPSILON,
     batch_size: int = BATCH_SIZE,
     seed: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> PositionPatching:
     """The recovery of each position of ``block``'s output: every square of ``cell`` x ``cell`` cells
     taken from the other run (arguments as :func:`activation_patching`).
@@ -345,7 +354,7 @@ def position_patching(
     squares = [(t, s, min(t + cell, grid[0]), min(s + cell, grid[1]))
                for t in range(0, grid[0], cell) for s in range(0, grid[1], cell)]  # fmt: skip
     rows = [_Row(position, name, cells=square) for square in squares]
-    measured = _measure(model, setting, rows, {name})
+    measured = _measure(model, setting, rows, {name}, progress)
     shape = (math.ceil(grid[0] / cell), math.ceil(grid[1] / cell))
     return PositionPatching(
         block=block,
@@ -417,7 +426,13 @@ class _Measured:
     corrupted_logits: np.ndarray
 
 
-def _measure(model: CoAtNet, setting: _Setting, rows: Sequence[_Row], sources: set[str]) -> _Measured:
+def _measure(
+    model: CoAtNet,
+    setting: _Setting,
+    rows: Sequence[_Row],
+    sources: set[str],
+    progress: Callable[[float], None] | None = None,
+) -> _Measured:
     """The two unpatched runs, then every row's metric, normalised."""
     training = any(m.training for m in model.modules())
     explicit = _explicit_names(model)  # every attention block takes its explicit path in every pass
@@ -434,7 +449,7 @@ def _measure(model: CoAtNet, setting: _Setting, rows: Sequence[_Row], sources: s
         base, source = (caches["corrupted"], caches["clean"]) if setting.direction == "denoising" else (
             caches["clean"], caches["corrupted"])  # fmt: skip
         base_image = setting.corrupted if setting.direction == "denoising" else setting.clean
-        patched = _run_rows(own, rows, base, source, base_image, explicit, setting, training)
+        patched = _run_rows(own, rows, base, source, base_image, explicit, setting, training, progress)
     clean_logits, corrupted_logits = caches["clean"]["logits"][0], caches["corrupted"]["logits"][0]
     target = int(clean_logits.argmax()) if setting.target is None else setting.target
     foil = None
@@ -483,6 +498,7 @@ def _run_rows(
     explicit: Mapping[str, Patch],
     setting: _Setting,
     training: bool,
+    progress: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
     """(rows, classes) logits: each row the base run with its patch. In eval mode the rows of one block
     run in batches from the base activation entering it; a bias row runs alone (the bias has no batch
@@ -491,6 +507,7 @@ def _run_rows(
     out: list[torch.Tensor | None] = [None] * len(rows)
     names = [name for name, _, _ in _blocks(own)]
     groups: dict[tuple[int, bool], list[int]] = {}
+    done = 0
     for i, row in enumerate(rows):
         alone = training or row.name.endswith(".attn.bias")
         groups.setdefault((row.position, alone), []).append(i)
@@ -507,6 +524,9 @@ def _run_rows(
                     logits = own.forward_from(torch.cat([entering] * len(chunk)), position)
             for j, i in enumerate(chunk):
                 out[i] = logits[j]
+            done += len(chunk)
+            if progress is not None:
+                progress(done / len(rows))
     return torch.stack(out) if out else torch.zeros(0)
 
 

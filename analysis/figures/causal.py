@@ -36,7 +36,7 @@ UNDEFINED = "undefined"
 
 def _metric_words(result) -> str:
     if result.metric == "logit_diff":
-        return f"logit[{result.target}] - logit[{result.foil}]"
+        return f"logit[{result.target}] minus logit[{result.foil}]"
     return f"{'logit' if result.metric == 'logit' else 'probability'} of class {result.target}"
 
 
@@ -72,7 +72,7 @@ def patching_figure(result) -> go.Figure:
     One transparent marker per cell carries [block, component] for a click (the app opens that block's
     position map)."""
     components = list(result.components)
-    present = np.array([[_applies(kind, c) for c in components] for kind in result.kinds])
+    present = result.present
     values = np.where(present, result.recovery, np.nan) if result.defined else np.full(present.shape, np.nan)
     text = [[_cell_text(values[i, j], present[i, j], result.defined) for j in range(len(components))]
             for i in range(len(result.blocks))]  # fmt: skip
@@ -100,14 +100,6 @@ def patching_figure(result) -> go.Figure:
     if not result.defined:
         note = _undefined_note(result)
     return chart(figure, title, height=140 + 30 * len(rows), note=note, clickmode="event+select")
-
-
-def _applies(kind: str, component: str) -> bool:
-    if kind == "stem":
-        return component == "output"
-    if kind == "C":
-        return component in ("output", "branch")
-    return component != "branch"
 
 
 def head_patching_figure(result) -> go.Figure:

@@ -50,8 +50,18 @@ def test_half_precision_autocast_on_cuda_stays_finite(name: str, size: int, dtyp
 
 
 def finite(value, path: str = "result") -> None:
-    """Every float in a result (dataclasses, tuples, dicts, arrays) is finite."""
-    if hasattr(value, "__dataclass_fields__"):
+    """Every float in a result (dataclasses, tuples, dicts, arrays) is finite; a patching result's recovery
+    is NaN where it is undefined (its two runs alike) or where a block has no such component, by design."""
+    if hasattr(value, "__dataclass_fields__") and hasattr(value, "defined"):
+        finite([value.clean_metric, value.corrupted_metric], f"{path}.metrics")
+        recovery = np.asarray(value.recovery)
+        present = value.present if hasattr(value, "present") else np.ones(recovery.shape, dtype=bool)
+        heads = np.concatenate([np.zeros(0), *getattr(value, "heads", {}).values()])
+        if value.defined:
+            assert np.isfinite(recovery[present]).all() and np.isfinite(heads).all(), path
+        else:
+            assert np.isnan(recovery).all() and np.isnan(heads).all(), path
+    elif hasattr(value, "__dataclass_fields__"):
         for name, item in result_items(value):  # with what is computed on first read
             finite(item, f"{path}.{name}")
     elif isinstance(value, dict):
