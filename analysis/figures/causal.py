@@ -21,17 +21,18 @@ __all__ = [
     "position_patching_figure",
 ]  # what the face, analysis.figures, hands on
 
-COMPONENT_LABELS = {
-    "output": "output",
-    "branch": "MBConv branch",
-    "attn.branch": "attention branch",
-    "mlp.branch": "MLP branch",
-    "attn.logits": "content q·k",
-    "attn.bias": "relative bias",
-    "attn.weights": "weights (where)",
-    "attn.v": "values (what)",
+COMPONENT_LABELS = {  # two short lines each: eight columns fit a narrow page
+    "output": "block<br>output",
+    "branch": "MBConv<br>branch",
+    "attn.branch": "attention<br>branch",
+    "mlp.branch": "MLP<br>branch",
+    "attn.logits": "content<br>q·k",
+    "attn.bias": "relative<br>bias",
+    "attn.weights": "weights<br>(where)",
+    "attn.v": "values<br>(what)",
 }
 UNDEFINED = "undefined"
+COLOUR_BAR = {"thickness": 12, "ypad": 0, "outlinewidth": 0, "title": {"text": "recovery", "side": "right"}}
 
 
 def _metric_words(result) -> str:
@@ -84,7 +85,7 @@ def patching_figure(result) -> go.Figure:
         go.Heatmap(
             z=values, x=labels, y=rows, zmin=-high, zmax=high, zmid=0, colorscale=DIVERGING, text=text,
             texttemplate="%{text}", hovertemplate="%{y}, %{x}: recovery %{text}<extra></extra>",
-            colorbar={"thickness": 12, "title": {"text": "recovery", "side": "right"}},
+            colorbar=COLOUR_BAR,
         ),
         go.Scatter(
             x=[labels[j] for j in jj], y=[rows[i] for i in ii], mode="markers",
@@ -93,13 +94,15 @@ def patching_figure(result) -> go.Figure:
             hovertemplate="%{y}, %{x}: click for this block's positions<extra></extra>",
         ),
     ])  # fmt: skip
-    figure.update_yaxes(autorange="reversed")
+    # the ranges of the cells themselves: the click markers must not pad the axes past the heatmap
+    figure.update_xaxes(range=[-0.5, len(labels) - 0.5])
+    figure.update_yaxes(range=[len(rows) - 0.5, -0.5])
     title = f"Activation patching: recovery per block and component. {_subject(result)}"
     note = ("0 = the corrupted run, 1 = the clean run; the relative bias depends on no input, so it "
             "recovers exactly 0 (denoising) or 1 (noising).")  # fmt: skip
     if not result.defined:
         note = _undefined_note(result)
-    return chart(figure, title, height=140 + 30 * len(rows), note=note, clickmode="event+select")
+    return chart(figure, title, height=140 + 30 * len(rows), bottom=60, note=note, clickmode="event+select")
 
 
 def head_patching_figure(result) -> go.Figure:
@@ -123,13 +126,13 @@ def head_patching_figure(result) -> go.Figure:
             z=values, x=[f"head {h}" for h in range(width)], y=blocks, zmin=-high, zmax=high, zmid=0,
             colorscale=DIVERGING, text=text, texttemplate="%{text}",
             hovertemplate="%{y}, %{x}: recovery %{text}<extra></extra>",
-            colorbar={"thickness": 12, "title": {"text": "recovery", "side": "right"}},
+            colorbar=COLOUR_BAR,
         )
     )  # fmt: skip
     figure.update_yaxes(autorange="reversed")
     title = f"Head patching: recovery of each head's output alone. {_subject(result)}"
     note = "" if result.defined else _undefined_note(result)
-    return chart(figure, title, height=140 + 30 * len(blocks), note=note)
+    return chart(figure, title, height=140 + 30 * len(blocks), bottom=60, note=note)
 
 
 def position_patching_figure(result, image: np.ndarray | None = None) -> go.Figure:

@@ -40,7 +40,7 @@ def test_another_image_gives_a_defined_recovery_and_the_output_of_every_block_ca
     heat = matrix["data"][0]
     outputs = [row[0] for row in heat["text"]]
     assert outputs[-1] == "1.00" and all(o == "1.00" for o in outputs), outputs  # the residual stream
-    bias = heat["x"].index("relative bias")
+    bias = heat["x"].index("relative<br>bias")
     assert {row[bias] for row in heat["text"]} == {"", "0.00"}  # the bias depends on no input
 
 
