@@ -1,7 +1,10 @@
-"""Figures of activation patching (:mod:`analysis.causal.patching`): the block x component recovery matrix,
-the recovery of every head, and one block's positions on the image. Recovery is signed (below 0: the patch
-moved the metric away from the clean run; above 1: past it), so it is drawn on the diverging scale with 0
-white, and written in every cell; a cell whose recovery is undefined says so instead of a number."""
+"""Figures of the causal analyses: activation patching (:mod:`analysis.causal.patching`: the block x
+component recovery matrix, the recovery of every head, one block's positions on the image) and the linear
+probes (:mod:`analysis.studies.probes`: one model against depth, the layouts on one axis).
+
+Recovery is signed (below 0: the patch moved the metric away from the clean run; above 1: past it), so it
+is drawn on the diverging scale with 0 white, and written in every cell; a cell whose recovery is
+undefined says so instead of a number."""
 
 from __future__ import annotations
 
@@ -12,13 +15,17 @@ import plotly.graph_objects as go
 
 from analysis.figures.panels import chart
 from analysis.figures.plots import overlay
-from analysis.figures.style import DIVERGING
+from analysis.figures.style import BLOCK_KIND_COLOURS, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, RED, colour
 
 __all__ = [
     "COMPONENT_LABELS",
     "head_patching_figure",
+    "layout_label",
+    "layout_probes_figure",
     "patching_figure",
     "position_patching_figure",
+    "probes_figure",
+    "readable_from",
 ]  # what the face, analysis.figures, hands on
 
 COMPONENT_LABELS = {  # two short lines each: eight columns fit a narrow page
@@ -149,4 +156,95 @@ def position_patching_figure(result, image: np.ndarray | None = None) -> go.Figu
     return overlay(
         image, result.recovery, stride=result.stride * result.cell, title=title, zmin=-high, zmax=high,
         colorscale=DIVERGING, what="recovery",
+    )  # fmt: skip
+
+
+def _kind_marker(kind: str) -> str:
+    return {"stem": "square", "C": "circle", "T": "diamond"}.get(kind, "circle")
+
+
+def probes_figure(probes: dict) -> go.Figure:
+    """Probe top-1 (test, and train dotted) of every block against depth, each block's marker coloured by
+    its kind (the stem, MBConv C, Transformer T); the head lens of the S4 blocks; the model's own top-1
+    as a line."""
+    rows = probes["rows"]
+    blocks = [r["block"] for r in rows]
+    colours = [colour(BLOCK_KIND_COLOURS, "conv" if r["kind"] == "stem" else r["kind"]) for r in rows]
+    hover = "%{x} (%{customdata}): %{y:.3f}<extra>%{fullData.name}</extra>"
+    kinds = [r["kind"] for r in rows]
+    figure = go.Figure([
+        go.Scatter(
+            x=blocks, y=[r["test_top1"] for r in rows], mode="lines+markers", name="probe, test",
+            line={"color": GREY}, customdata=kinds, hovertemplate=hover,
+            marker={"color": colours, "size": 10, "symbol": [_kind_marker(k) for k in kinds]},
+        ),
+        go.Scatter(
+            x=blocks, y=[r["train_top1"] for r in rows], mode="lines", name="probe, train",
+            line={"color": GREY, "dash": "dot"}, customdata=kinds, hovertemplate=hover,
+        ),
+    ])  # fmt: skip
+    lens = probes.get("head_lens", [])
+    if lens:
+        figure.add_trace(go.Scatter(
+            x=[r["block"] for r in lens], y=[r["test_top1"] for r in lens], mode="markers",
+            name="head lens, test", marker={"color": PURPLE, "size": 12, "symbol": "x"},
+            hovertemplate="%{x}: %{y:.3f}<extra>head lens, test</extra>",
+        ))  # fmt: skip
+    figure.add_trace(go.Scatter(
+        x=[blocks[0], blocks[-1]], y=[probes["model_top1"]] * 2, mode="lines", name="the model's top-1",
+        line={"color": RED, "dash": "dash"}, hovertemplate="the model's top-1: %{y:.3f}<extra></extra>",
+    ))  # fmt: skip
+    described = probes.get("model_description", probes["model"])
+    title = (f"Where the class becomes linearly readable: {described}, {probes['n_train']} training and "
+             f"{probes['n_test']} test images")  # fmt: skip
+    note = ("Markers: square the stem, blue circles MBConv (C) blocks, red diamonds Transformer (T) blocks; "
+            "each probe is a linear classifier on the block's pooled output.")  # fmt: skip
+    return chart(
+        figure, title, height=380, bottom=60, legend_rows=1, note=note, xaxis_title="block (forward order)",
+        yaxis={"title": {"text": "top-1"}, "range": [0, 1.02]},
+    )  # fmt: skip
+
+
+def layout_label(model: str) -> str:
+    """``layout-c-c-t-t`` -> ``C-C-T-T``, ``layout-vit-rel`` -> ``ViT_REL`` (the layout study's names)."""
+    name = model.removeprefix("layout-")
+    return "ViT_REL" if name == "vit-rel" else name.upper()
+
+
+def readable_from(probes: dict, within: float = 0.02) -> tuple[str, float]:
+    """The first block whose probe's test top-1 is within ``within`` of the last block's, and its depth
+    as a fraction of the blocks (0 the stem, 1 the last block)."""
+    rows = probes["rows"]
+    last = rows[-1]["test_top1"]
+    for i, row in enumerate(rows):
+        if row["test_top1"] >= last - within:
+            return row["block"], i / max(1, len(rows) - 1)
+    return rows[-1]["block"], 1.0
+
+
+def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None = None) -> go.Figure:
+    """The probes of every layout on one axis of depth (0 the stem, 1 the last block): per layout its
+    probe test top-1, each marker by the block's kind. ``ranking`` (layout -> the layout study's test
+    top-1) orders the legend from the best-generalising layout."""
+    order = sorted(studies, key=lambda p: -(ranking or {}).get(layout_label(p["model"]), 0.0))
+    figure = go.Figure()
+    for probes in order:
+        rows, label = probes["rows"], layout_label(probes["model"])
+        depth = [i / max(1, len(rows) - 1) for i in range(len(rows))]
+        name = label if not ranking or label not in ranking else f"{label} (study top-1 {ranking[label]:.3f})"
+        figure.add_trace(go.Scatter(
+            x=depth, y=[r["test_top1"] for r in rows], mode="lines+markers", name=name,
+            line={"color": colour(LAYOUT_COLOURS, label)},
+            marker={"symbol": [_kind_marker(r["kind"]) for r in rows], "size": 9},
+            customdata=[[r["block"], r["kind"]] for r in rows],
+            hovertemplate=f"{label} %{{customdata[0]}} (%{{customdata[1]}}): %{{y:.3f}}<extra></extra>",
+        ))  # fmt: skip
+    first = "; ".join(f"{layout_label(p['model'])} at {readable_from(p)[0]}" for p in order)
+    title = "Where each layout's class becomes linearly readable (probe test top-1 against relative depth)"
+    note = (f"Markers: squares the stem, circles MBConv (C) blocks, diamonds Transformer (T) blocks. Within "
+            f"0.02 of its last block's probe: {first}.")  # fmt: skip
+    return chart(
+        figure, title, height=420, bottom=60, legend_rows=2, note=note,
+        xaxis={"title": {"text": "relative depth (0 the stem, 1 the last block)"}, "range": [-0.03, 1.03]},
+        yaxis={"title": {"text": "probe top-1, test"}},
     )  # fmt: skip

@@ -1,0 +1,193 @@
+"""Linear probes per block: where the class becomes linearly readable (Alain and Bengio 2016; Raghu et al.
+2021), for CoAtNet the conv-versus-attention question asked of the representation.
+
+The protocol (:func:`probe_protocol`), for each block in forward order (the stem ``S0``, then every block
+of S1..S4):
+
+- **features**: the block's output (a name of the hook map, :mod:`coatnet.model.tracing`), globally
+  average pooled (for a Transformer block the mean over its tokens), one vector per image;
+- **classifier**: multinomial logistic regression on the features standardised with the training
+  split's mean and standard deviation, fitted by full-batch L-BFGS, one L2 weight decay chosen from
+  :data:`WEIGHT_DECAYS` by the accuracy on a held-out :data:`HELD_OUT` of the training split (seeded),
+  then refitted on the whole training split with that choice;
+- **scores**: top-1 on the training split and on the test split, fractions in [0, 1].
+
+For the blocks of S4, whose width is the head's, the *head lens* too: the model's own final norm and
+classifier applied to the block's output (the last block's lens is the model's own prediction).
+
+:func:`probe_features` measures one batch; :func:`fit_probes` fits every probe from the features;
+:func:`load_probes` reads a ``probes.json`` (``coatnet probe``, :mod:`analysis.cli.probe`), shipped or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis.core.summaries import read_summary
+from analysis.studies.study import STUDIES
+from coatnet.model.network import CoAtNet
+from coatnet.model.tracing import tracing
+
+WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)  # the one regularisation choice, on the held-out part
+HELD_OUT = 0.1  # of the training split
+SEED = 0
+MAX_ITER = 150  # L-BFGS iterations per fit
+
+
+def probe_protocol() -> dict:
+    """The probes' protocol as probes.json records it."""
+    return {
+        "features": "each block's output, globally average pooled (Transformer blocks: the mean over tokens)",
+        "classifier": "multinomial logistic regression on standardised features, full-batch L-BFGS",
+        "weight_decays": list(WEIGHT_DECAYS), "held_out": HELD_OUT, "seed": SEED, "max_iter": MAX_ITER,
+        "head_lens": "the model's own final norm and classifier applied to each S4 block's output",
+    }  # fmt: skip
+
+
+def probed_blocks(model: CoAtNet) -> list[dict]:
+    """(block, stage, kind, the traced name) of every probed block, in forward order: the stem, then
+    every block of S1..S4."""
+    rows = [{"block": "S0", "stage": "S0", "kind": "stem", "name": "S0.output"}]
+    for s, stage in enumerate(model.stages, start=1):
+        kinds = model.config.stages[s - 1].block_kinds
+        for b, kind in enumerate(kinds[: len(stage.blocks)]):
+            rows.append({"block": f"S{s}.{b}", "stage": f"S{s}", "kind": kind, "name": f"S{s}.{b}.output"})
+    return rows
+
+
+def lens_blocks(model: CoAtNet) -> list[str]:
+    """The blocks whose output the head reads as it is: those of the last stage."""
+    last = len(model.stages)
+    return [f"S{last}.{b}" for b in range(len(model.stages[-1].blocks))]
+
+
+def probe_features(model: CoAtNet, runner: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """One batch's pooled features of every probed block (``features/<block>``, float32), the model's
+    logits' top-1 (``predicted``) and each head lens's top-1 (``lens/<block>``).
+
+    Args:
+        model: the model (names its blocks).
+        runner: what runs the passes (the model or its inference build, :func:`coatnet.for_inference`).
+        x: a normalised batch.
+    """
+    blocks = probed_blocks(model)
+    with torch.inference_mode(), tracing([b["name"] for b in blocks], model=model) as cache:
+        logits = runner(x)
+    out = {"predicted": logits.argmax(-1).cpu().numpy()}
+    for b in blocks:
+        out[f"features/{b['block']}"] = cache[b["name"]].float().mean(dim=(-2, -1)).cpu().numpy()
+    with torch.inference_mode():
+        for block in lens_blocks(model):
+            lens = runner.forward_head(runner.norm(cache[f"{block}.output"]))
+            out[f"lens/{block}"] = lens.argmax(-1).cpu().numpy()
+    return out
+
+
+def fit_probes(
+    model: CoAtNet,
+    train: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Every block's probe (module docstring) from the features of both splits (the arrays of
+    :func:`probe_features`, concatenated, with ``labels``): ``rows``, ``head_lens`` and the model's own
+    top-1 on both splits."""
+    classes = model.config.num_classes
+    rows = []
+    for b in probed_blocks(model):
+        if progress is not None:
+            progress(b["block"])
+        key = f"features/{b['block']}"
+        found = fit_probe(train[key], train["labels"], test[key], test["labels"], classes=classes)
+        rows.append({"block": b["block"], "stage": b["stage"], "kind": b["kind"],
+                     "features": int(train[key].shape[1]), **found})  # fmt: skip
+    lenses = [
+        {"block": block, "train_top1": _top1(train[f"lens/{block}"], train["labels"]),
+         "test_top1": _top1(test[f"lens/{block}"], test["labels"])}
+        for block in lens_blocks(model)
+    ]  # fmt: skip
+    return {
+        "rows": rows, "head_lens": lenses,
+        "model_top1": _top1(test["predicted"], test["labels"]),
+        "model_train_top1": _top1(train["predicted"], train["labels"]),
+    }  # fmt: skip
+
+
+def fit_probe(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *, classes: int
+) -> dict:
+    """One probe: the weight decay chosen on the held-out part, refitted on the whole training split;
+    ``train_top1``, ``test_top1``, ``weight_decay`` and ``held_out_top1`` (of each choice)."""
+    x = torch.as_tensor(train_x, dtype=torch.float64)
+    y = torch.as_tensor(train_y, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(SEED))
+    cut = max(1, round(HELD_OUT * len(y)))
+    held, fit = order[:cut], order[cut:]
+    scores = []
+    for decay in WEIGHT_DECAYS:
+        probe = _fit(x[fit], y[fit], classes, decay)
+        scores.append(_top1(probe(x[held]), y[held].numpy()))
+    best = max(range(len(WEIGHT_DECAYS)), key=lambda i: (scores[i], WEIGHT_DECAYS[i]))  # ties: stronger
+    probe = _fit(x, y, classes, WEIGHT_DECAYS[best])
+    test = torch.as_tensor(test_x, dtype=torch.float64)
+    return {
+        "train_top1": _top1(probe(x), train_y), "test_top1": _top1(probe(test), test_y),
+        "weight_decay": WEIGHT_DECAYS[best],
+        "held_out_top1": dict(zip(map(str, WEIGHT_DECAYS), scores, strict=True)),
+    }  # fmt: skip
+
+
+def _fit(
+    x: torch.Tensor, y: torch.Tensor, classes: int, decay: float
+) -> Callable[[torch.Tensor], np.ndarray]:
+    """A multinomial logistic regression fitted to (x, y) with L2 ``decay`` (the bias unpenalised),
+    standardising with x's own statistics; returns a function of new features giving the top-1 class."""
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mean) / std
+    weight = torch.zeros(z.shape[1], classes, dtype=z.dtype, requires_grad=True)
+    bias = torch.zeros(classes, dtype=z.dtype, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weight, bias], max_iter=MAX_ITER, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-7, tolerance_change=1e-10, history_size=20)  # fmt: skip
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = torch.nn.functional.cross_entropy(z @ weight + bias, y) + 0.5 * decay * weight.pow(2).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        optimiser.step(loss)
+    weight, bias = weight.detach(), bias.detach()
+
+    def predict(features: torch.Tensor) -> np.ndarray:
+        return (((features - mean) / std) @ weight + bias).argmax(-1).numpy()
+
+    return predict
+
+
+def _top1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    return float((predicted == labels).mean()) if len(labels) else 0.0
+
+
+def shipped_probes() -> list[str]:
+    """The names of the probes shipped with the package (``probes-demo-pre``, ``probes-layout-c-c-t-t``)."""
+    return sorted(p.parent.name for p in STUDIES.glob("*/probes.json"))
+
+
+def load_probes(spec: str | Path) -> dict:
+    """A probes.json (``coatnet probe``): a shipped one by name, a folder or the file.
+
+    Raises:
+        ValueError: nothing readable there, with what to give instead.
+    """
+    name = str(spec).strip()
+    path = STUDIES / name / "probes.json" if name in shipped_probes() else Path(name).expanduser()
+    give = f"{', '.join(shipped_probes()) or 'a shipped name'} or a folder written by coatnet probe"
+    return read_summary(path, "probes.json", named=name, what="probes", give=give,
+                        keys=("model", "rows", "model_top1"))  # fmt: skip

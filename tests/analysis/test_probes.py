@@ -1,0 +1,98 @@
+"""Linear probes per block (analysis.studies.probes, ``coatnet probe``): the protocol's known answers, the
+command's probes.json, resuming, and the shipped probes of issue 26."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.figures import layout_label, layout_probes_figure, probes_figure, readable_from
+from analysis.studies.probes import fit_probe, load_probes, shipped_probes
+from coatnet.cli.commands import main
+
+SHIPPED = ("demo-pre", "demo-post", "layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t",
+           "layout-vit-rel")  # fmt: skip
+ARGS = ["--model", "demo-pre", "--limit", "200", "--batch-size", "100", "--quiet"]
+
+
+def test_a_separable_class_is_read_and_noise_is_not():
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 4, size=600)
+    centres = generator.normal(size=(4, 16)) * 4
+    features = centres[labels] + generator.normal(size=(600, 16))
+    found = fit_probe(features[:400], labels[:400], features[400:], labels[400:], classes=4)
+    assert found["train_top1"] == 1.0 and found["test_top1"] >= 0.98
+    noise = generator.normal(size=(600, 16))
+    chance = fit_probe(noise[:400], labels[:400], noise[400:], labels[400:], classes=4)
+    assert chance["test_top1"] < 0.4  # 4 classes: chance is 0.25
+    assert set(chance["held_out_top1"]) == {"0.0001", "0.001", "0.01"}
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("probes")
+    assert main(["probe", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_the_command_writes_one_row_per_block_in_forward_order(probed):
+    probes = json.loads((probed / "probes.json").read_text())
+    assert probes["model"] == "demo-pre" and probes["data"] == "fashion-mnist"
+    assert probes["n_train"] == 200 and probes["n_test"] == 200
+    assert [r["block"] for r in probes["rows"]] == ["S0", "S1.0", "S2.0", "S2.1", "S3.0", "S3.1", "S4.0"]
+    assert [r["kind"] for r in probes["rows"]] == ["stem", "C", "C", "C", "T", "T", "T"]
+    assert [r["stage"] for r in probes["rows"]][:2] == ["S0", "S1"]
+    for row in probes["rows"]:
+        assert 0 <= row["train_top1"] <= 1 and 0 <= row["test_top1"] <= 1 and row["features"] > 0
+    assert probes["rows"][-1]["features"] == 256
+    # the last block's head lens is the model's own prediction
+    assert probes["head_lens"] == [{"block": "S4.0", "train_top1": probes["model_train_top1"],
+                                    "test_top1": probes["model_top1"]}]  # fmt: skip
+    assert probes["rows"][-1]["test_top1"] > probes["rows"][0]["test_top1"]  # the class is read deeper
+    assert "Where the class becomes linearly readable" in (probed / "probes.html").read_text()
+
+
+def test_the_same_command_resumes_and_another_is_refused(probed, capsys):
+    before = json.loads((probed / "probes.json").read_text())
+    (probed / "features" / "test-00001.npz").unlink()
+    assert main(["probe", *ARGS, "--out", str(probed)]) == 0
+    after = json.loads((probed / "probes.json").read_text())
+    assert after["rows"] == before["rows"] and after["model_top1"] == before["model_top1"]
+    assert main(["probe", *ARGS[:2], "--limit", "100", *ARGS[4:], "--out", str(probed)]) != 0
+    assert "holds the probes of a different run (limit, n_test, n_train differ)" in capsys.readouterr().err
+
+
+def test_figures_of_one_model_and_of_the_layouts(probed):
+    probes = load_probes(probed)
+    figure = probes_figure(probes)
+    assert [t.name for t in figure.data] == [
+        "probe, test",
+        "probe, train",
+        "head lens, test",
+        "the model's top-1",
+    ]
+    symbols = ["square", "circle", "circle", "circle", "diamond", "diamond", "diamond"]
+    assert list(figure.data[0].marker.symbol) == symbols
+    other = {**probes, "model": "layout-c-c-t-t"}
+    layouts = layout_probes_figure(
+        [other, {**probes, "model": "layout-vit-rel"}], {"C-C-T-T": 0.9, "ViT_REL": 0.8}
+    )
+    assert [t.name for t in layouts.data] == ["C-C-T-T (study top-1 0.900)", "ViT_REL (study top-1 0.800)"]
+    assert layout_label("layout-c-t-t-t") == "C-T-T-T"
+    block, depth = readable_from(probes)
+    assert block in [r["block"] for r in probes["rows"]] and 0 <= depth <= 1
+
+
+def test_a_missing_file_says_what_to_give(tmp_path):
+    with pytest.raises(ValueError, match="coatnet probe"):
+        load_probes(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_probes_cover_fashion_mnist_and_the_last_block_reads_what_the_model_does(name):
+    assert f"probes-{name}" in shipped_probes()
+    probes = load_probes(f"probes-{name}")
+    assert probes["model"] == name and probes["n_train"] == 60000 and probes["n_test"] == 10000
+    assert abs(probes["rows"][-1]["test_top1"] - probes["model_top1"]) <= 0.02
