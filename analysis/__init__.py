@@ -75,11 +75,16 @@ from analysis.studies.layouts import (
     layout_similarity,
     load_layouts,
 )
+from analysis.studies.probes import generalisation_ranking, layout_probes, load_probes, shipped_probes
 from analysis.studies.study import load_study, shipped_studies
 from analysis.studies.verdicts import VERDICT_RULE, Verdict, explanation_verdicts
 from coatnet.model.interventions import Intervention
 
 __all__ = [
+    "generalisation_ranking",
+    "layout_probes",
+    "load_probes",
+    "shipped_probes",
     "Corruption",
     "Patching",
     "PositionPatching",

@@ -391,6 +391,12 @@ def layout_similarity(names: tuple[str, ...], device: str):
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
+def layout_probes() -> list[dict]:
+    """The shipped linear probes of the layout models (probes.json each), in the study's order."""
+    return analysis.layout_probes()
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
 def layout_study() -> dict | None:
     """The shipped layout study (layouts.json), or None."""
     from analysis import load_layouts

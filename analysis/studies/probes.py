@@ -191,3 +191,22 @@ def load_probes(spec: str | Path) -> dict:
     give = f"{', '.join(shipped_probes()) or 'a shipped name'} or a folder written by coatnet probe"
     return read_summary(path, "probes.json", named=name, what="probes", give=give,
                         keys=("model", "rows", "model_top1"))  # fmt: skip
+
+
+def layout_probes() -> list[dict]:
+    """The shipped probes of the layout study's models (``probes-layout-*``), in the study's order."""
+    order = ("c-c-c-c", "c-c-c-t", "c-c-t-t", "c-t-t-t", "vit-rel")
+    found = [load_probes(name) for name in shipped_probes() if name.startswith("probes-layout-")]
+    return sorted(found, key=lambda p: order.index(p["model"].removeprefix("layout-"))
+                  if p["model"].removeprefix("layout-") in order else len(order))  # fmt: skip
+
+
+def generalisation_ranking(layout_study: dict) -> dict[str, float]:
+    """Each layout's test top-1 at the largest training-set size of the layout study (layouts.json: issue
+    16's ranking of how well each layout generalises), by layout (``C-C-T-T``)."""
+    best: dict[str, tuple[int, float]] = {}
+    for run in layout_study["runs"]:
+        size, top1 = int(run["size"]), float(run["test_top1"])
+        if run["layout"] not in best or size > best[run["layout"]][0]:
+            best[run["layout"]] = (size, top1)
+    return {layout: top1 for layout, (_, top1) in best.items()}

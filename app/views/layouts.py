@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import cell_centre
+from analysis import cell_centre, generalisation_ranking
 from analysis.figures import (
     LAYOUT_VIEWS,
     gap_figure,
+    layout_probes_figure,
     layout_similarity_figure,
     layout_stages_figure,
     size_figure,
@@ -55,6 +56,12 @@ def render_page() -> None:
         return
     render.figure(size_figure(study), "layouts-size")
     render.figure(gap_figure(study), "layouts-gap")
+    st.subheader("Where each layout reads the class (linear probes)")
+    probes = cache.layout_probes()
+    if not probes:
+        st.caption("No layout probes are installed: make them with `coatnet probe` (docs/causal.md).")
+        return
+    render.figure(layout_probes_figure(probes, generalisation_ranking(study)), "layouts-probes")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from analysis import generalisation_ranking, layout_probes, load_layouts
 from analysis.figures import layout_label, layout_probes_figure, probes_figure, readable_from
 from analysis.studies.probes import fit_probe, load_probes, shipped_probes
 from coatnet.cli.commands import main
@@ -96,3 +97,11 @@ def test_the_shipped_probes_cover_fashion_mnist_and_the_last_block_reads_what_th
     probes = load_probes(f"probes-{name}")
     assert probes["model"] == name and probes["n_train"] == 60000 and probes["n_test"] == 10000
     assert abs(probes["rows"][-1]["test_top1"] - probes["model_top1"]) <= 0.02
+
+
+def test_the_layouts_are_ranked_by_the_largest_size_and_their_probes_come_in_the_studys_order():
+    study = load_layouts()
+    ranking = generalisation_ranking(study)
+    largest = max(r["size"] for r in study["runs"])
+    assert ranking == {r["layout"]: r["test_top1"] for r in study["runs"] if r["size"] == largest}
+    assert [p["model"] for p in layout_probes()] == [name for name in SHIPPED if name.startswith("layout-")]

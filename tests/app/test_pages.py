@@ -376,6 +376,9 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     assert any(t.startswith("Linear CKA between the same stage of two layouts (40 images)") for t in drawn)
     assert any(t.startswith("Layouts: 600 optimizer steps") for t in drawn)
     assert any(t.startswith("Training loss against test accuracy") for t in drawn)
+    probes = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("Where each layout"))
+    ranked = ["C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T", "ViT_REL"]  # by the largest size's test top-1
+    assert [t["name"].split(" ")[0] for t in probes["data"]] == ranked
     # the query acts on the attention view only: its inputs are not shown on the others
     assert not [n for n in at.number_input if n.key in (widgets.QUERY_ROW, widgets.QUERY_COL)]
     at.radio(key="layout_what").set_value("erf").run()
