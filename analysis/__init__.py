@@ -38,7 +38,8 @@ from analysis.explain.attributions import Attribution, attributions, gradcam_sta
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
 from analysis.explain.relevance import ClassRelevance, class_relevance
 from analysis.explain.robustness import Robustness, robustness
-from analysis.explain.sanity import SanityReport, SanityResult, sanity_checks, similarity
+from analysis.explain.sanity import SanityReport, SanityResult, sanity_checks
+from analysis.explain.similarity import similarity
 from analysis.maps.attention import (
     AttentionMaps,
     BlockAttention,

@@ -19,12 +19,8 @@ The protocol:
   another class (seeded) and compares the trained model's maps of the two;
 - **the random map** of a model copy has a seed made from the copy it stands for (the trained model's
   differs from each randomised one's) and from nothing else (the same for every class);
-- **similarity** (:func:`similarity`) of the trained model's map and another: Spearman rank correlation of
-  the signed values (``spearman``) and of the absolute values (``spearman_abs``), SSIM of the absolute
-  values min-max normalised to [0, 1] (``ssim``, scikit-image, data range 1), and the Pearson correlation
-  of their HOG features (``hog``, scikit-image, 9 orientations, cells of an eighth of each side, blocks of
-  2 x 2 cells). A constant map has no rank and no gradient: its correlations are recorded as 0 and the
-  pair is counted ``constant``; never NaN.
+- **similarity** of the trained model's map and another: the measures of :mod:`analysis.explain.similarity`
+  (Spearman of the signed and of the absolute values, SSIM, HOG); never NaN.
 
 Examples:
     >>> report = sanity_checks(model, image)
@@ -56,11 +52,10 @@ from analysis.explain.pixels import (
     occlusion_windows,
     pass_size,
 )
+from analysis.explain.similarity import MapFeatures, compare_features, map_features
 from coatnet.model.network import CoAtNet, reinitialise
 
 TESTS = ("cascading", "independent", "random_logit")
-MEASURES = ("spearman", "spearman_abs", "ssim", "hog")
-HOG_ORIENTATIONS = 9
 
 
 def parts(model: CoAtNet) -> list[str]:
@@ -132,47 +127,6 @@ def _put_part(model: CoAtNet, name: str, modules: list[nn.Module]) -> None:
         (model.stages[int(stage) - 1].blocks[int(block)],) = modules
 
 
-def similarity(a: np.ndarray, b: np.ndarray, signed_a: np.ndarray | None = None,
-               signed_b: np.ndarray | None = None) -> dict:  # fmt: skip
-    """How alike two maps (H, W) are: the :data:`MEASURES` (module docstring) and ``constant``, whether
-    either map is constant (its correlations then 0). ``signed_*``: the maps with their sign, where they
-    have one (else the maps themselves)."""
-    return _similar(_features(a, signed_a), _features(b, signed_b))
-
-
-@dataclass(frozen=True)
-class _Features:
-    """What :func:`similarity` needs of one map, made once for a map compared many times."""
-
-    constant: bool
-    ranks: np.ndarray
-    ranks_abs: np.ndarray
-    unit: np.ndarray  # |map| min-max normalised to [0, 1]
-    hog: np.ndarray
-
-
-def _features(values: np.ndarray, signed: np.ndarray | None = None) -> _Features:
-    signed = np.asarray(values if signed is None else signed, np.float64)
-    unit = _unit(np.abs(signed))
-    return _Features(
-        constant=bool(np.ptp(signed) == 0), ranks=_ranks(signed), ranks_abs=_ranks(np.abs(signed)),
-        unit=unit, hog=_hog(unit),
-    )  # fmt: skip
-
-
-def _similar(a: _Features, b: _Features) -> dict:
-    from skimage.metrics import structural_similarity
-
-    window = _window(a.unit.shape)
-    return {
-        "spearman": _pearson(a.ranks, b.ranks),
-        "spearman_abs": _pearson(a.ranks_abs, b.ranks_abs),
-        "ssim": float(structural_similarity(a.unit, b.unit, data_range=1.0, win_size=window)),
-        "hog": _pearson(a.hog, b.hog),
-        "constant": a.constant or b.constant,
-    }
-
-
 @dataclass(frozen=True)
 class SanityResult:
     """One explanation compared with the trained model's, under one test.
@@ -181,7 +135,8 @@ class SanityResult:
         method, stage: as :class:`analysis.explain.faithfulness.Explanation`.
         test: ``cascading``, ``independent`` or ``random_logit``.
         randomised: the last part randomised (``head``, ``S3.1``, ``S0``); None for random_logit.
-        spearman, spearman_abs, ssim, hog: :func:`similarity` to the trained model's map.
+        spearman, spearman_abs, ssim, hog: :func:`analysis.explain.similarity.similarity` to the trained
+            model's map.
         constant: either map is constant (its correlations are 0).
         map: the map compared (the randomised model's, or the other class's).
     """
@@ -306,7 +261,7 @@ def sanity_checks(
         done[0] += 1
     trained = _maps(model, batch, target, rows, seed, (), custom, given.get(target, {}), step)
     done[0] += 1
-    features = [_features(e.map, e.signed_map) for e in trained]
+    features = [map_features(e.map, e.signed_map) for e in trained]
     results: list[SanityResult] = []
     made: dict[tuple[str, ...], list[Explanation]] = {}
     for test, last, names in copies:
@@ -478,43 +433,10 @@ def _starts(model: CoAtNet, copies: Mapping[tuple[str, ...], CoAtNet]) -> dict[t
 SHARED = {"integrated_gradients": _integrated_gradients_maps, "occlusion": _occlusion_maps}
 
 
-def _compared(trained, maps, test, last, features: list[_Features]) -> list[SanityResult]:
+def _compared(trained, maps, test, last, features: list[MapFeatures]) -> list[SanityResult]:
     """Each of ``maps`` compared with the trained map of its row (``features``: the trained maps')."""
     out = []
     for base, other, known in zip(trained, maps, features, strict=True):
-        found = _similar(known, _features(other.map, other.signed_map))
+        found = compare_features(known, map_features(other.map, other.signed_map))
         out.append(SanityResult(base.method, base.stage, test, last, map=other.map, **found))
     return out
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks of the flattened values (ties share their mean rank), as Spearman's rho uses."""
-    from scipy.stats import rankdata
-
-    return rankdata(values.ravel())
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson's correlation, 0 where either side is constant; exactly 1 for a vector with itself."""
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0)) if norm > 0 else 0.0
-
-
-def _unit(values: np.ndarray) -> np.ndarray:
-    low, span = values.min(), np.ptp(values)
-    return (values - low) / span if span > 0 else np.zeros_like(values)
-
-
-def _window(shape: tuple[int, ...]) -> int:
-    """SSIM's window: 7 px (scikit-image's default), smaller on a map under 7 px a side (odd, >= 3)."""
-    side = min(7, min(shape))
-    return max(3, side - (1 - side % 2))
-
-
-def _hog(values: np.ndarray) -> np.ndarray:
-    from skimage.feature import hog
-
-    cell = (max(2, values.shape[0] // 8), max(2, values.shape[1] // 8))
-    return hog(values, orientations=HOG_ORIENTATIONS, pixels_per_cell=cell, cells_per_block=(2, 2),
-               feature_vector=True)  # fmt: skip

@@ -30,7 +30,8 @@ import torch
 
 from analysis.explain.faithfulness import method_rows
 from analysis.explain.robustness import N_SAMPLES, RADIUS, robustness
-from analysis.explain.sanity import MEASURES, TESTS, parts, sanity_checks
+from analysis.explain.sanity import TESTS, parts, sanity_checks
+from analysis.explain.similarity import MEASURES
 from coatnet.model.network import CoAtNet
 
 SANITY_FIELDS = (*MEASURES, "constant")

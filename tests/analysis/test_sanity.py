@@ -11,14 +11,8 @@ import torch
 from torch import nn
 
 import coatnet
-from analysis.explain.sanity import (
-    MEASURES,
-    parts,
-    random_seed,
-    randomised,
-    sanity_checks,
-    similarity,
-)
+from analysis.explain.sanity import parts, random_seed, randomised, sanity_checks
+from analysis.explain.similarity import MEASURES, similarity
 from coatnet.model.network import ZERO_INIT_STD, reinitialise
 from tests.support.model_state import assert_as_found, snapshot
 from tests.support.toys import images, toy, trained_looking

@@ -56,7 +56,8 @@ def test_quantus_random_logit_agrees_with_ours_for_the_class_it_draws(measure):
     """Quantus draws the other class its own way (``np.random.seed(seed)``, then ``randint`` over the
     classes but the target); ours draws it with ``default_rng(seed)``. Given Quantus's class
     (``other=``), our measure of the two maps equals Quantus's score with our similarity function."""
-    from analysis.explain.sanity import sanity_checks, similarity
+    from analysis.explain.sanity import sanity_checks
+    from analysis.explain.similarity import similarity
 
     model = trained_looking(toy())
     x = images(1)
@@ -92,7 +93,8 @@ def test_where_quantus_mprt_differs_ours_equals_a_direct_computation():
     randomises a whole part at a time (the head, each block from the last, the stem), with the model's
     own initialisers, zeros replaced by N(0, 0.02^2), from a generator per part. So ours is checked against
     the definition computed directly: the map of each copy, made by hand, compared with the trained map."""
-    from analysis.explain.sanity import parts, randomised, sanity_checks, similarity
+    from analysis.explain.sanity import parts, randomised, sanity_checks
+    from analysis.explain.similarity import similarity
 
     model = trained_looking(toy())
     x = images(1)

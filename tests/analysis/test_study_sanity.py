@@ -16,7 +16,8 @@ import analysis.cli.study
 import coatnet
 from analysis import load_study, robustness, sanity_checks
 from analysis.explain.faithfulness import method_rows
-from analysis.explain.sanity import MEASURES, parts
+from analysis.explain.sanity import parts
+from analysis.explain.similarity import MEASURES
 from analysis.report import study_sections
 from analysis.studies.sanity import sanity_entries
 from coatnet.cli.commands import main
