@@ -114,14 +114,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     distributed.at("every probe batch measured")
     distributed.wait_for_peers("probe batches measured", world)
     if rank == 0:
-        path = merge_probes(out, model, settings, work, device, started, quiet=args.quiet)
+        path = merge_probes(out, model, settings, work, device, started, quiet=args.quiet, world=world)
         print(f"wrote {path} and probes.html in {out} ({settings['n_train']} + {settings['n_test']} images)")
     distributed.wait_for_peers("probes fitted", world)
     distributed.finish(world)
     return 0
 
 
-def merge_probes(out: Path, model, settings: dict, work, device, started: float, *, quiet: bool) -> Path:
+def merge_probes(
+    out: Path, model, settings: dict, work, device, started: float, *, quiet: bool, world: int = 1
+) -> Path:
     """Fit every probe from OUT/features/*.npz and write probes.json and probes.html."""
     splits = {}
     for split in SPLITS:
@@ -141,7 +143,7 @@ def merge_probes(out: Path, model, settings: dict, work, device, started: float,
     fitted = fit_probes(model, splits["train"], splits["test"], progress=lambda _: bar.update(1))
     bar.close()
     probes = {
-        **settings, **fitted, "command": _command(), "device": str(device),
+        **settings, **fitted, "command": _command(), "device": str(device), "processes": world,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "coatnet": coatnet.__version__},
         "wall_s_this_run": round(time.perf_counter() - started, 1),

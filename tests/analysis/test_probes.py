@@ -12,6 +12,7 @@ from analysis import generalisation_ranking, layout_probes, load_layouts
 from analysis.figures import layout_label, layout_probes_figure, probes_figure, readable_from
 from analysis.studies.probes import fit_probe, load_probes, shipped_probes
 from coatnet.cli.commands import main
+from tests.support import processes
 
 SHIPPED = ("demo-pre", "demo-post", "layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t",
            "layout-vit-rel")  # fmt: skip
@@ -63,6 +64,18 @@ def test_the_same_command_resumes_and_another_is_refused(probed, capsys):
     assert after["rows"] == before["rows"] and after["model_top1"] == before["model_top1"]
     assert main(["probe", *ARGS[:2], "--limit", "100", *ARGS[4:], "--out", str(probed)]) != 0
     assert "holds the probes of a different run (limit, n_test, n_train differ)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_give_one_processs_probes(probed, tmp_path):
+    done = processes.torchrun(
+        "-m", "coatnet", "probe", *ARGS, "--device", "cpu", "--out", str(tmp_path / "two")
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "probes.json").read_text())
+    one = json.loads((probed / "probes.json").read_text())
+    assert two["processes"] == 2 and one["processes"] == 1
+    assert two["rows"] == one["rows"] and two["head_lens"] == one["head_lens"]
 
 
 def test_figures_of_one_model_and_of_the_layouts(probed):
