@@ -75,8 +75,11 @@ def session_result(max_entries: int):
     def decorate(function):
         store = f"session_results.{function.__name__}"
 
-        def request(args: tuple) -> tuple:
-            return tuple(image_id(a) if isinstance(a, bytes) else a for a in args)
+        def request(args: tuple) -> tuple:  # bytes by their digest, inside tuples too (another image)
+            return tuple(
+                image_id(a) if isinstance(a, bytes) else request(a) if isinstance(a, tuple) else a
+                for a in args
+            )
 
         @functools.wraps(function)
         def computed(*args, progress=None):

@@ -18,9 +18,10 @@ the recovery is undefined: NaN in the arrays, "undefined" in the figures, never 
 Components, per block (:data:`COMPONENTS`): ``output`` (for the stem ``S0``, its output as S1.0 takes it);
 ``branch`` (MBConv), ``attn.branch`` and ``mlp.branch`` (Transformer); CoAtNet's split of the attention:
 ``attn.logits`` (the content logits ``q k^T`` alone), ``attn.bias`` (the relative bias alone: it does not
-depend on the input, so it recovers exactly 0), ``attn.weights`` (where the heads look) and ``attn.v``
-(what they carry); and each head's output (``attn.heads[:, h]``). :func:`position_patching` patches every
-cell of one block's output (squares of ``cell`` x ``cell`` cells), a map on the image.
+depend on the input, so it recovers exactly 0 denoising, 1 noising), ``attn.weights`` (where the heads
+look) and ``attn.v`` (what they carry); and each head's output (``attn.heads[:, h]``).
+:func:`position_patching` patches every cell of one block's output (squares of ``cell`` x ``cell``
+cells), a map on the image.
 
 Batched: in eval mode the rows of one block (its components, its heads, or a chunk of its cells) run as
 one batch from the activation entering that block (:meth:`coatnet.CoAtNet.forward_from`), each row
@@ -405,17 +406,25 @@ def _setting(
     for label, value in (("target", target), ("foil", foil)):
         if value is not None and not 0 <= value < classes:
             raise ValueError(f"the {label} must be a class index 0..{classes - 1}, got {value}")
-    clean_batch = as_batch(clean, model)[:1]
+    clean_batch = _one(clean, model, "clean")
     if corrupted is None:
         corruption = corruption or Corruption()
         corrupted_batch, label = corruption.apply(clean_batch), corruption.label
     else:
-        corrupted_batch, label = as_batch(corrupted, model)[:1], "a second image"
+        corrupted_batch, label = _one(corrupted, model, "corrupted"), "a second image"
         if corrupted_batch.shape != clean_batch.shape:
             sizes = f"{tuple(clean_batch.shape[1:])} vs {tuple(corrupted_batch.shape[1:])}"
             raise ValueError(f"the clean and corrupted inputs must have one size: {sizes}")
     return _Setting(clean_batch, corrupted_batch, label, direction, metric, target, foil, epsilon,
                     batch_size, seed)  # fmt: skip
+
+
+def _one(image: torch.Tensor | Image.Image, model: CoAtNet, which: str) -> torch.Tensor:
+    batch = as_batch(image, model)
+    if batch.shape[0] != 1:
+        raise ValueError(f"the {which} input must be one image, got a batch of {batch.shape[0]}: patch one "
+                         "pair at a time (index the batch: images[0])")  # fmt: skip
+    return batch
 
 
 @dataclass(frozen=True)

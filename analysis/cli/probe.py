@@ -77,6 +77,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     for split in SPLITS:
         dataset = open_for_model(args.data, split, model, pre)
         datasets[split] = dataset.subset(args.limit) if args.limit else dataset
+    classes = model.config.num_classes
+    if len(datasets["train"]) < 2 * classes or not len(datasets["test"]):
+        found = f"got {len(datasets['train'])} and {len(datasets['test'])}"
+        raise StudyError(f"the probes need at least {2 * classes} training images (two per class) and one "
+                         f"test image; {found}: raise --limit")  # fmt: skip
     out = Path(args.out)
     settings = {"model": args.model, "model_description": describe(model), "data": args.data,
                 "limit": args.limit, "batch_size": args.batch_size,

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from analysis.figures.panels import chart
 from analysis.figures.plots import overlay
-from analysis.figures.style import BLOCK_KIND_COLOURS, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, RED, colour
+from analysis.figures.style import BLOCK_KIND_COLOURS, BROWN, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, colour
 
 __all__ = [
     "COMPONENT_LABELS",
@@ -56,15 +56,22 @@ def _subject(result) -> str:
 def _undefined_note(result) -> str:
     gap = abs(result.clean_metric - result.corrupted_metric)
     why = "the corruption barely moves this metric"
+    predicted = int(np.argmax(result.clean_logits)), int(np.argmax(result.corrupted_logits))
     if result.metric == "logit_diff" and result.target == result.foil:
-        why = f"both runs predict class {result.target}"
+        why = f"the target and the foil are both class {result.target}"
+        if predicted[0] == predicted[1] == result.target:
+            why = f"both runs predict class {result.target}"
     return (f"The recovery is undefined: the two runs' metrics differ by {gap:.2g} < {result.epsilon:g} "
             f"({why}). Pick other classes or a stronger corruption.")  # fmt: skip
 
 
-def _range(values: np.ndarray) -> float:
+def _scale(result, values: np.ndarray) -> tuple[float, float, float]:
+    """(zmin, zmid, zmax): white where the patch changed nothing, the run it patched into (0 for
+    denoising, 1 for noising), so that the components that matter are the coloured ones either way."""
+    middle = 0.0 if result.direction == "denoising" else 1.0
     finite = values[np.isfinite(values)]
-    return max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    half = max(1.0, float(np.abs(finite - middle).max())) if finite.size else 1.0
+    return middle - half, middle, middle + half
 
 
 def _cell_text(value: float, present: bool, defined: bool) -> str:
@@ -86,11 +93,11 @@ def patching_figure(result) -> go.Figure:
             for i in range(len(result.blocks))]  # fmt: skip
     labels = [COMPONENT_LABELS.get(c, c) for c in components]
     rows = [f"{b} ({k})" for b, k in zip(result.blocks, result.kinds, strict=True)]
-    high = _range(values)
+    low, middle, high = _scale(result, values)
     ii, jj = np.nonzero(present)
     figure = go.Figure([
         go.Heatmap(
-            z=values, x=labels, y=rows, zmin=-high, zmax=high, zmid=0, colorscale=DIVERGING, text=text,
+            z=values, x=labels, y=rows, zmin=low, zmax=high, zmid=middle, colorscale=DIVERGING, text=text,
             texttemplate="%{text}", hovertemplate="%{y}, %{x}: recovery %{text}<extra></extra>",
             colorbar=COLOUR_BAR,
         ),
@@ -105,8 +112,8 @@ def patching_figure(result) -> go.Figure:
     figure.update_xaxes(range=[-0.5, len(labels) - 0.5])
     figure.update_yaxes(range=[len(rows) - 0.5, -0.5])
     title = f"Activation patching: recovery per block and component. {_subject(result)}"
-    note = ("0 = the corrupted run, 1 = the clean run; the relative bias depends on no input, so it "
-            "recovers exactly 0 (denoising) or 1 (noising).")  # fmt: skip
+    note = ("0 = the corrupted run, 1 = the clean run (white: the run patched into, unchanged); the relative "
+            "bias depends on no input, so it recovers exactly 0 (denoising) or 1 (noising).")  # fmt: skip
     if not result.defined:
         note = _undefined_note(result)
     return chart(figure, title, height=140 + 30 * len(rows), bottom=60, note=note, clickmode="event+select")
@@ -127,10 +134,10 @@ def head_patching_figure(result) -> go.Figure:
         values[:] = np.nan
     text = [[_cell_text(values[i, h], present[i, h], result.defined) for h in range(width)]
             for i in range(len(blocks))]  # fmt: skip
-    high = _range(values)
+    low, middle, high = _scale(result, values)
     figure = go.Figure(
         go.Heatmap(
-            z=values, x=[f"head {h}" for h in range(width)], y=blocks, zmin=-high, zmax=high, zmid=0,
+            z=values, x=[f"head {h}" for h in range(width)], y=blocks, zmin=low, zmax=high, zmid=middle,
             colorscale=DIVERGING, text=text, texttemplate="%{text}",
             hovertemplate="%{y}, %{x}: recovery %{text}<extra></extra>",
             colorbar=COLOUR_BAR,
@@ -144,19 +151,20 @@ def head_patching_figure(result) -> go.Figure:
 
 def position_patching_figure(result, image: np.ndarray | None = None) -> go.Figure:
     """The recovery of each position of one block's output, drawn over ``image`` (H, W[, C]) at the
-    positions it covers (a square of ``cell`` x ``cell`` cells is ``cell * stride`` pixels wide)."""
+    positions it covers: each square of ``cell`` x ``cell`` cells over its own cells (the last row and
+    column of squares cut at the grid's edge), a cell ``stride`` pixels wide."""
     title = (
         f"{result.block}: recovery of each position ({result.cell}x{result.cell} cells). {_subject(result)}"
     )
+    cells = np.repeat(np.repeat(result.recovery, result.cell, axis=0), result.cell, axis=1)
+    cells = cells[: result.grid[0], : result.grid[1]]
     if not result.defined:
         title += ". " + _undefined_note(result)
-        return overlay(image, np.zeros_like(result.recovery), stride=result.stride * result.cell,
-                       title=title, zmin=-1, zmax=1, colorscale=DIVERGING, what="undefined")  # fmt: skip
-    high = _range(result.recovery)
-    return overlay(
-        image, result.recovery, stride=result.stride * result.cell, title=title, zmin=-high, zmax=high,
-        colorscale=DIVERGING, what="recovery",
-    )  # fmt: skip
+        return overlay(image, np.zeros_like(cells), stride=result.stride, title=title, zmin=-1, zmax=1,
+                       colorscale=DIVERGING, what="undefined")  # fmt: skip
+    low, _, high = _scale(result, cells)
+    return overlay(image, cells, stride=result.stride, title=title, zmin=low, zmax=high,
+                   colorscale=DIVERGING, what="recovery")  # fmt: skip
 
 
 def _kind_marker(kind: str) -> str:
@@ -192,7 +200,7 @@ def probes_figure(probes: dict) -> go.Figure:
         ))  # fmt: skip
     figure.add_trace(go.Scatter(
         x=[blocks[0], blocks[-1]], y=[probes["model_top1"]] * 2, mode="lines", name="the model's top-1",
-        line={"color": RED, "dash": "dash"}, hovertemplate="the model's top-1: %{y:.3f}<extra></extra>",
+        line={"color": BROWN, "dash": "dash"}, hovertemplate="the model's top-1: %{y:.3f}<extra></extra>",
     ))  # fmt: skip
     described = probes.get("model_description", probes["model"])
     title = (f"Where the class becomes linearly readable: {described}, {probes['n_train']} training and "

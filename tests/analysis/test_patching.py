@@ -207,6 +207,8 @@ def test_bad_arguments_say_what_to_do(kwargs, message):
 def test_bad_inputs_say_what_to_do():
     model = toy()
     clean, _ = pair()
+    with pytest.raises(ValueError, match="the clean input must be one image, got a batch of 2"):
+        analysis.activation_patching(model, images(2))
     with pytest.raises(ValueError, match="one size"):
         analysis.activation_patching(model, clean, torch.zeros(3, 8, 8))
     with pytest.raises(ValueError, match=r"no block 'S9\.0'; the blocks are S0"):
@@ -240,3 +242,18 @@ def test_figures_write_every_value_and_say_undefined():
     positions = analysis.position_patching(model, clean, corrupted, block="S3.0")
     drawn = figures.position_patching_figure(positions, np.zeros((16, 16, 3), dtype=np.uint8))
     assert np.asarray(drawn.data[-1].z).shape == (4, 4) and drawn.data[-1].dx == 4
+    # squares of 3 cells on S3.0's 4x4 grid: each over its own cells, the last cut at the edge
+    squares = analysis.position_patching(model, clean, corrupted, block="S3.0", cell=3)
+    cut = np.asarray(figures.position_patching_figure(squares).data[-1].z)
+    assert squares.recovery.shape == (2, 2) and cut.shape == (4, 4)
+    assert (cut[:3, :3] == squares.recovery[0, 0]).all() and cut[3, 3] == squares.recovery[1, 1]
+    # white is the run patched into: 0 for denoising, 1 for noising
+    assert heat.zmid == 0
+    noised = analysis.activation_patching(model, clean, corrupted, direction="noising")
+    assert (
+        figures.patching_figure(noised).data[0].zmid == 1
+        and figures.head_patching_figure(noised).data[0].zmid == 1
+    )
+    chosen = analysis.activation_patching(model, clean, corrupted, target=2, foil=2)
+    note = figures.patching_figure(chosen).layout.annotations[-1].text.replace("<br>", " ")
+    assert "the target and the foil are both class 2" in note

@@ -78,6 +78,11 @@ def test_two_gloo_processes_give_one_processs_probes(probed, tmp_path):
     assert two["rows"] == one["rows"] and two["head_lens"] == one["head_lens"]
 
 
+def test_too_few_images_to_fit_a_probe_are_refused(tmp_path, capsys):
+    assert main(["probe", *ARGS[:2], "--limit", "5", *ARGS[4:], "--out", str(tmp_path)]) != 0
+    assert "need at least 20 training images (two per class)" in capsys.readouterr().err
+
+
 def test_figures_of_one_model_and_of_the_layouts(probed):
     probes = load_probes(probed)
     figure = probes_figure(probes)

@@ -81,6 +81,9 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
         m, x[:1], rows=[("random", None), ("gradcam", "S4")], tests=("independent", "random_logit")
     ),
     "robustness": lambda m, x: analysis.robustness(m, x[:1], rows=[("relevance", None)], n_samples=2),
+    # one pair: the first image clean, the second corrupted
+    "activation_patching": lambda m, x: analysis.activation_patching(m, x[0], x[1]),
+    "position_patching": lambda m, x: analysis.position_patching(m, x[0], x[1], direction="noising"),
 }
 
 # functions of the face that take a model but are not analyses of it, or that run the table's analyses
