@@ -160,6 +160,8 @@ class RelativeAttention(nn.Module):
         rel_pos: ``table`` (:class:`RelativePositionBias`) or ``mlp`` (:class:`RelativePositionMlp`).
         rel_pos_mlp_hidden: the MLP's hidden width.
         stage, block: where the block sits, for recorded attention.
+        partition: ``global`` (the whole grid), or for a MaxViT block ``block`` / ``grid``: the input is
+            then a batch of windows, each ``grid`` positions.
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class RelativeAttention(nn.Module):
         rel_pos_mlp_hidden: int = 512,
         stage: int = 0,
         block: int = 0,
+        partition: str = "global",
     ) -> None:
         super().__init__()
         if mode not in ("pre", "post"):
@@ -186,6 +189,7 @@ class RelativeAttention(nn.Module):
         self.mode = mode
         self.stage = stage
         self.block = block
+        self.partition = partition  # "global", or a MaxViT block's "block" / "grid" (its windows)
         self.qkv = nn.Linear(dim_in, 3 * dim_attn)
         if rel_pos == "mlp":
             self.rel_pos: RelativePosition = RelativePositionMlp(
@@ -223,7 +227,8 @@ class RelativeAttention(nn.Module):
             if recorder is not None:
                 record["bias"] = record["bias"].clone()  # the caller's own: the kept bias is shared
                 grid = (height, width)
-                recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=grid, **record))
+                recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=grid,
+                                             partition=self.partition, **record))  # fmt: skip
         out = tap(tracer, self, "attn.heads", out)
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
         if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy

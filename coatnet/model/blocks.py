@@ -1,4 +1,4 @@
-"""The stem S0, the MBConv block (C) and the relative-attention Transformer block (T).
+"""The stem S0, the MBConv block (C), the relative-attention Transformer block (T) and the MaxViT block (M).
 
 All blocks are pre-activation, ``x <- x + Module(Norm(x))`` (PAPER.md section 2), and the first block of
 a stage down-samples as Eq. 4 (T) or Eq. 5 (C). Module names follow the checkpoint keys of timm's
@@ -24,6 +24,7 @@ from coatnet.model.interventions import (
 from coatnet.model.layers import (
     DropPath,
     LayerScale,
+    SamePad,
     Shortcut,
     SqueezeExcite,
     folded_after,
@@ -46,7 +47,11 @@ class Stem(nn.Module):
             self.proj = nn.Conv2d(config.in_chans, dim, kernel_size=stride, stride=stride)
         else:
             bias = config.stem_bias
-            self.conv1 = nn.Conv2d(config.in_chans, width, 3, stride=stride, padding=1, bias=bias)
+            same = config.tf_padding and stride > 1
+            self.pad1 = SamePad(3, stride) if same else nn.Identity()
+            self.conv1 = nn.Conv2d(
+                config.in_chans, width, 3, stride=stride, padding=0 if same else 1, bias=bias
+            )
             self.norm1 = nn.BatchNorm2d(width, eps=config.bn_eps, momentum=config.bn_momentum)
             self.act1 = make_act(config.conv_act)
             self.conv2 = nn.Conv2d(width, dim, 3, padding=1, bias=bias)
@@ -55,7 +60,8 @@ class Stem(nn.Module):
         if self.kind == "patch":
             return self.proj(x)
         fresh = not watched(self.conv1, self.norm1, self.act1)
-        return self.conv2(fresh_act(self.act1, conv_norm(self.conv1, self.norm1, x, fresh), fresh))
+        x = conv_norm(self.conv1, self.norm1, self.pad1(x), fresh)
+        return self.conv2(fresh_act(self.act1, x, fresh))
 
 
 class MBConvBlock(nn.Module):
@@ -100,8 +106,10 @@ class MBConvBlock(nn.Module):
         self.conv1_1x1 = nn.Conv2d(dim_in, hidden, 1, stride=stride_1x1, bias=False)
         self.norm1 = batch_norm(hidden)
         self.act1 = make_act(config.conv_act)
+        same = config.tf_padding and stride_dw > 1
+        self.pad_kxk = SamePad(k, stride_dw) if same else nn.Identity()
         self.conv2_kxk = nn.Conv2d(
-            hidden, hidden, k, stride=stride_dw, padding=k // 2, groups=hidden, bias=False
+            hidden, hidden, k, stride=stride_dw, padding=0 if same else k // 2, groups=hidden, bias=False
         )
         self.se_early = config.se_early
         self.norm2 = batch_norm(hidden)
@@ -148,6 +156,7 @@ class MBConvBlock(nn.Module):
         x = conv_norm(self.conv1_1x1, self.norm1, self.down(normed), unwatched)
         x = fresh_act(self.act1, x, fresh)
         x = tap(tracer, self, "expanded", x)
+        x = self.pad_kxk(x)
         if self.se_early:
             x = tap(tracer, self, "depthwise", self.conv2_kxk(x))
             x = fresh_act(self.act2, self.norm2(self._gate(x, ungated, fresh, tracer)), fresh)
@@ -213,10 +222,10 @@ def fresh_act(act: nn.Module, x: torch.Tensor, fresh: bool) -> torch.Tensor:
 class Mlp(nn.Module):
     """The Transformer FFN, Linear -> GELU -> Linear over the channels of (B, C, H, W)."""
 
-    def __init__(self, *, dim: int, hidden: int) -> None:
+    def __init__(self, *, dim: int, hidden: int, act: str = "gelu") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.act = make_act(act)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,7 +287,7 @@ class TransformerBlock(nn.Module):
         self.ls1 = layer_scale()
         self.drop_path1 = DropPath(drop_path)
         self.norm2 = norm(dim_out)
-        self.mlp = Mlp(dim=dim_out, hidden=int(dim_out * config.mlp_ratio))
+        self.mlp = Mlp(dim=dim_out, hidden=int(dim_out * config.mlp_ratio), act=config.mlp_act)
         self.ls2 = layer_scale()
         self.drop_path2 = DropPath(drop_path)
 
@@ -304,3 +313,103 @@ class TransformerBlock(nn.Module):
         x = self.shortcut(x) + tap(tracer, self, "attn.branch", attended)
         mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
         return tap(tracer, self, "output", x + mixed)
+
+
+def partition(x: torch.Tensor, size: int, kind: str) -> torch.Tensor:
+    """(B, C, H, W) -> (B * windows, C, size, size). ``block``: window (p, q) holds the positions
+    (p * size + a, q * size + b); ``grid``: group (p, q) holds (a * H / size + p, b * W / size + q), a
+    dilated grid of ``size`` x ``size`` positions spread over the whole map (timm's
+    ``window_partition`` / ``grid_partition``, on channels-first tensors)."""
+    b, c, h, w = x.shape
+    if kind == "block":
+        x = x.view(b, c, h // size, size, w // size, size).permute(0, 2, 4, 1, 3, 5)
+    else:
+        x = x.view(b, c, size, h // size, size, w // size).permute(0, 3, 5, 1, 2, 4)
+    return x.reshape(-1, c, size, size)
+
+
+def unpartition(x: torch.Tensor, size: int, kind: str, grid: tuple[int, int]) -> torch.Tensor:
+    """The inverse of :func:`partition`: (B * windows, C, size, size) -> (B, C, H, W)."""
+    h, w = grid
+    c = x.shape[1]
+    x = x.view(-1, h // size, w // size, c, size, size)
+    order = (0, 3, 1, 4, 2, 5) if kind == "block" else (0, 3, 4, 1, 5, 2)
+    return x.permute(*order).reshape(-1, c, h, w)
+
+
+class PartitionBlock(nn.Module):
+    """One of a MaxViT block's two attentions: pre-norm relative attention inside each window
+    (``block``) or each dilated grid group (``grid``) of ``size`` x ``size`` positions, one bias table
+    shared by all of them, then a pre-norm MLP; both residual. Takes and gives (B, C, H, W)."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        dim: int,
+        size: int,
+        config: CoAtNetConfig,
+        drop_path: float,
+        stage: int,
+        block: int,
+    ) -> None:
+        super().__init__()
+        self.kind, self.size = kind, size
+        self.stage, self.block = stage, block
+
+        def layer_scale() -> nn.Module:
+            return LayerScale(dim, config.layer_scale) if config.layer_scale else nn.Identity()
+
+        self.norm1 = make_norm2d("layer", dim, eps=config.ln_eps)
+        self.attn = RelativeAttention(
+            dim_in=dim, dim_out=dim, head_dim=config.head_dim, grid=(size, size), mode=config.attention,
+            rel_pos=config.rel_pos, rel_pos_mlp_hidden=config.rel_pos_mlp_hidden, stage=stage, block=block,
+            partition=kind,
+        )  # fmt: skip
+        self.ls1 = layer_scale()
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = make_norm2d("layer", dim, eps=config.ln_eps)
+        self.mlp = Mlp(dim=dim, hidden=int(dim * config.mlp_ratio), act=config.mlp_act)
+        self.ls2 = layer_scale()
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = (x.shape[-2], x.shape[-1])
+        parts = partition(self.norm1(x), self.size, self.kind)
+        attended = unpartition(self.attn(parts), self.size, self.kind, grid)
+        x = x + self.drop_path1(self.ls1(attended))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+class MaxViTBlock(nn.Module):
+    """MaxViT's block (Tu et al. 2022): an MBConv (which strides, as the first block of a stage), block
+    attention inside windows, then grid attention over a dilated grid (module names as timm's
+    ``MaxxVitBlock``: ``conv``, ``attn_block``, ``attn_grid``)."""
+
+    def __init__(
+        self,
+        *,
+        dim_in: int,
+        dim_out: int,
+        stride: int,
+        config: CoAtNetConfig,
+        drop_path: float = 0.0,
+        stage: int = 0,
+        block: int = 0,
+    ) -> None:
+        super().__init__()
+        self.stage, self.block = stage, block
+        window, grid = config.partition_sizes()
+        common = dict(dim=dim_out, config=config, drop_path=drop_path, stage=stage, block=block)
+        self.conv = MBConvBlock(dim_in=dim_in, dim_out=dim_out, stride=stride, config=config,
+                                drop_path=drop_path, stage=stage, block=block)  # fmt: skip
+        self.attn_block = PartitionBlock(kind="block", size=window, **common)
+        self.attn_grid = PartitionBlock(kind="grid", size=grid, **common)
+
+    def check_intervention(self, item: Intervention) -> None:
+        """Raise a ValueError if ``item`` (meant for this block) has no place here."""
+        if item.heads is not None and max(item.heads) >= self.attn_block.attn.heads:
+            raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn_block.attn.heads - 1}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn_grid(self.attn_block(self.conv(x)))

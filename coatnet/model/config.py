@@ -1,8 +1,9 @@
 """Typed, frozen configuration of a CoAtNet (PAPER.md sections 2 and 3).
 
 A network is a stem S0 followed by four stages S1..S4. Each stage is one or more groups of identical
-blocks: ``C`` (MBConv) or ``T`` (relative-attention Transformer). Most stages hold a single group;
-CoAtNet-6/7 put 8 MBConv blocks and then 42 Transformer blocks in S3 (Table 12).
+blocks: ``C`` (MBConv), ``T`` (relative-attention Transformer) or ``M`` (MaxViT: MBConv, then block
+attention inside windows, then grid attention over a dilated grid; Tu et al. 2022). Most stages hold a
+single group; CoAtNet-6/7 put 8 MBConv blocks and then 42 Transformer blocks in S3 (Table 12).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-BlockKind = Literal["C", "T"]
+BlockKind = Literal["C", "T", "M"]
 AttentionMode = Literal["pre", "post"]
 
 ATTENTION_MODES = ("pre", "post")
 STEM_KINDS = ("conv", "patch")
 MBCONV_STRIDES = ("1x1", "dw", "pool")
 POOL_KINDS = ("max", "avg", "max3")
-ACTIVATIONS = ("gelu", "silu", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "relu")
 WIDTH_BASES = ("in", "out", "hidden")
 NORMS = ("layer", "batch")
 REL_POS_KINDS = ("table", "mlp")
@@ -52,8 +53,10 @@ class BlockGroup:
     dim: int
 
     def __post_init__(self) -> None:
-        if self.kind not in ("C", "T"):
-            raise ValueError(f"block kind must be 'C' (MBConv) or 'T' (Transformer), got {self.kind!r}")
+        if self.kind not in ("C", "T", "M"):
+            raise ValueError(
+                f"block kind must be 'C' (MBConv), 'T' (Transformer) or 'M' (MaxViT), got {self.kind!r}"
+            )
         if not isinstance(self.depth, int) or not isinstance(self.dim, int) or self.depth < 1 or self.dim < 1:
             raise ValueError(f"a block group needs whole numbers depth >= 1 and dim >= 1, got {self}")
 
@@ -135,6 +138,13 @@ class CoAtNetConfig:
         rel_pos_mlp_hidden: hidden width of that MLP.
         layer_scale: initial LayerScale on both Transformer branches, or None for none.
         final_norm: a norm (``attn_norm``) on the last feature map, before pooling.
+        window_size, grid_size: MaxViT (``M``) blocks: the side of block attention's windows and of grid
+            attention's dilated grid, one for every stage; None: the input size / 32 (timm's default,
+            224 -> 7).
+        mlp_act: the activation of the Transformer and MaxViT MLPs (``gelu``, or ``gelu_tanh`` as the
+            TensorFlow MaxViTs).
+        tf_padding: stride-2 convolutions pad as TensorFlow's "same" (0 before, 1 after on even sides),
+            as the MaxViT weights released in TensorFlow were trained.
         head_hidden: 0 for pool -> linear; else pool -> LayerNorm -> linear(head_hidden) -> tanh ->
             linear, timm's paper-like head.
         ln_eps: LayerNorm epsilon; bn_eps, bn_momentum: BatchNorm settings.
@@ -175,6 +185,10 @@ class CoAtNetConfig:
     rel_pos_mlp_hidden: int = 512
     layer_scale: float | None = None
     final_norm: bool = False
+    window_size: int | None = None
+    grid_size: int | None = None
+    mlp_act: str = "gelu"
+    tf_padding: bool = False
     head_hidden: int = 0
     ln_eps: float = 1e-5
     bn_eps: float = 1e-5
@@ -212,6 +226,7 @@ class CoAtNetConfig:
             ("attn_width", self.attn_width, ("in", "out")),
             ("attn_norm", self.attn_norm, NORMS),
             ("rel_pos", self.rel_pos, REL_POS_KINDS),
+            ("mlp_act", self.mlp_act, ("gelu", "gelu_tanh")),
         ):
             check(value in allowed, f"{name} must be one of {allowed}, got {value!r}")
         check(self.layer_scale is None or self.layer_scale > 0, "layer_scale must be positive or None")
@@ -225,6 +240,9 @@ class CoAtNetConfig:
         kinds = [kind for s in self.stages for kind in s.block_kinds]
         first_t = kinds.index("T") if "T" in kinds else len(kinds)
         check("C" not in kinds[first_t:], "MBConv (C) blocks must come before Transformer (T) blocks")
+        check("M" not in kinds or set(kinds) == {"M"}, "a MaxViT has MaxViT (M) blocks in every stage")
+        if "M" in kinds:
+            self._check_partitions(check)
         dim_in = self.stem_dim
         for s in self.stages:
             for group in s.groups:
@@ -239,6 +257,30 @@ class CoAtNetConfig:
             height % self.total_stride == 0 and width % self.total_stride == 0,
             f"img_size {height}x{width} is not divisible by the total stride {self.total_stride}; "
             f"use sides that are multiples of {self.total_stride}",
+        )
+
+    def partition_sizes(self, img_size: int | tuple[int, int] | None = None) -> tuple[int, int]:
+        """(window, grid) sides of MaxViT blocks: the configured ones, or the built input size / 32."""
+        height, width = self.img_size
+        default = max(1, min(height, width) // 32)
+        return (self.window_size or default, self.grid_size or default)
+
+    def partition_step(self) -> int:
+        """The input sides a MaxViT takes are multiples of this: every stage's grid divides into windows
+        and grids (total stride x the least common multiple of the two sides)."""
+        window, grid = self.partition_sizes()
+        return self.total_stride * math.lcm(window, grid)
+
+    def _check_partitions(self, check) -> None:
+        window, grid = self.partition_sizes()
+        check(window >= 1 and grid >= 1, f"window_size and grid_size must be >= 1, got {window}, {grid}")
+        height, width = self.img_size
+        step = self.partition_step()
+        sizes = sorted({max(step, height // step * step), -(-height // step) * step})
+        check(
+            height % step == 0 and width % step == 0,
+            f"img_size {height}x{width} does not split every stage into {window}x{window} windows and "
+            f"{grid}x{grid} grids; use sides that are multiples of {step} ({' or '.join(map(str, sizes))})",
         )
 
     def _check_limits(self, check) -> None:

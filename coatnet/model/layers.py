@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from coatnet.model.randomness import active_generator
@@ -45,8 +46,31 @@ class Dropout(nn.Dropout):
 
 
 def make_act(name: str) -> nn.Module:
-    """A fresh activation module: ``gelu``, ``silu`` or ``relu``."""
+    """A fresh activation module: ``gelu``, ``gelu_tanh`` (GELU's tanh approximation), ``silu`` or
+    ``relu``."""
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
     return {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}[name]()
+
+
+class SamePad(nn.Module):
+    """TensorFlow's "same" padding before a ``kernel`` x ``kernel`` convolution of ``stride``: the total
+    ``max((ceil(n / s) - 1) s + k - n, 0)`` per side, the smaller half before (on even sides, for a 3x3
+    convolution of stride 2: 0 before, 1 after). The convolution itself pads nothing."""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for n in (x.shape[-1], x.shape[-2]):  # F.pad takes the last axis first
+            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel - n, 0)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads) if any(pads) else x
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}"
 
 
 def batchnorm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

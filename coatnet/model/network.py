@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from coatnet.model.attention import RelativePosition, RelativePositionBias, relative_position_index
-from coatnet.model.blocks import MBConvBlock, Stem, TransformerBlock
+from coatnet.model.blocks import MaxViTBlock, MBConvBlock, Stem, TransformerBlock
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
@@ -112,6 +112,8 @@ class CoAtNet(nn.Module):
                     common = dict(dim_in=dim_in, dim_out=group.dim, stride=stride, config=config)
                     if group.kind == "C":
                         blocks.append(MBConvBlock(**common, drop_path=rates[index], stage=s, block=b))
+                    elif group.kind == "M":
+                        blocks.append(MaxViTBlock(**common, drop_path=rates[index], stage=s, block=b))
                     else:
                         blocks.append(
                             TransformerBlock(
@@ -146,14 +148,16 @@ class CoAtNet(nn.Module):
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise a ValueError naming the sizes that work unless both sides divide by the total stride."""
-        r = self.config.total_stride
+        maxvit = "M" in self.config.stages[0].block_kinds
+        r = self.config.partition_step() if maxvit else self.config.total_stride
         if height % r == 0 and width % r == 0 and height > 0 and width > 0:
             return
         down = f"{max(r, height // r * r)}x{max(r, width // r * r)}"
         up = f"{-(-height // r) * r}x{-(-width // r) * r}"
+        what = f"its total stride times its window and grid sides, {r}" if maxvit else f"its total stride {r}"
         raise ValueError(
             f"{self.config.name} cannot take a {height}x{width} input: both sides must be positive "
-            f"multiples of its total stride {r}; resize or crop to {down} or {up}"
+            f"multiples of {what}; resize or crop to {down} or {up}"
             + (f" (it was built for {self.config.img_size[0]}x{self.config.img_size[1]})")
         )
 

@@ -40,6 +40,9 @@ class AttentionRecord:
         bias: the relative-position bias ``w_{i-j}`` as used, shape (heads, N, N).
         weights: the effective weights applied to the values, shape (B, heads, N, N):
             ``softmax(content + bias)`` (pre) or ``softmax(content) + bias`` (post).
+        partition: ``global``, or in a MaxViT block ``block`` (windows) or ``grid`` (dilated grids):
+            then B counts images x windows (:func:`coatnet.model.blocks.partition`'s order) and ``grid``
+            is one window's.
     """
 
     stage: int
@@ -49,6 +52,7 @@ class AttentionRecord:
     content_logits: torch.Tensor
     bias: torch.Tensor
     weights: torch.Tensor
+    partition: str = "global"
 
     @property
     def name(self) -> str:
@@ -72,6 +76,7 @@ class AttentionRecorder(list):
                 content_logits=record.content_logits.detach(),
                 bias=record.bias.detach(),
                 weights=record.weights.detach(),
+                partition=record.partition,
             )
         self.append(record)
 

@@ -76,6 +76,65 @@ _RMLP_2 = _rw_coat(
     rel_pos="mlp",
 )
 
+
+def _maxvit(name: str, stem, dims, depths, *, tf: bool, **knobs: Any) -> CoAtNetConfig:
+    """timm's MaxViTs (``maxxvit.py``): every stage MaxViT blocks (``M``), windows and grids of the input
+    size / 32, the stride in the depthwise conv, 2x2 average-pooled shortcuts. ``tf``: the weights the
+    authors released (GELU-tanh, BatchNorm eps 1e-3, TensorFlow "same" padding, SE at a quarter of the
+    output width, hidden = 4 x C_out, biased stem and outputs, LayerNorm eps 1e-5, the tanh pre-logits
+    head); else timm's own ``_rw`` MaxViTs (SiLU, hidden = 4 x C_in, SE at 1/16 of it, no output biases,
+    LayerNorm eps 1e-6 and a final norm)."""
+    size = int(name.rsplit("_", 1)[1])
+    if tf:
+        base: dict[str, Any] = dict(
+            conv_act="gelu_tanh", mlp_act="gelu_tanh", bn_eps=1e-3, tf_padding=True, se_from="out",
+            se_ratio=0.25, stem_bias=True, ln_eps=1e-5, head_hidden=dims[-1],
+        )  # fmt: skip
+    else:
+        base = dict(conv_act="silu", mbconv_expand_from="in", se_from="hidden", se_ratio=1 / 16,
+                    mbconv_bias=False, ln_eps=1e-6, final_norm=True)  # fmt: skip
+    common = dict(pool="avg", mbconv_stride="dw", se_act="silu", img_size=(size, size))
+    return CoAtNetConfig(
+        name=name,
+        stem_width=stem[0],
+        stem_dim=stem[1],
+        stages=tuple(stage("M", d, c) for d, c in zip(depths, dims, strict=True)),
+        **{**common, **base, **knobs},
+    )
+
+
+_MAXVIT_TF = {  # the paper's MaxViT-T/S/B/L/XL (Table 1), as released
+    "tiny": (64, (64, 128, 256, 512), (2, 2, 5, 2)),
+    "small": (64, (96, 192, 384, 768), (2, 2, 5, 2)),
+    "base": (64, (96, 192, 384, 768), (2, 6, 14, 2)),
+    "large": (128, (128, 256, 512, 1024), (2, 6, 14, 2)),
+    "xlarge": (192, (192, 384, 768, 1536), (2, 6, 14, 2)),
+}
+_MAXVIT_RW = {  # timm's own: (stem, dims, depths, knobs)
+    "pico_rw": ((24, 32), (32, 64, 128, 256), (2, 2, 5, 2), {}),
+    "nano_rw": ((32, 64), (64, 128, 256, 512), (1, 2, 3, 1), {}),
+    "tiny_rw": ((32, 64), (64, 128, 256, 512), (2, 2, 5, 2), {}),
+    "rmlp_pico_rw": ((24, 32), (32, 64, 128, 256), (2, 2, 5, 2), {"rel_pos": "mlp"}),
+    "rmlp_nano_rw": ((32, 64), (64, 128, 256, 512), (1, 2, 3, 1), {"rel_pos": "mlp"}),
+    "rmlp_tiny_rw": ((32, 64), (64, 128, 256, 512), (2, 2, 5, 2), {"rel_pos": "mlp"}),
+    "rmlp_small_rw": ((32, 64), (96, 192, 384, 768), (2, 2, 5, 2), {"rel_pos": "mlp", "layer_scale": 1e-6}),
+    "rmlp_base_rw": (
+        (32, 64),
+        (96, 192, 384, 768),
+        (2, 6, 14, 2),
+        {"rel_pos": "mlp", "head_hidden": 768, "final_norm": False},
+    ),
+}
+_MAXVIT_RW_SIZES = {"pico_rw": (256,), "nano_rw": (256,), "tiny_rw": (224, 256), "rmlp_pico_rw": (256,),
+                    "rmlp_nano_rw": (256,), "rmlp_tiny_rw": (256,), "rmlp_small_rw": (224, 256),
+                    "rmlp_base_rw": (224, 384)}  # fmt: skip
+MAXVITS = tuple(
+    [_maxvit(f"maxvit_{n}_tf_{size}", (w, w), d, depth, tf=True)
+     for n, (w, d, depth) in _MAXVIT_TF.items() for size in (224, 384, 512)]
+    + [_maxvit(f"maxvit_{n}_{size}", stem, d, depth, tf=False, **knobs)
+       for n, (stem, d, depth, knobs) in _MAXVIT_RW.items() for size in _MAXVIT_RW_SIZES[n]]
+)  # fmt: skip
+
 TIMM_VARIANTS: dict[str, CoAtNetConfig] = {
     c.name: c
     for c in (
@@ -131,5 +190,6 @@ TIMM_VARIANTS: dict[str, CoAtNetConfig] = {
         _paper_like("coatnet_1_224", 64, _W0, (2, 6, 14, 2)),
         _paper_like("coatnet_2_224", 128, _W2, (2, 6, 14, 2)),
         _paper_like("coatnet_3_224", 192, _W3, (2, 6, 14, 2)),
+        *MAXVITS,
     )
 }

@@ -55,13 +55,20 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: CoAtNetConfig) ->
         new = new.replace("head.pre_logits.fc.", "head.pre_logits.")
         if new.endswith("attn.rel_pos.relative_position_bias_table"):
             new = new.replace("relative_position_bias_table", "table")
-            value = _table_from_timm(value)
-        elif ".attn.qkv." in new:
+            # TensorFlow MaxViTs keep (heads, 2H-1, 2W-1) indexed key - query: ours is query - key
+            value = value.flip(-2, -1).contiguous() if value.ndim == 3 else _table_from_timm(value)
+        elif ".attn.qkv." in new and _qkv_head_first(config):
             value = _qkv_from_timm(value, config.head_dim)
         if value.ndim == 4 and value.shape[-2:] == (1, 1) and _is_linear(new):
             value = value.flatten(1)  # a 1x1 conv stored as Conv2d [O, I, 1, 1] -> Linear [O, I]
         out[new] = value
     return out
+
+
+def _qkv_head_first(config: CoAtNetConfig) -> bool:
+    """Whether timm's fused qkv of ``config``'s arch is head-first (its CoAtNets and ``_rw`` MaxViTs);
+    the TensorFlow MaxViTs (``_tf_``) keep q, k and v apart, as ours does."""
+    return not (config.name.startswith("maxvit_") and "_tf_" in config.name)
 
 
 def _is_linear(key: str) -> bool:
@@ -169,8 +176,9 @@ def _img_size_from_tables(state: dict[str, torch.Tensor]) -> tuple[int, int] | N
     """The input size implied by the S4 bias tables (grid x 32), or None for relative-position MLPs."""
     for key in sorted(state, reverse=True):
         if key.endswith("relative_position_bias_table"):
-            side = (round(state[key].shape[0] ** 0.5) + 1) // 2
-            return (side * 32, side * 32)
+            table = state[key]  # ((2H-1)(2W-1), heads), or a TensorFlow MaxViT's (heads, 2H-1, 2W-1)
+            side = (table.shape[-1] + 1) // 2 if table.ndim == 3 else (round(table.shape[0] ** 0.5) + 1) // 2
+            return (side * 32, side * 32)  # S4's grid, or a MaxViT's window: the input / 32 either way
     return None
 
 
