@@ -129,7 +129,8 @@ _MAXVIT_RW_SIZES = {"pico_rw": (256,), "nano_rw": (256,), "tiny_rw": (224, 256),
                     "rmlp_nano_rw": (256,), "rmlp_tiny_rw": (256,), "rmlp_small_rw": (224, 256),
                     "rmlp_base_rw": (224, 384)}  # fmt: skip
 MAXVITS = tuple(
-    [_maxvit(f"maxvit_{n}_tf_{size}", (w, w), d, depth, tf=True)
+    [_maxvit(f"maxvit_{n}_tf_{size}", (w, w), d, depth, tf=True,
+             num_classes=21843 if (n, size) == ("xlarge", 224) else 1000)  # only released on ImageNet-21k
      for n, (w, d, depth) in _MAXVIT_TF.items() for size in (224, 384, 512)]
     + [_maxvit(f"maxvit_{n}_{size}", stem, d, depth, tf=False, **knobs)
        for n, (stem, d, depth, knobs) in _MAXVIT_RW.items() for size in _MAXVIT_RW_SIZES[n]]

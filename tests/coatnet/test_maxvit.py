@@ -1,0 +1,101 @@
+"""MaxViT (issue 27): timm's MaxViTs import with timm's outputs, every registered one fits our modules,
+windows and grids partition as timm's do, input sizes that do not split are refused, and the attention is
+recorded per partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import coatnet
+from coatnet.model.blocks import partition, unpartition
+from coatnet.model.variants_timm import MAXVITS, TIMM_VARIANTS
+from coatnet.weights.timm_import import convert_state_dict, from_timm, read_state_dict, recognise_arch
+from tests.support.timm import import_timm, randomised_timm_model, save_timm
+
+SIZE = 64  # windows and grids of 2 (the input / 32): S1's 16x16 grid holds 64 windows
+# one of each kind: TensorFlow's (GELU-tanh, same padding, the tanh head), timm's rw, its rmlp bias,
+# LayerScale (rmlp_small), the pre-logits head of an rw MaxViT (rmlp_base)
+COMPARED = ("maxvit_tiny_tf_224", "maxvit_nano_rw_256", "maxvit_rmlp_nano_rw_256", "maxvit_rmlp_small_rw_224")
+
+
+@pytest.fixture(scope="module")
+def timm():
+    return import_timm()
+
+
+def test_every_maxvit_timm_registers_is_ours_and_no_other(timm):
+    theirs = {n for n in timm.list_models("maxvit_*") if "_pm_" not in n}  # parallel partitions: later
+    assert theirs == {c.name for c in MAXVITS}
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("arch", COMPARED)
+def test_imported_maxvit_matches_timm(timm, arch: str, tmp_path: Path) -> None:
+    reference = randomised_timm_model(timm, arch, img_size=SIZE)
+    path = save_timm(reference, tmp_path / "model.safetensors")
+    ours = from_timm(path, arch=arch, img_size=SIZE, progress=False)
+    assert ours.config.partition_sizes() == (2, 2)
+    assert coatnet.count_params(ours) == sum(p.numel() for p in reference.parameters())
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        theirs, mine = reference(x), ours(x)
+        fast = coatnet.for_inference(ours)(x)
+    scale = theirs.abs().max().item()
+    assert (mine - theirs).abs().max().item() <= 1e-4 * scale
+    assert (fast - theirs).abs().max().item() <= 1e-4 * scale
+    if "rmlp" not in arch:  # a bias table names its window, so the architecture: recognised alone
+        assert recognise_arch(read_state_dict(path)) == arch
+
+
+@pytest.mark.timm
+@pytest.mark.parametrize("arch", sorted(c.name for c in MAXVITS))
+def test_every_maxvits_tensors_fit_our_modules(timm, arch: str) -> None:
+    with torch.device("meta"):
+        reference = timm.create_model(arch, pretrained=False)
+        ours = coatnet.CoAtNet(TIMM_VARIANTS[arch])
+    converted = convert_state_dict(reference.state_dict(), ours.config)
+    own = ours.state_dict()
+    assert set(converted) == set(own)
+    assert all(converted[k].shape == own[k].shape for k in own)
+    assert coatnet.count_params(ours) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize(("size", "side"), [(224, 7), (256, 8), (384, 12), (512, 16)])
+def test_windows_and_grids_default_to_the_input_over_32(size: int, side: int):
+    assert coatnet.create_model("maxvit_tiny_tf_224", img_size=size).config.partition_sizes() == (side, side)
+
+
+def test_an_input_that_does_not_split_into_windows_is_refused_with_the_sizes_that_do():
+    with pytest.raises(ValueError, match=r"multiples of 224 \(224 or 448\)"):
+        coatnet.create_model(
+            "maxvit_tiny_tf_224", img_size=(224, 224), window_size=7, grid_size=7
+        ).config.replace(img_size=(320, 320))
+    model = coatnet.create_model("maxvit_nano_rw_256", img_size=64).eval()
+    with pytest.raises(ValueError, match="multiples of its total stride times its window and grid sides, 64"):
+        model(torch.zeros(1, 3, 96, 96))
+
+
+def test_partitions_are_timms_and_invert():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    blocks, grids = partition(x, 4, "block"), partition(x, 4, "grid")
+    assert blocks.shape == grids.shape == (8, 3, 4, 4)
+    # window (p, q) = (0, 1), token (a, b) = (2, 3): position (p * 4 + a, q * 4 + b)
+    assert blocks[1, 0, 2, 3] == x[0, 0, 2, 7]
+    # grid group (p, q) = (1, 0), token (a, b) = (3, 2): position (a * 8 / 4 + p, b * 8 / 4 + q)
+    assert grids[2, 0, 3, 2] == x[0, 0, 7, 4]
+    assert torch.equal(unpartition(blocks, 4, "block", (8, 8)), x)
+    assert torch.equal(unpartition(grids, 4, "grid", (8, 8)), x)
+
+
+def test_attention_is_recorded_per_partition():
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_nano_rw_256", img_size=64).eval()
+    with torch.no_grad(), coatnet.record_attention() as records:
+        model(torch.randn(1, 3, 64, 64))
+    assert [(r.name, r.partition) for r in records[:2]] == [("S1.0", "block"), ("S1.0", "grid")]
+    first = records[0]
+    assert first.grid == (2, 2) and first.weights.shape == (64, 2, 4, 4)  # 16x16 grid: 64 windows, 2 heads
+    assert len(records) == 2 * sum(model.config.depths)
