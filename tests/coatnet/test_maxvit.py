@@ -99,3 +99,17 @@ def test_attention_is_recorded_per_partition():
     first = records[0]
     assert first.grid == (2, 2) and first.weights.shape == (64, 2, 4, 4)  # 16x16 grid: 64 windows, 2 heads
     assert len(records) == 2 * sum(model.config.depths)
+
+
+# (params in millions, MACs in billions): the paper's Tables 1 and 2 (and the authors' README)
+PAPER = {("tiny", 224): (31, 5.6), ("small", 224): (69, 11.7), ("base", 224): (119, 24.2),
+         ("large", 224): (212, 43.9), ("xlarge", 384): (475, 293.7),
+         ("xlarge", 512): (475, 535.2)}  # fmt: skip
+
+
+@pytest.mark.parametrize(("size", "at"), list(PAPER), ids=lambda v: str(v))
+def test_the_family_is_within_3_percent_of_the_papers_params_and_5_of_its_flops(size: str, at: int):
+    params, macs = PAPER[(size, at)]
+    costs = coatnet.stage_costs(TIMM_VARIANTS[f"maxvit_{size}_tf_{at}"].replace(num_classes=1000))
+    assert abs(sum(c.params for c in costs) / 1e6 / params - 1) <= 0.03
+    assert abs(sum(c.macs for c in costs) / 1e9 / macs - 1) <= 0.05
