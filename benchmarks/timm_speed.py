@@ -157,17 +157,18 @@ def run(args: argparse.Namespace) -> dict:
     for arch in args.arch:
         plain, reference = paired_models(arch, device)
         fast = coatnet.for_inference(plain)
-        macs = coatnet.count_macs(plain, 224)
+        side = plain.config.img_size  # 224, or 256 for the MaxViTs whose windows are 8
+        macs = coatnet.count_macs(plain, side)
         cells: dict[str, dict] = {}
         for batch in batches:
-            x = torch.randn(batch, 3, 224, 224, device=device)
+            x = torch.randn(batch, 3, *side, device=device)
             diff = max_difference(fast, reference, x, autocast)
             cell = compare(infer(fast, x, autocast), infer(reference, x, autocast), batch, rounds=args.rounds,
                            iters=args.iters, cuda=cuda)  # fmt: skip
             cells[f"default bs{batch}"] = {**cell, "max_abs_diff": diff}
             print(f"{arch} default bs{batch}: {cell} diff {diff:.2e}", flush=True)
         batch = max(batches)
-        x = torch.randn(batch, 3, 224, 224, device=device)
+        x = torch.randn(batch, 3, *side, device=device)
         last = x.contiguous(memory_format=torch.channels_last)
         timm_last = reference.to(memory_format=torch.channels_last)
         diff = max_difference(fast, timm_last, last, autocast)
