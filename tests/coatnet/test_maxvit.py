@@ -113,3 +113,17 @@ def test_the_family_is_within_3_percent_of_the_papers_params_and_5_of_its_flops(
     costs = coatnet.stage_costs(TIMM_VARIANTS[f"maxvit_{size}_tf_{at}"].replace(num_classes=1000))
     assert abs(sum(c.params for c in costs) / 1e6 / params - 1) <= 0.03
     assert abs(sum(c.macs for c in costs) / 1e9 / macs - 1) <= 0.05
+
+
+def test_the_fashion_mnist_maxvit_has_distinct_block_and_grid_attention_on_its_14x14_stages():
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    assert model.config.partition_sizes() == (7, 7) and model.config.partition_step() == 28
+    with torch.no_grad(), coatnet.record_attention() as records:
+        logits = model(torch.randn(2, 1, 28, 28))
+    assert logits.shape == (2, 10)
+    s1 = [r for r in records if r.stage == 1]
+    assert [r.partition for r in s1] == ["block", "grid"]
+    assert all(r.grid == (7, 7) and r.weights.shape[0] == 2 * 4 for r in s1)  # 14x14: four windows an image
+    s4 = [r for r in records if r.stage == 4]
+    assert all(r.weights.shape[0] == 2 for r in s4)  # 7x7: one window, the whole grid
