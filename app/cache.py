@@ -393,7 +393,7 @@ def layout_similarity(names: tuple[str, ...], device: str):
     return similarity(_layout_models(names, device), images)
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
+@st.cache_data(max_entries=2, show_spinner="Reading the layout models' shipped probes...")
 def layout_probes() -> list[dict]:
     """The shipped linear probes of the layout models (probes.json each), in the study's order."""
     return analysis.layout_probes()

@@ -187,6 +187,7 @@ class PositionPatching:
             :class:`Patching`.
         grid: the block's output grid (H, W); cell: the side of each patched square, in cells.
         stride: input pixels per grid step; recovery: (ceil(H / cell), ceil(W / cell)), NaN where undefined.
+        clean_logits, corrupted_logits: (classes,) of the two unpatched runs.
     """
 
     block: str
@@ -203,6 +204,8 @@ class PositionPatching:
     stride: int
     recovery: np.ndarray
     corruption: str
+    clean_logits: np.ndarray
+    corrupted_logits: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,8 @@ def position_patching(
         cell=cell,
         stride=int(info.reduction),
         recovery=np.asarray(measured.recovery, dtype=float).reshape(shape),
+        clean_logits=measured.clean_logits,
+        corrupted_logits=measured.corrupted_logits,
     )
 
 

@@ -204,11 +204,10 @@ def probes_figure(probes: dict) -> go.Figure:
     ))  # fmt: skip
     described = probes.get("model_description", probes["model"])
     title = (f"Where the class becomes linearly readable: {described}, {probes['n_train']} training and "
-             f"{probes['n_test']} test images")  # fmt: skip
-    note = ("Markers: square the stem, blue circles MBConv (C) blocks, red diamonds Transformer (T) blocks; "
-            "each probe is a linear classifier on the block's pooled output.")  # fmt: skip
+             f"{probes['n_test']} test images (a linear probe on each block's pooled output; square the "
+             "stem, blue circles MBConv blocks, red diamonds Transformer blocks)")  # fmt: skip
     return chart(
-        figure, title, height=380, bottom=60, legend_rows=1, note=note, xaxis_title="block (forward order)",
+        figure, title, height=380, bottom=60, legend_rows=1, xaxis_title="block (forward order)",
         yaxis={"title": {"text": "top-1"}, "range": [0, 1.02]},
     )  # fmt: skip
 
@@ -239,7 +238,9 @@ def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None =
     for probes in order:
         rows, label = probes["rows"], layout_label(probes["model"])
         depth = [i / max(1, len(rows) - 1) for i in range(len(rows))]
-        name = label if not ranking or label not in ranking else f"{label} (study top-1 {ranking[label]:.3f})"
+        read = f"readable at {readable_from(probes)[0]}"
+        name = f"{label} ({read})" if not ranking or label not in ranking else (
+            f"{label} (study top-1 {ranking[label]:.3f}, {read})")  # fmt: skip
         figure.add_trace(go.Scatter(
             x=depth, y=[r["test_top1"] for r in rows], mode="lines+markers", name=name,
             line={"color": colour(LAYOUT_COLOURS, label)},
@@ -247,12 +248,10 @@ def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None =
             customdata=[[r["block"], r["kind"]] for r in rows],
             hovertemplate=f"{label} %{{customdata[0]}} (%{{customdata[1]}}): %{{y:.3f}}<extra></extra>",
         ))  # fmt: skip
-    first = "; ".join(f"{layout_label(p['model'])} at {readable_from(p)[0]}" for p in order)
-    title = "Where each layout's class becomes linearly readable (probe test top-1 against relative depth)"
-    note = (f"Markers: squares the stem, circles MBConv (C) blocks, diamonds Transformer (T) blocks. Within "
-            f"0.02 of its last block's probe: {first}.")  # fmt: skip
+    title = ("Where each layout's class becomes linearly readable: probe test top-1 against relative depth "
+             "(squares the stem, circles MBConv blocks, diamonds Transformer blocks)")  # fmt: skip
     return chart(
-        figure, title, height=420, bottom=60, legend_rows=2, note=note,
+        figure, title, height=420, bottom=60, legend_rows=3,
         xaxis={"title": {"text": "relative depth (0 the stem, 1 the last block)"}, "range": [-0.03, 1.03]},
         yaxis={"title": {"text": "probe top-1, test"}},
     )  # fmt: skip

@@ -98,7 +98,9 @@ def test_figures_of_one_model_and_of_the_layouts(probed):
     layouts = layout_probes_figure(
         [other, {**probes, "model": "layout-vit-rel"}], {"C-C-T-T": 0.9, "ViT_REL": 0.8}
     )
-    assert [t.name for t in layouts.data] == ["C-C-T-T (study top-1 0.900)", "ViT_REL (study top-1 0.800)"]
+    read = readable_from(probes)[0]
+    assert [t.name for t in layouts.data] == [f"C-C-T-T (study top-1 0.900, readable at {read})",
+                                              f"ViT_REL (study top-1 0.800, readable at {read})"]  # fmt: skip
     assert layout_label("layout-c-t-t-t") == "C-T-T-T"
     block, depth = readable_from(probes)
     assert block in [r["block"] for r in probes["rows"]] and 0 <= depth <= 1
