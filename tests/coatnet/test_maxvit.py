@@ -50,8 +50,14 @@ def test_imported_maxvit_matches_timm(timm, arch: str, tmp_path: Path) -> None:
         assert recognise_arch(read_state_dict(path)) == arch
 
 
+# every family and kind at one size, and the other sizes (which change the bias tables alone) for two
+FITTED = sorted({c.name for c in MAXVITS if not c.name.endswith(("_384", "_512", "rw_224"))}
+                | {"maxvit_tiny_tf_384", "maxvit_tiny_tf_512", "maxvit_xlarge_tf_512", "maxvit_tiny_rw_224",
+                   "maxvit_rmlp_base_rw_224"})  # fmt: skip
+
+
 @pytest.mark.timm
-@pytest.mark.parametrize("arch", sorted(c.name for c in MAXVITS))
+@pytest.mark.parametrize("arch", FITTED)
 def test_every_maxvits_tensors_fit_our_modules(timm, arch: str) -> None:
     with torch.device("meta"):
         reference = timm.create_model(arch, pretrained=False)
