@@ -18,7 +18,7 @@ from torch import nn
 from coatnet.model.interventions import block_interventions, edit_output, edit_weights
 from coatnet.model.layers import Dropout
 from coatnet.model.recording import AttentionRecord, active_recorder
-from coatnet.model.tracing import Tracer, active_tracer, tap, wants_explicit
+from coatnet.model.tracing import Tracer, active_tracer, tap, traced_name, wants_explicit
 
 
 def relative_position_index(height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
@@ -216,7 +216,7 @@ class RelativeAttention(nn.Module):
         edits = block_interventions(
             self.stage, self.block
         )  # coatnet.model.interventions: per call, usually none
-        if recorder is None and not wants_explicit(tracer, self.stage, self.block):
+        if recorder is None and not wants_explicit(tracer, traced_name(self)):
             out = self.fused(q, k, v, bias)
             if edits:
                 out = edit_output(edits, self.mode, out, q, k, v, bias)

@@ -32,7 +32,7 @@ from coatnet.model.layers import (
     make_norm2d,
     make_pool,
 )
-from coatnet.model.tracing import Tracer, active_tracer, tap
+from coatnet.model.tracing import Tracer, active_tracer, tap, traced_name
 
 
 class Stem(nn.Module):
@@ -134,7 +134,7 @@ class MBConvBlock(nn.Module):
         if getattr(self.se, "gates_in_place", False):
             if tracer is None:
                 return self.se(x, ungated, fresh=fresh)
-            return self.se(x, ungated, fresh=fresh, trace=f"S{self.stage}.{self.block}.se.gate")
+            return self.se(x, ungated, fresh=fresh, trace=f"{traced_name(self)}.se.gate")
         return self.se(x, ungated) if ungated is not None else self.se(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -374,11 +374,14 @@ class PartitionBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        x = tap(tracer, self, "input", x)
         grid = (x.shape[-2], x.shape[-1])
         parts = partition(self.norm1(x), self.size, self.kind)
         attended = unpartition(self.attn(parts), self.size, self.kind, grid)
-        x = x + self.drop_path1(self.ls1(attended))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        x = x + tap(tracer, self, "attn.branch", self.drop_path1(self.ls1(attended)))
+        mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
+        return tap(tracer, self, "output", x + mixed)
 
 
 class MaxViTBlock(nn.Module):
@@ -405,6 +408,10 @@ class MaxViTBlock(nn.Module):
                                 drop_path=drop_path, stage=stage, block=block)  # fmt: skip
         self.attn_block = PartitionBlock(kind="block", size=window, **common)
         self.attn_grid = PartitionBlock(kind="grid", size=grid, **common)
+        # traced as S{s}.{b}.conv.*, .block.*, .grid.* (coatnet.model.tracing), not under one name
+        self.conv.trace_prefix = f"S{stage}.{block}.conv"
+        for part, module in (("block", self.attn_block), ("grid", self.attn_grid)):
+            module.trace_prefix = module.attn.trace_prefix = f"S{stage}.{block}.{part}"
 
     def check_intervention(self, item: Intervention) -> None:
         """Raise a ValueError if ``item`` (meant for this block) has no place here."""
@@ -412,4 +419,6 @@ class MaxViTBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn_block.attn.heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn_grid(self.attn_block(self.conv(x)))
+        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        x = tap(tracer, self, "input", x)
+        return tap(tracer, self, "output", self.attn_grid(self.attn_block(self.conv(x))))

@@ -22,6 +22,8 @@ name                          the activation
 ``S{s}.{b}.mlp.branch``       Transformer: the MLP branch added to the residual (B, C, H, W)
 ``S{s}.{b}.output``           the block's output (B, C, H, W)
 ``S{s}.output``               stage ``S{s}``'s output (its last block's)
+``S{s}.{b}.conv.*``           MaxViT: its MBConv's names; ``S{s}.{b}.block.*`` and ``.grid.*`` its block and
+                              grid attention's Transformer names, per window: (B x windows, heads, P*P, d)
 ``pooled``                    the globally average-pooled features (B, C)
 ``logits``                    the logits (B, classes)
 ============================  ==================================================================
@@ -114,16 +116,23 @@ def active_tracer() -> Tracer | None:
     return _TRACER.get()
 
 
+def traced_name(module: nn.Module) -> str:
+    """The name ``module``'s activations are traced under: its block's (``S3.0``), or inside a MaxViT
+    block its part's (``S1.0.conv``, ``S1.0.block``, ``S1.0.grid``: ``trace_prefix``)."""
+    return getattr(module, "trace_prefix", None) or f"S{module.stage}.{module.block}"
+
+
 def tap(tracer: Tracer | None, block: nn.Module, leaf: str, x: torch.Tensor) -> torch.Tensor:
     """``x`` through ``tracer`` at the point ``{block's name}.{leaf}`` (``x`` itself without a tracer)."""
     if tracer is None:
         return x
-    return tracer.tap(f"S{block.stage}.{block.block}.{leaf}", x)
+    return tracer.tap(f"{traced_name(block)}.{leaf}", x)
 
 
-def wants_explicit(tracer: Tracer | None, stage: int, block: int) -> bool:
-    """Whether the attention of block ``S{stage}.{block}`` must make what its fused kernel does not."""
-    return tracer is not None and any(tracer.wants(f"S{stage}.{block}.{leaf}") for leaf in EXPLICIT_NAMES)
+def wants_explicit(tracer: Tracer | None, name: str) -> bool:
+    """Whether the attention traced under ``name`` (``S3.0``, ``S1.0.block``) must make what its fused
+    kernel does not."""
+    return tracer is not None and any(tracer.wants(f"{name}.{leaf}") for leaf in EXPLICIT_NAMES)
 
 
 def trace_names(model: nn.Module) -> list[str]:
@@ -132,6 +141,14 @@ def trace_names(model: nn.Module) -> list[str]:
     names = ["S0.output"]
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
+            if hasattr(block, "attn_grid"):  # MaxViT: its MBConv, then block and grid attention
+                names.append(f"S{s}.{b}.input")
+                names += [f"S{s}.{b}.conv.{leaf}" for leaf in MBCONV_NAMES]
+                names += [
+                    f"S{s}.{b}.{part}.{leaf}" for part in ("block", "grid") for leaf in TRANSFORMER_NAMES
+                ]
+                names.append(f"S{s}.{b}.output")
+                continue
             leaves = TRANSFORMER_NAMES if hasattr(block, "attn") else MBCONV_NAMES
             names += [f"S{s}.{b}.{leaf}" for leaf in leaves]
         names.append(f"S{s}.output")

@@ -133,3 +133,19 @@ def test_the_fashion_mnist_maxvit_has_distinct_block_and_grid_attention_on_its_1
     assert all(r.grid == (7, 7) and r.weights.shape[0] == 2 * 4 for r in s1)  # 14x14: four windows an image
     s4 = [r for r in records if r.stage == 4]
     assert all(r.weights.shape[0] == 2 for r in s4)  # 7x7: one window, the whole grid
+
+
+def test_every_activation_of_a_maxvit_is_traced_under_its_own_name():
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    cache = coatnet.trace(model, x, names=["*"])
+    assert set(cache) == set(coatnet.trace_names(model))
+    assert cache["S1.0.block.attn.weights"].shape == (8, 2, 49, 49)  # 2 images x 4 windows, 2 heads
+    assert torch.equal(cache["S1.0.input"], cache["S1.0.conv.input"])
+    assert torch.equal(cache["S1.0.conv.output"], cache["S1.0.block.input"])
+    assert torch.equal(cache["S1.0.grid.output"], cache["S1.0.output"])
+    with torch.no_grad(), coatnet.record_attention() as records:
+        logits = model(x)
+    torch.testing.assert_close(cache["logits"], logits)
+    torch.testing.assert_close(cache["S1.0.grid.attn.weights"], records[1].weights)
