@@ -15,9 +15,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.widgets import ATTENTION, MODEL_SOURCES, QUERY_POINT
+from app.widgets import ATTENTION, MODEL_SOURCES, QUERY_POINT, TIMM_TAGS
 from coatnet import available_devices
-from coatnet.weights import NAMES, PRETRAINED_TAGS
+from coatnet.weights import NAMES
 
 RESTORED = "url_restored"  # the session has read its URL once
 PENDING_IMAGE = "url_image"  # a gallery sample named by the URL, applied when the gallery is drawn
@@ -49,15 +49,15 @@ def restore() -> None:
     state[RESTORED] = True
     source, model = params.get("source"), params.get("model")
     if source is None and model:  # a link typed by hand: the name says which source it is
-        source = "demo" if model in NAMES else "timm" if model in PRETRAINED_TAGS else None
-    if source in (None, "demo", "timm") and model and model not in NAMES + tuple(PRETRAINED_TAGS):
+        source = "demo" if model in NAMES else "timm" if model in TIMM_TAGS else None
+    if source in (None, "demo", "timm") and model and model not in NAMES + TIMM_TAGS:
         state[REFUSED] = (
             f"The link names the model {model}, which is neither a built-in demo ({', '.join(NAMES)}) nor a "
             "timm tag this app knows: choose the model in the sidebar."
         )
     if source == "demo" and model in NAMES:
         state["model_source"], state["demo_name"] = SOURCES["demo"], model
-    elif source == "timm" and model in PRETRAINED_TAGS:
+    elif source == "timm" and model in TIMM_TAGS:
         state["model_source"], state["timm_tag"] = SOURCES["timm"], model
     elif source == "path" and model:
         if shared(model):

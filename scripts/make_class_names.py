@@ -17,7 +17,11 @@ import importlib.util
 from pathlib import Path
 
 # label space in coatnet/data -> timm's synset file (timm/data/imagenet_info.py, `_SUBSETS`)
-LABEL_SPACES = {"imagenet1k": "imagenet_synsets.txt", "imagenet12k": "imagenet12k_synsets.txt"}
+LABEL_SPACES = {
+    "imagenet1k": "imagenet_synsets.txt",
+    "imagenet12k": "imagenet12k_synsets.txt",
+    "imagenet21k": "imagenet21k_goog_synsets.txt",  # the 21,843 classes of the TensorFlow MaxViTs' heads
+}
 LEMMA_FILE = "imagenet_synset_to_lemma.txt"
 ROOT = Path(__file__).resolve().parents[1]
 

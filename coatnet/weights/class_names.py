@@ -2,7 +2,8 @@
 
 The files in ``coatnet/data/`` (see its README) hold, per label space, one WordNet synset id and one
 readable name per class, in the class-index order of timm's classifiers. A label space is recognized by
-its number of classes, as timm does: 1000 is ImageNet-1k, 11821 is timm's ImageNet-12k.
+its number of classes, as timm does: 1000 is ImageNet-1k, 11821 is timm's ImageNet-12k, 21843 is Google's
+ImageNet-21k (the TensorFlow MaxViTs' ``.in21k`` heads).
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from functools import cache
 from importlib import resources
 
 # number of classes -> (label space name, file stem in coatnet/data)
-_LABEL_SPACES = {1000: ("imagenet-1k", "imagenet1k"), 11821: ("imagenet-12k", "imagenet12k")}
+_LABEL_SPACES = {
+    1000: ("imagenet-1k", "imagenet1k"),
+    11821: ("imagenet-12k", "imagenet12k"),
+    21843: ("imagenet-21k", "imagenet21k"),  # Google's fall11 release, as the MaxViT-B/L/XL 21k heads
+}
 
 
 def label_space_name(num_classes: int) -> str | None:
@@ -21,7 +26,8 @@ def label_space_name(num_classes: int) -> str | None:
         num_classes: the classifier's number of outputs.
 
     Returns:
-        ``"imagenet-1k"`` (1000), ``"imagenet-12k"`` (11821), or None for any other count.
+        ``"imagenet-1k"`` (1000), ``"imagenet-12k"`` (11821), ``"imagenet-21k"`` (21843), or None for any
+        other count.
     """
     space = _LABEL_SPACES.get(num_classes)
     return space[0] if space else None
@@ -31,7 +37,7 @@ def imagenet_class_names(num_classes: int) -> tuple[str, ...] | None:
     """Readable class names (WordNet lemmas, e.g. ``"tench, Tinca tinca"``) in timm's class order.
 
     Args:
-        num_classes: 1000 (ImageNet-1k) or 11821 (timm's ImageNet-12k).
+        num_classes: 1000 (ImageNet-1k), 11821 (timm's ImageNet-12k) or 21843 (ImageNet-21k).
 
     Returns:
         One name per class index, or None when ``num_classes`` is not one of those label spaces.
@@ -45,7 +51,7 @@ def imagenet_synsets(num_classes: int) -> tuple[str, ...] | None:
     """WordNet synset ids (e.g. ``"n01440764"``), the unique class keys, in timm's class order.
 
     Args:
-        num_classes: 1000 (ImageNet-1k) or 11821 (timm's ImageNet-12k).
+        num_classes: 1000 (ImageNet-1k), 11821 (timm's ImageNet-12k) or 21843 (ImageNet-21k).
 
     Returns:
         One synset id per class index, or None when ``num_classes`` is not one of those label spaces.

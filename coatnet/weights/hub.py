@@ -37,6 +37,7 @@ LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # only for a repository without safet
 # architecture name resolves as it does in timm.create_model(arch, pretrained=True).
 # timm's published CoAtNet weights (timm 1.0.x), each arch's default tag first: tag -> number of classes
 # and where its preprocessing differs from the _rw default (mean = std = 0.5, bicubic, crop 0.95).
+_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # timm's IMAGENET_DEFAULT_*
 PRETRAINED_TAGS: dict[str, dict[str, Any]] = {
     "coatnet_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
     "coatnet_rmlp_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
@@ -57,6 +58,32 @@ PRETRAINED_TAGS: dict[str, dict[str, Any]] = {
     "coatnet_rmlp_2_rw_224.sw_in12k": {"classes": 11821},
     "coatnet_rmlp_2_rw_384.sw_in12k_ft_in1k": {"classes": 1000, "crop": 1.0},
     "coatnet_3_rw_224.sw_in12k": {"classes": 11821},
+    # timm's MaxViTs (issue 27): its own _rw_ weights, then the TensorFlow releases (the 384 and 512
+    # fine-tunes keep timm's default mean = std = 0.5, as timm's configs say)
+    "maxvit_nano_rw_256.sw_in1k": {"classes": 1000},
+    "maxvit_tiny_rw_224.sw_in1k": {"classes": 1000},
+    "maxvit_rmlp_pico_rw_256.sw_in1k": {"classes": 1000},
+    "maxvit_rmlp_nano_rw_256.sw_in1k": {"classes": 1000},
+    "maxvit_rmlp_tiny_rw_256.sw_in1k": {"classes": 1000},
+    "maxvit_rmlp_small_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
+    "maxvit_rmlp_base_rw_224.sw_in12k_ft_in1k": {"classes": 1000},
+    "maxvit_rmlp_base_rw_224.sw_in12k": {"classes": 11821},
+    "maxvit_rmlp_base_rw_384.sw_in12k_ft_in1k": {"classes": 1000, "crop": 1.0},
+    **{
+        f"maxvit_{size}_tf_224.in1k": {"classes": 1000, **_IMAGENET}
+        for size in ("tiny", "small", "base", "large")
+    },
+    **{
+        f"maxvit_{size}_tf_{side}.in1k": {"classes": 1000, "crop": 1.0}
+        for size in ("tiny", "small", "base", "large")
+        for side in (384, 512)
+    },
+    **{f"maxvit_{size}_tf_224.in21k": {"classes": 21843} for size in ("base", "large", "xlarge")},
+    **{
+        f"maxvit_{size}_tf_{side}.in21k_ft_in1k": {"classes": 1000, "crop": 1.0}
+        for size in ("base", "large", "xlarge")
+        for side in (384, 512)
+    },
 }
 
 # arch -> its default pretrained tag (the first listed above), as timm resolves a bare name

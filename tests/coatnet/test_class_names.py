@@ -9,10 +9,12 @@ import pytest
 from coatnet.weights.class_names import imagenet_class_names, imagenet_synsets, label_space_name
 from tests.support.timm import import_timm
 
-COUNTS = (1000, 11821)
+COUNTS = (1000, 11821, 21843)
 
 
-@pytest.mark.parametrize(("num_classes", "space"), [(1000, "imagenet-1k"), (11821, "imagenet-12k")])
+@pytest.mark.parametrize(
+    ("num_classes", "space"), [(1000, "imagenet-1k"), (11821, "imagenet-12k"), (21843, "imagenet-21k")]
+)
 def test_label_spaces_by_class_count(num_classes: int, space: str) -> None:
     assert label_space_name(num_classes) == space
     names, synsets = imagenet_class_names(num_classes), imagenet_synsets(num_classes)
@@ -73,12 +75,17 @@ def test_results_are_cached_tuples() -> None:
 
 
 @pytest.mark.timm
-@pytest.mark.parametrize(("subset", "num_classes"), [("imagenet-1k", 1000), ("imagenet-12k", 11821)])
+@pytest.mark.parametrize(
+    ("subset", "num_classes"), [("imagenet-1k", 1000), ("imagenet-12k", 11821), ("imagenet-21k-goog", 21843)]
+)
 def test_order_matches_timm(subset: str, num_classes: int) -> None:
     timm = import_timm()
     info = timm.data.ImageNetInfo(subset)
     assert info.num_classes() == num_classes
-    assert timm.data.infer_imagenet_subset({"num_classes": num_classes}) == label_space_name(num_classes)
+    # timm calls Google's 21k release "imagenet-21k-goog"; it is the only 21,843-class space
+    assert timm.data.infer_imagenet_subset({"num_classes": num_classes}).removesuffix(
+        "-goog"
+    ) == label_space_name(num_classes)
     assert list(imagenet_synsets(num_classes)) == info.label_names()
     assert list(imagenet_class_names(num_classes)) == info.label_descriptions()
 
