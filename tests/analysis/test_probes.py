@@ -116,7 +116,13 @@ def test_the_shipped_probes_cover_fashion_mnist_and_the_last_block_reads_what_th
     assert f"probes-{name}" in shipped_probes()
     probes = load_probes(f"probes-{name}")
     assert probes["model"] == name and probes["n_train"] == 60000 and probes["n_test"] == 10000
-    assert abs(probes["rows"][-1]["test_top1"] - probes["model_top1"]) <= 0.02
+    last = probes["rows"][-1]["test_top1"]
+    # the last block's probe reads at least what the model's own head does; for the demos, trained to
+    # the end of their schedule, about exactly that (the layout models' 600-step heads are beaten by up
+    # to a few points: docs/causal.md)
+    assert last >= probes["model_top1"] - 0.02
+    if name.startswith("demo-"):
+        assert abs(last - probes["model_top1"]) <= 0.02
 
 
 def test_the_layouts_are_ranked_by_the_largest_size_and_their_probes_come_in_the_studys_order():
