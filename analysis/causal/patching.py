@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from analysis.core.geometry import check_global_attention
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from coatnet.model.network import CoAtNet
@@ -373,7 +374,9 @@ def position_patching(
 
 
 def _blocks(model: CoAtNet) -> list[tuple[str, str, torch.nn.Module]]:
-    """(name, kind ``C`` / ``T``, module) of every block of S1..S4, in forward order."""
+    """(name, kind ``C`` / ``T``, module) of every block of S1..S4, in forward order (a ValueError for a
+    MaxViT, whose components these are not)."""
+    check_global_attention(model)
     out = []
     for s, stage in enumerate(model.stages, start=1):
         kinds = model.config.stages[s - 1].block_kinds

@@ -20,8 +20,23 @@ class BlockRef:
     stride: int  # input pixels per grid step
 
 
+WINDOWED = (
+    "its attention is windowed (MaxViT: block and grid attention), which the attention analyses do not "
+    "map yet (issue 27): use Grad-CAM, Integrated Gradients or occlusion, or coatnet.record_attention and "
+    "coatnet.trace, whose records carry each window"
+)
+
+
+def check_global_attention(model: CoAtNet) -> None:
+    """Raise a ValueError for a model whose attention the analyses would misread (MaxViT's windows)."""
+    if any("M" in stage.block_kinds for stage in model.config.stages):
+        raise ValueError(f"{model.config.name}: {WINDOWED}")
+
+
 def attention_blocks(model: CoAtNet, img_size: tuple[int, int] | None = None) -> list[BlockRef]:
-    """Every Transformer block of ``model``, in forward order, with its grid for ``img_size``."""
+    """Every Transformer block of ``model``, in forward order, with its grid for ``img_size``; a ValueError
+    for a MaxViT (:func:`check_global_attention`), whose attention none of these blocks would show."""
+    check_global_attention(model)
     infos = model.stage_info(img_size)
     out = []
     for s, stage in enumerate(model.stages, start=1):

@@ -149,3 +149,18 @@ def test_every_activation_of_a_maxvit_is_traced_under_its_own_name():
         logits = model(x)
     torch.testing.assert_close(cache["logits"], logits)
     torch.testing.assert_close(cache["S1.0.grid.attn.weights"], records[1].weights)
+
+
+def test_the_attention_analyses_refuse_a_maxvit_in_one_line_and_grad_cam_runs():
+    import analysis
+
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    x = torch.randn(1, 1, 28, 28)
+    for run in (
+        lambda: analysis.attention_maps(model, x),
+        lambda: analysis.activation_patching(model, x[0], x[0]),
+    ):
+        with pytest.raises(ValueError, match=r"maxvit_pico: its attention is windowed \(MaxViT"):
+            run()
+    assert analysis.attributions(model, x, method="gradcam", stage="S3").map.shape == (28, 28)
