@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from analysis.causal.patching import (
     Corruption,
+    PatchedPair,
     Patching,
     PositionPatching,
     activation_patching,
@@ -87,6 +88,7 @@ __all__ = [
     "load_probes",
     "shipped_probes",
     "Corruption",
+    "PatchedPair",
     "Patching",
     "PositionPatching",
     "activation_patching",

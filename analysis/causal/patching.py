@@ -127,8 +127,8 @@ class Corruption:
 
 
 @dataclass(frozen=True)
-class Patching:
-    """The recovery of every block's components and heads, one direction, for one pair of inputs.
+class PatchedPair:
+    """What both patching results say of their two runs.
 
     Attributes:
         direction: ``denoising`` or ``noising`` (module docstring).
@@ -136,12 +136,8 @@ class Patching:
         clean_metric, corrupted_metric: the metric of the two unpatched runs.
         defined: whether they differ by at least ``epsilon``; if not, every recovery is NaN.
         epsilon: the threshold.
-        blocks: ``S0`` (the stem), then every block in forward order; kinds: ``stem``, ``C`` or ``T``.
-        components: :data:`COMPONENTS`, the recovery's columns.
-        recovery: (blocks, components), NaN where a block has no such component or where undefined.
-        heads: per attention block, (heads,) the recovery of each head's output.
-        clean_logits, corrupted_logits: (classes,) of the two unpatched runs.
         corruption: how the corrupted input was made ("a second image" when one was given).
+        clean_logits, corrupted_logits: (classes,) of the two unpatched runs.
     """
 
     direction: str
@@ -152,14 +148,28 @@ class Patching:
     corrupted_metric: float
     defined: bool
     epsilon: float
+    corruption: str
+    clean_logits: np.ndarray
+    corrupted_logits: np.ndarray
+
+
+@dataclass(frozen=True)
+class Patching(PatchedPair):
+    """The recovery of every block's components and heads, one direction, for one pair of inputs
+    (:class:`PatchedPair`'s fields, then these).
+
+    Attributes:
+        blocks: ``S0`` (the stem), then every block in forward order; kinds: ``stem``, ``C`` or ``T``.
+        components: :data:`COMPONENTS`, the recovery's columns.
+        recovery: (blocks, components), NaN where a block has no such component or where undefined.
+        heads: per attention block, (heads,) the recovery of each head's output.
+    """
+
     blocks: tuple[str, ...]
     kinds: tuple[str, ...]
     components: tuple[str, ...]
     recovery: np.ndarray
     heads: dict[str, np.ndarray]
-    clean_logits: np.ndarray
-    corrupted_logits: np.ndarray
-    corruption: str
 
     @property
     def present(self) -> np.ndarray:
@@ -179,34 +189,21 @@ class Patching:
 
 
 @dataclass(frozen=True)
-class PositionPatching:
-    """The recovery of every position (square of ``cell`` x ``cell`` cells) of one block's output.
+class PositionPatching(PatchedPair):
+    """The recovery of every position (square of ``cell`` x ``cell`` cells) of one block's output
+    (:class:`PatchedPair`'s fields, then these).
 
     Attributes:
         block: the block (``S3.0``; ``S0`` for the stem's output).
-        direction, metric, target, foil, clean_metric, corrupted_metric, defined, epsilon: as
-            :class:`Patching`.
         grid: the block's output grid (H, W); cell: the side of each patched square, in cells.
         stride: input pixels per grid step; recovery: (ceil(H / cell), ceil(W / cell)), NaN where undefined.
-        clean_logits, corrupted_logits: (classes,) of the two unpatched runs.
     """
 
     block: str
-    direction: str
-    metric: str
-    target: int
-    foil: int | None
-    clean_metric: float
-    corrupted_metric: float
-    defined: bool
-    epsilon: float
     grid: tuple[int, int]
     cell: int
     stride: int
     recovery: np.ndarray
-    corruption: str
-    clean_logits: np.ndarray
-    corrupted_logits: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -297,14 +294,12 @@ def activation_patching(
         else:
             per_head[block_name][head] = value
     return Patching(
-        **measured.header,
+        **measured.pair,
         blocks=tuple(blocks),
         kinds=tuple(kinds),
         components=COMPONENTS,
         recovery=recovery,
         heads=per_head,
-        clean_logits=measured.clean_logits,
-        corrupted_logits=measured.corrupted_logits,
     )
 
 
@@ -362,14 +357,12 @@ def position_patching(
     measured = _measure(model, setting, rows, {name}, progress)
     shape = (math.ceil(grid[0] / cell), math.ceil(grid[1] / cell))
     return PositionPatching(
+        **measured.pair,
         block=block,
-        **measured.header,
         grid=grid,
         cell=cell,
         stride=int(info.reduction),
         recovery=np.asarray(measured.recovery, dtype=float).reshape(shape),
-        clean_logits=measured.clean_logits,
-        corrupted_logits=measured.corrupted_logits,
     )
 
 
@@ -437,10 +430,8 @@ def _one(image: torch.Tensor | Image.Image, model: CoAtNet, which: str) -> torch
 
 @dataclass(frozen=True)
 class _Measured:
-    header: dict
+    pair: dict  # PatchedPair's fields
     recovery: list[float]
-    clean_logits: np.ndarray
-    corrupted_logits: np.ndarray
 
 
 def _measure(
@@ -479,13 +470,14 @@ def _measure(
     recovery = [math.nan] * len(rows)
     if defined:
         recovery = ((values - m_corrupted) / (m_clean - m_corrupted)).tolist()
-    header = {
+    pair = {
         "direction": setting.direction, "metric": setting.metric, "target": target, "foil": foil,
         "clean_metric": float(m_clean), "corrupted_metric": float(m_corrupted), "defined": bool(defined),
         "epsilon": setting.epsilon, "corruption": setting.corruption,
+        "clean_logits": clean_logits.float().cpu().numpy(),
+        "corrupted_logits": corrupted_logits.float().cpu().numpy(),
     }  # fmt: skip
-    clean_logits, corrupted_logits = (t.float().cpu().numpy() for t in (clean_logits, corrupted_logits))
-    return _Measured(header, recovery, clean_logits, corrupted_logits)
+    return _Measured(pair, recovery)
 
 
 def _explicit_names(model: CoAtNet) -> dict[str, Patch]:
