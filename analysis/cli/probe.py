@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import coatnet
-from analysis.cli.study import DATA_HELP, StudyError
+from analysis.cli.study import DATA_HELP, StudyError, add_run_arguments
 from analysis.core.inputs import preprocessing_of
 from analysis.core.models import describe, load_model
 from analysis.figures.causal import probes_figure
@@ -35,7 +35,7 @@ from analysis.report.html import Section, html_page
 from analysis.studies.probes import fit_probes, probe_features, probe_protocol
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import open_for_model
-from coatnet.devices import DEVICES, resolve_device
+from coatnet.devices import resolve_device
 from coatnet.files import atomic_write, write_text
 from coatnet.model.inference import for_inference
 from coatnet.training import distributed
@@ -59,9 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="only the first N images of each split")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", choices=DEVICES, help="default: CUDA when present")
-    p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(p)
     p.set_defaults(func=cmd_probe)
 
 

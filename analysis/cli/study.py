@@ -86,10 +86,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-rows", type=int, help="rows per intervention pass (default: 64 on CPU, 4096 on CUDA)"
     )
-    p.add_argument("--device", choices=DEVICES, help="default: CUDA when present (bf16 logits there)")
+    add_run_arguments(p, device_help="default: CUDA when present (bf16 logits there)")
+    p.set_defaults(func=cmd_study)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, device_help: str = "default: CUDA when present") -> None:
+    """``--device``, ``--workers`` and ``--quiet``, as the dataset commands (study, probe) take them."""
+    p.add_argument("--device", choices=DEVICES, help=device_help)
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_study)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
