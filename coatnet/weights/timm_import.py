@@ -139,7 +139,10 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     img_size = _img_size_from_tables(state)
     state = {key: value.to("meta") for key, value in state.items()}  # shapes are all it compares
     fits = []
+    maxvit = any(".attn_block." in key for key in state)  # only a MaxViT has block attention
     for name, config in TIMM_VARIANTS.items():
+        if name.startswith("maxvit_") != maxvit:
+            continue
         candidate = config.replace(num_classes=num_classes, img_size=img_size or config.img_size)
         own = _shapes(candidate)
         try:
