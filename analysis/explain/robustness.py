@@ -27,7 +27,7 @@ from PIL import Image
 
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
-from analysis.explain.faithfulness import explanation_maps, method_rows, row_name
+from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
 from analysis.explain.perturbation import random_map
 
 RADIUS = 0.1  # normalized input units (a tenth of a standard deviation of the training data)
@@ -75,10 +75,15 @@ def robustness(
     radius: float = RADIUS,
     n_samples: int = N_SAMPLES,
     seed: int = 0,
+    given: Sequence[Explanation] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> list[Robustness]:
     """Max-sensitivity and the local Lipschitz estimate of every explanation of one image (module
-    docstring); the model is analysed as it is and left as found."""
+    docstring); the model is analysed as it is and left as found.
+
+    ``given``: the maps of the image itself for the predicted class, in the order of ``rows``, where the
+    caller has made them already (the study hands over the sanity checks' trained maps): only the
+    perturbed inputs' maps are made then. The random row's is always drawn here (seeded as above)."""
     batch = as_batch(image, model)
     if batch.shape[0] != 1:
         raise ValueError(f"robustness is measured one image at a time; got a batch of {batch.shape[0]}")
@@ -86,9 +91,19 @@ def robustness(
     with call_model(model) as own, torch.inference_mode():
         target = int(own(batch).float().argmax(-1)[0])
     deltas = noise(batch.shape[1:], radius=radius, n_samples=n_samples, seed=seed).to(batch)
-    inputs = torch.cat([batch, batch + deltas])
     others = [r for r in rows if r[0] != "random"]
-    maps = explanation_maps(model, inputs, [target] * inputs.shape[0], rows=others, progress=progress)
+    if given is None:
+        inputs = torch.cat([batch, batch + deltas])
+        maps = explanation_maps(model, inputs, [target] * inputs.shape[0], rows=others, progress=progress)
+    else:
+        if len(given) != len(rows):
+            raise ValueError(f"give one map per row: {len(given)} for {len(rows)} rows")
+        made = [(e.method, e.stage) for e in given]
+        if made != rows:
+            raise ValueError(f"the given maps are of the rows {made}, not {rows}")
+        own = [e for e in given if e.method != "random"]
+        maps = [own, *explanation_maps(model, batch + deltas, [target] * n_samples, rows=others,
+                                       progress=progress)]  # fmt: skip
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     distance = deltas.flatten(1).double().norm(dim=1).cpu().numpy()
     out = []

@@ -85,7 +85,9 @@ def measure_sanity(
             e, r = where[(result.test, result.randomised, (result.method, result.stage))]
             sanity[i, e, r] = [getattr(result, key) for key in MEASURES] + [float(result.constant)]
         then = (lambda s, i=i: progress((i + 0.8 + 0.2 * s) / x.shape[0])) if progress is not None else None
-        for r, found in enumerate(robustness(model, x[i : i + 1], rows=rows, seed=SEED, progress=then)):
+        # the image's own maps are the sanity checks' trained ones: only the noisy inputs' are made
+        measured = robustness(model, x[i : i + 1], rows=rows, seed=SEED, given=report.trained, progress=then)
+        for r, found in enumerate(measured):
             # the largest float stands for "infinitely sensitive": float32 keeps it as inf, summaries say so
             robust[i, r] = [found.max_sensitivity, found.local_lipschitz]
     return {"sanity_values": sanity, "robustness_values": robust}

@@ -150,6 +150,24 @@ def test_max_sensitivity_and_local_lipschitz_are_what_their_definitions_say(mode
     assert found[0].max_sensitivity > 0.5  # the random map, drawn afresh for each input: the baseline
 
 
+def test_robustness_given_the_image_own_maps_measures_what_it_makes_itself(model):
+    from analysis.explain.faithfulness import explanation_maps
+    from analysis.explain.robustness import robustness
+
+    x = images(1)
+    rows = [("random", None), ("gradcam", "S4"), ("relevance", None)]
+    target = int(model(x).argmax())
+    (own,) = explanation_maps(model, x, [target], rows=rows[1:])
+    given = [sanity_checks(model, x, rows=rows[:1], tests=()).trained[0], *own]
+    made = robustness(model, x, rows=rows, radius=0.2, n_samples=3, seed=5)
+    reused = robustness(model, x, rows=rows, radius=0.2, n_samples=3, seed=5, given=given)
+    for a, b in zip(made, reused, strict=True):
+        np.testing.assert_allclose(b.sensitivities, a.sensitivities, rtol=1e-5)
+        np.testing.assert_allclose(b.lipschitz, a.lipschitz, rtol=1e-5)
+    with pytest.raises(ValueError, match="rows"):
+        robustness(model, x, rows=rows, n_samples=3, given=given[::-1])
+
+
 def test_the_sanity_figures_draw_every_method_at_every_part(report):
     import plotly.graph_objects as go
 
