@@ -200,7 +200,9 @@ class RelativeAttention(nn.Module):
         self.softmax = nn.Softmax(dim=-1)
         self.proj = nn.Linear(dim_attn, dim_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, field: tuple[int, int] | None = None) -> torch.Tensor:
+        """``field``: for a batch of windows (``partition`` block or grid), the (H, W) grid they tile,
+        which the record keeps to place them (:func:`coatnet.model.windows.window_positions`)."""
         height, width = x.shape[-2:]
         if isinstance(self.qkv, nn.Conv2d):  # the inference build's 1x1 convolution on (B, C, H, W)
             qkv = rearrange(self.qkv(x), "b (s h d) y x -> s b h (y x) d", s=3, h=self.heads)
@@ -228,7 +230,7 @@ class RelativeAttention(nn.Module):
                 record["bias"] = record["bias"].clone()  # the caller's own: the kept bias is shared
                 grid = (height, width)
                 recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=grid,
-                                             partition=self.partition, **record))  # fmt: skip
+                                             partition=self.partition, field=field, **record))  # fmt: skip
         out = tap(tracer, self, "attn.heads", out)
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
         if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy

@@ -33,6 +33,7 @@ from coatnet.model.layers import (
     make_pool,
 )
 from coatnet.model.tracing import Tracer, active_tracer, tap, traced_name
+from coatnet.model.windows import partition, unpartition
 
 
 class Stem(nn.Module):
@@ -315,28 +316,6 @@ class TransformerBlock(nn.Module):
         return tap(tracer, self, "output", x + mixed)
 
 
-def partition(x: torch.Tensor, size: int, kind: str) -> torch.Tensor:
-    """(B, C, H, W) -> (B * windows, C, size, size). ``block``: window (p, q) holds the positions
-    (p * size + a, q * size + b); ``grid``: group (p, q) holds (a * H / size + p, b * W / size + q), a
-    dilated grid of ``size`` x ``size`` positions spread over the whole map (timm's
-    ``window_partition`` / ``grid_partition``, on channels-first tensors)."""
-    b, c, h, w = x.shape
-    if kind == "block":
-        x = x.view(b, c, h // size, size, w // size, size).permute(0, 2, 4, 1, 3, 5)
-    else:
-        x = x.view(b, c, size, h // size, size, w // size).permute(0, 3, 5, 1, 2, 4)
-    return x.reshape(-1, c, size, size)
-
-
-def unpartition(x: torch.Tensor, size: int, kind: str, grid: tuple[int, int]) -> torch.Tensor:
-    """The inverse of :func:`partition`: (B * windows, C, size, size) -> (B, C, H, W)."""
-    h, w = grid
-    c = x.shape[1]
-    x = x.view(-1, h // size, w // size, c, size, size)
-    order = (0, 3, 1, 4, 2, 5) if kind == "block" else (0, 3, 4, 1, 5, 2)
-    return x.permute(*order).reshape(-1, c, h, w)
-
-
 class PartitionBlock(nn.Module):
     """One of a MaxViT block's two attentions: pre-norm relative attention inside each window
     (``block``) or each dilated grid group (``grid``) of ``size`` x ``size`` positions, one bias table
@@ -378,7 +357,7 @@ class PartitionBlock(nn.Module):
         x = tap(tracer, self, "input", x)
         grid = (x.shape[-2], x.shape[-1])
         parts = partition(self.norm1(x), self.size, self.kind)
-        attended = unpartition(self.attn(parts), self.size, self.kind, grid)
+        attended = unpartition(self.attn(parts, field=grid), self.size, self.kind, grid)
         x = x + tap(tracer, self, "attn.branch", self.drop_path1(self.ls1(attended)))
         mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
         return tap(tracer, self, "output", x + mixed)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from coatnet.model.contexts import context_open
+from coatnet.model.windows import window_positions
 
 _RECORDER: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar(
     "coatnet_attention_recorder", default=None
@@ -41,8 +42,10 @@ class AttentionRecord:
         weights: the effective weights applied to the values, shape (B, heads, N, N):
             ``softmax(content + bias)`` (pre) or ``softmax(content) + bias`` (post).
         partition: ``global``, or in a MaxViT block ``block`` (windows) or ``grid`` (dilated grids):
-            then B counts images x windows (:func:`coatnet.model.blocks.partition`'s order) and ``grid``
-            is one window's.
+            then B counts images x windows (:func:`coatnet.model.windows.partition`'s order) and ``grid``
+            is one window's (the window or grid size).
+        field: the (H, W) stage grid the windows tile (``grid`` itself for global attention);
+            :attr:`positions` places each window on it.
     """
 
     stage: int
@@ -53,10 +56,27 @@ class AttentionRecord:
     bias: torch.Tensor
     weights: torch.Tensor
     partition: str = "global"
+    field: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.field is None:
+            object.__setattr__(self, "field", tuple(self.grid))
 
     @property
     def name(self) -> str:
-        return f"S{self.stage}.{self.block}"
+        """``S3.0``; a MaxViT block's two attentions ``S1.0.block`` and ``S1.0.grid`` (as traced)."""
+        base = f"S{self.stage}.{self.block}"
+        return base if self.partition == "global" else f"{base}.{self.partition}"
+
+    @property
+    def windows(self) -> int:
+        """Windows per image (1 for global attention)."""
+        return (self.field[0] // self.grid[0]) * (self.field[1] // self.grid[1])
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """(windows, N_window): each window's positions as row-major indices into :attr:`field`."""
+        return window_positions(self.field, self.grid, self.partition)
 
 
 class AttentionRecorder(list):
@@ -77,6 +97,7 @@ class AttentionRecorder(list):
                 bias=record.bias.detach(),
                 weights=record.weights.detach(),
                 partition=record.partition,
+                field=record.field,
             )
         self.append(record)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.model.blocks import partition, unpartition
+from coatnet.model.windows import partition, unpartition, window_positions
 from coatnet.model.variants_timm import MAXVITS, TIMM_VARIANTS
 from coatnet.weights.timm_import import convert_state_dict, from_timm, read_state_dict, recognise_arch
 from tests.support.timm import import_timm, randomised_timm_model, save_timm
@@ -96,14 +96,33 @@ def test_partitions_are_timms_and_invert():
     assert torch.equal(unpartition(grids, 4, "grid", (8, 8)), x)
 
 
+def test_window_positions_place_every_window_where_partition_takes_it():
+    x = torch.randn(2, 3, 12, 8)
+    for kind in ("block", "grid"):
+        places = window_positions((12, 8), (4, 4), kind)
+        windows = partition(x, 4, kind).flatten(2)  # (B * windows, C, 16)
+        assert places.shape == (6, 16) and sorted(places.flatten().tolist()) == list(range(96))
+        flat = x.flatten(2)
+        for w in range(6):
+            assert torch.equal(windows[w], flat[0][:, places[w]])  # image 0's windows come first
+            assert torch.equal(windows[6 + w], flat[1][:, places[w]])
+    block, grid = window_positions((12, 8), (4, 4), "block"), window_positions((12, 8), (4, 4), "grid")
+    assert block[1, :5].tolist() == [4, 5, 6, 7, 12]  # window (0, 1): rows 0..3, columns 4..7
+    assert grid[0, :5].tolist() == [0, 2, 4, 6, 24]  # group (0, 0): every third row, every second column
+    assert torch.equal(window_positions((3, 5), (3, 5), "global"), torch.arange(15)[None])
+    with pytest.raises(ValueError, match="partition"):
+        partition(x, 4, "diagonal")
+
+
 def test_attention_is_recorded_per_partition():
     torch.manual_seed(0)
     model = coatnet.create_model("maxvit_nano_rw_256", img_size=64).eval()
     with torch.no_grad(), coatnet.record_attention() as records:
         model(torch.randn(1, 3, 64, 64))
-    assert [(r.name, r.partition) for r in records[:2]] == [("S1.0", "block"), ("S1.0", "grid")]
+    assert [(r.name, r.partition) for r in records[:2]] == [("S1.0.block", "block"), ("S1.0.grid", "grid")]
     first = records[0]
     assert first.grid == (2, 2) and first.weights.shape == (64, 2, 4, 4)  # 16x16 grid: 64 windows, 2 heads
+    assert first.field == (16, 16) and first.windows == 64 and first.positions.shape == (64, 4)
     assert len(records) == 2 * sum(model.config.depths)
 
 
