@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.model.windows import partition, unpartition, window_positions
 from coatnet.model.variants_timm import MAXVITS, TIMM_VARIANTS
+from coatnet.model.windows import partition, unpartition, window_positions
 from coatnet.weights.timm_import import convert_state_dict, from_timm, read_state_dict, recognise_arch
 from tests.support.timm import import_timm, randomised_timm_model, save_timm
 
