@@ -1,23 +1,65 @@
-"""A model's attention blocks as analyses name them (``S3.0``), with their grids and strides."""
+"""A model's attention blocks as analyses name them (``S3.0``; a MaxViT block's two attentions
+``S1.0.block`` and ``S1.0.grid``), with their grids, windows and strides."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coatnet.model.blocks import TransformerBlock
+import numpy as np
+import torch
+from torch import nn
+
+from coatnet.model.blocks import MaxViTBlock, PartitionBlock, TransformerBlock
 from coatnet.model.network import CoAtNet
+from coatnet.model.windows import window_positions
 
 
 @dataclass(frozen=True)
 class BlockRef:
-    """One attention block: its name (``S3.0``), stage and block index, module, and geometry."""
+    """One attention: its name (``S3.0``, ``S1.0.block``), stage and block index, module, and geometry.
+
+    Attributes:
+        module: the block that attends (a Transformer block, or one of a MaxViT block's two
+            partitions).
+        grid: the stage's (H, W) grid, which its queries and keys index; stride: input pixels per step.
+        partition: ``global`` (every position sees every position), ``block`` or ``grid`` (MaxViT).
+        window: the (h, w) positions one window holds (``grid`` for global attention).
+        pool: what links the previous attention's grid to this one on the residual path: the block's own
+            pool (Eq. 4), a MaxViT block's MBConv shortcut pool for its first partition, else identity.
+        owner: the block that holds the pool (the Transformer block, or the MaxViT block).
+    """
 
     name: str
     stage: int
     block: int
-    module: TransformerBlock
+    module: TransformerBlock | PartitionBlock
     grid: tuple[int, int]
     stride: int  # input pixels per grid step
+    partition: str = "global"
+    window: tuple[int, int] | None = None
+    pool: nn.Module | None = None
+    owner: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        if self.window is None:
+            object.__setattr__(self, "window", tuple(self.grid))
+        if self.pool is None:
+            object.__setattr__(self, "pool", getattr(self.module, "pool", nn.Identity()))
+        if self.owner is None:
+            object.__setattr__(self, "owner", self.module)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """(windows, n): each window's positions as row-major indices into :attr:`grid`."""
+        return window_positions(self.grid, self.window, self.partition)
+
+    def pool_input(self, stage_input: torch.Tensor, owner: nn.Module | None = None) -> torch.Tensor:
+        """What :attr:`pool` takes, from the output of the stage before: the normalised input for a
+        Transformer block (``Pool(Norm(x))``, by ``owner``: the caller's runner of :attr:`owner`, which a
+        BatchNorm in training mode must be), the input itself for a MaxViT block's MBConv shortcut."""
+        if isinstance(self.owner, TransformerBlock):
+            return (self.owner if owner is None else owner).norm1(stage_input)
+        return stage_input
 
 
 WINDOWED = (
@@ -27,23 +69,48 @@ WINDOWED = (
 )
 
 
+def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fill: float = 0.0) -> np.ndarray:
+    """Per-window square arrays (B * windows, ..., n, n) as one block-sparse operator per image on the
+    whole grid, (B, ..., N, N) for N = ``tokens``: entry [q, j] is the window's entry for query q and key
+    j where both sit in one window (``positions``: (windows, n) grid indices), ``fill`` elsewhere."""
+    count = positions.shape[0]
+    if count == 1 and positions.shape[1] == tokens and np.array_equal(positions[0], np.arange(tokens)):
+        return values  # global attention: the one window is the grid
+    per_image = values.reshape(-1, count, *values.shape[1:])  # (B, windows, ..., n, n)
+    per_image = np.moveaxis(per_image, 1, -3)  # (B, ..., windows, n, n)
+    out = np.full((*per_image.shape[:-3], tokens, tokens), fill, dtype=values.dtype)
+    out[..., positions[:, :, None], positions[:, None, :]] = per_image
+    return out
+
+
 def check_global_attention(model: CoAtNet) -> None:
     """Raise a ValueError for a model whose attention the analyses would misread (MaxViT's windows)."""
     if any("M" in stage.block_kinds for stage in model.config.stages):
         raise ValueError(f"{model.config.name}: {WINDOWED}")
 
 
-def attention_blocks(model: CoAtNet, img_size: tuple[int, int] | None = None) -> list[BlockRef]:
-    """Every Transformer block of ``model``, in forward order, with its grid for ``img_size``; a ValueError
-    for a MaxViT (:func:`check_global_attention`), whose attention none of these blocks would show."""
-    check_global_attention(model)
+def attention_blocks(
+    model: CoAtNet, img_size: tuple[int, int] | None = None, *, windowed: bool = False
+) -> list[BlockRef]:
+    """Every attention of ``model``, in forward order, with its grid for ``img_size``.
+
+    ``windowed``: the caller maps windowed attention (a MaxViT block's block and grid attention, two refs
+    per block); without it a MaxViT is refused with a ValueError (:func:`check_global_attention`), since
+    the caller would misread its windows."""
+    if not windowed:
+        check_global_attention(model)
     infos = model.stage_info(img_size)
     out = []
     for s, stage in enumerate(model.stages, start=1):
+        grid, stride = tuple(infos[s].grid), infos[s].reduction
         for b, block in enumerate(stage.blocks):
             if isinstance(block, TransformerBlock):
-                info = infos[s]
-                out.append(BlockRef(f"S{s}.{b}", s, b, block, tuple(info.grid), info.reduction))
+                out.append(BlockRef(f"S{s}.{b}", s, b, block, grid, stride))
+            elif isinstance(block, MaxViTBlock):
+                for kind, part in (("block", block.attn_block), ("grid", block.attn_grid)):
+                    pool = block.conv.shortcut.pool if kind == "block" else nn.Identity()
+                    out.append(BlockRef(f"S{s}.{b}.{kind}", s, b, part, grid, stride, kind,
+                                        (part.size, part.size), pool, block))  # fmt: skip
     return out
 
 

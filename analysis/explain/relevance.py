@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.core.geometry import attention_blocks
+from analysis.core.geometry import BlockRef, attention_blocks, dense_windows
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.explain.attributions import _check_target
@@ -109,7 +109,7 @@ def class_relevance(
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
     batch = as_batch(images, model)
     image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    refs = attention_blocks(model, image_size)
+    refs = attention_blocks(model, image_size, windowed=True)
     if not refs:
         raise ValueError(f"{model.config.name} ({model.config.layout}) has no attention blocks to explain")
     with call_model(model, private=True) as own, torch.inference_mode(False):
@@ -124,11 +124,13 @@ def class_relevance(
     weights = [np.concatenate([p[3][k] for p in parts]) for k in range(len(refs))]
     stage_inputs = {s: torch.cat([p[4][s] for p in parts]) for s in parts[0][4]}
     grids = [ref.grid for ref in refs]
-    updates = [_update(g, a, method, discard_ratio) for g, a in zip(blocks, weights, strict=True)]
+    updates = [
+        _update(g, a, ref, method, discard_ratio) for g, a, ref in zip(blocks, weights, refs, strict=True)
+    ]
 
     def pool_input(ref) -> torch.Tensor:
-        with call_model(ref.module) as own_block, torch.inference_mode():
-            return own_block.norm1(stage_inputs[ref.stage - 1])
+        with call_model(ref.owner) as own_block, torch.inference_mode():
+            return ref.pool_input(stage_inputs[ref.stage - 1], own_block)
 
     matrix = compose(refs, grids, updates, pool_input).astype(np.float32)
     first, last = refs[0], refs[-1]
@@ -188,19 +190,25 @@ def _targets(target, probabilities: torch.Tensor, rows: slice) -> list[int]:
     return [_check_target(t, probabilities[i]) for i, t in enumerate(chosen)]
 
 
-def _update(gradient: np.ndarray, weights: np.ndarray, method: str, discard_ratio: float) -> np.ndarray:
+def _update(
+    gradient: np.ndarray, weights: np.ndarray, ref: BlockRef, method: str, discard_ratio: float
+) -> np.ndarray:
     """One block's (B, N, N) matrix U, so that ``R <- U R``: ``I + A_bar`` (relevance) or the normalised
-    ``(G + I) / 2`` (grad rollout)."""
-    n = weights.shape[-1]
-    eye = np.eye(n)
+    ``(G + I) / 2`` (grad rollout). ``gradient`` and ``weights`` are as recorded, per window for windowed
+    attention (B * windows, heads, n, n): the fused entries are made per window, grad rollout discards
+    among the entries the attention computed (an image's windows together), and the result is the
+    block-sparse operator on the whole grid (:func:`analysis.core.geometry.dense_windows`)."""
+    positions, tokens = ref.positions.numpy(), ref.grid[0] * ref.grid[1]
+    eye = np.eye(tokens)
     if method == "relevance":
-        return eye + np.clip(gradient * weights, 0.0, None).mean(axis=1)
-    fused = np.clip((gradient * weights).mean(axis=1), 0.0, None)  # (B, N, N)
+        fused = np.clip(gradient * weights, 0.0, None).mean(axis=1)  # (B * windows, n, n)
+        return eye + dense_windows(fused, positions, tokens)
+    fused = np.clip((gradient * weights).mean(axis=1), 0.0, None)  # (B * windows, n, n)
     if discard_ratio > 0:
-        flat = fused.reshape(fused.shape[0], -1)
+        flat = fused.reshape(-1, positions.shape[0] * fused.shape[-1] ** 2)  # an image's windows together
         drop = int(flat.shape[1] * discard_ratio)
         lowest = np.argsort(flat, axis=1, kind="stable")[:, :drop]
         np.put_along_axis(flat, lowest, 0.0, axis=1)
         fused = flat.reshape(fused.shape)
-    mixed = 0.5 * (fused + eye)
+    mixed = 0.5 * (dense_windows(fused, positions, tokens) + eye)
     return mixed / mixed.sum(axis=-1, keepdims=True)

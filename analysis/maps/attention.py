@@ -11,6 +11,13 @@ attention block, what PAPER.md section 1 names:
 
 Queries and keys are the cells of the block's (H, W) grid, flattened row-major.
 
+Windowed attention (MaxViT's block and grid attention) is kept as computed: each of an image's windows
+attends within itself, its arrays (B * windows, heads, n, n) for n positions a window, and ``positions``
+places each window's positions on the grid (:func:`coatnet.model.windows.window_positions`). A query's
+map (:func:`query_map`) is its window's row laid on the whole grid, NaN ("not attended") outside the
+window; :meth:`BlockAttention.dense` gives the block-sparse N x N operator. Global attention is the
+one-window case: its arrays are (B, heads, N, N) and its maps have no NaN.
+
 Examples:
     >>> maps = attention_maps(model, images)
     >>> s3 = maps.block("S3.0")
@@ -30,11 +37,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from analysis.core.geometry import NamedBlocks, attention_blocks
+from analysis.core.geometry import NamedBlocks, attention_blocks, dense_windows
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from coatnet.model.network import CoAtNet
 from coatnet.model.recording import record_attention
+from coatnet.model.windows import window_positions
 
 PARTS = ("effective", "content", "bias", "bias_softmax")
 FUSIONS = ("mean", "max")
@@ -58,11 +66,15 @@ class BlockAttention:
         bias_softmax: ``softmax(bias)`` over keys, (heads, N, N), for pre-normalization; None for post,
             where the bias is added to the weights, not the logits. Computed on first read and kept.
         effective: the weights the block used, (B, heads, N, N).
+        partition: ``global``, or MaxViT's ``block`` (windows) or ``grid`` (dilated grids): then every
+            array above is per window, (B * windows, heads, n, n) and (heads, n, n), n = window positions.
+        window: the (h, w) positions of one window (``grid`` for global attention).
+        positions: (windows, n) each window's positions as row-major indices into ``grid``.
     """
 
     # every attribute, in the order exports write them (analysis.core.summaries.result_items)
     EXPORTED = ("name", "stage", "block", "mode", "grid", "stride", "content_logits", "content", "bias",
-                "bias_softmax", "effective")  # fmt: skip
+                "bias_softmax", "effective", "partition", "window", "positions")  # fmt: skip
 
     name: str
     stage: int
@@ -73,6 +85,15 @@ class BlockAttention:
     content_logits: np.ndarray
     bias: np.ndarray
     effective: np.ndarray
+    partition: str = "global"
+    window: tuple[int, int] | None = None
+    positions: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.window is None:
+            object.__setattr__(self, "window", tuple(self.grid))
+        if self.positions is None:
+            object.__setattr__(self, "positions", window_positions(self.grid, self.window, "global").numpy())
 
     @cached_property
     def content(self) -> np.ndarray:
@@ -88,7 +109,41 @@ class BlockAttention:
 
     @property
     def tokens(self) -> int:
+        """N, the positions of the grid."""
         return self.grid[0] * self.grid[1]
+
+    @property
+    def keys(self) -> int:
+        """n, the keys each query sees: its window's positions (N for global attention)."""
+        return self.window[0] * self.window[1]
+
+    @property
+    def windows(self) -> int:
+        """Windows per image (1 for global attention)."""
+        return self.positions.shape[0]
+
+    def locate(self, query: int) -> tuple[int, int]:
+        """The window that holds grid position ``query`` and the query's place in it."""
+        if not 0 <= query < self.tokens:
+            raise ValueError(f"query {query} is outside 0..{self.tokens - 1} of the {self.grid} grid")
+        window, place = np.nonzero(self.positions == query)
+        return int(window[0]), int(place[0])
+
+    def seen(self, query: int) -> np.ndarray:
+        """(H, W) bool: the positions ``query`` attends to (its window; everything for global)."""
+        mask = np.zeros(self.tokens, dtype=bool)
+        mask[self.positions[self.locate(query)[0]]] = True
+        return mask.reshape(self.grid)
+
+    def dense(self, values: np.ndarray, *, fill: float = 0.0) -> np.ndarray:
+        """Per-window ``values``, (B * windows, k, n, n) or the bias's (k, n, n), as the block-sparse
+        operator on the whole grid, (B, k, N, N) or (k, N, N), ``fill`` outside the windows
+        (:func:`analysis.core.geometry.dense_windows`): entry [q, j] is what query q gives key j. For
+        global attention ``values`` as they are."""
+        if values.ndim == 3:  # the same table in every window
+            values = np.broadcast_to(values[None], (self.windows, *values.shape))
+            return dense_windows(values, self.positions, self.tokens, fill=fill)[0]
+        return dense_windows(values, self.positions, self.tokens, fill=fill)
 
 
 @dataclass(frozen=True)
@@ -134,7 +189,7 @@ def recorded_pass(
     """
     batch = as_batch(images, model)
     image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    refs = {ref.name: ref for ref in attention_blocks(model, image_size)}
+    refs = {ref.name: ref for ref in attention_blocks(model, image_size, windowed=True)}
     wanted = list(refs) if blocks is None else list(blocks)
     unknown = [name for name in wanted if name not in refs]
     if unknown:
@@ -154,11 +209,14 @@ def recorded_pass(
                 stage=ref.stage,
                 block=ref.block,
                 mode=record.mode,
-                grid=tuple(record.grid),
+                grid=tuple(record.field),
                 stride=ref.stride,
                 content_logits=_numpy(record.content_logits),
                 bias=_numpy(record.bias),
                 effective=_numpy(record.weights),
+                partition=record.partition,
+                window=tuple(record.grid),
+                positions=record.positions.numpy(),
             )
         )
     maps = AttentionMaps(blocks=tuple(out), image_size=image_size, logits=_numpy(logits))
@@ -213,7 +271,9 @@ def fuse_heads(weights: np.ndarray, how: str = "mean") -> np.ndarray:
 def query_map(
     block_attention: BlockAttention, query: int, *, part: str = "effective", image: int = 0
 ) -> np.ndarray:
-    """Each head's weights of one query over the keys, laid out on the grid.
+    """Each head's weights of one query over the keys, laid out on the grid: for windowed attention the
+    query's window (block attention) or dilated grid group (grid attention), NaN where the query does not
+    attend (:meth:`BlockAttention.seen`), never 0.
 
     Args:
         block_attention: one block of :class:`AttentionMaps`.
@@ -226,14 +286,19 @@ def query_map(
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    n = block_attention.tokens
-    if not 0 <= query < n:
-        raise ValueError(f"query {query} is outside 0..{n - 1} of the {block_attention.grid} grid")
+    window, place = block_attention.locate(query)
     values = getattr(block_attention, part)
     if values is None:
         raise ValueError(f"{block_attention.name} uses {block_attention.mode}-normalization: no {part}")
-    rows = values[:, query] if values.ndim == 3 else values[image, :, query]
-    return rows.reshape(block_attention.heads, *block_attention.grid)
+    if values.ndim == 3:
+        rows = values[:, place]
+    else:
+        rows = values[image * block_attention.windows + window, :, place]
+    if block_attention.partition == "global":
+        return rows.reshape(block_attention.heads, *block_attention.grid)
+    out = np.full((block_attention.heads, block_attention.tokens), np.nan, dtype=np.float32)
+    out[:, block_attention.positions[window]] = rows
+    return out.reshape(block_attention.heads, *block_attention.grid)
 
 
 def upsample_to_image(

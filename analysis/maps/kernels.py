@@ -31,10 +31,14 @@ class BiasKernel:
     """The relative-position bias of one attention block as per-head kernels.
 
     Attributes:
-        name: the block, ``S3.0``.
+        name: the block, ``S3.0`` (a MaxViT block's ``S1.0.block`` and ``S1.0.grid``).
         stage, block: stage index (1..4) and block index within the stage.
-        grid: the (H, W) grid the kernels are sized for.
-        stride: input pixels per grid step (one kernel offset in pixels).
+        grid: the (H, W) grid the kernels are sized for: the stage's, or one window's (P, P) for
+            windowed attention, whose windows share the one table.
+        stride: input pixels per grid step of the stage (one kernel offset in pixels, times ``dilation``).
+        partition: ``global``, ``block`` (windows) or ``grid`` (dilated grid groups).
+        dilation: stage grid steps per kernel offset: (1, 1), or (H / G, W / G) for grid attention, whose
+            neighbouring keys lie that far apart on the stage.
         mode: ``pre`` or ``post`` normalization of the block.
         kernels: (heads, 2H-1, 2W-1) float32; ``[h, dy + H - 1, dx + W - 1]`` is the bias for the key at
             offset (dy, dx) = key - query, in grid steps.
@@ -53,6 +57,8 @@ class BiasKernel:
     kernels: np.ndarray
     mean_abs: np.ndarray
     centre_of_mass: np.ndarray
+    partition: str = "global"
+    dilation: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class DepthwiseKernel:
     """The depthwise ``conv2_kxk`` of one MBConv block.
 
     Attributes:
-        name: the block, ``S1.0``.
+        name: the block, ``S1.0`` (a MaxViT block's MBConv: ``S1.0.conv``).
         stage, block: stage index (1..4) and block index within the stage.
         stride: input pixels per step of the grid the kernel slides over.
         kernels: (channels, k, k) float32; ``[c, i, j]`` multiplies the input at offset
@@ -108,12 +114,18 @@ def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | N
     size = None if img_size is None else ((img_size, img_size) if isinstance(img_size, int) else img_size)
     infos = model.stage_info(size)
     with torch.no_grad():
-        bias = tuple(_bias_kernel(ref.module.attn, ref) for ref in attention_blocks(model, size))
-        depthwise = tuple(
-            _depthwise_kernel(block, f"S{s}.{b}", s, b, infos[s].reduction // block.conv2_kxk.stride[0])
+        refs = attention_blocks(model, size, windowed=True)
+        bias = tuple(_bias_kernel(ref.module.attn, ref) for ref in refs)
+        convs = [
+            (conv, f"S{s}.{b}" if conv is block else f"S{s}.{b}.conv", s, b)
             for s, stage in enumerate(model.stages, start=1)
             for b, block in enumerate(stage.blocks)
-            if isinstance(block, MBConvBlock)
+            for conv in [block if isinstance(block, MBConvBlock) else getattr(block, "conv", None)]
+            if isinstance(conv, MBConvBlock)
+        ]
+        depthwise = tuple(
+            _depthwise_kernel(conv, name, s, b, infos[s].reduction // conv.conv2_kxk.stride[0])
+            for conv, name, s, b in convs
         )
     return Kernels(bias=bias, depthwise=depthwise)
 
@@ -127,9 +139,9 @@ def kernel_of(rel_pos: RelativePosition, grid: tuple[int, int] | None = None) ->
 
 
 def _bias_kernel(attn: nn.Module, ref: BlockRef) -> BiasKernel:
-    height, width = ref.grid
+    height, width = ref.window  # the stage's grid, or one window's
     # (heads, 2H-1, 2W-1), copied: a result never aliases a parameter
-    kernel = kernel_of(attn.rel_pos, ref.grid).detach().to("cpu", torch.float32, copy=True)
+    kernel = kernel_of(attn.rel_pos, ref.window).detach().to("cpu", torch.float32, copy=True)
     dy = torch.arange(-(height - 1), height, dtype=torch.float32)
     dx = torch.arange(-(width - 1), width, dtype=torch.float32)
     weights = kernel.flatten(1).softmax(-1).view_as(kernel)
@@ -144,6 +156,8 @@ def _bias_kernel(attn: nn.Module, ref: BlockRef) -> BiasKernel:
         kernels=kernel.numpy(),
         mean_abs=kernel.abs().mean((1, 2)).numpy(),
         centre_of_mass=centre.numpy(),
+        partition=ref.partition,
+        dilation=(ref.grid[0] // height, ref.grid[1] // width) if ref.partition == "grid" else (1, 1),
     )
 
 

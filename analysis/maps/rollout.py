@@ -16,6 +16,12 @@ Post-normalization weights ``softmax(content) + bias`` can be negative and their
 By default (``post_handling="as_is"``) they are rolled out as the block used them, not renormalised;
 ``"abs_normalized"`` takes their absolute values and normalises the rows. The result says which.
 
+Windowed attention (MaxViT) is rolled out as computed: each of a block's block and grid attentions is a
+block-sparse N x N operator on the stage's grid (a query's row is its window's; 0 elsewhere), composed
+exactly, block attention then grid attention, and linked across stages by the pool of the MBConv's
+residual path (its shortcut: the average over each 2 x 2 window for MaxViT). The product is taken from
+the last block back, so it costs (N_last x N_k x N_k) per block, never N_first^3.
+
 Examples:
     >>> rollout = attention_rollout(model, images, query=0)
     >>> rollout.map.shape  # (B, H_first, W_first): where the last block's query 0 draws from
@@ -138,8 +144,10 @@ def residual_mixed(
     block: BlockAttention, *, head_fusion: str = "mean", post_handling: str = "as_is"
 ) -> np.ndarray:
     """One block's rollout matrix ``A' = 0.5 fuse_heads(weights) + 0.5 I``, (B, N, N) float64, rows
-    normalised for pre-normalization and for ``post_handling="abs_normalized"``."""
-    weights = block.effective.astype(np.float64)
+    normalised for pre-normalization and for ``post_handling="abs_normalized"``. Windowed attention is
+    its block-sparse operator on the whole grid (:meth:`BlockAttention.dense`): exact, each query's row
+    its window's."""
+    weights = block.dense(block.effective).astype(np.float64)
     post_abs = block.mode == "post" and post_handling == "abs_normalized"
     if post_abs:
         weights = np.abs(weights)
@@ -178,10 +186,10 @@ def attention_rollout(
     fuse_heads(np.zeros((1, 1, 1)), head_fusion)  # validates the name before any work
     batch = as_batch(images, model)
     image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    refs = attention_blocks(model, image_size)
+    refs = attention_blocks(model, image_size, windowed=True)
     if not refs:
         raise ValueError(f"{model.config.name} ({model.config.layout}) has no attention blocks to roll out")
-    needs_inputs = any(isinstance(ref.module.pool, nn.MaxPool2d) for ref in refs[1:])
+    needs_inputs = any(isinstance(ref.pool, nn.MaxPool2d) for ref in refs[1:])
     stage_outputs = None
     if maps is None:
         maps, stage_outputs = recorded_pass(model, batch, keep_stage_outputs=needs_inputs)
@@ -192,11 +200,9 @@ def attention_rollout(
                 stage_outputs = own.forward_intermediates(batch)[1]
     first = maps.blocks[0]
 
-    def pool_input(
-        ref: BlockRef,
-    ) -> torch.Tensor:  # the pooled block's normalised input, as its forward makes it
-        with call_model(ref.module) as own, torch.inference_mode():
-            return own.norm1(stage_outputs[ref.stage - 1])
+    def pool_input(ref: BlockRef) -> torch.Tensor:  # what the block's pool takes, as its forward makes it
+        with call_model(ref.owner) as own, torch.inference_mode():
+            return ref.pool_input(stage_outputs[ref.stage - 1], own)
 
     updates = [residual_mixed(b, head_fusion=head_fusion, post_handling=post_handling) for b in maps.blocks]
     matrix = compose(refs, [b.grid for b in maps.blocks], updates, pool_input)
@@ -241,20 +247,22 @@ def compose(
     Returns:
         float64 (B, N_last, N_first).
     """
-    matrix = updates[0]
+    matrix = updates[-1]
     batch = matrix.shape[0]
-    for k in range(1, len(refs)):
+    # multiplied from the last block back: each product is (N_last, N_k) @ (N_k, N_k), never N_first^3
+    # (a MaxViT at 224 px has N_first = 3136 on S1 and N_last = 49 on S4)
+    for k in range(len(refs) - 1, 0, -1):
         ref, previous, grid = refs[k], grids[k - 1], grids[k]
-        pool = ref.module.pool
+        pool = ref.pool
         if not isinstance(pool, nn.Identity):
             inputs = pool_input(ref) if isinstance(pool, nn.MaxPool2d) else torch.empty(batch, 1, *previous)
             link = pooling_link(pool, inputs)
             if link.shape[1:] != (grid[0] * grid[1], previous[0] * previous[1]):
                 raise ValueError(f"{ref.name}: its pool does not link {previous} to {grid}")
-            matrix = link @ matrix
+            matrix = matrix @ link
         elif grid != previous:
             raise ValueError(f"{ref.name}: grid {grid} follows {previous} without a pool")
-        matrix = updates[k] @ matrix
+        matrix = matrix @ updates[k - 1]
     return matrix
 
 

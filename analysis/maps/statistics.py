@@ -43,6 +43,13 @@ NOTES = {
     "renormalised per query; position share of the weight variance (bias vs softmax(content))",
 }
 
+WINDOW_NOTES = {
+    "block": "; block attention: every query and key within the query's {}x{} window, max entropy that "
+    "window's",
+    "grid": "; grid attention: every query and key within the query's {}x{} dilated grid group, distances "
+    "on the stage grid, max entropy that group's",
+}
+
 
 @dataclass(frozen=True)
 class BlockStatistics:
@@ -54,7 +61,8 @@ class BlockStatistics:
         grid: the (H, W) grid; stride: input pixels per grid step.
         distance_px: (heads,) mean attention distance in input pixels.
         entropy: (heads,) mean entropy in nats.
-        max_entropy: log N, the entropy of uniform attention over the grid.
+        max_entropy: log n, the entropy of uniform attention over the keys a query sees (the grid, or
+            its window).
         position_share: (heads,) share of the variance from position; NaN for a head in which neither
             the bias nor the content varies over the keys of any query.
         note: which weights and normalization these numbers used.
@@ -109,18 +117,30 @@ def grid_distances(grid: tuple[int, int]) -> np.ndarray:
     return np.hypot(rows[:, None] - rows[None, :], cols[:, None] - cols[None, :])
 
 
-def mean_distance(weights: np.ndarray, grid: tuple[int, int], stride: float = 1.0) -> np.ndarray:
+def window_distances(grid: tuple[int, int], positions: np.ndarray) -> np.ndarray:
+    """Euclidean distances on the (H, W) grid, in grid steps, between the positions of one window
+    (``positions``: (windows, n) row-major grid indices; every window of a partition is a shifted copy of
+    the first, so the first's serve all): (n, n). A dilated grid group's neighbours lie H / G apart."""
+    rows, cols = np.divmod(np.asarray(positions)[0], grid[1])
+    return np.hypot(rows[:, None] - rows[None, :], cols[:, None] - cols[None, :])
+
+
+def mean_distance(
+    weights: np.ndarray, grid: tuple[int, int], stride: float = 1.0, positions: np.ndarray | None = None
+) -> np.ndarray:
     """Each query's weighted mean distance to the keys, ``sum_j w_ij ||pos_i - pos_j|| * stride``.
 
     Args:
-        weights: (..., N, N) weights over keys (rows should sum to 1).
+        weights: (..., N, N) weights over keys (rows should sum to 1), or per window (..., n, n).
         grid: the (H, W) grid.
         stride: pixels per grid step (1 gives grid steps).
+        positions: for per-window weights, each window's positions on the grid (windows, n).
 
     Returns:
-        (..., N) float64.
+        (..., N) or (..., n) float64.
     """
-    return (weights * grid_distances(grid)).sum(axis=-1) * stride
+    distances = grid_distances(grid) if positions is None else window_distances(grid, positions)
+    return (weights * distances).sum(axis=-1) * stride
 
 
 def entropy(weights: np.ndarray) -> np.ndarray:
@@ -175,11 +195,11 @@ def block_statistics(block: BlockAttention) -> BlockStatistics:
         mode=block.mode,
         grid=block.grid,
         stride=block.stride,
-        distance_px=_head_mean(mean_distance(weights, block.grid, block.stride)),
+        distance_px=_head_mean(mean_distance(weights, block.grid, block.stride, block.positions)),
         entropy=_head_mean(entropy(weights)),
-        max_entropy=float(np.log(block.tokens)),
+        max_entropy=float(np.log(block.keys)),
         position_share=_head_mean(share),
-        note=NOTES[block.mode],
+        note=NOTES[block.mode] + WINDOW_NOTES.get(block.partition, "").format(*block.window),
     )
 
 
