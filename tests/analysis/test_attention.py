@@ -172,7 +172,7 @@ def test_the_softmaxes_are_computed_on_first_read_and_exported_in_their_place() 
     fresh = attention_maps(toy(), images(1))
     assert list(to_jsonable(fresh.block("S3.0"))) == [
         "name", "stage", "block", "mode", "grid", "stride", "content_logits", "content", "bias",
-        "bias_softmax", "effective",
+        "bias_softmax", "effective", "partition", "window", "positions",
     ]  # fmt: skip
     saved = np.load(io.BytesIO(result_npz(fresh)))
     np.testing.assert_allclose(saved["blocks.0.content"], block.content, atol=1e-6)

@@ -1,0 +1,139 @@
+"""Windowed attention (MaxViT's block and grid attention) in the analysis layer, with known answers on a
+constructed model: a query's map is its window's or its dilated grid group's row, NaN elsewhere; the
+partitions are block-sparse operators on the stage's grid, and rollout composes them exactly; distances
+and kernels count the grid group's dilation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import coatnet
+from analysis.explain.relevance import class_relevance
+from analysis.maps.attention import attention_maps, query_map
+from analysis.maps.kernels import relative_bias_kernels
+from analysis.maps.rollout import attention_rollout
+from analysis.maps.statistics import attention_statistics, grid_distances
+from coatnet.model.blocks import PartitionBlock
+from tests.support.model_state import assert_as_found, snapshot
+
+
+def uniform_maxvit() -> coatnet.CoAtNet:
+    """maxvit_pico (14x14 S1-S2 with 7x7 windows and grid groups dilated by 2, 7x7 S3-S4) whose every
+    attention gives each key of its window the same weight: no content, no bias."""
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, PartitionBlock):
+                module.attn.qkv.weight.zero_()
+                module.attn.qkv.bias.zero_()
+                module.attn.rel_pos.table.zero_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> coatnet.CoAtNet:
+    return uniform_maxvit()
+
+
+def same_window(size: int, window: int) -> np.ndarray:
+    """(N, N) bool: both positions of a size x size grid in one window x window block window."""
+    r, c = np.divmod(np.arange(size * size), size)
+    key = (r // window) * size + c // window
+    return key[:, None] == key[None, :]
+
+
+def same_group(size: int, window: int) -> np.ndarray:
+    """(N, N) bool: both positions in one dilated grid group (a window x window grid dilated by
+    size / window)."""
+    step = size // window
+    r, c = np.divmod(np.arange(size * size), size)
+    key = (r % step) * step + c % step
+    return key[:, None] == key[None, :]
+
+
+def test_a_query_map_is_its_window_or_grid_group_and_nan_where_it_does_not_attend(model):
+    maps = attention_maps(model, torch.randn(2, 1, 28, 28))
+    assert maps.names[:4] == ("S1.0.block", "S1.0.grid", "S2.0.block", "S2.0.grid")
+    query = 3 * 14 + 9  # row 3, column 9
+    for name, mask in (("S1.0.block", same_window(14, 7)), ("S1.0.grid", same_group(14, 7))):
+        block = maps.block(name)
+        assert block.grid == (14, 14) and block.window == (7, 7) and block.windows == 4
+        heads = query_map(block, query, image=1)
+        assert heads.shape == (2, 14, 14)
+        seen = mask[query].reshape(14, 14)
+        np.testing.assert_array_equal(block.seen(query), seen)
+        assert np.isnan(heads[:, ~seen]).all() and not np.isnan(heads[:, seen]).any()
+        np.testing.assert_allclose(heads[:, seen], 1 / 49, rtol=1e-5)  # uniform over the 49 it sees
+        dense = block.dense(block.effective)  # (B, heads, N, N), 0 outside the windows
+        np.testing.assert_array_equal(dense[1, :, query].reshape(2, 14, 14), np.nan_to_num(heads))
+        np.testing.assert_array_equal(dense[0, 0] != 0, mask)
+    global_block = maps.block("S3.0.grid")  # 7x7 with 7x7 groups: one group, the whole grid
+    assert global_block.windows == 1 and not np.isnan(query_map(global_block, 10)).any()
+
+
+def test_a_bias_towards_the_right_neighbour_points_two_cells_right_in_grid_attention():
+    model = uniform_maxvit()
+    attn = model.stages[0].blocks[0].attn_grid.attn
+    with torch.no_grad():  # the table is indexed query - key: key - query = (0, +1) is [6, 5]
+        attn.rel_pos.table[:, 6, 5] = 30.0
+    block = attention_maps(model, torch.randn(1, 1, 28, 28), blocks=["S1.0.grid"]).block("S1.0.grid")
+    for row, col in ((0, 0), (5, 3), (12, 11)):
+        heads = np.nan_to_num(query_map(block, row * 14 + col), nan=-1)
+        assert all(np.unravel_index(h.argmax(), h.shape) == (row, col + 2) for h in heads)  # dilation 2
+    kernels = relative_bias_kernels(model)
+    grid_kernel = next(k for k in kernels.bias if k.name == "S1.0.grid")
+    assert grid_kernel.kernels.shape == (2, 13, 13) and grid_kernel.dilation == (2, 2)
+    assert grid_kernel.kernels[0, 6, 7] == 30.0  # offset (0, +1) of the kernel: two stage cells right
+    assert next(k for k in kernels.bias if k.name == "S1.0.block").dilation == (1, 1)
+    assert [k.name for k in kernels.depthwise] == [
+        "S1.0.conv",
+        "S2.0.conv",
+        "S3.0.conv",
+        "S3.1.conv",
+        "S4.0.conv",
+    ]
+
+
+def test_rollout_composes_block_and_grid_partitions_exactly(model):
+    x = torch.randn(1, 1, 28, 28)
+    before = snapshot(model)
+    found = attention_rollout(model, x)
+    assert_as_found(before, model)
+    assert found.blocks[0] == "S1.0.block" and found.matrix.shape == (1, 49, 196)
+
+    def mixed(mask: np.ndarray) -> np.ndarray:  # 0.5 A + 0.5 I for uniform A over the mask's rows
+        return 0.5 * mask / mask.sum(1, keepdims=True) + 0.5 * np.eye(len(mask))
+
+    block14, grid14 = mixed(same_window(14, 7)), mixed(same_group(14, 7))
+    whole7 = mixed(np.ones((49, 49), dtype=bool))
+    r, c = np.divmod(np.arange(196), 14)
+    link = ((r // 2) * 7 + c // 2)[None, :] == np.arange(49)[:, None]  # the MBConv shortcut's 2x2 mean
+    expected = grid14 @ block14 @ grid14 @ block14  # S1.0, S2.0: block attention, then grid attention
+    expected = np.linalg.matrix_power(whole7, 6) @ (link / 4.0) @ expected  # S3.0, S3.1, S4.0: one window
+    np.testing.assert_allclose(found.matrix[0], expected, atol=1e-6)
+    assert (grid14 @ block14 > 0).all()  # block then grid attention: every query reaches the whole stage
+
+
+def test_statistics_measure_distances_on_the_stage_grid_within_each_window(model):
+    stats = attention_statistics(model, torch.randn(1, 1, 28, 28))
+    within = grid_distances((7, 7)).mean()  # uniform weights over a 7x7 window, in window steps
+    block, grid = stats.block("S1.0.block"), stats.block("S1.0.grid")
+    np.testing.assert_allclose(block.distance_px, within * 2, rtol=1e-5)  # stride 2 pixels
+    np.testing.assert_allclose(grid.distance_px, within * 2 * 2, rtol=1e-5)  # the group is dilated by 2
+    np.testing.assert_allclose(grid.entropy, np.log(49), rtol=1e-5)
+    assert block.max_entropy == pytest.approx(np.log(49)) and "7x7 window" in block.note
+
+
+@pytest.mark.parametrize("method", ["relevance", "grad_rollout"])
+def test_class_relevance_runs_through_the_partitions_and_leaves_the_model_as_found(method):
+    torch.manual_seed(1)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    before = snapshot(model)
+    found = class_relevance(model, x, method=method)
+    assert_as_found(before, model)
+    assert found.matrix.shape == (2, 49, 196) and found.map.shape == (2, 14, 14)
+    assert np.isfinite(found.matrix).all() and found.blocks[-1] == "S4.0.grid"
