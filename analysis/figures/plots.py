@@ -22,7 +22,15 @@ from analysis.figures.panels import (
     panels,
     set_ranges,
 )
-from analysis.figures.style import DIVERGING, MATRIX, QUERY_COLOUR, SEQUENTIAL, Scale
+from analysis.figures.style import (
+    DIVERGING,
+    MATRIX,
+    QUERY_COLOUR,
+    SEQUENTIAL,
+    UNSEEN_COLOUR,
+    WINDOW_COLOUR,
+    Scale,
+)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -216,6 +224,44 @@ def query_marker(
     )  # fmt: skip
 
 
+UNSEEN = "not attended: outside the query's window"
+
+
+def unseen_trace(unseen: np.ndarray, stride: float, *, axes: tuple[str, str] = ("x", "y")) -> dict:
+    """The cells a query does not attend to (``unseen``: (rows, cols) bool, outside its window or dilated
+    grid group) in one flat grey, drawn over the map, hover saying so: never shown as zero attention."""
+    z = np.where(unseen, 1.0, np.nan)
+    return go.Heatmap(
+        z=z, x0=drawn(stride / 2), dx=stride, y0=drawn(stride / 2), dy=stride, zmin=0, zmax=1,
+        colorscale=[[0, UNSEEN_COLOUR], [1, UNSEEN_COLOUR]], showscale=False, name="not attended",
+        hovertemplate=f"{UNSEEN}<extra></extra>", xaxis=axes[0], yaxis=axes[1],
+    ).to_plotly_json()  # fmt: skip
+
+
+def window_outline(seen: np.ndarray, stride: float, *, axes: tuple[str, str] = ("x", "y")) -> dict:
+    """The boundary of the cells a query attends to (``seen``: (rows, cols) bool): one rectangle around a
+    block window, a square around each cell of a dilated grid group; one line trace."""
+    padded = np.pad(np.asarray(seen, dtype=bool), 1)
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for r, c in zip(*np.nonzero(seen), strict=True):
+        top, left, bottom, right = r * stride, c * stride, (r + 1) * stride, (c + 1) * stride
+        edges = (
+            (not padded[r, c + 1], (left, top), (right, top)),
+            (not padded[r + 2, c + 1], (left, bottom), (right, bottom)),
+            (not padded[r + 1, c], (left, top), (left, bottom)),
+            (not padded[r + 1, c + 2], (right, top), (right, bottom)),
+        )
+        for outside, a, b in edges:
+            if outside:
+                xs += [drawn(a[0]), drawn(b[0]), None]
+                ys += [drawn(a[1]), drawn(b[1]), None]
+    return go.Scatter(
+        x=xs, y=ys, mode="lines", line={"color": WINDOW_COLOUR, "width": 2}, name="attended window",
+        showlegend=False, hoverinfo="skip", xaxis=axes[0], yaxis=axes[1],
+    ).to_plotly_json()  # fmt: skip
+
+
 def overlay(
     image: np.ndarray | None,
     values: np.ndarray,
@@ -230,9 +276,11 @@ def overlay(
     opacity: float = DEFAULT_OPACITY,
     what: str = "value",
     max_panel: float = 420.0,
+    seen: np.ndarray | None = None,
 ) -> go.Figure:
     """A grid map (rows, cols) drawn over ``image`` (H, W[, C]), one panel with its colour bar (titled
-    ``what``); ``query`` (row, col) outlined."""
+    ``what``); ``query`` (row, col) outlined; for windowed attention the cells outside ``seen`` (the
+    query's window) grey, "not attended", and the window outlined."""
     if zmin is None and zmax is None:
         zmin, zmax = value_range(values, False)
     title += uniform_note(values)
@@ -246,6 +294,8 @@ def overlay(
         values, stride=stride, colorscale=colorscale, zmin=zmin, zmax=zmax,
         opacity=opacity if image is not None else 1.0, colorbar=grid.colorbar, origin=query, what=what,
     ))  # fmt: skip
+    if seen is not None and not seen.all():
+        traces += [unseen_trace(~seen, stride), window_outline(seen, stride)]
     if clickable:
         traces.append(cell_markers(values, stride, cell, query, what=what))
         layout["clickmode"] = "event+select"
@@ -271,11 +321,13 @@ def head_grid(
     min_panel: float = 64.0,
     selected: int | None = None,
     width: float = MAX_WIDTH,
+    seen: np.ndarray | None = None,
 ) -> go.Figure:
     """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, at most ``cols`` a row
     and together as wide as ``width`` px allows (each at most ``max_panel``: in 560 px, 16 heads are three
     rows of six, 67 px each; in 1,080 px, two rows of eight, 113 px each), the query outlined in each; the
-    ``selected`` head (the one a larger figure shows) framed and named so."""
+    ``selected`` head (the one a larger figure shows) framed and named so; for windowed attention the
+    cells outside ``seen`` grey ("not attended") and the window outlined in each."""
     heads = maps.shape[0]
     titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
     title += uniform_note(maps) if not symmetric else ""
@@ -301,6 +353,8 @@ def head_grid(
             opacity=opacity if image is not None else 1.0, colorbar=grid.colorbar if h == 0 else None,
             origin=query, what=what, axes=axes,
         ).to_plotly_json())  # fmt: skip
+        if seen is not None and not seen.all():
+            traces += [unseen_trace(~seen, stride, axes=axes), window_outline(seen, stride, axes=axes)]
         if query is not None:
             traces.append(query_marker(query, stride, cell, axes=axes).to_plotly_json())
     shapes = []

@@ -6,7 +6,9 @@ things (layouts, interventions, block kinds, splits), the query's colour and the
   with the values written in their cells, :data:`DIVERGING` centred on 0 only for signed values.
 - :data:`PALETTE` (Tableau 10) colours named series; a name keeps its colour in every figure.
 - :data:`QUERY_COLOUR` is in none of the scales, so the query's outline shows on any map; so are the
-  receptive field's boxes (:data:`THEORY_COLOUR`, :data:`MASS_COLOUR`).
+  receptive field's boxes (:data:`THEORY_COLOUR`, :data:`MASS_COLOUR`), and for windowed attention the
+  grey of the cells a query does not attend to (:data:`UNSEEN_COLOUR`) and the outline of its window or
+  grid group (:data:`WINDOW_COLOUR`).
 - A legend goes under its chart, left-aligned, in a band the chart reserves (:func:`legend_below`).
 
 Every scale is written out as its stops, each an ``rgb(r, g, b)`` string (:func:`stops`): Streamlit's front
@@ -46,6 +48,9 @@ HEAT = stops("Inferno")
 MATRIX = stops("Magma")
 QUERY_COLOUR = "#ff00ff"
 THEORY_COLOUR, MASS_COLOUR = "cyan", "lime"  # a receptive field's theoretical box and its 50% mass box
+# windowed attention: the cells a query cannot attend to (outside its window or grid group), and the
+# outline of those it can; neither is in any scale
+UNSEEN_COLOUR, WINDOW_COLOUR = "rgb(190, 190, 190)", "#ff8c00"
 
 PALETTE = (
     "#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",

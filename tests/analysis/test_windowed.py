@@ -137,3 +137,37 @@ def test_class_relevance_runs_through_the_partitions_and_leaves_the_model_as_fou
     assert_as_found(before, model)
     assert found.matrix.shape == (2, 49, 196) and found.map.shape == (2, 14, 14)
     assert np.isfinite(found.matrix).all() and found.blocks[-1] == "S4.0.grid"
+
+
+def test_the_figures_draw_not_attended_grey_and_outline_the_window_as_the_browser_draws_them(model):
+    import io
+
+    from PIL import Image
+
+    from analysis.figures import attention_heads_figure, fused_attention_figure
+    from analysis.figures.style import UNSEEN_COLOUR, WINDOW_COLOUR
+
+    maps = attention_maps(model, torch.randn(1, 1, 28, 28))
+    picture = np.zeros((28, 28), dtype=np.uint8)
+    query = 3 * 14 + 9
+    block = maps.block("S1.0.block")
+    figure = fused_attention_figure(block, picture, query)
+    title = figure.layout.title.text.replace("<br>", " ")
+    assert "grey: not attended" in title and "7x7 window" in title
+    grey = next(t for t in figure.data if t.name == "not attended")
+    np.testing.assert_array_equal(~np.isnan(np.asarray(grey.z, dtype=float)), ~block.seen(query))
+    assert "not attended" in grey.hovertemplate
+    assert any(t.name == "attended window" and t.line.color == WINDOW_COLOUR for t in figure.data)
+    heads = attention_heads_figure(maps.block("S1.0.grid"), picture, query)
+    assert sum(t.name == "not attended" for t in heads.data) == 2  # one per head
+    drawn = np.asarray(Image.open(io.BytesIO(figure.to_image(format="png", width=500, height=500))))[..., :3]
+    grey_rgb = tuple(int(v) for v in UNSEEN_COLOUR[4:-1].split(","))
+
+    def near(rgb) -> np.ndarray:  # Chromium's colour management moves a channel by a unit or two
+        return (np.abs(drawn.astype(int) - np.array(rgb)) <= 3).all(-1)
+
+    assert 0.25 < near(grey_rgb).mean() < 0.75  # three of the four windows, in a panel of half the picture
+    assert near((255, 140, 0)).sum() > 100  # the window's orange outline
+    global_maps = attention_maps(coatnet.load_checkpoint("demo-pre"), torch.zeros(1, 1, 28, 28))
+    plain = fused_attention_figure(global_maps.block("S3.0"), picture, 3)
+    assert not any(t.name == "not attended" for t in plain.data)  # global attention: nothing greyed
