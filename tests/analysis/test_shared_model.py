@@ -29,7 +29,7 @@ from tests.support.every_analysis import (
     assert_same,
 )
 from tests.support.model_state import assert_as_found, snapshot
-from tests.support.toys import breaks_mid_way, toy
+from tests.support.toys import breaks_mid_way, maxvit_toy, toy
 
 WAIT = 120  # seconds; only reached when a call is blocked, which is the failure these tests look for
 
@@ -218,3 +218,47 @@ def test_every_public_analysis_of_the_face_is_in_the_table() -> None:
     assert {"attention_maps", "faithfulness", "cka"} <= set(PUBLIC_ANALYSES)
     assert set(NOT_ANALYSES) <= set(PUBLIC_ANALYSES)
     assert [name for name in PUBLIC_ANALYSES if name not in ANALYSES and name not in NOT_ANALYSES] == []
+
+
+# the analyses that map windowed attention (issue 27), on a MaxViT: a held call and another, both as alone
+WINDOWED = ("attention_maps", "attention_statistics", "attention_rollout", "class_relevance", "grad_rollout",
+            "relative_bias_kernels", "gradcam", "integrated_gradients")  # fmt: skip
+
+
+@pytest.mark.parametrize("held", [name for name in WINDOWED if name in RUNS_THE_MODEL])
+def test_windowed_analyses_of_one_maxvit_neither_see_nor_block_another(
+    held: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = maxvit_toy()
+    alone = {(name, seed): ANALYSES[name](model, batch(seed)) for name in WINDOWED for seed in (1, 2)}
+    before = snapshot(model)
+    for runner in WINDOWED:
+        gate = Gate()
+        monkeypatch.setattr(MBConvBlock, "forward", gate.wrap(MBConvBlock.forward))
+        first = Call(lambda: ANALYSES[held](model, batch(1)))
+        gate.holder = first
+        first.start()
+        assert gate.entered.wait(WAIT), f"{held} never entered a forward pass"
+        second = Call(lambda runner=runner: ANALYSES[runner](model, batch(2)))
+        second.start()
+        try:
+            other = second.outcome()
+        finally:
+            gate.release.set()
+        assert_same(other, alone[runner, 2], path=f"{runner} run while {held} was held")
+        assert_same(first.outcome(), alone[held, 1], path=f"{held} held while {runner} ran")
+        monkeypatch.undo()
+    assert_as_found(before, model)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("name", WINDOWED)
+def test_windowed_analyses_leave_a_maxvit_and_the_process_as_found(name: str, mode: str) -> None:
+    model = maxvit_toy()
+    if mode == "train":
+        model.train()
+    torch.manual_seed(5)
+    before = snapshot(model)
+    first = ANALYSES[name](model, batch(1))
+    assert_as_found(before, model)
+    assert_same(ANALYSES[name](model, batch(1)), first, path=f"{name} repeated ({mode})")

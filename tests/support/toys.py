@@ -43,6 +43,17 @@ def rmlp() -> coatnet.CoAtNet:
     return model.eval()
 
 
+def maxvit_toy(*, attention: str = "pre") -> coatnet.CoAtNet:
+    """A slim seeded MaxViT at 16x16 in eval mode: S1-S2 on 8x8 grids in 2x2 windows and 2x2 grid groups
+    dilated by 4, S3-S4 on 4x4 (strides 2-1-1-2-1, as maxvit_pico's)."""
+    torch.manual_seed(0)
+    model = coatnet.create_model(
+        "maxvit_pico", img_size=SIZE, window_size=2, grid_size=2, dims=(16, 16, 32, 32),
+        depths=(1, 1, 1, 1), head_dim=8, attention=attention,
+    )  # fmt: skip
+    return model.eval()
+
+
 def trained_looking(model: coatnet.CoAtNet, seed: int = 0) -> coatnet.CoAtNet:
     """``model`` in eval mode with every BatchNorm's statistics and affine weights drawn far from their
     defaults (a fold that ignores one of them, or folds an identity, would then show); every other weight
