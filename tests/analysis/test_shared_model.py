@@ -222,15 +222,26 @@ def test_every_public_analysis_of_the_face_is_in_the_table() -> None:
 
 # the analyses that map windowed attention (issue 27), on a MaxViT: a held call and another, both as alone
 WINDOWED = ("attention_maps", "attention_statistics", "attention_rollout", "class_relevance", "grad_rollout",
-            "relative_bias_kernels", "gradcam", "integrated_gradients")  # fmt: skip
+            "relative_bias_kernels", "gradcam", "integrated_gradients", "faithfulness", "sanity_checks",
+            "robustness")  # fmt: skip
 
 
-@pytest.mark.parametrize("held", [name for name in WINDOWED if name in RUNS_THE_MODEL])
-def test_windowed_analyses_of_one_maxvit_neither_see_nor_block_another(
-    held: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def maxvit_alone() -> dict[tuple[str, int], Any]:
+    """Every windowed analysis of the MaxViT toy on two batches, run alone in this thread."""
     model = maxvit_toy()
-    alone = {(name, seed): ANALYSES[name](model, batch(seed)) for name in WINDOWED for seed in (1, 2)}
+    return {(name, seed): ANALYSES[name](model, batch(seed)) for name in WINDOWED for seed in (1, 2)}
+
+
+# held: a recorded pass, a composed one, a gradient through the records, input gradients, randomised copies
+@pytest.mark.parametrize(
+    "held",
+    ["attention_maps", "attention_rollout", "class_relevance", "integrated_gradients", "sanity_checks"],
+)
+def test_windowed_analyses_of_one_maxvit_neither_see_nor_block_another(
+    held: str, maxvit_alone: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, alone = maxvit_toy(), maxvit_alone
     before = snapshot(model)
     for runner in WINDOWED:
         gate = Gate()
