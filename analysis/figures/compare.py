@@ -67,6 +67,7 @@ def block_comparison_figures(
     row, col = divmod(block.query, block.grid[1])
     heads = block.map_a.shape[0]
     titles = [f"h{h}" for h in range(heads)]
+    seen = ~np.isnan(block.map_a[0])  # a windowed query's window (grey outside it); all for global attention
     figures = []
     for label, maps in zip(labels, (block.map_a, block.map_b), strict=True):
         signed = bool((maps < 0).any())  # post-normalization weights as used can be negative
@@ -77,7 +78,7 @@ def block_comparison_figures(
                 colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, opacity=opacity,
                 what="weight (signed)" if signed else "weight",
                 title=f"{block.name}, {label}: where query {pair(row, col)} attends, weights as used "
-                f"(scale {readable_range(low, high)})",
+                f"(scale {readable_range(low, high)})", seen=seen,
             )
         )  # fmt: skip
     label_a, label_b = labels
@@ -87,7 +88,7 @@ def block_comparison_figures(
     figures.append(
         head_grid(
             image, block.difference, stride=block.stride, titles=titles, query=(row, col),
-            colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity,
+            colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity, seen=seen,
         )
     )  # fmt: skip
     return figures

@@ -18,7 +18,7 @@ from PIL import Image
 from analysis.core.geometry import NamedBlocks
 from analysis.core.inputs import as_batch
 from analysis.core.query import middle_point, query_index
-from analysis.maps.attention import AttentionMaps, BlockAttention, attention_maps, check_maps_fit
+from analysis.maps.attention import AttentionMaps, BlockAttention, attention_maps, check_maps_fit, query_map
 from analysis.maps.statistics import block_statistics, clipped_renormalised
 from coatnet.model.network import CoAtNet
 
@@ -34,8 +34,8 @@ class BlockComparison:
             and images.
         js_query: (heads,) the same at the query, mean over images.
         distance_a, distance_b: (heads,) mean attention distance in input pixels; ``distance_diff`` = b - a.
-        map_a, map_b: (heads, H, W) each model's effective weights at the query (first image);
-            ``difference`` = b - a.
+        map_a, map_b: (heads, H, W) each model's effective weights at the query (first image), NaN where
+            a windowed query does not attend; ``difference`` = b - a.
         note: how post-normalization weights were compared.
     """
 
@@ -139,13 +139,22 @@ def compare(
 
 
 def _shared_blocks(a: AttentionMaps, b: AttentionMaps) -> list[tuple[BlockAttention, BlockAttention]]:
-    pairs = [(x, b.block(x.name)) for x in a.blocks if x.name in b.names and b.block(x.name).grid == x.grid]
+    pairs = [
+        (x, b.block(x.name))
+        for x in a.blocks
+        if x.name in b.names and _geometry(b.block(x.name)) == _geometry(x)
+    ]
     if not pairs:
         raise ValueError(
             f"the two models share no attention block of the same grid ({', '.join(a.names)} vs "
             f"{', '.join(b.names)}): compare two models of one architecture, e.g. demo-pre and demo-post"
         )
     return pairs
+
+
+def _geometry(block: BlockAttention) -> tuple:
+    """What two blocks must share to be compared query by query: grid, partition and window."""
+    return block.grid, block.partition, block.window
 
 
 def _distributions(block: BlockAttention) -> np.ndarray:
@@ -155,15 +164,15 @@ def _distributions(block: BlockAttention) -> np.ndarray:
 
 def _compare_block(a: BlockAttention, b: BlockAttention, point: tuple[float, float]) -> BlockComparison:
     query = query_index(a.grid, a.stride, *point)
-    js = js_divergence(_distributions(a), _distributions(b))  # (B, heads, N)
+    window, place = a.locate(query)
+    js = js_divergence(_distributions(a), _distributions(b))  # (B * windows, heads, n)
+    at_query = js.reshape(-1, a.windows, *js.shape[1:])[:, window, :, place]  # (B, heads)
     stats_a, stats_b = block_statistics(a), block_statistics(b)
-    rows, cols = a.grid
-    map_a = a.effective[0, :, query].reshape(-1, rows, cols)
-    map_b = b.effective[0, :, query].reshape(-1, rows, cols)
+    map_a, map_b = query_map(a, query), query_map(b, query)  # NaN outside a windowed query's window
     post = "post" in (a.mode, b.mode)
     return BlockComparison(
         name=a.name, grid=a.grid, stride=a.stride, query=query,
-        js_mean=np.nanmean(js, axis=(0, 2)), js_query=np.nanmean(js[:, :, query], axis=0),
+        js_mean=np.nanmean(js, axis=(0, 2)), js_query=np.nanmean(at_query, axis=0),
         distance_a=stats_a.distance_px, distance_b=stats_b.distance_px,
         distance_diff=stats_b.distance_px - stats_a.distance_px, map_a=map_a, map_b=map_b,
         difference=map_b - map_a,

@@ -6,6 +6,12 @@ field by ``(k - 1) * d * jump`` and multiplies the jump (input pixels per output
 block covers the union of its branches; an attention block makes the field the whole input. The global
 channel gate of squeeze-excitation is a per-channel scale and is not counted, as is customary.
 
+Windowed attention (MaxViT): block attention lets a unit see its P x P window, which may reach P - 1 cells
+to either side of it (windows are fixed, not centred on the unit: the field is the largest any unit has,
+as a (2P - 1) x (2P - 1) kernel would give); grid attention lets it see its dilated grid group, spread
+over the whole stage, so its field's extent is the whole input (``is_global``), although, after one
+block, with gaps where neither its window nor its group reaches; the effective field shows them.
+
 Effective: ``|d sum_c y[c, centre] / d x|`` summed over input channels, averaged over images, normalised
 to sum 1, with the sides of the smallest centred squares that hold 20%, 50% and 99% of it.
 """
@@ -23,7 +29,7 @@ from torch import nn
 from analysis.core.inputs import as_batch, preprocessing_of
 from analysis.core.running import call_model
 from coatnet.model.attention import RelativeAttention
-from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock
+from coatnet.model.blocks import MaxViTBlock, MBConvBlock, Mlp, PartitionBlock, Stem, TransformerBlock
 from coatnet.model.layers import DropPath, LayerScale, Shortcut, SqueezeExcite
 from coatnet.model.network import CoAtNet, Stage
 
@@ -258,6 +264,12 @@ def _walk(geometry: _Field, layers: Sequence[nn.Module]) -> _Field:
 
 def _through(geometry: _Field, layer: nn.Module) -> _Field:
     """The field after ``layer``."""
+    if isinstance(layer, MaxViTBlock):  # MBConv, block attention, grid attention
+        return _walk(geometry, [layer.conv, layer.attn_block, layer.attn_grid])
+    if isinstance(layer, PartitionBlock):  # x + Attention(window), then the FFN: module docstring
+        if layer.kind == "grid":
+            return replace(geometry, is_global=True)
+        return geometry.through(2 * layer.size - 1, 1, 1, layer.size - 1)
     if isinstance(layer, TransformerBlock):  # Eq. 4: Proj(Pool(x)) + Attention(Pool(Norm(x))), then the FFN
         local = _walk(geometry, [layer.shortcut]).union(_walk(geometry, [layer.norm1, layer.pool]))
         return replace(local, is_global=True)
