@@ -8,7 +8,8 @@ Public surface:
         thread-safe.
     intervene, Intervention: per-call, thread-safe substitutions in attention and MBConv blocks
         (knockout, content_only, bias_only, uniform, swap_normalization, zero_branch, no_se);
-        ATTENTION_KINDS, CONV_KINDS: which kinds apply to which blocks; INTERVENTION_DESCRIPTIONS: each
+        ATTENTION_KINDS, CONV_KINDS: which kinds apply to which blocks, intervention_targets: which names
+        and kinds a model takes (a MaxViT block S1.0, S1.0.block, S1.0.grid); INTERVENTION_DESCRIPTIONS: each
         kind in words.
     private_random: per-call generator for stochastic depth and dropout (the global RNG untouched).
     parse_model_name, ModelName: what a model's name means (a file, a built-in checkpoint, a timm tag, a
@@ -31,7 +32,13 @@ from coatnet.files import atomic_write
 from coatnet.model.complexity import StageCost, count_macs, count_params, stage_costs
 from coatnet.model.config import BlockGroup, CoAtNetConfig, StageConfig
 from coatnet.model.inference import for_inference
-from coatnet.model.interventions import ATTENTION_KINDS, CONV_KINDS, Intervention, intervene
+from coatnet.model.interventions import (
+    ATTENTION_KINDS,
+    CONV_KINDS,
+    Intervention,
+    intervene,
+    intervention_targets,
+)
 from coatnet.model.interventions import DESCRIPTIONS as INTERVENTION_DESCRIPTIONS
 from coatnet.model.network import CoAtNet, StageInfo
 from coatnet.model.randomness import private_random
@@ -58,6 +65,7 @@ __all__ = [
     "ATTENTION_KINDS",
     "CONV_KINDS",
     "INTERVENTION_DESCRIPTIONS",
+    "intervention_targets",
     "AttentionRecord",
     "BlockGroup",
     "CheckpointError",

@@ -49,6 +49,11 @@ class BlockRef:
             object.__setattr__(self, "owner", self.module)
 
     @property
+    def base(self) -> str:
+        """The block it is in: ``S1.0`` for ``S1.0.grid`` (the name :meth:`CoAtNet.block_names` gives)."""
+        return f"S{self.stage}.{self.block}"
+
+    @property
     def positions(self) -> torch.Tensor:
         """(windows, n): each window's positions as row-major indices into :attr:`grid`."""
         return window_positions(self.grid, self.window, self.partition)
@@ -63,9 +68,9 @@ class BlockRef:
 
 
 WINDOWED = (
-    "its attention is windowed (MaxViT: block and grid attention), which the attention analyses do not "
-    "map yet (issue 27): use Grad-CAM, Integrated Gradients or occlusion, or coatnet.record_attention and "
-    "coatnet.trace, whose records carry each window"
+    "its attention is windowed (MaxViT: block and grid attention), which this analysis does not map yet: "
+    "the attention maps, rollout, class relevance, statistics, kernels, receptive fields, Grad-CAM and the "
+    "pixel attributions do"
 )
 
 
@@ -83,9 +88,15 @@ def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fil
     return out
 
 
+def has_windowed_attention(model: CoAtNet) -> bool:
+    """Whether ``model`` attends in windows (a MaxViT: block and grid attention)."""
+    return any("M" in stage.block_kinds for stage in model.config.stages)
+
+
 def check_global_attention(model: CoAtNet) -> None:
-    """Raise a ValueError for a model whose attention the analyses would misread (MaxViT's windows)."""
-    if any("M" in stage.block_kinds for stage in model.config.stages):
+    """Raise a ValueError for a model whose attention an analysis that maps only global attention would
+    misread (MaxViT's windows)."""
+    if has_windowed_attention(model):
         raise ValueError(f"{model.config.name}: {WINDOWED}")
 
 

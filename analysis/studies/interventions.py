@@ -162,7 +162,7 @@ def head_importance(
         :class:`HeadImportance`.
     """
     batch = as_batch(image, model)[:1]
-    refs = attention_blocks(model, tuple(batch.shape[-2:]))
+    refs = attention_blocks(model, tuple(batch.shape[-2:]), windowed=True)
     names = model.block_names()
     drops: dict[str, np.ndarray] = {}
     with call_model(model) as own, torch.inference_mode():
@@ -173,7 +173,7 @@ def head_importance(
         total = sum(ref.module.attn.heads for ref in refs)
         done = 0
         for ref in refs:
-            position = names.index(ref.name)
+            position = names.index(ref.base)  # a MaxViT block's attentions: the block they are in
             entering = own.forward_to(batch, position)
             heads = ref.module.attn.heads
             out = []

@@ -8,7 +8,7 @@ import streamlit as st
 from analysis import query_from_cell
 from analysis.figures import attention_change_figure, fused_attention_figure, head_importance_figure
 from app import cache, render, session, widgets
-from coatnet import ATTENTION_KINDS, CONV_KINDS, Intervention
+from coatnet import ATTENTION_KINDS, Intervention, intervention_targets
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
 
 ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
@@ -60,12 +60,12 @@ def chooser(net) -> list[Intervention]:
     state = st.session_state
     state.setdefault(ITEMS, {})
     state.setdefault(ACTIVE, [])
-    blocks = net.block_names()
-    attention = {b: m.attn.heads for b, m in zip(blocks, _blocks(net), strict=True) if hasattr(m, "attn")}
+    targets = intervention_targets(net)  # a MaxViT block: S1.0 (all of it), S1.0.block, S1.0.grid
+    attention = {name: heads for name, (_, heads) in targets.items() if heads}
     pick_block, pick_kind, pick_heads, add = st.columns([1, 2, 2, 1], vertical_alignment="bottom")
     with pick_block:
-        block = widgets.block_picker(tuple(blocks), key="iv_block", label="Block")
-    kinds = ATTENTION_KINDS if block in attention else CONV_KINDS
+        block = widgets.block_picker(tuple(targets), key="iv_block", label="Block")
+    kinds = targets[block][0]
     with pick_kind:
         kind = st.selectbox(
             "Intervention", kinds, key="iv_kind", format_func=lambda k: f"{k}: {DESCRIPTIONS[k]}"
@@ -100,14 +100,22 @@ def chooser(net) -> list[Intervention]:
 
 def first_changed(items: list[Intervention], attention_blocks: tuple[str, ...], order: list[str]) -> str:
     """The first attention block whose map an intervention changes: its own block for an attention
-    intervention, the first attention block after it for an MBConv one (every later block sees its
-    output), else the first attention block."""
+    intervention (a MaxViT block's named attention, or its block attention for the whole block), the
+    first attention block after it for an MBConv one (every later block sees its output), else the first
+    attention block."""
+
+    def place(name: str) -> tuple[int, int]:  # forward order: the block, then its attention within it
+        base = ".".join(name.split(".")[:2])
+        return (order.index(base) if base in order else len(order), attention_blocks.index(name))
+
     changed = []
     for item in items:
-        at = order.index(item.block) if item.block in order else len(order)
-        later = [b for b in attention_blocks if order.index(b) >= at]
-        changed += later[:1]
-    return min(changed, key=order.index) if changed else attention_blocks[0]
+        if item.part is not None:
+            changed.append(item.block)
+            continue
+        at = order.index(item.base) if item.base in order else len(order)
+        changed += [b for b in attention_blocks if place(b)[0] >= at][:1]
+    return min(changed, key=place) if changed else attention_blocks[0]
 
 
 def changed_maps(effect, picture, first: str) -> None:
@@ -138,7 +146,9 @@ def importance(key, data: bytes, target: int | None, net, names: list[str]) -> N
         "The drop of the class's logit when each head alone is knocked out (its output set to zero), all "
         "heads in one batched pass per block."
     )
-    total = sum(m.attn.heads for m in _blocks(net) if hasattr(m, "attn"))
+    # every attention's heads (a MaxViT block's whole-block entry takes every kind: its heads are its two
+    # attentions')
+    total = sum(heads for kinds, heads in intervention_targets(net).values() if kinds == ATTENTION_KINDS)
     if total == 0:
         st.info("This model has no attention heads.")
         return
@@ -163,10 +173,6 @@ def class_names(net) -> list[str]:
     info = getattr(net, "checkpoint_info", None)
     names = info.class_names if info is not None else None
     return list(names) if names else [f"class {i}" for i in range(net.config.num_classes)]
-
-
-def _blocks(net) -> list:
-    return [block for stage in net.stages for block in stage.blocks]
 
 
 if __name__ == "__main__":

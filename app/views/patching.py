@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analysis import WINDOWED, has_windowed_attention
 from analysis.figures import head_patching_figure, patching_figure, position_patching_figure
 from app import cache, gallery, render, session, widgets
 from app.views.interventions import class_names
@@ -36,6 +37,9 @@ def render_page() -> None:
     render.image_header(
         picture, cache.predictions(key, data), name=chosen.image.name, label=chosen.image.label
     )
+    if has_windowed_attention(net):
+        st.info(f"Patching {net.config.name}: {WINDOWED}.", icon=":material/info:")
+        return
     corrupted = corrupted_input(chosen.gallery_kind)
     if corrupted is None:
         return

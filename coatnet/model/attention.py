@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from coatnet.model.interventions import block_interventions, edit_output, edit_weights
+from coatnet.model.interventions import block_interventions, edit_output, edit_weights, per_window
 from coatnet.model.layers import Dropout
 from coatnet.model.recording import AttentionRecord, active_recorder
 from coatnet.model.tracing import Tracer, active_tracer, tap, traced_name, wants_explicit
@@ -215,9 +215,10 @@ class RelativeAttention(nn.Module):
             q, k, v = (tap(tracer, self, f"attn.{name}", t) for name, t in zip("qkv", (q, k, v), strict=True))
         bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
         recorder = active_recorder()
-        edits = block_interventions(
-            self.stage, self.block
-        )  # coatnet.model.interventions: per call, usually none
+        part = None if self.partition == "global" else self.partition
+        edits = block_interventions(self.stage, self.block, part)  # per call, usually none
+        if edits and field is not None:  # a batch of windows: the edits' rows count images
+            edits = per_window(edits, (field[0] // height) * (field[1] // width))
         if recorder is None and not wants_explicit(tracer, traced_name(self)):
             out = self.fused(q, k, v, bias)
             if edits:

@@ -42,7 +42,7 @@ import contextvars
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -65,7 +65,7 @@ DESCRIPTIONS = {
     "zero_branch": "the MBConv residual branch set to zero",
     "no_se": "squeeze-excitation's gate set to 1",
 }
-_BLOCK = re.compile(r"^S(\d+)\.(\d+)$")
+_BLOCK = re.compile(r"^S(\d+)\.(\d+)(?:\.(block|grid))?$")
 
 
 def block_name(stage: int, block: int) -> str:
@@ -74,11 +74,18 @@ def block_name(stage: int, block: int) -> str:
 
 
 def parse_block(name: str) -> tuple[int, int]:
-    """(stage, block) of a block name such as ``S3.0``."""
+    """(stage, block) of a block name such as ``S3.0`` (or a MaxViT block's attention, ``S1.0.grid``)."""
+    return _parse(name)[:2]
+
+
+def _parse(name: str) -> tuple[int, int, str | None]:
     found = _BLOCK.match(str(name).strip())
     if not found:
-        raise ValueError(f"a block is named like S3.0 (stage, then block index), got {name!r}")
-    return int(found[1]), int(found[2])
+        raise ValueError(
+            f"a block is named like S3.0 (stage, then block index; S1.0.block or S1.0.grid for one of a "
+            f"MaxViT block's two attentions), got {name!r}"
+        )
+    return int(found[1]), int(found[2]), found[3]
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,9 @@ class Intervention:
     """One substitution in one block (see the module's table).
 
     Attributes:
-        block: the block's name, ``S3.0``.
+        block: the block's name, ``S3.0``; in a MaxViT ``S1.0`` is the whole block (attention kinds act
+            on both its block and grid attention, MBConv kinds on its MBConv), ``S1.0.block`` and
+            ``S1.0.grid`` one of its two attentions.
         kind: one of :data:`KINDS`: attention kinds for Transformer blocks, ``zero_branch`` and
             ``no_se`` for MBConv blocks.
         heads: the heads an attention kind applies to (``None``: all of them).
@@ -100,10 +109,15 @@ class Intervention:
     rows: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        stage, index = parse_block(self.block)
-        object.__setattr__(self, "block", block_name(stage, index))
+        stage, index, part = _parse(self.block)
+        object.__setattr__(self, "block", block_name(stage, index) + (f".{part}" if part else ""))
         if self.kind not in KINDS:
             raise ValueError(f"unknown intervention {self.kind!r}: choose one of {', '.join(KINDS)}")
+        if part is not None and self.kind in CONV_KINDS:
+            raise ValueError(
+                f"{self.kind} acts on a MaxViT block's MBConv: name the block {block_name(stage, index)}, "
+                f"not its {part} attention"
+            )
         if self.heads is not None:
             heads = tuple(int(h) for h in self.heads)
             if self.kind in CONV_KINDS:
@@ -124,6 +138,16 @@ class Intervention:
     @property
     def index(self) -> int:
         return parse_block(self.block)[1]
+
+    @property
+    def part(self) -> str | None:
+        """``block`` or ``grid`` for one of a MaxViT block's attentions; None for a whole block."""
+        return _parse(self.block)[2]
+
+    @property
+    def base(self) -> str:
+        """The block's name without its part: ``S1.0`` for ``S1.0.grid``."""
+        return block_name(self.stage, self.index)
 
     @property
     def untrained(self) -> bool:
@@ -173,34 +197,66 @@ def active_interventions() -> tuple[Intervention, ...]:
     return _ACTIVE.get()
 
 
-def block_interventions(stage: int, block: int) -> tuple[Intervention, ...]:
-    """The open interventions for block ``S{stage}.{block}``, knockouts last (they always win); none
-    while ``torch.compile`` traces (a compiled model runs such calls eagerly)."""
+def block_interventions(stage: int, block: int, part: str | None = None) -> tuple[Intervention, ...]:
+    """The open interventions for block ``S{stage}.{block}`` (``part``: for a MaxViT block's ``block`` or
+    ``grid`` attention, which also takes those for the whole block), knockouts last (they always win);
+    none while ``torch.compile`` traces (a compiled model runs such calls eagerly)."""
     if torch.compiler.is_compiling():  # checked first: torch.compile cannot trace a ContextVar
         return ()
     found = _ACTIVE.get()
     if not found:
         return ()
     name = block_name(stage, block)
-    mine = [i for i in found if i.block == name]
+    mine = [i for i in found if i.base == name and i.part in (None, part)]
+    if part is not None:  # a MaxViT attention: the whole block's MBConv kinds are its MBConv's
+        mine = [i for i in mine if i.kind in ATTENTION_KINDS]
     return tuple(i for i in mine if i.kind != "knockout") + tuple(i for i in mine if i.kind == "knockout")
 
 
 def check_interventions(model: torch.nn.Module, interventions: Sequence[Intervention]) -> None:
     """Raise a ValueError naming the first intervention ``model`` has no place for: each block checks the
     interventions meant for it (``check_intervention``: its kind, its heads)."""
-    blocks = {
-        block_name(m.stage, m.block): m
-        for m in model.modules()
-        if callable(getattr(m, "check_intervention", None))
-    }
+    blocks: dict[str, torch.nn.Module] = {}
+    for m in model.modules():  # the outermost module of a name: a MaxViT block, not its MBConv
+        if callable(getattr(m, "check_intervention", None)):
+            blocks.setdefault(block_name(m.stage, m.block), m)
     for item in interventions:
-        module = blocks.get(item.block)
+        module = blocks.get(item.base)
         if module is None:
-            raise ValueError(
-                f"{item.label}: the model has no block {item.block} (it has {', '.join(blocks)})"
-            )
+            raise ValueError(f"{item.label}: the model has no block {item.base} (it has {', '.join(blocks)})")
+        if item.part is not None and not hasattr(module, "attn_grid"):
+            raise ValueError(f"{item.label}: {item.base} is not a MaxViT block; name the block {item.base}")
         module.check_intervention(item)
+
+
+def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, ...], int]]:
+    """Every block name an :class:`Intervention` can take in ``model``, in forward order: name -> (the
+    kinds it takes, its heads; 0 for an MBConv block). A MaxViT block gives three: ``S1.0`` (every kind:
+    attention kinds on both its attentions, MBConv kinds on its MBConv), ``S1.0.block`` and ``S1.0.grid``."""
+    out: dict[str, tuple[tuple[str, ...], int]] = {}
+    for s, stage in enumerate(model.stages, start=1):
+        for b, block in enumerate(stage.blocks):
+            name = block_name(s, b)
+            if hasattr(block, "attn_grid"):  # a MaxViT block: MBConv, block and grid attention
+                heads = block.attn_block.attn.heads
+                out[name] = (KINDS, heads)
+                out[f"{name}.block"] = out[f"{name}.grid"] = (ATTENTION_KINDS, heads)
+            elif hasattr(block, "attn"):
+                out[name] = (ATTENTION_KINDS, block.attn.heads)
+            else:
+                out[name] = (CONV_KINDS, 0)
+    return out
+
+
+def per_window(items: Sequence[Intervention], windows: int) -> tuple[Intervention, ...]:
+    """``items`` for a batch of windows, ``windows`` per image (a MaxViT attention's input): each
+    intervention's rows, which count images, made to count their windows."""
+    if windows == 1:
+        return tuple(items)
+    return tuple(
+        item if item.rows is None else replace(item, rows=(item.rows[0] * windows, item.rows[1] * windows))
+        for item in items
+    )
 
 
 def _where(item: Intervention, tensor: torch.Tensor) -> tuple[slice, torch.Tensor | slice]:

@@ -170,16 +170,51 @@ def test_every_activation_of_a_maxvit_is_traced_under_its_own_name():
     torch.testing.assert_close(cache["S1.0.grid.attn.weights"], records[1].weights)
 
 
-def test_the_attention_analyses_refuse_a_maxvit_in_one_line_and_grad_cam_runs():
+def test_patching_refuses_a_maxvit_in_one_line_and_the_windowed_analyses_and_grad_cam_run():
     import analysis
 
     torch.manual_seed(0)
     model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
     x = torch.randn(1, 1, 28, 28)
-    for run in (
-        lambda: analysis.attention_maps(model, x),
-        lambda: analysis.activation_patching(model, x[0], x[0]),
-    ):
-        with pytest.raises(ValueError, match=r"maxvit_pico: its attention is windowed \(MaxViT"):
-            run()
+    with pytest.raises(ValueError, match=r"maxvit_pico: its attention is windowed \(MaxViT"):
+        analysis.activation_patching(model, x[0], x[0])
+    assert analysis.attention_maps(model, x).names[:2] == ("S1.0.block", "S1.0.grid")
     assert analysis.attributions(model, x, method="gradcam", stage="S3").map.shape == (28, 28)
+
+
+def test_interventions_reach_one_partition_of_one_image_through_its_windows():
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    grid_h1 = coatnet.Intervention("S1.0.grid", "knockout", heads=(1,), rows=(1, 2))
+    with torch.no_grad(), coatnet.record_attention() as records, coatnet.intervene(grid_h1, model=model):
+        both = model(x)
+    block, grid = records[0], records[1]
+    assert (block.name, grid.name) == ("S1.0.block", "S1.0.grid") and grid.windows == 4
+    assert (grid.weights[4:, 1] == 0).all() and (grid.weights[:4, 1] != 0).any()  # image 1's windows only
+    assert (grid.weights[:, 0] != 0).any(dim=(1, 2)).all() and (block.weights != 0).any(dim=(2, 3)).all()
+    with torch.no_grad():
+        plain = model(x[:1])
+        with coatnet.intervene(coatnet.Intervention("S1.0.grid", "knockout", heads=(1,))):
+            alone = model(x[1:])
+    torch.testing.assert_close(both[0], plain[0])  # the row without the intervention, as if none
+    torch.testing.assert_close(both[1], alone[0])
+    with (
+        torch.no_grad(),
+        coatnet.record_attention() as records,
+        coatnet.intervene(
+            coatnet.Intervention("S1.0", "uniform"), coatnet.Intervention("S1.0", "no_se"), model=model
+        ),
+    ):
+        model(x)
+    assert all(torch.allclose(r.weights, torch.full_like(r.weights, 1 / 49)) for r in records[:2])
+    with pytest.raises(ValueError, match="MBConv"):
+        coatnet.Intervention("S1.0.grid", "zero_branch")
+    with (
+        pytest.raises(ValueError, match="not a MaxViT block"),
+        coatnet.intervene(
+            coatnet.Intervention("S3.0.grid", "knockout"), model=coatnet.create_model("coatnet_toy")
+        ),
+    ):
+        pass
+    assert coatnet.Intervention("S1.0.block", "knockout", heads=(0,)).label == "knockout S1.0.block h0"
