@@ -1,0 +1,65 @@
+"""The app on a MaxViT (windowed attention): every page draws or says in one line what it does not map; the
+explorer shows block and grid attention with the query's window or grid group; the Interventions page
+knocks out one partition's heads."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import pages as app_pages
+from tests.support.apptest import clean, figures, fresh, titles
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    import torch
+
+    import coatnet
+
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
+    path = tmp_path_factory.mktemp("maxvit") / "maxvit_pico.safetensors"
+    return str(coatnet.save_checkpoint(model, path, provenance={"dataset": "fashion-mnist"}))
+
+
+@pytest.fixture(scope="module")
+def app(checkpoint):
+    at = fresh()
+    at.run()
+    at.radio(key="model_source").set_value("Checkpoint or weights file").run()
+    at.text_input(key="model_path").input(checkpoint).run()
+    return clean(at)
+
+
+def test_the_explorer_shows_block_and_grid_attention_in_the_query_s_window(app):
+    app.switch_page("views/explorer.py").run()
+    assert app.selectbox(key="block").options[:2] == ["S1.0.block", "S1.0.grid"]
+    assert any("block attention within its 7x7 window" in t for t in titles(clean(app)))
+    app.selectbox(key="block").set_value("S1.0.grid").run()
+    drawn = titles(clean(app))
+    assert any(t.startswith("S1.0.grid") and "7x7 grid group, dilated" in t for t in drawn)
+    greyed = [t for f in figures(app) for t in f["data"] if t.get("name") == "not attended"]
+    assert greyed and all("not attended" in t["hovertemplate"] for t in greyed)
+    assert any(t.startswith("Attention rollout S1.0.block..S4.0.grid") for t in drawn)
+
+
+@pytest.mark.parametrize("page", [p.path for p in app_pages.PAGES])
+def test_every_page_draws_on_a_maxvit_or_says_what_it_does_not_map(app, page):
+    app.switch_page(page).run()
+    clean(app)
+    if page == "views/patching.py":
+        assert any("windowed" in i.value and "does not map yet" in i.value for i in app.info)
+    else:
+        assert figures(app) or page == "views/model.py"
+
+
+def test_interventions_knock_out_one_partition(app):
+    app.switch_page("views/interventions.py").run()
+    picker = app.selectbox(key="iv_block")
+    assert picker.options[:3] == ["S1.0", "S1.0.block", "S1.0.grid"]
+    picker.set_value("S1.0.grid").run()
+    app.selectbox(key="iv_kind").set_value("knockout").run()
+    app.button(key="iv_add").click().run()
+    clean(app)
+    assert app.session_state["iv_active"] == ["knockout S1.0.grid"]
+    assert app.selectbox(key="iv_map_block").value == "S1.0.grid"  # the first map the knockout changes
