@@ -51,7 +51,7 @@ from analysis.maps.attention import (
     upsample_to_image,
 )
 from analysis.maps.cka import CKAResult, cka, linear_cka
-from analysis.maps.compare import BlockComparison, Comparison, compare
+from analysis.maps.compare import BlockComparison, Comparison, compare, shared_blocks
 from analysis.maps.features import FeatureMaps, feature_maps
 from analysis.maps.frequency import BlockFrequency, FrequencyProfile, frequency_profile, log_amplitude_profile
 from analysis.maps.kernels import BiasKernel, DepthwiseKernel, Kernels, relative_bias_kernels
@@ -85,6 +85,7 @@ from coatnet.model.interventions import Intervention
 
 __all__ = [
     "WINDOWED",
+    "shared_blocks",
     "has_windowed_attention",
     "generalisation_ranking",
     "layout_probes",

@@ -15,8 +15,8 @@ from app.cache import ModelKey, saved_upload
 from coatnet import available_devices
 from coatnet.weights import NAMES, PRETRAINED_TAGS
 
-# the timm tags the pages analyse: the MaxViTs join once the analyses of windowed attention do (issue 27)
-TIMM_TAGS = tuple(tag for tag in PRETRAINED_TAGS if not tag.startswith("maxvit_"))
+# the timm tags the pages analyse: CoAtNet's and MaxViT's (windowed attention, mapped as computed)
+TIMM_TAGS = tuple(PRETRAINED_TAGS)
 
 MODEL_SOURCES = ("Built-in demo", "timm (ImageNet)", "Checkpoint or weights file", "Upload a checkpoint")
 ATTENTION = {"as trained": None, "pre-normalization": "pre", "post-normalization": "post"}

@@ -138,12 +138,15 @@ def compare(
     )  # fmt: skip
 
 
+def shared_blocks(a: AttentionMaps, b: AttentionMaps) -> tuple[str, ...]:
+    """The attention blocks two models' maps can be compared on query by query: the same name, grid,
+    partition and window (none for two architectures, such as demo-pre and a MaxViT: put their maps side
+    by side at one picture point instead)."""
+    return tuple(x.name for x in a.blocks if x.name in b.names and _geometry(b.block(x.name)) == _geometry(x))
+
+
 def _shared_blocks(a: AttentionMaps, b: AttentionMaps) -> list[tuple[BlockAttention, BlockAttention]]:
-    pairs = [
-        (x, b.block(x.name))
-        for x in a.blocks
-        if x.name in b.names and _geometry(b.block(x.name)) == _geometry(x)
-    ]
+    pairs = [(a.block(name), b.block(name)) for name in shared_blocks(a, b)]
     if not pairs:
         raise ValueError(
             f"the two models share no attention block of the same grid ({', '.join(a.names)} vs "

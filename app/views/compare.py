@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis import cell_centre, query_from_cell
+from analysis import cell_centre, query_from_cell, query_index, shared_blocks, to_input, to_point
 from analysis.figures import (
     bias_kernel_figure,
     block_comparison_figures,
@@ -84,6 +84,10 @@ def render_page() -> None:
     block = maps.block(widgets.block_picker(maps.names))
     row, col = widgets.query_picker(block.grid, block.stride, picture.view)
     point = cell_centre(row, col, stride=block.stride)
+    other_maps = cache.attention(b, data)
+    if other_maps.blocks and not shared_blocks(maps, other_maps):  # two architectures: side by side
+        side_by_side(b, labels, (block, other_maps), picture, to_point(picture.view, *point), data, name)
+        return
     try:
         if how == OTHER_MODEL:  # two models of any kind: each label says the normalization it runs
             modes = (cache.model(a).config.attention, cache.model(b).config.attention)
@@ -139,6 +143,33 @@ def render_page() -> None:
             label=f"{labels[0]} vs {labels[1]}: maps, differences and per-head measures of every block",
             about=session.about(chosen, compared=list(labels)),
         )  # fmt: skip
+
+
+def side_by_side(other_key, labels, blocks, picture, point, data: bytes, name: str) -> None:
+    """Two architectures (demo-pre's global attention beside a MaxViT's block and grid attention): each
+    model's maps at the same picture point, each with a block of its own; no per-block measures (there
+    are no block pairs)."""
+    b, (block, other_maps) = other_key, blocks
+    st.caption(
+        f"{labels[0]} and {labels[1]} have no attention block in common (names, grids and windows differ): "
+        "each model's map at the same picture point, one under the other; each model's block is its own."
+    )
+    opacity = widgets.opacity()
+    stem = f"{name}-{labels[0]}-vs-{labels[1]}"
+    query = query_index(block.grid, block.stride, *to_input(picture.view, point))
+    render.figure(
+        fused_attention_figure(block, picture.seen, query, opacity=opacity, model=labels[0]),
+        f"{stem}-{block.name}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+    )  # fmt: skip
+    other = other_maps.block(
+        widgets.block_picker(other_maps.names, key="compare_other_block", label=f"{labels[1]}'s block")
+    )
+    seen = cache.prepared(b, data)
+    query = query_index(other.grid, other.stride, *to_input(seen.view, point))
+    render.figure(
+        fused_attention_figure(other, seen.seen, query, clickable=False, opacity=opacity, model=labels[1]),
+        f"{stem}-{other.name}",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -63,3 +63,19 @@ def test_interventions_knock_out_one_partition(app):
     clean(app)
     assert app.session_state["iv_active"] == ["knockout S1.0.grid"]
     assert app.selectbox(key="iv_map_block").value == "S1.0.grid"  # the first map the knockout changes
+
+
+def test_pre_vs_post_puts_demo_pre_beside_a_maxvit_at_one_picture_point(checkpoint):
+    at = fresh()
+    at.run()
+    at.switch_page("views/compare.py").run()
+    at.radio(key="compare_how").set_value("another model").run()
+    at.text_input(key="compare_other").input(checkpoint).run()
+    assert any("no attention block in common" in c.value for c in clean(at).caption)
+    at.session_state["query_row"], at.session_state["query_col"] = 2, 5  # demo-pre's S3.0: 7x7, 4 px a cell
+    at.run()
+    at.selectbox(key="compare_other_block").set_value("S1.0.grid").run()
+    drawn = titles(clean(at))
+    assert drawn[-2].startswith("demo-pre: S3.0") and "query (2, 5)" in drawn[-2]
+    # the same picture point, (10, 22) in pixels, on the MaxViT's 14x14 grid of 2 px cells: cell (5, 11)
+    assert drawn[-1].startswith("maxvit_pico: S1.0.grid") and "query (5, 11)" in drawn[-1]
