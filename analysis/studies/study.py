@@ -94,15 +94,16 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: boo
     """The interventions and heads of a study of ``model`` (see the module's docstring), and with
     ``faithfulness`` the explanation methods whose faithfulness it measures."""
     names = model.block_names()
-    refs = attention_blocks(model, image_size)
+    refs = attention_blocks(model, image_size, windowed=True)
     items = []
     for name, block in zip(names, (b for stage in model.stages for b in stage.blocks), strict=True):
-        if isinstance(block, MBConvBlock):
+        conv = block if isinstance(block, MBConvBlock) else getattr(block, "conv", None)  # a MaxViT's MBConv
+        if conv is not None:
             items += [Intervention(name, kind) for kind in CONV_STUDY_KINDS]
-        else:
-            items += [Intervention(name, "knockout", heads=(h,)) for h in range(block.attn.heads)]
-            items += [Intervention(name, kind) for kind in ATTENTION_STUDY_KINDS]
-    positions = tuple(names.index(i.block) for i in items)
+        for ref in (r for r in refs if r.base == name):  # its attention, or a MaxViT's block and grid
+            items += [Intervention(ref.name, "knockout", heads=(h,)) for h in range(ref.module.attn.heads)]
+            items += [Intervention(ref.name, kind) for kind in ATTENTION_STUDY_KINDS]
+    positions = tuple(names.index(i.base) for i in items)
     rows = tuple(method_rows(model)) if faithfulness else ()
     return StudyPlan(tuple(items), positions, tuple(refs), (int(image_size[0]), int(image_size[1])), rows)
 
@@ -228,7 +229,7 @@ def _head_metrics(model: CoAtNet, x: torch.Tensor, plan: StudyPlan) -> np.ndarra
     maps, _ = recorded_pass(model, x.float(), blocks=[ref.name for ref in plan.heads])
     columns = []
     for block in maps.blocks:
-        n = block.tokens
+        n = block.keys  # the keys a query sees: the grid, or its window
         if block.mode == "pre":
             weights = {
                 "effective": block.effective.astype(np.float64),
@@ -243,15 +244,18 @@ def _head_metrics(model: CoAtNet, x: torch.Tensor, plan: StudyPlan) -> np.ndarra
                 "bias": np.broadcast_to(clipped_renormalised(block.bias + 1.0 / n), block.effective.shape),
             }
             share = position_share(block.bias, block.content)
-        values = [mean_distance(weights[p], block.grid, block.stride) for p in PARTS]
+        values = [mean_distance(weights[p], block.grid, block.stride, block.positions) for p in PARTS]
         values += [entropy(weights[p]) for p in PARTS]
         values.append(share)
-        columns.append(np.stack([_query_mean(v) for v in values], axis=-1))  # (B, heads, 7)
+        columns.append(np.stack([_query_mean(v, block.windows) for v in values], axis=-1))  # (B, heads, 7)
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 
-def _query_mean(values: np.ndarray) -> np.ndarray:
-    """(B, heads, N) -> (B, heads): the mean over the queries where the value is defined."""
+def _query_mean(values: np.ndarray, windows: int = 1) -> np.ndarray:
+    """(B * windows, heads, n) -> (B, heads): the mean over the queries of every window where the value is
+    defined."""
+    values = values.reshape(-1, windows, *values.shape[1:]).swapaxes(1, 2)  # (B, heads, windows, n)
+    values = values.reshape(*values.shape[:2], -1)
     defined = ~np.isnan(values)
     count = defined.sum(-1)
     total = np.where(defined, values, 0.0).sum(-1)

@@ -171,3 +171,21 @@ def test_the_figures_draw_not_attended_grey_and_outline_the_window_as_the_browse
     global_maps = attention_maps(coatnet.load_checkpoint("demo-pre"), torch.zeros(1, 1, 28, 28))
     plain = fused_attention_figure(global_maps.block("S3.0"), picture, 3)
     assert not any(t.name == "not attended" for t in plain.data)  # global attention: nothing greyed
+
+
+def test_a_study_plans_each_partition_and_measures_its_heads_as_the_statistics_do():
+    from analysis.studies.study import HEAD_METRICS, measure_batch, study_plan
+    from coatnet import for_inference
+    from tests.support.toys import maxvit_toy
+
+    model = maxvit_toy()
+    plan = study_plan(model, (16, 16))
+    labels = [i.label for i in plan.interventions]
+    assert labels[:3] == ["zero_branch S1.0", "no_se S1.0", "knockout S1.0.block h0"]
+    assert "knockout S1.0.grid h1" in labels and plan.positions[labels.index("uniform S4.0.grid")] == 3
+    x = torch.randn(2, 3, 16, 16)
+    found = measure_batch(model, for_inference(model), x, torch.arange(2), plan, max_rows=8)
+    stats = attention_statistics(model, x[1:])
+    distance = HEAD_METRICS.index("distance_effective")
+    heads = np.concatenate([b.distance_px for b in stats.blocks])
+    np.testing.assert_allclose(found["heads"][1, :, distance], heads, rtol=1e-5)
