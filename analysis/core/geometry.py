@@ -118,8 +118,8 @@ def attention_blocks(
             if isinstance(block, TransformerBlock):
                 out.append(BlockRef(f"S{s}.{b}", s, b, block, grid, stride))
             elif isinstance(block, MaxViTBlock):
-                for kind, part in (("block", block.attn_block), ("grid", block.attn_grid)):
-                    pool = block.conv.shortcut.pool if kind == "block" else nn.Identity()
+                for k, (kind, part) in enumerate(block.partitions()):  # block (if any), then grid attention
+                    pool = block.conv.shortcut.pool if k == 0 else nn.Identity()  # the conv's stride
                     out.append(BlockRef(f"S{s}.{b}.{kind}", s, b, part, grid, stride, kind,
                                         (part.size, part.size), pool, block))  # fmt: skip
     return out

@@ -22,7 +22,8 @@ from torch import nn
 
 from analysis.core.geometry import BlockRef, attention_blocks
 from coatnet.model.attention import RelativePosition
-from coatnet.model.blocks import MBConvBlock
+from coatnet.model.blocks import CONV_BLOCKS, MBConvBlock
+from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.network import CoAtNet
 
 
@@ -120,11 +121,11 @@ def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | N
             (conv, f"S{s}.{b}" if conv is block else f"S{s}.{b}.conv", s, b)
             for s, stage in enumerate(model.stages, start=1)
             for b, block in enumerate(stage.blocks)
-            for conv in [block if isinstance(block, MBConvBlock) else getattr(block, "conv", None)]
-            if isinstance(conv, MBConvBlock)
+            for conv in [block if isinstance(block, CONV_BLOCKS) else getattr(block, "conv", None)]
+            if isinstance(conv, CONV_BLOCKS)
         ]
         depthwise = tuple(
-            _depthwise_kernel(conv, name, s, b, infos[s].reduction // conv.conv2_kxk.stride[0])
+            _depthwise_kernel(conv, name, s, b, infos[s].reduction // _depthwise(conv).stride[0])
             for conv, name, s, b in convs
         )
     return Kernels(bias=bias, depthwise=depthwise)
@@ -161,8 +162,15 @@ def _bias_kernel(attn: nn.Module, ref: BlockRef) -> BiasKernel:
     )
 
 
-def _depthwise_kernel(block: MBConvBlock, name: str, stage: int, index: int, stride: int) -> DepthwiseKernel:
-    weight = block.conv2_kxk.weight.detach().to("cpu", torch.float32, copy=True)
+def _depthwise(block: MBConvBlock | ConvNeXtBlock) -> nn.Conv2d:
+    """A conv block's depthwise convolution: MBConv's k x k, ConvNeXt's (7 x 7 in timm's models)."""
+    return block.conv_dw if isinstance(block, ConvNeXtBlock) else block.conv2_kxk
+
+
+def _depthwise_kernel(
+    block: MBConvBlock | ConvNeXtBlock, name: str, stage: int, index: int, stride: int
+) -> DepthwiseKernel:
+    weight = _depthwise(block).weight.detach().to("cpu", torch.float32, copy=True)
     kernel = weight[:, 0]  # (C, 1, k, k) -> (C, k, k)
     k_h, k_w = kernel.shape[-2:]
     dy = torch.arange(k_h, dtype=torch.float32) - k_h // 2

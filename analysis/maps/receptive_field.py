@@ -30,6 +30,7 @@ from analysis.core.inputs import as_batch, preprocessing_of
 from analysis.core.running import call_model
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.blocks import MaxViTBlock, MBConvBlock, Mlp, PartitionBlock, Stem, TransformerBlock
+from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.layers import DropPath, LayerScale, Shortcut, SqueezeExcite
 from coatnet.model.network import CoAtNet, Stage
 
@@ -265,7 +266,7 @@ def _walk(geometry: _Field, layers: Sequence[nn.Module]) -> _Field:
 def _through(geometry: _Field, layer: nn.Module) -> _Field:
     """The field after ``layer``."""
     if isinstance(layer, MaxViTBlock):  # MBConv, block attention, grid attention
-        return _walk(geometry, [layer.conv, layer.attn_block, layer.attn_grid])
+        return _walk(geometry, [layer.conv, *(part for _, part in layer.partitions())])
     if isinstance(layer, PartitionBlock):  # x + Attention(window), then the FFN: module docstring
         if layer.kind == "grid":
             return replace(geometry, is_global=True)
@@ -273,6 +274,8 @@ def _through(geometry: _Field, layer: nn.Module) -> _Field:
     if isinstance(layer, TransformerBlock):  # Eq. 4: Proj(Pool(x)) + Attention(Pool(Norm(x))), then the FFN
         local = _walk(geometry, [layer.shortcut]).union(_walk(geometry, [layer.norm1, layer.pool]))
         return replace(local, is_global=True)
+    if isinstance(layer, ConvNeXtBlock):  # shortcut + LayerScale(MLP(LayerNorm(DepthConv(x))))
+        return _walk(geometry, [layer.shortcut]).union(_walk(geometry, [layer.conv_dw]))
     if isinstance(layer, MBConvBlock):  # Eq. 5, squeeze-excitation's channel gate left out
         main = [layer.pre_norm, layer.pre_act, layer.down, layer.conv1_1x1, layer.norm1, layer.act1]
         main += [layer.conv2_kxk, layer.norm2, layer.act2, layer.conv3_1x1]

@@ -53,7 +53,7 @@ from analysis.maps.attention import recorded_pass
 from analysis.maps.frequency import log_amplitude_profile
 from analysis.maps.receptive_field import mass_sides, receptive_fields
 from analysis.maps.statistics import clipped_renormalised, entropy, mean_distance, position_share
-from coatnet.model.blocks import MBConvBlock
+from coatnet.model.blocks import CONV_BLOCKS, MBConvBlock
 from coatnet.model.interventions import Intervention, intervene
 from coatnet.model.network import CoAtNet
 
@@ -97,9 +97,10 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: boo
     refs = attention_blocks(model, image_size, windowed=True)
     items = []
     for name, block in zip(names, (b for stage in model.stages for b in stage.blocks), strict=True):
-        conv = block if isinstance(block, MBConvBlock) else getattr(block, "conv", None)  # a MaxViT's MBConv
-        if conv is not None:
-            items += [Intervention(name, kind) for kind in CONV_STUDY_KINDS]
+        conv = block if isinstance(block, CONV_BLOCKS) else getattr(block, "conv", None)  # a MaxViT's conv
+        if conv is not None:  # a ConvNeXt block has no squeeze-excitation to bypass
+            kinds = CONV_STUDY_KINDS if isinstance(conv, MBConvBlock) else ("zero_branch",)
+            items += [Intervention(name, kind) for kind in kinds]
         for ref in (r for r in refs if r.base == name):  # its attention, or a MaxViT's block and grid
             items += [Intervention(ref.name, "knockout", heads=(h,)) for h in range(ref.module.attn.heads)]
             items += [Intervention(ref.name, kind) for kind in ATTENTION_STUDY_KINDS]

@@ -14,6 +14,7 @@ from torch.nn.modules import module as module_hooks
 
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.config import CoAtNetConfig
+from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.interventions import (
     ATTENTION_KINDS,
     CONV_KINDS,
@@ -24,6 +25,7 @@ from coatnet.model.interventions import (
 from coatnet.model.layers import (
     DropPath,
     LayerScale,
+    Mlp,
     SamePad,
     Shortcut,
     SqueezeExcite,
@@ -53,7 +55,8 @@ class Stem(nn.Module):
             self.conv1 = nn.Conv2d(
                 config.in_chans, width, 3, stride=stride, padding=0 if same else 1, bias=bias
             )
-            self.norm1 = nn.BatchNorm2d(width, eps=config.bn_eps, momentum=config.bn_momentum)
+            eps = config.bn_eps if config.stem_norm == "batch" else config.ln_eps
+            self.norm1 = make_norm2d(config.stem_norm, width, eps=eps, momentum=config.bn_momentum)
             self.act1 = make_act(config.conv_act)
             self.conv2 = nn.Conv2d(width, dim, 3, padding=1, bias=bias)
 
@@ -174,6 +177,9 @@ class MBConvBlock(nn.Module):
         return tap(tracer, self, "output", shortcut + tap(tracer, self, "branch", self.drop_path(x)))
 
 
+CONV_BLOCKS = (MBConvBlock, ConvNeXtBlock)  # what a C block is: an MBConv, or ConvNeXt (MaxxViT, CoAtNeXt)
+
+
 def watched(*modules: nn.Module) -> bool:
     """Whether a hook (forward or backward, of one of ``modules``, or a global one) may hold a tensor they
     make or must see them called: then nothing is computed in place over their outputs, and no module is
@@ -218,22 +224,6 @@ def fresh_act(act: nn.Module, x: torch.Tensor, fresh: bool) -> torch.Tensor:
     if not (fresh and inplace) or (torch.is_grad_enabled() and x.requires_grad):
         return act(x)
     return F.silu(x, inplace=True) if type(act) is nn.SiLU else F.relu(x, inplace=True)
-
-
-class Mlp(nn.Module):
-    """The Transformer FFN, Linear -> GELU -> Linear over the channels of (B, C, H, W)."""
-
-    def __init__(self, *, dim: int, hidden: int, act: str = "gelu") -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = make_act(act)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.fc1, nn.Conv2d):  # the inference build's 1x1 convolutions on (B, C, H, W)
-            return self.fc2(self.act(self.fc1(x)))
-        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
-        return self.fc2(self.act(self.fc1(x))).permute(0, 3, 1, 2)
 
 
 class TransformerBlock(nn.Module):
@@ -383,21 +373,38 @@ class MaxViTBlock(nn.Module):
         self.stage, self.block = stage, block
         window, grid = config.partition_sizes()
         common = dict(dim=dim_out, config=config, drop_path=drop_path, stage=stage, block=block)
-        self.conv = MBConvBlock(dim_in=dim_in, dim_out=dim_out, stride=stride, config=config,
-                                drop_path=drop_path, stage=stage, block=block)  # fmt: skip
-        self.attn_block = PartitionBlock(kind="block", size=window, **common)
+        conv = ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock  # MaxxViT: ConvNeXt
+        self.conv = conv(dim_in=dim_in, dim_out=dim_out, stride=stride, config=config, drop_path=drop_path,
+                         stage=stage, block=block)  # fmt: skip
+        # MaxxViT-V2: grid attention alone
+        self.attn_block = (
+            PartitionBlock(kind="block", size=window, **common) if config.block_attention else None
+        )
         self.attn_grid = PartitionBlock(kind="grid", size=grid, **common)
         # traced as S{s}.{b}.conv.*, .block.*, .grid.* (coatnet.model.tracing), not under one name
         self.conv.trace_prefix = f"S{stage}.{block}.conv"
-        for part, module in (("block", self.attn_block), ("grid", self.attn_grid)):
+        for part, module in self.partitions():
             module.trace_prefix = module.attn.trace_prefix = f"S{stage}.{block}.{part}"
+
+    def partitions(self) -> list[tuple[str, PartitionBlock]]:
+        """(``block`` / ``grid``, its attention) in forward order: both, or grid attention alone."""
+        found = [("block", self.attn_block), ("grid", self.attn_grid)]
+        return [(kind, module) for kind, module in found if module is not None]
 
     def check_intervention(self, item: Intervention) -> None:
         """Raise a ValueError if ``item`` (meant for this block) has no place here."""
-        if item.heads is not None and max(item.heads) >= self.attn_block.attn.heads:
-            raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn_block.attn.heads - 1}")
+        if item.kind in CONV_KINDS:
+            self.conv.check_intervention(item)
+        if item.part == "block" and self.attn_block is None:
+            raise ValueError(f"{item.label}: {item.base} has grid attention alone (MaxxViT-V2)")
+        heads = self.attn_grid.attn.heads
+        if item.heads is not None and max(item.heads) >= heads:
+            raise ValueError(f"{item.label}: {item.block} has heads 0..{heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
         x = tap(tracer, self, "input", x)
-        return tap(tracer, self, "output", self.attn_grid(self.attn_block(self.conv(x))))
+        x = self.conv(x)
+        if self.attn_block is not None:
+            x = self.attn_block(x)
+        return tap(tracer, self, "output", self.attn_grid(x))

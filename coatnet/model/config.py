@@ -23,6 +23,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "relu")
 WIDTH_BASES = ("in", "out", "hidden")
 NORMS = ("layer", "batch")
 REL_POS_KINDS = ("table", "mlp")
+CONV_BLOCKS = ("mbconv", "convnext")
 
 # Sane limits, checked before any module is built, so that a config from a damaged or hostile checkpoint
 # is refused in one line instead of allocating until memory runs out. The paper's largest member,
@@ -123,7 +124,15 @@ class CoAtNetConfig:
         se_from: ``in`` (the block's input channels), ``out``, or ``hidden`` (the expanded width).
         se_act: the activation inside squeeze-excitation.
         se_early: squeeze-excitation right after the depthwise conv, before its norm and activation.
-        kernel_size: MBConv depthwise kernel.
+        kernel_size: the depthwise kernel of the conv blocks (3 for MBConv; timm's ConvNeXt blocks 7).
+        conv_block: what a ``C`` block (and a MaxViT block's conv) is: ``mbconv`` (Eq. 5) or ``convnext``
+            (a k x k depthwise conv, LayerNorm, a 1x1-conv MLP of ``expand_ratio`` x C_out, LayerScale:
+            MaxxViT and CoAtNeXt, :mod:`coatnet.model.convnext`).
+        conv_layer_scale: the ConvNeXt block's initial LayerScale (None: none).
+        stem_norm: the stem's norm between its two convs: ``batch`` (the paper's), or ``layer`` (timm's
+            ConvNeXt-based models).
+        block_attention: MaxViT blocks attend in windows before their grid attention; False: grid
+            attention alone (timm's MaxxViT-V2).
         conv_act: the activation of the stem and the MBConv blocks.
         mbconv_pre_norm_act: an activation after the MBConv pre-norm.
         mbconv_bias: a bias on the MBConv's shortcut projection and last 1x1 conv.
@@ -168,6 +177,10 @@ class CoAtNetConfig:
     mlp_ratio: float = 4.0
     se_ratio: float = 0.25
     kernel_size: int = 3
+    conv_block: str = "mbconv"
+    conv_layer_scale: float | None = None
+    stem_norm: str = "batch"
+    block_attention: bool = True
     conv_act: str = "gelu"
     mbconv_expand_from: str = "out"
     mbconv_pre_norm_act: bool = False
@@ -227,9 +240,16 @@ class CoAtNetConfig:
             ("attn_norm", self.attn_norm, NORMS),
             ("rel_pos", self.rel_pos, REL_POS_KINDS),
             ("mlp_act", self.mlp_act, ("gelu", "gelu_tanh")),
+            ("conv_block", self.conv_block, CONV_BLOCKS),
+            ("stem_norm", self.stem_norm, NORMS),
         ):
             check(value in allowed, f"{name} must be one of {allowed}, got {value!r}")
         check(self.layer_scale is None or self.layer_scale > 0, "layer_scale must be positive or None")
+        check(
+            self.conv_layer_scale is None or self.conv_layer_scale > 0,
+            "conv_layer_scale must be positive or None",
+        )
+        check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size must be odd and >= 1")
         check(self.head_hidden >= 0, "head_hidden must be >= 0")
         check(self.stem_kind == "patch" or self.strides[0] in (1, 2), "a conv stem strides by 1 or 2")
         check(all(s in (1, 2) for s in self.strides[1:]), "stages S1..S4 stride by 1 or 2")

@@ -237,14 +237,16 @@ def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, .
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
             name = block_name(s, b)
-            if hasattr(block, "attn_grid"):  # a MaxViT block: MBConv, block and grid attention
-                heads = block.attn_block.attn.heads
-                out[name] = (KINDS, heads)
-                out[f"{name}.block"] = out[f"{name}.grid"] = (ATTENTION_KINDS, heads)
+            if hasattr(block, "attn_grid"):  # a MaxViT block: its conv, block (if any) and grid attention
+                heads = block.attn_grid.attn.heads
+                conv = CONV_KINDS if hasattr(block.conv, "se") else ("zero_branch",)  # ConvNeXt: no SE
+                out[name] = (ATTENTION_KINDS + conv, heads)
+                for part, _ in block.partitions():
+                    out[f"{name}.{part}"] = (ATTENTION_KINDS, heads)
             elif hasattr(block, "attn"):
                 out[name] = (ATTENTION_KINDS, block.attn.heads)
             else:
-                out[name] = (CONV_KINDS, 0)
+                out[name] = (CONV_KINDS if hasattr(block, "se") else ("zero_branch",), 0)
     return out
 
 

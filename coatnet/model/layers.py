@@ -213,3 +213,19 @@ def uninitialised(kind: type[M], *args, device: torch.device | str = "cpu", **kw
             if b is not None:
                 part._buffers[name] = allocate(b)
     return module
+
+
+class Mlp(nn.Module):
+    """The Transformer FFN, Linear -> GELU -> Linear over the channels of (B, C, H, W)."""
+
+    def __init__(self, *, dim: int, hidden: int, act: str = "gelu") -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = make_act(act)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.fc1, nn.Conv2d):  # the inference build's 1x1 convolutions on (B, C, H, W)
+            return self.fc2(self.act(self.fc1(x)))
+        x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
+        return self.fc2(self.act(self.fc1(x))).permute(0, 3, 1, 2)

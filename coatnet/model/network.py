@@ -13,6 +13,7 @@ from coatnet.model.attention import RelativePosition, RelativePositionBias, rela
 from coatnet.model.blocks import MaxViTBlock, MBConvBlock, Stem, TransformerBlock
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
+from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
 from coatnet.model.tracing import active_tracer
 
@@ -111,7 +112,8 @@ class CoAtNet(nn.Module):
                     stride = config.strides[s] if b == 0 else 1
                     common = dict(dim_in=dim_in, dim_out=group.dim, stride=stride, config=config)
                     if group.kind == "C":
-                        blocks.append(MBConvBlock(**common, drop_path=rates[index], stage=s, block=b))
+                        conv = ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock
+                        blocks.append(conv(**common, drop_path=rates[index], stage=s, block=b))
                     elif group.kind == "M":
                         blocks.append(MaxViTBlock(**common, drop_path=rates[index], stage=s, block=b))
                     else:

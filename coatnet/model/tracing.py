@@ -61,6 +61,7 @@ from coatnet.model.contexts import context_open
 _TRACER: contextvars.ContextVar[Tracer | None] = contextvars.ContextVar("coatnet_tracer", default=None)
 
 MBCONV_NAMES = ("input", "expanded", "depthwise", "se.gate", "branch", "output")
+CONVNEXT_NAMES = ("input", "depthwise", "branch", "output")  # coatnet.model.convnext
 TRANSFORMER_NAMES = (
     "input", "attn.q", "attn.k", "attn.v", "attn.bias", "attn.logits", "attn.weights", "attn.heads",
     "attn.branch", "mlp.branch", "output",
@@ -141,18 +142,23 @@ def trace_names(model: nn.Module) -> list[str]:
     names = ["S0.output"]
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
-            if hasattr(block, "attn_grid"):  # MaxViT: its MBConv, then block and grid attention
+            if hasattr(block, "attn_grid"):  # MaxViT: its conv, then block (if any) and grid attention
                 names.append(f"S{s}.{b}.input")
-                names += [f"S{s}.{b}.conv.{leaf}" for leaf in MBCONV_NAMES]
+                names += [f"S{s}.{b}.conv.{leaf}" for leaf in _conv_names(block.conv)]
                 names += [
-                    f"S{s}.{b}.{part}.{leaf}" for part in ("block", "grid") for leaf in TRANSFORMER_NAMES
+                    f"S{s}.{b}.{part}.{leaf}" for part, _ in block.partitions() for leaf in TRANSFORMER_NAMES
                 ]
                 names.append(f"S{s}.{b}.output")
                 continue
-            leaves = TRANSFORMER_NAMES if hasattr(block, "attn") else MBCONV_NAMES
+            leaves = TRANSFORMER_NAMES if hasattr(block, "attn") else _conv_names(block)
             names += [f"S{s}.{b}.{leaf}" for leaf in leaves]
         names.append(f"S{s}.output")
     return [*names, "pooled", "logits"]
+
+
+def _conv_names(block: nn.Module) -> tuple[str, ...]:
+    """An MBConv's names, or a ConvNeXt block's (no expansion, no squeeze-excitation)."""
+    return MBCONV_NAMES if hasattr(block, "se") else CONVNEXT_NAMES
 
 
 def check_names(model: nn.Module, names: Sequence[str], patch: Mapping[str, Patch] = {}) -> None:

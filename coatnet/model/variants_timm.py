@@ -128,6 +128,34 @@ _MAXVIT_RW = {  # timm's own: (stem, dims, depths, knobs)
 _MAXVIT_RW_SIZES = {"pico_rw": (256,), "nano_rw": (256,), "tiny_rw": (224, 256), "rmlp_pico_rw": (256,),
                     "rmlp_nano_rw": (256,), "rmlp_tiny_rw": (256,), "rmlp_small_rw": (224, 256),
                     "rmlp_base_rw": (224, 384)}  # fmt: skip
+# timm's ConvNeXt-based models (``_next_cfg``): ConvNeXt blocks for MBConv (a 7x7 depthwise conv, LayerNorm,
+# a 1x1-conv MLP, LayerScale), a LayerNorm stem, GELU, LayerNorm eps 1e-6 and a final norm
+_NEXT: dict[str, Any] = dict(conv_block="convnext", kernel_size=7, stem_norm="layer", conv_act="gelu",
+                             ln_eps=1e-6, final_norm=True, mbconv_expand_from="out")  # fmt: skip
+_MAXXVIT = {  # (stem, dims, depths, knobs): MaxxViT (block + grid attention), MaxxViT-V2 (grid alone)
+    "maxxvit_rmlp_nano_rw": ((32, 64), (64, 128, 256, 512), (1, 2, 3, 1), {}),
+    "maxxvit_rmlp_tiny_rw": ((32, 64), (64, 128, 256, 512), (2, 2, 5, 2), {}),
+    "maxxvit_rmlp_small_rw": ((48, 96), (96, 192, 384, 768), (2, 2, 5, 2), {}),
+    "maxxvitv2_nano_rw": (
+        (48, 96), (96, 192, 384, 768), (1, 2, 3, 1), {"block_attention": False, "rel_pos": "table"},
+    ),
+    "maxxvitv2_rmlp_base_rw": ((64, 128), (128, 256, 512, 1024), (2, 6, 12, 2), {"block_attention": False}),
+    "maxxvitv2_rmlp_large_rw": (
+        (80, 160), (160, 320, 640, 1280), (2, 6, 16, 2),
+        {"block_attention": False, "head_hidden": 1280, "final_norm": False},
+    ),
+}  # fmt: skip
+_MAXXVIT_SIZES = {"maxxvitv2_rmlp_base_rw": (224, 384), "maxxvitv2_rmlp_large_rw": (224,)}
+MAXXVITS = tuple(
+    _maxvit(f"{n}_{size}", stem, d, depth, tf=False,
+            **{**_NEXT, "conv_layer_scale": 1e-6, "rel_pos": "mlp", "layer_scale": 1e-6, **knobs})
+    for n, (stem, d, depth, knobs) in _MAXXVIT.items() for size in _MAXXVIT_SIZES.get(n, (256,))
+)  # fmt: skip
+COATNEXT = _timm(  # CoAtNeXt: timm's CoAtNet-nano with ConvNeXt blocks for MBConv (C-C-T-T)
+    "coatnext_nano_rw_224", (32, 64), (64, 128, 256, 512), (3, 4, 6, 3), attn_width="in",
+    **{**_NEXT, "conv_layer_scale": 1e-5},
+)  # fmt: skip
+
 MAXVITS = tuple(
     [_maxvit(f"maxvit_{n}_tf_{size}", (w, w), d, depth, tf=True,
              num_classes=21843 if (n, size) == ("xlarge", 224) else 1000)  # only released on ImageNet-21k
@@ -192,5 +220,7 @@ TIMM_VARIANTS: dict[str, CoAtNetConfig] = {
         _paper_like("coatnet_2_224", 128, _W2, (2, 6, 14, 2)),
         _paper_like("coatnet_3_224", 192, _W3, (2, 6, 14, 2)),
         *MAXVITS,
+        *MAXXVITS,
+        COATNEXT,
     )
 }

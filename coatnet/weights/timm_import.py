@@ -53,6 +53,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: CoAtNetConfig) ->
         new = new.replace(".se_early.", ".se.")
         new = re.sub(r"\.norm1\.norm\.", ".norm1.", new)  # first Transformer block: Sequential(norm, down)
         new = new.replace("head.pre_logits.fc.", "head.pre_logits.")
+        # a ConvNeXt block's projection where the width changes without a stride: a bare 1x1 conv
+        new = re.sub(r"\.shortcut\.(weight|bias)$", r".shortcut.expand.\1", new)
         if new.endswith("attn.rel_pos.relative_position_bias_table"):
             new = new.replace("relative_position_bias_table", "table")
             # TensorFlow MaxViTs keep (heads, 2H-1, 2W-1) indexed key - query: ours is query - key
@@ -63,6 +65,11 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: CoAtNetConfig) ->
             value = value.flatten(1)  # a 1x1 conv stored as Conv2d [O, I, 1, 1] -> Linear [O, I]
         out[new] = value
     return out
+
+
+def _windowed(config: CoAtNetConfig) -> bool:
+    """Whether ``config`` is of the MaxViT family (MaxViT, MaxxViT, MaxxViT-V2: blocks with windows)."""
+    return any("M" in stage.block_kinds for stage in config.stages)
 
 
 def _qkv_head_first(config: CoAtNetConfig) -> bool:
@@ -139,9 +146,9 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     img_size = _img_size_from_tables(state)
     state = {key: value.to("meta") for key, value in state.items()}  # shapes are all it compares
     fits = []
-    maxvit = any(".attn_block." in key for key in state)  # only a MaxViT has block attention
+    windowed = any(".attn_grid." in key for key in state)  # only the MaxViT family has grid attention
     for name, config in TIMM_VARIANTS.items():
-        if name.startswith("maxvit_") != maxvit:
+        if _windowed(config) != windowed:
             continue
         candidate = config.replace(num_classes=num_classes, img_size=img_size or config.img_size)
         own = _shapes(candidate)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.model.variants_timm import MAXVITS, TIMM_VARIANTS
+from coatnet.model.variants_timm import COATNEXT, MAXVITS, MAXXVITS, TIMM_VARIANTS
 from coatnet.model.windows import partition, unpartition, window_positions
 from coatnet.weights.timm_import import convert_state_dict, from_timm, read_state_dict, recognise_arch
 from tests.support.timm import import_timm, randomised_timm_model, save_timm
@@ -18,7 +18,9 @@ from tests.support.timm import import_timm, randomised_timm_model, save_timm
 SIZE = 64  # windows and grids of 2 (the input / 32): S1's 16x16 grid holds 64 windows
 # one of each kind: TensorFlow's (GELU-tanh, same padding, the tanh head), timm's rw, its rmlp bias,
 # LayerScale (rmlp_small), the pre-logits head of an rw MaxViT (rmlp_base)
-COMPARED = ("maxvit_tiny_tf_224", "maxvit_nano_rw_256", "maxvit_rmlp_nano_rw_256", "maxvit_rmlp_small_rw_224")
+COMPARED = ("maxvit_tiny_tf_224", "maxvit_nano_rw_256", "maxvit_rmlp_nano_rw_256", "maxvit_rmlp_small_rw_224",
+            # ConvNeXt blocks and a LayerNorm stem: MaxxViT, MaxxViT-V2 (grid attention alone), CoAtNeXt
+            "maxxvit_rmlp_nano_rw_256", "maxxvitv2_nano_rw_256", "coatnext_nano_rw_224")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,8 @@ def timm():
 def test_every_maxvit_timm_registers_is_ours_and_no_other(timm):
     theirs = {n for n in timm.list_models("maxvit_*") if "_pm_" not in n}  # parallel partitions: later
     assert theirs == {c.name for c in MAXVITS}
+    family = set(timm.list_models("maxxvit*")) | set(timm.list_models("coatnext*"))
+    assert family == {c.name for c in MAXXVITS} | {COATNEXT.name}
 
 
 @pytest.mark.timm
@@ -53,7 +57,8 @@ def test_imported_maxvit_matches_timm(timm, arch: str, tmp_path: Path) -> None:
 # every family and kind at one size, and the other sizes (which change the bias tables alone) for two
 FITTED = sorted({c.name for c in MAXVITS if not c.name.endswith(("_384", "_512", "rw_224"))}
                 | {"maxvit_tiny_tf_384", "maxvit_tiny_tf_512", "maxvit_xlarge_tf_512", "maxvit_tiny_rw_224",
-                   "maxvit_rmlp_base_rw_224"})  # fmt: skip
+                   "maxvit_rmlp_base_rw_224"}
+                | {c.name for c in MAXXVITS if not c.name.endswith("_384")} | {COATNEXT.name})  # fmt: skip
 
 
 @pytest.mark.timm
