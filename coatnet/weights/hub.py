@@ -84,6 +84,14 @@ PRETRAINED_TAGS: dict[str, dict[str, Any]] = {
         for size in ("base", "large", "xlarge")
         for side in (384, 512)
     },
+    # timm's ConvNeXt-based MaxViTs and CoAtNeXt (issue 27)
+    "maxxvit_rmlp_nano_rw_256.sw_in1k": {"classes": 1000},
+    "maxxvit_rmlp_small_rw_256.sw_in1k": {"classes": 1000},
+    "maxxvitv2_nano_rw_256.sw_in1k": {"classes": 1000},
+    "maxxvitv2_rmlp_base_rw_224.sw_in12k_ft_in1k": {"classes": 1000},
+    "maxxvitv2_rmlp_base_rw_224.sw_in12k": {"classes": 11821},
+    "maxxvitv2_rmlp_base_rw_384.sw_in12k_ft_in1k": {"classes": 1000, "crop": 1.0},
+    "coatnext_nano_rw_224.sw_in1k": {"classes": 1000, "crop": 0.9},
 }
 
 # arch -> its default pretrained tag (the first listed above), as timm resolves a bare name

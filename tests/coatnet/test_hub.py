@@ -316,7 +316,11 @@ def test_default_tags_and_repos_match_timm() -> None:
     timm = import_timm()
     from timm.models import get_pretrained_cfg
 
-    published = timm.list_pretrained("coatnet*") + timm.list_pretrained("maxvit*")
+    published = [
+        tag
+        for family in ("coatnet*", "coatnext*", "maxvit*", "maxxvit*")
+        for tag in timm.list_pretrained(family)
+    ]
     tags = [tag for tag in published if not tag.endswith(".untrained")]
     assert {tag.split(".")[0] for tag in tags} == set(hub.DEFAULT_TAGS)
     for arch, pretrained in hub.DEFAULT_TAGS.items():
