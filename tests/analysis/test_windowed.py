@@ -189,3 +189,31 @@ def test_a_study_plans_each_partition_and_measures_its_heads_as_the_statistics_d
     distance = HEAD_METRICS.index("distance_effective")
     heads = np.concatenate([b.distance_px for b in stats.blocks])
     np.testing.assert_allclose(found["heads"][1, :, distance], heads, rtol=1e-5)
+
+
+def test_a_maxxvit_v2_of_convnext_blocks_and_grid_attention_alone_is_analysed_the_same_way():
+    import analysis
+    from analysis.studies.study import study_plan
+
+    torch.manual_seed(0)
+    model = coatnet.create_model(
+        "maxvit_pico", in_chans=1, conv_block="convnext", kernel_size=7, conv_layer_scale=1e-6,
+        stem_norm="layer", block_attention=False,
+    ).eval()  # fmt: skip
+    x = torch.randn(1, 1, 28, 28)
+    maps = attention_maps(model, x)
+    assert maps.names == ("S1.0.grid", "S2.0.grid", "S3.0.grid", "S3.1.grid", "S4.0.grid")
+    rollout = attention_rollout(model, x, maps=maps)
+    assert rollout.matrix.shape == (1, 49, 196) and np.allclose(rollout.matrix.sum(-1), 1, atol=1e-5)
+    kernels = relative_bias_kernels(model)
+    assert kernels.depthwise[0].name == "S1.0.conv" and kernels.depthwise[0].kernels.shape[-2:] == (7, 7)
+    fields = analysis.receptive_fields(model, x, stages=[1])
+    assert fields.stages[0].is_global  # grid attention spreads over the whole stage
+    plan = study_plan(model, (28, 28))
+    assert [i.label for i in plan.interventions][:2] == ["zero_branch S1.0", "knockout S1.0.grid h0"]
+    assert coatnet.intervention_targets(model)["S1.0"][0][-1] == "zero_branch"  # no SE to bypass
+    with (
+        pytest.raises(ValueError, match="grid attention alone"),
+        coatnet.intervene(coatnet.Intervention("S1.0.block", "knockout"), model=model),
+    ):
+        pass
