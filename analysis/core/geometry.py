@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from coatnet.model.blocks import MaxViTBlock, PartitionBlock, TransformerBlock
+from coatnet.model.blocks import PartitionBlock, TransformerBlock
 from coatnet.model.network import CoAtNet
 from coatnet.model.windows import window_positions
 
@@ -58,6 +58,12 @@ class BlockRef:
         """(windows, n): each window's positions as row-major indices into :attr:`grid`."""
         return window_positions(self.grid, self.window, self.partition)
 
+    @property
+    def parallel(self) -> bool:
+        """Whether it attends side by side with the other partition of its block (timm's parallel
+        MaxViT block): the two are one step of a composition, their operators averaged."""
+        return bool(getattr(self.owner, "parallel", False))
+
     def pool_input(self, stage_input: torch.Tensor, owner: nn.Module | None = None) -> torch.Tensor:
         """What :attr:`pool` takes, from the output of the stage before: the normalised input for a
         Transformer block (``Pool(Norm(x))``, by ``owner``: the caller's runner of :attr:`owner`, which a
@@ -72,6 +78,12 @@ WINDOWED = (
     "the attention maps, rollout, class relevance, statistics, kernels, receptive fields, Grad-CAM and the "
     "pixel attributions do"
 )
+
+
+def _conv_pool(block: nn.Module) -> nn.Module:
+    """What links a MaxViT block's input grid to its attention's: its (first) conv's shortcut pool."""
+    conv = block.conv[0] if isinstance(block.conv, nn.Sequential) else block.conv
+    return conv.shortcut.pool
 
 
 def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fill: float = 0.0) -> np.ndarray:
@@ -117,11 +129,13 @@ def attention_blocks(
         for b, block in enumerate(stage.blocks):
             if isinstance(block, TransformerBlock):
                 out.append(BlockRef(f"S{s}.{b}", s, b, block, grid, stride))
-            elif isinstance(block, MaxViTBlock):
-                for k, (kind, part) in enumerate(block.partitions()):  # block (if any), then grid attention
-                    pool = block.conv.shortcut.pool if k == 0 else nn.Identity()  # the conv's stride
-                    out.append(BlockRef(f"S{s}.{b}.{kind}", s, b, part, grid, stride, kind,
-                                        (part.size, part.size), pool, block))  # fmt: skip
+            elif hasattr(
+                block, "partitions"
+            ):  # MaxViT (block and grid attention, one after the other or side by side)
+                for k, (kind, part, size) in enumerate(block.partitions()):  # block (if any), then grid
+                    pool = _conv_pool(block) if k == 0 else nn.Identity()  # the conv's stride, once
+                    out.append(BlockRef(f"S{s}.{b}.{kind}", s, b, part, grid, stride, kind, (size, size),
+                                        pool, block))  # fmt: skip
     return out
 
 

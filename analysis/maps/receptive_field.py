@@ -266,7 +266,7 @@ def _walk(geometry: _Field, layers: Sequence[nn.Module]) -> _Field:
 def _through(geometry: _Field, layer: nn.Module) -> _Field:
     """The field after ``layer``."""
     if isinstance(layer, MaxViTBlock):  # MBConv, block attention, grid attention
-        return _walk(geometry, [layer.conv, *(part for _, part in layer.partitions())])
+        return _walk(geometry, [layer.conv, *(part for _, part, _ in layer.partitions())])
     if isinstance(layer, PartitionBlock):  # x + Attention(window), then the FFN: module docstring
         if layer.kind == "grid":
             return replace(geometry, is_global=True)

@@ -247,6 +247,7 @@ def compose(
     Returns:
         float64 (B, N_last, N_first).
     """
+    refs, grids, updates = merge_parallel(refs, grids, updates)
     matrix = updates[-1]
     batch = matrix.shape[0]
     # multiplied from the last block back: each product is (N_last, N_k) @ (N_k, N_k), never N_first^3
@@ -264,6 +265,23 @@ def compose(
             raise ValueError(f"{ref.name}: grid {grid} follows {previous} without a pool")
         matrix = matrix @ updates[k - 1]
     return matrix
+
+
+def merge_parallel(
+    refs: Sequence[BlockRef], grids: Sequence[tuple[int, int]], updates: Sequence[np.ndarray]
+) -> tuple[list[BlockRef], list[tuple[int, int]], list[np.ndarray]]:
+    """One update per step of the composition: the two attentions of a parallel MaxViT block (block and
+    grid attention side by side on one input, each giving half the channels) become their average, a
+    step whose link is the first's; every other block stays as it is."""
+    out_refs, out_grids, out_updates = [], [], []
+    for ref, grid, update in zip(refs, grids, updates, strict=True):
+        if out_refs and ref.parallel and out_refs[-1].parallel and out_refs[-1].base == ref.base:
+            out_updates[-1] = 0.5 * (out_updates[-1] + update)
+            continue
+        out_refs.append(ref)
+        out_grids.append(grid)
+        out_updates.append(update)
+    return out_refs, out_grids, out_updates
 
 
 def _check_maps(maps: AttentionMaps, names: list[str], image_size: tuple[int, int], batch: int) -> None:

@@ -383,13 +383,21 @@ class MaxViTBlock(nn.Module):
         self.attn_grid = PartitionBlock(kind="grid", size=grid, **common)
         # traced as S{s}.{b}.conv.*, .block.*, .grid.* (coatnet.model.tracing), not under one name
         self.conv.trace_prefix = f"S{stage}.{block}.conv"
-        for part, module in self.partitions():
+        for part, module, _ in self.partitions():
             module.trace_prefix = module.attn.trace_prefix = f"S{stage}.{block}.{part}"
 
-    def partitions(self) -> list[tuple[str, PartitionBlock]]:
-        """(``block`` / ``grid``, its attention) in forward order: both, or grid attention alone."""
+    parallel = False  # block attention, then grid attention: one after the other
+
+    def partitions(self) -> list[tuple[str, PartitionBlock, int]]:
+        """(``block`` / ``grid``, the module that attends, its window side) in forward order: both, or
+        grid attention alone."""
         found = [("block", self.attn_block), ("grid", self.attn_grid)]
-        return [(kind, module) for kind, module in found if module is not None]
+        return [(kind, module, module.size) for kind, module in found if module is not None]
+
+    @property
+    def heads(self) -> int:
+        """The heads of each of its attentions."""
+        return self.attn_grid.attn.heads
 
     def check_intervention(self, item: Intervention) -> None:
         """Raise a ValueError if ``item`` (meant for this block) has no place here."""
@@ -397,7 +405,7 @@ class MaxViTBlock(nn.Module):
             self.conv.check_intervention(item)
         if item.part == "block" and self.attn_block is None:
             raise ValueError(f"{item.label}: {item.base} has grid attention alone (MaxxViT-V2)")
-        heads = self.attn_grid.attn.heads
+        heads = self.heads
         if item.heads is not None and max(item.heads) >= heads:
             raise ValueError(f"{item.label}: {item.block} has heads 0..{heads - 1}")
 

@@ -133,6 +133,9 @@ class CoAtNetConfig:
             ConvNeXt-based models).
         block_attention: MaxViT blocks attend in windows before their grid attention; False: grid
             attention alone (timm's MaxxViT-V2).
+        parallel_partitions: MaxViT blocks run two conv blocks, then block and grid attention side by
+            side, each over every head, projected to half the channels, with one MLP (timm's experimental
+            ``PM`` block, :mod:`coatnet.model.parallel`).
         conv_act: the activation of the stem and the MBConv blocks.
         mbconv_pre_norm_act: an activation after the MBConv pre-norm.
         mbconv_bias: a bias on the MBConv's shortcut projection and last 1x1 conv.
@@ -181,6 +184,7 @@ class CoAtNetConfig:
     conv_layer_scale: float | None = None
     stem_norm: str = "batch"
     block_attention: bool = True
+    parallel_partitions: bool = False
     conv_act: str = "gelu"
     mbconv_expand_from: str = "out"
     mbconv_pre_norm_act: bool = False

@@ -224,7 +224,7 @@ def check_interventions(model: torch.nn.Module, interventions: Sequence[Interven
         module = blocks.get(item.base)
         if module is None:
             raise ValueError(f"{item.label}: the model has no block {item.base} (it has {', '.join(blocks)})")
-        if item.part is not None and not hasattr(module, "attn_grid"):
+        if item.part is not None and not hasattr(module, "partitions"):
             raise ValueError(f"{item.label}: {item.base} is not a MaxViT block; name the block {item.base}")
         module.check_intervention(item)
 
@@ -237,11 +237,14 @@ def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, .
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
             name = block_name(s, b)
-            if hasattr(block, "attn_grid"):  # a MaxViT block: its conv, block (if any) and grid attention
-                heads = block.attn_grid.attn.heads
-                conv = CONV_KINDS if hasattr(block.conv, "se") else ("zero_branch",)  # ConvNeXt: no SE
+            if hasattr(block, "partitions"):  # MaxViT: its conv, block (if any) and grid attention
+                heads = block.heads
+                if block.parallel:  # two conv blocks: a parallel block's interventions are its attentions'
+                    conv: tuple[str, ...] = ()
+                else:
+                    conv = CONV_KINDS if hasattr(block.conv, "se") else ("zero_branch",)  # ConvNeXt: no SE
                 out[name] = (ATTENTION_KINDS + conv, heads)
-                for part, _ in block.partitions():
+                for part, _, _ in block.partitions():
                     out[f"{name}.{part}"] = (ATTENTION_KINDS, heads)
             elif hasattr(block, "attn"):
                 out[name] = (ATTENTION_KINDS, block.attn.heads)

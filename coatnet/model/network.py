@@ -15,6 +15,7 @@ from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
 from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
+from coatnet.model.parallel import ParallelMaxViTBlock
 from coatnet.model.tracing import active_tracer
 
 
@@ -115,7 +116,8 @@ class CoAtNet(nn.Module):
                         conv = ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock
                         blocks.append(conv(**common, drop_path=rates[index], stage=s, block=b))
                     elif group.kind == "M":
-                        blocks.append(MaxViTBlock(**common, drop_path=rates[index], stage=s, block=b))
+                        maxvit = ParallelMaxViTBlock if config.parallel_partitions else MaxViTBlock
+                        blocks.append(maxvit(**common, drop_path=rates[index], stage=s, block=b))
                     else:
                         blocks.append(
                             TransformerBlock(

@@ -66,6 +66,8 @@ TRANSFORMER_NAMES = (
     "input", "attn.q", "attn.k", "attn.v", "attn.bias", "attn.logits", "attn.weights", "attn.heads",
     "attn.branch", "mlp.branch", "output",
 )  # fmt: skip
+ATTENTION_NAMES = tuple(n for n in TRANSFORMER_NAMES if n.startswith("attn.") and n != "attn.branch")
+ATTENTION_NAMES = tuple(n for n in TRANSFORMER_NAMES if n.startswith("attn.") and n != "attn.branch")
 EXPLICIT_NAMES = ("attn.logits", "attn.bias", "attn.weights")  # made only by the explicit path
 RESIDUAL_STREAM = ("*.output", "pooled", "logits")  # trace's default: every block's and stage's output
 
@@ -142,11 +144,25 @@ def trace_names(model: nn.Module) -> list[str]:
     names = ["S0.output"]
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
-            if hasattr(block, "attn_grid"):  # MaxViT: its conv, then block (if any) and grid attention
+            if getattr(block, "parallel", False):  # two convs, then block and grid attention side by side
+                names.append(f"S{s}.{b}.input")
+                names += [
+                    f"S{s}.{b}.conv{i}.{leaf}" for i, c in enumerate(block.conv) for leaf in _conv_names(c)
+                ]
+                names += [f"S{s}.{b}.parallel.input"]
+                names += [
+                    f"S{s}.{b}.{part}.{leaf}" for part, _, _ in block.partitions() for leaf in ATTENTION_NAMES
+                ]
+                names += [f"S{s}.{b}.parallel.{leaf}" for leaf in ("attn.branch", "mlp.branch", "output")]
+                names.append(f"S{s}.{b}.output")
+                continue
+            if hasattr(block, "partitions"):  # MaxViT: its conv, then block (if any) and grid attention
                 names.append(f"S{s}.{b}.input")
                 names += [f"S{s}.{b}.conv.{leaf}" for leaf in _conv_names(block.conv)]
                 names += [
-                    f"S{s}.{b}.{part}.{leaf}" for part, _ in block.partitions() for leaf in TRANSFORMER_NAMES
+                    f"S{s}.{b}.{part}.{leaf}"
+                    for part, _, _ in block.partitions()
+                    for leaf in TRANSFORMER_NAMES
                 ]
                 names.append(f"S{s}.{b}.output")
                 continue

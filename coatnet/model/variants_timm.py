@@ -114,6 +114,8 @@ _MAXVIT_RW = {  # timm's own: (stem, dims, depths, knobs)
     "pico_rw": ((24, 32), (32, 64, 128, 256), (2, 2, 5, 2), {}),
     "nano_rw": ((32, 64), (64, 128, 256, 512), (1, 2, 3, 1), {}),
     "tiny_rw": ((32, 64), (64, 128, 256, 512), (2, 2, 5, 2), {}),
+    # timm's experimental parallel block (PM, no released weights): coatnet/model/parallel.py
+    "tiny_pm": ((32, 64), (64, 128, 256, 512), (2, 2, 5, 2), {"parallel_partitions": True}),
     "rmlp_pico_rw": ((24, 32), (32, 64, 128, 256), (2, 2, 5, 2), {"rel_pos": "mlp"}),
     "rmlp_nano_rw": ((32, 64), (64, 128, 256, 512), (1, 2, 3, 1), {"rel_pos": "mlp"}),
     "rmlp_tiny_rw": ((32, 64), (64, 128, 256, 512), (2, 2, 5, 2), {"rel_pos": "mlp"}),
@@ -125,7 +127,8 @@ _MAXVIT_RW = {  # timm's own: (stem, dims, depths, knobs)
         {"rel_pos": "mlp", "head_hidden": 768, "final_norm": False},
     ),
 }
-_MAXVIT_RW_SIZES = {"pico_rw": (256,), "nano_rw": (256,), "tiny_rw": (224, 256), "rmlp_pico_rw": (256,),
+_MAXVIT_RW_SIZES = {"pico_rw": (256,), "nano_rw": (256,), "tiny_rw": (224, 256), "tiny_pm": (256,),
+                    "rmlp_pico_rw": (256,),
                     "rmlp_nano_rw": (256,), "rmlp_tiny_rw": (256,), "rmlp_small_rw": (224, 256),
                     "rmlp_base_rw": (224, 384)}  # fmt: skip
 # timm's ConvNeXt-based models (``_next_cfg``): ConvNeXt blocks for MBConv (a 7x7 depthwise conv, LayerNorm,

@@ -55,11 +55,11 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: CoAtNetConfig) ->
         new = new.replace("head.pre_logits.fc.", "head.pre_logits.")
         # a ConvNeXt block's projection where the width changes without a stride: a bare 1x1 conv
         new = re.sub(r"\.shortcut\.(weight|bias)$", r".shortcut.expand.\1", new)
-        if new.endswith("attn.rel_pos.relative_position_bias_table"):
+        if new.endswith("rel_pos.relative_position_bias_table"):
             new = new.replace("relative_position_bias_table", "table")
             # TensorFlow MaxViTs keep (heads, 2H-1, 2W-1) indexed key - query: ours is query - key
             value = value.flip(-2, -1).contiguous() if value.ndim == 3 else _table_from_timm(value)
-        elif ".attn.qkv." in new and _qkv_head_first(config):
+        elif re.search(r"\.attn(_block|_grid)?\.qkv\.", new) and _qkv_head_first(config):
             value = _qkv_from_timm(value, config.head_dim)
         if value.ndim == 4 and value.shape[-2:] == (1, 1) and _is_linear(new):
             value = value.flatten(1)  # a 1x1 conv stored as Conv2d [O, I, 1, 1] -> Linear [O, I]

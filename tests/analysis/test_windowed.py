@@ -217,3 +217,31 @@ def test_a_maxxvit_v2_of_convnext_blocks_and_grid_attention_alone_is_analysed_th
         coatnet.intervene(coatnet.Intervention("S1.0.block", "knockout"), model=model),
     ):
         pass
+
+
+def test_a_parallel_block_s_two_attentions_are_one_averaged_step_of_rollout():
+    torch.manual_seed(0)
+    model = coatnet.create_model("maxvit_pico", in_chans=1, parallel_partitions=True).eval()
+    with torch.no_grad():  # uniform attention in both partitions of every block
+        for module in model.modules():
+            if isinstance(module, coatnet.model.attention.RelativeAttention):
+                module.qkv.weight.zero_()
+                module.qkv.bias.zero_()
+                module.rel_pos.table.zero_()
+    x = torch.randn(1, 1, 28, 28)
+    maps = attention_maps(model, x)
+    assert maps.names[:2] == ("S1.0.block", "S1.0.grid")
+    found = attention_rollout(model, x, maps=maps)
+
+    def mixed(mask: np.ndarray) -> np.ndarray:
+        return 0.5 * mask / mask.sum(1, keepdims=True) + 0.5 * np.eye(len(mask))
+
+    side_by_side = 0.5 * (mixed(same_window(14, 7)) + mixed(same_group(14, 7)))  # one step, not two
+    whole7 = mixed(np.ones((49, 49), dtype=bool))
+    r, c = np.divmod(np.arange(196), 14)
+    link = ((r // 2) * 7 + c // 2)[None, :] == np.arange(49)[:, None]
+    expected = np.linalg.matrix_power(whole7, 3) @ (link / 4.0) @ side_by_side @ side_by_side
+    np.testing.assert_allclose(found.matrix[0], expected, atol=1e-6)
+    cache = coatnet.trace(model, x, names=["S1.0.block.attn.weights", "S1.0.parallel.attn.branch"])
+    assert cache["S1.0.block.attn.weights"].shape == (4, 2, 49, 49)  # 4 windows, 32 channels / 16: 2 heads
+    assert cache["S1.0.parallel.attn.branch"].shape == (1, 32, 14, 14)

@@ -20,7 +20,9 @@ SIZE = 64  # windows and grids of 2 (the input / 32): S1's 16x16 grid holds 64 w
 # LayerScale (rmlp_small), the pre-logits head of an rw MaxViT (rmlp_base)
 COMPARED = ("maxvit_tiny_tf_224", "maxvit_nano_rw_256", "maxvit_rmlp_nano_rw_256", "maxvit_rmlp_small_rw_224",
             # ConvNeXt blocks and a LayerNorm stem: MaxxViT, MaxxViT-V2 (grid attention alone), CoAtNeXt
-            "maxxvit_rmlp_nano_rw_256", "maxxvitv2_nano_rw_256", "coatnext_nano_rw_224")  # fmt: skip
+            "maxxvit_rmlp_nano_rw_256", "maxxvitv2_nano_rw_256", "coatnext_nano_rw_224",
+            # block and grid attention side by side (timm's experimental PM block)
+            "maxvit_tiny_pm_256")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,7 @@ def timm():
 
 
 def test_every_maxvit_timm_registers_is_ours_and_no_other(timm):
-    theirs = {n for n in timm.list_models("maxvit_*") if "_pm_" not in n}  # parallel partitions: later
-    assert theirs == {c.name for c in MAXVITS}
+    assert set(timm.list_models("maxvit_*")) == {c.name for c in MAXVITS}
     family = set(timm.list_models("maxxvit*")) | set(timm.list_models("coatnext*"))
     assert family == {c.name for c in MAXXVITS} | {COATNEXT.name}
 
