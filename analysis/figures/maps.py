@@ -27,6 +27,7 @@ from analysis.figures.plots import (
     panel_range,
     readable,
     value_range,
+    window_note,
 )
 from analysis.figures.style import (
     BLOCK_KIND_COLOURS,
@@ -96,27 +97,12 @@ def attention_heads_figure(
     row, col = divmod(query, block.grid[1])
     signed = _signed(block, part)
     title = f"{block.name} ({block.mode}-normalization), every head: {PART_TITLES[part]}"
-    title += f", query {pair(row, col)}{_window_note(block)}"
+    title += f", query {pair(row, col)}{window_note(block)}"
     return head_grid(
         image, maps, stride=block.stride, title=title, query=(row, col),
         colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),
         opacity=opacity, selected=selected, width=width, seen=block.seen(query),
     )  # fmt: skip
-
-
-WINDOW_NOTES = {
-    "block": "; block attention within its {}x{} window (outlined), grey: not attended",
-    "grid": "; grid attention within its {}x{} grid group, dilated (outlined), grey: not attended",
-}
-
-
-def _window_note(block) -> str:
-    """What a title says of windowed attention: which window a query sees, and what grey means."""
-    if block.partition == "global":
-        return ""
-    if block.windows == 1:
-        return f"; {block.partition} attention, one window: the whole grid"
-    return WINDOW_NOTES[block.partition].format(*block.window)
 
 
 def fused_attention_figure(
@@ -146,7 +132,7 @@ def fused_attention_figure(
     return overlay(
         image, values, stride=block.stride, query=(row, col),
         title=f"{model + ': ' if model else ''}{block.name}: {PART_TITLES[part]}, {label}, query "
-        f"{pair(row, col)}{_window_note(block)}", clickable=clickable,
+        f"{pair(row, col)}{window_note(block)}", clickable=clickable,
         colorscale=DIVERGING if signed else SEQUENTIAL, zmin=low, zmax=high,
         what=_what(part, signed), opacity=opacity, seen=block.seen(query),
     )  # fmt: skip

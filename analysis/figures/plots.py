@@ -262,6 +262,21 @@ def window_outline(seen: np.ndarray, stride: float, *, axes: tuple[str, str] = (
     ).to_plotly_json()  # fmt: skip
 
 
+WINDOW_NOTES = {
+    "block": "; block attention within its {}x{} window (outlined), grey: not attended",
+    "grid": "; grid attention within its {}x{} grid group, dilated (outlined), grey: not attended",
+}
+
+
+def window_note(block) -> str:
+    """What a title says of windowed attention: which window a query sees, and what grey means."""
+    if block.partition == "global":
+        return ""
+    if block.windows == 1:
+        return f"; {block.partition} attention, one window: the whole grid"
+    return WINDOW_NOTES[block.partition].format(*block.window)
+
+
 def overlay(
     image: np.ndarray | None,
     values: np.ndarray,

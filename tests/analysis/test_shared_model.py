@@ -110,24 +110,31 @@ def test_a_call_held_inside_a_forward_pass_neither_sees_nor_blocks_another(
 ) -> None:
     model = models["pre"]
     before = snapshot(model)
-    runners = [runner for h, runner in pairs() if h == held]
-    for runner in runners:
-        gate = Gate()
-        monkeypatch.setattr(MBConvBlock, "forward", gate.wrap(MBConvBlock.forward))
-        first = Call(lambda: ANALYSES[held](model, batch(1)))
-        gate.holder = first
-        first.start()
-        assert gate.entered.wait(WAIT), f"{held} never entered a forward pass"
-        second = Call(lambda runner=runner: ANALYSES[runner](model, batch(2)))
-        second.start()
-        try:
-            other = second.outcome()
-        finally:
-            gate.release.set()
+    for runner in [runner for h, runner in pairs() if h == held]:
+        first, other = held_while(model, held, runner, monkeypatch)
         assert_same(other, alone["pre", runner, 2], path=f"{runner} run while {held} was held")
-        assert_same(first.outcome(), alone["pre", held, 1], path=f"{held} held while {runner} ran")
-        monkeypatch.undo()
+        assert_same(first, alone["pre", held, 1], path=f"{held} held while {runner} ran")
     assert_as_found(before, model)
+
+
+def held_while(model: CoAtNet, held: str, runner: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The results of analysis ``held`` (on batch 1), held inside its first MBConv forward pass while
+    analysis ``runner`` (on batch 2) runs through the same model in another thread."""
+    gate = Gate()
+    monkeypatch.setattr(MBConvBlock, "forward", gate.wrap(MBConvBlock.forward))
+    first = Call(lambda: ANALYSES[held](model, batch(1)))
+    gate.holder = first
+    first.start()
+    assert gate.entered.wait(WAIT), f"{held} never entered a forward pass"
+    second = Call(lambda: ANALYSES[runner](model, batch(2)))
+    second.start()
+    try:
+        other = second.outcome()
+    finally:
+        gate.release.set()
+    result = first.outcome()
+    monkeypatch.undo()
+    return result, other
 
 
 @pytest.mark.slow
@@ -244,21 +251,9 @@ def test_windowed_analyses_of_one_maxvit_neither_see_nor_block_another(
     model, alone = maxvit_toy(), maxvit_alone
     before = snapshot(model)
     for runner in WINDOWED:
-        gate = Gate()
-        monkeypatch.setattr(MBConvBlock, "forward", gate.wrap(MBConvBlock.forward))
-        first = Call(lambda: ANALYSES[held](model, batch(1)))
-        gate.holder = first
-        first.start()
-        assert gate.entered.wait(WAIT), f"{held} never entered a forward pass"
-        second = Call(lambda runner=runner: ANALYSES[runner](model, batch(2)))
-        second.start()
-        try:
-            other = second.outcome()
-        finally:
-            gate.release.set()
+        first, other = held_while(model, held, runner, monkeypatch)
         assert_same(other, alone[runner, 2], path=f"{runner} run while {held} was held")
-        assert_same(first.outcome(), alone[held, 1], path=f"{held} held while {runner} ran")
-        monkeypatch.undo()
+        assert_same(first, alone[held, 1], path=f"{held} held while {runner} ran")
     assert_as_found(before, model)
 
 
