@@ -23,7 +23,7 @@ from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
 from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
 from analysis.explain.sanity import sanity_checks
-from analysis.maps.attention import BlockAttention, attention_maps
+from analysis.maps.attention import BlockAttention, attention_maps, query_map
 from analysis.maps.cka import cka
 from analysis.maps.compare import compare
 from analysis.maps.frequency import frequency_profile
@@ -149,10 +149,10 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
     queries = {block.name: _query(block, point) for block in maps.blocks}
     for block in maps.blocks:
         query = queries[block.name]
-        record.setdefault("attention_at_query", {})[block.name] = {
+        record.setdefault("attention_at_query", {})[block.name] = {  # (heads, H, W): NaN outside a window
             "query": query,
-            "effective": block.effective[0, :, query],
-            "content": block.content[0, :, query],
+            "effective": query_map(block, query, part="effective"),
+            "content": query_map(block, query, part="content"),
         }
     explained = []
     for method in args.attributions:

@@ -49,6 +49,12 @@ class BlockRef:
             object.__setattr__(self, "owner", self.module)
 
     @property
+    def attention(self) -> nn.Module:
+        """The relative attention itself (a Transformer block's or a partition's ``attn``, or a parallel
+        block's attention module)."""
+        return getattr(self.module, "attn", self.module)
+
+    @property
     def base(self) -> str:
         """The block it is in: ``S1.0`` for ``S1.0.grid`` (the name :meth:`CoAtNet.block_names` gives)."""
         return f"S{self.stage}.{self.block}"
@@ -102,7 +108,7 @@ def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fil
 
 def has_windowed_attention(model: CoAtNet) -> bool:
     """Whether ``model`` attends in windows (a MaxViT: block and grid attention)."""
-    return any("M" in stage.block_kinds for stage in model.config.stages)
+    return model.config.windowed
 
 
 def check_global_attention(model: CoAtNet) -> None:

@@ -153,8 +153,8 @@ def attention_change_figure(
     low, high = value_range(change, True)
     return overlay(
         image, change, stride=before.stride, query=(row, col), colorscale=DIVERGING, zmin=low, zmax=high,
-        title=f"{before.name}: change of the weights (heads fused by mean), query {pair(row, col)}",
-        what="change", opacity=opacity,
+        title=f"{before.name}: change of the weights (heads fused by mean), query {pair(row, col)}"
+        f"{window_note(before)}", what="change", opacity=opacity, seen=before.seen(query),
     )  # fmt: skip
 
 
@@ -214,9 +214,10 @@ def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
         f"head {h}<br>peak {pair(*peak)}<br>mean {readable(d)}{NBSP}px"
         for h, (peak, d) in enumerate(zip(peaks, distances, strict=True))
     ]
+    step = block.stride * block.dilation[0]  # pixels per kernel step: a grid group's keys lie H / G apart
     title = (
         f"{model + ': ' if model else ''}{block.name}: relative-bias kernels ({block.mode}), offset key - "
-        f"query, {block.stride}{NBSP}px per step; each head's peak offset and the mean distance of softmax(w)"
+        f"query, {step}{NBSP}px per step; each head's peak offset and the mean distance of softmax(w)"
     )
     return kernel_gallery(
         block.kernels, titles=titles, title=title, cols=min(cols, 4), what="bias w", max_panel=160.0,
@@ -230,7 +231,8 @@ def kernel_summary(block) -> tuple[list[tuple[int, int]], list[float]]:
     a query; the figures' reading of the kernel, computed from it)."""
     _, kh, kw = block.kernels.shape
     dy, dx = np.meshgrid(np.arange(kh) - kh // 2, np.arange(kw) - kw // 2, indexing="ij")
-    distance = np.hypot(dy, dx) * block.stride
+    step_y, step_x = (block.stride * d for d in getattr(block, "dilation", (1, 1)))  # grid attention: dilated
+    distance = np.hypot(dy * step_y, dx * step_x)
     peaks, means = [], []
     for kernel in block.kernels.astype(np.float64):
         r, c = np.unravel_index(int(np.argmax(kernel)), kernel.shape)

@@ -93,6 +93,8 @@ class BlockAttention:
         if self.window is None:
             object.__setattr__(self, "window", tuple(self.grid))
         if self.positions is None:
+            if self.partition != "global":
+                raise ValueError(f"{self.name}: {self.partition} attention needs its windows' positions")
             object.__setattr__(self, "positions", window_positions(self.grid, self.window, "global").numpy())
 
     @cached_property

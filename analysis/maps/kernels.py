@@ -22,7 +22,7 @@ from torch import nn
 
 from analysis.core.geometry import BlockRef, attention_blocks
 from coatnet.model.attention import RelativePosition
-from coatnet.model.blocks import CONV_BLOCKS, MBConvBlock
+from coatnet.model.blocks import MBConvBlock
 from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.network import CoAtNet
 
@@ -116,13 +116,12 @@ def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | N
     infos = model.stage_info(size)
     with torch.no_grad():
         refs = attention_blocks(model, size, windowed=True)
-        bias = tuple(_bias_kernel(ref.module.attn, ref) for ref in refs)
-        convs = [
-            (conv, f"S{s}.{b}" if conv is block else f"S{s}.{b}.conv", s, b)
+        bias = tuple(_bias_kernel(ref.attention, ref) for ref in refs)
+        convs = [  # every conv block, named as traced: S1.0, a MaxViT's S1.0.conv, a parallel block's conv0
+            (conv, f"S{s}.{b}" + (f".{suffix}" if suffix else ""), s, b)
             for s, stage in enumerate(model.stages, start=1)
             for b, block in enumerate(stage.blocks)
-            for conv in [block if isinstance(block, CONV_BLOCKS) else getattr(block, "conv", None)]
-            if isinstance(conv, CONV_BLOCKS)
+            for suffix, conv in block.convs()
         ]
         depthwise = tuple(
             _depthwise_kernel(conv, name, s, b, infos[s].reduction // _depthwise(conv).stride[0])

@@ -29,7 +29,7 @@ from torch import nn
 from analysis.core.inputs import as_batch, preprocessing_of
 from analysis.core.running import call_model
 from coatnet.model.attention import RelativeAttention
-from coatnet.model.blocks import MaxViTBlock, MBConvBlock, Mlp, PartitionBlock, Stem, TransformerBlock
+from coatnet.model.blocks import MBConvBlock, Mlp, PartitionBlock, Stem, TransformerBlock
 from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.layers import DropPath, LayerScale, Shortcut, SqueezeExcite
 from coatnet.model.network import CoAtNet, Stage
@@ -265,8 +265,10 @@ def _walk(geometry: _Field, layers: Sequence[nn.Module]) -> _Field:
 
 def _through(geometry: _Field, layer: nn.Module) -> _Field:
     """The field after ``layer``."""
-    if isinstance(layer, MaxViTBlock):  # MBConv, block attention, grid attention
-        return _walk(geometry, [layer.conv, *(part for _, part, _ in layer.partitions())])
+    if hasattr(layer, "partitions"):  # MaxViT: its conv(s), then block and grid attention (in parallel too)
+        return _walk(
+            geometry, [*(conv for _, conv in layer.convs()), *(part for _, part, _ in layer.partitions())]
+        )
     if isinstance(layer, PartitionBlock):  # x + Attention(window), then the FFN: module docstring
         if layer.kind == "grid":
             return replace(geometry, is_global=True)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from analysis.core.geometry import BlockRef, attention_blocks
+from analysis.core.geometry import BlockRef, attention_blocks, dense_windows
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.maps.attention import AttentionMaps, BlockAttention, check_maps_fit, fuse_heads, recorded_pass
@@ -147,11 +147,13 @@ def residual_mixed(
     normalised for pre-normalization and for ``post_handling="abs_normalized"``. Windowed attention is
     its block-sparse operator on the whole grid (:meth:`BlockAttention.dense`): exact, each query's row
     its window's."""
-    weights = block.dense(block.effective).astype(np.float64)
+    weights = block.effective.astype(np.float64)
     post_abs = block.mode == "post" and post_handling == "abs_normalized"
     if post_abs:
         weights = np.abs(weights)
-    mixed = 0.5 * fuse_heads(weights, head_fusion) + 0.5 * np.eye(block.tokens)
+    # heads fused per window, then laid on the grid: the mean and the max commute with the zero fill
+    fused = dense_windows(fuse_heads(weights, head_fusion), block.positions, block.tokens)
+    mixed = 0.5 * fused + 0.5 * np.eye(block.tokens)
     if block.mode == "pre" or post_abs:
         mixed = mixed / mixed.sum(axis=-1, keepdims=True)
     return mixed

@@ -43,7 +43,7 @@ NOTES = {
     "renormalised per query; position share of the weight variance (bias vs softmax(content))",
 }
 
-WINDOW_NOTES = {
+PARTITION_NOTES = {  # what a statistic of windowed attention averaged over
     "block": "; block attention: every query and key within the query's {}x{} window, max entropy that "
     "window's",
     "grid": "; grid attention: every query and key within the query's {}x{} dilated grid group, distances "
@@ -199,7 +199,7 @@ def block_statistics(block: BlockAttention) -> BlockStatistics:
         entropy=_head_mean(entropy(weights)),
         max_entropy=float(np.log(block.keys)),
         position_share=_head_mean(share),
-        note=NOTES[block.mode] + WINDOW_NOTES.get(block.partition, "").format(*block.window),
+        note=NOTES[block.mode] + PARTITION_NOTES.get(block.partition, "").format(*block.window),
     )
 
 

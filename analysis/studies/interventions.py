@@ -170,12 +170,12 @@ def head_importance(
         target = int(logits.argmax()) if target is None else int(target)
         if not 0 <= target < logits.shape[0]:
             raise ValueError(f"target must be a class index 0..{logits.shape[0] - 1}, got {target}")
-        total = sum(ref.module.attn.heads for ref in refs)
+        total = sum(ref.attention.heads for ref in refs)
         done = 0
         for ref in refs:
             position = names.index(ref.base)  # a MaxViT block's attentions: the block they are in
             entering = own.forward_to(batch, position)
-            heads = ref.module.attn.heads
+            heads = ref.attention.heads
             out = []
             for start in range(0, heads, max_rows):
                 chosen = range(start, min(heads, start + max_rows))

@@ -15,7 +15,7 @@ from analysis.core.inputs import as_batch
 from analysis.core.query import middle_point, query_index
 from analysis.core.summaries import read_summary
 from analysis.explain.attributions import gradcam_stages
-from analysis.maps.attention import attention_maps, fuse_heads, upsample_to_image
+from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsample_to_image
 from analysis.maps.cka import cka
 from analysis.maps.receptive_field import receptive_fields
 from coatnet.model.network import CoAtNet
@@ -94,7 +94,7 @@ def compare_layouts(
                 at = point if point is not None else middle_point(size)
                 query = query_index(block.grid, block.stride, *at)
                 cell = divmod(query, block.grid[1])
-                grid = fuse_heads(block.effective[0, :, query].reshape(-1, *block.grid))
+                grid = fuse_heads(np.nan_to_num(query_map(block, query)))  # a window's: 0 where it cannot see
                 attention = upsample_to_image(grid, size)
             stages.append(
                 LayoutStage(

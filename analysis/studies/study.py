@@ -53,7 +53,6 @@ from analysis.maps.attention import recorded_pass
 from analysis.maps.frequency import log_amplitude_profile
 from analysis.maps.receptive_field import mass_sides, receptive_fields
 from analysis.maps.statistics import clipped_renormalised, entropy, mean_distance, position_share
-from coatnet.model.blocks import CONV_BLOCKS, MBConvBlock
 from coatnet.model.interventions import Intervention, intervene
 from coatnet.model.network import CoAtNet
 
@@ -87,7 +86,7 @@ class StudyPlan:
 
     @property
     def head_names(self) -> list[tuple[str, int]]:
-        return [(ref.name, h) for ref in self.heads for h in range(ref.module.attn.heads)]
+        return [(ref.name, h) for ref in self.heads for h in range(ref.attention.heads)]
 
 
 def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: bool = False) -> StudyPlan:
@@ -97,12 +96,13 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: boo
     refs = attention_blocks(model, image_size, windowed=True)
     items = []
     for name, block in zip(names, (b for stage in model.stages for b in stage.blocks), strict=True):
-        conv = block if isinstance(block, CONV_BLOCKS) else getattr(block, "conv", None)  # a MaxViT's conv
-        if conv is not None:  # a ConvNeXt block has no squeeze-excitation to bypass
-            kinds = CONV_STUDY_KINDS if isinstance(conv, MBConvBlock) else ("zero_branch",)
-            items += [Intervention(name, kind) for kind in kinds]
+        convs = (
+            block.convs()
+        )  # an MBConv or ConvNeXt block, a MaxViT's conv; a parallel block's two take none
+        if len(convs) == 1:
+            items += [Intervention(name, kind) for kind in CONV_STUDY_KINDS if kind in convs[0][1].conv_kinds]
         for ref in (r for r in refs if r.base == name):  # its attention, or a MaxViT's block and grid
-            items += [Intervention(ref.name, "knockout", heads=(h,)) for h in range(ref.module.attn.heads)]
+            items += [Intervention(ref.name, "knockout", heads=(h,)) for h in range(ref.attention.heads)]
             items += [Intervention(ref.name, kind) for kind in ATTENTION_STUDY_KINDS]
     positions = tuple(names.index(i.base) for i in items)
     rows = tuple(method_rows(model)) if faithfulness else ()
@@ -358,7 +358,7 @@ def _faithfulness_summary(plan: StudyPlan, arrays: dict[str, np.ndarray]) -> lis
 def _all_heads(plan: StudyPlan, block: str) -> list[int]:
     for ref in plan.heads:
         if ref.name == block:
-            return list(range(ref.module.attn.heads))
+            return list(range(ref.attention.heads))
     return []
 
 

@@ -8,8 +8,8 @@ import streamlit as st
 from analysis import query_from_cell
 from analysis.figures import attention_change_figure, fused_attention_figure, head_importance_figure
 from app import cache, render, session, widgets
-from coatnet import ATTENTION_KINDS, Intervention, intervention_targets
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
+from coatnet import Intervention, intervention_targets
 
 ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
 ITEMS = "iv_items"  # label -> Intervention, for this session
@@ -79,7 +79,7 @@ def chooser(net) -> list[Intervention]:
             picked = st.multiselect("Heads (none: all)", list(range(attention[block])), key="iv_heads")
             heads = tuple(sorted(picked)) or None
         else:
-            st.caption("MBConv interventions act on the whole block.")
+            st.caption("These act on the whole block (a MaxViT's heads: pick its .block or .grid).")
     with add:
         if st.button("Add", key="iv_add", help="Add this intervention to those applied"):
             item = Intervention(block, kind, heads=heads)
@@ -146,9 +146,7 @@ def importance(key, data: bytes, target: int | None, net, names: list[str]) -> N
         "The drop of the class's logit when each head alone is knocked out (its output set to zero), all "
         "heads in one batched pass per block."
     )
-    # every attention's heads (a MaxViT block's whole-block entry takes every kind: its heads are its two
-    # attentions')
-    total = sum(heads for kinds, heads in intervention_targets(net).values() if kinds == ATTENTION_KINDS)
+    total = sum(heads for _, heads in intervention_targets(net).values())  # every attention's heads, once
     if total == 0:
         st.info("This model has no attention heads.")
         return

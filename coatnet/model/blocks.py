@@ -34,7 +34,7 @@ from coatnet.model.layers import (
     make_norm2d,
     make_pool,
 )
-from coatnet.model.tracing import Tracer, active_tracer, tap, traced_name
+from coatnet.model.tracing import MBCONV_NAMES, Tracer, active_tracer, tap, traced_name
 from coatnet.model.windows import partition, unpartition
 
 
@@ -77,6 +77,8 @@ class MBConvBlock(nn.Module):
     """
 
     residual_in_place = False  # set by the inference build (coatnet.model.inference): input gradients only
+    conv_kinds = CONV_KINDS  # the interventions it takes
+    trace_leaves = MBCONV_NAMES  # what it traces (coatnet.model.tracing)
 
     def __init__(
         self,
@@ -123,6 +125,10 @@ class MBConvBlock(nn.Module):
         )
         self.conv3_1x1 = nn.Conv2d(hidden, dim_out, 1, bias=config.mbconv_bias)
         self.drop_path = DropPath(drop_path)
+
+    def convs(self) -> list[tuple[str, nn.Module]]:
+        """Its conv blocks, each with the suffix of its traced name: itself."""
+        return [("", self)]
 
     def check_intervention(self, item: Intervention) -> None:
         """Raise a ValueError if ``item`` (meant for this block) has no place here."""
@@ -177,7 +183,9 @@ class MBConvBlock(nn.Module):
         return tap(tracer, self, "output", shortcut + tap(tracer, self, "branch", self.drop_path(x)))
 
 
-CONV_BLOCKS = (MBConvBlock, ConvNeXtBlock)  # what a C block is: an MBConv, or ConvNeXt (MaxxViT, CoAtNeXt)
+def conv_block_class(config: CoAtNetConfig) -> type[MBConvBlock] | type[ConvNeXtBlock]:
+    """The class of ``config``'s conv blocks (``C`` blocks and a MaxViT block's conv)."""
+    return ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock
 
 
 def watched(*modules: nn.Module) -> bool:
@@ -282,6 +290,10 @@ class TransformerBlock(nn.Module):
         self.ls2 = layer_scale()
         self.drop_path2 = DropPath(drop_path)
 
+    def convs(self) -> list[tuple[str, nn.Module]]:
+        """Its conv blocks: none."""
+        return []
+
     def check_intervention(self, item: Intervention) -> None:
         """Raise a ValueError if ``item`` (meant for this block) has no place here."""
         if item.kind in CONV_KINDS:
@@ -373,7 +385,7 @@ class MaxViTBlock(nn.Module):
         self.stage, self.block = stage, block
         window, grid = config.partition_sizes()
         common = dict(dim=dim_out, config=config, drop_path=drop_path, stage=stage, block=block)
-        conv = ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock  # MaxxViT: ConvNeXt
+        conv = conv_block_class(config)  # MaxxViT: a ConvNeXt block
         self.conv = conv(dim_in=dim_in, dim_out=dim_out, stride=stride, config=config, drop_path=drop_path,
                          stage=stage, block=block)  # fmt: skip
         # MaxxViT-V2: grid attention alone
@@ -387,6 +399,10 @@ class MaxViTBlock(nn.Module):
             module.trace_prefix = module.attn.trace_prefix = f"S{stage}.{block}.{part}"
 
     parallel = False  # block attention, then grid attention: one after the other
+
+    def convs(self) -> list[tuple[str, nn.Module]]:
+        """Its conv block, traced as ``S{s}.{b}.conv``."""
+        return [("conv", self.conv)]
 
     def partitions(self) -> list[tuple[str, PartitionBlock, int]]:
         """(``block`` / ``grid``, the module that attends, its window side) in forward order: both, or

@@ -23,7 +23,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "relu")
 WIDTH_BASES = ("in", "out", "hidden")
 NORMS = ("layer", "batch")
 REL_POS_KINDS = ("table", "mlp")
-CONV_BLOCKS = ("mbconv", "convnext")
+CONV_BLOCK_KINDS = ("mbconv", "convnext")
 
 # Sane limits, checked before any module is built, so that a config from a damaged or hostile checkpoint
 # is refused in one line instead of allocating until memory runs out. The paper's largest member,
@@ -244,7 +244,7 @@ class CoAtNetConfig:
             ("attn_norm", self.attn_norm, NORMS),
             ("rel_pos", self.rel_pos, REL_POS_KINDS),
             ("mlp_act", self.mlp_act, ("gelu", "gelu_tanh")),
-            ("conv_block", self.conv_block, CONV_BLOCKS),
+            ("conv_block", self.conv_block, CONV_BLOCK_KINDS),
             ("stem_norm", self.stem_norm, NORMS),
         ):
             check(value in allowed, f"{name} must be one of {allowed}, got {value!r}")
@@ -344,6 +344,11 @@ class CoAtNetConfig:
     @property
     def total_stride(self) -> int:
         return math.prod(self.strides)
+
+    @property
+    def windowed(self) -> bool:
+        """Whether it attends in windows: the MaxViT family (MaxViT, MaxxViT, MaxxViT-V2, ``M`` blocks)."""
+        return any("M" in s.block_kinds for s in self.stages)
 
     @property
     def layout(self) -> str:

@@ -18,7 +18,7 @@ from torch import nn
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.interventions import ATTENTION_KINDS, Intervention, block_interventions, row_mask
 from coatnet.model.layers import DropPath, LayerScale, Mlp, Shortcut, make_norm2d
-from coatnet.model.tracing import active_tracer, tap
+from coatnet.model.tracing import CONVNEXT_NAMES, active_tracer, tap
 
 
 class ConvNeXtBlock(nn.Module):
@@ -26,6 +26,9 @@ class ConvNeXtBlock(nn.Module):
 
     Interventions: ``zero_branch`` (the scaled MLP branch set to zero); it has no squeeze-excitation, so
     ``no_se`` is refused, as are the attention kinds."""
+
+    conv_kinds = ("zero_branch",)  # the interventions it takes: it has no squeeze-excitation
+    trace_leaves = CONVNEXT_NAMES  # what it traces (coatnet.model.tracing)
 
     def __init__(
         self,
@@ -47,6 +50,10 @@ class ConvNeXtBlock(nn.Module):
         self.mlp = Mlp(dim=dim_out, hidden=int(dim_out * config.expand_ratio), act=config.conv_act)
         self.ls = LayerScale(dim_out, config.conv_layer_scale) if config.conv_layer_scale else nn.Identity()
         self.drop_path = DropPath(drop_path)
+
+    def convs(self) -> list[tuple[str, nn.Module]]:
+        """Its conv blocks, each with the suffix of its traced name: itself."""
+        return [("", self)]
 
     def check_intervention(self, item: Intervention) -> None:
         """Raise a ValueError if ``item`` (meant for this block) has no place here."""

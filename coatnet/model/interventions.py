@@ -231,25 +231,24 @@ def check_interventions(model: torch.nn.Module, interventions: Sequence[Interven
 
 def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, ...], int]]:
     """Every block name an :class:`Intervention` can take in ``model``, in forward order: name -> (the
-    kinds it takes, its heads; 0 for an MBConv block). A MaxViT block gives three: ``S1.0`` (every kind:
-    attention kinds on both its attentions, MBConv kinds on its MBConv), ``S1.0.block`` and ``S1.0.grid``."""
+    kinds it takes, the heads one may pick; 0 where it takes none). A MaxViT block gives three: ``S1.0``
+    (attention kinds on every head of both its attentions, conv kinds on its conv; no heads to pick),
+    ``S1.0.block`` and ``S1.0.grid`` (each attention, with its heads)."""
     out: dict[str, tuple[tuple[str, ...], int]] = {}
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
             name = block_name(s, b)
             if hasattr(block, "partitions"):  # MaxViT: its conv, block (if any) and grid attention
-                heads = block.heads
-                if block.parallel:  # two conv blocks: a parallel block's interventions are its attentions'
-                    conv: tuple[str, ...] = ()
-                else:
-                    conv = CONV_KINDS if hasattr(block.conv, "se") else ("zero_branch",)  # ConvNeXt: no SE
-                out[name] = (ATTENTION_KINDS + conv, heads)
+                # the whole block: attention kinds on every head of both attentions, conv kinds on its conv
+                # (a parallel block's two convs take none); heads are picked on each attention by name
+                convs = block.convs()
+                out[name] = (ATTENTION_KINDS + (convs[0][1].conv_kinds if len(convs) == 1 else ()), 0)
                 for part, _, _ in block.partitions():
-                    out[f"{name}.{part}"] = (ATTENTION_KINDS, heads)
+                    out[f"{name}.{part}"] = (ATTENTION_KINDS, block.heads)
             elif hasattr(block, "attn"):
                 out[name] = (ATTENTION_KINDS, block.attn.heads)
             else:
-                out[name] = (CONV_KINDS if hasattr(block, "se") else ("zero_branch",), 0)
+                out[name] = (block.conv_kinds, 0)
     return out
 
 

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from coatnet.model.attention import RelativePosition, RelativePositionBias, relative_position_index
-from coatnet.model.blocks import MaxViTBlock, MBConvBlock, Stem, TransformerBlock
+from coatnet.model.blocks import MaxViTBlock, Stem, TransformerBlock, conv_block_class
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
-from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
 from coatnet.model.parallel import ParallelMaxViTBlock
 from coatnet.model.tracing import active_tracer
@@ -113,7 +112,7 @@ class CoAtNet(nn.Module):
                     stride = config.strides[s] if b == 0 else 1
                     common = dict(dim_in=dim_in, dim_out=group.dim, stride=stride, config=config)
                     if group.kind == "C":
-                        conv = ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock
+                        conv = conv_block_class(config)
                         blocks.append(conv(**common, drop_path=rates[index], stage=s, block=b))
                     elif group.kind == "M":
                         maxvit = ParallelMaxViTBlock if config.parallel_partitions else MaxViTBlock

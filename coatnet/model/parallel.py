@@ -17,9 +17,8 @@ import torch
 from torch import nn
 
 from coatnet.model.attention import RelativeAttention
-from coatnet.model.blocks import MBConvBlock
+from coatnet.model.blocks import conv_block_class
 from coatnet.model.config import CoAtNetConfig
-from coatnet.model.convnext import ConvNeXtBlock
 from coatnet.model.interventions import CONV_KINDS, Intervention
 from coatnet.model.layers import DropPath, LayerScale, Mlp, make_norm2d
 from coatnet.model.tracing import active_tracer, tap
@@ -96,7 +95,7 @@ class ParallelMaxViTBlock(nn.Module):
             raise ValueError(
                 f"a parallel MaxViT block has one partition size, got windows {window}, grids {grid}"
             )
-        kind = ConvNeXtBlock if config.conv_block == "convnext" else MBConvBlock
+        kind = conv_block_class(config)
         common = dict(config=config, drop_path=drop_path, stage=stage, block=block)
         self.conv = nn.Sequential(
             kind(dim_in=dim_in, dim_out=dim_out, stride=stride, **common),
@@ -109,6 +108,10 @@ class ParallelMaxViTBlock(nn.Module):
         self.attn.trace_prefix = f"S{stage}.{block}.parallel"
         for part, module, _ in self.partitions():
             module.trace_prefix = f"S{stage}.{block}.{part}"
+
+    def convs(self) -> list[tuple[str, nn.Module]]:
+        """Its two conv blocks, traced as ``S{s}.{b}.conv0`` and ``.conv1``."""
+        return [(f"conv{i}", conv) for i, conv in enumerate(self.conv)]
 
     def partitions(self) -> list[tuple[str, RelativeAttention, int]]:
         """(``block`` / ``grid``, the attention, its window side), in the order their outputs are

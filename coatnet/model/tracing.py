@@ -67,7 +67,6 @@ TRANSFORMER_NAMES = (
     "attn.branch", "mlp.branch", "output",
 )  # fmt: skip
 ATTENTION_NAMES = tuple(n for n in TRANSFORMER_NAMES if n.startswith("attn.") and n != "attn.branch")
-ATTENTION_NAMES = tuple(n for n in TRANSFORMER_NAMES if n.startswith("attn.") and n != "attn.branch")
 EXPLICIT_NAMES = ("attn.logits", "attn.bias", "attn.weights")  # made only by the explicit path
 RESIDUAL_STREAM = ("*.output", "pooled", "logits")  # trace's default: every block's and stage's output
 
@@ -173,8 +172,8 @@ def trace_names(model: nn.Module) -> list[str]:
 
 
 def _conv_names(block: nn.Module) -> tuple[str, ...]:
-    """An MBConv's names, or a ConvNeXt block's (no expansion, no squeeze-excitation)."""
-    return MBCONV_NAMES if hasattr(block, "se") else CONVNEXT_NAMES
+    """What a conv block traces: an MBConv's names, or a ConvNeXt block's (``trace_leaves``)."""
+    return block.trace_leaves
 
 
 def check_names(model: nn.Module, names: Sequence[str], patch: Mapping[str, Patch] = {}) -> None:

@@ -67,11 +67,6 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: CoAtNetConfig) ->
     return out
 
 
-def _windowed(config: CoAtNetConfig) -> bool:
-    """Whether ``config`` is of the MaxViT family (MaxViT, MaxxViT, MaxxViT-V2: blocks with windows)."""
-    return any("M" in stage.block_kinds for stage in config.stages)
-
-
 def _qkv_head_first(config: CoAtNetConfig) -> bool:
     """Whether timm's fused qkv of ``config``'s arch is head-first (its CoAtNets and ``_rw`` MaxViTs);
     the TensorFlow MaxViTs (``_tf_``) keep q, k and v apart, as ours does."""
@@ -148,7 +143,7 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     fits = []
     windowed = any(".attn_grid." in key for key in state)  # only the MaxViT family has grid attention
     for name, config in TIMM_VARIANTS.items():
-        if _windowed(config) != windowed:
+        if config.windowed != windowed:
             continue
         candidate = config.replace(num_classes=num_classes, img_size=img_size or config.img_size)
         own = _shapes(candidate)

@@ -159,3 +159,26 @@ def test_analyze_adds_the_sanity_checks_to_the_report_and_the_results(tmp_path, 
     assert all(r["spearman"] == r["spearman"] for r in results)  # never NaN
     page = (out / "report.html").read_text()
     assert "Sanity checks of each explanation" in page and "Cascading randomisation" in page
+
+
+def test_analyze_maps_a_maxvit_query_onto_its_window(tmp_path):
+    torch.manual_seed(0)
+    model = coatnet.create_model(
+        "maxvit_pico", img_size=16, in_chans=1, window_size=2, grid_size=2, dims=(16, 16, 32, 32),
+        depths=(1, 1, 1, 1), head_dim=8,
+    ).eval()  # fmt: skip
+    pre = {
+        "size": [16, 16],
+        "channels": 1,
+        "mean": [0.5],
+        "std": [0.5],
+        "interpolation": "bilinear",
+        "crop": 1.0,
+    }
+    path = coatnet.save_checkpoint(model, tmp_path / "maxvit.safetensors", preprocessing=pre)
+    out = tmp_path / "report"
+    assert main(["analyze", *pictures(tmp_path, 1), "--model", str(path), "--out", str(out), "--quiet"]) == 0
+    found = json.loads((out / "results.json").read_text())["per_image"]["image0.png"]["attention_at_query"]
+    grid = np.array(found["S1.0.grid"]["effective"], dtype=float)  # (heads, 8, 8): the query's grid group
+    assert grid.shape == (2, 8, 8) and np.isnan(grid).sum() == 2 * 60  # 4 of 64 cells seen, the rest NaN
+    np.testing.assert_allclose(np.nansum(grid, axis=(1, 2)), 1.0, rtol=1e-5)

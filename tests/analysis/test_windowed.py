@@ -87,6 +87,10 @@ def test_a_bias_towards_the_right_neighbour_points_two_cells_right_in_grid_atten
     grid_kernel = next(k for k in kernels.bias if k.name == "S1.0.grid")
     assert grid_kernel.kernels.shape == (2, 13, 13) and grid_kernel.dilation == (2, 2)
     assert grid_kernel.kernels[0, 6, 7] == 30.0  # offset (0, +1) of the kernel: two stage cells right
+    from analysis.figures.maps import kernel_summary
+
+    peaks, distances = kernel_summary(grid_kernel)
+    assert peaks[0] == (0, 1) and distances[0] == pytest.approx(4.0, rel=1e-3)  # 1 step = 2 cells of 2 px
     assert next(k for k in kernels.bias if k.name == "S1.0.block").dilation == (1, 1)
     assert [k.name for k in kernels.depthwise] == [
         "S1.0.conv",
@@ -245,3 +249,15 @@ def test_a_parallel_block_s_two_attentions_are_one_averaged_step_of_rollout():
     cache = coatnet.trace(model, x, names=["S1.0.block.attn.weights", "S1.0.parallel.attn.branch"])
     assert cache["S1.0.block.attn.weights"].shape == (4, 2, 49, 49)  # 4 windows, 32 channels / 16: 2 heads
     assert cache["S1.0.parallel.attn.branch"].shape == (1, 32, 14, 14)
+    import analysis
+    from analysis.studies.study import study_plan
+
+    kernels = relative_bias_kernels(model)
+    assert [k.name for k in kernels.bias[:2]] == ["S1.0.block", "S1.0.grid"]
+    assert [k.name for k in kernels.depthwise[:2]] == ["S1.0.conv0", "S1.0.conv1"]  # its two MBConvs
+    assert analysis.receptive_fields(model, x, stages=[1]).stages[0].is_global
+    plan = study_plan(model, (28, 28))  # its convs take no intervention of their own: its attentions do
+    assert [i.label for i in plan.interventions][:2] == ["knockout S1.0.block h0", "knockout S1.0.block h1"]
+    assert analysis.head_importance(model, x, max_rows=8).drop["S1.0.grid"].shape == (2,)
+    targets = coatnet.intervention_targets(model)
+    assert targets["S1.0"][1] == 0 and targets["S1.0.grid"][1] == 2  # heads are picked per attention
