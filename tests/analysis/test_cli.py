@@ -13,20 +13,16 @@ from coatnet.cli.commands import main
 from tests.support.data import pictures
 
 
+# the toys' preprocessing: 16x16 grey images
+PRE = {"size": [16, 16], "channels": 1, "mean": [0.5], "std": [0.5], "interpolation": "bilinear", "crop": 1.0}
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = coatnet.create_model("coatnet_toy", img_size=16, in_chans=1, strides=(1, 1, 2, 2, 2)).eval()
     path = tmp_path_factory.mktemp("model") / "toy.safetensors"
-    pre = {
-        "size": [16, 16],
-        "channels": 1,
-        "mean": [0.5],
-        "std": [0.5],
-        "interpolation": "bilinear",
-        "crop": 1.0,
-    }
-    coatnet.save_checkpoint(model, path, class_names=[f"class {i}" for i in range(10)], preprocessing=pre)
+    coatnet.save_checkpoint(model, path, class_names=[f"class {i}" for i in range(10)], preprocessing=PRE)
     return path
 
 
@@ -167,15 +163,7 @@ def test_analyze_maps_a_maxvit_query_onto_its_window(tmp_path):
         "maxvit_pico", img_size=16, in_chans=1, window_size=2, grid_size=2, dims=(16, 16, 32, 32),
         depths=(1, 1, 1, 1), head_dim=8,
     ).eval()  # fmt: skip
-    pre = {
-        "size": [16, 16],
-        "channels": 1,
-        "mean": [0.5],
-        "std": [0.5],
-        "interpolation": "bilinear",
-        "crop": 1.0,
-    }
-    path = coatnet.save_checkpoint(model, tmp_path / "maxvit.safetensors", preprocessing=pre)
+    path = coatnet.save_checkpoint(model, tmp_path / "maxvit.safetensors", preprocessing=PRE)
     out = tmp_path / "report"
     assert main(["analyze", *pictures(tmp_path, 1), "--model", str(path), "--out", str(out), "--quiet"]) == 0
     found = json.loads((out / "results.json").read_text())["per_image"]["image0.png"]["attention_at_query"]
