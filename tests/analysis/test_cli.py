@@ -12,7 +12,6 @@ import coatnet
 from coatnet.cli.commands import main
 from tests.support.data import pictures
 
-
 # the toys' preprocessing: 16x16 grey images
 PRE = {"size": [16, 16], "channels": 1, "mean": [0.5], "std": [0.5], "interpolation": "bilinear", "crop": 1.0}
 
