@@ -19,7 +19,10 @@ Components, per block (:data:`COMPONENTS`): ``output`` (for the stem ``S0``, its
 ``branch`` (MBConv), ``attn.branch`` and ``mlp.branch`` (Transformer); CoAtNet's split of the attention:
 ``attn.logits`` (the content logits ``q k^T`` alone), ``attn.bias`` (the relative bias alone: it does not
 depend on the input, so it recovers exactly 0 denoising, 1 noising), ``attn.weights`` (where the heads
-look) and ``attn.v`` (what they carry); and each head's output (``attn.heads[:, h]``).
+look) and ``attn.v`` (what they carry); and each head's output (``attn.heads[:, h]``). A MaxViT block is
+patched in its parts, as traced: its conv (``S1.0.conv``: output, branch), then its block and grid
+attention (``S1.0.block``, ``S1.0.grid``: the Transformer components, per window), every part's rows
+running from the block's input; a per-window activation is patched for all of one image's windows.
 :func:`position_patching` patches every cell of one block's output (squares of ``cell`` x ``cell``
 cells), a map on the image.
 
@@ -46,7 +49,6 @@ import torch
 from PIL import Image
 
 from analysis.causal.corruption import Corruption
-from analysis.core.geometry import check_global_attention
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from coatnet.model.network import CoAtNet
@@ -213,7 +215,7 @@ def activation_patching(
                        batch_size, seed)  # fmt: skip
     blocks, kinds, rows, places = ["S0"], ["stem"], [_Row(0, "S1.0.input")], [("S0", "output", None)]
     head_counts: dict[str, int] = {}
-    for position, (name, kind, block) in enumerate(_blocks(model)):
+    for name, kind, block, position in _blocks(model):
         blocks.append(name)
         kinds.append(kind)
         for component in TRANSFORMER_COMPONENTS if kind == "T" else MBCONV_COMPONENTS:
@@ -275,13 +277,13 @@ def position_patching(
     setting = _setting(model, clean, corrupted, corruption, direction, metric, target, foil, epsilon,
                        batch_size, seed)  # fmt: skip
     named = _blocks(model)
-    names = [name for name, _, _ in named]
+    names = [name for name, _, _, _ in named]
     if block is None:
-        block = next((name for name, kind, _ in named if kind == "T"), names[-1])
+        block = next((name for name, kind, _, _ in named if kind == "T"), names[-1])
     if block == "S0":
         position, name = 0, "S1.0.input"
     elif block in names:
-        position, name = names.index(block), f"{block}.output"
+        position, name = named[names.index(block)][3], f"{block}.output"
     else:
         raise ValueError(f"no block {block!r}; the blocks are S0 (the stem), {', '.join(names)}")
     infos = model.stage_info(tuple(setting.clean.shape[-2:]))
@@ -306,15 +308,27 @@ def position_patching(
     )
 
 
-def _blocks(model: CoAtNet) -> list[tuple[str, str, torch.nn.Module]]:
-    """(name, kind ``C`` / ``T``, module) of every block of S1..S4, in forward order (a ValueError for a
-    MaxViT, whose components these are not)."""
-    check_global_attention(model)
+def _blocks(model: CoAtNet) -> list[tuple[str, str, torch.nn.Module, int]]:
+    """(name, kind ``C`` / ``T``, module, position) of every block of S1..S4 in forward order, ``position``
+    its index in :meth:`CoAtNet.block_names` (where its rows run from). A MaxViT block gives its parts, as
+    traced: its conv (``S1.0.conv``, ``C``), then its block and grid attention (``S1.0.block``,
+    ``S1.0.grid``, ``T``), all from the block's position; a parallel block is refused in one line."""
     out = []
+    position = 0
     for s, stage in enumerate(model.stages, start=1):
         kinds = model.config.stages[s - 1].block_kinds
         for b, (module, kind) in enumerate(zip(stage.blocks, kinds, strict=True)):
-            out.append((f"S{s}.{b}", kind, module))
+            if getattr(module, "parallel", False):
+                raise ValueError(
+                    f"{model.config.name}: activation patching does not map a parallel MaxViT block's "
+                    "attentions yet (they share one branch)"
+                )
+            if hasattr(module, "partitions"):
+                out.append((f"S{s}.{b}.conv", "C", module.conv, position))
+                out += [(f"S{s}.{b}.{part}", "T", attn, position) for part, attn, _ in module.partitions()]
+            else:
+                out.append((f"S{s}.{b}", kind, module, position))
+            position += 1
     return out
 
 
@@ -384,7 +398,7 @@ def _measure(
     """The two unpatched runs, then every row's metric, normalised."""
     training = any(m.training for m in model.modules())
     explicit = _explicit_names(model)  # every attention block takes its explicit path in every pass
-    inputs = {f"{name}.input" for name, _, _ in _blocks(model)}
+    inputs = {f"{name}.input" for name in model.block_names()}  # what each block's rows run from
     with call_model(model, seed=setting.seed) as own, torch.inference_mode():
         caches = {}
         for run, batch in (("clean", setting.clean), ("corrupted", setting.corrupted)):
@@ -423,7 +437,7 @@ def _measure(
 def _explicit_names(model: CoAtNet) -> dict[str, Patch]:
     """An identity patch of every attention block's bias: each takes its explicit path (the one that makes
     the logits, the bias and the weights), so that every pass of a call computes alike."""
-    return {f"{name}.attn.bias": _same for name, kind, _ in _blocks(model) if kind == "T"}
+    return {f"{name}.attn.bias": _same for name, kind, _, _ in _blocks(model) if kind == "T"}
 
 
 def _same(x: torch.Tensor) -> torch.Tensor:
@@ -454,7 +468,7 @@ def _run_rows(
     axis: its patch would reach every row of a batch). In training mode every row is a pass of its own
     from the base image, with the call's draws."""
     out: list[torch.Tensor | None] = [None] * len(rows)
-    names = [name for name, _, _ in _blocks(own)]
+    names = own.block_names()
     groups: dict[tuple[int, bool], list[int]] = {}
     done = 0
     for i, row in enumerate(rows):
@@ -491,16 +505,21 @@ def _patch(entries: list[tuple[int, _Row]], value: torch.Tensor) -> Patch:
     if entries[0][1].name.endswith(".attn.bias"):  # (heads, N, N), the same for every row
         return lambda x: value.to(x.dtype).clone()
 
+    # the source run is one image: its batch axis holds that image's windows (a MaxViT attention's
+    # per-window tensors), so row i of a patched batch is its rows i * per .. (i + 1) * per
+    per = value.shape[0]
+
     def patch(x: torch.Tensor) -> torch.Tensor:
         out = x.clone()
         for i, row in entries:
+            rows = slice(i * per, (i + 1) * per)
             if row.head is not None:
-                out[i, row.head] = value[0, row.head]
+                out[rows, row.head] = value[:, row.head]
             elif row.cells is not None:
                 top, left, bottom, right = row.cells
-                out[i, :, top:bottom, left:right] = value[0, :, top:bottom, left:right]
+                out[rows, :, top:bottom, left:right] = value[:, :, top:bottom, left:right]
             else:
-                out[i] = value[0]
+                out[rows] = value
         return out
 
     return patch

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import WINDOWED, has_windowed_attention
 from analysis.figures import head_patching_figure, patching_figure, position_patching_figure
-from app import cache, gallery, render, session, widgets
+from app import cache, errors, gallery, render, session, widgets
 from app.views.interventions import class_names
 
 HOW = ("A corruption of this image", "A gallery image", "An upload")
@@ -37,9 +36,6 @@ def render_page() -> None:
     render.image_header(
         picture, cache.predictions(key, data), name=chosen.image.name, label=chosen.image.label
     )
-    if has_windowed_attention(net):
-        st.info(f"Patching {net.config.name}: {WINDOWED}.", icon=":material/info:")
-        return
     corrupted = corrupted_input(chosen.gallery_kind)
     if corrupted is None:
         return
@@ -61,7 +57,11 @@ def render_page() -> None:
             format_func=lambda c: "the corrupted prediction" if c is None else f"{c}: {names[c]}",
         )  # fmt: skip
     args = (key, data, corrupted, direction, metric, (target, foil))
-    result = _with_progress("Patching every block, branch and head", cache.patching, *args)
+    try:
+        result = _with_progress("Patching every block, branch and head", cache.patching, *args)
+    except ValueError as error:  # a model whose parts patching does not map (timm's parallel MaxViT block)
+        st.info(errors.message(error), icon=":material/info:")
+        return
     clean, dirty = st.columns(2)
     clean.metric(f"clean run: {_metric_name(result, names)}", f"{result.clean_metric:.3f}")
     clean.caption(f"predicts {names[int(result.clean_logits.argmax())]}")

@@ -257,3 +257,33 @@ def test_figures_write_every_value_and_say_undefined():
     chosen = analysis.activation_patching(model, clean, corrupted, target=2, foil=2)
     note = figures.patching_figure(chosen).layout.annotations[-1].text.replace("<br>", " ")
     assert "the target and the foil are both class 2" in note
+
+
+def test_a_maxvit_patches_its_conv_block_and_grid_attention_through_their_windows():
+    from coatnet import tracing
+    from tests.support.toys import maxvit_toy
+
+    model = maxvit_toy()
+    clean, corrupted = images(2)[0], images(2)[1]
+    found = analysis.activation_patching(model, clean, corrupted, metric="logit")
+    assert found.blocks[:4] == ("S0", "S1.0.conv", "S1.0.block", "S1.0.grid")
+    assert found.kinds[:4] == ("stem", "C", "T", "T")
+    for block in found.blocks:  # every part's output carries the whole run from there on
+        assert found.value(block, "output") == pytest.approx(1.0, abs=1e-4)
+    assert found.value("S2.0.grid", "attn.bias") == 0.0
+    # batched rows of 16 windows an image, against one direct pass per patch
+    names = ["S1.0.grid.attn.weights", "S1.0.block.attn.v", "logits"]
+    source = trace(model, clean[None], names=names)
+    with torch.no_grad():
+        base = model(corrupted[None])[0, found.target]
+        full = model(clean[None])[0, found.target]
+    for block, component in (("S1.0.grid", "attn.weights"), ("S1.0.block", "attn.v")):
+        value = source[f"{block}.{component}"]
+        with torch.no_grad(), tracing(patch={f"{block}.{component}": lambda x, v=value: v.clone()}):
+            patched = model(corrupted[None])[0, found.target]
+        expected = float((patched - base) / (full - base))
+        assert found.value(block, component) == pytest.approx(expected, abs=1e-4)
+    alone = analysis.activation_patching(model, clean, corrupted, metric="logit", batch_size=1)
+    np.testing.assert_allclose(found.heads["S1.0.grid"], alone.heads["S1.0.grid"], atol=1e-5)
+    where = analysis.position_patching(model, clean, corrupted, block="S1.0.grid", metric="logit", cell=8)
+    assert where.recovery.shape == (1, 1) and where.recovery[0, 0] == pytest.approx(1.0, abs=1e-4)

@@ -177,14 +177,15 @@ def test_every_activation_of_a_maxvit_is_traced_under_its_own_name():
     torch.testing.assert_close(cache["S1.0.grid.attn.weights"], records[1].weights)
 
 
-def test_patching_refuses_a_maxvit_in_one_line_and_the_windowed_analyses_and_grad_cam_run():
+def test_patching_refuses_a_parallel_block_in_one_line_and_the_windowed_analyses_and_grad_cam_run():
     import analysis
 
     torch.manual_seed(0)
     model = coatnet.create_model("maxvit_pico", in_chans=1).eval()
     x = torch.randn(1, 1, 28, 28)
-    with pytest.raises(ValueError, match=r"maxvit_pico: its attention is windowed \(MaxViT"):
-        analysis.activation_patching(model, x[0], x[0])
+    parallel = coatnet.create_model("maxvit_pico", in_chans=1, parallel_partitions=True).eval()
+    with pytest.raises(ValueError, match=r"does not map a parallel MaxViT block"):
+        analysis.activation_patching(parallel, x[0], x[0])
     assert analysis.attention_maps(model, x).names[:2] == ("S1.0.block", "S1.0.grid")
     assert analysis.attributions(model, x, method="gradcam", stage="S3").map.shape == (28, 28)
 
