@@ -270,6 +270,11 @@ class CoAtNetConfig:
         dim_in = self.stem_dim
         for s in self.stages:
             for group in s.groups:
+                check(
+                    self.conv_block != "convnext" or group.kind == "T" or group.dim % dim_in == 0,
+                    f"a ConvNeXt block's depthwise conv widens {dim_in} channels to {group.dim}, not a "
+                    f"multiple of them: choose widths that each divide the next (stem_dim and dims)",
+                )
                 width = dim_in if self.attn_width == "in" else group.dim
                 check(
                     group.kind == "C" or (width % self.head_dim == 0 and group.dim % self.head_dim == 0),

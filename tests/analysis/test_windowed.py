@@ -261,3 +261,21 @@ def test_a_parallel_block_s_two_attentions_are_one_averaged_step_of_rollout():
     assert analysis.head_importance(model, x, max_rows=8).drop["S1.0.grid"].shape == (2,)
     targets = coatnet.intervention_targets(model)
     assert targets["S1.0"][1] == 0 and targets["S1.0.grid"][1] == 2  # heads are picked per attention
+
+
+def test_a_convnext_model_s_widths_must_divide_and_its_explanations_pass_the_sanity_checks():
+    import analysis
+
+    with pytest.raises(ValueError, match="widens 32 channels to 16"):
+        coatnet.create_model("maxvit_pico", in_chans=1, dims=(16, 16, 32, 32), conv_block="convnext")
+    torch.manual_seed(0)
+    model = coatnet.create_model(
+        "maxvit_pico", img_size=16, in_chans=1, window_size=2, grid_size=2, dims=(32, 32, 64, 64),
+        depths=(1, 1, 1, 1), head_dim=8, conv_block="convnext", kernel_size=7, conv_layer_scale=1e-6,
+        stem_norm="layer", block_attention=False,
+    ).eval()  # fmt: skip
+    x = torch.randn(1, 1, 16, 16)
+    rows = [("random", None), ("gradcam", "S4"), ("relevance", None)]
+    report = analysis.sanity_checks(model, x, rows=rows, tests=("cascading",))
+    assert report.parts == ("head", "S4.0", "S3.0", "S2.0", "S1.0", "S0") and len(report.results) == 18
+    assert all(np.isfinite(r.spearman) for r in report.results)
