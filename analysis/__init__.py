@@ -16,7 +16,6 @@ from analysis.causal.patching import (
     activation_patching,
     position_patching,
 )
-from analysis.core.geometry import WINDOWED, has_windowed_attention
 from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preparation_note, preprocessing_of
 from analysis.core.models import ModelSpecError, describe, load_model
@@ -84,9 +83,7 @@ from analysis.studies.verdicts import VERDICT_RULE, Verdict, explanation_verdict
 from coatnet.model.interventions import Intervention
 
 __all__ = [
-    "WINDOWED",
     "shared_blocks",
-    "has_windowed_attention",
     "generalisation_ranking",
     "layout_probes",
     "load_probes",

@@ -79,13 +79,6 @@ class BlockRef:
         return stage_input
 
 
-WINDOWED = (
-    "its attention is windowed (MaxViT: block and grid attention), which this analysis does not map yet: "
-    "the attention maps, rollout, class relevance, statistics, kernels, receptive fields, Grad-CAM and the "
-    "pixel attributions do"
-)
-
-
 def _conv_pool(block: nn.Module) -> nn.Module:
     """What links a MaxViT block's input grid to its attention's: its (first) conv's shortcut pool."""
     conv = block.conv[0] if isinstance(block.conv, nn.Sequential) else block.conv
@@ -106,28 +99,9 @@ def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fil
     return out
 
 
-def has_windowed_attention(model: CoAtNet) -> bool:
-    """Whether ``model`` attends in windows (a MaxViT: block and grid attention)."""
-    return model.config.windowed
-
-
-def check_global_attention(model: CoAtNet) -> None:
-    """Raise a ValueError for a model whose attention an analysis that maps only global attention would
-    misread (MaxViT's windows)."""
-    if has_windowed_attention(model):
-        raise ValueError(f"{model.config.name}: {WINDOWED}")
-
-
-def attention_blocks(
-    model: CoAtNet, img_size: tuple[int, int] | None = None, *, windowed: bool = False
-) -> list[BlockRef]:
-    """Every attention of ``model``, in forward order, with its grid for ``img_size``.
-
-    ``windowed``: the caller maps windowed attention (a MaxViT block's block and grid attention, two refs
-    per block); without it a MaxViT is refused with a ValueError (:func:`check_global_attention`), since
-    the caller would misread its windows."""
-    if not windowed:
-        check_global_attention(model)
+def attention_blocks(model: CoAtNet, img_size: tuple[int, int] | None = None) -> list[BlockRef]:
+    """Every attention of ``model``, in forward order, with its grid for ``img_size``: a Transformer
+    block's, or a MaxViT block's two (block and grid attention, each with its windows)."""
     infos = model.stage_info(img_size)
     out = []
     for s, stage in enumerate(model.stages, start=1):

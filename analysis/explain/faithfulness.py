@@ -174,7 +174,7 @@ class FaithfulnessReport:
 def method_rows(model: CoAtNet) -> list[tuple[str, str | None]]:
     """The (method, stage) rows measured for ``model``: the attention methods only where it has attention
     blocks; Grad-CAM once per stage."""
-    attention = bool(attention_blocks(model, windowed=True))
+    attention = bool(attention_blocks(model))
     rows: list[tuple[str, str | None]] = [("random", None)]
     if attention:
         rows += [("rollout", None), ("relevance", None), ("grad_rollout", None)]

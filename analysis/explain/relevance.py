@@ -109,7 +109,7 @@ def class_relevance(
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
     batch = as_batch(images, model)
     image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    refs = attention_blocks(model, image_size, windowed=True)
+    refs = attention_blocks(model, image_size)
     if not refs:
         raise ValueError(f"{model.config.name} ({model.config.layout}) has no attention blocks to explain")
     with call_model(model, private=True) as own, torch.inference_mode(False):

@@ -191,7 +191,7 @@ def recorded_pass(
     """
     batch = as_batch(images, model)
     image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    refs = {ref.name: ref for ref in attention_blocks(model, image_size, windowed=True)}
+    refs = {ref.name: ref for ref in attention_blocks(model, image_size)}
     wanted = list(refs) if blocks is None else list(blocks)
     unknown = [name for name in wanted if name not in refs]
     if unknown:

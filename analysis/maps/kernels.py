@@ -115,7 +115,7 @@ def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | N
     size = None if img_size is None else ((img_size, img_size) if isinstance(img_size, int) else img_size)
     infos = model.stage_info(size)
     with torch.no_grad():
-        refs = attention_blocks(model, size, windowed=True)
+        refs = attention_blocks(model, size)
         bias = tuple(_bias_kernel(ref.attention, ref) for ref in refs)
         convs = [  # every conv block, named as traced: S1.0, a MaxViT's S1.0.conv, a parallel block's conv0
             (conv, f"S{s}.{b}" + (f".{suffix}" if suffix else ""), s, b)

@@ -188,7 +188,7 @@ def attention_rollout(
     fuse_heads(np.zeros((1, 1, 1)), head_fusion)  # validates the name before any work
     batch = as_batch(images, model)
     image_size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    refs = attention_blocks(model, image_size, windowed=True)
+    refs = attention_blocks(model, image_size)
     if not refs:
         raise ValueError(f"{model.config.name} ({model.config.layout}) has no attention blocks to roll out")
     needs_inputs = any(isinstance(ref.pool, nn.MaxPool2d) for ref in refs[1:])

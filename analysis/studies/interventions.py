@@ -162,7 +162,7 @@ def head_importance(
         :class:`HeadImportance`.
     """
     batch = as_batch(image, model)[:1]
-    refs = attention_blocks(model, tuple(batch.shape[-2:]), windowed=True)
+    refs = attention_blocks(model, tuple(batch.shape[-2:]))
     names = model.block_names()
     drops: dict[str, np.ndarray] = {}
     with call_model(model) as own, torch.inference_mode():

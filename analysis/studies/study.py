@@ -93,7 +93,7 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: boo
     """The interventions and heads of a study of ``model`` (see the module's docstring), and with
     ``faithfulness`` the explanation methods whose faithfulness it measures."""
     names = model.block_names()
-    refs = attention_blocks(model, image_size, windowed=True)
+    refs = attention_blocks(model, image_size)
     items = []
     for name, block in zip(names, (b for stage in model.stages for b in stage.blocks), strict=True):
         convs = (

@@ -1,5 +1,6 @@
-"""The app on a MaxViT (windowed attention): every page draws; the explorer shows block and grid attention with the query's window or grid group; the Interventions page
-knocks out one partition's heads."""
+"""The app on a MaxViT (windowed attention): every page draws; the explorer shows block and grid attention
+with the query's window or grid group; the Interventions page knocks out one partition's heads; Pre vs
+post puts demo-pre beside a MaxViT."""
 
 from __future__ import annotations
 

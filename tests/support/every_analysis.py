@@ -89,7 +89,6 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
 # functions of the face that take a model but are not analyses of it, or that run the table's analyses
 NOT_ANALYSES = {
     "describe": "reads the model's name and settings; runs nothing",
-    "has_windowed_attention": "reads the model's block kinds; runs nothing",
     "preprocessing_of": "reads the model's preprocessing; runs nothing",
     "attributions": "in the table as gradcam, integrated_gradients and occlusion, its three methods",
     "compare_layouts": "runs gradcam_stages, receptive_fields and attention_maps of the table, per model",
