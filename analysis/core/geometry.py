@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -97,6 +98,77 @@ def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fil
     out = np.full((*per_image.shape[:-3], tokens, tokens), fill, dtype=values.dtype)
     out[..., positions[:, :, None], positions[:, None, :]] = per_image
     return out
+
+
+@dataclass(frozen=True)
+class WindowedStep:
+    """``diag(d) (weight * F + identity * I)`` on a grid of N positions, F block-sparse: the per-window
+    square arrays ``values`` (B * windows, n, n) laid on the grid by ``positions`` (windows, n), which
+    tile it (each position in one window); ``d`` makes each row sum to 1 where ``normalise``, else 1.
+    One windowed attention's step of rollout or relevance, applied without building the N x N matrix
+    (a MaxViT at 224 px has N = 3136 on S1): :meth:`after` costs M x N x n where the dense product costs
+    M x N x N."""
+
+    values: np.ndarray
+    positions: np.ndarray
+    tokens: int
+    weight: float = 1.0
+    identity: float = 0.0
+    normalise: bool = False
+
+    @cached_property
+    def row_scale(self) -> np.ndarray | None:
+        """(B, N): each row's ``d``, or None when the rows are taken as they are."""
+        if not self.normalise:
+            return None
+        sums = self.weight * self.values.sum(axis=-1) + self.identity  # (B * windows, n)
+        out = np.empty((sums.shape[0] // self.positions.shape[0], self.tokens), dtype=sums.dtype)
+        out[:, self.positions.reshape(-1)] = sums.reshape(out.shape[0], -1)
+        return 1.0 / out
+
+    def dense(self) -> np.ndarray:
+        """The operator as a (B, N, N) matrix."""
+        out = self.weight * dense_windows(self.values, self.positions, self.tokens)
+        out = out + self.identity * np.eye(self.tokens)
+        return out / out.sum(axis=-1, keepdims=True) if self.normalise else out
+
+    def after(self, matrix: np.ndarray) -> np.ndarray:
+        """``matrix @ self`` for a (B, M, N) ``matrix``, window by window."""
+        if self.row_scale is not None:
+            matrix = matrix * self.row_scale[:, None, :]
+        windows = self.positions.shape[0]
+        per_image = self.values.reshape(-1, windows, *self.values.shape[-2:])  # (B, windows, n, n)
+        gathered = np.moveaxis(matrix[:, :, self.positions], 2, 1)  # (B, windows, M, n)
+        out = self.identity * matrix
+        out[:, :, self.positions] += self.weight * np.moveaxis(gathered @ per_image, 1, 2)
+        return out
+
+
+def windowed_step(
+    values: np.ndarray,
+    positions: np.ndarray,
+    tokens: int,
+    *,
+    weight: float = 1.0,
+    identity: float = 0.0,
+    normalise: bool = False,
+) -> np.ndarray | WindowedStep:
+    """One step of a composition (:class:`WindowedStep`'s operator): for global attention (one window,
+    the whole grid) the (B, N, N) matrix itself, for windowed attention the step applied window by
+    window."""
+    step = WindowedStep(values, positions, tokens, weight, identity, normalise)
+    global_attention = positions.shape[0] == 1 and positions.shape[1] == tokens
+    return step.dense() if global_attention and np.array_equal(positions[0], np.arange(tokens)) else step
+
+
+def times(matrix: np.ndarray, step: np.ndarray | WindowedStep) -> np.ndarray:
+    """``matrix @ step`` for a step that is a matrix or a :class:`WindowedStep`."""
+    return step.after(matrix) if isinstance(step, WindowedStep) else matrix @ step
+
+
+def as_matrix(step: np.ndarray | WindowedStep) -> np.ndarray:
+    """A step of a composition as its (B, N, N) matrix."""
+    return step.dense() if isinstance(step, WindowedStep) else step
 
 
 def attention_blocks(model: CoAtNet, img_size: tuple[int, int] | None = None) -> list[BlockRef]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.core.geometry import BlockRef, attention_blocks, dense_windows
+from analysis.core.geometry import BlockRef, WindowedStep, attention_blocks, windowed_step
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.explain.attributions import _check_target
@@ -192,17 +192,17 @@ def _targets(target, probabilities: torch.Tensor, rows: slice) -> list[int]:
 
 def _update(
     gradient: np.ndarray, weights: np.ndarray, ref: BlockRef, method: str, discard_ratio: float
-) -> np.ndarray:
-    """One block's (B, N, N) matrix U, so that ``R <- U R``: ``I + A_bar`` (relevance) or the normalised
+) -> np.ndarray | WindowedStep:
+    """One block's step U, so that ``R <- U R``: ``I + A_bar`` (relevance) or the normalised
     ``(G + I) / 2`` (grad rollout). ``gradient`` and ``weights`` are as recorded, per window for windowed
     attention (B * windows, heads, n, n): the fused entries are made per window, grad rollout discards
     among the entries the attention computed (an image's windows together), and the result is the
-    block-sparse operator on the whole grid (:func:`analysis.core.geometry.dense_windows`)."""
+    block-sparse operator on the whole grid, applied window by window
+    (:class:`analysis.core.geometry.WindowedStep`); for global attention the (B, N, N) matrix."""
     positions, tokens = ref.positions.numpy(), ref.grid[0] * ref.grid[1]
-    eye = np.eye(tokens)
     if method == "relevance":
         fused = np.clip(gradient * weights, 0.0, None).mean(axis=1)  # (B * windows, n, n)
-        return eye + dense_windows(fused, positions, tokens)
+        return windowed_step(fused, positions, tokens, weight=1.0, identity=1.0)
     fused = np.clip((gradient * weights).mean(axis=1), 0.0, None)  # (B * windows, n, n)
     if discard_ratio > 0:
         flat = fused.reshape(-1, positions.shape[0] * fused.shape[-1] ** 2)  # an image's windows together
@@ -210,5 +210,4 @@ def _update(
         lowest = np.argsort(flat, axis=1, kind="stable")[:, :drop]
         np.put_along_axis(flat, lowest, 0.0, axis=1)
         fused = flat.reshape(fused.shape)
-    mixed = 0.5 * (dense_windows(fused, positions, tokens) + eye)
-    return mixed / mixed.sum(axis=-1, keepdims=True)
+    return windowed_step(fused, positions, tokens, weight=0.5, identity=0.5, normalise=True)

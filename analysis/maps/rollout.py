@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from analysis.core.geometry import BlockRef, attention_blocks, dense_windows
+from analysis.core.geometry import BlockRef, WindowedStep, as_matrix, attention_blocks, times, windowed_step
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.maps.attention import AttentionMaps, BlockAttention, check_maps_fit, fuse_heads, recorded_pass
@@ -142,21 +142,21 @@ def pooling_link(pool: nn.Module, inputs: torch.Tensor) -> np.ndarray:
 
 def residual_mixed(
     block: BlockAttention, *, head_fusion: str = "mean", post_handling: str = "as_is"
-) -> np.ndarray:
-    """One block's rollout matrix ``A' = 0.5 fuse_heads(weights) + 0.5 I``, (B, N, N) float64, rows
-    normalised for pre-normalization and for ``post_handling="abs_normalized"``. Windowed attention is
-    its block-sparse operator on the whole grid (:meth:`BlockAttention.dense`): exact, each query's row
-    its window's."""
+) -> np.ndarray | WindowedStep:
+    """One block's rollout step ``A' = 0.5 fuse_heads(weights) + 0.5 I`` (float64), rows normalised for
+    pre-normalization and for ``post_handling="abs_normalized"``: the (B, N, N) matrix for global
+    attention; for windowed attention its block-sparse operator on the whole grid, applied window by
+    window (:class:`analysis.core.geometry.WindowedStep`; :func:`as_matrix` gives the matrix): exact,
+    each query's row its window's."""
     weights = block.effective.astype(np.float64)
     post_abs = block.mode == "post" and post_handling == "abs_normalized"
     if post_abs:
         weights = np.abs(weights)
-    # heads fused per window, then laid on the grid: the mean and the max commute with the zero fill
-    fused = dense_windows(fuse_heads(weights, head_fusion), block.positions, block.tokens)
-    mixed = 0.5 * fused + 0.5 * np.eye(block.tokens)
-    if block.mode == "pre" or post_abs:
-        mixed = mixed / mixed.sum(axis=-1, keepdims=True)
-    return mixed
+    # heads fused per window: the mean and the max commute with laying the windows on the grid
+    return windowed_step(
+        fuse_heads(weights, head_fusion), block.positions, block.tokens,
+        weight=0.5, identity=0.5, normalise=block.mode == "pre" or post_abs,
+    )  # fmt: skip
 
 
 def attention_rollout(
@@ -232,7 +232,7 @@ def attention_rollout(
 def compose(
     refs: Sequence[BlockRef],
     grids: Sequence[tuple[int, int]],
-    updates: Sequence[np.ndarray],
+    updates: Sequence[np.ndarray | WindowedStep],
     pool_input: Callable[[BlockRef], torch.Tensor],
 ) -> np.ndarray:
     """``U_last @ L_last @ ... @ L_2 @ U_first``: per-block matrices (B, N_k, N_k) composed through the
@@ -242,7 +242,8 @@ def compose(
     Args:
         refs: the attention blocks, in forward order.
         grids: each block's (H, W) grid.
-        updates: each block's matrix U_k, float64 (B, N_k, N_k).
+        updates: each block's step U_k: a float64 (B, N_k, N_k) matrix, or a windowed attention's
+            :class:`analysis.core.geometry.WindowedStep`, applied window by window.
         pool_input: for a block that max-pools, the (B, C, H, W) its pool takes (an average pool's link
             needs only the grid).
 
@@ -250,10 +251,11 @@ def compose(
         float64 (B, N_last, N_first).
     """
     refs, grids, updates = merge_parallel(refs, grids, updates)
-    matrix = updates[-1]
+    matrix = as_matrix(updates[-1])
     batch = matrix.shape[0]
-    # multiplied from the last block back: each product is (N_last, N_k) @ (N_k, N_k), never N_first^3
-    # (a MaxViT at 224 px has N_first = 3136 on S1 and N_last = 49 on S4)
+    # multiplied from the last block back: each product is (N_last, N_k) @ (N_k, N_k), never N_first^3,
+    # and a windowed step (N_last, N_k) @ its windows (a MaxViT at 224 px has N_first = 3136 on S1 in
+    # 64 windows of 49, and N_last = 49 on S4)
     for k in range(len(refs) - 1, 0, -1):
         ref, previous, grid = refs[k], grids[k - 1], grids[k]
         pool = ref.pool
@@ -265,20 +267,22 @@ def compose(
             matrix = matrix @ link
         elif grid != previous:
             raise ValueError(f"{ref.name}: grid {grid} follows {previous} without a pool")
-        matrix = matrix @ updates[k - 1]
+        matrix = times(matrix, updates[k - 1])
     return matrix
 
 
 def merge_parallel(
-    refs: Sequence[BlockRef], grids: Sequence[tuple[int, int]], updates: Sequence[np.ndarray]
-) -> tuple[list[BlockRef], list[tuple[int, int]], list[np.ndarray]]:
+    refs: Sequence[BlockRef],
+    grids: Sequence[tuple[int, int]],
+    updates: Sequence[np.ndarray | WindowedStep],
+) -> tuple[list[BlockRef], list[tuple[int, int]], list[np.ndarray | WindowedStep]]:
     """One update per step of the composition: the two attentions of a parallel MaxViT block (block and
     grid attention side by side on one input, each giving half the channels) become their average, a
     step whose link is the first's; every other block stays as it is."""
     out_refs, out_grids, out_updates = [], [], []
     for ref, grid, update in zip(refs, grids, updates, strict=True):
         if out_refs and ref.parallel and out_refs[-1].parallel and out_refs[-1].base == ref.base:
-            out_updates[-1] = 0.5 * (out_updates[-1] + update)
+            out_updates[-1] = 0.5 * (as_matrix(out_updates[-1]) + as_matrix(update))
             continue
         out_refs.append(ref)
         out_grids.append(grid)

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 import coatnet
+from analysis.core.geometry import WindowedStep
 from analysis.explain.relevance import class_relevance
 from analysis.maps.attention import attention_maps, query_map
 from analysis.maps.kernels import relative_bias_kernels
 from analysis.maps.rollout import attention_rollout
 from analysis.maps.statistics import attention_statistics, grid_distances
 from coatnet.model.blocks import PartitionBlock
+from coatnet.model.windows import window_positions
 from tests.support.model_state import assert_as_found, snapshot
 
 
@@ -119,6 +121,29 @@ def test_rollout_composes_block_and_grid_partitions_exactly(model):
     expected = np.linalg.matrix_power(whole7, 6) @ (link / 4.0) @ expected  # S3.0, S3.1, S4.0: one window
     np.testing.assert_allclose(found.matrix[0], expected, atol=1e-6)
     assert (grid14 @ block14 > 0).all()  # block then grid attention: every query reaches the whole stage
+
+
+@pytest.mark.parametrize("kind", ["block", "grid"])
+@pytest.mark.parametrize("weight, identity, normalise", [(0.5, 0.5, True), (1.0, 1.0, False)])
+def test_a_windowed_step_applied_window_by_window_equals_its_block_sparse_matrix(
+    kind, weight, identity, normalise
+):
+    rng = np.random.default_rng(0)
+    positions = window_positions((14, 14), (7, 7), kind).numpy()
+    values = rng.random((2 * 4, 49, 49))  # two images of four windows
+    step = WindowedStep(values, positions, 196, weight, identity, normalise)
+    mask = same_window(14, 7) if kind == "block" else same_group(14, 7)
+    expected = np.zeros((2, 196, 196))
+    for image in range(2):
+        for w, places in enumerate(positions):
+            expected[image][np.ix_(places, places)] = values[image * 4 + w]
+    assert ((expected != 0) <= mask).all()  # entries only where query and key share a window
+    expected = weight * expected + identity * np.eye(196)
+    if normalise:
+        expected = expected / expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(step.dense(), expected, rtol=1e-12)
+    matrix = rng.random((2, 5, 196))
+    np.testing.assert_allclose(step.after(matrix), matrix @ expected, rtol=1e-10)
 
 
 def test_statistics_measure_distances_on_the_stage_grid_within_each_window(model):
