@@ -87,7 +87,8 @@ def model_picker() -> ModelChoice | None:
             "Checkpoint",
             NAMES,
             key="demo_name",
-            help="Small CoAtNets trained on Fashion-MNIST: the pre/post pair and the layout study's models",
+            help="Small models trained on Fashion-MNIST: the CoAtNet pre/post pair, a MaxViT and the layout "
+            "study's models",
         )
     elif source == MODEL_SOURCES[1]:
         spec = timm_tag = st.selectbox(

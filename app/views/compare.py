@@ -15,11 +15,20 @@ from analysis.figures import (
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
-from coatnet.weights import DEMO_NAMES
+from coatnet.weights import DEMO_NAMES, MAXVIT_NAMES
 
 OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, other normalization"
+OTHER_FAMILY = "the built-in of the other family"  # demo-pre (global attention) against demo-maxvit
 OTHER_MODEL = "another model"
 MAP_KEY = "compare_map"
+
+
+def other_family(spec: str) -> str | None:
+    """The built-in checkpoint of the other attention family: demo-maxvit (block and grid attention at
+    every stage) for demo-pre / demo-post, demo-pre (global attention at S3-S4) for demo-maxvit."""
+    if spec in DEMO_NAMES:
+        return MAXVIT_NAMES[0]
+    return DEMO_NAMES[0] if spec in MAXVIT_NAMES else None
 
 
 def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey, ModelKey, tuple[str, str]]:
@@ -27,6 +36,9 @@ def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey,
     if how == OTHER_DEMO:  # the sidebar's demo first, then the other one
         other_demo = DEMO_NAMES[1 - DEMO_NAMES.index(key.spec)]
         return key, ModelKey(other_demo, device=key.device), (key.spec, other_demo)
+    if how == OTHER_FAMILY:
+        family = other_family(key.spec)
+        return key, ModelKey(family, device=key.device), (key.spec, family)
     if how == OTHER_MODEL:
         first, second = short_name(key.spec), short_name(other)
         if first == second:
@@ -56,6 +68,8 @@ def render_page() -> None:
     options = [OTHER_MODE]
     if chosen.key.spec in DEMO_NAMES:  # demo-pre against demo-post: the two trained the two ways
         options.insert(0, OTHER_DEMO)
+    if other_family(chosen.key.spec):  # a built-in CoAtNet beside the built-in MaxViT, at one picture point
+        options.append(OTHER_FAMILY)
     options.append(OTHER_MODEL)
     how = st.radio("Compare with", options, key="compare_how", horizontal=True)
     other = ""

@@ -3,7 +3,7 @@ built-in checkpoints. Imports coatnet.model and coatnet's file helpers."""
 
 from __future__ import annotations
 
-from coatnet.weights.demos import DEMO_NAMES, LAYOUT_NAMES, NAMES, Demo, demo
+from coatnet.weights.demos import DEMO_NAMES, LAYOUT_NAMES, MAXVIT_NAMES, NAMES, Demo, demo
 from coatnet.weights.hub import (
     PRETRAINED_TAGS,
     HubModelNotFoundError,
@@ -19,6 +19,7 @@ __all__ = [
     "HubUnavailableError",
     "DEMO_NAMES",
     "LAYOUT_NAMES",
+    "MAXVIT_NAMES",
     "NAMES",
     "PRETRAINED_TAGS",
     "cached_timm_weights",

@@ -1,13 +1,14 @@
-"""The app on a MaxViT (windowed attention): every page draws; the explorer shows block and grid attention
-with the query's window or grid group; the Interventions page knocks out one partition's heads; Pre vs
-post puts demo-pre beside a MaxViT."""
+"""The app on the built-in MaxViT, demo-maxvit (windowed attention), offline: every page draws; the
+explorer shows block and grid attention with the query's window or grid group; the Interventions page
+knocks out one partition's heads; Pre vs post puts demo-pre beside demo-maxvit, and beside a MaxViT
+checkpoint given by path."""
 
 from __future__ import annotations
 
 import pytest
 
 from app import pages as app_pages
-from tests.support.apptest import clean, figures, fresh, titles
+from tests.support.apptest import caption, clean, figures, fresh, titles
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +24,10 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(checkpoint):
+def app():
     at = fresh()
     at.run()
-    at.radio(key="model_source").set_value("Checkpoint or weights file").run()
-    at.text_input(key="model_path").input(checkpoint).run()
+    at.selectbox(key="demo_name").set_value("demo-maxvit").run()
     return clean(at)
 
 
@@ -41,6 +41,7 @@ def test_the_explorer_shows_block_and_grid_attention_in_the_query_s_window(app):
     greyed = [t for f in figures(app) for t in f["data"] if t.get("name") == "not attended"]
     assert greyed and all("not attended" in t["hovertemplate"] for t in greyed)
     assert any(t.startswith("Attention rollout S1.0.block..S4.0.grid") for t in drawn)
+    assert "maxvit_pico, pre-normalization" in caption(app)
 
 
 # every page that draws the sidebar's model (the Layouts page draws the layout study's own five)
@@ -65,7 +66,26 @@ def test_interventions_knock_out_one_partition(app):
     assert app.selectbox(key="iv_map_block").value == "S1.0.grid"  # the first map the knockout changes
 
 
-def test_pre_vs_post_puts_demo_pre_beside_a_maxvit_at_one_picture_point(checkpoint):
+def test_pre_vs_post_puts_demo_pre_beside_demo_maxvit_at_one_picture_point():
+    at = fresh()
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert at.radio(key="compare_how").options[-2:] == ["the built-in of the other family", "another model"]
+    at.radio(key="compare_how").set_value("the built-in of the other family").run()
+    said = " ".join(c.value for c in clean(at).caption)
+    assert "Comparing **demo-pre, pre-normalization** (the sidebar's model) with **demo-maxvit, pre-" in said
+    assert "no attention block in common" in said
+    at.session_state["query_row"], at.session_state["query_col"] = 6, 0  # demo-pre's S3.0: 7x7, 4 px a cell
+    at.run()
+    assert clean(at).selectbox(key="compare_other_block").value == "S1.0.block"
+    at.selectbox(key="compare_other_block").set_value("S2.0.grid").run()
+    drawn = titles(clean(at))
+    assert drawn[-2].startswith("demo-pre: S3.0") and "query (6, 0)" in drawn[-2]
+    # the same picture point, (26, 2) in pixels, on demo-maxvit's 14x14 S2 grid of 2 px cells: cell (13, 1)
+    assert drawn[-1].startswith("demo-maxvit: S2.0.grid") and "query (13, 1)" in drawn[-1]
+
+
+def test_pre_vs_post_puts_demo_pre_beside_a_maxvit_file_at_one_picture_point(checkpoint):
     at = fresh()
     at.run()
     at.switch_page("views/compare.py").run()

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from coatnet import count_params, load_checkpoint, read_checkpoint_info
+from coatnet import count_params, load_checkpoint, read_checkpoint_info, record_attention
 from coatnet.cli.commands import main
 from coatnet.data.datasets import FASHION_MNIST_DIR, fashion_mnist
 from coatnet.training.evaluation import evaluate
@@ -19,6 +19,7 @@ needs_fashion_mnist = pytest.mark.skipif(
     reason="needs Debian's dataset-fashion-mnist",
 )
 DEMOS = ("demo-pre", "demo-post")  # the pre/post pair; the layout study's models: test_layout_checkpoints.py
+MAXVIT = "demo-maxvit"  # block and grid attention at every stage, trained with the pair's recipe
 
 
 def card_accuracy(name: str) -> float:
@@ -50,7 +51,29 @@ def test_the_two_demos_differ_only_in_attention_normalization():
     assert commands[0].replace("pre", "post") == commands[1]  # --out runs/demo-pre, --attention pre
 
 
-@pytest.mark.parametrize("name", DEMOS)
+def test_demo_maxvit_is_shipped_windowed_and_loads_by_name():
+    files = demo(MAXVIT)
+    assert files.checkpoint.stat().st_size <= 16 * 2**20  # 3.4M float32 parameters
+    model = load_checkpoint("Demo_MaxViT")
+    info = model.checkpoint_info
+    assert info.config.name == "maxvit_pico" and info.config.windowed
+    assert info.class_names[0] == "T-shirt/top" and len(info.class_names) == 10
+    assert info.preprocessing == read_checkpoint_info("demo-pre").preprocessing  # the demos' 28 px grey input
+    assert info.provenance["dataset"] == "fashion-mnist"
+    assert "--model maxvit_pico" in info.provenance["command"]
+    # the card's choice: 14x14 grids at S1-S2 with P = G = 7, so block and grid attention differ there
+    stages = {s.name: s for s in model.stage_info()}
+    assert stages["S1"].grid == stages["S2"].grid == (14, 14) and stages["S3"].grid == (7, 7)
+    assert model.config.partition_sizes((28, 28)) == (7, 7)
+    card = files.model_card
+    assert "14x14" in card and "P = G = 7" in card and "## Why this model" in card
+    with torch.no_grad(), record_attention() as records:
+        model(torch.zeros(1, 1, 28, 28))
+    first = [r for r in records if r.name.startswith("S1.0.")]
+    assert [(r.partition, r.grid, r.windows) for r in first] == [("block", (7, 7), 4), ("grid", (7, 7), 4)]
+
+
+@pytest.mark.parametrize("name", (*DEMOS, MAXVIT))
 def test_metrics_and_model_card_agree_with_the_checkpoint(name):
     files = demo(name)
     rows = files.metrics()
@@ -79,6 +102,19 @@ def test_eval_reproduces_the_model_card(name, tmp_path, capsys):
     assert abs(result["top1"] - card_accuracy(name)) <= 0.001
     assert sum(map(sum, result["confusion"])) == 10000 and len(result["per_class"]) == 10
     assert f"top-1 {100 * result['top1']:.2f}%" in capsys.readouterr().out
+
+
+@needs_fashion_mnist
+def test_demo_maxvit_gives_its_cards_accuracy_on_the_first_500_test_images():
+    # the whole test set takes 30 s here (coatnet eval demo-maxvit reproduces the card's 92.21%): the card
+    # also gives the first 500 images' figure, which this checks in 2 s
+    model = load_checkpoint(MAXVIT)
+    result = evaluate(
+        model, fashion_mnist("test").subset(500), model.checkpoint_info.preprocessing, progress=False
+    )
+    match = re.search(r"\| test top-1, first 500 test images \| ([0-9.]+)% \|", demo(MAXVIT).model_card)
+    assert match and result.count == 500
+    assert result.top1 == pytest.approx(float(match.group(1)) / 100, abs=5e-5)
 
 
 @needs_fashion_mnist

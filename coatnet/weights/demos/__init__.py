@@ -1,6 +1,7 @@
 """The built-in checkpoints: small CoAtNets trained by ``coatnet train`` on Fashion-MNIST.
 
 ``demo-pre`` and ``demo-post`` are identical but for the attention normalization (PAPER.md section 1);
+``demo-maxvit`` is a small MaxViT (block and grid attention at every stage) trained with their recipe;
 ``layout-c-c-c-c`` .. ``layout-vit-rel``, where shipped, are the layout study's models
 (:mod:`coatnet.training.layouts`).
 Each lives in its own folder here: ``model.safetensors``, ``metrics.json`` / ``metrics.csv`` (per epoch)
@@ -18,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 # the layout study's models trained on all 60,000 images (coatnet/training/layouts.py), where shipped
 LAYOUT_NAMES = ("layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t", "layout-vit-rel")
 DEMO_NAMES = ("demo-pre", "demo-post")  # the paper's two normalizations, trained alike
-NAMES = (*DEMO_NAMES, *(n for n in LAYOUT_NAMES if (HERE / n / "model.safetensors").exists()))
+MAXVIT_NAMES = ("demo-maxvit",)  # CoAtNet's successor, windowed attention (CHOICES.md says why this one)
+NAMES = (*DEMO_NAMES, *MAXVIT_NAMES, *(n for n in LAYOUT_NAMES if (HERE / n / "model.safetensors").exists()))
 
 
 @dataclass(frozen=True)
