@@ -36,8 +36,8 @@ def pair(key: ModelKey, mode: str, how: str, other: str = "") -> tuple[ModelKey,
     if how == OTHER_DEMO:  # the sidebar's demo first, then the other one
         other_demo = DEMO_NAMES[1 - DEMO_NAMES.index(key.spec)]
         return key, ModelKey(other_demo, device=key.device), (key.spec, other_demo)
-    if how == OTHER_FAMILY:
-        family = other_family(key.spec)
+    family = other_family(key.spec)
+    if how == OTHER_FAMILY and family:
         return key, ModelKey(family, device=key.device), (key.spec, family)
     if how == OTHER_MODEL:
         first, second = short_name(key.spec), short_name(other)
