@@ -129,15 +129,31 @@ def pooling_link(pool: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         link.scatter_add_(2, index, torch.full(index.shape, 1.0 / channels, dtype=torch.float64))
         return link.numpy()
     if isinstance(pool, nn.AvgPool2d):
-        # pool one-hot images: the pooled value of input position i in window o is L[o, i]
-        one_hot = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, height, width)
-        pooled = F.avg_pool2d(
-            one_hot, pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad,
-            pool.divisor_override,
-        )  # fmt: skip
-        link = pooled.flatten(1).T.numpy()  # (N_in, 1, H_out, W_out) -> (N_out, N_in)
+        link = _average_link(pool, height, width)
         return np.broadcast_to(link, (batch, *link.shape)).copy()
     raise TypeError(f"no rollout link for pool {type(pool).__name__}")
+
+
+def _average_link(pool: nn.AvgPool2d, height: int, width: int) -> np.ndarray:
+    """An average pool's (N_out, N_in) weights, built per axis: a window is a rectangle and its divisor a
+    product (the window's extent, or its cells inside the input, along each axis), so the weight of
+    input (i, j) in window (o, p) is the row axis's weight times the column axis's, L = kron(L_rows,
+    L_cols), without pooling N_in one-hot images (4096 of 64 x 64 on a MaxViT's S1)."""
+    pair = nn.modules.utils._pair
+    kernel, padding = pair(pool.kernel_size), pair(pool.padding)
+    stride = pair(pool.stride if pool.stride is not None else pool.kernel_size)
+
+    def axis(size: int, k: int) -> np.ndarray:  # (out, size): the 1D pool's weights
+        one_hot = torch.eye(size, dtype=torch.float64)[:, None, :]  # each input position, alone
+        pooled = F.avg_pool1d(
+            one_hot, kernel[k], stride[k], padding[k], pool.ceil_mode, pool.count_include_pad
+        )
+        return pooled[:, 0].T.numpy()
+
+    rows, cols = axis(height, 0), axis(width, 1)
+    if pool.divisor_override:
+        return np.kron(rows > 0, cols > 0) / float(pool.divisor_override)
+    return np.kron(rows, cols)
 
 
 def residual_mixed(

@@ -54,6 +54,24 @@ def test_average_pool_link_spreads_uniformly_over_the_window() -> None:
     np.testing.assert_array_equal(link[2], window_link())
 
 
+@pytest.mark.parametrize(
+    "pool",
+    [
+        nn.AvgPool2d(3, 2, 1),  # padded windows, the padding counted
+        nn.AvgPool2d(3, 2, 1, count_include_pad=False),  # the padding not counted: each window its own cells
+        nn.AvgPool2d((2, 3), (2, 1), ceil_mode=True),  # rectangles, a last window cut short
+        nn.AvgPool2d(3, 2, 1, divisor_override=5),
+    ],
+)
+def test_an_average_pool_link_built_per_axis_is_the_pool_itself(pool: nn.AvgPool2d) -> None:
+    # the link's row o holds what window o takes of each input cell: pooling one-hot images says it directly
+    one_hot = torch.eye(7 * 9, dtype=torch.float64).reshape(63, 1, 7, 9)
+    expected = pool(one_hot).flatten(1).T.numpy()
+    link = pooling_link(pool, torch.zeros(2, 3, 7, 9))
+    assert link.shape == (2, *expected.shape)
+    np.testing.assert_allclose(link[1], expected, rtol=1e-12, atol=1e-15)
+
+
 def test_max_pool_link_follows_where_each_channel_found_its_maximum() -> None:
     """Window 0: each of 4 channels peaks at a different cell (1/4 each). Other windows: every channel
     peaks at the window's bottom-right cell (all of the link)."""
