@@ -186,7 +186,8 @@ def statistics_figures(statistics) -> list[go.Figure]:
         ),
         distance_scatter(
             {mode: (names, [b.entropy for b in statistics.blocks])},
-            title=f"Attention entropy per head ({mode}-normalization; log N is uniform)",
+            title=f"Attention entropy per head ({mode}-normalization; "
+            "log N is uniform over the N keys a query sees)",
             y_label="entropy (nats)",
         ),
         distance_scatter(

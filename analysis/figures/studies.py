@@ -47,7 +47,7 @@ def distance_figure(study: dict) -> go.Figure:
 def entropy_figure(study: dict) -> go.Figure:
     return distance_scatter(
         _head_series(study, "entropy"),
-        title="Attention entropy per head (nats; log N is uniform)",
+        title="Attention entropy per head (nats; log N is uniform over the N keys a query sees)",
         y_label="entropy (nats)",
     )
 

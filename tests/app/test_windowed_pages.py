@@ -52,6 +52,10 @@ def test_every_page_draws_on_a_maxvit(app, page):
     assert figures(app) or page == "views/model.py"
     if page == "views/patching.py":  # its conv, block and grid attention, patched apart
         assert any("S1.0.grid" in str(f["data"]) for f in figures(app))
+    if page == "views/dataset.py":  # its own shipped study, each partition's heads and interventions
+        assert app.selectbox(key="study_choice").value == "study-demo-maxvit"
+        assert any("over 10000 images" in t for t in titles(app))
+        assert any("swap_normalization S1.0.grid" in str(f["data"]) for f in figures(app))
 
 
 def test_interventions_knock_out_one_partition(app):
