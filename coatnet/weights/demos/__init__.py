@@ -1,4 +1,4 @@
-"""The built-in checkpoints: small CoAtNets trained by ``coatnet train`` on Fashion-MNIST.
+"""The built-in checkpoints: small CoAtNets and a MaxViT trained by ``coatnet train`` on Fashion-MNIST.
 
 ``demo-pre`` and ``demo-post`` are identical but for the attention normalization (PAPER.md section 1);
 ``demo-maxvit`` is a small MaxViT (block and grid attention at every stage) trained with their recipe;
