@@ -18,13 +18,21 @@ from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from tests.support.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app  # noqa: E402
 
-# (file, page link in the sidebar, what to wait for, the text to scroll to the top of the shot or None)
+# (file, the link's query (model, block), page link in the sidebar, what to wait for, the text to scroll
+# to the top of the shot or None)
 SHOTS = (
-    ("explorer.png", "Attention explorer", "Attention rollout", "Stage.block"),
-    ("stages.png", "Stage inspector", "Attention heads", "Grad-CAM (bottom row) explains the class"),
-    ("compare.png", "Pre vs post", "Relative-bias kernels of", "the two agree"),
-    ("kernels.png", "Kernels", "MBConv depthwise kernels", None),
-    ("model.png", "Model", "Model card", None),
+    ("explorer.png", "", "Attention explorer", "Attention rollout", "Stage.block"),
+    ("stages.png", "", "Stage inspector", "Attention heads", "Grad-CAM (bottom row) explains the class"),
+    ("compare.png", "", "Pre vs post", "Relative-bias kernels of", "the two agree"),
+    ("kernels.png", "", "Kernels", "MBConv depthwise kernels", None),
+    ("model.png", "", "Model", "Model card", None),
+    (
+        "explorer-maxvit.png",
+        "?model=demo-maxvit&block=S1.0.grid",
+        "Attention explorer",
+        "Attention rollout",
+        "Stage.block",
+    ),
 )
 
 
@@ -41,13 +49,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--only", nargs="+", metavar="FILE", help="only these shots (explorer.png ...)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with running_app() as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
-        page.goto(url)
-        for name, link, text, top in SHOTS:
+        opened = None
+        for name, query, link, text, top in SHOTS:
+            if args.only and name not in args.only:
+                continue
+            if query != opened:  # another model: open the app on it
+                page.goto(url + query)
+                opened = query
             page.get_by_role("link", name=link).click()
             settle(page, text)
             if top is not None:  # the page's figures, not only its controls
