@@ -100,7 +100,7 @@ def dense_windows(values: np.ndarray, positions: np.ndarray, tokens: int, *, fil
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WindowedStep:
     """``diag(d) (weight * F + identity * I)`` on a grid of N positions, F block-sparse: the per-window
     square arrays ``values`` (B * windows, n, n) laid on the grid by ``positions`` (windows, n), which
@@ -161,14 +161,28 @@ def windowed_step(
     return step.dense() if global_attention and np.array_equal(positions[0], np.arange(tokens)) else step
 
 
-def times(matrix: np.ndarray, step: np.ndarray | WindowedStep) -> np.ndarray:
-    """``matrix @ step`` for a step that is a matrix or a :class:`WindowedStep`."""
-    return step.after(matrix) if isinstance(step, WindowedStep) else matrix @ step
+@dataclass(frozen=True, eq=False)
+class AveragedStep:
+    """The mean of two or more steps on one grid (a parallel MaxViT block's block and grid attention, side
+    by side on one input): applied step by step, so windowed ones are never built as matrices."""
+
+    steps: tuple
+
+    def dense(self) -> np.ndarray:
+        return sum(as_matrix(step) for step in self.steps) / len(self.steps)
+
+    def after(self, matrix: np.ndarray) -> np.ndarray:
+        return sum(times(matrix, step) for step in self.steps) / len(self.steps)
 
 
-def as_matrix(step: np.ndarray | WindowedStep) -> np.ndarray:
+def times(matrix: np.ndarray, step: np.ndarray | WindowedStep | AveragedStep) -> np.ndarray:
+    """``matrix @ step`` for a step that is a matrix, a :class:`WindowedStep` or an :class:`AveragedStep`."""
+    return matrix @ step if isinstance(step, np.ndarray) else step.after(matrix)
+
+
+def as_matrix(step: np.ndarray | WindowedStep | AveragedStep) -> np.ndarray:
     """A step of a composition as its (B, N, N) matrix."""
-    return step.dense() if isinstance(step, WindowedStep) else step
+    return step if isinstance(step, np.ndarray) else step.dense()
 
 
 def attention_blocks(model: CoAtNet, img_size: tuple[int, int] | None = None) -> list[BlockRef]:

@@ -38,7 +38,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from analysis.core.geometry import BlockRef, WindowedStep, as_matrix, attention_blocks, times, windowed_step
+from analysis.core.geometry import (
+    AveragedStep,
+    BlockRef,
+    WindowedStep,
+    as_matrix,
+    attention_blocks,
+    times,
+    windowed_step,
+)
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.maps.attention import AttentionMaps, BlockAttention, check_maps_fit, fuse_heads, recorded_pass
@@ -139,9 +147,11 @@ def _average_link(pool: nn.AvgPool2d, height: int, width: int) -> np.ndarray:
     product (the window's extent, or its cells inside the input, along each axis), so the weight of
     input (i, j) in window (o, p) is the row axis's weight times the column axis's, L = kron(L_rows,
     L_cols), without pooling N_in one-hot images (4096 of 64 x 64 on a MaxViT's S1)."""
-    pair = nn.modules.utils._pair
-    kernel, padding = pair(pool.kernel_size), pair(pool.padding)
-    stride = pair(pool.stride if pool.stride is not None else pool.kernel_size)
+
+    def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+        return tuple(value) if isinstance(value, tuple | list) else (value, value)
+
+    kernel, stride, padding = pair(pool.kernel_size), pair(pool.stride), pair(pool.padding)  # stride set
 
     def axis(size: int, k: int) -> np.ndarray:  # (out, size): the 1D pool's weights
         one_hot = torch.eye(size, dtype=torch.float64)[:, None, :]  # each input position, alone
@@ -291,14 +301,14 @@ def merge_parallel(
     refs: Sequence[BlockRef],
     grids: Sequence[tuple[int, int]],
     updates: Sequence[np.ndarray | WindowedStep],
-) -> tuple[list[BlockRef], list[tuple[int, int]], list[np.ndarray | WindowedStep]]:
+) -> tuple[list[BlockRef], list[tuple[int, int]], list[np.ndarray | WindowedStep | AveragedStep]]:
     """One update per step of the composition: the two attentions of a parallel MaxViT block (block and
-    grid attention side by side on one input, each giving half the channels) become their average, a
-    step whose link is the first's; every other block stays as it is."""
+    grid attention side by side on one input, each giving half the channels) become their average (an
+    :class:`AveragedStep`), a step whose link is the first's; every other block stays as it is."""
     out_refs, out_grids, out_updates = [], [], []
     for ref, grid, update in zip(refs, grids, updates, strict=True):
         if out_refs and ref.parallel and out_refs[-1].parallel and out_refs[-1].base == ref.base:
-            out_updates[-1] = 0.5 * (as_matrix(out_updates[-1]) + as_matrix(update))
+            out_updates[-1] = AveragedStep((out_updates[-1], update))
             continue
         out_refs.append(ref)
         out_grids.append(grid)

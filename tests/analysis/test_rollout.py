@@ -61,6 +61,9 @@ def test_average_pool_link_spreads_uniformly_over_the_window() -> None:
         nn.AvgPool2d(3, 2, 1, count_include_pad=False),  # the padding not counted: each window its own cells
         nn.AvgPool2d((2, 3), (2, 1), ceil_mode=True),  # rectangles, a last window cut short
         nn.AvgPool2d(3, 2, 1, divisor_override=5),
+        nn.AvgPool2d(3, 2, 1, count_include_pad=False, divisor_override=5),
+        nn.AvgPool2d(3, 2, 1, ceil_mode=True),  # a padded last window cut short
+        nn.AvgPool2d(2),  # stride: the kernel
     ],
 )
 def test_an_average_pool_link_built_per_axis_is_the_pool_itself(pool: nn.AvgPool2d) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import coatnet
-from analysis.core.geometry import WindowedStep
+from analysis.core.geometry import AveragedStep, WindowedStep, as_matrix, times, windowed_step
 from analysis.explain.relevance import class_relevance
 from analysis.maps.attention import attention_maps, query_map
 from analysis.maps.kernels import relative_bias_kernels
@@ -124,7 +124,9 @@ def test_rollout_composes_block_and_grid_partitions_exactly(model):
 
 
 @pytest.mark.parametrize("kind", ["block", "grid"])
-@pytest.mark.parametrize("weight, identity, normalise", [(0.5, 0.5, True), (1.0, 1.0, False)])
+@pytest.mark.parametrize(
+    "weight, identity, normalise", [(0.5, 0.5, True), (1.0, 1.0, False), (1.0, 0.0, True)]
+)
 def test_a_windowed_step_applied_window_by_window_equals_its_block_sparse_matrix(
     kind, weight, identity, normalise
 ):
@@ -144,6 +146,21 @@ def test_a_windowed_step_applied_window_by_window_equals_its_block_sparse_matrix
     np.testing.assert_allclose(step.dense(), expected, rtol=1e-12)
     matrix = rng.random((2, 5, 196))
     np.testing.assert_allclose(step.after(matrix), matrix @ expected, rtol=1e-10)
+    # a parallel block's two attentions: their mean, applied one by one
+    other = WindowedStep(values[::-1].copy(), positions, 196, weight, identity, normalise)
+    both = AveragedStep((step, other))
+    np.testing.assert_allclose(times(matrix, both), matrix @ (expected + other.dense()) / 2, rtol=1e-10)
+    np.testing.assert_allclose(as_matrix(both), (expected + other.dense()) / 2, rtol=1e-12)
+
+
+def test_global_attention_is_one_window_and_its_step_a_plain_matrix():
+    positions = window_positions((7, 7), (7, 7), "block").numpy()
+    assert positions.shape == (1, 49) and (positions[0] == np.arange(49)).all()
+    values = np.random.default_rng(0).random((2, 49, 49))
+    step = windowed_step(values, positions, 49, weight=0.5, identity=0.5, normalise=True)
+    expected = 0.5 * values + 0.5 * np.eye(49)
+    assert isinstance(step, np.ndarray)
+    np.testing.assert_array_equal(step, expected / expected.sum(-1, keepdims=True))
 
 
 def test_statistics_measure_distances_on_the_stage_grid_within_each_window(model):
