@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast lint format screenshots clean
+.PHONY: app test test-fast system-packages lint format screenshots clean
 
 $(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,19 @@ $(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproje
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-app: $(STAMP)  ## serve the app at http://localhost:8501 on the built-in demo checkpoints (offline)
+# Debian/Ubuntu's chromium (browser tests, PNG export) and dataset-fashion-mnist (training, probes, studies):
+# installed with apt-get where we may (root, or `sudo -n true`), else named in one line; the tests that need
+# a missing one skip with that line, and the suite ends by counting them
+system-packages:
+	@$(PYTHON) scripts/system_packages.py install
+
+app: system-packages $(STAMP)  ## serve the app at http://localhost:8501 on the built-in demo checkpoints (offline)
 	$(VENV)/bin/streamlit run app/main.py --server.port 8501 --server.address localhost
 
-test: $(STAMP)  ## the whole suite: slow, timm, gpu and browser tests run where the machine allows
+test: system-packages $(STAMP)  ## the whole suite: slow, timm, gpu and browser tests run where the machine allows
 	$(PY) -m pytest
 
-test-fast: $(STAMP)  ## skip the slow tests
+test-fast: system-packages $(STAMP)  ## skip the slow tests
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,7 @@ except ImportError:  # pragma: no cover
     NodeId = None
 
 from tests.support.processes import become_subreaper, kill_tree, left_behind
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.support.system import CHROMIUM, PARTS, skip_reason
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,13 +48,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _skip_what_cannot_run(items: list[pytest.Item]) -> None:
+    """gpu tests skip without CUDA; a test that needs an optional system package (``needs("chromium")``,
+    ``needs("fashion-mnist")``; every ``browser`` test needs Chromium) skips with the line ``make`` printed
+    for it: what is missing and the command that installs it."""
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
-    skip_browser = pytest.mark.skip(reason="needs /usr/bin/chromium")
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
-        if "browser" in item.keywords and not (CHROMIUM.exists() or shutil.which("chromium")):
-            item.add_marker(skip_browser)
+        needed = {str(m.args[0]) for m in item.iter_markers("needs")}
+        if "browser" in item.keywords:
+            needed.add("chromium")
+        unknown = needed - set(PARTS)
+        if unknown:
+            raise pytest.UsageError(f"{item.nodeid}: needs({sorted(unknown)}) is not one of {sorted(PARTS)}")
+        if reason := skip_reason(sorted(needed)):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The suite ends by saying how many tests it skipped for which missing part, and how to install it."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        reason = reason.removeprefix("Skipped: ")
+        if reason.startswith("missing: ") or reason == "needs CUDA":
+            counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("skipped for a missing part")
+        for reason, count in sorted(counts.items()):
+            terminalreporter.write_line(f"{count} test{'s' * (count != 1)} skipped: {reason}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

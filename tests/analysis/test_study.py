@@ -18,11 +18,11 @@ from analysis.studies.study import HEAD_METRICS, concatenate, measure_batch, stu
 from coatnet import for_inference
 from coatnet.cli.commands import main
 from tests.support import processes
+from tests.support.system import skip_unless
 from tests.support.toys import fashion_toy_checkpoint, images, toy
 
 ROOT = Path(__file__).resolve().parents[2]
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+needs_data = pytest.mark.needs("fashion-mnist")
 ARGS = ["--model", "demo-pre", "--limit", "40", "--batch-size", "16", "--quiet"]
 TIMES = ("wall_s_this_run", "compute_s", "command", "processes")
 
@@ -54,8 +54,7 @@ def assert_close_json(a, b, path: str = "study") -> None:
 
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory) -> tuple[Path, dict]:
-    if not FASHION.exists():
-        pytest.skip("apt-get install dataset-fashion-mnist")
+    skip_unless("fashion-mnist")
     out = tmp_path_factory.mktemp("study") / "unbroken"
     return out, study(out)
 

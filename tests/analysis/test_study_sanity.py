@@ -25,8 +25,7 @@ from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import open_for_model
 from tests.support.toys import fashion_toy_checkpoint
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+pytestmark = pytest.mark.needs("fashion-mnist")
 
 
 @pytest.fixture(scope="module")

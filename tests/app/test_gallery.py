@@ -13,14 +13,11 @@ import pytest
 from PIL import Image
 
 from app.gallery import GALLERY, KINDS, Sample, kind_for, samples
-from coatnet.data.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashion_mnist
+from coatnet.data.datasets import FASHION_MNIST_CLASSES, fashion_mnist
 from coatnet.weights.class_names import imagenet_class_names
 
 ROOT = Path(__file__).resolve().parents[2]
-HAVE_FASHION_MNIST = (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
-needs_fashion_mnist = pytest.mark.skipif(
-    not HAVE_FASHION_MNIST, reason=f"no Fashion-MNIST in {FASHION_MNIST_DIR}"
-)
+needs_fashion_mnist = pytest.mark.needs("fashion-mnist")
 
 
 @pytest.fixture(scope="module")

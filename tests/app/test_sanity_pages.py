@@ -4,15 +4,11 @@ sanity-only study."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from coatnet.cli.commands import main
 from tests.support.apptest import clean, fresh, titles
 from tests.support.toys import fashion_toy_checkpoint, toy_checkpoint
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def test_the_stage_inspector_runs_the_sanity_check_when_asked_and_keeps_it(tmp_path):
@@ -36,7 +32,7 @@ def test_the_stage_inspector_runs_the_sanity_check_when_asked_and_keeps_it(tmp_p
     assert any(t.startswith("Random logit: SSIM") for t in drawn)
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.needs("fashion-mnist")
 def test_the_dataset_page_draws_a_studys_sanity_checks_and_a_sanity_only_study(tmp_path):
     checkpoint = fashion_toy_checkpoint(tmp_path / "toy.safetensors")
     common = ["study", "--model", str(checkpoint), "--limit", "8", "--batch-size", "8", "--quiet"]

@@ -145,9 +145,8 @@ def test_fashion_mnist_rejects_bad_labels_and_shapes(tmp_path: Path) -> None:
     assert len(fashion_mnist("train", tmp_path / "c")) == 0  # empty, not numpy's max() error
 
 
+@pytest.mark.needs("fashion-mnist")
 def test_real_fashion_mnist_when_installed() -> None:
-    if not (REAL_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists():
-        pytest.skip("dataset-fashion-mnist is not installed")
     train, test = fashion_mnist("train"), open_dataset("fashion-mnist", "test")
     assert len(train) == 60000 and len(test) == 10000
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)

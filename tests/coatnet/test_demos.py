@@ -10,14 +10,11 @@ import torch
 
 from coatnet import count_params, load_checkpoint, read_checkpoint_info, record_attention
 from coatnet.cli.commands import main
-from coatnet.data.datasets import FASHION_MNIST_DIR, fashion_mnist
+from coatnet.data.datasets import fashion_mnist
 from coatnet.training.evaluation import evaluate
 from coatnet.weights.demos import demo
 
-needs_fashion_mnist = pytest.mark.skipif(
-    not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="needs Debian's dataset-fashion-mnist",
-)
+needs_fashion_mnist = pytest.mark.needs("fashion-mnist")
 DEMOS = ("demo-pre", "demo-post")  # the pre/post pair; the layout study's models: test_layout_checkpoints.py
 MAXVIT = "demo-maxvit"  # block and grid attention at every stage, trained with the pair's recipe
 

@@ -10,15 +10,12 @@ import pytest
 
 from analysis.studies.layouts import load_layouts
 from coatnet import count_params, load_checkpoint
-from coatnet.data.datasets import FASHION_MNIST_DIR, fashion_mnist
+from coatnet.data.datasets import fashion_mnist
 from coatnet.training.evaluation import evaluate
 from coatnet.weights.demos import LAYOUT_NAMES, NAMES, demo
 
 LAYOUTS = dict(zip(LAYOUT_NAMES, ("C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T", "ViT_REL"), strict=True))
-needs_fashion_mnist = pytest.mark.skipif(
-    not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-    reason="needs Debian's dataset-fashion-mnist",
-)
+needs_fashion_mnist = pytest.mark.needs("fashion-mnist")
 
 
 def card_accuracy(name: str, images: str) -> float:

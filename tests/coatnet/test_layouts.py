@@ -15,10 +15,10 @@ from coatnet.data.datasets import sample_indices
 from coatnet.model.complexity import count_params
 from coatnet.training.layouts import LAYOUT_MODELS, LayoutStudySettings, run_layout_study
 from tests.support import processes
+from tests.support.system import skip_unless
 
 ROOT = Path(__file__).resolve().parents[2]
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+needs_data = pytest.mark.needs("fashion-mnist")
 # two layouts (one with an attention stage pooled from S2, one patch-stem ViT_REL), two sizes, four steps
 TINY = ["--layouts", "C-C-T-T", "ViT_REL", "--sizes", "100", "200", "--steps", "4", "--batch-size", "50",
         "--test-subset", "100", "--quiet"]  # fmt: skip
@@ -75,8 +75,7 @@ def test_subsets_are_drawn_with_a_seed_in_dataset_order() -> None:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """The tiny study, run once for the module (its folder)."""
-    if not FASHION.exists():
-        pytest.skip("apt-get install dataset-fashion-mnist")
+    skip_unless("fashion-mnist")
     out = tmp_path_factory.mktemp("layouts") / "study"
     assert main(["study-layouts", "--out", str(out), *TINY]) == 0
     return out
