@@ -1,0 +1,57 @@
+"""What the product imports is what its pyproject declares, and the set-up of the README's path."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("coatnet", "analysis", "app")
+# the distribution that provides an import name, where the two differ
+DISTRIBUTION = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml"}
+
+
+def declared() -> set[str]:
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies = \[(.*?)^\]", text, flags=re.S | re.M).group(1)
+    names = re.findall(r'^\s*"([A-Za-z0-9_.-]+)', block, flags=re.M)
+    return {name.lower().replace("_", "-") for name in names}
+
+
+def imported() -> dict[str, Path]:
+    """Every third-party top-level module the product imports, with one file that imports it."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in PACKAGES and top != "__future__":
+                        found.setdefault(top, path)
+    return found
+
+
+def test_every_runtime_import_is_a_declared_dependency() -> None:
+    deps = declared()
+    missing = {
+        name: str(path.relative_to(ROOT))
+        for name, path in imported().items()
+        if DISTRIBUTION.get(name, name).lower().replace("_", "-") not in deps
+    }
+    assert not missing, f"imported but not in pyproject's dependencies: {missing}"
+
+
+def test_torch_is_a_range_that_keeps_the_users_build() -> None:
+    """An exact pin would make `pip install .` replace a user's own CPU (or other) torch with the index's
+    build; the lower bound is what the code needs (the GPU image's 2.11) and the Makefile pins 2.13.0."""
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"torch>=2\.11"', text)
+    assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text()
