@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,12 +25,15 @@ def as_batch(
     images: torch.Tensor | Image.Image | Sequence[Image.Image], model: torch.nn.Module
 ) -> torch.Tensor:
     """A float batch (B, C, H, W) on the model's device: tensors pass through (a (C, H, W) gets a batch
-    axis); PIL images are prepared with the model's own preprocessing."""
+    axis) and must already be normalised with the model's mean and std; PIL images are prepared with the
+    model's own preprocessing. A tensor that looks unnormalised gets a one-line warning
+    (:func:`warn_if_unnormalised`)."""
     device = next(model.parameters()).device
     if isinstance(images, torch.Tensor):
         batch = images[None] if images.ndim == 3 else images
         if batch.ndim != 4:
             raise ValueError(f"images must be (B, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
+        warn_if_unnormalised(batch, preprocessing_of(model))
         return batch.to(device)
     pil = [images] if isinstance(images, Image.Image) else list(images)
     pre = preprocessing_of(model)
@@ -39,6 +43,29 @@ def as_batch(
         for im in pil
     ])  # fmt: skip
     return normalize(prepare_batch(raw, pre, device=device), pre)
+
+
+def looks_unnormalised(images: torch.Tensor, preprocessing: dict[str, Any]) -> bool:
+    """Whether a batch looks like raw pixels in [0, 1] given to a model that normalises them: every value
+    lies in [0, 1] while the model's mean is far from 0 (> 0.1 in some channel), so that a normalised image
+    of it would hold negative values. A model without normalisation (mean 0, std 1) takes [0, 1] as is."""
+    mean = torch.as_tensor(preprocessing.get("mean", [0.0]), dtype=torch.float32)
+    if float(mean.abs().max()) <= 0.1 or images.numel() == 0 or not images.is_floating_point():
+        return False
+    low, high = float(images.min()), float(images.max())
+    return low >= 0.0 and high <= 1.0
+
+
+def warn_if_unnormalised(images: torch.Tensor, preprocessing: dict[str, Any]) -> None:
+    """One line, as a UserWarning, when :func:`looks_unnormalised` says so."""
+    if looks_unnormalised(images, preprocessing):
+        mean = ", ".join(f"{m:.3g}" for m in preprocessing["mean"])
+        warnings.warn(
+            f"these images look unnormalised (every value in [0, 1], the model's mean is {mean}): analyses "
+            "take tensors normalised with the model's mean and std; pass PIL images to have them prepared",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:

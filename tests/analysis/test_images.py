@@ -63,3 +63,27 @@ def test_beyond_pillows_own_bomb_limit_is_our_message_too():
             load_image(huge)
         with pytest.raises(ImageError, match="100 megapixels"):
             load_image(encoded(Image.new("1", (10_000, 10_000)), "PNG"))
+
+
+def test_a_tensor_that_looks_unnormalised_gets_one_warning_and_a_normalised_one_none():
+    """Raw pixels in [0, 1] handed to a model that normalises (its mean far from 0) are said in one line;
+    the same pixels normalised, or [0, 1] pixels for a model that does not normalise, are not."""
+    import warnings
+
+    import torch
+
+    from analysis.core.inputs import as_batch, looks_unnormalised, preprocessing_of
+    from coatnet.data.batches import normalize
+    from tests.support.toys import toy
+
+    model = toy()
+    pixels = torch.rand(2, 3, 16, 16)
+    with pytest.warns(UserWarning, match=r"look unnormalised .* mean is 0\.5, 0\.5, 0\.5") as caught:
+        batch = as_batch(pixels, model)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert torch.equal(batch, pixels)  # said, not changed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_batch(normalize(pixels, preprocessing_of(model)), model)
+    plain = {**preprocessing_of(model), "mean": [0.0] * 3, "std": [1.0] * 3}  # no normalisation
+    assert not looks_unnormalised(pixels, plain)
