@@ -1,6 +1,6 @@
 """CoAtNet Lens analysis layer: pure functions from a model and images to small frozen dataclasses of
-numpy arrays (DESIGN.md, "The analysis layer"). Each function leaves the model as it found it and is safe
-when several threads analyse through one model at once.
+numpy arrays (docs/architecture.md, "What an analysis returns"). Each function leaves the model as it
+found it and is safe when several threads analyse through one model at once.
 
 Figures of every result: :mod:`analysis.figures`; the ``coatnet analyze`` report:
 :mod:`analysis.cli.analyze`.

@@ -1,4 +1,4 @@
-"""Every cached computation of the app, in one place (DESIGN.md, "The app").
+"""Every cached computation of the app, in one place (docs/architecture.md, "The app").
 
 Models are cached across sessions with ``st.cache_resource``, keyed by :class:`ModelKey` (what to load
 and the attention mode); results with ``st.cache_data``, keyed by the model key and the image's bytes, so

@@ -1,4 +1,4 @@
-"""Imports run one way: app -> analysis -> coatnet (DESIGN.md), and inside each package between its
+"""Imports run one way: app -> analysis -> coatnet (docs/architecture.md), and inside each package between its
 folders, as RULES says; no import circle anywhere, counting imports inside functions, under
 ``TYPE_CHECKING`` and through a package's ``__init__``."""
 

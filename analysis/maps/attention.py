@@ -1,7 +1,7 @@
 """Attention weights per block, head and query, split into their content and position parts.
 
 One recorded forward pass (:func:`coatnet.record_attention`, per call and thread-safe) gives, for every
-attention block, what PAPER.md section 1 names:
+attention block, what the paper's section 2.1 names:
 
 - content: ``softmax_j(q_i k_j / sqrt(d))``, the weights the input alone would give;
 - bias: the relative-position bias ``w(key - query)`` as used (the paper's ``w_{i-j}``), and for

@@ -1,4 +1,4 @@
-"""The learned "global static convolution" next to the local one (PAPER.md section 1): every attention
+"""The learned "global static convolution" next to the local one (the paper's section 2.1): every attention
 block's relative-bias kernels and every MBConv block's depthwise kernels, read from the parameters.
 
 Both are oriented the same way, offset = key - query, like a conv kernel:

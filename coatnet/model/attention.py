@@ -1,4 +1,4 @@
-"""Relative attention (PAPER.md section 1, Eq. 3) with a fused and an explicit path.
+"""Relative attention (Dai et al. 2021, section 2.1, Eq. 3) with a fused and an explicit path.
 
 Pre-normalization (the paper's choice):   ``y_i = sum_j softmax_j(x_i^T x_j + w_{i-j}) x_j``
 Post-normalization:                       ``y_i = sum_j (softmax_j(x_i^T x_j) + w_{i-j}) x_j``
@@ -98,7 +98,7 @@ class RelativePosition(nn.Module):
 
 
 class RelativePositionBias(RelativePosition):
-    """P as a learned table (the paper's), bilinearly resized when the grid changes (PAPER.md section 1)."""
+    """P as a learned table (the paper's), bilinearly resized when the grid changes (section 2.1)."""
 
     def __init__(self, *, heads: int, grid: tuple[int, int]) -> None:
         super().__init__(heads=heads, grid=grid)
@@ -152,7 +152,7 @@ class RelativeAttention(nn.Module):
     Args:
         dim_in: input channels.
         dim_out: output channels.
-        dim_attn: q/k/v width (default ``dim_out``, PAPER.md's reading); heads = dim_attn / head_dim,
+        dim_attn: q/k/v width (default ``dim_out``, the paper's reading); heads = dim_attn / head_dim,
             and ``proj`` maps dim_attn to dim_out.
         head_dim: channels per head.
         grid: the (H, W) grid the relative position is built for.

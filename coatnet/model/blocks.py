@@ -1,8 +1,9 @@
 """The stem S0, the MBConv block (C), the relative-attention Transformer block (T) and the MaxViT block (M).
 
-All blocks are pre-activation, ``x <- x + Module(Norm(x))`` (PAPER.md section 2), and the first block of
-a stage down-samples as Eq. 4 (T) or Eq. 5 (C). Module names follow the checkpoint keys of timm's
-``maxxvit.py`` (``shortcut``, ``pre_norm``, ``conv1_1x1``, ``norm1``, ``attn``, ``mlp``...).
+All blocks are pre-activation, ``x <- x + Module(Norm(x))`` (the paper's section 2 and Appendix A.1),
+and the first block of a stage down-samples as Eq. 4 (T) or Eq. 5 (C). Module names follow the
+checkpoint keys of timm's ``maxxvit.py`` (``shortcut``, ``pre_norm``, ``conv1_1x1``, ``norm1``, ``attn``,
+``mlp``...).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 MACs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on a copy of the model built on the
 ``meta`` device: free for any size, and attention matmuls are counted there (the CPU kernel of
 ``F.scaled_dot_product_attention`` reports 0). The paper's "FLOPs" are MACs, so a FLOP counter's total is
-halved (PAPER.md section 3). Elementwise work (norms, activations, softmax, bias gathers) is not counted,
+halved (the paper's Table 3). Elementwise work (norms, activations, softmax, bias gathers) is not counted,
 as in the paper.
 """
 

@@ -1,4 +1,4 @@
-"""Typed, frozen configuration of a CoAtNet (PAPER.md sections 2 and 3).
+"""Typed, frozen configuration of a CoAtNet (the paper's section 2 and Table 3).
 
 A network is a stem S0 followed by four stages S1..S4. Each stage is one or more groups of identical
 blocks: ``C`` (MBConv), ``T`` (relative-attention Transformer) or ``M`` (MaxViT: MBConv, then block
@@ -118,7 +118,7 @@ class CoAtNetConfig:
         mbconv_stride_pool: the pool that strides the residual branch for ``mbconv_stride="pool"``
             (one of the ``pool`` kinds; timm keeps 2x2 averaging there whatever its shortcuts use).
         expand_ratio: MBConv hidden width as a multiple of ``mbconv_expand_from`` channels.
-        mbconv_expand_from: ``out`` (the block's output channels, PAPER.md's reading) or ``in``.
+        mbconv_expand_from: ``out`` (the block's output channels, the paper's reading) or ``in``.
         mlp_ratio: Transformer FFN hidden width as a multiple of the block's channels.
         se_ratio: squeeze-excitation width as a fraction of ``se_from`` channels.
         se_from: ``in`` (the block's input channels), ``out``, or ``hidden`` (the expanded width).
@@ -140,7 +140,7 @@ class CoAtNetConfig:
         mbconv_pre_norm_act: an activation after the MBConv pre-norm.
         mbconv_bias: a bias on the MBConv's shortcut projection and last 1x1 conv.
         stem_width: channels of the first stem conv (default: ``stem_dim``); stem_bias: biases in both.
-        attn_width: q/k/v (and heads) at the block's ``out``put width (PAPER.md's reading) or its ``in``put
+        attn_width: q/k/v (and heads) at the block's ``out``put width (the paper's reading) or its ``in``put
             width, then projected to the output width.
         attn_norm: ``layer`` (LayerNorm, the paper) or ``batch`` (BatchNorm) in Transformer blocks, and
             for ``final_norm``.

@@ -1,4 +1,4 @@
-"""The CoAtNet network: stem S0, stages S1..S4, global-average-pool head (PAPER.md section 2.2)."""
+"""The CoAtNet network: stem S0, stages S1..S4, global-average-pool head (the paper's section 2.2)."""
 
 from __future__ import annotations
 

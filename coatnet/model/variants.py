@@ -1,6 +1,6 @@
 """The table of named CoAtNet variants and the ``create_model`` factory.
 
-Paper variants follow PAPER.md section 3 (the paper's Table 3 and Tables 11-12): blocks/channels per
+Paper variants follow the paper's Table 3 and Tables 11-12 (docs/model-family.md): blocks/channels per
 stage S0..S4. Small variants are ours, for CPU demos and tests.
 """
 
@@ -113,7 +113,7 @@ VARIANTS: dict[str, CoAtNetConfig] = {
         img_size=(28, 28),
         num_classes=10,
     ),
-    # timm's CoAtNets (PAPER.md section 5), for exact weight import: coatnet/model/variants_timm.py
+    # timm's CoAtNets (docs/model-family.md), for exact weight import: coatnet/model/variants_timm.py
     **TIMM_VARIANTS,
 }
 

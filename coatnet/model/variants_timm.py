@@ -1,4 +1,4 @@
-"""timm's CoAtNets as configs of our own blocks (PAPER.md section 5), so their weights load exactly.
+"""timm's CoAtNets as configs of our own blocks (timm's maxxvit.py), so their weights load exactly.
 
 ``_rw`` variants are timm's own designs (Ross Wightman); ``coatnet_N_224`` are timm's paper-like models
 (no public weights). Each knob is a field of :class:`CoAtNetConfig` with one meaning.

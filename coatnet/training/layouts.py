@@ -1,4 +1,4 @@
-"""The layout study of the paper (section 2.2, PAPER.md) at small scale: five layouts trained with the
+"""The layout study of the paper (its section 2.2) at small scale: five layouts trained with the
 same recipe and the same number of optimizer steps, on the same data, at several training-set sizes.
 
 Every (layout, size) run is a ``coatnet train`` run of its own in ``OUT/runs/<layout>-<size>``: resumable

@@ -1,4 +1,4 @@
-"""Download timm's pretrained weights from the Hugging Face hub (PAPER.md section 5), or say how not to.
+"""Download timm's pretrained weights from the Hugging Face hub (docs/model-family.md), or say how not to.
 
 timm hosts each pretrained model as the hub repository ``timm/<arch>.<pretrained tag>`` holding
 ``model.safetensors``; ``hf_hub_download`` fetches it once into the hub cache. Where the hub cannot be

@@ -1,4 +1,4 @@
-"""Import timm's CoAtNet weights into our own modules, with identical outputs (PAPER.md section 5).
+"""Import timm's CoAtNet weights into our own modules, with identical outputs (timm's maxxvit.py).
 
 ``from_timm`` takes a local ``model.safetensors`` / ``pytorch_model.bin`` (read without unpickling
 anything: safetensors, or ``torch.load(weights_only=True)``) or a hub tag such as

@@ -167,8 +167,8 @@ def test_bad_uploads_say_what_to_do_and_the_gallery_recovers(lens: Lens, tmp_pat
 
 
 def test_no_request_leaves_the_server(lens: Lens):
-    """Offline by design (DESIGN.md, "The app"): loading the app and moving to another page asks nothing
-    of any host but the app's own server (favicon, fonts and scripts included)."""
+    """Offline by design (docs/architecture.md, "The app"): loading the app and moving to another page asks
+    nothing of any host but the app's own server (favicon, fonts and scripts included)."""
     lens.open()
     lens.sidebar.get_by_role("link", name="Model").click()
     lens.show(lens.page.get_by_text("Model card", exact=False))

@@ -1,4 +1,4 @@
-"""Known answers for relative attention (PAPER.md section 1), in both normalization modes.
+"""Known answers for relative attention (the paper's section 2.1), in both normalization modes.
 
 Offsets follow the project convention: the kernel view is indexed by ``key - query``; the paper's table P
 (``RelativePositionBias.table``) by ``query - key``.
@@ -122,7 +122,7 @@ def test_pre_weight_rows_sum_to_one() -> None:
 
 def test_post_weight_rows_sum_to_one_plus_bias_row() -> None:
     """Post-normalization: softmax(content) + bias, so row sums are 1 + the bias row sum, and weights
-    can be negative (PAPER.md section 1)."""
+    can be negative (the paper's section 2.1)."""
     attn = make_attention("post")
     bias = attn.rel_pos.get_bias()
     _, record = attn.explicit(*random_qkv(attn, 2, 20), bias)
@@ -168,7 +168,7 @@ def test_zero_content_pre_weights_are_softmax_of_bias() -> None:
 
 def test_zero_content_pre_local_kernel_is_translation_equivariant_conv() -> None:
     """Relative attention with q = k = 0 and a bias that is -inf outside a 3x3 window is a depthwise conv
-    for interior queries (PAPER.md section 1, Table 1): every interior query puts the same weights,
+    for interior queries (the paper's section 2.1, Table 1): every interior query puts the same weights,
     softmax(window), on the same key - query offsets, and the output equals ``F.conv2d`` with that kernel.
     Border queries renormalize over fewer keys, so the conv answer holds for interior queries only."""
     grid, heads, head_dim = (5, 6), 2, 4
@@ -270,7 +270,7 @@ def test_get_bias_depends_only_on_offset() -> None:
 
 @pytest.mark.parametrize("grid", [(4, 5), (3, 3), (1, 4)])
 def test_get_bias_reads_paper_table_query_minus_key(grid: tuple[int, int]) -> None:
-    """``get_bias()[h, i, j] == P[h, yi - yj + H - 1, xi - xj + W - 1]`` (PAPER.md section 1)."""
+    """``get_bias()[h, i, j] == P[h, yi - yj + H - 1, xi - xj + W - 1]`` (the paper's section 2.1)."""
     height, width = grid
     rel_pos = RelativePositionBias(heads=2, grid=grid)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Parameter and MAC counts against the paper's Table 3 (PAPER.md section 3), counted on the meta device."""
+"""Parameter and MAC counts against the paper's Table 3 (the paper's Table 3), counted on the meta device."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_coatnet_6_counts_below_the_table_as_documented() -> None:
 
 
 def test_coatnet_0_matches_the_reading_in_paper_md() -> None:
-    """PAPER.md: hidden = 4 x C_out, q/k/v at the output width gives 24.4M / 4.14G MACs."""
+    """The paper's reading: hidden = 4 x C_out, q/k/v at the output width gives 24.4M / 4.14G MACs."""
     assert meta_params("coatnet_0") == pytest.approx(24.4e6, rel=0.002)
     assert coatnet.count_macs(build_config("coatnet_0")) == pytest.approx(4.14e9, rel=0.002)
 

@@ -1,5 +1,5 @@
 """``streamlit run app/main.py`` on a free loopback port, for the browser tests and the screenshot script;
-and Debian's Chromium, launched the way DESIGN.md asks (headless, no sandbox, no background traffic)."""
+and Debian's Chromium, launched headless, with no sandbox and no background traffic."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The built-in checkpoints: small CoAtNets and a MaxViT trained by ``coatnet train`` on Fashion-MNIST.
 
-``demo-pre`` and ``demo-post`` are identical but for the attention normalization (PAPER.md section 1);
+``demo-pre`` and ``demo-post`` are identical but for the attention normalization (the paper's section 2.1);
 ``demo-maxvit`` is a small MaxViT (block and grid attention at every stage) trained with their recipe;
 ``layout-c-c-c-c`` .. ``layout-vit-rel``, where shipped, are the layout study's models
 (:mod:`coatnet.training.layouts`).

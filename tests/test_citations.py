@@ -1,0 +1,35 @@
+"""The code cites only files a reader of the repository has: every ``docs/*.md`` or ``*.md`` page it names
+exists, and no design file from outside the repository is cited (docs/architecture.md took their place)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTSIDE = ("DESIGN.md", "PAPER.md", "STYLE.md", "DEVELOPERS.md")
+
+
+def tracked(*suffixes: str) -> list[Path]:
+    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [ROOT / n for n in names.splitlines() if n.endswith(suffixes) and (ROOT / n).exists()]
+
+
+def test_no_file_cites_a_design_file_outside_the_repository() -> None:
+    cited = {
+        str(path.relative_to(ROOT)): name
+        for path in tracked(".py", ".md", ".toml", ".sh", ".ipynb", "Makefile")
+        for name in OUTSIDE
+        if name in path.read_text(errors="replace") and path.name != "test_citations.py"
+    }
+    assert not cited, f"cites a file that is not in the repository: {cited}"
+
+
+def test_every_docs_page_the_code_names_exists() -> None:
+    missing = {}
+    for path in tracked(".py"):
+        for page in re.findall(r"\bdocs/([\w./-]+?\.md)\b", path.read_text()):
+            if not (ROOT / "docs" / page).exists():
+                missing[str(path.relative_to(ROOT))] = f"docs/{page}"
+    assert not missing, f"names a docs page that does not exist: {missing}"
