@@ -20,7 +20,8 @@ def python_blocks(page: Path | None = None) -> list[str]:
 
 def test_the_readme_links_every_docs_page_and_its_first_screen_is_short() -> None:
     text = README.read_text()
-    assert len(text.splitlines()) <= 30 and "make app" in text and "make test" in text
+    # the intro, the two commands, what the first run needs, the pip path, the screenshot and the links
+    assert len(text.splitlines()) <= 45 and "make app" in text and "make test" in text
     for page in PAGES[1:]:
         assert f"(docs/{page.name})" in text, f"README does not link docs/{page.name}"
 
