@@ -47,9 +47,24 @@ def ensure_folder(folder: str | os.PathLike, *, what: str = "the output folder")
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path``: readers see the old file or the new one.
 
+    Args:
+        path: the file to write; its folder is made if missing.
+        write: writes the whole content to the temporary path it is given (in ``path``'s folder).
+
+    Returns:
+        ``path``, as a :class:`~pathlib.Path`.
+
     Raises:
         WriteError: the folder cannot be made, or the disk is full or refuses the write; the temporary
             file is removed and ``path`` keeps its old content.
+
+    Examples:
+        >>> from pathlib import Path
+        >>> import coatnet
+        >>> coatnet.atomic_write("notes/a.txt", lambda tmp: Path(tmp).write_text("whole"))
+        PosixPath('notes/a.txt')
+        >>> Path("notes/a.txt").read_text()
+        'whole'
     """
     path = Path(path)
     ensure_folder(path.parent, what="the folder of")

@@ -21,7 +21,18 @@ from coatnet.model.network import CoAtNet
 
 @dataclass(frozen=True)
 class StageCost:
-    """Parameters and MACs of one part of the model (``S0`` .. ``S4``, or ``head``)."""
+    """Parameters and MACs of one part of the model (``S0`` .. ``S4``, or ``head``).
+
+    Attributes:
+        name: ``S0`` .. ``S4``, or ``head`` (pooling and classifier).
+        params: its parameters.
+        macs: its multiply-accumulates for one image.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.stage_costs(coatnet.load_checkpoint("demo-pre"))[0]
+        StageCost(name='S0', params=9568, macs=1862784)
+    """
 
     name: str
     params: int
@@ -29,7 +40,20 @@ class StageCost:
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
-    """The number of parameters (buffers such as BatchNorm statistics are not parameters)."""
+    """The number of parameters (buffers such as BatchNorm statistics are not parameters).
+
+    Args:
+        model: any module.
+        trainable_only: count only those with ``requires_grad``.
+
+    Returns:
+        The number of parameter elements.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.count_params(coatnet.load_checkpoint("demo-pre"))
+        1210618
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -38,8 +62,18 @@ def stage_costs(
 ) -> list[StageCost]:
     """Per-part parameters and MACs for one image of ``img_size`` (default: the built size).
 
+    Args:
+        model_or_config: a model, or its config (nothing is built).
+        img_size: the input side or (H, W) (default: the size the model was built for).
+
     Returns:
         ``S0`` .. ``S4`` and ``head`` (pooling + classifier), in forward order.
+
+    Examples:
+        >>> import coatnet
+        >>> costs = coatnet.stage_costs(coatnet.load_checkpoint("demo-pre").config)
+        >>> [c.name for c in costs], sum(c.params for c in costs)
+        (['S0', 'S1', 'S2', 'S3', 'S4', 'head'], 1210618)
     """
     config = model_or_config.config if isinstance(model_or_config, CoAtNet) else model_or_config
     height, width = as_hw(img_size) if img_size is not None else config.img_size
@@ -67,5 +101,18 @@ def stage_costs(
 def count_macs(
     model_or_config: CoAtNet | CoAtNetConfig, img_size: int | tuple[int, int] | None = None
 ) -> int:
-    """Multiply-accumulates of one forward pass on one image of ``img_size``."""
+    """Multiply-accumulates of one forward pass on one image of ``img_size``.
+
+    Args:
+        model_or_config: a model, or its config (nothing is built).
+        img_size: the input side or (H, W) (default: the size the model was built for).
+
+    Returns:
+        The MACs of every convolution, linear layer and attention product.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.count_macs(coatnet.load_checkpoint("demo-pre"))
+        72502400
+    """
     return sum(cost.macs for cost in stage_costs(model_or_config, img_size))

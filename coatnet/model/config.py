@@ -47,7 +47,18 @@ def as_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class BlockGroup:
-    """``depth`` blocks of one ``kind`` with ``dim`` output channels."""
+    """``depth`` blocks of one ``kind`` with ``dim`` output channels.
+
+    Attributes:
+        kind: ``C`` (MBConv), ``T`` (relative-attention Transformer) or ``M`` (MaxViT).
+        depth: how many blocks, at least 1.
+        dim: their output channels.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.load_checkpoint("demo-pre").config.stages[0].groups
+        (BlockGroup(kind='C', depth=1, dim=32),)
+    """
 
     kind: BlockKind
     depth: int
@@ -64,7 +75,17 @@ class BlockGroup:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage S1..S4: its block groups; the first block of the stage applies the stride."""
+    """One stage S1..S4: its block groups; the first block of the stage applies the stride.
+
+    Attributes:
+        groups: the stage's :class:`BlockGroup` s, in order (one for every stage of the paper's models).
+
+    Examples:
+        >>> import coatnet
+        >>> stage = coatnet.StageConfig((coatnet.BlockGroup("T", 2, 128),))
+        >>> stage.groups[0].depth
+        2
+    """
 
     groups: tuple[BlockGroup, ...]
 
@@ -139,7 +160,8 @@ class CoAtNetConfig:
         conv_act: the activation of the stem and the MBConv blocks.
         mbconv_pre_norm_act: an activation after the MBConv pre-norm.
         mbconv_bias: a bias on the MBConv's shortcut projection and last 1x1 conv.
-        stem_width: channels of the first stem conv (default: ``stem_dim``); stem_bias: biases in both.
+        stem_width: channels of the first stem conv (default: ``stem_dim``).
+        stem_bias: biases in both stem convs.
         attn_width: q/k/v (and heads) at the block's ``out``put width (the paper's reading) or its ``in``put
             width, then projected to the output width.
         attn_norm: ``layer`` (LayerNorm, the paper) or ``batch`` (BatchNorm) in Transformer blocks, and
@@ -150,21 +172,36 @@ class CoAtNetConfig:
         rel_pos_mlp_hidden: hidden width of that MLP.
         layer_scale: initial LayerScale on both Transformer branches, or None for none.
         final_norm: a norm (``attn_norm``) on the last feature map, before pooling.
-        window_size, grid_size: MaxViT (``M``) blocks: the side of block attention's windows and of grid
-            attention's dilated grid, one for every stage; None: the input size / 32 (timm's default,
-            224 -> 7).
+        window_size: MaxViT (``M``) blocks: the side of block attention's windows, one for every stage;
+            None: the input size / 32 (timm's default, 224 -> 7).
+        grid_size: MaxViT (``M``) blocks: the side of grid attention's dilated grid, one for every
+            stage; None: the input size / 32.
         mlp_act: the activation of the Transformer and MaxViT MLPs (``gelu``, or ``gelu_tanh`` as the
             TensorFlow MaxViTs).
         tf_padding: stride-2 convolutions pad as TensorFlow's "same" (0 before, 1 after on even sides),
             as the MaxViT weights released in TensorFlow were trained.
         head_hidden: 0 for pool -> linear; else pool -> LayerNorm -> linear(head_hidden) -> tanh ->
             linear, timm's paper-like head.
-        ln_eps: LayerNorm epsilon; bn_eps, bn_momentum: BatchNorm settings.
+        ln_eps: LayerNorm epsilon.
+        bn_eps: BatchNorm epsilon.
+        bn_momentum: BatchNorm momentum.
         drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks.
         dropout: dropout before the classifier.
         img_size: the input size the model is built for (relative-bias tables are sized for it); other
             sizes divisible by the total stride also run.
-        in_chans, num_classes: input channels and classes (0 classes: no classifier).
+        in_chans: input channels.
+        num_classes: output classes (0: no classifier).
+
+    Raises:
+        ValueError: a field out of its range, or a combination that cannot be built, naming the variant.
+
+    Examples:
+        >>> import coatnet
+        >>> config = coatnet.load_checkpoint("demo-pre").config
+        >>> config.layout, config.depths, config.dims, config.head_dim
+        ('C-C-T-T', (1, 2, 2, 1), (32, 64, 128, 256), 32)
+        >>> config.replace(attention="post").attention
+        'post'
     """
 
     name: str = "custom"

@@ -53,7 +53,23 @@ from coatnet.model.contexts import context_open
 AttentionKind = Literal["knockout", "content_only", "bias_only", "uniform", "swap_normalization"]
 ConvKind = Literal["zero_branch", "no_se"]
 ATTENTION_KINDS: tuple[str, ...] = ("knockout", "content_only", "bias_only", "uniform", "swap_normalization")
+"""The intervention kinds an attention block takes (:class:`Intervention`'s ``kind``), in the order the
+app lists them; :data:`DESCRIPTIONS` says each in words.
+
+Examples:
+    >>> import coatnet
+    >>> "knockout" in coatnet.ATTENTION_KINDS and "no_se" not in coatnet.ATTENTION_KINDS
+    True
+"""
 CONV_KINDS: tuple[str, ...] = ("zero_branch", "no_se")
+"""The intervention kinds an MBConv block takes: ``zero_branch`` (the residual branch removed) and
+``no_se`` (the squeeze-excitation gate opened, 1 everywhere).
+
+Examples:
+    >>> import coatnet
+    >>> coatnet.CONV_KINDS
+    ('zero_branch', 'no_se')
+"""
 KINDS = ATTENTION_KINDS + CONV_KINDS
 UNTRAINED = "untrained combination"
 DESCRIPTIONS = {
@@ -65,6 +81,13 @@ DESCRIPTIONS = {
     "zero_branch": "the MBConv residual branch set to zero",
     "no_se": "squeeze-excitation's gate set to 1",
 }
+"""Every intervention kind in words, kind -> one line (``coatnet.INTERVENTION_DESCRIPTIONS``).
+
+Examples:
+    >>> import coatnet
+    >>> coatnet.INTERVENTION_DESCRIPTIONS["knockout"]
+    "the heads' outputs set to zero"
+"""
 _BLOCK = re.compile(r"^S(\d+)\.(\d+)(?:\.(block|grid))?$")
 
 
@@ -90,7 +113,7 @@ def _parse(name: str) -> tuple[int, int, str | None]:
 
 @dataclass(frozen=True)
 class Intervention:
-    """One substitution in one block (see the module's table).
+    """One substitution in one block (see the module's table, and :data:`DESCRIPTIONS`).
 
     Attributes:
         block: the block's name, ``S3.0``; in a MaxViT ``S1.0`` is the whole block (attention kinds act
@@ -101,6 +124,14 @@ class Intervention:
         heads: the heads an attention kind applies to (``None``: all of them).
         rows: ``(start, stop)``, the rows of the batch it applies to (``None``: all): many interventions
             can then run in one batch, each on its own copy of the images.
+
+    Raises:
+        ValueError: an unknown kind, a conv kind with heads, or empty rows.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.Intervention("S3.0", "knockout", heads=(1, 2))
+        Intervention(block='S3.0', kind='knockout', heads=(1, 2), rows=None)
     """
 
     block: str
@@ -175,9 +206,23 @@ def intervene(*interventions: Intervention, model: torch.nn.Module | None = None
     """Apply ``interventions`` to the forward passes run inside this context, in this thread.
 
     Args:
-        interventions: :class:`Intervention` s; they add to those of an enclosing context.
+        *interventions: :class:`Intervention` s; they add to those of an enclosing context.
         model: the model they are meant for: each is checked against it first (the block exists, has
             the right kind, has those heads), so a typo raises instead of silently changing nothing.
+
+    Raises:
+        ValueError: with ``model``, an intervention that does not fit it.
+
+    Examples:
+        >>> import torch, coatnet
+        >>> model = coatnet.load_checkpoint("demo-pre")
+        >>> x = torch.randn(1, 1, 28, 28)
+        >>> knockout = coatnet.Intervention("S4.0", "knockout")
+        >>> with torch.no_grad(), coatnet.intervene(knockout, model=model):
+        ...     knocked = model(x)
+        >>> with torch.no_grad():
+        ...     torch.equal(knocked, model(x))
+        False
     """
     for item in interventions:
         if not isinstance(item, Intervention):
@@ -230,10 +275,22 @@ def check_interventions(model: torch.nn.Module, interventions: Sequence[Interven
 
 
 def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, ...], int]]:
-    """Every block name an :class:`Intervention` can take in ``model``, in forward order: name -> (the
-    kinds it takes, the heads one may pick; 0 where it takes none). A MaxViT block gives three: ``S1.0``
-    (attention kinds on every head of both its attentions, conv kinds on its conv; no heads to pick),
-    ``S1.0.block`` and ``S1.0.grid`` (each attention, with its heads)."""
+    """Every block name an :class:`Intervention` can take in ``model``, in forward order. A MaxViT block
+    gives three: ``S1.0`` (attention kinds on every head of both its attentions, conv kinds on its conv;
+    no heads to pick), ``S1.0.block`` and ``S1.0.grid`` (each attention, with its heads).
+
+    Args:
+        model: a :class:`CoAtNet` (or its inference build).
+
+    Returns:
+        Block name -> (the kinds it takes, the number of heads one may pick; 0 where it takes none).
+
+    Examples:
+        >>> import coatnet
+        >>> targets = coatnet.intervention_targets(coatnet.load_checkpoint("demo-pre"))
+        >>> targets["S2.0"], targets["S4.0"][1]
+        ((('zero_branch', 'no_se'), 0), 8)
+    """
     out: dict[str, tuple[tuple[str, ...], int]] = {}
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):

@@ -24,12 +24,19 @@ class StageInfo:
 
     Attributes:
         name: ``S0`` .. ``S4``.
-        kind: ``conv`` / ``patch`` for the stem; ``C``, ``T`` or ``C+T`` for S1..S4.
+        kind: ``conv`` / ``patch`` for the stem; ``C``, ``T``, ``M`` or ``C+T`` for S1..S4.
         blocks: number of blocks (convs for the conv stem: 2; the patch stem: 1).
         block_kinds: the kind of each block.
         channels: output channels.
-        stride: this stage's own stride; reduction: input pixels per output grid step.
+        stride: this stage's own stride.
+        reduction: input pixels per output grid step.
         grid: output (H, W) grid.
+
+    Examples:
+        >>> import coatnet
+        >>> s3 = coatnet.load_checkpoint("demo-pre").stage_info()[3]
+        >>> s3.name, s3.kind, s3.blocks, s3.channels, s3.reduction, s3.grid
+        ('S3', 'T', 2, 128, 4, (7, 7))
     """
 
     name: str
@@ -89,10 +96,17 @@ class ClassifierHead(nn.Module):
 class CoAtNet(nn.Module):
     """A CoAtNet built from a :class:`CoAtNetConfig`; ``coatnet.create_model`` builds it by name.
 
+    Args:
+        config: the architecture: stem, stages S1..S4, attention mode, input size and classes.
+
     Examples:
-        >>> model = create_model("coatnet_0")
-        >>> logits = model(torch.randn(1, 3, 224, 224))
-        >>> features, stage_outputs = model.forward_intermediates(torch.randn(1, 3, 384, 384))
+        >>> import torch, coatnet
+        >>> model = coatnet.CoAtNet(coatnet.load_checkpoint("demo-pre").config).eval()
+        >>> model(torch.randn(1, 1, 28, 28)).shape
+        torch.Size([1, 10])
+        >>> features, stage_outputs = model.forward_intermediates(torch.randn(1, 1, 28, 28))
+        >>> [tuple(x.shape[1:]) for x in stage_outputs]
+        [(32, 14, 14), (32, 14, 14), (64, 14, 14), (128, 7, 7), (256, 7, 7)]
     """
 
     def __init__(self, config: CoAtNetConfig) -> None:

@@ -46,6 +46,15 @@ class AttentionRecord:
             is one window's (the window or grid size).
         field: the (H, W) stage grid the windows tile (``grid`` itself for global attention);
             :attr:`positions` places each window on it.
+
+    Examples:
+        >>> import torch, coatnet
+        >>> model = coatnet.load_checkpoint("demo-pre")
+        >>> with torch.no_grad(), coatnet.record_attention() as records:
+        ...     _ = model(torch.randn(2, 1, 28, 28))
+        >>> r = records[0]
+        >>> r.name, r.mode, r.grid, tuple(r.weights.shape)
+        ('S3.0', 'pre', (7, 7), (2, 4, 49, 49))
     """
 
     stage: int
@@ -109,8 +118,16 @@ def record_attention(*, detach: bool = True) -> Iterator[AttentionRecorder]:
     Args:
         detach: store detached tensors (default); ``False`` keeps them in the autograd graph.
 
-    Returns:
+    Yields:
         The recorder, a list of :class:`AttentionRecord` filled as blocks run.
+
+    Examples:
+        >>> import torch, coatnet
+        >>> model = coatnet.load_checkpoint("demo-pre")
+        >>> with torch.no_grad(), coatnet.record_attention() as records:
+        ...     _ = model(torch.randn(1, 1, 28, 28))
+        >>> [r.name for r in records]
+        ['S3.0', 'S3.1', 'S4.0']
     """
     recorder = AttentionRecorder(detach=detach)
     token = _RECORDER.set(recorder)

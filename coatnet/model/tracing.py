@@ -138,8 +138,21 @@ def wants_explicit(tracer: Tracer | None, name: str) -> bool:
 
 
 def trace_names(model: nn.Module) -> list[str]:
-    """Every name ``model`` (a :class:`coatnet.CoAtNet` or its inference build) traces, in forward
-    order (module docstring)."""
+    """Every name ``model`` (a :class:`coatnet.CoAtNet` or its inference build) traces, in forward order
+    (the table in :mod:`coatnet.model.tracing`).
+
+    Args:
+        model: the model.
+
+    Returns:
+        The names, from ``S0.output`` to ``logits``.
+
+    Examples:
+        >>> import coatnet
+        >>> names = coatnet.trace_names(coatnet.load_checkpoint("demo-pre"))
+        >>> names[:3], names[-1], "S3.0.attn.weights" in names
+        (['S0.output', 'S1.0.input', 'S1.0.expanded'], 'logits', True)
+    """
     names = ["S0.output"]
     for s, stage in enumerate(model.stages, start=1):
         for b, block in enumerate(stage.blocks):
@@ -207,13 +220,24 @@ def tracing(
     context, in this thread (another thread's passes see neither). Nothing is left on the model.
 
     Args:
-        names: fnmatch patterns (module docstring).
+        names: fnmatch patterns (the table in :mod:`coatnet.model.tracing`).
         patch: exact name -> a function of that activation giving its replacement (same shape).
         detach: keep detached tensors (default); ``False`` keeps them in the autograd graph.
         model: checked against: a pattern selecting nothing, or a patch of an unknown name, raises.
 
-    Returns:
+    Yields:
         The cache, name -> activation, filled as the pass runs (a second pass overwrites).
+
+    Examples:
+        >>> import torch, coatnet
+        >>> model = coatnet.load_checkpoint("demo-pre")
+        >>> images = torch.randn(2, 1, 28, 28)
+        >>> last = coatnet.trace(model, images[:1], ["S4.0.output"])["S4.0.output"]
+        >>> with torch.no_grad(), coatnet.tracing(["logits"], patch={"S4.0.output": lambda x: last}) as cache:
+        ...     patched = model(images[1:])  # the first image's S4 output: its logits, whatever the input
+        >>> with torch.no_grad():
+        ...     torch.allclose(patched, model(images[:1]), atol=1e-5), tuple(cache["logits"].shape)
+        (True, (1, 10))
     """
     if isinstance(names, str):
         names = [names]
@@ -236,16 +260,32 @@ def trace(
     *,
     detach: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """The named activations of one forward pass of ``images`` (module docstring), by default every
-    block's and stage's output, the pooled features and the logits (a 224 px coatnet_0 with every
-    activation kept holds gigabytes: select what you need).
+    """The named activations of one forward pass of ``images`` (the table in :mod:`coatnet.model.tracing`),
+    by default every block's and stage's output, the pooled features and the logits (a 224 px coatnet_0
+    with every activation kept holds gigabytes: select what you need).
 
     The model runs as it is (a model in training mode updates its BatchNorm statistics, as any forward
     pass does; the analyses run such a model as a twin of their own); no gradient is kept unless
     ``detach=False``.
 
+    Args:
+        model: the model (or its inference build).
+        images: a batch, (B, C, H, W), prepared as the model expects.
+        names: fnmatch patterns, ``*`` matching across dots (``"S3.*.attn.weights"``).
+        detach: keep detached tensors (default); ``False`` keeps them in the autograd graph.
+
+    Returns:
+        Name -> activation, for every name the patterns select, in forward order.
+
+    Raises:
+        ValueError: a pattern that selects nothing in ``model``.
+
     Examples:
-        >>> cache = trace(model, images, ["S3.*.attn.weights"])
+        >>> import torch, coatnet
+        >>> model = coatnet.load_checkpoint("demo-pre")
+        >>> cache = coatnet.trace(model, torch.randn(2, 1, 28, 28), ["S3.*.attn.weights", "logits"])
+        >>> {name: tuple(x.shape) for name, x in cache.items()}
+        {'S3.0.attn.weights': (2, 4, 49, 49), 'S3.1.attn.weights': (2, 4, 49, 49), 'logits': (2, 10)}
     """
     if isinstance(names, str):
         names = [names]

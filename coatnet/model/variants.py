@@ -119,7 +119,19 @@ VARIANTS: dict[str, CoAtNetConfig] = {
 
 
 def list_models(pattern: str = "") -> list[str]:
-    """Names of the known variants, optionally only those containing ``pattern``."""
+    """Names of the known variants, optionally only those containing ``pattern``.
+
+    Args:
+        pattern: a substring the names must contain (``""``: every variant).
+
+    Returns:
+        The names, sorted.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.list_models("pico")
+        ['coatnet_pico', 'maxvit_pico', 'maxvit_pico_rw_256', 'maxvit_rmlp_pico_rw_256']
+    """
     return sorted(name for name in VARIANTS if pattern in name)
 
 
@@ -191,10 +203,19 @@ def create_model(
     Returns:
         The model, in training mode, with freshly initialised weights.
 
+    Raises:
+        ValueError: an unknown name, layout or field, or a size the strides do not divide.
+
     Examples:
-        >>> create_model("coatnet_0", attention="post", img_size=384)
-        >>> create_model("coatnet_0", layout="C-C-C-T")
-        >>> create_model("coatnet_pico", img_size=28, in_chans=1, num_classes=10, strides=(1, 1, 2, 2, 1))
+        >>> import torch, coatnet
+        >>> model = coatnet.create_model("coatnet_toy", img_size=32, attention="post", layout="C-C-C-T")
+        >>> model.config.layout, model.config.attention
+        ('C-C-C-T', 'post')
+        >>> pico = coatnet.create_model(
+        ...     "coatnet_pico", img_size=28, in_chans=1, num_classes=10, strides=(2, 1, 1, 2, 1)
+        ... )
+        >>> pico.eval()(torch.randn(1, 1, 28, 28)).shape
+        torch.Size([1, 10])
     """
     config = build_config(
         name,

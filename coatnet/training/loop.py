@@ -41,7 +41,48 @@ from coatnet.weights.checkpoint import save_checkpoint
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """One training run. Defaults are the paper's recipe where it scales (PAPER.md section 4)."""
+    """One training run. Defaults are the paper's recipe where it scales (its Table 10, docs/training.md).
+
+    Attributes:
+        model: a variant name (:func:`list_models`).
+        data: ``fashion-mnist``, ``cifar10`` (``NAME:DIR`` for another folder), or an image folder with
+            one sub-folder per class (docs/training.md).
+        attention: ``pre`` or ``post`` normalization.
+        layout: S1..S4 block kinds such as ``C-C-T-T`` (None: the variant's).
+        strides: the stride of S0..S4 (None: the variant's).
+        img_size: the input side N or (H, W) (None: the data's own size, 28 for Fashion-MNIST, 32 for
+            CIFAR-10).
+        epochs: epochs to train.
+        batch_size: images per optimizer step (over all processes).
+        lr: the peak learning rate (AdamW), after warm-up.
+        min_lr: where the cosine schedule ends.
+        warmup_epochs: linear warm-up, in epochs (fractions allowed).
+        weight_decay: AdamW's decoupled weight decay.
+        label_smoothing: in [0, 1).
+        randaugment: (ops per image, magnitude 0..30), or None for none; the paper: (2, 15).
+        mixup: probability that a batch is mixed (MixUp); the paper mixes every batch.
+        cutmix: probability that a batch is cut-mixed (CutMix).
+        crop_padding: random crop after zero padding by this many pixels (0: none).
+        hflip: random horizontal flips.
+        drop_path: stochastic depth, rising linearly to this over the blocks.
+        grad_clip: the gradients' global norm is clipped to this.
+        ema: EMA decay per step (0: off); the paper fine-tunes with 0.9999.
+        amp: bf16 autocast on CUDA (ignored on the CPU).
+        seed: seeds the model, the data order and every random layer.
+        train_subset: train on this many images only (None: all).
+        test_subset: evaluate on this many images only (None: all).
+        subset_seed: draw the training subset at random with this seed (None: the first N).
+        eval_every: evaluate on the test set every this many epochs, and after the last.
+
+    Raises:
+        ValueError: a setting out of its range, naming the command-line flag.
+
+    Examples:
+        >>> import coatnet
+        >>> settings = coatnet.TrainSettings(model="coatnet_toy", epochs=2, batch_size=8)
+        >>> settings.lr, settings.to_dict()["epochs"]
+        (0.001, 2)
+    """
 
     model: str = "coatnet_pico"
     data: str = "fashion-mnist"
@@ -92,6 +133,29 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model (the EMA weights where ``ema`` was on), in eval mode.
+        metrics: one row per epoch, as written to ``metrics.jsonl`` (``epoch``, ``step``, ``train_loss``,
+            ``train_top1``, and ``test_top1`` / ``test_top5`` where the epoch was evaluated).
+        final: the last evaluation on the test set, or None.
+        out_dir: where the checkpoints, resume state, metrics and model card were written.
+
+    Examples:
+        >>> import coatnet
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> for label, colour in [("red", (255, 0, 0)), ("blue", (0, 0, 255))]:
+        ...     Path("pictures", label).mkdir(parents=True, exist_ok=True)
+        ...     for i in range(4):
+        ...         Image.new("RGB", (32, 32), colour).save(f"pictures/{label}/{i}.png")
+        >>> settings = coatnet.TrainSettings(model="coatnet_toy", data="pictures", epochs=1, batch_size=4)
+        >>> result = coatnet.train(settings, "runs/result", progress=False, workers=0)
+        >>> result.metrics[-1]["epoch"], result.out_dir.name
+        (1, 'result')
+    """
+
     model: CoAtNet
     metrics: list[dict[str, Any]]
     final: EvalResult | None
@@ -145,6 +209,24 @@ def train(
         on_step: called with (step, loss) after every optimizer step.
         distributed_run: under torchrun, train one model together (DDP); False trains this process's
             own model alone (the layout study shares its runs out among the processes).
+
+    Returns:
+        The trained model, the metrics of every epoch, the last evaluation and ``out_dir``.
+
+    Examples:
+        Two classes of four solid-colour pictures, one epoch of a toy model:
+
+        >>> import coatnet
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> for label, colour in [("red", (255, 0, 0)), ("blue", (0, 0, 255))]:
+        ...     Path("colours", label).mkdir(parents=True, exist_ok=True)
+        ...     for i in range(4):
+        ...         Image.new("RGB", (32, 32), colour).save(f"colours/{label}/{i}.png")
+        >>> settings = coatnet.TrainSettings(model="coatnet_toy", data="colours", epochs=1, batch_size=4)
+        >>> result = coatnet.train(settings, "runs/colours", progress=False, workers=0)
+        >>> sorted(p.name for p in Path("runs/colours").glob("*.safetensors"))
+        ['last.safetensors', 'resume.safetensors']
     """
     out_dir = ensure_folder(out_dir)  # before any work: a path that cannot be made is said at once
     rank, world = distributed.init(device) if distributed_run else (0, 1)

@@ -33,7 +33,16 @@ FORMAT = "coatnet-lens/1"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message says what to do."""
+    """A checkpoint that cannot be read or does not fit the model; the message says what to do.
+
+    Examples:
+        >>> import coatnet
+        >>> try:
+        ...     coatnet.load_checkpoint("missing.safetensors")
+        ... except coatnet.CheckpointError as error:
+        ...     print("caught")
+        caught
+    """
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -91,6 +100,12 @@ class CheckpointInfo:
         trained_attention: the normalization the weights were trained with (``pre`` / ``post``).
         extra: any other metadata given to :func:`save_checkpoint`.
         path: the file it was read from, if any.
+
+    Examples:
+        >>> import coatnet
+        >>> info = coatnet.read_checkpoint_info("demo-pre")
+        >>> info.class_names[:2], info.preprocessing["size"], info.trained_attention
+        (('T-shirt/top', 'Trouser'), [28, 28], 'pre')
     """
 
     config: CoAtNetConfig
@@ -145,6 +160,14 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Examples:
+        >>> import coatnet
+        >>> model = coatnet.create_model("coatnet_toy", img_size=32, num_classes=2)
+        >>> coatnet.save_checkpoint(model, "toy.safetensors", class_names=["cat", "dog"])
+        PosixPath('toy.safetensors')
+        >>> coatnet.load_checkpoint("toy.safetensors").checkpoint_info.class_names
+        ('cat', 'dog')
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -186,7 +209,23 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
-    """The metadata of a checkpoint (a path or a built-in name), without loading its weights."""
+    """The metadata of a checkpoint (a path or a built-in name), without loading its weights.
+
+    Args:
+        path: the ``.safetensors`` file, or a built-in name (``demo-pre``).
+
+    Returns:
+        What the checkpoint says about itself.
+
+    Raises:
+        CheckpointError: the file is missing, is not a checkpoint, or its metadata cannot be read.
+
+    Examples:
+        >>> import coatnet
+        >>> info = coatnet.read_checkpoint_info("demo-pre")
+        >>> info.config.layout, len(info.class_names)
+        ('C-C-T-T', 10)
+    """
     path = resolve_checkpoint(path)
     header = _read_header(path)
     try:
@@ -221,7 +260,7 @@ def load_checkpoint(
     """Load a checkpoint written by :func:`save_checkpoint`, in eval mode.
 
     Args:
-        path: the ``.safetensors`` file, or a built-in name: ``demo-pre``, ``demo-post``.
+        path: the ``.safetensors`` file, or a built-in name: ``demo-pre``, ``demo-post``, ``demo-maxvit``.
         attention: build the model with this normalization instead of the saved one (the weights are
             the same; ``model.checkpoint_info.attention_note`` says it was switched).
         img_size: build for another input size; relative-bias tables are resized bilinearly.
@@ -229,6 +268,15 @@ def load_checkpoint(
 
     Returns:
         The model, with ``model.checkpoint_info`` (:class:`CheckpointInfo`).
+
+    Raises:
+        CheckpointError: the file is missing or is not a checkpoint, or its weights do not fit.
+
+    Examples:
+        >>> import coatnet
+        >>> model = coatnet.load_checkpoint("demo-pre", attention="post")
+        >>> model.training, model.config.attention, model.checkpoint_info.trained_attention
+        (False, 'post', 'pre')
     """
     path = resolve_checkpoint(path)
     info = read_checkpoint_info(path)

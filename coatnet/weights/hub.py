@@ -105,12 +105,24 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 class HubUnavailableError(RuntimeError):
-    """The hub could not be reached (offline, network or server error) and the file is not cached.
+    """The hub could not be reached (offline, network or server error) and the file is not cached; the
+    message says how to fetch the file by other means and import it offline.
+
+    Args:
+        tag: the full hub tag, ``<arch>.<pretrained tag>``.
+        url: the URL of the weights file.
+        reason: why the hub could not be reached, for the message.
 
     Attributes:
         tag: the full hub tag, ``<arch>.<pretrained tag>``.
         arch: the architecture name (the tag without its pretrained-tag suffix).
         url: the URL of the weights file, to fetch by other means.
+
+    Examples:
+        >>> import coatnet
+        >>> error = coatnet.HubUnavailableError("coatnet_0_rw_224.sw_in1k", "https://host/w", "offline")
+        >>> error.arch, "coatnet import-timm" in str(error)
+        ('coatnet_0_rw_224', True)
     """
 
     def __init__(self, tag: str, url: str, reason: str):

@@ -28,13 +28,18 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 @dataclass(frozen=True)
 class ModelName:
-    """What a model's name means.
+    """What a model's name means (:func:`parse_model_name`).
 
     Attributes:
         spec: the name as given (stripped).
         kind: ``file`` (existing or not), ``builtin``, ``timm_tag`` or ``variant``.
         value: the path with ``~`` expanded (files), the built-in's own name (``demo-pre``), the tag, or
             the variant name.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.parse_model_name("runs/x/last.safetensors").path.name
+        'last.safetensors'
     """
 
     spec: str
@@ -48,7 +53,22 @@ class ModelName:
 
 
 def parse_model_name(spec: str | os.PathLike) -> ModelName:
-    """What ``spec`` names (see the module docstring for the grammar)."""
+    """What ``spec`` names (see the module docstring for the grammar): an existing file, a built-in
+    checkpoint, a missing file, a timm hub tag, or a variant, in this order of precedence.
+
+    Args:
+        spec: the name, as typed on the command line, in the app or in Python.
+
+    Returns:
+        Its meaning.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.parse_model_name("Demo_Pre")
+        ModelName(spec='Demo_Pre', kind='builtin', value='demo-pre')
+        >>> [coatnet.parse_model_name(name).kind for name in ("coatnet_0_rw_224.sw_in1k", "coatnet_0")]
+        ['timm_tag', 'variant']
+    """
     text = str(spec).strip()
     path = Path(text).expanduser()
     if text and path.exists():

@@ -210,9 +210,22 @@ def from_timm(
         The model, with ``model.checkpoint_info`` carrying timm's preprocessing, the class names and
         where the weights came from; ``coatnet.save_checkpoint`` writes it as our checkpoint.
 
+    Raises:
+        HubUnavailableError: the hub cannot be reached and the file is not cached; the message says
+            how to fetch it by other means.
+
     Examples:
-        >>> model = from_timm("coatnet_0_rw_224.sw_in1k")                      # online
-        >>> model = from_timm("~/Downloads/model.safetensors", arch="coatnet_0_rw_224")
+        ``coatnet.from_timm("coatnet_0_rw_224.sw_in1k")`` downloads timm's weights once (then reads the
+        hub cache); offline, a tag that is not cached raises with the URL to fetch by other means:
+
+        >>> import os, coatnet
+        >>> os.environ["HF_HUB_OFFLINE"] = "1"
+        >>> try:
+        ...     coatnet.from_timm("coatnet_nano_rw_224.sw_in1k")
+        ... except coatnet.HubUnavailableError as error:
+        ...     print(error.url)
+        https://huggingface.co/timm/coatnet_nano_rw_224.sw_in1k/resolve/main/model.safetensors
+        >>> del os.environ["HF_HUB_OFFLINE"]
     """
     source = os.path.expanduser(str(tag_or_path))
     tag = None
