@@ -5,7 +5,11 @@ receptive fields of all five stages within 15x. Run from the repository root:
 
     python benchmarks/analysis_speed.py --models demo-pre coatnet_0
     python benchmarks/analysis_speed.py --models coatnet_0_rw_224 --device cuda   # on a GPU
-    python benchmarks/analysis_speed.py --vs-timm --out benchmarks/results/analysis_vs_timm_cpu
+    python benchmarks/analysis_speed.py --vs-timm --rounds 5
+
+Writes ``benchmarks/results/analysis_speed_{cpu,cuda}.json``, with ``--vs-timm``
+``analysis_vs_timm_{cpu,cuda}.json`` and its markdown (``.md``) beside it (``benchmarks/results_file.py``'s
+format; ``--out`` names another).
 
 ``--vs-timm``: the table of issue 23, side by side with timm on the same weights (ours imported from a
 randomised timm model's file), fp32, NCHW input, the same threads, alternating rounds; each cell the
@@ -52,6 +56,7 @@ from analysis import (
     receptive_fields,
 )
 from analysis.core.models import load_model
+from benchmarks import results_file
 
 
 def seconds(run: Callable[[], object], repeats: int) -> float:
@@ -222,13 +227,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vs-timm", action="store_true", help="the table against timm (see above)")
     parser.add_argument("--rounds", type=int, default=7, help="--vs-timm: alternating rounds per cell")
-    parser.add_argument("--out", type=Path, help="--vs-timm: write OUT.json and OUT.md")
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), help="--vs-timm: timm architectures")
     parser.add_argument("--bf16", action="store_true", help="--vs-timm: under bf16 autocast (CUDA)")
     parser.add_argument("--models", nargs="+", default=["demo-pre", "coatnet_0"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (analyses run on the model's device)")
+    results_file.add_out_argument(parser, "analysis_{kind}_{device}")
     args = parser.parse_args()
     if args.vs_timm:
         from tests.support.timm import ensure_torchvision_ops
@@ -236,10 +241,9 @@ def main() -> None:
         ensure_torchvision_ops()
         result = versus_timm(args.rounds, args.archs, device=args.device, bf16=args.bf16)
         print(markdown(result))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-            args.out.with_suffix(".md").write_text(markdown(result))
+        out = results_file.out_path(args, kind="vs_timm", device=args.device)
+        path = results_file.write(out, result, rounds=args.rounds, device=args.device)
+        path.with_suffix(".md").write_text(markdown(result))
         return
     rows = []
     for spec in args.models:
@@ -273,6 +277,8 @@ def main() -> None:
         for name in measured:
             print(f"  {name:<18}{row[f'{name}_ms']:>10.1f} ms {row[f'{name}_ratio']:>7.2f}x forward")
     print(json.dumps(rows, indent=1))
+    out = results_file.out_path(args, kind="speed", device=args.device)
+    results_file.write(out, {"batch": args.batch, "rows": rows}, rounds=args.repeats, device=args.device)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ Two figures the app issue asks for, each beside its peer in the same run:
 * the first page after start-up: ``streamlit run app/main.py`` started, Chromium pointed at it, until the
   explorer's figures are drawn (server start, imports, model load, analysis, and the browser's drawing).
 
-Run from the repository root: ``python benchmarks/app_speed.py`` (``--no-browser`` skips the second).
+Run from the repository root: ``python benchmarks/app_speed.py`` (``--no-browser`` skips the second);
+``python benchmarks/app_speed.py --at-224`` times every page on timm's coatnet_0_rw_224 architecture at
+224 instead. Writes ``benchmarks/results/app_speed.json`` or ``app_speed_224.json``
+(``benchmarks/results_file.py``'s format; ``--out`` names another).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from benchmarks import results_file  # noqa: E402
 
 MAIN = str(ROOT / "app" / "main.py")
 
@@ -110,10 +115,11 @@ def first_page() -> dict[str, float]:
     return {"server_up_s": served - start, "first_page_drawn_s": drawn - start}
 
 
+IMAGES_224 = 2  # new photos per page: each page's time is their median
 PAGES_224 = ("views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/model.py")
 
 
-def pages_at_224(images: int = 2) -> dict[str, float]:
+def pages_at_224(images: int = IMAGES_224) -> dict[str, float]:
     """Server seconds of each page's first visit for a new image, and of a query click, for timm's
     coatnet_0_rw_224 architecture at 224 loaded from a local checkpoint file (the model already cached;
     the on-request methods, Integrated Gradients and occlusion, are not asked for)."""
@@ -165,17 +171,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--at-224", action="store_true", help="only the pages at 224 (coatnet_0_rw_224)")
+    results_file.add_out_argument(parser, "app_speed{at}")
     args = parser.parse_args()
     if args.at_224:
         timings = pages_at_224()
         print(json.dumps(timings, indent=1))
         for name, seconds in timings.items():
             print(f"{name:28s} {seconds:6.2f} s")
+        results_file.write(results_file.out_path(args, at="_224"), timings, rounds=IMAGES_224)
         return
     results: dict[str, dict[str, float]] = {m: redraws(m, args.clicks, args.seed) for m in args.models}
     if not args.no_browser:
         results["first_page"] = first_page()
     print(json.dumps(results, indent=1))
+    results_file.write(results_file.out_path(args, at=""), results, rounds=args.clicks)
     for model in args.models:
         r = results[model]
         print(

@@ -1,6 +1,8 @@
 """Fused vs explicit attention, side by side in one run: images/s of a plain forward pass (fused
 ``scaled_dot_product_attention``) against a recorded one (explicit path, every block's logits, bias and
-weights kept), for pre- and post-normalization. Prints a table and JSON.
+weights kept), for pre- and post-normalization. Prints a table, and writes
+``benchmarks/results/attention_paths_{cpu,cuda}.json`` (``benchmarks/results_file.py``'s format; ``--out``
+names another). Run from the repository root:
 
     python benchmarks/attention_paths.py --model coatnet_0 --batch 8 --img-size 224
 """
@@ -9,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import coatnet
+from benchmarks import results_file
 
 
 def images_per_second(run, batch: int, *, warmup: int, iters: int) -> float:
@@ -33,6 +39,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    results_file.add_out_argument(parser, "attention_paths_{device}")
     args = parser.parse_args()
 
     results = []
@@ -71,6 +78,8 @@ def main() -> None:
             f"{r['recorded_over_fused_time']:>12.2f}"
         )
     print(json.dumps(results, indent=2))
+    out = results_file.out_path(args, device=args.device)
+    results_file.write(out, {"rows": results, "warmup": args.warmup}, rounds=args.iters, device=args.device)
 
 
 if __name__ == "__main__":

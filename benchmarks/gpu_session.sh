@@ -7,7 +7,8 @@
 #   3. the same, both torch.compile'd;
 #   4. the analysis speed ratios at 224;
 #   5. the analysis path against timm (issue 23's table) in bf16 autocast, and in fp32.
-# Results go to ${OUT:-benchmarks/results}/ (JSON and markdown). Needs timm and torchvision importable
+# Results go to ${OUT:-benchmarks/results}/ (JSON in benchmarks/results_file.py's format, and markdown).
+# Needs timm and torchvision importable
 # (pip install --no-deps the wheels of requirements-test.txt where there is no network).
 set -u
 OUT=${OUT:-benchmarks/results}
@@ -19,8 +20,8 @@ timeout 240 python3 benchmarks/timm_speed.py --arch coatnet_0_rw_224 --device cu
     --out "$OUT/timm_speed_cuda" 2>&1 | tail -20
 timeout 300 python3 benchmarks/timm_speed.py --arch coatnet_0_rw_224 --device cuda --rounds 3 --iters 20 \
     --compile --out "$OUT/timm_speed_cuda_compiled" 2>&1 | tail -20
-timeout 120 python3 benchmarks/analysis_speed.py --models coatnet_0_rw_224 --device cuda 2>&1 | tail -20 \
-    | tee "$OUT/analysis_speed_cuda.txt"
+timeout 120 python3 benchmarks/analysis_speed.py --models coatnet_0_rw_224 --device cuda \
+    --out "$OUT/analysis_speed_cuda" 2>&1 | tail -20
 timeout 300 python3 benchmarks/analysis_speed.py --vs-timm --device cuda --bf16 --rounds 5 \
     --out "$OUT/analysis_vs_timm_cuda_bf16" 2>&1 | tail -20
 timeout 240 python3 benchmarks/analysis_speed.py --vs-timm --device cuda --rounds 3 --archs coatnet_0_rw_224 \

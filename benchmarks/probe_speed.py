@@ -4,6 +4,9 @@ temporary folder (nothing resumed) and prints its wall time, split into measurin
 the probes. Run from the repository root, with nothing else running:
 
     python benchmarks/probe_speed.py --model demo-pre
+
+Writes ``benchmarks/results/probe_speed_MODEL.json`` (``benchmarks/results_file.py``'s format; ``--out``
+names another).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import results_file
+
 LINE_S = 600.0
 
 
@@ -23,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="demo-pre")
     parser.add_argument("--limit", type=int, help="only the first N images of each split (a quick look)")
+    results_file.add_out_argument(parser, "probe_speed_{model}")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         command = [
@@ -48,6 +55,9 @@ def main() -> None:
         f"coatnet probe --model {args.model}: {images} images, {len(probes['rows'])} probes, {wall:.1f} s "
         f"(line {LINE_S:.0f} s for 70,000 images: {verdict if images == 70000 else 'not this many images'})"
     )
+    figures = {"model": args.model, "images": images, "probes": len(probes["rows"]), "wall_s": wall,
+               "line_s": LINE_S}  # fmt: skip
+    results_file.write(results_file.out_path(args, model=args.model), figures, rounds=None)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ with nothing else running:
 
     python benchmarks/sanity_speed.py --model demo-pre --per-row
     python benchmarks/sanity_speed.py --model coatnet_0_rw_224 --repeats 1
+
+Writes ``benchmarks/results/sanity_speed_MODEL.json`` (``benchmarks/results_file.py``'s format; ``--out``
+names another).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import coatnet
 from analysis.core.inputs import preprocessing_of
 from analysis.explain.faithfulness import method_rows, row_name
 from analysis.explain.sanity import parts, sanity_checks
+from benchmarks import results_file
 from benchmarks.study_speed import seconds
 
 LINES = {"demo-pre": 10.0, "coatnet_0_rw_224": 600.0}  # seconds, the issue's
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--model", default="demo-pre")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--per-row", action="store_true", help="also each row's check alone")
+    results_file.add_out_argument(parser, "sanity_speed_{model}")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.model in coatnet.weights.NAMES:
@@ -53,14 +58,24 @@ def main() -> None:
     verdict = "" if line is None else f" (the line: {line:.0f} s; {'met' if total <= line else 'NOT met'})"
     print(f"{args.model} at {size[0]}x{size[1]}: cascading + independent, {copies} model copies plus "
           f"the trained one, {len(method_rows(model))} rows: {total:.2f} s{verdict}")  # fmt: skip
-    if not args.per_row:
-        return
+    figures = {"model": args.model, "size_px": size[0], "copies": copies, "rows": len(method_rows(model)),
+               "total_s": total, "line_s": line, "per_row_s": {}}  # fmt: skip
+    if args.per_row:
+        figures["per_row_s"] = per_row(model, image, tests)
+    results_file.write(results_file.out_path(args, model=args.model), figures, rounds=args.repeats)
+
+
+def per_row(model, image, tests) -> dict[str, float]:
+    """Each row's check alone (Grad-CAM's stages as one row), in seconds."""
+    out = {}
     rows = [row for row in method_rows(model) if row[0] != "random" and row[1] in (None, "S4")]
     print(f"{'row':<22} {'its check alone (s)':>20}")
     for row in rows:
         alone = seconds(lambda row=row: sanity_checks(model, image, tests=tests, rows=[row]), 1, warm=False)
         name = "gradcam (all stages)" if row[0] == "gradcam" else row_name(*row)
         print(f"{name:<22} {alone:>20.2f}")
+        out[name] = alone
+    return out
 
 
 if __name__ == "__main__":

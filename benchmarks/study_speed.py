@@ -8,6 +8,9 @@ images in at most 15 minutes on the 2-core CPU. Run from the repository root, wi
 
     python benchmarks/study_speed.py --model demo-pre
     python benchmarks/study_speed.py --model demo-pre --max-rows 32 64 256
+
+Writes ``benchmarks/results/study_speed_MODEL.json`` (``benchmarks/results_file.py``'s format; ``--out``
+names another).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.core.inputs import preprocessing_of
 from analysis.core.models import load_model
 from analysis.studies import study
+from benchmarks import results_file
 from coatnet import for_inference
 from coatnet.data.batches import normalize, prepare_batch
 from coatnet.data.datasets import fashion_mnist
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, nargs="+", default=[64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=10_000, help="the study's size, for the projection")
+    results_file.add_out_argument(parser, "study_speed_{model}")
     args = parser.parse_args()
     model = load_model(args.model)
     runner = for_inference(model)
@@ -82,6 +87,17 @@ def main() -> None:
     naive = len(plan.interventions) + 6
     print(f"projected study of {args.images} images: {per_batch * batches / 60:.1f} min "
           f"({per_batch / base:.0f} baseline passes per batch; naively ~{naive})")  # fmt: skip
+    figures = {
+        "model": args.model,
+        "batch": 256,
+        "interventions": len(plan.interventions),
+        "parts": [{"part": name, "s": value, "x_baseline": value / base} for name, value in parts.items()],
+        "baseline_passes_per_image": per_batch / base,
+        "naive_passes_per_image": naive,
+        "images": args.images,
+        "projected_min": per_batch * batches / 60,
+    }
+    results_file.write(results_file.out_path(args, model=args.model), figures, rounds=args.repeats)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ timm is a test-only dependency (requirements-test.txt). Run from the repository 
 
     python benchmarks/timm_speed.py                      # the three models, CPU, ~5 minutes on 2 cores
     python benchmarks/timm_speed.py --compile            # adds the compiled comparison (slow to compile)
-    python benchmarks/timm_speed.py --out benchmarks/results/timm_speed  # JSON and markdown there
+
+Writes ``benchmarks/results/timm_speed_{cpu,cuda}.json`` (``benchmarks/results_file.py``'s format; ``--out``
+names another) and the markdown table beside it (``.md``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import statistics
@@ -42,6 +43,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import coatnet  # noqa: E402
+from benchmarks import results_file  # noqa: E402
 from tests.support.timm import ensure_torchvision_ops  # noqa: E402
 
 ARCHS = ("coatnet_nano_rw_224", "coatnet_0_rw_224", "coatnet_rmlp_nano_rw_224")
@@ -249,15 +251,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also compare both torch.compile'd")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    results_file.add_out_argument(parser, "timm_speed_{device}")
     args = parser.parse_args()
     result = run(args)
     table = markdown(result)
     print(table)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(table + "\n")
+    out = results_file.out_path(args, device=result["device"])
+    path = results_file.write(out, result, rounds=args.rounds, device=result["device"])
+    path.with_suffix(".md").write_text(table + "\n")
     for row in result["rows"]:
         for name, cell in row["cells"].items():
             if cell.get("max_abs_diff", 0.0) > TOLERANCE and "bf16" not in result["precision"]:

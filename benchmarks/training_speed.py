@@ -5,6 +5,9 @@ One training step is forward, backward and AdamW, as `coatnet train` takes it. C
 channels_last, batch 128. Run from the repository root:
 
     python benchmarks/training_speed.py --arch coatnet_nano_rw_224
+
+Writes ``benchmarks/results/training_speed_{cpu,cuda}.json`` (``benchmarks/results_file.py``'s format;
+``--out`` names another).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import results_file
 from benchmarks.timm_speed import paired_models, throughput
 
 
@@ -41,6 +45,7 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["coatnet_nano_rw_224"])
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="alternate the models this many times")
+    results_file.add_out_argument(parser, "training_speed_{device}")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -76,6 +81,9 @@ def main() -> None:
             print(f"{arch:<24}{name:<24}{rate:>10.1f} img/s")
         print(f"{arch:<24}{'coatnet / timm':<24}{ratio:>10.2f}")
     print(json.dumps(results, indent=2))
+    figures = {"rows": results, "best_of": "the fastest of the rounds, images/s", "iters": args.iters}
+    out = results_file.out_path(args, device=device)
+    results_file.write(out, figures, rounds=args.rounds, device=device)
 
 
 if __name__ == "__main__":
