@@ -20,7 +20,16 @@ FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "MPO", "PPM"}
 
 
 class ImageError(ValueError):
-    """An image that cannot be used; the message says what was wrong and what to do."""
+    """An image that cannot be used; the message says what was wrong and what to do.
+
+    Examples:
+        >>> import analysis
+        >>> try:
+        ...     analysis.load_image(b"not an image", name="upload.png")
+        ... except analysis.ImageError as error:
+        ...     print(error)
+        upload.png is not an image Pillow can read: choose a PNG, JPEG, WebP, BMP or GIF file
+    """
 
 
 def load_image(
@@ -40,6 +49,13 @@ def load_image(
 
     Raises:
         ImageError: empty, too large, not an image, truncated or unsupported; the message says what to do.
+
+    Examples:
+        >>> import analysis
+        >>> from PIL import Image
+        >>> Image.new("RGB", (64, 48), "red").save("red.png")
+        >>> analysis.load_image("red.png").size
+        (64, 48)
     """
     if isinstance(source, bytes | bytearray):
         data, label = bytes(source), name or "the upload"

@@ -16,7 +16,19 @@ from coatnet.weights.checkpoint import default_preprocessing
 
 
 def preprocessing_of(model: torch.nn.Module) -> dict[str, Any]:
-    """The checkpoint's preprocessing, or the default for a model nobody described."""
+    """The checkpoint's preprocessing, or the default for a model nobody described.
+
+    Args:
+        model: a model, loaded from a checkpoint or built by name.
+
+    Returns:
+        ``size`` (H, W), ``channels``, ``mean``, ``std``, ``interpolation`` and ``crop``.
+
+    Examples:
+        >>> import analysis
+        >>> analysis.preprocessing_of(analysis.load_model("demo-pre"))["mean"]
+        [0.286]
+    """
     info = getattr(model, "checkpoint_info", None)
     return dict(info.preprocessing) if info is not None else default_preprocessing(model.config)
 
@@ -27,7 +39,22 @@ def as_batch(
     """A float batch (B, C, H, W) on the model's device: tensors pass through (a (C, H, W) gets a batch
     axis) and must already be normalised with the model's mean and std; PIL images are prepared with the
     model's own preprocessing. A tensor that looks unnormalised gets a one-line warning
-    (:func:`warn_if_unnormalised`)."""
+    (:func:`warn_if_unnormalised`).
+
+    Args:
+        images: a tensor (B, C, H, W) or (C, H, W), a PIL image, or a sequence of PIL images.
+        model: the model whose preprocessing and device apply.
+
+    Returns:
+        The batch, float, on the model's device.
+
+    Examples:
+        >>> import analysis
+        >>> from PIL import Image
+        >>> model = analysis.load_model("demo-pre")  # 1 channel, 28x28
+        >>> analysis.as_batch(Image.new("RGB", (640, 480), "orange"), model).shape
+        torch.Size([1, 1, 28, 28])
+    """
     device = next(model.parameters()).device
     if isinstance(images, torch.Tensor):
         batch = images[None] if images.ndim == 3 else images
@@ -69,7 +96,22 @@ def warn_if_unnormalised(images: torch.Tensor, preprocessing: dict[str, Any]) ->
 
 
 def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
-    """A normalized (C, H, W) input back as the uint8 (H, W, C) picture the model sees."""
+    """A normalized (C, H, W) input back as the uint8 (H, W, C) picture the model sees.
+
+    Args:
+        image: one input, normalised with ``preprocessing``'s mean and std.
+        preprocessing: the model's (:func:`preprocessing_of`).
+
+    Returns:
+        The picture, uint8 (H, W, C), to draw under a map.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> picture = analysis.display_image(torch.zeros(1, 28, 28), analysis.preprocessing_of(model))
+        >>> picture.shape, picture.dtype.name, int(picture[0, 0, 0])  # 0 is the mean, 0.286 of white
+        ((28, 28, 1), 'uint8', 73)
+    """
     mean = torch.tensor(preprocessing["mean"]).view(-1, 1, 1)
     std = torch.tensor(preprocessing["std"]).view(-1, 1, 1)
     pixels = (image.detach().float().cpu() * std + mean).clamp(0, 1) * 255
@@ -90,10 +132,26 @@ def preparation_note(
     the picture's channels or size differ from the model's input (a colour photo given to a 1-channel
     28 px Fashion-MNIST model); None when the picture is already what the model takes.
 
+    Args:
+        picture: the picture as given.
+        preprocessing: the model's (:func:`preprocessing_of`): ``size``, ``channels``, ``crop``.
+        class_names: the model's classes, named in the note when there are few.
+        dataset: what the model was trained on (``fashion-mnist``), named in the note.
+
+    Returns:
+        The note, or None.
+
     Examples:
-        >>> preparation_note(photo, {"size": [28, 28], "channels": 1, "crop": 1.0}, names, "fashion-mnist")
+        >>> import analysis
+        >>> from PIL import Image
+        >>> model = analysis.load_model("demo-pre")
+        >>> names = model.checkpoint_info.class_names
+        >>> preprocessing = analysis.preprocessing_of(model)
+        >>> analysis.preparation_note(Image.new("RGB", (640, 480)), preprocessing, names, "fashion-mnist")
         'A 1-channel 28x28 px Fashion-MNIST model: your picture (640x480, colour) was made grey,
         centre-cropped to a square and resized to 28x28 px. It knows only these 10 classes: T-shirt/top, ...'
+        >>> analysis.preparation_note(Image.new("L", (28, 28)), preprocessing) is None
+        True
     """
     from coatnet.data.datasets import crop_box
 

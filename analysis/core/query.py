@@ -37,7 +37,18 @@ from coatnet.data.datasets import crop_box
 @dataclass(frozen=True)
 class PictureView:
     """How one model sees one picture: the picture's (H, W), the model input's (H, W), and the box of the
-    picture (left, top, right, bottom, in its pixels) that becomes the input."""
+    picture (left, top, right, bottom, in its pixels) that becomes the input.
+
+    Attributes:
+        picture: the picture's (H, W).
+        input: the model input's (H, W).
+        box: (left, top, right, bottom) of the picture, in its pixels, that becomes the input.
+
+    Examples:
+        >>> import analysis
+        >>> analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})  # the centre square
+        PictureView(picture=(480, 640), input=(28, 28), box=(80.0, 0.0, 560.0, 480.0))
+    """
 
     picture: tuple[int, int]
     input: tuple[int, int]
@@ -45,7 +56,20 @@ class PictureView:
 
 
 def picture_view(picture_size: tuple[int, int], preprocessing: dict[str, Any]) -> PictureView:
-    """The view of a picture of (H, W) pixels through ``preprocessing`` (``size`` and ``crop``)."""
+    """The view of a picture of (H, W) pixels through ``preprocessing`` (``size`` and ``crop``).
+
+    Args:
+        picture_size: the picture's (H, W).
+        preprocessing: the model's: ``size`` and ``crop`` (the share of the short side kept).
+
+    Returns:
+        The picture, the input, and the box of the picture that becomes the input.
+
+    Examples:
+        >>> import analysis
+        >>> analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0}).box
+        (80.0, 0.0, 560.0, 480.0)
+    """
     height, width = (int(v) for v in picture_size)
     size = tuple(int(v) for v in preprocessing["size"])
     box = crop_box((width, height), size, float(preprocessing.get("crop", 1.0)))
@@ -54,25 +78,83 @@ def picture_view(picture_size: tuple[int, int], preprocessing: dict[str, Any]) -
 
 def cell_centre(row: float, col: float, *, stride: float) -> tuple[float, float]:
     """The input pixel (y, x) at the centre of cell (row, col): ((row + 0.5) * stride, (col + 0.5) *
-    stride)."""
+    stride).
+
+    Args:
+        row: the cell's row (fractions allowed).
+        col: the cell's column.
+        stride: input pixels per grid step.
+
+    Returns:
+        The input pixel (y, x).
+
+    Examples:
+        >>> import analysis
+        >>> analysis.cell_centre(3, 3, stride=4)
+        (14.0, 14.0)
+    """
     return (row + 0.5) * stride, (col + 0.5) * stride
 
 
 def pixel_cell(y: float, x: float, *, grid: tuple[int, int], stride: float) -> tuple[int, int]:
     """The cell (row, col) of ``grid`` that holds input pixel (y, x); a pixel off the grid is clamped to
-    the nearest cell."""
+    the nearest cell.
+
+    Args:
+        y: the pixel row, continuous (pixel i spans [i, i + 1)).
+        x: the pixel column.
+        grid: the block's (H, W) grid.
+        stride: input pixels per grid step.
+
+    Returns:
+        The cell (row, col).
+
+    Examples:
+        >>> import analysis
+        >>> [analysis.pixel_cell(y, x, grid=(7, 7), stride=4) for y, x in [(14, 14), (99, -5)]]
+        [(3, 3), (6, 0)]
+    """
     return min(max(int(y // stride), 0), grid[0] - 1), min(max(int(x // stride), 0), grid[1] - 1)
 
 
 def middle_point(size: tuple[int, int]) -> tuple[float, float]:
     """The default query pixel of the library and the CLI for an input of (H, W): ((H - 1) / 2, (W - 1) / 2),
     half a pixel above and left of the centre, so that on a grid that tiles the input it lies in the middle
-    cell, the upper left of the middle four on an even side."""
+    cell, the upper left of the middle four on an even side.
+
+    Args:
+        size: the input's (H, W).
+
+    Returns:
+        The pixel (y, x).
+
+    Examples:
+        >>> import analysis
+        >>> analysis.middle_point((28, 28))
+        (13.5, 13.5)
+    """
     return (size[0] - 1) / 2, (size[1] - 1) / 2
 
 
 def query_from_cell(row: int, col: int, grid: tuple[int, int]) -> int:
-    """The row-major query index of grid cell (row, col); a ValueError if the cell is off the grid."""
+    """The row-major query index of grid cell (row, col).
+
+    Args:
+        row: the cell's row.
+        col: the cell's column.
+        grid: the block's (H, W) grid.
+
+    Returns:
+        ``row * W + col``.
+
+    Raises:
+        ValueError: the cell is off the grid.
+
+    Examples:
+        >>> import analysis
+        >>> analysis.query_from_cell(3, 3, (7, 7))
+        24
+    """
     if not (0 <= row < grid[0] and 0 <= col < grid[1]):
         raise ValueError(f"cell ({row}, {col}) is outside the {grid[0]}x{grid[1]} grid")
     return row * grid[1] + col
@@ -85,17 +167,35 @@ def query_index(grid: tuple[int, int], stride: float, y: float, x: float) -> int
     Args:
         grid: the block's (H, W) grid.
         stride: input pixels per grid step.
-        y, x: pixel row and column, continuous (pixel i spans [i, i + 1)).
+        y: the pixel row, continuous (pixel i spans [i, i + 1)).
+        x: the pixel column.
 
     Returns:
         The row-major query index ``row * W + col``.
+
+    Examples:
+        >>> import analysis
+        >>> analysis.query_index((7, 7), 4, 14, 14)  # S3 of a 28 px input: cell (3, 3)
+        24
     """
     return query_from_cell(*pixel_cell(y, x, grid=grid, stride=stride), grid)
 
 
 class Query(NamedTuple):
     """The query of a session or an analysis: the point (fy, fx) of the picture, as fractions of its
-    height and width (a tuple, so it keeps in session state and compares as one)."""
+    height and width (a tuple, so it keeps in session state and compares as one).
+
+    Attributes:
+        fy: the point's row, as a fraction of the picture's height.
+        fx: the point's column, as a fraction of the picture's width.
+
+    Examples:
+        >>> import analysis
+        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> query = analysis.Query(0.5, 0.5)
+        >>> query.pixel(view), query.cell(view, grid=(7, 7), stride=4)
+        ((14.0, 14.0), (3, 3))
+    """
 
     fy: float
     fx: float
@@ -141,22 +241,83 @@ class Query(NamedTuple):
 
 
 def to_input(view: PictureView, point: tuple[float, float]) -> tuple[float, float]:
-    """A point (fy, fx) of the picture in the model's input pixels (y, x) (:meth:`Query.pixel`)."""
+    """A point (fy, fx) of the picture in the model's input pixels (y, x) (:meth:`Query.pixel`).
+
+    Args:
+        view: how the model sees the picture (:func:`picture_view`).
+        point: (fy, fx), fractions of the picture's height and width.
+
+    Returns:
+        The input pixel (y, x); outside the input when the crop leaves the point out.
+
+    Examples:
+        >>> import analysis
+        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> analysis.to_input(view, (0.5, 0.5))
+        (14.0, 14.0)
+    """
     return Query(*point).pixel(view)
 
 
 def to_point(view: PictureView, y: float, x: float) -> Query:
-    """The picture point (fy, fx) of input pixel (y, x) (:meth:`Query.at_pixel`)."""
+    """The picture point (fy, fx) of input pixel (y, x) (:meth:`Query.at_pixel`).
+
+    Args:
+        view: how the model sees the picture (:func:`picture_view`).
+        y: the input pixel's row.
+        x: the input pixel's column.
+
+    Returns:
+        The point, fractions of the picture's height and width.
+
+    Examples:
+        >>> import analysis
+        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> analysis.to_point(view, 14, 14)
+        Query(fy=0.5, fx=0.5)
+    """
     return Query.at_pixel(view, y, x)
 
 
 def point_cell(
     view: PictureView, point: tuple[float, float], *, grid: tuple[int, int], stride: float
 ) -> tuple[int, int] | None:
-    """The cell holding the point (fy, fx), or None outside what the model sees (:meth:`Query.cell`)."""
+    """The cell holding the point (fy, fx), or None outside what the model sees (:meth:`Query.cell`).
+
+    Args:
+        view: how the model sees the picture (:func:`picture_view`).
+        point: (fy, fx), fractions of the picture's height and width.
+        grid: the block's (H, W) grid.
+        stride: input pixels per grid step.
+
+    Returns:
+        The cell (row, col), or None.
+
+    Examples:
+        >>> import analysis
+        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> [analysis.point_cell(view, point, grid=(7, 7), stride=4) for point in [(0.5, 0.5), (0.5, 0.01)]]
+        [(3, 3), None]
+    """
     return Query(*point).cell(view, grid=grid, stride=stride)
 
 
 def cell_point(view: PictureView, row: int, col: int, *, stride: float) -> Query:
-    """The picture point at the centre of cell (row, col) (:meth:`Query.at_cell`)."""
+    """The picture point at the centre of cell (row, col) (:meth:`Query.at_cell`).
+
+    Args:
+        view: how the model sees the picture (:func:`picture_view`).
+        row: the cell's row.
+        col: the cell's column.
+        stride: input pixels per grid step.
+
+    Returns:
+        The point, fractions of the picture's height and width.
+
+    Examples:
+        >>> import analysis
+        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> analysis.cell_point(view, 3, 3, stride=4)
+        Query(fy=0.5, fx=0.5)
+    """
     return Query.at_cell(view, row, col, stride=stride)

@@ -54,7 +54,8 @@ class BlockAttention:
 
     Attributes:
         name: ``S3.0``: stage and block index.
-        stage, block: the same as integers.
+        stage: the stage, 1..4.
+        block: the block's index within its stage.
         mode: ``pre`` or ``post`` normalization.
         grid: the (H, W) query/key grid; N = H * W, positions row-major.
         stride: input pixels per grid step.
@@ -70,6 +71,15 @@ class BlockAttention:
             array above is per window, (B * windows, heads, n, n) and (heads, n, n), n = window positions.
         window: the (h, w) positions of one window (``grid`` for global attention).
         positions: (windows, n) each window's positions as row-major indices into ``grid``.
+
+    Examples:
+        >>> import numpy as np, torch, analysis
+        >>> maps = analysis.attention_maps(analysis.load_model("demo-pre"), torch.randn(2, 1, 28, 28))
+        >>> s3 = maps.block("S3.0")
+        >>> s3.grid, s3.stride, s3.effective.shape, s3.bias.shape
+        ((7, 7), 4, (2, 4, 49, 49), (4, 49, 49))
+        >>> np.allclose(s3.effective.sum(-1), 1, atol=1e-5)  # pre-normalization: rows sum to 1
+        True
     """
 
     # every attribute, in the order exports write them (analysis.core.summaries.result_items)
@@ -150,12 +160,18 @@ class BlockAttention:
 
 @dataclass(frozen=True)
 class AttentionMaps(NamedBlocks):
-    """Every recorded attention block of one forward pass, in forward order.
+    """Every recorded attention block of one forward pass, in forward order (:func:`attention_maps`).
 
     Attributes:
-        blocks: one :class:`BlockAttention` per block.
+        blocks: one :class:`BlockAttention` per block; ``block("S3.0")`` finds one by name.
         image_size: the input (H, W) in pixels.
         logits: the model's prediction for the batch, (B, classes).
+
+    Examples:
+        >>> import torch, analysis
+        >>> maps = analysis.attention_maps(analysis.load_model("demo-pre"), torch.randn(2, 1, 28, 28))
+        >>> [b.name for b in maps.blocks], maps.image_size, maps.logits.shape
+        (['S3.0', 'S3.1', 'S4.0'], (28, 28), (2, 10))
     """
 
     blocks: tuple[BlockAttention, ...]
@@ -250,6 +266,13 @@ def attention_maps(
 
     Returns:
         :class:`AttentionMaps`: float32 arrays per block, and the logits of the same pass.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> maps = analysis.attention_maps(model, torch.randn(2, 1, 28, 28), blocks=["S4.0"])
+        >>> [b.name for b in maps.blocks], maps.block("S4.0").effective.shape
+        (['S4.0'], (2, 8, 49, 49))
     """
     return recorded_pass(model, images, blocks=blocks)[0]
 
@@ -264,6 +287,12 @@ def fuse_heads(weights: np.ndarray, how: str = "mean") -> np.ndarray:
 
     Returns:
         The array without the head axis.
+
+    Examples:
+        >>> import numpy as np, analysis
+        >>> heads = np.stack([np.zeros((7, 7)), np.ones((7, 7))])  # 2 heads on a 7x7 grid
+        >>> float(analysis.fuse_heads(heads)[0, 0]), float(analysis.fuse_heads(heads, "max")[0, 0])
+        (0.5, 1.0)
     """
     if how not in FUSIONS:
         raise ValueError(f"head fusion must be one of {FUSIONS}, got {how!r}")
@@ -285,6 +314,14 @@ def query_map(
 
     Returns:
         (heads, H, W) float32.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> s3 = analysis.attention_maps(model, torch.randn(1, 1, 28, 28)).block("S3.0")
+        >>> query = analysis.query_index(s3.grid, s3.stride, 14, 14)  # under input pixel (14, 14)
+        >>> analysis.query_map(s3, query, part="content").shape  # where each head looks, by content
+        (4, 7, 7)
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
@@ -315,6 +352,12 @@ def upsample_to_image(
 
     Returns:
         float32 array of the same leading shape.
+
+    Examples:
+        >>> import numpy as np, analysis
+        >>> big = analysis.upsample_to_image(np.arange(4.0).reshape(1, 2, 2), (4, 4))
+        >>> big.shape, big[0, :, 0].tolist()
+        ((1, 4, 4), [0.0, 0.0, 2.0, 2.0])
     """
     if mode not in ("nearest", "bilinear"):
         raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")

@@ -42,6 +42,13 @@ class CKAResult:
         matrix: (len(names_a), len(names_b)) float64, unitless CKA; 1 on the diagonal for one model;
             NaN where a representation does not vary across the images.
         n_images: the number of images the estimate rests on.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> result = analysis.cka(model, torch.randn(8, 1, 28, 28), layers=("S3", "S4"))
+        >>> result.names_a, result.matrix.shape, result.n_images
+        (('S3', 'S4'), (2, 2), 8)
     """
 
     names_a: tuple[str, ...]
@@ -62,8 +69,12 @@ def linear_cka(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> fl
         representation does not vary across the examples.
 
     Examples:
-        >>> x = np.random.randn(100, 20)
-        >>> linear_cka(x, x @ np.linalg.qr(np.random.randn(20, 20))[0])  # orthogonal invariance: 1.0
+        >>> import numpy as np, analysis
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(100, 20))
+        >>> rotation = np.linalg.qr(rng.normal(size=(20, 20)))[0]
+        >>> round(analysis.linear_cka(x, x @ rotation), 6)  # invariant to orthogonal transforms
+        1.0
     """
     x, y = _as_features(x), _as_features(y)
     if x.shape[0] != y.shape[0]:
@@ -101,8 +112,14 @@ def cka(
         A :class:`CKAResult`, its matrix symmetric with a unit diagonal when ``other`` is None.
 
     Examples:
-        >>> cka(model, images).matrix  # (6, 6) stage similarity
-        >>> cka(pre, images, other=post, layers=("S3", "S4")).matrix  # (2, 2)
+        >>> import numpy as np, torch, analysis
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> images = torch.randn(8, 1, 28, 28)
+        >>> alone = analysis.cka(pre, images)
+        >>> alone.names_a, np.allclose(np.diag(alone.matrix), 1)
+        (('S0', 'S1', 'S2', 'S3', 'S4', 'pre_logits'), True)
+        >>> analysis.cka(pre, images, other=post, layers=("S3", "S4")).matrix.shape
+        (2, 2)
     """
     names = LAYERS if layers == "stages" else tuple(layers)
     unknown = [name for name in names if name not in LAYERS]

@@ -25,18 +25,31 @@ from coatnet.model.network import CoAtNet
 
 @dataclass(frozen=True)
 class BlockComparison:
-    """One attention block in both models.
+    """One attention block in both models (:func:`compare`).
 
     Attributes:
-        name, grid, stride: the block, its (H, W) grid and input pixels per grid step.
+        name: the block, ``S3.0``.
+        grid: its (H, W) grid.
+        stride: input pixels per grid step.
         query: the query's index in the grid (row-major).
         js_mean: (heads,) Jensen-Shannon divergence in bits (0 = same, 1 = disjoint), mean over queries
             and images.
         js_query: (heads,) the same at the query, mean over images.
-        distance_a, distance_b: (heads,) mean attention distance in input pixels; ``distance_diff`` = b - a.
-        map_a, map_b: (heads, H, W) each model's effective weights at the query (first image), NaN where
-            a windowed query does not attend; ``difference`` = b - a.
+        distance_a: (heads,) mean attention distance in input pixels, first model.
+        distance_b: (heads,) the same, second model.
+        distance_diff: ``distance_b - distance_a``.
+        map_a: (heads, H, W) the first model's effective weights at the query (first image), NaN where
+            a windowed query does not attend.
+        map_b: (heads, H, W) the second model's.
+        difference: ``map_b - map_a``.
         note: how post-normalization weights were compared.
+
+    Examples:
+        >>> import torch, analysis
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> s3 = analysis.compare(pre, post, torch.randn(1, 1, 28, 28), point=(14, 14)).blocks[0]
+        >>> s3.name, s3.query, s3.js_mean.shape, s3.difference.shape
+        ('S3.0', 24, (4,), (4, 7, 7))
     """
 
     name: str
@@ -62,9 +75,19 @@ class Comparison(NamedBlocks):
         labels: what to call the two models (e.g. ``pre``, ``post``).
         point: the query as an image pixel (y, x), mapped into each block's grid.
         blocks: one :class:`BlockComparison` per shared attention block.
-        predicted_a, predicted_b: (B,) predicted class per image; ``agreement`` (B,) whether they match.
-        probability_a, probability_b: (B,) each model's probability of its own prediction.
+        predicted_a: (B,) the first model's predicted class per image.
+        predicted_b: (B,) the second model's.
+        probability_a: (B,) the first model's probability of its own prediction.
+        probability_b: (B,) the second model's.
+        agreement: (B,) whether the two predictions match.
         agreement_rate: the share of images on which the predictions agree.
+
+    Examples:
+        >>> import torch, analysis
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> comparison = analysis.compare(pre, post, torch.randn(2, 1, 28, 28))
+        >>> comparison.labels, [b.name for b in comparison.blocks], comparison.agreement.shape
+        (('pre', 'post'), ['S3.0', 'S3.1', 'S4.0'], (2,))
     """
 
     labels: tuple[str, str]
@@ -102,8 +125,9 @@ def compare(
     """The same images and query through both models, block by block.
 
     Args:
-        model_a, model_b: two models with attention blocks of the same names and grids (e.g. ``demo-pre``
-            and ``demo-post``, or one checkpoint loaded both ways).
+        model_a: the first model (its preprocessing prepares PIL images).
+        model_b: a model with attention blocks of the same names and grids (e.g. ``demo-pre`` and
+            ``demo-post``, or one checkpoint loaded both ways).
         images: a preprocessed batch, or PIL images (prepared with ``model_a``'s preprocessing).
         point: the query as an input pixel (y, x); default :func:`analysis.core.query.middle_point`.
         labels: names for the two models (default: their attention modes).
@@ -112,6 +136,13 @@ def compare(
 
     Returns:
         A :class:`Comparison`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> comparison = analysis.compare(pre, post, torch.randn(2, 1, 28, 28), point=(14, 14))
+        >>> comparison.point, comparison.blocks[0].query  # pixel (14, 14): cell (3, 3) of S3's 7x7 grid
+        ((14, 14), 24)
     """
     batch = as_batch(images, model_a)
     if maps is None:
@@ -141,7 +172,23 @@ def compare(
 def shared_blocks(a: AttentionMaps, b: AttentionMaps) -> tuple[str, ...]:
     """The attention blocks two models' maps can be compared on query by query: the same name, grid,
     partition and window (none for two architectures, such as demo-pre and a MaxViT: put their maps side
-    by side at one picture point instead)."""
+    by side at one picture point instead).
+
+    Args:
+        a: the first model's :func:`attention_maps`.
+        b: the second model's, of the same input size.
+
+    Returns:
+        The names of the blocks both share, in ``a``'s forward order.
+
+    Examples:
+        >>> import torch, analysis
+        >>> x = torch.randn(1, 1, 28, 28)
+        >>> pre = analysis.attention_maps(analysis.load_model("demo-pre"), x)
+        >>> post = analysis.attention_maps(analysis.load_model("demo-post"), x)
+        >>> analysis.shared_blocks(pre, post)
+        ('S3.0', 'S3.1', 'S4.0')
+    """
     return tuple(x.name for x in a.blocks if x.name in b.names and _geometry(b.block(x.name)) == _geometry(x))
 
 

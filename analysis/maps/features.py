@@ -46,7 +46,22 @@ class StageFeatures:
 
 @dataclass(frozen=True)
 class FeatureMaps(NamedBlocks):
-    """:class:`StageFeatures` of S0..S4 (``blocks``, so ``block("S2")`` finds one) and the input size."""
+    """The output of every stage, S0..S4 (:func:`feature_maps`).
+
+    Attributes:
+        blocks: one :class:`StageFeatures` per stage (``name``, ``kind``, ``grid``, ``stride``,
+            ``channels``, ``energy``: (B, H, W) channel-mean |activation|, ``top``: (B, k, H, W) the
+            strongest channels, ``top_index``: their indices); ``block("S2")`` finds one.
+        image_size: the input (H, W) in pixels.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> features = analysis.feature_maps(model, torch.randn(1, 1, 28, 28), top=2)
+        >>> s3 = features.block("S3")
+        >>> s3.grid, s3.channels, s3.top.shape
+        ((7, 7), 128, (1, 2, 7, 7))
+    """
 
     blocks: tuple[StageFeatures, ...]
     image_size: tuple[int, int]
@@ -64,6 +79,12 @@ def feature_maps(
 
     Returns:
         :class:`FeatureMaps`, one :class:`StageFeatures` per stage in forward order.
+
+    Examples:
+        >>> import torch, analysis
+        >>> features = analysis.feature_maps(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
+        >>> [(s.name, s.grid) for s in features.blocks]
+        [('S0', (14, 14)), ('S1', (14, 14)), ('S2', (14, 14)), ('S3', (7, 7)), ('S4', (7, 7))]
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")

@@ -39,6 +39,13 @@ class BlockFrequency:
         high_freq_log_amp: ``profile[-1] - profile[0]``: the relative log amplitude at frequency pi.
         delta_vs_input: ``high_freq_log_amp`` minus the same number for the block's input (each on its
             own grid): > 0 the block passes high frequencies (high-pass), < 0 it smooths (low-pass).
+
+    Examples:
+        >>> import torch, analysis
+        >>> profile = analysis.frequency_profile(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
+        >>> s0 = profile.blocks[0]
+        >>> s0.name, s0.kind, s0.grid, s0.freqs.shape
+        ('S0', 'conv', (14, 14), (8,))
     """
 
     name: str
@@ -52,7 +59,17 @@ class BlockFrequency:
 
 @dataclass(frozen=True)
 class FrequencyProfile:
-    """The blocks analysed, in forward order."""
+    """The blocks analysed, in forward order (:func:`frequency_profile`).
+
+    Attributes:
+        blocks: one :class:`BlockFrequency` per block, the stem first.
+
+    Examples:
+        >>> import torch, analysis
+        >>> profile = analysis.frequency_profile(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
+        >>> [b.name for b in profile.blocks]
+        ['S0', 'S1.0', 'S2.0', 'S2.1', 'S3.0', 'S3.1', 'S4.0']
+    """
 
     blocks: tuple[BlockFrequency, ...]
 
@@ -78,8 +95,11 @@ def frequency_profile(
         :class:`FrequencyProfile`, blocks in forward order.
 
     Examples:
-        >>> profile = frequency_profile(model, images)
-        >>> [(b.name, b.kind, round(b.delta_vs_input, 2)) for b in profile.blocks]
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> profile = analysis.frequency_profile(model, torch.randn(1, 1, 28, 28), blocks=["S0", "S3.0"])
+        >>> [(b.name, b.kind) for b in profile.blocks]  # delta_vs_input > 0: a block passes high frequencies
+        [('S0', 'conv'), ('S3.0', 'T')]
     """
     batch = as_batch(images, model)
     named = _named_blocks(model, tuple(batch.shape[-2:]))
@@ -111,6 +131,12 @@ def log_amplitude_profile(features: torch.Tensor) -> tuple[np.ndarray, np.ndarra
         (freqs, profile), both (R,) with R = max(H, W) // 2 + 1: ring radii in radians per grid step from
         0 to pi, and the mean of ``log(|FFT| + 1e-6)`` over channels, images and the frequencies of each
         ring.
+
+    Examples:
+        >>> import torch, analysis
+        >>> freqs, profile = analysis.log_amplitude_profile(torch.randn(2, 4, 8, 8))
+        >>> freqs.shape, profile.shape, round(float(freqs[-1]), 4)
+        ((5,), (5,), 3.1416)
     """
     x = features.detach().float()
     x = x[None] if x.ndim == 3 else x

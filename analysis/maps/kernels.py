@@ -33,13 +33,11 @@ class BiasKernel:
 
     Attributes:
         name: the block, ``S3.0`` (a MaxViT block's ``S1.0.block`` and ``S1.0.grid``).
-        stage, block: stage index (1..4) and block index within the stage.
+        stage: the stage index, 1..4.
+        block: the block's index within its stage.
         grid: the (H, W) grid the kernels are sized for: the stage's, or one window's (P, P) for
             windowed attention, whose windows share the one table.
         stride: input pixels per grid step of the stage (one kernel offset in pixels, times ``dilation``).
-        partition: ``global``, ``block`` (windows) or ``grid`` (dilated grid groups).
-        dilation: stage grid steps per kernel offset: (1, 1), or (H / G, W / G) for grid attention, whose
-            neighbouring keys lie that far apart on the stage.
         mode: ``pre`` or ``post`` normalization of the block.
         kernels: (heads, 2H-1, 2W-1) float32; ``[h, dy + H - 1, dx + W - 1]`` is the bias for the key at
             offset (dy, dx) = key - query, in grid steps.
@@ -47,6 +45,15 @@ class BiasKernel:
         centre_of_mass: (heads, 2) the (dy, dx) offset, in grid steps, of the centre of mass of
             ``softmax(kernel)`` over all offsets: where the bias alone steers a query (zero content logits,
             every offset in reach). The softmax is pre-normalization's reading; it is given for post too.
+        partition: ``global``, ``block`` (windows) or ``grid`` (dilated grid groups).
+        dilation: stage grid steps per kernel offset: (1, 1), or (H / G, W / G) for grid attention, whose
+            neighbouring keys lie that far apart on the stage.
+
+    Examples:
+        >>> import analysis
+        >>> s3 = analysis.relative_bias_kernels(analysis.load_model("demo-pre")).bias[0]
+        >>> s3.name, s3.grid, s3.kernels.shape, s3.centre_of_mass.shape  # 7x7 grid: offsets -6..6
+        ('S3.0', (7, 7), (4, 13, 13), (4, 2))
     """
 
     name: str
@@ -68,12 +75,19 @@ class DepthwiseKernel:
 
     Attributes:
         name: the block, ``S1.0`` (a MaxViT block's MBConv: ``S1.0.conv``).
-        stage, block: stage index (1..4) and block index within the stage.
+        stage: the stage index, 1..4.
+        block: the block's index within its stage.
         stride: input pixels per step of the grid the kernel slides over.
         kernels: (channels, k, k) float32; ``[c, i, j]`` multiplies the input at offset
             (i - k // 2, j - k // 2) = key - query from the output position.
         mean_abs: (channels,) mean |kernel| of each channel.
         centre_of_mass: (channels, 2) the (dy, dx) offset of the centre of mass of |kernel|.
+
+    Examples:
+        >>> import analysis
+        >>> s1 = analysis.relative_bias_kernels(analysis.load_model("demo-pre")).depthwise[0]
+        >>> s1.name, s1.kernels.shape
+        ('S1.0', (128, 3, 3))
     """
 
     name: str
@@ -87,7 +101,18 @@ class DepthwiseKernel:
 
 @dataclass(frozen=True)
 class Kernels:
-    """All kernels of a model, each tuple in forward order."""
+    """All kernels of a model, each tuple in forward order (:func:`relative_bias_kernels`).
+
+    Attributes:
+        bias: one :class:`BiasKernel` per attention block.
+        depthwise: one :class:`DepthwiseKernel` per MBConv block.
+
+    Examples:
+        >>> import analysis
+        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
+        >>> [k.name for k in kernels.bias], [k.name for k in kernels.depthwise]
+        (['S3.0', 'S3.1', 'S4.0'], ['S1.0', 'S2.0', 'S2.1'])
+    """
 
     bias: tuple[BiasKernel, ...]
     depthwise: tuple[DepthwiseKernel, ...]
@@ -109,8 +134,10 @@ def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | N
         :class:`Kernels`, attention blocks and MBConv blocks in forward order.
 
     Examples:
-        >>> kernels = relative_bias_kernels(create_model("coatnet_0"))
-        >>> kernels.bias[0].kernels.shape  # S3.0: (heads, 2H-1, 2W-1) = (12, 27, 27)
+        >>> import analysis
+        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"), img_size=56)
+        >>> kernels.bias[0].kernels.shape  # S3.0 on a 14x14 grid: (heads, 2H-1, 2W-1)
+        (4, 27, 27)
     """
     size = None if img_size is None else ((img_size, img_size) if isinstance(img_size, int) else img_size)
     infos = model.stage_info(size)

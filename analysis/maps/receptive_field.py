@@ -49,7 +49,8 @@ class StageReceptiveField:
     """The receptive fields of one stage's output, in input pixels.
 
     Attributes:
-        name: ``S0`` .. ``S4``; kind: the stage kind (``conv``, ``patch``, ``C``, ``T``, ``C+T``).
+        name: ``S0`` .. ``S4``.
+        kind: the stage kind (``conv``, ``patch``, ``C``, ``T``, ``M``, ``C+T``).
         grid: the stage's output (H, W) grid.
         theoretical: (h, w) of the theoretical field, capped at the image; the whole image once an
             attention block has been passed (``is_global``).
@@ -61,6 +62,12 @@ class StageReceptiveField:
             ``(grid_h // 2, grid_w // 2)``: the middle of its theoretical field.
         mass_sides: {share: side}: the side, in pixels, of the smallest square centred on ``centre`` that
             holds that share of ``effective`` (capped at the image's longer side).
+
+    Examples:
+        >>> import analysis
+        >>> s0 = analysis.receptive_fields(analysis.load_model("demo-pre"), stages=[0], samples=1).stages[0]
+        >>> s0.theoretical, s0.jump, s0.is_global, round(float(s0.effective.sum()), 4)  # two 3x3 convs
+        ((7, 7), (2, 2), False, 1.0)
     """
 
     name: str
@@ -76,7 +83,18 @@ class StageReceptiveField:
 
 @dataclass(frozen=True)
 class ReceptiveFields:
-    """Receptive fields of the stages asked for, in order, for inputs of ``image_size`` (H, W)."""
+    """Receptive fields of the stages asked for, in order (:func:`receptive_fields`).
+
+    Attributes:
+        stages: one :class:`StageReceptiveField` per stage asked for.
+        image_size: the input (H, W) the fields were measured for.
+
+    Examples:
+        >>> import analysis
+        >>> fields = analysis.receptive_fields(analysis.load_model("demo-pre"), stages=[0], samples=1)
+        >>> [s.name for s in fields.stages], fields.image_size
+        (['S0'], (28, 28))
+    """
 
     stages: tuple[StageReceptiveField, ...]
     image_size: tuple[int, int]
@@ -101,14 +119,17 @@ def receptive_fields(
             images of the model's preprocessing size drawn from a generator seeded with ``seed`` (the
             global RNG is not touched).
         stages: stage indices, 0 for S0 .. 4 for S4 (default: all five).
-        samples, seed: the random inputs used when ``images`` is None.
+        samples: how many random inputs when ``images`` is None.
+        seed: seeds those random inputs.
 
     Returns:
         :class:`ReceptiveFields`.
 
     Examples:
-        >>> fields = receptive_fields(create_model("coatnet_toy"))
-        >>> [(s.name, s.theoretical, s.mass_sides[0.5]) for s in fields.stages]
+        >>> import analysis
+        >>> fields = analysis.receptive_fields(analysis.load_model("demo-pre"), stages=[0, 3], samples=2)
+        >>> [(s.name, s.theoretical, s.is_global) for s in fields.stages]  # S3 attends: the whole image
+        [('S0', (7, 7), False), ('S3', (28, 28), True)]
     """
     wanted = sorted(set(range(5) if stages is None else stages))
     if not wanted or wanted[0] < 0 or wanted[-1] > 4:
@@ -156,8 +177,11 @@ def theoretical_receptive_field(
         ((h, w) field size in input pixels, (y, x) jump: input pixels per output step).
 
     Examples:
-        >>> theoretical_receptive_field([nn.Conv2d(3, 8, 3, padding=1)], image_size=32)
-        ((3, 3), (1, 1))
+        >>> import analysis
+        >>> from torch import nn
+        >>> layers = [nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2)]
+        >>> analysis.theoretical_receptive_field(layers, image_size=32)
+        ((4, 4), (2, 2))
     """
     geometry = _walk(_Field(), layers)
     return _capped(geometry, _pair(image_size)), geometry.jump
@@ -186,7 +210,12 @@ def effective_receptive_field(
         One (H, W) float32 map per output, each summing to 1 (zeros when the unit ignores the input).
 
     Examples:
-        >>> (erf,) = effective_receptive_field(nn.Conv2d(1, 1, 3, padding=1), torch.randn(2, 1, 9, 9))
+        >>> import torch, analysis
+        >>> from torch import nn
+        >>> conv = nn.Conv2d(1, 1, 3, padding=1)
+        >>> (erf,) = analysis.effective_receptive_field(conv, torch.randn(2, 1, 9, 9))
+        >>> erf.shape, int((erf > 0).sum()), round(float(erf.sum()), 4)  # a 3x3 conv: 9 pixels
+        ((9, 9), 9, 1.0)
     """
     with torch.inference_mode(False), torch.enable_grad():
         x = inputs.detach().clone().requires_grad_(True)
@@ -211,7 +240,23 @@ def mass_sides(
     erf: np.ndarray, centre: tuple[float, float], shares: Sequence[float] = SHARES
 ) -> dict[float, int]:
     """For each share, the side in pixels of the smallest square centred on ``centre`` (y, x) that holds
-    that share of the mass of ``erf`` (H, W); capped at the longer image side, 0 for an all-zero map."""
+    that share of the mass of ``erf`` (H, W); capped at the longer image side, 0 for an all-zero map.
+
+    Args:
+        erf: an (H, W) effective receptive field.
+        centre: the (y, x) the squares are centred on, in pixels.
+        shares: the shares of the mass, in (0, 1].
+
+    Returns:
+        Share -> side in pixels.
+
+    Examples:
+        >>> import numpy as np, analysis
+        >>> erf = np.zeros((9, 9))
+        >>> erf[3:6, 3:6] = 1 / 9  # a 3x3 field around pixel (4, 4)
+        >>> analysis.mass_sides(erf, (4, 4))
+        {0.2: 3, 0.5: 3, 0.99: 3}
+    """
     height, width = erf.shape
     ys, xs = np.mgrid[0:height, 0:width]
     distance = np.maximum(np.abs(ys - centre[0]), np.abs(xs - centre[1])).ravel()  # Chebyshev, in px

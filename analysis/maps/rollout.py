@@ -62,14 +62,16 @@ NORMALIZATION = {
 
 @dataclass(frozen=True)
 class Rollout:
-    """Attention rollout of a batch.
+    """Attention rollout of a batch (:func:`attention_rollout`).
 
     Attributes:
         matrix: (B, N_last, N_first): how much each query of the last attention block draws from each
             position of the first attention block's grid.
         blocks: the attention blocks rolled out, in forward order.
-        grid_first, grid_last: the (H, W) grids of the first and last attention blocks.
-        stride_first, stride_last: their input pixels per grid step.
+        grid_first: the (H, W) grid of the first attention block.
+        grid_last: the (H, W) grid of the last attention block.
+        stride_first: input pixels per grid step of the first block.
+        stride_last: input pixels per grid step of the last block.
         image_size: the input (H, W) in pixels.
         query: the last-grid query of ``map``, or None for the mean over all queries.
         map: (B, H_first, W_first), the row of ``query`` (or the mean row) on the first grid.
@@ -78,6 +80,12 @@ class Rollout:
         normalization: which weights were rolled out and how, e.g.
             ``post: effective weights as used, not renormalised``.
         label: a one-line description for figure titles.
+
+    Examples:
+        >>> import numpy as np, torch, analysis
+        >>> rollout = analysis.attention_rollout(analysis.load_model("demo-pre"), torch.randn(2, 1, 28, 28))
+        >>> rollout.blocks, rollout.matrix.shape, np.allclose(rollout.matrix.sum(-1), 1, atol=1e-4)
+        (('S3.0', 'S3.1', 'S4.0'), (2, 49, 49), True)
     """
 
     matrix: np.ndarray
@@ -122,6 +130,13 @@ def pooling_link(pool: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         float64 (B, N_out, N_in), positions row-major. Max pooling: entry [b, o, i] is the share of the
         channels whose maximum in window o came from input position i (rows sum to 1). Average pooling:
         the pool's weights, 1 / window size over each window.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from torch import nn
+        >>> link = analysis.pooling_link(nn.AvgPool2d(2), torch.randn(1, 3, 4, 4))
+        >>> link.shape, link[0, 0].reshape(4, 4)[:2, :2].tolist()  # output cell 0 averages a 2x2 window
+        ((1, 4, 16), [[0.25, 0.25], [0.25, 0.25]])
     """
     batch, channels, height, width = inputs.shape
     n_in = height * width
@@ -208,6 +223,13 @@ def attention_rollout(
 
     Returns:
         :class:`Rollout`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model, x = analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28)
+        >>> rollout = analysis.attention_rollout(model, x, query=24, maps=analysis.attention_maps(model, x))
+        >>> rollout.map.shape, rollout.query  # S4.0's query 24, drawn back onto S3.0's 7x7 grid
+        ((1, 7, 7), 24)
     """
     if post_handling not in POST_HANDLING:
         raise ValueError(f"post_handling must be one of {POST_HANDLING}, got {post_handling!r}")

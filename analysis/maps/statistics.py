@@ -56,9 +56,12 @@ class BlockStatistics:
     """The statistics of one attention block, one value per head, averaged over queries and images.
 
     Attributes:
-        name, stage, block: where the block sits (``S3.0``).
+        name: the block, ``S3.0``.
+        stage: the stage, 1..4.
+        block: the block's index within its stage.
         mode: ``pre`` or ``post`` normalization.
-        grid: the (H, W) grid; stride: input pixels per grid step.
+        grid: the (H, W) grid.
+        stride: input pixels per grid step.
         distance_px: (heads,) mean attention distance in input pixels.
         entropy: (heads,) mean entropy in nats.
         max_entropy: log n, the entropy of uniform attention over the keys a query sees (the grid, or
@@ -66,6 +69,13 @@ class BlockStatistics:
         position_share: (heads,) share of the variance from position; NaN for a head in which neither
             the bias nor the content varies over the keys of any query.
         note: which weights and normalization these numbers used.
+
+    Examples:
+        >>> import torch, analysis
+        >>> stats = analysis.attention_statistics(analysis.load_model("demo-pre"), torch.randn(2, 1, 28, 28))
+        >>> s3 = stats.block("S3.0")
+        >>> s3.distance_px.shape, round(s3.max_entropy, 3), bool((s3.entropy <= s3.max_entropy).all())
+        ((4,), 3.892, True)
     """
 
     name: str
@@ -87,7 +97,17 @@ class BlockStatistics:
 
 @dataclass(frozen=True)
 class AttentionStatistics(NamedBlocks):
-    """Statistics of every attention block, in forward order."""
+    """Statistics of every attention block, in forward order (:func:`attention_statistics`).
+
+    Attributes:
+        blocks: one :class:`BlockStatistics` per block; ``block("S3.0")`` finds one by name.
+
+    Examples:
+        >>> import torch, analysis
+        >>> stats = analysis.attention_statistics(analysis.load_model("demo-pre"), torch.randn(2, 1, 28, 28))
+        >>> [b.name for b in stats.blocks]
+        ['S3.0', 'S3.1', 'S4.0']
+    """
 
     blocks: tuple[BlockStatistics, ...]
 
@@ -219,6 +239,13 @@ def attention_statistics(
 
     Returns:
         :class:`AttentionStatistics`, one :class:`BlockStatistics` per block.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model, x = analysis.load_model("demo-pre"), torch.randn(2, 1, 28, 28)
+        >>> maps = analysis.attention_maps(model, x, blocks=["S4.0"])
+        >>> [b.name for b in analysis.attention_statistics(model, x, maps=maps).blocks]
+        ['S4.0']
     """
     if maps is None:
         maps = attention_maps(model, images)
