@@ -57,6 +57,7 @@ def row(name: str, size: int, config, paper_params: float, paper_macs: float) ->
     params, macs = sum(c.params for c in costs), sum(c.macs for c in costs)
     return {
         "model": name,
+        "family": name.split("_")[0],
         "input": size,
         "params": params,
         "macs": macs,
