@@ -54,6 +54,7 @@ TABLE = re.compile(
     r"<!-- fig-table (?P<name>[\w-]+)(?P<args>(?: [^\s>]+)*) -->\n(?P<body>.*?)<!-- /fig-table -->", re.S
 )
 NOT_MEASURED = "<!-- not-measured -->"
+FENCED = re.compile(r"(^```.*?^```[ \t]*$)", re.S | re.M)
 REFERENCE = re.compile(
     r"(?P<src>[A-Za-z0-9_][\w./-]*):(?P<path>(?:[\w@-]+|\[[^\]]*\])(?:\.[\w@-]+|\[[^\]]*\])*)"
 )
@@ -263,8 +264,10 @@ def regenerate(text: str, page: str, root: Path = ROOT) -> tuple[str, list[Probl
             return match.group(0)
         return match.group(0)[: match.start("text") - match.start()] + value + "<!-- /fig -->"
 
-    text = TABLE.sub(table, text)
-    return SPAN.sub(span, text), problems
+    parts = FENCED.split(text)  # code blocks (odd parts) may show markers as examples: left as they are
+    for i in range(0, len(parts), 2):
+        parts[i] = SPAN.sub(span, TABLE.sub(table, parts[i]))
+    return "".join(parts), problems
 
 
 def differences(before: str, after: str, page: str) -> list[Problem]:
@@ -286,14 +289,16 @@ def differences(before: str, after: str, page: str) -> list[Problem]:
     return sorted(found, key=lambda p: p.line)
 
 
+def blank(match: re.Match) -> str:
+    """The match as spaces, its line breaks kept (so that positions still give line numbers)."""
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
 def prose(text: str) -> str:
     """The text a reader sees as prose: code blocks and spans, marked figures and tables, comments and link
     targets blanked out (lengths kept, so that positions still give line numbers)."""
 
-    def blank(match: re.Match) -> str:
-        return re.sub(r"[^\n]", " ", match.group(0))
-
-    text = re.sub(r"^```.*?^```", blank, text, flags=re.S | re.M)
+    text = FENCED.sub(blank, text)
     text = re.sub(r"(?:^\n)((?: {4}.*\n?)+)", blank, text, flags=re.M)  # indented code after a blank line
     text = TABLE.sub(blank, text)
     text = SPAN.sub(blank, text)
@@ -315,7 +320,7 @@ def unmarked(text: str, page: str) -> list[Problem]:
 def misplaced(text: str, page: str) -> list[Problem]:
     """Spans that begin a line: GitHub and mkdocs read a line that starts with ``<!--`` as an HTML block,
     which ends the paragraph before it (a span must follow text on its line)."""
-    starts = re.finditer(r"^[ \t]*<!-- (?:fig |not-measured)", text, re.M)
+    starts = re.finditer(r"^[ \t]*<!-- (?:fig |not-measured)", FENCED.sub(blank, text), re.M)
     return [Problem(page, line_of(text, m.start()), "a span begins its line (join it to the text before)")
             for m in starts]  # fmt: skip
 
