@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast system-packages lint format screenshots clean
+.PHONY: app test test-fast system-packages lint format screenshots figures clean
 
 $(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: $(STAMP)
 
 screenshots: $(STAMP)  ## regenerate the README's screenshots from the running app
 	$(PY) scripts/screenshots.py
+
+figures: $(STAMP)  ## every measured figure of the README and docs/ from its results file (--check: compare)
+	$(PY) scripts/docs_figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
