@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast system-packages lint format screenshots figures clean
+.PHONY: app test test-fast system-packages lint format screenshots figures notebooks clean
 
 $(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ screenshots: $(STAMP)  ## regenerate the README's screenshots from the running a
 
 figures: $(STAMP)  ## every measured figure of the README and docs/ from its results file (--check: compare)
 	$(PY) scripts/docs_figures.py
+
+notebooks: $(STAMP)  ## re-execute docs/notebooks and store their outputs, each figure also as PNG (needs chromium)
+	$(PY) scripts/run_notebooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
