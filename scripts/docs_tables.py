@@ -225,3 +225,18 @@ def faithfulness(pre: dict, post: dict) -> str:
     header = ["method", "pre: deletion AUC", "insertion AUC", "ROAD", "post: deletion AUC", "insertion AUC",
               "ROAD"]  # fmt: skip
     return markdown(header, body)
+
+
+@table
+def probes_layouts(*records: dict) -> str:
+    """The layout models' probes (probes.json each): every block's test top-1 and kind, and the first block
+    within 0.02 of the last block's probe."""
+    blocks = [r["block"] for r in records[0]["rows"]]
+    body = []
+    for record in records:
+        name = record["model"].removeprefix("layout-").upper().replace("VIT-REL", "ViT_REL")
+        rows = record["rows"]
+        cells = [f"{r['test_top1']:.3f}" + ("" if r["kind"] == "stem" else f" {r['kind']}") for r in rows]
+        readable = next(r["block"] for r in rows if r["test_top1"] >= rows[-1]["test_top1"] - 0.02)
+        body.append([f"{name} ({record['model_top1']:.3f})", *cells, readable])
+    return markdown(["layout (study top-1)", *blocks, "readable at"], body)
