@@ -1,6 +1,8 @@
 """Two processes under torchrun, again and again: training from a user's script (docs/training.md's
 ddp_train.py) and `coatnet study`, each N times (default 50). Counts the runs that ended, failed or hung
-(no end within --limit seconds; the whole process tree is killed then) and prints them as JSON.
+(no end within --limit seconds; the whole process tree is killed then), prints them as JSON and writes
+them to ``benchmarks/results/stress_distributed.json`` (``benchmarks/results_file.py``'s format;
+``--results`` names another).
 
     .venv/bin/python scripts/stress_distributed.py --runs 50 --out runs/stress
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import results_file  # noqa: E402
 from tests.support import processes  # noqa: E402
 
 
@@ -51,6 +54,10 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=120.0, help="seconds a run may take before it hangs")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "stress")
     parser.add_argument("--only", choices=["train", "study"], help="one of the two")
+    default = results_file.RESULTS / "stress_distributed"
+    parser.add_argument(
+        "--results", type=Path, default=default, help=f"write RESULTS.json (default: {default})"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     script = args.out / "ddp_train.py"
@@ -74,6 +81,7 @@ def main() -> int:
             print(f"{kind} {i + 1}/{args.runs}: {outcome}", file=sys.stderr, flush=True)
         report[kind] = {"runs": args.runs, **counts, "seconds": round(time.monotonic() - began, 1)}
     print(json.dumps(report, indent=1))
+    results_file.write(args.results, {**report, "limit_s": args.limit}, rounds=args.runs)
     return 0 if all(set(r) <= {"runs", "ended", "seconds"} for r in report.values()) else 1
 
 
