@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -44,7 +46,25 @@ from coatnet import CoAtNet, atomic_write, count_params, stage_costs
 from coatnet.data import upright_picture
 from coatnet.weights import download_timm_weights
 
-UPLOADS = Path(tempfile.gettempdir()) / "coatnet-lens-uploads"
+
+def uploads_folder(base: Path | None = None) -> Path:
+    """This user's folder for uploaded checkpoints: ``coatnet-lens-uploads-<uid>`` in the temporary
+    directory, made private (0700). A folder of that name that is not ours, or that others may write to,
+    is never used (another user could have put a file there under a digest's name): a new private
+    folder is made instead."""
+    base = Path(tempfile.gettempdir()) if base is None else base
+    folder = base / f"coatnet-lens-uploads-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        facts = folder.lstat()
+        if stat.S_ISDIR(facts.st_mode) and facts.st_uid == os.getuid() and not facts.st_mode & 0o022:
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="coatnet-lens-uploads-", dir=base))
+
+
+UPLOADS = uploads_folder()
 
 
 def shared_result(max_entries: int, working: str | None = None):

@@ -200,3 +200,20 @@ def test_bad_images_get_one_line_and_the_gallery_still_works(uploading, name, da
     uploading.radio(key="image_source").set_value("Gallery").run()
     clean(uploading)
     uploading.radio(key="image_source").set_value("Upload").run()
+
+
+def test_uploads_go_to_a_private_folder_of_this_user_and_never_to_one_another_may_write(tmp_path):
+    """Uploaded checkpoints are kept under their digest's name, so the folder must be this user's alone:
+    one made by another user (root's earlier run, say) or open to others is passed over for a new one."""
+    import os
+    import stat
+
+    from app.cache import uploads_folder
+
+    folder = uploads_folder(tmp_path)
+    assert folder == tmp_path / f"coatnet-lens-uploads-{os.getuid()}"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert uploads_folder(tmp_path) == folder  # kept across starts
+    folder.chmod(0o777)  # others may write: a planted file could take a digest's name
+    other = uploads_folder(tmp_path)
+    assert other != folder and other.parent == tmp_path and stat.S_IMODE(other.stat().st_mode) == 0o700
