@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             problems += check_page(path)
             continue
         text = path.read_text()
-        page = str(path.relative_to(ROOT))
+        page = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
         after, found = regenerate(text, page)
         problems += found + misplaced(after, page) + unmarked(after, page)
         if after != text:
