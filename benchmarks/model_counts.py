@@ -1,7 +1,7 @@
 """Parameters and multiply-accumulates of the paper's models, as built, beside the papers' tables.
 
 CoAtNet-0..7 against CoAtNet's Table 3 (Table 12 for -6 and -7; MACs at the paper's fine-tuning size for -4
-and up), MaxViT-T..XL against MaxViT's Tables 1 and 2 (PAPER.md). Counted on the meta device
+and up), MaxViT-T..XL against MaxViT's Tables 1 and 2 (Tu et al., ECCV 2022). Counted on the meta device
 (``coatnet.stage_costs``): nothing is timed, and the counts do not depend on the machine. 1000 classes.
 Run from the repository root (about a minute):
 
