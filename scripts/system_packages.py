@@ -86,7 +86,7 @@ def install() -> int:
     names = [part.package for part in parts]
     why = ", ".join(f"{part.package} for {part.used_for}" for part in parts)
     print(f"installing with apt-get: {why}", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "DEBCONF_NOWARNINGS": "yes"}
     quiet = {"stdout": subprocess.DEVNULL, "env": env}
     done = (
         subprocess.run([*prefix, "apt-get", "update", "-qq"], **quiet).returncode == 0

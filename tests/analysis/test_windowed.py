@@ -185,6 +185,7 @@ def test_class_relevance_runs_through_the_partitions_and_leaves_the_model_as_fou
     assert np.isfinite(found.matrix).all() and found.blocks[-1] == "S4.0.grid"
 
 
+@pytest.mark.needs("chromium")  # the PNG is drawn by kaleido's Chromium
 def test_the_figures_draw_not_attended_grey_and_outline_the_window_as_the_browser_draws_them(model):
     import io
 
