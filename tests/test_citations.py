@@ -33,3 +33,18 @@ def test_every_docs_page_the_code_names_exists() -> None:
             if not (ROOT / "docs" / page).exists():
                 missing[str(path.relative_to(ROOT))] = f"docs/{page}"
     assert not missing, f"names a docs page that does not exist: {missing}"
+
+
+def test_the_docs_describe_the_project_as_it_is_and_the_history_lives_in_the_changelog() -> None:
+    """No issue numbers, "this round" or tables of moved modules in README.md and docs/*.md: the docs say
+    what is; what changed when is CHANGELOG.md's."""
+    history = re.compile(r"\bissues? \d+|\bthis round\b|\(issue \d+\)|where each module went", re.I)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = {
+        f"{page.name}:{n}": line.strip()[:80]
+        for page in pages
+        for n, line in enumerate(page.read_text().splitlines(), 1)
+        if history.search(line)
+    }
+    assert not found, f"history in the docs (move it to CHANGELOG.md): {found}"
+    assert "Where each module went" in (ROOT / "CHANGELOG.md").read_text()
