@@ -21,6 +21,14 @@ class Corruption:
         sigma: the noise's standard deviation, or the blur's in pixels.
         box: ``mask``: (top, left, bottom, right) as fractions of the input's height and width.
         seed: the noise's seed.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model, image = analysis.load_model("demo-pre"), torch.randn(1, 28, 28)
+        >>> blur = analysis.Corruption("blur", sigma=2)
+        >>> patching = analysis.activation_patching(model, image, corruption=blur, heads=False)
+        >>> patching.corruption
+        'Gaussian blur, sigma 2 px'
     """
 
     kind: str = "noise"

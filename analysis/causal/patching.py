@@ -70,16 +70,29 @@ MAX_CELLS = 16  # position_patching's default: squares of cells, at most this ma
 
 @dataclass(frozen=True)
 class PatchedPair:
-    """What both patching results say of their two runs.
+    """What both patching results say of their two runs (the fields :class:`Patching` and
+    :class:`PositionPatching` begin with).
 
     Attributes:
         direction: ``denoising`` or ``noising`` (module docstring).
-        metric, target, foil: the metric (``foil`` for ``logit_diff`` only, else None).
-        clean_metric, corrupted_metric: the metric of the two unpatched runs.
+        metric: ``logit_diff``, ``logit`` or ``prob``.
+        target: the metric's class.
+        foil: ``logit_diff``'s second class; None for the other metrics.
+        clean_metric: the metric of the unpatched clean run.
+        corrupted_metric: the metric of the unpatched corrupted run.
         defined: whether they differ by at least ``epsilon``; if not, every recovery is NaN.
         epsilon: the threshold.
         corruption: how the corrupted input was made ("a second image" when one was given).
-        clean_logits, corrupted_logits: (classes,) of the two unpatched runs.
+        clean_logits: (classes,) of the unpatched clean run.
+        corrupted_logits: (classes,) of the unpatched corrupted run.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> clean, corrupted = torch.randn(1, 28, 28), torch.randn(1, 28, 28)
+        >>> pair = analysis.activation_patching(model, clean, corrupted, heads=False)
+        >>> pair.direction, pair.metric, pair.corruption, pair.clean_logits.shape
+        ('denoising', 'logit_diff', 'a second image', (10,))
     """
 
     direction: str
@@ -101,10 +114,30 @@ class Patching(PatchedPair):
     (:class:`PatchedPair`'s fields, then these).
 
     Attributes:
-        blocks: ``S0`` (the stem), then every block in forward order; kinds: ``stem``, ``C`` or ``T``.
+        direction: ``denoising`` or ``noising`` (module docstring).
+        metric: ``logit_diff``, ``logit`` or ``prob``.
+        target: the metric's class.
+        foil: ``logit_diff``'s second class; None for the other metrics.
+        clean_metric: the metric of the unpatched clean run.
+        corrupted_metric: the metric of the unpatched corrupted run.
+        defined: whether they differ by at least ``epsilon``; if not, every recovery is NaN.
+        epsilon: the threshold.
+        corruption: how the corrupted input was made ("a second image" when one was given).
+        clean_logits: (classes,) of the unpatched clean run.
+        corrupted_logits: (classes,) of the unpatched corrupted run.
+        blocks: ``S0`` (the stem), then every block in forward order.
+        kinds: each block's kind: ``stem``, ``C`` or ``T``.
         components: :data:`COMPONENTS`, the recovery's columns.
         recovery: (blocks, components), NaN where a block has no such component or where undefined.
         heads: per attention block, (heads,) the recovery of each head's output.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> clean, corrupted = torch.randn(1, 28, 28), torch.randn(1, 28, 28)
+        >>> result = analysis.activation_patching(model, clean, corrupted)
+        >>> result.blocks[:2], result.recovery.shape, result.heads["S4.0"].shape
+        (('S0', 'S1.0'), (7, 8), (8,))
     """
 
     blocks: tuple[str, ...]
@@ -136,9 +169,30 @@ class PositionPatching(PatchedPair):
     (:class:`PatchedPair`'s fields, then these).
 
     Attributes:
+        direction: ``denoising`` or ``noising`` (module docstring).
+        metric: ``logit_diff``, ``logit`` or ``prob``.
+        target: the metric's class.
+        foil: ``logit_diff``'s second class; None for the other metrics.
+        clean_metric: the metric of the unpatched clean run.
+        corrupted_metric: the metric of the unpatched corrupted run.
+        defined: whether they differ by at least ``epsilon``; if not, every recovery is NaN.
+        epsilon: the threshold.
+        corruption: how the corrupted input was made ("a second image" when one was given).
+        clean_logits: (classes,) of the unpatched clean run.
+        corrupted_logits: (classes,) of the unpatched corrupted run.
         block: the block (``S3.0``; ``S0`` for the stem's output).
-        grid: the block's output grid (H, W); cell: the side of each patched square, in cells.
-        stride: input pixels per grid step; recovery: (ceil(H / cell), ceil(W / cell)), NaN where undefined.
+        grid: the block's output grid (H, W).
+        cell: the side of each patched square, in cells.
+        stride: input pixels per grid step.
+        recovery: (ceil(H / cell), ceil(W / cell)), NaN where undefined.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> clean, corrupted = torch.randn(1, 28, 28), torch.randn(1, 28, 28)
+        >>> result = analysis.position_patching(model, clean, corrupted, block="S3.0")
+        >>> result.grid, result.cell, result.recovery.shape
+        ((7, 7), 1, (7, 7))
     """
 
     block: str
@@ -210,6 +264,14 @@ def activation_patching(
 
     Returns:
         :class:`Patching`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> image = torch.randn(1, 28, 28)  # corrupted by Gaussian noise (analysis.Corruption())
+        >>> result = analysis.activation_patching(model, image, metric="logit", target=4, heads=False)
+        >>> result.components[:3], result.value("S3.0", "output") is not None
+        (('output', 'branch', 'attn.branch'), True)
     """
     setting = _setting(model, clean, corrupted, corruption, direction, metric, target, foil, epsilon,
                        batch_size, seed)  # fmt: skip
@@ -263,16 +325,37 @@ def position_patching(
     progress: Callable[[float], None] | None = None,
 ) -> PositionPatching:
     """The recovery of each position of ``block``'s output: every square of ``cell`` x ``cell`` cells
-    taken from the other run (arguments as :func:`activation_patching`).
+    taken from the other run.
 
     Args:
+        model: a CoAtNet (left as found).
+        clean: the clean input: a preprocessed (C, H, W) / (1, C, H, W) tensor or a PIL image.
+        corrupted: the corrupted input, of the same size; default ``corruption`` applied to ``clean``.
         block: ``S3.0``, or ``S0`` for the stem's output; default the first attention block (the last block
             of a model without one).
         cell: the side of each patched square, in cells; default the smallest with at most
             :data:`MAX_CELLS` squares per side (1 for every grid up to 16 x 16).
+        corruption: how to corrupt ``clean`` when no ``corrupted`` input is given (default
+            ``Corruption()``: Gaussian noise of sigma 1).
+        direction: ``denoising`` (clean into corrupted) or ``noising`` (corrupted into clean).
+        metric: ``logit_diff``, ``logit`` or ``prob``.
+        target: the metric's class; default the clean run's prediction.
+        foil: ``logit_diff``'s second class; default the corrupted run's prediction.
+        epsilon: the smallest difference of the two runs' metrics with a defined recovery.
+        batch_size: rows per pass.
+        seed: the draws of a model in training mode.
+        progress: called with the share of the rows done, after each pass.
 
     Returns:
         :class:`PositionPatching`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> image = torch.randn(1, 28, 28)
+        >>> result = analysis.position_patching(model, image, block="S2.0", cell=2, direction="noising")
+        >>> result.grid, result.recovery.shape  # 14x14 cells in squares of 2x2
+        ((14, 14), (7, 7))
     """
     setting = _setting(model, clean, corrupted, corruption, direction, metric, target, foil, epsilon,
                        batch_size, seed)  # fmt: skip

@@ -147,7 +147,8 @@ def preparation_note(
         >>> model = analysis.load_model("demo-pre")
         >>> names = model.checkpoint_info.class_names
         >>> preprocessing = analysis.preprocessing_of(model)
-        >>> analysis.preparation_note(Image.new("RGB", (640, 480)), preprocessing, names, "fashion-mnist")
+        >>> photo = Image.new("RGB", (640, 480), "orange")
+        >>> analysis.preparation_note(photo, preprocessing, names, "fashion-mnist")
         'A 1-channel 28x28 px Fashion-MNIST model: your picture (640x480, colour) was made grey,
         centre-cropped to a square and resized to 28x28 px. It knows only these 10 classes: T-shirt/top, ...'
         >>> analysis.preparation_note(Image.new("L", (28, 28)), preprocessing) is None

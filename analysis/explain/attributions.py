@@ -50,6 +50,13 @@ class Attribution:
             windows covering it (equal for every channel, so not summed).
         probability: softmax probability of the target for the image (one forward pass).
         image_size: (H, W) of the model input.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> gradcam = analysis.attributions(model, torch.randn(1, 28, 28), target=4)
+        >>> gradcam.method, gradcam.stage, gradcam.target_name, gradcam.map.shape
+        ('gradcam', 'S3', 'Coat', (28, 28))
     """
 
     method: str
@@ -98,9 +105,11 @@ def attributions(
             standard deviation ``noise_level * (max - min)`` of the image. The noise comes from a private
             generator seeded with ``seed``: the same call gives the same map, from any thread, and the
             global random state is not touched.
-        nt_samples, noise_level, seed: the SmoothGrad samples, relative noise and seed.
+        nt_samples: SmoothGrad's noisy copies.
+        noise_level: SmoothGrad's relative noise.
         n_steps: Integrated Gradients' integration steps (Gauss-Legendre).
         internal_batch_size: Integrated Gradients: at most this many images per forward/backward pass.
+        seed: seeds SmoothGrad's noise.
         window: Occlusion's window (an int or (h, w)); default a seventh of each side.
         stride: Occlusion's stride; default half the window.
         perturbations_per_eval: Occlusion: occluded images per forward pass.
@@ -111,9 +120,13 @@ def attributions(
         An :class:`Attribution`.
 
     Examples:
-        >>> attributions(model, image, method="gradcam", stage="S2").map.shape
-        (224, 224)
-        >>> attributions(model, image, method="integrated_gradients", target=3).signed_map.sum()
+        >>> import torch, analysis
+        >>> model, image = analysis.load_model("demo-pre"), torch.randn(1, 28, 28)
+        >>> analysis.attributions(model, image, method="gradcam", stage="S2").map.shape
+        (28, 28)
+        >>> ig = analysis.attributions(model, image, method="integrated_gradients", n_steps=8, nt_samples=2)
+        >>> ig.signed_map.shape, bool((ig.map >= 0).all())
+        ((28, 28), True)
     """
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
@@ -188,6 +201,13 @@ def gradcam_stages(
 
     Returns:
         One :class:`Attribution` per stage, S0 first.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> cams = analysis.gradcam_stages(model, torch.randn(1, 28, 28), target=4)
+        >>> [(c.stage, c.map.shape) for c in cams][:2]
+        [('S0', (28, 28)), ('S1', (28, 28))]
     """
 
     batch = as_batch(image, model)

@@ -101,6 +101,13 @@ class Explanation:
         seed: the random map's seed, else None.
         signed: Integrated Gradients' and occlusion's map before its negative part was dropped (their
             ``signed_map``), else None: the other maps have no sign (:attr:`signed_map` is then ``map``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from analysis import Explanation
+        >>> explanation = Explanation("gradcam", "S3", np.ones((28, 28), np.float32))
+        >>> explanation.signed_map is explanation.map  # Grad-CAM has no sign
+        True
     """
 
     method: str
@@ -123,13 +130,28 @@ class Faithfulness:
     """The faithfulness of one method's explanation of one image (random: the mean over seeds).
 
     Attributes:
-        method, stage: as :class:`Explanation`.
+        method: one of :data:`METHODS`.
+        stage: Grad-CAM's stage (``S0`` .. ``S4``), else None.
         fractions: (STEPS + 1,) the removed (restored) fraction of the pixels, 0 .. 1.
-        deletion, insertion: (STEPS + 1,) the target's probability along each curve.
-        deletion_auc, insertion_auc: the areas under them.
-        road_morf_curve, road_lerf_curve: (len(PERCENTILES),) the probability change after imputation.
-        road_morf, road_lerf, road: their means and ``(road_lerf - road_morf) / 2``.
+        deletion: (STEPS + 1,) the target's probability as the most relevant pixels are removed.
+        insertion: (STEPS + 1,) the target's probability as they are restored.
+        deletion_auc: the area under ``deletion`` (lower: more faithful).
+        insertion_auc: the area under ``insertion`` (higher: more faithful).
+        road_morf_curve: (len(PERCENTILES),) the probability change after imputing the most relevant
+            pixels first.
+        road_lerf_curve: (len(PERCENTILES),) the same, least relevant first.
+        road_morf: the mean of ``road_morf_curve``.
+        road_lerf: the mean of ``road_lerf_curve``.
+        road: ``(road_lerf - road_morf) / 2`` (higher: more faithful).
         spread: the random map only: per score, the (min, max) over the seeds; else empty.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> row = report.results[0]
+        >>> (row.method, row.stage), row.fractions.shape, 0 <= row.deletion_auc <= 1
+        (('gradcam', 'S3'), (17,), True)
     """
 
     method: str
@@ -153,14 +175,22 @@ class Faithfulness:
 
 @dataclass(frozen=True)
 class FaithfulnessReport:
-    """Every method's faithfulness for one image.
+    """Every method's faithfulness for one image (:func:`faithfulness`).
 
     Attributes:
-        target: the predicted class (every map explains it); target_name: its name, or None.
+        target: the predicted class (every map explains it).
+        target_name: its name, or None.
         probability: its softmax probability for the unmodified image.
         results: one :class:`Faithfulness` per method (and stage), random first.
-        protocol: :func:`protocol`.
+        protocol: :func:`protocol`: the steps, orders and ROAD settings used.
         image_size: the input (H, W).
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> report.image_size, "road" in report.protocol, len(report.results)
+        ((28, 28), True, 1)
     """
 
     target: int
@@ -343,11 +373,20 @@ def faithfulness(
     Args:
         model: a CoAtNet (analysed as it is, left as it was found).
         image: one image: a (1, C, H, W) or (C, H, W) preprocessed tensor, or a PIL image.
-        rows: the (method, stage) rows (default :func:`method_rows`).
+        rows: the (method, stage) rows (default :func:`method_rows`: every method, Grad-CAM at each
+            stage).
         progress: called with the share of the work done (0 .. 1).
 
     Returns:
         A :class:`FaithfulnessReport`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> rows = [("gradcam", "S3"), ("rollout", None)]
+        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=rows)
+        >>> [(r.method, r.stage) for r in report.results]
+        [('gradcam', 'S3'), ('rollout', None)]
     """
     batch = as_batch(image, model)
     if batch.shape[0] != 1:

@@ -44,7 +44,7 @@ RELEVANCE_METHODS = ("relevance", "grad_rollout")
 
 @dataclass(frozen=True)
 class ClassRelevance:
-    """The class-specific relevance of a batch.
+    """The class-specific relevance of a batch (:func:`class_relevance`).
 
     Attributes:
         method: ``relevance`` (Chefer et al.) or ``grad_rollout``.
@@ -55,11 +55,19 @@ class ClassRelevance:
             block's grid for each query of the last block's.
         map: (B, H_first, W_first): the mean of the matrix's rows, the map for the pooled output.
         blocks: the attention blocks, in forward order.
-        grid_first, grid_last: the (H, W) grids of the first and last attention blocks.
+        grid_first: the (H, W) grid of the first attention block.
+        grid_last: the (H, W) grid of the last attention block.
         stride_first: input pixels per step of the first grid.
         image_size: the input (H, W).
         mode: ``pre`` or ``post`` normalization.
         label: a one-line description for figure titles.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> relevance = analysis.class_relevance(model, torch.randn(1, 1, 28, 28), target=4)
+        >>> relevance.target_names, relevance.matrix.shape, relevance.grid_first
+        (('Coat',), (1, 49, 49), (7, 7))
     """
 
     method: str
@@ -100,8 +108,11 @@ def class_relevance(
         A :class:`ClassRelevance`.
 
     Examples:
-        >>> relevance = class_relevance(model, images, target=3)
-        >>> relevance.map.shape  # (B, H_first, W_first): where the evidence for class 3 sits
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> relevance = analysis.class_relevance(model, torch.randn(2, 1, 28, 28), target=[4, 0])
+        >>> relevance.map.shape, relevance.targets  # the evidence for each class, on S3's grid
+        ((2, 7, 7), (4, 0))
     """
     if method not in RELEVANCE_METHODS:
         raise ValueError(f"unknown relevance method {method!r}; choose one of {', '.join(RELEVANCE_METHODS)}")

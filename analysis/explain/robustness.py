@@ -36,13 +36,27 @@ N_SAMPLES = 8
 
 @dataclass(frozen=True)
 class Robustness:
-    """One explanation's robustness for one image.
+    """One explanation's robustness for one image (:func:`robustness`).
 
     Attributes:
-        method, stage: as :class:`analysis.explain.faithfulness.Explanation`.
-        max_sensitivity, local_lipschitz: the module docstring's measures (lower: more robust).
-        sensitivities, lipschitz: (n_samples,) the ratio for each perturbed input.
-        radius, n_samples, seed: the protocol's.
+        method: one of :data:`analysis.explain.faithfulness.METHODS`.
+        stage: Grad-CAM's stage, else None.
+        max_sensitivity: the largest change of the map over the perturbed inputs, relative to the map's
+            norm (module docstring; lower: more robust).
+        local_lipschitz: the largest change of the map per change of the input (lower: more robust).
+        sensitivities: (n_samples,) the sensitivity ratio for each perturbed input.
+        lipschitz: (n_samples,) the Lipschitz ratio for each perturbed input.
+        radius: the perturbations' radius, in normalized input units.
+        n_samples: how many perturbed inputs.
+        seed: the perturbations' seed.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> image = torch.randn(1, 28, 28)
+        >>> (row,) = analysis.robustness(model, image, rows=[("gradcam", "S3")], n_samples=2)
+        >>> row.method, row.sensitivities.shape, row.max_sensitivity >= 0
+        ('gradcam', (2,), True)
     """
 
     method: str
@@ -81,9 +95,29 @@ def robustness(
     """Max-sensitivity and the local Lipschitz estimate of every explanation of one image (module
     docstring); the model is analysed as it is and left as found.
 
-    ``given``: the maps of the image itself for the predicted class, in the order of ``rows``, where the
-    caller has made them already (the study hands over the sanity checks' trained maps): only the
-    perturbed inputs' maps are made then. The random row's is always drawn here (seeded as above)."""
+    Args:
+        model: a CoAtNet.
+        image: one image: a (1, C, H, W) or (C, H, W) preprocessed tensor, or a PIL image.
+        rows: the (method, stage) rows (default :func:`method_rows`).
+        radius: the perturbations' radius, in normalized input units.
+        n_samples: how many perturbed inputs.
+        seed: seeds the perturbations (and the random map).
+        given: the maps of the image itself for the predicted class, in the order of ``rows``, where the
+            caller has made them already (the study hands over the sanity checks' trained maps): only the
+            perturbed inputs' maps are made then. The random row's is always drawn here.
+        progress: called with the share of the work done (0 .. 1).
+
+    Returns:
+        One :class:`Robustness` per row.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> rows = [("random", None), ("gradcam", "S3")]
+        >>> results = analysis.robustness(model, torch.randn(1, 28, 28), rows=rows, n_samples=2)
+        >>> [(r.method, r.n_samples) for r in results]
+        [('random', 2), ('gradcam', 2)]
+    """
     batch = as_batch(image, model)
     if batch.shape[0] != 1:
         raise ValueError(f"robustness is measured one image at a time; got a batch of {batch.shape[0]}")

@@ -132,13 +132,25 @@ class SanityResult:
     """One explanation compared with the trained model's, under one test.
 
     Attributes:
-        method, stage: as :class:`analysis.explain.faithfulness.Explanation`.
+        method: one of :data:`analysis.explain.faithfulness.METHODS`.
+        stage: Grad-CAM's stage, else None.
         test: ``cascading``, ``independent`` or ``random_logit``.
         randomised: the last part randomised (``head``, ``S3.1``, ``S0``); None for random_logit.
-        spearman, spearman_abs, ssim, hog: :func:`analysis.explain.similarity.similarity` to the trained
-            model's map.
+        spearman: Spearman rank correlation with the trained model's map (signed maps).
+        spearman_abs: the same of |map|.
+        ssim: structural similarity.
+        hog: the correlation of the maps' histograms of oriented gradients.
         constant: either map is constant (its correlations are 0).
         map: the map compared (the randomised model's, or the other class's).
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> image = torch.randn(1, 28, 28)
+        >>> report = analysis.sanity_checks(model, image, tests=("random_logit",), rows=[("gradcam", "S3")])
+        >>> result = report.results[0]
+        >>> result.test, result.randomised, -1 <= result.spearman_abs <= 1
+        ('random_logit', None, True)
     """
 
     method: str
@@ -159,16 +171,26 @@ class SanityResult:
 
 @dataclass(frozen=True)
 class SanityReport:
-    """The sanity checks of one image.
+    """The sanity checks of one image (:func:`sanity_checks`).
 
     Attributes:
-        target: the class the trained model predicts (every map explains it); other: the random logit
-            test's other class; target_name, other_name: their names, or None.
+        target: the class the trained model predicts (every map explains it).
+        other: the random logit test's other class.
+        target_name: the target's name, or None.
+        other_name: the other class's name, or None.
         parts: :func:`parts`, in cascading order.
         trained: the trained model's explanations, in the order of the rows.
-        other: the trained model's explanations of ``other``.
+        other_maps: the trained model's explanations of ``other``.
         results: one :class:`SanityResult` per row, test and part (random_logit: per row).
         seed: the check's seed.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> image = torch.randn(1, 28, 28)
+        >>> report = analysis.sanity_checks(model, image, tests=("random_logit",), rows=[("gradcam", "S3")])
+        >>> report.parts[:3], report.other != report.target
+        (('head', 'S4.0', 'S3.1'), True)
     """
 
     target: int
@@ -211,6 +233,17 @@ def sanity_checks(
         other: the random logit test's other class (default: drawn with ``seed`` from the classes but
             the predicted one).
         progress: called with the share of the work done (0 .. 1).
+
+    Returns:
+        A :class:`SanityReport`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> image, rows = torch.randn(1, 28, 28), [("gradcam", "S3")]
+        >>> report = analysis.sanity_checks(model, image, tests=("random_logit",), rows=rows, other=2)
+        >>> report.other_name, [(r.method, r.test) for r in report.results]
+        ('Pullover', [('gradcam', 'random_logit')])
     """
     unknown = set(tests) - set(TESTS)
     if unknown:

@@ -22,8 +22,23 @@ HOG_ORIENTATIONS = 9
 def similarity(a: np.ndarray, b: np.ndarray, signed_a: np.ndarray | None = None,
                signed_b: np.ndarray | None = None) -> dict:  # fmt: skip
     """How alike two maps (H, W) are: the :data:`MEASURES` (module docstring) and ``constant``, whether
-    either map is constant (its correlations then 0). ``signed_*``: the maps with their sign, where they
-    have one (else the maps themselves)."""
+    either map is constant (its correlations then 0).
+
+    Args:
+        a: the first map (H, W).
+        b: the second map, of the same shape.
+        signed_a: ``a`` with its sign, where it has one (else ``a`` itself).
+        signed_b: ``b`` with its sign, where it has one.
+
+    Returns:
+        ``spearman``, ``spearman_abs``, ``ssim``, ``hog`` and ``constant``.
+
+    Examples:
+        >>> import numpy as np, analysis
+        >>> ramp = np.arange(16.0).reshape(4, 4)
+        >>> analysis.similarity(ramp, ramp)
+        {'spearman': 1.0, 'spearman_abs': 1.0, 'ssim': 1.0, 'hog': 1.0, 'constant': False}
+    """
     return compare_features(map_features(a, signed_a), map_features(b, signed_b))
 
 

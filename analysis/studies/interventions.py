@@ -42,15 +42,28 @@ BORDER_NOTE = (
 
 @dataclass(frozen=True)
 class InterventionEffect:
-    """One image with and without a set of interventions.
+    """One image with and without a set of interventions (:func:`intervention_effect`).
 
     Attributes:
         labels: each intervention's label (``swap_normalization`` says "untrained combination").
         target: the class followed (default: the class predicted without intervention).
-        top5_before, top5_after: the top-5 predictions of both passes.
-        logit_before, logit_after, prob_before, prob_after: the target class's logit and probability.
-        before, after: the attention maps of both passes (``after`` as substituted).
+        top5_before: the top-5 predictions without the interventions.
+        top5_after: the top-5 predictions with them.
+        logit_before: the target class's logit without the interventions.
+        logit_after: the target class's logit with them.
+        prob_before: the target class's probability without the interventions.
+        prob_after: the target class's probability with them.
+        before: the attention maps without the interventions.
+        after: the attention maps with them (as substituted).
         notes: what the reader should know (untrained combinations, softmax(w) at the borders).
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> uniform = [analysis.Intervention("S4.0", "uniform")]
+        >>> effect = analysis.intervention_effect(model, torch.randn(1, 28, 28), uniform)
+        >>> effect.labels, len(effect.top5_after), [b.name for b in effect.after.blocks]
+        (('uniform S4.0',), 5, ['S3.0', 'S3.1', 'S4.0'])
     """
 
     labels: tuple[str, ...]
@@ -85,6 +98,14 @@ def intervention_effect(
 
     Returns:
         :class:`InterventionEffect`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> knockout = [analysis.Intervention("S3.0", "knockout"), analysis.Intervention("S3.1", "knockout")]
+        >>> effect = analysis.intervention_effect(model, torch.randn(1, 28, 28), knockout, target=4)
+        >>> effect.target, effect.logit_before != effect.logit_after
+        (4, True)
     """
     batch = as_batch(image, model)[:1]
     check_interventions(model, interventions)
@@ -117,13 +138,22 @@ def intervention_effect(
 
 @dataclass(frozen=True)
 class HeadImportance:
-    """The drop of one class's logit when each head alone is knocked out, for one image.
+    """The drop of one class's logit when each head alone is knocked out, for one image
+    (:func:`head_importance`).
 
     Attributes:
-        target: the class followed; logit: its logit without intervention.
+        target: the class followed.
+        logit: its logit without intervention.
         blocks: the attention blocks, in forward order.
         drop: per block, (heads,) ``logit - logit with that head knocked out``: positive when the head
             supports the class.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> importance = analysis.head_importance(model, torch.randn(1, 28, 28))
+        >>> importance.blocks, importance.drop["S4.0"].shape
+        (('S3.0', 'S3.1', 'S4.0'), (8,))
     """
 
     target: int
@@ -160,6 +190,14 @@ def head_importance(
 
     Returns:
         :class:`HeadImportance`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> importance = analysis.head_importance(model, torch.randn(1, 28, 28), target=4)
+        >>> block, head, drop = importance.ranked()[0]  # the head whose knockout lowers the logit most
+        >>> importance.target, block in importance.blocks
+        (4, True)
     """
     batch = as_batch(image, model)[:1]
     refs = attention_blocks(model, tuple(batch.shape[-2:]))

@@ -27,8 +27,20 @@ def load_layouts(spec: str | Path | None = None) -> dict:
     """A layout study: the shipped one (None), a folder written by ``coatnet study-layouts`` or its
     layouts.json.
 
+    Args:
+        spec: None for the shipped study, or a folder or its layouts.json.
+
+    Returns:
+        The study: its settings, command, and one record per run (layout and training-set size).
+
     Raises:
         ValueError: nothing readable there, with what to give instead.
+
+    Examples:
+        >>> import analysis
+        >>> study = analysis.load_layouts()
+        >>> sorted(study)[:3]
+        ['command', 'device', 'processes']
     """
     path = SHIPPED if spec is None else Path(str(spec)).expanduser()
     return read_summary(
@@ -39,18 +51,28 @@ def load_layouts(spec: str | Path | None = None) -> dict:
 
 @dataclass(frozen=True)
 class LayoutStage:
-    """One stage of one layout's model on one image.
+    """One stage of one layout's model on one image (:func:`compare_layouts`).
 
     Attributes:
-        layout: ``C-C-T-T`` ..; stage: ``S0`` .. ``S4``; kind: ``conv``, ``patch``, ``C`` or ``T``.
+        layout: ``C-C-T-T`` ...
+        stage: ``S0`` .. ``S4``.
+        kind: ``conv``, ``patch``, ``C`` or ``T``.
         gradcam: (H, W) Grad-CAM of the model's predicted class at this stage's output.
         erf: (H, W) the effective receptive field of the stage's centre unit (sums to 1).
         attention: (H, W) for T stages, the heads' mean attention of the stage's last block from the query
             cell holding ``point``, repeated over each cell's pixels; None for other stages.
         query: that query cell (row, col) on the stage's grid, for T stages; None for others.
         stride: input pixels per cell of the stage's grid.
-        prediction: the model's predicted class for the image (the class its Grad-CAM explains), and
-            prediction_name its name from the checkpoint (None without one).
+        prediction: the model's predicted class for the image (the class its Grad-CAM explains).
+        prediction_name: its name from the checkpoint (None without one).
+
+    Examples:
+        >>> import torch, analysis
+        >>> models = {"C-C-T-T": analysis.load_model("demo-pre")}
+        >>> views = analysis.compare_layouts(models, torch.randn(1, 28, 28))
+        >>> s3 = views["C-C-T-T"][3]
+        >>> s3.stage, s3.kind, s3.query, s3.gradcam.shape
+        ('S3', 'T', (3, 3), (28, 28))
     """
 
     layout: str
@@ -75,6 +97,16 @@ def compare_layouts(
         image: one preprocessed (C, H, W) / (1, C, H, W) image, or a PIL image (each model prepares it).
         point: the query's input pixel (y, x) for the attention maps (continuous, as
             :mod:`analysis.core.query` states); default :func:`analysis.core.query.middle_point`.
+
+    Returns:
+        Layout -> one :class:`LayoutStage` per stage, S0 .. S4.
+
+    Examples:
+        >>> import torch, analysis
+        >>> models = {"C-C-T-T": analysis.load_model("demo-pre")}
+        >>> views = analysis.compare_layouts(models, torch.randn(1, 28, 28), point=(5.5, 21.5))
+        >>> [(s.stage, s.kind, s.query) for s in views["C-C-T-T"]][2:]  # the query in T stages only
+        [('S2', 'C', None), ('S3', 'T', (1, 5)), ('S4', 'T', (1, 5))]
     """
     out = {}
     for layout, model in models.items():
@@ -109,12 +141,21 @@ def compare_layouts(
 
 @dataclass(frozen=True)
 class LayoutSimilarity:
-    """Linear CKA between the same stage of different layouts over the same images.
+    """Linear CKA between the same stage of different layouts over the same images
+    (:func:`layout_similarity`).
 
     Attributes:
-        layouts: the layouts compared, in order; stages: ``S0`` .. ``S4`` and ``pre_logits``.
+        layouts: the layouts compared, in order.
+        stages: ``S0`` .. ``S4`` and ``pre_logits``.
         matrix: (stages, layouts, layouts), 1 on each diagonal.
         images: how many images.
+
+    Examples:
+        >>> import torch, analysis
+        >>> models = {name: analysis.load_model(f"layout-{name.lower()}") for name in ("C-C-T-T", "ViT_REL")}
+        >>> alike = analysis.layout_similarity(models, torch.randn(8, 1, 28, 28))
+        >>> alike.layouts, alike.stages[-1], alike.matrix.shape
+        (('C-C-T-T', 'ViT_REL'), 'pre_logits', (6, 2, 2))
     """
 
     layouts: tuple[str, ...]
@@ -125,7 +166,22 @@ class LayoutSimilarity:
 
 def layout_similarity(models: dict[str, CoAtNet], images) -> LayoutSimilarity:
     """:func:`analysis.cka` of every pair of layouts (each model prepares the images itself), the same
-    stage of each compared."""
+    stage of each compared.
+
+    Args:
+        models: layout name -> model; at least two.
+        images: a preprocessed (B, C, H, W) batch or PIL images; at least 4.
+
+    Returns:
+        :class:`LayoutSimilarity`.
+
+    Examples:
+        >>> import numpy as np, torch, analysis
+        >>> models = {"pre": analysis.load_model("demo-pre"), "post": analysis.load_model("demo-post")}
+        >>> alike = analysis.layout_similarity(models, torch.randn(8, 1, 28, 28))
+        >>> alike.layouts, np.allclose(alike.matrix[:, 0, 0], 1)
+        (('pre', 'post'), True)
+    """
     names = list(models)
     stages: tuple[str, ...] | None = None
     matrix = None

@@ -176,15 +176,37 @@ def _top1(predicted: np.ndarray, labels: np.ndarray) -> float:
 
 
 def shipped_probes() -> list[str]:
-    """The names of the probes shipped with the package (``probes-demo-pre``, ``probes-layout-c-c-t-t``)."""
+    """The names of the probes shipped with the package (``probes-demo-pre``, ``probes-layout-c-c-t-t``).
+
+    Returns:
+        The names, sorted.
+
+    Examples:
+        >>> import analysis
+        >>> "probes-demo-pre" in analysis.shipped_probes()
+        True
+    """
     return sorted(p.parent.name for p in STUDIES.glob("*/probes.json"))
 
 
 def load_probes(spec: str | Path) -> dict:
     """A probes.json (``coatnet probe``): a shipped one by name, a folder or the file.
 
+    Args:
+        spec: a shipped name (:func:`shipped_probes`), a folder written by ``coatnet probe``, or its
+            probes.json.
+
+    Returns:
+        The summary: the model, the data, the protocol and one row per probed activation.
+
     Raises:
         ValueError: nothing readable there, with what to give instead.
+
+    Examples:
+        >>> import analysis
+        >>> probes = analysis.load_probes("probes-demo-pre")
+        >>> probes["model"], "rows" in probes
+        ('demo-pre', True)
     """
     name = str(spec).strip()
     path = STUDIES / name / "probes.json" if name in shipped_probes() else Path(name).expanduser()
@@ -194,7 +216,17 @@ def load_probes(spec: str | Path) -> dict:
 
 
 def layout_probes() -> list[dict]:
-    """The shipped probes of the layout study's models (``probes-layout-*``), in the study's order."""
+    """The shipped probes of the layout study's models (``probes-layout-*``), in the study's order.
+
+    Returns:
+        One probes.json summary per layout (:func:`load_probes`).
+
+    Examples:
+        >>> import analysis
+        >>> probes = analysis.layout_probes()
+        >>> len(probes), "rows" in probes[0]
+        (5, True)
+    """
     order = ("c-c-c-c", "c-c-c-t", "c-c-t-t", "c-t-t-t", "vit-rel")
     found = [load_probes(name) for name in shipped_probes() if name.startswith("probes-layout-")]
     return sorted(found, key=lambda p: order.index(p["model"].removeprefix("layout-"))
@@ -203,7 +235,20 @@ def layout_probes() -> list[dict]:
 
 def generalisation_ranking(layout_study: dict) -> dict[str, float]:
     """Each layout's test top-1 at the largest training-set size of the layout study (layouts.json: issue
-    16's ranking of how well each layout generalises), by layout (``C-C-T-T``)."""
+    16's ranking of how well each layout generalises), by layout (``C-C-T-T``).
+
+    Args:
+        layout_study: a layout study (:func:`load_layouts`).
+
+    Returns:
+        Layout -> test top-1, in [0, 1].
+
+    Examples:
+        >>> import analysis
+        >>> ranking = analysis.generalisation_ranking(analysis.load_layouts())
+        >>> sorted(ranking, key=ranking.get, reverse=True)[0], round(ranking["ViT_REL"], 2)
+        ('C-C-C-C', 0.63)
+    """
     best: dict[str, tuple[int, float]] = {}
     for run in layout_study["runs"]:
         size, top1 = int(run["size"]), float(run["test_top1"])

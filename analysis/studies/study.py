@@ -415,7 +415,16 @@ STUDIES = Path(__file__).resolve().parent / "results"
 
 
 def shipped_studies() -> list[str]:
-    """The names of the studies shipped with the package (``study-demo-pre``, ``study-demo-post``)."""
+    """The names of the studies shipped with the package (``study-demo-pre``, ``study-demo-post``).
+
+    Returns:
+        The names.
+
+    Examples:
+        >>> import analysis
+        >>> "study-demo-pre" in analysis.shipped_studies()
+        True
+    """
     names = [p.parent.name for p in STUDIES.glob("*/study.json")]
     return sorted(names, key=lambda name: (not name.endswith("-pre"), name))  # the paper's choice first
 
@@ -424,8 +433,21 @@ def load_study(spec: str | Path) -> dict:
     """A study's summary: a shipped study by name, a study folder, or its study.json (a sanity-only
     study, ``coatnet study --sanity-only``, holds ``sanity`` and ``robustness`` but no ``baseline``).
 
+    Args:
+        spec: a shipped name (:func:`shipped_studies`), a folder written by ``coatnet study``, or its
+            study.json.
+
+    Returns:
+        The summary: the model, the data, the protocol, and each measured part.
+
     Raises:
         ValueError: nothing readable there, with what to give instead.
+
+    Examples:
+        >>> import analysis
+        >>> study = analysis.load_study("study-demo-pre")
+        >>> study["model"], "baseline" in study, "baseline" in analysis.load_study("sanity-layout-c-c-t-t")
+        ('demo-pre', True, False)
     """
     name = str(spec).strip()
     path = STUDIES / name / "study.json" if name in shipped_studies() else Path(name).expanduser()

@@ -29,6 +29,13 @@ VERDICT_RULE = (
     f"the weights: a Spearman rank correlation of |map| with the trained map below {ALIKE} once every part "
     f"is randomised; depends on the class: the same below {ALIKE} against another class's map"
 )
+"""The rule :func:`explanation_verdicts` applies, in one sentence for the reader of a verdict table.
+
+Examples:
+    >>> import analysis
+    >>> analysis.VERDICT_RULE.split(";")[0]
+    "faithful: ROAD above every random seed's, and deletion or insertion beyond every seed's"
+"""
 
 
 @dataclass(frozen=True)
@@ -36,15 +43,31 @@ class Verdict:
     """One explanation's verdict and its evidence (means over the study's images).
 
     Attributes:
-        method, stage: the row (stage: Grad-CAM's, else None); name: both as one label.
-        faithful, model_dependent, class_dependent: the three answers (module docstring); None where
-            the study did not measure it.
-        road, deletion_auc, insertion_auc: the map's faithfulness; random_road_high,
-            random_deletion_low, random_insertion_high: the random map's best over its seeds.
-        after_head, after_all: Spearman rank correlation of |map| with the trained model's map once the
-            head, and once every part, is randomised (cascading).
+        method: the row's method.
+        stage: Grad-CAM's stage, else None.
+        name: both as one label.
+        faithful: ROAD and deletion or insertion beyond every random seed's (module docstring); None
+            where the study did not measure it.
+        model_dependent: whether the map changes once the weights are randomised; None where unmeasured.
+        class_dependent: whether the map changes for another class; None where unmeasured.
+        road: the map's ROAD score.
+        deletion_auc: the area under its deletion curve.
+        insertion_auc: the area under its insertion curve.
+        random_road_high: the random map's best ROAD over its seeds.
+        random_deletion_low: the random map's lowest deletion area over its seeds.
+        random_insertion_high: the random map's highest insertion area over its seeds.
+        after_head: Spearman rank correlation of |map| with the trained model's map once the head is
+            randomised (cascading).
+        after_all: the same once every part is randomised.
         random_logit: the same between the maps for the predicted and another class.
         verdict: ``trust``, ``the floor`` (the random map), or what fails (``not faithful; ...``).
+
+    Examples:
+        >>> import analysis
+        >>> study = analysis.load_study("study-demo-pre")
+        >>> verdicts = {v.name: v for v in analysis.explanation_verdicts(study)}
+        >>> verdicts["rollout"].verdict, verdicts["rollout"].class_dependent
+        ('not faithful; does not depend on the class', False)
     """
 
     method: str
@@ -67,7 +90,20 @@ class Verdict:
 
 def explanation_verdicts(study: dict) -> list[Verdict]:
     """The verdict of every explanation of a study (module docstring), in the order of its rows: those of
-    ``faithfulness`` where it has them, else of ``sanity``. Empty when it measured neither."""
+    ``faithfulness`` where it has them, else of ``sanity``. Empty when it measured neither.
+
+    Args:
+        study: a study's summary (:func:`load_study`).
+
+    Returns:
+        One :class:`Verdict` per explanation.
+
+    Examples:
+        >>> import analysis
+        >>> verdicts = analysis.explanation_verdicts(analysis.load_study("study-demo-pre"))
+        >>> verdicts[0].name, verdicts[0].verdict
+        ('random', 'the floor')
+    """
     faith = {(r["method"], r.get("stage")): r for r in study.get("faithfulness") or []}
     sanity: dict[tuple[str, str | None], dict[tuple[str, str | None], dict]] = {}
     for entry in study.get("sanity") or []:
