@@ -38,6 +38,14 @@ COMPONENT_LABELS = {  # two short lines each: eight columns fit a narrow page
     "attn.weights": "weights<br>(where)",
     "attn.v": "values<br>(what)",
 }
+"""The column label of each patched component (:data:`analysis.causal.patching.COMPONENTS`) in
+:func:`patching_figure`, two short lines each.
+
+Examples:
+    >>> from analysis import figures
+    >>> figures.COMPONENT_LABELS["output"]
+    'block<br>output'
+"""
 UNDEFINED = "undefined"
 COLOUR_BAR = {"thickness": 12, "ypad": 0, "outlinewidth": 0, "title": {"text": "recovery", "side": "right"}}
 
@@ -85,7 +93,22 @@ def _cell_text(value: float, present: bool, defined: bool) -> str:
 def patching_figure(result) -> go.Figure:
     """Rows the blocks (``S0`` the stem), columns the components; a block without a component is blank.
     One transparent marker per cell carries [block, component] for a click (the app opens that block's
-    position map)."""
+    position map).
+
+    Args:
+        result: :func:`analysis.activation_patching`'s result.
+
+    Returns:
+        The figure: a heatmap and its click markers.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> result = analysis.activation_patching(model, torch.randn(1, 28, 28), heads=False)
+        >>> figures.patching_figure(result).data[0].type
+        'heatmap'
+    """
     components = list(result.components)
     present = result.present
     values = np.where(present, result.recovery, np.nan) if result.defined else np.full(present.shape, np.nan)
@@ -120,7 +143,22 @@ def patching_figure(result) -> go.Figure:
 
 
 def head_patching_figure(result) -> go.Figure:
-    """Rows the attention blocks, columns the heads: each head's output patched alone."""
+    """Rows the attention blocks, columns the heads: each head's output patched alone.
+
+    Args:
+        result: :func:`analysis.activation_patching`'s result, with ``heads=True``.
+
+    Returns:
+        The figure: one heatmap.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> result = analysis.activation_patching(model, torch.randn(1, 28, 28), torch.randn(1, 28, 28))
+        >>> figures.head_patching_figure(result).data[0].type
+        'heatmap'
+    """
     blocks = list(result.heads)
     if not blocks:
         return chart(go.Figure(), "Head patching: this model has no attention block", height=120)
@@ -152,7 +190,24 @@ def head_patching_figure(result) -> go.Figure:
 def position_patching_figure(result, image: np.ndarray | None = None) -> go.Figure:
     """The recovery of each position of one block's output, drawn over ``image`` (H, W[, C]) at the
     positions it covers: each square of ``cell`` x ``cell`` cells over its own cells (the last row and
-    column of squares cut at the grid's edge), a cell ``stride`` pixels wide."""
+    column of squares cut at the grid's edge), a cell ``stride`` pixels wide.
+
+    Args:
+        result: :func:`analysis.position_patching`'s result.
+        image: the clean picture (:func:`analysis.display_image`), or None.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model, clean = analysis.load_model("demo-pre"), torch.randn(1, 28, 28)
+        >>> result = analysis.position_patching(model, clean, block="S3.0")
+        >>> picture = analysis.display_image(clean, analysis.preprocessing_of(model))
+        >>> figures.position_patching_figure(result, picture).data[0].type
+        'image'
+    """
     title = (
         f"{result.block}: recovery of each position ({result.cell}x{result.cell} cells). {_subject(result)}"
     )
@@ -174,7 +229,20 @@ def _kind_marker(kind: str) -> str:
 def probes_figure(probes: dict) -> go.Figure:
     """Probe top-1 (test, and train dotted) of every block against depth, each block's marker coloured by
     its kind (the stem, MBConv C, Transformer T); the head lens of the S4 blocks; the model's own top-1
-    as a line."""
+    as a line.
+
+    Args:
+        probes: a probes.json summary (:func:`analysis.load_probes`).
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.probes_figure(analysis.load_probes("probes-demo-pre")).data[0].type
+        'scatter'
+    """
     rows = probes["rows"]
     blocks = [r["block"] for r in rows]
     colours = [colour(BLOCK_KIND_COLOURS, "conv" if r["kind"] == "stem" else r["kind"]) for r in rows]
@@ -213,14 +281,41 @@ def probes_figure(probes: dict) -> go.Figure:
 
 
 def layout_label(model: str) -> str:
-    """``layout-c-c-t-t`` -> ``C-C-T-T``, ``layout-vit-rel`` -> ``ViT_REL`` (the layout study's names)."""
+    """``layout-c-c-t-t`` -> ``C-C-T-T``, ``layout-vit-rel`` -> ``ViT_REL`` (the layout study's names).
+
+    Args:
+        model: a model's name, as a study or probes.json records it.
+
+    Returns:
+        The layout's name; any other name as it is.
+
+    Examples:
+        >>> from analysis import figures
+        >>> figures.layout_label("layout-c-c-t-t"), figures.layout_label("layout-vit-rel")
+        ('C-C-T-T', 'ViT_REL')
+    """
     name = model.removeprefix("layout-")
     return "ViT_REL" if name == "vit-rel" else name.upper()
 
 
 def readable_from(probes: dict, within: float = 0.02) -> tuple[str, float]:
     """The first block whose probe's test top-1 is within ``within`` of the last block's, and its depth
-    as a fraction of the blocks (0 the stem, 1 the last block)."""
+    as a fraction of the blocks (0 the stem, 1 the last block).
+
+    Args:
+        probes: a probes.json summary (:func:`analysis.load_probes`).
+        within: how close to the last block's top-1, as a fraction.
+
+    Returns:
+        (the block, its depth in [0, 1]).
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> block, depth = figures.readable_from(analysis.load_probes("probes-demo-pre"))
+        >>> block, round(depth, 2)
+        ('S3.0', 0.67)
+    """
     rows = probes["rows"]
     last = rows[-1]["test_top1"]
     for i, row in enumerate(rows):
@@ -232,7 +327,22 @@ def readable_from(probes: dict, within: float = 0.02) -> tuple[str, float]:
 def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None = None) -> go.Figure:
     """The probes of every layout on one axis of depth (0 the stem, 1 the last block): per layout its
     probe test top-1, each marker by the block's kind. ``ranking`` (layout -> the layout study's test
-    top-1) orders the legend from the best-generalising layout."""
+    top-1) orders the legend from the best-generalising layout.
+
+    Args:
+        studies: one probes.json summary per layout (:func:`analysis.layout_probes`).
+        ranking: layout -> test top-1 (:func:`analysis.generalisation_ranking`), or None.
+
+    Returns:
+        The figure: one line per layout.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> ranking = analysis.generalisation_ranking(analysis.load_layouts())
+        >>> len(figures.layout_probes_figure(analysis.layout_probes(), ranking).data)
+        5
+    """
     order = sorted(studies, key=lambda p: -(ranking or {}).get(layout_label(p["model"]), 0.0))
     figure = go.Figure()
     for probes in order:

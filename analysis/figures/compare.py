@@ -18,9 +18,25 @@ __all__ = [
 
 
 def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure]:
-    """Pre vs post (a :class:`analysis.maps.compare.Comparison`): per block, each model's maps on a scale of
+    """Pre vs post (a :class:`analysis.Comparison`): per block, each model's maps on a scale of
     its own and their difference (b - a) on a diverging one; then the distance scatter of both and the
-    per-head divergences."""
+    per-head divergences.
+
+    Args:
+        comparison: :func:`analysis.compare`'s result.
+        image_a: the picture (as the first model sees it) to draw under the maps, or None.
+
+    Returns:
+        Three figures per block, then the two of :func:`comparison_summary_figures`.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> comparison = analysis.compare(pre, post, torch.randn(1, 1, 28, 28))
+        >>> len(figures.comparison_figures(comparison, None))  # 3 blocks x 3, and 2
+        11
+    """
     figures = []
     for block in comparison.blocks:
         figures += block_comparison_figures(block, comparison.labels, image_a)
@@ -30,7 +46,23 @@ def comparison_figures(comparison, image_a: np.ndarray | None) -> list[go.Figure
 def comparison_summary_figures(comparison) -> list[go.Figure]:
     """Every block of a comparison at once: mean attention distance per head of both models, and the
     Jensen-Shannon divergence per head (mean over queries, and at the query), each saying which weights
-    it measured."""
+    it measured.
+
+    Args:
+        comparison: :func:`analysis.compare`'s result.
+
+    Returns:
+        Two figures: the distances, and the divergences.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> comparison = analysis.compare(pre, post, torch.randn(1, 1, 28, 28))
+        >>> distances, divergences = figures.comparison_summary_figures(comparison)
+        >>> distances.data[0].type
+        'scatter'
+    """
     label_a, label_b = comparison.labels
     figures = []
     names = [b.name for b in comparison.blocks]
@@ -63,7 +95,25 @@ def block_comparison_figures(
 ) -> list[go.Figure]:
     """One block of a comparison: each model's maps at the query on a scale of its own (so that neither
     row vanishes when one model's weights are much smaller; sequential for weights >= 0, diverging for
-    signed post-normalization weights, the range in the title), then b - a on its own diverging scale."""
+    signed post-normalization weights, the range in the title), then b - a on its own diverging scale.
+
+    Args:
+        block: one of :attr:`analysis.Comparison.blocks`.
+        labels: what to call the two models.
+        image: the picture to draw under the maps, or None.
+        opacity: of the maps over the picture.
+
+    Returns:
+        Three figures: the first model's maps, the second's, and their difference.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
+        >>> comparison = analysis.compare(pre, post, torch.randn(1, 1, 28, 28))
+        >>> len(figures.block_comparison_figures(comparison.blocks[0], comparison.labels, None))
+        3
+    """
     row, col = divmod(block.query, block.grid[1])
     heads = block.map_a.shape[0]
     titles = [f"h{h}" for h in range(heads)]

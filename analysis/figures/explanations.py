@@ -30,7 +30,25 @@ SCORE_LABELS = {
 def relevance_figure(
     relevance, image: np.ndarray | None, *, index: int = 0, opacity: float = DEFAULT_OPACITY
 ):
-    """A :class:`analysis.ClassRelevance` map on the first attention block's grid, over the image."""
+    """A :class:`analysis.ClassRelevance` map on the first attention block's grid, over the image.
+
+    Args:
+        relevance: :func:`analysis.class_relevance`'s result.
+        image: the picture to draw under the map, or None.
+        index: the image of the batch.
+        opacity: of the map over the picture.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> relevance = analysis.class_relevance(model, torch.randn(1, 1, 28, 28), target=4)
+        >>> figures.relevance_figure(relevance, None).data[0].type  # no picture under it: a heatmap alone
+        'heatmap'
+    """
     names = relevance.target_names
     target = relevance.targets[index]
     name = names[index] if names else f"class {target}"
@@ -73,7 +91,23 @@ def random_sentence(rows: Sequence) -> str:
 def curves_figure(report, curve: str = "deletion") -> go.Figure:
     """One image's deletion (or insertion) curve per method (an :class:`analysis.FaithfulnessReport`):
     the target's probability against the share of pixels removed (restored); random with its seeds'
-    spread as the area under the curve in the legend."""
+    spread as the area under the curve in the legend.
+
+    Args:
+        report: :func:`analysis.faithfulness`'s report.
+        curve: ``deletion`` or ``insertion``.
+
+    Returns:
+        The figure: one line per method.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> figures.curves_figure(report, "insertion").data[0].type
+        'scatter'
+    """
     figure = go.Figure()
     for r in report.results:
         values = getattr(r, curve)
@@ -113,7 +147,23 @@ def curves_figure(report, curve: str = "deletion") -> go.Figure:
 def scores_figure(rows: Sequence, title: str) -> go.Figure:
     """Deletion AUC, insertion AUC and ROAD per method, as horizontal bars in three panels: ``rows`` are
     :class:`analysis.Faithfulness` results or study.json's ``faithfulness`` entries. A random map's
-    seed range, where known, is drawn as an error bar."""
+    seed range, where known, is drawn as an error bar.
+
+    Args:
+        rows: the results to draw.
+        title: the figure's title.
+
+    Returns:
+        The figure: a bar trace per panel.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> len(figures.scores_figure(report.results, "one image").data)
+        3
+    """
     entries = [_entry(r) for r in rows]
     labels = [e["name"] for e in entries]
     figure = go.Figure()

@@ -36,7 +36,20 @@ __all__ = [
 
 def size_figure(study: dict) -> go.Figure:
     """Test top-1 and the final training loss (clean training subset) against the training-set size, one
-    line per layout, log-scaled sizes."""
+    line per layout, log-scaled sizes.
+
+    Args:
+        study: a layout study (:func:`analysis.load_layouts`).
+
+    Returns:
+        The figure: two lines per layout.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> len(figures.size_figure(analysis.load_layouts()).data)
+        10
+    """
     figure = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.14,
         subplot_titles=("test top-1 (%)", "training loss, clean training subset"),
@@ -68,7 +81,20 @@ def size_figure(study: dict) -> go.Figure:
 def gap_figure(study: dict) -> go.Figure:
     """The paper's view (its Figure 1): final training loss against test accuracy, one line per layout
     through its sizes (larger markers for more training images: labels would collide where two sizes
-    land close); a layout further up and left reaches more accuracy for the same fit."""
+    land close); a layout further up and left reaches more accuracy for the same fit.
+
+    Args:
+        study: a layout study (:func:`analysis.load_layouts`).
+
+    Returns:
+        The figure: one line per layout.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> len(figures.gap_figure(analysis.load_layouts()).data)  # five layouts
+        5
+    """
     sizes = sorted({r["size"] for r in study["runs"]})
     marker = {size: 7 + 5 * k for k, size in enumerate(sizes)}
     figure = go.Figure()
@@ -96,6 +122,13 @@ LAYOUT_VIEWS = {
     "erf": "effective receptive field of the centre unit",
     "attention": "attention from the query point (T stages)",
 }
+"""What :func:`layout_stages_figure` can draw (its ``what``), each in words for the page's picker.
+
+Examples:
+    >>> from analysis import figures
+    >>> sorted(figures.LAYOUT_VIEWS)
+    ['attention', 'erf', 'gradcam']
+"""
 
 
 def layout_stages_figure(
@@ -103,7 +136,24 @@ def layout_stages_figure(
 ) -> go.Figure:
     """Every layout (a row) stage by stage (a column): ``what`` of each stage over the image as that layout
     saw it; empty panels where a stage has no attention, the query cell outlined where it has. Each row's
-    first subtitle names the class that layout predicts (the class its Grad-CAM explains)."""
+    first subtitle names the class that layout predicts (the class its Grad-CAM explains).
+
+    Args:
+        views: :func:`analysis.compare_layouts`'s result.
+        images: layout -> the picture as that layout saw it (:func:`analysis.display_image`), or None.
+        what: one of :data:`LAYOUT_VIEWS`: ``gradcam``, ``erf`` or ``attention``.
+
+    Returns:
+        The figure: one panel per layout and stage.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> models = {"C-C-T-T": analysis.load_model("demo-pre")}
+        >>> views = analysis.compare_layouts(models, torch.randn(1, 28, 28))
+        >>> figures.layout_stages_figure(views, {"C-C-T-T": None}, what="erf").data[0].type  # no picture
+        'heatmap'
+    """
     if what not in LAYOUT_VIEWS:
         raise ValueError(f"what must be one of {', '.join(LAYOUT_VIEWS)}, got {what!r}")
     layouts = list(views)
@@ -140,7 +190,22 @@ def layout_stages_figure(
 
 
 def layout_similarity_figure(result: LayoutSimilarity) -> go.Figure:
-    """One row per pair of layouts, one column per stage: the linear CKA of that stage in the two."""
+    """One row per pair of layouts, one column per stage: the linear CKA of that stage in the two.
+
+    Args:
+        result: :func:`analysis.layout_similarity`'s result.
+
+    Returns:
+        The figure: one heatmap.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> models = {"pre": analysis.load_model("demo-pre"), "post": analysis.load_model("demo-post")}
+        >>> alike = analysis.layout_similarity(models, torch.randn(8, 1, 28, 28))
+        >>> figures.layout_similarity_figure(alike).data[0].type
+        'heatmap'
+    """
     pairs = [(i, j) for i in range(len(result.layouts)) for j in range(i + 1, len(result.layouts))]
     rows = [f"{result.layouts[i]} vs {result.layouts[j]}" for i, j in pairs]
     matrix = np.array([[result.matrix[k, i, j] for k in range(len(result.stages))] for i, j in pairs])

@@ -90,7 +90,31 @@ def attention_heads_figure(
 ) -> go.Figure:
     """Where ``query`` attends in every head of one block (an :class:`analysis.BlockAttention`): a compact
     overview, at most eight heads a row, laid out to fill ``width`` px, on one colour scale; the
-    ``selected`` head framed."""
+    ``selected`` head framed.
+
+    Args:
+        block: one block of :func:`analysis.attention_maps`.
+        image: the picture to draw under the maps (:func:`analysis.display_image`), or None.
+        query: the row-major query index.
+        part: ``effective``, ``content``, ``bias`` or ``bias_softmax`` (:func:`analysis.query_map`).
+        index: the image of the batch.
+        opacity: of the maps over the picture.
+        selected: the head to frame, or None.
+        width: the figure's width in px.
+
+    Returns:
+        The figure: one panel per head.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model, x = analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28)
+        >>> s3 = analysis.attention_maps(model, x).block("S3.0")
+        >>> picture = analysis.display_image(x[0], analysis.preprocessing_of(model))
+        >>> figure = figures.attention_heads_figure(s3, picture, 24, part="content", selected=1)
+        >>> figure.data[0].type
+        'image'
+    """
     from analysis.maps.attention import query_map
 
     maps = query_map(block, query, part=part, image=index)
@@ -118,7 +142,30 @@ def fused_attention_figure(
     model: str = "",
 ) -> go.Figure:
     """All heads of one block fused (``how`` = ``mean`` or ``max``), or one head (``how`` = its index), at
-    ``query``, large; clickable to pick the next query; the title names ``model`` when given."""
+    ``query``, large; clickable to pick the next query; the title names ``model`` when given.
+
+    Args:
+        block: one block of :func:`analysis.attention_maps`.
+        image: the picture to draw under the map, or None.
+        query: the row-major query index.
+        part: ``effective``, ``content``, ``bias`` or ``bias_softmax``.
+        how: ``mean`` or ``max`` over heads, or one head's index.
+        index: the image of the batch.
+        clickable: add a transparent marker per cell, for a click to pick the next query.
+        opacity: of the map over the picture.
+        model: the model's name for the title, or ``""``.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> s3 = analysis.attention_maps(model, torch.randn(1, 1, 28, 28)).block("S3.0")
+        >>> figures.fused_attention_figure(s3, None, 24, how=2).data[0].type  # head 2, no picture under it
+        'heatmap'
+    """
     from analysis.maps.attention import fuse_heads, query_map
 
     heads = query_map(block, query, part=part, image=index)
@@ -142,7 +189,30 @@ def attention_change_figure(
     before, after, image: np.ndarray | None, query: int, *, index: int = 0, opacity: float = DEFAULT_OPACITY
 ) -> go.Figure:
     """How an intervention changed where ``query`` attends in one block: the heads' mean effective weights
-    after minus before (two :class:`analysis.BlockAttention` of the same block), on a scale centred on 0."""
+    after minus before (two :class:`analysis.BlockAttention` of the same block), on a scale centred on 0.
+
+    Args:
+        before: the block's attention without the intervention.
+        after: the same block's attention with it (:attr:`analysis.InterventionEffect.after`).
+        image: the picture to draw under the map (:func:`analysis.display_image`), or None.
+        query: the row-major query index.
+        index: the image of the batch.
+        opacity: of the map over the picture.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> uniform = [analysis.Intervention("S3.0", "uniform")]
+        >>> effect = analysis.intervention_effect(model, torch.randn(1, 28, 28), uniform)
+        >>> before, after = effect.before.block("S3.0"), effect.after.block("S3.0")
+        >>> figure = figures.attention_change_figure(before, after, None, 24)
+        >>> figure.data[0].type  # no picture under it: a heatmap alone
+        'heatmap'
+    """
     from analysis.maps.attention import fuse_heads, query_map
 
     change = (
@@ -161,7 +231,25 @@ def attention_change_figure(
 def rollout_figure(
     rollout, image: np.ndarray | None, *, index: int = 0, opacity: float = DEFAULT_OPACITY
 ) -> go.Figure:
-    """Attention rollout (an :class:`analysis.Rollout`) on the first attention block's grid."""
+    """Attention rollout (an :class:`analysis.Rollout`) on the first attention block's grid.
+
+    Args:
+        rollout: :func:`analysis.attention_rollout`'s result.
+        image: the picture to draw under the map, or None.
+        index: the image of the batch.
+        opacity: of the map over the picture.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> rollout = analysis.attention_rollout(model, torch.randn(1, 1, 28, 28))
+        >>> figures.rollout_figure(rollout, None, opacity=0.8).data[0].type  # no picture: a heatmap alone
+        'heatmap'
+    """
     values = rollout.map[index]
     query = None if rollout.query is None else divmod(rollout.query, rollout.grid_last[1])
     where = "averaged over queries" if query is None else f"from query {pair(*query)} of {rollout.blocks[-1]}"
@@ -176,7 +264,23 @@ def rollout_figure(
 
 
 def statistics_figures(statistics) -> list[go.Figure]:
-    """Mean distance, entropy and position share per head and block (an :class:`AttentionStatistics`)."""
+    """Mean distance, entropy and position share per head and block (an
+    :class:`analysis.AttentionStatistics`).
+
+    Args:
+        statistics: :func:`analysis.attention_statistics`'s result.
+
+    Returns:
+        Three figures: distance, entropy, position share.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> stats = analysis.attention_statistics(model, torch.randn(2, 1, 28, 28))
+        >>> len(figures.statistics_figures(stats))
+        3
+    """
     names = [b.name for b in statistics.blocks]
     mode = statistics.blocks[0].mode if statistics.blocks else ""
     return [
@@ -200,7 +304,23 @@ def statistics_figures(statistics) -> list[go.Figure]:
 
 def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:
     """Each attention block's per-head bias kernels, then each MBConv block's depthwise kernels (the
-    first ``max_channels`` channels), both oriented offset = key - query with the centre outlined."""
+    first ``max_channels`` channels), both oriented offset = key - query with the centre outlined.
+
+    Args:
+        kernels: :func:`analysis.relative_bias_kernels`'s result.
+        max_channels: depthwise channels drawn per MBConv block.
+        cols: panels per row.
+
+    Returns:
+        One figure per attention block, then one per MBConv block.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
+        >>> len(figures.kernel_figures(kernels, max_channels=4))  # 3 attention blocks, 3 MBConv blocks
+        6
+    """
     return [bias_kernel_figure(block, cols=cols) for block in kernels.bias] + [
         depthwise_kernel_figure(block, channels=range(min(max_channels, len(block.kernels))), cols=cols)
         for block in kernels.depthwise
@@ -209,7 +329,24 @@ def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go
 
 def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
     """One attention block's relative-bias kernel per head (a :class:`analysis.BiasKernel`), of the model
-    named ``model`` (named in the title when given)."""
+    named ``model`` (named in the title when given).
+
+    Args:
+        block: one of :attr:`analysis.Kernels.bias`.
+        cols: panels per row.
+        model: the model's name for the title, or ``""``.
+
+    Returns:
+        The figure: one heatmap per head.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
+        >>> figure = figures.bias_kernel_figure(kernels.bias[0], model="demo-pre")
+        >>> figure.data[0].type, len(figure.data)  # S3.0's 4 heads (and their centre outlines)
+        ('heatmap', 8)
+    """
     peaks, distances = kernel_summary(block)
     titles = [
         f"head {h}<br>peak {pair(*peak)}<br>mean {readable(d)}{NBSP}px"
@@ -245,7 +382,24 @@ def kernel_summary(block) -> tuple[list[tuple[int, int]], list[float]]:
 
 def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) -> go.Figure:
     """The depthwise kernels of the chosen ``channels`` (any of them, in the order given) of one MBConv
-    block (a :class:`analysis.DepthwiseKernel`)."""
+    block (a :class:`analysis.DepthwiseKernel`).
+
+    Args:
+        block: one of :attr:`analysis.Kernels.depthwise`.
+        channels: the channels to draw.
+        cols: panels per row.
+
+    Returns:
+        The figure: one heatmap per channel.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
+        >>> figure = figures.depthwise_kernel_figure(kernels.depthwise[0], channels=[0, 5])
+        >>> figure.data[0].type
+        'heatmap'
+    """
     channels = list(channels)
     count = len(block.kernels)
     if not channels or not all(0 <= c < count for c in channels):
@@ -271,7 +425,23 @@ def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
 
 def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure:
     """The effective receptive field of each stage's centre unit, side by side, with the theoretical field
-    and the 50% mass square drawn on it."""
+    and the 50% mass square drawn on it.
+
+    Args:
+        fields: :func:`analysis.receptive_fields`'s result.
+        image: the picture to draw beside the fields, or None.
+
+    Returns:
+        The figure: one heatmap per stage.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> fields = analysis.receptive_fields(model, stages=[0, 3], samples=1)
+        >>> len(figures.receptive_field_figure(fields).data)
+        2
+    """
     stages = fields.stages
     height, width = fields.image_size
     block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
@@ -318,7 +488,21 @@ def _theory(stage) -> str:
 
 def frequency_figure(profile) -> go.Figure:
     """Per block, the relative log amplitude at the highest frequency, and its change over the block's
-    input (< 0: low-pass, > 0: high-pass), coloured by block kind."""
+    input (< 0: low-pass, > 0: high-pass), coloured by block kind.
+
+    Args:
+        profile: :func:`analysis.frequency_profile`'s result.
+
+    Returns:
+        The figure: bars per block.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> profile = analysis.frequency_profile(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
+        >>> figures.frequency_figure(profile).data[0].type
+        'bar'
+    """
     names = [b.name for b in profile.blocks]
     figure = make_subplots(
         rows=1,
@@ -349,7 +533,23 @@ def frequency_figure(profile) -> go.Figure:
 def attribution_figure(
     attribution, image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
 ) -> go.Figure:
-    """An attribution map (:class:`analysis.explain.attributions.Attribution`) over the image it explains."""
+    """An attribution map (:class:`analysis.Attribution`) over the image it explains.
+
+    Args:
+        attribution: the map (:func:`analysis.attributions`).
+        image: the picture to draw under it, or None.
+        opacity: of the map over the picture.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> gradcam = analysis.attributions(analysis.load_model("demo-pre"), torch.randn(1, 28, 28))
+        >>> figures.attribution_figure(gradcam, None).data[0].type  # no picture under it: a heatmap alone
+        'heatmap'
+    """
     name = attribution.target_name or f"class {attribution.target}"
     where = f" at {attribution.stage}" if attribution.stage else ""
     title = f"{attribution.method}{where}: {name} (p = {attribution.probability:.2f})"
@@ -359,7 +559,22 @@ def attribution_figure(
 
 
 def cka_figure(result, *, labels: tuple[str, str] = ("", "")) -> go.Figure:
-    """A CKA matrix (:class:`analysis.maps.cka.CKAResult`)."""
+    """A CKA matrix (:class:`analysis.CKAResult`).
+
+    Args:
+        result: :func:`analysis.cka`'s result.
+        labels: what to call the two models, for the axes (``("", "")``: one model).
+
+    Returns:
+        The figure: one heatmap.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> result = analysis.cka(analysis.load_model("demo-pre"), torch.randn(8, 1, 28, 28))
+        >>> figures.cka_figure(result).data[0].type
+        'heatmap'
+    """
     rows = [f"{labels[0]} {n}".strip() for n in result.names_a]
     cols = [f"{labels[1]} {n}".strip() for n in result.names_b]
     title = f"Linear CKA ({result.n_images} images)"
@@ -368,7 +583,24 @@ def cka_figure(result, *, labels: tuple[str, str] = ("", "")) -> go.Figure:
 
 def training_curves(rows: Sequence[dict]) -> go.Figure:
     """Loss and top-1 per epoch from a run's ``metrics.json`` (train and test; epochs the run did not test,
-    ``--eval-every``, are gaps)."""
+    ``--eval-every``, are gaps).
+
+    Args:
+        rows: one dict per epoch, as :attr:`coatnet.TrainResult.metrics` holds them: ``epoch``,
+            ``train_loss``, ``train_top1``, ``test_loss``, ``test_top1``.
+
+    Returns:
+        The figure: four lines.
+
+    Examples:
+        >>> from analysis import figures
+        >>> rows = [
+        ...     {"epoch": e, "train_loss": 1 / e, "train_top1": 0.5, "test_loss": 1.2 / e, "test_top1": 0.4}
+        ...     for e in (1, 2)
+        ... ]
+        >>> len(figures.training_curves(rows).data)
+        4
+    """
     epochs = [r["epoch"] for r in rows]
     figure = make_subplots(
         rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=("loss", "top-1 accuracy (%)")
@@ -405,7 +637,28 @@ def stages_figure(
     opacity: float = DEFAULT_OPACITY,
 ) -> go.Figure:
     """S0..S4 side by side: each stage's channel-mean |activation| on its own grid (top row) and, when
-    given, its Grad-CAM over the image (bottom row; ``cams``: one :class:`Attribution` per stage)."""
+    given, its Grad-CAM over the image (bottom row; ``cams``: one :class:`analysis.Attribution` per
+    stage).
+
+    Args:
+        features: :func:`analysis.feature_maps`'s result.
+        image: the picture to draw under the Grad-CAMs, or None.
+        cams: :func:`analysis.gradcam_stages`'s maps, or None.
+        index: the image of the batch.
+        opacity: of the Grad-CAMs over the picture.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model, image = analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28)
+        >>> cams = analysis.gradcam_stages(model, image)
+        >>> figure = figures.stages_figure(analysis.feature_maps(model, image), None, cams)
+        >>> figure.data[0].type
+        'heatmap'
+    """
     stages = features.blocks
     height, width = features.image_size
     subtitles = [
@@ -441,12 +694,27 @@ def stages_figure(
 
 
 def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Figure:
-    """Top-k classes (:class:`analysis.core.predictions.Prediction`) as horizontal bars, most probable on top.
+    """Top-k classes (:class:`analysis.Prediction`) as horizontal bars, most probable on top.
 
     One rule for every image: the axis runs from 0 to 100% (an axis fitted to each image's top
     probability jumped between 100%, 95% and 70% from one image to the next), each bar's probability
     written beside it; long names (ImageNet's "tench, Tinca tinca") are cut to their first synonym and
-    ``name_chars`` characters, the full name on hover."""
+    ``name_chars`` characters, the full name on hover.
+
+    Args:
+        predictions: :func:`analysis.top_k`'s predictions.
+        name_chars: the longest name drawn.
+
+    Returns:
+        The figure: one bar trace.
+
+    Examples:
+        >>> import numpy as np, analysis
+        >>> from analysis import figures
+        >>> top = analysis.top_k(np.array([0.1, 2.0, 1.0]), ["tench, Tinca tinca", "goldfish", "shark"])
+        >>> list(figures.predictions_figure(top).data[0].y)  # the least probable at the bottom
+        ['tench', 'shark', 'goldfish']
+    """
     full = [p.name for p in predictions][::-1]
     values = [p.probability for p in predictions][::-1]
     figure = go.Figure(
@@ -471,8 +739,24 @@ def _short_name(name: str, chars: int) -> str:
 
 
 def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
-    """The strongest channels of every stage (:class:`analysis.maps.features.FeatureMaps`): one column per
-    stage, one row per channel, each on its own diverging colour scale (channels differ in range)."""
+    """The strongest channels of every stage (:class:`analysis.FeatureMaps`): one column per
+    stage, one row per channel, each on its own diverging colour scale (channels differ in range).
+
+    Args:
+        features: :func:`analysis.feature_maps`'s result.
+        index: the image of the batch.
+
+    Returns:
+        The figure: one heatmap per stage and channel.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> features = analysis.feature_maps(model, torch.randn(1, 1, 28, 28), top=2)
+        >>> len(figures.feature_channels_figure(features).data)  # 5 stages x 2 channels
+        10
+    """
     stages = features.blocks
     rows = max(s.top.shape[1] for s in stages)
     height, width = features.image_size

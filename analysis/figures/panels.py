@@ -36,6 +36,13 @@ import plotly.graph_objects as go
 from analysis.figures.style import BACKGROUND, PALETTE, legend_below
 
 MAX_WIDTH = 560  # px: the widest fixed-size figure
+"""The widest fixed-size figure, in px.
+
+Examples:
+    >>> from analysis import figures
+    >>> figures.MAX_WIDTH
+    560
+"""
 TOOLBAR_PX = 34  # the band at the top left free for Plotly's toolbar
 EDGE_PX = 8  # the margin left, right and below
 GAP_PX = 6  # between panels, across
@@ -44,6 +51,13 @@ COLORBAR_PX = 112  # right of the panels: the bar, its tick labels and its title
 TITLE_SIZE, TITLE_LINE_PX, TITLE_CHAR_PX = 14, 19, 8.0  # a title line; a character's width, generously
 SUB_SIZE, SUB_LINE_PX, SUB_CHAR_PX = 12, 16, 7.0  # the same for subplot titles
 DEFAULT_OPACITY = 0.6  # of a map over its image
+"""The opacity of a map drawn over its image, the figures' default.
+
+Examples:
+    >>> from analysis import figures
+    >>> figures.DEFAULT_OPACITY
+    0.6
+"""
 MIN_BAR_PX = 100  # a colour bar is at least this long: its title and three tick labels fit
 TICK_PX = 32  # a colour bar gets a tick label per this many pixels
 

@@ -27,12 +27,27 @@ TEST_LABELS = {
     "cascading": "cascading (from the head down)",
     "independent": "independent (one part at a time)",
 }
+"""The sanity checks' randomisation tests in words.
+
+Examples:
+    >>> from analysis import figures
+    >>> figures.TEST_LABELS["cascading"]
+    'cascading (from the head down)'
+"""
 MEASURE_LABELS = {
     "spearman_abs": "Spearman rank correlation of |map|",
     "spearman": "Spearman rank correlation (signed)",
     "ssim": "SSIM of |map|",
     "hog": "HOG correlation",
 }
+"""Each similarity measure of the sanity checks (:func:`analysis.similarity`) in words, for axes and
+legends.
+
+Examples:
+    >>> from analysis import figures
+    >>> figures.MEASURE_LABELS["spearman_abs"]
+    'Spearman rank correlation of |map|'
+"""
 
 
 SHORT = {
@@ -51,8 +66,26 @@ def short_name(method: str, stage: str | None) -> str:
 def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float = 96.0) -> go.Figure:
     """Rows: the methods (named in the first column); columns: the trained model ("none" randomised),
     then the model with the head, the head and S4.0, ... every part randomised (cascading), each named by
-    the last part randomised in the first row. Each map
-    is its absolute value over its own maximum, so that a map of any unit reads on one scale, 0 to 1."""
+    the last part randomised in the first row. Each map is its absolute value over its own maximum, so
+    that a map of any unit reads on one scale, 0 to 1.
+
+    Args:
+        report: :func:`analysis.sanity_checks`'s report, with the ``cascading`` test.
+        width: the figure's width in px.
+        max_panel: the largest panel's side in px.
+
+    Returns:
+        The figure: one heatmap per method and part.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> image, rows = torch.randn(1, 28, 28), [("gradcam", "S3")]
+        >>> report = analysis.sanity_checks(model, image, tests=("cascading",), rows=rows)
+        >>> len(figures.sanity_cascade_figure(report).data)  # the trained map, then 8 parts randomised
+        9
+    """
     levels = ["trained", *report.parts]
     cascade = {(r.method, r.stage, r.randomised): r.map for r in report.results if r.test == "cascading"}
     panels, titles = [], []
@@ -75,7 +108,25 @@ def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float 
 def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
     """Per method, the similarity (``measure``) of its map to the trained model's, at each part of
     ``test`` (cascading: cumulatively from the head down; independent: one part at a time); the random
-    map dotted."""
+    map dotted.
+
+    Args:
+        report: :func:`analysis.sanity_checks`'s report.
+        measure: one of :data:`MEASURE_LABELS`.
+        test: ``cascading`` or ``independent`` (:data:`TEST_LABELS`).
+
+    Returns:
+        The figure: one line per method.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> image, rows = torch.randn(1, 28, 28), [("gradcam", "S3")]
+        >>> report = analysis.sanity_checks(model, image, tests=("cascading",), rows=rows)
+        >>> figures.sanity_curves_figure(report, measure="hog").data[0].type
+        'scatter'
+    """
     lines = []
     for explanation in report.trained:
         found = report.select(test, explanation.method, explanation.stage)
@@ -86,7 +137,23 @@ def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "
 
 def study_sanity_figure(study: dict, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
     """study.json's ``sanity`` drawn as :func:`sanity_curves_figure` draws one image's: per method the
-    mean similarity over the study's images at each part of ``test``, their standard deviation as bars."""
+    mean similarity over the study's images at each part of ``test``, their standard deviation as bars.
+
+    Args:
+        study: a study's summary (:func:`analysis.load_study`), with its ``sanity``.
+        measure: one of :data:`MEASURE_LABELS`.
+        test: ``cascading`` or ``independent``.
+
+    Returns:
+        The figure: one line per method.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figure = figures.study_sanity_figure(analysis.load_study("study-demo-pre"), test="independent")
+        >>> figure.data[0].type
+        'scatter'
+    """
     found = [e for e in study["sanity"] if e["test"] == test]
     lines, names = [], []
     for entry in found:
@@ -127,7 +194,24 @@ def _curves(lines, measure: str, test: str, over: str) -> go.Figure:
 def random_logit_figure(report, *, measure: str = "spearman_abs") -> go.Figure:
     """The random logit test (Sixt et al. 2020): per method, the similarity of its map for the predicted
     class and for another; the class-agnostic methods (rollout, the random map) are 1 by construction and
-    drawn so."""
+    drawn so.
+
+    Args:
+        report: :func:`analysis.sanity_checks`'s report, with the ``random_logit`` test.
+        measure: one of :data:`MEASURE_LABELS`.
+
+    Returns:
+        The figure: one bar per method.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> image, rows = torch.randn(1, 28, 28), [("gradcam", "S3")]
+        >>> report = analysis.sanity_checks(model, image, tests=("random_logit",), rows=rows)
+        >>> figures.random_logit_figure(report, measure="ssim").data[0].type
+        'bar'
+    """
     found = [r for r in report.results if r.test == "random_logit"]
     ours = report.target_name or f"class {report.target}"
     other = report.other_name or f"class {report.other}"
@@ -137,7 +221,21 @@ def random_logit_figure(report, *, measure: str = "spearman_abs") -> go.Figure:
 
 def study_random_logit_figure(study: dict, *, measure: str = "spearman_abs") -> go.Figure:
     """study.json's random logit entries: per method the mean similarity over the study's images of its
-    maps for the predicted class and for a random other, one standard deviation as error bars."""
+    maps for the predicted class and for a random other, one standard deviation as error bars.
+
+    Args:
+        study: a study's summary (:func:`analysis.load_study`), with its ``sanity``.
+        measure: one of :data:`MEASURE_LABELS`.
+
+    Returns:
+        The figure: one bar per method.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.study_random_logit_figure(analysis.load_study("study-demo-pre")).data[0].type
+        'bar'
+    """
     found = [e for e in study["sanity"] if e["test"] == "random_logit"]
     bars = [
         (e["method"], row_name(e["method"], e.get("stage")), e[measure], e["std"][measure]) for e in found
@@ -170,7 +268,20 @@ def _bars(bars, measure: str, what: str) -> go.Figure:
 def robustness_figure(study: dict) -> go.Figure:
     """study.json's ``robustness``: per method the mean max-sensitivity over the study's images (a
     relative change, comparable across methods), one standard deviation as error bars; the local
-    Lipschitz estimate (in the map's own units per input unit) in the hover."""
+    Lipschitz estimate (in the map's own units per input unit) in the hover.
+
+    Args:
+        study: a study's summary (:func:`analysis.load_study`), with its ``robustness``.
+
+    Returns:
+        The figure: one bar per method.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.robustness_figure(analysis.load_study("sanity-layout-c-c-t-t")).data[0].type
+        'bar'
+    """
     rows = [r for r in study["robustness"] if r["max_sensitivity"] is not None]
     names = [row_name(r["method"], r.get("stage")) for r in rows]
     figure = go.Figure(go.Bar(

@@ -36,7 +36,20 @@ def _head_series(study: dict, key: str) -> dict[str, tuple[list[str], list[np.nd
 
 def distance_figure(study: dict) -> go.Figure:
     """Mean attention distance per head against depth, of the effective weights, the content alone and
-    the bias alone: where each head's locality comes from."""
+    the bias alone: where each head's locality comes from.
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`), with its ``baseline``.
+
+    Returns:
+        The figure: a scatter per part.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.distance_figure(analysis.load_study("study-demo-pre")).data[0].type
+        'scatter'
+    """
     mode = study.get("attention", "")
     return distance_scatter(
         _head_series(study, "mean_distance_px"),
@@ -45,6 +58,21 @@ def distance_figure(study: dict) -> go.Figure:
 
 
 def entropy_figure(study: dict) -> go.Figure:
+    """Attention entropy per head against depth, of the effective weights, the content alone and the bias
+    alone (log N is uniform attention over the N keys a query sees).
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`), with its ``baseline``.
+
+    Returns:
+        The figure: a scatter per part.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> len(figures.entropy_figure(analysis.load_study("study-demo-pre")).data)
+        3
+    """
     return distance_scatter(
         _head_series(study, "entropy"),
         title="Attention entropy per head (nats; log N is uniform over the N keys a query sees)",
@@ -54,7 +82,23 @@ def entropy_figure(study: dict) -> go.Figure:
 
 def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | None = None) -> go.Figure:
     """Every intervention as a bar, the most harmful first: the change of top-1 (percentage points) or the
-    mean drop of the true class's logit."""
+    mean drop of the true class's logit.
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`), with its ``interventions``.
+        metric: ``delta_top1``, or the logit drop's key.
+        top: draw only this many, the most harmful (None: all).
+
+    Returns:
+        The figure: one bar per intervention.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figure = figures.interventions_figure(analysis.load_study("study-demo-pre"), top=5)
+        >>> figure.data[0].type, len(figure.data[0].y)
+        ('bar', 5)
+    """
     rows = sorted(study["interventions"], key=lambda r: r[metric] if metric == "delta_top1" else -r[metric])
     rows = rows[:top] if top else rows
     scale = 100.0 if metric == "delta_top1" else 1.0
@@ -80,7 +124,20 @@ def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | 
 
 def stage_figure(study: dict) -> go.Figure:
     """Per stage: mean |activation|, the effective receptive field's 50% side, and the high-frequency
-    change of the log-amplitude profile."""
+    change of the log-amplitude profile.
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`), with its ``stages``.
+
+    Returns:
+        The figure.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.stage_figure(analysis.load_study("study-demo-pre")).data[0].type
+        'scatter'
+    """
     stages = study["stages"]
     names = [f"{s['stage']} ({s['kind']})" for s in stages]
     figure = go.Figure()
@@ -105,6 +162,21 @@ def stage_figure(study: dict) -> go.Figure:
 
 
 def study_frequency_figure(study: dict) -> go.Figure:
+    """A dataset study's frequency view: the log amplitude of each stage's output against frequency,
+    averaged over the study's images (:func:`frequency_figure` draws one image's).
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`), with its ``stages``.
+
+    Returns:
+        The figure: one line per stage.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> len(figures.study_frequency_figure(analysis.load_study("study-demo-pre")).data)  # S0..S4
+        5
+    """
     figure = go.Figure()
     for s in study["stages"]:
         profile = s["frequency_profile"]
@@ -117,7 +189,20 @@ def study_frequency_figure(study: dict) -> go.Figure:
 
 
 def faithfulness_figure(study: dict) -> go.Figure:
-    """study.json's ``faithfulness``: deletion AUC, insertion AUC and ROAD per explanation method."""
+    """study.json's ``faithfulness``: deletion AUC, insertion AUC and ROAD per explanation method.
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`).
+
+    Returns:
+        The figure: three panels of bars.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.faithfulness_figure(analysis.load_study("study-demo-pre")).data[0].type
+        'bar'
+    """
     rows = study["faithfulness"]
     count = rows[0]["n_images"] if rows else 0
     mode = study.get("attention", "")
@@ -126,7 +211,23 @@ def faithfulness_figure(study: dict) -> go.Figure:
 
 def head_importance_figure(importance, *, target_name: str | None = None) -> go.Figure:
     """Per head, the drop of the class's logit when that head alone is knocked out (an
-    :class:`analysis.HeadImportance`): one horizontal bar per head, blocks in forward order, a colour each."""
+    :class:`analysis.HeadImportance`): one horizontal bar per head, blocks in forward order, a colour each.
+
+    Args:
+        importance: :func:`analysis.head_importance`'s result.
+        target_name: the class's name for the title, or None.
+
+    Returns:
+        The figure: one bar trace per block.
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> model = analysis.load_model("demo-pre")
+        >>> importance = analysis.head_importance(model, torch.randn(1, 28, 28), target=4)
+        >>> len(figures.head_importance_figure(importance, target_name="Coat").data)  # S3.0, S3.1, S4.0
+        3
+    """
     figure = go.Figure()
     count = 0
     for block in importance.blocks:
