@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import torch
 
-from coatnet import CheckpointError, create_model, from_timm, load_checkpoint
 from coatnet.devices import resolve_device
 from coatnet.model.network import CoAtNet
-from coatnet.weights.checkpoint import (
-    CheckpointNotFoundError,
-    NotCoatnetCheckpointError,
-    read_checkpoint_info,
-)
-from coatnet.weights.demos import NAMES
-from coatnet.weights.hub import split_tag
-from coatnet.weights.names import parse_model_name
+from coatnet.weights.resolve import ModelNameError, load_named_model
 
 
-class ModelSpecError(ValueError):
-    """A model spec that names nothing loadable; the message lists what would work."""
+class ModelSpecError(ModelNameError):
+    """A model spec that names nothing loadable; the message lists what would work.
+
+    Examples:
+        >>> import analysis
+        >>> try:
+        ...     analysis.load_model("no-such-model")
+        ... except analysis.ModelSpecError:
+        ...     print("caught")
+        caught
+    """
 
 
 def load_model(spec: str, *, attention: str | None = None, device: str | torch.device = "cpu") -> CoAtNet:
@@ -32,51 +33,50 @@ def load_model(spec: str, *, attention: str | None = None, device: str | torch.d
     runs on the device of the model it is given.
 
     Args:
-        spec: what to load.
+        spec: what to load: a built-in checkpoint (``demo-pre``), a checkpoint file, timm's weights (a
+            file or a hub tag), or a variant name (random weights).
         attention: ``pre`` / ``post`` to switch normalization (the weights stay; the model says so).
         device: ``cpu`` (the default), ``cuda``, or None for CUDA where present.
 
+    Returns:
+        The model, in eval mode, with ``checkpoint_info`` where it came from a checkpoint.
+
     Raises:
-        ModelSpecError: nothing by that name; :class:`coatnet.CheckpointError` for a file that does not fit;
-        :class:`coatnet.HubUnavailableError` for a hub tag while offline; ValueError for a device this
-        machine lacks.
+        ModelSpecError: nothing by that name.
+        coatnet.CheckpointError: a file that does not fit.
+        coatnet.HubUnavailableError: a hub tag while offline.
+        ValueError: a device this machine lacks.
+
+    Examples:
+        >>> import analysis
+        >>> model = analysis.load_model("demo-pre", attention="post")
+        >>> model.training, model.config.attention, model.checkpoint_info.class_names[4]
+        (False, 'post', 'Coat')
     """
     where = resolve_device(device)
-    return _load(spec, attention).to(where)
-
-
-def _load(spec: str, attention: str | None) -> CoAtNet:
-    name = parse_model_name(spec)
-    spec, path = name.spec, name.path
-    if name.kind == "builtin":
-        return load_checkpoint(name.value, attention=attention)
-    if path is not None and path.exists():
-        try:
-            read_checkpoint_info(path)
-        except NotCoatnetCheckpointError as ours:  # no safetensors with our metadata: timm's weights?
-            try:
-                return from_timm(path, attention=attention or "pre")
-            except (CheckpointError, ValueError, KeyError) as theirs:
-                raise CheckpointError(f"{ours}; nor is it timm CoAtNet weights ({theirs})") from theirs
-        return load_checkpoint(path, attention=attention)  # ours: its own errors say what does not fit
-    if path is not None:
-        raise CheckpointNotFoundError(f"{path} does not exist: check the path")
-    if name.kind == "timm_tag":
-        split_tag(spec)  # a malformed tag gets timm's own explanation
-        return from_timm(spec, attention=attention or "pre")
     try:
-        return create_model(spec, attention=attention or "pre").eval()
-    except (KeyError, ValueError):
-        pass
-    raise ModelSpecError(
-        f"no model {spec!r}: give a built-in name ({', '.join(NAMES)}), a .safetensors checkpoint, "
-        "timm weights (model.safetensors / pytorch_model.bin), a timm tag such as coatnet_0_rw_224.sw_in1k, "
-        "or a variant from `coatnet list`"
-    )
+        model = load_named_model(spec, attention=attention)  # the one grammar of names (coatnet.weights)
+    except ModelNameError as error:
+        raise ModelSpecError(str(error)) from None
+    return model.to(where)
 
 
 def describe(model: CoAtNet) -> str:
-    """One line: the model, its attention mode (and what it was trained with), and where it came from."""
+    """One line: the model, its attention mode (and what it was trained with), and where it came from.
+
+    Args:
+        model: a model, loaded or built.
+
+    Returns:
+        The line.
+
+    Examples:
+        >>> import analysis
+        >>> analysis.describe(analysis.load_model("demo-pre"))
+        'coatnet_pico, pre-normalization, from fashion-mnist'
+        >>> analysis.describe(analysis.load_model("coatnet_toy"))
+        'coatnet_toy, pre-normalization, random weights (untrained)'
+    """
     info = getattr(model, "checkpoint_info", None)
     if info is None:
         return f"{model.config.name}, {model.config.attention}-normalization, random weights (untrained)"
