@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast system-packages lint format screenshots figures notebooks clean
+.PHONY: app test test-fast system-packages lint format screenshots figures notebooks docs clean
 
 $(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ figures: $(STAMP)  ## every measured figure of the README and docs/ from its res
 
 notebooks: $(STAMP)  ## re-execute docs/notebooks and store their outputs, each figure also as PNG (needs chromium)
 	$(PY) scripts/run_notebooks.py
+
+docs: $(STAMP)  ## the static site in site/, offline: docs/*.md and the API and command-line reference (mkdocs.yml)
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
