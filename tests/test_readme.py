@@ -40,7 +40,7 @@ def test_only_blocks_that_need_downloads_are_not_run() -> None:
 @pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: p.name)
 def test_the_python_of_each_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "app").symlink_to(ROOT / "app")  # the examples read the gallery's pictures, as from a checkout
+    (tmp_path / "app").symlink_to(ROOT / "app")  # the examples read the gallery's pictures
     namespace: dict[str, object] = {}
     for i, block in enumerate(python_blocks(page)):
         exec(compile(block, f"{page.name} python block {i}", "exec"), namespace)
