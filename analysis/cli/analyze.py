@@ -33,7 +33,8 @@ from analysis.maps.rollout import attention_rollout
 from analysis.maps.statistics import attention_statistics
 from analysis.report.html import Section, write_report
 from analysis.report.sections import image_section, model_section, models_cka_section
-from coatnet.devices import DEVICES, resolve_device
+from coatnet.cli.options import add_attention_arg, add_command, add_compute_args, add_model_arg, hub_answers
+from coatnet.devices import resolve_device
 
 ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
 # CKA compares representations across images: with fewer, the unbiased estimate is mostly noise
@@ -41,20 +42,17 @@ CKA_MIN_IMAGES = 16
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "analyze",
-        help="attention, rollout, kernels, receptive fields, attributions... of images, as an HTML report",
-        description="Analyse images with a model (and optionally compare with a second one); writes "
-        "OUT/report.html (self-contained, opens offline) and OUT/results.json.",
-    )
+    p = add_command(
+        sub, "analyze", help="images in, an HTML report of how the model sees them out",
+        description="Attention, rollout, kernels, receptive fields, attributions... of images with a model "
+        "(and optionally compared with a second one); writes OUT/report.html (self-contained, opens "
+        "offline), OUT/results.json and results.npz.",
+        examples=["coatnet analyze shirt.png --model demo-pre --compare demo-post --out runs/report"],
+    )  # fmt: skip
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, BMP, GIF)")
-    p.add_argument(
-        "--model",
-        default="demo-pre",
-        help="a built-in name (demo-pre, layout-c-c-t-t ...), a checkpoint, a timm tag or file",
-    )
-    p.add_argument("--compare", help="a second model to compare with (e.g. demo-post)")
-    p.add_argument("--attention", choices=("pre", "post"), help="switch --model's normalization")
+    add_model_arg(p, default="demo-pre")
+    p.add_argument("--compare", metavar="SPEC", help="a second model to compare with (e.g. demo-post)")
+    add_attention_arg(p, help="switch --model's normalization (the weights stay; the report says so)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), help="query pixel (default: centre)")
     p.add_argument("--stage", default="S3", help="stage for Grad-CAM (S0..S4)")
@@ -78,13 +76,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also run the sanity checks per image: every explanation as the model's parts are randomised "
         "(cascading, independent) and for another class (docs/explanations.md; 9 s an image at 28 px)",
     )  # fmt: skip
-    p.add_argument("--device", choices=DEVICES, help="where the models run (default: CUDA when present)")
+    add_compute_args(p, device_help="where the models run (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_analyze)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    for spec in (args.model, args.compare):
+        if spec:
+            hub_answers(spec)
     model = load_model(args.model, attention=args.attention, device=device)
     other = load_model(args.compare, device=device) if args.compare else None
     pictures, names = [], []

@@ -1,10 +1,10 @@
 """``coatnet probe``: a linear probe per block (:mod:`analysis.studies.probes`), resumable and shardable.
 
 The pooled features of every block are measured in fixed batches of both splits, each batch written to
-``OUT/features/<split>-NNNNN.npz`` as soon as it is done, atomically; the same command run again (after
-Ctrl-C, SIGKILL or a crash) measures only the batches missing. Under ``torchrun`` each process takes every
-``world``-th batch; the first process then fits every probe from all batches, so any number of processes
-gives one process's result.
+``OUT/features/<split>-NNNNN.npz`` as soon as it is done, atomically; the same command with ``--resume``
+(after Ctrl-C, SIGKILL or a crash) measures only the batches missing. Under ``torchrun`` each process takes
+every ``world``-th batch; the first process then fits every probe from all batches, so any number of
+processes gives one process's result.
 
 Writes ``OUT/probes.json`` (``model``, ``data``, ``rows`` with one row per block in forward order,
 ``head_lens``, ``model_top1``, the protocol, the command, versions, device and wall time) and
@@ -33,6 +33,16 @@ from analysis.core.models import describe, load_model
 from analysis.figures.causal import probes_figure
 from analysis.report.html import Section, html_page
 from analysis.studies.probes import fit_probes, probe_features, probe_protocol
+from coatnet.cli.options import (
+    add_attention_arg,
+    add_command,
+    add_limit_arg,
+    add_model_arg,
+    add_resume_arg,
+    check_output,
+    hub_answers,
+    say_kept,
+)
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import open_for_model
 from coatnet.devices import resolve_device
@@ -43,33 +53,37 @@ from coatnet.training import distributed
 SPLITS = ("train", "test")
 
 
+PROBE_FILES = ("features", "probes.json")  # what a probe folder holds once it started
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "probe",
-        help="a linear probe per block over a dataset: OUT/probes.json and probes.html",
+    p = add_command(
+        sub, "probe", help="a linear probe per block over a dataset",
         description="Train a linear classifier on each block's pooled output (the training split, one "
         "regularisation choice on a held-out part) and score it on the test split: where the class "
-        "becomes linearly readable. Resumable (run the same command again) and runs under torchrun.",
-    )
-    p.add_argument(
-        "--model", default="demo-pre",
-        help="a built-in name (demo-pre, layout-c-c-t-t ...), a checkpoint, a timm tag or file",
+        "becomes linearly readable. Writes OUT/probes.json and probes.html. Resumable (--resume) and runs "
+        "under torchrun.",
+        examples=["coatnet probe --model demo-pre --limit 2000 --out runs/probes"],
     )  # fmt: skip
+    add_model_arg(p, default="demo-pre")
+    add_attention_arg(p)
     p.add_argument("--data", default="fashion-mnist", help=DATA_HELP)
-    p.add_argument("--limit", type=int, help="only the first N images of each split")
+    add_limit_arg(p, help="only the first N images of each split")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=256)
+    add_resume_arg(p, what="probe run")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (and per file in OUT)")
     add_run_arguments(p)
     p.set_defaults(func=cmd_probe)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    if args.limit is not None and args.limit < 1:
-        raise StudyError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out)
+    holds = check_output(out, resume=args.resume, what="a probe run", markers=PROBE_FILES)
     device = resolve_device(args.device)
+    hub_answers(args.model)
     rank, world = distributed.init(str(device))
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, attention=args.attention, device=device)
     pre = preprocessing_of(model)
     datasets = {}
     for split in SPLITS:
@@ -80,7 +94,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
         found = f"got {len(datasets['train'])} and {len(datasets['test'])}"
         raise StudyError(f"the probes need at least {2 * classes} training images (two per class) and one "
                          f"test image; {found}: raise --limit")  # fmt: skip
-    out = Path(args.out)
     settings = {"model": args.model, "model_description": describe(model), "data": args.data,
                 "limit": args.limit, "batch_size": args.batch_size,
                 "n_train": len(datasets["train"]), "n_test": len(datasets["test"]),
@@ -91,6 +104,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     work = [(split, i) for split in SPLITS for i in range(math.ceil(len(datasets[split]) / args.batch_size))]
     mine = [item for k, item in enumerate(work) if k % world == rank]
     todo = [item for item in mine if not _path(out, *item).exists()]
+    if holds:
+        done = sum(_path(out, *item).exists() for item in work)
+        say_kept("coatnet probe", out, f"{done} of {len(work)} batches of features")
     runner = for_inference(model)
     images = sum(_size(datasets[s], i, args.batch_size) for s, i in mine)
     done = sum(_size(datasets[s], i, args.batch_size) for s, i in mine if (s, i) not in todo)
@@ -109,8 +125,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             atomic_write(_path(out, split, i), lambda tmp, a=arrays: _save_npz(tmp, a))
             bar.update(len(indices))
     except KeyboardInterrupt:
-        print(f"interrupted: finished batches are kept; continue with the same command (--out {out})",
-              file=sys.stderr)  # fmt: skip
+        print(f"interrupted: finished batches are kept; continue with --out {out} --resume", file=sys.stderr)
         return 130
     finally:
         bar.close()
@@ -136,7 +151,7 @@ def merge_probes(
                 continue
             path = _path(out, s, i)
             if not path.exists():
-                raise StudyError(f"{out}: the {s} batch {i} is missing; run the same command again")
+                raise StudyError(f"{out}: the {s} batch {i} is missing; run the same command with --resume")
             with np.load(path) as found:
                 parts.append({key: found[key] for key in found.files})
         splits[split] = _concatenate(parts)

@@ -5,7 +5,9 @@ measurements (:func:`analysis.studies.study.measure_batch`) are written to ``OUT
 as soon as it is done, atomically. ``--resume`` (after Ctrl-C, SIGKILL or a crash) skips the batches already
 written and ends with the same result as an unbroken run. Under ``torchrun`` each process takes every
 ``world``-th batch; the first process then merges all batches with :func:`merge_study` (the one merge
-function, also used by a single process), so any number of processes gives one process's result.
+function, also used by a single process), so any number of processes gives one process's result. An OUT that
+holds a study is refused without ``--resume``; with it, a finished study gets only the parts it lacks
+(``--sanity``).
 
 Writes ``OUT/study.json`` (the summary, the model, data, command, versions, device and wall time),
 ``OUT/study.npz`` (the per-image arrays and the receptive fields) and ``OUT/study.html`` (offline).
@@ -36,9 +38,20 @@ from analysis.report.html import html_page
 from analysis.report.sections import study_sections
 from analysis.studies.sanity import chunks, measure_sanity, sanity_protocol, summarise_sanity
 from analysis.studies.study import StudyPlan, concatenate, measure_batch, study_plan, summarise
+from coatnet.cli.options import (
+    add_attention_arg,
+    add_command,
+    add_compute_args,
+    add_limit_arg,
+    add_model_arg,
+    add_resume_arg,
+    check_output,
+    hub_answers,
+    say_kept,
+)
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import open_for_model
-from coatnet.devices import DEVICES, resolve_device
+from coatnet.devices import resolve_device
 from coatnet.files import atomic_write, write_text
 from coatnet.model.inference import for_inference
 from coatnet.training import distributed
@@ -50,24 +63,27 @@ class StudyError(ValueError):
     """A study that cannot start or finish as asked (the message says what to do)."""
 
 
+# what a study's folder holds once it started: its batches, its sanity checks, its summary
+STUDY_FILES = ("batches", "sanity", "study.json")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "study",
-        help="interventions and per-head statistics over a dataset: OUT/study.json, study.npz, study.html",
+    p = add_command(
+        sub, "study", help="interventions and head statistics over a dataset",
         description="Knock out every head, keep only content or only position in every attention block, "
         "remove every MBConv branch and squeeze-excitation, over a dataset; with per-head attention "
-        "distance and entropy and per-stage statistics. Resumable (--resume) and runs under torchrun.",
-    )
-    p.add_argument(
-        "--model",
-        default="demo-pre",
-        help="a built-in name (demo-pre, layout-c-c-t-t ...), a checkpoint, a timm tag or file",
-    )
+        "distance and entropy and per-stage statistics. Writes OUT/study.json, study.npz and study.html. "
+        "Resumable (--resume, which also adds --sanity to a finished study) and runs under torchrun.",
+        examples=["coatnet study --model demo-pre --limit 1000 --out runs/study",
+                  "coatnet study --model demo-pre --limit 1000 --out runs/study --resume --sanity 200"],
+    )  # fmt: skip
+    add_model_arg(p, default="demo-pre")
+    add_attention_arg(p)
     p.add_argument("--data", default="fashion-mnist", help=DATA_HELP)
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="which split to study")
+    add_limit_arg(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue a study stopped in OUT")
+    add_resume_arg(p, what="study")
     p.add_argument(
         "--faithfulness", type=int, nargs="?", const=500, default=0, metavar="N",
         help="also measure how faithful every explanation is (deletion, insertion, ROAD) on the first N "
@@ -76,13 +92,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sanity", type=int, nargs="?", const=200, default=0, metavar="N",
         help="also run the sanity checks (model randomisation, random logit) and the robustness of every "
-        "explanation on the first N images (default 200); added to a finished study, only what is missing",
+        "explanation on the first N images (default 200); with --resume, added to a finished study: only "
+        "what is missing is computed",
     )  # fmt: skip
     p.add_argument(
         "--sanity-only", action="store_true",
         help="only the sanity checks and robustness (--sanity N images, default 200), no interventions",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (and per file in OUT)")
     p.add_argument(
         "--max-rows", type=int, help="rows per intervention pass (default: 64 on CPU, 4096 on CUDA)"
     )
@@ -91,33 +108,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_run_arguments(p: argparse.ArgumentParser, *, device_help: str = "default: CUDA when present") -> None:
-    """``--device``, ``--workers`` and ``--quiet``, as the dataset commands (study, probe) take them."""
-    p.add_argument("--device", choices=DEVICES, help=device_help)
+    """``--device``, ``--threads``, ``--workers`` and ``--quiet``, as the dataset commands (study, probe)
+    take them."""
+    add_compute_args(p, device_help=device_help)
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes for folders")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    out = Path(args.out)
+    holds = check_output(out, resume=args.resume, what="a study", markers=STUDY_FILES)
     device = resolve_device(args.device)
+    hub_answers(args.model)
     rank, world = distributed.init(str(device))
     if device.type == "cuda" and world > 1:  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, attention=args.attention, device=device)
     pre = preprocessing_of(model)
     dataset = open_for_model(args.data, args.split, model, pre)
     if args.limit:
         dataset = dataset.subset(args.limit)
-    out = Path(args.out)
     settings = {
         "model": args.model, "model_description": describe(model), "data": args.data, "split": args.split,
         "limit": args.limit, "n_images": len(dataset), "batch_size": args.batch_size,
         "faithfulness_images": min(max(args.faithfulness, 0), len(dataset)),
     }  # fmt: skip
     sanity = min(max(args.sanity or (SANITY_DEFAULT if args.sanity_only else 0), 0), len(dataset))
-    if args.sanity_only or (sanity and _finished(out, settings)):  # the interventions are not (re)run
-        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started)
+    finished = holds and not args.sanity_only and _finished(out, settings)  # not to be run again
+    if args.sanity_only or (sanity and finished):
+        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
+                            finished=finished)  # fmt: skip
+    if finished:
+        say_kept("coatnet study", out, f"the finished study of {len(dataset)} images; nothing to compute")
+        distributed.finish(world)
+        return 0
     if rank == 0:
         _claim(out, settings, resume=args.resume)
     distributed.at("the study's folder claimed")
@@ -126,6 +152,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     batches = math.ceil(len(dataset) / args.batch_size)
     mine = [i for i in range(batches) if i % world == rank]
     todo = [i for i in mine if not _batch_path(out, i).exists()]
+    if holds:
+        done = sum(_batch_path(out, i).exists() for i in range(batches))
+        say_kept("coatnet study", out, f"{done} of {batches} batches measured")
     runner = for_inference(model)
     cuda = device.type == "cuda"
     max_rows = args.max_rows or (4096 if cuda else 64)
@@ -170,7 +199,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"wrote {path}, study.npz and study.html in {out} ({len(dataset)} images)")
     distributed.wait_for_peers("study merged", world)  # the first process merges every batch
     if sanity:
-        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started)
+        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
+                            resumed=holds)  # fmt: skip
     distributed.finish(world)
     return 0
 
@@ -195,10 +225,14 @@ def _finished(out: Path, settings: dict) -> bool:
     return True
 
 
-def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, count, started) -> int:
+def _sanity_part(
+    args, out, model, dataset, pre, device, rank, world, settings, count, started, *, finished: bool = False,
+    resumed: bool = False,
+) -> int:  # fmt: skip
     """The sanity checks and robustness of the first ``count`` images, in files of
     :data:`SANITY_CHUNK` images under OUT/sanity/ (only the missing ones are computed, under torchrun each
-    process every ``world``-th), merged into OUT/study.json, study.npz and study.html."""
+    process every ``world``-th), merged into OUT/study.json, study.npz and study.html. ``finished``: added
+    to a finished study; ``resumed``: after the interventions of a resumed one (both say what they kept)."""
     folder = out / "sanity"
     wanted = {k: v for k, v in settings.items() if k not in MAIN_ONLY and k != "n_images"}
     wanted["protocol"] = sanity_protocol(model)
@@ -218,6 +252,10 @@ def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, 
     pieces = chunks(count, SANITY_CHUNK)
     mine = [k for k in range(len(pieces)) if k % world == rank]
     todo = [k for k in mine if not _has_chunk(folder, k, pieces[k][1])]
+    if finished or resumed or (args.resume and folder.exists()):
+        have = sum(n for k, (_, n) in enumerate(pieces) if _has_chunk(folder, k, n))
+        study = f"the finished interventions of {settings['n_images']} images, " if finished else ""
+        say_kept("coatnet study", out, f"{study}the sanity checks of {have} of {count} images")
     total, initial = sum(pieces[k][1] for k in mine), sum(pieces[k][1] for k in mine if k not in todo)
     bar = tqdm(total=total, initial=initial, desc=f"sanity {args.model}", unit="img",
                disable=args.quiet or rank != 0)  # fmt: skip
@@ -242,7 +280,7 @@ def _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, 
             bar.update(start + n - bar.n)
     except KeyboardInterrupt:
         print(
-            f"interrupted: finished images are kept; continue with the same command (--out {out})",
+            f"interrupted: finished images are kept; continue with --out {out} --resume",
             file=sys.stderr,
         )
         return 130
@@ -271,7 +309,7 @@ def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Pa
         path = _chunk_path(folder, k)
         if not _has_chunk(folder, k, n):
             raise StudyError(f"{out}: the sanity checks of images {k * SANITY_CHUNK}.. are missing; run the "
-                             "same command again")  # fmt: skip
+                             "same command with --resume")  # fmt: skip
         with np.load(path) as found:
             arrays = {key: found[key] for key in found.files}
         seconds += float(arrays.pop("seconds"))

@@ -1,13 +1,18 @@
-"""The ``coatnet`` command line: ``list`` and ``info`` here; higher layers plug in their own commands.
+"""The ``coatnet`` command line: ``list``, ``info``, ``import-timm`` here (``train`` and ``eval`` in
+:mod:`coatnet.cli.training`); higher layers plug in their own commands.
 
 A plug-in is an entry point in the group ``coatnet.commands`` whose value is a function
-``add_parser(subparsers) -> None``; it adds a sub-parser and sets ``func`` (a function of the parsed
-arguments returning an exit code) with ``set_defaults``. ``coatnet`` never imports those layers itself.
+``add_parser(subparsers) -> None``; it adds a sub-parser with :func:`coatnet.cli.add_command` (one line of
+help, an example at the end) and sets ``func`` (a function of the parsed arguments returning an exit code)
+with ``set_defaults``. ``coatnet`` never imports those layers itself: in a checkout that is not installed,
+their commands are named from ``pyproject.toml`` and say how to install them. Every flag that several
+commands take is defined once, in :mod:`coatnet.cli.options`.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -15,37 +20,53 @@ from pathlib import Path
 
 import torch
 
-from coatnet.cli.training import add_train_parser
+from coatnet.cli.options import (
+    HelpFormatter,
+    add_attention_arg,
+    add_command,
+    add_img_size_arg,
+    add_model_arg,
+    apply_threads,
+    hub_answers,
+    hub_line,
+    model_of,
+)
+from coatnet.cli.training import add_eval_parser, add_train_parser
 from coatnet.files import WriteError
 from coatnet.model.complexity import count_params, stage_costs
-from coatnet.model.config import CoAtNetConfig
 from coatnet.model.network import CoAtNet
 from coatnet.model.variants import build_config, list_models
-from coatnet.weights.checkpoint import CheckpointError, save_checkpoint, verify_checkpoint
+from coatnet.weights.checkpoint import CheckpointError, save_checkpoint
 from coatnet.weights.hub import HubModelNotFoundError, HubUnavailableError
-from coatnet.weights.names import parse_model_name
+from coatnet.weights.resolve import named_config
 from coatnet.weights.timm_import import from_timm
 
 PLUGIN_GROUP = "coatnet.commands"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # there in a checkout, not in a wheel
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    installed = plugin_entry_points()
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if command is not None and command not in {ep.name for ep in installed}:
+        declared = declared_commands()
+        if command in declared:
+            print(needs_install(command), file=sys.stderr)
+            return 2
+    parser = build_parser(installed)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
     try:
+        apply_threads(args)
         return int(args.func(args) or 0)
-    except (
-        ValueError,
-        FileNotFoundError,
-        CheckpointError,
-        HubUnavailableError,
-        HubModelNotFoundError,
-        WriteError,
-    ) as error:
+    except HubUnavailableError as error:
+        print(f"coatnet {args.command}: error: {hub_line(error)}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, CheckpointError, HubModelNotFoundError, WriteError) as error:
         print(f"coatnet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -53,46 +74,101 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: Sequence | None = None) -> argparse.ArgumentParser:
+    """The whole command line: the built-in commands and every installed plug-in (``plugins``: their entry
+    points; default: those installed)."""
     parser = argparse.ArgumentParser(
-        prog="coatnet", description="CoAtNet models: list them, inspect them, and (with plug-ins) more."
+        prog="coatnet",
+        formatter_class=HelpFormatter,
+        description="CoAtNet models: list them, inspect them, train and evaluate them; with the analysis "
+        "layer installed, analyse them. `coatnet COMMAND --help` for a command's flags and an example.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="the known model variants")
+    p = add_command(
+        sub, "list", help="the known model variants",
+        description="The known model variants: layout, blocks and channels per stage, head size, parameters.",
+        examples=["coatnet list coatnet_"],
+    )  # fmt: skip
     p.add_argument("pattern", nargs="?", default="", help="only names containing this")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="a model's stages: kind, blocks, channels, grid, params, MACs")
-    p.add_argument("model", help="a variant name (see `coatnet list`) or a .safetensors checkpoint")
-    p.add_argument("--img-size", type=int, nargs="+", metavar="N", help="input size: N, or H W")
-    p.add_argument("--attention", choices=("pre", "post"), help="normalization (default: the model's)")
+    p = add_command(
+        sub, "info", help="a model's stages, parameters and MACs",
+        description="A model's stages: kind, blocks, channels, stride, grid, parameters and MACs. A timm tag "
+        "is read offline from its known architecture.",
+        examples=["coatnet info --model coatnet_0 --img-size 384 --attention post",
+                  "coatnet info --model coatnet_0_rw_224.sw_in1k"],
+    )  # fmt: skip
+    add_model_arg(p, positional=True)
+    add_img_size_arg(p)
+    add_attention_arg(p)
     p.add_argument("--layout", help="S1..S4 layout, e.g. C-C-C-T (variant names only)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("import-timm", help="convert a timm CoAtNet (hub tag or local file) to our checkpoint")
-    p.add_argument("source", help="a hub tag (coatnet_0_rw_224.sw_in1k) or a model.safetensors / .bin file")
-    p.add_argument("--out", required=True, help="the .safetensors checkpoint to write")
+    p = add_command(
+        sub, "import-timm", help="convert timm weights to one checkpoint file",
+        description="Convert a timm CoAtNet or MaxViT (a hub tag, downloaded when online, or a local "
+        "model.safetensors / pytorch_model.bin) into one checkpoint of ours, with identical outputs.",
+        examples=["coatnet import-timm --model coatnet_0_rw_224.sw_in1k --out coatnet_0.safetensors"],
+    )  # fmt: skip
+    add_model_arg(p, positional=True, help="a timm hub tag (coatnet_0_rw_224.sw_in1k) or a weights file")
+    p.add_argument("--out", required=True, metavar="FILE", help="the .safetensors checkpoint to write")
     p.add_argument("--arch", help="timm architecture, e.g. coatnet_0_rw_224 (default: recognised)")
-    p.add_argument("--attention", choices=("pre", "post"), default="pre", help="normalization to build")
-    p.add_argument("--img-size", type=int, nargs="+", metavar="N", help="input size: N, or H W")
+    add_attention_arg(p, default="pre", help="normalization to build (timm's weights are pre)")
+    add_img_size_arg(p)
     p.set_defaults(func=cmd_import_timm)
 
     add_train_parser(sub)
-    for add_parser in plugin_commands():
+    add_eval_parser(sub)
+    for add_parser in plugin_commands(plugins):
         add_parser(sub)
+    found = {ep.name for ep in (plugin_entry_points() if plugins is None else plugins)}
+    for name in declared_commands():
+        if name not in found and name not in sub.choices:  # a checkout that is not installed
+            p = add_command(sub, name, help="needs the project installed: pip install -e .",
+                            description=needs_install(name), examples=["pip install -e ."])  # fmt: skip
+            p.set_defaults(func=lambda args: print(needs_install(args.command), file=sys.stderr) or 2)
     return parser
 
 
-def plugin_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+def plugin_entry_points() -> list:
+    """The installed entry points of the ``coatnet.commands`` group, by name."""
+    return sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name)
+
+
+def plugin_commands(plugins: Sequence | None = None) -> list[Callable[[argparse._SubParsersAction], None]]:
     """The ``add_parser`` functions registered under the ``coatnet.commands`` entry-point group."""
     found = []
-    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+    for ep in plugin_entry_points() if plugins is None else plugins:
         try:
             found.append(ep.load())
         except Exception as error:  # a broken plug-in must not take the built-in commands down
             print(f"coatnet: skipping command {ep.name!r} ({ep.value}): {error}", file=sys.stderr)
     return found
+
+
+def declared_commands(pyproject: Path = PYPROJECT) -> dict[str, str]:
+    """The plug-in commands the checkout's pyproject.toml declares (name -> ``module:function``); none
+    when the package is not in a checkout. Read with a pattern: Python 3.10 has no tomllib."""
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    section = re.search(
+        r'^\[project\.entry-points\."coatnet\.commands"\][ \t]*$(.*?)(?=^\[|\Z)', text, re.M | re.S
+    )
+    if section is None:
+        return {}
+    return dict(re.findall(r'^[ \t]*"?([A-Za-z0-9_.-]+)"?[ \t]*=[ \t]*"([^"]+)"', section[1], re.M))
+
+
+def needs_install(command: str) -> str:
+    """The one line for a declared command whose layer is not installed."""
+    return (
+        f"coatnet: '{command}' needs the project installed (its command comes from the analysis or app "
+        f"layer): run `pip install -e .` (or `make app`) in {PYPROJECT.parent}"
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -114,8 +190,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    img_size = _img_size(args.img_size)
-    config, source = resolve_config(args.model, attention=args.attention, layout=args.layout)
+    spec = model_of(args)
+    img_size = args.img_size
+    hub_answers(spec, config_only=True)
+    config, source = named_config(spec, attention=args.attention, layout=args.layout)
     with torch.device("meta"):
         model = CoAtNet(config)
     infos = model.stage_info(img_size)
@@ -143,9 +221,9 @@ def cmd_import_timm(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must name a .safetensors file, got {out.name!r}")
-    model = from_timm(
-        args.source, arch=args.arch, attention=args.attention, img_size=_img_size(args.img_size)
-    )
+    source = model_of(args)
+    hub_answers(source)
+    model = from_timm(source, arch=args.arch, attention=args.attention, img_size=args.img_size)
     save_checkpoint(model, out)
     info = model.checkpoint_info
     names = "ImageNet class names" if info.class_names else "class indices (no names at hand)"
@@ -154,30 +232,6 @@ def cmd_import_timm(args: argparse.Namespace) -> int:
         f"{count_params(model):,} parameters, {model.config.num_classes} classes with {names}"
     )
     return 0
-
-
-def resolve_config(
-    model: str, *, attention: str | None = None, layout: str | None = None
-) -> tuple[CoAtNetConfig, str]:
-    """The config named by a variant name or held in a checkpoint file, and a word on where it came from."""
-    path = Path(model)
-    if parse_model_name(model).kind in ("file", "builtin"):
-        if layout is not None:
-            raise ValueError("--layout applies to variant names, not to checkpoints")
-        info = verify_checkpoint(path)  # the whole file: a damaged one is refused here, not later
-        config = info.config if attention is None else info.config.replace(attention=attention)
-        trained = info.trained_attention
-        note = "" if trained == config.attention else f", weights trained with {trained}-normalization"
-        return config, f"checkpoint {path}{note}"
-    return build_config(model, attention=attention or "pre", layout=layout), "variant"
-
-
-def _img_size(values: list[int] | None) -> tuple[int, int] | None:
-    if not values:
-        return None
-    if len(values) > 2:
-        raise ValueError(f"--img-size takes N or H W, got {values}")
-    return (values[0], values[-1])
 
 
 def format_count(n: int, *, billion: str = "G") -> str:

@@ -68,7 +68,8 @@ class LayoutStudySettings:
     crop_padding: int = 2
     hflip: bool = True
     drop_path: float = 0.05
-    test_subset: int | None = None
+    test_subset: int | None = None  # the first N test images (coatnet study-layouts --test-limit)
+    attention: str = "pre"  # every run's normalization
 
     def __post_init__(self) -> None:
         unknown = [layout for layout in self.layouts if layout not in LAYOUT_MODELS]
@@ -78,6 +79,8 @@ class LayoutStudySettings:
             raise ValueError("a layout or a size is given twice: give each once")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.attention not in ("pre", "post"):
+            raise ValueError(f"attention must be pre or post, got {self.attention!r}")
         for size in self.sizes:
             if size < self.batch_size or size % self.batch_size:
                 raise ValueError(f"size {size} is not a multiple of the batch size {self.batch_size}")
@@ -91,7 +94,8 @@ class LayoutStudySettings:
         """The ``coatnet train`` settings of one run."""
         per_epoch = size // self.batch_size
         return TrainSettings(
-            model=LAYOUT_MODELS[layout], data=self.data, epochs=self.steps // per_epoch,
+            model=LAYOUT_MODELS[layout], data=self.data, attention=self.attention,
+            epochs=self.steps // per_epoch,
             batch_size=self.batch_size, lr=self.lr, min_lr=self.min_lr,
             warmup_epochs=self.warmup_steps / per_epoch, weight_decay=self.weight_decay,
             label_smoothing=self.label_smoothing, crop_padding=self.crop_padding, hflip=self.hflip,
@@ -133,7 +137,7 @@ def run_layout_study(
     claimed = out / "settings.json"
     wanted = _jsonable(asdict(settings))
     if rank == 0:
-        if claimed.exists() and json.loads(claimed.read_text()) != wanted:
+        if claimed.exists() and _with_defaults(json.loads(claimed.read_text())) != wanted:
             raise ValueError(f"{out} holds a layout study with other settings: choose another --out")
         write_text(claimed, json.dumps(wanted, indent=1) + "\n")
     distributed.at("the study's settings claimed")
@@ -234,10 +238,16 @@ def _run_command(run: TrainSettings, folder: Path) -> str:
         f"--warmup-epochs {run.warmup_epochs:g}", f"--weight-decay {run.weight_decay}",
         f"--label-smoothing {run.label_smoothing}", f"--crop-padding {run.crop_padding}",
         *(["--hflip"] if run.hflip else []), f"--drop-path {run.drop_path}", f"--seed {run.seed}",
-        f"--train-subset {run.train_subset}", f"--subset-seed {run.subset_seed}",
-        *([f"--test-subset {run.test_subset}"] if run.test_subset else []), f"--eval-every {run.eval_every}",
+        f"--limit {run.train_subset}", f"--subset-seed {run.subset_seed}",
+        *([f"--test-limit {run.test_subset}"] if run.test_subset else []), f"--eval-every {run.eval_every}",
+        *([f"--attention {run.attention}"] if run.attention != "pre" else []),
     ]  # fmt: skip
     return " ".join(parts)
+
+
+def _with_defaults(recorded: dict) -> dict:
+    """A recorded settings.json with the settings added since it was written at their defaults."""
+    return {**_jsonable(asdict(LayoutStudySettings())), **recorded}
 
 
 def _jsonable(values: dict) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -31,6 +32,7 @@ from coatnet.data.batches import iterate_batches as _batches
 from coatnet.data.batches import normalize, prepare_batch
 from coatnet.data.datasets import ImageFolder, TensorImages, open_dataset
 from coatnet.files import ensure_folder, write_text
+from coatnet.model.config import as_hw
 from coatnet.model.network import CoAtNet
 from coatnet.model.variants import create_model
 from coatnet.training import distributed
@@ -89,7 +91,8 @@ class TrainSettings:
     attention: str = "pre"
     layout: str | None = None
     strides: tuple[int, ...] | None = None
-    img_size: int | None = None  # default: the data's own size (28 for Fashion-MNIST, 32 for CIFAR-10)
+    # N or (H, W); default: the data's own size (28 for Fashion-MNIST, 32 for CIFAR-10)
+    img_size: int | tuple[int, int] | None = None
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -263,6 +266,9 @@ def train(
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         epoch, step, rows, elapsed = state["epoch"], state["step"], state["metrics"], state["elapsed"]
+        if rank == 0:
+            kept = f"kept {epoch} of {settings.epochs} epochs (weights, optimizer, EMA, metrics)"
+            print(f"resuming in {out_dir}: {kept}", file=sys.stderr, flush=True)
         torch.set_rng_state(state["rng"][rank])
         if device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state(state["cuda_rng"][rank], device)
@@ -379,7 +385,7 @@ def _step(net, model, ema, optimizer, x, targets, settings: TrainSettings, devic
 def _open_data(
     settings: TrainSettings,
 ) -> tuple[TensorImages | ImageFolder, TensorImages | ImageFolder, dict]:
-    size = (settings.img_size, settings.img_size) if settings.img_size else None
+    size = None if settings.img_size is None else as_hw(settings.img_size)
     train_set = open_dataset(settings.data, "train", size=size)
     test_set = open_dataset(settings.data, "test", size=size)
     if settings.train_subset:

@@ -67,10 +67,14 @@ def test_the_sanity_study_is_each_images_checks_added_to_a_finished_study_and_re
         return real(*args, **kwargs)
 
     monkeypatch.setattr(analysis.cli.study, "measure_sanity", interrupted)
-    assert run(toy_checkpoint, out, "--sanity", "6") == 130  # after the first 4 images
+    assert run(toy_checkpoint, out, "--sanity", "6") == 2  # a part added to a finished study is a resume
+    assert "add --resume to continue it" in capsys.readouterr().err
+    assert run(toy_checkpoint, out, "--sanity", "6", "--resume") == 130  # after the first 4 images
     assert "sanity" not in json.loads((out / "study.json").read_text())
     monkeypatch.setattr(analysis.cli.study, "measure_sanity", real)
-    assert run(toy_checkpoint, out, "--sanity", "6") == 0  # no --resume needed: only what is missing
+    capsys.readouterr()
+    assert run(toy_checkpoint, out, "--sanity", "6", "--resume") == 0  # only what is missing
+    assert "the finished interventions of 8 images, the sanity checks of 4 of 6" in capsys.readouterr().err
     found = json.loads((out / "study.json").read_text())
     assert {k: v for k, v in found.items() if k in before} == before  # the interventions' part as it was
     model, x = first_images(toy_checkpoint, 6)
@@ -105,7 +109,7 @@ def test_the_sanity_study_is_each_images_checks_added_to_a_finished_study_and_re
     assert all(r["radius"] == 0.1 and r["n_samples"] == 8 and r["n_images"] == 6 for r in found["robustness"])
     assert all(v is not None and np.isfinite(v) for e in found["sanity"] for v in (e["spearman"], e["hog"]))
     assert "Sanity checks" in (out / "study.html").read_text()
-    assert run(toy_checkpoint, out, "--sanity", "6") == 0  # everything there: nothing is measured
+    assert run(toy_checkpoint, out, "--sanity", "6", "--resume") == 0  # everything there: nothing measured
     assert len(calls) == 1
 
 
@@ -116,5 +120,5 @@ def test_a_sanity_only_study_loads_draws_and_refuses_another_protocol(toy_checkp
     assert "baseline" not in study and study["sanity_images"] == 1
     assert [s.title for s in study_sections(study)] == ["Sanity checks"]
     assert len(study_sections(study)[0].figures) == 4
-    assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1", "--split", "train") == 2
+    assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1", "--split", "train", "--resume") == 2
     assert "holds the sanity checks of a different study (split differ)" in capsys.readouterr().err

@@ -130,4 +130,4 @@ def test_info_and_eval_name_the_built_in_checkpoints(capsys):
     out = capsys.readouterr().out
     assert "checkpoint" in out and "7x7" in out and "post-normalization" in out
     assert main(["eval", "demo-missing"]) == 2
-    assert "built-in checkpoints: demo-pre, demo-post" in capsys.readouterr().err
+    assert "give a built-in name (demo-pre, demo-post" in capsys.readouterr().err  # the one grammar's line

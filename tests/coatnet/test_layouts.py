@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 needs_data = pytest.mark.needs("fashion-mnist")
 # two layouts (one with an attention stage pooled from S2, one patch-stem ViT_REL), two sizes, four steps
 TINY = ["--layouts", "C-C-T-T", "ViT_REL", "--sizes", "100", "200", "--steps", "4", "--batch-size", "50",
-        "--test-subset", "100", "--quiet"]  # fmt: skip
+        "--test-limit", "100", "--quiet"]  # fmt: skip
 
 
 def test_the_five_models_have_their_layouts_and_parameters_within_15_percent() -> None:
@@ -92,14 +92,15 @@ def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tiny: Path, tm
     for r in runs:
         assert r["steps"] == 4 and r["epochs"] == 4 // (r["size"] // 50)
         assert 0.0 <= r["test_top1"] <= 1.0 and r["train_loss"] > 0 and r["parameters"] > 0
-        assert r["command"].startswith("coatnet train") and f"--train-subset {r['size']}" in r["command"]
+        assert r["command"].startswith("coatnet train") and f"--limit {r['size']}" in r["command"]
     assert "Layouts" in (out / "layouts.html").read_text()
     # the test set is scored once, after the last epoch (--eval-every): 2 epochs of 100 images
     metrics = json.loads((out / "runs" / "c-c-t-t-100" / "metrics.json").read_text())
     assert [m["test_top1"] is None for m in metrics] == [True, False]
     # a run killed after its last epoch, before it was scored: scored when the study runs again
     (out / "runs" / "vit-rel-200" / "result.json").unlink()
-    assert main(["study-layouts", "--out", str(out), *TINY]) == 0
+    assert main(["study-layouts", "--out", str(out), *TINY]) == 2  # it holds a study: --resume continues it
+    assert main(["study-layouts", "--out", str(out), "--resume", *TINY]) == 0
     rescored = json.loads((out / "layouts.json").read_text())["runs"]
     assert rescored[:3] == runs[:3] and rescored[3]["test_top1"] == runs[3]["test_top1"]
     assert rescored[3]["train_loss"] == pytest.approx(runs[3]["train_loss"], rel=1e-6)
@@ -113,7 +114,7 @@ def test_a_tiny_study_runs_end_to_end_and_a_resumed_one_equals_it(tiny: Path, tm
         target.mkdir()
         (target / "result.json").write_text((out / "runs" / name / "result.json").read_text())
     (again / "settings.json").write_text((out / "settings.json").read_text())
-    assert main(["study-layouts", "--out", str(again), *TINY]) == 0
+    assert main(["study-layouts", "--out", str(again), "--resume", *TINY]) == 0
     resumed = json.loads((again / "layouts.json").read_text())["runs"]
     for a, b in zip(runs, resumed, strict=True):
         assert a["test_top1"] == b["test_top1"] and a["train_loss"] == pytest.approx(

@@ -241,7 +241,10 @@ def test_ema_warms_up_then_decays_at_the_given_rate():
 def test_cli_resume_continues_the_saved_run_to_its_own_length(tmp_path, data, capsys):
     args = ["--data", data, "--model", "coatnet_toy", "--img-size", "32", "--batch-size", "16", "--quiet"]
     assert main(["train", "--out", str(tmp_path), "--epochs", "2", "--stop-after", "1", *args]) == 0
+    assert main(["train", "--out", str(tmp_path), *args]) == 2  # it holds a run: refused without --resume
+    assert "add --resume to continue it" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path), "--resume", "--quiet"]) == 0  # no --epochs: the saved 2
+    assert f"resuming in {tmp_path}: kept 1 of 2 epochs" in capsys.readouterr().err
     rows = json.loads((tmp_path / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == [1, 2] and (tmp_path / "MODEL_CARD.md").exists()
     assert main(["train", "--out", str(tmp_path), "--resume", "--epochs", "3", "--quiet"]) == 0  # extend

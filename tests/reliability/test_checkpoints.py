@@ -90,8 +90,8 @@ def test_a_hostile_checkpoint_is_refused_in_one_line(
     path = hostile[case]
     message = refusal(surface, path, image, tmp_path, capsys)
     fragment = CHECKPOINTS[case][1]
-    if surface in ("load_checkpoint", "info", "eval") and case == "foreign-safetensors":
-        fragment = "without CoAtNet Lens metadata"  # ours only: timm weights go through load_model
+    if surface == "load_checkpoint" and case == "foreign-safetensors":
+        fragment = "without CoAtNet Lens metadata"  # ours only: timm weights go through the model's name
     check_line(message, fragment, path)
     assert not (path.parent / MARKER).exists(), "the pickle's code ran"
 
