@@ -111,8 +111,8 @@ def sanity_checks(study: dict, name: str) -> None:
     st.subheader("Sanity checks")
     if not study.get("sanity"):
         st.caption(
-            "This study did not run the sanity checks: `coatnet study --sanity [N] --out DIR` on its folder "
-            "adds them (and computes nothing else)."
+            "This study did not run the sanity checks: `coatnet study --sanity [N] --out DIR --resume` on "
+            "its folder adds them (and computes nothing else)."
         )
         return
     st.caption(sanity_section(study).text)
