@@ -106,6 +106,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     todo = [item for item in mine if not _path(out, *item).exists()]
     if holds:
         done = sum(_path(out, *item).exists() for item in work)
+        if done == len(work) and (out / "probes.json").exists():  # the same run, finished: nothing to do
+            say_kept("coatnet probe", out, f"the finished probes ({done} batches); nothing to compute")
+            distributed.finish(world)
+            return 0
         say_kept("coatnet probe", out, f"{done} of {len(work)} batches of features")
     runner = for_inference(model)
     images = sum(_size(datasets[s], i, args.batch_size) for s, i in mine)

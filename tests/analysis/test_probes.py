@@ -64,6 +64,8 @@ def test_the_same_command_resumes_and_another_is_refused(probed, capsys):
     assert "kept 3 of 4 batches of features" in capsys.readouterr().err
     after = json.loads((probed / "probes.json").read_text())
     assert after["rows"] == before["rows"] and after["model_top1"] == before["model_top1"]
+    assert main(["probe", *ARGS, "--out", str(probed), "--resume"]) == 0
+    assert "the finished probes (4 batches); nothing to compute" in capsys.readouterr().err
     assert main(["probe", *ARGS[:2], "--limit", "100", *ARGS[4:], "--out", str(probed), "--resume"]) != 0
     assert "holds the probes of a different run (limit, n_test, n_train differ)" in capsys.readouterr().err
 
