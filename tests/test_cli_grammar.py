@@ -122,9 +122,10 @@ def test_old_spellings_say_their_new_one_and_still_work(commands, capsys) -> Non
 
 
 def test_info_reads_a_timm_tag_offline_and_a_tag_that_needs_weights_fails_in_one_line(
-    monkeypatch, capsys
+    monkeypatch, capsys, tmp_path
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))  # nothing cached
     assert cli.main(["info", "--model", "coatnet_0_rw_224.sw_in1k", "--img-size", "224", "256"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert (
