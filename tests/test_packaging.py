@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("coatnet", "analysis", "app")
@@ -55,3 +59,38 @@ def test_torch_is_a_range_that_keeps_the_users_build() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'"torch>=2\.11"', text)
     assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text()
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_data_file_of_the_packages_is_installed_with_them() -> None:
+    """``pip install .`` copies a package's non-Python files only where ``package-data`` names them (the
+    globs, from the package's folder, as setuptools reads them): every such file in git is named."""
+    globs = _pyproject()["tool"]["setuptools"]["package-data"]
+    installed = {
+        path.resolve()
+        for package, patterns in globs.items()
+        for pattern in patterns
+        for path in (ROOT / package.replace(".", "/")).glob(pattern)
+        if path.is_file()
+    }
+    names = subprocess.run(
+        ["git", "ls-files", *PACKAGES], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    data = [ROOT / n for n in names.stdout.splitlines() if not n.endswith(".py") and (ROOT / n).exists()]
+    left_out = sorted(str(p.relative_to(ROOT)) for p in data if p.resolve() not in installed)
+    assert data and not left_out, f"not installed by pip install . (pyproject's package-data): {left_out[:8]}"
+
+
+def test_the_command_and_every_plug_in_resolve_to_a_function() -> None:
+    """The console script and every entry point of the ``coatnet.commands`` group name a real function:
+    an installed project has every command, ``coatnet app`` included."""
+    project = _pyproject()["project"]
+    targets = {"coatnet": project["scripts"]["coatnet"], **project["entry-points"]["coatnet.commands"]}
+    assert {"analyze", "study", "probe", "study-layouts", "app"} <= set(targets)
+    for name, target in targets.items():
+        module, _, attribute = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attribute)), name
