@@ -1,4 +1,4 @@
-"""Training: the paper's recipe (PAPER.md section 4) scaled to the data, on one process or many (DDP).
+"""Training: the paper's recipe (its Table 10) scaled to the data, on one process or many (DDP).
 
 AdamW with linear warm-up then cosine decay, weight decay (not on norms, biases and bias tables), label
 smoothing, kornia's RandAugment / MixUp / CutMix on whole batches, stochastic depth, gradient clipping,
