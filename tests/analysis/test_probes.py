@@ -13,6 +13,7 @@ from analysis.figures import layout_label, layout_probes_figure, probes_figure, 
 from analysis.studies.probes import fit_probe, load_probes, shipped_probes
 from coatnet.cli.commands import main
 from tests.support import processes
+from tests.support.system import skip_unless
 
 SHIPPED = ("demo-pre", "demo-post", "layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t",
            "layout-vit-rel")  # fmt: skip
@@ -34,6 +35,7 @@ def test_a_separable_class_is_read_and_noise_is_not():
 
 @pytest.fixture(scope="module")
 def probed(tmp_path_factory):
+    skip_unless("fashion-mnist")
     out = tmp_path_factory.mktemp("probes")
     assert main(["probe", *ARGS, "--out", str(out)]) == 0
     return out
@@ -82,6 +84,7 @@ def test_two_gloo_processes_give_one_processs_probes(probed, tmp_path):
     assert two["rows"] == one["rows"] and two["head_lens"] == one["head_lens"]
 
 
+@pytest.mark.needs("fashion-mnist")
 def test_too_few_images_to_fit_a_probe_are_refused(tmp_path, capsys):
     assert main(["probe", *ARGS[:2], "--limit", "5", *ARGS[4:], "--out", str(tmp_path)]) != 0
     assert "need at least 20 training images (two per class)" in capsys.readouterr().err
