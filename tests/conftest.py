@@ -8,6 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+# every process the suite starts (this one, which runs the tests under -n 0; the workers; the app server;
+# torchrun's and the CLI's processes) runs beside others on 2 cores: OpenMP threads that spin while they
+# wait for work burn a core another process needs (the Layouts page's first visit took 21 core-s instead
+# of 3.4 next to one busy process; the reference's examples 95 s instead of 15). OpenMP reads the policy
+# once, when torch loads it: so here, before this process's first `import torch`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
 try:  # pytest 9.2 keeps a node's id here; before it, pytest-xdist's own ``_nodeid`` suffix works
@@ -87,10 +94,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()  # a process whose parent a test killed comes here, where the end check sees it
-    # every process the suite starts (the workers, the app server, torchrun's and the CLI's processes) runs
-    # beside others on 2 cores: OpenMP threads that spin while they wait for work burn a core another
-    # process needs (the Layouts page's first visit took 21 core-s instead of 3.4 next to one busy process)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: the workers share the cores
         torch.set_num_threads(max(1, torch.get_num_threads() // int(config.workerinput["workercount"])))
 
