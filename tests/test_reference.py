@@ -159,7 +159,7 @@ def _load_builtins_once(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, name, shared)
 
 
-@pytest.mark.slow  # every analysis and figure runs: a minute or more on two busy cores (docs/development.md)
+@pytest.mark.slow  # every analysis and figure runs: about 11 s on two quiet cores (docs/development.md)
 def test_every_example_runs(entries: list[Entry], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each example in a namespace of its own, as a reader would paste it, in a scratch directory; the
     outputs it shows are compared as doctest compares them."""

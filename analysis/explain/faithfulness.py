@@ -147,8 +147,8 @@ class Faithfulness:
 
     Examples:
         >>> import torch, analysis
-        >>> model = analysis.load_model("demo-pre")
-        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> model = analysis.load_model("coatnet_toy")  # random weights: enough for the fields
+        >>> report = analysis.faithfulness(model, torch.randn(3, 32, 32), rows=[("gradcam", "S3")])
         >>> row = report.results[0]
         >>> (row.method, row.stage), row.fractions.shape, 0 <= row.deletion_auc <= 1
         (('gradcam', 'S3'), (17,), True)
@@ -187,10 +187,10 @@ class FaithfulnessReport:
 
     Examples:
         >>> import torch, analysis
-        >>> model = analysis.load_model("demo-pre")
-        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> model = analysis.load_model("coatnet_toy")  # random weights: enough for the fields
+        >>> report = analysis.faithfulness(model, torch.randn(3, 32, 32), rows=[("gradcam", "S3")])
         >>> report.image_size, "road" in report.protocol, len(report.results)
-        ((28, 28), True, 1)
+        ((32, 32), True, 1)
     """
 
     target: int

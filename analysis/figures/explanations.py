@@ -103,8 +103,8 @@ def curves_figure(report, curve: str = "deletion") -> go.Figure:
     Examples:
         >>> import torch, analysis
         >>> from analysis import figures
-        >>> model = analysis.load_model("demo-pre")
-        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> model = analysis.load_model("coatnet_toy")  # random weights: enough for the figure
+        >>> report = analysis.faithfulness(model, torch.randn(3, 32, 32), rows=[("gradcam", "S3")])
         >>> figures.curves_figure(report, "insertion").data[0].type
         'scatter'
     """
@@ -159,8 +159,8 @@ def scores_figure(rows: Sequence, title: str) -> go.Figure:
     Examples:
         >>> import torch, analysis
         >>> from analysis import figures
-        >>> model = analysis.load_model("demo-pre")
-        >>> report = analysis.faithfulness(model, torch.randn(1, 28, 28), rows=[("gradcam", "S3")])
+        >>> model = analysis.load_model("coatnet_toy")  # random weights: enough for the figure
+        >>> report = analysis.faithfulness(model, torch.randn(3, 32, 32), rows=[("gradcam", "S3")])
         >>> len(figures.scores_figure(report.results, "one image").data)
         3
     """

@@ -80,11 +80,11 @@ def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float 
     Examples:
         >>> import torch, analysis
         >>> from analysis import figures
-        >>> model = analysis.load_model("demo-pre")
-        >>> image, rows = torch.randn(1, 28, 28), [("gradcam", "S3")]
+        >>> model = analysis.load_model("coatnet_toy")  # random weights: enough for the figure
+        >>> image, rows = torch.randn(3, 32, 32), [("gradcam", "S3")]
         >>> report = analysis.sanity_checks(model, image, tests=("cascading",), rows=rows)
-        >>> len(figures.sanity_cascade_figure(report).data)  # the trained map, then 8 parts randomised
-        9
+        >>> len(figures.sanity_cascade_figure(report).data)  # the model's map, then its 6 parts randomised
+        7
     """
     levels = ["trained", *report.parts]
     cascade = {(r.method, r.stage, r.randomised): r.map for r in report.results if r.test == "cascading"}
@@ -121,8 +121,8 @@ def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "
     Examples:
         >>> import torch, analysis
         >>> from analysis import figures
-        >>> model = analysis.load_model("demo-pre")
-        >>> image, rows = torch.randn(1, 28, 28), [("gradcam", "S3")]
+        >>> model = analysis.load_model("coatnet_toy")  # random weights: enough for the figure
+        >>> image, rows = torch.randn(3, 32, 32), [("gradcam", "S3")]
         >>> report = analysis.sanity_checks(model, image, tests=("cascading",), rows=rows)
         >>> figures.sanity_curves_figure(report, measure="hog").data[0].type
         'scatter'
