@@ -78,8 +78,10 @@ def main() -> int:
             figures.update(test_s=round(test_s, 1), test_min=round(test_s / 60, 1), suite=counts)
         figures["note"] = args.note
         results_file.write(results_file.out_path(args), figures, rounds=None)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        print(f"the clone and the logs are kept in {scratch}", file=sys.stderr)
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
