@@ -29,8 +29,8 @@ def preprocessing_of(model: torch.nn.Module) -> dict[str, Any]:
         >>> analysis.preprocessing_of(analysis.load_model("demo-pre"))["mean"]
         [0.286]
     """
-    info = getattr(model, "checkpoint_info", None)
-    return dict(info.preprocessing) if info is not None else default_preprocessing(model.config)
+    described = getattr(getattr(model, "checkpoint_info", None), "preprocessing", None)
+    return dict(described) if described is not None else default_preprocessing(model.config)
 
 
 def as_batch(
