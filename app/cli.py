@@ -14,6 +14,9 @@ from pathlib import Path
 from coatnet.cli import add_command, positive_int
 
 MAIN = Path(__file__).resolve().with_name("main.py")  # the installed app package's entry page
+SETTINGS = MAIN.with_name(
+    "streamlit.toml"
+)  # the app's Streamlit settings (.streamlit/config.toml links here)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +30,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_app)
 
 
+def streamlit_settings(path: Path = SETTINGS) -> dict[str, str]:
+    """The app's Streamlit settings as ``{"server.maxUploadSize": "50", ...}``: sections and ``key = value``
+    lines of strings, booleans and numbers (all the file holds), read without tomllib (Python 3.10)."""
+    settings, section = {}, ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if not sep or not section:
+            raise ValueError(f"{path}: cannot read {raw!r} (a [section], then key = value lines)")
+        settings[f"{section}.{key}"] = value[1:-1] if value[:1] == value[-1:] == '"' else value
+    return settings
+
+
 def streamlit_command(port: int = 8501) -> list[str]:
-    """The command that serves the app: Streamlit of this Python, on localhost, making no outbound calls."""
-    return [
-        sys.executable, "-m", "streamlit", "run", str(MAIN), "--server.port", str(port),
-        "--server.address", "localhost", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
+    """The command that serves the app: Streamlit of this Python, with every setting of the app's own
+    (SETTINGS: on localhost, headless, no usage statistics, the upload limit, no tracebacks shown), since
+    an installed project has no .streamlit/config.toml where the user runs it; ``port`` overrides."""
+    flags = {**streamlit_settings(), "server.port": str(port)}
+    return [sys.executable, "-m", "streamlit", "run", str(MAIN),
+            *(item for key, value in flags.items() for item in (f"--{key}", value))]  # fmt: skip
 
 
 def cmd_app(args: argparse.Namespace) -> int:

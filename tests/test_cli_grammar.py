@@ -167,10 +167,19 @@ def test_the_app_command_runs_streamlit_on_the_installed_apps_main(monkeypatch, 
     monkeypatch.setattr(app.cli.subprocess, "run", lambda command, check: ran.append(command) or Done())
     assert cli.main(["app", "--port", "8502"]) == 0
     main = str(Path(app.__file__).resolve().with_name("main.py"))
-    assert ran == [[sys.executable, "-m", "streamlit", "run", main, "--server.port", "8502",
-                    "--server.address", "localhost", "--server.headless", "true",
-                    "--browser.gatherUsageStats", "false"]]  # fmt: skip
+    [command] = ran
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", main]
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    # every setting a checkout's .streamlit/config.toml gives `make app`, the port given here
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    expected = {f"--{section}.{key}": str(value).lower() if isinstance(value, bool) else str(value)
+                for section, values in config.items() for key, value in values.items()}  # fmt: skip
+    assert flags == {**expected, "--server.port": "8502"}
+    assert flags["--server.maxUploadSize"] == "50" and flags["--client.showErrorDetails"] == "none"
+    assert flags["--browser.gatherUsageStats"] == "false" and flags["--server.address"] == "localhost"
     assert Path(main) == ROOT / "app" / "main.py" and "http://localhost:8502" in capsys.readouterr().err
+    assert (ROOT / ".streamlit" / "config.toml").resolve() == ROOT / "app" / "streamlit.toml"  # one file
 
 
 class Done:
