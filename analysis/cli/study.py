@@ -237,6 +237,15 @@ def _sanity_part(
     wanted = {k: v for k, v in settings.items() if k not in MAIN_ONLY and k != "n_images"}
     wanted["protocol"] = sanity_protocol(model)
     if rank == 0:
+        if (out / "study.json").exists():  # the sanity part of this study, never of another one in OUT
+            found = json.loads((out / "study.json").read_text())
+            changed = sorted(
+                k for k in settings if k not in MAIN_ONLY and k in found and found[k] != settings[k]
+            )
+            if changed:
+                raise StudyError(
+                    f"{out} holds a different study ({', '.join(changed)} differ): use another --out"
+                )
         recorded = folder / "settings.json"
         if recorded.exists():
             found = json.loads(recorded.read_text())
@@ -256,6 +265,9 @@ def _sanity_part(
         have = sum(n for k, (_, n) in enumerate(pieces) if _has_chunk(folder, k, n))
         study = f"the finished interventions of {settings['n_images']} images, " if finished else ""
         say_kept("coatnet study", out, f"{study}the sanity checks of {have} of {count} images")
+        if have == count and _sanity_merged(out, count):  # nothing to compute, nothing to write again
+            distributed.finish(world)
+            return 0
     total, initial = sum(pieces[k][1] for k in mine), sum(pieces[k][1] for k in mine if k not in todo)
     bar = tqdm(total=total, initial=initial, desc=f"sanity {args.model}", unit="img",
                disable=args.quiet or rank != 0)  # fmt: skip
@@ -297,6 +309,15 @@ def _sanity_part(
     distributed.wait_for_peers("sanity merged", world)
     distributed.finish(world)
     return 0
+
+
+def _sanity_merged(out: Path, count: int) -> bool:
+    """Whether OUT/study.json already holds the sanity checks of exactly ``count`` images."""
+    path = out / "study.json"
+    return path.exists() and json.loads(path.read_text()).get("sanity_images") == count
+
+
+SANITY_KEYS = ("sanity", "robustness")  # study.json keys and study.npz arrays of the sanity part
 
 
 def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Path:
@@ -402,6 +423,14 @@ def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int,
         **({"faithfulness_protocol": faithfulness_protocol()} if plan.faithfulness else {}),
         **summary,
     }
+    # a sanity part measured before (a --sanity-only study resumed for its interventions) is kept
+    if (out / "study.json").exists():
+        before = json.loads((out / "study.json").read_text())
+        study.update({k: v for k, v in before.items() if k.startswith(SANITY_KEYS) and k not in study})
+    if (out / "study.npz").exists():
+        with np.load(out / "study.npz") as found:
+            kept = {k: found[k] for k in found.files if k.startswith(SANITY_KEYS) and k not in arrays}
+        arrays = {**arrays, **kept}
     atomic_write(out / "study.npz", lambda tmp: _save_npz(tmp, arrays))
     write_text(out / "study.json", json.dumps(study, indent=1) + "\n")
     write_text(

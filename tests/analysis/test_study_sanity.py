@@ -52,6 +52,9 @@ def test_the_sanity_study_is_each_images_checks_added_to_a_finished_study_and_re
     out = tmp_path / "study"
     assert run(toy_checkpoint, out) == 0
     before = json.loads((out / "study.json").read_text())
+    assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1", "--split", "train", "--resume") == 2
+    assert "holds a different study (split differ)" in capsys.readouterr().err  # not merged into this one
+    assert json.loads((out / "study.json").read_text()) == before and not (out / "sanity").exists()
 
     def refuse(*args, **kwargs):
         raise AssertionError("the finished interventions were measured again")
@@ -109,8 +112,10 @@ def test_the_sanity_study_is_each_images_checks_added_to_a_finished_study_and_re
     assert all(r["radius"] == 0.1 and r["n_samples"] == 8 and r["n_images"] == 6 for r in found["robustness"])
     assert all(v is not None and np.isfinite(v) for e in found["sanity"] for v in (e["spearman"], e["hog"]))
     assert "Sanity checks" in (out / "study.html").read_text()
+    files = {name: (out / name).read_bytes() for name in ("study.json", "study.npz", "study.html")}
     assert run(toy_checkpoint, out, "--sanity", "6", "--resume") == 0  # everything there: nothing measured
     assert len(calls) == 1
+    assert {name: (out / name).read_bytes() for name in files} == files  # nor written again
 
 
 def test_a_sanity_only_study_loads_draws_and_refuses_another_protocol(toy_checkpoint, tmp_path, capsys):
@@ -121,4 +126,10 @@ def test_a_sanity_only_study_loads_draws_and_refuses_another_protocol(toy_checkp
     assert [s.title for s in study_sections(study)] == ["Sanity checks"]
     assert len(study_sections(study)[0].figures) == 4
     assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1", "--split", "train", "--resume") == 2
-    assert "holds the sanity checks of a different study (split differ)" in capsys.readouterr().err
+    assert "holds a different study (split differ)" in capsys.readouterr().err
+    alone = json.loads((out / "study.json").read_text())
+    assert run(toy_checkpoint, out, "--resume") == 0  # its interventions, added: the sanity part is kept
+    both = json.loads((out / "study.json").read_text())
+    assert "baseline" in both and all(both[k] == v for k, v in alone.items() if k.startswith("sanity"))
+    with np.load(out / "study.npz") as arrays:
+        assert {"sanity_values", "robustness_values", "intervention_drop"} <= set(arrays.files)
