@@ -86,11 +86,12 @@ def install() -> int:
     names = [part.package for part in parts]
     why = ", ".join(f"{part.package} for {part.used_for}" for part in parts)
     print(f"installing with apt-get: {why}", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "DEBCONF_NOWARNINGS": "yes"}
-    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    # through env, so that sudo's reset environment keeps them; no prompt can wait on make's stdin
+    apt = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "DEBCONF_NOWARNINGS=yes", "apt-get"]
+    quiet = {"stdout": subprocess.DEVNULL, "stdin": subprocess.DEVNULL}
     done = (
-        subprocess.run([*prefix, "apt-get", "update", "-qq"], **quiet).returncode == 0
-        and subprocess.run([*prefix, "apt-get", "install", "-y", "-qq", *names], **quiet).returncode == 0
+        subprocess.run([*apt, "update", "-qq"], **quiet).returncode == 0
+        and subprocess.run([*apt, "install", "-y", "-qq", *names], **quiet).returncode == 0
     )
     if not done or missing():
         print(missing_line() + " (apt-get failed; the tests that need it skip)", flush=True)
