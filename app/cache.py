@@ -58,6 +58,7 @@ def uploads_folder(base: Path | None = None) -> Path:
         folder.mkdir(mode=0o700, exist_ok=True)
         facts = folder.lstat()
         if stat.S_ISDIR(facts.st_mode) and facts.st_uid == os.getuid() and not facts.st_mode & 0o022:
+            folder.chmod(0o700)  # ours, and others could not write to it: nor read it from now on
             return folder
     except OSError:
         pass
