@@ -181,6 +181,7 @@ def test_every_example_runs(entries: list[Entry], tmp_path: Path, monkeypatch: p
         if runner.failures:
             failed.append("".join(report))
     assert not failed, f"{len(failed)} of {ran} examples failed:\n" + "\n".join(failed)
+    assert ran == len(entries), f"{len(entries) - ran} public names gave no example to run"
 
 
 def test_the_reference_pages_name_every_public_name() -> None:

@@ -72,7 +72,7 @@ VARIANTS: dict[str, CoAtNetConfig] = {
     # Ours, for CPU demos and tests: same layout, narrower and shallower.
     "coatnet_nano": _paper("coatnet_nano", 48, (2, 48), (2, 96), (3, 192), (2, 384)),
     "coatnet_pico": _paper("coatnet_pico", 32, (1, 32), (2, 64), (2, 128), (1, 256)),
-    # A MaxViT for Fashion-MNIST (issue 27's demo): 28x28 with the demos' strides 2-1-1-2-1, so S1 and S2
+    # demo-maxvit's MaxViT for Fashion-MNIST: 28x28 with the demos' strides 2-1-1-2-1, so S1 and S2
     # run on 14x14 grids where 7x7 windows (block attention) and a 7x7 grid dilated by 2 (grid attention)
     # differ, and S3-S4 on 7x7, where both are global; heads of 16 (S1 2 heads .. S4 16).
     "maxvit_pico": CoAtNetConfig(

@@ -140,8 +140,9 @@ class TrainResult:
 
     Attributes:
         model: the trained model (the EMA weights where ``ema`` was on), in eval mode.
-        metrics: one row per epoch, as written to ``metrics.jsonl`` (``epoch``, ``step``, ``train_loss``,
-            ``train_top1``, and ``test_top1`` / ``test_top5`` where the epoch was evaluated).
+        metrics: one row per epoch, as written to ``metrics.json`` and ``metrics.csv`` (``epoch``,
+            ``step``, ``train_loss``, ``train_top1``, and ``test_top1`` / ``test_top5`` where the epoch
+            was evaluated).
         final: the last evaluation on the test set, or None.
         out_dir: where the checkpoints, resume state, metrics and model card were written.
 

@@ -58,7 +58,7 @@ PRETRAINED_TAGS: dict[str, dict[str, Any]] = {
     "coatnet_rmlp_2_rw_224.sw_in12k": {"classes": 11821},
     "coatnet_rmlp_2_rw_384.sw_in12k_ft_in1k": {"classes": 1000, "crop": 1.0},
     "coatnet_3_rw_224.sw_in12k": {"classes": 11821},
-    # timm's MaxViTs (issue 27): its own _rw_ weights, then the TensorFlow releases (the 384 and 512
+    # timm's MaxViTs: its own _rw_ weights, then the TensorFlow releases (the 384 and 512
     # fine-tunes keep timm's default mean = std = 0.5, as timm's configs say)
     "maxvit_nano_rw_256.sw_in1k": {"classes": 1000},
     "maxvit_tiny_rw_224.sw_in1k": {"classes": 1000},
@@ -84,7 +84,7 @@ PRETRAINED_TAGS: dict[str, dict[str, Any]] = {
         for size in ("base", "large", "xlarge")
         for side in (384, 512)
     },
-    # timm's ConvNeXt-based MaxViTs and CoAtNeXt (issue 27)
+    # timm's ConvNeXt-based MaxViTs and CoAtNeXt
     "maxxvit_rmlp_nano_rw_256.sw_in1k": {"classes": 1000},
     "maxxvit_rmlp_small_rw_256.sw_in1k": {"classes": 1000},
     "maxxvitv2_nano_rw_256.sw_in1k": {"classes": 1000},
