@@ -81,7 +81,7 @@ def install() -> int:
         return 0
     prefix = _privilege()
     if prefix is None or os.environ.get("COATNET_NO_SYSTEM_INSTALL"):
-        print(missing_line(parts) + " (the tests that need it skip)", flush=True)
+        print(missing_line(parts) + " (the tests that need them skip)", flush=True)
         return 0
     names = [part.package for part in parts]
     why = ", ".join(f"{part.package} for {part.used_for}" for part in parts)
@@ -94,7 +94,7 @@ def install() -> int:
         and subprocess.run([*apt, "install", "-y", "-qq", *names], **quiet).returncode == 0
     )
     if not done or missing():
-        print(missing_line() + " (apt-get failed; the tests that need it skip)", flush=True)
+        print(missing_line() + " (apt-get failed; the tests that need them skip)", flush=True)
     return 0
 
 
