@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: app test test-fast system-packages lint format screenshots figures notebooks docs clean
 
 $(STAMP): requirements.txt requirements-test.txt requirements-nodeps.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "needs Python 3.10 or newer: $(PYTHON) is " + sys.version.split()[0] + "; give another with PYTHON=python3.11 make ...")'
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "the pinned requirements need Python 3.11 or newer: $(PYTHON) is " + sys.version.split()[0] + "; give another with PYTHON=python3.12 make ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	# torchvision (for timm, test-only) without its dependencies, so that it cannot pull another torch

@@ -94,3 +94,32 @@ def test_the_command_and_every_plug_in_resolve_to_a_function() -> None:
     for name, target in targets.items():
         module, _, attribute = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attribute)), name
+
+
+OLDEST_PYTHON = (
+    "3.11.2"  # Debian 12's python3: `make` must install every pin with it (the Makefile checks 3.11)
+)
+
+
+def test_every_pin_installs_on_the_oldest_python_make_accepts() -> None:
+    """Each pinned requirement, as installed here, admits Debian 12's Python (a pin that asks for 3.11.5,
+    as pymdown-extensions 13 does, fails `make` on a fresh Debian machine with no line of ours)."""
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    pins = [
+        re.match(r"^([A-Za-z0-9_.-]+)==", line.strip())
+        for name in ("requirements.txt", "requirements-test.txt", "requirements-nodeps.txt")
+        for line in (ROOT / name).read_text().splitlines()
+    ]
+    refused = {}
+    for pin in filter(None, pins):
+        try:
+            wants = metadata.metadata(pin[1]).get("Requires-Python") or ""
+        except metadata.PackageNotFoundError:  # an image that lacks a test-only peer
+            continue
+        if wants and OLDEST_PYTHON not in SpecifierSet(wants):
+            refused[pin[1]] = wants
+    assert not refused, f"pins that Python {OLDEST_PYTHON} cannot install: {refused}"
+    assert "(3, 11)" in (ROOT / "Makefile").read_text()
