@@ -52,7 +52,48 @@ from coatnet.model.contexts import context_open
 
 AttentionKind = Literal["knockout", "content_only", "bias_only", "uniform", "swap_normalization"]
 ConvKind = Literal["zero_branch", "no_se"]
-ATTENTION_KINDS: tuple[str, ...] = ("knockout", "content_only", "bias_only", "uniform", "swap_normalization")
+
+
+@dataclass(frozen=True)
+class InterventionKind:
+    """One intervention kind of :data:`INTERVENTION_KINDS`.
+
+    Attributes:
+        name: the ``kind`` an :class:`Intervention` is given (``knockout``, ``zero_branch`` ...).
+        acts_on: ``attention`` (a Transformer block's attention, a MaxViT's block or grid attention) or
+            ``conv`` (an MBConv block, a MaxViT's conv).
+        description: what it does, in one line (the app's picker, ``coatnet.INTERVENTION_DESCRIPTIONS``).
+        untrained: whether it runs the weights in a combination they were not trained in.
+        per_head: whether a dataset study runs it once per head (a knockout of each head alone) rather
+            than once per block.
+
+    Examples:
+        >>> from coatnet.model.interventions import INTERVENTION_KINDS
+        >>> [(k.name, k.acts_on) for k in INTERVENTION_KINDS if k.untrained]
+        [('swap_normalization', 'attention')]
+    """
+
+    name: str
+    acts_on: Literal["attention", "conv"]
+    description: str
+    untrained: bool = False
+    per_head: bool = False
+
+
+INTERVENTION_KINDS: tuple[InterventionKind, ...] = (
+    InterventionKind("knockout", "attention", "the heads' outputs set to zero", per_head=True),
+    InterventionKind("content_only", "attention", "softmax(content logits): the bias removed"),
+    InterventionKind("bias_only", "attention", "position alone: softmax(w) (pre) or 1/N + w (post)"),
+    InterventionKind("uniform", "attention", "uniform weights 1/N"),
+    InterventionKind(
+        "swap_normalization", "attention",
+        "the other normalization: softmax(C) + w (pre model), softmax(C + w) (post)", untrained=True,
+    ),
+    InterventionKind("zero_branch", "conv", "the MBConv residual branch set to zero"),
+    InterventionKind("no_se", "conv", "squeeze-excitation's gate set to 1"),
+)  # fmt: skip
+"""Every intervention kind, once, in the order the app lists them: the constants below are read from it."""
+ATTENTION_KINDS: tuple[str, ...] = tuple(k.name for k in INTERVENTION_KINDS if k.acts_on == "attention")
 """The intervention kinds an attention block takes (:class:`Intervention`'s ``kind``), in the order the
 app lists them; :data:`DESCRIPTIONS` says each in words.
 
@@ -61,7 +102,7 @@ Examples:
     >>> "knockout" in coatnet.ATTENTION_KINDS and "no_se" not in coatnet.ATTENTION_KINDS
     True
 """
-CONV_KINDS: tuple[str, ...] = ("zero_branch", "no_se")
+CONV_KINDS: tuple[str, ...] = tuple(k.name for k in INTERVENTION_KINDS if k.acts_on == "conv")
 """The intervention kinds an MBConv block takes: ``zero_branch`` (the residual branch removed) and
 ``no_se`` (the squeeze-excitation gate opened, 1 everywhere).
 
@@ -72,15 +113,7 @@ Examples:
 """
 KINDS = ATTENTION_KINDS + CONV_KINDS
 UNTRAINED = "untrained combination"
-DESCRIPTIONS = {
-    "knockout": "the heads' outputs set to zero",
-    "content_only": "softmax(content logits): the bias removed",
-    "bias_only": "position alone: softmax(w) (pre) or 1/N + w (post)",
-    "uniform": "uniform weights 1/N",
-    "swap_normalization": "the other normalization: softmax(C) + w (pre model), softmax(C + w) (post)",
-    "zero_branch": "the MBConv residual branch set to zero",
-    "no_se": "squeeze-excitation's gate set to 1",
-}
+DESCRIPTIONS = {k.name: k.description for k in INTERVENTION_KINDS}
 """Every intervention kind in words, kind -> one line (``coatnet.INTERVENTION_DESCRIPTIONS``).
 
 Examples:
