@@ -53,11 +53,14 @@ from analysis.maps.attention import recorded_pass
 from analysis.maps.frequency import log_amplitude_profile
 from analysis.maps.receptive_field import mass_sides, receptive_fields
 from analysis.maps.statistics import clipped_renormalised, entropy, mean_distance, position_share
-from coatnet.model.interventions import Intervention, intervene
+from coatnet.model.interventions import INTERVENTION_KINDS, Intervention, intervene
 from coatnet.model.network import CoAtNet
 
-ATTENTION_STUDY_KINDS = ("content_only", "bias_only", "uniform", "swap_normalization")
-CONV_STUDY_KINDS = ("zero_branch", "no_se")
+# what a study runs once per block (a knockout runs once per head)
+ATTENTION_STUDY_KINDS = tuple(
+    k.name for k in INTERVENTION_KINDS if k.acts_on == "attention" and not k.per_head
+)
+CONV_STUDY_KINDS = tuple(k.name for k in INTERVENTION_KINDS if k.acts_on == "conv" and not k.per_head)
 PARTS = ("effective", "content", "bias")
 HEAD_METRICS = (
     tuple(f"distance_{p}" for p in PARTS) + tuple(f"entropy_{p}" for p in PARTS) + ("position_share",)

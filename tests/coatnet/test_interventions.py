@@ -216,3 +216,23 @@ def test_a_compiled_model_asked_to_intervene_runs_the_call_eagerly():
         with intervene(item):
             got = compiled(x)
     torch.testing.assert_close(got, expected)
+
+
+def test_every_kind_is_written_once_and_the_public_names_read_that_table():
+    from typing import get_args
+
+    from coatnet.model.interventions import (
+        CONV_KINDS,
+        DESCRIPTIONS,
+        INTERVENTION_KINDS,
+        KINDS,
+        AttentionKind,
+        ConvKind,
+    )
+
+    names = [k.name for k in INTERVENTION_KINDS]
+    assert len(set(names)) == len(names) and tuple(names) == KINDS
+    assert get_args(AttentionKind) == ATTENTION_KINDS and get_args(ConvKind) == CONV_KINDS
+    assert list(DESCRIPTIONS) == names and coatnet.INTERVENTION_DESCRIPTIONS is DESCRIPTIONS
+    untrained = [k for k in names if Intervention("S3.0" if k in ATTENTION_KINDS else "S1.0", k).untrained]
+    assert untrained == [k.name for k in INTERVENTION_KINDS if k.untrained] == ["swap_normalization"]
