@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from analysis.figures.panels import chart
 from analysis.figures.plots import overlay
 from analysis.figures.style import BLOCK_KIND_COLOURS, BROWN, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, colour
+from coatnet.model.layouts import find_layout
 
 __all__ = [
     "COMPONENT_LABELS",
@@ -294,8 +295,10 @@ def layout_label(model: str) -> str:
         >>> figures.layout_label("layout-c-c-t-t"), figures.layout_label("layout-vit-rel")
         ('C-C-T-T', 'ViT_REL')
     """
-    name = model.removeprefix("layout-")
-    return "ViT_REL" if name == "vit-rel" else name.upper()
+    try:
+        return find_layout(model).label
+    except ValueError:  # not a layout's model
+        return model
 
 
 def readable_from(probes: dict, within: float = 0.02) -> tuple[str, float]:

@@ -10,10 +10,12 @@ import difflib
 from typing import Any
 
 from coatnet.model.config import BlockGroup, CoAtNetConfig, StageConfig, stage
+from coatnet.model.layouts import LAYOUTS as LAYOUT_TABLE
+from coatnet.model.layouts import find_layout
 from coatnet.model.network import CoAtNet
 from coatnet.model.variants_timm import TIMM_VARIANTS
 
-LAYOUTS = ("C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T")
+LAYOUTS = tuple(layout.label for layout in LAYOUT_TABLE if layout.kinds)  # those of S1..S4 kinds, not ViT_REL
 
 
 def _paper(name: str, stem_dim: int, s1, s2, s3, s4, *, head_dim: int = 32) -> CoAtNetConfig:
@@ -34,9 +36,10 @@ def _paper(name: str, stem_dim: int, s1, s2, s3, s4, *, head_dim: int = 32) -> C
 def _layout(layout: str, dims: tuple[int, int, int, int]) -> CoAtNetConfig:
     """A layout-study model: a two-conv stem of 24 channels with stride 2, then S1..S4 of ``layout`` with
     depths 1-2-2-1 and widths ``dims``, strides 1-1-2-1 (grids 14, 14, 7, 7 at 28x28), heads of 16."""
-    kinds = layout.split("-")
+    found = find_layout(layout)
+    kinds = found.kinds
     return CoAtNetConfig(
-        name=f"layout_{layout.lower().replace('-', '_')}",
+        name=found.variant,
         stem_dim=24,
         stages=tuple(stage(k, d, c) for k, d, c in zip(kinds, (1, 2, 2, 1), dims, strict=True)),
         strides=(2, 1, 1, 2, 1),

@@ -30,19 +30,14 @@ import torch
 from coatnet.data.datasets import open_dataset
 from coatnet.files import ensure_folder, write_text
 from coatnet.model.complexity import count_macs, count_params
+from coatnet.model.layouts import LAYOUTS, find_layout
 from coatnet.training import distributed
 from coatnet.training.evaluation import evaluate
 from coatnet.training.loop import TrainSettings, train
 from coatnet.version import __version__
 
 # the five layouts and their models (coatnet/model/variants.py: parameters within 15% of each other)
-LAYOUT_MODELS = {
-    "C-C-C-C": "layout_c_c_c_c",
-    "C-C-C-T": "layout_c_c_c_t",
-    "C-C-T-T": "layout_c_c_t_t",
-    "C-T-T-T": "layout_c_t_t_t",
-    "ViT_REL": "layout_vit_rel",
-}
+LAYOUT_MODELS = {layout.label: layout.variant for layout in LAYOUTS}
 
 
 @dataclass(frozen=True)
@@ -105,7 +100,8 @@ class LayoutStudySettings:
 
 
 def run_name(layout: str, size: int) -> str:
-    return f"{layout.lower().replace('_', '-')}-{size}"
+    """A run's folder: ``c-c-t-t-2000`` (the layout's short form, then the size)."""
+    return f"{find_layout(layout).short}-{size}"
 
 
 def run_layout_study(

@@ -143,3 +143,25 @@ def test_two_torchrun_processes_share_the_runs_and_give_one_processs_study(tiny:
         )
         assert b["test_top1"] == pytest.approx(a["test_top1"], abs=0.011)
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+
+
+def test_every_spelling_of_a_layout_is_read_from_its_one_row() -> None:
+    from coatnet.model.layouts import LAYOUTS, find_layout
+    from coatnet.model.variants import LAYOUTS as KIND_LAYOUTS
+    from coatnet.training.layouts import run_name
+    from coatnet.weights.demos import LAYOUT_NAMES
+
+    assert LAYOUT_MODELS == {
+        "C-C-C-C": "layout_c_c_c_c", "C-C-C-T": "layout_c_c_c_t", "C-C-T-T": "layout_c_c_t_t",
+        "C-T-T-T": "layout_c_t_t_t", "ViT_REL": "layout_vit_rel",
+    }  # fmt: skip
+    checkpoints = ("layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t", "layout-vit-rel")
+    assert checkpoints == LAYOUT_NAMES
+    assert KIND_LAYOUTS == ("C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T")
+    assert run_name("ViT_REL", 2000) == "vit-rel-2000" and run_name("C-C-T-T", 100) == "c-c-t-t-100"
+    for layout in LAYOUTS:
+        assert {find_layout(name) for name in layout.spellings} == {layout}
+        if layout.kinds is not None:  # the variant of that name is built of those kinds
+            assert coatnet.create_model(layout.variant, in_chans=1).config.layout == layout.label
+    with pytest.raises(ValueError, match="the layouts are C-C-C-C, C-C-C-T, C-C-T-T, C-T-T-T, ViT_REL"):
+        find_layout("T-T-T-T")

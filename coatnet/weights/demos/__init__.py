@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coatnet.model.layouts import LAYOUTS
+
 HERE = Path(__file__).resolve().parent
 # the layout study's models trained on all 60,000 images (coatnet/training/layouts.py), where shipped
-LAYOUT_NAMES = ("layout-c-c-c-c", "layout-c-c-c-t", "layout-c-c-t-t", "layout-c-t-t-t", "layout-vit-rel")
+LAYOUT_NAMES = tuple(layout.checkpoint for layout in LAYOUTS)
 DEMO_NAMES = ("demo-pre", "demo-post")  # the paper's two normalizations, trained alike
 MAXVIT_NAMES = ("demo-maxvit",)  # CoAtNet's successor, windowed attention (CHOICES.md says why this one)
 NAMES = (*DEMO_NAMES, *MAXVIT_NAMES, *(n for n in LAYOUT_NAMES if (HERE / n / "model.safetensors").exists()))
