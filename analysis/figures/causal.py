@@ -13,6 +13,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.figures.names import named
 from analysis.figures.panels import chart
 from analysis.figures.plots import overlay
 from analysis.figures.style import BLOCK_KIND_COLOURS, BROWN, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, colour
@@ -140,7 +141,8 @@ def patching_figure(result) -> go.Figure:
             "bias depends on no input, so it recovers exactly 0 (denoising) or 1 (noising).")  # fmt: skip
     if not result.defined:
         note = _undefined_note(result)
-    return chart(figure, title, height=140 + 30 * len(rows), bottom=60, note=note, clickmode="event+select")
+    figure = chart(figure, title, height=140 + 30 * len(rows), bottom=60, note=note, clickmode="event+select")
+    return named(figure, "patching")
 
 
 def head_patching_figure(result) -> go.Figure:
@@ -162,7 +164,8 @@ def head_patching_figure(result) -> go.Figure:
     """
     blocks = list(result.heads)
     if not blocks:
-        return chart(go.Figure(), "Head patching: this model has no attention block", height=120)
+        figure = chart(go.Figure(), "Head patching: this model has no attention block", height=120)
+        return named(figure, "head-patching")
     width = max(len(result.heads[b]) for b in blocks)
     values = np.full((len(blocks), width), np.nan)
     present = np.zeros((len(blocks), width), dtype=bool)
@@ -185,7 +188,7 @@ def head_patching_figure(result) -> go.Figure:
     figure.update_yaxes(autorange="reversed")
     title = f"Head patching: recovery of each head's output alone. {_subject(result)}"
     note = "" if result.defined else _undefined_note(result)
-    return chart(figure, title, height=140 + 30 * len(blocks), bottom=60, note=note)
+    return named(chart(figure, title, height=140 + 30 * len(blocks), bottom=60, note=note), "head-patching")
 
 
 def position_patching_figure(result, image: np.ndarray | None = None) -> go.Figure:
@@ -216,11 +219,13 @@ def position_patching_figure(result, image: np.ndarray | None = None) -> go.Figu
     cells = cells[: result.grid[0], : result.grid[1]]
     if not result.defined:
         title += ". " + _undefined_note(result)
-        return overlay(image, np.zeros_like(cells), stride=result.stride, title=title, zmin=-1, zmax=1,
+        figure = overlay(image, np.zeros_like(cells), stride=result.stride, title=title, zmin=-1, zmax=1,
                        colorscale=DIVERGING, what="undefined")  # fmt: skip
+        return named(figure, "position-patching")
     low, _, high = _scale(result, cells)
-    return overlay(image, cells, stride=result.stride, title=title, zmin=low, zmax=high,
+    figure = overlay(image, cells, stride=result.stride, title=title, zmin=low, zmax=high,
                    colorscale=DIVERGING, what="recovery")  # fmt: skip
+    return named(figure, "position-patching")
 
 
 def _kind_marker(kind: str) -> str:
@@ -275,10 +280,11 @@ def probes_figure(probes: dict) -> go.Figure:
     title = (f"Where the class becomes linearly readable: {described}, {probes['n_train']} training and "
              f"{probes['n_test']} test images (a linear probe on each block's pooled output; square the "
              "stem, blue circles MBConv blocks, red diamonds Transformer blocks)")  # fmt: skip
-    return chart(
+    figure = chart(
         figure, title, height=380, bottom=60, legend_rows=1, xaxis_title="block (forward order)",
         yaxis={"title": {"text": "top-1"}, "range": [0, 1.02]},
     )  # fmt: skip
+    return named(figure, "probes")
 
 
 def layout_label(model: str) -> str:
@@ -363,8 +369,9 @@ def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None =
         ))  # fmt: skip
     title = ("Where each layout's class becomes linearly readable: probe test top-1 against relative depth "
              "(squares the stem, circles MBConv blocks, diamonds Transformer blocks)")  # fmt: skip
-    return chart(
+    figure = chart(
         figure, title, height=420, bottom=60, legend_rows=3,
         xaxis={"title": {"text": "relative depth (0 the stem, 1 the last block)"}, "range": [-0.03, 1.03]},
         yaxis={"title": {"text": "probe top-1, test"}},
     )  # fmt: skip
+    return named(figure, "layout-probes")

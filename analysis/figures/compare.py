@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.figures.names import named
 from analysis.figures.panels import DEFAULT_OPACITY, pair
 from analysis.figures.plots import distance_scatter, head_grid, readable_range, value_range
 from analysis.figures.style import DIVERGING, SEQUENTIAL
@@ -87,7 +88,8 @@ def comparison_summary_figures(comparison) -> list[go.Figure]:
             y_label="JS divergence (bits)",
         )
     )
-    return figures
+    distances, divergences = figures
+    return [named(distances, "comparison-distance"), named(divergences, "comparison-divergence")]
 
 
 def block_comparison_figures(
@@ -141,4 +143,9 @@ def block_comparison_figures(
             colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity, seen=seen,
         )
     )  # fmt: skip
-    return figures
+    first, second, difference = figures
+    return [
+        named(first, "comparison-maps"),
+        named(second, "comparison-maps"),
+        named(difference, "comparison-difference"),
+    ]

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.explain.faithfulness import row_name
+from analysis.figures.names import named
 from analysis.figures.panels import DEFAULT_OPACITY, chart
 from analysis.figures.plots import overlay
 from analysis.figures.style import HEAT, OTHER
@@ -52,10 +53,11 @@ def relevance_figure(
     names = relevance.target_names
     target = relevance.targets[index]
     name = names[index] if names else f"class {target}"
-    return overlay(
+    figure = overlay(
         image, relevance.map[index], stride=relevance.stride_first, colorscale=HEAT, what="relevance",
         title=f"{relevance.label}: {name} (p = {relevance.probabilities[index]:.2f})", opacity=opacity,
     )  # fmt: skip
+    return named(figure, "relevance")
 
 
 BETTER = {"deletion_auc": -1, "insertion_auc": 1, "road": 1}  # the direction in which a score is better
@@ -135,13 +137,14 @@ def curves_figure(report, curve: str = "deletion") -> go.Figure:
             if worse
             else "Every method does better than the random map (dotted)."
         )
-    return chart(
+    figure = chart(
         figure,
         f"{curve.capitalize()}: p({name}) as pixels are {what} (area in the legend, {better} is better)",
         note=sentence,
         height=420, bottom=60, xaxis_title="share of pixels", yaxis_title="probability",
         legend={"font": {"size": 10}},
     )  # fmt: skip
+    return named(figure, "faithfulness-curves")
 
 
 def scores_figure(rows: Sequence, title: str) -> go.Figure:
@@ -195,10 +198,11 @@ def scores_figure(rows: Sequence, title: str) -> go.Figure:
                 "x1": random[key], "y0": 0, "y1": 1, "line": {"dash": "dot", "width": 1.5, "color": OTHER},
             })  # fmt: skip
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
-    return chart(
+    figure = chart(
         figure, title, height=140 + 22 * len(entries), bottom=70, showlegend=False, shapes=shapes,
         note=random_sentence(rows), **layout,
     )  # fmt: skip
+    return named(figure, "faithfulness-scores")
 
 
 def _entry(row) -> dict:

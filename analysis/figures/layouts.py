@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.figures.names import named
 from analysis.figures.panels import DEFAULT_OPACITY, chart, panels, set_ranges
 from analysis.figures.plots import (
     OWN_SCALES,
@@ -72,10 +73,11 @@ def size_figure(study: dict) -> go.Figure:
     )
     figure.update_annotations(font_size=12)
     steps = study["settings"]["steps"]
-    return chart(
+    figure = chart(
         figure, f"Layouts: {steps} optimizer steps at every training-set size", height=420, subtitle_lines=1,
         legend_rows=1,
     )  # fmt: skip
+    return named(figure, "layout-sizes")
 
 
 def gap_figure(study: dict) -> go.Figure:
@@ -110,11 +112,12 @@ def gap_figure(study: dict) -> go.Figure:
             )
         )  # fmt: skip
     scale = ", ".join(map(_short, sizes))
-    return chart(
+    figure = chart(
         figure, f"Training loss against test accuracy (markers grow with the training images: {scale})",
         height=440, legend_rows=1, xaxis_title="final training loss (clean training subset)",
         yaxis_title="test top-1 (%)",
     )  # fmt: skip
+    return named(figure, "layout-gap")
 
 
 LAYOUT_VIEWS = {
@@ -186,7 +189,7 @@ def layout_stages_figure(
         if what == "attention" and cell.query is not None:
             cells = (round(height / cell.stride), round(width / cell.stride))
             traces.append(query_marker(cell.query, cell.stride, grid.cell_px(cells), axes=axes))
-    return grid.figure(traces)
+    return named(grid.figure(traces), "layout-stages")
 
 
 def layout_similarity_figure(result: LayoutSimilarity) -> go.Figure:
@@ -210,4 +213,5 @@ def layout_similarity_figure(result: LayoutSimilarity) -> go.Figure:
     rows = [f"{result.layouts[i]} vs {result.layouts[j]}" for i, j in pairs]
     matrix = np.array([[result.matrix[k, i, j] for k in range(len(result.stages))] for i, j in pairs])
     title = f"Linear CKA between the same stage of two layouts ({result.images} images)"
-    return matrix_figure(matrix, rows, list(result.stages), title=title, what="CKA")
+    figure = matrix_figure(matrix, rows, list(result.stages), title=title, what="CKA")
+    return named(figure, "layout-similarity")

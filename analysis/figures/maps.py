@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
+from analysis.figures.names import named
 from analysis.figures.panels import DEFAULT_OPACITY, MAX_WIDTH, NBSP, chart, drawn, pair, panels, set_ranges
 from analysis.figures.plots import (
     OWN_SCALES,
@@ -122,11 +123,12 @@ def attention_heads_figure(
     signed = _signed(block, part)
     title = f"{block.name} ({block.mode}-normalization), every head: {PART_TITLES[part]}"
     title += f", query {pair(row, col)}{window_note(block)}"
-    return head_grid(
+    figure = head_grid(
         image, maps, stride=block.stride, title=title, query=(row, col),
         colorscale=DIVERGING if signed else SEQUENTIAL, symmetric=signed, what=_what(part, signed),
         opacity=opacity, selected=selected, width=width, seen=block.seen(query),
     )  # fmt: skip
+    return named(figure, "attention-heads")
 
 
 def fused_attention_figure(
@@ -176,13 +178,14 @@ def fused_attention_figure(
     row, col = divmod(query, block.grid[1])
     signed = _signed(block, part)
     low, high = value_range(values, signed)
-    return overlay(
+    figure = overlay(
         image, values, stride=block.stride, query=(row, col),
         title=f"{model + ': ' if model else ''}{block.name}: {PART_TITLES[part]}, {label}, query "
         f"{pair(row, col)}{window_note(block)}", clickable=clickable,
         colorscale=DIVERGING if signed else SEQUENTIAL, zmin=low, zmax=high,
         what=_what(part, signed), opacity=opacity, seen=block.seen(query),
     )  # fmt: skip
+    return named(figure, "fused-attention")
 
 
 def attention_change_figure(
@@ -221,11 +224,12 @@ def attention_change_figure(
     )
     row, col = divmod(query, before.grid[1])
     low, high = value_range(change, True)
-    return overlay(
+    figure = overlay(
         image, change, stride=before.stride, query=(row, col), colorscale=DIVERGING, zmin=low, zmax=high,
         title=f"{before.name}: change of the weights (heads fused by mean), query {pair(row, col)}"
         f"{window_note(before)}", what="change", opacity=opacity, seen=before.seen(query),
     )  # fmt: skip
+    return named(figure, "attention-change")
 
 
 def rollout_figure(
@@ -257,10 +261,11 @@ def rollout_figure(
     if query is not None:  # the query on the first grid's scale
         centre = cell_centre(*query, stride=rollout.stride_last)
         scaled_query = pixel_cell(*centre, grid=rollout.grid_first, stride=rollout.stride_first)
-    return overlay(
+    figure = overlay(
         image, values, stride=rollout.stride_first, query=scaled_query, what="share",
         title=f"{rollout.label[:1].upper()}{rollout.label[1:]}, {where}", opacity=opacity,
     )  # fmt: skip
+    return named(figure, "rollout")
 
 
 def statistics_figures(statistics) -> list[go.Figure]:
@@ -283,22 +288,25 @@ def statistics_figures(statistics) -> list[go.Figure]:
     """
     names = [b.name for b in statistics.blocks]
     mode = statistics.blocks[0].mode if statistics.blocks else ""
+    distance = distance_scatter(
+        {mode: (names, [b.distance_px for b in statistics.blocks])},
+        title=f"Mean attention distance per head ({mode}-normalization)",
+    )
+    entropy = distance_scatter(
+        {mode: (names, [b.entropy for b in statistics.blocks])},
+        title=f"Attention entropy per head ({mode}-normalization; "
+        "log N is uniform over the N keys a query sees)",
+        y_label="entropy (nats)",
+    )
+    share = distance_scatter(
+        {mode: (names, [b.position_share for b in statistics.blocks])},
+        title=f"Share of logit variance from position (bias) vs content ({mode}-normalization)",
+        y_label="position share",
+    )
     return [
-        distance_scatter(
-            {mode: (names, [b.distance_px for b in statistics.blocks])},
-            title=f"Mean attention distance per head ({mode}-normalization)",
-        ),
-        distance_scatter(
-            {mode: (names, [b.entropy for b in statistics.blocks])},
-            title=f"Attention entropy per head ({mode}-normalization; "
-            "log N is uniform over the N keys a query sees)",
-            y_label="entropy (nats)",
-        ),
-        distance_scatter(
-            {mode: (names, [b.position_share for b in statistics.blocks])},
-            title=f"Share of logit variance from position (bias) vs content ({mode}-normalization)",
-            y_label="position share",
-        ),
+        named(distance, "attention-distance"),
+        named(entropy, "attention-entropy"),
+        named(share, "position-share"),
     ]
 
 
@@ -357,10 +365,11 @@ def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
         f"{model + ': ' if model else ''}{block.name}: relative-bias kernels ({block.mode}), offset key - "
         f"query, {step}{NBSP}px per step; each head's peak offset and the mean distance of softmax(w)"
     )
-    return kernel_gallery(
+    figure = kernel_gallery(
         block.kernels, titles=titles, title=title, cols=min(cols, 4), what="bias w", max_panel=160.0,
         min_panel=96.0,
     )  # fmt: skip
+    return named(figure, "bias-kernels")
 
 
 def kernel_summary(block) -> tuple[list[tuple[int, int]], list[float]]:
@@ -408,7 +417,8 @@ def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) ->
     titles = [f"ch {c}" for c in channels]
     span = f"{len(channels)} of {count} channels"
     title = f"{block.name}: depthwise {shown.shape[-1]}x{shown.shape[-1]} kernels, {span}"
-    return kernel_gallery(shown, titles=titles, title=title, cols=cols, what="weight")
+    figure = kernel_gallery(shown, titles=titles, title=title, cols=cols, what="weight")
+    return named(figure, "depthwise-kernels")
 
 
 ERF_CELLS = 112  # an effective receptive field is drawn on at most this many cells a side (the report's size)
@@ -479,7 +489,7 @@ def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure
                 "type": "rect", "xref": axes[0], "yref": axes[1], "x0": x - box_w / 2, "x1": x + box_w / 2,
                 "y0": y - box_h / 2, "y1": y + box_h / 2, "line": {"color": box_colour, "width": 1},
             })  # fmt: skip
-    return grid.figure(traces, shapes)
+    return named(grid.figure(traces, shapes), "receptive-field")
 
 
 def _theory(stage) -> str:
@@ -527,7 +537,7 @@ def frequency_figure(profile) -> go.Figure:
         )
     figure.update_annotations(font_size=12)
     title = "Frequency profile (Park & Kim 2022): MBConv blue, Transformer red"
-    return chart(figure, title, height=380, subtitle_lines=1)
+    return named(chart(figure, title, height=380, subtitle_lines=1), "frequency")
 
 
 def attribution_figure(
@@ -553,9 +563,10 @@ def attribution_figure(
     name = attribution.target_name or f"class {attribution.target}"
     where = f" at {attribution.stage}" if attribution.stage else ""
     title = f"{attribution.method}{where}: {name} (p = {attribution.probability:.2f})"
-    return overlay(
+    figure = overlay(
         image, attribution.map, stride=1.0, title=title, colorscale=HEAT, opacity=opacity, what="relevance"
     )
+    return named(figure, "attribution")
 
 
 def cka_figure(result, *, labels: tuple[str, str] = ("", "")) -> go.Figure:
@@ -578,7 +589,7 @@ def cka_figure(result, *, labels: tuple[str, str] = ("", "")) -> go.Figure:
     rows = [f"{labels[0]} {n}".strip() for n in result.names_a]
     cols = [f"{labels[1]} {n}".strip() for n in result.names_b]
     title = f"Linear CKA ({result.n_images} images)"
-    return matrix_figure(result.matrix, rows, cols, title=title, what="CKA")
+    return named(matrix_figure(result.matrix, rows, cols, title=title, what="CKA"), "cka")
 
 
 def training_curves(rows: Sequence[dict]) -> go.Figure:
@@ -625,7 +636,8 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
         )
     figure.update_annotations(font_size=12)
     figure.update_xaxes(title_text="epoch")
-    return chart(figure, "Training curves", height=400, subtitle_lines=1, legend_rows=1)
+    figure = chart(figure, "Training curves", height=400, subtitle_lines=1, legend_rows=1)
+    return named(figure, "training-curves")
 
 
 def stages_figure(
@@ -690,7 +702,7 @@ def stages_figure(
             cam.map, colorscale=HEAT, opacity=opacity if image is not None else 1.0, axes=axes,
             what=f"Grad-CAM {cam.stage}",
         ))  # fmt: skip
-    return grid.figure(traces)
+    return named(grid.figure(traces), "stages")
 
 
 def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Figure:
@@ -730,7 +742,7 @@ def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Fig
         height=figure.layout.margin.t + 30 + 26 * len(full),
         margin={"l": 10, "r": 40},
     )
-    return figure
+    return named(figure, "predictions")
 
 
 def _short_name(name: str, chars: int) -> str:
@@ -780,4 +792,4 @@ def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
         traces.append(
             map_trace(values, colorscale=DIVERGING, zmin=low, zmax=high, what="activation", axes=axes)
         )
-    return grid.figure(traces)
+    return named(grid.figure(traces), "feature-channels")

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.explain.faithfulness import row_name
+from analysis.figures.names import named
 from analysis.figures.panels import MAX_WIDTH, chart
 from analysis.figures.plots import head_grid
 from analysis.figures.style import SEQUENTIAL
@@ -93,16 +94,17 @@ def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float 
         for column, level in enumerate(levels):
             key = (explanation.method, explanation.stage, level)
             panels.append(_unit(explanation.map if level == "trained" else cascade[key]))
-            named = short_name(explanation.method, explanation.stage) if column == 0 else ""
-            titles.append(("none" if column == 0 else level) if row == 0 else named)
+            heading = short_name(explanation.method, explanation.stage) if column == 0 else ""
+            titles.append(("none" if column == 0 else level) if row == 0 else heading)
     name = report.target_name or f"class {report.target}"
     order = ", ".join(short_name(e.method, e.stage) for e in report.trained)
-    return head_grid(
+    figure = head_grid(
         None, np.stack(panels), titles=titles, cols=len(levels), colorscale=SEQUENTIAL, what="|map| / max",
         title=f"Cascading randomisation: the explanations of {name} as the parts are randomised from the "
         f"head down (rows: {order}; each map over its own maximum)",
         width=width, max_panel=max_panel, min_panel=0.0,
     )  # fmt: skip
+    return named(figure, "sanity-cascade")
 
 
 def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
@@ -132,7 +134,7 @@ def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "
         found = report.select(test, explanation.method, explanation.stage)
         lines.append((explanation.method, explanation.name, [r.randomised for r in found],
                       [getattr(r, measure) for r in found], None))  # fmt: skip
-    return _curves(lines, measure, test, "")
+    return named(_curves(lines, measure, test, ""), "sanity-curves")
 
 
 def study_sanity_figure(study: dict, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
@@ -166,7 +168,8 @@ def study_sanity_figure(study: dict, *, measure: str = "spearman_abs", test: str
         line[3].append(entry[measure])
         line[4].append(entry["std"][measure])
     count = found[0]["n_images"] if found else 0
-    return _curves(lines, measure, test, f", the mean over {count} images (bars: one standard deviation)")
+    figure = _curves(lines, measure, test, f", the mean over {count} images (bars: one standard deviation)")
+    return named(figure, "study-sanity")
 
 
 def _curves(lines, measure: str, test: str, over: str) -> go.Figure:
@@ -216,7 +219,7 @@ def random_logit_figure(report, *, measure: str = "spearman_abs") -> go.Figure:
     ours = report.target_name or f"class {report.target}"
     other = report.other_name or f"class {report.other}"
     bars = [(r.method, r.name, getattr(r, measure), None) for r in found]
-    return _bars(bars, measure, f"of the maps for {ours} and for {other}")
+    return named(_bars(bars, measure, f"of the maps for {ours} and for {other}"), "random-logit")
 
 
 def study_random_logit_figure(study: dict, *, measure: str = "spearman_abs") -> go.Figure:
@@ -242,7 +245,7 @@ def study_random_logit_figure(study: dict, *, measure: str = "spearman_abs") -> 
     ]
     count = found[0]["n_images"] if found else 0
     what = f"of the maps for the predicted class and another, the mean over {count} images"
-    return _bars(bars, measure, what)
+    return named(_bars(bars, measure, what), "study-random-logit")
 
 
 def _bars(bars, measure: str, what: str) -> go.Figure:
@@ -292,7 +295,7 @@ def robustness_figure(study: dict) -> go.Figure:
         "<br>infinite on %{customdata[1]} images<extra></extra>",
     ))  # fmt: skip
     first = study["robustness"][0] if study["robustness"] else {}
-    return chart(
+    figure = chart(
         figure,
         f"Robustness: max-sensitivity of each explanation under uniform noise of radius "
         f"{first.get('radius', '?')}, {first.get('n_samples', '?')} samples, the mean over "
@@ -304,6 +307,7 @@ def robustness_figure(study: dict) -> go.Figure:
         xaxis={"rangemode": "tozero", "title": {"text": "max-sensitivity"}},
         yaxis={"autorange": "reversed"},
     )  # fmt: skip
+    return named(figure, "robustness")
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.figures.explanations import scores_figure
+from analysis.figures.names import named
 from analysis.figures.panels import chart
 from analysis.figures.plots import distance_scatter
 from analysis.figures.style import INTERVENTION_COLOURS, colour
@@ -51,10 +52,11 @@ def distance_figure(study: dict) -> go.Figure:
         'scatter'
     """
     mode = study.get("attention", "")
-    return distance_scatter(
+    figure = distance_scatter(
         _head_series(study, "mean_distance_px"),
         title=f"Mean attention distance per head over {study['baseline']['n_images']} images ({mode})",
     )
+    return named(figure, "study-distance")
 
 
 def entropy_figure(study: dict) -> go.Figure:
@@ -73,11 +75,12 @@ def entropy_figure(study: dict) -> go.Figure:
         >>> len(figures.entropy_figure(analysis.load_study("study-demo-pre")).data)
         3
     """
-    return distance_scatter(
+    figure = distance_scatter(
         _head_series(study, "entropy"),
         title="Attention entropy per head (nats; log N is uniform over the N keys a query sees)",
         y_label="entropy (nats)",
     )
+    return named(figure, "study-entropy")
 
 
 def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | None = None) -> go.Figure:
@@ -116,10 +119,11 @@ def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | 
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
     what = "change of top-1 (points)" if metric == "delta_top1" else "mean drop of the true class's logit"
     base = 100 * study["baseline"]["top1"]
-    return chart(
+    figure = chart(
         figure, f"Interventions, most harmful first: {what} (baseline top-1 {base:.2f}%)",
         height=120 + 16 * len(rows), xaxis_title=what,
     )  # fmt: skip
+    return named(figure, "study-interventions")
 
 
 def stage_figure(study: dict) -> go.Figure:
@@ -154,11 +158,12 @@ def stage_figure(study: dict) -> go.Figure:
             mode="lines+markers",
         )
     )  # fmt: skip
-    return chart(
+    figure = chart(
         figure, "Stages: activation size and effective receptive field (50% of the mass)", height=360,
         legend_rows=1, yaxis_title="mean |activation|",
         yaxis2={"title": "ERF 50% side (px)", "overlaying": "y", "side": "right"},
     )  # fmt: skip
+    return named(figure, "study-stages")
 
 
 def study_frequency_figure(study: dict) -> go.Figure:
@@ -182,10 +187,11 @@ def study_frequency_figure(study: dict) -> go.Figure:
         profile = s["frequency_profile"]
         freqs = np.linspace(0, 1, len(profile)) if len(profile) > 1 else [0.0]
         figure.add_trace(go.Scatter(x=freqs, y=profile, name=s["stage"], mode="lines+markers"))
-    return chart(
+    figure = chart(
         figure, "Log amplitude of each stage's output against frequency (averaged over images)", height=340,
         xaxis_title="frequency (x pi)", yaxis_title="log amplitude",
     )  # fmt: skip
+    return named(figure, "study-frequency")
 
 
 def faithfulness_figure(study: dict) -> go.Figure:
@@ -206,7 +212,9 @@ def faithfulness_figure(study: dict) -> go.Figure:
     rows = study["faithfulness"]
     count = rows[0]["n_images"] if rows else 0
     mode = study.get("attention", "")
-    return scores_figure(rows, f"Faithfulness of each explanation over {count} images ({mode}-normalization)")
+    title = f"Faithfulness of each explanation over {count} images ({mode}-normalization)"
+    figure = scores_figure(rows, title)
+    return named(figure, "study-faithfulness")
 
 
 def head_importance_figure(importance, *, target_name: str | None = None) -> go.Figure:
@@ -240,9 +248,10 @@ def head_importance_figure(importance, *, target_name: str | None = None) -> go.
             )
         )  # fmt: skip
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
-    return chart(
+    figure = chart(
         figure, f"Logit drop of {target_name or f'class {importance.target}'} when each head alone is "
         "knocked out "
         f"(logit {importance.logit:.2f})", height=140 + 16 * count, xaxis_title="logit drop",
         showlegend=False,
     )  # fmt: skip
+    return named(figure, "head-importance")

@@ -9,6 +9,7 @@ import pytest
 from analysis.explain.attributions import attributions
 from analysis.figures import maps as figures
 from analysis.figures.compare import block_comparison_figures, comparison_figures
+from analysis.figures.names import figure_name
 from analysis.figures.plots import overlay, readable_range
 from analysis.maps.attention import attention_maps
 from analysis.maps.cka import cka
@@ -69,6 +70,8 @@ def test_every_result_draws(attention):
     ]  # fmt: skip
     for figure in drawn:
         assert isinstance(figure, go.Figure) and figure.data and figure.layout.title.text
+    assert [figure_name(f) for f in drawn[:3]] == ["attention-heads", "fused-attention", "rollout"]
+    assert all(figure_name(f) for f in drawn)  # every figure found by its name, never by its title
     heads = figures.attention_heads_figure(block, picture, 5)
     assert sum(isinstance(t, go.Heatmap) for t in heads.data) == block.heads
 
@@ -240,3 +243,75 @@ def test_legends_sit_under_their_charts_in_one_layout():
     legend, reserved = legend_below()
     assert figure.layout.legend.to_plotly_json() == legend and figure.layout.margin.b == reserved
     assert legend["yref"] == "container" and legend["y"] == 0 and legend["orientation"] == "h"
+
+
+def _builders() -> dict[str, object]:
+    """Every public function of :mod:`analysis.figures` that returns a figure or a list of them."""
+    import inspect
+
+    from analysis import figures as face
+
+    return {
+        name: obj
+        for name in face.__all__
+        if inspect.isfunction(obj := getattr(face, name))
+        and "Figure" in str(inspect.signature(obj).return_annotation)
+    }
+
+
+def _names_given(builder, builders: dict[str, object]) -> list[str]:
+    """The names ``builder`` gives its figures: each ``return`` is ``named(figure, "name")``, a list of
+    them, or figures of other builders (a list built of their calls); anything else fails the test."""
+    import ast
+    import inspect
+    import textwrap
+
+    node = ast.parse(textwrap.dedent(inspect.getsource(builder))).body[0]
+    made_by_builders = {  # local lists filled only with other builders' figures
+        target.id
+        for stmt in ast.walk(node)
+        if isinstance(stmt, (ast.Assign, ast.AugAssign))
+        for target in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+        if isinstance(target, ast.Name)
+        and all(
+            isinstance(c.func, ast.Name) and c.func.id in builders
+            for c in ast.walk(stmt.value)
+            if isinstance(c, ast.Call)
+        )
+    }
+
+    def names(value: ast.expr) -> list[str] | None:
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "named":
+            name = value.args[1]
+            return [name.value] if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
+        if isinstance(value, ast.List):
+            found = [names(e) for e in value.elts]
+            return None if None in found else [n for f in found for n in f]
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in builders:
+            return []
+        if isinstance(value, ast.Name) and value.id in made_by_builders:
+            return []
+        if isinstance(value, (ast.BinOp, ast.ListComp)):
+            parts = [value.left, value.right] if isinstance(value, ast.BinOp) else [value.elt]
+            found = [names(p) for p in parts]
+            return None if None in found else [n for f in found for n in f]
+        return None
+
+    given = []
+    for ret in (n for n in ast.walk(node) if isinstance(n, ast.Return)):
+        found = names(ret.value)
+        assert found is not None, f"{builder.__name__} returns {ast.unparse(ret.value)!r}, not a named figure"
+        given += found
+    return given
+
+
+def test_every_figure_builder_names_its_figures_and_no_two_builders_share_a_name():
+    builders = _builders()
+    assert len(builders) > 40  # the check sees every builder
+    owner: dict[str, str] = {}
+    for name, builder in builders.items():
+        for given in _names_given(builder, builders):
+            assert owner.setdefault(given, name) == name, f"{given!r}: {owner[given]} and {name}"
+    composed = {n for n, b in builders.items() if not _names_given(b, builders)}
+    assert composed == {"comparison_figures", "kernel_figures"}  # made of other builders' named figures
+    assert len(owner) > 40
