@@ -42,7 +42,7 @@ from analysis import (
     top_k,
 )
 from app import gallery
-from coatnet import CoAtNet, atomic_write, count_params, stage_costs
+from coatnet import CoAtNet, atomic_write, class_names, count_params, stage_costs
 from coatnet.data import upright_picture
 from coatnet.weights import download_timm_weights
 
@@ -198,11 +198,9 @@ def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     picture = upright_picture(_image(image, _name))
     net = model(key)
     view = picture_view((picture.height, picture.width), preprocessing_of(net))
-    info = getattr(net, "checkpoint_info", None)
-    note = analysis.preparation_note(
-        picture, preprocessing_of(net), info.class_names if info is not None else None,
-        info.provenance.get("dataset") if info is not None else None,
-    )  # fmt: skip
+    info = net.checkpoint_info
+    dataset = info.provenance.get("dataset") if info is not None else None
+    note = analysis.preparation_note(picture, preprocessing_of(net), class_names(net), dataset)
     picture.thumbnail((512, 512))
     batch = as_batch(_image(image), net)
     seen = display_image(batch[0], preprocessing_of(net))
@@ -218,10 +216,7 @@ def attention(key: ModelKey, image: bytes):
 @st.cache_data(max_entries=32, show_spinner=False)
 def predictions(key: ModelKey, image: bytes, k: int = 5):
     """The top-``k`` classes with their names."""
-    net = model(key)
-    info = getattr(net, "checkpoint_info", None)
-    names = info.class_names if info is not None else None
-    return top_k(attention(key, image).logits[0], names, k)
+    return top_k(attention(key, image).logits[0], class_names(model(key)), k)
 
 
 @shared_result(max_entries=64)
@@ -331,9 +326,9 @@ def run_record(key: ModelKey) -> tuple[str | None, tuple[dict, ...]]:
 def intervention_effect(key: ModelKey, image: bytes, interventions: tuple, target: int | None):
     """The image before and after ``interventions`` (:func:`analysis.intervention_effect`)."""
     net = model(key)
-    info = getattr(net, "checkpoint_info", None)
-    names = info.class_names if info is not None else None
-    return analysis.intervention_effect(net, _image(image), interventions, target=target, class_names=names)
+    return analysis.intervention_effect(
+        net, _image(image), interventions, target=target, class_names=class_names(net)
+    )
 
 
 @session_result(max_entries=8)
@@ -378,7 +373,7 @@ def layout_models() -> tuple[str, ...]:
 def layout_grid(names: tuple[str, ...], device: str) -> tuple[int, int, float]:
     """The S3 grid every layout model shares (rows, cols) and its input pixels per cell."""
     net = model(ModelKey(names[0], device=device))
-    size = tuple(preprocessing_of(net)["size"])
+    size = preprocessing_of(net).size
     grid = tuple(net.stage_info(size)[3].grid)
     return grid[0], grid[1], size[0] / grid[0]
 

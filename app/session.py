@@ -41,7 +41,7 @@ def about(chosen: Selection, **extra: Any) -> dict[str, Any]:
     checkpoint's provenance), the image, and ``extra`` (the block, the query...)."""
     from app import cache
 
-    info = getattr(cache.model(chosen.key), "checkpoint_info", None)
+    info = cache.model(chosen.key).checkpoint_info
     return {
         "made_with": "CoAtNet Lens",
         "model": chosen.description,

@@ -53,6 +53,7 @@ from analysis import (
     attributions,
     class_relevance,
     gradcam_stages,
+    preprocessing_of,
     receptive_fields,
 )
 from analysis.core.models import load_model
@@ -248,8 +249,7 @@ def main() -> None:
     rows = []
     for spec in args.models:
         model = load_model(spec, device=args.device)
-        pre = getattr(model, "checkpoint_info", None)
-        size = tuple(pre.preprocessing["size"]) if pre else model.config.img_size
+        size = preprocessing_of(model).size
         x = torch.randn(args.batch, model.config.in_chans, *size, generator=torch.Generator().manual_seed(0))
         x = x.to(args.device)
 

@@ -56,7 +56,7 @@ def measure(spec: str) -> dict:
         torch.manual_seed(0)
         model = coatnet.create_model(spec).eval()
     pre = preprocessing_of(model)
-    x = torch.randn(1, len(pre["mean"]), *pre["size"])
+    x = torch.randn(1, pre.channels, *pre.size)
     held = storages(model)
     build = coatnet.for_inference(model)
     with torch.inference_mode():

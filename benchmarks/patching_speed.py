@@ -74,7 +74,7 @@ def main() -> None:
         clean, corrupted = (as_batch(s.image(), model) for s in (samples[0], samples[-1]))
     else:
         model = coatnet.create_model(args.model).eval()
-        size = tuple(preprocessing_of(model)["size"])
+        size = preprocessing_of(model).size
         generator = torch.Generator().manual_seed(0)
         clean, corrupted = torch.randn(2, 1, 3, *size, generator=generator)
     lines = LINES.get(args.model, (None, None, None))

@@ -49,8 +49,8 @@ def main() -> None:
         model = coatnet.create_model(args.model)
     model.eval()
     pre = preprocessing_of(model)
-    size = tuple(pre["size"])
-    image = torch.randn(1, len(pre["mean"]), *size)
+    size = pre.size
+    image = torch.randn(1, pre.channels, *size)
     tests = ("cascading", "independent")
     copies = 2 * len(parts(model)) - 1
     total = seconds(lambda: sanity_checks(model, image, tests=tests), args.repeats, warm=args.repeats > 1)

@@ -61,7 +61,7 @@ def main() -> None:
     data = fashion_mnist("test")
     x = normalize(prepare_batch(data.images[:256], pre), pre)
     labels = data.labels[:256]
-    plan = study.study_plan(model, tuple(pre["size"]))
+    plan = study.study_plan(model, pre.size)
     with torch.inference_mode():
         true = runner(x).gather(1, labels[:, None])[:, 0]
     base = seconds(lambda: torch.inference_mode()(runner)(x), args.repeats)

@@ -2,6 +2,8 @@
 
 Public surface:
     create_model, list_models, CoAtNet, CoAtNetConfig: build models.
+    Part, PartName: a model's named parts (``model.parts()``) and the one parser of names such as
+        ``S3.0``, ``S1.0.grid`` and ``S3.0.attn.weights``.
     record_attention: per-call, thread-safe recording of attention logits, bias and weights.
     trace, tracing, trace_names: a named activation cache of every block's parts (the hook map of
         coatnet.model.tracing, docs/causal.md), and activation patching at the same names; per call,
@@ -14,7 +16,9 @@ Public surface:
     private_random: per-call generator for stochastic depth and dropout (the global RNG untouched).
     parse_model_name, ModelName: what a model's name means (a file, a built-in checkpoint, a timm tag, a
         variant): the one grammar every command, analysis and page uses.
-    save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header.
+    save_checkpoint, load_checkpoint: safetensors checkpoints with a JSON metadata header; class_names: a
+        model's class names, as its checkpoint (``model.checkpoint_info``) gives them.
+    Preprocessing: how a model's inputs are prepared (size, channels, mean/std, resampling, crop).
     from_timm: timm's CoAtNet weights (hub tag or local file) as our model, with identical outputs.
     count_params, count_macs, stage_costs: model size and multiply-accumulates.
     train, TrainSettings, TrainResult: train a model (one process, or several under torchrun: DDP),
@@ -27,6 +31,7 @@ Public surface:
 
 from __future__ import annotations
 
+from coatnet.data.preprocessing import Preprocessing
 from coatnet.devices import available_devices, resolve_device
 from coatnet.files import atomic_write
 from coatnet.model.complexity import StageCost, count_macs, count_params, stage_costs
@@ -41,6 +46,7 @@ from coatnet.model.interventions import (
 )
 from coatnet.model.interventions import DESCRIPTIONS as INTERVENTION_DESCRIPTIONS
 from coatnet.model.network import CoAtNet, StageInfo
+from coatnet.model.parts import Part, PartName
 from coatnet.model.randomness import private_random
 from coatnet.model.recording import AttentionRecord, record_attention
 from coatnet.model.tracing import trace, trace_names, tracing
@@ -50,6 +56,7 @@ from coatnet.version import __version__ as __version__
 from coatnet.weights.checkpoint import (
     CheckpointError,
     CheckpointInfo,
+    class_names,
     load_checkpoint,
     read_checkpoint_info,
     save_checkpoint,
@@ -71,15 +78,19 @@ __all__ = [
     "CheckpointError",
     "CheckpointInfo",
     "CoAtNet",
+    "Part",
+    "PartName",
     "CoAtNetConfig",
     "HubUnavailableError",
     "Intervention",
     "ModelName",
+    "Preprocessing",
     "StageConfig",
     "StageCost",
     "StageInfo",
     "TrainResult",
     "TrainSettings",
+    "class_names",
     "count_macs",
     "count_params",
     "create_model",

@@ -22,7 +22,7 @@ RULES: dict[str, set[str]] = {
     "coatnet.version": set(),
     "coatnet.model": set(),
     "coatnet.data": {"coatnet.files"},
-    "coatnet.weights": {"coatnet.model", "coatnet.files", "coatnet.devices"},
+    "coatnet.weights": {"coatnet.model", "coatnet.data", "coatnet.files", "coatnet.devices"},
     "coatnet.training": {"coatnet.model", "coatnet.weights", "coatnet.data"} | CORE_OF_COATNET,
     "coatnet.cli": COATNET - {"coatnet"},
     "coatnet.__main__": {"coatnet.cli"},

@@ -52,6 +52,7 @@ from analysis.causal.corruption import Corruption
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from coatnet.model.network import CoAtNet
+from coatnet.model.parts import PartName
 from coatnet.model.randomness import private_random
 from coatnet.model.tracing import Patch, tracing
 
@@ -370,7 +371,7 @@ def position_patching(
     else:
         raise ValueError(f"no block {block!r}; the blocks are S0 (the stem), {', '.join(names)}")
     infos = model.stage_info(tuple(setting.clean.shape[-2:]))
-    info = infos[0 if block == "S0" else int(block[1:].split(".")[0])]
+    info = infos[PartName(block).stage]
     grid = (int(info.grid[0]), int(info.grid[1]))
     if cell is None:
         cell = max(1, math.ceil(max(grid) / MAX_CELLS))
@@ -396,22 +397,18 @@ def _blocks(model: CoAtNet) -> list[tuple[str, str, torch.nn.Module, int]]:
     its index in :meth:`CoAtNet.block_names` (where its rows run from). A MaxViT block gives its parts, as
     traced: its conv (``S1.0.conv``, ``C``), then its block and grid attention (``S1.0.block``,
     ``S1.0.grid``, ``T``), all from the block's position; a parallel block is refused in one line."""
+    positions = {name: i for i, name in enumerate(model.block_names())}
     out = []
-    position = 0
-    for s, stage in enumerate(model.stages, start=1):
-        kinds = model.config.stages[s - 1].block_kinds
-        for b, (module, kind) in enumerate(zip(stage.blocks, kinds, strict=True)):
-            if getattr(module, "parallel", False):
-                raise ValueError(
-                    f"{model.config.name}: activation patching does not map a parallel MaxViT block's "
-                    "attentions yet (they share one branch)"
-                )
-            if hasattr(module, "partitions"):
-                out.append((f"S{s}.{b}.conv", "C", module.conv, position))
-                out += [(f"S{s}.{b}.{part}", "T", attn, position) for part, attn, _ in module.partitions()]
-            else:
-                out.append((f"S{s}.{b}", kind, module, position))
-            position += 1
+    for part in model.parts():
+        if part.parallel:
+            raise ValueError(
+                f"{model.config.name}: activation patching does not map a parallel MaxViT block's "
+                "attentions yet (they share one branch)"
+            )
+        if part.block is None or part.kind == "mlp":
+            continue
+        kind = "T" if part.kind == "attention" else "C"
+        out.append((part.name, kind, part.module, positions[part.name.base]))
     return out
 
 

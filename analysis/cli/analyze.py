@@ -35,6 +35,7 @@ from analysis.report.html import Section, write_report
 from analysis.report.sections import image_section, model_section, models_cka_section
 from coatnet.cli.options import add_attention_arg, add_command, add_compute_args, add_model_arg, hub_answers
 from coatnet.devices import resolve_device
+from coatnet.weights.checkpoint import class_names
 
 ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
 # CKA compares representations across images: with fewer, the unbiased estimate is mostly noise
@@ -139,7 +140,7 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
     maps = attention_maps(model, x)
     stats = attention_statistics(model, x, maps=maps)
     rollout = attention_rollout(model, x, maps=maps)
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    names = class_names(model)
     probabilities = torch.from_numpy(maps.logits[0]).softmax(-1)
     top = probabilities.topk(min(5, len(probabilities)))
     predictions = [
@@ -185,7 +186,7 @@ def parse_class(spec: str | None, model) -> int | None:
     if spec is None:
         return None
     classes = model.config.num_classes
-    names = list(getattr(getattr(model, "checkpoint_info", None), "class_names", None) or [])
+    names = list(class_names(model) or [])
     text = spec.strip()
     if text.isdigit() and int(text) < classes:
         return int(text)

@@ -148,7 +148,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         _claim(out, settings, resume=args.resume)
     distributed.at("the study's folder claimed")
     distributed.wait_for_peers("folder claimed", world)  # each process loaded the model and data first
-    plan = study_plan(model, tuple(pre["size"]), faithfulness=settings["faithfulness_images"] > 0)
+    plan = study_plan(model, pre.size, faithfulness=settings["faithfulness_images"] > 0)
     batches = math.ceil(len(dataset) / args.batch_size)
     mine = [i for i in range(batches) if i % world == rank]
     todo = [i for i in mine if not _batch_path(out, i).exists()]

@@ -12,6 +12,7 @@ from torch import nn
 
 from coatnet.model.blocks import PartitionBlock, TransformerBlock
 from coatnet.model.network import CoAtNet
+from coatnet.model.parts import PartName
 from coatnet.model.windows import window_positions
 
 
@@ -58,7 +59,7 @@ class BlockRef:
     @property
     def base(self) -> str:
         """The block it is in: ``S1.0`` for ``S1.0.grid`` (the name :meth:`CoAtNet.block_names` gives)."""
-        return f"S{self.stage}.{self.block}"
+        return PartName(self.name).base
 
     @property
     def positions(self) -> torch.Tensor:
@@ -188,20 +189,16 @@ def as_matrix(step: np.ndarray | WindowedStep | AveragedStep) -> np.ndarray:
 def attention_blocks(model: CoAtNet, img_size: tuple[int, int] | None = None) -> list[BlockRef]:
     """Every attention of ``model``, in forward order, with its grid for ``img_size``: a Transformer
     block's, or a MaxViT block's two (block and grid attention, each with its windows)."""
-    infos = model.stage_info(img_size)
-    out = []
-    for s, stage in enumerate(model.stages, start=1):
-        grid, stride = tuple(infos[s].grid), infos[s].reduction
-        for b, block in enumerate(stage.blocks):
-            if isinstance(block, TransformerBlock):
-                out.append(BlockRef(f"S{s}.{b}", s, b, block, grid, stride))
-            elif hasattr(
-                block, "partitions"
-            ):  # MaxViT (block and grid attention, one after the other or side by side)
-                for k, (kind, part, size) in enumerate(block.partitions()):  # block (if any), then grid
-                    pool = _conv_pool(block) if k == 0 else nn.Identity()  # the conv's stride, once
-                    out.append(BlockRef(f"S{s}.{b}.{kind}", s, b, part, grid, stride, kind, (size, size),
-                                        pool, block))  # fmt: skip
+    out: list[BlockRef] = []
+    for part in model.parts(img_size):
+        if part.kind != "attention":
+            continue
+        pool = None  # a Transformer block's own pool (Eq. 4)
+        if part.name.part is not None:  # a MaxViT block's conv strides once, before its first attention
+            first = not out or out[-1].base != part.name.base
+            pool = _conv_pool(part.owner) if first else nn.Identity()
+        out.append(BlockRef(part.name, part.stage, part.block, part.module, part.grid, part.stride,
+                            part.partition, part.window, pool, part.owner))  # fmt: skip
     return out
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -12,25 +11,8 @@ from PIL import Image
 
 from coatnet.data.batches import normalize, prepare_batch
 from coatnet.data.datasets import image_to_tensor
-from coatnet.weights.checkpoint import default_preprocessing
-
-
-def preprocessing_of(model: torch.nn.Module) -> dict[str, Any]:
-    """The checkpoint's preprocessing, or the default for a model nobody described.
-
-    Args:
-        model: a model, loaded from a checkpoint or built by name.
-
-    Returns:
-        ``size`` (H, W), ``channels``, ``mean``, ``std``, ``interpolation`` and ``crop``.
-
-    Examples:
-        >>> import analysis
-        >>> analysis.preprocessing_of(analysis.load_model("demo-pre"))["mean"]
-        [0.286]
-    """
-    described = getattr(getattr(model, "checkpoint_info", None), "preprocessing", None)
-    return dict(described) if described is not None else default_preprocessing(model.config)
+from coatnet.data.preprocessing import Preprocessing
+from coatnet.weights.checkpoint import preprocessing_of
 
 
 def as_batch(
@@ -64,29 +46,27 @@ def as_batch(
         return batch.to(device)
     pil = [images] if isinstance(images, Image.Image) else list(images)
     pre = preprocessing_of(model)
-    size = tuple(pre["size"])
-    raw = torch.stack([
-        image_to_tensor(im, size, pre["channels"], pre.get("interpolation", "bilinear"), pre.get("crop", 1.0))
-        for im in pil
-    ])  # fmt: skip
+    raw = torch.stack(
+        [image_to_tensor(im, pre.size, pre.channels, pre.interpolation, pre.crop) for im in pil]
+    )
     return normalize(prepare_batch(raw, pre, device=device), pre)
 
 
-def looks_unnormalised(images: torch.Tensor, preprocessing: dict[str, Any]) -> bool:
+def looks_unnormalised(images: torch.Tensor, preprocessing: Preprocessing) -> bool:
     """Whether a batch looks like raw pixels in [0, 1] given to a model that normalises them: every value
     lies in [0, 1] while the model's mean is far from 0 (> 0.1 in some channel), so that a normalised image
     of it would hold negative values. A model without normalisation (mean 0, std 1) takes [0, 1] as is."""
-    mean = torch.as_tensor(preprocessing.get("mean", [0.0]), dtype=torch.float32)
+    mean = torch.as_tensor(preprocessing.mean, dtype=torch.float32)
     if float(mean.abs().max()) <= 0.1 or images.numel() == 0 or not images.is_floating_point():
         return False
     low, high = float(images.min()), float(images.max())
     return low >= 0.0 and high <= 1.0
 
 
-def warn_if_unnormalised(images: torch.Tensor, preprocessing: dict[str, Any]) -> None:
+def warn_if_unnormalised(images: torch.Tensor, preprocessing: Preprocessing) -> None:
     """One line, as a UserWarning, when :func:`looks_unnormalised` says so."""
     if looks_unnormalised(images, preprocessing):
-        mean = ", ".join(f"{m:.3g}" for m in preprocessing["mean"])
+        mean = ", ".join(f"{m:.3g}" for m in preprocessing.mean)
         warnings.warn(
             f"these images look unnormalised (every value in [0, 1], the model's mean is {mean}): analyses "
             "take tensors normalised with the model's mean and std; pass PIL images to have them prepared",
@@ -95,7 +75,7 @@ def warn_if_unnormalised(images: torch.Tensor, preprocessing: dict[str, Any]) ->
         )
 
 
-def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndarray:
+def display_image(image: torch.Tensor, preprocessing: Preprocessing) -> np.ndarray:
     """A normalized (C, H, W) input back as the uint8 (H, W, C) picture the model sees.
 
     Args:
@@ -112,8 +92,8 @@ def display_image(image: torch.Tensor, preprocessing: dict[str, Any]) -> np.ndar
         >>> picture.shape, picture.dtype.name, int(picture[0, 0, 0])  # 0 is the mean, 0.286 of white
         ((28, 28, 1), 'uint8', 73)
     """
-    mean = torch.tensor(preprocessing["mean"]).view(-1, 1, 1)
-    std = torch.tensor(preprocessing["std"]).view(-1, 1, 1)
+    mean = torch.tensor(preprocessing.mean).view(-1, 1, 1)
+    std = torch.tensor(preprocessing.std).view(-1, 1, 1)
     pixels = (image.detach().float().cpu() * std + mean).clamp(0, 1) * 255
     return pixels.round().to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -124,7 +104,7 @@ DATASET_TITLES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "imag
 
 def preparation_note(
     picture: Image.Image,
-    preprocessing: dict[str, Any],
+    preprocessing: Preprocessing,
     class_names: Sequence[str] | None = None,
     dataset: str | None = None,
 ) -> str | None:
@@ -134,7 +114,7 @@ def preparation_note(
 
     Args:
         picture: the picture as given.
-        preprocessing: the model's (:func:`preprocessing_of`): ``size``, ``channels``, ``crop``.
+        preprocessing: the model's (:func:`preprocessing_of`): its ``size``, ``channels`` and ``crop`` apply.
         class_names: the model's classes, named in the note when there are few.
         dataset: what the model was trained on (``fashion-mnist``), named in the note.
 
@@ -142,10 +122,10 @@ def preparation_note(
         The note, or None.
 
     Examples:
-        >>> import analysis
+        >>> import analysis, coatnet
         >>> from PIL import Image
         >>> model = analysis.load_model("demo-pre")
-        >>> names = model.checkpoint_info.class_names
+        >>> names = coatnet.class_names(model)
         >>> preprocessing = analysis.preprocessing_of(model)
         >>> photo = Image.new("RGB", (640, 480), "orange")
         >>> analysis.preparation_note(photo, preprocessing, names, "fashion-mnist")
@@ -156,8 +136,8 @@ def preparation_note(
     """
     from coatnet.data.datasets import crop_box
 
-    height, width = (int(v) for v in preprocessing["size"])
-    channels = int(preprocessing["channels"])
+    height, width = preprocessing.size
+    channels = preprocessing.channels
     one_channel = picture.mode in ("1", "L", "LA", "I", "I;16", "F")
     grey = one_channel or _looks_grey(picture)
     done = []
@@ -165,7 +145,7 @@ def preparation_note(
         done.append("made grey")
     elif channels == 3 and one_channel:
         done.append("given its grey in all three channels")
-    crop = float(preprocessing.get("crop", 1.0))
+    crop = preprocessing.crop
     left, top, right, bottom = crop_box(picture.size, (height, width), crop)
     box = (right - left, bottom - top)
     if box[0] < picture.width - 0.5 or box[1] < picture.height - 0.5:

@@ -77,7 +77,7 @@ def describe(model: CoAtNet) -> str:
         >>> analysis.describe(analysis.load_model("coatnet_toy"))
         'coatnet_toy, pre-normalization, random weights (untrained)'
     """
-    info = getattr(model, "checkpoint_info", None)
+    info = model.checkpoint_info
     if info is None:
         return f"{model.config.name}, {model.config.attention}-normalization, random weights (untrained)"
     source = info.provenance.get("tag") or info.provenance.get("dataset") or info.path or "checkpoint"

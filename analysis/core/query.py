@@ -29,9 +29,10 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from coatnet.data.datasets import crop_box
+from coatnet.data.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class PictureView:
         box: (left, top, right, bottom) of the picture, in its pixels, that becomes the input.
 
     Examples:
-        >>> import analysis
-        >>> analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})  # the centre square
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> analysis.picture_view((480, 640), pre)  # the centre square
         PictureView(picture=(480, 640), input=(28, 28), box=(80.0, 0.0, 560.0, 480.0))
     """
 
@@ -55,24 +57,26 @@ class PictureView:
     box: tuple[float, float, float, float]
 
 
-def picture_view(picture_size: tuple[int, int], preprocessing: dict[str, Any]) -> PictureView:
-    """The view of a picture of (H, W) pixels through ``preprocessing`` (``size`` and ``crop``).
+def picture_view(picture_size: tuple[int, int], preprocessing: Preprocessing) -> PictureView:
+    """The view of a picture of (H, W) pixels through ``preprocessing`` (its ``size`` and ``crop``).
 
     Args:
         picture_size: the picture's (H, W).
-        preprocessing: the model's: ``size`` and ``crop`` (the share of the short side kept).
+        preprocessing: the model's (:func:`preprocessing_of`): its input ``size`` and ``crop`` (the share
+            of the picture kept).
 
     Returns:
         The picture, the input, and the box of the picture that becomes the input.
 
     Examples:
-        >>> import analysis
-        >>> analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0}).box
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> analysis.picture_view((480, 640), pre).box
         (80.0, 0.0, 560.0, 480.0)
     """
     height, width = (int(v) for v in picture_size)
-    size = tuple(int(v) for v in preprocessing["size"])
-    box = crop_box((width, height), size, float(preprocessing.get("crop", 1.0)))
+    size = preprocessing.size
+    box = crop_box((width, height), size, preprocessing.crop)
     return PictureView((height, width), size, tuple(float(v) for v in box))
 
 
@@ -190,8 +194,9 @@ class Query(NamedTuple):
         fx: the point's column, as a fraction of the picture's width.
 
     Examples:
-        >>> import analysis
-        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> view = analysis.picture_view((480, 640), pre)
         >>> query = analysis.Query(0.5, 0.5)
         >>> query.pixel(view), query.cell(view, grid=(7, 7), stride=4)
         ((14.0, 14.0), (3, 3))
@@ -251,8 +256,9 @@ def to_input(view: PictureView, point: tuple[float, float]) -> tuple[float, floa
         The input pixel (y, x); outside the input when the crop leaves the point out.
 
     Examples:
-        >>> import analysis
-        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> view = analysis.picture_view((480, 640), pre)
         >>> analysis.to_input(view, (0.5, 0.5))
         (14.0, 14.0)
     """
@@ -271,8 +277,9 @@ def to_point(view: PictureView, y: float, x: float) -> Query:
         The point, fractions of the picture's height and width.
 
     Examples:
-        >>> import analysis
-        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> view = analysis.picture_view((480, 640), pre)
         >>> analysis.to_point(view, 14, 14)
         Query(fy=0.5, fx=0.5)
     """
@@ -294,8 +301,9 @@ def point_cell(
         The cell (row, col), or None.
 
     Examples:
-        >>> import analysis
-        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> view = analysis.picture_view((480, 640), pre)
         >>> [analysis.point_cell(view, point, grid=(7, 7), stride=4) for point in [(0.5, 0.5), (0.5, 0.01)]]
         [(3, 3), None]
     """
@@ -315,8 +323,9 @@ def cell_point(view: PictureView, row: int, col: int, *, stride: float) -> Query
         The point, fractions of the picture's height and width.
 
     Examples:
-        >>> import analysis
-        >>> view = analysis.picture_view((480, 640), {"size": [28, 28], "crop": 1.0})
+        >>> import analysis, coatnet
+        >>> pre = coatnet.Preprocessing.undescribed(size=28, channels=3)
+        >>> view = analysis.picture_view((480, 640), pre)
         >>> analysis.cell_point(view, 3, 3, stride=4)
         Query(fy=0.5, fx=0.5)
     """

@@ -25,6 +25,7 @@ from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.explain.pixels import N_STEPS, NOISE_LEVEL, NT_SAMPLES, pixel_maps
 from coatnet.model.network import CoAtNet
+from coatnet.weights.checkpoint import class_names
 
 METHODS = ("gradcam", "integrated_gradients", "occlusion")
 STAGES = ("S0", "S1", "S2", "S3", "S4")
@@ -37,7 +38,7 @@ class Attribution:
     Attributes:
         method: ``gradcam``, ``integrated_gradients`` or ``occlusion``.
         target: the explained class index.
-        target_name: its name from the checkpoint (``model.checkpoint_info.class_names``), or None.
+        target_name: its name from the checkpoint (``coatnet.class_names(model)``), or None.
         stage: the Grad-CAM layer (``S0`` .. ``S4``); None for the pixel methods.
         map: (H, W) float32, >= 0, the evidence *for* the target at the image's size. Grad-CAM: the
             ReLU'd class-activation map (captum's ``relu_attributions=True``) upsampled bilinearly, in units
@@ -150,7 +151,7 @@ def attributions(
         )  # fmt: skip
     if progress is not None:
         progress(1.0)
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    names = class_names(model)
     return Attribution(
         method=method,
         target=target,
@@ -215,7 +216,7 @@ def gradcam_stages(
         raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     cams, probabilities, (target,) = _stage_cams(model, batch, None if target is None else [target])
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    names = class_names(model)
     out = []
     for index, cam in enumerate(cams):
         signed, positive = _upsampled(cam, size), _upsampled(F.relu(cam), size)

@@ -63,6 +63,7 @@ from analysis.explain.relevance import class_relevance
 from analysis.maps.attention import upsample_to_image
 from analysis.maps.rollout import attention_rollout
 from coatnet.model.network import CoAtNet
+from coatnet.weights.checkpoint import class_names
 
 RANDOM_SEEDS = (0, 1, 2, 3, 4)
 METHODS = ("random", "rollout", "relevance", "grad_rollout", "gradcam", "integrated_gradients", "occlusion")
@@ -401,7 +402,7 @@ def faithfulness(
     results = measure(model, batch[0], target, maps, progress=then)
     if progress is not None:
         progress(1.0)
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    names = class_names(model)
     return FaithfulnessReport(
         target=target,
         target_name=names[target] if names else None,

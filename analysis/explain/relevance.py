@@ -38,6 +38,7 @@ from analysis.explain.attributions import _check_target
 from analysis.maps.rollout import compose
 from coatnet.model.network import CoAtNet
 from coatnet.model.recording import record_attention
+from coatnet.weights.checkpoint import class_names
 
 RELEVANCE_METHODS = ("relevance", "grad_rollout")
 
@@ -145,7 +146,7 @@ def class_relevance(
 
     matrix = compose(refs, grids, updates, pool_input).astype(np.float32)
     first, last = refs[0], refs[-1]
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    names = class_names(model)
     mode = model.attention_mode
     what = "class relevance (Chefer et al. 2021)" if method == "relevance" else "gradient-weighted rollout"
     span = first.name if len(refs) == 1 else f"{first.name}..{last.name}"

@@ -1,8 +1,8 @@
 """Sanity checks of explanations: does a map depend on the model's weights and on the class it explains?
 
 Model parameter randomisation (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018) and the
-random logit test (Sixt et al., ICML 2020), for every explanation of
-:func:`analysis.explain.faithfulness.method_rows`. An explanation that barely changes when the weights
+random logit test (Sixt et al., ICML 2020), for every explanation of :func:`analysis.explainers`
+(:func:`analysis.explain.registry.method_rows`). An explanation that barely changes when the weights
 are drawn afresh, or when it is asked about another class, explains the image, not the model.
 
 The protocol:
@@ -40,8 +40,7 @@ from torch import nn
 
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model, input_gradient_model, plain_model, twin
-from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
-from analysis.explain.perturbation import random_map
+from analysis.explain.faithfulness import Explanation, explanation_maps
 from analysis.explain.pixels import (
     N_STEPS,
     NOISE_LEVEL,
@@ -52,8 +51,11 @@ from analysis.explain.pixels import (
     occlusion_windows,
     pass_size,
 )
+from analysis.explain.registry import explainer, method_rows, row_name
 from analysis.explain.similarity import MapFeatures, compare_features, map_features
 from coatnet.model.network import CoAtNet, reinitialise
+from coatnet.model.parts import PartName
+from coatnet.weights.checkpoint import class_names
 
 TESTS = ("cascading", "independent", "random_logit")
 
@@ -61,8 +63,7 @@ TESTS = ("cascading", "independent", "random_logit")
 def parts(model: CoAtNet) -> list[str]:
     """The parts randomised, in cascading order: ``head``, the blocks from the last to the first
     (``S4.0`` .. ``S1.0``), then the stem ``S0``."""
-    blocks = [f"S{s}.{b}" for s, stage in enumerate(model.stages, start=1) for b in range(len(stage.blocks))]
-    return ["head", *reversed(blocks), "S0"]
+    return ["head", *(str(name) for name in reversed(model.block_names())), "S0"]
 
 
 def part_modules(model: CoAtNet, name: str) -> list[nn.Module]:
@@ -71,8 +72,8 @@ def part_modules(model: CoAtNet, name: str) -> list[nn.Module]:
         return [model.norm, model.head]
     if name == "S0":
         return [model.stem]
-    stage, block = name[1:].split(".")
-    return [model.stages[int(stage) - 1].blocks[int(block)]]
+    part = PartName(name)
+    return [model.stages[part.stage - 1].blocks[part.block]]
 
 
 def part_seed(seed: int, name: str) -> int:
@@ -123,8 +124,8 @@ def _put_part(model: CoAtNet, name: str, modules: list[nn.Module]) -> None:
     elif name == "S0":
         (model.stem,) = modules
     else:
-        stage, block = name[1:].split(".")
-        (model.stages[int(stage) - 1].blocks[int(block)],) = modules
+        part = PartName(name)
+        (model.stages[part.stage - 1].blocks[part.block],) = modules
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class SanityResult:
     """One explanation compared with the trained model's, under one test.
 
     Attributes:
-        method: one of :data:`analysis.explain.faithfulness.METHODS`.
+        method: the name of one of :func:`analysis.explainers`.
         stage: Grad-CAM's stage, else None.
         test: ``cascading``, ``independent`` or ``random_logit``.
         randomised: the last part randomised (``head``, ``S3.1``, ``S0``); None for random_logit.
@@ -310,7 +311,7 @@ def sanity_checks(
         results += _compared(trained, other_maps, "random_logit", None, features)
     if progress is not None:
         progress(1.0)
-    names = getattr(getattr(model, "checkpoint_info", None), "class_names", None)
+    names = class_names(model)
     return SanityReport(
         target=target, other=other, target_name=names[target] if names else None,
         other_name=names[other] if names else None, parts=tuple(order), trained=tuple(trained),
@@ -326,16 +327,17 @@ def random_seed(seed: int, names: Sequence[str]) -> int:
 def _maps(model, batch, target, rows, seed, names, custom, given, progress) -> list[Explanation]:
     """Every row's map for ``target``, the random one seeded for this model copy, the pixel methods'
     signed (H, W) maps ``given`` (method: map) where they were made already."""
-    size = (int(batch.shape[-2]), int(batch.shape[-1]))
     custom = custom or {}
-    others = [r for r in rows if r[0] not in {"random", *custom, *given}]
+    baseline = {m for m, _ in rows if m not in custom and explainer(m).baseline}
+    others = [r for r in rows if r[0] not in {*baseline, *custom, *given}]
     (found,) = explanation_maps(model, batch, [target], rows=others, progress=progress) if others else ([],)
     made = iter(found)
     out = []
     for method, _stage in rows:
-        if method == "random":
+        if method in baseline:
             s = random_seed(seed, names)
-            out.append(Explanation("random", None, random_map(size, s), s))
+            chosen = torch.tensor([target], device=batch.device)
+            out.append(Explanation(method, None, explainer(method).maps(model, batch, chosen, seed=s)[0], s))
         elif method in custom:
             out.append(
                 Explanation(method, None, np.asarray(custom[method](model, batch, target), np.float32))
@@ -463,6 +465,9 @@ def _starts(model: CoAtNet, copies: Mapping[tuple[str, ...], CoAtNet]) -> dict[t
     return {names: min(position[n] for n in names) for names in copies}
 
 
+# where two built-in pixel methods make every copy's maps faster than one copy at a time: a fast path
+# keyed by the method, each equal to its record's maps (tests hold them to it); any other method's maps
+# are made copy by copy through its record
 SHARED = {"integrated_gradients": _integrated_gradients_maps, "occlusion": _occlusion_maps}
 
 

@@ -179,9 +179,10 @@ def _recorder(found: dict[str, BlockFrequency], name: str, kind: str):
 
 def _named_blocks(model: CoAtNet, img_size: tuple[int, int]) -> dict[str, tuple[nn.Module, str]]:
     """``{name: (module, kind)}`` for the stem and every block, in forward order."""
-    infos = model.stage_info(img_size)
-    named = {"S0": (model.stem, infos[0].kind)}
-    for s, stage in enumerate(model.stages, start=1):
-        for b, block in enumerate(stage.blocks):
-            named[f"S{s}.{b}"] = (block, infos[s].block_kinds[b])
+    named = {}
+    for part in model.parts(img_size):
+        if part.kind == "stem":
+            named[part.name] = (part.module, part.block_kind)
+        elif part.block is not None:
+            named.setdefault(part.name.base, (part.owner, part.block_kind))
     return named

@@ -140,19 +140,17 @@ def relative_bias_kernels(model: CoAtNet, *, img_size: int | tuple[int, int] | N
         (4, 27, 27)
     """
     size = None if img_size is None else ((img_size, img_size) if isinstance(img_size, int) else img_size)
-    infos = model.stage_info(size)
     with torch.no_grad():
         refs = attention_blocks(model, size)
         bias = tuple(_bias_kernel(ref.attention, ref) for ref in refs)
-        convs = [  # every conv block, named as traced: S1.0, a MaxViT's S1.0.conv, a parallel block's conv0
-            (conv, f"S{s}.{b}" + (f".{suffix}" if suffix else ""), s, b)
-            for s, stage in enumerate(model.stages, start=1)
-            for b, block in enumerate(stage.blocks)
-            for suffix, conv in block.convs()
-        ]
-        depthwise = tuple(
-            _depthwise_kernel(conv, name, s, b, infos[s].reduction // _depthwise(conv).stride[0])
-            for conv, name, s, b in convs
+        convs = [part for part in model.parts(size) if part.kind in ("mbconv", "convnext")]
+        depthwise = (
+            tuple(  # every conv block, named as traced: S1.0, a MaxViT's S1.0.conv, a parallel's conv0
+                _depthwise_kernel(
+                    c.module, str(c.name), c.stage, c.block, c.stride // _depthwise(c.module).stride[0]
+                )
+                for c in convs
+            )
         )
     return Kernels(bias=bias, depthwise=depthwise)
 

@@ -377,8 +377,8 @@ def _inputs(
     if images is not None:
         return as_batch(images, model)
     pre = preprocessing_of(model)
-    height, width = _pair(pre["size"])
+    height, width = pre.size
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(samples, int(pre["channels"]), height, width, generator=generator)
+    noise = torch.randn(samples, pre.channels, height, width, generator=generator)
     parameter = next(model.parameters())
     return noise.to(device=parameter.device, dtype=parameter.dtype)

@@ -52,17 +52,18 @@ def probed_blocks(model: CoAtNet) -> list[dict]:
     """(block, stage, kind, the traced name) of every probed block, in forward order: the stem, then
     every block of S1..S4."""
     rows = [{"block": "S0", "stage": "S0", "kind": "stem", "name": "S0.output"}]
-    for s, stage in enumerate(model.stages, start=1):
-        kinds = model.config.stages[s - 1].block_kinds
-        for b, kind in enumerate(kinds[: len(stage.blocks)]):
-            rows.append({"block": f"S{s}.{b}", "stage": f"S{s}", "kind": kind, "name": f"S{s}.{b}.output"})
+    for part in model.parts():
+        name = part.name
+        if part.block is not None and not any(row["block"] == name.base for row in rows):
+            rows.append({"block": str(name.base), "stage": f"S{name.stage}", "kind": part.block_kind,
+                         "name": str(name.base.child("output"))})  # fmt: skip
     return rows
 
 
 def lens_blocks(model: CoAtNet) -> list[str]:
     """The blocks whose output the head reads as it is: those of the last stage."""
-    last = len(model.stages)
-    return [f"S{last}.{b}" for b in range(len(model.stages[-1].blocks))]
+    blocks = model.block_names()
+    return [str(name) for name in blocks if name.stage == blocks[-1].stage]
 
 
 def probe_features(model: CoAtNet, runner: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import query_from_cell
 from analysis.figures import attention_change_figure, fused_attention_figure, head_importance_figure
 from app import cache, render, session, widgets
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
-from coatnet import Intervention, intervention_targets
+from coatnet import Intervention, PartName, class_names, intervention_targets
 
 ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
 ITEMS = "iv_items"  # label -> Intervention, for this session
@@ -28,7 +27,7 @@ def render_page() -> None:
         label=chosen.image.label,
     )  # fmt: skip
     items = chooser(net)
-    names = class_names(net)
+    names = class_names(net, numbered=True)
     target = st.selectbox(
         "Follow class", [None, *range(len(names))], key="iv_target",
         format_func=lambda c: "the predicted class" if c is None else f"{c}: {names[c]}",
@@ -105,7 +104,7 @@ def first_changed(items: list[Intervention], attention_blocks: tuple[str, ...], 
     attention block."""
 
     def place(name: str) -> tuple[int, int]:  # forward order: the block, then its attention within it
-        base = ".".join(name.split(".")[:2])
+        base = PartName(name).base
         return (order.index(base) if base in order else len(order), attention_blocks.index(name))
 
     changed = []
@@ -127,20 +126,21 @@ def changed_maps(effect, picture, first: str) -> None:
         state["iv_map_block"], state[MAPS_FOR] = first, effect.labels
     block_name = widgets.block_picker(effect.before.names, key="iv_map_block", label="Attention block")
     before, after = effect.before.block(block_name), effect.after.block(block_name)
-    row, col = widgets.query_picker(before.grid, before.stride, picture.view)
-    query = query_from_cell(row, col, before.grid)
+    query = widgets.query_picker(picture.view, grid=before.grid, stride=before.stride)
+    row, col = query.nearest_cell(picture.view, grid=before.grid, stride=before.stride)
+    index = query.index(picture.view, grid=before.grid, stride=before.stride)
     st.caption("As the model is")  # one above the other: each map keeps its own size in pixels
-    figure = fused_attention_figure(before, picture.seen, query)
+    figure = fused_attention_figure(before, picture.seen, index)
     render.figure(figure, f"{block_name}-before-q{row}-{col}", key="iv_map_before")
     st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing"))
-    figure = fused_attention_figure(after, picture.seen, query)
+    figure = fused_attention_figure(after, picture.seen, index)
     render.figure(figure, f"{block_name}-after-q{row}-{col}", key="iv_map_after")
     st.caption("The difference, intervened minus as the model is")
-    figure = attention_change_figure(before, after, picture.seen, query)
+    figure = attention_change_figure(before, after, picture.seen, index)
     render.figure(figure, f"{block_name}-change-q{row}-{col}", key="iv_map_change")
 
 
-def importance(key, data: bytes, target: int | None, net, names: list[str]) -> None:
+def importance(key, data: bytes, target: int | None, net, names: tuple[str, ...]) -> None:
     st.subheader("Which heads matter for this image")
     st.caption(
         "The drop of the class's logit when each head alone is knocked out (its output set to zero), all "
@@ -150,27 +150,17 @@ def importance(key, data: bytes, target: int | None, net, names: list[str]) -> N
     if total == 0:
         st.info("This model has no attention heads.")
         return
-    ready = total <= AUTO_HEADS or cache.head_importance.has(key, data, target)
-    if not ready and not st.button(f"Measure all {total} heads", key="iv_measure"):
+    asked = f"Measure all {total} heads" if total > AUTO_HEADS else None  # few heads: measured at once
+    result = widgets.on_request(
+        cache.head_importance, key, data, target, working="Knocking out each head", button=asked,
+        button_key="iv_measure",
+    )  # fmt: skip
+    if result is None:
         return
-    bar = st.progress(0.0, text="Knocking out each head...")
-    result = cache.head_importance(
-        key,
-        data,
-        target,
-        progress=lambda share: bar.progress(share, text=f"Knocking out each head: {share:.0%}"),
-    )
-    bar.empty()
     render.figure(
         head_importance_figure(result, target_name=names[result.target]),
         f"head-importance-class{result.target}",
     )
-
-
-def class_names(net) -> list[str]:
-    info = getattr(net, "checkpoint_info", None)
-    names = info.class_names if info is not None else None
-    return list(names) if names else [f"class {i}" for i in range(net.config.num_classes)]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import streamlit as st
 
 from analysis.figures import head_patching_figure, patching_figure, position_patching_figure
 from app import cache, errors, gallery, render, session, widgets
-from app.views.interventions import class_names
+from coatnet import class_names
 
 HOW = ("A corruption of this image", "A gallery image", "An upload")
 KINDS = {"noise": "Gaussian noise", "blur": "Gaussian blur", "mask": "masked centre"}
@@ -39,7 +39,7 @@ def render_page() -> None:
     corrupted = corrupted_input(chosen.gallery_kind)
     if corrupted is None:
         return
-    names = class_names(net)
+    names = class_names(net, numbered=True)
     options = [None, *range(len(names))]
     left, middle, right = st.columns(3)
     direction = left.radio("Direction", tuple(DIRECTIONS), key="pt_direction", format_func=DIRECTIONS.get)
@@ -146,7 +146,7 @@ def _first_attention(result) -> str:
     return next((b for b, k in zip(result.blocks, result.kinds, strict=True) if k == "T"), result.blocks[-1])
 
 
-def _metric_name(result, names: list[str]) -> str:
+def _metric_name(result, names: tuple[str, ...]) -> str:
     if result.metric == "logit_diff":
         return f"logit {names[result.target]} - logit {names[result.foil]}"
     return f"{'logit' if result.metric == 'logit' else 'p'}({names[result.target]})"

@@ -29,7 +29,7 @@ from coatnet.devices import resolve_device
 from coatnet.files import write_text
 from coatnet.training.evaluation import evaluate
 from coatnet.training.loop import TrainSettings, train
-from coatnet.weights.checkpoint import default_preprocessing
+from coatnet.weights.checkpoint import preprocessing_of
 from coatnet.weights.resolve import load_named_model
 
 DATA_HELP = (
@@ -149,8 +149,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     hub_answers(spec)
     model = load_named_model(spec, attention=args.attention).to(device)
-    info = getattr(model, "checkpoint_info", None)
-    pre = info.preprocessing if info is not None else default_preprocessing(model.config)
+    info = model.checkpoint_info
+    pre = preprocessing_of(model)
     note = (
         info.attention_note if info is not None else f"{model.config.attention}-normalization, random weights"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from coatnet.data.datasets import ImageFolder, TensorImages
+from coatnet.data.preprocessing import Preprocessing
 
 
 def iterate_batches(
@@ -50,19 +51,19 @@ def _collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor, list[str
 
 
 def prepare_batch(
-    images: torch.Tensor, preprocessing: dict, *, device: torch.device | str = "cpu"
+    images: torch.Tensor, preprocessing: Preprocessing, *, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float (B, C', H', W') in [0, 1], resized to ``preprocessing["size"]`` and
+    """uint8 (B, C, H, W) -> float (B, C', H', W') in [0, 1], resized to ``preprocessing.size`` and
     converted to its ``channels``, but not normalized (augmentation comes first: :func:`normalize`)."""
     x = images.to(device, non_blocking=True).float().div_(255)
-    channels = preprocessing["channels"]
+    channels = preprocessing.channels
     if x.shape[1] != channels:
         if channels == 1:  # ITU-R 601-2 luma, as Pillow's "L"
             weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
             x = (x * weights).sum(1, keepdim=True)
         else:
             x = x.expand(-1, channels, -1, -1)
-    size = tuple(preprocessing["size"])
+    size = preprocessing.size
     if tuple(x.shape[-2:]) != size:
         x = torch.nn.functional.interpolate(
             x, size=size, mode="bilinear", antialias=True, align_corners=False
@@ -70,7 +71,7 @@ def prepare_batch(
     return x
 
 
-def normalize(x: torch.Tensor, preprocessing: dict) -> torch.Tensor:
-    mean = torch.tensor(preprocessing["mean"], device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing["std"], device=x.device).view(1, -1, 1, 1)
+def normalize(x: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
+    mean = torch.tensor(preprocessing.mean, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from coatnet.data.preprocessing import INTERPOLATION, WHOLE_PICTURE, Preprocessing
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -125,8 +127,8 @@ class ImageFolder(torch.utils.data.Dataset):
         *,
         size: tuple[int, int] = (224, 224),
         channels: int = 3,
-        interpolation: str = "bilinear",
-        crop: float = 1.0,
+        interpolation: str = INTERPOLATION,
+        crop: float = WHOLE_PICTURE,
     ):
         root = Path(root)
         if not root.is_dir():
@@ -186,8 +188,8 @@ def decode_image(
     path: str | os.PathLike,
     size: tuple[int, int],
     channels: int,
-    interpolation: str = "bilinear",
-    crop: float = 1.0,
+    interpolation: str = INTERPOLATION,
+    crop: float = WHOLE_PICTURE,
 ) -> torch.Tensor:
     """One image file as a (channels, H, W) uint8 tensor (see :func:`image_to_tensor`)."""
     with Image.open(path) as image:
@@ -211,7 +213,7 @@ def upright_picture(image: Image.Image) -> Image.Image:
 
 
 def crop_box(
-    picture_size: tuple[int, int], size: tuple[int, int], crop: float = 1.0
+    picture_size: tuple[int, int], size: tuple[int, int], crop: float = WHOLE_PICTURE
 ) -> tuple[float, float, float, float]:
     """The box (left, top, right, bottom), in pixels of a (width, height) picture, that the model's
     preprocessing resizes to its (H, W) input: the central ``crop`` fraction of the picture, then the
@@ -232,8 +234,8 @@ def image_to_tensor(
     image: Image.Image,
     size: tuple[int, int],
     channels: int,
-    interpolation: str = "bilinear",
-    crop: float = 1.0,
+    interpolation: str = INTERPOLATION,
+    crop: float = WHOLE_PICTURE,
 ) -> torch.Tensor:
     """A PIL image as a (channels, H, W) uint8 tensor: first frame, EXIF rotation applied, transparency
     over white, 16-bit values scaled to 8, then the central ``crop`` fraction of the largest box of the
@@ -362,8 +364,8 @@ def open_dataset(
     *,
     size: tuple[int, int] | None = None,
     channels: int | None = None,
-    interpolation: str = "bilinear",
-    crop: float = 1.0,
+    interpolation: str = INTERPOLATION,
+    crop: float = WHOLE_PICTURE,
 ) -> TensorImages | ImageFolder:
     """The dataset a spec names (see the module docstring), for ``split`` ``train`` or ``test``.
 
@@ -429,13 +431,13 @@ def _split(split: str) -> str:
 
 
 def open_for_model(
-    spec: str, split: str, model: torch.nn.Module, preprocessing: dict
+    spec: str, split: str, model: torch.nn.Module, preprocessing: Preprocessing
 ) -> TensorImages | ImageFolder:
     """:func:`open_dataset` decoded as ``preprocessing`` says (a checkpoint's), refused with a one-line
     reason when its classes are not the model's."""
     dataset = open_dataset(
-        spec, split, size=tuple(preprocessing["size"]), channels=preprocessing["channels"],
-        interpolation=preprocessing.get("interpolation", "bilinear"), crop=preprocessing.get("crop", 1.0),
+        spec, split, size=preprocessing.size, channels=preprocessing.channels,
+        interpolation=preprocessing.interpolation, crop=preprocessing.crop,
     )  # fmt: skip
     classes = model.config.num_classes
     if len(dataset.class_names) != classes:

@@ -35,7 +35,7 @@ from coatnet.model.layers import (
     make_norm2d,
     make_pool,
 )
-from coatnet.model.tracing import MBCONV_NAMES, Tracer, active_tracer, tap, traced_name
+from coatnet.model.tracing import MBCONV_NAMES, Capture, active_capture, tap, traced_name
 from coatnet.model.windows import partition, unpartition
 
 
@@ -80,6 +80,7 @@ class MBConvBlock(nn.Module):
     residual_in_place = False  # set by the inference build (coatnet.model.inference): input gradients only
     conv_kinds = CONV_KINDS  # the interventions it takes
     trace_leaves = MBCONV_NAMES  # what it traces (coatnet.model.tracing)
+    part_kind = "mbconv"  # its kind among a model's parts (coatnet.model.parts)
 
     def __init__(
         self,
@@ -137,13 +138,13 @@ class MBConvBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} is an MBConv block; {item.kind} is for attention")
 
     def _gate(
-        self, x: torch.Tensor, ungated: torch.Tensor | None, fresh: bool, tracer: Tracer | None
+        self, x: torch.Tensor, ungated: torch.Tensor | None, fresh: bool, capture: Capture | None
     ) -> torch.Tensor:
         """Squeeze-excitation of ``x``: in place when ``fresh`` and the module can (``gates_in_place``),
         its gate traced as ``se.gate``; a module put in its place (an identity, another SE) is called with
         ``x`` alone."""
         if getattr(self.se, "gates_in_place", False):
-            if tracer is None:
+            if capture is None:
                 return self.se(x, ungated, fresh=fresh)
             return self.se(x, ungated, fresh=fresh, trace=f"{traced_name(self)}.se.gate")
         return self.se(x, ungated) if ungated is not None else self.se(x)
@@ -152,28 +153,28 @@ class MBConvBlock(nn.Module):
         edits = block_interventions(
             self.stage, self.block
         )  # coatnet.model.interventions: per call, usually none
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
-        x = tap(tracer, self, "input", x)
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
+        x = tap(capture, self, "input", x)
         ungated = row_mask(edits, "no_se", x) if edits else None
         shortcut = self.shortcut(x)
         # unwatched, BatchNorm folds into the convolution before it; unwatched and untraced, each step's
         # output is held by no one but this call (the block's input is the shortcut's): computed in place
         unwatched = not watched(self.pre_norm, self.pre_act, self.down, self.conv1_1x1, self.norm1,
                                 self.act1, self.conv2_kxk, self.norm2, self.act2, self.se)  # fmt: skip
-        fresh = unwatched and tracer is None
+        fresh = unwatched and (capture is None or capture.in_place)
         normed = fresh_act(
             self.pre_act, self.pre_norm(x), fresh and isinstance(self.pre_norm, nn.BatchNorm2d)
         )
         x = conv_norm(self.conv1_1x1, self.norm1, self.down(normed), unwatched)
         x = fresh_act(self.act1, x, fresh)
-        x = tap(tracer, self, "expanded", x)
+        x = tap(capture, self, "expanded", x)
         x = self.pad_kxk(x)
         if self.se_early:
-            x = tap(tracer, self, "depthwise", self.conv2_kxk(x))
-            x = fresh_act(self.act2, self.norm2(self._gate(x, ungated, fresh, tracer)), fresh)
+            x = tap(capture, self, "depthwise", self.conv2_kxk(x))
+            x = fresh_act(self.act2, self.norm2(self._gate(x, ungated, fresh, capture)), fresh)
         else:
             x = fresh_act(self.act2, conv_norm(self.conv2_kxk, self.norm2, x, unwatched), fresh)
-            x = self._gate(tap(tracer, self, "depthwise", x), ungated, fresh, tracer)
+            x = self._gate(tap(capture, self, "depthwise", x), ungated, fresh, capture)
         x = self.conv3_1x1(x)
         zeroed = row_mask(edits, "zero_branch", x) if edits else None
         if zeroed is not None:
@@ -181,7 +182,7 @@ class MBConvBlock(nn.Module):
         # the inference build: the branch's fresh output takes the sum, where no hook has seen it
         if self.residual_in_place and fresh and not watched(self.conv3_1x1, self.drop_path):
             return self.drop_path(x).add_(shortcut)
-        return tap(tracer, self, "output", shortcut + tap(tracer, self, "branch", self.drop_path(x)))
+        return tap(capture, self, "output", shortcut + tap(capture, self, "branch", self.drop_path(x)))
 
 
 def conv_block_class(config: CoAtNetConfig) -> type[MBConvBlock] | type[ConvNeXtBlock]:
@@ -244,6 +245,8 @@ class TransformerBlock(nn.Module):
         stage, block: its position, named in recorded attention.
     """
 
+    part_kind = "attention"  # with its MLP, among a model's parts (coatnet.model.parts)
+
     residual_in_place = False  # set by the inference build (coatnet.model.inference): input gradients only
 
     def __init__(
@@ -303,20 +306,20 @@ class TransformerBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} has heads 0..{self.attn.heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
         # the inference build: each branch's fresh output takes the sum, where no hook has seen it
         if (
             self.residual_in_place
-            and tracer is None
+            and (capture is None or capture.in_place)
             and not watched(self.attn, self.ls1, self.drop_path1, self.mlp, self.ls2, self.drop_path2)
         ):
             x = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x))))).add_(self.shortcut(x))
             return self.drop_path2(self.ls2(self.mlp(self.norm2(x)))).add_(x)
-        x = tap(tracer, self, "input", x)
+        x = tap(capture, self, "input", x)
         attended = self.drop_path1(self.ls1(self.attn(self.pool(self.norm1(x)))))
-        x = self.shortcut(x) + tap(tracer, self, "attn.branch", attended)
-        mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
-        return tap(tracer, self, "output", x + mixed)
+        x = self.shortcut(x) + tap(capture, self, "attn.branch", attended)
+        mixed = tap(capture, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
+        return tap(capture, self, "output", x + mixed)
 
 
 class PartitionBlock(nn.Module):
@@ -356,14 +359,14 @@ class PartitionBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
-        x = tap(tracer, self, "input", x)
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
+        x = tap(capture, self, "input", x)
         grid = (x.shape[-2], x.shape[-1])
         parts = partition(self.norm1(x), self.size, self.kind)
         attended = unpartition(self.attn(parts, field=grid), self.size, self.kind, grid)
-        x = x + tap(tracer, self, "attn.branch", self.drop_path1(self.ls1(attended)))
-        mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
-        return tap(tracer, self, "output", x + mixed)
+        x = x + tap(capture, self, "attn.branch", self.drop_path1(self.ls1(attended)))
+        mixed = tap(capture, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
+        return tap(capture, self, "output", x + mixed)
 
 
 class MaxViTBlock(nn.Module):
@@ -400,6 +403,7 @@ class MaxViTBlock(nn.Module):
             module.trace_prefix = module.attn.trace_prefix = f"S{stage}.{block}.{part}"
 
     parallel = False  # block attention, then grid attention: one after the other
+    part_kind = "maxvit"  # split into its conv and attentions among a model's parts (coatnet.model.parts)
 
     def convs(self) -> list[tuple[str, nn.Module]]:
         """Its conv block, traced as ``S{s}.{b}.conv``."""
@@ -427,9 +431,9 @@ class MaxViTBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} has heads 0..{heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
-        x = tap(tracer, self, "input", x)
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
+        x = tap(capture, self, "input", x)
         x = self.conv(x)
         if self.attn_block is not None:
             x = self.attn_block(x)
-        return tap(tracer, self, "output", self.attn_grid(x))
+        return tap(capture, self, "output", self.attn_grid(x))

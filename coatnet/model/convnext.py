@@ -18,7 +18,7 @@ from torch import nn
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.interventions import ATTENTION_KINDS, Intervention, block_interventions, row_mask
 from coatnet.model.layers import DropPath, LayerScale, Mlp, Shortcut, make_norm2d
-from coatnet.model.tracing import CONVNEXT_NAMES, active_tracer, tap
+from coatnet.model.tracing import CONVNEXT_NAMES, active_capture, tap
 
 
 class ConvNeXtBlock(nn.Module):
@@ -29,6 +29,7 @@ class ConvNeXtBlock(nn.Module):
 
     conv_kinds = ("zero_branch",)  # the interventions it takes: it has no squeeze-excitation
     trace_leaves = CONVNEXT_NAMES  # what it traces (coatnet.model.tracing)
+    part_kind = "convnext"  # its kind among a model's parts (coatnet.model.parts)
 
     def __init__(
         self,
@@ -64,12 +65,12 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         edits = block_interventions(self.stage, self.block)  # per call, usually none
-        tracer = active_tracer()  # per call, usually none
-        x = tap(tracer, self, "input", x)
+        capture = active_capture()  # per call, usually none
+        x = tap(capture, self, "input", x)
         shortcut = self.shortcut(x)
-        x = tap(tracer, self, "depthwise", self.conv_dw(x))
+        x = tap(capture, self, "depthwise", self.conv_dw(x))
         x = self.ls(self.mlp(self.norm(x)))
         zeroed = row_mask(edits, "zero_branch", x) if edits else None
         if zeroed is not None:
             x = x.masked_fill(zeroed, 0.0)
-        return tap(tracer, self, "output", shortcut + tap(tracer, self, "branch", self.drop_path(x)))
+        return tap(capture, self, "output", shortcut + tap(capture, self, "branch", self.drop_path(x)))

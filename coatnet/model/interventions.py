@@ -39,7 +39,6 @@ Examples:
 from __future__ import annotations
 
 import contextvars
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -49,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from coatnet.model.contexts import context_open
+from coatnet.model.parts import PartName
 
 AttentionKind = Literal["knockout", "content_only", "bias_only", "uniform", "swap_normalization"]
 ConvKind = Literal["zero_branch", "no_se"]
@@ -121,27 +121,18 @@ Examples:
     >>> coatnet.INTERVENTION_DESCRIPTIONS["knockout"]
     "the heads' outputs set to zero"
 """
-_BLOCK = re.compile(r"^S(\d+)\.(\d+)(?:\.(block|grid))?$")
 
 
-def block_name(stage: int, block: int) -> str:
-    """The name of block ``block`` of stage ``stage``: ``S3.0``."""
-    return f"S{stage}.{block}"
-
-
-def parse_block(name: str) -> tuple[int, int]:
-    """(stage, block) of a block name such as ``S3.0`` (or a MaxViT block's attention, ``S1.0.grid``)."""
-    return _parse(name)[:2]
-
-
-def _parse(name: str) -> tuple[int, int, str | None]:
-    found = _BLOCK.match(str(name).strip())
-    if not found:
+def _block_of(name: str) -> PartName:
+    """``name`` as an intervention's block: a block (``S3.0``) or a MaxViT block's attention
+    (``S1.0.block``, ``S1.0.grid``); a ValueError for any other name."""
+    parsed = PartName(name)
+    if not parsed.is_block or parsed.part not in (None, "block", "grid"):
         raise ValueError(
-            f"a block is named like S3.0 (stage, then block index; S1.0.block or S1.0.grid for one of a "
-            f"MaxViT block's two attentions), got {name!r}"
+            f"an intervention names a block like S3.0 (stage, then block index; S1.0.block or S1.0.grid "
+            f"for one of a MaxViT block's two attentions), got {str(name)!r}"
         )
-    return int(found[1]), int(found[2]), found[3]
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -173,13 +164,14 @@ class Intervention:
     rows: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        stage, index, part = _parse(self.block)
-        object.__setattr__(self, "block", block_name(stage, index) + (f".{part}" if part else ""))
+        name = _block_of(self.block)
+        object.__setattr__(self, "block", name)
+        part = name.part
         if self.kind not in KINDS:
             raise ValueError(f"unknown intervention {self.kind!r}: choose one of {', '.join(KINDS)}")
         if part is not None and self.kind in CONV_KINDS:
             raise ValueError(
-                f"{self.kind} acts on a MaxViT block's MBConv: name the block {block_name(stage, index)}, "
+                f"{self.kind} acts on a MaxViT block's MBConv: name the block {name.base}, "
                 f"not its {part} attention"
             )
         if self.heads is not None:
@@ -197,21 +189,21 @@ class Intervention:
 
     @property
     def stage(self) -> int:
-        return parse_block(self.block)[0]
+        return self.block.stage
 
     @property
     def index(self) -> int:
-        return parse_block(self.block)[1]
+        return self.block.block
 
     @property
     def part(self) -> str | None:
         """``block`` or ``grid`` for one of a MaxViT block's attentions; None for a whole block."""
-        return _parse(self.block)[2]
+        return self.block.part
 
     @property
-    def base(self) -> str:
+    def base(self) -> PartName:
         """The block's name without its part: ``S1.0`` for ``S1.0.grid``."""
-        return block_name(self.stage, self.index)
+        return self.block.base
 
     @property
     def untrained(self) -> bool:
@@ -284,8 +276,7 @@ def block_interventions(stage: int, block: int, part: str | None = None) -> tupl
     found = _ACTIVE.get()
     if not found:
         return ()
-    name = block_name(stage, block)
-    mine = [i for i in found if i.base == name and i.part in (None, part)]
+    mine = [i for i in found if i.block.stage == stage and i.block.block == block and i.part in (None, part)]
     if part is not None:  # a MaxViT attention: the whole block's MBConv kinds are its MBConv's
         mine = [i for i in mine if i.kind in ATTENTION_KINDS]
     return tuple(i for i in mine if i.kind != "knockout") + tuple(i for i in mine if i.kind == "knockout")
@@ -294,17 +285,17 @@ def block_interventions(stage: int, block: int, part: str | None = None) -> tupl
 def check_interventions(model: torch.nn.Module, interventions: Sequence[Intervention]) -> None:
     """Raise a ValueError naming the first intervention ``model`` has no place for: each block checks the
     interventions meant for it (``check_intervention``: its kind, its heads)."""
-    blocks: dict[str, torch.nn.Module] = {}
-    for m in model.modules():  # the outermost module of a name: a MaxViT block, not its MBConv
-        if callable(getattr(m, "check_intervention", None)):
-            blocks.setdefault(block_name(m.stage, m.block), m)
+    parts = model.parts()
+    blocks = {part.name.base: part for part in parts if part.block is not None}  # a block's first part
     for item in interventions:
-        module = blocks.get(item.base)
-        if module is None:
+        first = blocks.get(item.base)
+        if first is None:
             raise ValueError(f"{item.label}: the model has no block {item.base} (it has {', '.join(blocks)})")
-        if item.part is not None and not hasattr(module, "partitions"):
+        if item.part is not None and first.name.part is None:
             raise ValueError(f"{item.label}: {item.base} is not a MaxViT block; name the block {item.base}")
-        module.check_intervention(item)
+        if first.kind == "module":
+            raise ValueError(f"{item.label}: {item.base} is a {type(first.owner).__name__}, which takes none")
+        first.owner.check_intervention(item)
 
 
 def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, ...], int]]:
@@ -325,20 +316,24 @@ def intervention_targets(model: torch.nn.Module) -> dict[str, tuple[tuple[str, .
         ((('zero_branch', 'no_se'), 0), 8)
     """
     out: dict[str, tuple[tuple[str, ...], int]] = {}
-    for s, stage in enumerate(model.stages, start=1):
-        for b, block in enumerate(stage.blocks):
-            name = block_name(s, b)
-            if hasattr(block, "partitions"):  # MaxViT: its conv, block (if any) and grid attention
-                # the whole block: attention kinds on every head of both attentions, conv kinds on its conv
-                # (a parallel block's two convs take none); heads are picked on each attention by name
-                convs = block.convs()
-                out[name] = (ATTENTION_KINDS + (convs[0][1].conv_kinds if len(convs) == 1 else ()), 0)
-                for part, _, _ in block.partitions():
-                    out[f"{name}.{part}"] = (ATTENTION_KINDS, block.heads)
-            elif hasattr(block, "attn"):
-                out[name] = (ATTENTION_KINDS, block.attn.heads)
-            else:
-                out[name] = (block.conv_kinds, 0)
+    for part in model.parts():
+        if part.block is None or part.kind in ("mlp", "module"):
+            continue
+        if part.name.part is not None:  # MaxViT: its conv, block (if any) and grid attention
+            # the whole block: attention kinds on every head of both attentions, conv kinds on its conv
+            # (a parallel block's two convs take none); heads are picked on each attention by name
+            if part.name.base not in out:
+                convs = part.owner.convs()
+                out[part.name.base] = (
+                    ATTENTION_KINDS + (convs[0][1].conv_kinds if len(convs) == 1 else ()),
+                    0,
+                )
+            if part.kind == "attention":
+                out[part.name] = (ATTENTION_KINDS, part.owner.heads)
+        elif part.kind == "attention":
+            out[part.name] = (ATTENTION_KINDS, part.attention.heads)
+        else:
+            out[part.name] = (part.module.conv_kinds, 0)
     return out
 
 

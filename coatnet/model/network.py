@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +16,8 @@ from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
 from coatnet.model.parallel import ParallelMaxViTBlock
-from coatnet.model.tracing import active_tracer
+from coatnet.model.parts import Part, PartName, block_names, model_parts
+from coatnet.model.tracing import active_capture
 
 
 @dataclass(frozen=True)
@@ -78,16 +80,16 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
         x = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
-        if tracer is not None:
-            x = tracer.tap("pooled", x)
+        if capture is not None:
+            x = capture.tap("pooled", x)
         if self.hidden:
             x = self.pre_act(self.pre_logits(self.norm(x)))
         x = self.drop(x)
         if pre_logits:
             return x
-        return self.fc(x) if tracer is None else tracer.tap("logits", self.fc(x))
+        return self.fc(x) if capture is None else capture.tap("logits", self.fc(x))
 
     def reset(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
@@ -158,6 +160,9 @@ class CoAtNet(nn.Module):
 
     # the memory format inputs are put in before the stem (the inference build sets channels-last)
     input_memory_format: torch.memory_format | None = None
+    # what its checkpoint says about it (a coatnet.weights.checkpoint.CheckpointInfo, which this package
+    # may not import), set by load_checkpoint and from_timm; None for a model built here
+    checkpoint_info: Any = None
 
     @property
     def attention_mode(self) -> str:
@@ -222,21 +227,40 @@ class CoAtNet(nn.Module):
         self.check_input_size(*x.shape[-2:])
         if self.input_memory_format is not None:
             x = x.contiguous(memory_format=self.input_memory_format)
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
         x = self.stem(x)
-        if tracer is None:
+        if capture is None:
             for stage in self.stages:
                 x = stage(x)
             return self.norm(x)
-        x = tracer.tap("S0.output", x)
+        x = capture.tap("S0.output", x)
         for s, stage in enumerate(self.stages, start=1):
-            x = tracer.tap(f"S{s}.output", stage(x))
+            x = capture.tap(f"S{s}.output", stage(x))
         return self.norm(x)
 
-    def block_names(self) -> list[str]:
+    def block_names(self) -> list[PartName]:
         """The names of the blocks of S1..S4 in forward order (``S1.0``, ..., ``S4.1``): the positions
         :meth:`forward_to` stops at and :meth:`forward_from` starts at."""
-        return [f"S{s}.{b}" for s, stage in enumerate(self.stages, start=1) for b in range(len(stage.blocks))]
+        return block_names(self)
+
+    def parts(self, img_size: int | tuple[int, int] | None = None) -> list[Part]:
+        """Every named part in forward order (:mod:`coatnet.model.parts`): the stem, each conv block,
+        each attention (with its partition and windows), each MLP and the head, with kind, stage, block,
+        grid and stride for ``img_size`` (default: the built size), channels and module.
+
+        Args:
+            img_size: the input size the grids are for.
+
+        Returns:
+            A list of :class:`coatnet.model.parts.Part`.
+
+        Examples:
+            >>> import coatnet
+            >>> parts = coatnet.load_checkpoint("demo-pre").parts(img_size=56)
+            >>> [(str(p.name), p.grid) for p in parts if p.kind == "attention"]
+            [('S3.0', (14, 14)), ('S3.1', (14, 14)), ('S4.0', (14, 14))]
+        """
+        return model_parts(self, img_size)
 
     def forward_to(self, x: torch.Tensor, position: int) -> torch.Tensor:
         """The activation entering block ``block_names()[position]`` (the stem's output for 0)."""
@@ -248,8 +272,8 @@ class CoAtNet(nn.Module):
     def forward_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """The activation entering block ``block_names()[stop]`` (the last block's output for
         ``len(block_names())``) from the one entering block ``start``."""
-        tracer = active_tracer()  # coatnet.model.tracing: a stage's output is its last block's
-        if tracer is None:
+        capture = active_capture()  # coatnet.model.tracing: a stage's output is its last block's
+        if capture is None:
             for block in self._blocks()[start:stop]:
                 x = block(x)
             return x
@@ -258,7 +282,7 @@ class CoAtNet(nn.Module):
         for position, block in enumerate(self._blocks()[start:stop], start=start):
             x = block(x)
             if position in ends:
-                x = tracer.tap(f"S{ends[position]}.output", x)
+                x = capture.tap(f"S{ends[position]}.output", x)
         return x
 
     def forward_from(self, x: torch.Tensor, position: int) -> torch.Tensor:
@@ -289,9 +313,9 @@ class CoAtNet(nn.Module):
 
 
 def _traced(name: str, x: torch.Tensor) -> torch.Tensor:
-    """``x`` through the open tracer at ``name`` (:mod:`coatnet.model.tracing`), itself without one."""
-    tracer = active_tracer()
-    return x if tracer is None else tracer.tap(name, x)
+    """``x`` through the open capture at ``name`` (:mod:`coatnet.model.tracing`), itself without one."""
+    capture = active_capture()
+    return x if capture is None else capture.tap(name, x)
 
 
 def build_for_loading(config: CoAtNetConfig) -> CoAtNet:

@@ -21,7 +21,7 @@ from coatnet.model.blocks import conv_block_class
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.interventions import CONV_KINDS, Intervention
 from coatnet.model.layers import DropPath, LayerScale, Mlp, make_norm2d
-from coatnet.model.tracing import active_tracer, tap
+from coatnet.model.tracing import active_capture, tap
 from coatnet.model.windows import partition, unpartition
 
 
@@ -57,8 +57,8 @@ class ParallelPartitionBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
-        x = tap(tracer, self, "input", x)
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
+        x = tap(capture, self, "input", x)
         grid = (x.shape[-2], x.shape[-1])
         normed = self.norm1(x)
         halves = [
@@ -66,9 +66,9 @@ class ParallelPartitionBlock(nn.Module):
             for kind, attn in (("block", self.attn_block), ("grid", self.attn_grid))
         ]
         attended = torch.cat(halves, dim=1)  # (B, C, H, W): block attention's half, then grid's
-        x = x + tap(tracer, self, "attn.branch", self.drop_path1(self.ls1(attended)))
-        mixed = tap(tracer, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
-        return tap(tracer, self, "output", x + mixed)
+        x = x + tap(capture, self, "attn.branch", self.drop_path1(self.ls1(attended)))
+        mixed = tap(capture, self, "mlp.branch", self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
+        return tap(capture, self, "output", x + mixed)
 
 
 class ParallelMaxViTBlock(nn.Module):
@@ -76,6 +76,7 @@ class ParallelMaxViTBlock(nn.Module):
     timm's ``ParallelMaxxVitBlock``: ``conv.0``, ``conv.1``, ``attn``)."""
 
     parallel = True  # its two attentions see the same input: one step of a composition, not two
+    part_kind = "maxvit"  # split into its convs and attentions among a model's parts (coatnet.model.parts)
 
     def __init__(
         self,
@@ -138,6 +139,6 @@ class ParallelMaxViTBlock(nn.Module):
             raise ValueError(f"{item.label}: {item.block} has heads 0..{heads - 1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
-        x = tap(tracer, self, "input", x)
-        return tap(tracer, self, "output", self.attn(self.conv(x)))
+        capture = active_capture()  # coatnet.model.tracing: per call, usually none
+        x = tap(capture, self, "input", x)
+        return tap(capture, self, "output", self.attn(self.conv(x)))

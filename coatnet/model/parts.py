@@ -29,8 +29,10 @@ from typing import Literal
 
 from torch import nn
 
-PartKind = Literal["stem", "mbconv", "convnext", "attention", "mlp", "head"]
-PART_KINDS: tuple[str, ...] = ("stem", "mbconv", "convnext", "attention", "mlp", "head")
+PartKind = Literal["stem", "mbconv", "convnext", "attention", "mlp", "head", "module"]
+PART_KINDS: tuple[str, ...] = ("stem", "mbconv", "convnext", "attention", "mlp", "head", "module")
+"""Every kind of part; ``module`` is a module put in a block's place that the model does not know (an
+identity, say), listed as it is."""
 SUBPARTS: tuple[str, ...] = ("conv", "conv0", "conv1", "block", "grid", "parallel")
 """The parts of a MaxViT block that carry their own names: its conv block (two in a parallel block),
 its block and grid attention, and a parallel block's shared residual (``parallel``)."""
@@ -128,9 +130,10 @@ class PartName(str):
 
     @property
     def base(self) -> PartName:
-        """The block it is in (``S1.0`` for ``S1.0.grid.attn.weights``); the stage for a stage-level name."""
+        """The block it is in (``S1.0`` for ``S1.0.grid.attn.weights``); the stage for a stage-level name,
+        the name itself for a head name."""
         if self.stage is None:
-            raise ValueError(f"{str(self)!r} belongs to the head, not to a block")
+            return self
         return PartName.of(self.stage, self.block)
 
     @property
@@ -156,7 +159,8 @@ class Part:
 
     Attributes:
         name: its :class:`PartName` (``S0``, ``S2.1``, ``S3.0``, ``S3.0.mlp``, ``S1.0.grid``, ``head``).
-        kind: ``stem``, ``mbconv``, ``convnext``, ``attention``, ``mlp`` or ``head``.
+        kind: ``stem``, ``mbconv``, ``convnext``, ``attention``, ``mlp`` or ``head`` (``module`` for a
+            module put in a block's place that the model does not know).
         stage: 0 (stem) .. 4; None for the head.
         block: its block's index in the stage; None for the stem and the head.
         module: the module that computes it. An attention part's is what attends with its residual: a
@@ -210,8 +214,8 @@ def model_parts(model: nn.Module, img_size: int | tuple[int, int] | None = None)
     """Every named part of ``model`` (a :class:`coatnet.CoAtNet` or its inference build) in forward order,
     with grids for ``img_size`` (default: the size it was built for): :meth:`coatnet.CoAtNet.parts`.
 
-    Blocks say what they hold through ``convs()`` (their conv blocks) and, for a MaxViT block,
-    ``partitions()`` (its attentions); a conv block's ``part_kind`` names its kind.
+    Each block class names its kind (``part_kind``); a MaxViT block says what it holds through ``convs()``
+    and ``partitions()``.
     """
     config = model.config
     infos = model.stage_info(img_size)
@@ -222,28 +226,34 @@ def model_parts(model: nn.Module, img_size: int | tuple[int, int] | None = None)
         info, dims = infos[s], [g.dim for g in config.stages[s - 1].groups for _ in range(g.depth)]
         common = dict(stage=s, grid=tuple(info.grid), stride=info.reduction)
         for b, block in enumerate(stage.blocks):
-            letter, base = info.block_kinds[b], PartName.of(s, b)
-            here = dict(common, block=b, owner=block, block_kind=letter, channels=dims[b])
-            if letter == "T":
+            base, kind = PartName.of(s, b), getattr(type(block), "part_kind", "module")
+            here = dict(common, block=b, owner=block, block_kind=info.block_kinds[b], channels=dims[b])
+            if kind == "attention":  # a Transformer block: its attention (with the block's pool), then MLP
                 out.append(
                     Part(base, "attention", module=block, partition="global", window=info.grid, **here)
                 )
                 out.append(Part(base.child("mlp"), "mlp", module=block.mlp, **here))
-            elif letter == "M":
-                for suffix, conv in block.convs():
-                    out.append(Part(base.child(suffix), conv.part_kind, module=conv, **here))
-                for partition, module, size in block.partitions():
-                    out.append(Part(base.child(partition), "attention", module=module, partition=partition,
-                                    window=(size, size), **here))  # fmt: skip
-                    if not block.parallel:
-                        out.append(Part(base.child(f"{partition}.mlp"), "mlp", module=module.mlp, **here))
-                if block.parallel:
-                    out.append(Part(base.child("parallel.mlp"), "mlp", module=block.attn.mlp, **here))
-            else:
-                out.append(Part(base, block.part_kind, module=block, **here))
+            elif kind == "maxvit":
+                out += _maxvit_parts(block, base, here)
+            else:  # an MBConv or ConvNeXt block, or a module put in a block's place ("module")
+                out.append(Part(base, kind, module=block, **here))
     last = infos[-1]
     out.append(Part(PartName("head"), "head", None, None, model.head, model.head, "head",
                     model.head.num_features, (1, 1), last.reduction * last.grid[0]))  # fmt: skip
+    return out
+
+
+def _maxvit_parts(block: nn.Module, base: PartName, here: dict) -> list[Part]:
+    """A MaxViT block's parts: its conv(s), then block (if any) and grid attention, each with its MLP (a
+    parallel block's two attentions share one, ``S1.0.parallel.mlp``)."""
+    out = [Part(base.child(suffix), conv.part_kind, module=conv, **here) for suffix, conv in block.convs()]
+    for partition, module, size in block.partitions():
+        out.append(Part(base.child(partition), "attention", module=module, partition=partition,
+                        window=(size, size), **here))  # fmt: skip
+        if not block.parallel:
+            out.append(Part(base.child(f"{partition}.mlp"), "mlp", module=module.mlp, **here))
+    if block.parallel:
+        out.append(Part(base.child("parallel.mlp"), "mlp", module=block.attn.mlp, **here))
     return out
 
 

@@ -33,10 +33,16 @@ rules, ``*`` matching across dots (``"S3.*.attn.weights"``, ``"*.output"``); onl
 kept. A *patch* is a function of a named activation returning what the rest of the pass uses instead
 (activation patching: :mod:`analysis.causal.patching`).
 
-While a tracer is open, blocks compute nothing in place (a kept activation is never overwritten) and an
-attention block whose logits, bias or weights are asked for takes its explicit path, as for the
-recorder: the fused kernel does not make them. The inference build (:func:`coatnet.for_inference`) and
-models imported from timm trace the same names with the same values.
+This cache is the model's one capture mechanism: a block asks for one per-call context,
+:func:`active_capture`, and hands each named activation to it. :func:`coatnet.record_attention` is a view
+of the same cache: a tracer that keeps every ``*.attn.logits``, ``*.attn.bias`` and ``*.attn.weights``
+and makes an :class:`coatnet.AttentionRecord` of each attention's three. A tracing context and a recording
+one see the same pass; an inner context of one kind hides an outer one of the same kind while it is open.
+
+While a tracer keeps more than attention's logits, bias and weights, blocks compute nothing in place (a
+kept activation is never overwritten), and an attention block whose logits, bias or weights are asked for
+takes its explicit path: the fused kernel does not make them. The inference build
+(:func:`coatnet.for_inference`) and models imported from timm trace the same names with the same values.
 
 Examples:
     >>> cache = trace(model, images, names=["S3.*.attn.weights", "logits"])
@@ -49,7 +55,7 @@ from __future__ import annotations
 
 import contextvars
 import fnmatch
-import re
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -57,8 +63,9 @@ import torch
 from torch import nn
 
 from coatnet.model.contexts import context_open
+from coatnet.model.parts import PartName
 
-_TRACER: contextvars.ContextVar[Tracer | None] = contextvars.ContextVar("coatnet_tracer", default=None)
+_CAPTURE: contextvars.ContextVar[Capture | None] = contextvars.ContextVar("coatnet_capture", default=None)
 
 MBCONV_NAMES = ("input", "expanded", "depthwise", "se.gate", "branch", "output")
 CONVNEXT_NAMES = ("input", "depthwise", "branch", "output")  # coatnet.model.convnext
@@ -75,12 +82,19 @@ Patch = Callable[[torch.Tensor], torch.Tensor]
 
 class Tracer:
     """The named activations one traced call keeps (``cache``, in forward order) and the patches it
-    applies. Made by :func:`tracing`; blocks call :meth:`tap` at each named point."""
+    applies. Made by :func:`tracing` (and, as a view, by :func:`coatnet.record_attention`); blocks hand it
+    each named point through the open :class:`Capture`.
 
-    def __init__(self, names: Sequence[str], patch: Mapping[str, Patch], detach: bool) -> None:
+    ``in_place``: whether blocks may still compute in place while it is open (True only for a tracer that
+    keeps nothing an in-place step could overwrite: attention's logits, bias and weights)."""
+
+    def __init__(
+        self, names: Sequence[str], patch: Mapping[str, Patch], detach: bool, *, in_place: bool = False
+    ) -> None:
         self.patterns = tuple(names)
         self.patches = dict(patch)
         self.detach = detach
+        self.in_place = in_place
         self.cache: dict[str, torch.Tensor] = {}
         self._kept: dict[str, bool] = {}
 
@@ -95,27 +109,86 @@ class Tracer:
         """Whether ``name`` is kept or patched."""
         return name in self.patches or self.keeps(name)
 
+    def patched(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x``, or what the patch given for ``name`` makes of it (same shape)."""
+        patch = self.patches.get(name)
+        if patch is None:
+            return x
+        patched = patch(x)
+        if patched.shape != x.shape:
+            raise ValueError(f"the patch of {name} gave shape {tuple(patched.shape)}; the activation "
+                             f"is {tuple(x.shape)}")  # fmt: skip
+        return patched
+
+    def keep(self, name: str, x: torch.Tensor) -> None:
+        """Keep ``x`` as ``name`` where ``name`` is selected."""
+        if self.keeps(name):
+            self.cache[name] = x.detach() if self.detach else x
+
     def tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` as the rest of the pass uses it: patched where a patch is given for ``name``, and kept
         (after the patch) where ``name`` is selected."""
-        patch = self.patches.get(name)
-        if patch is not None:
-            patched = patch(x)
-            if patched.shape != x.shape:
-                raise ValueError(f"the patch of {name} gave shape {tuple(patched.shape)}; the activation "
-                                 f"is {tuple(x.shape)}")  # fmt: skip
-            x = patched
-        if self.keeps(name):
-            self.cache[name] = x.detach() if self.detach else x
+        x = self.patched(name, x)
+        self.keep(name, x)
         return x
 
+    def attended(self, name: str, attention: nn.Module, grid: tuple[int, int], field: tuple[int, int] | None):
+        """Told by ``attention`` (traced as ``name``) that it kept its logits, bias and weights for a
+        ``grid`` of queries (windows tiling ``field``); a plain tracer has nothing to add."""
 
-def active_tracer() -> Tracer | None:
-    """The tracer open in the current context, or None (always None while ``torch.compile`` traces: a
-    compiled model runs eagerly while any per-call context may be open)."""
+
+class Capture:
+    """The one per-call capture context a block checks: the open tracers, at most one per kind
+    (``trace``: :func:`tracing`'s, ``record``: :func:`coatnet.record_attention`'s). Every named activation
+    goes through all of them: first each one's patch, then each one keeps what it selects."""
+
+    def __init__(self, tracers: Mapping[str, Tracer]) -> None:
+        self.tracers = dict(tracers)
+        self._all = tuple(self.tracers.values())
+        self.in_place = all(t.in_place for t in self._all)  # blocks may still compute in place
+
+    def get(self, kind: str) -> Tracer | None:
+        """The open tracer of ``kind`` (``trace``, ``record``), or None."""
+        return self.tracers.get(kind)
+
+    def wants(self, name: str) -> bool:
+        """Whether any open tracer keeps or patches ``name``."""
+        return any(t.wants(name) for t in self._all)
+
+    def tap(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the rest of the pass uses it (every patch applied), kept by each tracer selecting
+        ``name``."""
+        for tracer in self._all:
+            x = tracer.patched(name, x)
+        for tracer in self._all:
+            tracer.keep(name, x)
+        return x
+
+    def attended(self, name: str, attention: nn.Module, grid: tuple[int, int], field: tuple[int, int] | None):
+        """Passed on to every tracer (:meth:`Tracer.attended`)."""
+        for tracer in self._all:
+            tracer.attended(name, attention, grid, field)
+
+
+def active_capture() -> Capture | None:
+    """The capture context open in the current context, or None (always None while ``torch.compile``
+    traces: a compiled model runs eagerly while any per-call context may be open)."""
     if torch.compiler.is_compiling():
         return None
-    return _TRACER.get()
+    return _CAPTURE.get()
+
+
+@contextmanager
+def capturing(kind: str, tracer: Tracer) -> Iterator[Tracer]:
+    """Open ``tracer`` as this context's tracer of ``kind`` (hiding an outer one of the same kind) for the
+    forward passes run inside the ``with`` block, in this thread."""
+    outer = _CAPTURE.get()
+    token = _CAPTURE.set(Capture({**(outer.tracers if outer is not None else {}), kind: tracer}))
+    try:
+        with context_open():
+            yield tracer
+    finally:
+        _CAPTURE.reset(token)
 
 
 def traced_name(module: nn.Module) -> str:
@@ -124,17 +197,17 @@ def traced_name(module: nn.Module) -> str:
     return getattr(module, "trace_prefix", None) or f"S{module.stage}.{module.block}"
 
 
-def tap(tracer: Tracer | None, block: nn.Module, leaf: str, x: torch.Tensor) -> torch.Tensor:
-    """``x`` through ``tracer`` at the point ``{block's name}.{leaf}`` (``x`` itself without a tracer)."""
-    if tracer is None:
+def tap(capture: Capture | None, block: nn.Module, leaf: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through ``capture`` at the point ``{block's name}.{leaf}`` (``x`` itself without one)."""
+    if capture is None:
         return x
-    return tracer.tap(f"{traced_name(block)}.{leaf}", x)
+    return capture.tap(f"{traced_name(block)}.{leaf}", x)
 
 
-def wants_explicit(tracer: Tracer | None, name: str) -> bool:
+def wants_explicit(capture: Capture | None, name: str) -> bool:
     """Whether the attention traced under ``name`` (``S3.0``, ``S1.0.block``) must make what its fused
     kernel does not."""
-    return tracer is not None and any(tracer.wants(f"{name}.{leaf}") for leaf in EXPLICIT_NAMES)
+    return capture is not None and any(capture.wants(f"{name}.{leaf}") for leaf in EXPLICIT_NAMES)
 
 
 def trace_names(model: nn.Module) -> list[str]:
@@ -153,40 +226,35 @@ def trace_names(model: nn.Module) -> list[str]:
         >>> names[:3], names[-1], "S3.0.attn.weights" in names
         (['S0.output', 'S1.0.input', 'S1.0.expanded'], 'logits', True)
     """
-    names = ["S0.output"]
-    for s, stage in enumerate(model.stages, start=1):
-        for b, block in enumerate(stage.blocks):
-            if getattr(block, "parallel", False):  # two convs, then block and grid attention side by side
-                names.append(f"S{s}.{b}.input")
+    names, stage = ["S0.output"], None
+    blocks = [part for part in model.parts() if part.block is not None]
+    for (s, _), grouped in itertools.groupby(blocks, key=lambda part: (part.stage, part.block)):
+        if stage is not None and s != stage:
+            names.append(f"S{stage}.output")
+        stage, group = s, list(grouped)
+        base = group[0].name.base
+        if group[0].name.part is None:  # an MBConv, ConvNeXt or Transformer block: its own names
+            if group[0].kind != "module":  # a module put in a block's place traces nothing of its own
+                leaves = TRANSFORMER_NAMES if group[0].kind == "attention" else group[0].module.trace_leaves
+                names += [base.child(leaf) for leaf in leaves]
+            continue
+        # MaxViT: its conv(s), then block (if any) and grid attention, one after the other or side by side
+        names.append(base.child("input"))
+        parallel = group[0].parallel
+        for part in group:
+            if part.kind in ("mbconv", "convnext"):
+                names += [part.name.child(leaf) for leaf in part.module.trace_leaves]
+            elif part.kind == "attention":
+                if parallel and part is next(p for p in group if p.kind == "attention"):
+                    names.append(base.child("parallel.input"))  # both attentions take the same input
                 names += [
-                    f"S{s}.{b}.conv{i}.{leaf}" for i, c in enumerate(block.conv) for leaf in _conv_names(c)
+                    part.name.child(leaf) for leaf in (ATTENTION_NAMES if parallel else TRANSFORMER_NAMES)
                 ]
-                names += [f"S{s}.{b}.parallel.input"]
-                names += [
-                    f"S{s}.{b}.{part}.{leaf}" for part, _, _ in block.partitions() for leaf in ATTENTION_NAMES
-                ]
-                names += [f"S{s}.{b}.parallel.{leaf}" for leaf in ("attn.branch", "mlp.branch", "output")]
-                names.append(f"S{s}.{b}.output")
-                continue
-            if hasattr(block, "partitions"):  # MaxViT: its conv, then block (if any) and grid attention
-                names.append(f"S{s}.{b}.input")
-                names += [f"S{s}.{b}.conv.{leaf}" for leaf in _conv_names(block.conv)]
-                names += [
-                    f"S{s}.{b}.{part}.{leaf}"
-                    for part, _, _ in block.partitions()
-                    for leaf in TRANSFORMER_NAMES
-                ]
-                names.append(f"S{s}.{b}.output")
-                continue
-            leaves = TRANSFORMER_NAMES if hasattr(block, "attn") else _conv_names(block)
-            names += [f"S{s}.{b}.{leaf}" for leaf in leaves]
-        names.append(f"S{s}.output")
-    return [*names, "pooled", "logits"]
-
-
-def _conv_names(block: nn.Module) -> tuple[str, ...]:
-    """What a conv block traces: an MBConv's names, or a ConvNeXt block's (``trace_leaves``)."""
-    return block.trace_leaves
+        if parallel:
+            names += [base.child(f"parallel.{leaf}") for leaf in ("attn.branch", "mlp.branch", "output")]
+        names.append(base.child("output"))
+    names.append(f"S{stage}.output")
+    return [*map(str, names), "pooled", "logits"]
 
 
 def check_names(model: nn.Module, names: Sequence[str], patch: Mapping[str, Patch] = {}) -> None:
@@ -203,7 +271,7 @@ def check_names(model: nn.Module, names: Sequence[str], patch: Mapping[str, Patc
 
 
 def _hint(known: list[str]) -> str:
-    blocks = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in known if re.match(r"S\d+\.\d+\.[a-z]+$", n)))
+    blocks = list(dict.fromkeys(PartName(n).base for n in known if PartName(n).block is not None))
     return (f"names look like 'S3.0.attn.weights' or 'S2.*.output' (coatnet.trace_names(model) lists "
             f"them); its blocks are {blocks[0]} .. {blocks[-1]}")  # fmt: skip
 
@@ -244,13 +312,8 @@ def tracing(
     patch = dict(patch or {})
     if model is not None:
         check_names(model, names, patch)
-    tracer = Tracer(names, patch, detach)
-    token = _TRACER.set(tracer)
-    try:
-        with context_open():
-            yield tracer.cache
-    finally:
-        _TRACER.reset(token)
+    with capturing("trace", Tracer(names, patch, detach)) as tracer:
+        yield tracer.cache
 
 
 def trace(

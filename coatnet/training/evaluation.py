@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import ImageFolder, TensorImages
+from coatnet.data.preprocessing import Preprocessing
 from coatnet.model.inference import for_inference
 from coatnet.model.network import CoAtNet
 
@@ -58,7 +59,7 @@ class EvalResult:
 def evaluate(
     model: torch.nn.Module,
     dataset: TensorImages | ImageFolder,
-    preprocessing: dict,
+    preprocessing: Preprocessing,
     *,
     batch_size: int = 256,
     device: torch.device | str = "cpu",

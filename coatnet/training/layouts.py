@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from coatnet.data.datasets import open_dataset
+from coatnet.data.preprocessing import Preprocessing
 from coatnet.files import ensure_folder, write_text
 from coatnet.model.complexity import count_macs, count_params
 from coatnet.model.layouts import LAYOUTS, find_layout
@@ -191,9 +192,9 @@ def _run(
         distributed_run=False,
     )  # fmt: skip
     model = result.model
-    pre = model.checkpoint_info.preprocessing if getattr(model, "checkpoint_info", None) else None
-    pre = pre or _preprocessing(result)
-    clean = open_dataset(run.data, "train", size=tuple(pre["size"])).subset(size, seed=run.subset_seed)
+    info = model.checkpoint_info
+    pre = info.preprocessing if info is not None else _preprocessing(result)
+    clean = open_dataset(run.data, "train", size=pre.size).subset(size, seed=run.subset_seed)
     on = str(next(model.parameters()).device)  # where training left it
     fitted = evaluate(model, clean, pre, device=on, workers=workers, progress=False)
     last = result.metrics[-1]  # its last epoch's test scores: also there when stopped after training
@@ -202,7 +203,7 @@ def _run(
         "model": run.model,
         "size": size,
         "parameters": count_params(model),
-        "macs": count_macs(model, tuple(pre["size"])),
+        "macs": count_macs(model, pre.size),
         "steps": last["step"],
         "epochs": last["epoch"],
         "train_loss": fitted.loss,
@@ -218,7 +219,7 @@ def _run(
     return record
 
 
-def _preprocessing(result) -> dict:
+def _preprocessing(result) -> Preprocessing:
     from coatnet.weights.checkpoint import load_checkpoint
 
     return load_checkpoint(result.out_dir / "last.safetensors").checkpoint_info.preprocessing

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from coatnet.data.batches import iterate_batches as _batches
 from coatnet.data.batches import normalize, prepare_batch
 from coatnet.data.datasets import ImageFolder, TensorImages, open_dataset
+from coatnet.data.preprocessing import Preprocessing
 from coatnet.files import ensure_folder, write_text
 from coatnet.model.config import as_hw
 from coatnet.model.network import CoAtNet
@@ -385,7 +386,7 @@ def _step(net, model, ema, optimizer, x, targets, settings: TrainSettings, devic
 
 def _open_data(
     settings: TrainSettings,
-) -> tuple[TensorImages | ImageFolder, TensorImages | ImageFolder, dict]:
+) -> tuple[TensorImages | ImageFolder, TensorImages | ImageFolder, Preprocessing]:
     size = None if settings.img_size is None else as_hw(settings.img_size)
     train_set = open_dataset(settings.data, "train", size=size)
     test_set = open_dataset(settings.data, "test", size=size)
@@ -398,18 +399,15 @@ def _open_data(
             f"the training classes {list(train_set.class_names)[:5]}... and the test classes "
             f"{list(test_set.class_names)[:5]}... differ: give both splits the same class folders"
         )
-    preprocessing = {
-        "size": list(size or train_set.size),
-        "channels": train_set.channels,
-        "mean": list(train_set.mean),
-        "std": list(train_set.std),
-        "interpolation": "bilinear",
-        "crop": 1.0,
-    }
+    preprocessing = Preprocessing(
+        size=size or train_set.size, channels=train_set.channels, mean=train_set.mean, std=train_set.std
+    )
     return train_set, test_set, preprocessing
 
 
-def _build_model(settings: TrainSettings, data: TensorImages | ImageFolder, preprocessing: dict) -> CoAtNet:
+def _build_model(
+    settings: TrainSettings, data: TensorImages | ImageFolder, preprocessing: Preprocessing
+) -> CoAtNet:
     overrides: dict[str, Any] = {"drop_path_rate": settings.drop_path}
     if settings.strides:
         overrides["strides"] = tuple(settings.strides)
@@ -417,8 +415,8 @@ def _build_model(settings: TrainSettings, data: TensorImages | ImageFolder, prep
         settings.model,
         attention=settings.attention,
         layout=settings.layout,
-        img_size=tuple(preprocessing["size"]),
-        in_chans=preprocessing["channels"],
+        img_size=preprocessing.size,
+        in_chans=preprocessing.channels,
         num_classes=len(data.class_names),
         **overrides,
     )
@@ -447,17 +445,17 @@ def _lr_schedule(settings: TrainSettings, steps_per_epoch: int) -> Callable[[int
     return lr
 
 
-def _augmentation(settings: TrainSettings, preprocessing: dict):
+def _augmentation(settings: TrainSettings, preprocessing: Preprocessing):
     """Batch augmentation on [0, 1] images; returns ``(images, targets)`` with targets ``(B,)`` labels or
     ``(B, 3)`` rows ``(label_a, label_b, weight_of_b)`` for a mixed batch."""
     import kornia.augmentation as K  # kornia when training (not for every ``import coatnet``)
     from kornia.augmentation.auto import RandAugment
 
-    size = tuple(preprocessing["size"])
+    size = preprocessing.size
     crop = K.RandomCrop(size, padding=settings.crop_padding) if settings.crop_padding else None
     flip = K.RandomHorizontalFlip() if settings.hflip else None
     rand_augment = RandAugment(*settings.randaugment) if settings.randaugment else None
-    grey = preprocessing["channels"] == 1
+    grey = preprocessing.channels == 1
     mixup = K.RandomMixUpV2(data_keys=["input", "class"])
     cutmix = K.RandomCutMixV2(data_keys=["input", "class"], use_correct_lambda=True)
 

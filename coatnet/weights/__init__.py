@@ -1,5 +1,6 @@
 """Weights: safetensors checkpoints, the hub, timm's weights imported exactly, class names, and the
-built-in checkpoints. Imports coatnet.model and coatnet's file helpers."""
+built-in checkpoints. Imports coatnet.model, coatnet.data (a checkpoint's preprocessing) and coatnet's file
+helpers."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from coatnet.data.preprocessing import Preprocessing
 from coatnet.files import atomic_write
 from coatnet.model.attention import resize_table
 from coatnet.model.config import CoAtNetConfig
@@ -94,8 +95,8 @@ class CheckpointInfo:
 
     Attributes:
         config: the architecture.
+        preprocessing: how its inputs are prepared (:class:`~coatnet.data.Preprocessing`).
         class_names: one name per output class, or None.
-        preprocessing: ``size`` (H, W), ``channels``, ``mean``, ``std``, ``interpolation``, ``crop``.
         provenance: where the weights came from (dataset, command, metrics...).
         trained_attention: the normalization the weights were trained with (``pre`` / ``post``).
         extra: any other metadata given to :func:`save_checkpoint`.
@@ -104,13 +105,13 @@ class CheckpointInfo:
     Examples:
         >>> import coatnet
         >>> info = coatnet.read_checkpoint_info("demo-pre")
-        >>> info.class_names[:2], info.preprocessing["size"], info.trained_attention
-        (('T-shirt/top', 'Trouser'), [28, 28], 'pre')
+        >>> info.class_names[:2], info.preprocessing.size, info.trained_attention
+        (('T-shirt/top', 'Trouser'), (28, 28), 'pre')
     """
 
     config: CoAtNetConfig
+    preprocessing: Preprocessing
     class_names: tuple[str, ...] | None = None
-    preprocessing: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     trained_attention: str = "pre"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -125,16 +126,57 @@ class CheckpointInfo:
         return f"{mode}-normalization (weights trained with {self.trained_attention}-normalization)"
 
 
-def default_preprocessing(config: CoAtNetConfig) -> dict[str, Any]:
-    """Preprocessing for a model nobody described: its built size, mean = std = 0.5, bicubic, no crop."""
-    return {
-        "size": list(config.img_size),
-        "channels": config.in_chans,
-        "mean": [0.5] * config.in_chans,
-        "std": [0.5] * config.in_chans,
-        "interpolation": "bicubic",
-        "crop": 1.0,
-    }
+def _undescribed(config: CoAtNetConfig) -> Preprocessing:
+    """The preprocessing of a model built from ``config`` that nobody described
+    (:meth:`Preprocessing.undescribed <coatnet.data.Preprocessing.undescribed>` at its built size)."""
+    return Preprocessing.undescribed(size=config.img_size, channels=config.in_chans)
+
+
+def preprocessing_of(model: CoAtNet) -> Preprocessing:
+    """The checkpoint's preprocessing, or the default for a model nobody described.
+
+    Args:
+        model: a model, loaded from a checkpoint or built.
+
+    Returns:
+        How its inputs are prepared: ``size`` (H, W), ``channels``, ``mean``, ``std``, ``interpolation``
+        and ``crop`` (:class:`~coatnet.data.Preprocessing`).
+
+    Examples:
+        >>> import coatnet
+        >>> from coatnet.weights.checkpoint import preprocessing_of
+        >>> preprocessing_of(coatnet.load_checkpoint("demo-pre")).mean
+        (0.286,)
+        >>> preprocessing_of(coatnet.create_model("coatnet_toy")).interpolation  # nobody described it
+        'bicubic'
+    """
+    info = model.checkpoint_info
+    return info.preprocessing if info is not None else _undescribed(model.config)
+
+
+def class_names(model: CoAtNet, *, numbered: bool = False) -> tuple[str, ...] | None:
+    """The names of a model's classes, as its checkpoint gives them.
+
+    Args:
+        model: a model, loaded from a checkpoint or built.
+        numbered: where the checkpoint names none, ``class 0``, ``class 1``, ... instead of None.
+
+    Returns:
+        One name per output class, or None (unless ``numbered``) for a model whose classes have no names.
+
+    Examples:
+        >>> import coatnet
+        >>> coatnet.class_names(coatnet.load_checkpoint("demo-pre"))[:2]
+        ('T-shirt/top', 'Trouser')
+        >>> toy = coatnet.create_model("coatnet_toy", img_size=32, num_classes=2)
+        >>> coatnet.class_names(toy), coatnet.class_names(toy, numbered=True)
+        (None, ('class 0', 'class 1'))
+    """
+    info = model.checkpoint_info
+    names = info.class_names if info is not None else None
+    if names or not numbered:
+        return names
+    return tuple(f"class {i}" for i in range(model.config.num_classes))
 
 
 def save_checkpoint(
@@ -142,7 +184,7 @@ def save_checkpoint(
     path: str | os.PathLike,
     *,
     class_names: Sequence[str] | None = None,
-    preprocessing: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     **extra: Any,
 ) -> Path:
@@ -154,7 +196,9 @@ def save_checkpoint(
         model: the model to save.
         path: the ``.safetensors`` file to write.
         class_names: one per output class.
-        preprocessing: how inputs are prepared (see :func:`default_preprocessing`).
+        preprocessing: how inputs are prepared, or its JSON object (:meth:`Preprocessing.from_dict
+            <coatnet.data.Preprocessing.from_dict>`); by default the loaded checkpoint's, else
+            :meth:`Preprocessing.undescribed <coatnet.data.Preprocessing.undescribed>` (bicubic).
         provenance: dataset, command, metrics, and anything that says where the weights came from.
         **extra: more JSON-serialisable metadata.
 
@@ -174,7 +218,7 @@ def save_checkpoint(
         raise CheckpointError(
             f"checkpoints are .safetensors files; got {path.name!r}: use a .safetensors name"
         )
-    previous: CheckpointInfo | None = getattr(model, "checkpoint_info", None)
+    previous = model.checkpoint_info
     config = model.config
     if class_names is None and previous is not None:
         class_names = previous.class_names
@@ -182,9 +226,7 @@ def save_checkpoint(
         raise CheckpointError(f"{len(class_names)} class names for a model with {config.num_classes} classes")
     metadata = {
         "class_names": list(class_names) if class_names is not None else None,
-        "preprocessing": preprocessing
-        or (previous.preprocessing if previous else None)
-        or default_preprocessing(config),
+        "preprocessing": _preprocessing_to_save(preprocessing, previous, config).to_dict(),
         "provenance": provenance or (previous.provenance if previous else {}),
         "trained_attention": previous.trained_attention if previous else config.attention,
         "extra": {**(previous.extra if previous else {}), **extra},
@@ -198,6 +240,18 @@ def save_checkpoint(
     header["sha256"] = tensors_digest(tensors)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
     return path
+
+
+def _preprocessing_to_save(
+    given: Preprocessing | Mapping[str, Any] | None, previous: CheckpointInfo | None, config: CoAtNetConfig
+) -> Preprocessing:
+    """What :func:`save_checkpoint` writes: the preprocessing given, else the loaded checkpoint's, else
+    the default for a model nobody described."""
+    if isinstance(given, Preprocessing):
+        return given
+    if given:
+        return Preprocessing.from_dict(given)
+    return previous.preprocessing if previous is not None else _undescribed(config)
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -233,6 +287,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
         meta = json.loads(header.get("metadata", "{}"))
         if not isinstance(meta, dict):
             raise TypeError(f"metadata is a JSON {type(meta).__name__}, not an object")
+        described = meta.get("preprocessing")
+        preprocessing = Preprocessing.from_dict(described) if described else _undescribed(config)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise CheckpointError(
             f"{path}: its coatnet metadata is damaged or describes no model we can build ({error}); "
@@ -241,8 +297,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     names = meta.get("class_names")
     return CheckpointInfo(
         config=config,
+        preprocessing=preprocessing,
         class_names=tuple(names) if names is not None else None,
-        preprocessing=meta.get("preprocessing") or default_preprocessing(config),
         provenance=meta.get("provenance") or {},
         trained_attention=meta.get("trained_attention", config.attention),
         extra=meta.get("extra") or {},

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from coatnet.data.preprocessing import Preprocessing
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.network import CoAtNet, build_for_loading
 from coatnet.model.variants_timm import TIMM_VARIANTS
@@ -34,13 +35,15 @@ from coatnet.weights.hub import DEFAULT_TAGS, PRETRAINED_TAGS, download_timm_wei
 _RW = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "crop": 0.95}
 
 
-def timm_preprocessing(arch: str, tag: str | None = None, *, img_size: tuple[int, int] | None = None) -> dict:
+def timm_preprocessing(
+    arch: str, tag: str | None = None, *, img_size: tuple[int, int] | None = None
+) -> Preprocessing:
     """timm's preprocessing for ``arch`` (and pretrained ``tag``): size, mean/std, bicubic, centre crop."""
     config = TIMM_VARIANTS[arch]
     tag = tag or DEFAULT_TAGS.get(arch)
     known = PRETRAINED_TAGS.get(f"{arch}.{tag}", {})
     merged = {**_RW, **{k: v for k, v in known.items() if k != "classes"}}
-    return {"size": list(img_size or config.img_size), "channels": 3, **merged}
+    return Preprocessing(size=img_size or config.img_size, channels=3, **merged)
 
 
 def convert_state_dict(state: dict[str, torch.Tensor], config: CoAtNetConfig) -> dict[str, torch.Tensor]:
@@ -263,8 +266,8 @@ def from_timm(
     names = imagenet_class_names(config.num_classes)
     model.checkpoint_info = CheckpointInfo(
         config=config,
-        class_names=names,
         preprocessing=timm_preprocessing(arch, tag, img_size=config.img_size),
+        class_names=names,
         provenance={
             "source": "timm",
             "arch": arch,

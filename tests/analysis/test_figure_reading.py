@@ -137,10 +137,11 @@ def test_the_random_baseline_is_drawn_and_the_methods_no_better_than_it_are_name
 
 def test_a_picture_the_model_was_not_made_for_is_named_with_what_was_done_and_what_it_knows():
     from analysis.core.inputs import preparation_note
+    from coatnet import Preprocessing
 
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"]  # fmt: skip
-    fashion = {"size": [28, 28], "channels": 1, "crop": 1.0}
+    fashion = Preprocessing.undescribed(size=28, channels=1)
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     note = preparation_note(photo, fashion, names, "fashion-mnist")
     assert note.startswith(
@@ -154,11 +155,11 @@ def test_a_picture_the_model_was_not_made_for_is_named_with_what_was_done_and_wh
         "A 1-channel 28x28 px model: your picture (56x56, greyscale) was resized to 28x28 px. It knows only "
         "these 10 classes: " + ", ".join(names) + "."
     )
-    imagenet = preparation_note(photo, {"size": [224, 224], "channels": 3, "crop": 0.875}, ["c"] * 1000)
+    rgb = Preprocessing.undescribed(size=224, channels=3)
+    imagenet = preparation_note(photo, rgb.replace(crop=0.875), ["c"] * 1000)
     assert imagenet.endswith("It knows 1000 classes.") and "made grey" not in imagenet
-    rgb = {"size": [224, 224], "channels": 3, "crop": 1.0}
     assert preparation_note(Image.new("RGB", (224, 224), (90, 90, 90)), rgb) is None  # taken as it is
-    square = preparation_note(Image.new("RGB", (224, 224)), {**rgb, "crop": 0.875})
+    square = preparation_note(Image.new("RGB", (224, 224)), rgb.replace(crop=0.875))
     assert "centre-cropped to its central 88% and resized to 224x224 px" in square
 
 

@@ -85,5 +85,5 @@ def test_a_tensor_that_looks_unnormalised_gets_one_warning_and_a_normalised_one_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         as_batch(normalize(pixels, preprocessing_of(model)), model)
-    plain = {**preprocessing_of(model), "mean": [0.0] * 3, "std": [1.0] * 3}  # no normalisation
+    plain = preprocessing_of(model).replace(mean=[0.0] * 3, std=[1.0] * 3)  # no normalisation
     assert not looks_unnormalised(pixels, plain)

@@ -19,7 +19,13 @@ from analysis import (
     to_input,
     to_point,
 )
+from coatnet.data import Preprocessing
 from coatnet.data.datasets import crop_box
+
+
+def model_input(height: int, width: int, *, crop: float) -> Preprocessing:
+    """The preprocessing of a model that takes (height, width) inputs and keeps ``crop`` of the picture."""
+    return Preprocessing.undescribed(size=(height, width), channels=3).replace(crop=crop)
 
 
 def test_the_crop_box_is_pillows_fit() -> None:
@@ -35,7 +41,7 @@ def test_the_crop_box_is_pillows_fit() -> None:
 
 @pytest.mark.parametrize("crop", [1.0, 0.875])
 def test_every_cell_round_trips_through_the_picture(crop: float) -> None:
-    view = picture_view((480, 640), {"size": [224, 224], "crop": crop})
+    view = picture_view((480, 640), model_input(224, 224, crop=crop))
     for grid, stride in (((14, 14), 16), ((7, 7), 32), ((28, 28), 8)):
         for row in range(grid[0]):
             for col in range(grid[1]):
@@ -49,18 +55,18 @@ def test_every_cell_round_trips_through_the_picture(crop: float) -> None:
 
 
 def test_a_click_on_a_fine_grid_survives_a_coarse_one_and_another_model() -> None:
-    view = picture_view((480, 640), {"size": [224, 224], "crop": 1.0})
+    view = picture_view((480, 640), model_input(224, 224, crop=1.0))
     point = cell_point(view, 10, 12, stride=16)  # S3.0, 14x14
     assert point_cell(view, point, grid=(7, 7), stride=32) == (5, 6)  # S4.0
     assert point_cell(view, point, grid=(14, 14), stride=16) == (10, 12)  # back: not (11, 13)
-    wider = picture_view((480, 640), {"size": [384, 384], "crop": 1.0})  # another model, another size
+    wider = picture_view((480, 640), model_input(384, 384, crop=1.0))  # another model, another size
     # input (168, 200) of 224 is picture (360, 508.6); of 384 input (288, 342.9): cell (18, 21) at stride 16
     assert point_cell(wider, point, grid=(24, 24), stride=16) == (18, 21)
 
 
 def test_a_point_outside_a_models_crop_is_said_to_be_outside() -> None:
-    whole = picture_view((480, 640), {"size": [224, 448], "crop": 1.0})  # sees the whole width
-    square = picture_view((480, 640), {"size": [224, 224], "crop": 0.875})  # a central square
+    whole = picture_view((480, 640), model_input(224, 448, crop=1.0))  # sees the whole width
+    square = picture_view((480, 640), model_input(224, 224, crop=0.875))  # a central square
     left_edge = cell_point(whole, 7, 0, stride=16)
     assert point_cell(square, left_edge, grid=(14, 14), stride=16) is None
     assert point_cell(whole, left_edge, grid=(14, 28), stride=16) == (7, 0)
@@ -86,7 +92,7 @@ def test_one_convention_pixel_i_spans_i_to_i_plus_1_and_a_cell_centre_is_r_plus_
 
 
 def test_the_query_type_holds_every_conversion_and_the_functions_agree() -> None:
-    view = picture_view((480, 640), {"size": [224, 224], "crop": 0.875})
+    view = picture_view((480, 640), model_input(224, 224, crop=0.875))
     query = Query.at_cell(view, 10, 12, stride=16)
     assert isinstance(query, tuple) and query == cell_point(view, 10, 12, stride=16)  # keeps in session state
     assert query.pixel(view) == pytest.approx(cell_centre(10, 12, stride=16))

@@ -50,15 +50,15 @@ def test_metadata_header_holds_config_and_metadata(model: coatnet.CoAtNet, tmp_p
     assert json.loads(header["config"])["name"] == "coatnet_toy"
     info = coatnet.read_checkpoint_info(path)
     assert info.provenance == {"dataset": "synthetic", "command": "pytest"}
-    assert info.preprocessing["mean"] == [0.1] * 3
+    assert info.preprocessing.mean == (0.1,) * 3
     assert info.extra == {"note": "kept"}
     assert info.trained_attention == "pre"
 
 
 def test_default_preprocessing_describes_the_model(model: coatnet.CoAtNet, tmp_path: Path) -> None:
     info = coatnet.read_checkpoint_info(coatnet.save_checkpoint(model, tmp_path / "m.safetensors"))
-    assert info.preprocessing["size"] == [32, 32]
-    assert info.preprocessing["channels"] == 3
+    assert info.preprocessing.size == (32, 32)
+    assert info.preprocessing.channels == 3
 
 
 def test_switching_attention_keeps_weights_and_says_so(model: coatnet.CoAtNet, tmp_path: Path) -> None:

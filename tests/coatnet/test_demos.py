@@ -34,7 +34,7 @@ def test_each_demo_is_shipped_small_and_loads_by_name(name):
     info = model.checkpoint_info
     assert info.config.attention == name.removeprefix("demo-") == info.trained_attention
     assert info.class_names[0] == "T-shirt/top" and len(info.class_names) == 10
-    assert info.preprocessing["channels"] == 1 and info.provenance["dataset"] == "fashion-mnist"
+    assert info.preprocessing.channels == 1 and info.provenance["dataset"] == "fashion-mnist"
     assert info.provenance["command"].startswith("coatnet train ")
     stages = {s.name: s for s in model.stage_info()}
     assert stages["S3"].kind == "T" and min(stages["S3"].grid) >= 7  # attention worth looking at

@@ -13,7 +13,7 @@ from PIL import Image
 
 import coatnet
 from coatnet.cli import commands as cli
-from coatnet.data import datasets
+from coatnet.data import Preprocessing, datasets
 from coatnet.data.batches import iterate_batches, normalize, prepare_batch
 from coatnet.data.datasets import (
     DatasetError,
@@ -198,23 +198,23 @@ def test_tensor_batches_and_subset() -> None:
 
 def test_prepare_batch_converts_channels_and_resizes() -> None:
     grey = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(2, 1, 4, 3).contiguous()
-    rgb_pre = {"size": [4, 3], "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3}
+    rgb_pre = Preprocessing(size=(4, 3), channels=3, mean=[0.5] * 3, std=[0.5] * 3)
     x = prepare_batch(grey, rgb_pre)
     assert x.shape == (2, 3, 4, 3) and x.dtype == torch.float32
     assert torch.allclose(x[1, :, 2], torch.tensor([0.0, 0.2, 1.0]).expand(3, 3))
     red = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     red[:, 0] = 255
-    x = prepare_batch(red, {"size": [4, 4], "channels": 1})
+    x = prepare_batch(red, Preprocessing.undescribed(size=(4, 4), channels=1))
     assert x.shape == (1, 1, 4, 4) and torch.allclose(x, torch.full_like(x, 0.299))
     flat = torch.full((2, 3, 5, 7), 102, dtype=torch.uint8)
-    x = prepare_batch(flat, {"size": [10, 3], "channels": 3})
+    x = prepare_batch(flat, Preprocessing.undescribed(size=(10, 3), channels=3))
     assert x.shape == (2, 3, 10, 3) and torch.allclose(x, torch.full_like(x, 0.4))
     ramp = torch.arange(8, dtype=torch.uint8).mul(30).view(1, 1, 1, 8).expand(1, 1, 8, 8).contiguous()
-    x = prepare_batch(ramp, {"size": [16, 16], "channels": 1})
+    x = prepare_batch(ramp, Preprocessing.undescribed(size=(16, 16), channels=1))
     assert x.shape == (1, 1, 16, 16) and (x[0, 0, 0].diff() >= 0).all() and x.max() <= 210 / 255 + 1e-6
     y = normalize(prepare_batch(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8), rgb_pre), rgb_pre)
     assert torch.allclose(y, torch.ones_like(y))
-    pre = {"mean": [0.5, 0.25, 0.0], "std": [0.5, 0.25, 2.0]}
+    pre = Preprocessing(size=(1, 1), channels=3, mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 2.0])
     y = normalize(torch.tensor([0.0, 0.5, 1.0]).view(1, 3, 1, 1), pre)
     assert y.flatten().tolist() == [-1.0, 1.0, 0.5]
 

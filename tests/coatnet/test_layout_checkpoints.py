@@ -42,7 +42,7 @@ def test_each_layout_model_loads_by_name_and_has_its_layout(name: str) -> None:
     )
     assert kinds == expected
     assert tuple(model.stage_info((28, 28))[3].grid) == (7, 7)
-    assert info.class_names[0] == "T-shirt/top" and info.preprocessing["size"] == [28, 28]
+    assert info.class_names[0] == "T-shirt/top" and info.preprocessing.size == (28, 28)
     assert info.provenance["settings"]["train_subset"] == 60000 and info.provenance["step"] == 600
     assert 300_000 <= count_params(model) <= 500_000
 

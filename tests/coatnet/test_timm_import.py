@@ -76,7 +76,7 @@ def test_in12k_head_and_metadata(timm, tmp_path: Path) -> None:
     assert ours.config.num_classes == 11821
     assert info.provenance["label_space"] == "imagenet-12k"
     assert info.class_names is None or len(info.class_names) == 11821
-    assert info.preprocessing["mean"] == [0.5, 0.5, 0.5] and info.preprocessing["crop"] == 0.9
+    assert info.preprocessing.mean == (0.5, 0.5, 0.5) and info.preprocessing.crop == 0.9
     assert info.trained_attention == "pre"
 
 
@@ -110,7 +110,7 @@ def test_round_trip_through_our_checkpoint(timm, tmp_path: Path) -> None:
     saved = coatnet.save_checkpoint(ours, tmp_path / "ours.safetensors")
     again = coatnet.load_checkpoint(saved)
     assert again.checkpoint_info.provenance["arch"] == "coatnet_bn_0_rw_224"
-    assert again.checkpoint_info.preprocessing["mean"] == [0.485, 0.456, 0.406]
+    assert again.checkpoint_info.preprocessing.mean == (0.485, 0.456, 0.406)
     assert again.checkpoint_info.class_names == ours.checkpoint_info.class_names
     x = torch.randn(1, 3, IMG, IMG)
     with torch.no_grad():
@@ -160,7 +160,7 @@ def test_bare_arch_name_downloads_the_default_tag_and_records_it(
     model = from_timm("coatnet_nano_rw_224")
     assert asked == ["coatnet_nano_rw_224.sw_in1k"]
     assert model.checkpoint_info.provenance["pretrained_tag"] == "sw_in1k"
-    assert model.checkpoint_info.preprocessing["crop"] == 0.9
+    assert model.checkpoint_info.preprocessing.crop == 0.9
 
 
 def test_unknown_tag_is_a_clear_error() -> None:

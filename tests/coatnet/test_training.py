@@ -72,7 +72,7 @@ def test_each_epoch_writes_checkpoint_resume_state_and_metrics(tmp_path, data):
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("epoch,step,lr,train_loss")
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind
     info = read_checkpoint_info(tmp_path / "last.safetensors")
-    assert info.class_names[0] == "T-shirt/top" and info.preprocessing["size"] == [32, 32]
+    assert info.class_names[0] == "T-shirt/top" and info.preprocessing.size == (32, 32)
     assert info.provenance["command"] == "coatnet train --test" and info.provenance["weights"] == "ema"
     assert info.provenance["test_top1"] == pytest.approx(rows[-1]["test_top1"])
     # the checkpoint holds the EMA weights, and the resume state holds both
@@ -220,7 +220,7 @@ def test_training_on_an_image_folder_skips_and_reports_broken_images(tmp_path, c
     rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [r["skipped_images"] for r in rows] == [2, 2]  # each file counted once, not once per epoch
     info = read_checkpoint_info(tmp_path / "run" / "last.safetensors")
-    assert info.class_names == ("class0", "class1") and info.preprocessing["channels"] == 3
+    assert info.class_names == ("class0", "class1") and info.preprocessing.channels == 3
 
 
 def test_ema_warms_up_then_decays_at_the_given_rate():
