@@ -79,6 +79,7 @@ from analysis.studies.layouts import (
 )
 from analysis.studies.probes import generalisation_ranking, layout_probes, load_probes, shipped_probes
 from analysis.studies.study import load_study, shipped_studies
+from analysis.studies.summaries import LayoutStudy, Probes, Study
 from analysis.studies.verdicts import VERDICT_RULE, Verdict, explanation_verdicts
 from coatnet.model.interventions import Intervention
 
@@ -121,6 +122,9 @@ __all__ = [
     "head_importance",
     "intervention_effect",
     "load_study",
+    "Study",
+    "Probes",
+    "LayoutStudy",
     "explanation_verdicts",
     "Verdict",
     "VERDICT_RULE",

@@ -358,7 +358,7 @@ def sanity(key: ModelKey, image: bytes, progress=None):
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def study(spec: str) -> dict:
+def study(spec: str) -> analysis.Study:
     """A study's summary (:func:`analysis.load_study`): a shipped one by name or a folder."""
     return analysis.load_study(spec)
 
@@ -410,13 +410,13 @@ def layout_similarity(names: tuple[str, ...], device: str):
 
 
 @st.cache_data(max_entries=2, show_spinner="Reading the layout models' shipped probes...")
-def layout_probes() -> list[dict]:
+def layout_probes() -> list[analysis.Probes]:
     """The shipped linear probes of the layout models (probes.json each), in the study's order."""
     return analysis.layout_probes()
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
-def layout_study() -> dict | None:
+def layout_study() -> analysis.LayoutStudy | None:
     """The shipped layout study (layouts.json), or None."""
     from analysis import load_layouts
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from analysis.report.html import html_page
 from analysis.report.sections import layout_sections
 from analysis.studies.layouts import table
+from analysis.studies.summaries import LayoutStudy
 from coatnet.cli.options import (
     add_attention_arg,
     add_command,
@@ -93,7 +94,8 @@ def cmd_study_layouts(args: argparse.Namespace) -> int:
         return 130
     if study is None:  # a torchrun process other than the first
         return 0
+    study = LayoutStudy.from_json(study, where=f"{args.out}/layouts.json")
     write_text(f"{args.out}/layouts.html", html_page("coatnet study-layouts", layout_sections(study)))
     print(table(study))
-    print(f"wrote {args.out}/layouts.json and layouts.html ({len(study['runs'])} runs)")
+    print(f"wrote {args.out}/layouts.json and layouts.html ({len(study.runs)} runs)")
     return 0

@@ -33,6 +33,7 @@ from analysis.core.models import describe, load_model
 from analysis.figures.causal import probes_figure
 from analysis.report.html import Section, html_page
 from analysis.studies.probes import fit_probes, probe_features, probe_protocol
+from analysis.studies.summaries import Probes
 from coatnet.cli.options import (
     add_attention_arg,
     add_command,
@@ -171,14 +172,15 @@ def merge_probes(
         "wall_s_this_run": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     path = out / "probes.json"
-    write_text(path, json.dumps(probes, indent=1) + "\n")
+    summary = Probes.from_json(probes, where=str(path))  # written as read back: every key a known one
+    write_text(path, json.dumps(summary.to_json(), indent=1) + "\n")
     section = Section(
-        f"Linear probes of {probes['model_description']}",
+        f"Linear probes of {summary.model_description}",
         "Top-1 of a linear classifier on each block's pooled output (trained on the training split, "
         "scored on the test split), against the model's own top-1.",
-        [probes_figure(probes)],
+        [probes_figure(summary)],
     )
-    write_text(out / "probes.html", html_page(f"coatnet probe: {probes['model_description']}", [section]))
+    write_text(out / "probes.html", html_page(f"coatnet probe: {summary.model_description}", [section]))
     return path
 
 

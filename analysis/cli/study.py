@@ -38,6 +38,7 @@ from analysis.report.html import html_page
 from analysis.report.sections import study_sections
 from analysis.studies.sanity import chunks, measure_sanity, sanity_protocol, summarise_sanity
 from analysis.studies.study import StudyPlan, concatenate, measure_batch, study_plan, summarise
+from analysis.studies.summaries import Study
 from coatnet.cli.options import (
     add_attention_arg,
     add_command,
@@ -359,9 +360,10 @@ def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Pa
         with np.load(npz) as found:
             kept = {key: found[key] for key in found.files if key not in arrays}
     atomic_write(npz, lambda tmp: _save_npz(tmp, {**kept, **arrays}))
-    write_text(path, json.dumps(study, indent=1) + "\n")
-    title = f"coatnet study: {study.get('model_description')}"
-    write_text(out / "study.html", html_page(title, study_sections(study)))
+    summary = Study.from_json(study, where=str(path))  # written as read back: every key a known one
+    write_text(path, json.dumps(summary.to_json(), indent=1) + "\n")
+    title = f"coatnet study: {summary.model_description}"
+    write_text(out / "study.html", html_page(title, study_sections(summary)))
     return path
 
 
@@ -432,10 +434,11 @@ def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int,
             kept = {k: found[k] for k in found.files if k.startswith(SANITY_KEYS) and k not in arrays}
         arrays = {**arrays, **kept}
     atomic_write(out / "study.npz", lambda tmp: _save_npz(tmp, arrays))
-    write_text(out / "study.json", json.dumps(study, indent=1) + "\n")
+    summary = Study.from_json(study, where=str(out / "study.json"))  # every key a known one
+    write_text(out / "study.json", json.dumps(summary.to_json(), indent=1) + "\n")
     write_text(
         out / "study.html",
-        html_page(f"coatnet study: {settings['model_description']}", study_sections(study)),
+        html_page(f"coatnet study: {settings['model_description']}", study_sections(summary)),
     )
     return out / "study.json"
 

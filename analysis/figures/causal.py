@@ -17,6 +17,7 @@ from analysis.figures.names import named
 from analysis.figures.panels import chart
 from analysis.figures.plots import overlay
 from analysis.figures.style import BLOCK_KIND_COLOURS, BROWN, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, colour
+from analysis.studies.summaries import Probes
 from coatnet.model.layouts import find_layout
 
 __all__ = [
@@ -232,7 +233,7 @@ def _kind_marker(kind: str) -> str:
     return {"stem": "square", "C": "circle", "T": "diamond"}.get(kind, "circle")
 
 
-def probes_figure(probes: dict) -> go.Figure:
+def probes_figure(probes: Probes) -> go.Figure:
     """Probe top-1 (test, and train dotted) of every block against depth, each block's marker coloured by
     its kind (the stem, MBConv C, Transformer T); the head lens of the S4 blocks; the model's own top-1
     as a line.
@@ -249,36 +250,36 @@ def probes_figure(probes: dict) -> go.Figure:
         >>> figures.probes_figure(analysis.load_probes("probes-demo-pre")).data[0].type
         'scatter'
     """
-    rows = probes["rows"]
-    blocks = [r["block"] for r in rows]
-    colours = [colour(BLOCK_KIND_COLOURS, "conv" if r["kind"] == "stem" else r["kind"]) for r in rows]
+    rows = probes.rows
+    blocks = [r.block for r in rows]
+    colours = [colour(BLOCK_KIND_COLOURS, "conv" if r.kind == "stem" else r.kind) for r in rows]
     hover = "%{x} (%{customdata}): %{y:.3f}<extra>%{fullData.name}</extra>"
-    kinds = [r["kind"] for r in rows]
+    kinds = [r.kind for r in rows]
     figure = go.Figure([
         go.Scatter(
-            x=blocks, y=[r["test_top1"] for r in rows], mode="lines+markers", name="probe, test",
+            x=blocks, y=[r.test_top1 for r in rows], mode="lines+markers", name="probe, test",
             line={"color": GREY}, customdata=kinds, hovertemplate=hover,
             marker={"color": colours, "size": 10, "symbol": [_kind_marker(k) for k in kinds]},
         ),
         go.Scatter(
-            x=blocks, y=[r["train_top1"] for r in rows], mode="lines", name="probe, train",
+            x=blocks, y=[r.train_top1 for r in rows], mode="lines", name="probe, train",
             line={"color": GREY, "dash": "dot"}, customdata=kinds, hovertemplate=hover,
         ),
     ])  # fmt: skip
-    lens = probes.get("head_lens", [])
+    lens = probes.head_lens or ()
     if lens:
         figure.add_trace(go.Scatter(
-            x=[r["block"] for r in lens], y=[r["test_top1"] for r in lens], mode="markers",
+            x=[r.block for r in lens], y=[r.test_top1 for r in lens], mode="markers",
             name="head lens, test", marker={"color": PURPLE, "size": 12, "symbol": "x"},
             hovertemplate="%{x}: %{y:.3f}<extra>head lens, test</extra>",
         ))  # fmt: skip
     figure.add_trace(go.Scatter(
-        x=[blocks[0], blocks[-1]], y=[probes["model_top1"]] * 2, mode="lines", name="the model's top-1",
+        x=[blocks[0], blocks[-1]], y=[probes.model_top1] * 2, mode="lines", name="the model's top-1",
         line={"color": BROWN, "dash": "dash"}, hovertemplate="the model's top-1: %{y:.3f}<extra></extra>",
     ))  # fmt: skip
-    described = probes.get("model_description", probes["model"])
-    title = (f"Where the class becomes linearly readable: {described}, {probes['n_train']} training and "
-             f"{probes['n_test']} test images (a linear probe on each block's pooled output; square the "
+    described = probes.described
+    title = (f"Where the class becomes linearly readable: {described}, {probes.n_train} training and "
+             f"{probes.n_test} test images (a linear probe on each block's pooled output; square the "
              "stem, blue circles MBConv blocks, red diamonds Transformer blocks)")  # fmt: skip
     figure = chart(
         figure, title, height=380, bottom=60, legend_rows=1, xaxis_title="block (forward order)",
@@ -307,7 +308,7 @@ def layout_label(model: str) -> str:
         return model
 
 
-def readable_from(probes: dict, within: float = 0.02) -> tuple[str, float]:
+def readable_from(probes: Probes, within: float = 0.02) -> tuple[str, float]:
     """The first block whose probe's test top-1 is within ``within`` of the last block's, and its depth
     as a fraction of the blocks (0 the stem, 1 the last block).
 
@@ -325,15 +326,15 @@ def readable_from(probes: dict, within: float = 0.02) -> tuple[str, float]:
         >>> block, round(depth, 2)
         ('S3.0', 0.67)
     """
-    rows = probes["rows"]
-    last = rows[-1]["test_top1"]
+    rows = probes.rows
+    last = rows[-1].test_top1
     for i, row in enumerate(rows):
-        if row["test_top1"] >= last - within:
-            return row["block"], i / max(1, len(rows) - 1)
-    return rows[-1]["block"], 1.0
+        if row.test_top1 >= last - within:
+            return row.block, i / max(1, len(rows) - 1)
+    return rows[-1].block, 1.0
 
 
-def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None = None) -> go.Figure:
+def layout_probes_figure(studies: list[Probes], ranking: dict[str, float] | None = None) -> go.Figure:
     """The probes of every layout on one axis of depth (0 the stem, 1 the last block): per layout its
     probe test top-1, each marker by the block's kind. ``ranking`` (layout -> the layout study's test
     top-1) orders the legend from the best-generalising layout.
@@ -352,19 +353,19 @@ def layout_probes_figure(studies: list[dict], ranking: dict[str, float] | None =
         >>> len(figures.layout_probes_figure(analysis.layout_probes(), ranking).data)
         5
     """
-    order = sorted(studies, key=lambda p: -(ranking or {}).get(layout_label(p["model"]), 0.0))
+    order = sorted(studies, key=lambda p: -(ranking or {}).get(layout_label(p.model), 0.0))
     figure = go.Figure()
     for probes in order:
-        rows, label = probes["rows"], layout_label(probes["model"])
+        rows, label = probes.rows, layout_label(probes.model)
         depth = [i / max(1, len(rows) - 1) for i in range(len(rows))]
         read = f"readable at {readable_from(probes)[0]}"
         name = f"{label} ({read})" if not ranking or label not in ranking else (
             f"{label} (study top-1 {ranking[label]:.3f}, {read})")  # fmt: skip
         figure.add_trace(go.Scatter(
-            x=depth, y=[r["test_top1"] for r in rows], mode="lines+markers", name=name,
+            x=depth, y=[r.test_top1 for r in rows], mode="lines+markers", name=name,
             line={"color": colour(LAYOUT_COLOURS, label)},
-            marker={"symbol": [_kind_marker(r["kind"]) for r in rows], "size": 9},
-            customdata=[[r["block"], r["kind"]] for r in rows],
+            marker={"symbol": [_kind_marker(r.kind) for r in rows], "size": 9},
+            customdata=[[r.block, r.kind] for r in rows],
             hovertemplate=f"{label} %{{customdata[0]}} (%{{customdata[1]}}): %{{y:.3f}}<extra></extra>",
         ))  # fmt: skip
     title = ("Where each layout's class becomes linearly readable: probe test top-1 against relative depth "

@@ -19,12 +19,8 @@ from analysis.figures.plots import (
     query_marker,
 )
 from analysis.figures.style import HEAT, LAYOUT_COLOURS, colour
-from analysis.studies.layouts import (
-    LayoutSimilarity,
-    LayoutStage,
-    _series,
-    _short,
-)
+from analysis.studies.layouts import LayoutSimilarity, LayoutStage, _short
+from analysis.studies.summaries import LayoutStudy
 
 __all__ = [
     "LAYOUT_VIEWS",
@@ -35,7 +31,7 @@ __all__ = [
 ]  # what the face, analysis.figures, hands on
 
 
-def size_figure(study: dict) -> go.Figure:
+def size_figure(study: LayoutStudy) -> go.Figure:
     """Test top-1 and the final training loss (clean training subset) against the training-set size, one
     line per layout, log-scaled sizes.
 
@@ -55,24 +51,24 @@ def size_figure(study: dict) -> go.Figure:
         rows=1, cols=2, horizontal_spacing=0.14,
         subplot_titles=("test top-1 (%)", "training loss, clean training subset"),
     )  # fmt: skip
-    for layout, runs in _series(study).items():
-        sizes = [r["size"] for r in runs]
+    for layout, runs in study.by_layout().items():
+        sizes = [r.size for r in runs]
         line_colour = colour(LAYOUT_COLOURS, layout)
         for col, key, scale in ((1, "test_top1", 100.0), (2, "train_loss", 1.0)):
             figure.add_trace(
                 go.Scatter(
-                    x=sizes, y=[r[key] * scale for r in runs], name=layout, mode="lines+markers",
+                    x=sizes, y=[getattr(r, key) * scale for r in runs], name=layout, mode="lines+markers",
                     line={"color": line_colour}, legendgroup=layout, showlegend=col == 1,
                     hovertemplate=f"{layout}<br>%{{x}} images: %{{y:.4f}}<extra></extra>",
                 ),
                 row=1, col=col,
             )  # fmt: skip
-    sizes = sorted({r["size"] for r in study["runs"]})
+    sizes = study.sizes
     figure.update_xaxes(
         type="log", title_text="training images", tickvals=sizes, ticktext=list(map(_short, sizes))
     )
     figure.update_annotations(font_size=12)
-    steps = study["settings"]["steps"]
+    steps = study.settings["steps"]
     figure = chart(
         figure, f"Layouts: {steps} optimizer steps at every training-set size", height=420, subtitle_lines=1,
         legend_rows=1,
@@ -80,7 +76,7 @@ def size_figure(study: dict) -> go.Figure:
     return named(figure, "layout-sizes")
 
 
-def gap_figure(study: dict) -> go.Figure:
+def gap_figure(study: LayoutStudy) -> go.Figure:
     """The paper's view (its Figure 1): final training loss against test accuracy, one line per layout
     through its sizes (larger markers for more training images: labels would collide where two sizes
     land close); a layout further up and left reaches more accuracy for the same fit.
@@ -97,15 +93,15 @@ def gap_figure(study: dict) -> go.Figure:
         >>> len(figures.gap_figure(analysis.load_layouts()).data)  # five layouts
         5
     """
-    sizes = sorted({r["size"] for r in study["runs"]})
+    sizes = study.sizes
     marker = {size: 7 + 5 * k for k, size in enumerate(sizes)}
     figure = go.Figure()
-    for layout, runs in _series(study).items():
+    for layout, runs in study.by_layout().items():
         figure.add_trace(
             go.Scatter(
-                x=[r["train_loss"] for r in runs], y=[100 * r["test_top1"] for r in runs], name=layout,
-                mode="lines+markers", customdata=[_short(r["size"]) for r in runs],
-                marker={"size": [marker[r["size"]] for r in runs]},
+                x=[r.train_loss for r in runs], y=[100 * r.test_top1 for r in runs], name=layout,
+                mode="lines+markers", customdata=[_short(r.size) for r in runs],
+                marker={"size": [marker[r.size] for r in runs]},
                 line={"color": colour(LAYOUT_COLOURS, layout)},
                 hovertemplate=f"{layout}<br>%{{customdata}} images<br>loss %{{x:.4f}}, "
                 "top-1 %{y:.2f}%<extra></extra>",

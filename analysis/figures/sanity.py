@@ -12,6 +12,7 @@ from analysis.figures.names import named
 from analysis.figures.panels import MAX_WIDTH, chart
 from analysis.figures.plots import head_grid
 from analysis.figures.style import SEQUENTIAL
+from analysis.studies.summaries import Study
 
 __all__ = [
     "MEASURE_LABELS",
@@ -137,7 +138,7 @@ def sanity_curves_figure(report, *, measure: str = "spearman_abs", test: str = "
     return named(_curves(lines, measure, test, ""), "sanity-curves")
 
 
-def study_sanity_figure(study: dict, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
+def study_sanity_figure(study: Study, *, measure: str = "spearman_abs", test: str = "cascading") -> go.Figure:
     """study.json's ``sanity`` drawn as :func:`sanity_curves_figure` draws one image's: per method the
     mean similarity over the study's images at each part of ``test``, their standard deviation as bars.
 
@@ -156,18 +157,18 @@ def study_sanity_figure(study: dict, *, measure: str = "spearman_abs", test: str
         >>> figure.data[0].type
         'scatter'
     """
-    found = [e for e in study["sanity"] if e["test"] == test]
+    found = [e for e in study.sanity or () if e.test == test]
     lines, names = [], []
     for entry in found:
-        name = row_name(entry["method"], entry.get("stage"))
+        name = row_name(entry.method, entry.stage)
         if name not in names:
             names.append(name)
-            lines.append((entry["method"], name, [], [], []))
+            lines.append((entry.method, name, [], [], []))
         line = lines[names.index(name)]
-        line[2].append(entry["randomised"])
-        line[3].append(entry[measure])
-        line[4].append(entry["std"][measure])
-    count = found[0]["n_images"] if found else 0
+        line[2].append(entry.randomised)
+        line[3].append(getattr(entry, measure))
+        line[4].append(entry.std[measure])
+    count = found[0].n_images if found else 0
     figure = _curves(lines, measure, test, f", the mean over {count} images (bars: one standard deviation)")
     return named(figure, "study-sanity")
 
@@ -222,7 +223,7 @@ def random_logit_figure(report, *, measure: str = "spearman_abs") -> go.Figure:
     return named(_bars(bars, measure, f"of the maps for {ours} and for {other}"), "random-logit")
 
 
-def study_random_logit_figure(study: dict, *, measure: str = "spearman_abs") -> go.Figure:
+def study_random_logit_figure(study: Study, *, measure: str = "spearman_abs") -> go.Figure:
     """study.json's random logit entries: per method the mean similarity over the study's images of its
     maps for the predicted class and for a random other, one standard deviation as error bars.
 
@@ -239,11 +240,9 @@ def study_random_logit_figure(study: dict, *, measure: str = "spearman_abs") -> 
         >>> figures.study_random_logit_figure(analysis.load_study("study-demo-pre")).data[0].type
         'bar'
     """
-    found = [e for e in study["sanity"] if e["test"] == "random_logit"]
-    bars = [
-        (e["method"], row_name(e["method"], e.get("stage")), e[measure], e["std"][measure]) for e in found
-    ]
-    count = found[0]["n_images"] if found else 0
+    found = [e for e in study.sanity or () if e.test == "random_logit"]
+    bars = [(e.method, row_name(e.method, e.stage), getattr(e, measure), e.std[measure]) for e in found]
+    count = found[0].n_images if found else 0
     what = f"of the maps for the predicted class and another, the mean over {count} images"
     return named(_bars(bars, measure, what), "study-random-logit")
 
@@ -268,7 +267,7 @@ def _bars(bars, measure: str, what: str) -> go.Figure:
     )  # fmt: skip
 
 
-def robustness_figure(study: dict) -> go.Figure:
+def robustness_figure(study: Study) -> go.Figure:
     """study.json's ``robustness``: per method the mean max-sensitivity over the study's images (a
     relative change, comparable across methods), one standard deviation as error bars; the local
     Lipschitz estimate (in the map's own units per input unit) in the hover.
@@ -285,21 +284,21 @@ def robustness_figure(study: dict) -> go.Figure:
         >>> figures.robustness_figure(analysis.load_study("sanity-layout-c-c-t-t")).data[0].type
         'bar'
     """
-    rows = [r for r in study["robustness"] if r["max_sensitivity"] is not None]
-    names = [row_name(r["method"], r.get("stage")) for r in rows]
+    rows = [r for r in study.robustness or () if r.max_sensitivity is not None]
+    names = [row_name(r.method, r.stage) for r in rows]
     figure = go.Figure(go.Bar(
-        x=[r["max_sensitivity"] for r in rows], y=names, orientation="h",
-        error_x={"type": "data", "array": [r["std"]["max_sensitivity"] for r in rows]},
-        customdata=[[r["local_lipschitz"], r.get("infinite", 0)] for r in rows],
+        x=[r.max_sensitivity for r in rows], y=names, orientation="h",
+        error_x={"type": "data", "array": [r.std["max_sensitivity"] for r in rows]},
+        customdata=[[r.local_lipschitz, r.infinite] for r in rows],
         hovertemplate="%{y}: max-sensitivity %{x:.3f}<br>local Lipschitz %{customdata[0]:.3f}"
         "<br>infinite on %{customdata[1]} images<extra></extra>",
     ))  # fmt: skip
-    first = study["robustness"][0] if study["robustness"] else {}
+    first = study.robustness[0] if study.robustness else None
+    radius, samples, images = (first.radius, first.n_samples, first.n_images) if first else ("?", "?", 0)
     figure = chart(
         figure,
-        f"Robustness: max-sensitivity of each explanation under uniform noise of radius "
-        f"{first.get('radius', '?')}, {first.get('n_samples', '?')} samples, the mean over "
-        f"{first.get('n_images', 0)} images",
+        f"Robustness: max-sensitivity of each explanation under uniform noise of radius {radius}, {samples} "
+        f"samples, the mean over {images} images",
         note="Lower is more robust: the largest change of the map, relative to the map, when the input moves "
         "by a little noise. The random map is drawn afresh for every input: what a map that follows nothing "
         "scores.",

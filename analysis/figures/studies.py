@@ -12,6 +12,7 @@ from analysis.figures.names import named
 from analysis.figures.panels import chart
 from analysis.figures.plots import distance_scatter
 from analysis.figures.style import INTERVENTION_COLOURS, colour
+from analysis.studies.summaries import Study
 
 __all__ = [
     "distance_figure",
@@ -26,16 +27,19 @@ __all__ = [
 PART_LABELS = {"effective": "effective weights", "content": "content alone", "bias": "bias alone"}
 
 
-def _head_series(study: dict, key: str) -> dict[str, tuple[list[str], list[np.ndarray]]]:
-    blocks = list(dict.fromkeys(h["block"] for h in study["heads"]))
+def _head_series(study: Study, key: str) -> dict[str, tuple[list[str], list[np.ndarray]]]:
+    heads = study.heads or ()
+    blocks = list(dict.fromkeys(h.block for h in heads))
     series = {}
     for part, label in PART_LABELS.items():
-        values = [np.array([h[key][part]["mean"] for h in study["heads"] if h["block"] == b]) for b in blocks]
+        values = [
+            np.array([getattr(getattr(h, key), part).mean for h in heads if h.block == b]) for b in blocks
+        ]
         series[label] = (blocks, values)
     return series
 
 
-def distance_figure(study: dict) -> go.Figure:
+def distance_figure(study: Study) -> go.Figure:
     """Mean attention distance per head against depth, of the effective weights, the content alone and
     the bias alone: where each head's locality comes from.
 
@@ -51,15 +55,15 @@ def distance_figure(study: dict) -> go.Figure:
         >>> figures.distance_figure(analysis.load_study("study-demo-pre")).data[0].type
         'scatter'
     """
-    mode = study.get("attention", "")
+    mode = study.attention or ""
     figure = distance_scatter(
         _head_series(study, "mean_distance_px"),
-        title=f"Mean attention distance per head over {study['baseline']['n_images']} images ({mode})",
+        title=f"Mean attention distance per head over {study.baseline.n_images} images ({mode})",
     )
     return named(figure, "study-distance")
 
 
-def entropy_figure(study: dict) -> go.Figure:
+def entropy_figure(study: Study) -> go.Figure:
     """Attention entropy per head against depth, of the effective weights, the content alone and the bias
     alone (log N is uniform attention over the N keys a query sees).
 
@@ -83,7 +87,7 @@ def entropy_figure(study: dict) -> go.Figure:
     return named(figure, "study-entropy")
 
 
-def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | None = None) -> go.Figure:
+def interventions_figure(study: Study, *, metric: str = "delta_top1", top: int | None = None) -> go.Figure:
     """Every intervention as a bar, the most harmful first: the change of top-1 (percentage points) or the
     mean drop of the true class's logit.
 
@@ -102,23 +106,24 @@ def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | 
         >>> figure.data[0].type, len(figure.data[0].y)
         ('bar', 5)
     """
-    rows = sorted(study["interventions"], key=lambda r: r[metric] if metric == "delta_top1" else -r[metric])
+    sign = 1.0 if metric == "delta_top1" else -1.0  # the most harmful first
+    rows = sorted(study.interventions or (), key=lambda r: sign * getattr(r, metric))
     rows = rows[:top] if top else rows
     scale = 100.0 if metric == "delta_top1" else 1.0
-    labels = [r["label"] for r in rows]
+    labels = [r.label for r in rows]
     figure = go.Figure(
         go.Bar(
-            x=[r[metric] * scale for r in rows],
+            x=[getattr(r, metric) * scale for r in rows],
             y=labels,
             orientation="h",
-            marker_color=[colour(INTERVENTION_COLOURS, r["kind"]) for r in rows],
-            customdata=[[r["kind"], 100 * r["top1"]] for r in rows],
+            marker_color=[colour(INTERVENTION_COLOURS, r.kind) for r in rows],
+            customdata=[[r.kind, 100 * r.top1] for r in rows],
             hovertemplate="%{y}<br>top-1 %{customdata[1]:.2f}%<br>%{x:.3f}<extra>%{customdata[0]}</extra>",
         )
     )
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
     what = "change of top-1 (points)" if metric == "delta_top1" else "mean drop of the true class's logit"
-    base = 100 * study["baseline"]["top1"]
+    base = 100 * study.baseline.top1
     figure = chart(
         figure, f"Interventions, most harmful first: {what} (baseline top-1 {base:.2f}%)",
         height=120 + 16 * len(rows), xaxis_title=what,
@@ -126,7 +131,7 @@ def interventions_figure(study: dict, *, metric: str = "delta_top1", top: int | 
     return named(figure, "study-interventions")
 
 
-def stage_figure(study: dict) -> go.Figure:
+def stage_figure(study: Study) -> go.Figure:
     """Per stage: mean |activation|, the effective receptive field's 50% side, and the high-frequency
     change of the log-amplitude profile.
 
@@ -142,19 +147,19 @@ def stage_figure(study: dict) -> go.Figure:
         >>> figures.stage_figure(analysis.load_study("study-demo-pre")).data[0].type
         'scatter'
     """
-    stages = study["stages"]
-    names = [f"{s['stage']} ({s['kind']})" for s in stages]
+    stages = study.stages or ()
+    names = [f"{s.stage} ({s.kind})" for s in stages]
     figure = go.Figure()
     figure.add_trace(
         go.Scatter(
-            x=names, y=[s["mean_abs_activation"]["mean"] for s in stages], name="mean |activation|",
-            error_y={"type": "data", "array": [s["mean_abs_activation"]["std"] for s in stages]},
+            x=names, y=[s.mean_abs_activation.mean for s in stages], name="mean |activation|",
+            error_y={"type": "data", "array": [s.mean_abs_activation.std for s in stages]},
             mode="lines+markers",
         )
     )  # fmt: skip
     figure.add_trace(
         go.Scatter(
-            x=names, y=[s["erf_side_50_px"] for s in stages], name="ERF 50% side (px)", yaxis="y2",
+            x=names, y=[s.erf_side_50_px for s in stages], name="ERF 50% side (px)", yaxis="y2",
             mode="lines+markers",
         )
     )  # fmt: skip
@@ -166,7 +171,7 @@ def stage_figure(study: dict) -> go.Figure:
     return named(figure, "study-stages")
 
 
-def study_frequency_figure(study: dict) -> go.Figure:
+def study_frequency_figure(study: Study) -> go.Figure:
     """A dataset study's frequency view: the log amplitude of each stage's output against frequency,
     averaged over the study's images (:func:`frequency_figure` draws one image's).
 
@@ -183,10 +188,10 @@ def study_frequency_figure(study: dict) -> go.Figure:
         5
     """
     figure = go.Figure()
-    for s in study["stages"]:
-        profile = s["frequency_profile"]
+    for s in study.stages or ():
+        profile = list(s.frequency_profile)
         freqs = np.linspace(0, 1, len(profile)) if len(profile) > 1 else [0.0]
-        figure.add_trace(go.Scatter(x=freqs, y=profile, name=s["stage"], mode="lines+markers"))
+        figure.add_trace(go.Scatter(x=freqs, y=profile, name=s.stage, mode="lines+markers"))
     figure = chart(
         figure, "Log amplitude of each stage's output against frequency (averaged over images)", height=340,
         xaxis_title="frequency (x pi)", yaxis_title="log amplitude",
@@ -194,7 +199,7 @@ def study_frequency_figure(study: dict) -> go.Figure:
     return named(figure, "study-frequency")
 
 
-def faithfulness_figure(study: dict) -> go.Figure:
+def faithfulness_figure(study: Study) -> go.Figure:
     """study.json's ``faithfulness``: deletion AUC, insertion AUC and ROAD per explanation method.
 
     Args:
@@ -209,9 +214,9 @@ def faithfulness_figure(study: dict) -> go.Figure:
         >>> figures.faithfulness_figure(analysis.load_study("study-demo-pre")).data[0].type
         'bar'
     """
-    rows = study["faithfulness"]
-    count = rows[0]["n_images"] if rows else 0
-    mode = study.get("attention", "")
+    rows = study.faithfulness or ()
+    count = rows[0].n_images if rows else 0
+    mode = study.attention or ""
     title = f"Faithfulness of each explanation over {count} images ({mode}-normalization)"
     figure = scores_figure(rows, title)
     return named(figure, "study-faithfulness")

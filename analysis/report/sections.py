@@ -21,34 +21,36 @@ from analysis.figures.studies import (
     study_frequency_figure,
 )
 from analysis.report.html import Section
+from analysis.studies.summaries import LayoutStudy, Study
 
 
-def layout_sections(study: dict) -> list[Section]:
+def layout_sections(study: LayoutStudy) -> list[Section]:
     """The sections of layouts.html."""
-    settings = study["settings"]
+    settings = study.settings
+    wall_s = "?" if study.wall_s is None else study.wall_s
     return [
         Section(
             "The layout study",
-            f"{len(study['runs'])} runs on {settings['data']}: every layout trained for {settings['steps']} "
+            f"{len(study.runs)} runs on {settings['data']}: every layout trained for {settings['steps']} "
             f"steps of {settings['batch_size']} images at each size "
             f"({', '.join(map(str, settings['sizes']))}); "
-            f"{study.get('wall_s', '?')} s of training in all on {study.get('device', '?')}.",
+            f"{wall_s} s of training in all on {study.device or '?'}.",
             figures=[size_figure(study), gap_figure(study)],
         )
     ]
 
 
-def study_sections(study: dict) -> list[Section]:
+def study_sections(study: Study) -> list[Section]:
     """The sections of study.html (a sanity-only study has only the sanity checks)."""
-    sanity = [sanity_section(study)] if study.get("sanity") else []
-    if "baseline" not in study:
+    sanity = [sanity_section(study)] if study.sanity else []
+    if study.baseline is None:
         return sanity
-    base = study["baseline"]
+    base = study.baseline
     return [
         Section(
             "Baseline",
-            f"{study.get('model_description', study.get('model'))} on {study.get('data')} "
-            f"({base['n_images']} images): top-1 {100 * base['top1']:.2f}%, loss {base['loss']:.4f}.",
+            f"{study.described} on {study.data} "
+            f"({base.n_images} images): top-1 {100 * base.top1:.2f}%, loss {base.loss:.4f}.",
         ),
         Section(
             "Interventions",
@@ -59,23 +61,24 @@ def study_sections(study: dict) -> list[Section]:
         ),
         Section(
             "Heads",
-            study.get("conventions", {}).get("post", ""),
+            (study.conventions or {}).get("post", ""),
             figures=[distance_figure(study), entropy_figure(study)],
         ),
         Section("Stages", figures=[stage_figure(study), study_frequency_figure(study)]),
-        *([faithfulness_section(study)] if study.get("faithfulness") else []),
+        *([faithfulness_section(study)] if study.faithfulness else []),
         *sanity,
     ]
 
 
-def sanity_section(study: dict) -> Section:
+def sanity_section(study: Study) -> Section:
     """study.json's ``sanity`` and ``robustness``: the similarity curves of both randomisation tests, the
     random logit test and the robustness of every explanation."""
-    protocol = study.get("sanity_protocol", {})
+    protocol = study.sanity_protocol or {}
+    images = "?" if study.sanity_images is None else study.sanity_images
     return Section(
         "Sanity checks",
-        f"{study.get('model_description', study.get('model'))}, {study.get('sanity_images', '?')} images of "
-        f"{study.get('data')}: does each explanation change when the model's parts are re-initialised as at "
+        f"{study.described}, {images} images of {study.data}: "
+        "does each explanation change when the model's parts are re-initialised as at "
         "creation (from the head down, and one at a time), when it is asked about another class, and how "
         f"far it moves under noise of radius {protocol.get('radius', '?')} "
         f"({protocol.get('n_samples', '?')} samples). Seed {protocol.get('seed', 0)}; docs/explanations.md.",
@@ -88,8 +91,8 @@ def sanity_section(study: dict) -> Section:
     )
 
 
-def faithfulness_section(study: dict) -> Section:
-    protocol = study.get("faithfulness_protocol", {})
+def faithfulness_section(study: Study) -> Section:
+    protocol = study.faithfulness_protocol or {}
     return Section(
         "Faithfulness",
         "Which explanation the model's own behaviour supports: the predicted class's probability as pixels "

@@ -18,12 +18,13 @@ from analysis.explain.attributions import gradcam_stages
 from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsample_to_image
 from analysis.maps.cka import cka
 from analysis.maps.receptive_field import receptive_fields
+from analysis.studies.summaries import LayoutStudy
 from coatnet.model.network import CoAtNet
 
 SHIPPED = Path(__file__).resolve().parent / "results" / "layouts" / "layouts.json"
 
 
-def load_layouts(spec: str | Path | None = None) -> dict:
+def load_layouts(spec: str | Path | None = None) -> LayoutStudy:
     """A layout study: the shipped one (None), a folder written by ``coatnet study-layouts`` or its
     layouts.json.
 
@@ -31,7 +32,8 @@ def load_layouts(spec: str | Path | None = None) -> dict:
         spec: None for the shipped study, or a folder or its layouts.json.
 
     Returns:
-        The study: its settings, command, and one record per run (layout and training-set size).
+        The study (a :class:`analysis.LayoutStudy`): its settings, command, and one record per run
+        (layout and training-set size).
 
     Raises:
         ValueError: nothing readable there, with what to give instead.
@@ -39,14 +41,15 @@ def load_layouts(spec: str | Path | None = None) -> dict:
     Examples:
         >>> import analysis
         >>> study = analysis.load_layouts()
-        >>> sorted(study)[:3]
-        ['command', 'device', 'processes']
+        >>> study.sizes, study.runs[0].layout
+        ([2000, 10000, 60000], 'C-C-C-C')
     """
     path = SHIPPED if spec is None else Path(str(spec)).expanduser()
-    return read_summary(
+    found = read_summary(
         path, "layouts.json", named=str(spec), what="layout study",
         give="a folder written by coatnet study-layouts", keys=("runs",),
     )  # fmt: skip
+    return LayoutStudy.from_json(found, where=str(path))
 
 
 @dataclass(frozen=True)
@@ -199,33 +202,25 @@ def layout_similarity(models: dict[str, CoAtNet], images) -> LayoutSimilarity:
     return LayoutSimilarity(tuple(names), stages, matrix, count)
 
 
-def _series(study: dict) -> dict[str, list[dict]]:
-    by_layout: dict[str, list[dict]] = {}
-    for run in study["runs"]:
-        by_layout.setdefault(run["layout"], []).append(run)
-    return {k: sorted(v, key=lambda r: r["size"]) for k, v in by_layout.items()}
-
-
 def _short(size: int) -> str:
     return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
 
 
-def table(study: dict) -> str:
+def table(study: LayoutStudy) -> str:
     """The runs as a markdown table: layout, parameters, MACs, and per size the training loss and the
     test top-1."""
-    series = _series(study)
-    sizes = sorted({r["size"] for r in study["runs"]})
+    sizes = study.sizes
     head = "| layout | parameters | MACs | " + " | ".join(f"{_short(s)}: loss / top-1" for s in sizes) + " |"
     lines = [head, "|---|---|---|" + "---|" * len(sizes)]
-    for layout, runs in series.items():
-        by_size = {r["size"]: r for r in runs}
+    for layout, runs in study.by_layout().items():
+        by_size = {r.size: r for r in runs}
         cells = [
-            f"{by_size[s]['train_loss']:.3f} / {100 * by_size[s]['test_top1']:.2f}%" if s in by_size else ""
+            f"{by_size[s].train_loss:.3f} / {100 * by_size[s].test_top1:.2f}%" if s in by_size else ""
             for s in sizes
         ]
         first = runs[0]
         lines.append(
-            f"| {layout} | {first['parameters'] / 1e3:.0f}k | {first['macs'] / 1e6:.1f}M | "
+            f"| {layout} | {first.parameters / 1e3:.0f}k | {first.macs / 1e6:.1f}M | "
             + " | ".join(cells)
             + " |"
         )

@@ -29,6 +29,8 @@ import torch
 
 from analysis.core.summaries import read_summary
 from analysis.studies.study import STUDIES
+from analysis.studies.summaries import LayoutStudy, Probes
+from coatnet.model.layouts import LAYOUTS
 from coatnet.model.network import CoAtNet
 from coatnet.model.tracing import tracing
 
@@ -190,7 +192,7 @@ def shipped_probes() -> list[str]:
     return sorted(p.parent.name for p in STUDIES.glob("*/probes.json"))
 
 
-def load_probes(spec: str | Path) -> dict:
+def load_probes(spec: str | Path) -> Probes:
     """A probes.json (``coatnet probe``): a shipped one by name, a folder or the file.
 
     Args:
@@ -198,7 +200,8 @@ def load_probes(spec: str | Path) -> dict:
             probes.json.
 
     Returns:
-        The summary: the model, the data, the protocol and one row per probed activation.
+        The summary (a :class:`analysis.Probes`): the model, the data, the protocol and one row per
+        probed activation.
 
     Raises:
         ValueError: nothing readable there, with what to give instead.
@@ -206,17 +209,18 @@ def load_probes(spec: str | Path) -> dict:
     Examples:
         >>> import analysis
         >>> probes = analysis.load_probes("probes-demo-pre")
-        >>> probes["model"], "rows" in probes
-        ('demo-pre', True)
+        >>> probes.model, probes.rows[-1].block
+        ('demo-pre', 'S4.0')
     """
     name = str(spec).strip()
     path = STUDIES / name / "probes.json" if name in shipped_probes() else Path(name).expanduser()
     give = f"{', '.join(shipped_probes()) or 'a shipped name'} or a folder written by coatnet probe"
-    return read_summary(path, "probes.json", named=name, what="probes", give=give,
-                        keys=("model", "rows", "model_top1"))  # fmt: skip
+    found = read_summary(path, "probes.json", named=name, what="probes", give=give,
+                         keys=("model", "rows", "model_top1"))  # fmt: skip
+    return Probes.from_json(found, where=str(path))
 
 
-def layout_probes() -> list[dict]:
+def layout_probes() -> list[Probes]:
     """The shipped probes of the layout study's models (``probes-layout-*``), in the study's order.
 
     Returns:
@@ -225,16 +229,15 @@ def layout_probes() -> list[dict]:
     Examples:
         >>> import analysis
         >>> probes = analysis.layout_probes()
-        >>> len(probes), "rows" in probes[0]
-        (5, True)
+        >>> len(probes), probes[0].model
+        (5, 'layout-c-c-c-c')
     """
-    order = ("c-c-c-c", "c-c-c-t", "c-c-t-t", "c-t-t-t", "vit-rel")
+    order = [layout.checkpoint for layout in LAYOUTS]
     found = [load_probes(name) for name in shipped_probes() if name.startswith("probes-layout-")]
-    return sorted(found, key=lambda p: order.index(p["model"].removeprefix("layout-"))
-                  if p["model"].removeprefix("layout-") in order else len(order))  # fmt: skip
+    return sorted(found, key=lambda p: order.index(p.model) if p.model in order else len(order))
 
 
-def generalisation_ranking(layout_study: dict) -> dict[str, float]:
+def generalisation_ranking(layout_study: LayoutStudy) -> dict[str, float]:
     """Each layout's test top-1 at the largest training-set size of the layout study (layouts.json: issue
     16's ranking of how well each layout generalises), by layout (``C-C-T-T``).
 
@@ -251,8 +254,8 @@ def generalisation_ranking(layout_study: dict) -> dict[str, float]:
         ('C-C-C-C', 0.63)
     """
     best: dict[str, tuple[int, float]] = {}
-    for run in layout_study["runs"]:
-        size, top1 = int(run["size"]), float(run["test_top1"])
-        if run["layout"] not in best or size > best[run["layout"]][0]:
-            best[run["layout"]] = (size, top1)
+    for run in layout_study.runs:
+        size, top1 = int(run.size), float(run.test_top1)
+        if run.layout not in best or size > best[run.layout][0]:
+            best[run.layout] = (size, top1)
     return {layout: top1 for layout, (_, top1) in best.items()}

@@ -53,6 +53,7 @@ from analysis.maps.attention import recorded_pass
 from analysis.maps.frequency import log_amplitude_profile
 from analysis.maps.receptive_field import mass_sides, receptive_fields
 from analysis.maps.statistics import clipped_renormalised, entropy, mean_distance, position_share
+from analysis.studies.summaries import Study
 from coatnet.model.interventions import INTERVENTION_KINDS, Intervention, intervene
 from coatnet.model.network import CoAtNet
 
@@ -432,7 +433,7 @@ def shipped_studies() -> list[str]:
     return sorted(names, key=lambda name: (not name.endswith("-pre"), name))  # the paper's choice first
 
 
-def load_study(spec: str | Path) -> dict:
+def load_study(spec: str | Path) -> Study:
     """A study's summary: a shipped study by name, a study folder, or its study.json (a sanity-only
     study, ``coatnet study --sanity-only``, holds ``sanity`` and ``robustness`` but no ``baseline``).
 
@@ -441,7 +442,7 @@ def load_study(spec: str | Path) -> dict:
             study.json.
 
     Returns:
-        The summary: the model, the data, the protocol, and each measured part.
+        The summary (a :class:`analysis.Study`): the model, the data, the protocol, and each measured part.
 
     Raises:
         ValueError: nothing readable there, with what to give instead.
@@ -449,8 +450,8 @@ def load_study(spec: str | Path) -> dict:
     Examples:
         >>> import analysis
         >>> study = analysis.load_study("study-demo-pre")
-        >>> study["model"], "baseline" in study, "baseline" in analysis.load_study("sanity-layout-c-c-t-t")
-        ('demo-pre', True, False)
+        >>> study.model, study.baseline is not None, analysis.load_study("sanity-layout-c-c-t-t").baseline
+        ('demo-pre', True, None)
     """
     name = str(spec).strip()
     path = STUDIES / name / "study.json" if name in shipped_studies() else Path(name).expanduser()
@@ -458,4 +459,5 @@ def load_study(spec: str | Path) -> dict:
     found = read_summary(path, "study.json", named=name, what="study", give=give, keys=("model",))
     full = "baseline" in found
     keys = ("baseline", "interventions", "heads", "stages") if full else ("sanity", "robustness")
-    return read_summary(path, "study.json", named=name, what="study", give=give, keys=keys)
+    found = read_summary(path, "study.json", named=name, what="study", give=give, keys=keys)
+    return Study.from_json(found, where=str(path))

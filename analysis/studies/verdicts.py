@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis.explain.faithfulness import row_name
+from analysis.studies.summaries import FaithfulnessRow, SanityRow, Study
 
 ALIKE = 0.5  # a Spearman rank correlation of |map| at least this high: the map has not changed
 VERDICT_RULE = (
@@ -88,7 +89,7 @@ class Verdict:
     verdict: str
 
 
-def explanation_verdicts(study: dict) -> list[Verdict]:
+def explanation_verdicts(study: Study) -> list[Verdict]:
     """The verdict of every explanation of a study (module docstring), in the order of its rows: those of
     ``faithfulness`` where it has them, else of ``sanity``. Empty when it measured neither.
 
@@ -104,14 +105,15 @@ def explanation_verdicts(study: dict) -> list[Verdict]:
         >>> verdicts[0].name, verdicts[0].verdict
         ('random', 'the floor')
     """
-    faith = {(r["method"], r.get("stage")): r for r in study.get("faithfulness") or []}
-    sanity: dict[tuple[str, str | None], dict[tuple[str, str | None], dict]] = {}
-    for entry in study.get("sanity") or []:
-        row = (entry["method"], entry.get("stage"))
-        sanity.setdefault(row, {})[(entry["test"], entry.get("randomised"))] = entry
+    faith: dict[tuple[str, str | None], FaithfulnessRow] = {
+        (r.method, r.stage): r for r in study.faithfulness or ()
+    }
+    sanity: dict[tuple[str, str | None], dict[tuple[str, str | None], SanityRow]] = {}
+    for entry in study.sanity or ():
+        sanity.setdefault((entry.method, entry.stage), {})[(entry.test, entry.randomised)] = entry
     rows = list(faith) or list(sanity)
     random = faith.get(("random", None))
-    ranges = (random or {}).get("seed_range", {})
+    ranges = random.spread if random is not None else {}
     out = []
     for method, stage in rows:
         found, checks = faith.get((method, stage)), sanity.get((method, stage), {})
@@ -121,21 +123,22 @@ def explanation_verdicts(study: dict) -> list[Verdict]:
         insertion_high = _top(ranges.get("insertion_auc"))
         faithful = None
         if found is not None and None not in (road_high, deletion_low, insertion_high):
-            faithful = found["road"] > road_high and (
-                found["deletion_auc"] < deletion_low or found["insertion_auc"] > insertion_high
+            faithful = found.road > road_high and (
+                found.deletion_auc < deletion_low or found.insertion_auc > insertion_high
             )
-        after_head = checks.get(("cascading", "head"), {}).get("spearman_abs")
-        after_all = checks.get(("cascading", "S0"), {}).get("spearman_abs")  # the stem: every part drawn
-        random_logit = logit["spearman_abs"] if logit else None
+        head, stem = checks.get(("cascading", "head")), checks.get(("cascading", "S0"))  # S0: every part
+        after_head = head.spearman_abs if head else None
+        after_all = stem.spearman_abs if stem else None
+        random_logit = logit.spearman_abs if logit else None
         model_dependent = None if after_all is None else after_all < ALIKE
         class_dependent = None if random_logit is None else random_logit < ALIKE
         out.append(
             Verdict(
                 method=method, stage=stage, name=row_name(method, stage), faithful=faithful,
                 model_dependent=model_dependent, class_dependent=class_dependent,
-                road=found["road"] if found else None,
-                deletion_auc=found["deletion_auc"] if found else None,
-                insertion_auc=found["insertion_auc"] if found else None,
+                road=found.road if found else None,
+                deletion_auc=found.deletion_auc if found else None,
+                insertion_auc=found.insertion_auc if found else None,
                 random_road_high=road_high, random_deletion_low=deletion_low,
                 random_insertion_high=insertion_high, after_head=after_head, after_all=after_all,
                 random_logit=random_logit,

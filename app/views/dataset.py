@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import VERDICT_RULE, explanation_verdicts, shipped_studies
+from analysis import VERDICT_RULE, Study, explanation_verdicts, shipped_studies
 from analysis.figures import (
     MEASURE_LABELS,
     TEST_LABELS,
@@ -59,26 +59,27 @@ def render_page() -> None:
     except ValueError as error:
         st.error(errors.message(error), icon=":material/error:")
         return
-    name = str(study.get("model", "study"))
-    if "baseline" not in study:  # coatnet study --sanity-only
+    name = study.model
+    split = study.split or ""
+    if study.baseline is None:  # coatnet study --sanity-only
         st.caption(
-            f"{study.get('model_description', study.get('model'))} on {study.get('data')} "
-            f"{study.get('split', '')}: the sanity checks alone (`coatnet study --sanity-only`)."
+            f"{study.described} on {study.data} {split}: the sanity checks alone "
+            "(`coatnet study --sanity-only`)."
         )
         sanity_checks(study, name)
         return
-    base = study["baseline"]
+    base = study.baseline
+    compute_s = "?" if study.compute_s is None else study.compute_s
     st.caption(
-        f"{study.get('model_description', study.get('model'))} on {study.get('data')} "
-        f"{study.get('split', '')}: "
-        f"{base['n_images']} images, top-1 {100 * base['top1']:.2f}%, loss {base['loss']:.4f}; "
-        f"{study.get('compute_s', '?')} s of compute on {study.get('device', '?')}."
+        f"{study.described} on {study.data} {split}: "
+        f"{base.n_images} images, top-1 {100 * base.top1:.2f}%, loss {base.loss:.4f}; "
+        f"{compute_s} s of compute on {study.device or '?'}."
     )
     st.subheader("Where each head's locality comes from")
     st.caption(
         "Mean attention distance per head against depth, of the weights the block used, of its content "
         "alone and of its bias alone: a head whose effective distance follows its bias attends by position. "
-        + study.get("conventions", {}).get("post", "")
+        + (study.conventions or {}).get("post", "")
     )
     render.figure(distance_figure(study), f"{name}-study-distance")
     render.figure(entropy_figure(study), f"{name}-study-entropy")
@@ -97,7 +98,7 @@ def render_page() -> None:
     render.figure(stage_figure(study), f"{name}-study-stages")
     render.figure(study_frequency_figure(study), f"{name}-study-frequency")
     st.subheader("Which explanation to trust")
-    if not study.get("faithfulness"):
+    if not study.faithfulness:
         st.caption("This study did not measure faithfulness: run `coatnet study --faithfulness [N]`.")
     else:
         st.caption(faithfulness_section(study).text + " Protocol: docs/explanations.md.")
@@ -105,11 +106,11 @@ def render_page() -> None:
     sanity_checks(study, name)
 
 
-def sanity_checks(study: dict, name: str) -> None:
+def sanity_checks(study: Study, name: str) -> None:
     """study.json's ``sanity`` and ``robustness``: both randomisation tests, the random logit test and
     the robustness of every explanation, or how to add them."""
     st.subheader("Sanity checks")
-    if not study.get("sanity"):
+    if not study.sanity:
         st.caption(
             "This study did not run the sanity checks: `coatnet study --sanity [N] --out DIR --resume` on "
             "its folder adds them (and computes nothing else)."
@@ -129,12 +130,12 @@ def sanity_checks(study: dict, name: str) -> None:
         study_sanity_figure(study, measure=measure, test=test), f"{name}-study-sanity-{test}-{measure}"
     )
     render.figure(study_random_logit_figure(study, measure=measure), f"{name}-study-random-logit-{measure}")
-    if study.get("robustness"):
+    if study.robustness:
         render.figure(robustness_figure(study), f"{name}-study-robustness")
     verdicts(study)
 
 
-def verdicts(study: dict) -> None:
+def verdicts(study: Study) -> None:
     """Faithfulness and the sanity checks joined: one verdict per explanation, with its evidence."""
     found = explanation_verdicts(study)
     if not found:
@@ -158,7 +159,7 @@ def study_of(key, shipped: list[str]) -> str | None:
     or None."""
     for name in shipped:
         study = cache.study(name)
-        if study.get("model") == key.spec and key.attention in (None, study.get("attention")):
+        if study.model == key.spec and key.attention in (None, study.attention):
             return name
     return None
 

@@ -232,14 +232,17 @@ def test_every_colour_and_scale_is_named_in_the_style_module_only():
 def test_legends_sit_under_their_charts_in_one_layout():
     from analysis.figures.studies import stage_figure
     from analysis.figures.style import legend_below
+    from analysis.studies.summaries import Study
 
     study = {
+        "model": "toy",
         "stages": [
-            {"stage": f"S{k}", "kind": "C", "erf_side_50_px": 3, "mean_abs_activation": {"mean": 1, "std": 0}}
+            {"stage": f"S{k}", "kind": "C", "erf_side_50_px": 3, "mean_abs_activation": {"mean": 1, "std": 0},
+             "grid": [4, 4], "frequency_profile": [0.0], "high_frequency_delta": 0.0}
             for k in range(3)
-        ]
-    }
-    figure = stage_figure(study)
+        ],
+    }  # fmt: skip
+    figure = stage_figure(Study.from_json(study))
     legend, reserved = legend_below()
     assert figure.layout.legend.to_plotly_json() == legend and figure.layout.margin.b == reserved
     assert legend["yref"] == "container" and legend["y"] == 0 and legend["orientation"] == "h"

@@ -15,6 +15,7 @@ from analysis.figures.layouts import gap_figure, layout_similarity_figure, layou
 from analysis.maps.attention import attention_maps
 from analysis.report.sections import layout_sections
 from analysis.studies.layouts import compare_layouts, layout_similarity, load_layouts, table
+from analysis.studies.summaries import LayoutStudy
 from coatnet.training.layouts import LAYOUT_MODELS
 
 
@@ -127,15 +128,18 @@ def test_cka_between_layouts_is_one_for_a_model_and_itself_and_matches_cka(model
         layout_similarity({"a": a}, images)
 
 
-def study() -> dict:
+def study() -> LayoutStudy:
     runs = [
         {"layout": layout, "size": size, "parameters": 400_000 + i, "macs": 9_000_000, "train_loss": loss,
-         "test_top1": top1, "steps": 600, "wall_s": 10.0}
+         "test_top1": top1, "steps": 600, "wall_s": 10.0, "model": "toy", "epochs": 1, "train_top1": 0.5,
+         "train_loss_augmented": loss, "test_loss": loss, "command": None, "study_command": None}
         for i, (layout, base) in enumerate((("C-C-T-T", 0.3), ("ViT_REL", 0.9)))
         for size, loss, top1 in ((2000, base, 0.8 - base / 10), (60000, base + 0.1, 0.9 - base / 10))
     ]  # fmt: skip
-    return {"settings": {"steps": 600, "batch_size": 100, "data": "fashion-mnist", "sizes": [2000, 60000]},
-            "runs": runs, "wall_s": 40.0, "device": "cpu"}  # fmt: skip
+    return LayoutStudy.from_json(
+        {"settings": {"steps": 600, "batch_size": 100, "data": "fashion-mnist", "sizes": [2000, 60000]},
+         "runs": runs, "wall_s": 40.0, "device": "cpu"}
+    )  # fmt: skip
 
 
 def test_the_study_figures_and_table_show_every_run() -> None:

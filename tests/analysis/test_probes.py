@@ -4,6 +4,7 @@ command's probes.json, resuming, and the shipped probes of issue 26."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -101,16 +102,16 @@ def test_figures_of_one_model_and_of_the_layouts(probed):
     ]
     symbols = ["square", "circle", "circle", "circle", "diamond", "diamond", "diamond"]
     assert list(figure.data[0].marker.symbol) == symbols
-    other = {**probes, "model": "layout-c-c-t-t"}
+    other = replace(probes, model="layout-c-c-t-t")
     layouts = layout_probes_figure(
-        [other, {**probes, "model": "layout-vit-rel"}], {"C-C-T-T": 0.9, "ViT_REL": 0.8}
+        [other, replace(probes, model="layout-vit-rel")], {"C-C-T-T": 0.9, "ViT_REL": 0.8}
     )
     read = readable_from(probes)[0]
     assert [t.name for t in layouts.data] == [f"C-C-T-T (study top-1 0.900, readable at {read})",
                                               f"ViT_REL (study top-1 0.800, readable at {read})"]  # fmt: skip
     assert layout_label("layout-c-t-t-t") == "C-T-T-T"
     block, depth = readable_from(probes)
-    assert block in [r["block"] for r in probes["rows"]] and 0 <= depth <= 1
+    assert block in [r.block for r in probes.rows] and 0 <= depth <= 1
 
 
 def test_a_missing_file_says_what_to_give(tmp_path):
@@ -122,19 +123,19 @@ def test_a_missing_file_says_what_to_give(tmp_path):
 def test_the_shipped_probes_cover_fashion_mnist_and_the_last_block_reads_what_the_model_does(name):
     assert f"probes-{name}" in shipped_probes()
     probes = load_probes(f"probes-{name}")
-    assert probes["model"] == name and probes["n_train"] == 60000 and probes["n_test"] == 10000
-    last = probes["rows"][-1]["test_top1"]
+    assert probes.model == name and probes.n_train == 60000 and probes.n_test == 10000
+    last = probes.rows[-1].test_top1
     # the last block's probe reads at least what the model's own head does; for the demos, trained to
     # the end of their schedule, about exactly that (the layout models' 600-step heads are beaten by up
     # to a few points: docs/causal.md)
-    assert last >= probes["model_top1"] - 0.02
+    assert last >= probes.model_top1 - 0.02
     if name.startswith("demo-"):
-        assert abs(last - probes["model_top1"]) <= 0.02
+        assert abs(last - probes.model_top1) <= 0.02
 
 
 def test_the_layouts_are_ranked_by_the_largest_size_and_their_probes_come_in_the_studys_order():
     study = load_layouts()
     ranking = generalisation_ranking(study)
-    largest = max(r["size"] for r in study["runs"])
-    assert ranking == {r["layout"]: r["test_top1"] for r in study["runs"] if r["size"] == largest}
-    assert [p["model"] for p in layout_probes()] == [name for name in SHIPPED if name.startswith("layout-")]
+    largest = max(r.size for r in study.runs)
+    assert ranking == {r.layout: r.test_top1 for r in study.runs if r.size == largest}
+    assert [p.model for p in layout_probes()] == [name for name in SHIPPED if name.startswith("layout-")]

@@ -122,7 +122,7 @@ def test_a_sanity_only_study_loads_draws_and_refuses_another_protocol(toy_checkp
     out = tmp_path / "only"
     assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1") == 0
     study = load_study(out)
-    assert "baseline" not in study and study["sanity_images"] == 1
+    assert study.baseline is None and study.sanity_images == 1
     assert [s.title for s in study_sections(study)] == ["Sanity checks"]
     assert len(study_sections(study)[0].figures) == 4
     assert run(toy_checkpoint, out, "--sanity-only", "--sanity", "1", "--split", "train", "--resume") == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import explanation_verdicts, load_study, shipped_studies
+from analysis import Study, explanation_verdicts, load_study, shipped_studies
 
 
 def faith(method, stage=None, *, road, deletion, insertion, ranges=None) -> dict:
@@ -15,11 +15,18 @@ def faith(method, stage=None, *, road, deletion, insertion, ranges=None) -> dict
         "road": road,
         "deletion_auc": deletion,
         "insertion_auc": insertion,
-    }
+        "road_morf": 0.0, "road_lerf": 0.0, "n_images": 1, "std": {},
+    }  # fmt: skip
     return row | ({"seed_range": ranges} if ranges else {})
 
 
 def checks(method, stage=None, *, head, everything, other) -> list[dict]:
+    measures = {"spearman": 0.0, "ssim": 0.0, "hog": 0.0, "constant": 0, "n_images": 1, "std": {}}
+    found = _checks(method, stage, head=head, everything=everything, other=other)
+    return [{**measures, **entry} for entry in found]
+
+
+def _checks(method, stage, *, head, everything, other) -> list[dict]:
     return [
         {"method": method, "stage": stage, "test": "cascading", "randomised": "head", "spearman_abs": head},
         {
@@ -35,6 +42,7 @@ def checks(method, stage=None, *, head, everything, other) -> list[dict]:
 
 RANDOM = {"road": [-0.01, 0.01], "deletion_auc": [0.22, 0.24], "insertion_auc": [0.65, 0.67]}
 STUDY = {
+    "model": "toy",
     "faithfulness": [
         faith("random", road=0.0, deletion=0.23, insertion=0.66, ranges=RANDOM),
         faith("integrated_gradients", road=0.19, deletion=0.12, insertion=0.79),  # faithful
@@ -53,7 +61,7 @@ STUDY = {
 
 
 def test_each_verdict_names_what_fails_and_keeps_the_evidence():
-    found = {v.name: v for v in explanation_verdicts(STUDY)}
+    found = {v.name: v for v in explanation_verdicts(Study.from_json(STUDY))}
     assert list(found) == ["random", "integrated_gradients", "rollout", "gradcam S4", "occlusion"]
     assert found["random"].verdict == "the floor"
     assert found["integrated_gradients"].verdict == "trust"
@@ -66,19 +74,22 @@ def test_each_verdict_names_what_fails_and_keeps_the_evidence():
 
 
 def test_what_a_study_did_not_measure_is_said_so():
-    faith_only = explanation_verdicts({"faithfulness": STUDY["faithfulness"]})
+    faith_only = explanation_verdicts(
+        Study.from_json({"model": "toy", "faithfulness": STUDY["faithfulness"]})
+    )
     ig = next(v for v in faith_only if v.method == "integrated_gradients")
     assert ig.model_dependent is None and ig.class_dependent is None
     assert ig.verdict == "passes what was measured (model randomisation, random logit not measured)"
-    sanity_only = {v.name: v for v in explanation_verdicts({"sanity": STUDY["sanity"]})}
+    only = Study(model="toy", sanity=Study.from_json(STUDY).sanity)
+    sanity_only = {v.name: v for v in explanation_verdicts(only)}
     assert sanity_only["rollout"].verdict == "does not depend on the class (faithfulness not measured)"
-    assert explanation_verdicts({}) == []
+    assert explanation_verdicts(Study(model="toy")) == []
 
 
 @pytest.mark.parametrize("name", shipped_studies())
 def test_every_shipped_study_has_a_verdict_for_each_explanation(name):
     study = load_study(name)
     verdicts = explanation_verdicts(study)
-    rows = study.get("faithfulness") or study.get("sanity")
-    assert len(verdicts) == len({(r["method"], r.get("stage")) for r in rows})
+    rows = study.faithfulness or study.sanity
+    assert len(verdicts) == len({(r.method, r.stage) for r in rows})
     assert all(v.verdict for v in verdicts) and verdicts[0].verdict == "the floor"

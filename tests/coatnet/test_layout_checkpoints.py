@@ -50,11 +50,11 @@ def test_each_layout_model_loads_by_name_and_has_its_layout(name: str) -> None:
 @pytest.mark.parametrize("name", LAYOUT_NAMES)
 def test_card_metrics_and_the_shipped_study_agree(name: str) -> None:
     files = demo(name)
-    run = next(r for r in load_layouts()["runs"] if r["layout"] == LAYOUTS[name] and r["size"] == 60000)
-    assert files.metrics()[-1]["step"] == run["steps"] == 600
+    run = next(r for r in load_layouts().runs if r.layout == LAYOUTS[name] and r.size == 60000)
+    assert files.metrics()[-1]["step"] == run.steps == 600
     # the card's figure comes from its own evaluation of the shipped file, the study's from training's
-    assert card_accuracy(name, "all 10,000") == pytest.approx(run["test_top1"], abs=5e-5)
-    assert run["command"] in files.model_card and f"| layout | {LAYOUTS[name]} |" in files.model_card
+    assert card_accuracy(name, "all 10,000") == pytest.approx(run.test_top1, abs=5e-5)
+    assert run.command in files.model_card and f"| layout | {LAYOUTS[name]} |" in files.model_card
 
 
 @needs_fashion_mnist
