@@ -57,6 +57,9 @@ class PartName(str):
     """A part's name, parsed once: ``PartName("S1.0.grid").part == "grid"``. It is the string itself
     (equal to, hashed and serialised as ``"S1.0.grid"``), so every API that takes a name takes one.
 
+    Args:
+        name: the text, such as ``S3.0``, ``S1.0.grid`` or ``S3.0.attn.weights`` (or a PartName).
+
     Attributes:
         stage: 0 for the stem, 1..4 for S1..S4; None for a head name (``head``, ``pooled``, ``logits``).
         block: the block's index in its stage, or None for a stage-level name (``S0``, ``S3.output``).
