@@ -9,26 +9,47 @@ import pytest
 
 from app import pages as app_pages
 from app import widgets
-from tests.support.apptest import caption, clean, figures, fresh, titles
+from tests.support.apptest import (
+    caption,
+    clean,
+    copied,
+    figure_named,
+    figures,
+    figures_named,
+    named_titles,
+    title,
+    titles,
+)
 from tests.support.layout_check import repeated_phrase
 
 PAGES = tuple(page.path for page in app_pages.PAGES)
 
 
-@pytest.fixture(scope="module")
-def app():
-    """One session on demo-pre, run once; tests move it on (AppTest keeps the session between runs)."""
-    return clean(fresh().run())
+@pytest.fixture
+def app(explorer):
+    """A session of the test's own on demo-pre, as its first run left it."""
+    return explorer
+
+
+def test_a_copied_session_moves_on_alone(first_run):
+    """What the AppTest tests start from: a copy of a session runs and changes without the original."""
+    at = copied(first_run)
+    at.selectbox(key="block").set_value("S4.0").run()
+    assert title(figure_named(clean(at), "fused-attention")).startswith("S4.0:")
+    assert first_run.selectbox(key="block").value == "S3.0"
+    assert title(figure_named(first_run, "fused-attention")).startswith("S3.0:")
+    assert first_run.session_state["block"] == "S3.0" and at.session_state["block"] == "S4.0"
 
 
 def test_the_first_page_is_the_explorer_on_demo_pre(app):
-    drawn = titles(app)
-    assert drawn[0] == "Top-5 predictions"
-    assert "S3.0: effective weights, heads fused by mean, query (3, 3)" in drawn
-    assert any(t.startswith("S3.0 (pre-normalization)") for t in drawn)
-    assert any(t.startswith("Attention rollout") for t in drawn)
+    top5 = figure_named(app, "predictions")
+    assert figures(app)[0] == top5 and title(top5) == "Top-5 predictions"
+    clicked = "S3.0: effective weights, heads fused by mean, query (3, 3)"
+    assert named_titles(app, "fused-attention") == [clicked]
+    assert title(figure_named(app, "attention-heads")).startswith("S3.0 (pre-normalization)")
+    assert title(figure_named(app, "rollout")).startswith("Attention rollout")
     assert "coatnet_pico, pre-normalization" in caption(app)
-    clickable = next(f for f in figures(app) if "heads fused" in f["layout"]["title"]["text"])
+    clickable = figure_named(app, "fused-attention")
     cells = next(t for t in clickable["data"] if t.get("name") == "cells")
     # per cell: [row, col] (what a click reads), its weight, offset (dy, dx) and distance (for hovering)
     assert cells["customdata"]["shape"] == "49, 6"
@@ -38,7 +59,8 @@ def test_the_first_page_is_the_explorer_on_demo_pre(app):
 def test_the_query_key_moves_every_map(app):
     app.session_state[widgets.QUERY_ROW] = 1
     app.session_state[widgets.QUERY_COL] = 5
-    drawn = titles(clean(app.run()))
+    clean(app.run())
+    drawn = [title(figure_named(app, name)) for name in ("fused-attention", "attention-heads", "rollout")]
     assert sum("query (1, 5)" in t for t in drawn) == 3  # the clickable map, the heads, the rollout
     assert app.number_input(key=widgets.QUERY_ROW).value == 1
 
@@ -46,34 +68,33 @@ def test_the_query_key_moves_every_map(app):
 def test_the_row_and_column_inputs_set_the_query(app):
     app.number_input(key=widgets.QUERY_ROW).set_value(6)
     app.number_input(key=widgets.QUERY_COL).set_value(0).run()
-    assert any("query (6, 0)" in t for t in titles(clean(app)))
+    assert "query (6, 0)" in title(figure_named(clean(app), "fused-attention"))
 
 
 @pytest.mark.parametrize("part", ["content", "bias", "bias_softmax", "effective"])
 def test_each_part_of_the_attention(app, part):
     app.radio(key="part").set_value(part).run()
     names = {"content": "content only", "bias": "bias only, w(key - query)", "bias_softmax": "position alone"}
-    assert any(names.get(part, "effective weights") in t for t in titles(clean(app)))
+    assert names.get(part, "effective weights") in title(figure_named(clean(app), "fused-attention"))
 
 
 @pytest.mark.parametrize("how, label", [("max", "heads fused by max"), ("2", "head 2"), ("mean", "by mean")])
 def test_heads_on_the_map(app, how, label):
     app.selectbox(key="head").set_value(how).run()
-    assert any(label in t for t in titles(clean(app)))
+    assert label in title(figure_named(clean(app), "fused-attention"))
 
 
 def test_another_block_keeps_the_query_in_place(app):
     app.session_state[widgets.QUERY_ROW], app.session_state[widgets.QUERY_COL] = 2, 4
     clean(app.run())
     app.selectbox(key="block").set_value("S4.0").run()
-    assert any(t.startswith("S4.0 (pre-normalization)") and "query (2, 4)" in t for t in titles(clean(app)))
-    app.selectbox(key="block").set_value("S3.0").run()
+    heads = title(figure_named(clean(app), "attention-heads"))
+    assert heads.startswith("S4.0 (pre-normalization)") and "query (2, 4)" in heads
 
 
 def test_rollout_averaged_over_queries(app):
     app.radio(key="rollout_from").set_value("averaged over queries").run()
-    assert any("averaged over queries" in t for t in titles(clean(app)))
-    app.radio(key="rollout_from").set_value("from this query").run()
+    assert "averaged over queries" in title(figure_named(clean(app), "rollout"))
 
 
 @pytest.mark.parametrize("cell", [[4, 2], {"0": 4, "1": 2}], ids=["list", "browser"])
@@ -97,9 +118,8 @@ def test_a_click_becomes_the_query(cell):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_on_demo_post(page):
-    at = fresh()
-    at.run()
+def test_every_page_on_demo_post(page, explorer):
+    at = explorer
     at.selectbox(key="demo_name").set_value("demo-post").run()
     at.switch_page(page).run()
     clean(at)
@@ -107,45 +127,42 @@ def test_every_page_on_demo_post(page):
     assert figures(at) or page == "views/model.py"
 
 
-def test_stage_inspector_draws_each_stage():
-    at = fresh()
-    at.run()
+def test_stage_inspector_draws_each_stage(explorer):
+    at = explorer
     at.switch_page("views/stages.py").run()
-    drawn = titles(clean(at))
-    assert [t for t in drawn if t.startswith("What each stage responds to")]
-    assert [t for t in drawn if t.startswith("Receptive fields")]
-    assert "Mean attention distance per head (pre-normalization)" in drawn
-    assert any(t.startswith("Frequency") for t in drawn)
-    stages = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("What each stage"))
+    stages = figure_named(clean(at), "stages")
+    assert title(stages).startswith("What each stage responds to")
+    assert title(figure_named(at, "receptive-field")).startswith("Receptive fields")
+    distance = title(figure_named(at, "attention-distance"))
+    assert distance == "Mean attention distance per head (pre-normalization)"
+    assert title(figure_named(at, "frequency")).startswith("Frequency")
     assert sum(trace["type"] == "heatmap" for trace in stages["data"]) == 10  # 5 stages, 5 Grad-CAMs
     text = " ".join(m.value for m in at.markdown)
     assert "**S3** · Transformer" in text and "7x7 grid, 128 channels" in text
 
 
-def test_pre_vs_post_both_ways():
-    at = fresh()
-    at.run()
+def test_pre_vs_post_both_ways(explorer):
+    at = explorer
     at.switch_page("views/compare.py").run()
-    drawn = titles(clean(at))
-    assert any("S3.0, demo-pre: where query" in t for t in drawn)
-    assert any("S3.0, demo-post: where query" in t for t in drawn)
-    assert any("demo-post - demo-pre" in t for t in drawn)
-    assert any(t.startswith("Jensen-Shannon divergence per head") for t in drawn)
+    first, second = named_titles(clean(at), "comparison-maps")
+    assert "S3.0, demo-pre: where query" in first and "S3.0, demo-post: where query" in second
+    assert "demo-post - demo-pre" in title(figure_named(at, "comparison-difference"))
+    assert title(figure_named(at, "comparison-divergence")).startswith("Jensen-Shannon divergence per head")
     at.radio(key="compare_how").set_value("the same weights, other normalization").run()
-    drawn = titles(clean(at))
-    assert any("S3.0, pre: where query" in t for t in drawn) and any("S3.0, post: where" in t for t in drawn)
+    first, second = named_titles(clean(at), "comparison-maps")
+    assert "S3.0, pre: where query" in first and "S3.0, post: where" in second
     assert "untrained combination" in " ".join(c.value for c in at.main.caption)
-    assert any("relative-bias kernels (post)" in t for t in drawn)
+    assert any("relative-bias kernels (post)" in t for t in named_titles(at, "bias-kernels"))
 
 
-def test_pre_vs_post_starts_from_the_sidebars_model_and_says_which_two_it_compares():
-    at = fresh()
-    at.run()
+def test_pre_vs_post_starts_from_the_sidebars_model_and_says_which_two_it_compares(explorer):
+    at = explorer
     at.selectbox(key="demo_name").set_value("demo-post").run()
     at.switch_page("views/compare.py").run()
     said = " ".join(c.value for c in clean(at).main.caption)
     assert "Comparing **demo-post, post-normalization** (the sidebar's model) with **demo-pre, pre-" in said
-    assert any("demo-pre - demo-post" in t for t in titles(at))  # the second minus the first
+    difference = title(figure_named(at, "comparison-difference"))
+    assert "demo-pre - demo-post" in difference  # the second minus the first
     at.switch_page("views/explorer.py").run()
     layout = next(n for n in at.selectbox(key="demo_name").options if n.startswith("layout-"))
     at.selectbox(key="demo_name").set_value(layout).run()
@@ -156,39 +173,35 @@ def test_pre_vs_post_starts_from_the_sidebars_model_and_says_which_two_it_compar
     assert f"Comparing **{layout}," in said and "demo-pre" not in said
 
 
-def test_switching_the_normalization_is_labelled():
-    at = fresh()
-    at.run()
+def test_switching_the_normalization_is_labelled(explorer):
+    at = explorer
     at.radio(key="attention").set_value("post-normalization").run()
     clean(at)
     assert "post-normalization (weights trained with pre-normalization)" in caption(at)
-    assert any(t.startswith("S3.0 (post-normalization)") for t in titles(at))
+    assert title(figure_named(at, "attention-heads")).startswith("S3.0 (post-normalization)")
 
 
-def test_the_model_page_shows_costs_card_and_curves():
-    at = fresh()
-    at.run()
+def test_the_model_page_shows_costs_card_and_curves(explorer):
+    at = explorer
     at.switch_page("views/model.py").run()
     clean(at)
     assert [m.value for m in at.metric][:1] == ["1.21 M"]
-    assert "Training curves" in titles(at)
+    assert title(figure_named(at, "training-curves")) == "Training curves"
     assert any("coatnet train" in m.value for m in at.markdown)
 
 
-def test_the_query_survives_a_visit_to_another_page():
-    at = fresh()
-    at.run()
+def test_the_query_survives_a_visit_to_another_page(explorer):
+    at = explorer
     at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 5, 1
     at.run()
     at.switch_page("views/kernels.py").run()
     at.switch_page("views/explorer.py").run()
-    assert any("query (5, 1)" in t for t in titles(clean(at)))
+    assert "query (5, 1)" in title(figure_named(clean(at), "fused-attention"))
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_opens_with_its_title_and_what_it_shows(page):
-    at = fresh()
-    at.run()
+def test_every_page_opens_with_its_title_and_what_it_shows(page, explorer):
+    at = explorer
     at.switch_page(page).run()
     clean(at)
     shown = app_pages.page_titled(at.title[0].value)
@@ -204,19 +217,18 @@ def test_every_page_opens_with_its_title_and_what_it_shows(page):
     assert [t for t in titles(at) if repeated_phrase(t)] == [], [repeated_phrase(t) for t in titles(at)]
 
 
-def test_kernels_pick_a_block_and_reach_every_depthwise_channel():
+def test_kernels_pick_a_block_and_reach_every_depthwise_channel(explorer):
     import coatnet
     from analysis import relative_bias_kernels
 
     kernels = relative_bias_kernels(coatnet.load_checkpoint("demo-pre"))
-    at = fresh()
-    at.run()
+    at = explorer
     at.switch_page("views/kernels.py").run()
     clean(at)
     assert at.selectbox(key="kernel_block").options == [b.name for b in kernels.bias]
     last_bias = kernels.bias[-1].name
     at.selectbox(key="kernel_block").set_value(last_bias).run()
-    assert any(t.startswith(f"{last_bias}: relative-bias kernels") for t in titles(at))
+    assert title(figure_named(at, "bias-kernels")).startswith(f"{last_bias}: relative-bias kernels")
     block = kernels.depthwise[-1]
     at.selectbox(key="depthwise_block").set_value(block.name).run()
     count = len(block.kernels)
@@ -224,30 +236,25 @@ def test_kernels_pick_a_block_and_reach_every_depthwise_channel():
     assert pages.options[-1].endswith(str(count - 1)) and len(pages.options) == -(-count // 16)
     pages.set_value(pages.options[-1]).run()
     clean(at)
-    shown = next(
-        f for f in figures(at) if f["layout"]["title"]["text"].startswith(f"{block.name}: depthwise")
-    )
+    shown = figure_named(at, "depthwise-kernels")
+    assert title(shown).startswith(f"{block.name}: depthwise")
     names = [a["text"] for a in shown["layout"]["annotations"] if a["text"].startswith("ch ")]
     assert names[-1] == f"ch {count - 1}" and f"of {count} channels" in shown["layout"]["title"]["text"]
     at.radio(key="depthwise_order").set_value("strongest first").run()
     at.select_slider(key="depthwise_page").set_value(at.select_slider(key="depthwise_page").options[0]).run()
-    shown = next(
-        f for f in figures(at) if f["layout"]["title"]["text"].startswith(f"{block.name}: depthwise")
-    )
+    shown = figure_named(at, "depthwise-kernels")
+    assert title(shown).startswith(f"{block.name}: depthwise")
     names = [a["text"] for a in shown["layout"]["annotations"] if a["text"].startswith("ch ")]
     assert names[0] == f"ch {int(block.mean_abs.argmax())}"
 
 
-def test_stage_inspector_explains_any_class_with_grad_cam():
+def test_stage_inspector_explains_any_class_with_grad_cam(explorer):
     def cam_figure(at) -> dict:
-        return next(
-            f
-            for f in figures(at)
-            if any("Grad-CAM S4" in a["text"] for a in f["layout"].get("annotations", []))
-        )
+        stages = figure_named(at, "stages")
+        assert any("Grad-CAM S4" in a["text"] for a in stages["layout"].get("annotations", []))
+        return stages
 
-    at = fresh()
-    at.run()
+    at = explorer
     at.switch_page("views/stages.py").run()
     clean(at)
     picker = at.selectbox(key="gradcam_class")
@@ -264,7 +271,7 @@ def test_stage_inspector_explains_any_class_with_grad_cam():
     assert at.selectbox(key="gradcam_class").index == 0
 
 
-def test_a_query_clicked_on_a_fine_grid_comes_back_after_a_coarse_one(tmp_path):
+def test_a_query_clicked_on_a_fine_grid_comes_back_after_a_coarse_one(tmp_path, explorer):
     """S3.0 on 14x14, S4.0 on 7x7 (a toy at 56 px): (10, 12) -> (5, 6) -> (10, 12), not (11, 13)."""
     import torch
 
@@ -273,37 +280,36 @@ def test_a_query_clicked_on_a_fine_grid_comes_back_after_a_coarse_one(tmp_path):
     torch.manual_seed(0)
     model = coatnet.create_model("coatnet_toy", img_size=56, strides=(1, 1, 2, 2, 2)).eval()
     path = coatnet.save_checkpoint(model, tmp_path / "toy56.safetensors")
-    at = fresh()
-    at.run()
+    at = explorer
     at.radio(key="model_source").set_value("Checkpoint or weights file").run()
     at.text_input(key="model_path").input(str(path)).run()
     clean(at)
     at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 10, 12  # as a click writes
     at.run()
-    assert any("query (10, 12)" in t for t in titles(clean(at)))
+    assert "query (10, 12)" in title(figure_named(clean(at), "fused-attention"))
     at.selectbox(key="block").set_value("S4.0").run()
-    assert any(t.startswith("S4.0") and "query (5, 6)" in t for t in titles(clean(at)))
+    clicked = title(figure_named(clean(at), "fused-attention"))
+    assert clicked.startswith("S4.0") and "query (5, 6)" in clicked
     at.selectbox(key="block").set_value("S3.0").run()
-    assert any(t.startswith("S3.0") and "query (10, 12)" in t for t in titles(clean(at)))
+    clicked = title(figure_named(clean(at), "fused-attention"))
+    assert clicked.startswith("S3.0") and "query (10, 12)" in clicked
 
 
-def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp_path):
+def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp_path, explorer):
     import torch
 
     import coatnet
 
-    at = fresh()
-    at.run()
+    at = explorer
     at.switch_page("views/compare.py").run()
     at.radio(key="compare_how").set_value("another model").run()
     assert not at.error and any("Name the model" in i.value for i in at.info)
     at.text_input(key="compare_other").input("demo-post").run()
-    drawn = titles(clean(at))
+    first, second = named_titles(clean(at), "comparison-maps")
     # each statistic names the normalization its model runs
-    assert any("S3.0, demo-pre (pre): where" in t for t in drawn)
-    assert any("S3.0, demo-post (post): where" in t for t in drawn)
-    assert any(
-        t.startswith("Jensen-Shannon divergence per head, demo-pre (pre) vs demo-post (post)") for t in drawn
+    assert "S3.0, demo-pre (pre): where" in first and "S3.0, demo-post (post): where" in second
+    assert title(figure_named(at, "comparison-divergence")).startswith(
+        "Jensen-Shannon divergence per head, demo-pre (pre) vs demo-post (post)"
     )
     torch.manual_seed(0)
     other = coatnet.create_model("coatnet_toy", img_size=32).eval()  # 3 channels, other grids
@@ -312,37 +318,35 @@ def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp
     assert not at.exception and len(at.error) == 1 and "\n" not in at.error[0].value
 
 
-def test_a_click_on_the_compare_map_moves_the_query():
-    at = fresh()
-    at.run()
+def test_a_click_on_the_compare_map_moves_the_query(explorer):
+    at = explorer
     at.switch_page("views/compare.py").run()
     at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 1, 2  # as a click writes
     at.run()
-    assert any("where query (1, 2) attends" in t for t in titles(clean(at)))
+    assert any("where query (1, 2) attends" in t for t in named_titles(clean(at), "comparison-maps"))
 
 
-def test_stage_inspector_computes_pixel_attributions_when_asked_and_cka_over_the_gallery():
-    at = fresh()
-    at.run()
+def test_stage_inspector_computes_pixel_attributions_when_asked_and_cka_over_the_gallery(explorer):
+    at = explorer
     at.switch_page("views/stages.py").run()
     clean(at)
-    assert any(t.startswith("Linear CKA (40 images)") for t in titles(at))
-    assert not any(t.startswith("integrated_gradients") for t in titles(at))  # not before it is asked
+    assert title(figure_named(at, "cka")).startswith("Linear CKA (40 images)")
+    assert not figures_named(at, "attribution")  # not before it is asked
     at.button(key="pixel_go").click().run()
     clean(at)
     target = at.selectbox(key="gradcam_class").value
-    drawn = [t for t in titles(at) if t.startswith("integrated_gradients")]
-    assert len(drawn) == 1, titles(at)
+    drawn = named_titles(at, "attribution")
+    assert len(drawn) == 1 and drawn[0].startswith("integrated_gradients"), titles(at)
     at.run()  # kept on screen on later runs, without asking again
-    assert any(t.startswith("integrated_gradients") for t in titles(clean(at)))
+    assert title(figure_named(clean(at), "attribution")).startswith("integrated_gradients")
     at.radio(key="pixel_method").set_value("occlusion").run()
-    assert not any(t.startswith("occlusion") for t in titles(clean(at)))
+    assert not any(t.startswith("occlusion") for t in named_titles(clean(at), "attribution"))
     at.button(key="pixel_go").click().run()
-    assert any(t.startswith("occlusion") for t in titles(clean(at)))
+    assert title(figure_named(clean(at), "attribution")).startswith("occlusion")
     assert at.selectbox(key="gradcam_class").value == target
 
 
-def test_cka_says_why_it_is_absent_for_a_small_gallery(tmp_path):
+def test_cka_says_why_it_is_absent_for_a_small_gallery(tmp_path, explorer):
     import torch
 
     import coatnet
@@ -351,8 +355,7 @@ def test_cka_says_why_it_is_absent_for_a_small_gallery(tmp_path):
     path = coatnet.save_checkpoint(
         coatnet.create_model("coatnet_toy", img_size=32).eval(), tmp_path / "t.safetensors"
     )
-    at = fresh()
-    at.run()
+    at = explorer
     at.radio(key="model_source").set_value("Checkpoint or weights file").run()
     at.text_input(key="model_path").input(str(path)).run()
     at.switch_page("views/stages.py").run()
@@ -360,23 +363,26 @@ def test_cka_says_why_it_is_absent_for_a_small_gallery(tmp_path):
     assert any("CKA needs at least 16 images" in i.value for i in at.info)
 
 
-def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_study():
-    at = fresh()
-    at.run()
+def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_study(explorer):
+    at = explorer
     at.switch_page("views/layouts.py").run()
-    drawn = titles(clean(at))
-    assert drawn[0].startswith("Layouts: Grad-CAM of each layout's predicted class; each panel on its own")
-    stages = figures(at)[0]
+    stages = figure_named(clean(at), "layout-stages")
+    assert figures(at)[0] == stages  # the first figure of the page
+    assert title(stages).startswith(
+        "Layouts: Grad-CAM of each layout's predicted class; each panel on its own"
+    )
     panels = [a["text"].split("<br>")[0] for a in stages["layout"]["annotations"] if " S" in a["text"]]
     assert len(panels) == 25 and "C-C-T-T S3 (T)" in panels and "C-C-C-C S4 (C)" in panels
     ranges = [a["text"].replace("\xa0", " ").replace("<br>", " ") for a in stages["layout"]["annotations"]]
     assert all(re.search(r" -?[0-9.e-]+ to -?[0-9.e-]+$", r) for r in ranges if " S" in r), ranges  # its own
     assert [r for r in ranges if r.startswith("ViT_REL S0 (patch), predicts ")]  # a class name
     assert sum(t["type"] == "heatmap" for t in stages["data"]) == 25
-    assert any(t.startswith("Linear CKA between the same stage of two layouts (40 images)") for t in drawn)
-    assert any(t.startswith("Layouts: 600 optimizer steps") for t in drawn)
-    assert any(t.startswith("Training loss against test accuracy") for t in drawn)
-    probes = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("Where each layout"))
+    similarity = title(figure_named(at, "layout-similarity"))
+    assert similarity.startswith("Linear CKA between the same stage of two layouts (40 images)")
+    assert title(figure_named(at, "layout-sizes")).startswith("Layouts: 600 optimizer steps")
+    assert title(figure_named(at, "layout-gap")).startswith("Training loss against test accuracy")
+    probes = figure_named(at, "layout-probes")
+    assert title(probes).startswith("Where each layout")
     ranked = ["C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T", "ViT_REL"]  # by the largest size's test top-1
     assert [t["name"].split(" ")[0] for t in probes["data"]] == ranked
     # the query acts on the attention view only: its inputs are not shown on the others
@@ -384,13 +390,13 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     at.radio(key="layout_what").set_value("erf").run()
     assert not [n for n in clean(at).number_input if n.key in (widgets.QUERY_ROW, widgets.QUERY_COL)]
     at.radio(key="layout_what").set_value("attention").run()
-    attention = figures(clean(at))[0]
+    attention = figure_named(clean(at), "layout-stages")
     assert [n.key for n in at.number_input] == [widgets.QUERY_ROW, widgets.QUERY_COL]
     # T stages only: C-C-C-T 1, C-C-T-T 2, C-T-T-T 3, ViT_REL 4
     assert sum(t["type"] == "heatmap" for t in attention["data"]) == 10
     before = [t["z"] for t in attention["data"] if t["type"] == "heatmap"]
     at.number_input(key=widgets.QUERY_ROW).set_value(0).run()
-    moved = [t["z"] for t in figures(clean(at))[0]["data"] if t["type"] == "heatmap"]
+    moved = [t["z"] for t in figure_named(clean(at), "layout-stages")["data"] if t["type"] == "heatmap"]
     assert moved != before  # the query point moved every attention map
     point = at.session_state[widgets.QUERY_POINT]
     at.switch_page("views/explorer.py").run()
@@ -400,11 +406,11 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     assert at.number_input(key=widgets.QUERY_ROW).value == 0
 
 
-def test_pre_vs_post_draws_both_models_maps_at_the_same_large_size():
-    at = fresh()
-    at.run()
+def test_pre_vs_post_draws_both_models_maps_at_the_same_large_size(explorer):
+    at = explorer
     at.switch_page("views/compare.py").run()
-    large = [f for f in figures(clean(at)) if "heads fused by mean" in f["layout"]["title"]["text"]]
+    large = figures_named(clean(at), "fused-attention")
+    assert all("heads fused by mean" in title(f) for f in large)
     assert [f["layout"]["title"]["text"].split(":")[0] for f in large] == ["demo-pre", "demo-post"]
     assert large[0]["layout"]["width"] == large[1]["layout"]["width"] >= 400
     assert large[0]["layout"]["height"] == large[1]["layout"]["height"]
