@@ -114,6 +114,7 @@ Examples:
 KINDS = ATTENTION_KINDS + CONV_KINDS
 UNTRAINED = "untrained combination"
 DESCRIPTIONS = {k.name: k.description for k in INTERVENTION_KINDS}
+_UNTRAINED_KINDS = {k.name: k.untrained for k in INTERVENTION_KINDS}
 """Every intervention kind in words, kind -> one line (``coatnet.INTERVENTION_DESCRIPTIONS``).
 
 Examples:
@@ -208,7 +209,7 @@ class Intervention:
     @property
     def untrained(self) -> bool:
         """Whether this runs the weights in a combination they were not trained in."""
-        return self.kind == "swap_normalization"
+        return _UNTRAINED_KINDS.get(self.kind, False)
 
     @property
     def label(self) -> str:
