@@ -36,7 +36,8 @@ class Preprocessing:
     Attributes:
         size: the input's (height, width) in pixels.
         channels: 1 (grey) or 3 (RGB).
-        mean, std: per channel (or one value for all), subtracted and divided after scaling to [0, 1].
+        mean: per channel (or one value for all), subtracted after scaling to [0, 1].
+        std: per channel (or one value for all), divided by after subtracting the mean.
         interpolation: Pillow's resampling filter, one of :data:`INTERPOLATIONS` (default bilinear).
         crop: the central share of the picture kept before resizing, in (0, 1]; 0.875 is the usual
             "resize 256, crop 224" (default 1.0: the whole picture).
