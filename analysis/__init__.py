@@ -37,6 +37,7 @@ from analysis.core.query import (
 from analysis.core.running import plain_model
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
+from analysis.explain.registry import Explainer, explainers, register_explainer
 from analysis.explain.relevance import ClassRelevance, class_relevance
 from analysis.explain.robustness import Robustness, robustness
 from analysis.explain.sanity import SanityReport, SanityResult, sanity_checks
@@ -110,6 +111,9 @@ __all__ = [
     "FaithfulnessReport",
     "class_relevance",
     "faithfulness",
+    "Explainer",
+    "explainers",
+    "register_explainer",
     "Robustness",
     "robustness",
     "SanityReport",

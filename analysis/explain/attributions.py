@@ -23,11 +23,10 @@ from PIL import Image
 
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
-from analysis.explain.pixels import N_STEPS, NOISE_LEVEL, NT_SAMPLES, pixel_maps
+from analysis.explain.pixels import N_STEPS, NOISE_LEVEL, NT_SAMPLES
 from coatnet.model.network import CoAtNet
 from coatnet.weights.checkpoint import class_names
 
-METHODS = ("gradcam", "integrated_gradients", "occlusion")
 STAGES = ("S0", "S1", "S2", "S3", "S4")
 
 
@@ -36,7 +35,8 @@ class Attribution:
     """One attribution map of one image for one class.
 
     Attributes:
-        method: ``gradcam``, ``integrated_gradients`` or ``occlusion``.
+        method: ``gradcam``, ``integrated_gradients``, ``occlusion`` or another method of
+            :func:`analysis.explainers` (:func:`attributions`).
         target: the explained class index.
         target_name: its name from the checkpoint (``coatnet.class_names(model)``), or None.
         stage: the Grad-CAM layer (``S0`` .. ``S4``); None for the pixel methods.
@@ -97,8 +97,9 @@ def attributions(
         method: ``gradcam`` (captum's ``LayerGradCam`` on the output of ``stage``),
             ``integrated_gradients`` (``IntegratedGradients`` from an all-zero baseline in the normalized
             space, i.e. the dataset's mean colour, smoothed by SmoothGrad noise unless
-            ``noise_tunnel=False``), or ``occlusion`` (``Occlusion`` with a sliding window set to 0, again
-            the mean colour).
+            ``noise_tunnel=False``), ``occlusion`` (``Occlusion`` with a sliding window set to 0, again
+            the mean colour), or any other method of :func:`analysis.explainers` but the random map
+            (its record's maps, given the options below; a method that does not read attention).
         target: the class to explain; None explains the predicted class (argmax of one forward pass).
         stage: Grad-CAM's layer, ``S0`` (the stem) to ``S4``; ignored by the pixel methods.
         noise_tunnel: Integrated Gradients only: average over ``nt_samples`` noisy copies of the image
@@ -129,10 +130,15 @@ def attributions(
         >>> ig.signed_map.shape, bool((ig.map >= 0).all())
         ((28, 28), True)
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "gradcam" and stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r} for Grad-CAM; choose one of {', '.join(STAGES)}")
+    from analysis.explain.registry import explainers  # imported when used: the registry imports this module
+
+    known = {record.name: record for record in explainers() if record.attribution}
+    if method not in known:
+        raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(known)}")
+    record = known[method]
+    if record.stages is not None and stage not in record.stages:
+        known_stages = ", ".join(record.stages)
+        raise ValueError(f"unknown stage {stage!r} for {record.label}; choose one of {known_stages}")
     batch = as_batch(image, model)
     if batch.shape[0] != 1:
         raise ValueError(f"attributions explain one image at a time; got a batch of {batch.shape[0]}")
@@ -145,9 +151,10 @@ def attributions(
         signed, positive = (_upsampled(c, size) for c in (cam, F.relu(cam)))
     else:
         signed, positive, probabilities, target = _perturbed(
-            model, batch, method, target, seed, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
+            model, batch, record, target, seed=seed, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
             noise_level=noise_level, n_steps=n_steps, internal_batch_size=internal_batch_size, window=window,
             stride=stride, perturbations_per_eval=perturbations_per_eval, progress=progress,
+            **({"stage": stage} if record.stages is not None else {}),
         )  # fmt: skip
     if progress is not None:
         progress(1.0)
@@ -156,7 +163,7 @@ def attributions(
         method=method,
         target=target,
         target_name=names[target] if names else None,
-        stage=stage if method == "gradcam" else None,
+        stage=stage if record.stages is not None else None,
         map=_numpy(positive),
         signed_map=_numpy(signed),
         probability=float(probabilities[target]),
@@ -172,19 +179,17 @@ def _upsampled(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _perturbed(
-    model, batch, method, target, seed, *, noise_tunnel, nt_samples, noise_level, n_steps,
-    internal_batch_size, window, stride, perturbations_per_eval, progress,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:  # fmt: skip
-    """Integrated Gradients or Occlusion: (signed, positive, probabilities, target)."""
+    model, batch, record, target, **options
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """A method other than Grad-CAM through its record's maps (Integrated Gradients, occlusion, yours):
+    (signed, positive, probabilities, target); a map without a sign is its own positive part."""
     with call_model(model) as own, torch.inference_mode():
         probabilities = own(batch).float().softmax(-1)[0]
     target = _check_target(target, probabilities)
-    (signed,) = pixel_maps(
-        model, batch, [target], method=method, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
-        noise_level=noise_level, n_steps=n_steps, internal_batch_size=internal_batch_size, seed=seed,
-        window=window, stride=stride, perturbations_per_eval=perturbations_per_eval, progress=progress,
-    )  # fmt: skip
-    return signed, signed.clamp(min=0), probabilities, target
+    chosen = torch.tensor([target], device=batch.device)
+    with torch.inference_mode(False), torch.enable_grad():  # as every consumer calls a record's maps
+        (signed,) = torch.as_tensor(np.asarray(record.maps(model, batch, chosen, **options), np.float32))
+    return signed, signed.clamp(min=0) if record.signed else signed, probabilities, target
 
 
 def gradcam_stages(

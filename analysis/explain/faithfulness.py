@@ -26,10 +26,12 @@ The protocol (every parameter is a module constant, recorded in each result's ``
   (pytorch-grad-cam's differences), ``road = (road_lerf - road_morf) / 2``: higher is more faithful.
   Where every pixel would be removed (a constant map), the image is filled with the dataset mean plus
   the noise (the system has no known pixel to solve from).
-- **methods**: effective-attention rollout (class-agnostic, averaged over queries), class relevance
-  (Chefer et al. 2021), gradient-weighted rollout, Grad-CAM at each stage S0..S4, Integrated Gradients
-  (SmoothGrad, :func:`analysis.attributions` defaults), occlusion (its defaults), and a random map: a
-  random order per seed of :data:`RANDOM_SEEDS`, the curves averaged over the seeds, with their spread.
+- **methods**: every method of :func:`analysis.explainers` (:func:`method_rows`): effective-attention
+  rollout (class-agnostic, averaged over queries), class relevance (Chefer et al. 2021),
+  gradient-weighted rollout, Grad-CAM at each stage S0..S4, Integrated Gradients (SmoothGrad,
+  :func:`analysis.attributions` defaults), occlusion (its defaults), any registered with
+  :func:`analysis.register_explainer`, and a random map: a random order per seed of
+  :data:`RANDOM_SEEDS`, the curves averaged over the seeds, with their spread.
 
 Examples:
     >>> report = faithfulness(model, image)
@@ -46,33 +48,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.core.geometry import attention_blocks
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
-from analysis.explain.attributions import STAGES, gradcam_maps
 from analysis.explain.perturbation import (
     PERCENTILES,
     ROAD_NOISE,
     STEPS,
     TIE_SEED,
     perturbed_images,
-    random_map,
 )
-from analysis.explain.pixels import pass_size, pixel_maps
-from analysis.explain.relevance import class_relevance
-from analysis.maps.attention import upsample_to_image
-from analysis.maps.rollout import attention_rollout
+from analysis.explain.registry import explainer, method_rows, row_name
 from coatnet.model.network import CoAtNet
 from coatnet.weights.checkpoint import class_names
 
 RANDOM_SEEDS = (0, 1, 2, 3, 4)
-METHODS = ("random", "rollout", "relevance", "grad_rollout", "gradcam", "integrated_gradients", "occlusion")
 SCORES = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf")
-
-
-def row_name(method: str, stage: str | None) -> str:
-    """A (method, stage) row as one label: ``gradcam S3``, ``relevance``."""
-    return f"{method} {stage}" if stage else method
 
 
 def protocol() -> dict:
@@ -96,7 +86,7 @@ class Explanation:
     """One method's map of one image, at the input's size as drawn.
 
     Attributes:
-        method: one of :data:`METHODS`.
+        method: the name of one of :func:`analysis.explainers`.
         stage: Grad-CAM's stage (``S0`` .. ``S4``), else None.
         map: (H, W) float32; larger means more relevant.
         seed: the random map's seed, else None.
@@ -131,7 +121,7 @@ class Faithfulness:
     """The faithfulness of one method's explanation of one image (random: the mean over seeds).
 
     Attributes:
-        method: one of :data:`METHODS`.
+        method: the name of one of :func:`analysis.explainers`.
         stage: Grad-CAM's stage (``S0`` .. ``S4``), else None.
         fractions: (STEPS + 1,) the removed (restored) fraction of the pixels, 0 .. 1.
         deletion: (STEPS + 1,) the target's probability as the most relevant pixels are removed.
@@ -202,18 +192,6 @@ class FaithfulnessReport:
     image_size: tuple[int, int]
 
 
-def method_rows(model: CoAtNet) -> list[tuple[str, str | None]]:
-    """The (method, stage) rows measured for ``model``: the attention methods only where it has attention
-    blocks; Grad-CAM once per stage."""
-    attention = bool(attention_blocks(model))
-    rows: list[tuple[str, str | None]] = [("random", None)]
-    if attention:
-        rows += [("rollout", None), ("relevance", None), ("grad_rollout", None)]
-    rows += [("gradcam", stage) for stage in STAGES]
-    rows += [("integrated_gradients", None), ("occlusion", None)]
-    return rows
-
-
 def explanation_maps(
     model: CoAtNet,
     images: torch.Tensor | Image.Image | Sequence[Image.Image],
@@ -222,63 +200,56 @@ def explanation_maps(
     rows: Sequence[tuple[str, str | None]] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> list[list[Explanation]]:
-    """Every method's map of every image, for the given class of each, at the input's size as drawn.
+    """Every method's map of every image, for the given class of each, at the input's size as drawn
+    (each method's record of :func:`analysis.explainers` makes the batch's maps at once).
 
     Args:
         model: a CoAtNet (analysed as it is, left as found).
         images: a preprocessed batch, an image or PIL images.
         targets: one class per image.
-        rows: the (method, stage) rows to make (default :func:`method_rows`); ``random`` gives one map
-            per seed of :data:`RANDOM_SEEDS`.
-        progress: called with the share done (0 .. 1) after each map.
+        rows: the (method, stage) rows to make (default :func:`method_rows`); the random map gives one
+            map per seed of :data:`RANDOM_SEEDS`.
+        progress: called with the share done (0 .. 1) after each method.
 
     Returns:
         Per image, the explanations in the order of ``rows`` (random: one per seed).
     """
     batch = as_batch(images, model)
     rows = list(method_rows(model) if rows is None else rows)
-    count, size = batch.shape[0], (int(batch.shape[-2]), int(batch.shape[-1]))
+    count = batch.shape[0]
     targets = [int(t) for t in targets]
     if len(targets) != count:
         raise ValueError(f"give one target per image: {len(targets)} for {count} images")
-    methods = {method for method, _ in rows}
-    unknown = methods - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    grids: dict[str, np.ndarray] = {}
-    if "rollout" in methods:
-        rollout = attention_rollout(model, batch)
-        grids["rollout"] = upsample_to_image(rollout.map, size)
-    for method in ("relevance", "grad_rollout"):
-        if method in methods:
-            found = class_relevance(model, batch, target=targets, method=method)
-            grids[method] = upsample_to_image(found.map, size)
-    cams = gradcam_maps(model, batch, targets) if "gradcam" in methods else None
-    per_pass = pass_size(size)
-    pixels = {
-        method: pixel_maps(model, batch, targets, method=method, internal_batch_size=per_pass,
-                           perturbations_per_eval=per_pass)
-        for method in ("integrated_gradients", "occlusion") if method in methods
-    }  # fmt: skip
-    out: list[list[Explanation]] = []
-    for i in range(count):
-        maps: list[Explanation] = []
-        for r, (method, stage) in enumerate(rows):
-            if progress is not None:
-                progress((i * len(rows) + r) / (count * len(rows)))
-            if method == "random":
-                maps += [Explanation("random", None, random_map(size, s), s) for s in RANDOM_SEEDS]
-            elif method in grids:
-                maps.append(Explanation(method, None, grids[method][i]))
-            elif method == "gradcam":
-                maps.append(Explanation("gradcam", stage, cams[STAGES.index(stage)][i]))
-            else:
-                signed = pixels[method][i].detach().cpu().numpy().astype(np.float32)
-                maps.append(Explanation(method, None, np.maximum(signed, 0), signed=signed))
-        out.append(maps)
+    records = {method: explainer(method) for method, _ in rows}  # an unknown method raises here
+    chosen = torch.tensor(targets, device=batch.device)
+    made: dict[tuple[str, str | None], list[list[Explanation]]] = {}  # per row and image (random: per seed)
+    for done, (method, record) in enumerate(records.items()):
+        if record.baseline:
+            seeded = [(s, record.maps(model, batch, chosen, seed=s)) for s in RANDOM_SEEDS]
+            made[(method, None)] = [
+                [Explanation(method, None, maps[i], s) for s, maps in seeded] for i in range(count)
+            ]
+        else:
+            stages = [stage for m, stage in rows if m == method]
+            found = record.at_stages(model, batch, chosen, stages) if record.stages else [
+                record.maps(model, batch, chosen)
+            ]  # fmt: skip
+            for stage, maps in zip(stages, found, strict=True):
+                made[(method, stage)] = [[_explanation(record, stage, maps[i])] for i in range(count)]
+        if progress is not None:
+            progress((done + 1) / len(records))
+    out = [[e for row in rows for e in made[row][i]] for i in range(count)]
     if progress is not None:
         progress(1.0)
     return out
+
+
+def _explanation(record, stage: str | None, values: np.ndarray) -> Explanation:
+    """One map as an :class:`Explanation`: a signed method's positive part, its sign kept beside it."""
+    values = np.asarray(values, dtype=np.float32)
+    if record.signed:
+        return Explanation(record.name, stage, np.maximum(values, 0), signed=values)
+    return Explanation(record.name, stage, values)
 
 
 def explanation_scores(

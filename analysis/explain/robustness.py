@@ -27,8 +27,8 @@ from PIL import Image
 
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
-from analysis.explain.faithfulness import Explanation, explanation_maps, method_rows, row_name
-from analysis.explain.perturbation import random_map
+from analysis.explain.faithfulness import Explanation, explanation_maps
+from analysis.explain.registry import explainer, method_rows, row_name
 
 RADIUS = 0.1  # normalized input units (a tenth of a standard deviation of the training data)
 N_SAMPLES = 8
@@ -39,7 +39,7 @@ class Robustness:
     """One explanation's robustness for one image (:func:`robustness`).
 
     Attributes:
-        method: one of :data:`analysis.explain.faithfulness.METHODS`.
+        method: the name of one of :func:`analysis.explainers`.
         stage: Grad-CAM's stage, else None.
         max_sensitivity: the largest change of the map over the perturbed inputs, relative to the map's
             norm (module docstring; lower: more robust).
@@ -124,8 +124,10 @@ def robustness(
     rows = list(method_rows(model) if rows is None else rows)
     with call_model(model) as own, torch.inference_mode():
         target = int(own(batch).float().argmax(-1)[0])
+    explained = torch.tensor([target], device=batch.device)
     deltas = noise(batch.shape[1:], radius=radius, n_samples=n_samples, seed=seed).to(batch)
-    others = [r for r in rows if r[0] != "random"]
+    baseline = {m for m, _ in rows if explainer(m).baseline}  # drawn afresh per input, not made here
+    others = [r for r in rows if r[0] not in baseline]
     if given is None:
         inputs = torch.cat([batch, batch + deltas])
         maps = explanation_maps(model, inputs, [target] * inputs.shape[0], rows=others, progress=progress)
@@ -135,15 +137,15 @@ def robustness(
         made = [(e.method, e.stage) for e in given]
         if made != rows:
             raise ValueError(f"the given maps are of the rows {made}, not {rows}")
-        own = [e for e in given if e.method != "random"]
+        own = [e for e in given if e.method not in baseline]
         maps = [own, *explanation_maps(model, batch + deltas, [target] * n_samples, rows=others,
                                        progress=progress)]  # fmt: skip
-    size = (int(batch.shape[-2]), int(batch.shape[-1]))
     distance = deltas.flatten(1).double().norm(dim=1).cpu().numpy()
     out = []
     for method, stage in rows:
-        if method == "random":
-            each = [random_map(size, seed + n) for n in range(n_samples + 1)]
+        if method in baseline:
+            record = explainer(method)
+            each = [record.maps(model, batch, explained, seed=seed + n)[0] for n in range(n_samples + 1)]
         else:
             k = others.index((method, stage))
             each = [per_input[k].signed_map for per_input in maps]
