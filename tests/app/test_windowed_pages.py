@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from app import pages as app_pages
-from tests.support.apptest import caption, clean, figures, fresh, titles
+from tests.support.apptest import caption, clean, copied, figure_named, figures, named_titles, title
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +24,29 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def app():
-    at = fresh()
-    at.run()
+def on_maxvit(first_run):
+    """The explorer on demo-maxvit, built once: read-only."""
+    at = copied(first_run)
     at.selectbox(key="demo_name").set_value("demo-maxvit").run()
     return clean(at)
+
+
+@pytest.fixture
+def app(on_maxvit):
+    """A session of the test's own on demo-maxvit."""
+    return copied(on_maxvit)
 
 
 def test_the_explorer_shows_block_and_grid_attention_in_the_query_s_window(app):
     app.switch_page("views/explorer.py").run()
     assert app.selectbox(key="block").options[:2] == ["S1.0.block", "S1.0.grid"]
-    assert any("block attention within its 7x7 window" in t for t in titles(clean(app)))
+    assert "block attention within its 7x7 window" in title(figure_named(clean(app), "fused-attention"))
     app.selectbox(key="block").set_value("S1.0.grid").run()
-    drawn = titles(clean(app))
-    assert any(t.startswith("S1.0.grid") and "7x7 grid group, dilated" in t for t in drawn)
+    clicked = title(figure_named(clean(app), "fused-attention"))
+    assert clicked.startswith("S1.0.grid") and "7x7 grid group, dilated" in clicked
     greyed = [t for f in figures(app) for t in f["data"] if t.get("name") == "not attended"]
     assert greyed and all("not attended" in t["hovertemplate"] for t in greyed)
-    assert any(t.startswith("Attention rollout S1.0.block..S4.0.grid") for t in drawn)
+    assert title(figure_named(app, "rollout")).startswith("Attention rollout S1.0.block..S4.0.grid")
     assert "maxvit_pico, pre-normalization" in caption(app)
 
 
@@ -54,7 +60,7 @@ def test_every_page_draws_on_a_maxvit(app, page):
         assert any("S1.0.grid" in str(f["data"]) for f in figures(app))
     if page == "views/dataset.py":  # its own shipped study, each partition's heads and interventions
         assert app.selectbox(key="study_choice").value == "study-demo-maxvit"
-        assert any("over 10000 images" in t for t in titles(app))
+        assert "over 10000 images" in title(figure_named(app, "study-distance"))
         assert any("swap_normalization S1.0.grid" in str(f["data"]) for f in figures(app))
 
 
@@ -70,9 +76,8 @@ def test_interventions_knock_out_one_partition(app):
     assert app.selectbox(key="iv_map_block").value == "S1.0.grid"  # the first map the knockout changes
 
 
-def test_pre_vs_post_puts_demo_pre_beside_demo_maxvit_at_one_picture_point():
-    at = fresh()
-    at.run()
+def test_pre_vs_post_puts_demo_pre_beside_demo_maxvit_at_one_picture_point(explorer):
+    at = explorer
     at.switch_page("views/compare.py").run()
     assert at.radio(key="compare_how").options[-2:] == ["the built-in of the other family", "another model"]
     at.radio(key="compare_how").set_value("the built-in of the other family").run()
@@ -83,15 +88,14 @@ def test_pre_vs_post_puts_demo_pre_beside_demo_maxvit_at_one_picture_point():
     at.run()
     assert clean(at).selectbox(key="compare_other_block").value == "S1.0.block"
     at.selectbox(key="compare_other_block").set_value("S2.0.grid").run()
-    drawn = titles(clean(at))
+    drawn = named_titles(clean(at), "fused-attention")
     assert drawn[-2].startswith("demo-pre: S3.0") and "query (6, 0)" in drawn[-2]
     # the same picture point, (26, 2) in pixels, on demo-maxvit's 14x14 S2 grid of 2 px cells: cell (13, 1)
     assert drawn[-1].startswith("demo-maxvit: S2.0.grid") and "query (13, 1)" in drawn[-1]
 
 
-def test_pre_vs_post_puts_demo_pre_beside_a_maxvit_file_at_one_picture_point(checkpoint):
-    at = fresh()
-    at.run()
+def test_pre_vs_post_puts_demo_pre_beside_a_maxvit_file_at_one_picture_point(checkpoint, explorer):
+    at = explorer
     at.switch_page("views/compare.py").run()
     at.radio(key="compare_how").set_value("another model").run()
     at.text_input(key="compare_other").input(checkpoint).run()
@@ -99,7 +103,7 @@ def test_pre_vs_post_puts_demo_pre_beside_a_maxvit_file_at_one_picture_point(che
     at.session_state["query_row"], at.session_state["query_col"] = 2, 5  # demo-pre's S3.0: 7x7, 4 px a cell
     at.run()
     at.selectbox(key="compare_other_block").set_value("S1.0.grid").run()
-    drawn = titles(clean(at))
+    drawn = named_titles(clean(at), "fused-attention")
     assert drawn[-2].startswith("demo-pre: S3.0") and "query (2, 5)" in drawn[-2]
     # the same picture point, (10, 22) in pixels, on the MaxViT's 14x14 grid of 2 px cells: cell (5, 11)
     assert drawn[-1].startswith("maxvit_pico: S1.0.grid") and "query (5, 11)" in drawn[-1]
