@@ -277,13 +277,14 @@ def kernels(key: ModelKey):
 
 
 @shared_result(max_entries=32)
-def comparison(a: ModelKey, b: ModelKey, image: bytes, point: tuple[float, float], labels: tuple[str, str]):
-    """Two models on one image at one query point (pixels): :func:`analysis.compare`, on both models'
-    cached attention maps when the two prepare images alike (the same checkpoint both ways, the demos)."""
+def comparison(a: ModelKey, b: ModelKey, image: bytes, pixel: tuple[float, float], labels: tuple[str, str]):
+    """Two models on one image at one query, an input pixel of ``a`` (:meth:`analysis.Query.centre`):
+    :func:`analysis.compare`, on both models' cached attention maps when the two prepare images alike (the
+    same checkpoint both ways, the demos)."""
     net_a, net_b = model(a), model(b)
     alike = preprocessing_of(net_a) == preprocessing_of(net_b)
     maps = (attention(a, image), attention(b, image)) if alike else None
-    return compare(net_a, net_b, _image(image), point=point, labels=labels, maps=maps)
+    return compare(net_a, net_b, _image(image), pixel=pixel, labels=labels, maps=maps)
 
 
 @st.cache_data(max_entries=16, show_spinner="Counting parameters and multiply-accumulates...")
@@ -384,12 +385,12 @@ def _layout_models(names: tuple[str, ...], device: str) -> dict:
 
 
 @shared_result(max_entries=16)
-def layout_views(names: tuple[str, ...], image: bytes, point: tuple[float, float], device: str):
-    """The image through every layout's model on ``device``, stage by stage
+def layout_views(names: tuple[str, ...], image: bytes, pixel: tuple[float, float], device: str):
+    """The image through every layout's model on ``device``, stage by stage, the query at input ``pixel``
     (:func:`analysis.studies.layouts.compare_layouts`)."""
     from analysis import compare_layouts
 
-    return compare_layouts(_layout_models(names, device), _image(image), point=point)
+    return compare_layouts(_layout_models(names, device), _image(image), pixel=pixel)
 
 
 def layout_picture(spec: str, image: bytes, device: str):

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis import Query
+from app import widgets
 from app.widgets import ATTENTION, MODEL_SOURCES, QUERY_POINT, TIMM_TAGS
 from coatnet import available_devices
 from coatnet.weights import NAMES
 
 RESTORED = "url_restored"  # the session has read its URL once
-PENDING_IMAGE = "url_image"  # a gallery sample named by the URL, applied when the gallery is drawn
+PENDING_IMAGE = widgets.LINKED_IMAGE  # a gallery sample named by the URL, applied when the gallery is drawn
 REFUSED = "url_refused"  # why a path in the link was not honoured
 SOURCES = {"demo": MODEL_SOURCES[0], "timm": MODEL_SOURCES[1], "path": MODEL_SOURCES[2]}
-CHOICES = ("block", "part", "head")  # widget keys whose values go in the URL as they are
+CHOICES = (widgets.BLOCK, widgets.PART, widgets.HEAD)  # widget keys whose values go in the URL as they are
 # the Patching page's choices (app/views/patching.py): strings as they are, class indices as numbers
 PATCHING = ("pt_how", "pt_kind", "pt_sigma", "pt_other", "pt_direction", "pt_metric", "pt_block")
 NUMBERS = ("pt_target", "pt_foil")
@@ -56,12 +58,12 @@ def restore() -> None:
             "timm tag this app knows: choose the model in the sidebar."
         )
     if source == "demo" and model in NAMES:
-        state["model_source"], state["demo_name"] = SOURCES["demo"], model
+        state[widgets.MODEL_SOURCE], state[widgets.DEMO_NAME] = SOURCES["demo"], model
     elif source == "timm" and model in TIMM_TAGS:
-        state["model_source"], state["timm_tag"] = SOURCES["timm"], model
+        state[widgets.MODEL_SOURCE], state[widgets.TIMM_TAG] = SOURCES["timm"], model
     elif source == "path" and model:
         if shared(model):
-            state["model_source"], state["model_path"] = SOURCES["path"], model
+            state[widgets.MODEL_SOURCE], state[widgets.MODEL_PATH] = SOURCES["path"], model
         else:
             folders = ", ".join(str(f) for f in allowed_folders())
             state[REFUSED] = (
@@ -69,54 +71,50 @@ def restore() -> None:
                 "model in the sidebar (or start the server with COATNET_LENS_ALLOWED_DIRS)."
             )
     if params.get("device") in available_devices():  # a link made on a GPU machine opens on a CPU one
-        state["device"] = params["device"]
+        state[widgets.DEVICE] = params["device"]
     labels = {mode: label for label, mode in ATTENTION.items() if mode}
     if params.get("attention") in labels:
-        state["attention"] = labels[params["attention"]]
+        state[widgets.ATTENTION_MODE] = labels[params["attention"]]
     if params.get("image"):
-        state["image_source"], state[PENDING_IMAGE] = "Gallery", params["image"]
+        state[widgets.IMAGE_SOURCE], state[PENDING_IMAGE] = "Gallery", params["image"]
     for key in CHOICES + PATCHING:
         if params.get(key):
             state[key] = params[key]
     for key in NUMBERS:
         if params.get(key, "").isdigit():  # a page checks the class against its model
             state[key] = int(params[key])
-    try:
-        fy, fx = (float(v) for v in params.get("q", "").split(","))
-        if 0 <= fy <= 1 and 0 <= fx <= 1:
-            state[QUERY_POINT] = (fy, fx)
-    except ValueError:
-        pass
+    query = Query.from_text(params.get("q", ""))
+    if query is not None:
+        state[QUERY_POINT] = query
 
 
 def save(gallery_kind: str | None) -> dict[str, str]:
     """Write the view as it is now into the URL (uploads left out); returns the parameters written."""
     state = st.session_state
     params: dict[str, str] = {}
-    source = state.get("model_source")
+    source = state.get(widgets.MODEL_SOURCE)
     model = {
-        SOURCES["demo"]: state.get("demo_name"),
-        SOURCES["timm"]: state.get("timm_tag"),
-        SOURCES["path"]: (state.get("model_path") or "").strip(),
+        SOURCES["demo"]: state.get(widgets.DEMO_NAME),
+        SOURCES["timm"]: state.get(widgets.TIMM_TAG),
+        SOURCES["path"]: (state.get(widgets.MODEL_PATH) or "").strip(),
     }.get(source)
     if model:
         params["source"] = next(name for name, label in SOURCES.items() if label == source)
         params["model"] = model
-    mode = ATTENTION.get(state.get("attention", "as trained"))
+    mode = ATTENTION.get(state.get(widgets.ATTENTION_MODE, "as trained"))
     if mode:
         params["attention"] = mode
-    if state.get("device"):
-        params["device"] = state["device"]
-    if gallery_kind is not None and state.get("image_source", "Gallery") == "Gallery":
-        sample = state.get(f"gallery_{gallery_kind}")
+    if state.get(widgets.DEVICE):
+        params["device"] = state[widgets.DEVICE]
+    if gallery_kind is not None and state.get(widgets.IMAGE_SOURCE, "Gallery") == "Gallery":
+        sample = state.get(widgets.gallery_key(gallery_kind))
         if sample:
             params["image"] = sample
     for key in CHOICES + PATCHING + NUMBERS:
         if state.get(key) is not None:
             params[key] = str(state[key])
     if state.get(QUERY_POINT) is not None:
-        fy, fx = state[QUERY_POINT]
-        params["q"] = f"{fy:.5f},{fx:.5f}"
+        params["q"] = Query(*state[QUERY_POINT]).text()
     if dict(st.query_params) != params:
         st.query_params.from_dict(params)
     return params

@@ -4,6 +4,7 @@ other widgets, such as a click on a heatmap) can set it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
@@ -27,9 +28,21 @@ PARTS = {
     "bias": "bias only, w(key - query)",
     "bias_softmax": "softmax(bias)",
 }
-# session-state keys the app owns (tests set them; a heatmap click writes the query)
+# session-state keys the app owns, each written here once: the widgets keep their values under them, and a
+# link (app.urlstate), a heatmap click and the tests read and set them through these names
+MODEL_SOURCE, DEMO_NAME, TIMM_TAG = "model_source", "demo_name", "timm_tag"  # the sidebar's model
+MODEL_PATH, MODEL_UPLOAD = "model_path", "model_upload"
+ATTENTION_MODE, DEVICE = "attention", "device"
+IMAGE_SOURCE, IMAGE_UPLOAD = "image_source", "image_upload"  # the sidebar's image
+LINKED_IMAGE = "url_image"  # a gallery sample named by a link, applied when the gallery is drawn
+BLOCK, PART, HEAD = "block", "part", "head"  # the pages' pickers (a link carries them as they are)
 QUERY_ROW, QUERY_COL = "query_row", "query_col"  # the inputs of the cell shown
-QUERY_POINT, QUERY_SHOWN = "query_point", "query_shown"  # the point (fy, fx) of the picture; (grid, row, col)
+QUERY_POINT, QUERY_SHOWN = "query_point", "query_shown"  # the analysis.Query (fy, fx); (grid, row, col)
+
+
+def gallery_key(kind: str) -> str:
+    """The key of the gallery's sample picker for models of ``kind`` (:func:`app.gallery.kind_for`)."""
+    return f"gallery_{kind}"
 
 
 WIDTH_STEP = 20  # px: the column's width is reported in these steps, so a resize by a few px reruns nothing
@@ -80,13 +93,13 @@ class ImageChoice:
 
 def model_picker() -> ModelChoice | None:
     """Source, checkpoint and attention mode; None until a path or upload is given."""
-    source = st.radio("Model", MODEL_SOURCES, key="model_source")
+    source = st.radio("Model", MODEL_SOURCES, key=MODEL_SOURCE)
     timm_tag = None
     if source == MODEL_SOURCES[0]:
         spec = st.selectbox(
             "Checkpoint",
             NAMES,
-            key="demo_name",
+            key=DEMO_NAME,
             help="Small models trained on Fashion-MNIST: the CoAtNet pre/post pair, a MaxViT and the layout "
             "study's models",
         )
@@ -94,12 +107,12 @@ def model_picker() -> ModelChoice | None:
         spec = timm_tag = st.selectbox(
             "timm tag",
             TIMM_TAGS,
-            key="timm_tag",
+            key=TIMM_TAG,
             help="Downloaded once into the Hugging Face cache",
         )
     elif source == MODEL_SOURCES[2]:
         spec = st.text_input(
-            "Path", key="model_path", placeholder="/path/to/model.safetensors",
+            "Path", key=MODEL_PATH, placeholder="/path/to/model.safetensors",
             help="A checkpoint of ours (coatnet train / import-timm), or timm's model.safetensors or "
             "pytorch_model.bin (read with weights_only=True)",
         ).strip()  # fmt: skip
@@ -108,7 +121,7 @@ def model_picker() -> ModelChoice | None:
             return None
     else:
         upload = st.file_uploader(
-            "Checkpoint", type=["safetensors", "bin", "pth"], key="model_upload",
+            "Checkpoint", type=["safetensors", "bin", "pth"], key=MODEL_UPLOAD,
             help="A .safetensors checkpoint of ours, or timm weights",
         )  # fmt: skip
         if upload is None:
@@ -116,13 +129,13 @@ def model_picker() -> ModelChoice | None:
             return None
         spec = saved_upload(upload.getvalue(), upload.name)
     label = st.radio(
-        "Attention normalization", tuple(ATTENTION), key="attention", horizontal=True,
+        "Attention normalization", tuple(ATTENTION), key=ATTENTION_MODE, horizontal=True,
         help="Pre: softmax(content + bias), the paper's choice. Post: softmax(content) + bias. Switching "
         "a model trained the other way keeps its weights, and is labelled so.",
     )  # fmt: skip
     devices = available_devices()
     device = st.selectbox(
-        "Device", devices, key="device", disabled=len(devices) == 1,
+        "Device", devices, key=DEVICE, disabled=len(devices) == 1,
         help="Where the model runs: CUDA when this machine has it (the default), else the CPU",
     )  # fmt: skip
     return ModelChoice(
@@ -132,40 +145,40 @@ def model_picker() -> ModelChoice | None:
 
 def image_picker(kind: str) -> ImageChoice | None:
     """A gallery sample fit for the model (``kind`` from :func:`app.gallery.kind_for`) or an upload."""
-    source = st.radio("Image", ("Gallery", "Upload"), key="image_source", horizontal=True)
+    source = st.radio("Image", ("Gallery", "Upload"), key=IMAGE_SOURCE, horizontal=True)
     if source == "Gallery":
         samples = gallery.samples(kind)
         names = [s.name for s in samples]
         by_name = {s.name: s for s in samples}
-        wanted = st.session_state.pop("url_image", None)  # named by a link (app.urlstate)
+        wanted = st.session_state.pop(LINKED_IMAGE, None)  # named by a link (app.urlstate)
         if wanted in by_name:
-            st.session_state[f"gallery_{kind}"] = wanted
+            st.session_state[gallery_key(kind)] = wanted
         elif wanted is not None:  # say so: never show another image as if it were the one linked
             st.warning(
                 f"The link names an image, {wanted!r}, that this model's gallery does not have: showing "
                 "the gallery's own choice instead.", icon=":material/link_off:",
             )  # fmt: skip
         name = st.selectbox(
-            "Sample", names, key=f"gallery_{kind}", format_func=lambda n: by_name[n].caption,
+            "Sample", names, key=gallery_key(kind), format_func=lambda n: by_name[n].caption,
             help=f"Shipped with the app: {samples[0].licence}",
         )  # fmt: skip
         sample = by_name[name]
         return ImageChoice(sample.read_bytes(), sample.name, sample.class_name, sample.path.name)
-    upload = st.file_uploader("Your image", type=IMAGE_TYPES, key="image_upload")
+    upload = st.file_uploader("Your image", type=IMAGE_TYPES, key=IMAGE_UPLOAD)
     if upload is None:
         st.caption("PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; at most 50 MB and 40 megapixels.")
         return None
     return ImageChoice(upload.getvalue(), upload.name.rsplit(".", 1)[0] or "upload", file_name=upload.name)
 
 
-def block_picker(names: tuple[str, ...], *, key: str = "block", label: str = "Stage.block") -> str:
+def block_picker(names: tuple[str, ...], *, key: str = BLOCK, label: str = "Stage.block") -> str:
     """One block, named by stage and index (``S3.0``...); the last choice is kept when it still exists."""
     if st.session_state.get(key) not in names:
         st.session_state[key] = names[0]
     return st.selectbox(label, names, key=key, help="S3.1 is the second block of stage S3")
 
 
-def part_picker(mode: str, *, key: str = "part") -> str:
+def part_picker(mode: str, *, key: str = PART) -> str:
     """Effective weights, content only, bias only (and softmax(bias) under pre-normalization)."""
     parts = [p for p in PARTS if p != "bias_softmax" or mode == "pre"]
     if st.session_state.get(key) not in parts:
@@ -173,7 +186,7 @@ def part_picker(mode: str, *, key: str = "part") -> str:
     return st.radio("Show", parts, key=key, format_func=PARTS.get, horizontal=True)
 
 
-def head_picker(heads: int, *, key: str = "head") -> str:
+def head_picker(heads: int, *, key: str = HEAD) -> str:
     """``mean`` / ``max`` over heads, or one head (``0`` .. ``heads - 1``) for the clickable map."""
     options = ["mean", "max", *(str(h) for h in range(heads))]
     if st.session_state.get(key) not in options:
@@ -184,22 +197,23 @@ def head_picker(heads: int, *, key: str = "head") -> str:
     )
 
 
-def query_picker(grid: tuple[int, int], stride: int, view: PictureView) -> tuple[int, int]:
-    """The query cell (row, col) on ``grid``, from the one query of the session: a point of the picture
-    (:mod:`analysis.core.query`), so that every block, page and model looks at the same spot and a round trip
-    returns to the clicked cell. A click (:func:`take_click`) or the row and column inputs move the point
-    to the centre of the chosen cell; the inputs only take cells of this grid."""
-    query_cell(grid, stride, view)
+def query_picker(view: PictureView, *, grid: tuple[int, int], stride: float) -> Query:
+    """The session's one query (:class:`analysis.Query`, a point of the picture: every block, page and
+    model looks at the same spot, and a round trip returns to the clicked cell), as ``grid`` shows it: at
+    the centre of its cell (:meth:`analysis.Query.snapped`). A click (:func:`take_click`) or the row and
+    column inputs move it to the centre of the chosen cell; the inputs only take cells of this grid. The
+    page reads the cell, the index and the pixel it needs from the query's own methods."""
+    query = query_kept(view, grid=grid, stride=stride)
     left, right = st.columns(2)
     # the range in the label: a value outside it is refused in the field (red, with why) and never used
-    row = left.number_input(f"Query row (0-{grid[0] - 1})", 0, grid[0] - 1, key=QUERY_ROW, step=1)
-    col = right.number_input(f"Query column (0-{grid[1] - 1})", 0, grid[1] - 1, key=QUERY_COL, step=1)
-    return int(row), int(col)
+    left.number_input(f"Query row (0-{grid[0] - 1})", 0, grid[0] - 1, key=QUERY_ROW, step=1)
+    right.number_input(f"Query column (0-{grid[1] - 1})", 0, grid[1] - 1, key=QUERY_COL, step=1)
+    return query
 
 
-def query_cell(grid: tuple[int, int], stride: int, view: PictureView) -> tuple[int, int]:
-    """The query cell on ``grid`` as :func:`query_picker` finds it, without drawing its inputs (for a view
-    the query does not act on: the point is kept for the pages it does)."""
+def query_kept(view: PictureView, *, grid: tuple[int, int], stride: float) -> Query:
+    """The query as :func:`query_picker` finds it, without drawing its inputs (for a view the query does
+    not act on: the point is kept for the pages it does)."""
     state = st.session_state
     grid = (int(grid[0]), int(grid[1]))
     shown = state.get(QUERY_SHOWN)
@@ -221,18 +235,50 @@ def query_cell(grid: tuple[int, int], stride: int, view: PictureView) -> tuple[i
         )  # fmt: skip
     state[QUERY_ROW], state[QUERY_COL] = cell
     state[QUERY_SHOWN] = (grid, *cell)
-    return int(cell[0]), int(cell[1])
+    return query.snapped(view, grid=grid, stride=stride)
+
+
+def clicked(chart_key: str) -> tuple | None:
+    """The ``customdata`` of the point last clicked on the chart drawn under ``chart_key`` (with
+    ``on_select``), as a tuple; None when no point with data is selected. A browser sends a point's
+    ``[a, b]`` as ``{"0": a, "1": b}`` (plotly.js typed arrays): both read the same."""
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    data = [p["customdata"] for p in points if p.get("customdata") is not None]
+    if not data:
+        return None
+    last = data[-1]
+    if isinstance(last, dict):
+        return tuple(last[k] for k in sorted((k for k in last if k.isdigit()), key=int))
+    return tuple(last)
 
 
 def take_click(chart_key: str) -> None:
     """``on_select`` callback of a clickable map: the clicked cell becomes the query."""
-    event = st.session_state.get(chart_key)
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    cells = [p["customdata"] for p in points if p.get("customdata") is not None]
-    if cells:  # a browser sends [row, col] as {"0": row, "1": col} (plotly.js typed arrays)
-        cell = cells[-1]
-        row, col = (cell["0"], cell["1"]) if isinstance(cell, dict) else cell[:2]
-        st.session_state[QUERY_ROW], st.session_state[QUERY_COL] = int(row), int(col)
+    cell = clicked(chart_key)
+    if cell is not None:  # the maps' customdata: [row, col, ...]
+        st.session_state[QUERY_ROW], st.session_state[QUERY_COL] = int(cell[0]), int(cell[1])
+
+
+def on_request(
+    compute: Callable, *args, working: str, button: str | None = None, button_key: str | None = None,
+    note: str | None = None,
+):  # fmt: skip
+    """The result of ``compute(*args)``, a slow analysis kept for the session
+    (:func:`app.cache.session_result`), with a progress bar while it computes ("``working``: 40%").
+    With ``button``, it is computed only once the button (under ``button_key``) is clicked, unless the
+    session already keeps it; until then None, with ``note`` under the button."""
+    kept = compute.has(*args)
+    if button is not None and not kept and not st.button(button, key=button_key):
+        if note:
+            st.caption(note)
+        return None
+    if kept:
+        return compute(*args)
+    bar = st.progress(0.0, text=f"{working}...")
+    result = compute(*args, progress=lambda share: bar.progress(share, text=f"{working}: {share:.0%}"))
+    bar.empty()
+    return result
 
 
 def column_width(key: str = "column_width") -> int:

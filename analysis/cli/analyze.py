@@ -21,8 +21,7 @@ from analysis.core.models import describe, load_model
 from analysis.core.query import middle_point, query_index
 from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
-from analysis.explain.registry import explainers
-from analysis.explain.relevance import class_relevance
+from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
 from analysis.explain.sanity import sanity_checks
 from analysis.maps.attention import BlockAttention, attention_maps, query_map
 from analysis.maps.cka import cka
@@ -38,6 +37,7 @@ from coatnet.cli.options import add_attention_arg, add_command, add_compute_args
 from coatnet.devices import resolve_device
 from coatnet.weights.checkpoint import class_names
 
+ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
 # CKA compares representations across images: with fewer, the unbiased estimate is mostly noise
 CKA_MIN_IMAGES = 16
 
@@ -58,8 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), help="query pixel (default: centre)")
     p.add_argument("--stage", default="S3", help="stage for Grad-CAM (S0..S4)")
     p.add_argument(
-        "--attributions", nargs="*", choices=[e.name for e in explainers() if e.attribution],
-        default=["gradcam"],
+        "--attributions", nargs="*", choices=ATTRIBUTIONS, default=["gradcam"],
         help="pixel attributions per image (default gradcam; integrated_gradients and occlusion cost tens "
         "of seconds an image at 224 on a CPU)",
     )  # fmt: skip
@@ -104,12 +103,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     args.explain_class = parse_class(args.explain, model)
     batch = as_batch(pictures, model)
     shown = [display_image(x, preprocessing_of(model)) for x in batch]
-    point = tuple(args.point) if args.point else None
+    pixel = tuple(args.point) if args.point else None  # --point Y X: an input pixel
     sections, results = [], {"model": describe(model), "images": names}
     sections.append(_model_section(model, batch, shown, results))
     bar = tqdm(total=len(pictures), desc="images", unit="img", disable=args.quiet)
     for i, name in enumerate(names):
-        sections.append(_image_section(model, other, batch[i : i + 1], shown[i], name, point, args, results))
+        sections.append(_image_section(model, other, batch[i : i + 1], shown[i], name, pixel, args, results))
         bar.update()
     bar.close()
     if other is not None and len(pictures) >= CKA_MIN_IMAGES:
@@ -137,7 +136,7 @@ def _model_section(model, batch: torch.Tensor, shown: list[np.ndarray], results:
     )  # fmt: skip
 
 
-def _image_section(model, other, x, shown, name, point, args, results) -> Section:
+def _image_section(model, other, x, shown, name, pixel, args, results) -> Section:
     maps = attention_maps(model, x)
     stats = attention_statistics(model, x, maps=maps)
     rollout = attention_rollout(model, x, maps=maps)
@@ -149,7 +148,7 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
         for p, c in zip(top.values, top.indices, strict=True)
     ]
     record: dict[str, Any] = {"predictions": predictions, "statistics": stats, "rollout": rollout}
-    queries = {block.name: _query(block, point) for block in maps.blocks}
+    queries = {block.name: _query(block, pixel) for block in maps.blocks}
     for block in maps.blocks:
         query = queries[block.name]
         record.setdefault("attention_at_query", {})[block.name] = {  # (heads, H, W): NaN outside a window
@@ -164,8 +163,7 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
     found = []
     if maps.blocks:
         target = args.explain_class if args.explain_class is not None else int(probabilities.argmax())
-        relevances = [e.name for e in explainers() if e.needs_attention and e.class_specific]
-        found = [class_relevance(model, x, target=target, method=m) for m in relevances]
+        found = [class_relevance(model, x, target=target, method=m) for m in RELEVANCE_METHODS]
         record.update({r.method: r for r in found})
     report = faithfulness(model, x) if getattr(args, "faithfulness", False) else None
     if report is not None:
@@ -173,7 +171,7 @@ def _image_section(model, other, x, shown, name, point, args, results) -> Sectio
     checked = sanity_checks(model, x) if getattr(args, "sanity", False) else None
     if checked is not None:
         record["sanity"] = checked
-    comparison = compare(model, other, x, point=point) if other is not None else None
+    comparison = compare(model, other, x, pixel=pixel) if other is not None else None
     if comparison is not None:
         record["comparison"] = comparison
     results.setdefault("per_image", {})[name] = record
@@ -201,6 +199,6 @@ def parse_class(spec: str | None, model) -> int | None:
     )
 
 
-def _query(block: BlockAttention, point: tuple[float, float] | None) -> int:
+def _query(block: BlockAttention, pixel: tuple[float, float] | None) -> int:
     size = (block.grid[0] * block.stride, block.grid[1] * block.stride)  # the input the grid tiles
-    return query_index(block.grid, block.stride, *(point if point is not None else middle_point(size)))
+    return query_index(block.grid, block.stride, *(pixel if pixel is not None else middle_point(size)))

@@ -47,7 +47,7 @@ class BlockComparison:
     Examples:
         >>> import torch, analysis
         >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
-        >>> s3 = analysis.compare(pre, post, torch.randn(1, 1, 28, 28), point=(14, 14)).blocks[0]
+        >>> s3 = analysis.compare(pre, post, torch.randn(1, 1, 28, 28), pixel=(14, 14)).blocks[0]
         >>> s3.name, s3.query, s3.js_mean.shape, s3.difference.shape
         ('S3.0', 24, (4,), (4, 7, 7))
     """
@@ -73,7 +73,7 @@ class Comparison(NamedBlocks):
 
     Attributes:
         labels: what to call the two models (e.g. ``pre``, ``post``).
-        point: the query as an image pixel (y, x), mapped into each block's grid.
+        pixel: the query as an input pixel (y, x), mapped into each block's grid.
         blocks: one :class:`BlockComparison` per shared attention block.
         predicted_a: (B,) the first model's predicted class per image.
         predicted_b: (B,) the second model's.
@@ -91,7 +91,7 @@ class Comparison(NamedBlocks):
     """
 
     labels: tuple[str, str]
-    point: tuple[float, float]
+    pixel: tuple[float, float]
     blocks: tuple[BlockComparison, ...]
     predicted_a: np.ndarray
     predicted_b: np.ndarray
@@ -118,7 +118,7 @@ def compare(
     model_b: CoAtNet,
     images: torch.Tensor | Image.Image | list[Image.Image],
     *,
-    point: tuple[float, float] | None = None,
+    pixel: tuple[float, float] | None = None,
     labels: tuple[str, str] | None = None,
     maps: tuple[AttentionMaps, AttentionMaps] | None = None,
 ) -> Comparison:
@@ -129,7 +129,8 @@ def compare(
         model_b: a model with attention blocks of the same names and grids (e.g. ``demo-pre`` and
             ``demo-post``, or one checkpoint loaded both ways).
         images: a preprocessed batch, or PIL images (prepared with ``model_a``'s preprocessing).
-        point: the query as an input pixel (y, x); default :func:`analysis.core.query.middle_point`.
+        pixel: the query as an input pixel (y, x) (a picture's :class:`analysis.Query` gives it:
+            :meth:`analysis.Query.pixel`); default :func:`analysis.core.query.middle_point`.
         labels: names for the two models (default: their attention modes).
         maps: both models' :func:`analysis.attention_maps` of these images, if already computed (the app's
             caches); they must be of the same input size and batch.
@@ -140,8 +141,8 @@ def compare(
     Examples:
         >>> import torch, analysis
         >>> pre, post = analysis.load_model("demo-pre"), analysis.load_model("demo-post")
-        >>> comparison = analysis.compare(pre, post, torch.randn(2, 1, 28, 28), point=(14, 14))
-        >>> comparison.point, comparison.blocks[0].query  # pixel (14, 14): cell (3, 3) of S3's 7x7 grid
+        >>> comparison = analysis.compare(pre, post, torch.randn(2, 1, 28, 28), pixel=(14, 14))
+        >>> comparison.pixel, comparison.blocks[0].query  # pixel (14, 14): cell (3, 3) of S3's 7x7 grid
         ((14, 14), 24)
     """
     batch = as_batch(images, model_a)
@@ -152,9 +153,9 @@ def compare(
         for given in maps:
             check_maps_fit(given, tuple(batch.shape[-2:]), batch.shape[0])
     height, width = maps_a.image_size
-    point = point if point is not None else middle_point((height, width))
+    pixel = pixel if pixel is not None else middle_point((height, width))
     shared = _shared_blocks(maps_a, maps_b)
-    blocks = tuple(_compare_block(a, b, point) for a, b in shared)
+    blocks = tuple(_compare_block(a, b, pixel) for a, b in shared)
     logits_a, logits_b = (
         torch.tensor(maps_a.logits),
         torch.tensor(maps_b.logits),
@@ -163,7 +164,7 @@ def compare(
     prob_b, pred_b = logits_b.softmax(-1).max(-1)
     agreement = (pred_a == pred_b).numpy()
     return Comparison(
-        labels=labels or (model_a.config.attention, model_b.config.attention), point=point, blocks=blocks,
+        labels=labels or (model_a.config.attention, model_b.config.attention), pixel=pixel, blocks=blocks,
         predicted_a=pred_a.numpy(), predicted_b=pred_b.numpy(), probability_a=prob_a.numpy(),
         probability_b=prob_b.numpy(), agreement=agreement, agreement_rate=float(agreement.mean()),
     )  # fmt: skip
@@ -212,8 +213,8 @@ def _distributions(block: BlockAttention) -> np.ndarray:
     return clipped_renormalised(weights) if block.mode == "post" else weights
 
 
-def _compare_block(a: BlockAttention, b: BlockAttention, point: tuple[float, float]) -> BlockComparison:
-    query = query_index(a.grid, a.stride, *point)
+def _compare_block(a: BlockAttention, b: BlockAttention, pixel: tuple[float, float]) -> BlockComparison:
+    query = query_index(a.grid, a.stride, *pixel)
     window, place = a.locate(query)
     js = js_divergence(_distributions(a), _distributions(b))  # (B * windows, heads, n)
     at_query = js.reshape(-1, a.windows, *js.shape[1:])[:, window, :, place]  # (B, heads)

@@ -63,7 +63,7 @@ class LayoutStage:
         gradcam: (H, W) Grad-CAM of the model's predicted class at this stage's output.
         erf: (H, W) the effective receptive field of the stage's centre unit (sums to 1).
         attention: (H, W) for T stages, the heads' mean attention of the stage's last block from the query
-            cell holding ``point``, repeated over each cell's pixels; None for other stages.
+            cell holding ``pixel``, repeated over each cell's pixels; None for other stages.
         query: that query cell (row, col) on the stage's grid, for T stages; None for others.
         stride: input pixels per cell of the stage's grid.
         prediction: the model's predicted class for the image (the class its Grad-CAM explains).
@@ -91,14 +91,14 @@ class LayoutStage:
 
 
 def compare_layouts(
-    models: dict[str, CoAtNet], image: torch.Tensor | Image.Image, *, point: tuple[float, float] | None = None
+    models: dict[str, CoAtNet], image: torch.Tensor | Image.Image, *, pixel: tuple[float, float] | None = None
 ) -> dict[str, list[LayoutStage]]:
     """One image through every layout's model, stage by stage (the models must take the same input size).
 
     Args:
         models: layout name -> model.
         image: one preprocessed (C, H, W) / (1, C, H, W) image, or a PIL image (each model prepares it).
-        point: the query's input pixel (y, x) for the attention maps (continuous, as
+        pixel: the query's input pixel (y, x) for the attention maps (continuous, as
             :mod:`analysis.core.query` states); default :func:`analysis.core.query.middle_point`.
 
     Returns:
@@ -107,7 +107,7 @@ def compare_layouts(
     Examples:
         >>> import torch, analysis
         >>> models = {"C-C-T-T": analysis.load_model("demo-pre")}
-        >>> views = analysis.compare_layouts(models, torch.randn(1, 28, 28), point=(5.5, 21.5))
+        >>> views = analysis.compare_layouts(models, torch.randn(1, 28, 28), pixel=(5.5, 21.5))
         >>> [(s.stage, s.kind, s.query) for s in views["C-C-T-T"]][2:]  # the query in T stages only
         [('S2', 'C', None), ('S3', 'T', (1, 5)), ('S4', 'T', (1, 5))]
     """
@@ -126,7 +126,7 @@ def compare_layouts(
             block = last.get(info.name)
             attention = cell = None
             if block is not None:
-                at = point if point is not None else middle_point(size)
+                at = pixel if pixel is not None else middle_point(size)
                 query = query_index(block.grid, block.stride, *at)
                 cell = divmod(query, block.grid[1])
                 grid = fuse_heads(np.nan_to_num(query_map(block, query)))  # a window's: 0 where it cannot see

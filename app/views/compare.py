@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis import cell_centre, query_from_cell, query_index, shared_blocks, to_input, to_point
+from analysis import Query, shared_blocks
 from analysis.figures import (
     bias_kernel_figure,
     block_comparison_figures,
@@ -96,17 +96,18 @@ def render_page() -> None:
         return
     picture = cache.prepared(a, data)
     block = maps.block(widgets.block_picker(maps.names))
-    row, col = widgets.query_picker(block.grid, block.stride, picture.view)
-    point = cell_centre(row, col, stride=block.stride)
+    query = widgets.query_picker(picture.view, grid=block.grid, stride=block.stride)
+    row, col = query.nearest_cell(picture.view, grid=block.grid, stride=block.stride)
     other_maps = cache.attention(b, data)
     if other_maps.blocks and not shared_blocks(maps, other_maps):  # two architectures: side by side
-        side_by_side(b, labels, (block, other_maps), picture, to_point(picture.view, *point), data, name)
+        side_by_side(b, labels, (block, other_maps), picture, query, data, name)
         return
     try:
         if how == OTHER_MODEL:  # two models of any kind: each label says the normalization it runs
             modes = (cache.model(a).config.attention, cache.model(b).config.attention)
             labels = (f"{labels[0]} ({modes[0]})", f"{labels[1]} ({modes[1]})")
-        comparison = cache.comparison(a, b, data, point, labels)
+        pixel = query.centre(picture.view, grid=block.grid, stride=block.stride)
+        comparison = cache.comparison(a, b, data, pixel, labels)
     except ValueError as error:  # two models that cannot be compared: say why, in one line
         st.error(errors.message(error), icon=":material/error:")
         return
@@ -126,17 +127,17 @@ def render_page() -> None:
     first, second, difference = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
     stem = f"{name}-{block.name}-q{row}-{col}"
     st.caption(f"Click a cell to make it the query ({labels[0]}'s weights, heads averaged).")
-    query = query_from_cell(row, col, block.grid)
+    index = query.index(picture.view, grid=block.grid, stride=block.stride)  # the same grid in both models
     # both models' maps at the same large size, one under the other (side by side they would not fit a
     # 1024 px window at that size)
     render.figure(
-        fused_attention_figure(maps.block(block.name), picture.seen, query, opacity=opacity, model=labels[0]),
+        fused_attention_figure(maps.block(block.name), picture.seen, index, opacity=opacity, model=labels[0]),
         f"{stem}-{labels[0]}-map", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
     )  # fmt: skip
     other = cache.attention(b, data).block(block.name)
     render.figure(
         fused_attention_figure(
-            other, cache.prepared(b, data).seen, query, clickable=False, opacity=opacity, model=labels[1]
+            other, cache.prepared(b, data).seen, index, clickable=False, opacity=opacity, model=labels[1]
         ),
         f"{stem}-{labels[1]}-map",
     )  # fmt: skip
@@ -159,10 +160,10 @@ def render_page() -> None:
         )  # fmt: skip
 
 
-def side_by_side(other_key, labels, blocks, picture, point, data: bytes, name: str) -> None:
+def side_by_side(other_key, labels, blocks, picture, query: Query, data: bytes, name: str) -> None:
     """Two architectures (demo-pre's global attention beside a MaxViT's block and grid attention): each
-    model's maps at the same picture point, each with a block of its own; no per-block measures (there
-    are no block pairs)."""
+    model's maps at the same picture point (``query``, each model reading it through its own view), each
+    with a block of its own; no per-block measures (there are no block pairs)."""
     b, (block, other_maps) = other_key, blocks
     st.caption(
         f"{labels[0]} and {labels[1]} have no attention block in common (names, grids and windows differ): "
@@ -170,18 +171,18 @@ def side_by_side(other_key, labels, blocks, picture, point, data: bytes, name: s
     )
     opacity = widgets.opacity()
     stem = f"{name}-{labels[0]}-vs-{labels[1]}"
-    query = query_index(block.grid, block.stride, *to_input(picture.view, point))
+    index = query.index(picture.view, grid=block.grid, stride=block.stride)
     render.figure(
-        fused_attention_figure(block, picture.seen, query, opacity=opacity, model=labels[0]),
+        fused_attention_figure(block, picture.seen, index, opacity=opacity, model=labels[0]),
         f"{stem}-{block.name}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
     )  # fmt: skip
     other = other_maps.block(
         widgets.block_picker(other_maps.names, key="compare_other_block", label=f"{labels[1]}'s block")
     )
     seen = cache.prepared(b, data)
-    query = query_index(other.grid, other.stride, *to_input(seen.view, point))
+    index = query.index(seen.view, grid=other.grid, stride=other.stride)  # through the other model's view
     render.figure(
-        fused_attention_figure(other, seen.seen, query, clickable=False, opacity=opacity, model=labels[1]),
+        fused_attention_figure(other, seen.seen, index, clickable=False, opacity=opacity, model=labels[1]),
         f"{stem}-{other.name}",
     )  # fmt: skip
 

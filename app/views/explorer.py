@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import cell_centre, query_from_cell, query_index
+from analysis import explainers
 from analysis.figures import (
     attention_heads_figure,
     curves_figure,
@@ -39,19 +39,20 @@ def render_page() -> None:
     with pick_head:
         how = widgets.head_picker(block.effective.shape[1])
     with pick_query:
-        row, col = widgets.query_picker(block.grid, block.stride, picture.view)
-    query = query_from_cell(row, col, block.grid)
+        query = widgets.query_picker(picture.view, grid=block.grid, stride=block.stride)
+    row, col = query.nearest_cell(picture.view, grid=block.grid, stride=block.stride)
+    index = query.index(picture.view, grid=block.grid, stride=block.stride)
     name = f"{chosen.image.name}-{block.name}-{part}-q{row}-{col}"
     opacity = widgets.opacity()
     st.caption("Click a cell to make it the query; hover for its weight, offset and distance.")
     render.figure(
-        fused_attention_figure(block, picture.seen, query, part=part, how=how, opacity=opacity),
+        fused_attention_figure(block, picture.seen, index, part=part, how=how, opacity=opacity),
         f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
     )  # fmt: skip
     selected = int(how) if str(how).isdigit() else None  # one head shown large: framed in the overview
     width = widgets.column_width()  # the overview's panels fill the column
     heads = attention_heads_figure(
-        block, picture.seen, query, part=part, opacity=opacity, selected=selected, width=width
+        block, picture.seen, index, part=part, opacity=opacity, selected=selected, width=width
     )  # fmt: skip
     render.figure(heads, f"{name}-heads")
 
@@ -63,10 +64,9 @@ def render_page() -> None:
     source = st.radio(
         "Rollout", ("from this query", "averaged over queries"), key="rollout_from", horizontal=True
     )
-    last = maps.blocks[-1]
-    centre = cell_centre(row, col, stride=block.stride)
-    rollout_query = query_index(last.grid, last.stride, *centre) if source == "from this query" else None
-    rollout = cache.rollout(key, data, rollout_query)
+    last = maps.blocks[-1]  # the rollout's query: the same point on the last block's grid
+    rollout_query = query.index(picture.view, grid=last.grid, stride=last.stride)
+    rollout = cache.rollout(key, data, rollout_query if source == "from this query" else None)
     render.figure(rollout_figure(rollout, picture.seen, opacity=opacity), f"{chosen.image.name}-rollout")
     explained = explain_class(chosen, picture.seen, opacity)
     with st.expander("Download the results"):
@@ -88,7 +88,10 @@ def render_page() -> None:
         )  # fmt: skip
 
 
-RELEVANCE = {"relevance": "Relevance (Chefer et al. 2021)", "grad_rollout": "Gradient-weighted rollout"}
+def relevance_methods() -> dict[str, str]:
+    """The methods of the class picker, name: label: the registry's class-specific methods that read
+    attention (relevance and gradient-weighted rollout)."""
+    return {e.name: e.label for e in explainers() if e.needs_attention and e.class_specific}
 
 
 def explain_class(chosen, seen, opacity: float):
@@ -108,7 +111,8 @@ def explain_class(chosen, seen, opacity: float):
             label="Explain class", key="explain_class",
         )  # fmt: skip
     with pick_method:
-        method = st.radio("Method", tuple(RELEVANCE), key="explain_method", format_func=RELEVANCE.get)
+        methods = relevance_methods()
+        method = st.radio("Method", tuple(methods), key="explain_method", format_func=methods.get)
     found = cache.relevance(key, data, target, method)
     render.figure(
         relevance_figure(found, seen, opacity=opacity), f"{chosen.image.name}-{method}-class-{target}"
@@ -121,18 +125,15 @@ def faithfulness_curves(chosen) -> None:
     """Deletion and insertion curves and ROAD of every explanation method, asked for with a button."""
     key, data = chosen.key, chosen.image.data
     st.subheader("Which explanation to trust")
-    if not cache.faithfulness.has(key, data) and not st.button("Measure faithfulness", key="faith_go"):
-        st.caption(
-            "Deletes and inserts pixels in the order of each explanation of the predicted class (rollout, "
-            "relevance, gradient rollout, Grad-CAM at each stage, Integrated Gradients, occlusion, random) "
-            "and measures ROAD: a few seconds at 28 px, minutes at 224 on a CPU. Computed when asked."
-        )
+    report = widgets.on_request(
+        cache.faithfulness, key, data, working="Faithfulness", button="Measure faithfulness",
+        button_key="faith_go",
+        note="Deletes and inserts pixels in the order of each explanation of the predicted class (rollout, "
+        "relevance, gradient rollout, Grad-CAM at each stage, Integrated Gradients, occlusion, random) "
+        "and measures ROAD: a few seconds at 28 px, minutes at 224 on a CPU. Computed when asked.",
+    )  # fmt: skip
+    if report is None:
         return
-    bar = st.progress(0.0, text="Faithfulness...")
-    report = cache.faithfulness(
-        key, data, progress=lambda share: bar.progress(share, text=f"Faithfulness: {share:.0%}")
-    )
-    bar.empty()
     name = chosen.image.name
     render.figure(curves_figure(report, "deletion"), f"{name}-deletion")
     render.figure(curves_figure(report, "insertion"), f"{name}-insertion")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import cell_centre, generalisation_ranking
+from analysis import generalisation_ranking
 from analysis.figures import (
     LAYOUT_VIEWS,
     gap_figure,
@@ -37,10 +37,10 @@ def render_page() -> None:
     view = cache.prepared(ModelKey(names[0], device=device), data).view  # every layout sees the same input
     if what == "attention":  # the query acts on the attention view only: its inputs are shown there
         st.caption(f"The query: a cell of S3's {rows}x{cols} grid, the same point as on every other page.")
-        row, col = widgets.query_picker((rows, cols), stride, view)
+        query = widgets.query_picker(view, grid=(rows, cols), stride=stride)
     else:
-        row, col = widgets.query_cell((rows, cols), stride, view)
-    views = cache.layout_views(names, data, cell_centre(row, col, stride=stride), device)
+        query = widgets.query_kept(view, grid=(rows, cols), stride=stride)
+    views = cache.layout_views(names, data, query.centre(view, grid=(rows, cols), stride=stride), device)
     seen = {
         layout: cache.layout_picture(spec, data, device) for layout, spec in zip(views, names, strict=True)
     }

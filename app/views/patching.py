@@ -58,7 +58,7 @@ def render_page() -> None:
         )  # fmt: skip
     args = (key, data, corrupted, direction, metric, (target, foil))
     try:
-        result = _with_progress("Patching every block, branch and head", cache.patching, *args)
+        result = widgets.on_request(cache.patching, *args, working="Patching every block, branch and head")
     except ValueError as error:  # a model whose parts patching does not map (timm's parallel MaxViT block)
         st.info(errors.message(error), icon=":material/info:")
         return
@@ -84,10 +84,13 @@ def render_page() -> None:
     st.subheader("Which positions of a block carry it")
     block = widgets.block_picker(blocks, key="pt_block", label="Block (S0: the stem's output)")
     wanted = (*args, block)
-    on_request = max(picture.size) > AUTO_SIZE and not cache.position_patching.has(*wanted)
-    if on_request and not st.button(f"Patch every position of {block}", key="pt_positions"):
+    asked = f"Patch every position of {block}" if max(picture.size) > AUTO_SIZE else None
+    positions = widgets.on_request(
+        cache.position_patching, *wanted, working=f"Patching each position of {block}", button=asked,
+        button_key="pt_positions",
+    )  # fmt: skip
+    if positions is None:
         return
-    positions = _with_progress(f"Patching each position of {block}", cache.position_patching, *wanted)
     render.figure(
         position_patching_figure(positions, picture.seen),
         f"{chosen.image.name}-positions-{block}-{direction}",
@@ -124,13 +127,9 @@ def corrupted_input(gallery_kind: str) -> tuple | None:
 
 def take_block(blocks: tuple[str, ...]) -> None:
     """``on_select`` of the recovery matrix: the clicked cell's block gets its position map."""
-    event = st.session_state.get(MATRIX_KEY)
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    cells = [p["customdata"] for p in points if p.get("customdata") is not None]
-    if cells:  # a browser sends [block, component] as {"0": block, "1": component}
-        cell = cells[-1]
-        row = cell["0"] if isinstance(cell, dict) else cell[0]
-        st.session_state["pt_block"] = blocks[int(row)]
+    cell = widgets.clicked(MATRIX_KEY)  # the matrix's customdata: [block, component]
+    if cell is not None:
+        st.session_state["pt_block"] = blocks[int(cell[0])]
 
 
 def _valid(key: str, options: list, default=None) -> None:
@@ -150,15 +149,6 @@ def _metric_name(result, names: tuple[str, ...]) -> str:
     if result.metric == "logit_diff":
         return f"logit {names[result.target]} - logit {names[result.foil]}"
     return f"{'logit' if result.metric == 'logit' else 'p'}({names[result.target]})"
-
-
-def _with_progress(what: str, function, *args):
-    if function.has(*args):
-        return function(*args)
-    bar = st.progress(0.0, text=f"{what}...")
-    result = function(*args, progress=lambda share: bar.progress(share, text=f"{what}: {share:.0%}"))
-    bar.empty()
-    return result
 
 
 if __name__ == "__main__":

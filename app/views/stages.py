@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analysis import explainers
 from analysis.figures import (
     MEASURE_LABELS,
     TEST_LABELS,
@@ -105,27 +106,29 @@ def render_page() -> None:
             render.result_downloads(result, f"{name}-{label}", label=what, about=session.about(chosen))
 
 
-METHODS = {"integrated_gradients": "Integrated Gradients (SmoothGrad)", "occlusion": "Occlusion"}
+def pixel_methods() -> dict[str, str]:
+    """The methods of the picker, name: label: every attribution method of the registry that takes no
+    stage (Grad-CAM's stages are the figure above): Integrated Gradients, occlusion and any registered."""
+    return {e.name: e.label for e in explainers() if e.attribution and e.stages is None}
 
 
 def pixel_attributions(chosen, seen, target: int, opacity: float) -> None:
-    """Integrated Gradients or occlusion of the Grad-CAM class, asked for with a button (tens of seconds
-    at 224 on a CPU), with a progress bar; kept on screen once computed."""
+    """Integrated Gradients, occlusion or another method of the registry, of the Grad-CAM class, asked
+    for with a button (tens of seconds at 224 on a CPU), with a progress bar; kept on screen once
+    computed."""
     st.subheader("Which pixels the prediction rests on")
+    methods = pixel_methods()
     method = st.radio(
-        "Method", tuple(METHODS), key="pixel_method", format_func=METHODS.get, horizontal=True,
+        "Method", tuple(methods), key="pixel_method", format_func=methods.get, horizontal=True,
         help="Both explain the class chosen for Grad-CAM above; each costs many forward passes",
     )  # fmt: skip
-    asked = cache.pixel_attribution.has(chosen.key, chosen.image.data, method, target)
-    if not asked and not st.button(f"Compute {METHODS[method]}", key="pixel_go"):
-        st.caption("Costs tens of seconds for a 224 px model on a CPU: computed when asked.")
-        return
-    bar = st.progress(0.0, text=f"{METHODS[method]}...")
-    result = cache.pixel_attribution(
-        chosen.key, chosen.image.data, method, target,
-        progress=lambda share: bar.progress(share, text=f"{METHODS[method]}: {share:.0%}"),
+    result = widgets.on_request(
+        cache.pixel_attribution, chosen.key, chosen.image.data, method, target, working=methods[method],
+        button=f"Compute {methods[method]}", button_key="pixel_go",
+        note="Costs tens of seconds for a 224 px model on a CPU: computed when asked.",
     )  # fmt: skip
-    bar.empty()
+    if result is None:
+        return
     figure = attribution_figure(result, seen, opacity=opacity)
     render.figure(figure, f"{chosen.image.name}-{method}-class-{target}")
 
@@ -136,19 +139,16 @@ def sanity_check(chosen) -> None:
     screen once computed."""
     key, data, name = chosen.key, chosen.image.data, chosen.image.name
     st.subheader("Sanity check: does each explanation depend on the model and on the class?")
-    if not cache.sanity.has(key, data) and not st.button("Run the sanity check", key="sanity_go"):
-        st.caption(
-            "Re-initialises the head, then each block from the last down to the stem (cumulatively, and one "
-            "at a time), remakes every explanation of the predicted class on each copy of the model, and "
-            "compares the maps for the predicted class and another: about 12 s at 28 px, over ten minutes "
-            "at 224 px on a CPU. Computed when asked."
-        )
+    report = widgets.on_request(
+        cache.sanity, key, data, working="Sanity check", button="Run the sanity check",
+        button_key="sanity_go",
+        note="Re-initialises the head, then each block from the last down to the stem (cumulatively, and one "
+        "at a time), remakes every explanation of the predicted class on each copy of the model, and "
+        "compares the maps for the predicted class and another: about 12 s at 28 px, over ten minutes "
+        "at 224 px on a CPU. Computed when asked.",
+    )  # fmt: skip
+    if report is None:
         return
-    bar = st.progress(0.0, text="Sanity check...")
-    report = cache.sanity(
-        key, data, progress=lambda share: bar.progress(share, text=f"Sanity check: {share:.0%}")
-    )
-    bar.empty()
     render.figure(sanity_cascade_figure(report, width=widgets.column_width()), f"{name}-sanity-cascade")
     pick_test, pick_measure = st.columns(2)
     with pick_test:

@@ -40,7 +40,7 @@ def test_pre_and_post_with_a_zero_bias_table_show_no_difference():
 
 def test_a_bias_that_only_pre_turns_into_attention_shows_up_per_head():
     pre, post = twins(bias=8.0)  # pre: softmax(content + 8 at the right neighbour) -> right neighbour
-    result = compare(pre, post, images(), point=(0.0, 0.0))  # top-left query: has a right neighbour
+    result = compare(pre, post, images(), pixel=(0.0, 0.0))  # top-left query: has a right neighbour
     s3 = result.block("S3.0")
     assert s3.query == 0 and s3.grid == (4, 4)
     assert s3.map_a[:, 0, 1].min() > 0.99  # pre attends to the right neighbour
@@ -75,8 +75,8 @@ def test_maps_already_computed_give_the_same_comparison_and_others_are_refused()
 
     pre, post = toy(attention="pre"), toy(attention="post")
     x = images(2)
-    fresh = compare(pre, post, x, point=(5.0, 9.0))
-    reused = compare(pre, post, x, point=(5.0, 9.0), maps=(attention_maps(pre, x), attention_maps(post, x)))
+    fresh = compare(pre, post, x, pixel=(5.0, 9.0))
+    reused = compare(pre, post, x, pixel=(5.0, 9.0), maps=(attention_maps(pre, x), attention_maps(post, x)))
     assert_same(reused, fresh)
     with pytest.raises(ValueError, match="maps were computed for 1 images"):
         compare(pre, post, x, maps=(attention_maps(pre, x[:1]), attention_maps(post, x[:1])))

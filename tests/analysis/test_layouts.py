@@ -36,8 +36,8 @@ def image() -> torch.Tensor:
 
 def test_one_image_through_every_layout_stage_by_stage(models, image) -> None:
     before = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in models.items()}
-    point = (1 * 4 + 1.5, 5 * 4 + 1.5)  # the centre of cell (1, 5) of the 7x7 grid
-    views = compare_layouts(models, image, point=point)
+    pixel = (1 * 4 + 1.5, 5 * 4 + 1.5)  # the centre of cell (1, 5) of the 7x7 grid
+    views = compare_layouts(models, image, pixel=pixel)
     assert list(views) == ["C-C-T-T", "ViT_REL"]
     assert [s.kind for s in views["C-C-T-T"]] == ["conv", "C", "C", "T", "T"]
     assert [s.kind for s in views["ViT_REL"]] == ["patch", "T", "T", "T", "T"]
@@ -56,7 +56,7 @@ def test_one_image_through_every_layout_stage_by_stage(models, image) -> None:
                 continue
             block = last[stage.stage]
             cell = 28 // block.grid[0]  # input pixels a cell
-            row, col = int(point[0] // cell), int(point[1] // cell)
+            row, col = int(pixel[0] // cell), int(pixel[1] // cell)
             expected = block.effective[0, :, row * block.grid[1] + col].mean(0).reshape(block.grid)
             assert np.allclose(stage.attention[::cell, ::cell], expected, atol=1e-6), (layout, stage.stage)
             assert stage.attention.sum() == pytest.approx(cell * cell, rel=1e-4)  # a row of weights, repeated
@@ -65,7 +65,7 @@ def test_one_image_through_every_layout_stage_by_stage(models, image) -> None:
         assert not model.training and all(p.grad is None for p in model.parameters())
         assert all(torch.equal(t, before[layout][n]) for n, t in model.state_dict().items())
         assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
-    elsewhere = compare_layouts(models, image)  # the default point is the image's centre
+    elsewhere = compare_layouts(models, image)  # the default pixel is the image's centre
     t_stage = views["C-C-T-T"][3]
     assert not np.allclose(elsewhere["C-C-T-T"][3].attention, t_stage.attention)
     assert np.allclose(elsewhere["C-C-T-T"][3].gradcam, t_stage.gradcam)

@@ -57,7 +57,7 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "attention_maps": lambda m, x: analysis.attention_maps(m, x),
     "attention_statistics": lambda m, x: analysis.attention_statistics(m, x),
     "attention_rollout": lambda m, x: analysis.attention_rollout(m, x, query=3),
-    "compare": lambda m, x: analysis.compare(m, m, x[:2], point=(6.0, 9.0)),
+    "compare": lambda m, x: analysis.compare(m, m, x[:2], pixel=(6.0, 9.0)),
     "feature_maps": lambda m, x: feature_maps(m, x),
     "cka": lambda m, x: analysis.cka(m, x),
     "relative_bias_kernels": lambda m, x: analysis.relative_bias_kernels(m),
