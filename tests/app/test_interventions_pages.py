@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.apptest import clean, fresh, one_error, titles
+from tests.support.apptest import clean, copied, figure_named, named_titles, one_error, title
 
 
 @pytest.fixture(scope="module")
-def page():
-    at = fresh()
-    at.run()
+def interventions(first_run):
+    """The Interventions page on demo-pre, built once: read-only."""
+    at = copied(first_run)
     at.switch_page("views/interventions.py").run()
     return clean(at)
+
+
+@pytest.fixture
+def page(interventions):
+    """A session of the test's own on the Interventions page."""
+    return copied(interventions)
 
 
 def test_without_interventions_both_columns_agree(page):
     logits = [m.value for m in page.metric if m.label.startswith("logit of")]
     assert len(logits) == 2 and logits[0] == logits[1]
-    drop = next(t for t in titles(page) if t.startswith("Logit drop of"))  # 16 heads: measured at once
+    drop = title(figure_named(page, "head-importance"))  # 16 heads: measured at once
+    assert drop.startswith("Logit drop of")
     names = page.selectbox(key="iv_target").options[1:]
     assert any(drop.startswith(f"Logit drop of {n.split(': ', 1)[1]} when") for n in names), drop  # named
 
@@ -37,7 +44,8 @@ def test_knocking_out_every_head_of_s4_changes_the_logit_and_the_maps(page):
     assert before[0] != before[1] and intervened.delta
     # the maps open on the block the intervention changes: before, after and their difference
     assert page.selectbox(key="iv_map_block").value == "S4.0"
-    drawn = [t for t in titles(page) if t.startswith("S4.0")]
+    drawn = named_titles(page, "fused-attention") + named_titles(page, "attention-change")
+    assert all(t.startswith("S4.0") for t in drawn)
     assert len(drawn) == 3 and "change of the weights" in drawn[2], drawn
     assert any(c.value == "Applied: knockout S4.0" for c in page.caption)  # the names whole
 
@@ -51,12 +59,10 @@ def test_the_heads_chosen_for_one_block_do_not_carry_over_to_another(page):
 
 
 def test_an_mbconv_intervention_opens_the_maps_on_the_first_attention_block_after_it(page):
-    page.multiselect(key="iv_active").set_value([]).run()
     page.selectbox(key="iv_block").set_value("S2.0").run()
     page.selectbox(key="iv_kind").set_value("zero_branch")
     page.button(key="iv_add").click().run()
     assert clean(page).selectbox(key="iv_map_block").value == "S3.0"
-    page.multiselect(key="iv_active").set_value([]).run()
 
 
 def test_swap_normalization_is_labelled_untrained_and_interventions_come_off(page):
@@ -75,29 +81,27 @@ def test_mbconv_blocks_offer_their_own_interventions(page):
                                                      "no_se: squeeze-excitation's gate set to 1"]  # fmt: skip
 
 
-def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_path):
-    at = fresh()
-    at.run()
+def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_path, explorer):
+    at = explorer
     at.switch_page("views/dataset.py").run()
-    drawn = titles(clean(at))
-    assert any("Mean attention distance per head over 10000 images" in t for t in drawn)
-    assert any("Interventions, most harmful first" in t for t in drawn)
-    assert any(t.startswith("Stages") for t in drawn)
-    assert any("Faithfulness of each explanation over 500 images" in t for t in drawn)
+    distance = title(figure_named(clean(at), "study-distance"))
+    assert "Mean attention distance per head over 10000 images" in distance
+    assert "Interventions, most harmful first" in title(figure_named(at, "study-interventions"))
+    assert title(figure_named(at, "study-stages")).startswith("Stages")
+    assert "Faithfulness of each explanation over 500 images" in title(figure_named(at, "study-faithfulness"))
     at.selectbox(key="study_choice").set_value("study-demo-post").run()
-    assert any("(post)" in t for t in titles(clean(at)))
+    assert "(post)" in title(figure_named(clean(at), "study-distance"))
     at.selectbox(key="study_choice").set_value("a study folder...").run()
     at.text_input(key="study_folder").set_value(str(tmp_path)).run()
     assert "no study at" in one_error(at)
 
 
-def test_the_dataset_page_opens_the_study_of_the_sidebars_model_or_says_how_to_make_one(tmp_path):
-    at = fresh()
-    at.run()
+def test_the_dataset_page_opens_the_study_of_the_sidebars_model_or_says_how_to_make_one(tmp_path, explorer):
+    at = explorer
     at.selectbox(key="demo_name").set_value("demo-post").run()
     at.switch_page("views/dataset.py").run()
     assert clean(at).selectbox(key="study_choice").value == "study-demo-post"
-    assert any("(post)" in t for t in titles(at)) and not at.info
+    assert "(post)" in title(figure_named(at, "study-distance")) and not at.info
     at.selectbox(key="study_choice").set_value("study-demo-pre").run()  # the user's pick is kept
     assert clean(at).selectbox(key="study_choice").value == "study-demo-pre"
     at.selectbox(key="demo_name").set_value("demo-pre").run()
