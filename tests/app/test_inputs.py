@@ -11,8 +11,18 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from streamlit.testing.v1 import AppTest
 
-from tests.support.apptest import caption, clean, figures, fresh, one_error, titles
+from tests.support.apptest import (
+    caption,
+    clean,
+    copied,
+    figure_named,
+    figures,
+    named_titles,
+    one_error,
+    title,
+)
 from tests.support.toys import toy_checkpoint
 
 VIEWS = ("views/explorer.py", "views/stages.py", "views/compare.py", "views/kernels.py", "views/model.py")
@@ -40,9 +50,9 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return made
 
 
-def on_path(path: Path | str):
-    at = fresh()
-    at.run()
+def on_path(start: AppTest, path: Path | str) -> AppTest:
+    """``start`` (a session of the test's own) moved on to the checkpoint at ``path``."""
+    at = start
     at.radio(key="model_source").set_value("Checkpoint or weights file").run()
     assert at.text_input(key="model_path") and not at.error  # waits for a path, says so
     at.text_input(key="model_path").input(str(path)).run()
@@ -50,8 +60,8 @@ def on_path(path: Path | str):
 
 
 @pytest.mark.parametrize("view", VIEWS)
-def test_a_checkpoint_by_path_on_every_page(checkpoints, view):
-    at = on_path(checkpoints["toy"])
+def test_a_checkpoint_by_path_on_every_page(checkpoints, view, explorer):
+    at = on_path(explorer, checkpoints["toy"])
     at.switch_page(view).run()
     clean(at)
     assert caption(at).startswith("coatnet_toy, pre-normalization")
@@ -60,8 +70,8 @@ def test_a_checkpoint_by_path_on_every_page(checkpoints, view):
 
 
 @pytest.mark.parametrize("view", VIEWS)
-def test_a_model_without_attention_on_every_page(checkpoints, view):
-    at = on_path(checkpoints["convs"])
+def test_a_model_without_attention_on_every_page(checkpoints, view, explorer):
+    at = on_path(explorer, checkpoints["convs"])
     at.switch_page(view).run()
     clean(at)
     said = " ".join(i.value for i in at.info)
@@ -71,17 +81,15 @@ def test_a_model_without_attention_on_every_page(checkpoints, view):
         assert "No attention blocks" in said
 
 
-def test_a_post_checkpoint_compares_with_itself_run_pre(checkpoints):
-    at = on_path(checkpoints["post"])
+def test_a_post_checkpoint_compares_with_itself_run_pre(checkpoints, explorer):
+    at = on_path(explorer, checkpoints["post"])
     at.switch_page("views/compare.py").run()
-    drawn = titles(clean(at))
-    assert any("S3.0, pre: where query" in t for t in drawn)
+    assert any("S3.0, pre: where query" in t for t in named_titles(clean(at), "comparison-maps"))
     assert "trained with post-normalization" in " ".join(c.value for c in at.main.caption)
 
 
-def test_an_uploaded_checkpoint(checkpoints):
-    at = fresh()
-    at.run()
+def test_an_uploaded_checkpoint(checkpoints, explorer):
+    at = explorer
     at.radio(key="model_source").set_value("Upload a checkpoint").run()
     at.file_uploader(key="model_upload").upload("toy.safetensors", checkpoints["toy"].read_bytes()).run()
     clean(at)
@@ -97,27 +105,25 @@ def test_an_uploaded_checkpoint(checkpoints):
         ("folder", "is a directory"),
     ],
 )
-def test_bad_checkpoints_get_one_line(checkpoints, what, message):
+def test_bad_checkpoints_get_one_line(checkpoints, what, message, explorer):
     path = {"missing": checkpoints["toy"].parent / "nothing.safetensors", "folder": checkpoints["toy"].parent}
-    at = on_path(path.get(what, checkpoints.get(what)))
+    at = on_path(explorer, path.get(what, checkpoints.get(what)))
     assert message in one_error(at)
     at.radio(key="model_source").set_value("Built-in demo").run()
     clean(at)  # and back to work
 
 
-def test_an_uploaded_file_that_is_no_checkpoint():
-    at = fresh()
-    at.run()
+def test_an_uploaded_file_that_is_no_checkpoint(explorer):
+    at = explorer
     at.radio(key="model_source").set_value("Upload a checkpoint").run()
     at.file_uploader(key="model_upload").upload("notes.safetensors", b"just some text").run()
     assert "safetensors" in one_error(at).lower()
 
 
-def test_timm_offline_says_how_to_load_the_file(monkeypatch, tmp_path):
+def test_timm_offline_says_how_to_load_the_file(monkeypatch, tmp_path, explorer):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
-    at = fresh()
-    at.run()
+    at = explorer
     at.radio(key="model_source").set_value("timm (ImageNet)").run()
     message = one_error(at)
     assert "Cannot download coatnet_nano_rw_224.sw_in1k" in message
@@ -155,11 +161,17 @@ def images() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def uploading():
-    at = fresh()
-    at.run()
+def upload_chosen(first_run):
+    """The explorer with "Upload" chosen as the image's source, built once: read-only."""
+    at = copied(first_run)
     at.radio(key="image_source").set_value("Upload").run()
     return clean(at)
+
+
+@pytest.fixture
+def uploading(upload_chosen):
+    """A session of the test's own, ready for an upload."""
+    return copied(upload_chosen)
 
 
 @pytest.mark.parametrize("name", list(images()))
@@ -169,7 +181,7 @@ def test_every_kind_of_image_uploads(uploading, name):
     uploader.upload(name, images()[name]).run()
     clean(uploading)
     assert any(f"{name.rsplit('.', 1)[0]} as given" in str(c.proto) for c in uploading.get("image"))
-    assert any("query (3, 3)" in t for t in titles(uploading))
+    assert "query (3, 3)" in title(figure_named(uploading, "fused-attention"))
 
 
 def hundred_megapixels() -> bytes:

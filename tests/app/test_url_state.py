@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app import gallery, widgets
-from tests.support.apptest import caption, clean, fresh, titles
+from tests.support.apptest import caption, clean, figure_named, fresh, title
 from tests.support.toys import toy_checkpoint
 
 SAMPLE = gallery.samples("fashion-mnist")[7].name
@@ -28,12 +28,12 @@ def test_a_link_restores_the_view() -> None:
     assert at.selectbox(key="block").value == "S4.0" and at.radio(key="part").value == "content"
     assert at.selectbox(key="head").value == "2"
     # (0.1, 0.9) of a 28x28 picture seen whole: pixel (2.8, 25.2), cell (0, 6) of S4.0's 7x7 grid
-    assert any(t.startswith("S4.0") and "query (0, 6)" in t for t in titles(at))
+    clicked = title(figure_named(at, "fused-attention"))
+    assert clicked.startswith("S4.0") and "query (0, 6)" in clicked
 
 
-def test_the_url_follows_the_view_and_a_reload_brings_it_back() -> None:
-    at = fresh()
-    at.run()
+def test_the_url_follows_the_view_and_a_reload_brings_it_back(explorer) -> None:
+    at = explorer
     at.selectbox(key="demo_name").set_value("demo-post").run()
     at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 1, 5
     at.run()
@@ -45,7 +45,7 @@ def test_the_url_follows_the_view_and_a_reload_brings_it_back() -> None:
     again.query_params.update(link)
     again.run()
     assert caption(again).startswith("coatnet_pico, post-normalization")
-    assert any("query (1, 5)" in t for t in titles(clean(again)))
+    assert "query (1, 5)" in title(figure_named(clean(again), "fused-attention"))
 
 
 def test_a_path_in_a_link_is_honoured_only_inside_the_shared_folders(
@@ -65,9 +65,8 @@ def test_a_path_in_a_link_is_honoured_only_inside_the_shared_folders(
     assert not at.warning and caption(clean(at)).startswith("coatnet_toy")
 
 
-def test_an_upload_never_goes_in_a_link(tmp_path: Path) -> None:
-    at = fresh()
-    at.run()
+def test_an_upload_never_goes_in_a_link(tmp_path: Path, explorer) -> None:
+    at = explorer
     at.radio(key="model_source").set_value("Upload a checkpoint").run()
     at.file_uploader(key="model_upload").upload(
         "toy.safetensors", toy_checkpoint(tmp_path / "toy.safetensors").read_bytes()
@@ -76,12 +75,11 @@ def test_an_upload_never_goes_in_a_link(tmp_path: Path) -> None:
     assert "model" not in dict(at.query_params) and "source" not in dict(at.query_params)
 
 
-def test_the_device_is_chosen_in_the_sidebar_kept_in_the_link_and_named_in_every_cache_key():
+def test_the_device_is_chosen_in_the_sidebar_kept_in_the_link_and_named_in_every_cache_key(explorer):
     from app import cache
     from coatnet.devices import available_devices
 
-    at = fresh()
-    at.run()
+    at = explorer
     picker = at.selectbox(key="device")
     assert list(picker.options) == list(available_devices()) and picker.value == available_devices()[0]
     assert picker.disabled == (len(available_devices()) == 1)  # a CPU-only machine shows where it runs
@@ -112,13 +110,14 @@ def test_a_link_typed_with_a_model_name_alone_opens_it_and_a_wrong_name_says_so(
     at.query_params.update({"model": "demo-post"})  # no source: the name says it is a demo
     at.run()
     assert at.session_state["demo_name"] == "demo-post" and not at.warning and not at.exception
-    assert any("(post-normalization)" in t for t in titles(at))
+    assert "(post-normalization)" in title(figure_named(at, "attention-heads"))
     at = fresh()
     at.query_params.update({"model": "demo-poste"})
     at.run()
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and "demo-poste" in warnings[0] and "choose the model" in warnings[0], warnings
-    assert not at.exception and not at.error and any("(pre-normalization)" in t for t in titles(at))
+    assert not at.exception and not at.error
+    assert "(pre-normalization)" in title(figure_named(at, "attention-heads"))
 
 
 def test_a_links_query_point_is_the_layouts_pages_query() -> None:
