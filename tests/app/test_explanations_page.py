@@ -6,18 +6,17 @@ from __future__ import annotations
 import pytest
 
 from coatnet import load_checkpoint
-from tests.support.apptest import clean, fresh, titles
+from tests.support.apptest import clean, figure_named, named_titles, title
 
 
-@pytest.fixture(scope="module")
-def page():
-    at = fresh()
-    at.run()
-    return clean(at)
+@pytest.fixture
+def page(explorer):
+    """A session of the test's own on the explorer."""
+    return explorer
 
 
 def _relevance_titles(at) -> list[str]:
-    return [t for t in titles(at) if "Chefer" in t or "gradient-weighted rollout" in t]
+    return named_titles(at, "relevance")
 
 
 def test_the_relevance_map_explains_the_class_picked_with_the_method_picked(page):
@@ -36,11 +35,11 @@ def test_the_relevance_map_explains_the_class_picked_with_the_method_picked(page
 
 
 def test_measuring_faithfulness_draws_the_curves_and_scores_of_every_method(page):
-    assert not any(t.startswith("Deletion") for t in titles(page))
+    assert not any(t.startswith("Deletion") for t in named_titles(page, "faithfulness-curves"))
     page.button(key="faith_go").click().run()
-    drawn = titles(clean(page))
-    assert any(t.startswith("Deletion: p(") for t in drawn)
-    assert any(t.startswith("Insertion: p(") for t in drawn)
-    assert any(t.startswith("Faithfulness of each explanation") for t in drawn)
+    curves = named_titles(clean(page), "faithfulness-curves")
+    assert any(t.startswith("Deletion: p(") for t in curves)
+    assert any(t.startswith("Insertion: p(") for t in curves)
+    assert title(figure_named(page, "faithfulness-scores")).startswith("Faithfulness of each explanation")
     page.run()  # kept for the session: drawn again without the button
-    assert any(t.startswith("Deletion: p(") for t in titles(clean(page)))
+    assert any(t.startswith("Deletion: p(") for t in named_titles(clean(page), "faithfulness-curves"))
