@@ -17,8 +17,7 @@ from torch import nn
 
 from coatnet.model.interventions import block_interventions, edit_output, edit_weights, per_window
 from coatnet.model.layers import Dropout
-from coatnet.model.recording import AttentionRecord, active_recorder
-from coatnet.model.tracing import Tracer, active_tracer, tap, traced_name, wants_explicit
+from coatnet.model.tracing import Capture, active_capture, tap, traced_name, wants_explicit
 
 
 def relative_position_index(height: int, width: int, *, device: torch.device | None = None) -> torch.Tensor:
@@ -210,29 +209,23 @@ class RelativeAttention(nn.Module):
             x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C): free for channels_last tensors
             qkv = rearrange(self.qkv(x), "b y x (s h d) -> s b h (y x) d", s=3, h=self.heads)
         q, k, v = qkv.unbind(0)
-        tracer = active_tracer()  # coatnet.model.tracing: per call, usually none
-        if tracer is not None:
-            q, k, v = (tap(tracer, self, f"attn.{name}", t) for name, t in zip("qkv", (q, k, v), strict=True))
+        capture = active_capture()  # coatnet.model.tracing (tracing, recording): per call, usually none
+        if capture is not None:
+            q, k, v = (tap(capture, self, f"attn.{c}", t) for c, t in zip("qkv", (q, k, v), strict=True))
         bias = self.rel_pos.get_bias((height, width)).to(q.dtype)
-        recorder = active_recorder()
         part = None if self.partition == "global" else self.partition
         edits = block_interventions(self.stage, self.block, part)  # per call, usually none
         if edits and field is not None:  # a batch of windows: the edits' rows count images
             edits = per_window(edits, (field[0] // height) * (field[1] // width))
-        if recorder is None and not wants_explicit(tracer, traced_name(self)):
+        name = traced_name(self) if capture is not None else None
+        if not wants_explicit(capture, name):
             out = self.fused(q, k, v, bias)
             if edits:
                 out = edit_output(edits, self.mode, out, q, k, v, bias)
-        else:
-            if tracer is not None:  # the caller's own copy: the kept bias is shared
-                bias = tap(tracer, self, "attn.bias", bias.clone())
-            out, record = self.explicit(q, k, v, bias, edits, tracer)
-            if recorder is not None:
-                record["bias"] = record["bias"].clone()  # the caller's own: the kept bias is shared
-                grid = (height, width)
-                recorder.add(AttentionRecord(stage=self.stage, block=self.block, grid=grid,
-                                             partition=self.partition, field=field, **record))  # fmt: skip
-        out = tap(tracer, self, "attn.heads", out)
+        else:  # the caller's own copy of the bias: the kept one is shared
+            out, _ = self.explicit(q, k, v, tap(capture, self, "attn.bias", bias.clone()), edits, capture)
+            capture.attended(name, self, (height, width), field)  # a recorder makes its record
+        out = tap(capture, self, "attn.heads", out)
         out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
         if isinstance(self.proj, nn.Conv2d):  # channels-last (B, C, H, W), without a copy
             return self.proj(out.permute(0, 3, 1, 2))
@@ -253,19 +246,19 @@ class RelativeAttention(nn.Module):
         v: torch.Tensor,
         bias: torch.Tensor,
         edits: tuple = (),
-        tracer: Tracer | None = None,
+        capture: Capture | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """The same result step by step, keeping the content logits, the bias and the weights (as
-        substituted by ``edits``, :mod:`coatnet.model.interventions`), each traced by ``tracer``."""
+        substituted by ``edits``, :mod:`coatnet.model.interventions`), each traced by ``capture``."""
         content = torch.matmul(q * self.scale, k.transpose(-2, -1))  # q scaled: (N, d), not (N, N)
-        content = tap(tracer, self, "attn.logits", content)
+        content = tap(capture, self, "attn.logits", content)
         if self.mode == "pre":
             weights = self.softmax(content + bias)
         else:
             weights = self.softmax(content) + bias
         if edits:
             weights = edit_weights(edits, self.mode, weights, content, bias, self.softmax)
-        weights = tap(tracer, self, "attn.weights", weights)
+        weights = tap(capture, self, "attn.weights", weights)
         out = torch.matmul(weights, v)
         return out, {"mode": self.mode, "content_logits": content, "bias": bias, "weights": weights}
 

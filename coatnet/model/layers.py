@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coatnet.model.randomness import active_generator
-from coatnet.model.tracing import active_tracer
+from coatnet.model.tracing import active_capture
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -129,11 +129,11 @@ class SqueezeExcite(nn.Module):
 
 
 def traced_gate(name: str | None, gate: torch.Tensor) -> torch.Tensor:
-    """A squeeze-excitation gate through the open tracer at ``name`` (the gate itself without a name)."""
+    """A squeeze-excitation gate through the open capture at ``name`` (the gate itself without a name)."""
     if name is None:
         return gate
-    tracer = active_tracer()
-    return gate if tracer is None else tracer.tap(name, gate)
+    capture = active_capture()
+    return gate if capture is None else capture.tap(name, gate)
 
 
 def make_pool(kind: str, stride: int) -> nn.Module:

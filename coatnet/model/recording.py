@@ -1,9 +1,13 @@
 """Per-call recording of attention internals, safe with one model shared by many threads.
 
-A recorder lives in a :class:`contextvars.ContextVar`, never on a module: every thread (and every asyncio
-task) sees only the recorder it opened itself, so two threads that run recorded forward passes through
-one model object each get their own records. While a recorder is open, attention blocks take their
-explicit path and hand it the content logits, the bias and the weights they used.
+Recording is a view of the named activation cache (:mod:`coatnet.model.tracing`): a recorder is a tracer
+that keeps every attention's ``attn.logits``, ``attn.bias`` and ``attn.weights``, and makes one
+:class:`AttentionRecord` of each attention's three as the attention finishes. It is opened in the same
+per-call capture context as :func:`coatnet.tracing`, a :class:`contextvars.ContextVar`, never on a module:
+every thread (and every asyncio task) sees only the recorder it opened itself, so two threads that run
+recorded forward passes through one model object each get their own records. While a recorder is open,
+attention blocks take their explicit path, which makes the three; nothing else changes (blocks still
+compute in place: nothing overwrites what a recorder keeps).
 
 Examples:
     >>> with record_attention() as records:
@@ -13,19 +17,15 @@ Examples:
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from coatnet.model.contexts import context_open
+from coatnet.model.tracing import EXPLICIT_NAMES, Tracer, active_capture, capturing
 from coatnet.model.windows import window_positions
-
-_RECORDER: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar(
-    "coatnet_attention_recorder", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -89,26 +89,31 @@ class AttentionRecord:
 
 
 class AttentionRecorder(list):
-    """The list of :class:`AttentionRecord` of one recorded call, in forward order."""
+    """The list of :class:`AttentionRecord` of one recorded call, in forward order; :attr:`tracer` is the
+    view of the named activation cache that fills it."""
 
     def __init__(self, *, detach: bool = True) -> None:
         super().__init__()
         self.detach = detach
+        self.tracer = RecordingTracer(self, detach=detach)
 
-    def add(self, record: AttentionRecord) -> None:
-        if self.detach:
-            record = AttentionRecord(
-                stage=record.stage,
-                block=record.block,
-                mode=record.mode,
-                grid=record.grid,
-                content_logits=record.content_logits.detach(),
-                bias=record.bias.detach(),
-                weights=record.weights.detach(),
-                partition=record.partition,
-                field=record.field,
-            )
-        self.append(record)
+
+class RecordingTracer(Tracer):
+    """A tracer keeping each attention's logits, bias and weights (detached unless ``detach`` is False)
+    and making of them, when the attention tells it that it is done, the record it appends to
+    ``records``; it keeps nothing after that."""
+
+    def __init__(self, records: AttentionRecorder, *, detach: bool) -> None:
+        super().__init__([f"*.{leaf}" for leaf in EXPLICIT_NAMES], {}, detach, in_place=True)
+        self.records = records
+
+    def attended(self, name: str, attention: nn.Module, grid: tuple[int, int], field: tuple[int, int] | None):
+        logits, bias, weights = (self.cache.pop(f"{name}.{leaf}") for leaf in EXPLICIT_NAMES)
+        record = AttentionRecord(
+            stage=attention.stage, block=attention.block, mode=attention.mode, grid=grid,
+            content_logits=logits, bias=bias, weights=weights, partition=attention.partition, field=field,
+        )  # fmt: skip
+        self.records.append(record)
 
 
 @contextmanager
@@ -130,17 +135,13 @@ def record_attention(*, detach: bool = True) -> Iterator[AttentionRecorder]:
         ['S3.0', 'S3.1', 'S4.0']
     """
     recorder = AttentionRecorder(detach=detach)
-    token = _RECORDER.set(recorder)
-    try:
-        with context_open():
-            yield recorder
-    finally:
-        _RECORDER.reset(token)
+    with capturing("record", recorder.tracer):
+        yield recorder
 
 
 def active_recorder() -> AttentionRecorder | None:
     """The recorder open in the current context, or None (always None while ``torch.compile`` traces: a
     compiled model runs eagerly when one may be open, :func:`coatnet.model.contexts.needs_eager`)."""
-    if torch.compiler.is_compiling():
-        return None
-    return _RECORDER.get()
+    capture = active_capture()
+    tracer = capture.get("record") if capture is not None else None
+    return tracer.records if tracer is not None else None

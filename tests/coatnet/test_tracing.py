@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import coatnet
-from coatnet.model.tracing import MBCONV_NAMES, TRANSFORMER_NAMES, active_tracer, check_names
+from coatnet.model.tracing import MBCONV_NAMES, TRANSFORMER_NAMES, active_capture, check_names
 from tests.support.threads import in_threads
 from tests.support.toys import breaks_mid_way, images, state, toy, trained_looking
 
@@ -151,14 +151,14 @@ def test_per_thread_and_nothing_left_on_the_model(model) -> None:
         inside.wait(30)
         with torch.no_grad():
             model(images(batch=3))
-        found["tracer"] = active_tracer()
+        found["tracer"] = active_capture()
         done.set()
 
     in_threads(traced, untraced)
     assert found["cache"] == {} and found["tracer"] is None
     with breaks_mid_way(model.stages[2].blocks[0].attn), coatnet.tracing(["*"]):
         model(images())
-    assert active_tracer() is None
+    assert active_capture() is None
     assert state(model) == before
 
 
