@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from analysis.explain.faithfulness import method_rows
+from analysis.explain.registry import method_rows
 from analysis.explain.robustness import N_SAMPLES, RADIUS, robustness
 from analysis.explain.sanity import TESTS, parts, sanity_checks
 from analysis.explain.similarity import MEASURES
@@ -72,7 +72,7 @@ def measure_sanity(
 ) -> dict[str, np.ndarray]:
     """The per-image arrays of the images of ``x`` (B, C, H, W, normalised): ``sanity_values`` (B,
     entries, rows, 5) and ``robustness_values`` (B, rows, 2) in the order of :func:`sanity_entries`
-    and :func:`analysis.explain.faithfulness.method_rows`. ``progress``: the share of the images done."""
+    and :func:`analysis.explain.registry.method_rows`. ``progress``: the share of the images done."""
     rows = method_rows(model)
     entries = sanity_entries(model)
     sanity = np.zeros((x.shape[0], len(entries), len(rows), len(SANITY_FIELDS)), dtype=np.float32)

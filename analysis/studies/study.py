@@ -42,13 +42,8 @@ import torch.nn.functional as F
 from analysis.core.geometry import BlockRef, attention_blocks
 from analysis.core.running import call_model
 from analysis.core.summaries import read_summary
-from analysis.explain.faithfulness import (
-    RANDOM_SEEDS,
-    SCORES,
-    explanation_maps,
-    explanation_scores,
-    method_rows,
-)
+from analysis.explain.faithfulness import RANDOM_SEEDS, SCORES, explanation_maps, explanation_scores
+from analysis.explain.registry import explainer, method_rows
 from analysis.maps.attention import recorded_pass
 from analysis.maps.frequency import log_amplitude_profile
 from analysis.maps.receptive_field import mass_sides, receptive_fields
@@ -79,7 +74,8 @@ class StudyPlan:
         heads: the attention blocks, in forward order (their heads are the study's heads).
         image_size: the input (H, W).
         faithfulness: the (method, stage) rows whose faithfulness is measured
-            (:func:`analysis.explain.faithfulness.method_rows`), or none.
+            (:func:`analysis.explain.registry.method_rows`: every method of :func:`analysis.explainers`),
+            or none.
     """
 
     interventions: tuple[Intervention, ...]
@@ -181,10 +177,10 @@ def _faithfulness(model, runner, x, targets, plan, max_rows, autocast, progress)
             model, x[i], targets[i], explanations, runner=runner, max_rows=max_rows, autocast=autocast
         )
         values = np.array([[f[key] for key in SCORES] for f in found], dtype=np.float32)
-        is_random = np.array([e.method == "random" for e in explanations])
+        is_random = np.array([explainer(e.method).baseline for e in explanations])
         random[i] = values[is_random]
         others = iter(values[~is_random])
-        scores[i] = [random[i].mean(0) if method == "random" else next(others) for method, _ in rows]
+        scores[i] = [random[i].mean(0) if explainer(m).baseline else next(others) for m, _ in rows]
         if progress is not None:
             progress(i + 1, x.shape[0])
     return {"faith_scores": scores, "faith_random": random}
@@ -347,7 +343,7 @@ def _faithfulness_summary(plan: StudyPlan, arrays: dict[str, np.ndarray]) -> lis
         entry["std"] = {
             key: float(scores[:, j, k].std()) if count else math.nan for k, key in enumerate(SCORES)
         }
-        if method == "random":
+        if explainer(method).baseline:
             per_seed = arrays["faith_random"].astype(np.float64).mean(0)  # (seeds, 4)
             entry["seeds"] = list(RANDOM_SEEDS)
             columns = {key: per_seed[:, k] for k, key in enumerate(SCORES)}
