@@ -49,7 +49,7 @@ def test_the_explorer_opens_with_its_map_heads_and_top_5(lens: Lens):
     heads = [c for c in charts if c["traces"].count("query") > 1]
     assert len(clickable) == 1, charts
     assert len(heads) == 1, charts
-    assert any("Top-5" in c["title"] for c in charts), charts
+    assert any("Top-5" in c["title"] for c in charts if c["name"] == "predictions"), charts
     assert lens.page.locator(".js-plotly-plot").count() >= 4  # map, heads, top 5, rollout
     cells = clickable[0]["traces"].index("cells")
     assert clickable[0]["points"][cells] == 7 * 7, clickable
@@ -72,7 +72,7 @@ def test_an_uploaded_png_with_transparency_is_analysed(lens: Lens, tmp_path: Pat
     lens.show(lens.page.get_by_text("red-square as given", exact=False))
     expect(lens.page.get_by_text("what the model sees: 28x28", exact=False)).to_be_visible()
     assert sum("cells" in c["traces"] for c in lens.charts()) == 1
-    assert any("Top-5" in c["title"] for c in lens.charts())
+    assert any("Top-5" in c["title"] for c in lens.charts() if c["name"] == "predictions")
     lens.assert_clean()
 
 
@@ -344,7 +344,7 @@ def test_every_figure_says_how_to_read_it_in_words_people_read(layout_problems: 
             wrong += [f"{page}: {title!r} writes {t!r}" for t in figure["texts"] if E_NOTATION.search(t)]
             if repeated_phrase(figure["title"]):
                 wrong.append(f"{page}: {title!r} says {repeated_phrase(figure['title'])!r} twice")
-            if title.startswith("Top-5"):
+            if figure["name"] == "predictions":  # the top-5
                 wrong += (
                     [] if figure["xrange"] == [0, 1] else [f"{page}: the top-5 axis runs {figure['xrange']}"]
                 )
@@ -361,9 +361,8 @@ def test_the_pages_follow_the_sidebars_model_and_the_head_overview_fills_its_wid
     and 1440 px, and the head overview's panels grow with the column (100 px panels beside an empty half
     page, once)."""
     narrow, wide = (layout_problems["facts"][width] for width in WIDTHS)
-    assert "S3.0 (post-normalization), every head" in " ".join(
-        f["title"] for f in narrow["Attention explorer"]["figures"]
-    )
+    (heads,) = [f for f in narrow["Attention explorer"]["figures"] if f["name"] == "attention-heads"]
+    assert "S3.0 (post-normalization), every head" in heads["title"]
     assert "coatnet_pico, post-normalization, from fashion-mnist" in narrow["Dataset"]["text"], narrow[
         "Dataset"
     ]["text"][:400]
@@ -376,7 +375,8 @@ def test_the_pages_follow_the_sidebars_model_and_the_head_overview_fills_its_wid
         assert too_wide == [], (too_wide, {page: f["column"] for page, f in facts.items()})
 
     def head_panels(facts: dict) -> float:
-        overview = next(f for f in facts["Attention explorer"]["figures"] if "every head" in f["title"])
+        (overview,) = [f for f in facts["Attention explorer"]["figures"] if f["name"] == "attention-heads"]
+        assert "every head" in overview["title"]
         return max(overview["panels"])
 
     assert head_panels(wide) >= 1.5 * head_panels(narrow), (head_panels(narrow), head_panels(wide))

@@ -18,9 +18,10 @@ WAIT_MS = 90_000  # a cold model load, or a PNG export through kaleido, on 2 bus
 
 VIEWPORT = {"width": 1400, "height": 1000}
 
-# every drawn Plotly chart: its title (wrapped lines joined by spaces, a no-break space read as the space a
-# person sees), its traces' names and sizes
+# every drawn Plotly chart: its stable name (analysis.figures.names), its title (wrapped lines joined by
+# spaces, a no-break space read as the space a person sees), its traces' names and sizes
 CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+    name: ((gd.layout || {}).meta || {}).name || '',
     title: [...gd.querySelectorAll('.gtitle')].map(t => t.querySelectorAll('tspan.line').length
         ? [...t.querySelectorAll('tspan.line')].map(l => l.textContent).join(' ') : t.textContent).join('')
         .replace(/\u00a0/g, ' '),
@@ -109,7 +110,8 @@ class Lens:
         self.page.wait_for_function(SETTLED, timeout=WAIT_MS)
 
     def charts(self) -> list[dict]:
-        """Every Plotly chart on the page: its title, its traces' names and their numbers of points."""
+        """Every Plotly chart on the page: its name, its title, its traces' names and their numbers of
+        points."""
         return self.page.evaluate(CHARTS)
 
     def titles(self) -> str:

@@ -109,8 +109,8 @@ DRAWN_MAPS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].map((gd
 
 
 # what a page shows, to read in Python: the main column's width (inside its padding) and text, and for each
-# figure its title, its drawn width, the widths of its map panels, the tick labels of each colour bar, every
-# text it draws, and its x axis's range
+# figure its stable name, its title, its drawn width, the widths of its map panels, the tick labels of each
+# colour bar, every text it draws, and its x axis's range
 PAGE_FACTS = r"""() => {
     const main = document.querySelector('[data-testid="stMainBlockContainer"]');
     const style = getComputedStyle(main);
@@ -118,6 +118,7 @@ PAGE_FACTS = r"""() => {
     const figures = [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
         const layout = gd._fullLayout || {};
         return {
+            name: ((gd.layout || {}).meta || {}).name || '',
             title: (gd.querySelector('.gtitle') || {}).textContent || '',
             width: gd.getBoundingClientRect().width,
             heatmaps: (gd._fullData || []).filter(t => t.type === 'heatmap').length,
