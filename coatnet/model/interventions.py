@@ -114,7 +114,6 @@ Examples:
 KINDS = ATTENTION_KINDS + CONV_KINDS
 UNTRAINED = "untrained combination"
 DESCRIPTIONS = {k.name: k.description for k in INTERVENTION_KINDS}
-_UNTRAINED_KINDS = {k.name: k.untrained for k in INTERVENTION_KINDS}
 """Every intervention kind in words, kind -> one line (``coatnet.INTERVENTION_DESCRIPTIONS``).
 
 Examples:
@@ -122,6 +121,7 @@ Examples:
     >>> coatnet.INTERVENTION_DESCRIPTIONS["knockout"]
     "the heads' outputs set to zero"
 """
+_UNTRAINED_KINDS = {k.name: k.untrained for k in INTERVENTION_KINDS}
 
 
 def _block_of(name: str) -> PartName:
