@@ -113,6 +113,9 @@ class PartName(str):
             object.__setattr__(self, key, value)
         return self
 
+    def __init__(self, name: str) -> None:  # parsed in __new__ (a str is made there); this names the argument
+        super().__init__()
+
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("a PartName cannot be changed")
 
