@@ -245,7 +245,8 @@ def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
 
 @session_result(max_entries=8)
 def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, progress=None):
-    """Integrated Gradients or occlusion of class ``target`` (slow: asked for with a button)."""
+    """Integrated Gradients, occlusion or another attribution method of :func:`analysis.explainers`, of
+    class ``target`` (:func:`analysis.attributions`; slow: asked for with a button)."""
     return attributions(model(key), _image(image), method=method, target=target, progress=progress)
 
 
