@@ -17,8 +17,8 @@ from analysis.figures.names import named
 from analysis.figures.panels import chart
 from analysis.figures.plots import overlay
 from analysis.figures.style import BLOCK_KIND_COLOURS, BROWN, DIVERGING, GREY, LAYOUT_COLOURS, PURPLE, colour
+from analysis.studies.layouts import layout_label
 from analysis.studies.summaries import Probes
-from coatnet.model.layouts import find_layout
 
 __all__ = [
     "COMPONENT_LABELS",
@@ -286,26 +286,6 @@ def probes_figure(probes: Probes) -> go.Figure:
         yaxis={"title": {"text": "top-1"}, "range": [0, 1.02]},
     )  # fmt: skip
     return named(figure, "probes")
-
-
-def layout_label(model: str) -> str:
-    """``layout-c-c-t-t`` -> ``C-C-T-T``, ``layout-vit-rel`` -> ``ViT_REL`` (the layout study's names).
-
-    Args:
-        model: a model's name, as a study or probes.json records it.
-
-    Returns:
-        The layout's name; any other name as it is.
-
-    Examples:
-        >>> from analysis import figures
-        >>> figures.layout_label("layout-c-c-t-t"), figures.layout_label("layout-vit-rel")
-        ('C-C-T-T', 'ViT_REL')
-    """
-    try:
-        return find_layout(model).label
-    except ValueError:  # not a layout's model
-        return model
 
 
 def readable_from(probes: Probes, within: float = 0.02) -> tuple[str, float]:

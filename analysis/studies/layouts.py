@@ -19,6 +19,7 @@ from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsam
 from analysis.maps.cka import cka
 from analysis.maps.receptive_field import receptive_fields
 from analysis.studies.summaries import LayoutStudy
+from coatnet.model.layouts import find_layout
 from coatnet.model.network import CoAtNet
 
 SHIPPED = Path(__file__).resolve().parent / "results" / "layouts" / "layouts.json"
@@ -225,3 +226,23 @@ def table(study: LayoutStudy) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def layout_label(model: str) -> str:
+    """``layout-c-c-t-t`` -> ``C-C-T-T``, ``layout-vit-rel`` -> ``ViT_REL`` (the layout study's names).
+
+    Args:
+        model: a model's name, as a study or probes.json records it.
+
+    Returns:
+        The layout's name; any other name as it is.
+
+    Examples:
+        >>> from analysis import figures
+        >>> figures.layout_label("layout-c-c-t-t"), figures.layout_label("layout-vit-rel")
+        ('C-C-T-T', 'ViT_REL')
+    """
+    try:
+        return find_layout(model).label
+    except ValueError:  # not a layout's model
+        return model
