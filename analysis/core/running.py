@@ -8,13 +8,15 @@ CoAtNet in eval mode runs its inference build (:func:`coatnet.for_inference`: Ba
 gathered, channels-last, packed convolutions), which records and intervenes as the model does and
 computes the same values; so does a call that takes gradients with respect to its input alone
 (:func:`input_gradient_model`: autograd runs through the build, whose parameters need none).
-:func:`plain_model` turns the build off for a block of code.
+:func:`plain_model` turns the build off for a block of code. A call that runs the model's own modules runs
+them under :func:`coatnet.model.inference.plain_modules`, so that a pass under ``torch.inference_mode()``
+does not take the build by itself: an analysis sees the modules it was given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from coatnet.model.blocks import watched
-from coatnet.model.inference import for_inference
+from coatnet.model.inference import for_inference, plain_modules
 from coatnet.model.network import CoAtNet
 from coatnet.model.randomness import private_random
 
@@ -49,7 +51,8 @@ def plain_model() -> Iterator[None]:
     """
     token = _INFERENCE_BUILD.set(False)
     try:
-        yield
+        with plain_modules():
+            yield
     finally:
         _INFERENCE_BUILD.reset(token)
 
@@ -96,11 +99,12 @@ def call_model(model: M, *, private: bool = False, seed: int = 0) -> Iterator[M]
     """
     training = any(m.training for m in model.modules())
     own = twin(model) if private or training else fast_runner(model)
-    if not training:
-        yield own
-        return
-    device = next(model.parameters()).device
-    with private_random(torch.Generator(device=device).manual_seed(seed)):
+    with ExitStack() as stack:
+        if not getattr(own, "inference_build", False):  # the modules it was given, never a build of them
+            stack.enter_context(plain_modules())
+        if training:
+            device = next(model.parameters()).device
+            stack.enter_context(private_random(torch.Generator(device=device).manual_seed(seed)))
         yield own
 
 

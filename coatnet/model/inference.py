@@ -39,17 +39,27 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_hooks
+from torch.utils.hooks import RemovableHandle
 
 from coatnet.model.attention import RelativeAttention, RelativePosition
 from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock, fresh_act, watched
+from coatnet.model.interventions import active_interventions
 from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after, traced_gate, uninitialised
 from coatnet.model.network import CoAtNet
+from coatnet.model.tracing import active_capture
 
 _BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+_AUTOMATIC: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> the build its calls took
+_PLAIN: ContextVar[bool] = ContextVar("coatnet_plain_modules", default=False)
 
 
 class FrozenBias(nn.Module):
@@ -332,8 +342,7 @@ def _pack_convolutions(model: nn.Module) -> None:
 
 def _versions(model: nn.Module) -> tuple:
     """What changes when any weight of ``model`` changes: each tensor's identity, storage and in-place version
-    (read from each module's own dicts: half the time of ``parameters()`` and ``buffers()``, on every
-    analysis call)."""
+    (read from each module's own dicts: half the time of ``parameters()`` and ``buffers()``)."""
     return tuple(
         (id(t), t.data_ptr(), t._version)  # the pointer: a ``.data`` reassignment bumps no version
         for module in model.modules()
@@ -341,6 +350,64 @@ def _versions(model: nn.Module) -> tuple:
         for t in tensors.values()
         if t is not None
     )
+
+
+_REGISTRATIONS = [0]  # modules, parameters and buffers registered (set as attributes) anywhere
+
+
+def _registered(*_: object) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+# counted from the first import on, so that a build's tensors can be compared one by one on each call:
+# a tensor put in a weight's place (``load_state_dict(assign=True)``, a new classifier) is registered
+module_hooks.register_module_module_registration_hook(_registered)
+module_hooks.register_module_parameter_registration_hook(_registered)
+module_hooks.register_module_buffer_registration_hook(_registered)
+
+
+def _generation() -> tuple[int, int]:
+    """Changes whenever a module, parameter or buffer is registered anywhere, or a hook is (every hook
+    registration takes a new handle id)."""
+    return RemovableHandle.next_id, _REGISTRATIONS[0]
+
+
+@dataclass
+class _Build:
+    """A build and what it was made from: the model's modules and tensors, and their versions, read
+    again one by one while no module, tensor or hook has been registered since (:func:`_generation`);
+    the whole model is walked again otherwise."""
+
+    build: CoAtNet
+    signature: tuple  # _versions(model)
+    generation: tuple[int, int]
+    modules: tuple[nn.Module, ...]
+    tensors: tuple[torch.Tensor, ...]
+    versions: list[tuple[int, int]]
+    watched: bool  # a hook on one of the model's modules, when last walked
+
+    @classmethod
+    def of(cls, model: CoAtNet, *, channels_last: bool) -> _Build:
+        """``model``'s build, with what it is made from read first (a weight changed while building
+        makes the next call build again)."""
+        generation = _generation()  # first: a registration while reading makes the next call walk again
+        modules = tuple(model.modules())
+        tensors = tuple(t for m in modules for own in (m._parameters, m._buffers) for t in own.values())
+        tensors = tuple(t for t in tensors if t is not None)
+        versions = [(t._version, t.data_ptr()) for t in tensors]
+        signature, hooked = _versions(model), watched(model)
+        build = inference_build(model, channels_last=channels_last)
+        return cls(build, signature, generation, modules, tensors, versions, hooked)
+
+    def current(self, model: CoAtNet) -> bool:
+        """Whether the model's weights are still those the build was made from."""
+        if self.generation == _generation():
+            return [(t._version, t.data_ptr()) for t in self.tensors] == self.versions
+        generation = _generation()
+        if _versions(model) != self.signature:
+            return False
+        self.generation, self.watched = generation, watched(model)
+        return True
 
 
 def for_inference(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
@@ -365,15 +432,87 @@ def for_inference(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
         ...     torch.allclose(fast(x), model(x), atol=1e-4)
         True
     """
+    return _kept_build(model, channels_last=channels_last).build
+
+
+def _kept_build(model: CoAtNet, *, channels_last: bool = True) -> _Build:
     first = next(model.parameters())
     key = (first.device, first.dtype, channels_last)
-    versions = _versions(model)
     with _LOCK:
-        builds = _BUILDS.setdefault(model, {})
-        cached = builds.get(key)
-        if cached is not None and cached[0] == versions:
-            return cached[1]
-    fast = inference_build(model, channels_last=channels_last)
+        kept = _BUILDS.get(model, {}).get(key)
+    if kept is not None and kept.current(model):
+        return kept
+    kept = _Build.of(model, channels_last=channels_last)
     with _LOCK:
-        _BUILDS.setdefault(model, {})[key] = (versions, fast)
-    return fast
+        _BUILDS.setdefault(model, {})[key] = kept
+    return kept
+
+
+@contextmanager
+def plain_modules() -> Iterator[None]:
+    """Calls of a :class:`coatnet.CoAtNet` inside this block run its own modules, never the build that a
+    call under ``torch.inference_mode()`` otherwise takes (:func:`automatic_build`); per thread and task.
+
+    Yields:
+        Nothing; the context is the setting.
+
+    Examples:
+        >>> import torch, coatnet
+        >>> from coatnet.model.inference import automatic_build, plain_modules
+        >>> model = coatnet.load_checkpoint("demo-pre")
+        >>> with torch.inference_mode():
+        ...     automatic_build(model) is coatnet.for_inference(model)
+        True
+        >>> with torch.inference_mode(), plain_modules():
+        ...     automatic_build(model) is None
+        True
+    """
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
+
+
+def automatic_build(model: CoAtNet) -> CoAtNet | None:
+    """The build ``model(x)`` runs instead of the model's own modules, or None: under
+    ``torch.inference_mode()`` (no gradient can be asked for) without autocast, for a float32 model with
+    every module in eval mode, no hook on any of them nor a global one (a hook must see the modules it was
+    put on), and nothing recorded, traced or intervened in this call
+    (:func:`coatnet.model.tracing.active_capture`, :func:`coatnet.intervene`), outside
+    :func:`plain_modules`. The build computes the same outputs to float rounding, follows every weight
+    change (:func:`for_inference`), and is itself never redirected.
+    """
+    if (
+        not torch.is_inference_mode_enabled()
+        or model.inference_build
+        or _PLAIN.get()
+        or active_capture() is not None
+        or active_interventions()
+        or torch.is_autocast_enabled("cpu")
+        or torch.is_autocast_enabled("cuda")
+        or module_hooks._global_forward_hooks
+        or module_hooks._global_forward_pre_hooks
+        or module_hooks._global_backward_hooks
+        or module_hooks._global_backward_pre_hooks
+    ):
+        return None
+    with _LOCK:  # the last build this call may take: its tensors tell whether the model still matches it
+        kept = _AUTOMATIC.get(model)
+    if kept is None or kept.generation != _generation() or kept.watched:
+        if next(model.parameters()).dtype != torch.float32 or any(m.training for m in model.modules()):
+            return None
+        if watched(model):
+            return None
+        kept = _kept_build(model)
+        with _LOCK:
+            _AUTOMATIC[model] = kept
+        return kept.build
+    for module in kept.modules:
+        if module.training:
+            return None
+    if kept.current(model):  # the same tensors, unchanged: on the device and in the dtype it was made for
+        return kept.build
+    with _LOCK:
+        _AUTOMATIC.pop(model, None)
+    return automatic_build(model)

@@ -160,6 +160,7 @@ class CoAtNet(nn.Module):
 
     # the memory format inputs are put in before the stem (the inference build sets channels-last)
     input_memory_format: torch.memory_format | None = None
+    inference_build = False  # True on a build (coatnet.model.inference), which runs its own modules
     # what its checkpoint says about it (a coatnet.weights.checkpoint.CheckpointInfo, which this package
     # may not import), set by load_checkpoint and from_timm; None for a model built here
     checkpoint_info: Any = None
@@ -301,8 +302,17 @@ class CoAtNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # a torch.compile'd model asked to record runs this call eagerly (contexts.needs_eager):
         # the per-call context lives outside what the compiled graph sees
-        if torch.compiler.is_compiling() and needs_eager():
-            return _eager_forward()(self, x)
+        if torch.compiler.is_compiling():
+            if needs_eager():
+                return _eager_forward()(self, x)
+        elif torch.is_inference_mode_enabled() and not self.training:
+            # under inference mode, with nothing recorded, traced or hooked, the inference build runs
+            # (coatnet.model.inference.automatic_build; imported here: it imports this module)
+            from coatnet.model.inference import automatic_build
+
+            build = automatic_build(self)
+            if build is not None:
+                return build(x)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -20,6 +20,7 @@ from analysis import plain_model
 from analysis.core.running import call_model, fast_runner, twin
 from analysis.core.summaries import result_items
 from coatnet import CoAtNet, for_inference
+from coatnet.model.inference import automatic_build
 from tests.support.every_analysis import ANALYSES, RUNS_THE_MODEL
 from tests.support.toys import SIZE, images, trained_looking
 
@@ -176,6 +177,20 @@ def test_the_build_and_its_twin_record_and_intervene_as_the_model_does(models) -
         expected = model.forward_intermediates(x)[1][3]  # the stage outputs: S0 (the stem) first
         torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
     assert not fast.stages[2]._forward_hooks
+
+
+def test_a_call_given_the_models_own_modules_never_takes_the_build_by_itself() -> None:
+    """Under ``plain_model``, on a twin, and on the build itself, a pass under ``torch.inference_mode()``
+    runs the modules the analysis was handed (the model's call would otherwise take its build)."""
+    model = build("pre")
+    with torch.inference_mode():
+        assert automatic_build(model) is for_inference(model)  # a user's call
+    with plain_model(), call_model(model) as own, torch.inference_mode():
+        assert own is model and automatic_build(own) is None
+    with call_model(model, private=True) as own, torch.inference_mode():
+        assert automatic_build(own) is None
+    with call_model(model) as own, torch.inference_mode():
+        assert own.inference_build and automatic_build(own) is None
 
 
 def test_global_hooks_and_weights_reassigned_through_data_keep_calls_right() -> None:

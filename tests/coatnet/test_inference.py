@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import nn
 
 import coatnet
-from coatnet.model.inference import FrozenBias, for_inference, inference_build
+from coatnet.model.inference import FrozenBias, automatic_build, for_inference, inference_build, plain_modules
 from tests.support import toys
 from tests.support.model_state import assert_as_found, snapshot
+from tests.support.threads import in_threads
 
 # timm's three speed-benchmark models: BatchNorm before (nano) and after convolutions, SE early (0),
 # a relative bias from an MLP (rmlp); and our paper-like and toy models
@@ -154,3 +157,75 @@ def test_the_builds_state_dict_holds_no_packed_weights():
     assert not fast.stem.conv1.packed  # 112 x 112 positions: oneDNN's per-call path
     assert all(t.layout == torch.strided for t in [*fast.parameters(), *fast.buffers()])
     assert all(not k.endswith("packed") for k in fast.state_dict())
+
+
+def test_a_call_under_inference_mode_takes_the_build_and_follows_weight_changes():
+    model = trained_looking("coatnet_toy")
+    x = batch(model)
+    with torch.no_grad():
+        plain = model(x)  # gradients merely off: the model's own modules
+    with torch.inference_mode():
+        assert automatic_build(model) is for_inference(model)
+        torch.testing.assert_close(model(x), plain, rtol=1e-4, atol=2e-5)
+    with torch.no_grad():
+        model.head.fc.bias.add_(1.0)  # changed in place: a new version
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), plain + 1.0, rtol=1e-4, atol=2e-5)
+    model.head.fc = nn.Linear(model.head.fc.in_features, model.head.fc.out_features).eval()  # a new tensor
+    with torch.inference_mode():
+        assert torch.equal(automatic_build(model).head.fc.weight, model.head.fc.weight)
+        assert automatic_build(automatic_build(model)) is None  # a build runs its own modules
+
+
+def test_the_build_is_not_taken_where_the_modules_themselves_must_run():
+    model = trained_looking("coatnet_toy")
+    x = batch(model)
+    with torch.inference_mode():
+        assert automatic_build(model) is not None
+    with torch.no_grad():
+        assert automatic_build(model) is None  # gradients off but not inference mode: a no_grad pass
+    handle = model.stages[2].register_forward_hook(lambda *args: None)
+    with torch.inference_mode():
+        assert automatic_build(model) is None  # the hook must see the model's own modules
+    handle.remove()
+    global_handle = nn.modules.module.register_module_forward_pre_hook(lambda *args: None)
+    with torch.inference_mode():
+        assert automatic_build(model) is None
+    global_handle.remove()
+    model.stages[1].train()  # one module in training mode: its BatchNorm statistics are the batch's
+    with torch.inference_mode():
+        assert automatic_build(model) is None
+    model.eval()
+    knockout = coatnet.Intervention("S3.0", "knockout")
+    contexts = [
+        coatnet.record_attention, lambda: coatnet.tracing(["logits"]), lambda: coatnet.intervene(knockout),
+        plain_modules, lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+    ]  # fmt: skip
+    for context in contexts:
+        with torch.inference_mode(), context():
+            assert automatic_build(model) is None
+    with torch.inference_mode(), coatnet.record_attention() as records:
+        model(x)
+    assert len(records) == len(toys.attentions(model))  # recorded on the model's own modules
+
+
+def test_whether_a_call_takes_the_build_is_per_thread():
+    model = trained_looking("coatnet_toy")
+    inside, done = threading.Event(), threading.Event()
+    found = {}
+
+    def recording() -> None:
+        with coatnet.record_attention(), plain_modules():
+            inside.set()
+            done.wait(30)  # the other thread's call runs while these are open
+            with torch.inference_mode():
+                found["here"] = automatic_build(model)
+
+    def calling() -> None:
+        inside.wait(30)
+        with torch.inference_mode():
+            found["there"] = automatic_build(model)
+        done.set()
+
+    in_threads(recording, calling)
+    assert found["here"] is None and found["there"] is for_inference(model)
