@@ -32,9 +32,6 @@ from tests.support.data import (
     write_idx,
 )
 
-REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
 # ---------------------------------------------------------------- IDX
 
 

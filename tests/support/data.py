@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from coatnet.data.datasets import FASHION_MNIST_DIR
+
+FASHION_MNIST = FASHION_MNIST_DIR  # where the real Fashion-MNIST lies: the package's one default, not a copy
+
 
 def idx_bytes(array: np.ndarray) -> bytes:
     array = np.ascontiguousarray(array, dtype=np.uint8)
