@@ -21,7 +21,8 @@ from analysis.core.models import describe, load_model
 from analysis.core.query import middle_point, query_index
 from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
-from analysis.explain.relevance import RELEVANCE_METHODS, class_relevance
+from analysis.explain.registry import explainers
+from analysis.explain.relevance import class_relevance
 from analysis.explain.sanity import sanity_checks
 from analysis.maps.attention import BlockAttention, attention_maps, query_map
 from analysis.maps.cka import cka
@@ -37,7 +38,6 @@ from coatnet.cli.options import add_attention_arg, add_command, add_compute_args
 from coatnet.devices import resolve_device
 from coatnet.weights.checkpoint import class_names
 
-ATTRIBUTIONS = ("gradcam", "integrated_gradients", "occlusion")
 # CKA compares representations across images: with fewer, the unbiased estimate is mostly noise
 CKA_MIN_IMAGES = 16
 
@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), help="query pixel (default: centre)")
     p.add_argument("--stage", default="S3", help="stage for Grad-CAM (S0..S4)")
     p.add_argument(
-        "--attributions", nargs="*", choices=ATTRIBUTIONS, default=["gradcam"],
+        "--attributions", nargs="*", choices=[e.name for e in explainers() if e.attribution],
+        default=["gradcam"],
         help="pixel attributions per image (default gradcam; integrated_gradients and occlusion cost tens "
         "of seconds an image at 224 on a CPU)",
     )  # fmt: skip
@@ -163,7 +164,8 @@ def _image_section(model, other, x, shown, name, pixel, args, results) -> Sectio
     found = []
     if maps.blocks:
         target = args.explain_class if args.explain_class is not None else int(probabilities.argmax())
-        found = [class_relevance(model, x, target=target, method=m) for m in RELEVANCE_METHODS]
+        relevances = [e.name for e in explainers() if e.needs_attention and e.class_specific]
+        found = [class_relevance(model, x, target=target, method=m) for m in relevances]
         record.update({r.method: r for r in found})
     report = faithfulness(model, x) if getattr(args, "faithfulness", False) else None
     if report is not None:
