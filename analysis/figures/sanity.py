@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from analysis.explain.faithfulness import row_name
+from analysis.explain.registry import explainers, row_name, short_name
 from analysis.figures.names import named
 from analysis.figures.panels import MAX_WIDTH, chart
 from analysis.figures.plots import head_grid
@@ -50,19 +50,6 @@ Examples:
     >>> figures.MEASURE_LABELS["spearman_abs"]
     'Spearman rank correlation of |map|'
 """
-
-
-SHORT = {
-    "integrated_gradients": "IG",
-    "grad_rollout": "grad roll.",
-    "relevance": "relev.",
-    "occlusion": "occl.",
-}
-
-
-def short_name(method: str, stage: str | None) -> str:
-    """A method's name short enough to head a column of small maps: ``CAM S3``, ``IG``."""
-    return f"CAM {stage}" if method == "gradcam" else SHORT.get(method, method)
 
 
 def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float = 96.0) -> go.Figure:
@@ -249,7 +236,7 @@ def study_random_logit_figure(study: Study, *, measure: str = "spearman_abs") ->
 
 def _bars(bars, measure: str, what: str) -> go.Figure:
     """Horizontal bars of (method, name, value, standard deviation or None)."""
-    agnostic = {"random", "rollout"}
+    agnostic = {e.name for e in explainers() if not e.class_specific}
     spread = [s for *_, s in bars]
     figure = go.Figure(go.Bar(
         x=[v for _, _, v, _ in bars], y=[name for _, name, _, _ in bars], orientation="h",
