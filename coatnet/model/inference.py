@@ -53,7 +53,6 @@ from coatnet.model.attention import RelativeAttention, RelativePosition
 from coatnet.model.blocks import MBConvBlock, Mlp, Stem, TransformerBlock, fresh_act, watched
 from coatnet.model.interventions import active_interventions
 from coatnet.model.layers import SqueezeExcite, batchnorm_affine, folded_after, traced_gate, uninitialised
-from coatnet.model.network import CoAtNet
 from coatnet.model.tracing import active_capture
 
 _BUILDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -279,7 +278,7 @@ def _foldable_before(block: MBConvBlock) -> bool:
 
 
 @torch.no_grad()
-def inference_build(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
+def inference_build(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
     """A new module tree computing what ``model`` computes in eval mode, prepared for inference (see the
     module's docstring): BatchNorm folded into the convolutions beside it, relative biases gathered once,
     channels-last weights. ``model`` is left as it was."""
@@ -378,7 +377,7 @@ class _Build:
     again one by one while no module, tensor or hook has been registered since (:func:`_generation`);
     the whole model is walked again otherwise."""
 
-    build: CoAtNet
+    build: nn.Module
     signature: tuple  # _versions(model)
     generation: tuple[int, int]
     modules: tuple[nn.Module, ...]
@@ -387,7 +386,7 @@ class _Build:
     watched: bool  # a hook on one of the model's modules, when last walked
 
     @classmethod
-    def of(cls, model: CoAtNet, *, channels_last: bool) -> _Build:
+    def of(cls, model: nn.Module, *, channels_last: bool) -> _Build:
         """``model``'s build, with what it is made from read first (a weight changed while building
         makes the next call build again)."""
         generation = _generation()  # first: a registration while reading makes the next call walk again
@@ -399,7 +398,7 @@ class _Build:
         build = inference_build(model, channels_last=channels_last)
         return cls(build, signature, generation, modules, tensors, versions, hooked)
 
-    def current(self, model: CoAtNet) -> bool:
+    def current(self, model: nn.Module) -> bool:
         """Whether the model's weights are still those the build was made from."""
         if self.generation == _generation():
             return [(t._version, t.data_ptr()) for t in self.tensors] == self.versions
@@ -410,7 +409,7 @@ class _Build:
         return True
 
 
-def for_inference(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
+def for_inference(model: nn.Module, *, channels_last: bool = True) -> nn.Module:
     """The inference build of ``model`` (:func:`inference_build`): BatchNorm folded into the convolutions,
     relative biases gathered once, channels-last; made once per (model, device, dtype, layout) and made
     again when the model's weights have changed since. Thread-safe; ``model`` itself stays as it is.
@@ -435,7 +434,7 @@ def for_inference(model: CoAtNet, *, channels_last: bool = True) -> CoAtNet:
     return _kept_build(model, channels_last=channels_last).build
 
 
-def _kept_build(model: CoAtNet, *, channels_last: bool = True) -> _Build:
+def _kept_build(model: nn.Module, *, channels_last: bool = True) -> _Build:
     first = next(model.parameters())
     key = (first.device, first.dtype, channels_last)
     with _LOCK:
@@ -474,7 +473,7 @@ def plain_modules() -> Iterator[None]:
         _PLAIN.reset(token)
 
 
-def automatic_build(model: CoAtNet) -> CoAtNet | None:
+def automatic_build(model: nn.Module) -> nn.Module | None:
     """The build ``model(x)`` runs instead of the model's own modules, or None: under
     ``torch.inference_mode()`` (no gradient can be asked for) without autocast, for a float32 model with
     every module in eval mode, no hook on any of them nor a global one (a hook must see the modules it was

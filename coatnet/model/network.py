@@ -14,6 +14,7 @@ from coatnet.model.attention import RelativePosition, RelativePositionBias, rela
 from coatnet.model.blocks import MaxViTBlock, Stem, TransformerBlock, conv_block_class
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.contexts import needs_eager
+from coatnet.model.inference import automatic_build
 from coatnet.model.layers import Dropout, LayerScale, make_norm2d, uninitialised
 from coatnet.model.parallel import ParallelMaxViTBlock
 from coatnet.model.parts import Part, PartName, block_names, model_parts
@@ -307,9 +308,6 @@ class CoAtNet(nn.Module):
                 return _eager_forward()(self, x)
         elif torch.is_inference_mode_enabled() and not self.training:
             # under inference mode, with nothing recorded, traced or hooked, the inference build runs
-            # (coatnet.model.inference.automatic_build; imported here: it imports this module)
-            from coatnet.model.inference import automatic_build
-
             build = automatic_build(self)
             if build is not None:
                 return build(x)
