@@ -24,10 +24,9 @@ from PIL import Image
 from analysis.core.inputs import as_batch
 from analysis.core.running import call_model
 from analysis.explain.pixels import N_STEPS, NOISE_LEVEL, NT_SAMPLES
+from analysis.explain.registry import STAGES, explainers
 from coatnet.model.network import CoAtNet
 from coatnet.weights.checkpoint import class_names
-
-STAGES = ("S0", "S1", "S2", "S3", "S4")
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,6 @@ def attributions(
         >>> ig.signed_map.shape, bool((ig.map >= 0).all())
         ((28, 28), True)
     """
-    from analysis.explain.registry import explainers  # imported when used: the registry imports this module
-
     known = {record.name: record for record in explainers() if record.attribution}
     if method not in known:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {', '.join(known)}")

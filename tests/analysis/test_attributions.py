@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pickle
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
 from PIL import Image
 
+import coatnet
 from analysis.core.summaries import to_jsonable
 from analysis.explain.attributions import STAGES, Attribution, attributions
 from analysis.explain.pixels import occlusion_windows, pixel_maps
@@ -135,7 +135,11 @@ def test_target_predicted_or_chosen_and_class_names(image) -> None:
     chosen = attributions(model, image, target=other)
     assert chosen.target == other and chosen.probability == pytest.approx(probs[other].item(), rel=1e-5)
     assert not np.allclose(chosen.signed_map, predicted.signed_map)
-    model.checkpoint_info = SimpleNamespace(class_names=tuple(f"class {i}" for i in range(10)))
+    model.checkpoint_info = coatnet.CheckpointInfo(
+        model.config,
+        coatnet.Preprocessing.undescribed(size=32, channels=3),
+        tuple(f"class {i}" for i in range(10)),
+    )
     assert attributions(model, image, target=other).target_name == f"class {other}"
 
 
