@@ -35,6 +35,7 @@ from coatnet.model.layers import (
     make_norm2d,
     make_pool,
 )
+from coatnet.model.parts import PartName
 from coatnet.model.tracing import MBCONV_NAMES, Capture, active_capture, tap, traced_name
 from coatnet.model.windows import partition, unpartition
 
@@ -398,9 +399,9 @@ class MaxViTBlock(nn.Module):
         )
         self.attn_grid = PartitionBlock(kind="grid", size=grid, **common)
         # traced as S{s}.{b}.conv.*, .block.*, .grid.* (coatnet.model.tracing), not under one name
-        self.conv.trace_prefix = f"S{stage}.{block}.conv"
+        self.conv.trace_prefix = PartName.of(stage, block, "conv")
         for part, module, _ in self.partitions():
-            module.trace_prefix = module.attn.trace_prefix = f"S{stage}.{block}.{part}"
+            module.trace_prefix = module.attn.trace_prefix = PartName.of(stage, block, part)
 
     parallel = False  # block attention, then grid attention: one after the other
     part_kind = "maxvit"  # split into its conv and attentions among a model's parts (coatnet.model.parts)

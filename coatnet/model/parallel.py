@@ -21,6 +21,7 @@ from coatnet.model.blocks import conv_block_class
 from coatnet.model.config import CoAtNetConfig
 from coatnet.model.interventions import CONV_KINDS, Intervention
 from coatnet.model.layers import DropPath, LayerScale, Mlp, make_norm2d
+from coatnet.model.parts import PartName
 from coatnet.model.tracing import active_capture, tap
 from coatnet.model.windows import partition, unpartition
 
@@ -105,10 +106,10 @@ class ParallelMaxViTBlock(nn.Module):
         self.attn = ParallelPartitionBlock(dim=dim_out, size=window, **common)
         # traced as S{s}.{b}.conv0.*, .conv1.*, .parallel.*, and each attention's .block.attn.* / .grid.attn.*
         for i, conv in enumerate(self.conv):
-            conv.trace_prefix = f"S{stage}.{block}.conv{i}"
-        self.attn.trace_prefix = f"S{stage}.{block}.parallel"
+            conv.trace_prefix = PartName.of(stage, block, f"conv{i}")
+        self.attn.trace_prefix = PartName.of(stage, block, "parallel")
         for part, module, _ in self.partitions():
-            module.trace_prefix = f"S{stage}.{block}.{part}"
+            module.trace_prefix = PartName.of(stage, block, part)
 
     def convs(self) -> list[tuple[str, nn.Module]]:
         """Its two conv blocks, traced as ``S{s}.{b}.conv0`` and ``.conv1``."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from coatnet.model.parts import PartName
 from coatnet.model.tracing import EXPLICIT_NAMES, Tracer, active_capture, capturing
 from coatnet.model.windows import window_positions
 
@@ -74,8 +75,7 @@ class AttentionRecord:
     @property
     def name(self) -> str:
         """``S3.0``; a MaxViT block's two attentions ``S1.0.block`` and ``S1.0.grid`` (as traced)."""
-        base = f"S{self.stage}.{self.block}"
-        return base if self.partition == "global" else f"{base}.{self.partition}"
+        return PartName.of(self.stage, self.block, None if self.partition == "global" else self.partition)
 
     @property
     def windows(self) -> int:

@@ -194,7 +194,7 @@ def capturing(kind: str, tracer: Tracer) -> Iterator[Tracer]:
 def traced_name(module: nn.Module) -> str:
     """The name ``module``'s activations are traced under: its block's (``S3.0``), or inside a MaxViT
     block its part's (``S1.0.conv``, ``S1.0.block``, ``S1.0.grid``: ``trace_prefix``)."""
-    return getattr(module, "trace_prefix", None) or f"S{module.stage}.{module.block}"
+    return getattr(module, "trace_prefix", None) or PartName.of(module.stage, module.block)
 
 
 def tap(capture: Capture | None, block: nn.Module, leaf: str, x: torch.Tensor) -> torch.Tensor:
