@@ -39,6 +39,16 @@ def timm_speed(record: dict) -> str:
 
 
 @table
+def model_speed(record: dict) -> str:
+    """benchmarks/model_speed.py: per model, each mode and batch's median ratio, spread and lowest round."""
+    rows = record["figures"]["rows"]
+    columns = list(dict.fromkeys(k for row in rows for k in row["cells"]))
+    body = [[r["arch"], *(ratio(r["cells"][c]) for c in columns)] for r in rows]
+    lowest = min(min(cell["rounds"]) for row in rows for cell in row["cells"].values())
+    return markdown(["model", *columns], body) + f"\n\nLowest round of any cell: {lowest:.2f}x."
+
+
+@table
 def timm_compiled(*records: dict) -> str:
     """benchmarks/timm_speed.py --compile: both compiled, beside the same run's other comparisons."""
     rows = [row for record in records for row in record["figures"]["rows"]]
