@@ -107,8 +107,11 @@ def test_old_spellings_say_their_new_one_and_still_work(commands, capsys) -> Non
     ]
     assert commands["study-layouts"].parse_args(["--out", "o", "--test-subset", "9"]).test_limit == 9
     assert capsys.readouterr().err.strip() == "coatnet study-layouts: --test-subset is now --test-limit"
+    assert commands["analyze"].parse_args(["x.png", "--out", "o", "--point", "3", "4"]).pixel == [3.0, 4.0]
+    assert capsys.readouterr().err.strip() == "coatnet analyze: --point is now --pixel"
     aliases = [a for sub in commands.values() for a in sub._actions if isinstance(a, Renamed)]
     assert sorted(a.option_strings[0] for a in aliases) == [
+        "--point",
         "--test-subset",
         "--test-subset",
         "--train-subset",

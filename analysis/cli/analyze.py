@@ -34,7 +34,14 @@ from analysis.maps.rollout import attention_rollout
 from analysis.maps.statistics import attention_statistics
 from analysis.report.html import Section, write_report
 from analysis.report.sections import image_section, model_section, models_cka_section
-from coatnet.cli.options import add_attention_arg, add_command, add_compute_args, add_model_arg, hub_answers
+from coatnet.cli.options import (
+    add_attention_arg,
+    add_command,
+    add_compute_args,
+    add_model_arg,
+    add_renamed,
+    hub_answers,
+)
 from coatnet.devices import resolve_device
 from coatnet.weights.checkpoint import class_names
 
@@ -55,7 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", metavar="SPEC", help="a second model to compare with (e.g. demo-post)")
     add_attention_arg(p, help="switch --model's normalization (the weights stay; the report says so)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--point", type=float, nargs=2, metavar=("Y", "X"), help="query pixel (default: centre)")
+    pixel = p.add_argument(
+        "--pixel", type=float, nargs=2, metavar=("Y", "X"), help="the query, an input pixel (default: centre)"
+    )
+    add_renamed(p, "--point", pixel)
     p.add_argument("--stage", default="S3", help="stage for Grad-CAM (S0..S4)")
     p.add_argument(
         "--attributions", nargs="*", choices=[e.name for e in explainers() if e.attribution],
@@ -104,7 +114,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     args.explain_class = parse_class(args.explain, model)
     batch = as_batch(pictures, model)
     shown = [display_image(x, preprocessing_of(model)) for x in batch]
-    pixel = tuple(args.point) if args.point else None  # --point Y X: an input pixel
+    pixel = tuple(args.pixel) if args.pixel else None  # --pixel Y X: an input pixel
     sections, results = [], {"model": describe(model), "images": names}
     sections.append(_model_section(model, batch, shown, results))
     bar = tqdm(total=len(pictures), desc="images", unit="img", disable=args.quiet)
