@@ -167,3 +167,23 @@ def timm_weights(tmp_path_factory):
         return made[arch]
 
     return weights
+
+
+@pytest.fixture(scope="session")
+def _shared_toys():
+    from tests.support.toys import SharedToys
+
+    return SharedToys()
+
+
+@pytest.fixture
+def shared_toy(_shared_toys):
+    """``shared_toy(name="coatnet_toy", **overrides)``: the session's one seeded toy of these arguments, in
+    eval mode (:class:`tests.support.toys.SharedToys`), for a test that only reads it. A test that changed
+    one errs, naming what it changed: a test that changes a model builds its own
+    (:func:`tests.support.toys.toy_model`)."""
+    yield _shared_toys
+    if changed := _shared_toys.changed():
+        pytest.fail(
+            "a test changed a shared toy model (build your own with toy_model):\n  " + "\n  ".join(changed)
+        )

@@ -18,7 +18,7 @@ import coatnet
 from analysis.core.summaries import to_jsonable
 from analysis.explain.attributions import STAGES, Attribution, attributions
 from analysis.explain.pixels import occlusion_windows, pixel_maps
-from coatnet import create_model
+from tests.support.toys import toy_model
 
 FAST = {
     "gradcam": {},
@@ -28,10 +28,9 @@ FAST = {
 SMALL = {"nt_samples": 3, "n_steps": 8}
 
 
-@pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model("coatnet_toy").eval()
+@pytest.fixture
+def model(shared_toy) -> torch.nn.Module:
+    return shared_toy()
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,7 @@ def test_gradcam_is_the_textbook_formula(model, image, stage) -> None:
 def test_a_model_blind_to_the_right_half_gets_no_attribution_there(image) -> None:
     """With the input's right half zeroed before the stem, Integrated Gradients and every occlusion window
     that misses the left half give exactly 0 there."""
-    blind = create_model("coatnet_toy").eval()
+    blind = toy_model()
     mask = torch.ones(1, 1, 32, 32)
     mask[..., 16:] = 0
     blind.stem.register_forward_pre_hook(lambda module, args: (args[0] * mask,))
@@ -126,7 +125,7 @@ def test_default_occlusion_window_covers_the_image(model, image) -> None:
 
 
 def test_target_predicted_or_chosen_and_class_names(image) -> None:
-    model = create_model("coatnet_toy").eval()
+    model = toy_model()  # its own: it gets class names
     probs = _logits(model, image).softmax(-1)
     predicted = attributions(model, image)
     assert predicted.target == int(probs.argmax()) and predicted.target_name is None
@@ -175,7 +174,7 @@ def test_one_image_at_a_time(model) -> None:
 def test_frozen_model_in_inference_mode(image, method) -> None:
     """Gradients reach the stage and the pixels even with frozen weights and a caller inside inference
     mode; the batched pixel methods make their tensors outside it."""
-    frozen = create_model("coatnet_toy").eval().requires_grad_(False)
+    frozen = toy_model().requires_grad_(False)
     with torch.inference_mode():
         a = attributions(frozen, image.clone(), method=method, stage="S3", target=0, **FAST[method])
         both = pixel_maps(frozen, image.repeat(2, 1, 1, 1), [0, 1], method=method, **FAST[method]) if (
@@ -187,7 +186,7 @@ def test_frozen_model_in_inference_mode(image, method) -> None:
 
 @pytest.mark.parametrize("method", list(FAST))
 def test_model_left_as_found_even_after_an_error(image, method, monkeypatch) -> None:
-    model = create_model("coatnet_toy").train()
+    model = toy_model().train()
     model.stages[1].eval()  # a mixed state must survive too
     params = list(model.parameters())
     params[0].requires_grad_(False)
@@ -225,20 +224,19 @@ def test_two_threads_at_once_match_one_at_a_time(model, image) -> None:
 
 
 @pytest.mark.parametrize("method", list(FAST))
-def test_post_normalization_model(image, method) -> None:
-    post = create_model("coatnet_toy", attention="post").eval()
+def test_post_normalization_model(image, method, shared_toy) -> None:
+    post = shared_toy(attention="post")
     a = attributions(post, image, method=method, target=0, **FAST[method])
     assert a.map.shape == (32, 32) and np.isfinite(a.signed_map).all()
 
 
-def test_relative_position_mlp_model() -> None:
-    model = create_model("coatnet_rmlp_nano_rw_224", img_size=32).eval()
+def test_relative_position_mlp_model(shared_toy) -> None:
+    model = shared_toy("coatnet_rmlp_nano_rw_224", img_size=32)
     a = attributions(model, torch.randn(1, 3, 32, 32), method="gradcam", stage="S3")
     assert a.map.shape == (32, 32) and (a.map >= 0).all() and np.isfinite(a.map).all()
 
 
-def test_pixel_methods_report_progress_after_each_forward_pass_and_end_at_one() -> None:
-    model = create_model("coatnet_toy").eval()
+def test_pixel_methods_report_progress_after_each_forward_pass_and_end_at_one(model) -> None:
     image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     seen: list[float] = []
     attributions(model, image, method="integrated_gradients", n_steps=4, nt_samples=3,
@@ -289,8 +287,7 @@ def test_batched_pixel_maps_equal_one_image_at_a_time(method, mode) -> None:
     """pixel_maps over a batch (passes mixing images in eval mode, a call per image in training mode,
     stochastic depth drawing for each image what a call for it alone draws) gives each image's own
     map; a class out of range is refused."""
-    torch.manual_seed(0)
-    model = create_model("coatnet_toy", drop_path_rate=0.3).train(mode == "train")
+    model = toy_model(drop_path_rate=0.3).train(mode == "train")
     batch = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     options = {**FAST[method], "internal_batch_size": 5, "perturbations_per_eval": 5}
     together = pixel_maps(model, batch, [1, 4, 7], method=method, seed=3, **options)
@@ -303,10 +300,9 @@ def test_batched_pixel_maps_equal_one_image_at_a_time(method, mode) -> None:
 
 
 @pytest.mark.parametrize("target", [None, 3])
-def test_grad_cam_of_every_stage_in_one_pass_equals_captum_stage_by_stage(target) -> None:
+def test_grad_cam_of_every_stage_in_one_pass_equals_captum_stage_by_stage(model, target) -> None:
     from analysis import gradcam_stages
 
-    model = create_model("coatnet_toy").eval()
     image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     together = gradcam_stages(model, image, target=target)
     assert [a.stage for a in together] == ["S0", "S1", "S2", "S3", "S4"]

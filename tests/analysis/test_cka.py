@@ -17,13 +17,12 @@ from PIL import Image
 
 from analysis.core.summaries import to_jsonable
 from analysis.maps.cka import LAYERS, CKAResult, _grams, _hsic, cka, linear_cka
-from coatnet import create_model
+from tests.support.toys import toy_model
 
 
 @pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model("coatnet_toy").eval()
+def model(_shared_toys) -> torch.nn.Module:
+    return _shared_toys()  # read only; ``single`` keeps one result of it for the module
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +176,7 @@ def test_pil_images_and_plain_results(model) -> None:
 
 
 def test_model_left_as_found_and_threads_agree(images) -> None:
-    model = create_model("coatnet_toy").eval()
+    model = toy_model()
     model.stages[0].train()  # analysed in the mode it is in, and left so
     modes = [m.training for m in model.modules()]
     flags = [p.requires_grad for p in model.parameters()]
@@ -192,21 +191,17 @@ def test_model_left_as_found_and_threads_agree(images) -> None:
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def test_pre_vs_post_and_relative_mlp_models() -> None:
-    pre = create_model("coatnet_toy").eval()
-    post = create_model("coatnet_toy", attention="post").eval()
+def test_pre_vs_post_and_relative_mlp_models(shared_toy) -> None:
+    pre, post = shared_toy(), shared_toy(attention="post")
     result = cka(pre, torch.randn(8, 3, 32, 32), other=post, layers=("S3", "S4", "pre_logits"))
     assert result.matrix.shape == (3, 3) and np.isfinite(result.matrix).all()
-    rmlp = create_model("coatnet_rmlp_nano_rw_224", img_size=32, attention="post").eval()
+    rmlp = shared_toy("coatnet_rmlp_nano_rw_224", img_size=32, attention="post")
     result = cka(rmlp, torch.randn(8, 3, 32, 32))
     assert np.isfinite(result.matrix).all() and np.allclose(np.diag(result.matrix), 1.0)
 
 
 def test_a_model_in_training_mode_keeps_its_batchnorm_statistics():
-    import coatnet
-
-    torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy", img_size=16, strides=(1, 1, 2, 2, 2)).train()
+    model = toy_model(img_size=16, strides=(1, 1, 2, 2, 2)).train()
     before = [b.clone() for b in model.buffers()]
     cka(model, torch.randn(8, 3, 16, 16), batch_size=8)
     assert model.training and all(torch.equal(a, b) for a, b in zip(before, model.buffers(), strict=True))

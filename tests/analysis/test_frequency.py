@@ -14,6 +14,7 @@ import coatnet
 from analysis.core.summaries import to_jsonable
 from analysis.maps.frequency import EPS, frequency_profile, log_amplitude_profile
 from tests.support.threads import in_threads
+from tests.support.toys import toy_model
 
 
 class Smooth2x2(nn.Module):
@@ -33,9 +34,10 @@ def images() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-def toy(attention: str = "pre") -> coatnet.CoAtNet:
+@pytest.fixture
+def toy(shared_toy) -> coatnet.CoAtNet:
     """coatnet_toy at 64x64: S0 32x32, S1.0 16x16, S2.0 8x8 (MBConv), S3.0 4x4, S4.0 2x2 (attention)."""
-    return coatnet.create_model("coatnet_toy", attention=attention, img_size=64).eval()
+    return shared_toy(img_size=64)
 
 
 def test_a_constant_map_has_no_high_frequency_energy() -> None:
@@ -69,8 +71,8 @@ def test_the_border_ring_holds_the_corner_frequency() -> None:
     assert checker[-1] == pytest.approx((math.log(64 + EPS) + 14 * math.log(EPS)) / 15, rel=1e-3)
 
 
-def test_names_kinds_grids_in_forward_order(images: torch.Tensor) -> None:
-    profile = frequency_profile(toy(), images)
+def test_names_kinds_grids_in_forward_order(toy: coatnet.CoAtNet, images: torch.Tensor) -> None:
+    profile = frequency_profile(toy, images)
     assert [(b.name, b.kind, b.grid) for b in profile.blocks] == [
         ("S0", "conv", (32, 32)),
         ("S1.0", "C", (16, 16)),
@@ -91,7 +93,7 @@ def test_names_kinds_grids_in_forward_order(images: torch.Tensor) -> None:
 def test_identity_block_has_zero_delta_and_smoothing_block_a_negative_one(images: torch.Tensor) -> None:
     """S2.0 replaced by an identity: its output is its input, delta 0 and the profile of S1.0; S3.0
     followed by a 2x2 box filter: the high frequencies drop (a low-pass block)."""
-    model = toy()
+    model = toy_model(img_size=64)  # its own: the test replaces blocks
     model.stages[1].blocks[0] = nn.Identity()
     model.stages[2].blocks[0] = nn.Sequential(model.stages[2].blocks[0], Smooth2x2())
     profile = {b.name: b for b in frequency_profile(model, images).blocks}
@@ -101,8 +103,8 @@ def test_identity_block_has_zero_delta_and_smoothing_block_a_negative_one(images
     assert profile["S3.0"].high_freq_log_amp < math.log(EPS) - profile["S3.0"].profile[0] + 1.0
 
 
-def test_a_subset_of_blocks_and_an_unknown_name(images: torch.Tensor) -> None:
-    model = toy("post")
+def test_a_subset_of_blocks_and_an_unknown_name(images: torch.Tensor, shared_toy) -> None:
+    model = shared_toy(attention="post", img_size=64)
     profile = frequency_profile(model, images[:1], blocks=["S4.0", "S0"])
     assert [b.name for b in profile.blocks] == ["S0", "S4.0"]
     full = {b.name: b for b in frequency_profile(model, images[:1]).blocks}
@@ -112,7 +114,7 @@ def test_a_subset_of_blocks_and_an_unknown_name(images: torch.Tensor) -> None:
 
 
 def test_no_hook_left_and_mode_kept_after_an_error(images: torch.Tensor) -> None:
-    model = coatnet.create_model("coatnet_toy", img_size=64)  # training mode: must stay so
+    model = toy_model(img_size=64).train()  # training mode: must stay so
     model.stages[2].blocks[0].mlp.register_forward_hook(
         lambda *args: (_ for _ in ()).throw(RuntimeError("boom"))
     )
@@ -124,8 +126,8 @@ def test_no_hook_left_and_mode_kept_after_an_error(images: torch.Tensor) -> None
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_two_threads_get_the_results_of_one(images: torch.Tensor) -> None:
-    model = toy()
+def test_two_threads_get_the_results_of_one(toy: coatnet.CoAtNet, images: torch.Tensor) -> None:
+    model = toy
     alone = frequency_profile(model, images)
     results = in_threads(lambda: frequency_profile(model, images), lambda: frequency_profile(model, images))
     for result in results:

@@ -13,13 +13,19 @@ from analysis.core.summaries import to_jsonable
 from analysis.maps.kernels import relative_bias_kernels
 from coatnet.model.blocks import MBConvBlock
 from tests.support.threads import in_threads
+from tests.support.toys import toy_model
 
 
-@pytest.fixture(scope="module")
-def toy() -> coatnet.CoAtNet:
+@pytest.fixture
+def toy(shared_toy) -> coatnet.CoAtNet:
     """coatnet_toy at 64x64: MBConv in S1, S2 (16x16, 8x8); attention S3.0 (4x4 grid, 4 heads), S4.0 (2x2)."""
-    torch.manual_seed(0)
-    return coatnet.create_model("coatnet_toy", img_size=64).eval()
+    return shared_toy(img_size=64)
+
+
+@pytest.fixture
+def own_toy() -> coatnet.CoAtNet:
+    """The same toy, the test's own: for a test that sets its weights."""
+    return toy_model(img_size=64)
 
 
 def test_shapes_names_and_strides_follow_the_model(toy: coatnet.CoAtNet) -> None:
@@ -39,9 +45,10 @@ def test_shapes_names_and_strides_follow_the_model(toy: coatnet.CoAtNet) -> None
     assert to_jsonable(kernels)["bias"][0]["grid"] == [4, 4]
 
 
-def test_a_bias_peaking_right_of_the_query_peaks_at_offset_zero_plus_one(toy: coatnet.CoAtNet) -> None:
+def test_a_bias_peaking_right_of_the_query_peaks_at_offset_zero_plus_one(own_toy: coatnet.CoAtNet) -> None:
     """A table whose kernel view peaks at (dy, dx) = (0, +1) comes back peaking at [H-1, W], and that
     entry is the bias every query gives its right neighbour: ``get_bias()[h, i, i + 1]``."""
+    toy = own_toy
     rel_pos = toy.stages[2].blocks[0].attn.rel_pos
     height, width = rel_pos.grid
     original = rel_pos.table.detach().clone()
@@ -66,9 +73,10 @@ def test_a_bias_peaking_right_of_the_query_peaks_at_offset_zero_plus_one(toy: co
     assert kernel.mean_abs == pytest.approx(np.array([5.0, 6.0, 7.0, 8.0]) / 49)
 
 
-def test_depthwise_weights_read_back_in_conv_orientation(toy: coatnet.CoAtNet) -> None:
+def test_depthwise_weights_read_back_in_conv_orientation(own_toy: coatnet.CoAtNet) -> None:
     """A depthwise weight set to a known pattern comes back as (C, k, k); weight[c, i, j] multiplies the
     input at offset (i - 1, j - 1), so a one-hot at [c, 1, 2] looks one pixel right: centre of mass (0, 1)."""
+    toy = own_toy
     conv = toy.stages[0].blocks[0].conv2_kxk
     original = conv.weight.detach().clone()
     pattern = torch.arange(64 * 9, dtype=torch.float32).view(64, 1, 3, 3)
@@ -94,8 +102,7 @@ def test_depthwise_weights_read_back_in_conv_orientation(toy: coatnet.CoAtNet) -
 def test_relative_position_mlp_kernels_match_the_module_and_ignore_dropout() -> None:
     """rel_pos="mlp" (coatnet_rmlp_nano_rw_224 at 64x64): kernels equal RelativePosition.kernel(); a model
     in training mode gives the same (dropout-free) kernels twice, and stays in training mode."""
-    model = coatnet.create_model("coatnet_rmlp_nano_rw_224", img_size=64)
-    model.eval()
+    model = toy_model("coatnet_rmlp_nano_rw_224", img_size=64)  # its own: the test sets its mode
     kernels = relative_bias_kernels(model)
     expected = [ref.kernels for ref in kernels.bias]
     # its first MBConv block strides in the depthwise conv (mbconv_stride="dw"): that kernel steps over the
@@ -132,8 +139,8 @@ def test_no_gradients_hooks_or_mode_changes(toy: coatnet.CoAtNet) -> None:
     assert isinstance(kernels.bias[0].kernels, np.ndarray)
 
 
-def test_post_normalization_and_two_threads_agree(toy: coatnet.CoAtNet) -> None:
-    post = coatnet.create_model("coatnet_toy", attention="post", img_size=64).eval()
+def test_post_normalization_and_two_threads_agree(toy: coatnet.CoAtNet, shared_toy) -> None:
+    post = shared_toy(attention="post", img_size=64)
     assert {k.mode for k in relative_bias_kernels(post).bias} == {"post"}
     alone = relative_bias_kernels(toy)
     results = in_threads(lambda: relative_bias_kernels(toy), lambda: relative_bias_kernels(toy))

@@ -19,20 +19,14 @@ from analysis.maps.receptive_field import (
     receptive_fields,
     theoretical_receptive_field,
 )
-from tests.support.model_state import Snapshot, snapshot
 from tests.support.threads import in_threads
+from tests.support.toys import state, toy_model
 
 
-@pytest.fixture(scope="module")
-def toy() -> coatnet.CoAtNet:
+@pytest.fixture
+def toy(shared_toy) -> coatnet.CoAtNet:
     """coatnet_toy at 32x32: S0 16x16, S1 8x8, S2 4x4 (MBConv); S3 2x2, S4 1x1 (attention)."""
-    torch.manual_seed(0)
-    return coatnet.create_model("coatnet_toy").eval()
-
-
-def state(model: nn.Module) -> Snapshot:
-    """Everything an analysis must leave as found (:func:`tests.support.model_state.snapshot`)."""
-    return snapshot(model)
+    return shared_toy()
 
 
 def test_a_single_3x3_conv_has_a_3x3_theoretical_and_effective_field() -> None:
@@ -98,8 +92,8 @@ def test_coatnet_stages_theoretical_and_effective(toy: coatnet.CoAtNet) -> None:
     assert to_jsonable(fields)["stages"][0]["mass_sides"]["0.99"] == s0.mass_sides[0.99]
 
 
-def test_stride_one_stem_and_a_subset_of_stages() -> None:
-    model = coatnet.create_model("coatnet_toy", img_size=16, strides=(1, 2, 2, 2, 2)).eval()
+def test_stride_one_stem_and_a_subset_of_stages(shared_toy) -> None:
+    model = shared_toy(img_size=16, strides=(1, 2, 2, 2, 2))
     fields = receptive_fields(model, torch.randn(2, 3, 16, 16), stages=[0, 2])
     assert [(s.name, s.theoretical, s.jump) for s in fields.stages] == [
         ("S0", (5, 5), (1, 1)),
@@ -110,12 +104,12 @@ def test_stride_one_stem_and_a_subset_of_stages() -> None:
 
 
 @pytest.mark.parametrize("name", ["post", "rmlp"])
-def test_post_normalization_and_relative_position_mlp(name: str) -> None:
+def test_post_normalization_and_relative_position_mlp(name: str, shared_toy) -> None:
     if name == "post":
-        model = coatnet.create_model("coatnet_toy", attention="post").eval()
+        model = shared_toy(attention="post")
     else:
         # the relative-position MLP variant, slimmed (one block per stage) to keep the test fast
-        model = coatnet.create_model("coatnet_rmlp_nano_rw_224", img_size=64, depths=(1, 1, 1, 1)).eval()
+        model = shared_toy("coatnet_rmlp_nano_rw_224", img_size=64, depths=(1, 1, 1, 1))
         assert model.stages[3].blocks[0].attn.rel_pos.mlp is not None
     fields = receptive_fields(model, samples=1, stages=[0, 4])
     assert fields.stages[0].theoretical == (7, 7)
@@ -135,7 +129,7 @@ def test_mass_sides_of_a_uniform_square() -> None:
 def test_model_left_as_found_and_global_rng_untouched(toy: coatnet.CoAtNet) -> None:
     """Training-mode model stays in training mode; existing .grad stays; random inputs come from a private
     generator (same result twice, global RNG state unchanged)."""
-    model = coatnet.create_model("coatnet_toy")
+    model = toy_model().train()
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     model.stem.conv1.weight.requires_grad_(False)
@@ -170,10 +164,10 @@ def test_two_threads_get_the_results_of_one(toy: coatnet.CoAtNet) -> None:
             assert a.mass_sides == b.mass_sides
 
 
-def test_all_five_stages_cost_under_15_forward_passes() -> None:
+def test_all_five_stages_cost_under_15_forward_passes(shared_toy) -> None:
     """One forward pass and one input-gradient per stage: well within 15 plain forward passes (CPU; one
     thread, so that other processes on the machine disturb both timings alike)."""
-    model = coatnet.create_model("coatnet_pico", img_size=64).eval()
+    model = shared_toy("coatnet_pico", img_size=64)
     images = torch.randn(4, 3, 64, 64)
 
     def forward() -> None:

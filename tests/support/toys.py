@@ -27,11 +27,7 @@ def toy(
     *, attention: str = "pre", strides: tuple[int, ...] = (1, 1, 2, 2, 2), **overrides
 ) -> coatnet.CoAtNet:
     """A seeded coatnet_toy at 16x16, in eval mode."""
-    torch.manual_seed(0)
-    model = coatnet.create_model(
-        "coatnet_toy", img_size=SIZE, strides=strides, attention=attention, **overrides
-    )
-    return model.eval()
+    return toy_model(img_size=SIZE, strides=strides, attention=attention, **overrides)
 
 
 def rmlp() -> coatnet.CoAtNet:
@@ -154,3 +150,41 @@ def fashion_toy_checkpoint(path: Path) -> Path:
            "crop": 1.0}  # fmt: skip
     names = [f"class {i}" for i in range(10)]
     return coatnet.save_checkpoint(model, path, class_names=names, preprocessing=pre)
+
+
+def toy_model(name: str = "coatnet_toy", *, seed: int | None = 0, **overrides) -> coatnet.CoAtNet:
+    """A fresh ``name`` (coatnet_toy unless told) built with ``overrides`` in eval mode, after
+    ``torch.manual_seed(seed)`` (``seed=None``: from the random state as the caller left it, for a test whose
+    numbers follow its own order of draws). The caller's own: train it, load into it, replace its modules.
+    A test that only reads a toy takes the session's (the ``shared_toy`` fixture) instead."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return coatnet.create_model(name, **overrides).eval()
+
+
+class SharedToys:
+    """``shared_toys(name="coatnet_toy", **overrides)``: the one :func:`toy_model` (seed 0, eval mode) of
+    these arguments for the whole session, built on first request without touching the caller's random
+    state. Only read it: run it in eval mode, analyse it (analyses leave a model as found); a test that
+    changes a model builds its own. :meth:`changed` says which shared toy a test changed."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[coatnet.CoAtNet, Snapshot]] = {}
+
+    def __call__(self, name: str = "coatnet_toy", **overrides) -> coatnet.CoAtNet:
+        key = f"{name}{sorted(overrides.items())}"
+        if key not in self._built:
+            with torch.random.fork_rng(devices=[]):
+                model = toy_model(name, **overrides)
+            self._built[key] = model, snapshot(model)
+        return self._built[key][0]
+
+    def changed(self) -> list[str]:
+        """What differs in each shared toy from the model as built (its weights, buffers, flags, grads, modes
+        and hooks; the process's random state and global hooks are not the toy's): empty when nothing."""
+        out = []
+        for key, (model, built) in self._built.items():
+            ignored = ("global random state", "global_hooks", "modes")
+            found = [d for d in built.differences(snapshot(model)) if not d.startswith(ignored)]
+            out += [f"{key}: {d}" for d in found]
+        return out
