@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import coatnet
 from coatnet.model.attention import RelativeAttention, RelativePositionBias, resize_table
+from tests.support.toys import toy_model
 
 MODES = ("pre", "post")
 
@@ -299,7 +300,7 @@ def test_kernel_view_is_table_flipped_and_indexed_key_minus_query() -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_bias_table_gets_same_gradient_on_fused_and_explicit_path(mode: str) -> None:
     """``loss.backward()`` reaches every bias table, with the same gradient on both paths."""
-    model = coatnet.create_model("coatnet_toy", attention=mode, img_size=64).eval()  # S4 grid 2x2, not 1x1
+    model = toy_model(attention=mode, img_size=64)  # S4 grid 2x2, not 1x1; its own: it gets gradients
     x = torch.randn(2, 3, 64, 64)
     tables = [m.rel_pos.table for m in model.modules() if isinstance(m, RelativeAttention)]
     assert len(tables) == 2
@@ -418,8 +419,8 @@ def test_a_model_on_the_meta_device_computes_its_bias_and_keeps_none():
     assert all(not m._kept for m in model.modules() if hasattr(m, "_kept"))
 
 
-def test_a_recorded_bias_is_the_callers_own():
-    model = coatnet.create_model("coatnet_toy").eval()
+def test_a_recorded_bias_is_the_callers_own(shared_toy):
+    model = shared_toy()
     x = torch.randn(1, 3, *model.config.img_size)
     with torch.no_grad():
         with coatnet.record_attention() as records:

@@ -13,11 +13,12 @@ from safetensors.torch import save_file
 
 import coatnet
 from coatnet.weights.checkpoint import FORMAT, CheckpointError
+from tests.support.toys import toy_model
 
 
 @pytest.fixture
 def model() -> coatnet.CoAtNet:
-    m = coatnet.create_model("coatnet_toy", num_classes=3).eval()
+    m = toy_model(num_classes=3)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so they must round-trip too
         for module in m.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

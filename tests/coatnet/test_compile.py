@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import coatnet
+from tests.support.toys import toy_model
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager"])
 def test_a_compiled_model_records_when_asked_and_compiles_otherwise(backend):
-    torch.manual_seed(0)
-    model = coatnet.create_model("coatnet_toy").eval()
+    model = toy_model()
     x = torch.randn(2, 3, *model.config.img_size)
     torch._dynamo.reset()
     compiled = torch.compile(model, backend=backend)

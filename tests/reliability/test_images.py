@@ -89,10 +89,10 @@ REFUSED: dict[str, tuple[Callable[[], bytes], str]] = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def model() -> coatnet.CoAtNet:
+@pytest.fixture
+def model(shared_toy) -> coatnet.CoAtNet:
     """A 3-channel toy at 32x32 with mean = std = 0.5."""
-    return coatnet.create_model("coatnet_toy", img_size=32).eval()
+    return shared_toy(img_size=32)
 
 
 @pytest.fixture(scope="module")
