@@ -170,6 +170,7 @@ class SharedToys:
 
     def __init__(self) -> None:
         self._built: dict[str, tuple[coatnet.CoAtNet, Snapshot]] = {}
+        self._handed_out: set[str] = set()  # since the last check
 
     def __call__(self, name: str = "coatnet_toy", **overrides) -> coatnet.CoAtNet:
         key = f"{name}{sorted(overrides.items())}"
@@ -177,14 +178,18 @@ class SharedToys:
             with torch.random.fork_rng(devices=[]):
                 model = toy_model(name, **overrides)
             self._built[key] = model, snapshot(model)
+        self._handed_out.add(key)
         return self._built[key][0]
 
     def changed(self) -> list[str]:
-        """What differs in each shared toy from the model as built (its weights, buffers, flags, grads, modes
-        and hooks; the process's random state and global hooks are not the toy's): empty when nothing."""
+        """What differs, in each shared toy handed out since the last call, from the model as built (its
+        weights, buffers, flags, grads, modes and hooks; the process's random state and global hooks are not
+        the toy's): empty when nothing."""
         out = []
-        for key, (model, built) in self._built.items():
+        for key in sorted(self._handed_out):
+            model, built = self._built[key]
             ignored = ("global random state", "global_hooks", "modes")
             found = [d for d in built.differences(snapshot(model)) if not d.startswith(ignored)]
             out += [f"{key}: {d}" for d in found]
+        self._handed_out.clear()
         return out
