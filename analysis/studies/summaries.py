@@ -58,14 +58,16 @@ class Record:
                     continue
                 raise ValueError(f"{where}: no {name!r}")
             values[name] = _decode(value, f.metadata, f"{where}.{name}")
-        return cls(**values)
+        record = cls(**values)
+        object.__setattr__(record, "_keys", frozenset(data))  # a null it held is written back as null
+        return record
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object this record was read from (keys a file lacked left out again)."""
-        out = {}
+        out, held = {}, getattr(self, "_keys", frozenset())
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.metadata.get("optional"):
+            if value is None and f.metadata.get("optional") and f.name not in held:
                 continue
             out[f.name] = _encode(value)
         return out

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from coatnet import load_checkpoint, read_checkpoint_info
+from coatnet import Preprocessing, load_checkpoint, read_checkpoint_info
 from coatnet.cli.commands import main
 from coatnet.training.loop import TrainSettings, _augmentation, _lr_schedule, train
 from coatnet.training.state import load_resume, save_resume
@@ -119,7 +119,7 @@ def test_warmup_then_cosine_schedule():
 @pytest.mark.parametrize("kind", ["mixup", "cutmix"])
 def test_mixed_targets_weigh_each_label_by_its_share_of_the_image(kind):
     settings = TrainSettings(mixup=1.0 if kind == "mixup" else 0.0, cutmix=1.0 if kind == "cutmix" else 0.0)
-    augment = _augmentation(settings, {"size": [8, 8], "channels": 1})
+    augment = _augmentation(settings, Preprocessing(size=(8, 8), channels=1, mean=(0.5,), std=(0.5,)))
     torch.manual_seed(0)
     x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(6)])  # image i is all i
     out, targets = augment(x, torch.arange(6))
@@ -129,7 +129,9 @@ def test_mixed_targets_weigh_each_label_by_its_share_of_the_image(kind):
 
 
 def test_randaugment_keeps_grey_images_grey():
-    augment = _augmentation(TrainSettings(randaugment=(2, 15)), {"size": [16, 16], "channels": 1})
+    augment = _augmentation(
+        TrainSettings(randaugment=(2, 15)), Preprocessing(size=(16, 16), channels=1, mean=(0.5,), std=(0.5,))
+    )
     out, labels = augment(torch.rand(4, 1, 16, 16), torch.arange(4))
     assert out.shape == (4, 1, 16, 16) and torch.equal(labels, torch.arange(4))
 
