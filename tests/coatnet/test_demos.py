@@ -86,25 +86,22 @@ def test_metrics_and_model_card_agree_with_the_checkpoint(name):
 
 @pytest.mark.slow
 @needs_fashion_mnist
-@pytest.mark.parametrize(("name", "limit"), [("demo-pre", None), ("demo-post", 2000)])
-def test_eval_reproduces_the_model_card(name, limit, tmp_path, capsys):
-    # the whole test set once (demo-pre: 20 s on one core); demo-post's card also gives its first 2,000 test
-    # images' figure, which the same command checks in a fifth of the time
+@pytest.mark.parametrize("name", ["demo-pre", "demo-post"])
+def test_eval_reproduces_the_model_card(name, tmp_path, capsys):
+    # each card gives its first 2,000 test images' figure beside the whole test set's, which the same
+    # command checks in a fifth of the time (the whole set: 20 s on one core; `coatnet eval demo-pre --data
+    # fashion-mnist` gives the card's 91.16%); the card's whole-set figure is the training run's own
+    # (test_metrics_and_model_card_agree_with_the_checkpoint)
+    limit = 2000
     out = tmp_path / "eval.json"
     # batches of 64: on one core a third faster than the default 256 for these 28 px models
-    flags = ["--batch-size", "64", "--json", str(out), "--quiet"] + (["--limit", str(limit)] if limit else [])
+    flags = ["--batch-size", "64", "--json", str(out), "--quiet", "--limit", str(limit)]
     assert main(["eval", name, "--data", "fashion-mnist", *flags]) == 0
     result = json.loads(out.read_text())
-    count = limit or 10000
-    assert result["count"] == count
-    if limit is None:
-        assert abs(result["top1"] - card_accuracy(name)) <= 0.001
-    else:
-        match = re.search(
-            rf"\| test top-1, first {limit} test images \| ([0-9.]+)% \|", demo(name).model_card
-        )
-        assert match and result["top1"] == pytest.approx(float(match.group(1)) / 100, abs=5e-5)
-    assert sum(map(sum, result["confusion"])) == count and len(result["per_class"]) == 10
+    assert result["count"] == limit
+    match = re.search(rf"\| test top-1, first {limit} test images \| ([0-9.]+)% \|", demo(name).model_card)
+    assert match and result["top1"] == pytest.approx(float(match.group(1)) / 100, abs=5e-5)
+    assert sum(map(sum, result["confusion"])) == limit and len(result["per_class"]) == 10
     assert f"top-1 {100 * result['top1']:.2f}%" in capsys.readouterr().out
 
 
