@@ -16,6 +16,16 @@ from analysis.causal.patching import (
     activation_patching,
     position_patching,
 )
+from analysis.core.image_sets import (
+    IMAGE_SET_LIMITS,
+    ImageSet,
+    ImageSetError,
+    SetImage,
+    SkippedFile,
+    read_folder,
+    read_uploads,
+    read_zip,
+)
 from analysis.core.images import ImageError, load_image
 from analysis.core.inputs import as_batch, display_image, preparation_note, preprocessing_of
 from analysis.core.models import ModelSpecError, describe, load_model
@@ -129,6 +139,14 @@ __all__ = [
     "Verdict",
     "VERDICT_RULE",
     "shipped_studies",
+    "IMAGE_SET_LIMITS",
+    "ImageSet",
+    "ImageSetError",
+    "SetImage",
+    "SkippedFile",
+    "read_folder",
+    "read_uploads",
+    "read_zip",
     "Attribution",
     "BlockComparison",
     "CKAResult",
