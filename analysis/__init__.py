@@ -85,6 +85,7 @@ from analysis.studies.layouts import (
     load_layouts,
 )
 from analysis.studies.probes import generalisation_ranking, layout_probes, load_probes, shipped_probes
+from analysis.studies.set_study import SetPrediction, SetStudy, study_image_set
 from analysis.studies.study import load_study, shipped_studies
 from analysis.studies.summaries import LayoutStudy, Probes, Study
 from analysis.studies.verdicts import VERDICT_RULE, Verdict, explanation_verdicts
@@ -147,6 +148,9 @@ __all__ = [
     "read_folder",
     "read_uploads",
     "read_zip",
+    "SetPrediction",
+    "SetStudy",
+    "study_image_set",
     "Attribution",
     "BlockComparison",
     "CKAResult",

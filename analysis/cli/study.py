@@ -37,7 +37,14 @@ from analysis.explain.faithfulness import protocol as faithfulness_protocol
 from analysis.report.html import html_page
 from analysis.report.sections import study_sections
 from analysis.studies.sanity import chunks, measure_sanity, sanity_protocol, summarise_sanity
-from analysis.studies.study import StudyPlan, concatenate, measure_batch, study_plan, summarise
+from analysis.studies.study import (
+    CONVENTIONS,
+    StudyPlan,
+    concatenate,
+    measure_batch,
+    study_plan,
+    summarise,
+)
 from analysis.studies.summaries import Study
 from coatnet.cli.options import (
     add_attention_arg,
@@ -413,15 +420,7 @@ def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int,
             "coatnet": coatnet.__version__,
         },
         "attention": model.attention_mode,
-        "conventions": {
-            "accuracy": "fractions in [0, 1], as coatnet eval --json writes them",
-            "mean_logit_drop": "the true class's logit without minus with the intervention, averaged",
-            "post": "post-normalization weights clipped at 0 and renormalised per query for distances and "
-            "entropies; the bias alone is 1/N + w there, softmax(w) under pre-normalization",
-            "swap_normalization": "an untrained combination: the weights run in the other normalization",
-            "bias_only": "softmax(w) is renormalised over each query's keys: a convolution only away from "
-            "the borders",
-        },
+        "conventions": dict(CONVENTIONS),
         **({"faithfulness_protocol": faithfulness_protocol()} if plan.faithfulness else {}),
         **summary,
     }

@@ -20,6 +20,7 @@ __all__ = [
     "faithfulness_figure",
     "head_importance_figure",
     "interventions_figure",
+    "position_share_figure",
     "stage_figure",
     "study_frequency_figure",
 ]  # what the face, analysis.figures, hands on
@@ -85,6 +86,34 @@ def entropy_figure(study: Study) -> go.Figure:
         y_label="entropy (nats)",
     )
     return named(figure, "study-entropy")
+
+
+def position_share_figure(study: Study) -> go.Figure:
+    """Per head, the share of its logits' variance that comes from position (the bias) rather than
+    content, against depth: near 1, a head that attends by where a key is; near 0, by what it holds.
+
+    Args:
+        study: a dataset study's summary (:func:`analysis.load_study`), with its ``heads``.
+
+    Returns:
+        The figure: a scatter of the heads.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> figures.position_share_figure(analysis.load_study("study-demo-pre")).layout.yaxis.title.text
+        'position share'
+    """
+    heads = study.heads or ()
+    blocks = list(dict.fromkeys(h.block for h in heads))
+    values = [np.array([h.position_share.mean for h in heads if h.block == b]) for b in blocks]
+    mode = study.attention or ""
+    figure = distance_scatter(
+        {"position share": (blocks, values)},
+        title=f"Share of logit variance from position (bias) vs content per head ({mode}-normalization)",
+        y_label="position share",
+    )
+    return named(figure, "study-position-share")
 
 
 def interventions_figure(study: Study, *, metric: str = "delta_top1", top: int | None = None) -> go.Figure:

@@ -62,6 +62,16 @@ HEAD_METRICS = (
     tuple(f"distance_{p}" for p in PARTS) + tuple(f"entropy_{p}" for p in PARTS) + ("position_share",)
 )
 STAGES = ("S0", "S1", "S2", "S3", "S4")
+# what a study's numbers mean, in words (study.json's ``conventions``)
+CONVENTIONS = {
+    "accuracy": "fractions in [0, 1], as coatnet eval --json writes them",
+    "mean_logit_drop": "the true class's logit without minus with the intervention, averaged",
+    "post": "post-normalization weights clipped at 0 and renormalised per query for distances and "
+    "entropies; the bias alone is 1/N + w there, softmax(w) under pre-normalization",
+    "swap_normalization": "an untrained combination: the weights run in the other normalization",
+    "bias_only": "softmax(w) is renormalised over each query's keys: a convolution only away from "
+    "the borders",
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,8 @@ class StudyPlan:
         heads: the attention blocks, in forward order (their heads are the study's heads).
         image_size: the input (H, W).
         faithfulness: the (method, stage) rows whose faithfulness is measured
-            (:func:`analysis.explain.registry.method_rows`: every method of :func:`analysis.explainers`),
-            or none.
+            (:func:`analysis.explain.registry.method_rows`: every method of :func:`analysis.explainers`, or
+            those chosen and the random map), or none.
     """
 
     interventions: tuple[Intervention, ...]
@@ -89,11 +99,25 @@ class StudyPlan:
         return [(ref.name, h) for ref in self.heads for h in range(ref.attention.heads)]
 
 
-def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: bool = False) -> StudyPlan:
+def study_plan(
+    model: CoAtNet, image_size: tuple[int, int], *, faithfulness: bool = False,
+    methods: Sequence[str] | None = None, interventions: bool = True,
+) -> StudyPlan:  # fmt: skip
     """The interventions and heads of a study of ``model`` (see the module's docstring), and with
-    ``faithfulness`` the explanation methods whose faithfulness it measures."""
+    ``faithfulness`` the explanation methods whose faithfulness it measures: every method of
+    :func:`analysis.explainers`, or only ``methods`` and the random map (the floor the others are
+    compared with). With ``interventions=False``, none: the heads, the stages and faithfulness alone.
+    An unknown method, or one that reads attention on a model without any, raises ValueError."""
     names = model.block_names()
     refs = attention_blocks(model, image_size)
+    rows = tuple(method_rows(model)) if faithfulness else ()
+    if faithfulness and methods is not None:
+        for method in methods:
+            if explainer(method).needs_attention and not refs:  # an unknown name raises here
+                raise ValueError(f"{method} reads attention, and this model has no attention block")
+        rows = tuple(r for r in rows if r[0] in methods or explainer(r[0]).baseline)
+    if not interventions:
+        return StudyPlan((), (), tuple(refs), (int(image_size[0]), int(image_size[1])), rows)
     items = []
     for name, block in zip(names, (b for stage in model.stages for b in stage.blocks), strict=True):
         convs = (
@@ -105,7 +129,6 @@ def study_plan(model: CoAtNet, image_size: tuple[int, int], *, faithfulness: boo
             items += [Intervention(ref.name, "knockout", heads=(h,)) for h in range(ref.attention.heads)]
             items += [Intervention(ref.name, kind) for kind in ATTENTION_STUDY_KINDS]
     positions = tuple(names.index(i.base) for i in items)
-    rows = tuple(method_rows(model)) if faithfulness else ()
     return StudyPlan(tuple(items), positions, tuple(refs), (int(image_size[0]), int(image_size[1])), rows)
 
 

@@ -18,6 +18,7 @@ from analysis.studies.study import HEAD_METRICS, concatenate, measure_batch, stu
 from coatnet import for_inference
 from coatnet.cli.commands import main
 from tests.support import processes
+from tests.support.studies import assert_close_json
 from tests.support.system import skip_unless
 from tests.support.toys import fashion_toy_checkpoint, images, toy
 
@@ -34,22 +35,6 @@ def study(out: Path, *extra: str) -> dict:
 
 def without_times(found: dict) -> dict:
     return {k: v for k, v in found.items() if k not in TIMES}
-
-
-def assert_close_json(a, b, path: str = "study") -> None:
-    """Equal JSON, numbers within 1e-5 (another thread count rounds differently), top-1s exactly."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for key in a:
-            assert_close_json(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_close_json(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and not path.endswith("top1"):
-        assert b == pytest.approx(a, rel=1e-5, abs=1e-6, nan_ok=True), path
-    else:
-        assert a == b, path
 
 
 @pytest.fixture(scope="module")

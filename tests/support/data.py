@@ -101,3 +101,22 @@ def pictures(folder, count: int) -> list[str]:
         Image.fromarray(pixels).save(folder / f"image{i}.png")
         paths.append(str(folder / f"image{i}.png"))
     return paths
+
+
+DEMO_GALLERY = Path(__file__).resolve().parents[2] / "app" / "gallery" / "fashion-mnist"
+
+
+def demo_image_set(root: Path) -> Path:
+    """Four Fashion-MNIST test images of the app's gallery as a folder of your own images: a coat, a bag and
+    a T-shirt in folders named after their classes (``t-shirt_top`` for ``T-shirt/top``), and a sandal
+    directly in ``root`` (unlabelled); with a text file beside them."""
+    for folder, sample in (
+        ("Coat", "04-coat-0006"),
+        ("Bag", "08-bag-0018"),
+        ("t-shirt_top", "00-t-shirt-top-0019"),
+    ):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / f"{sample}.png").write_bytes((DEMO_GALLERY / f"{sample}.png").read_bytes())
+    (root / "05-sandal-0008.png").write_bytes((DEMO_GALLERY / "05-sandal-0008.png").read_bytes())
+    (root / "notes.txt").write_text("not an image")
+    return root
