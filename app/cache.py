@@ -90,32 +90,36 @@ def session_result(max_entries: int):
     """Compute on request and keep for this session: for the slow analyses a page asks for with a button,
     drawn with a progress bar (``st.cache_data`` cannot draw one from inside). The decorated function takes
     ``progress`` (called with the share done); ``function.has(*args)`` says whether the result is kept
-    (a page then draws it without asking again). Keyed by the arguments, an image's bytes by their digest;
-    at most ``max_entries`` a session, the oldest dropped first."""
+    (a page then draws it without asking again). Keyed by the arguments, an image's bytes and a set of
+    images by their digest; at most ``max_entries`` a session, the oldest dropped first."""
 
     def decorate(function):
         store = f"session_results.{function.__name__}"
 
-        def request(args: tuple) -> tuple:  # bytes by their digest, inside tuples too (another image)
-            return tuple(
-                image_id(a) if isinstance(a, bytes) else request(a) if isinstance(a, tuple) else a
-                for a in args
-            )
-
         @functools.wraps(function)
         def computed(*args, progress=None):
             results = st.session_state.setdefault(store, {})
-            wanted = request(args)
+            wanted = _request(args)
             if wanted not in results:
                 if len(results) >= max_entries:
                     results.pop(next(iter(results)))
                 results[wanted] = function(*args, progress=progress)
             return results[wanted]
 
-        computed.has = lambda *args: request(args) in st.session_state.get(store, {})
+        computed.has = lambda *args: _request(args) in st.session_state.get(store, {})
         return computed
 
     return decorate
+
+
+def _request(value):
+    """A session result's arguments as its key: bytes by their digest, inside tuples too (another image),
+    and an :class:`analysis.ImageSet` by its own."""
+    if isinstance(value, bytes):
+        return image_id(value)
+    if isinstance(value, analysis.ImageSet):
+        return value.digest
+    return tuple(_request(v) for v in value) if isinstance(value, tuple) else value
 
 
 def _read_only(value):
@@ -357,6 +361,30 @@ def sanity(key: ModelKey, image: bytes, progress=None):
     """Model parameter randomisation and the random logit test of every explanation of the predicted
     class (:func:`analysis.sanity_checks`)."""
     return analysis.sanity_checks(model(key), _image(image), progress=progress)
+
+
+@session_result(max_entries=2)
+def image_set(key: ModelKey, source: tuple, progress=None) -> analysis.ImageSet:
+    """The set of images ``source`` names, labelled by the model's classes where its folders name them:
+    ``("uploads", ((name, bytes), ...))`` (:func:`analysis.read_uploads`) or ``("folder", path)``
+    (:func:`analysis.read_folder`); an :class:`analysis.ImageSetError` says which limit it breaks."""
+    classes = class_names(model(key))
+    kind, given = source
+    if kind == "folder":
+        return analysis.read_folder(given, class_names=classes, progress=progress)
+    return analysis.read_uploads(given, class_names=classes, progress=progress)
+
+
+@session_result(max_entries=4)
+def set_study(key: ModelKey, images: analysis.ImageSet, method: str | None, progress=None):
+    """The study of a set of images with the faithfulness of ``method`` (or none), kept per set (by its
+    digest), model and method (:func:`analysis.study_image_set`; slow: asked for with a button)."""
+    return analysis.study_image_set(model(key), images, method=method, progress=progress)
+
+
+def has_attention(key: ModelKey) -> bool:
+    """Whether the model has attention blocks (whose relative-bias kernels it has)."""
+    return bool(kernels(key).bias)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.widgets import FROM_SET, MY_FOLDER, MY_FROM, MY_METHOD, MY_PICK
+
 
 @dataclass(frozen=True)
 class Page:
@@ -74,6 +76,13 @@ PAGES: tuple[Page, ...] = (
         "A study over a whole test set (coatnet study): each head's attention distance from its content and "
         "from its bias, what every intervention costs in accuracy, and each stage's statistics.",
         kept=("study_choice", "study_folder", "study_metric"), landmark="What each intervention costs",
+    ),
+    Page(
+        "my_images", FROM_SET, ":material/photo_library:",
+        "A study over a set of your own images (uploaded, a zip, or a folder on this server): each head's "
+        "attention distance and entropy, its position share, the model's predictions and their accuracy, and "
+        "how faithful one explanation is; any image of the set opens in the explorer.",
+        kept=(MY_FROM, MY_FOLDER, MY_METHOD, MY_PICK), landmark="Your image set",
     ),
     Page(
         "layouts", "Layouts", ":material/view_quilt:",

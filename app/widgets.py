@@ -34,6 +34,11 @@ MODEL_SOURCE, DEMO_NAME, TIMM_TAG = "model_source", "demo_name", "timm_tag"  # t
 MODEL_PATH, MODEL_UPLOAD = "model_path", "model_upload"
 ATTENTION_MODE, DEVICE = "attention", "device"
 IMAGE_SOURCE, IMAGE_UPLOAD = "image_source", "image_upload"  # the sidebar's image
+# the My images page: the set it read (an analysis.ImageSet), the sidebar's third image source (one image
+# of that set, picked under MY_IMAGE), and the page's own widgets
+MY_IMAGES, FROM_SET, MY_IMAGE = "my_images", "My images", "my_image"
+MY_FROM, MY_UPLOADS, MY_FOLDER, MY_METHOD = "my_from", "my_uploads", "my_folder", "my_method"
+MY_STUDY, MY_PICK, MY_OPEN = "my_study", "my_pick", "my_open"
 LINKED_IMAGE = "url_image"  # a gallery sample named by a link, applied when the gallery is drawn
 BLOCK, PART, HEAD = "block", "part", "head"  # the pages' pickers (a link carries them as they are)
 QUERY_ROW, QUERY_COL = "query_row", "query_col"  # the inputs of the cell shown
@@ -144,8 +149,13 @@ def model_picker() -> ModelChoice | None:
 
 
 def image_picker(kind: str) -> ImageChoice | None:
-    """A gallery sample fit for the model (``kind`` from :func:`app.gallery.kind_for`) or an upload."""
-    source = st.radio("Image", ("Gallery", "Upload"), key=IMAGE_SOURCE, horizontal=True)
+    """A gallery sample fit for the model (``kind`` from :func:`app.gallery.kind_for`), an upload, or an
+    image of the set the My images page read."""
+    kept = st.session_state.get(MY_IMAGES)  # a set read on the My images page: a third source
+    sources = ("Gallery", "Upload", FROM_SET) if kept is not None and kept.images else ("Gallery", "Upload")
+    source = st.radio("Image", sources, key=IMAGE_SOURCE, horizontal=True)
+    if source == FROM_SET:
+        return set_image_picker(kept)
     if source == "Gallery":
         samples = gallery.samples(kind)
         names = [s.name for s in samples]
@@ -169,6 +179,19 @@ def image_picker(kind: str) -> ImageChoice | None:
         st.caption("PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; at most 50 MB and 40 megapixels.")
         return None
     return ImageChoice(upload.getvalue(), upload.name.rsplit(".", 1)[0] or "upload", file_name=upload.name)
+
+
+def set_image_picker(images) -> ImageChoice:
+    """One image of the set the My images page read (an :class:`analysis.ImageSet`), by its name there."""
+    by_name = {image.name: image for image in images.images}
+    if st.session_state.get(MY_IMAGE) not in by_name:
+        st.session_state[MY_IMAGE] = images.images[0].name
+    name = st.selectbox(
+        "Image of the set", tuple(by_name), key=MY_IMAGE,
+        help=f"The {len(by_name)} images read on the My images page, from {images.origin}",
+    )  # fmt: skip
+    image = by_name[name]
+    return ImageChoice(image.data, name.rsplit(".", 1)[0], image.label_name, name)
 
 
 def block_picker(names: tuple[str, ...], *, key: str = BLOCK, label: str = "Stage.block") -> str:

@@ -239,7 +239,8 @@ def layout_problems(served: Served) -> dict:
             for _ in range(folded.count()):  # each click opens one: the first folded one is another each time
                 folded.first.click()
             lens.settle()
-            assert lens.page.locator(".js-plotly-plot").count() > 0, page
+            drawn = lens.page.locator(".js-plotly-plot").count()
+            assert drawn > 0 or page == "My images", page  # My images draws once given images
             for width in WIDTHS:
                 lens.page.set_viewport_size({"width": width, "height": 900})
                 lens.page.wait_for_function(f"() => window.innerWidth === {width}")

@@ -124,7 +124,7 @@ def test_every_page_on_demo_post(page, explorer):
     at.switch_page(page).run()
     clean(at)
     assert "post-normalization" in caption(at)
-    assert figures(at) or page == "views/model.py"
+    assert figures(at) or page in ("views/model.py", "views/my_images.py")  # the latter: once given images
 
 
 def test_stage_inspector_draws_each_stage(explorer):
