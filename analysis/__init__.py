@@ -27,7 +27,7 @@ from analysis.core.image_sets import (
     read_zip,
 )
 from analysis.core.images import ImageError, load_image
-from analysis.core.inputs import as_batch, display_image, preparation_note, preprocessing_of
+from analysis.core.inputs import as_batch, display_image, preparation_note, preprocessing_of, size_note
 from analysis.core.models import ModelSpecError, describe, load_model
 from analysis.core.predictions import Prediction, top_k
 from analysis.core.query import (
@@ -160,6 +160,7 @@ __all__ = [
     "as_batch",
     "display_image",
     "preparation_note",
+    "size_note",
     "preprocessing_of",
     "PictureView",
     "Query",

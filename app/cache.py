@@ -161,6 +161,7 @@ class Prepared(NamedTuple):
     size: tuple[int, int]
     view: PictureView
     note: str | None = None
+    warning: str | None = None  # the picture is too small or too long for the prediction to mean much
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
@@ -205,10 +206,11 @@ def prepared(key: ModelKey, image: bytes, _name: str = "the image") -> Prepared:
     info = net.checkpoint_info
     dataset = info.provenance.get("dataset") if info is not None else None
     note = analysis.preparation_note(picture, preprocessing_of(net), class_names(net), dataset)
+    warning = analysis.size_note((picture.height, picture.width), preprocessing_of(net))
     picture.thumbnail((512, 512))
     batch = as_batch(_image(image), net)
     seen = display_image(batch[0], preprocessing_of(net))
-    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view, note)
+    return Prepared(np.asarray(picture), seen, tuple(batch.shape[-2:]), view, note, warning)
 
 
 @shared_result(max_entries=32, working="Computing every block's attention...")

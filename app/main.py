@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import ImageError, ModelSpecError, describe
+from analysis.figures import drawn_at
 from app import cache, errors, gallery, urlstate, widgets
 from app.pages import KEPT, PAGES
 from app.progress import streamlit_bar
@@ -79,6 +80,7 @@ def sidebar() -> Selection | None:
         st.caption(describe(model))
         kind = gallery.kind_for(model.config.num_classes, model.config.in_chans)
         image = widgets.image_picker(kind)
+        widgets.opacity_slider()  # drawn on every run: it shows the value the maps use, whatever the image
     if image is None:
         st.info("Upload an image in the sidebar, or pick one from the gallery.", icon=":material/arrow_back:")
         return None
@@ -104,25 +106,30 @@ def main() -> None:
     st.caption(pages[page.title].intro)
     urlstate.restore()
     keep(KEPT)
-    if st.session_state.get(urlstate.REFUSED):
-        st.warning(st.session_state.pop(urlstate.REFUSED), icon=":material/link_off:")
+    notices = st.container()  # what a link named that was not found: drawn once the sidebar has chosen
     selection = None
     try:
         selection = sidebar()
-        if selection is None:
-            st.stop()
-        remember(selection)
-        try:
-            page.run()
-        except (ImageError, CheckpointError, ModelSpecError) as error:
-            st.error(errors.message(error), icon=":material/error:")
-        except Exception as error:
-            st.error(errors.unexpected(error, page.title), icon=":material/error:")
+        shown = {"model": selection.key.spec, "image": selection.image.name} if selection else {}
+        with notices:
+            urlstate.notices(shown)
+        if selection is not None:  # else the sidebar said what to do; the page links are drawn all the same
+            remember(selection)
+            try:
+                with drawn_at(widgets.column_width()):  # every figure laid out for the column it is in
+                    page.run()
+            except (ImageError, CheckpointError, ModelSpecError) as error:
+                st.error(errors.message(error), icon=":material/error:")
+            except Exception as error:
+                st.error(errors.unexpected(error, page.title), icon=":material/error:")
     finally:  # the view so far goes in the URL, even when the run stopped early
-        params = urlstate.save(selection.gallery_kind if selection is not None else None)
-        with menu:
-            for route in routes:
-                st.page_link(route, label=route.title, icon=route.icon, query_params=params, width="stretch")
+        kind = selection.gallery_kind if selection is not None else None
+        shown = pages[page.title] if selection is not None else None
+        params = urlstate.save(kind, shown)
+        with menu:  # each link carries the view its page will show: one history entry per page change
+            for route, target in zip(routes, PAGES, strict=True):
+                linked = params if target is shown else urlstate.view(kind, target, shown=False)
+                st.page_link(route, label=route.title, icon=route.icon, query_params=linked, width="stretch")
             st.divider()
 
 

@@ -18,6 +18,7 @@ class Page:
     kept: tuple[str, ...] = ()
     landmark: str = ""
     default: bool = False
+    shared: tuple[str, ...] = ()  # the choices of several pages it draws (SHARED_KEPT, "q" for the query)
 
     @property
     def path(self) -> str:
@@ -34,7 +35,7 @@ PAGES: tuple[Page, ...] = (
         "Where the heads of one attention block look from one query cell, over the image: brighter keys get "
         "more weight; click a cell of the map (or type its row and column) to move the query.",
         kept=("rollout_from", "explain_class", "explain_class_for", "explain_method"),
-        landmark="Attention rollout", default=True,
+        landmark="Attention rollout", default=True, shared=("block", "part", "head", "q"),
     ),
     Page(
         "stages", "Stage inspector", ":material/view_column:",
@@ -46,7 +47,8 @@ PAGES: tuple[Page, ...] = (
         "compare", "Pre vs post", ":material/compare:",
         "The same image and query through pre-normalization (softmax(content + bias)) and post-normalization "
         "(softmax(content) + bias): each model's maps, their difference, per-head measures.",
-        kept=("compare_how",), landmark="Relative-bias kernels of S3.0",
+        kept=("compare_how", "compare_other", "compare_other_block"), shared=("block", "q"),
+        landmark="Relative-bias kernels of S3.0",
     ),
     Page(
         "kernels", "Kernels", ":material/blur_on:",

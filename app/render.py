@@ -97,6 +97,10 @@ def image_header(picture, predictions, *, name: str, label: str | None) -> None:
     )
     with right:
         chart = predictions_figure(predictions)
+        if picture.warning:  # beside the prediction it qualifies
+            st.warning(
+                picture.warning[0].upper() + picture.warning[1:], icon=":material/photo_size_select_small:"
+            )
         st.plotly_chart(chart, config=CONFIG, width="stretch", key="top5", theme=None)
         if picture.note:
             st.caption(f":material/info: {picture.note}")

@@ -43,6 +43,18 @@ LINKED_IMAGE = "url_image"  # a gallery sample named by a link, applied when the
 BLOCK, PART, HEAD = "block", "part", "head"  # the pages' pickers (a link carries them as they are)
 QUERY_ROW, QUERY_COL = "query_row", "query_col"  # the inputs of the cell shown
 QUERY_POINT, QUERY_SHOWN = "query_point", "query_shown"  # the analysis.Query (fy, fx); (grid, row, col)
+LAST_BLOCK = "last_block"  # the block the user last chose on any page: every block picker opens on it
+OPACITY = "map_opacity"  # the sidebar's opacity of maps over their image
+LINK_NOTICES = "url_notices"  # what a link named that was not found (app.urlstate.notice)
+DEFAULTS = "choice_defaults"  # key -> what the widget shows unchosen: a link carries only what differs
+
+
+def default_is(key: str, value) -> None:
+    """Say what the widget under ``key`` shows when nobody chose (a class picker's predicted class, a block
+    picker's first block): a link leaves a choice out while it is this (app.urlstate). A widget that never
+    says so has the value it first showed as its default."""
+    st.session_state.setdefault(DEFAULTS, {})[key] = value
+INTERVENTIONS_ACTIVE, INTERVENTION_ITEMS = "iv_active", "iv_items"  # labels applied; label -> Intervention
 
 
 def gallery_key(kind: str) -> str:
@@ -163,10 +175,13 @@ def image_picker(kind: str) -> ImageChoice | None:
         wanted = st.session_state.pop(LINKED_IMAGE, None)  # named by a link (app.urlstate)
         if wanted in by_name:
             st.session_state[gallery_key(kind)] = wanted
-        elif wanted is not None:  # say so: never show another image as if it were the one linked
-            st.warning(
-                f"The link names an image, {wanted!r}, that this model's gallery does not have: showing "
-                "the gallery's own choice instead.", icon=":material/link_off:",
+        elif (
+            wanted is not None
+        ):  # say so, until another image is chosen: never show another as the one linked
+            shown = st.session_state.get(gallery_key(kind), names[0])
+            st.session_state.setdefault(LINK_NOTICES, {})["image"] = (
+                f"The link names the image {wanted!r}, which this model's gallery does not have: showing "
+                f"{by_name[shown].caption} ({shown}) instead.", shown,
             )  # fmt: skip
         name = st.selectbox(
             "Sample", names, key=gallery_key(kind), format_func=lambda n: by_name[n].caption,
@@ -195,10 +210,21 @@ def set_image_picker(images) -> ImageChoice:
 
 
 def block_picker(names: tuple[str, ...], *, key: str = BLOCK, label: str = "Stage.block") -> str:
-    """One block, named by stage and index (``S3.0``...); the last choice is kept when it still exists."""
-    if st.session_state.get(key) not in names:
-        st.session_state[key] = names[0]
-    return st.selectbox(label, names, key=key, help="S3.1 is the second block of stage S3")
+    """One block, named by stage and index (``S3.0``...): the block last chosen on any page (or by a link)
+    where this picker offers it, else this picker's own last choice, else the first."""
+    state, saw = st.session_state, f"{key}_saw"
+    last = state.get(LAST_BLOCK)
+    if last in names and state.get(saw) != last:  # chosen elsewhere since this picker was last drawn
+        state[key] = last
+    if state.get(key) not in names:
+        state[key] = names[0]
+    state[saw] = last
+    default_is(key, last if last in names else names[0])
+
+    def chose() -> None:
+        state[LAST_BLOCK] = state[saw] = state[key]
+
+    return st.selectbox(label, names, key=key, on_change=chose, help="S3.1 is the second block of stage S3")
 
 
 def part_picker(mode: str, *, key: str = PART) -> str:
@@ -206,7 +232,7 @@ def part_picker(mode: str, *, key: str = PART) -> str:
     parts = [p for p in PARTS if p != "bias_softmax" or mode == "pre"]
     if st.session_state.get(key) not in parts:
         st.session_state[key] = "effective"
-    return st.radio("Show", parts, key=key, format_func=PARTS.get, horizontal=True)
+    return st.selectbox("Show", parts, key=key, format_func=PARTS.get)
 
 
 def head_picker(heads: int, *, key: str = HEAD) -> str:
@@ -322,16 +348,22 @@ def column_width(key: str = "column_width") -> int:
     return width
 
 
-def opacity() -> float:
-    """The opacity of maps drawn over the image, from a slider in the sidebar (one value for every page)."""
-    # the value lives in the session (kept across pages): a default passed as well makes Streamlit warn
-    st.session_state.setdefault("map_opacity", DEFAULT_OPACITY)
+def opacity_slider() -> float:
+    """The sidebar's slider of the opacity of maps over their image (one value for every page), drawn on
+    every run, whatever the page and the image, so that it always shows the value the maps use."""
+    # the value lives in the session: a default passed as well makes Streamlit warn
+    st.session_state.setdefault(OPACITY, DEFAULT_OPACITY)
     return float(
-        st.sidebar.slider(
-            "Map opacity", 0.1, 1.0, step=0.05, key="map_opacity",
+        st.slider(
+            "Map opacity", 0.1, 1.0, step=0.05, key=OPACITY,
             help="How strongly maps cover the image under them: lower shows the picture, 1 the map alone.",
         )
     )  # fmt: skip
+
+
+def opacity() -> float:
+    """The opacity of maps drawn over the image, as the sidebar's slider (:func:`opacity_slider`) shows it."""
+    return float(st.session_state.get(OPACITY, DEFAULT_OPACITY))
 
 
 ALL_CLASSES = 1_000_000  # top-k of every class: a class picker lists them all, most probable first
@@ -342,9 +374,12 @@ def class_picker(ranked: tuple, shown_for: tuple, *, label: str, key: str) -> in
     new model or image (``shown_for``)."""
     options = [p.index for p in ranked]
     labels = {p.index: f"{p.name} ({p.probability:.1%})" for p in ranked}
-    state = st.session_state
-    if state.get(f"{key}_for") != shown_for or state.get(key) not in options:
-        state[key], state[f"{key}_for"] = options[0], shown_for
+    state, shown = st.session_state, f"{key}_for"
+    # a class a link gave (no model or image shown yet) is kept; another model or image starts predicted
+    if state.get(key) not in options or state.get(shown, shown_for) != shown_for:
+        state[key] = options[0]
+    state[shown] = shown_for
+    default_is(key, options[0])
     return st.selectbox(
         label,
         options,

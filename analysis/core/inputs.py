@@ -171,6 +171,45 @@ def preparation_note(
     return sentence
 
 
+SMALL_SIDE = 0.5  # a picture whose shorter side is under this share of the model's input side is too small
+LONG_ASPECT = 4.0  # a picture longer than this many times its width (or the other way) is too long
+
+
+def size_note(size: tuple[int, int], preprocessing: Preprocessing) -> str | None:
+    """One line when a picture is too far from the model's input for its prediction to mean much: its
+    shorter side under half the model's input side, or a side more than four times the other.
+
+    Args:
+        size: the picture's (height, width) in pixels, as given.
+        preprocessing: the model's (:func:`preprocessing_of`): its ``size`` applies.
+
+    Returns:
+        The note, or None.
+
+    Examples:
+        >>> import analysis
+        >>> preprocessing = analysis.preprocessing_of(analysis.load_model("demo-pre"))
+        >>> analysis.size_note((5, 5), preprocessing)
+        "your picture is 5 x 5 px, far below the model's 28 x 28 px input: the prediction means little"
+        >>> analysis.size_note((500, 3000), preprocessing).split(": ")[0]
+        "your picture is 3000 x 500 px, 6:1, far from the model's 28 x 28 px input"
+        >>> analysis.size_note((28, 30), preprocessing) is None
+        True
+    """
+    height, width = (int(side) for side in size)
+    rows, cols = preprocessing.size
+    given, wanted = f"{width} x {height} px", f"{cols} x {rows} px"
+    if min(height, width) < SMALL_SIDE * min(rows, cols):
+        return f"your picture is {given}, far below the model's {wanted} input: the prediction means little"
+    aspect = max(height, width) / max(1, min(height, width))
+    if aspect > LONG_ASPECT * max(rows, cols) / min(rows, cols):
+        return (
+            f"your picture is {given}, {aspect:.0f}:1, far from the model's {wanted} input: the prediction "
+            "means little"
+        )
+    return None
+
+
 def _looks_grey(picture: Image.Image) -> bool:
     """Whether an RGB(A) picture's channels are (nearly) equal: a grey photo saved in colour."""
     if picture.mode not in ("RGB", "RGBA"):

@@ -168,7 +168,13 @@ def layout_stages_figure(
     height, width = first.gradcam.shape
     title = f"Layouts: {LAYOUT_VIEWS[what]}; {OWN_SCALES}"
     grid = panels(
-        len(subtitles), cols=stages, aspect=height / width, title=title, subtitles=subtitles, max_panel=160
+        len(subtitles),
+        cols=stages,
+        aspect=height / width,
+        title=title,
+        subtitles=subtitles,
+        max_panel=160,
+        matrix=True,
     )
     layout, traces = grid.layout, []
     cells = [s for name in layouts for s in views[name]]

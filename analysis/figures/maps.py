@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
 from analysis.figures.names import named
-from analysis.figures.panels import DEFAULT_OPACITY, MAX_WIDTH, NBSP, chart, drawn, pair, panels, set_ranges
+from analysis.figures.panels import DEFAULT_OPACITY, NBSP, chart, drawn, pair, panels, set_ranges
 from analysis.figures.plots import (
     OWN_SCALES,
     distance_scatter,
@@ -87,7 +87,7 @@ def attention_heads_figure(
     index: int = 0,
     opacity: float = DEFAULT_OPACITY,
     selected: int | None = None,
-    width: float = MAX_WIDTH,
+    width: float | None = None,
 ) -> go.Figure:
     """Where ``query`` attends in every head of one block (an :class:`analysis.BlockAttention`): a compact
     overview, at most eight heads a row, laid out to fill ``width`` px, on one colour scale; the
@@ -101,7 +101,8 @@ def attention_heads_figure(
         index: the image of the batch.
         opacity: of the maps over the picture.
         selected: the head to frame, or None.
-        width: the figure's width in px.
+        width: the figure's width in px (None: the column of :func:`analysis.figures.drawn_at`, else
+            :data:`analysis.figures.MAX_WIDTH`).
 
     Returns:
         The figure: one panel per head.
@@ -687,7 +688,7 @@ def stages_figure(
     )
     grid = panels(
         len(stages) * (2 if cams else 1), cols=len(stages), aspect=height / width, title=title,
-        subtitles=subtitles,
+        subtitles=subtitles, matrix=True,
     )  # fmt: skip
     layout, traces = grid.layout, []
     for stage, axes in zip(stages, grid.axes, strict=False):
@@ -778,7 +779,7 @@ def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
         for r, s in order
     ]
     grid = panels(
-        len(order), cols=len(stages), aspect=height / width, subtitles=titles,
+        len(order), cols=len(stages), aspect=height / width, subtitles=titles, matrix=True,
         title=f"The strongest channels of each stage (most mean squared activation; red > 0 > blue; "
         f"{OWN_SCALES})",
     )  # fmt: skip

@@ -28,7 +28,9 @@ selects (a heatmap alone returns nothing in Streamlit).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -58,6 +60,47 @@ Examples:
     >>> figures.DEFAULT_OPACITY
     0.6
 """
+MIN_PANEL_PX = 160  # in a column (:func:`drawn_at`), no panel of a figure of several is narrower
+_COLUMN: ContextVar[float | None] = ContextVar("figure_column", default=None)
+
+
+@contextmanager
+def drawn_at(width: float) -> Iterator[None]:
+    """Figures built inside this block are laid out for a column ``width`` px wide (the app's content
+    column, as the browser reports it): a figure of several maps fills it, each panel at least
+    :data:`MIN_PANEL_PX` wide (fewer a row where needed, a row of a matrix wrapped whole), and a figure of
+    one map takes the column up to the map's own largest size. Outside, figures keep their fixed sizes
+    (at most :data:`MAX_WIDTH`), as the report and the exports draw them. Per thread and task.
+
+    Args:
+        width: the column's width in px.
+
+    Yields:
+        Nothing; the context is the setting.
+
+    Examples:
+        >>> import numpy as np
+        >>> from analysis.figures import drawn_at
+        >>> from analysis.figures.plots import head_grid
+        >>> maps = np.random.default_rng(0).random((8, 7, 7))
+        >>> head_grid(None, maps).layout.width
+        560
+        >>> with drawn_at(940):  # four a row, about 200 px each, and the colour bar
+        ...     head_grid(None, maps).layout.width
+        938
+    """
+    token = _COLUMN.set(float(width))
+    try:
+        yield
+    finally:
+        _COLUMN.reset(token)
+
+
+def column_width() -> float | None:
+    """The width of the column figures are being laid out for (:func:`drawn_at`), or None outside one."""
+    return _COLUMN.get()
+
+
 MIN_BAR_PX = 100  # a colour bar is at least this long: its title and three tick labels fit
 TICK_PX = 32  # a colour bar gets a tick label per this many pixels
 
@@ -195,9 +238,10 @@ def panels(
     title: str = "",
     subtitles: Sequence[str] | None = None,
     colorbar: str | None = None,
-    width: float = MAX_WIDTH,
+    width: float | None = None,
     max_panel: float = 420.0,
     min_panel: float = 0.0,
+    matrix: bool = False,
 ) -> Panels:
     """Lay out ``count`` panels, at most ``cols`` a row, each ``aspect`` (height / width) times as tall as
     wide and as large as ``width`` allows (at most ``max_panel`` px wide): the title on top, each panel's
@@ -205,9 +249,18 @@ def panels(
     right, spanning the panels from the first row's top to the last row's bottom.
 
     Fewer panels go in a row when that keeps each at least ``min_panel`` px wide and the colour bar at
-    least :data:`MIN_BAR_PX` long."""
+    least :data:`MIN_BAR_PX` long; with ``matrix`` (every ``cols`` panels a row that means something, as
+    a layout's stages), each such row is wrapped whole, never run into the next. ``width`` None: the
+    column of :func:`drawn_at`, where several panels fill it at :data:`MIN_PANEL_PX` or more each and one
+    takes it up to ``max_panel``; else :data:`MAX_WIDTH`."""
+    column = _COLUMN.get()
+    if width is None:
+        width = column or MAX_WIDTH
+        if column is not None and count > 1:
+            min_panel, max_panel = max(min_panel, MIN_PANEL_PX), max(max_panel, width)
     side = COLORBAR_PX if colorbar else 0
     subtitles = list(subtitles or [])
+    group = cols if matrix else count  # panels that start a new row together
     for per_row in range(max(1, min(cols, count)), 0, -1):
         cols = per_row
         panel_w = int(min(max_panel, (width - 2 * EDGE_PX - side - GAP_PX * (cols - 1)) / cols))
@@ -215,7 +268,8 @@ def panels(
         wrapped = [wrap(s, panel_w, SUB_CHAR_PX) if s else [] for s in subtitles]
         sub_h = max((len(lines) for lines in wrapped), default=0) * SUB_LINE_PX
         sub_h += 2 if sub_h else 0
-        rows = -(-count // cols)
+        lines_per_group = -(-min(group, count) // cols)
+        rows = -(-count // group) * lines_per_group if matrix else -(-count // cols)
         row_h = sub_h + panel_h
         plot_h = rows * row_h + ROW_GAP_PX * (rows - 1)
         bar_px = plot_h - sub_h
@@ -239,7 +293,11 @@ def panels(
         layout["title"] = block
     axes = []
     for n in range(count):
-        r, c = divmod(n, cols)
+        if matrix:  # the n-th panel's own row, wrapped into lines of ``cols``
+            g, k = divmod(n, group)
+            r, c = g * lines_per_group + k // cols, k % cols
+        else:
+            r, c = divmod(n, cols)
         suffix = "" if n == 0 else str(n + 1)
         x0 = c * (panel_w + GAP_PX) / plot_w
         y1 = 1 - (r * (row_h + ROW_GAP_PX) + sub_h) / plot_h

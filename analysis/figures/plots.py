@@ -15,7 +15,6 @@ from PIL import Image
 from analysis.core.query import cell_centre
 from analysis.figures.panels import (
     DEFAULT_OPACITY,
-    MAX_WIDTH,
     NBSP,
     chart,
     drawn,
@@ -335,7 +334,7 @@ def head_grid(
     max_panel: float = 200.0,
     min_panel: float = 64.0,
     selected: int | None = None,
-    width: float = MAX_WIDTH,
+    width: float | None = None,
     seen: np.ndarray | None = None,
 ) -> go.Figure:
     """One small map per head (``maps``: (heads, rows, cols)) on one colour scale, at most ``cols`` a row

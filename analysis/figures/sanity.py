@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from analysis.explain.registry import explainers, row_name, short_name
 from analysis.figures.names import named
-from analysis.figures.panels import MAX_WIDTH, chart
+from analysis.figures.panels import MAX_WIDTH, chart, column_width
 from analysis.figures.plots import head_grid
 from analysis.figures.style import SEQUENTIAL
 from analysis.studies.summaries import Study
@@ -52,7 +52,7 @@ Examples:
 """
 
 
-def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float = 96.0) -> go.Figure:
+def sanity_cascade_figure(report, *, width: float | None = None, max_panel: float = 96.0) -> go.Figure:
     """Rows: the methods (named in the first column); columns: the trained model ("none" randomised),
     then the model with the head, the head and S4.0, ... every part randomised (cascading), each named by
     the last part randomised in the first row. Each map is its absolute value over its own maximum, so
@@ -60,7 +60,8 @@ def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float 
 
     Args:
         report: :func:`analysis.sanity_checks`'s report, with the ``cascading`` test.
-        width: the figure's width in px.
+        width: the figure's width in px (None: the column of :func:`analysis.figures.drawn_at`, else
+            :data:`analysis.figures.MAX_WIDTH`); a matrix of small maps, its rows and columns kept.
         max_panel: the largest panel's side in px.
 
     Returns:
@@ -90,7 +91,7 @@ def sanity_cascade_figure(report, *, width: float = MAX_WIDTH, max_panel: float 
         None, np.stack(panels), titles=titles, cols=len(levels), colorscale=SEQUENTIAL, what="|map| / max",
         title=f"Cascading randomisation: the explanations of {name} as the parts are randomised from the "
         f"head down (rows: {order}; each map over its own maximum)",
-        width=width, max_panel=max_panel, min_panel=0.0,
+        width=width or column_width() or MAX_WIDTH, max_panel=max_panel, min_panel=0.0,
     )  # fmt: skip
     return named(figure, "sanity-cascade")
 

@@ -31,7 +31,7 @@ def render_page() -> None:
         st.info("This model has no attention blocks (C-C-C-C): see the Stage inspector and Kernels pages.")
         return
     # the pickers and the query in one row: the map starts within the first screen at 1280 x 900
-    pick_block, pick_part, pick_head, pick_query = st.columns([2, 5, 2, 4])
+    pick_block, pick_part, pick_head, pick_query = st.columns([2, 3, 3, 4])
     with pick_block:
         block = maps.block(widgets.block_picker(maps.names))
     with pick_part:
@@ -50,10 +50,7 @@ def render_page() -> None:
         f"{name}-{how}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
     )  # fmt: skip
     selected = int(how) if str(how).isdigit() else None  # one head shown large: framed in the overview
-    width = widgets.column_width()  # the overview's panels fill the column
-    heads = attention_heads_figure(
-        block, picture.seen, index, part=part, opacity=opacity, selected=selected, width=width
-    )  # fmt: skip
+    heads = attention_heads_figure(block, picture.seen, index, part=part, opacity=opacity, selected=selected)
     render.figure(heads, f"{name}-heads")
 
     st.subheader("Attention rollout")

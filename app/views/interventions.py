@@ -10,8 +10,8 @@ from app import cache, render, session, widgets
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
 from coatnet import Intervention, PartName, class_names, intervention_targets
 
-ACTIVE = "iv_active"  # the labels of the chosen interventions (the multiselect's state)
-ITEMS = "iv_items"  # label -> Intervention, for this session
+ACTIVE = widgets.INTERVENTIONS_ACTIVE  # the labels of the chosen interventions (the multiselect's state)
+ITEMS = widgets.INTERVENTION_ITEMS  # label -> Intervention, for this session
 HEADS_OF = "iv_heads_of"  # the block the chosen heads belong to
 MAPS_FOR = "iv_maps_for"  # the interventions the before/after block was last chosen for
 AUTO_HEADS = 64  # head importance runs by itself up to this many heads; beyond, on request

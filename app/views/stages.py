@@ -149,7 +149,7 @@ def sanity_check(chosen) -> None:
     )  # fmt: skip
     if report is None:
         return
-    render.figure(sanity_cascade_figure(report, width=widgets.column_width()), f"{name}-sanity-cascade")
+    render.figure(sanity_cascade_figure(report), f"{name}-sanity-cascade")
     pick_test, pick_measure = st.columns(2)
     with pick_test:
         test = st.radio("Randomisation", tuple(TEST_LABELS), key="sanity_test", format_func=TEST_LABELS.get)

@@ -218,6 +218,47 @@ class Intervention:
         untrained = f" ({UNTRAINED})" if self.untrained else ""
         return f"{self.kind} {self.block}{heads}{untrained}"
 
+    @property
+    def text(self) -> str:
+        """The intervention as a link or a command line writes it, ``kind:block[:heads]`` (rows left out):
+        :meth:`from_text` reads it back.
+
+        Examples:
+            >>> import coatnet
+            >>> coatnet.Intervention("S3.0", "knockout", heads=(1, 2)).text
+            'knockout:S3.0:1,2'
+        """
+        heads = "" if self.heads is None else ":" + ",".join(str(h) for h in self.heads)
+        return f"{self.kind}:{self.block}{heads}"
+
+    @classmethod
+    def from_text(cls, text: str) -> Intervention:
+        """The intervention :attr:`text` wrote.
+
+        Args:
+            text: ``kind:block`` or ``kind:block:h1,h2``.
+
+        Returns:
+            The intervention.
+
+        Raises:
+            ValueError: text of another form, or an intervention the constructor refuses (says why).
+
+        Examples:
+            >>> import coatnet
+            >>> coatnet.Intervention.from_text("zero_branch:S1.0")
+            Intervention(block='S1.0', kind='zero_branch', heads=None, rows=None)
+        """
+        kind, _, rest = text.strip().partition(":")
+        block, _, heads = rest.partition(":")
+        if not kind or not block:
+            raise ValueError(f"{text!r} is not an intervention: write kind:block or kind:block:h1,h2")
+        try:
+            chosen = tuple(int(h) for h in heads.split(",")) if heads else None
+        except ValueError:
+            raise ValueError(f"{text!r}: the heads are numbers separated by commas, as 1,2") from None
+        return cls(block, kind, heads=chosen)
+
     def row_slice(self) -> slice:
         return slice(None) if self.rows is None else slice(*self.rows)
 

@@ -271,6 +271,11 @@ def drawn_colours(lens: Lens) -> dict:
     ours = [[(p, rgb(c)) for p, c in plotly.colors.get_colorscale(name)]
             for name in ("Viridis", "RdBu_r", "Inferno", "Magma")]  # fmt: skip
     seen = {"scales": 0, "foreign": [], "pixels": [], "wrong": []}
+    size = lens.page.viewport_size
+    # a chart taller than the window is captured only as far as the window reaches (the page scrolls inside
+    # Streamlit's own container): a window taller than every chart, as wide (the layout does not change)
+    lens.page.set_viewport_size({"width": size["width"], "height": 2400})
+    lens.page.wait_for_timeout(200)
     maps = lens.page.evaluate(DRAWN_MAPS)
     charts = lens.page.locator(".js-plotly-plot")
     shots: dict[int, Image.Image] = {}
@@ -296,6 +301,7 @@ def drawn_colours(lens: Lens) -> dict:
             if max(abs(g - w) for g, w in zip(got, want, strict=True)) > 12:
                 seen["wrong"].append(f"{drawn['title']}: value {cell['v']:.4g} drawn {got}, its scale says "
                                      f"{tuple(round(w) for w in want)}")  # fmt: skip
+    lens.page.set_viewport_size(size)
     return seen
 
 
@@ -380,7 +386,10 @@ def test_the_pages_follow_the_sidebars_model_and_the_head_overview_fills_its_wid
         assert "every head" in overview["title"]
         return max(overview["panels"])
 
-    assert head_panels(wide) >= 1.5 * head_panels(narrow), (head_panels(narrow), head_panels(wide))
+    for facts in (narrow, wide):  # at least 160 px each, together filling the column
+        (overview,) = [f for f in facts["Attention explorer"]["figures"] if f["name"] == "attention-heads"]
+        column = facts["Attention explorer"]["column"]
+        assert head_panels(facts) >= 160 and overview["width"] >= column - 2 * 160, (overview, column)
     assert wide["Attention explorer"]["column"] > 1.5 * narrow["Attention explorer"]["column"]
 
 
@@ -433,15 +442,45 @@ def test_a_query_typed_out_of_range_is_refused_in_its_field(lens: Lens):
     lens.assert_clean()
 
 
-def test_the_explorers_map_starts_within_the_first_screen_at_1280_by_900(lens: Lens):
-    """The image, the top-5, the pickers and the query take one band: at 1280 x 900 the clickable map's
-    plot starts in the first screen, at least 150 px of it in view (it started 807 px down)."""
-    lens.page.set_viewport_size({"width": 1280, "height": 900})
+# texts a control shows cut short (an ellipsis drawn where its text does not fit)
+CUT_TEXTS = """() => [...document.querySelectorAll('[data-testid="stMain"] *, [data-testid="stSidebar"] *')]
+    .filter(e => getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.textContent.trim()).filter(Boolean)"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_explorers_first_screen_shows_the_image_the_prediction_and_the_map(lens: Lens, width: int):
+    """The image, the top-5, the pickers and the query take one band: at 1024 x 900 and 1440 x 900 the
+    pictures and the top-5 are in the first screen and the clickable map's plot starts in it, at least
+    150 px of it in view (it started 807 px down); no control's text is cut ("all heads, mear")."""
+    lens.page.set_viewport_size({"width": width, "height": 900})
     lens.open()
     top = lens.page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
         .find(g => (g._fullData || []).some(t => t.name === 'cells'))
         .querySelector('.heatmaplayer image, .layer-above image, image').getBoundingClientRect().top""")
     assert top <= 900 - 150, top
+    bottoms = lens.page.evaluate("""() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+        .map(e => e.getBoundingClientRect().bottom)""")
+    assert len(bottoms) == 2 and max(bottoms) <= 900, bottoms
+    top5 = lens.page.locator(".js-plotly-plot").filter(has_text="Top-5").first.bounding_box()
+    assert top5["y"] + top5["height"] <= 900, top5
+    assert lens.page.evaluate(CUT_TEXTS) == []
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_figure_of_several_maps_gives_each_at_least_160_px_on_every_page(
+    layout_problems: dict, width: int
+):
+    """At 1024 and 1440 px, on every page (folded parts opened): no panel of a figure of several maps is
+    narrower than 160 px (the head overview drew four of 100 px in a 946 px figure, the Layouts page 90
+    px panels under titles taller than them), and none is wider than its column."""
+    small = [
+        (page, f["name"] or f["title"][:40], round(min(f["panels"])))
+        for page, facts in layout_problems["facts"][width].items()
+        for f in facts["figures"]
+        if len(f["panels"]) > 1 and min(f["panels"]) < 160 - 1
+    ]
+    assert small == [], small
 
 
 def test_one_press_of_back_returns_to_the_page_before(lens: Lens):

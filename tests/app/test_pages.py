@@ -73,7 +73,7 @@ def test_the_row_and_column_inputs_set_the_query(app):
 
 @pytest.mark.parametrize("part", ["content", "bias", "bias_softmax", "effective"])
 def test_each_part_of_the_attention(app, part):
-    app.radio(key="part").set_value(part).run()
+    app.selectbox(key="part").set_value(part).run()
     names = {"content": "content only", "bias": "bias only, w(key - query)", "bias_softmax": "position alone"}
     assert names.get(part, "effective weights") in title(figure_named(clean(app), "fused-attention"))
 

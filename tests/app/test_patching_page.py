@@ -66,9 +66,14 @@ def test_noising_and_a_chosen_block(another_image):
     matrix = title(figure_named(page, "patching"))
     assert matrix.startswith("Activation patching") and "Noising (corrupted into clean)" in matrix
     assert title(figure_named(page, "position-patching")).startswith("S1.0: recovery of each position")
-    params = dict(page.query_params)
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in dict(page.query_params).items()}
     assert params["pt_direction"] == "noising" and params["pt_block"] == "S1.0"
-    assert params["pt_other"] == OTHER and params["pt_how"] == patching.HOW[1]
+    assert params["pt_how"] == patching.HOW[1]
+    again = fresh()  # a link leaves out what the page shows unchosen: a new session on it shows the same
+    again.query_params.update(params)
+    again.switch_page("views/patching.py").run()
+    assert clean(again).selectbox(key="pt_other").value == OTHER
+    assert again.radio(key="pt_direction").value == "noising"
 
 
 def test_a_link_restores_the_patching_choices():

@@ -1,0 +1,55 @@
+"""Nothing silently wrong: the page links and the opacity slider stay whatever the image's state, the
+slider shows the opacity the maps are drawn at, and a picture far from the model's input says so beside
+the prediction."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from app import pages
+from tests.support.apptest import clean, figure_named
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 200).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def map_opacity(at) -> float:
+    """The opacity the clickable map is drawn at over its image (its heatmap trace)."""
+    figure = figure_named(at, "fused-attention")
+    (heatmap,) = [t for t in figure["data"] if t.get("type") == "heatmap"]
+    return heatmap["opacity"]
+
+
+def test_without_an_image_the_page_links_and_the_opacity_slider_stay(explorer) -> None:
+    at = explorer
+    at.sidebar.slider(key="map_opacity").set_value(0.3).run()
+    assert map_opacity(at) == 0.3
+    at.radio(key="image_source").set_value("Upload").run()
+    assert len(at.get("page_link")) == len(pages.PAGES)
+    assert at.sidebar.slider(key="map_opacity").value == 0.3
+    at.file_uploader(key="image_upload").upload("corrupt.png", b"not a picture at all").run()
+    assert len(at.error) == 1 and len(at.get("page_link")) == len(pages.PAGES)
+    at.file_uploader(key="image_upload").upload("grey.png", png(40, 40)).run()
+    clean(at)
+    assert at.sidebar.slider(key="map_opacity").value == 0.3 == map_opacity(at)
+
+
+def test_a_picture_far_below_the_models_input_says_so_beside_the_prediction(explorer) -> None:
+    at = explorer
+    at.radio(key="image_source").set_value("Upload").run()
+    at.file_uploader(key="image_upload").upload("tiny.png", png(5, 5)).run()
+    (note,) = [w.value for w in clean(at).warning]
+    assert (
+        note
+        == "Your picture is 5 x 5 px, far below the model's 28 x 28 px input: the prediction means little"
+    )
+    at.file_uploader(key="image_upload").upload("strip.png", png(300, 50)).run()
+    (note,) = [w.value for w in clean(at).warning]
+    assert note.startswith("Your picture is 300 x 50 px, 6:1, far from the model's 28 x 28 px input")
+    at.file_uploader(key="image_upload").upload("fine.png", png(20, 20)).run()
+    assert not clean(at).warning  # 20 px: under the model's 28, not under half of it
