@@ -47,6 +47,7 @@ LAST_BLOCK = "last_block"  # the block the user last chose on any page: every bl
 OPACITY = "map_opacity"  # the sidebar's opacity of maps over their image
 LINK_NOTICES = "url_notices"  # what a link named that was not found (app.urlstate.notice)
 DEFAULTS = "choice_defaults"  # key -> what the widget shows unchosen: a link carries only what differs
+INTERVENTIONS_ACTIVE, INTERVENTION_ITEMS = "iv_active", "iv_items"  # labels applied; label -> Intervention
 
 
 def default_is(key: str, value) -> None:
@@ -54,7 +55,6 @@ def default_is(key: str, value) -> None:
     picker's first block): a link leaves a choice out while it is this (app.urlstate). A widget that never
     says so has the value it first showed as its default."""
     st.session_state.setdefault(DEFAULTS, {})[key] = value
-INTERVENTIONS_ACTIVE, INTERVENTION_ITEMS = "iv_active", "iv_items"  # labels applied; label -> Intervention
 
 
 def gallery_key(kind: str) -> str:

@@ -19,6 +19,7 @@ from analysis.figures.layouts import *  # noqa: F403
 from analysis.figures.maps import *  # noqa: F403
 from analysis.figures.panels import DEFAULT_OPACITY as DEFAULT_OPACITY
 from analysis.figures.panels import MAX_WIDTH as MAX_WIDTH
+from analysis.figures.panels import column_width as column_width
 from analysis.figures.panels import drawn_at as drawn_at
 from analysis.figures.sanity import *  # noqa: F403
 from analysis.figures.studies import *  # noqa: F403
@@ -27,6 +28,7 @@ __all__ = sorted(
     [
         "DEFAULT_OPACITY",
         "MAX_WIDTH",
+        "column_width",
         "drawn_at",
         *causal.__all__,
         *compare.__all__,

@@ -97,7 +97,19 @@ def drawn_at(width: float) -> Iterator[None]:
 
 
 def column_width() -> float | None:
-    """The width of the column figures are being laid out for (:func:`drawn_at`), or None outside one."""
+    """The width of the column figures are being laid out for (:func:`drawn_at`), or None outside one.
+
+    Returns:
+        The width in px, or None.
+
+    Examples:
+        >>> from analysis.figures import column_width, drawn_at
+        >>> column_width() is None
+        True
+        >>> with drawn_at(980):
+        ...     column_width()
+        980.0
+    """
     return _COLUMN.get()
 
 

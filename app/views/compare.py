@@ -8,10 +8,14 @@ import streamlit as st
 
 from analysis import Query, shared_blocks
 from analysis.figures import (
+    MAX_WIDTH,
     bias_kernel_figure,
     block_comparison_figures,
+    column_width,
     comparison_summary_figures,
+    drawn_at,
     fused_attention_figure,
+    side_by_side_figures,
 )
 from app import cache, errors, render, session, widgets
 from app.cache import ModelKey
@@ -124,29 +128,22 @@ def render_page() -> None:
     if compared.note:
         st.caption(compared.note)
     opacity = widgets.opacity()
-    first, second, difference = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
     stem = f"{name}-{block.name}-q{row}-{col}"
-    st.caption(f"Click a cell to make it the query ({labels[0]}'s weights, heads averaged).")
-    index = query.index(picture.view, grid=block.grid, stride=block.stride)  # the same grid in both models
-    # both models' maps at the same large size, one under the other (side by side they would not fit a
-    # 1024 px window at that size)
-    render.figure(
-        fused_attention_figure(maps.block(block.name), picture.seen, index, opacity=opacity, model=labels[0]),
-        f"{stem}-{labels[0]}-map", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+    pictures = (picture.seen, cache.prepared(b, data).seen)
+    two, difference = side_by_side_figures(
+        (compared.map_a, compared.map_b), labels, pictures, query=(row, col), stride=compared.stride,
+        block=block.name, opacity=opacity,
     )  # fmt: skip
-    other = cache.attention(b, data).block(block.name)
-    render.figure(
-        fused_attention_figure(
-            other, cache.prepared(b, data).seen, index, clickable=False, opacity=opacity, model=labels[1]
-        ),
-        f"{stem}-{labels[1]}-map",
-    )  # fmt: skip
-    render.figure(first, f"{stem}-{labels[0]}")
-    render.figure(second, f"{stem}-{labels[1]}")
-    render.figure(difference, f"{stem}-difference")
+    st.caption("Click a cell of either map to make it the query of both.")
+    render.figure(two, f"{stem}-side-by-side", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY))
     distance, divergence = comparison_summary_figures(comparison)
-    render.figure(divergence, f"{name}-divergence")
+    beside(difference, divergence, f"{stem}-difference", f"{name}-divergence")
+    first, second, per_head = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
+    render.figure(per_head, f"{stem}-difference-per-head")
     render.figure(distance, f"{name}-distance-both")
+    with st.expander("Every head of each model, each on its own scale"):
+        render.figure(first, f"{stem}-{labels[0]}")
+        render.figure(second, f"{stem}-{labels[1]}")
     st.subheader(f"Relative-bias kernels of {block.name}")
     for model_key, label in zip((a, b), labels, strict=True):
         for kernel in cache.kernels(model_key).bias:
@@ -160,6 +157,21 @@ def render_page() -> None:
         )  # fmt: skip
 
 
+def beside(left, right, left_name: str, right_name: str) -> None:
+    """A map figure and a chart side by side where the column holds both (the chart at least 300 px wide),
+    else one under the other; the map keeps its size."""
+    column, needed = column_width() or MAX_WIDTH, left.layout.width + 24
+    if column - needed < 300:
+        render.figure(left, left_name)
+        render.figure(right, right_name)
+        return
+    first, second = st.columns([needed, column - needed])
+    with first:
+        render.figure(left, left_name)
+    with second, drawn_at(column - needed):
+        render.figure(right, right_name)
+
+
 def side_by_side(other_key, labels, blocks, picture, query: Query, data: bytes, name: str) -> None:
     """Two architectures (demo-pre's global attention beside a MaxViT's block and grid attention): each
     model's maps at the same picture point (``query``, each model reading it through its own view), each
@@ -167,24 +179,30 @@ def side_by_side(other_key, labels, blocks, picture, query: Query, data: bytes, 
     b, (block, other_maps) = other_key, blocks
     st.caption(
         f"{labels[0]} and {labels[1]} have no attention block in common (names, grids and windows differ): "
-        "each model's map at the same picture point, one under the other; each model's block is its own."
+        "each model's map at the same picture point, side by side; each model's block is its own."
     )
     opacity = widgets.opacity()
     stem = f"{name}-{labels[0]}-vs-{labels[1]}"
     index = query.index(picture.view, grid=block.grid, stride=block.stride)
-    render.figure(
-        fused_attention_figure(block, picture.seen, index, opacity=opacity, model=labels[0]),
-        f"{stem}-{block.name}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
-    )  # fmt: skip
     other = other_maps.block(
         widgets.block_picker(other_maps.names, key="compare_other_block", label=f"{labels[1]}'s block")
     )
     seen = cache.prepared(b, data)
-    index = query.index(seen.view, grid=other.grid, stride=other.stride)  # through the other model's view
-    render.figure(
-        fused_attention_figure(other, seen.seen, index, clickable=False, opacity=opacity, model=labels[1]),
-        f"{stem}-{other.name}",
-    )  # fmt: skip
+    other_index = query.index(seen.view, grid=other.grid, stride=other.stride)  # through its own view
+    half = (column_width() or MAX_WIDTH) / 2 - 12
+    left, right = st.columns(2) if half >= 300 else (st.container(), st.container())
+    with left, drawn_at(half if half >= 300 else 2 * half):
+        render.figure(
+            fused_attention_figure(block, picture.seen, index, opacity=opacity, model=labels[0]),
+            f"{stem}-{block.name}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+        )  # fmt: skip
+    with right, drawn_at(half if half >= 300 else 2 * half):
+        render.figure(
+            fused_attention_figure(
+                other, seen.seen, other_index, clickable=False, opacity=opacity, model=labels[1]
+            ),
+            f"{stem}-{other.name}",
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures import attention_change_figure, fused_attention_figure, head_importance_figure
+from analysis import query_map
+from analysis.figures import head_importance_figure, side_by_side_figures
 from app import cache, render, session, widgets
 from coatnet import INTERVENTION_DESCRIPTIONS as DESCRIPTIONS
 from coatnet import Intervention, PartName, class_names, intervention_targets
@@ -129,15 +130,19 @@ def changed_maps(effect, picture, first: str) -> None:
     query = widgets.query_picker(picture.view, grid=before.grid, stride=before.stride)
     row, col = query.nearest_cell(picture.view, grid=before.grid, stride=before.stride)
     index = query.index(picture.view, grid=before.grid, stride=before.stride)
-    st.caption("As the model is")  # one above the other: each map keeps its own size in pixels
-    figure = fused_attention_figure(before, picture.seen, index)
-    render.figure(figure, f"{block_name}-before-q{row}-{col}", key="iv_map_before")
-    st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing"))
-    figure = fused_attention_figure(after, picture.seen, index)
-    render.figure(figure, f"{block_name}-after-q{row}-{col}", key="iv_map_after")
-    st.caption("The difference, intervened minus as the model is")
-    figure = attention_change_figure(before, after, picture.seen, index)
-    render.figure(figure, f"{block_name}-change-q{row}-{col}", key="iv_map_change")
+    opacity = widgets.opacity()
+    maps = tuple(query_map(block, index) for block in (before, after))
+    two, difference = side_by_side_figures(
+        maps, ("as the model is", "intervened"), (picture.seen, picture.seen), query=(row, col),
+        stride=before.stride, block=block_name, opacity=opacity,
+    )  # fmt: skip
+    st.caption("Intervened: " + ("; ".join(effect.labels) or "nothing") + ". Click a cell of either map to "
+               "make it the query.")  # fmt: skip
+    render.figure(
+        two, f"{block_name}-before-after-q{row}-{col}", key="iv_map_pair",
+        on_select=lambda: widgets.take_click("iv_map_pair"),
+    )  # fmt: skip
+    render.figure(difference, f"{block_name}-change-q{row}-{col}", key="iv_map_change")
 
 
 def importance(key, data: bytes, target: int | None, net, names: tuple[str, ...]) -> None:

@@ -44,9 +44,11 @@ def test_knocking_out_every_head_of_s4_changes_the_logit_and_the_maps(page):
     assert before[0] != before[1] and intervened.delta
     # the maps open on the block the intervention changes: before, after and their difference
     assert page.selectbox(key="iv_map_block").value == "S4.0"
-    drawn = named_titles(page, "fused-attention") + named_titles(page, "attention-change")
-    assert all(t.startswith("S4.0") for t in drawn)
-    assert len(drawn) == 3 and "change of the weights" in drawn[2], drawn
+    (pair,) = named_titles(page, "comparison-pair")  # before and after side by side, one scale
+    (change,) = named_titles(page, "comparison-difference-map")  # their difference, the same size
+    assert pair.startswith("S4.0") and change.startswith("Difference, intervened - as the model is: S4.0")
+    panels = [a["text"] for a in figure_named(page, "comparison-pair")["layout"]["annotations"]]
+    assert panels == ["as the model is", "intervened"], panels
     assert any(c.value == "Applied: knockout S4.0" for c in page.caption)  # the names whole
 
 

@@ -148,6 +148,9 @@ def test_pre_vs_post_both_ways(explorer):
     assert "S3.0, demo-pre: where query" in first and "S3.0, demo-post: where query" in second
     assert "demo-post - demo-pre" in title(figure_named(at, "comparison-difference"))
     assert title(figure_named(at, "comparison-divergence")).startswith("Jensen-Shannon divergence per head")
+    panels = [a["text"] for a in figure_named(at, "comparison-pair")["layout"]["annotations"]]
+    assert panels == ["demo-pre", "demo-post"]  # side by side, each named first
+    assert title(figure_named(at, "comparison-difference-map")).startswith("Difference, demo-post - demo-pre")
     at.radio(key="compare_how").set_value("the same weights, other normalization").run()
     first, second = named_titles(clean(at), "comparison-maps")
     assert "S3.0, pre: where query" in first and "S3.0, post: where" in second
@@ -406,11 +409,17 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     assert at.number_input(key=widgets.QUERY_ROW).value == 0
 
 
-def test_pre_vs_post_draws_both_models_maps_at_the_same_large_size(explorer):
+def test_pre_vs_post_draws_both_models_maps_side_by_side_at_one_size(explorer):
     at = explorer
     at.switch_page("views/compare.py").run()
-    large = figures_named(clean(at), "fused-attention")
-    assert all("heads fused by mean" in title(f) for f in large)
-    assert [f["layout"]["title"]["text"].split(":")[0] for f in large] == ["demo-pre", "demo-post"]
-    assert large[0]["layout"]["width"] == large[1]["layout"]["width"] >= 400
-    assert large[0]["layout"]["height"] == large[1]["layout"]["height"]
+    pair = figure_named(clean(at), "comparison-pair")
+    assert "heads averaged" in title(pair)
+    layout = pair["layout"]
+    widths = [layout[axis]["domain"][1] - layout[axis]["domain"][0] for axis in ("xaxis", "xaxis2")]
+    assert (
+        widths[0] == pytest.approx(widths[1]) and layout["xaxis2"]["domain"][0] > layout["xaxis"]["domain"][1]
+    )
+    panel = widths[0] * (layout["width"] - layout["margin"]["l"] - layout["margin"]["r"])
+    difference = figure_named(at, "comparison-difference-map")["layout"]
+    across = difference["width"] - difference["margin"]["l"] - difference["margin"]["r"]
+    assert panel >= 160 and across == pytest.approx(panel, abs=1)  # the difference at the maps' size
