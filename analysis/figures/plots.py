@@ -401,27 +401,40 @@ def kernel_gallery(
     )  # fmt: skip
 
 
+LABELLED_DOTS = 24  # a head-distance scatter writes each dot's head number up to this many dots a block
+
+
 def distance_scatter(
     series: dict[str, tuple[Sequence[str], Sequence[np.ndarray]]],
     *,
     title: str = "Mean attention distance",
     y_label: str = "distance (input px)",
 ) -> go.Figure:
-    """Per block, one dot per head (the ViT paper's Fig. 7). ``series``: label -> (block names, values
-    per block (heads,))."""
+    """Per block, one dot per head (the ViT paper's Fig. 7), each series in a band of its own within the
+    block's slot and each head at its own place in it, labelled with its number where they fit (at most
+    :data:`LABELLED_DOTS` dots a block; hovering names every one). ``series``: label -> (block names,
+    values per block (heads,))."""
     figure = go.Figure()
     blocks: Sequence[str] = []
-    for offset, (label, (blocks, values)) in zip(
-        np.linspace(-0.12, 0.12, len(series)), series.items(), strict=True
-    ):
-        xs = np.concatenate([np.full(len(v), i + offset) for i, v in enumerate(values)]) if values else []
+    band = 0.8 / max(1, len(series))  # of the block's slot, one band per series
+    most = max((len(v) for _, values in series.values() for v in values), default=0)
+    labelled = most * len(series) <= LABELLED_DOTS
+    for k, (label, (blocks, values)) in enumerate(series.items()):
+        centre = -0.4 + band * (k + 0.5)
+        spread = [
+            np.linspace(-0.35 * band, 0.35 * band, len(v)) if len(v) > 1 else np.zeros(1) for v in values
+        ]
+        xs = np.concatenate([i + centre + s for i, s in enumerate(spread)]) if values else []
         heads = np.concatenate([np.arange(len(v)) for v in values]) if values else []
         names = np.concatenate([[b] * len(v) for b, v in zip(blocks, values, strict=True)]) if values else []
         figure.add_trace(
             go.Scatter(
                 x=xs,
                 y=np.concatenate(values) if values else [],
-                mode="markers",
+                mode="markers+text" if labelled else "markers",
+                text=[str(h) for h in heads] if labelled else None,
+                textposition="top center",
+                textfont={"size": 9},
                 name=label,
                 customdata=np.stack([names, heads], axis=1) if values else None,
                 hovertemplate="%{customdata[0]} head %{customdata[1]}: %{y:.2f}<extra>" + label + "</extra>",

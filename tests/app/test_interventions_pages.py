@@ -88,6 +88,8 @@ def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_p
     at.switch_page("views/dataset.py").run()
     distance = title(figure_named(clean(at), "study-distance"))
     assert "Mean attention distance per head over 10000 images" in distance
+    for trace in figure_named(at, "study-distance")["data"]:  # every dot says its head, not only on hover
+        assert trace["mode"] == "markers+text" and trace["text"] == [str(h) for _, h in trace["customdata"]]
     assert "Interventions, most harmful first" in title(figure_named(at, "study-interventions"))
     assert title(figure_named(at, "study-stages")).startswith("Stages")
     assert "Faithfulness of each explanation over 500 images" in title(figure_named(at, "study-faithfulness"))
