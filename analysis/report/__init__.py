@@ -1,4 +1,5 @@
-"""The offline HTML report and exports (JSON, npz, HTML, PNG), and every report section built from a result.
+"""The offline HTML report and exports (JSON, npz, HTML, PNG, a whole view as a zip), and every report section
+built from a result.
 Imports figures and everything below."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from analysis.report.export import (
 )
 from analysis.report.html import Section, html_page, write_report
 from analysis.report.sections import faithfulness_section, layout_sections, sanity_section, study_sections
+from analysis.report.view import view_zip
 
 __all__ = [
     "ExportError",
@@ -27,5 +29,6 @@ __all__ = [
     "result_npz",
     "sanity_section",
     "study_sections",
+    "view_zip",
     "write_report",
 ]
