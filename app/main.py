@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis import ImageError, ModelSpecError, describe
 from analysis.figures import drawn_at
-from app import cache, errors, gallery, urlstate, widgets
+from app import cache, errors, gallery, render, urlstate, widgets
 from app.pages import KEPT, PAGES
 from app.progress import streamlit_bar
 from app.session import Selection, remember
@@ -106,6 +106,7 @@ def main() -> None:
     st.caption(pages[page.title].intro)
     urlstate.restore()
     keep(KEPT)
+    render.start_view()  # what the page draws this run, for "Download this view"
     notices = st.container()  # what a link named that was not found: drawn once the sidebar has chosen
     selection = None
     try:
@@ -130,6 +131,9 @@ def main() -> None:
             for route, target in zip(routes, PAGES, strict=True):
                 linked = params if target is shown else urlstate.view(kind, target, shown=False)
                 st.page_link(route, label=route.title, icon=route.icon, query_params=linked, width="stretch")
+            if selection is not None:  # the page ran: its figures and results, with the link that shows them
+                title = f"{page.title}: {selection.description}; image {selection.image.name}"
+                render.view_download(urlstate.link(page.url_path, params), title, name=shown.view)
             st.divider()
 
 

@@ -1,20 +1,43 @@
 """Drawing figures and offering their downloads: every figure as HTML (and PNG where Chromium is
 present), every result as JSON or NPZ. Downloads are made when clicked (Streamlit calls the function
 then, on its own thread), so a page pays nothing for them while it draws; a failed PNG export shows
-Streamlit's "Failed to generate file for download", never a traceback."""
+Streamlit's "Failed to generate file for download", never a traceback.
+
+What a run draws is recorded in this session's state (never a global: one server serves many sessions,
+each run on its own thread), so that "Download this view" (:func:`view_download`) zips the page whole."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.report import browser_available, figure_html, figure_png, result_json, result_npz
+from analysis.report import browser_available, figure_html, figure_png, result_json, result_npz, view_zip
 
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+DRAWN = "drawn_this_run"  # the session-state key of this run's Drawn
+
+
+@dataclass
+class Drawn:
+    """What this run of the page drew: (file name, figure) and (file name, result, about), in order."""
+
+    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
+    results: list[tuple[str, Any, dict[str, Any]]] = field(default_factory=list)
+
+
+def start_view() -> None:
+    """Begin this run's record of what the page draws (``main`` calls it before the page runs)."""
+    st.session_state[DRAWN] = Drawn()
+
+
+def drawn() -> Drawn:
+    """What this run has drawn so far."""
+    return st.session_state.setdefault(DRAWN, Drawn())
 
 
 def slug(text: str) -> str:
@@ -36,6 +59,7 @@ def figure(
         )
     else:
         st.plotly_chart(fig, key=key, config=CONFIG, width=width, theme=None)
+    drawn().figures.append((slug(name), fig))
     downloads(fig, name)
 
 
@@ -50,6 +74,7 @@ def downloads(fig: go.Figure, name: str) -> None:
 def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any]) -> None:
     """JSON and NPZ download buttons for one analysis result, under a line saying what it holds; both
     files carry ``about`` (:func:`app.session.about`: the model, its provenance, the image...)."""
+    drawn().results.append((slug(name), result, about))
     st.caption(label)
     _buttons(
         slug(name),
@@ -69,6 +94,25 @@ def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any
                 ":material/data_array:",
             ),
         ],
+    )
+
+
+def view_download(link: str, title: str, *, name: str) -> None:
+    """The "Download this view" button: a zip (``<name>-view.zip``) of every figure and result this run drew,
+    with ``link`` (the view's server-relative link) and ``title`` (what the view is), made when clicked
+    (:func:`analysis.report.view_zip`)."""
+    figures, results = list(drawn().figures), list(drawn().results)  # this run's, whatever runs next
+    st.download_button(
+        "Download this view",
+        lambda: view_zip(figures, results, link=link, title=title),
+        file_name=f"{slug(name)}-view.zip",
+        mime="application/zip",
+        key="view-download",
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        width="stretch",
+        help="Every figure of this page as HTML (and PNG where Chromium is present), its results as JSON and "
+        "NPZ, and the link that shows this view again, in one zip",
     )
 
 
@@ -102,5 +146,6 @@ def image_header(picture, predictions, *, name: str, label: str | None) -> None:
                 picture.warning[0].upper() + picture.warning[1:], icon=":material/photo_size_select_small:"
             )
         st.plotly_chart(chart, config=CONFIG, width="stretch", key="top5", theme=None)
+        drawn().figures.append((slug(f"{name}-top5"), chart))
         if picture.note:
             st.caption(f":material/info: {picture.note}")

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -251,6 +252,16 @@ def save(gallery_kind: str | None, page: Page | None) -> dict[str, str]:
     if dict(st.query_params) != params:
         st.query_params.from_dict(params)
     return params
+
+
+def link(url_path: str, params: dict[str, str]) -> str:
+    """The link of a view relative to this server: the page's URL path (``st.Page.url_path``, ``""`` for the
+    default page) after the server's base path, then its parameters (:func:`save`):
+    ``/stages?source=demo&model=demo-pre``. The server does not know the address it is reached by (a proxy
+    may name it anything): the reader puts it before the link."""
+    base = "/".join(part for part in (st.get_option("server.baseUrlPath").strip("/"), url_path) if part)
+    query = urlencode(params)
+    return f"/{base}" + (f"?{query}" if query else "")
 
 
 NO_PAGE = Page("", "", "", "")  # a run that drew no page (no image yet): the sidebar's choices alone
