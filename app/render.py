@@ -9,16 +9,29 @@ each run on its own thread), so that "Download this view" (:func:`view_download`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from analysis.figures import MAX_WIDTH, column_width, drawn_at
 from analysis.report import browser_available, figure_html, figure_png, result_json, result_npz, view_zip
 
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+EXPANDER_PX = 40  # an expander's border and padding, both sides: its content is this much narrower
+
+
+@contextmanager
+def folded(label: str, **options) -> Iterator[None]:
+    """``st.expander(label)`` whose figures are laid out for its inner width (the column's, less its
+    border and padding): a figure as wide as the column would overflow it and be squeezed."""
+    with st.expander(label, **options), drawn_at((column_width() or MAX_WIDTH) - EXPANDER_PX):
+        yield
+
+
 DRAWN = "drawn_this_run"  # the session-state key of this run's Drawn
 
 

@@ -243,8 +243,8 @@ def side_by_side_figures(
     d_low, d_high = value_range(change, True)
     one = panels(
         1, cols=1, aspect=height / width, max_panel=grid.panel_px[0], colorbar="difference",
-        title=f"Difference, {labels[1]} - {labels[0]}: {where} (red: {labels[1]} attends more; scale "
-        f"{readable_range(d_low, d_high)})",
+        title=f"Difference, {labels[1]} - {labels[0]}: {block}, query {pair(*query)}, scale "
+        f"{readable_range(d_low, d_high)}", subtitles=[f"red: {labels[1]} attends more"],
     )  # fmt: skip
     set_ranges(one.layout, one.axes[0], height, width)
     traces = [] if images[0] is None else [image_trace(images[0]).to_plotly_json()]

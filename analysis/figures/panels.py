@@ -178,7 +178,7 @@ def chart(
     *,
     height: int,
     subtitle_lines: int = 0,
-    width_px: float = MAX_WIDTH,
+    width_px: float | None = None,
     bottom: int = EDGE_PX,
     legend_rows: int = 0,
     note: str = "",
@@ -189,7 +189,10 @@ def chart(
     subplot titles; axes push the margins out as far as their labels need; with ``legend_rows``, the
     legend under the chart (:func:`analysis.figures.style.legend_below`); a ``note`` (a sentence on how to
     read it) in the band at the very bottom, wrapped like the title. The title's and the note's extra
-    lines add to ``height``: the plot area keeps its size."""
+    lines add to ``height``: the plot area keeps its size. ``width_px`` None: the column of
+    :func:`drawn_at`, else :data:`MAX_WIDTH`."""
+    if width_px is None:
+        width_px = _COLUMN.get() or MAX_WIDTH
     if legend_rows:
         layout["legend"], reserved = legend_below(legend_rows)
         bottom = max(bottom, reserved)

@@ -136,14 +136,18 @@ def render_page() -> None:
     )  # fmt: skip
     st.caption("Click a cell of either map to make it the query of both.")
     render.figure(two, f"{stem}-side-by-side", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY))
-    distance, divergence = comparison_summary_figures(comparison)
-    beside(difference, divergence, f"{stem}-difference", f"{name}-divergence")
+    beside(
+        difference,
+        lambda: comparison_summary_figures(comparison)[1],
+        f"{stem}-difference",
+        f"{name}-divergence",
+    )
     first, second, per_head = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
     render.figure(per_head, f"{stem}-difference-per-head")
-    render.figure(distance, f"{name}-distance-both")
-    with st.expander("Every head of each model, each on its own scale"):
-        render.figure(first, f"{stem}-{labels[0]}")
-        render.figure(second, f"{stem}-{labels[1]}")
+    render.figure(comparison_summary_figures(comparison)[0], f"{name}-distance-both")
+    st.caption("Every head of each model, each on a scale of its own:")
+    render.figure(first, f"{stem}-{labels[0]}")
+    render.figure(second, f"{stem}-{labels[1]}")
     st.subheader(f"Relative-bias kernels of {block.name}")
     for model_key, label in zip((a, b), labels, strict=True):
         for kernel in cache.kernels(model_key).bias:
@@ -158,18 +162,18 @@ def render_page() -> None:
 
 
 def beside(left, right, left_name: str, right_name: str) -> None:
-    """A map figure and a chart side by side where the column holds both (the chart at least 300 px wide),
-    else one under the other; the map keeps its size."""
+    """A map figure and a chart (``right()`` builds it, for the width it gets) side by side where the column
+    holds both (the chart at least 300 px wide), else one under the other; the map keeps its size."""
     column, needed = column_width() or MAX_WIDTH, left.layout.width + 24
     if column - needed < 300:
         render.figure(left, left_name)
-        render.figure(right, right_name)
+        render.figure(right(), right_name)
         return
     first, second = st.columns([needed, column - needed])
     with first:
         render.figure(left, left_name)
-    with second, drawn_at(column - needed):
-        render.figure(right, right_name)
+    with second, drawn_at(column - needed - 16):  # less the gap between the columns
+        render.figure(right(), right_name)
 
 
 def side_by_side(other_key, labels, blocks, picture, query: Query, data: bytes, name: str) -> None:

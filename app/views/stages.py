@@ -67,7 +67,7 @@ def render_page() -> None:
     opacity = widgets.opacity()
     figure = stages_figure(cache.features(key, data), picture.seen, cams, opacity=opacity)
     render.figure(figure, f"{name}-stages")
-    with st.expander("The strongest channels of each stage"):
+    with render.folded("The strongest channels of each stage"):
         render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
     with st.spinner("Receptive fields: one gradient per stage..."):
         fields = cache.fields(key, data)

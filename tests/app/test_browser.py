@@ -110,24 +110,12 @@ PANEL_BOXES = """(name) => {
     return [...gd.querySelectorAll('.heatmaplayer image')].map(i => {
         const r = i.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; });
 }"""
-# where the marker of cell [row, col] of the second panel of the side-by-side figure is on the page
-SECOND_CELL = """([row, col]) => {
-    const gd = [...document.querySelectorAll('.js-plotly-plot')]
-        .find(g => (g.layout.meta || {}).name === 'comparison-pair');
-    const layers = [...gd.querySelectorAll('.scatterlayer .trace')]
-        .filter(t => t.__data__ && t.__data__[0].trace.name === 'cells');
-    const cells = layers[1].__data__[0].trace;
-    const marker = [...layers[1].querySelectorAll('.points path')]
-        .find(p => cells.customdata[p.__data__.i][0] === row && cells.customdata[p.__data__.i][1] === col);
-    const box = marker.getBoundingClientRect();
-    return {x: box.left + box.width / 2, y: box.top + box.height / 2};
-}"""
 
 
 def test_pre_vs_post_shows_both_demo_models_side_by_side_with_their_difference(lens: Lens):
     """The "Pre vs post" page compares the two built-in checkpoints: their maps side by side at one size,
-    each panel named by its model first; the difference map at that size; a click on the second map moves
-    the query of both; both models' relative-bias kernels are drawn."""
+    each panel named by its model first; the difference map at that size; a click on a map moves the query
+    of both; both models' relative-bias kernels are drawn."""
     lens.open()
     lens.sidebar.get_by_role("link", name="Pre vs post").click()
     lens.show(lens.page.get_by_text("Relative-bias kernels of", exact=False))
@@ -138,7 +126,7 @@ def test_pre_vs_post_shows_both_demo_models_side_by_side_with_their_difference(l
     (difference,) = lens.page.evaluate(PANEL_BOXES, "comparison-difference-map")
     assert b[0] >= a[0] + a[2] and abs(a[1] - b[1]) < 1, (a, b)  # beside each other, level
     assert abs(a[2] - b[2]) < 1 and abs(a[2] - difference[2]) < 1 and a[2] >= 160, (a, b, difference)
-    target = lens.page.evaluate(SECOND_CELL, [1, 5])
+    target = lens.page.evaluate(CELL, [1, 5])  # the first panel's cell
     lens.page.mouse.click(target["x"], target["y"])
     lens.page.wait_for_function(QUERY_IS, arg=[1, 5], timeout=WAIT_MS)
     lens.settle()
