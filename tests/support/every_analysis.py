@@ -46,6 +46,24 @@ def _intervened(model: CoAtNet, x: torch.Tensor) -> analysis.InterventionEffect:
     return analysis.intervention_effect(model, x[:1], items)
 
 
+def _image_set_study(model: CoAtNet, x: torch.Tensor) -> analysis.SetStudy:
+    """``study_image_set`` over the batch's first two pictures, each written as a PNG upload (its values
+    spread over 0-255), as a user's set reaches it."""
+    import io
+
+    from PIL import Image
+
+    uploads = []
+    for n, picture in enumerate(x[:2]):
+        values = picture.detach().float().numpy()
+        values = (values - values.min()) / max(float(values.max() - values.min()), 1e-6)
+        pixels = (values.transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3]).save(buffer, "PNG")
+        uploads.append((f"picture-{n}.png", buffer.getvalue()))
+    return analysis.study_image_set(model, analysis.read_uploads(uploads))
+
+
 def _study_batch(model: CoAtNet, x: torch.Tensor) -> dict[str, np.ndarray]:
     plan = study_plan(model, tuple(x.shape[-2:]))
     return measure_batch(model, for_inference(model), x, torch.arange(x.shape[0]), plan, max_rows=8)
@@ -72,6 +90,7 @@ ANALYSES: dict[str, Callable[[CoAtNet, torch.Tensor], Any]] = {
     "intervention_effect": _intervened,
     "head_importance": lambda m, x: analysis.head_importance(m, x[:1], target=2, max_rows=3),
     "study_batch": _study_batch,
+    "study_image_set": _image_set_study,
     "class_relevance": lambda m, x: analysis.class_relevance(m, x[:2], target=[1, 2]),
     "grad_rollout": lambda m, x: analysis.class_relevance(m, x[:2], method="grad_rollout"),
     # one map (ROAD's sparse solves make each map cost ~0.2 s): the perturbed passes, the gradient pass
