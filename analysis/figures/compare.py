@@ -179,7 +179,7 @@ def side_by_side_figures(
     stride: float,
     block: str,
     opacity: float = DEFAULT_OPACITY,
-) -> tuple[go.Figure, go.Figure]:
+) -> list[go.Figure]:
     """Two views of one block's attention at one query, heads averaged: the two maps side by side at one
     size on one scale (each panel titled with its view's name first, a click on either picks the query
     both show), and their difference, second minus first, at the same size on a symmetric scale whose
@@ -238,7 +238,7 @@ def side_by_side_figures(
         traces.append(cell_markers(values, stride, cell, query, what="weight", axes=axes).to_plotly_json())
         traces.append(query_marker(query, stride, cell, axes=axes).to_plotly_json())
     grid.layout["clickmode"] = "event+select"
-    two = named(grid.figure(traces), "comparison-pair")
+    two = grid.figure(traces)
     change = second - first
     d_low, d_high = value_range(change, True)
     one = panels(
@@ -256,4 +256,4 @@ def side_by_side_figures(
     if not seen.all():
         traces += [unseen_trace(~seen, stride), window_outline(seen, stride)]
     traces.append(query_marker(query, stride, one.cell_px(first.shape)).to_plotly_json())
-    return two, named(one.figure(traces), "comparison-difference-map")
+    return [named(two, "comparison-pair"), named(one.figure(traces), "comparison-difference-map")]

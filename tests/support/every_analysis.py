@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import analysis
+import coatnet
 from analysis.core.summaries import result_items
 from analysis.maps.features import feature_maps
 from analysis.studies.study import measure_batch, study_plan
@@ -53,15 +54,16 @@ def _image_set_study(model: CoAtNet, x: torch.Tensor) -> analysis.SetStudy:
 
     from PIL import Image
 
-    uploads = []
+    uploads = []  # each in a folder named by a class: labelled
+    classes = coatnet.class_names(model) or [str(c) for c in range(model.config.num_classes)]
     for n, picture in enumerate(x[:2]):
         values = picture.detach().float().numpy()
         values = (values - values.min()) / max(float(values.max() - values.min()), 1e-6)
         pixels = (values.transpose(1, 2, 0) * 255).round().astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3]).save(buffer, "PNG")
-        uploads.append((f"picture-{n}.png", buffer.getvalue()))
-    return analysis.study_image_set(model, analysis.read_uploads(uploads))
+        uploads.append((f"{classes[n % len(classes)]}/picture-{n}.png", buffer.getvalue()))
+    return analysis.study_image_set(model, analysis.read_uploads(uploads, class_names=classes))
 
 
 def _study_batch(model: CoAtNet, x: torch.Tensor) -> dict[str, np.ndarray]:
