@@ -62,8 +62,15 @@ def _image_set_study(model: CoAtNet, x: torch.Tensor) -> analysis.SetStudy:
         pixels = (values.transpose(1, 2, 0) * 255).round().astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3]).save(buffer, "PNG")
-        uploads.append((f"{classes[n % len(classes)]}/picture-{n}.png", buffer.getvalue()))
-    return analysis.study_image_set(model, analysis.read_uploads(uploads, class_names=classes))
+        folders = [c for c in classes if "/" not in c] or ["0"]  # a class name that is one folder
+        uploads.append((f"{folders[n % len(folders)]}/picture-{n}.png", buffer.getvalue()))
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:  # a zip's folders label its images
+        for name, data in uploads:
+            archive.writestr(name, data)
+    return analysis.study_image_set(model, analysis.read_zip(packed.getvalue(), class_names=classes))
 
 
 def _study_batch(model: CoAtNet, x: torch.Tensor) -> dict[str, np.ndarray]:
