@@ -6,6 +6,7 @@ identity BatchNorm would prove nothing)."""
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import is_dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import coatnet
 from analysis import plain_model
 from analysis.core.running import call_model, fast_runner, twin
 from analysis.core.summaries import result_items
+from analysis.studies.summaries import Spread
 from coatnet import CoAtNet, for_inference
 from coatnet.model.inference import automatic_build
 from tests.support.every_analysis import ANALYSES, RUNS_THE_MODEL
@@ -51,10 +53,19 @@ def models() -> dict[str, CoAtNet]:
     return {kind: build(kind) for kind in KINDS}
 
 
-def assert_close_to(result: Any, reference: Any, *, path: str = "result") -> None:
+def assert_close_to(result: Any, reference: Any, *, path: str = "result", scale: float = 0.0) -> None:
     """``result`` equals ``reference``: floats within an absolute 1e-5 x the largest magnitude of the
-    reference's array, everything else exactly."""
-    if is_dataclass(reference):
+    reference's array (or ``scale`` where larger), everything else exactly.
+
+    A standard deviation is a difference of values the size of their mean, so it is compared at the
+    mean's scale: two float32 sums that differ in their last bit move a small spread by more than 1e-5 of
+    itself."""
+    if isinstance(reference, Spread):
+        assert type(result) is Spread, path
+        assert_close_to(result.mean, reference.mean, path=f"{path}.mean")
+        around = abs(reference.mean) if reference.mean is not None and math.isfinite(reference.mean) else 0.0
+        assert_close_to(result.std, reference.std, path=f"{path}.std", scale=around)
+    elif is_dataclass(reference):
         assert type(result) is type(reference), path
         for (name, a), (_, b) in zip(result_items(result), result_items(reference), strict=True):
             assert_close_to(a, b, path=f"{path}.{name}")  # with what is computed on first read
@@ -75,7 +86,7 @@ def assert_close_to(result: Any, reference: Any, *, path: str = "result") -> Non
             np.testing.assert_array_equal(a, b, err_msg=path)
             return
         finite = np.isfinite(b)
-        scale = float(np.abs(b[finite]).max()) if finite.any() else 0.0
+        scale = max(scale, float(np.abs(b[finite]).max()) if finite.any() else 0.0)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * max(scale, 1e-12), err_msg=path, equal_nan=True)
     else:
         assert result == reference, f"{path}: {result!r} vs {reference!r}"
