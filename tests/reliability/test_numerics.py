@@ -35,8 +35,9 @@ def finite_logits(name: str, size: int, device: str, dtype: torch.dtype) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", [224, 384])
-@pytest.mark.parametrize("name", ["coatnet_nano", "coatnet_0"])
+# coatnet_0 at 384 (a minute of bf16 on a CPU without bf16 instructions) is left to the GPU test below: the
+# 384 px bias tables are nano's at 384, coatnet_0's widths and depths are its own at 224
+@pytest.mark.parametrize(("name", "size"), [("coatnet_nano", 224), ("coatnet_nano", 384), ("coatnet_0", 224)])
 def test_bf16_autocast_on_the_cpu_stays_finite(name: str, size: int) -> None:
     finite_logits(name, size, "cpu", torch.bfloat16)
 
