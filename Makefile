@@ -24,7 +24,7 @@ system-packages:
 	@$(PYTHON) scripts/system_packages.py install
 
 app: system-packages $(STAMP)  ## serve the app at http://localhost:8501 on the built-in demo checkpoints (offline)
-	$(VENV)/bin/streamlit run app/main.py --server.port 8501 --server.address localhost
+	$(PY) -m app.serve --server.port 8501 --server.address localhost
 
 test: system-packages $(STAMP)  ## the whole suite: slow, timm, gpu and browser tests run where the machine allows
 	$(PY) -m pytest

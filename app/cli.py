@@ -49,11 +49,12 @@ def streamlit_settings(path: Path = SETTINGS) -> dict[str, str]:
 
 
 def streamlit_command(port: int = 8501) -> list[str]:
-    """The command that serves the app: Streamlit of this Python, with every setting of the app's own
+    """The command that serves the app: Streamlit of this Python (through :mod:`app.serve`, which imports and
+    warms the pages' code before the server answers), with every setting of the app's own
     (SETTINGS: on localhost, headless, no usage statistics, the upload limit, no tracebacks shown), since
     an installed project has no .streamlit/config.toml where the user runs it; ``port`` overrides."""
     flags = {**streamlit_settings(), "server.port": str(port)}
-    return [sys.executable, "-m", "streamlit", "run", str(MAIN),
+    return [sys.executable, "-m", "app.serve",
             *(item for key, value in flags.items() for item in (f"--{key}", value))]  # fmt: skip
 
 

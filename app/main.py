@@ -1,4 +1,4 @@
-"""CoAtNet Lens: ``streamlit run app/main.py`` (``make app``).
+"""CoAtNet Lens: ``streamlit run app/main.py``, or warmed first: ``python -m app.serve`` (``make app``).
 
 The sidebar picks the model and the image; ``st.navigation`` runs one page module from ``views/``.
 """

@@ -63,6 +63,7 @@ def gallery_key(kind: str) -> str:
 
 
 WIDTH_STEP = 20  # px: the column's width is reported in these steps, so a resize by a few px reruns nothing
+MIN_REMEMBERED, MAX_REMEMBERED = 100, 8000  # px: a remembered column width outside these is not believed
 # reports the width of the column it is drawn in (its host element's), once drawn and after each resize;
 # the host carries the width it measured (data-lens-width) and the one the page was drawn for
 # (data-lens-drawn-for), so that a test can tell a page still to be redrawn for its width from a settled one
@@ -78,6 +79,9 @@ export default function(component) {{
         const width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
         if (width <= 0) return;
         host.dataset.lensWidth = width;
+        // this browser's width, for its next session's first run (read from the request's cookies)
+        if (data && data.cookie)
+            document.cookie = `${{data.cookie}}=${{width}}; path=/; max-age=31536000; SameSite=Strict`;
         if (width !== known) {{ known = width; setStateValue('width', width); }}
     }};
     const observer = new ResizeObserver(() => {{ clearTimeout(timer); timer = setTimeout(report, 150); }});
@@ -332,20 +336,45 @@ def on_request(
 
 def column_width(key: str = "column_width") -> int:
     """The width in px of the column this is called in, as the browser draws it (in steps of
-    :data:`WIDTH_STEP`; :data:`analysis.figures.MAX_WIDTH` until the browser has said): a figure laid out
-    for it fills the column at any window width. A resize reruns the page with the new width; a width the
-    page was already drawn for (the first report at 1024 px, which is ``MAX_WIDTH``) reruns nothing."""
+    :data:`WIDTH_STEP`): a figure laid out for it fills the column at any window width. Until the browser
+    has said, the width this browser reported last (a cookie the probe sets: a new tab or a reload draws its
+    first run at the width it will report), else :data:`analysis.figures.MAX_WIDTH`. A resize reruns the
+    page with the new width; a width the page was already drawn for reruns nothing."""
     drawn_for = f"{key}_drawn"  # the width this run draws for, taken from the probe's report in its callback
     state = st.session_state
 
     def took_width() -> None:
         state[drawn_for] = int(state[key].width)
 
-    width = int(state.get(drawn_for, MAX_WIDTH))
+    cookie = f"lens_{key}"  # the width this browser last reported, for a new session's first run
+    if drawn_for not in state:
+        state[drawn_for] = remembered_width(st.context.cookies.get(cookie))
+    width = int(state[drawn_for])
     _WIDTH_PROBE(
-        key=key, data={"known": width}, default={"width": None}, on_width_change=took_width, height=0
+        key=key, data={"known": width, "cookie": cookie}, default={"width": None}, on_width_change=took_width,
+        height=0,
     )  # fmt: skip
     return width
+
+
+def remembered_width(cookie: str | None) -> int:
+    """The column width a cookie of this browser's last session holds (a new tab, a reload: the first run is
+    laid out as the browser will report it, with no second run for the width), or
+    :data:`analysis.figures.MAX_WIDTH` where there is none or it is not a width a column can have.
+
+    Args:
+        cookie: the cookie's value as the browser sent it, or None.
+
+    Returns:
+        Pixels.
+
+    Examples:
+        >>> remembered_width("940"), remembered_width(None), remembered_width("1e9"), remembered_width("x")
+        (940, 560, 560, 560)
+    """
+    if cookie is None or not cookie.isdigit() or not MIN_REMEMBERED <= int(cookie) <= MAX_REMEMBERED:
+        return MAX_WIDTH
+    return int(cookie) // WIDTH_STEP * WIDTH_STEP
 
 
 def opacity_slider() -> float:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import app.cli
+import app.serve
 from coatnet.cli import commands as cli
 from coatnet.cli.options import Renamed
 
@@ -169,10 +170,10 @@ def test_the_app_command_runs_streamlit_on_the_installed_apps_main(monkeypatch, 
     ran = []
     monkeypatch.setattr(app.cli.subprocess, "run", lambda command, check: ran.append(command) or Done())
     assert cli.main(["app", "--port", "8502"]) == 0
-    main = str(Path(app.__file__).resolve().with_name("main.py"))
     [command] = ran
-    assert command[:5] == [sys.executable, "-m", "streamlit", "run", main]
-    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    assert command[:3] == [sys.executable, "-m", "app.serve"]  # streamlit run app/main.py, warmed first
+    assert Path(app.__file__).resolve().with_name("main.py") == app.serve.MAIN
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
     # every setting a checkout's .streamlit/config.toml gives `make app`, the port given here
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
@@ -181,7 +182,7 @@ def test_the_app_command_runs_streamlit_on_the_installed_apps_main(monkeypatch, 
     assert flags == {**expected, "--server.port": "8502"}
     assert flags["--server.maxUploadSize"] == "50" and flags["--client.showErrorDetails"] == "none"
     assert flags["--browser.gatherUsageStats"] == "false" and flags["--server.address"] == "localhost"
-    assert Path(main) == ROOT / "app" / "main.py" and "http://localhost:8502" in capsys.readouterr().err
+    assert app.serve.MAIN == ROOT / "app" / "main.py" and "http://localhost:8502" in capsys.readouterr().err
     assert (ROOT / ".streamlit" / "config.toml").resolve() == ROOT / "app" / "streamlit.toml"  # one file
 
 

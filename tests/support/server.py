@@ -1,5 +1,6 @@
-"""``streamlit run app/main.py`` on a free loopback port, for the browser tests and the screenshot script;
-and Debian's Chromium, launched headless, with no sandbox and no background traffic."""
+"""The app served (``python -m app.serve``: ``streamlit run app/main.py``, its code warmed first) on a free
+loopback port, for the browser tests and the screenshot script; and Debian's Chromium, launched headless,
+with no sandbox and no background traffic."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def running_app(timeout: float = 60.0, *, on_stop: Callable[[Path], None] | None
     log to ``on_stop``."""
     port = processes.free_port()
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+        sys.executable, "-m", "app.serve",  # streamlit run app/main.py, the pages' code imported first
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
