@@ -18,6 +18,8 @@ from analysis.figures import (
 from app import cache, render, session, widgets
 from app.cache import ModelKey
 
+CKA_ASKED = "layout_cka_asked"  # this session asked for the layouts' CKA: shown from then on
+
 
 def render_page() -> None:
     names = cache.layout_models()
@@ -46,9 +48,17 @@ def render_page() -> None:
     }
     render.figure(layout_stages_figure(views, seen, what), f"{name}-layouts-{what}")
     st.subheader("How alike the same stage of two layouts is (linear CKA)")
-    similarity = cache.layout_similarity(names, device)
-    if similarity is not None:
-        render.figure(layout_similarity_figure(similarity), "layouts-cka")
+    # every layout model over the whole gallery (seconds): computed when asked, then shared by every session
+    if st.session_state.get(CKA_ASKED) or st.button("Compare the layouts' stages", key="layout_cka_go"):
+        st.session_state[CKA_ASKED] = True
+        similarity = cache.layout_similarity(names, device)
+        if similarity is not None:
+            render.figure(layout_similarity_figure(similarity), "layouts-cka")
+    else:
+        st.caption(
+            f"Linear CKA between the same stage of every two of the {len(names)} layouts, over the "
+            "Fashion-MNIST gallery: a few seconds, computed when asked."
+        )
     st.subheader("The layout study")
     study = cache.layout_study()
     if study is None:

@@ -380,8 +380,13 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     assert all(re.search(r" -?[0-9.e-]+ to -?[0-9.e-]+$", r) for r in ranges if " S" in r), ranges  # its own
     assert [r for r in ranges if r.startswith("ViT_REL S0 (patch), predicts ")]  # a class name
     assert sum(t["type"] == "heatmap" for t in stages["data"]) == 25
-    similarity = title(figure_named(at, "layout-similarity"))
+    assert not figures_named(at, "layout-similarity")  # the gallery through every layout: when asked
+    at.button(key="layout_cka_go").click().run()
+    similarity = title(figure_named(clean(at), "layout-similarity"))
     assert similarity.startswith("Linear CKA between the same stage of two layouts (40 images)")
+    at.radio(key="layout_what").set_value("erf").run()  # asked once, kept for the session
+    assert figures_named(clean(at), "layout-similarity")
+    at.radio(key="layout_what").set_value("gradcam").run()
     assert title(figure_named(at, "layout-sizes")).startswith("Layouts: 600 optimizer steps")
     assert title(figure_named(at, "layout-gap")).startswith("Training loss against test accuracy")
     probes = figure_named(at, "layout-probes")
