@@ -15,8 +15,12 @@ serves every round. In a round, in order (the row names of the results):
 
 - ``first_visit``: a new browser session navigates to the app as soon as the server answers its health
   check; until the explorer's default view has settled ("Attention rollout" shown). Target 3 s.
-- ``new_session``: the same in a second new session (the imports, demo-pre and the view now warm).
-  Target 1.5 s. ``server_up`` (no target) is the server's start to its health check.
+- ``new_session``: the same in a second new session, a fresh browser profile (the imports, demo-pre and
+  the view now warm on the server; nothing cached in the browser). Target 1.5 s. ``new_tab`` (no target):
+  the same in a new tab of the first visit's browser, as a returning user opens the app (its HTTP cache
+  holds Streamlit's and Plotly's scripts, its cookie the column's width). ``server_up`` (no target) is the
+  server's start to its health check: the server is started as ``make app`` starts it (``python -m
+  app.serve``, which imports the pages' code and runs the default model once before it answers).
 - ``page_<view>``: in that session, each page of app/pages.py's ``PAGES`` after the explorer, in order:
   the click on its sidebar link until its default view has settled under its title (which app/main.py
   draws first in every run; a page that has not drawn its ``landmark`` by then is named in ``notes``),
@@ -39,6 +43,12 @@ serves every round. In a round, in order (the row names of the results):
   its default view has settled (the page's first view of this model). Target 2 s each. What a page
   computes only when asked (patching, head importance, a study of My images) is left out: no such button
   is pressed.
+
+- the floor (no target): what Streamlit and Plotly cost in this browser on this machine whatever the app
+  draws, a page of one 2 x 2 Plotly heatmap and a button, served by plain ``streamlit run`` in the round:
+  ``floor_new_session`` (a fresh browser profile, as ``new_session``), ``floor_new_tab`` (as ``new_tab``)
+  and ``floor_rerun`` (the button's click until the heatmap is redrawn with new values, as a cell click
+  redraws the explorer's maps). The app's times are read against these.
 
 The medians are over every round (``cell_click`` over its clicks too); every run's time is kept.
 
@@ -88,6 +98,10 @@ TARGETS: dict[str, float | None] = {
     "server_up": None,
     "first_visit": 3.0,
     "new_session": 1.5,
+    "new_tab": None,
+    "floor_new_session": None,
+    "floor_new_tab": None,
+    "floor_rerun": None,
     "page": 1.0,
     "add_intervention": 1.0,
     "cell_click": 0.25,
@@ -247,6 +261,8 @@ def one_round(
         served = Served(url, browser)
         with session(served) as lens:
             record.add("first_visit", navigate(lens, "/", EXPLORER.landmark), round_=n)
+            with new_tab(lens) as tab:
+                record.add("new_tab", navigate(tab, "/", EXPLORER.landmark), round_=n)
         with session(served) as lens:
             record.add("new_session", navigate(lens, "/", EXPLORER.landmark), round_=n)
             for page in [*pages, EXPLORER]:
@@ -263,6 +279,51 @@ def one_round(
                 record.add("load_224", load_by_path(lens, weights), round_=n)
                 for page in pages_224:
                     record.visit(lens, page, f"page_224_{page.view}", round_=n)
+
+
+# the floor: one Plotly heatmap and a button that redraws it with new values (docs above)
+FLOOR_PAGE = """import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Floor")
+n = st.session_state.setdefault("redrawn", 0)
+if st.button("Redraw"):
+    n = st.session_state["redrawn"] = n + 1
+st.plotly_chart(go.Figure(go.Heatmap(z=[[n, 1], [2, 3]]), layout={"title": f"redrawn {n}"}), theme=None)
+"""
+REDRAWN = "(n) => (" + CHARTS + ")().some(c => c.title === `redrawn ${n}`)"
+
+
+def floor_round(browser: Browser, record: Record, n: int, folder: Path) -> None:
+    """The floor's measures (docs above) on a server of its own, started now."""
+    script = folder / "floor.py"
+    script.write_text(FLOOR_PAGE)
+    with running_app(script=script) as url:
+        served = Served(url, browser)
+        with session(served) as lens:
+            navigate(lens, "/", "Floor")
+        with session(served) as lens:
+            record.add("floor_new_session", navigate(lens, "/", "Floor"), round_=n)
+            with new_tab(lens) as tab:
+                record.add("floor_new_tab", navigate(tab, "/", "Floor"), round_=n)
+            for redrawn in (1, 2, 3):
+                redraw = lens.page.get_by_role("button", name="Redraw", exact=True).click
+                record.add("floor_rerun", timed(lens, redraw, ready=REDRAWN, arg=redrawn), round_=n)
+
+
+@contextmanager
+def new_tab(lens: Lens) -> Iterator[Lens]:
+    """A new tab of ``lens``'s browser (its cache and cookies), counting the runs Streamlit starts."""
+    page = lens.page.context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    tab = Lens(page, lens.url, lens.console_errors, lens.page_errors, lens.outside)  # the context's route too
+    page.on("pageerror", lambda error: tab.page_errors.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and tab.console_errors.append(f"{m.text} ({m.location})"))
+    try:
+        yield tab
+    finally:
+        page.close()
+        lens.page.bring_to_front()  # a page left in the background draws nothing (no animation frames)
 
 
 def timm_weights(folder: Path) -> Path:
@@ -333,6 +394,7 @@ def main() -> None:
         try:
             for n in range(1, rounds + 1):
                 one_round(browser, record, n, pages=pages, weights=weights, pages_224=pages_224)
+                floor_round(browser, record, n, Path(scratch))
         finally:
             browser.close()
     rows = summary(record)

@@ -52,12 +52,15 @@ def logged_messages(log: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_app(timeout: float = 60.0, *, on_stop: Callable[[Path], None] | None = None) -> Iterator[str]:
-    """Serve the app offline on a free port; yields its URL; stops the server afterwards, then hands its
-    log to ``on_stop``."""
+def running_app(
+    timeout: float = 60.0, *, on_stop: Callable[[Path], None] | None = None, script: Path | None = None
+) -> Iterator[str]:
+    """Serve the app offline on a free port (or, given ``script``, that Streamlit script, with plain
+    ``streamlit run``); yields its URL; stops the server afterwards, then hands its log to ``on_stop``."""
     port = processes.free_port()
+    serve = ["app.serve"] if script is None else ["streamlit", "run", str(script)]  # app.serve: warmed first
     command = [
-        sys.executable, "-m", "app.serve",  # streamlit run app/main.py, the pages' code imported first
+        sys.executable, "-m", *serve,
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
