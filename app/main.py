@@ -127,13 +127,15 @@ def main() -> None:
         kind = selection.gallery_kind if selection is not None else None
         shown = pages[page.title] if selection is not None else None
         params = urlstate.save(kind, shown)
+        render.drawn().params = params  # the view's link, which a part rerun alone updates (app.fragments)
         with menu:  # each link carries the view its page will show: one history entry per page change
             for route, target in zip(routes, PAGES, strict=True):
                 linked = params if target is shown else urlstate.view(kind, target, shown=False)
                 st.page_link(route, label=route.title, icon=route.icon, query_params=linked, width="stretch")
             if selection is not None:  # the page ran: its figures and results, with the link that shows them
                 title = f"{page.title}: {selection.description}; image {selection.image.name}"
-                render.view_download(urlstate.link(page.url_path, params), title, name=shown.view)
+                url_path = page.url_path
+                render.view_download(lambda now: urlstate.link(url_path, now), title, name=shown.view)
             st.divider()
 
 

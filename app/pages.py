@@ -97,7 +97,7 @@ PAGES: tuple[Page, ...] = (
         "model", "Model", ":material/info:",
         "The architecture stage by stage (kind, blocks, channels, grid, parameters, MACs), the model card "
         "and the training curves of a checkpoint.",
-        landmark="Training curves",
+        landmark="Stage by stage",
     ),
 )  # fmt: skip
 KEPT: tuple[str, ...] = SHARED_KEPT + tuple(key for page in PAGES for key in page.kept)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,14 +34,32 @@ def folded(label: str, **options) -> Iterator[None]:
 
 
 DRAWN = "drawn_this_run"  # the session-state key of this run's Drawn
+_PART: ContextVar[str | None] = ContextVar("lens_drawing_part", default=None)  # None: the page's own run
 
 
 @dataclass
 class Drawn:
-    """What this run of the page drew: (file name, figure) and (file name, result, about), in order."""
+    """What this run of the page drew, per part: the page's run (None) and each part of it that reruns
+    alone (:func:`part`), each (file names and figures, file names, results and their about), in order;
+    and the parameters of the view's link (``app.main`` sets them; a part that reruns alone updates
+    them)."""
 
-    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
-    results: list[tuple[str, Any, dict[str, Any]]] = field(default_factory=list)
+    parts: dict[str | None, tuple[list, list]] = field(default_factory=lambda: {None: ([], [])})
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def figures(self) -> list[tuple[str, go.Figure]]:
+        """(file name, figure) of every part, the page's first."""
+        return [drawn for figures, _ in list(self.parts.values()) for drawn in figures]
+
+    @property
+    def results(self) -> list[tuple[str, Any, dict[str, Any]]]:
+        """(file name, result, about) of every part, the page's first."""
+        return [drawn for _, results in list(self.parts.values()) for drawn in results]
+
+    def drawing(self) -> tuple[list, list]:
+        """The lists of figures and results of the part drawing now."""
+        return self.parts.setdefault(_PART.get(), ([], []))
 
 
 def start_view() -> None:
@@ -51,6 +70,19 @@ def start_view() -> None:
 def drawn() -> Drawn:
     """What this run has drawn so far."""
     return st.session_state.setdefault(DRAWN, Drawn())
+
+
+@contextmanager
+def part(name: str) -> Iterator[None]:
+    """Record what is drawn inside as the part ``name`` of the view, in place of what it drew before (a
+    part that reruns alone, ``st.fragment``, draws again without the rest of the page)."""
+    record = drawn()
+    record.parts[name] = ([], [])
+    token = _PART.set(name)
+    try:
+        yield
+    finally:
+        _PART.reset(token)
 
 
 def slug(text: str) -> str:
@@ -72,7 +104,7 @@ def figure(
         )
     else:
         st.plotly_chart(fig, key=key, config=CONFIG, width=width, theme=None)
-    drawn().figures.append((slug(name), fig))
+    drawn().drawing()[0].append((slug(name), fig))
     downloads(fig, name)
 
 
@@ -87,7 +119,7 @@ def downloads(fig: go.Figure, name: str) -> None:
 def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any]) -> None:
     """JSON and NPZ download buttons for one analysis result, under a line saying what it holds; both
     files carry ``about`` (:func:`app.session.about`: the model, its provenance, the image...)."""
-    drawn().results.append((slug(name), result, about))
+    drawn().drawing()[1].append((slug(name), result, about))
     st.caption(label)
     _buttons(
         slug(name),
@@ -110,14 +142,15 @@ def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any
     )
 
 
-def view_download(link: str, title: str, *, name: str) -> None:
-    """The "Download this view" button: a zip (``<name>-view.zip``) of every figure and result this run drew,
-    with ``link`` (the view's server-relative link) and ``title`` (what the view is), made when clicked
+def view_download(link: Callable[[dict[str, str]], str], title: str, *, name: str) -> None:
+    """The "Download this view" button: a zip (``<name>-view.zip``) of every figure and result this run drew
+    (a part that reran alone since: as it drew), with the view's server-relative link (``link`` of
+    :attr:`Drawn.params`) and ``title`` (what the view is), made when clicked
     (:func:`analysis.report.view_zip`)."""
-    figures, results = list(drawn().figures), list(drawn().results)  # this run's, whatever runs next
+    record = drawn()  # this run's, whatever runs next: a new run records into a new Drawn
     st.download_button(
         "Download this view",
-        lambda: view_zip(figures, results, link=link, title=title),
+        lambda: view_zip(record.figures, record.results, link=link(dict(record.params)), title=title),
         file_name=f"{slug(name)}-view.zip",
         mime="application/zip",
         key="view-download",
@@ -159,6 +192,6 @@ def image_header(picture, predictions, *, name: str, label: str | None) -> None:
                 picture.warning[0].upper() + picture.warning[1:], icon=":material/photo_size_select_small:"
             )
         st.plotly_chart(chart, config=CONFIG, width="stretch", key="top5", theme=None)
-        drawn().figures.append((slug(f"{name}-top5"), chart))
+        drawn().drawing()[0].append((slug(f"{name}-top5"), chart))
         if picture.note:
             st.caption(f":material/info: {picture.note}")

@@ -254,6 +254,19 @@ def save(gallery_kind: str | None, page: Page | None) -> dict[str, str]:
     return params
 
 
+def save_query(params: dict[str, str]) -> None:
+    """Write the session's query point into the URL and into ``params`` (the view's link as the page's run
+    wrote it, :func:`save`), after a part of the page that shows the query reran alone (``st.fragment``):
+    the rest of the view is as that run left it."""
+    point = st.session_state.get(QUERY_POINT)
+    if point is None:
+        return
+    text = Query(*point).text()
+    params[QUERY] = text
+    if st.query_params.get(QUERY) != text:
+        st.query_params[QUERY] = text
+
+
 def link(url_path: str, params: dict[str, str]) -> str:
     """The link of a view relative to this server: the page's URL path (``st.Page.url_path``, ``""`` for the
     default page) after the server's base path, then its parameters (:func:`save`):

@@ -357,6 +357,12 @@ def column_width(key: str = "column_width") -> int:
     return width
 
 
+def drawn_width(key: str = "column_width") -> int:
+    """The width the page's last run laid its column out for (:func:`column_width`, which draws the probe),
+    for a part of the page that reruns alone without it (``app.fragments``)."""
+    return int(st.session_state.get(f"{key}_drawn", MAX_WIDTH))
+
+
 def remembered_width(cookie: str | None) -> int:
     """The column width a cookie of this browser's last session holds (a new tab, a reload: the first run is
     laid out as the browser will report it, with no second run for the width), or

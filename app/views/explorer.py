@@ -14,6 +14,7 @@ from analysis.figures import (
     scores_figure,
 )
 from app import cache, render, session, widgets
+from app.fragments import rerun_alone
 
 MAP_KEY = "explorer_map"
 
@@ -30,6 +31,14 @@ def render_page() -> None:
     if not maps.blocks:
         st.info("This model has no attention blocks (C-C-C-C): see the Stage inspector and Kernels pages.")
         return
+    query_views(chosen, picture, maps)
+    explain_class(chosen, picture.seen, widgets.opacity())
+
+
+@rerun_alone("query", "The query's views")
+def query_views(chosen, picture, maps) -> None:
+    """Everything that depends on the query (a click on the map moves it): the block's map and every head,
+    attention rollout, and their results; reruns alone when a widget in it changes."""
     # the pickers and the query in one row: the map starts within the first screen at 1280 x 900
     pick_block, pick_part, pick_head, pick_query = st.columns([2, 3, 3, 4])
     with pick_block:
@@ -63,9 +72,9 @@ def render_page() -> None:
     )
     last = maps.blocks[-1]  # the rollout's query: the same point on the last block's grid
     rollout_query = query.index(picture.view, grid=last.grid, stride=last.stride)
+    key, data = chosen.key, chosen.image.data
     rollout = cache.rollout(key, data, rollout_query if source == "from this query" else None)
     render.figure(rollout_figure(rollout, picture.seen, opacity=opacity), f"{chosen.image.name}-rollout")
-    explained = explain_class(chosen, picture.seen, opacity)
     with st.expander("Download the results"):
         origin = f"q{row}-{col}" if rollout.query is not None else "mean"
         render.result_downloads(
@@ -79,11 +88,6 @@ def render_page() -> None:
             about=session.about(chosen, block=block.name, query=[row, col]),
         )  # fmt: skip
 
-        render.result_downloads(
-            explained, f"{chosen.image.name}-{explained.method}-class-{explained.targets[0]}",
-            label=f"Class-specific {explained.label}", about=session.about(chosen),
-        )  # fmt: skip
-
 
 def relevance_methods() -> dict[str, str]:
     """The methods of the class picker, name: label: the registry's class-specific methods that read
@@ -91,7 +95,7 @@ def relevance_methods() -> dict[str, str]:
     return {e.name: e.label for e in explainers() if e.needs_attention and e.class_specific}
 
 
-def explain_class(chosen, seen, opacity: float):
+def explain_class(chosen, seen, opacity: float) -> None:
     """Class-specific relevance for a chosen class, and below it, on request, how faithful every
     explanation of the predicted class is (deletion, insertion, ROAD)."""
     key, data = chosen.key, chosen.image.data
@@ -114,8 +118,12 @@ def explain_class(chosen, seen, opacity: float):
     render.figure(
         relevance_figure(found, seen, opacity=opacity), f"{chosen.image.name}-{method}-class-{target}"
     )
+    with st.expander("Download the relevance"):
+        render.result_downloads(
+            found, f"{chosen.image.name}-{found.method}-class-{found.targets[0]}",
+            label=f"Class-specific {found.label}", about=session.about(chosen),
+        )  # fmt: skip
     faithfulness_curves(chosen)
-    return found
 
 
 def faithfulness_curves(chosen) -> None:

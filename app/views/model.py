@@ -26,6 +26,7 @@ def render_page() -> None:
     rows.append({**dict.fromkeys(rows[0], ""), "stage": "head", "parameters": f"{head.params:,}",
                  "MACs": f"{head.macs:,}"})  # fmt: skip
     size = cache.prepared(key, chosen.image.data).size
+    st.subheader("Stage by stage")  # every model has one: a card and training curves only some
     left, middle, right = st.columns(3)
     left.metric("Parameters", f"{total / 1e6:.2f} M")
     middle.metric("MACs per image", f"{sum(c.macs for c in costs) / 1e9:.3f} G")

@@ -72,3 +72,34 @@ def test_a_link_is_the_page_path_and_its_parameters_relative_to_the_server():
         == "/?iv=S3.0+knockout+0%3BS3.0+knockout+1"
     )
     assert urlstate.link("", {}) == "/"
+
+
+def test_a_part_that_reruns_alone_replaces_what_it_drew_and_moves_the_links_query(monkeypatch):
+    """A part of the page rerun alone (``st.fragment``: the explorer's query views after a click) draws
+    again into its own place of the view's record: what it drew before goes, the page's other figures
+    stay; the query it leaves goes into the URL and into the link the view's zip is made with."""
+    import plotly.graph_objects as go
+
+    from analysis import Query
+    from app import widgets
+
+    monkeypatch.setattr(render.st, "session_state", {})
+    monkeypatch.setattr(render.st, "query_params", {"model": "demo-pre", "q": "0.50000,0.50000"})
+    render.start_view()
+    record = render.drawn()
+    record.params = {"model": "demo-pre", "q": "0.50000,0.50000"}  # as app.main's save left them
+    figure = go.Figure()
+    record.drawing()[0].append(("top5", figure))
+    with render.part("query"):
+        record.drawing()[0].append(("map-q3-3", figure))
+        record.drawing()[1].append(("rollout-q3-3", None, {}))
+    record.drawing()[0].append(("relevance", figure))
+    with render.part("query"):  # rerun alone after a click on (1, 5)
+        record.drawing()[0].append(("map-q1-5", figure))
+        record.drawing()[1].append(("rollout-q1-5", None, {}))
+    assert [name for name, _ in record.figures] == ["top5", "relevance", "map-q1-5"]
+    assert [name for name, *_ in record.results] == ["rollout-q1-5"]
+    render.st.session_state[widgets.QUERY_POINT] = Query(0.25, 0.75)
+    urlstate.save_query(record.params)
+    assert render.st.query_params == {"model": "demo-pre", "q": Query(0.25, 0.75).text()}
+    assert record.params == render.st.query_params  # the zip's link: made when clicked, from these
