@@ -29,15 +29,16 @@ CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
     points: (gd._fullData || []).map(t => (t.x || []).length),
 }))"""
 
-# the clickable map (the chart with a "cells" trace), scrolled into view: where the marker of cell
-# [row, col] is in the page (the centre of its SVG path) and in the chart's data coordinates
-CELL = """([row, col]) => {
+# the clickable map (the first chart with a "cells" trace), scrolled into view: where the marker of cell
+# [row, col] of its ``panel``-th map (the first by default) is in the page (the centre of its SVG path) and
+# in the chart's data coordinates
+CELL = """([row, col, panel = 0]) => {
     const gd = [...document.querySelectorAll('.js-plotly-plot')]
         .find(g => (g._fullData || []).some(t => t.name === 'cells'));
     gd.scrollIntoView({block: 'center'});
-    const cells = gd._fullData.find(t => t.name === 'cells');
     const layer = [...gd.querySelectorAll('.scatterlayer .trace')]
-        .find(t => t.__data__ && t.__data__[0].trace.name === 'cells');
+        .filter(t => t.__data__ && t.__data__[0].trace.name === 'cells')[panel];
+    const cells = layer.__data__[0].trace;
     const marker = [...layer.querySelectorAll('.points path')]
         .find(p => cells.customdata[p.__data__.i][0] === row && cells.customdata[p.__data__.i][1] === col);
     const box = marker.getBoundingClientRect();
