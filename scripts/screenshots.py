@@ -1,7 +1,8 @@
 """Regenerate the README's screenshots from the running app (``make screenshots``).
 
-Starts ``streamlit run app/main.py`` on a free loopback port (offline), drives Debian's Chromium with
-Playwright through each page on the built-in demo checkpoints, and writes ``docs/screenshots/*.png``.
+Serves the app (``python -m app.serve``, as ``make app`` does) on a free loopback port (offline), drives
+Debian's Chromium with Playwright through each page on the built-in demo checkpoints, and writes
+``docs/screenshots/*.png``.
 Run it from the repository root with the project's virtual environment.
 """
 
