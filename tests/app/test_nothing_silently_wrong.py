@@ -1,14 +1,15 @@
 """Nothing silently wrong: the page links and the opacity slider stay whatever the image's state, the
 slider shows the opacity the maps are drawn at, and a picture far from the model's input says so beside
-the prediction."""
+the prediction; a column width remembered by the browser is believed only where a column could have it."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
-from app import pages
+from app import pages, widgets
 from tests.support.apptest import clean, figure_named
 
 
@@ -53,3 +54,14 @@ def test_a_picture_far_below_the_models_input_says_so_beside_the_prediction(expl
     assert note.startswith("Your picture is 300 x 50 px, 6:1, far from the model's 28 x 28 px input")
     at.file_uploader(key="image_upload").upload("fine.png", png(20, 20)).run()
     assert not clean(at).warning  # 20 px: under the model's 28, not under half of it
+
+
+COOKIES = [("940", 940), ("1447", 1440), (None, 560), ("", 560), ("x", 560), ("-5", 560), ("99", 560)]
+
+
+@pytest.mark.parametrize(("cookie", "width"), [*COOKIES, ("9000", 560)])
+def test_a_remembered_column_width_is_believed_only_where_a_column_could_have_it(cookie, width) -> None:
+    """The width cookie a browser sends lays out a new session's first run (rounded down to the probe's
+    steps); one that no column could have (missing, not a number, under 100 or over 8000 px) is ignored
+    for the default, and the probe's report redraws the page as before."""
+    assert widgets.remembered_width(cookie) == width
