@@ -11,10 +11,11 @@ attention) are ``LAYOUT_VIEWS``.
 
 from __future__ import annotations
 
-from analysis.figures import causal, compare, explanations, layouts, maps, sanity, studies
+from analysis.figures import causal, compare, explanations, kernels, layouts, maps, sanity, stages, studies
 from analysis.figures.causal import *  # noqa: F403
 from analysis.figures.compare import *  # noqa: F403
 from analysis.figures.explanations import *  # noqa: F403
+from analysis.figures.kernels import *  # noqa: F403
 from analysis.figures.layouts import *  # noqa: F403
 from analysis.figures.maps import *  # noqa: F403
 from analysis.figures.panels import DEFAULT_OPACITY as DEFAULT_OPACITY
@@ -22,6 +23,7 @@ from analysis.figures.panels import MAX_WIDTH as MAX_WIDTH
 from analysis.figures.panels import column_width as column_width
 from analysis.figures.panels import drawn_at as drawn_at
 from analysis.figures.sanity import *  # noqa: F403
+from analysis.figures.stages import *  # noqa: F403
 from analysis.figures.studies import *  # noqa: F403
 
 __all__ = sorted(
@@ -33,9 +35,11 @@ __all__ = sorted(
         *causal.__all__,
         *compare.__all__,
         *explanations.__all__,
+        *kernels.__all__,
         *layouts.__all__,
         *maps.__all__,
         *sanity.__all__,
+        *stages.__all__,
         *studies.__all__,
     ]
 )

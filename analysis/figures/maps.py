@@ -1,4 +1,6 @@
-"""Plotly figures of the analysis results, shared by the app and the HTML report.
+"""Plotly figures of attention and of one image's prediction: a block's maps, every head, rollout, head
+statistics, attributions, CKA, training curves and the top classes; shared by the app and the HTML report
+(kernels: :mod:`analysis.figures.kernels`; an image stage by stage: :mod:`analysis.figures.stages`).
 
 Each function takes a result of the analysis layer (and the image it came from, as the uint8 picture
 the model saw: :func:`analysis.core.inputs.display_image`) and returns a ``plotly.graph_objects.Figure``. The
@@ -15,47 +17,30 @@ from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
 from analysis.figures.names import named
-from analysis.figures.panels import DEFAULT_OPACITY, NBSP, chart, drawn, pair, panels, set_ranges
+from analysis.figures.panels import DEFAULT_OPACITY, chart, pair
 from analysis.figures.plots import (
-    OWN_SCALES,
     distance_scatter,
     head_grid,
-    image_trace,
-    kernel_gallery,
-    map_trace,
     matrix_figure,
     overlay,
-    panel_range,
-    readable,
     value_range,
     window_note,
 )
 from analysis.figures.style import (
-    BLOCK_KIND_COLOURS,
     DIVERGING,
     HEAT,
-    MASS_COLOUR,
     SEQUENTIAL,
     SPLIT_COLOURS,
-    THEORY_COLOUR,
-    colour,
 )
 
 __all__ = [
     "attention_change_figure",
     "attention_heads_figure",
     "attribution_figure",
-    "bias_kernel_figure",
     "cka_figure",
-    "depthwise_kernel_figure",
-    "feature_channels_figure",
-    "frequency_figure",
     "fused_attention_figure",
-    "kernel_figures",
     "predictions_figure",
-    "receptive_field_figure",
     "rollout_figure",
-    "stages_figure",
     "statistics_figures",
     "training_curves",
 ]  # what the face, analysis.figures, hands on
@@ -311,236 +296,6 @@ def statistics_figures(statistics) -> list[go.Figure]:
     ]
 
 
-def kernel_figures(kernels, *, max_channels: int = 16, cols: int = 8) -> list[go.Figure]:
-    """Each attention block's per-head bias kernels, then each MBConv block's depthwise kernels (the
-    first ``max_channels`` channels), both oriented offset = key - query with the centre outlined.
-
-    Args:
-        kernels: :func:`analysis.relative_bias_kernels`'s result.
-        max_channels: depthwise channels drawn per MBConv block.
-        cols: panels per row.
-
-    Returns:
-        One figure per attention block, then one per MBConv block.
-
-    Examples:
-        >>> import analysis
-        >>> from analysis import figures
-        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
-        >>> len(figures.kernel_figures(kernels, max_channels=4))  # 3 attention blocks, 3 MBConv blocks
-        6
-    """
-    return [bias_kernel_figure(block, cols=cols) for block in kernels.bias] + [
-        depthwise_kernel_figure(block, channels=range(min(max_channels, len(block.kernels))), cols=cols)
-        for block in kernels.depthwise
-    ]
-
-
-def bias_kernel_figure(block, *, cols: int = 8, model: str = "") -> go.Figure:
-    """One attention block's relative-bias kernel per head (a :class:`analysis.BiasKernel`), of the model
-    named ``model`` (named in the title when given).
-
-    Args:
-        block: one of :attr:`analysis.Kernels.bias`.
-        cols: panels per row.
-        model: the model's name for the title, or ``""``.
-
-    Returns:
-        The figure: one heatmap per head.
-
-    Examples:
-        >>> import analysis
-        >>> from analysis import figures
-        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
-        >>> figure = figures.bias_kernel_figure(kernels.bias[0], model="demo-pre")
-        >>> figure.data[0].type, len(figure.data)  # S3.0's 4 heads (and their centre outlines)
-        ('heatmap', 8)
-    """
-    peaks, distances = kernel_summary(block)
-    titles = [
-        f"head {h}<br>peak {pair(*peak)}<br>mean {readable(d)}{NBSP}px"
-        for h, (peak, d) in enumerate(zip(peaks, distances, strict=True))
-    ]
-    step = block.stride * block.dilation[0]  # pixels per kernel step: a grid group's keys lie H / G apart
-    title = (
-        f"{model + ': ' if model else ''}{block.name}: relative-bias kernels ({block.mode}), offset key - "
-        f"query, {step}{NBSP}px per step; each head's peak offset and the mean distance of softmax(w)"
-    )
-    figure = kernel_gallery(
-        block.kernels, titles=titles, title=title, cols=min(cols, 4), what="bias w", max_panel=160.0,
-        min_panel=96.0,
-    )  # fmt: skip
-    return named(figure, "bias-kernels")
-
-
-def kernel_summary(block) -> tuple[list[tuple[int, int]], list[float]]:
-    """Per head of a :class:`analysis.BiasKernel`: the offset (dy, dx) = key - query of its largest bias,
-    and the mean distance in input pixels of ``softmax(w)`` over every offset (where the bias alone steers
-    a query; the figures' reading of the kernel, computed from it)."""
-    _, kh, kw = block.kernels.shape
-    dy, dx = np.meshgrid(np.arange(kh) - kh // 2, np.arange(kw) - kw // 2, indexing="ij")
-    step_y, step_x = (block.stride * d for d in getattr(block, "dilation", (1, 1)))  # grid attention: dilated
-    distance = np.hypot(dy * step_y, dx * step_x)
-    peaks, means = [], []
-    for kernel in block.kernels.astype(np.float64):
-        r, c = np.unravel_index(int(np.argmax(kernel)), kernel.shape)
-        peaks.append((int(dy[r, c]), int(dx[r, c])))
-        weights = np.exp(kernel - kernel.max())
-        means.append(float((weights * distance).sum() / weights.sum()))
-    return peaks, means
-
-
-def depthwise_kernel_figure(block, *, channels: Sequence[int], cols: int = 8) -> go.Figure:
-    """The depthwise kernels of the chosen ``channels`` (any of them, in the order given) of one MBConv
-    block (a :class:`analysis.DepthwiseKernel`).
-
-    Args:
-        block: one of :attr:`analysis.Kernels.depthwise`.
-        channels: the channels to draw.
-        cols: panels per row.
-
-    Returns:
-        The figure: one heatmap per channel.
-
-    Examples:
-        >>> import analysis
-        >>> from analysis import figures
-        >>> kernels = analysis.relative_bias_kernels(analysis.load_model("demo-pre"))
-        >>> figure = figures.depthwise_kernel_figure(kernels.depthwise[0], channels=[0, 5])
-        >>> figure.data[0].type
-        'heatmap'
-    """
-    channels = list(channels)
-    count = len(block.kernels)
-    if not channels or not all(0 <= c < count for c in channels):
-        raise ValueError(f"{block.name} has channels 0..{count - 1}, not {channels[:4]}...")
-    shown = block.kernels[channels]
-    titles = [f"ch {c}" for c in channels]
-    span = f"{len(channels)} of {count} channels"
-    title = f"{block.name}: depthwise {shown.shape[-1]}x{shown.shape[-1]} kernels, {span}"
-    figure = kernel_gallery(shown, titles=titles, title=title, cols=cols, what="weight")
-    return named(figure, "depthwise-kernels")
-
-
-ERF_CELLS = 112  # an effective receptive field is drawn on at most this many cells a side (the report's size)
-
-
-def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
-    """Sums over ``block`` x ``block`` squares (the last ones cut by the border): mass stays mass."""
-    if block == 1:
-        return values
-    height, width = values.shape
-    padded = np.pad(values, ((0, -height % block), (0, -width % block)))
-    return padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block).sum((1, 3))
-
-
-def receptive_field_figure(fields, image: np.ndarray | None = None) -> go.Figure:
-    """The effective receptive field of each stage's centre unit, side by side, with the theoretical field
-    and the 50% mass square drawn on it.
-
-    Args:
-        fields: :func:`analysis.receptive_fields`'s result.
-        image: the picture to draw beside the fields, or None.
-
-    Returns:
-        The figure: one heatmap per stage.
-
-    Examples:
-        >>> import analysis
-        >>> from analysis import figures
-        >>> model = analysis.load_model("demo-pre")
-        >>> fields = analysis.receptive_fields(model, stages=[0, 3], samples=1)
-        >>> len(figures.receptive_field_figure(fields).data)
-        2
-    """
-    stages = fields.stages
-    height, width = fields.image_size
-    block = max(1, -(-max(height, width) // ERF_CELLS))  # pixels a side per drawn cell
-    subtitles = [
-        f"{s.name} ({s.kind})<br>theory {_theory(s)}<br>50% in {s.mass_sides.get(0.5, 0)}{NBSP}px"
-        f"<br>{panel_range(_block_sums(s.effective, block))}"
-        for s in stages
-    ]
-    grid = panels(
-        len(stages), cols=len(stages), aspect=height / width, subtitles=subtitles,
-        title=f"Receptive fields: effective (heat; {OWN_SCALES}), theoretical (cyan), 50% of the mass "
-        "(green)",
-    )  # fmt: skip
-    layout, traces, shapes = grid.layout, [], []
-    square = f" in this {block}x{block} px square" if block > 1 else ""
-    for stage, axes in zip(stages, grid.axes, strict=True):
-        set_ranges(layout, axes, height, width)
-        if image is not None:
-            traces.append(image_trace(image, opacity=0.35).update(xaxis=axes[0], yaxis=axes[1]))
-        traces.append(
-            go.Heatmap(
-                z=_block_sums(stage.effective, block), x0=drawn(block / 2), dx=block, y0=drawn(block / 2),
-                dy=block, colorscale=HEAT, showscale=False, opacity=0.85, xaxis=axes[0], yaxis=axes[1],
-                hovertemplate=f"%{{z:.4f}} of the gradient mass{square}<extra>{stage.name}</extra>",
-            )
-        )  # fmt: skip
-        cy, cx = stage.centre
-        boxes = [((stage.mass_sides.get(0.5, 0),) * 2, (cy, cx), MASS_COLOUR)]
-        if stage.is_global:  # the whole image, whatever the centre
-            boxes.append(((height, width), (drawn(height / 2), drawn(width / 2)), THEORY_COLOUR))
-        else:
-            boxes.append((stage.theoretical, (cy, cx), THEORY_COLOUR))
-        for (box_h, box_w), (y, x), box_colour in boxes:
-            shapes.append({
-                "type": "rect", "xref": axes[0], "yref": axes[1], "x0": x - box_w / 2, "x1": x + box_w / 2,
-                "y0": y - box_h / 2, "y1": y + box_h / 2, "line": {"color": box_colour, "width": 1},
-            })  # fmt: skip
-    return named(grid.figure(traces, shapes), "receptive-field")
-
-
-def _theory(stage) -> str:
-    return "global" if stage.is_global else f"{stage.theoretical[0]}x{stage.theoretical[1]}"
-
-
-def frequency_figure(profile) -> go.Figure:
-    """Per block, the relative log amplitude at the highest frequency, and its change over the block's
-    input (< 0: low-pass, > 0: high-pass), coloured by block kind.
-
-    Args:
-        profile: :func:`analysis.frequency_profile`'s result.
-
-    Returns:
-        The figure: bars per block.
-
-    Examples:
-        >>> import torch, analysis
-        >>> from analysis import figures
-        >>> profile = analysis.frequency_profile(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
-        >>> figures.frequency_figure(profile).data[0].type
-        'bar'
-    """
-    names = [b.name for b in profile.blocks]
-    figure = make_subplots(
-        rows=1,
-        cols=2,
-        horizontal_spacing=0.12,
-        subplot_titles=("log amplitude at frequency pi", "change over the block's input"),
-    )
-    for col, values in (
-        (1, [b.high_freq_log_amp for b in profile.blocks]),
-        (2, [b.delta_vs_input for b in profile.blocks]),
-    ):
-        figure.add_trace(
-            go.Bar(
-                x=names,
-                y=values,
-                marker_color=[colour(BLOCK_KIND_COLOURS, b.kind) for b in profile.blocks],
-                showlegend=False,
-                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-    figure.update_annotations(font_size=12)
-    title = "Frequency profile (Park & Kim 2022): MBConv blue, Transformer red"
-    return named(chart(figure, title, height=380, subtitle_lines=1), "frequency")
-
-
 def attribution_figure(
     attribution, image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
 ) -> go.Figure:
@@ -641,71 +396,6 @@ def training_curves(rows: Sequence[dict]) -> go.Figure:
     return named(figure, "training-curves")
 
 
-def stages_figure(
-    features,
-    image: np.ndarray | None,
-    cams: Sequence | None = None,
-    *,
-    index: int = 0,
-    opacity: float = DEFAULT_OPACITY,
-) -> go.Figure:
-    """S0..S4 side by side: each stage's channel-mean |activation| on its own grid (top row) and, when
-    given, its Grad-CAM over the image (bottom row; ``cams``: one :class:`analysis.Attribution` per
-    stage).
-
-    Args:
-        features: :func:`analysis.feature_maps`'s result.
-        image: the picture to draw under the Grad-CAMs, or None.
-        cams: :func:`analysis.gradcam_stages`'s maps, or None.
-        index: the image of the batch.
-        opacity: of the Grad-CAMs over the picture.
-
-    Returns:
-        The figure.
-
-    Examples:
-        >>> import torch, analysis
-        >>> from analysis import figures
-        >>> model, image = analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28)
-        >>> cams = analysis.gradcam_stages(model, image)
-        >>> figure = figures.stages_figure(analysis.feature_maps(model, image), None, cams)
-        >>> figure.data[0].type
-        'heatmap'
-    """
-    stages = features.blocks
-    height, width = features.image_size
-    subtitles = [
-        f"{s.name} ({s.kind})<br>{s.grid[0]}x{s.grid[1]}x{s.channels}, /{s.stride}<br>"
-        f"{panel_range(s.energy[index])}"
-        for s in stages
-    ]
-    if cams:
-        subtitles += [f"Grad-CAM {c.stage}<br>{panel_range(c.map)}" for c in cams]
-    title = (
-        "What each stage responds to: mean |activation| per grid cell"
-        + (" (top), and Grad-CAM (bottom)" if cams else "")
-        + f"; {OWN_SCALES}"
-    )
-    grid = panels(
-        len(stages) * (2 if cams else 1), cols=len(stages), aspect=height / width, title=title,
-        subtitles=subtitles, matrix=True,
-    )  # fmt: skip
-    layout, traces = grid.layout, []
-    for stage, axes in zip(stages, grid.axes, strict=False):
-        grid_h, grid_w = stage.grid
-        set_ranges(layout, axes, grid_h, grid_w)
-        traces.append(map_trace(stage.energy[index], what="mean |activation|", axes=axes))
-    for cam, axes in zip(cams or (), grid.axes[len(stages) :], strict=False):
-        set_ranges(layout, axes, height, width)
-        if image is not None:
-            traces.append(image_trace(image).update(xaxis=axes[0], yaxis=axes[1]))
-        traces.append(map_trace(
-            cam.map, colorscale=HEAT, opacity=opacity if image is not None else 1.0, axes=axes,
-            what=f"Grad-CAM {cam.stage}",
-        ))  # fmt: skip
-    return named(grid.figure(traces), "stages")
-
-
 def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Figure:
     """Top-k classes (:class:`analysis.Prediction`) as horizontal bars, most probable on top.
 
@@ -749,48 +439,3 @@ def predictions_figure(predictions: Sequence, *, name_chars: int = 28) -> go.Fig
 def _short_name(name: str, chars: int) -> str:
     first = name.split(",")[0].strip() or name
     return first if len(first) <= chars else first[: chars - 1].rstrip() + "…"
-
-
-def feature_channels_figure(features, *, index: int = 0) -> go.Figure:
-    """The strongest channels of every stage (:class:`analysis.FeatureMaps`): one column per
-    stage, one row per channel, each on its own diverging colour scale (channels differ in range).
-
-    Args:
-        features: :func:`analysis.feature_maps`'s result.
-        index: the image of the batch.
-
-    Returns:
-        The figure: one heatmap per stage and channel.
-
-    Examples:
-        >>> import torch, analysis
-        >>> from analysis import figures
-        >>> model = analysis.load_model("demo-pre")
-        >>> features = analysis.feature_maps(model, torch.randn(1, 1, 28, 28), top=2)
-        >>> len(figures.feature_channels_figure(features).data)  # 5 stages x 2 channels
-        10
-    """
-    stages = features.blocks
-    rows = max(s.top.shape[1] for s in stages)
-    height, width = features.image_size
-    order = [(r, s) for r in range(rows) for s in stages]
-    titles = [
-        f"{s.name} ch {s.top_index[index, r]}<br>{panel_range(s.top[index, r])}" if r < s.top.shape[1] else ""
-        for r, s in order
-    ]
-    grid = panels(
-        len(order), cols=len(stages), aspect=height / width, subtitles=titles, matrix=True,
-        title=f"The strongest channels of each stage (most mean squared activation; red > 0 > blue; "
-        f"{OWN_SCALES})",
-    )  # fmt: skip
-    layout, traces = grid.layout, []
-    for (r, stage), axes in zip(order, grid.axes, strict=True):
-        if r >= stage.top.shape[1]:
-            continue
-        values = stage.top[index, r]
-        low, high = value_range(values, True)
-        set_ranges(layout, axes, *stage.grid)
-        traces.append(
-            map_trace(values, colorscale=DIVERGING, zmin=low, zmax=high, what="activation", axes=axes)
-        )
-    return named(grid.figure(traces), "feature-channels")

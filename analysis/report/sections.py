@@ -11,7 +11,9 @@ from analysis.figures import explanations as explanation_figures
 from analysis.figures import maps as map_figures
 from analysis.figures import sanity as sanity_figures
 from analysis.figures.compare import comparison_figures
+from analysis.figures.kernels import kernel_figures
 from analysis.figures.layouts import gap_figure, size_figure
+from analysis.figures.stages import frequency_figure, receptive_field_figure
 from analysis.figures.studies import (
     distance_figure,
     entropy_figure,
@@ -121,9 +123,9 @@ def model_section(
         "Relative-bias kernels (the attention's global static convolution) beside the MBConv depthwise "
         "kernels; receptive fields averaged over the images; frequency content of every block's output.",
         figures=[
-            *map_figures.kernel_figures(kernels),
-            map_figures.receptive_field_figure(fields, shown),
-            map_figures.frequency_figure(profile),
+            *kernel_figures(kernels),
+            receptive_field_figure(fields, shown),
+            frequency_figure(profile),
         ],
     )
     if similarity is not None:

@@ -83,7 +83,7 @@ def test_a_nearly_uniform_map_says_so_and_is_drawn_even():
 
 
 def test_maps_drawn_each_on_its_own_scale_say_so_and_give_each_range():
-    from analysis.figures.maps import feature_channels_figure, receptive_field_figure, stages_figure
+    from analysis.figures.stages import feature_channels_figure, receptive_field_figure, stages_figure
     from analysis.maps.features import feature_maps
     from analysis.maps.receptive_field import receptive_fields
     from tests.support.toys import images, toy
@@ -180,7 +180,7 @@ def test_the_head_overview_frames_the_head_shown_large():
 def test_bias_kernels_are_drawn_large_with_each_heads_peak_offset_and_mean_distance():
     """A kernel whose largest bias is one step right of the query (key - query = (0, +1)) names that peak;
     a flat kernel's softmax spreads over every offset: its mean distance is the mean of all distances."""
-    from analysis.figures.maps import bias_kernel_figure
+    from analysis.figures.kernels import bias_kernel_figure
     from analysis.maps.kernels import BiasKernel
 
     kernels = np.zeros((2, 5, 5), dtype=np.float32)

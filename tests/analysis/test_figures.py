@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from analysis import figures  # the face: every figure module's names
 from analysis.explain.attributions import attributions
-from analysis.figures import maps as figures
 from analysis.figures.compare import block_comparison_figures, comparison_figures
 from analysis.figures.names import figure_name
 from analysis.figures.plots import overlay, readable_range

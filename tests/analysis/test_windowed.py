@@ -89,7 +89,7 @@ def test_a_bias_towards_the_right_neighbour_points_two_cells_right_in_grid_atten
     grid_kernel = next(k for k in kernels.bias if k.name == "S1.0.grid")
     assert grid_kernel.kernels.shape == (2, 13, 13) and grid_kernel.dilation == (2, 2)
     assert grid_kernel.kernels[0, 6, 7] == 30.0  # offset (0, +1) of the kernel: two stage cells right
-    from analysis.figures.maps import kernel_summary
+    from analysis.figures.kernels import kernel_summary
 
     peaks, distances = kernel_summary(grid_kernel)
     assert peaks[0] == (0, 1) and distances[0] == pytest.approx(4.0, rel=1e-3)  # 1 step = 2 cells of 2 px
