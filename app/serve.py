@@ -6,9 +6,9 @@ Streamlit imports a page's modules on the first visit, in that visit's run: torc
 analyses and Plotly cost that visitor seconds. Here they are imported before the server answers, and the
 default model runs once on the gallery's first image, through its attention maps to a figure, Grad-CAM,
 receptive fields and its cost count, so that PyTorch's kernels, autograd, captum, the FLOP counter and
-Plotly's property validators are ready too. What is warmed is thrown away: the
-app's own caches (``app.cache``) fill on the first visit as before (they belong to Streamlit's runtime,
-which starts after this).
+Plotly's property validators are ready too. What is warmed is thrown away: the app's own caches
+(``app.cache``) fill on the first visit as before (they belong to Streamlit's runtime, which starts after
+this).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ MAIN = Path(__file__).resolve().with_name("main.py")
 def warm(model_spec: str = "demo-pre") -> float:
     """Import what every page imports and run ``model_spec`` once on the first gallery image, through its
     attention maps to the explorer's figure, Grad-CAM at every stage, receptive fields and its cost count;
-    returns the seconds it took. A failure here is not the
-    server's: the first visit pays as it would have, and says what went wrong itself.
+    returns the seconds it took. A failure here is not the server's: it is named in one line, and the
+    first visit pays as it would have and says what went wrong itself.
 
     Args:
         model_spec: the model the app opens on (:func:`analysis.load_model`'s spec).
