@@ -251,9 +251,9 @@ def layout_problems(served: Served) -> dict:
     found["facts"] = {width: {} for width in WIDTHS}
     found["colours"] = {}  # per page: what the drawn maps' colours say (see drawn_colours)
     with opened_lens(served) as lens:
-        lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+        lens.page.set_viewport_size({"width": WIDTHS[-1], "height": 900})
         lens.open("?model=demo-post")
-        for page, shown in PAGES.items():
+        for n, (page, shown) in enumerate(PAGES.items()):
             lens.sidebar.get_by_role("link", name=page).click()
             lens.show(lens.page.get_by_text(shown, exact=True).first)
             folded = lens.page.locator("details:not([open]) > summary")
@@ -262,18 +262,15 @@ def layout_problems(served: Served) -> dict:
             lens.settle()
             drawn = lens.page.locator(".js-plotly-plot").count()
             assert drawn > 0 or page == "My images", page  # My images draws once given images
-            for width in WIDTHS:
-                lens.page.set_viewport_size({"width": width, "height": 900})
-                lens.page.wait_for_function(f"() => window.innerWidth === {width}")
-                lens.settle()  # the charts redrawn at the new width
+            for width in WIDTHS[:: 1 if n % 2 else -1]:  # from the width the last page ended at
+                if lens.page.viewport_size["width"] != width:
+                    lens.page.set_viewport_size({"width": width, "height": 900})
+                    lens.page.wait_for_function(f"() => window.innerWidth === {width}")
+                    lens.settle()  # the charts redrawn at the new width
                 if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
                     found[width][page] = problems[:8]
                 found["facts"][width][page] = lens.page.evaluate(PAGE_FACTS)
             found["colours"][page] = drawn_colours(lens)
-            lens.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
-            lens.page.wait_for_function(f"() => window.innerWidth === {WIDTHS[0]}")
-            lens.page.wait_for_timeout(300)  # the column's new width reported (a rerun) before the next click
-            lens.settle()
         lens.assert_clean()
     return found
 
