@@ -96,6 +96,13 @@ def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()  # a process whose parent a test killed comes here, where the end check sees it
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: the workers share the cores
         torch.set_num_threads(max(1, torch.get_num_threads() // int(config.workerinput["workercount"])))
+    elif (workers := config.getoption("numprocesses", None)) and isinstance(workers, int) and workers > 1:
+        # before the workers start, for them and every process a test starts: each library's own threads
+        # (OpenMP for torch, OpenBLAS for numpy and scipy) share the cores too. Three workers whose numpy
+        # each spun two OpenBLAS threads on two cores made a probe fit five times slower.
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
 
 
 @pytest.hookimpl(trylast=True)
