@@ -92,7 +92,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+TMPFS = Path("/dev/shm")  # memory: a test's files (checkpoints, studies) written without the disk's syncs
+TMPFS_FREE = 4 << 30  # bytes free there, at least, to use it (a container's /dev/shm is often 64 MB)
+
+
+def memory_basetemp(config: pytest.Config) -> None:
+    """Every test's temporary folder in memory where the machine has room (``--basetemp`` given wins)."""
+    if hasattr(config, "workerinput") or config.option.basetemp:
+        return
+    folder = TMPFS / f"coatnet-lens-tests-{os.getuid()}"
+    try:
+        room = os.statvfs(TMPFS)
+        ours = not folder.exists() or folder.stat().st_uid == os.getuid()
+    except OSError:
+        return
+    if ours and room.f_bavail * room.f_frsize >= TMPFS_FREE:
+        config.option.basetemp = str(folder)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own, which makes the temporary folders' factory
 def pytest_configure(config: pytest.Config) -> None:
+    memory_basetemp(config)
     become_subreaper()  # a process whose parent a test killed comes here, where the end check sees it
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: the workers share the cores
         torch.set_num_threads(max(1, torch.get_num_threads() // int(config.workerinput["workercount"])))
