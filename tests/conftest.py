@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,11 +95,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 TMPFS = Path("/dev/shm")  # memory: a test's files (checkpoints, studies) written without the disk's syncs
 TMPFS_FREE = 4 << 30  # bytes free there, at least, to use it (a container's /dev/shm is often 64 MB)
+IN_MEMORY = pytest.StashKey[Path]()
 
 
 def memory_basetemp(config: pytest.Config) -> None:
-    """Every test's temporary folder in memory where the machine has room (``--basetemp`` given wins)."""
-    if hasattr(config, "workerinput") or config.option.basetemp:
+    """Every test's temporary folder in memory where the machine has room (``--basetemp`` given wins); not
+    for a pytest a test runs (its first act would be to empty the folder this run's tests are using)."""
+    if hasattr(config, "workerinput") or config.option.basetemp or "PYTEST_CURRENT_TEST" in os.environ:
         return
     folder = TMPFS / f"coatnet-lens-tests-{os.getuid()}"
     try:
@@ -108,6 +111,7 @@ def memory_basetemp(config: pytest.Config) -> None:
         return
     if ours and room.f_bavail * room.f_frsize >= TMPFS_FREE:
         config.option.basetemp = str(folder)
+        config.stash[IN_MEMORY] = folder  # emptied at the end of a run that passed: memory is not a disk
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own, which makes the temporary folders' factory
@@ -140,6 +144,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in left:
             kill_tree(int(line.split()[0]), grace_s=2)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    folder = session.config.stash.get(IN_MEMORY, None)
+    if folder is not None and session.exitstatus == pytest.ExitCode.OK:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
