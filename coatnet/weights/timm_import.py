@@ -145,8 +145,9 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     state = {key: value.to("meta") for key, value in state.items()}  # shapes are all it compares
     fits = []
     windowed = any(".attn_grid." in key for key in state)  # only the MaxViT family has grid attention
+    depths = _stage_depths(state)
     for name, config in TIMM_VARIANTS.items():
-        if config.windowed != windowed:
+        if config.windowed != windowed or tuple(config.depths) != depths:  # before a build of its shapes
             continue
         candidate = config.replace(num_classes=num_classes, img_size=img_size or config.img_size)
         own = _shapes(candidate)
@@ -165,6 +166,19 @@ def recognise_arch(state: dict[str, torch.Tensor]) -> str:
     # Only timm's 224 and 384 builds of one relative-position-MLP arch share every tensor; the 224 one is
     # listed first, and from_timm(..., img_size=384) runs it at 384 with the same weights.
     return fits[0]
+
+
+def _stage_depths(state: dict[str, torch.Tensor]) -> tuple[int, ...]:
+    """The number of blocks of each stage, as timm's keys (``stages.2.blocks.4.``) number them."""
+    depths: dict[int, int] = {}
+    for key in state:
+        if found := _BLOCK_KEY.match(key):
+            stage, block = int(found[1]), int(found[2])
+            depths[stage] = max(depths.get(stage, 0), block + 1)
+    return tuple(depths[stage] for stage in sorted(depths))
+
+
+_BLOCK_KEY = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.")
 
 
 @functools.lru_cache(maxsize=64)
