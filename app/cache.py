@@ -416,12 +416,15 @@ def _layout_models(names: tuple[str, ...], device: str) -> dict:
 
 
 @shared_result(max_entries=16)
-def layout_views(names: tuple[str, ...], image: bytes, pixel: tuple[float, float], device: str):
-    """The image through every layout's model on ``device``, stage by stage, the query at input ``pixel``
+def layout_views(
+    names: tuple[str, ...], image: bytes, what: str, pixel: tuple[float, float] | None, device: str
+):
+    """The image through every layout's model on ``device``, stage by stage, its ``what`` maps alone (the
+    query at input ``pixel`` for ``attention``; None for the others, which no query changes)
     (:func:`analysis.studies.layouts.compare_layouts`)."""
     from analysis import compare_layouts
 
-    return compare_layouts(_layout_models(names, device), _image(image), pixel=pixel)
+    return compare_layouts(_layout_models(names, device), _image(image), pixel=pixel, views=[what])
 
 
 def layout_picture(spec: str, image: bytes, device: str):

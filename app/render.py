@@ -26,11 +26,15 @@ EXPANDER_PX = 40  # an expander's border and padding, both sides: its content is
 
 
 @contextmanager
-def folded(label: str, **options) -> Iterator[None]:
+def folded(label: str, *, key: str | None = None) -> Iterator[bool]:
     """``st.expander(label)`` whose figures are laid out for its inner width (the column's, less its
-    border and padding): a figure as wide as the column would overflow it and be squeezed."""
-    with st.expander(label, **options), drawn_at((column_width() or MAX_WIDTH) - EXPANDER_PX):
-        yield
+    border and padding): a figure as wide as the column would overflow it and be squeezed. Yields whether
+    its content is to be made: with a ``key``, only while it is open (opening it reruns the page, and
+    ``st.session_state[key]`` says whether it is open), so that a page computes and sends nothing folded
+    away; without one, always."""
+    expander = st.expander(label, key=key, on_change="rerun") if key else st.expander(label)
+    with expander, drawn_at((column_width() or MAX_WIDTH) - EXPANDER_PX):
+        yield bool(expander.open) if key else True
 
 
 DRAWN = "drawn_this_run"  # the session-state key of this run's Drawn

@@ -23,7 +23,13 @@ from tests.support.server import CHROMIUM, CHROMIUM_ARGS, SETTLED, running_app  
 # to the top of the shot or None)
 SHOTS = (
     ("explorer.png", "", "Attention explorer", "Attention rollout", "Stage.block"),
-    ("stages.png", "", "Stage inspector", "Attention heads", "Grad-CAM (bottom row) explains the class"),
+    (
+        "stages.png",
+        "",
+        "Stage inspector",
+        "Which pixels the prediction rests on",
+        "Grad-CAM (bottom row) explains the class",
+    ),
     ("compare.png", "", "Pre vs post", "Relative-bias kernels of", "the two agree"),
     ("kernels.png", "", "Kernels", "MBConv depthwise kernels", None),
     ("model.png", "", "Model", "Model card", None),

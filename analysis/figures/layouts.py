@@ -164,8 +164,10 @@ def layout_stages_figure(
         for layout in layouts
         for k, s in enumerate(views[layout])
     ]
-    first = views[layouts[0]][0]
-    height, width = first.gradcam.shape
+    drawn = [getattr(s, what) for name in layouts for s in views[name] if getattr(s, what) is not None]
+    if not drawn:
+        raise ValueError(f"the views hold no {what} maps: compare_layouts(..., views=[{what!r}]) makes them")
+    height, width = drawn[0].shape
     title = f"Layouts: {LAYOUT_VIEWS[what]}; {OWN_SCALES}"
     grid = panels(
         len(subtitles),

@@ -4,6 +4,7 @@ attention from a query cell), and the CKA of every pair of layouts stage by stag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from analysis.core.inputs import as_batch
 from analysis.core.query import middle_point, query_index
+from analysis.core.running import call_model
 from analysis.core.summaries import read_summary
 from analysis.explain.attributions import gradcam_stages
 from analysis.maps.attention import attention_maps, fuse_heads, query_map, upsample_to_image
@@ -21,6 +23,7 @@ from analysis.maps.receptive_field import receptive_fields
 from analysis.studies.summaries import LayoutStudy
 from coatnet.model.layouts import find_layout
 from coatnet.model.network import CoAtNet
+from coatnet.weights.checkpoint import class_names
 
 SHIPPED = Path(__file__).resolve().parent / "results" / "layouts" / "layouts.json"
 
@@ -61,10 +64,13 @@ class LayoutStage:
         layout: ``C-C-T-T`` ...
         stage: ``S0`` .. ``S4``.
         kind: ``conv``, ``patch``, ``C`` or ``T``.
-        gradcam: (H, W) Grad-CAM of the model's predicted class at this stage's output.
-        erf: (H, W) the effective receptive field of the stage's centre unit (sums to 1).
+        gradcam: (H, W) Grad-CAM of the model's predicted class at this stage's output (None where not
+            asked for: :func:`compare_layouts`'s ``views``).
+        erf: (H, W) the effective receptive field of the stage's centre unit (sums to 1; None where not
+            asked for).
         attention: (H, W) for T stages, the heads' mean attention of the stage's last block from the query
-            cell holding ``pixel``, repeated over each cell's pixels; None for other stages.
+            cell holding ``pixel``, repeated over each cell's pixels; None for other stages (and where not
+            asked for).
         query: that query cell (row, col) on the stage's grid, for T stages; None for others.
         stride: input pixels per cell of the stage's grid.
         prediction: the model's predicted class for the image (the class its Grad-CAM explains).
@@ -82,8 +88,8 @@ class LayoutStage:
     layout: str
     stage: str
     kind: str
-    gradcam: np.ndarray
-    erf: np.ndarray
+    gradcam: np.ndarray | None
+    erf: np.ndarray | None
     attention: np.ndarray | None
     query: tuple[int, int] | None
     stride: float
@@ -92,7 +98,11 @@ class LayoutStage:
 
 
 def compare_layouts(
-    models: dict[str, CoAtNet], image: torch.Tensor | Image.Image, *, pixel: tuple[float, float] | None = None
+    models: dict[str, CoAtNet],
+    image: torch.Tensor | Image.Image,
+    *,
+    pixel: tuple[float, float] | None = None,
+    views: Iterable[str] = ("gradcam", "erf", "attention"),
 ) -> dict[str, list[LayoutStage]]:
     """One image through every layout's model, stage by stage (the models must take the same input size).
 
@@ -101,6 +111,8 @@ def compare_layouts(
         image: one preprocessed (C, H, W) / (1, C, H, W) image, or a PIL image (each model prepares it).
         pixel: the query's input pixel (y, x) for the attention maps (continuous, as
             :mod:`analysis.core.query` states); default :func:`analysis.core.query.middle_point`.
+        views: which of each stage's maps to compute (``gradcam``, ``erf``, ``attention``); the others are
+            None. Each costs its own passes (a gradient per stage for the receptive fields).
 
     Returns:
         Layout -> one :class:`LayoutStage` per stage, S0 .. S4.
@@ -111,19 +123,33 @@ def compare_layouts(
         >>> views = analysis.compare_layouts(models, torch.randn(1, 28, 28), pixel=(5.5, 21.5))
         >>> [(s.stage, s.kind, s.query) for s in views["C-C-T-T"]][2:]  # the query in T stages only
         [('S2', 'C', None), ('S3', 'T', (1, 5)), ('S4', 'T', (1, 5))]
+        >>> erf = analysis.compare_layouts(models, torch.randn(1, 28, 28), views=["erf"])["C-C-T-T"][3]
+        >>> erf.gradcam is None and erf.attention is None and erf.erf.shape
+        (28, 28)
     """
+    views = set(views)
+    if unknown := views - {"gradcam", "erf", "attention"}:
+        raise ValueError(f"views are gradcam, erf and attention, not {', '.join(sorted(unknown))}")
     out = {}
     for layout, model in models.items():
         batch = as_batch(image, model)
         size = (int(batch.shape[-2]), int(batch.shape[-1]))
-        cams = gradcam_stages(model, batch)
-        fields = receptive_fields(model, batch)
-        maps = attention_maps(model, batch)
+        infos = model.stage_info(size)
+        if "gradcam" in views:
+            cams = gradcam_stages(model, batch)
+            target, target_name = cams[0].target, cams[0].target_name
+        else:  # the class each row names: the model's prediction
+            cams = [None] * len(infos)
+            with call_model(model) as own, torch.inference_mode():
+                target = int(own(batch).argmax(-1)[0])
+            names = class_names(model)
+            target_name = names[target] if names else None
+        fields = receptive_fields(model, batch).stages if "erf" in views else [None] * len(infos)
         last = {}
-        for block in maps.blocks:  # the last block of each stage
-            last[f"S{block.stage}"] = block
+        for block in attention_maps(model, batch).blocks if "attention" in views else ():
+            last[f"S{block.stage}"] = block  # the last block of each stage
         stages = []
-        for info, cam, field in zip(model.stage_info(size), cams, fields.stages, strict=True):
+        for info, cam, field in zip(infos, cams, fields, strict=True):
             block = last.get(info.name)
             attention = cell = None
             if block is not None:
@@ -134,9 +160,9 @@ def compare_layouts(
                 attention = upsample_to_image(grid, size)
             stages.append(
                 LayoutStage(
-                    layout=layout, stage=info.name, kind=info.kind, gradcam=cam.map, erf=field.effective,
-                    attention=attention, query=cell, stride=size[0] / info.grid[0], prediction=cam.target,
-                    prediction_name=cam.target_name,
+                    layout=layout, stage=info.name, kind=info.kind, gradcam=None if cam is None else cam.map,
+                    erf=None if field is None else field.effective, attention=attention, query=cell,
+                    stride=size[0] / info.grid[0], prediction=target, prediction_name=target_name,
                 )
             )  # fmt: skip
         out[layout] = stages

@@ -42,7 +42,8 @@ def render_page() -> None:
         query = widgets.query_picker(view, grid=(rows, cols), stride=stride)
     else:
         query = widgets.query_kept(view, grid=(rows, cols), stride=stride)
-    views = cache.layout_views(names, data, query.centre(view, grid=(rows, cols), stride=stride), device)
+    pixel = query.centre(view, grid=(rows, cols), stride=stride) if what == "attention" else None
+    views = cache.layout_views(names, data, what, pixel, device)  # what is drawn, and nothing else
     seen = {
         layout: cache.layout_picture(spec, data, device) for layout, spec in zip(views, names, strict=True)
     }

@@ -67,43 +67,56 @@ def render_page() -> None:
     opacity = widgets.opacity()
     figure = stages_figure(cache.features(key, data), picture.seen, cams, opacity=opacity)
     render.figure(figure, f"{name}-stages")
-    with render.folded("The strongest channels of each stage"):
-        render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
+    with render.folded("The strongest channels of each stage", key="stages_channels") as shown:
+        if shown:
+            render.figure(feature_channels_figure(cache.features(key, data)), f"{name}-channels")
     with st.spinner("Receptive fields: one gradient per stage..."):
         fields = cache.fields(key, data)
     by_stage = {s.name: s for s in fields.stages}
     for caption, info in zip(captions, infos, strict=True):
         caption.markdown(stage_caption(info, by_stage.get(info.name)))
     render.figure(receptive_field_figure(fields, picture.seen), f"{name}-receptive-fields")
-    with st.spinner("Attention statistics..."):
-        statistics = cache.statistics(key, data)
-    if statistics.blocks:
-        st.subheader("Attention heads")
-        if any(b.note for b in statistics.blocks):
-            st.caption(next(b.note for b in statistics.blocks if b.note))
-        distance, entropy, share = statistics_figures(statistics)
-        render.figure(distance, f"{name}-distance")
-        render.figure(entropy, f"{name}-entropy")
-        render.figure(share, f"{name}-position-share")
-    with st.spinner("Frequency profile..."):
-        frequency = cache.frequency(key, data)
-    render.figure(frequency_figure(frequency), f"{name}-frequency")
+    with render.folded("Attention heads: distance, entropy, position share", key="stages_heads") as shown:
+        if shown:
+            attention_heads(key, data, name)
+    with render.folded("Frequency profile of every block's output", key="stages_frequency") as shown:
+        if shown:
+            with st.spinner("Frequency profile..."):
+                frequency = cache.frequency(key, data)
+            render.figure(frequency_figure(frequency), f"{name}-frequency")
     pixel_attributions(chosen, picture.seen, target, opacity)
     sanity_check(chosen)
     similarity(chosen)
-    with st.expander("Download the results"):
-        for label, result, what in (
-            (
-                "features",
-                cache.features(key, data),
-                "Each stage's output: mean |activation| and strongest channels",
-            ),
-            (f"gradcam-class-{target}", cams, f"Grad-CAM of class {target} at every stage"),
-            ("receptive-fields", fields, "Theoretical and effective receptive field of every stage"),
-            ("statistics", statistics, "Per head: mean attention distance, entropy, position share"),
-            ("frequency", cache.frequency(key, data), "Frequency profile of every block's output"),
-        ):
-            render.result_downloads(result, f"{name}-{label}", label=what, about=session.about(chosen))
+    with render.folded("Download the results", key="stages_downloads") as shown:
+        if shown:
+            for label, result, what in (
+                ("features", lambda: cache.features(key, data),
+                 "Each stage's output: mean |activation| and strongest channels"),
+                (f"gradcam-class-{target}", lambda: cams, f"Grad-CAM of class {target} at every stage"),
+                ("receptive-fields", lambda: fields,
+                 "Theoretical and effective receptive field of every stage"),
+                ("statistics", lambda: cache.statistics(key, data),
+                 "Per head: mean attention distance, entropy, position share"),
+                ("frequency", lambda: cache.frequency(key, data),
+                 "Frequency profile of every block's output"),
+            ):  # fmt: skip
+                render.result_downloads(result(), f"{name}-{label}", label=what, about=session.about(chosen))
+
+
+def attention_heads(key, data, name: str) -> None:
+    """Per head of every attention block: mean distance, entropy and position share, or a line saying the
+    model has no attention."""
+    with st.spinner("Attention statistics..."):
+        statistics = cache.statistics(key, data)
+    if not statistics.blocks:
+        st.caption("This model has no attention blocks.")
+        return
+    if any(b.note for b in statistics.blocks):
+        st.caption(next(b.note for b in statistics.blocks if b.note))
+    distance, entropy, share = statistics_figures(statistics)
+    render.figure(distance, f"{name}-distance")
+    render.figure(entropy, f"{name}-entropy")
+    render.figure(share, f"{name}-position-share")
 
 
 def pixel_methods() -> dict[str, str]:

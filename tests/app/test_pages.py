@@ -133,7 +133,12 @@ def test_stage_inspector_draws_each_stage(explorer):
     stages = figure_named(clean(at), "stages")
     assert title(stages).startswith("What each stage responds to")
     assert title(figure_named(at, "receptive-field")).startswith("Receptive fields")
-    distance = title(figure_named(at, "attention-distance"))
+    folds = ("stages_channels", "stages_heads", "stages_frequency")
+    assert not figures_named(at, "attention-distance") and not figures_named(at, "frequency")  # folded away
+    for fold in folds:  # as a click on each opens it
+        at.session_state[fold] = True
+    at.run()
+    distance = title(figure_named(clean(at), "attention-distance"))
     assert distance == "Mean attention distance per head (pre-normalization)"
     assert title(figure_named(at, "frequency")).startswith("Frequency")
     assert sum(trace["type"] == "heatmap" for trace in stages["data"]) == 10  # 5 stages, 5 Grad-CAMs
