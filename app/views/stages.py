@@ -90,17 +90,15 @@ def render_page() -> None:
     with render.folded("Download the results", key="stages_downloads") as shown:
         if shown:
             for label, result, what in (
-                ("features", lambda: cache.features(key, data),
+                ("features", cache.features(key, data),
                  "Each stage's output: mean |activation| and strongest channels"),
-                (f"gradcam-class-{target}", lambda: cams, f"Grad-CAM of class {target} at every stage"),
-                ("receptive-fields", lambda: fields,
-                 "Theoretical and effective receptive field of every stage"),
-                ("statistics", lambda: cache.statistics(key, data),
+                (f"gradcam-class-{target}", cams, f"Grad-CAM of class {target} at every stage"),
+                ("receptive-fields", fields, "Theoretical and effective receptive field of every stage"),
+                ("statistics", cache.statistics(key, data),
                  "Per head: mean attention distance, entropy, position share"),
-                ("frequency", lambda: cache.frequency(key, data),
-                 "Frequency profile of every block's output"),
+                ("frequency", cache.frequency(key, data), "Frequency profile of every block's output"),
             ):  # fmt: skip
-                render.result_downloads(result(), f"{name}-{label}", label=what, about=session.about(chosen))
+                render.result_downloads(result, f"{name}-{label}", label=what, about=session.about(chosen))
 
 
 def attention_heads(key, data, name: str) -> None:

@@ -146,6 +146,23 @@ def test_stage_inspector_draws_each_stage(explorer):
     assert "**S3** · Transformer" in text and "7x7 grid, 128 channels" in text
 
 
+def test_the_stage_inspectors_folds_compute_nothing_until_opened(explorer):
+    """Closed, a fold sends no figure and no download; opened (a click reruns the page), the downloads fold
+    offers each of the page's five results as JSON and NPZ, each under the line saying what it holds."""
+    at = explorer
+    at.switch_page("views/stages.py").run()
+    said = [c.value for c in clean(at).caption]
+    assert not any(line.startswith("Per head: mean attention distance") for line in said)
+    at.session_state["stages_downloads"] = True
+    at.run()
+    said = [c.value for c in clean(at).caption]
+    lines = ("Each stage's output", "Grad-CAM of class", "Theoretical and effective receptive field",
+             "Per head: mean attention distance", "Frequency profile of every block's output")  # fmt: skip
+    for line in lines:
+        assert sum(c.startswith(line) for c in said) == 1, (line, said)
+    assert not figures_named(at, "frequency")  # its own fold is still closed
+
+
 def test_pre_vs_post_both_ways(explorer):
     at = explorer
     at.switch_page("views/compare.py").run()
