@@ -71,6 +71,29 @@ def test_one_image_through_every_layout_stage_by_stage(models, image) -> None:
     assert np.allclose(elsewhere["C-C-T-T"][3].gradcam, t_stage.gradcam)
 
 
+def test_each_view_alone_is_the_full_calls_and_computes_no_other(models, image) -> None:
+    """``views`` picks the maps computed: each alone equals the full call's, the others are None, and every
+    stage names the same predicted class."""
+    full = compare_layouts(models, image, pixel=(9.0, 20.0))
+    for what in ("gradcam", "erf", "attention"):
+        alone = compare_layouts(models, image, pixel=(9.0, 20.0), views=[what])
+        for layout in models:
+            for a, b in zip(alone[layout], full[layout], strict=True):
+                assert (a.prediction, a.prediction_name, a.query if what == "attention" else None) == (
+                    b.prediction,
+                    b.prediction_name,
+                    b.query if what == "attention" else None,
+                )
+                for other in {"gradcam", "erf", "attention"} - {what}:
+                    assert getattr(a, other) is None, (what, other)
+                mine, theirs = getattr(a, what), getattr(b, what)
+                assert (mine is None) == (theirs is None)
+                if mine is not None:
+                    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="views are gradcam, erf and attention, not rollout"):
+        compare_layouts(models, image, views=["rollout"])
+
+
 def test_threads_sharing_the_models_each_get_their_own_images_result(models, image) -> None:
     other = torch.flip(image, dims=(-1,))
     alone = {id(x): compare_layouts(models, x) for x in (image, other)}
