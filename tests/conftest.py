@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,19 +100,20 @@ IN_MEMORY = pytest.StashKey[Path]()
 
 
 def memory_basetemp(config: pytest.Config) -> None:
-    """Every test's temporary folder in memory where the machine has room (``--basetemp`` given wins); not
-    for a pytest a test runs (its first act would be to empty the folder this run's tests are using)."""
+    """Every test's temporary folder in memory where the machine has room (``--basetemp`` given wins): a
+    folder of this run's own (two runs at once keep theirs apart), removed at the end of a run that passed;
+    not for a pytest a test runs (it uses the folder its test gives it)."""
     if hasattr(config, "workerinput") or config.option.basetemp or "PYTEST_CURRENT_TEST" in os.environ:
         return
-    folder = TMPFS / f"coatnet-lens-tests-{os.getuid()}"
     try:
         room = os.statvfs(TMPFS)
-        ours = not folder.exists() or folder.stat().st_uid == os.getuid()
+        if room.f_bavail * room.f_frsize < TMPFS_FREE:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="coatnet-lens-tests-", dir=TMPFS))
     except OSError:
         return
-    if ours and room.f_bavail * room.f_frsize >= TMPFS_FREE:
-        config.option.basetemp = str(folder)
-        config.stash[IN_MEMORY] = folder  # emptied at the end of a run that passed: memory is not a disk
+    config.option.basetemp = str(folder)
+    config.stash[IN_MEMORY] = folder
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own, which makes the temporary folders' factory
