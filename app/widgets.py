@@ -65,8 +65,9 @@ def gallery_key(kind: str) -> str:
 WIDTH_STEP = 20  # px: the column's width is reported in these steps, so a resize by a few px reruns nothing
 MIN_REMEMBERED, MAX_REMEMBERED = 100, 8000  # px: a remembered column width outside these is not believed
 # reports the width of the column it is drawn in (its host element's), once drawn and after each resize;
-# the host carries the width it measured (data-lens-width) and the one the page was drawn for
-# (data-lens-drawn-for), so that a test can tell a page still to be redrawn for its width from a settled one
+# the host carries the width it measured (data-lens-width), the one the page was drawn for
+# (data-lens-drawn-for) and the step (data-lens-step), so that a test can tell a page still to be redrawn
+# for its width, or still to measure a resized column, from a settled one
 _WIDTH_PROBE = st.components.v2.component(
     "lens_column_width",
     js=f"""
@@ -75,6 +76,7 @@ export default function(component) {{
     const host = parentElement.host || parentElement;
     let timer = null, known = data && data.known;  // the width the page was drawn for: no rerun for it
     host.dataset.lensDrawnFor = known;
+    host.dataset.lensStep = {WIDTH_STEP};
     const report = () => {{
         const width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
         if (width <= 0) return;

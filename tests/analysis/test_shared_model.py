@@ -1,11 +1,13 @@
 """One model object serves every thread (issue 11): no analysis observes or disturbs another call's forward
 pass, and each leaves the model, and the process, as it found them.
 
-Deterministic, not timed: one thread is held inside a forward pass (an event set inside a block) while
-another thread runs every other analysis through the same model, one after another, and every result
-must equal its single-thread result. A soak of 8 threads mixes every analysis. "As found" is checked with
-:func:`tests.support.model_state.snapshot` on a model in eval mode and one in training mode, after success
-and after an error.
+Deterministic, not timed: every analysis enters a forward pass in a thread of its own and is held there (an
+event waited for inside a block), all at once; then they are released one at a time, each running to its end
+while every later one is still held: in one order, each held in its first pass, and in the reverse, each held
+in its last (where an intervention, a patch or a randomised copy is in force); every result must equal its
+single-thread result. A soak of 8 threads mixes every analysis. "As found" is checked with
+:func:`tests.support.model_state.snapshot` on a model in eval mode and one in training mode, after success and
+after an error.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from tests.support.every_analysis import (
     ANALYSES,
     PLAIN_PASSES,
     RUNS_THE_MODEL,
-    USES_HOOKS_OR_GRADIENTS,
     assert_same,
 )
 from tests.support.model_state import assert_as_found, snapshot
@@ -54,22 +55,46 @@ def alone(models: dict[str, CoAtNet]) -> dict[tuple[str, str, int], Any]:
     }
 
 
-class Gate:
-    """Holds one chosen thread inside its first MBConv block's forward until released."""
+class Gates:
+    """Holds each thread it is given inside its n-th MBConv block forward (counted in that thread), until it
+    is released."""
 
     def __init__(self) -> None:
-        self.holder: threading.Thread | None = None
-        self.entered = threading.Event()
-        self.release = threading.Event()
+        self.at: dict[threading.Thread, int] = {}
+        self.seen: dict[threading.Thread, int] = {}
+        self.entered: dict[threading.Thread, threading.Event] = {}
+        self.release: dict[threading.Thread, threading.Event] = {}
+
+    def hold(self, thread: threading.Thread, at: int) -> None:
+        self.at[thread], self.seen[thread] = at, 0
+        self.entered[thread], self.release[thread] = threading.Event(), threading.Event()
 
     def wrap(self, forward: Callable) -> Callable:
         def paused(module: MBConvBlock, *args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is self.holder and not self.entered.is_set():
-                self.entered.set()
-                assert self.release.wait(WAIT), "never released"
+            me = threading.current_thread()
+            if me in self.at:
+                self.seen[me] += 1
+                if self.seen[me] == self.at[me]:
+                    self.entered[me].set()
+                    assert self.release[me].wait(WAIT), "never released"
             return forward(module, *args, **kwargs)
 
         return paused
+
+
+def entrances(model: CoAtNet, name: str, seed: int) -> int:
+    """How many MBConv block forwards analysis ``name`` runs on batch ``seed``, alone."""
+    counted = []
+    forward = MBConvBlock.forward
+
+    def counting(module: MBConvBlock, *args: Any, **kwargs: Any) -> Any:
+        counted.append(module)
+        return forward(module, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MBConvBlock, "forward", counting)
+        ANALYSES[name](model, batch(seed))
+    return len(counted)
 
 
 class Call(threading.Thread):
@@ -93,52 +118,53 @@ class Call(threading.Thread):
         return self.result
 
 
-def pairs() -> list[tuple[str, str]]:
-    """(held, runner): every analysis that runs the model held while every other one runs, where either
-    of the two registers hooks or takes gradients."""
-    return [
-        (held, runner)
-        for held in RUNS_THE_MODEL
-        for runner in ANALYSES
-        if held in USES_HOOKS_OR_GRADIENTS or runner in USES_HOOKS_OR_GRADIENTS
-    ]
-
-
-@pytest.mark.parametrize("held", RUNS_THE_MODEL)
-def test_a_call_held_inside_a_forward_pass_neither_sees_nor_blocks_another(
-    held: str, models: dict[str, CoAtNet], alone: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model = models["pre"]
-    before = snapshot(model)
-    runners = [runner for h, runner in pairs() if h == held]
-    first, others = held_while(model, held, runners, monkeypatch)
-    for runner in runners:
-        assert_same(others[runner], alone["pre", runner, 2], path=f"{runner} run while {held} was held")
-    assert_same(first, alone["pre", held, 1], path=f"{held} held while {', '.join(runners)} ran")
-    assert_as_found(before, model)
-
-
-def held_while(
-    model: CoAtNet, held: str, runners: list[str], monkeypatch: pytest.MonkeyPatch
-) -> tuple[Any, dict[str, Any]]:
-    """The result of analysis ``held`` (on batch 1), held inside its first MBConv forward pass while each
-    analysis of ``runners`` (on batch 2) runs through the same model in another thread, one after another;
-    and theirs, by name. The held call runs once: its result has seen every runner pass by."""
-    gate = Gate()
-    monkeypatch.setattr(MBConvBlock, "forward", gate.wrap(MBConvBlock.forward))
-    first = Call(lambda: ANALYSES[held](model, batch(1)))
-    gate.holder = first
-    first.start()
-    assert gate.entered.wait(WAIT), f"{held} never entered a forward pass"
-    second = Call(lambda: {runner: ANALYSES[runner](model, batch(2)) for runner in runners})
-    second.start()
+def staircase(
+    model: CoAtNet, names: list[str], seed: int, monkeypatch: pytest.MonkeyPatch, *, last: bool
+) -> dict[str, Any]:
+    """Each analysis of ``names`` that runs the model (on batch ``seed``), in a thread of its own, enters its
+    first MBConv block forward (its last, given ``last``: inside the intervened, patched or randomised pass
+    an analysis ends with) and is held there, all of them at once; those that do not run the model then
+    run. The held calls are released one at a time in the order given, each running to its end while every
+    later one is still held inside its forward pass. Their results, by name."""
+    held = [name for name in names if name in RUNS_THE_MODEL]
+    at = {name: entrances(model, name, seed) if last else 1 for name in held}
+    gates = Gates()
+    monkeypatch.setattr(MBConvBlock, "forward", gates.wrap(MBConvBlock.forward))
+    calls = {name: Call(lambda name=name: ANALYSES[name](model, batch(seed))) for name in held}
     try:
-        others = second.outcome()
+        for name in held:
+            gates.hold(calls[name], at[name])
+            calls[name].start()
+            assert gates.entered[calls[name]].wait(WAIT), f"{name} never reached forward pass {at[name]}"
+        results = {name: ANALYSES[name](model, batch(seed)) for name in names if name not in held}
+        for name in held:
+            gates.release[calls[name]].set()
+            results[name] = calls[name].outcome()
     finally:
-        gate.release.set()
-    result = first.outcome()
+        for release in gates.release.values():
+            release.set()
     monkeypatch.undo()
-    return result, others
+    return results
+
+
+# between the two orders, every call that runs the model runs to its end while every other one is held
+# inside a forward pass (its first in one order, its last in the other), and is held while every other one
+# runs; each order on a batch of its own
+ORDERS = {"table order": 1, "reversed": 2}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_calls_held_inside_a_forward_pass_neither_see_nor_block_one_another(
+    order: str, models: dict[str, CoAtNet], alone: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, seed = models["pre"], ORDERS[order]
+    names = list(ANALYSES) if order == "table order" else list(reversed(ANALYSES))
+    before = snapshot(model)
+    results = staircase(model, names, seed, monkeypatch, last=order == "reversed")
+    for i, name in enumerate(names):
+        later = [other for other in names[i + 1 :] if other in RUNS_THE_MODEL]
+        assert_same(results[name], alone["pre", name, seed], path=f"{name} run while {later} were held")
+    assert_as_found(before, model)
 
 
 @pytest.mark.slow
@@ -244,20 +270,17 @@ def maxvit_alone() -> dict[tuple[str, int], Any]:
     return {(name, seed): ANALYSES[name](model, batch(seed)) for name in WINDOWED for seed in (1, 2)}
 
 
-# held: a recorded pass, a composed one, a gradient through the records, input gradients, randomised copies
-@pytest.mark.parametrize(
-    "held",
-    ["attention_maps", "attention_rollout", "class_relevance", "integrated_gradients", "sanity_checks"],
-)
-def test_windowed_analyses_of_one_maxvit_neither_see_nor_block_another(
-    held: str, maxvit_alone: dict, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("order", ORDERS)
+def test_windowed_analyses_of_one_maxvit_neither_see_nor_block_one_another(
+    order: str, maxvit_alone: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model, alone = maxvit_toy(), maxvit_alone
+    model, seed = maxvit_toy(), ORDERS[order]
+    names = list(WINDOWED) if order == "table order" else list(reversed(WINDOWED))
     before = snapshot(model)
-    first, others = held_while(model, held, list(WINDOWED), monkeypatch)
-    for runner in WINDOWED:
-        assert_same(others[runner], alone[runner, 2], path=f"{runner} run while {held} was held")
-    assert_same(first, alone[held, 1], path=f"{held} held while every windowed analysis ran")
+    results = staircase(model, names, seed, monkeypatch, last=order == "reversed")
+    for i, name in enumerate(names):
+        later = [other for other in names[i + 1 :] if other in RUNS_THE_MODEL]
+        assert_same(results[name], maxvit_alone[name, seed], path=f"{name} run while {later} were held")
     assert_as_found(before, model)
 
 

@@ -2,14 +2,14 @@
 
 Each entry maps (model, images) to a result (the first two are a user's plain and recorded passes, the
 other calls the analyses must not disturb); images are a (B, 3, 16, 16) batch of at least 4 for the toys
-of :mod:`tests.support.toys`. ``USES_HOOKS_OR_GRADIENTS`` names those that register hooks or
-take gradients.
+of :mod:`tests.support.toys`. ``RUNS_THE_MODEL`` names those that run it (each is held inside a forward
+pass while the others run).
 
 The face is the registry: every function of ``analysis.__all__`` whose first parameter is a model joins
 the table by itself, called as ``name(model, images)`` with its other arguments at their defaults, and
-with it every test of tests/analysis/test_shared_model.py, test_cuda.py and test_numerics.py (counted as
-using hooks or gradients, so that it is held against every other analysis). A line below is needed only
-for a call with other arguments (smaller settings, a target, a second model).
+with it every test of tests/analysis/test_shared_model.py, test_cuda.py and test_numerics.py (held inside
+a forward pass while every other analysis runs). A line below is needed only for a call with other
+arguments (smaller settings, a target, a second model).
 """
 
 from __future__ import annotations
@@ -143,21 +143,6 @@ def _plain_call(name: str) -> Callable[[CoAtNet, torch.Tensor], Any]:
 
 ANALYSES.update({name: _plain_call(name) for name in ENROLLED})
 
-USES_HOOKS_OR_GRADIENTS = (
-    "frequency_profile",
-    "gradcam",
-    "integrated_gradients",
-    "occlusion",
-    "receptive_fields",
-    "gradcam_stages",
-    "study_batch",
-    "class_relevance",
-    "grad_rollout",
-    "faithfulness",
-    "sanity_checks",
-    "robustness",
-    *ENROLLED,
-)
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
 # a user's own passes, not analyses: they change a model in training mode, as they should
 PLAIN_PASSES = ("forward", "recorded_forward")

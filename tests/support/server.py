@@ -26,9 +26,10 @@ CHROMIUM_ARGS = [
 
 # Streamlit is idle (the script has finished: its status widget is no sign, it never shows in this app's
 # header; no element left stale by a rerun; none still waiting for its lazily loaded component, as
-# plotly.js comes), every Plotly chart has drawn, and every column-width probe has mounted and the page is
-# drawn for the width it measured (no rerun for a new width still to come): a JavaScript predicate for
-# page.wait_for_function
+# plotly.js comes), every Plotly chart has drawn, and every column-width probe has mounted, has measured
+# its column as it is now (a resize's measure waits for a pause of 150 ms: a fixed pause after a resize
+# was, on a busy machine, sometimes read before it) and the page is drawn for the width it measured (no
+# rerun for a new width still to come): a JavaScript predicate for page.wait_for_function
 SETTLED = """() => document.querySelector(
         '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]')
     && !document.querySelector('[data-stale="true"]')
@@ -38,7 +39,10 @@ SETTLED = """() => document.querySelector(
     && [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')]
         .every(probe => probe.dataset.lensDrawnFor !== undefined
             && (probe.dataset.lensWidth === undefined
-                || probe.dataset.lensWidth === probe.dataset.lensDrawnFor))"""
+                || probe.dataset.lensWidth === probe.dataset.lensDrawnFor
+                    && (probe.getBoundingClientRect().width <= 0 || +probe.dataset.lensWidth
+                        === Math.floor(probe.getBoundingClientRect().width / probe.dataset.lensStep)
+                            * probe.dataset.lensStep)))"""
 
 
 def logged_messages(log: Path) -> list[str]:
