@@ -93,15 +93,33 @@ def test_plugin_commands_come_from_entry_points(
     monkeypatch.setattr(cli, "entry_points", lambda group: [p for p in plugins if p.group == group])
     assert cli.main(["hello", "world"]) == 0
     captured = capsys.readouterr()
-    assert "hello world" in captured.out
+    assert "hello world" in captured.out and captured.err == ""  # a command loads its own plug-in only
+    assert cli.main([]) == 2  # the help lists every command: each plug-in is loaded
+    captured = capsys.readouterr()
+    assert "hello" in captured.out
     assert "skipping command 'broken'" in captured.err  # a broken plug-in is named, not fatal
     assert cli.main(["list", "toy"]) == 0
 
 
+def test_the_built_in_commands_are_those_the_parser_adds_itself() -> None:
+    added = set(cli.build_parser([])._subparsers._group_actions[0].choices)
+    assert added - set(cli.declared_commands()) == cli.BUILT_IN
+
+
 def test_python_dash_m_and_console_script() -> None:
-    run = processes.run([sys.executable, "-m", "coatnet", "info", "coatnet_toy"], timeout=120)
+    """Both start the command line; a built-in command loads no plug-in (none of the analysis layer's
+    modules is imported: ``-X importtime`` lists every import)."""
+    run = processes.run(
+        [sys.executable, "-X", "importtime", "-m", "coatnet", "info", "coatnet_toy"], timeout=120
+    )
     assert run.returncode == 0, run.stderr
     assert "coatnet_toy (variant)" in run.stdout
+    imported = {
+        line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "coatnet.cli.commands" in imported and not {
+        m for m in imported if m.split(".")[0] in ("analysis", "app")
+    }
     script = Path(sys.executable).with_name("coatnet")
     if script.exists():
         run = processes.run([str(script), "list", "toy"], timeout=120)
