@@ -15,6 +15,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from tests.support.server import ROOT, SETTLED
 
 WAIT_MS = 90_000  # a cold model load, or a PNG export through kaleido, on 2 busy cores
+POLL_MS = 100  # how often a wait asks the page: every frame, Playwright's default, keeps Chromium busier
 
 VIEWPORT = {"width": 1400, "height": 1000}
 
@@ -106,9 +107,9 @@ class Lens:
     def settle(self) -> None:
         """Wait until Streamlit is idle and every chart has drawn; then once more after a short pause,
         in case a rerun (a callback, a chart's selection) started right after the first."""
-        self.page.wait_for_function(SETTLED, timeout=WAIT_MS)
+        self.page.wait_for_function(SETTLED, timeout=WAIT_MS, polling=POLL_MS)
         self.page.wait_for_timeout(400)
-        self.page.wait_for_function(SETTLED, timeout=WAIT_MS)
+        self.page.wait_for_function(SETTLED, timeout=WAIT_MS, polling=POLL_MS)
 
     def charts(self) -> list[dict]:
         """Every Plotly chart on the page: its name, its title, its traces' names and their numbers of
