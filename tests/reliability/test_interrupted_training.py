@@ -5,6 +5,7 @@ full disk and an output path that cannot be made give one clear line and never a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -39,14 +40,66 @@ def unbroken(data: str, tmp_path_factory) -> dict[str, torch.Tensor]:
     return load_file(out / "last.safetensors")
 
 
-def run_killed(out: Path, data: str, env: dict[str, str] | None = None, code: str | None = None) -> None:
-    """`coatnet train` (or ``code``) in a subprocess that must die of SIGKILL."""
-    command = code or "import sys; from coatnet.cli.commands import main; sys.exit(main(sys.argv[1:]))"
+# One interpreter imports torch and the trainer once (and the compiler, which an optimizer's first step
+# imports: together about 4 s a process here), then forks once per case; each case's process trains with
+# its own COATNET_FAULT (read at each write) or its own kill, and must die of SIGKILL. A fork from a process
+# that has run no parallel work is a fresh trainer: its thread pool starts in the child.
+ZYGOTE = """
+import json, os, signal, sys
+import torch, torch._dynamo
+import coatnet.training.loop as loop
+from coatnet.cli.commands import main
+
+for case in json.loads(sys.argv[1]):
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.environ.update(case["env"])
+        if case["kill_at_step"]:
+            step = loop._step
+            def killing(*args, _n=[0]):
+                _n[0] += 1
+                if _n[0] == case["kill_at_step"]:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return step(*args)
+            loop._step = killing
+        try:
+            code = main(case["argv"])
+        finally:
+            sys.stdout.flush(); sys.stderr.flush()
+            os._exit(100)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps([case["name"], os.WTERMSIG(status) if os.WIFSIGNALED(status) else None]), flush=True)
+"""
+KILL_MID_EPOCH = 9  # the third step of epoch 2 (6 steps an epoch)
+FAULTS = (
+    "last.safetensors@2:bytes=1000",
+    "last.safetensors@2:before-rename",
+    "last.safetensors@2:after-rename",
+    "resume.safetensors@2:bytes=100",
+    "resume.safetensors@2:before-rename",
+    "resume.safetensors@2:after-rename",
+)
+
+
+@pytest.fixture(scope="module")
+def killed(data: str, tmp_path_factory) -> dict[str, Path]:
+    """Each case's output folder, ``coatnet train`` killed in it: mid-epoch (``"mid-epoch"``) or at each
+    fault of :data:`FAULTS` (by name)."""
+    root = tmp_path_factory.mktemp("killed")
+    cases = [{"name": "mid-epoch", "env": {}, "kill_at_step": KILL_MID_EPOCH}]
+    cases += [{"name": fault, "env": {"COATNET_FAULT": fault}, "kill_at_step": 0} for fault in FAULTS]
+    for i, case in enumerate(cases):
+        case["argv"] = ["train", "--out", str(root / str(i)), "--data", data, *ARGS]
     # as many threads as this process trains with (bit-identical results need the same reductions)
     threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
-    done = processes.run([sys.executable, "-c", command, "train", "--out", str(out), "--data", data, *ARGS],
-                         env={**os.environ, **threads, **(env or {})}, timeout=300)  # fmt: skip
-    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
+    done = processes.run([sys.executable, "-c", ZYGOTE, json.dumps(cases)],
+                         env={**os.environ, **threads}, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ends = dict(json.loads(line) for line in done.stdout.splitlines())
+    for case in cases:
+        assert ends.get(case["name"]) == signal.SIGKILL, (case["name"], ends, done.stderr[-2000:])
+    return {case["name"]: Path(case["argv"][2]) for case in cases}
 
 
 def assert_complete(out: Path) -> int:
@@ -63,47 +116,22 @@ def assert_resumes_to(out: Path, unbroken: dict[str, torch.Tensor]) -> None:
     assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken), "not bit-identical"
 
 
-KILL_MID_EPOCH = (
-    "import os, signal, sys\n"
-    "import coatnet.training.loop as t\n"
-    "step = t._step\n"
-    "def killing(*args, _n=[0]):\n"
-    "    _n[0] += 1\n"
-    "    if _n[0] == 9:  # the third step of epoch 2 (6 steps an epoch)\n"
-    "        os.kill(os.getpid(), signal.SIGKILL)\n"
-    "    return step(*args)\n"
-    "t._step = killing\n"
-    "from coatnet.cli.commands import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed_is_bit_identical(killed: dict[str, Path], unbroken) -> None:
+    out = killed["mid-epoch"]
+    assert assert_complete(out) == 1
+    assert_resumes_to(out, unbroken)
 
 
 @pytest.mark.slow
-def test_killed_mid_epoch_then_resumed_is_bit_identical(tmp_path: Path, data: str, unbroken) -> None:
-    run_killed(tmp_path, data, code=KILL_MID_EPOCH)
-    assert assert_complete(tmp_path) == 1
-    assert_resumes_to(tmp_path, unbroken)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "fault",
-    [
-        "last.safetensors@2:bytes=1000",
-        "last.safetensors@2:before-rename",
-        "last.safetensors@2:after-rename",
-        "resume.safetensors@2:bytes=100",
-        "resume.safetensors@2:before-rename",
-        "resume.safetensors@2:after-rename",
-    ],
-)
+@pytest.mark.parametrize("fault", FAULTS)
 def test_killed_inside_a_checkpoint_write_leaves_complete_files(
-    fault: str, tmp_path: Path, data: str, unbroken
+    fault: str, killed: dict[str, Path], unbroken
 ) -> None:
-    run_killed(tmp_path, data, env={"COATNET_FAULT": fault})
-    epoch = assert_complete(tmp_path)
+    out = killed[fault]
+    epoch = assert_complete(out)
     assert epoch == (2 if fault.startswith("resume") and fault.endswith("after-rename") else 1)
-    assert_resumes_to(tmp_path, unbroken)
+    assert_resumes_to(out, unbroken)
 
 
 def test_a_full_disk_is_one_line_and_no_broken_checkpoint(
