@@ -25,6 +25,7 @@ OTHER_DEMO, OTHER_MODE = "the other built-in checkpoint", "the same weights, oth
 OTHER_FAMILY = "the built-in of the other family"  # demo-pre (global attention) against demo-maxvit
 OTHER_MODEL = "another model"
 MAP_KEY = "compare_map"
+HEADS_FOLD, KERNELS_FOLD = "compare_heads", "compare_kernels"  # folds made only while open
 
 
 def other_family(spec: str) -> str | None:
@@ -145,14 +146,16 @@ def render_page() -> None:
     first, second, per_head = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
     render.figure(per_head, f"{stem}-difference-per-head")
     render.figure(comparison_summary_figures(comparison)[0], f"{name}-distance-both")
-    st.caption("Every head of each model, each on a scale of its own:")
-    render.figure(first, f"{stem}-{labels[0]}")
-    render.figure(second, f"{stem}-{labels[1]}")
-    st.subheader(f"Relative-bias kernels of {block.name}")
-    for model_key, label in zip((a, b), labels, strict=True):
-        for kernel in cache.kernels(model_key).bias:
-            if kernel.name == block.name:
-                render.figure(bias_kernel_figure(kernel, model=label), f"{label}-{block.name}-kernels")
+    # below the comparison, made when opened: the page opens on what it exists for
+    with render.folded("Every head of each model, each on a scale of its own", key=HEADS_FOLD) as shown:
+        if shown:
+            render.figure(first, f"{stem}-{labels[0]}")
+            render.figure(second, f"{stem}-{labels[1]}")
+    with render.folded(f"Relative-bias kernels of {block.name}", key=KERNELS_FOLD) as shown:
+        if shown:
+            for model_key, label in zip((a, b), labels, strict=True):
+                for kernel in (k for k in cache.kernels(model_key).bias if k.name == block.name):
+                    render.figure(bias_kernel_figure(kernel, model=label), f"{label}-{block.name}-kernels")
     with st.expander("Download the results"):
         render.result_downloads(
             comparison, f"{name}-comparison-{labels[0]}-vs-{labels[1]}",

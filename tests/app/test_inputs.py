@@ -83,6 +83,7 @@ def test_a_model_without_attention_on_every_page(checkpoints, view, explorer):
 
 def test_a_post_checkpoint_compares_with_itself_run_pre(checkpoints, explorer):
     at = on_path(explorer, checkpoints["post"])
+    at.session_state["compare_heads"] = True  # every head of each model, opened
     at.switch_page("views/compare.py").run()
     assert any("S3.0, pre: where query" in t for t in named_titles(clean(at), "comparison-maps"))
     assert "trained with post-normalization" in " ".join(c.value for c in at.main.caption)

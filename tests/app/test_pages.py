@@ -166,6 +166,9 @@ def test_the_stage_inspectors_folds_compute_nothing_until_opened(explorer):
 def test_pre_vs_post_both_ways(explorer):
     at = explorer
     at.switch_page("views/compare.py").run()
+    assert not figures_named(at, "comparison-maps") and not figures_named(at, "bias-kernels")  # folded
+    at.session_state["compare_heads"] = at.session_state["compare_kernels"] = True  # opened
+    at.run()
     first, second = named_titles(clean(at), "comparison-maps")
     assert "S3.0, demo-pre: where query" in first and "S3.0, demo-post: where query" in second
     assert "demo-post - demo-pre" in title(figure_named(at, "comparison-difference"))
@@ -326,6 +329,7 @@ def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp
     import coatnet
 
     at = explorer
+    at.session_state["compare_heads"] = True  # every head of each model, opened
     at.switch_page("views/compare.py").run()
     at.radio(key="compare_how").set_value("another model").run()
     assert not at.error and any("Name the model" in i.value for i in at.info)
@@ -347,6 +351,7 @@ def test_a_click_on_the_compare_map_moves_the_query(explorer):
     at = explorer
     at.switch_page("views/compare.py").run()
     at.session_state[widgets.QUERY_ROW], at.session_state[widgets.QUERY_COL] = 1, 2  # as a click writes
+    at.session_state["compare_heads"] = True  # every head of each model, opened
     at.run()
     assert any("where query (1, 2) attends" in t for t in named_titles(clean(at), "comparison-maps"))
 
