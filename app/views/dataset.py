@@ -26,6 +26,7 @@ OTHER = "a study folder..."
 
 
 STUDY_FOR = "study_for"  # the sidebar's model the study choice was last made for
+STAGES_FOLD = "study_stages"  # a fold made only while open
 
 
 def render_page() -> None:
@@ -94,9 +95,12 @@ def render_page() -> None:
         format_func={"delta_top1": "change of top-1", "mean_logit_drop": "mean logit drop"}.get,
     )  # fmt: skip
     render.figure(interventions_figure(study, metric=metric), f"{name}-study-interventions-{metric}")
-    st.subheader("Stages")
-    render.figure(stage_figure(study), f"{name}-study-stages")
-    render.figure(study_frequency_figure(study), f"{name}-study-frequency")
+    # made when opened: the page opens on the heads and the interventions
+    label = "Stages: activation, receptive field and frequencies of each stage's output"
+    with render.folded(label, key=STAGES_FOLD) as shown:
+        if shown:
+            render.figure(stage_figure(study), f"{name}-study-stages")
+            render.figure(study_frequency_figure(study), f"{name}-study-frequency")
     st.subheader("Which explanation to trust")
     if not study.faithfulness:
         st.caption("This study did not measure faithfulness: run `coatnet study --faithfulness [N]`.")

@@ -19,6 +19,7 @@ from app import cache, render, session, widgets
 from app.cache import ModelKey
 
 CKA_ASKED = "layout_cka_asked"  # this session asked for the layouts' CKA: shown from then on
+STUDY_FOLD, PROBES_FOLD = "layouts_study", "layouts_probes"  # folds made only while open
 
 
 def render_page() -> None:
@@ -60,19 +61,22 @@ def render_page() -> None:
             f"Linear CKA between the same stage of every two of the {len(names)} layouts, over the "
             "Fashion-MNIST gallery: a few seconds, computed when asked."
         )
-    st.subheader("The layout study")
     study = cache.layout_study()
+    # below the stages, made when opened: the study's accuracies and where each layout reads the class
+    with render.folded("The layout study: accuracy by training-set size", key=STUDY_FOLD) as shown:
+        if shown and study is None:
+            st.caption("The study's results are not installed.")
+        elif shown:
+            render.figure(size_figure(study), "layouts-size")
+            render.figure(gap_figure(study), "layouts-gap")
     if study is None:
-        st.caption("The study's results are not installed.")
         return
-    render.figure(size_figure(study), "layouts-size")
-    render.figure(gap_figure(study), "layouts-gap")
-    st.subheader("Where each layout reads the class (linear probes)")
-    probes = cache.layout_probes()
-    if not probes:
-        st.caption("No layout probes are installed: make them with `coatnet probe` (docs/causal.md).")
-        return
-    render.figure(layout_probes_figure(probes, generalisation_ranking(study)), "layouts-probes")
+    with render.folded("Where each layout reads the class (linear probes)", key=PROBES_FOLD) as shown:
+        probes = cache.layout_probes() if shown else None
+        if shown and not probes:
+            st.caption("No layout probes are installed: make them with `coatnet probe` (docs/causal.md).")
+        elif shown:
+            render.figure(layout_probes_figure(probes, generalisation_ranking(study)), "layouts-probes")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.apptest import clean, copied, figure_named, named_titles, one_error, title
+from tests.support.apptest import clean, copied, figure_named, figures_named, named_titles, one_error, title
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,9 @@ def test_the_dataset_page_draws_a_shipped_study_and_refuses_a_wrong_folder(tmp_p
     for trace in figure_named(at, "study-distance")["data"]:  # every dot says its head, not only on hover
         assert trace["mode"] == "markers+text" and trace["text"] == [str(h) for _, h in trace["customdata"]]
     assert "Interventions, most harmful first" in title(figure_named(at, "study-interventions"))
+    assert not figures_named(at, "study-stages")  # folded
+    at.session_state["study_stages"] = True  # opened
+    at.run()
     assert title(figure_named(at, "study-stages")).startswith("Stages")
     assert "Faithfulness of each explanation over 500 images" in title(figure_named(at, "study-faithfulness"))
     at.selectbox(key="study_choice").set_value("study-demo-post").run()

@@ -414,6 +414,9 @@ def test_the_layouts_page_shows_every_layout_stage_by_stage_their_cka_and_the_st
     at.radio(key="layout_what").set_value("erf").run()  # asked once, kept for the session
     assert figures_named(clean(at), "layout-similarity")
     at.radio(key="layout_what").set_value("gradcam").run()
+    assert not figures_named(at, "layout-sizes") and not figures_named(at, "layout-probes")  # folded
+    at.session_state["layouts_study"] = at.session_state["layouts_probes"] = True  # opened
+    at.run()
     assert title(figure_named(at, "layout-sizes")).startswith("Layouts: 600 optimizer steps")
     assert title(figure_named(at, "layout-gap")).startswith("Training loss against test accuracy")
     probes = figure_named(at, "layout-probes")
