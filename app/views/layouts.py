@@ -63,7 +63,7 @@ def render_page() -> None:
         )
     study = cache.layout_study()
     # below the stages, made when opened: the study's accuracies and where each layout reads the class
-    with render.folded("The layout study: accuracy by training-set size", key=STUDY_FOLD) as shown:
+    with render.folded("The layout study", key=STUDY_FOLD) as shown:
         if shown and study is None:
             st.caption("The study's results are not installed.")
         elif shown:
