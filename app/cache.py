@@ -45,6 +45,7 @@ from app import gallery
 from coatnet import CoAtNet, atomic_write, class_names, count_params, stage_costs
 from coatnet.data import upright_picture
 from coatnet.weights import download_timm_weights
+from coatnet.weights.checkpoint import with_normalization
 
 
 def uploads_folder(base: Path | None = None) -> Path:
@@ -167,8 +168,11 @@ class Prepared(NamedTuple):
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
 def model(key: ModelKey) -> CoAtNet:
     """The model ``key`` names, in eval mode on its device, shared by every session (analyses run on a
-    per-call view of it where they need one: :func:`analysis.core.running.call_model`)."""
-    return load_model(key.spec, attention=key.attention, device=key.device)
+    per-call view of it where they need one: :func:`analysis.core.running.call_model`). A normalization
+    named is the loaded model's weights run that way: its file is read once for both."""
+    if key.attention is None:
+        return load_model(key.spec, device=key.device)
+    return with_normalization(model(ModelKey(key.spec, device=key.device)), key.attention)
 
 
 def saved_upload(data: bytes, name: str) -> str:

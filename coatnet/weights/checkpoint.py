@@ -351,6 +351,35 @@ def load_checkpoint(
     return model.to(device).eval()
 
 
+def with_normalization(model: CoAtNet, attention: str) -> CoAtNet:
+    """``model`` run with the other normalization: its weights copied into a model built for ``attention``
+    (``"pre"`` or ``"post"``), in eval mode on its device, with ``checkpoint_info`` as
+    :func:`load_checkpoint` gives it for ``attention`` (the weights are the same; the info says they were
+    trained the other way); ``model`` itself where it already runs ``attention``. What switching a loaded
+    model costs without reading its file again (a timm file's conversion included).
+
+    Examples:
+        >>> import coatnet, torch
+        >>> pre = coatnet.load_checkpoint("demo-pre")
+        >>> post = with_normalization(pre, "post")
+        >>> post.config.attention, post.checkpoint_info.trained_attention
+        ('post', 'pre')
+        >>> with_normalization(pre, "pre") is pre
+        True
+        >>> x = torch.randn(1, 1, 28, 28)
+        >>> torch.equal(post(x), coatnet.load_checkpoint("demo-pre", attention="post")(x))
+        True
+    """
+    if attention == model.config.attention:
+        return model
+    config = model.config.replace(attention=attention)
+    switched = build_for_loading(config)
+    switched.load_state_dict(model.state_dict())
+    if model.checkpoint_info is not None:
+        switched.checkpoint_info = CheckpointInfo(**{**model.checkpoint_info.__dict__, "config": config})
+    return switched.to(next(model.parameters()).device).eval()
+
+
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     """The tensors of a checkpoint of ours, and whether they match the digest its header holds (True
     when it holds none: checkpoints saved before digests)."""

@@ -213,3 +213,22 @@ def test_loading_and_preparing_a_checkpoint_imports_neither_sympy_nor_dynamo():
     done = processes.run([sys.executable, "-c", script], timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("name", "attention"), [("demo-pre", "post"), ("demo-post", "pre")])
+def test_the_other_normalization_of_a_loaded_model_is_the_files_own(name: str, attention: str) -> None:
+    """``with_normalization`` (how the app runs a loaded model the other way, without reading its file
+    again) gives what ``load_checkpoint(..., attention=...)`` gives: the same logits, config and info."""
+    from coatnet.weights.checkpoint import with_normalization
+
+    loaded = coatnet.load_checkpoint(name)
+    switched, read = with_normalization(loaded, attention), coatnet.load_checkpoint(name, attention=attention)
+    assert switched is not loaded and not switched.training
+    assert switched.config == read.config and switched.checkpoint_info == read.checkpoint_info
+    seeded = torch.Generator().manual_seed(0)
+    x = torch.randn(2, loaded.config.in_chans, *loaded.config.img_size, generator=seeded)
+    with torch.no_grad():
+        assert torch.equal(switched(x), read(x)) and not torch.equal(switched(x), loaded(x))
+    pairs = zip(switched.parameters(), loaded.parameters(), strict=True)
+    assert all(p.data_ptr() != q.data_ptr() for p, q in pairs)  # its own copy
+    assert with_normalization(loaded, loaded.config.attention) is loaded
