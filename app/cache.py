@@ -44,8 +44,7 @@ from analysis import (
 from app import gallery
 from coatnet import CoAtNet, atomic_write, class_names, count_params, stage_costs
 from coatnet.data import upright_picture
-from coatnet.weights import download_timm_weights
-from coatnet.weights.checkpoint import with_normalization
+from coatnet.weights import download_timm_weights, with_normalization
 
 
 def uploads_folder(base: Path | None = None) -> Path:

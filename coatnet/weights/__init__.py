@@ -4,6 +4,7 @@ helpers."""
 
 from __future__ import annotations
 
+from coatnet.weights.checkpoint import with_normalization
 from coatnet.weights.demos import DEMO_NAMES, LAYOUT_NAMES, MAXVIT_NAMES, NAMES, Demo, demo
 from coatnet.weights.hub import (
     PRETRAINED_TAGS,
@@ -27,4 +28,5 @@ __all__ = [
     "check_hub",
     "demo",
     "download_timm_weights",
+    "with_normalization",
 ]

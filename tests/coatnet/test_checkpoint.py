@@ -219,7 +219,7 @@ def test_loading_and_preparing_a_checkpoint_imports_neither_sympy_nor_dynamo():
 def test_the_other_normalization_of_a_loaded_model_is_the_files_own(name: str, attention: str) -> None:
     """``with_normalization`` (how the app runs a loaded model the other way, without reading its file
     again) gives what ``load_checkpoint(..., attention=...)`` gives: the same logits, config and info."""
-    from coatnet.weights.checkpoint import with_normalization
+    from coatnet.weights import with_normalization
 
     loaded = coatnet.load_checkpoint(name)
     switched, read = with_normalization(loaded, attention), coatnet.load_checkpoint(name, attention=attention)
