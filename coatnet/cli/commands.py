@@ -42,9 +42,8 @@ from coatnet.weights.resolve import named_config
 from coatnet.weights.timm_import import from_timm
 
 PLUGIN_GROUP = "coatnet.commands"
-BUILT_IN = frozenset(
-    {"list", "info", "import-timm", "train", "eval"}
-)  # the commands build_parser adds itself
+# the commands build_parser adds itself
+BUILT_IN = frozenset({"list", "info", "import-timm", "train", "eval"})
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # there in a checkout, not in a wheel
 
 
