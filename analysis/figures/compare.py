@@ -105,7 +105,12 @@ def comparison_summary_figures(comparison) -> list[go.Figure]:
 
 
 def block_comparison_figures(
-    block, labels: tuple[str, str], image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
+    block,
+    labels: tuple[str, str],
+    image: np.ndarray | None,
+    *,
+    opacity: float = DEFAULT_OPACITY,
+    parts: tuple[str, ...] = ("maps", "difference"),
 ) -> list[go.Figure]:
     """One block of a comparison: each model's maps at the query on a scale of its own (so that neither
     row vanishes when one model's weights are much smaller; sequential for weights >= 0, diverging for
@@ -116,9 +121,11 @@ def block_comparison_figures(
         labels: what to call the two models.
         image: the picture to draw under the maps, or None.
         opacity: of the maps over the picture.
+        parts: which to make: ``"maps"`` (each model's) and ``"difference"``.
 
     Returns:
-        Three figures: the first model's maps, the second's, and their difference.
+        The figures asked for, in this order: the first model's maps, the second's, and their difference
+        (three by default).
 
     Examples:
         >>> import torch, analysis
@@ -133,7 +140,7 @@ def block_comparison_figures(
     titles = [f"h{h}" for h in range(heads)]
     seen = ~np.isnan(block.map_a[0])  # a windowed query's window (grey outside it); all for global attention
     figures = []
-    for label, maps in zip(labels, (block.map_a, block.map_b), strict=True):
+    for label, maps in zip(labels, (block.map_a, block.map_b) if "maps" in parts else (), strict=False):
         signed = bool((maps < 0).any())  # post-normalization weights as used can be negative
         low, high = value_range(maps, signed)
         figures.append(
@@ -145,22 +152,18 @@ def block_comparison_figures(
                 f"(scale {readable_range(low, high)})", seen=seen,
             )
         )  # fmt: skip
+    figures = [named(figure, "comparison-maps") for figure in figures]
+    if "difference" not in parts:
+        return figures
     label_a, label_b = labels
     low, high = value_range(block.difference, True)
     scale = f"scale {readable_range(low, high)}"
     title = f"{block.name}: {label_b} - {label_a} (red: {label_b} attends more; {scale})"
-    figures.append(
-        head_grid(
-            image, block.difference, stride=block.stride, titles=titles, query=(row, col),
-            colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity, seen=seen,
-        )
+    difference = head_grid(
+        image, block.difference, stride=block.stride, titles=titles, query=(row, col),
+        colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity, seen=seen,
     )  # fmt: skip
-    first, second, difference = figures
-    return [
-        named(first, "comparison-maps"),
-        named(second, "comparison-maps"),
-        named(difference, "comparison-difference"),
-    ]
+    return [*figures, named(difference, "comparison-difference")]
 
 
 def _heads_mean(maps: np.ndarray) -> np.ndarray:

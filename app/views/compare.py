@@ -143,13 +143,17 @@ def render_page() -> None:
         f"{stem}-difference",
         f"{name}-divergence",
     )
-    per_head = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)[2]
+    (per_head,) = block_comparison_figures(
+        compared, labels, picture.seen, opacity=opacity, parts=("difference",)
+    )
     render.figure(per_head, f"{stem}-difference-per-head")
     render.figure(comparison_summary_figures(comparison)[0], f"{name}-distance-both")
     # below the comparison, made when opened: the page opens on what it exists for
     with render.folded("Every head of each model, each on a scale of its own", key=HEADS_FOLD) as shown:
         if shown:  # laid out for the fold's width
-            first, second, _ = block_comparison_figures(compared, labels, picture.seen, opacity=opacity)
+            first, second = block_comparison_figures(
+                compared, labels, picture.seen, opacity=opacity, parts=("maps",)
+            )
             render.figure(first, f"{stem}-{labels[0]}")
             render.figure(second, f"{stem}-{labels[1]}")
     with render.folded(f"Relative-bias kernels of {block.name}", key=KERNELS_FOLD) as shown:
