@@ -152,9 +152,8 @@ def block_comparison_figures(
                 f"(scale {readable_range(low, high)})", seen=seen,
             )
         )  # fmt: skip
-    figures = [named(figure, "comparison-maps") for figure in figures]
     if "difference" not in parts:
-        return figures
+        return [named(figure, "comparison-maps") for figure in figures]
     label_a, label_b = labels
     low, high = value_range(block.difference, True)
     scale = f"scale {readable_range(low, high)}"
@@ -163,7 +162,9 @@ def block_comparison_figures(
         image, block.difference, stride=block.stride, titles=titles, query=(row, col),
         colorscale=DIVERGING, symmetric=True, title=title, what="difference", opacity=opacity, seen=seen,
     )  # fmt: skip
-    return [*figures, named(difference, "comparison-difference")]
+    return [named(figure, "comparison-maps") for figure in figures] + [
+        named(difference, "comparison-difference")
+    ]
 
 
 def _heads_mean(maps: np.ndarray) -> np.ndarray:
