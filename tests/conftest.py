@@ -176,7 +176,7 @@ def chromium():
 def served(chromium):
     """The app's server, started once for every browser test, and the one Chromium. When it stops, its log
     holds no message (a Streamlit warning, an error the app logged): the last browser test errs if so."""
-    from tests.support.browser import Served
+    from tests.support.browser import VIEWPORT, Served
     from tests.support.server import logged_messages, running_app
 
     def quiet(log: Path) -> None:
@@ -184,7 +184,11 @@ def served(chromium):
         assert messages == [], f"the app server logged during the browser tests ({log}): {messages[:5]}"
 
     with running_app(on_stop=quiet) as url:
-        yield Served(url, chromium)
+        context = chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
+        try:
+            yield Served(url, chromium, context)
+        finally:
+            context.close()
 
 
 @pytest.fixture(scope="session")

@@ -195,6 +195,10 @@ def test_no_request_leaves_the_server(lens: Lens):
     lens.show(lens.page.get_by_text("Model card", exact=False))
     assert lens.outside == [], f"requests outside {lens.url}: {lens.outside}"
     lens.assert_clean()
+    # the check itself: a request for another host is seen, and fails at once (Chromium resolves none)
+    probe = "http://example.com/lens-probe"
+    assert lens.page.evaluate(f"() => fetch('{probe}').then(() => 'answered', () => 'failed')") == "failed"
+    assert lens.outside == [probe]
 
 
 def test_a_reload_keeps_the_page_model_and_query(lens: Lens):

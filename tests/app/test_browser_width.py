@@ -23,7 +23,7 @@ PROBE = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIso
 
 def test_a_reload_draws_its_first_run_at_the_width_the_browser_reported(served: Served) -> None:
     with opened_lens(served) as lens:
-        lens.page.context.add_init_script(FIRST_DRAWN_FOR)
+        lens.page.add_init_script(FIRST_DRAWN_FOR)
         lens.open()
         assert lens.page.evaluate("window.__lensFirst") == "560"  # MAX_WIDTH: the browser has not said yet
         [(measured, drawn_for)] = lens.page.evaluate(PROBE)

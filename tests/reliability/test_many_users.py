@@ -161,7 +161,8 @@ class Health:
 def test_four_sessions_at_once_each_see_what_they_see_alone(served: Served, tmp_path: Path) -> None:
     people = users(toy_checkpoint(tmp_path / "toy.safetensors", num_classes=10))
     with Health(served.url) as health, ExitStack() as stack:
-        lenses = [stack.enter_context(opened_lens(served)) for _ in people]
+        apart = Served(served.url, served.browser)  # four browsers: a context each
+        lenses = [stack.enter_context(opened_lens(apart)) for _ in people]
         for lens, user in zip(lenses, people, strict=True):
             lens.open()
             user.setup(lens)

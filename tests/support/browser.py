@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Route, expect
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support.server import ROOT, SETTLED
@@ -65,10 +65,13 @@ QUERY_MARK = """() => {
 
 @dataclass
 class Served:
-    """The app's URL and the one Chromium every test of the module shares."""
+    """The app's URL, the one Chromium every test shares and, where given, the one browser context their
+    pages open in: its cache keeps the app's scripts, which a new context fetched and compiled again
+    (about 3 core-s of Chromium's a page, a quarter of the suite's CPU)."""
 
     url: str
     browser: Browser
+    context: BrowserContext | None = None
 
 
 @dataclass
@@ -181,32 +184,35 @@ class Lens:
 
 @contextmanager
 def opened_lens(served: Served) -> Iterator[Lens]:
-    """A fresh page (new context: a new Streamlit session) recording console errors, page errors and
-    any request that leaves the server (such requests are aborted, so nothing waits on the network)."""
-    context = served.browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    """A fresh page (a new Streamlit session; in :attr:`Served.context` where there is one, its cookies
+    cleared first, as a browser that never saw the app; else in a new context) recording console errors,
+    page errors and any request that leaves the server (Chromium resolves no other host:
+    :data:`tests.support.server.CHROMIUM_ARGS`, so such a request fails at once and nothing waits on the
+    network)."""
+    context = served.context or served.browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    if served.context is not None:
+        context.clear_cookies()  # the column width a page before remembered
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     lens = Lens(page, served.url)
     server = urlsplit(served.url).netloc
 
-    def block_outside(route: Route) -> None:
-        if urlsplit(route.request.url).netloc == server or route.request.url.startswith(("data:", "blob:")):
-            route.continue_()
-        else:
-            lens.outside.append(route.request.url)
-            route.abort()
+    def leaves(url: str) -> bool:
+        return urlsplit(url).netloc != server and not url.startswith(("data:", "blob:"))
 
     def on_console(message: ConsoleMessage) -> None:
-        # a blocked outside request also logs "Failed to load resource": test_no_request_leaves_the_server
+        # a failed outside request also logs "Failed to load resource": test_no_request_leaves_the_server
         # reports those, so that one bug does not fail every test
         where = message.location.get("url", "")
         if message.type == "error" and not (where and urlsplit(where).netloc not in ("", server)):
             lens.console_errors.append(f"{message.text} ({where})")
 
-    context.route("**/*", block_outside)
+    page.on("request", lambda request: lens.outside.append(request.url) if leaves(request.url) else None)
     page.on("console", on_console)
     page.on("pageerror", lambda error: lens.page_errors.append(str(error)))
     try:
         yield lens
     finally:
-        context.close()
+        page.close()
+        if served.context is None:
+            context.close()

@@ -22,6 +22,7 @@ CHROMIUM = str(PARTS["chromium"].marker)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # a request for another host fails at once
 ]  # fmt: skip
 
 # Streamlit is idle (the script has finished: its status widget is no sign, it never shows in this app's
