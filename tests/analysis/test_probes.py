@@ -75,9 +75,8 @@ def test_the_same_command_resumes_and_another_is_refused(probed, capsys):
 
 @pytest.mark.slow
 def test_two_gloo_processes_give_one_processs_probes(probed, tmp_path):
-    done = processes.torchrun(
-        "-m", "coatnet", "probe", *ARGS, "--device", "cpu", "--out", str(tmp_path / "two")
-    )
+    command = ["-m", "coatnet", "probe", *ARGS, "--device", "cpu", "--out", str(tmp_path / "two")]
+    done = processes.torchrun(*command, preload=("coatnet.cli", "analysis.cli.probe"))
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "probes.json").read_text())
     one = json.loads((probed / "probes.json").read_text())

@@ -101,9 +101,8 @@ def test_a_resumed_study_equals_an_unbroken_one(unbroken, tmp_path, monkeypatch,
 @pytest.mark.slow
 def test_two_gloo_processes_give_one_processs_result(unbroken, tmp_path):
     _, expected = unbroken
-    done = processes.torchrun(
-        "-m", "coatnet", "study", *ARGS, "--device", "cpu", "--out", str(tmp_path / "two")
-    )
+    command = ["-m", "coatnet", "study", *ARGS, "--device", "cpu", "--out", str(tmp_path / "two")]
+    done = processes.torchrun(*command, preload=("coatnet.cli", "analysis.cli.study"))
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads((tmp_path / "two" / "study.json").read_text())
     assert found["processes"] == 2

@@ -143,10 +143,54 @@ def run(
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def torchrun(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Two CPU processes under ``torch.distributed.run`` on a free port, one thread each."""
+# torchrun as ``python -m torch.distributed.run`` runs it (its arguments, its launch configuration, its
+# elastic agent watching the workers), in one interpreter that imports torch and the project once and forks
+# the two workers from itself: torchrun's own start, an agent interpreter and two worker interpreters each
+# importing it all again, cost about 4 core-s a launch before any work. Each worker runs its script or
+# module as ``python`` would: an uncaught exception's traceback on stderr and exit status 1, and at its end
+# the exit functions it registered (not the launcher's), as an interpreter's exit runs them; the agent then
+# holds the finished worker until every worker has finished, as it holds a function's worker.
+TORCHRUN = """
+import atexit, importlib, os, runpy, sys, traceback
+from torch.distributed import run
+from torch.distributed.launcher.api import elastic_launch
+preload, argv = sys.argv[1].split(","), sys.argv[2:]
+for name in filter(None, preload):
+    importlib.import_module(name)
+config, _, command = run.config_from_args(run.parse_args(argv))
+config.start_method = "fork"
+command = [a for a in command if a != "-u"]
+
+def worker(*command):
+    sys.argv = list(command[1:]) if command[0] == "-m" else list(command)
+    atexit._clear()
+    try:
+        if command[0] == "-m":
+            runpy.run_module(command[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(command[0], run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(1)
+    finally:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+elastic_launch(config, entrypoint=worker)(*command)
+"""
+
+
+def torchrun(
+    *args: str, timeout: float = 300, env: dict | None = None, preload: Sequence[str] = ("coatnet.cli",)
+) -> subprocess.CompletedProcess:
+    """Two CPU processes under torchrun (``torch.distributed.run``'s agent, forking its workers:
+    :data:`TORCHRUN`) on a free port, one thread each; ``preload``: the modules the launcher imports once
+    for both workers."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", **(env or {})}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+    command = [sys.executable, "-c", TORCHRUN, ",".join(preload), "--nnodes=1", "--nproc_per_node=2",
                f"--master_port={free_port()}", *args]  # fmt: skip
     return run(command, timeout=timeout, env=env)
 
