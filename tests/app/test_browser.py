@@ -264,6 +264,7 @@ def layout_problems(served: Served) -> dict:
             for _ in range(folded.count()):  # each click opens one: the first folded one is another each time
                 folded.first.click()
             lens.settle()
+            lens.still()
             drawn = lens.page.locator(".js-plotly-plot").count()
             assert drawn > 0 or page == "My images", page  # My images draws once given images
             for width in WIDTHS[:: 1 if n % 2 else -1]:  # from the width the last page ended at
@@ -271,6 +272,7 @@ def layout_problems(served: Served) -> dict:
                     lens.page.set_viewport_size({"width": width, "height": 900})
                     lens.page.wait_for_function(f"() => window.innerWidth === {width}")
                     lens.settle()  # the charts redrawn at the new width
+                    lens.still()
                 if problems := lens.page.evaluate(LAYOUT_PROBLEMS):
                     found[width][page] = problems[:8]
                 found["facts"][width][page] = lens.page.evaluate(PAGE_FACTS)

@@ -114,6 +114,12 @@ class Lens:
         self.page.wait_for_timeout(400)
         self.page.wait_for_function(SETTLED, timeout=WAIT_MS, polling=POLL_MS)
 
+    def still(self) -> None:
+        """Wait until nothing on the page moves: an expander opened by a click animates its height from
+        before the rerun that fills it, for longer than :meth:`settle`'s pause, and a layout read meanwhile
+        finds its figures spilling over what follows (they do not, once it ends)."""
+        self.page.wait_for_function("() => document.getAnimations().length === 0", polling=POLL_MS)
+
     def charts(self) -> list[dict]:
         """Every Plotly chart on the page: its name, its title, its traces' names and their numbers of
         points."""
