@@ -129,10 +129,8 @@ def test_two_torchrun_processes_share_the_runs_and_give_one_processs_study(tiny:
     layouts.json once both are done, with the numbers of a single process (one thread each there, two
     here: the same to one test image and 1e-3 of the loss)."""
     out = tmp_path / "two"
-    done = processes.torchrun(
-        "-m", "coatnet", "study-layouts", "--out", str(out), *TINY, "--device", "cpu",
-        preload=("coatnet.cli", "analysis.cli.layouts"),
-    )  # fmt: skip
+    command = ["-m", "coatnet", "study-layouts", "--out", str(out), *TINY, "--device", "cpu"]
+    done = processes.torchrun(*command, preload=("coatnet.cli", "analysis.cli.layouts"))
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads((out / "layouts.json").read_text())
     expected = json.loads((tiny / "layouts.json").read_text())

@@ -151,7 +151,7 @@ def run(
 # the exit functions it registered (not the launcher's), as an interpreter's exit runs them; the agent then
 # holds the finished worker until every worker has finished, as it holds a function's worker.
 TORCHRUN = """
-import atexit, importlib, os, runpy, sys, traceback
+import atexit, importlib, runpy, sys, traceback
 from torch.distributed import run
 from torch.distributed.launcher.api import elastic_launch
 preload, argv = sys.argv[1].split(","), sys.argv[2:]
