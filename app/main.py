@@ -108,16 +108,22 @@ def main() -> None:
     keep(KEPT)
     render.start_view()  # what the page draws this run, for "Download this view"
     notices = st.container()  # what a link named that was not found: drawn once the sidebar has chosen
-    selection = None
+    selection = width = None
     try:
         selection = sidebar()
         shown = {"model": selection.key.spec, "image": selection.image.name} if selection else {}
         with notices:
             urlstate.notices(shown)
-        if selection is not None:  # else the sidebar said what to do; the page links are drawn all the same
+        if selection is not None:
             remember(selection)
+            width = widgets.column_width()
+        if selection is not None and width is None:
+            # a new browser's first run: its column's width comes back at once, and the page is drawn for
+            # it then, once (drawn at a guess first, a new visit drew every figure twice)
+            st.caption("Laying the page out for this window...")
+        elif selection is not None:  # else the sidebar said what to do; the page links are drawn all the same
             try:
-                with drawn_at(widgets.column_width()):  # every figure laid out for the column it is in
+                with drawn_at(width):  # every figure laid out for the column it is in
                     page.run()
             except (ImageError, CheckpointError, ModelSpecError) as error:
                 st.error(errors.message(error), icon=":material/error:")
@@ -126,13 +132,15 @@ def main() -> None:
     finally:  # the view so far goes in the URL, even when the run stopped early
         kind = selection.gallery_kind if selection is not None else None
         shown = pages[page.title] if selection is not None else None
-        params = urlstate.save(kind, shown)
+        waiting = selection is not None and width is None
+        # a run waiting for the width draws none of the page's choices: the link stays as it came
+        params = urlstate.view(kind, shown, shown=False) if waiting else urlstate.save(kind, shown)
         render.drawn().params = params  # the view's link, which a part rerun alone updates (app.fragments)
         with menu:  # each link carries the view its page will show: one history entry per page change
             for route, target in zip(routes, PAGES, strict=True):
                 linked = params if target is shown else urlstate.view(kind, target, shown=False)
                 st.page_link(route, label=route.title, icon=route.icon, query_params=linked, width="stretch")
-            if selection is not None:  # the page ran: its figures and results, with the link that shows them
+            if selection is not None and not waiting:  # the page ran: its figures and results, and its link
                 title = f"{page.title}: {selection.description}; image {selection.image.name}"
                 url_path = page.url_path
                 render.view_download(lambda now: urlstate.link(url_path, now), title, name=shown.view)

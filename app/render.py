@@ -109,20 +109,24 @@ def figure(
     else:
         st.plotly_chart(fig, key=key, config=CONFIG, width=width, theme=None)
     drawn().drawing()[0].append((slug(name), fig))
-    downloads(fig, name)
+    downloads(fig, name, key=key)
 
 
-def downloads(fig: go.Figure, name: str) -> None:
-    """HTML (self-contained) and PNG download buttons for one figure."""
+def downloads(fig: go.Figure, name: str, *, key: str | None = None) -> None:
+    """HTML (self-contained) and PNG download buttons for one figure, their files named after ``name``;
+    with ``key`` (a figure kept across runs: a click on a map moves its name), the buttons are kept too."""
     buttons = [("HTML", lambda: figure_html(fig), "html", "text/html", ":material/download:")]
     if browser_available():
         buttons.append(("PNG", lambda: figure_png(fig), "png", "image/png", ":material/download:"))
-    _buttons(slug(name), buttons)
+    _buttons(slug(name), buttons, key=key)
 
 
-def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any]) -> None:
+def result_downloads(
+    result: Any, name: str, *, label: str, about: dict[str, Any], key: str | None = None
+) -> None:
     """JSON and NPZ download buttons for one analysis result, under a line saying what it holds; both
-    files carry ``about`` (:func:`app.session.about`: the model, its provenance, the image...)."""
+    files carry ``about`` (:func:`app.session.about`: the model, its provenance, the image...). With
+    ``key``, the buttons are kept across runs that rename the files (:func:`downloads`)."""
     drawn().drawing()[1].append((slug(name), result, about))
     st.caption(label)
     _buttons(
@@ -143,6 +147,7 @@ def result_downloads(result: Any, name: str, *, label: str, about: dict[str, Any
                 ":material/data_array:",
             ),
         ],
+        key=key,
     )
 
 
@@ -166,12 +171,15 @@ def view_download(link: Callable[[dict[str, str]], str], title: str, *, name: st
     )
 
 
-def _buttons(base: str, buttons: list[tuple[str, Callable[[], Any], str, str, str]]) -> None:
-    """A row of download buttons, each made when clicked: (label, make, file suffix, MIME type, icon)."""
+def _buttons(
+    base: str, buttons: list[tuple[str, Callable[[], Any], str, str, str]], *, key: str | None = None
+) -> None:
+    """A row of download buttons, each made when clicked: (label, make, file suffix, MIME type, icon); the
+    files named ``base``, the buttons' keys made of ``key`` where given (else ``base``)."""
     for column, (label, make, suffix, mime, icon) in zip(st.columns(2, width=260), buttons, strict=False):
         column.download_button(
-            label, make, file_name=f"{base}.{suffix}", mime=mime, key=f"{suffix}-{base}", on_click="ignore",
-            icon=icon,
+            label, make, file_name=f"{base}.{suffix}", mime=mime, key=f"{suffix}-{key or base}",
+            on_click="ignore", icon=icon,
         )  # fmt: skip
 
 

@@ -78,7 +78,10 @@ export default function(component) {{
     host.dataset.lensDrawnFor = known;
     host.dataset.lensStep = {WIDTH_STEP};
     const report = () => {{
-        const width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
+        let width = Math.floor(host.getBoundingClientRect().width / {WIDTH_STEP}) * {WIDTH_STEP};
+        // a page waiting for a width (known null: its figures are not drawn yet) gets one even from a
+        // column with none (a window shrunk to nothing): the default, until a resize reports another
+        if (width <= 0 && known == null) width = {MAX_WIDTH};
         if (width <= 0) return;
         host.dataset.lensWidth = width;
         // this browser's width, for its next session's first run (read from the request's cookies)
@@ -336,12 +339,14 @@ def on_request(
     return result
 
 
-def column_width(key: str = "column_width") -> int:
+def column_width(key: str = "column_width") -> int | None:
     """The width in px of the column this is called in, as the browser draws it (in steps of
     :data:`WIDTH_STEP`): a figure laid out for it fills the column at any window width. Until the browser
     has said, the width this browser reported last (a cookie the probe sets: a new tab or a reload draws its
-    first run at the width it will report), else :data:`analysis.figures.MAX_WIDTH`. A resize reruns the
-    page with the new width; a width the page was already drawn for reruns nothing."""
+    first run at the width it will report), else None on a session's first run (which the probe answers at
+    once: :func:`app.main.main` draws the page only then, not twice) and
+    :data:`analysis.figures.MAX_WIDTH` on any later run it has not answered yet. A resize reruns the page
+    with the new width; a width the page was already drawn for reruns nothing."""
     drawn_for = f"{key}_drawn"  # the width this run draws for, taken from the probe's report in its callback
     state = st.session_state
 
@@ -350,13 +355,18 @@ def column_width(key: str = "column_width") -> int:
 
     cookie = f"lens_{key}"  # the width this browser last reported, for a new session's first run
     if drawn_for not in state:
-        state[drawn_for] = remembered_width(st.context.cookies.get(cookie))
-    width = int(state[drawn_for])
+        remembered = remembered_width(st.context.cookies.get(cookie))
+        if remembered is not None:
+            state[drawn_for] = remembered
+    width = state.get(drawn_for)
+    if width is None and state.get(f"{key}_waited"):
+        width = MAX_WIDTH  # the probe has not answered a run already: draw, at the default, not nothing
+    state[f"{key}_waited"] = True
     _WIDTH_PROBE(
         key=key, data={"known": width, "cookie": cookie}, default={"width": None}, on_width_change=took_width,
         height=0,
     )  # fmt: skip
-    return width
+    return None if width is None else int(width)
 
 
 def drawn_width(key: str = "column_width") -> int:
@@ -365,23 +375,23 @@ def drawn_width(key: str = "column_width") -> int:
     return int(st.session_state.get(f"{key}_drawn", MAX_WIDTH))
 
 
-def remembered_width(cookie: str | None) -> int:
+def remembered_width(cookie: str | None) -> int | None:
     """The column width a cookie of this browser's last session holds (a new tab, a reload: the first run is
-    laid out as the browser will report it, with no second run for the width), or
-    :data:`analysis.figures.MAX_WIDTH` where there is none or it is not a width a column can have.
+    laid out as the browser will report it, with no second run for the width), or None where there is none
+    or it is not a width a column can have.
 
     Args:
         cookie: the cookie's value as the browser sent it, or None.
 
     Returns:
-        Pixels.
+        Pixels, or None.
 
     Examples:
         >>> remembered_width("940"), remembered_width(None), remembered_width("1e9"), remembered_width("x")
-        (940, 560, 560, 560)
+        (940, None, None, None)
     """
     if cookie is None or not cookie.isdigit() or not MIN_REMEMBERED <= int(cookie) <= MAX_REMEMBERED:
-        return MAX_WIDTH
+        return None
     return int(cookie) // WIDTH_STEP * WIDTH_STEP
 
 

@@ -206,14 +206,14 @@ def side_by_side(other_key, labels, blocks, picture, query: Query, data: bytes, 
     with left, drawn_at(half if half >= 300 else 2 * half):
         render.figure(
             fused_attention_figure(block, picture.seen, index, opacity=opacity, model=labels[0]),
-            f"{stem}-{block.name}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
+            f"{stem}-{labels[0]}-{block.name}", key=MAP_KEY, on_select=lambda: widgets.take_click(MAP_KEY),
         )  # fmt: skip
     with right, drawn_at(half if half >= 300 else 2 * half):
         render.figure(
             fused_attention_figure(
                 other, seen.seen, other_index, clickable=False, opacity=opacity, model=labels[1]
             ),
-            f"{stem}-{other.name}",
+            f"{stem}-{labels[1]}-{other.name}",  # each model's own: two blocks may share a name
         )  # fmt: skip
 
 

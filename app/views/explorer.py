@@ -60,7 +60,8 @@ def query_views(chosen, picture, maps) -> None:
     )  # fmt: skip
     selected = int(how) if str(how).isdigit() else None  # one head shown large: framed in the overview
     heads = attention_heads_figure(block, picture.seen, index, part=part, opacity=opacity, selected=selected)
-    render.figure(heads, f"{name}-heads")
+    # the figures a click redraws keep their download buttons (a key that changed drew each anew)
+    render.figure(heads, f"{name}-heads", key="explorer_heads")
 
     st.subheader("Attention rollout")
     st.caption(
@@ -74,7 +75,11 @@ def query_views(chosen, picture, maps) -> None:
     rollout_query = query.index(picture.view, grid=last.grid, stride=last.stride)
     key, data = chosen.key, chosen.image.data
     rollout = cache.rollout(key, data, rollout_query if source == "from this query" else None)
-    render.figure(rollout_figure(rollout, picture.seen, opacity=opacity), f"{chosen.image.name}-rollout")
+    render.figure(
+        rollout_figure(rollout, picture.seen, opacity=opacity),
+        f"{chosen.image.name}-rollout",
+        key="explorer_rollout",
+    )
     with st.expander("Download the results"):
         origin = f"q{row}-{col}" if rollout.query is not None else "mean"
         render.result_downloads(
@@ -85,7 +90,7 @@ def query_views(chosen, picture, maps) -> None:
         render.result_downloads(
             rollout, f"{chosen.image.name}-rollout-{origin}",
             label=f"Attention rollout ({rollout.label})",
-            about=session.about(chosen, block=block.name, query=[row, col]),
+            about=session.about(chosen, block=block.name, query=[row, col]), key="explorer_rollout",
         )  # fmt: skip
 
 

@@ -161,6 +161,26 @@ def test_figures_download_as_self_contained_html_and_as_png(lens: Lens, tmp_path
     lens.assert_clean()
 
 
+def test_a_click_keeps_the_download_buttons_and_they_give_the_new_view(lens: Lens, tmp_path: Path):
+    """The download buttons of the figures a click on the map redraws are updated in place (a button whose
+    key changed was drawn anew: slower; Streamlit draws a chart anew whenever its figure changes), yet they
+    give the view as it is now: the heads overview's HTML is named after the new query and holds it."""
+    lens.open()
+    button = lens.page.locator(".st-key-html-explorer_heads").get_by_role("button", name="HTML", exact=True)
+    button.evaluate("el => el.dataset.lensKept = 'yes'")  # a mark on the button as drawn before the click
+    target = lens.page.evaluate(CELL, [1, 5])
+    lens.page.mouse.click(target["x"], target["y"])
+    lens.page.wait_for_function(QUERY_IS, arg=[1, 5], timeout=WAIT_MS)
+    lens.settle()
+    assert button.evaluate("el => el.dataset.lensKept") == "yes"  # the same element
+    (shown,) = [c for c in lens.charts() if c["name"] == "attention-heads"]
+    assert "query (1, 5)" in shown["title"], shown["title"]
+    html = lens.download(button, tmp_path)
+    text = html.read_text(encoding="utf-8").replace("\\u00a0", " ")  # the title's no-break space, as JSON
+    assert "q1-5" in html.name and "query (1, 5)" in text, html.name
+    lens.assert_clean()
+
+
 def test_bad_uploads_say_what_to_do_and_the_gallery_recovers(lens: Lens, tmp_path: Path):
     """A 0-byte "empty.png" and a text file named "notes.png" each give one st.error line that says what to
     choose, and no traceback; choosing "Gallery" again brings the explorer back without an error."""

@@ -8,9 +8,11 @@ import io
 
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
+from analysis.figures import MAX_WIDTH
 from app import pages, widgets
-from tests.support.apptest import clean, figure_named
+from tests.support.apptest import MAIN, clean, figure_named
 
 
 def png(width: int, height: int) -> bytes:
@@ -56,12 +58,27 @@ def test_a_picture_far_below_the_models_input_says_so_beside_the_prediction(expl
     assert not clean(at).warning  # 20 px: under the model's 28, not under half of it
 
 
-COOKIES = [("940", 940), ("1447", 1440), (None, 560), ("", 560), ("x", 560), ("-5", 560), ("99", 560)]
+COOKIES = [("940", 940), ("1447", 1440), (None, None), ("", None), ("x", None), ("-5", None), ("99", None)]
 
 
-@pytest.mark.parametrize(("cookie", "width"), [*COOKIES, ("9000", 560)])
+@pytest.mark.parametrize(("cookie", "width"), [*COOKIES, ("9000", None)])
 def test_a_remembered_column_width_is_believed_only_where_a_column_could_have_it(cookie, width) -> None:
     """The width cookie a browser sends lays out a new session's first run (rounded down to the probe's
-    steps); one that no column could have (missing, not a number, under 100 or over 8000 px) is ignored
-    for the default, and the probe's report redraws the page as before."""
+    steps); one that no column could have (missing, not a number, under 100 or over 8000 px) is ignored,
+    and the page waits for the probe's report as a browser with no cookie does."""
     assert widgets.remembered_width(cookie) == width
+
+
+def test_a_new_session_draws_its_page_once_the_width_is_known_and_never_waits_twice() -> None:
+    """A new session with no width remembered draws its first run without the page's figures, saying so in
+    one line (the probe's report, at once in a browser, reruns it at the column's width); a run the probe
+    has not answered by then (no browser runs it here) draws the page at the default width, not nothing."""
+    at = AppTest.from_file(str(MAIN), default_timeout=180).run()
+    assert not clean(at).get("plotly_chart")
+    assert [c.value for c in at.caption if "Laying the page out" in c.value] == [
+        "Laying the page out for this window..."
+    ]
+    assert [link.proto.label for link in at.get("page_link")] == [p.title for p in pages.PAGES]
+    at.run()
+    assert figure_named(clean(at), "fused-attention")["layout"]["width"] <= MAX_WIDTH
+    assert not [c.value for c in at.caption if "Laying the page out" in c.value]

@@ -343,8 +343,13 @@ def test_pre_vs_post_compares_any_two_models_and_refuses_two_that_do_not_fit(tmp
     torch.manual_seed(0)
     other = coatnet.create_model("coatnet_toy", img_size=32).eval()  # 3 channels, other grids
     path = coatnet.save_checkpoint(other, tmp_path / "toy.safetensors")
-    at.text_input(key="compare_other").input(str(path)).run()
+    at.text_input(key="compare_other").input(str(path)).run()  # blocks named alike, on other grids
+    assert any("no attention block in common" in c.value for c in clean(at).caption)
+    first, second = named_titles(at, "fused-attention")
+    assert first.startswith("demo-pre: S3.0") and second.startswith("toy: S3.0"), (first, second)
+    at.text_input(key="compare_other").input("layout-c-c-c-c").run()  # no attention at all: refused
     assert not at.exception and len(at.error) == 1 and "\n" not in at.error[0].value
+    assert "share no attention block" in at.error[0].value
 
 
 def test_a_click_on_the_compare_map_moves_the_query(explorer):

@@ -19,8 +19,12 @@ MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
 
 
 def fresh() -> AppTest:
-    """The app as a new browser session would get it (models stay cached across sessions)."""
-    return AppTest.from_file(str(MAIN), default_timeout=180)
+    """The app as a new browser session would get it (models stay cached across sessions), but for the
+    column's width: no browser runs the width probe here, so the session is one whose probe has not answered
+    its first run, and every run draws at :data:`analysis.figures.MAX_WIDTH` (app.widgets.column_width)."""
+    at = AppTest.from_file(str(MAIN), default_timeout=180)
+    at.session_state["column_width_waited"] = True
+    return at
 
 
 def copied(at: AppTest) -> AppTest:
