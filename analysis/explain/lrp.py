@@ -1,0 +1,661 @@
+"""Layer-wise relevance propagation through convolution and attention: CP-LRP (Ali et al., ICML 2022) and
+AttnLRP (Achtibat et al., ICML 2024), with a ledger of where each prediction's relevance flows.
+
+One modified backward pass per batch. Relevance is carried as ``R = x * G``: every tensor ``x`` of the
+pass holds its relevance as the product of itself and what the modified backward delivers to it, so that
+the rules are gradients with a few changes (LXT's formulation), and the pixels' relevance is the input
+times its modified gradient. The rules (docs/explanations.md has them in a table with their references):
+
+- a convolution or linear layer, a BatchNorm (folded into the convolution before it where the model has
+  one right before it; otherwise its own per-channel affine layer), a LayerNorm, an average pool and every
+  sum (a residual addition, pre-normalization's ``content + bias``, post-normalization's
+  ``softmax + bias``): the epsilon rule, each term receiving in proportion to what it contributes. The
+  stabiliser is the project's own: ``z + epsilon * sign(z)`` with ``sign(0) = +1``, ``epsilon`` absolute;
+  in the gradient form it is a factor ``z / (z + epsilon sign z)`` on the incoming gradient, and what it
+  withholds is kept by the stabiliser;
+- activations (GELU, SiLU, ReLU, tanh) pass relevance unchanged (the identity rule: the local gradient
+  becomes ``f(x) / x``, ``f'(0)`` at 0);
+- constants for the propagation, under both rules: the squeeze-excitation gate, LayerScale, LayerNorm's
+  division by the standard deviation (its centring is linear, and propagated);
+- attention, ``"cp"``: the attention weights are constants (relevance flows through the values only);
+  ``"attnlrp"``: ``weights @ values`` and ``q k^T`` each split relevance evenly between their two factors,
+  and the softmax follows AttnLRP's Proposition 3.1 (gradient times input at its logits);
+- max pooling gives the winner everything; window and grid partitions move relevance with the tokens.
+
+Relevance is never lost: what a bias, the stabiliser, a softmax or the relative-position bias keeps is
+accounted per source as it is kept (:attr:`LRP.absorbed`), so that the pixels plus every absorbed source
+sum to the explained logit. The ledger has one row per part of the model (:meth:`coatnet.CoAtNet.parts`):
+the relevance entering each residual branch and its skip, and inside attention the relevance reaching the
+content term ``q k^T`` and the relative-position bias ``w_{i-j}``.
+
+The pass reads the model's parameters and buffers and changes nothing: no module is called with a hook,
+no gradient is left on a parameter, BatchNorm runs on its running statistics whatever the module's mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import nn
+
+from coatnet.model.attention import RelativeAttention
+from coatnet.model.blocks import MaxViTBlock, MBConvBlock, PartitionBlock, Stem, TransformerBlock
+from coatnet.model.convnext import ConvNeXtBlock
+from coatnet.model.layers import LayerNorm2d, LayerScale, SamePad, SqueezeExcite, batchnorm_affine
+from coatnet.model.network import CoAtNet
+from coatnet.model.parts import PartName
+from coatnet.model.windows import partition, unpartition
+
+RULES = ("attnlrp", "cp")
+SOURCES = ("bias", "epsilon", "softmax", "position")
+"""Where relevance is kept on its way to the pixels (:attr:`LRP.absorbed`): additive biases (of
+convolutions, linear layers, BatchNorm and LayerNorm), the epsilon stabiliser, AttnLRP's softmax rule,
+and the relative-position bias ``w_{i-j}``."""
+ACTIVATIONS = (nn.GELU, nn.SiLU, nn.ReLU, nn.Tanh)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """Where the relevance goes at one part of the model, each a (B,) array.
+
+    Attributes:
+        part: the part's name, as the model names it (``S3.0``, ``S3.0.mlp``, ``S1.0.grid``, ``S0``).
+        kind: ``stem``, ``mbconv``, ``convnext``, ``attention``, ``mlp`` or ``head``.
+        branch: the relevance entering the residual branch at the part's addition (for the stem and the
+            head, the relevance entering the part: they have no skip).
+        skip: the relevance entering the skip at that addition (0 for the stem and the head).
+        content: for attention, the relevance reaching the content logits ``q k^T / sqrt(d)`` (0 under
+            ``"cp"``); None for other kinds.
+        position: for attention, the relevance reaching the relative-position bias (pre-normalization:
+            the bias added to the logits; post: the bias added to the softmax's output); 0 under "cp".
+        weights: for attention, the relevance reaching the attention weights (0 under ``"cp"``).
+        softmax: for attention, the relevance its softmax rule keeps (0 under ``"cp"``).
+    """
+
+    part: str
+    kind: str
+    branch: np.ndarray
+    skip: np.ndarray
+    content: np.ndarray | None = None
+    position: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    softmax: np.ndarray | None = None
+
+    def as_dict(self) -> dict:
+        """The row with its arrays as lists (JSON)."""
+        values = {
+            k: getattr(self, k) for k in ("branch", "skip", "content", "position", "weights", "softmax")
+        }
+        return {"part": self.part, "kind": self.kind} | {
+            k: v.tolist() for k, v in values.items() if v is not None
+        }
+
+
+@dataclass(frozen=True)
+class LRP:
+    """Layer-wise relevance of a batch (:func:`lrp`).
+
+    Attributes:
+        rule: ``"attnlrp"`` or ``"cp"``.
+        epsilon: the stabiliser's epsilon.
+        pixels: (B, C, H, W) signed relevance of each input value.
+        map: (B, H, W) the pixels' relevance summed over channels.
+        target: (B,) the explained class of each image.
+        logit: (B,) its logit.
+        absorbed: source (:data:`SOURCES`) -> (B,) relevance kept there on the way.
+        stages: ``S0``..``S4`` -> (B, h, w) relevance of each stage's output, summed over channels.
+        ledger: one :class:`LedgerRow` per part, in forward order.
+    """
+
+    rule: str
+    epsilon: float
+    pixels: np.ndarray
+    map: np.ndarray
+    target: np.ndarray
+    logit: np.ndarray
+    absorbed: dict[str, np.ndarray]
+    stages: dict[str, np.ndarray]
+    ledger: tuple[LedgerRow, ...]
+
+    def total(self) -> np.ndarray:
+        """(B,) the pixels' relevance plus every absorbed source: the logit, up to float rounding."""
+        return self.pixels.reshape(len(self.pixels), -1).sum(1) + sum(self.absorbed.values())
+
+    def row(self, part: str) -> LedgerRow:
+        """The ledger's row of ``part``."""
+        for row in self.ledger:
+            if row.part == part:
+                return row
+        raise KeyError(f"no ledger row {part!r}; rows: {', '.join(r.part for r in self.ledger)}")
+
+
+def lrp(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    target: int | torch.Tensor | None = None,
+    rule: str = "attnlrp",
+    epsilon: float = 1e-6,
+) -> LRP:
+    """Layer-wise relevance of each image's ``target`` logit (module docstring), one modified backward
+    pass for the batch.
+
+    Args:
+        model: a :class:`coatnet.CoAtNet` (CoAtNet pre or post, the layouts, MaxViT, MaxxViT, CoAtNeXt, a
+            timm import); a parallel MaxViT block is refused.
+        images: (B, C, H, W), preprocessed as the model expects.
+        target: the class to explain, one for all or a (B,) tensor; None: each image's predicted class.
+        rule: ``"attnlrp"`` or ``"cp"``.
+        epsilon: the stabiliser (module docstring), >= 0.
+
+    Returns:
+        An :class:`LRP`.
+
+    Raises:
+        ValueError: an unknown rule, a negative epsilon, a model the rules do not reach.
+
+    Examples:
+        >>> import torch, analysis
+        >>> model = analysis.load_model("demo-pre")
+        >>> found = analysis.lrp(model, torch.randn(2, 1, 28, 28), rule="cp")
+        >>> found.map.shape, [r.part for r in found.ledger][:3]
+        ((2, 28, 28), ['S0', 'S1.0', 'S2.0'])
+        >>> bool(abs(found.total() - found.logit).max() < 1e-3 * abs(found.logit).max())
+        True
+    """
+    if rule not in RULES:
+        raise ValueError(f"LRP rule must be one of {RULES}, got {rule!r}")
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    if not isinstance(model, CoAtNet):
+        raise ValueError(
+            f"LRP runs on the project's models (a coatnet.CoAtNet), not a {type(model).__name__}"
+        )
+    parameter = next(model.parameters())
+    images = images.to(device=parameter.device, dtype=parameter.dtype)
+    state = _Pass(rule, float(epsilon), len(images), images.dtype, images.device)
+    with torch.enable_grad():
+        x = images.detach().clone().requires_grad_(True)
+        logits = _network(model, x, state)
+        if target is None:
+            chosen = logits.detach().argmax(1)
+        else:
+            chosen = torch.as_tensor(target, device=logits.device).long().expand(len(images))
+        picked = logits.gather(1, chosen[:, None])[:, 0]
+        (gradient,) = torch.autograd.grad(picked.sum(), x)
+    pixels = (x.detach() * gradient).float().cpu().numpy()
+    return LRP(
+        rule=rule,
+        epsilon=float(epsilon),
+        pixels=pixels,
+        map=pixels.sum(1),
+        target=chosen.cpu().numpy(),
+        logit=picked.detach().float().cpu().numpy(),
+        absorbed={s: state.absorbed[s].float().cpu().numpy() for s in SOURCES},
+        stages={s: v.float().cpu().numpy() for s, v in state.stages.items()},
+        ledger=tuple(row.done() for row in state.rows),
+    )
+
+
+# -- the pass's bookkeeping ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    """A ledger row as the backward pass fills it: (B,) tensors."""
+
+    part: str
+    kind: str
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        self.values[name] = self.values[name] + value if name in self.values else value
+
+    def done(self) -> LedgerRow:
+        def get(name: str) -> np.ndarray | None:
+            value = self.values.get(name)
+            return None if value is None else value.detach().float().cpu().numpy()
+
+        attention = self.kind == "attention"
+        zeros = np.zeros_like(get("branch"))
+
+        def extra(name: str) -> np.ndarray | None:
+            return (get(name) if name in self.values else zeros) if attention else None
+
+        skip = get("skip") if "skip" in self.values else zeros
+        return LedgerRow(
+            self.part, self.kind, get("branch"), skip, extra("content"), extra("position"), extra("weights"),
+            extra("softmax"),
+        )  # fmt: skip
+
+
+class _Pass:
+    """One call's rule, epsilon, absorbed relevance, ledger rows and stage relevance: held by this call's
+    graph alone."""
+
+    def __init__(self, rule: str, epsilon: float, batch: int, dtype: torch.dtype, device) -> None:
+        self.rule, self.epsilon, self.batch = rule, epsilon, batch
+        self.absorbed = {s: torch.zeros(batch, dtype=dtype, device=device) for s in SOURCES}
+        self.rows: list[_Row] = []
+        self.stages: dict[str, torch.Tensor] = {}
+
+    @property
+    def attnlrp(self) -> bool:
+        return self.rule == "attnlrp"
+
+    def row(self, part: str, kind: str) -> _Row:
+        made = _Row(str(part), kind)
+        self.rows.append(made)
+        return made
+
+    def per_sample(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) sums of ``t``, whose first axis counts images (or image-major windows of them)."""
+        return t.reshape(self.batch, -1).sum(1)
+
+    def keep(self, source: str, amount: torch.Tensor) -> None:
+        self.absorbed[source] = self.absorbed[source] + amount
+
+    def ratio(self, z: torch.Tensor) -> torch.Tensor:
+        """The epsilon rule's factor ``z / (z + epsilon sign z)`` (1 where epsilon is 0)."""
+        if self.epsilon == 0:
+            return torch.ones_like(z)
+        return z / (z + self.epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype))
+
+
+# -- the rules, as autograd functions ------------------------------------------------------------------
+
+
+class _Epsilon(torch.autograd.Function):
+    """Identity forward on ``z`` (a layer's output holding ``bias``, broadcast, or None); backward: the
+    epsilon rule's factor on the gradient, the bias's share and the stabiliser's kept."""
+
+    @staticmethod
+    def forward(ctx, z, bias, state):
+        ctx.state, ctx.has_bias = state, bias is not None
+        ctx.save_for_backward(z, bias if bias is not None else z.new_zeros(()))
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, bias = ctx.saved_tensors
+        state = ctx.state
+        stabilised = g * state.ratio(z)
+        state.keep("epsilon", state.per_sample(z * (g - stabilised)))
+        if ctx.has_bias:
+            state.keep("bias", state.per_sample((bias * stabilised).expand_as(z)))
+        return stabilised, None, None
+
+
+class _Sum(torch.autograd.Function):
+    """``a + b`` under the epsilon rule, each term receiving in proportion; ``record(ra, rb)`` is told the
+    (B,) relevance each received."""
+
+    @staticmethod
+    def forward(ctx, a, b, state, record):
+        out = a + b
+        ctx.state, ctx.record = state, record
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        state = ctx.state
+        stabilised = g * state.ratio(out)
+        state.keep("epsilon", state.per_sample(out * (g - stabilised)))
+        ctx.record(
+            state.per_sample((a * stabilised).expand_as(out)),
+            state.per_sample((b * stabilised).expand_as(out)),
+        )
+        grad_a = stabilised if ctx.needs_input_grad[0] else None
+        grad_b = _reduced(stabilised, b.shape) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None, None
+
+
+class _Identity(torch.autograd.Function):
+    """An activation under the identity rule: ``act(x)`` forward; backward ``g * act(x) / x``."""
+
+    @staticmethod
+    def forward(ctx, x, act):
+        y = act(x)
+        ctx.save_for_backward(x, y)
+        ctx.at_zero = float(act(torch.tensor(1e-6, dtype=torch.float64)) / 1e-6)  # f'(0)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        nonzero = x != 0
+        ratio = torch.where(nonzero, y / torch.where(nonzero, x, torch.ones_like(x)), ctx.at_zero)
+        return g * ratio, None
+
+
+class _Product(torch.autograd.Function):
+    """``a @ b``; backward under the epsilon rule at its output (when ``stabilise``), then, with ``half``,
+    each factor's gradient halved (AttnLRP's uniform rule for a product of two inputs)."""
+
+    @staticmethod
+    def forward(ctx, a, b, state, half, stabilise):
+        ctx.state, ctx.half, ctx.stabilise = state, half, stabilise
+        out = a @ b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        state = ctx.state
+        if ctx.stabilise:
+            stabilised = g * state.ratio(out)
+            state.keep("epsilon", state.per_sample(out * (g - stabilised)))
+            g = stabilised
+        share = 0.5 if ctx.half else 1.0
+        grad_a = share * (g @ b.transpose(-2, -1)) if ctx.needs_input_grad[0] else None
+        grad_b = share * (a.transpose(-2, -1) @ g) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None, None, None
+
+
+class _Softmax(torch.autograd.Function):
+    """Softmax over the last axis under AttnLRP's rule (its gradient times input at the logits); what it
+    keeps is told to ``record`` per image and accounted as ``softmax``."""
+
+    @staticmethod
+    def forward(ctx, x, state, record):
+        s = torch.softmax(x, dim=-1)
+        ctx.state, ctx.record = state, record
+        ctx.save_for_backward(x, s)
+        return s
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved_tensors
+        state = ctx.state
+        grad = s * (g - (s * g).sum(-1, keepdim=True))
+        kept = state.per_sample(s * g) - state.per_sample(x * grad)
+        state.keep("softmax", kept)
+        ctx.record(kept)
+        return grad, None, None
+
+
+class _Observe(torch.autograd.Function):
+    """Identity; backward tells ``record`` the relevance ``x * g`` it passes."""
+
+    @staticmethod
+    def forward(ctx, x, record):
+        ctx.record = record
+        ctx.save_for_backward(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        ctx.record(x * g)
+        return g, None
+
+
+def _reduced(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``g`` summed down to a broadcast operand's ``shape``."""
+    while g.ndim > len(shape):
+        g = g.sum(0)
+    for axis, size in enumerate(shape):
+        if size == 1 and g.shape[axis] != 1:
+            g = g.sum(axis, keepdim=True)
+    return g
+
+
+# -- layers --------------------------------------------------------------------------------------------
+
+
+def _layer(module: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    """A convolution or linear layer (its bias kept as ``bias``), under the epsilon rule."""
+    z = module(x)
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        bias = bias.detach()
+        bias = bias.reshape(-1, *([1] * (z.ndim - 2))) if isinstance(module, nn.Conv2d) else bias
+    return _Epsilon.apply(z, bias, state)
+
+
+def _conv_bn(conv: nn.Module, norm: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    """``norm(conv(x))``: a BatchNorm folded into the convolution before it (one epsilon step, its shift
+    and the convolution's bias kept as ``bias``); another norm after its convolution, each its own."""
+    if not isinstance(norm, nn.BatchNorm2d):
+        return _norm(norm, _layer(conv, x, state), state)
+    scale, shift = (t.detach() for t in batchnorm_affine(norm))
+    z = conv(x)
+    bias = shift if conv.bias is None else conv.bias.detach() * scale + shift
+    return _Epsilon.apply(z * scale[:, None, None] + shift[:, None, None], bias[:, None, None], state)
+
+
+def _norm(norm: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    """A BatchNorm (per-channel affine from its running statistics), a LayerNorm (its standard deviation
+    constant) or nothing, under the epsilon rule."""
+    if isinstance(norm, nn.Identity):
+        return x
+    if isinstance(norm, nn.BatchNorm2d):
+        scale, shift = (t.detach() for t in batchnorm_affine(norm))
+        return _Epsilon.apply(x * scale[:, None, None] + shift[:, None, None], shift[:, None, None], state)
+    if isinstance(norm, LayerNorm2d):
+        return _layer_norm(norm, x.permute(0, 2, 3, 1), state).permute(0, 3, 1, 2)
+    if isinstance(norm, nn.LayerNorm):
+        return _layer_norm(norm, x, state)
+    raise ValueError(f"LRP has no rule for a {type(norm).__name__} norm")
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    centred = x - x.mean(-1, keepdim=True)
+    deviation = (centred.detach().pow(2).mean(-1, keepdim=True) + norm.eps).sqrt()
+    y = centred / deviation
+    if norm.weight is not None:
+        y = y * norm.weight.detach()
+    bias = norm.bias.detach() if norm.bias is not None else None
+    return _Epsilon.apply(y if bias is None else y + bias, bias, state)
+
+
+def _act(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(act, nn.Identity):
+        return x
+    if not isinstance(act, ACTIVATIONS):
+        raise ValueError(f"LRP has no rule for a {type(act).__name__} activation")
+    return _Identity.apply(x, act)
+
+
+def _pool(pool: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    """Average pooling in proportion (epsilon rule), max pooling to the winner, padding as it is."""
+    if isinstance(pool, nn.AvgPool2d):
+        return _Epsilon.apply(pool(x), None, state)
+    if isinstance(pool, (nn.MaxPool2d, nn.Identity, SamePad)):
+        return pool(x)
+    raise ValueError(f"LRP has no rule for a {type(pool).__name__} pool")
+
+
+def _shortcut(shortcut: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    x = _pool(shortcut.pool, x, state)
+    return x if isinstance(shortcut.expand, nn.Identity) else _layer(shortcut.expand, x, state)
+
+
+def _gate(se: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Squeeze-excitation with its gate a constant: relevance goes to the gated features only."""
+    if isinstance(se, nn.Identity):
+        return x
+    if not isinstance(se, SqueezeExcite):
+        raise ValueError(f"LRP has no rule for a {type(se).__name__} in squeeze-excitation's place")
+    with torch.no_grad():
+        gate = se.gate(se.fc2(se.act(se.fc1(x.mean((2, 3), keepdim=True)))))
+    return x * gate
+
+
+def _scaled(ls: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """LayerScale: a constant per channel."""
+    if isinstance(ls, nn.Identity):
+        return x
+    if not isinstance(ls, LayerScale):
+        raise ValueError(f"LRP has no rule for a {type(ls).__name__} in LayerScale's place")
+    return x * ls.gamma.detach()[:, None, None]
+
+
+def _mlp(mlp: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    if isinstance(mlp.fc1, nn.Conv2d):  # the inference build's 1x1 convolutions
+        return _layer(mlp.fc2, _act(mlp.act, _layer(mlp.fc1, x, state)), state)
+    x = x.permute(0, 2, 3, 1)
+    return _layer(mlp.fc2, _act(mlp.act, _layer(mlp.fc1, x, state)), state).permute(0, 3, 1, 2)
+
+
+def _residual(skip: torch.Tensor, branch: torch.Tensor, row: _Row, state: _Pass) -> torch.Tensor:
+    def record(to_skip: torch.Tensor, to_branch: torch.Tensor) -> None:
+        row.add("skip", to_skip)
+        row.add("branch", to_branch)
+
+    return _Sum.apply(skip, branch, state, record)
+
+
+def _entering(x: torch.Tensor, row: _Row, state: _Pass) -> torch.Tensor:
+    """``x``, the relevance it passes told to ``row`` as its branch (a part without a skip)."""
+    return _Observe.apply(x, lambda r: row.add("branch", state.per_sample(r)))
+
+
+# -- attention -----------------------------------------------------------------------------------------
+
+
+def _attention(attn: RelativeAttention, x: torch.Tensor, row: _Row, state: _Pass) -> torch.Tensor:
+    """Relative attention (B, C, H, W) -> (B, C_out, H, W) under the pass's rule."""
+    height, width = x.shape[-2:]
+    if isinstance(attn.qkv, nn.Conv2d):
+        qkv = rearrange(_layer(attn.qkv, x, state), "b (s h d) y x -> s b h (y x) d", s=3, h=attn.heads)
+    else:
+        qkv = _layer(attn.qkv, x.permute(0, 2, 3, 1), state)
+        qkv = rearrange(qkv, "b y x (s h d) -> s b h (y x) d", s=3, h=attn.heads)
+    q, k, v = qkv.unbind(0)
+    bias = attn.rel_pos._compute_bias((height, width)).detach().to(q.dtype)  # a parameter: a sink
+    if state.attnlrp:
+        content = _Product.apply(q * attn.scale, k.transpose(-2, -1), state, True, False)
+        content = _Observe.apply(content, lambda r: row.add("content", state.per_sample(r)))
+    else:
+        content = (q * attn.scale) @ k.transpose(-2, -1)
+
+    def to_position(to_content: torch.Tensor, to_bias: torch.Tensor) -> None:
+        row.add("position", to_bias)
+        state.keep("position", to_bias)
+
+    def softmax(logits: torch.Tensor) -> torch.Tensor:
+        if not state.attnlrp:
+            return torch.softmax(logits, dim=-1)
+        return _Softmax.apply(logits, state, lambda kept: row.add("softmax", kept))
+
+    if attn.mode == "pre":
+        weights = softmax(_Sum.apply(content, bias, state, to_position))
+    else:
+        weights = _Sum.apply(softmax(content), bias, state, to_position)
+    if state.attnlrp:
+        weights = _Observe.apply(weights, lambda r: row.add("weights", state.per_sample(r)))
+        out = _Product.apply(weights, v, state, True, True)
+    else:
+        out = _Product.apply(weights.detach(), v, state, False, True)
+    out = rearrange(out, "b h (y x) d -> b y x (h d)", y=height, x=width)
+    if isinstance(attn.proj, nn.Conv2d):
+        return _layer(attn.proj, out.permute(0, 3, 1, 2), state)
+    return _layer(attn.proj, out, state).permute(0, 3, 1, 2)
+
+
+# -- blocks and the network ----------------------------------------------------------------------------
+
+
+def _stem(stem: Stem, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    if stem.kind == "patch":
+        return _layer(stem.proj, x, state)
+    x = _conv_bn(stem.conv1, stem.norm1, stem.pad1(x), state)
+    return _layer(stem.conv2, _act(stem.act1, x), state)
+
+
+def _mbconv(block: MBConvBlock, x: torch.Tensor, name: str, state: _Pass) -> torch.Tensor:
+    row = state.row(name, "mbconv")
+    shortcut = _shortcut(block.shortcut, x, state)
+    normed = _act(block.pre_act, _norm(block.pre_norm, x, state))
+    h = _act(block.act1, _conv_bn(block.conv1_1x1, block.norm1, _pool(block.down, normed, state), state))
+    h = block.pad_kxk(h)
+    if block.se_early:  # the gate between the depthwise convolution and its BatchNorm
+        h = _layer(block.conv2_kxk, h, state)
+        h = _act(block.act2, _norm(block.norm2, _gate(block.se, h), state))
+    else:
+        h = _gate(block.se, _act(block.act2, _conv_bn(block.conv2_kxk, block.norm2, h, state)))
+    return _residual(shortcut, _layer(block.conv3_1x1, h, state), row, state)
+
+
+def _convnext(block: ConvNeXtBlock, x: torch.Tensor, name: str, state: _Pass) -> torch.Tensor:
+    row = state.row(name, "convnext")
+    shortcut = _shortcut(block.shortcut, x, state)
+    h = _norm(block.norm, _layer(block.conv_dw, x, state), state)
+    return _residual(shortcut, _scaled(block.ls, _mlp(block.mlp, h, state)), row, state)
+
+
+def _conv_block(block: nn.Module, x: torch.Tensor, name: str, state: _Pass) -> torch.Tensor:
+    if isinstance(block, MBConvBlock):
+        return _mbconv(block, x, name, state)
+    if isinstance(block, ConvNeXtBlock):
+        return _convnext(block, x, name, state)
+    raise ValueError(f"LRP has no rule for {name}, a {type(block).__name__}")
+
+
+def _transformer(block: TransformerBlock, x: torch.Tensor, name: str, state: _Pass) -> torch.Tensor:
+    row = state.row(name, "attention")
+    attended = _attention(block.attn, _pool(block.pool, _norm(block.norm1, x, state), state), row, state)
+    x = _residual(_shortcut(block.shortcut, x, state), _scaled(block.ls1, attended), row, state)
+    mlp = state.row(f"{name}.mlp", "mlp")
+    return _residual(x, _scaled(block.ls2, _mlp(block.mlp, _norm(block.norm2, x, state), state)), mlp, state)
+
+
+def _partition_block(block: PartitionBlock, x: torch.Tensor, name: str, state: _Pass) -> torch.Tensor:
+    row = state.row(name, "attention")
+    grid = (x.shape[-2], x.shape[-1])
+    windows = partition(_norm(block.norm1, x, state), block.size, block.kind)
+    attended = unpartition(_attention(block.attn, windows, row, state), block.size, block.kind, grid)
+    x = _residual(x, _scaled(block.ls1, attended), row, state)
+    mlp = state.row(f"{name}.mlp", "mlp")
+    return _residual(x, _scaled(block.ls2, _mlp(block.mlp, _norm(block.norm2, x, state), state)), mlp, state)
+
+
+def _block(block: nn.Module, x: torch.Tensor, name: PartName, state: _Pass) -> torch.Tensor:
+    if isinstance(block, (MBConvBlock, ConvNeXtBlock)):
+        return _conv_block(block, x, name, state)
+    if isinstance(block, TransformerBlock):
+        return _transformer(block, x, name, state)
+    if isinstance(block, MaxViTBlock):
+        x = _conv_block(block.conv, x, PartName.of(block.stage, block.block, "conv"), state)
+        for part, module, _ in block.partitions():
+            x = _partition_block(module, x, PartName.of(block.stage, block.block, part), state)
+        return x
+    if type(block).__name__ == "ParallelMaxViTBlock":
+        raise ValueError(
+            f"LRP does not run through {name}, a parallel MaxViT block (its block and grid attention share "
+            "one residual, which the ledger cannot split): choose a model with sequential blocks"
+        )
+    raise ValueError(f"LRP has no rule for {name}, a {type(block).__name__}")
+
+
+def _stage_relevance(x: torch.Tensor, name: str, state: _Pass) -> torch.Tensor:
+    def record(r: torch.Tensor) -> None:
+        state.stages[name] = r.sum(1).detach()
+
+    return _Observe.apply(x, record)
+
+
+def _network(model: CoAtNet, x: torch.Tensor, state: _Pass) -> torch.Tensor:
+    model.check_input_size(*x.shape[-2:])
+    stem = state.row("S0", "stem")
+    x = _entering(_stage_relevance(_stem(model.stem, x, state), "S0", state), stem, state)
+    for s, stage in enumerate(model.stages, start=1):
+        for b, block in enumerate(stage.blocks):
+            x = _block(block, x, PartName.of(s, b), state)
+        x = _stage_relevance(x, f"S{s}", state)
+    x = _norm(model.norm, x, state)
+    head = model.head
+    row = state.row("head", "head")
+    pooled = _Epsilon.apply(_entering(x, row, state).mean((2, 3)), None, state)
+    if head.hidden:
+        pooled = _act(head.pre_act, _layer(head.pre_logits, _norm(head.norm, pooled, state), state))
+    if isinstance(head.fc, nn.Identity):
+        raise ValueError("the model has no classifier (num_classes 0): there is no logit to explain")
+    return _layer(head.fc, pooled, state)
