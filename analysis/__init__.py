@@ -43,6 +43,7 @@ from analysis.core.query import (
 from analysis.core.running import plain_model
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
+from analysis.explain.lrp import LRP, LedgerRow, lrp
 from analysis.explain.registry import Explainer, explainers, register_explainer
 from analysis.explain.relevance import ClassRelevance, class_relevance
 from analysis.explain.robustness import Robustness, robustness
@@ -113,6 +114,9 @@ __all__ = [
     "load_layouts",
     "top_k",
     "ClassRelevance",
+    "LRP",
+    "LedgerRow",
+    "lrp",
     "Explanation",
     "Faithfulness",
     "FaithfulnessReport",

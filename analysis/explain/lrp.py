@@ -186,18 +186,24 @@ def lrp(
             chosen = torch.as_tensor(target, device=logits.device).long().expand(len(images))
         picked = logits.gather(1, chosen[:, None])[:, 0]
         (gradient,) = torch.autograd.grad(picked.sum(), x)
-    pixels = (x.detach() * gradient).float().cpu().numpy()
+    pixels = _numpy(x.detach() * gradient)
     return LRP(
         rule=rule,
         epsilon=float(epsilon),
         pixels=pixels,
         map=pixels.sum(1),
         target=chosen.cpu().numpy(),
-        logit=picked.detach().float().cpu().numpy(),
-        absorbed={s: state.absorbed[s].float().cpu().numpy() for s in SOURCES},
-        stages={s: v.float().cpu().numpy() for s, v in state.stages.items()},
+        logit=_numpy(picked),
+        absorbed={s: _numpy(state.absorbed[s]) for s in SOURCES},
+        stages={s: _numpy(v) for s, v in state.stages.items()},
         ledger=tuple(row.done() for row in state.rows),
     )
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A result array: float64 from a float64 pass, else float32."""
+    t = t.detach().cpu()
+    return (t if t.dtype == torch.float64 else t.float()).numpy()
 
 
 # -- the pass's bookkeeping ---------------------------------------------------------------------------
@@ -217,7 +223,7 @@ class _Row:
     def done(self) -> LedgerRow:
         def get(name: str) -> np.ndarray | None:
             value = self.values.get(name)
-            return None if value is None else value.detach().float().cpu().numpy()
+            return None if value is None else _numpy(value)
 
         attention = self.kind == "attention"
         zeros = np.zeros_like(get("branch"))
@@ -411,6 +417,11 @@ def _reduced(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 def _layer(module: nn.Module, x: torch.Tensor, state: _Pass) -> torch.Tensor:
     """A convolution or linear layer (its bias kept as ``bias``), under the epsilon rule."""
+    if type(module) not in (nn.Conv2d, nn.Linear):
+        raise ValueError(
+            f"LRP has no rule for a {type(module).__name__} layer (the inference build fuses layers: explain "
+            "the model itself, not coatnet.for_inference's build)"
+        )
     z = module(x)
     bias = getattr(module, "bias", None)
     if bias is not None:
@@ -529,7 +540,7 @@ def _attention(attn: RelativeAttention, x: torch.Tensor, row: _Row, state: _Pass
         qkv = _layer(attn.qkv, x.permute(0, 2, 3, 1), state)
         qkv = rearrange(qkv, "b y x (s h d) -> s b h (y x) d", s=3, h=attn.heads)
     q, k, v = qkv.unbind(0)
-    bias = attn.rel_pos._compute_bias((height, width)).detach().to(q.dtype)  # a parameter: a sink
+    bias = attn.rel_pos.get_bias((height, width)).detach().to(q.dtype)  # a parameter: a sink
     if state.attnlrp:
         content = _Product.apply(q * attn.scale, k.transpose(-2, -1), state, True, False)
         content = _Observe.apply(content, lambda r: row.add("content", state.per_sample(r)))
