@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from analysis.explain.attributions import gradcam_maps
+from analysis.explain.lrp import lrp
 from analysis.explain.perturbation import random_map
 from analysis.explain.pixels import pass_size, pixel_maps
 from analysis.explain.registry import STAGES, Explainer, Maps, _built_in
@@ -62,6 +63,16 @@ def _pixels(method: str) -> Maps:
     return maps
 
 
+def _lrp(rule: str) -> Maps:
+    def maps(model, images, targets, **options) -> np.ndarray:
+        return lrp(model, images, target=torch.as_tensor(targets), rule=rule).map
+
+    maps.__doc__ = (
+        f"The signed pixel relevance of :func:`analysis.lrp` under ``{rule}``, summed over channels."
+    )
+    return maps
+
+
 for _record in (
     Explainer("random", "Random map", "random", _random, class_specific=False, needs_gradients=False,
               baseline=True),
@@ -75,5 +86,7 @@ for _record in (
     Explainer("integrated_gradients", "Integrated Gradients (SmoothGrad)", "IG",
               _pixels("integrated_gradients"), signed=True),
     Explainer("occlusion", "Occlusion", "occl.", _pixels("occlusion"), needs_gradients=False, signed=True),
+    Explainer("lrp_attnlrp", "LRP (AttnLRP)", "AttnLRP", _lrp("attnlrp"), signed=True),
+    Explainer("lrp_cp", "LRP (CP-LRP)", "CP-LRP", _lrp("cp"), signed=True),
 ):  # fmt: skip
     _built_in(_record)

@@ -21,7 +21,8 @@ from tests.support.apptest import clean, titles
 from tests.support.explainers import LABEL, NAME, gradient_x_input, registered
 from tests.support.toys import SIZE, images, toy
 
-BUILT_IN = ["random", "rollout", "relevance", "grad_rollout", "gradcam", "integrated_gradients", "occlusion"]
+BUILT_IN = ["random", "rollout", "relevance", "grad_rollout", "gradcam", "integrated_gradients", "occlusion",
+            "lrp_attnlrp", "lrp_cp"]  # fmt: skip
 
 
 @pytest.fixture
@@ -36,10 +37,12 @@ def test_the_built_in_methods_in_order_with_the_labels_the_figures_and_pickers_u
     found = analysis.explainers()
     assert [e.name for e in found] == BUILT_IN
     assert [short_name(e.name, "S3" if e.stages else None) for e in found] == [
-        "random", "rollout", "relev.", "grad roll.", "CAM S3", "IG", "occl.",
+        "random", "rollout", "relev.", "grad roll.", "CAM S3", "IG", "occl.", "AttnLRP", "CP-LRP",
     ]  # fmt: skip
     assert [e.name for e in found if not e.class_specific] == ["random", "rollout"]
-    assert [e.name for e in found if e.attribution] == ["gradcam", "integrated_gradients", "occlusion"]
+    assert [e.name for e in found if e.attribution] == [
+        "gradcam", "integrated_gradients", "occlusion", "lrp_attnlrp", "lrp_cp",
+    ]  # fmt: skip
     assert {e.name: e.label for e in found if e.needs_attention and e.class_specific} == {
         "relevance": "Relevance (Chefer et al. 2021)",
         "grad_rollout": "Gradient-weighted rollout",

@@ -196,6 +196,8 @@ def test_every_method_is_measured_for_one_image_and_the_model_is_left_as_found()
     assert [m for m, _ in method_rows(no_attention)] == ["random"] + ["gradcam"] * 5 + [
         "integrated_gradients",
         "occlusion",
+        "lrp_attnlrp",
+        "lrp_cp",
     ]
 
 

@@ -143,7 +143,10 @@ def _plain_call(name: str) -> Callable[[CoAtNet, torch.Tensor], Any]:
 
 ANALYSES.update({name: _plain_call(name) for name in ENROLLED})
 
-RUNS_THE_MODEL = tuple(name for name in ANALYSES if name != "relative_bias_kernels")
+# what enters the model's block forwards (each is held inside one); the bias kernels read tables alone, and
+# LRP walks the model's modules with a forward of its own (no block's forward runs): both run while every
+# other one is held
+RUNS_THE_MODEL = tuple(name for name in ANALYSES if name not in ("relative_bias_kernels", "lrp"))
 # a user's own passes, not analyses: they change a model in training mode, as they should
 PLAIN_PASSES = ("forward", "recorded_forward")
 
