@@ -73,6 +73,15 @@ class LedgerRow:
             the bias added to the logits; post: the bias added to the softmax's output); 0 under "cp".
         weights: for attention, the relevance reaching the attention weights (0 under ``"cp"``).
         softmax: for attention, the relevance its softmax rule keeps (0 under ``"cp"``).
+
+    Examples:
+        >>> import torch, analysis
+        >>> found = analysis.lrp(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
+        >>> row = found.row("S3.0")
+        >>> row.kind, row.branch.shape, row.content is not None
+        ('attention', (1,), True)
+        >>> found.row("S3.0.mlp").content is None
+        True
     """
 
     part: str
@@ -108,6 +117,14 @@ class LRP:
         absorbed: source (:data:`SOURCES`) -> (B,) relevance kept there on the way.
         stages: ``S0``..``S4`` -> (B, h, w) relevance of each stage's output, summed over channels.
         ledger: one :class:`LedgerRow` per part, in forward order.
+
+    Examples:
+        >>> import torch, analysis
+        >>> found = analysis.lrp(analysis.load_model("demo-maxvit"), torch.randn(2, 1, 28, 28), rule="cp")
+        >>> found.pixels.shape, found.stages["S3"].shape, sorted(found.absorbed)
+        ((2, 1, 28, 28), (2, 7, 7), ['bias', 'epsilon', 'position', 'softmax'])
+        >>> bool(abs(found.total() - found.logit).max() < 1e-3 * abs(found.logit).max())
+        True
     """
 
     rule: str

@@ -182,7 +182,7 @@ def explainers() -> tuple[Explainer, ...]:
         >>> [e.name for e in analysis.explainers()][:4]
         ['random', 'rollout', 'relevance', 'grad_rollout']
         >>> [e.short_label for e in analysis.explainers() if e.signed]
-        ['IG', 'occl.']
+        ['IG', 'occl.', 'AttnLRP', 'CP-LRP']
     """
     return tuple(_REGISTRY.values())
 
