@@ -41,6 +41,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from analysis.core.inputs import as_batch
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.blocks import MaxViTBlock, MBConvBlock, PartitionBlock, Stem, TransformerBlock
 from coatnet.model.convnext import ConvNeXtBlock
@@ -163,7 +164,8 @@ def lrp(
     Args:
         model: a :class:`coatnet.CoAtNet` (CoAtNet pre or post, the layouts, MaxViT, MaxxViT, CoAtNeXt, a
             timm import); a parallel MaxViT block is refused.
-        images: (B, C, H, W), preprocessed as the model expects.
+        images: (B, C, H, W) or (C, H, W) normalised as the model expects, or PIL images (prepared
+            with the model's own preprocessing).
         target: the class to explain, one for all or a (B,) tensor; None: each image's predicted class.
         rule: ``"attnlrp"`` or ``"cp"``.
         epsilon: the stabiliser (module docstring), >= 0.
@@ -192,7 +194,7 @@ def lrp(
             f"LRP runs on the project's models (a coatnet.CoAtNet), not a {type(model).__name__}"
         )
     parameter = next(model.parameters())
-    images = images.to(device=parameter.device, dtype=parameter.dtype)
+    images = as_batch(images, model).to(device=parameter.device, dtype=parameter.dtype)
     state = _Pass(rule, float(epsilon), len(images), images.dtype, images.device)
     with torch.enable_grad():
         x = images.detach().clone().requires_grad_(True)
