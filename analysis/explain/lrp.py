@@ -283,11 +283,27 @@ class _Pass:
     def keep(self, source: str, amount: torch.Tensor) -> None:
         self.absorbed[source] = self.absorbed[source] + amount
 
-    def ratio(self, z: torch.Tensor) -> torch.Tensor:
-        """The epsilon rule's factor ``z / (z + epsilon sign z)`` (1 where epsilon is 0)."""
+    def stabilised(
+        self, z: torch.Tensor, g: torch.Tensor, *, total: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The epsilon rule at ``z`` on its incoming gradient ``g``: ``g z / (z + epsilon sign z)``, what the
+        stabiliser withholds kept as ``epsilon``; with ``total``, also (B,) the relevance that passes,
+        ``sum(z g')`` (else None)."""
         if self.epsilon == 0:
-            return torch.ones_like(z)
-        return z / (z + self.epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype))
+            return g, self.per_sample(z * g) if total else None
+        shift = torch.copysign(z.new_tensor(self.epsilon), z)  # sign(+0) = +1: +epsilon
+        held = z * g
+        passed = held / (z + shift)
+        kept = self.per_sample(passed * shift)  # z g - z g z / (z + s) = g z s / (z + s)
+        self.keep("epsilon", kept)
+        return passed, self.per_sample(held) - kept if total else None
+
+    def bias_share(self, bias: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """(B,) ``sum(bias * g)`` for a ``bias`` that broadcasts against ``g`` (right-aligned): ``g`` summed
+        over the axes the bias repeats along first, then the small product."""
+        lead = g.ndim - bias.ndim
+        axes = [d for d in range(1, g.ndim) if d < lead or bias.shape[d - lead] == 1]
+        return self.per_sample((g.sum(axes, keepdim=True) if axes else g) * bias)
 
 
 # -- the rules, as autograd functions ------------------------------------------------------------------
@@ -307,11 +323,10 @@ class _Epsilon(torch.autograd.Function):
     def backward(ctx, g):
         z, bias = ctx.saved_tensors
         state = ctx.state
-        stabilised = g * state.ratio(z)
-        state.keep("epsilon", state.per_sample(z * (g - stabilised)))
+        passed, _ = state.stabilised(z, g)
         if ctx.has_bias:
-            state.keep("bias", state.per_sample((bias * stabilised).expand_as(z)))
-        return stabilised, None, None
+            state.keep("bias", state.bias_share(bias, passed))
+        return passed, None, None
 
 
 class _Sum(torch.autograd.Function):
@@ -329,33 +344,51 @@ class _Sum(torch.autograd.Function):
     def backward(ctx, g):
         a, b, out = ctx.saved_tensors
         state = ctx.state
-        stabilised = g * state.ratio(out)
-        state.keep("epsilon", state.per_sample(out * (g - stabilised)))
-        ctx.record(
-            state.per_sample((a * stabilised).expand_as(out)),
-            state.per_sample((b * stabilised).expand_as(out)),
-        )
-        grad_a = stabilised if ctx.needs_input_grad[0] else None
-        grad_b = _reduced(stabilised, b.shape) if ctx.needs_input_grad[1] else None
+        passed, total = state.stabilised(out, g, total=True)
+        if b.shape != out.shape:  # a bias, broadcast: its share, and the rest to a
+            to_b = state.bias_share(b, passed)
+            to_a = total - to_b
+        else:
+            to_a = state.per_sample(a * passed)
+            to_b = total - to_a
+        ctx.record(to_a, to_b)
+        grad_a = passed if ctx.needs_input_grad[0] else None
+        grad_b = _reduced(passed, b.shape) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b, None, None
 
 
+_AT_ZERO: dict[tuple, float] = {}  # f'(0) of each kind of activation, the identity rule's ratio at 0
+
+
 class _Identity(torch.autograd.Function):
-    """An activation under the identity rule: ``act(x)`` forward; backward ``g * act(x) / x``."""
+    """An activation under the identity rule: ``act(x)`` forward; backward ``g * act(x) / x`` (``f'(0)``
+    at 0)."""
 
     @staticmethod
     def forward(ctx, x, act):
         y = act(x)
         ctx.save_for_backward(x, y)
-        ctx.at_zero = float(act(torch.tensor(1e-6, dtype=torch.float64)) / 1e-6)  # f'(0)
+        kind = (type(act), getattr(act, "approximate", None))
+        if kind not in _AT_ZERO:
+            _AT_ZERO[kind] = float(act(torch.tensor(1e-6, dtype=torch.float64)) / 1e-6)
+        ctx.at_zero, ctx.kind = _AT_ZERO[kind], kind
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        nonzero = x != 0
-        ratio = torch.where(nonzero, y / torch.where(nonzero, x, torch.ones_like(x)), ctx.at_zero)
-        return g * ratio, None
+        return g * _ratio(ctx.kind, x, y, ctx.at_zero), None
+
+
+def _ratio(kind: tuple, x: torch.Tensor, y: torch.Tensor, at_zero: float) -> torch.Tensor:
+    """``f(x) / x``, ``f'(0)`` at 0: in closed form where it is cheaper than the quotient (SiLU: the
+    sigmoid, ReLU: the step), else the quotient (0 / 0 only where x is 0)."""
+    act, _ = kind
+    if issubclass(act, nn.SiLU):
+        return torch.sigmoid(x)
+    if issubclass(act, nn.ReLU):
+        return (x >= 0).to(x.dtype)
+    return (y / x).nan_to_num_(nan=at_zero)
 
 
 class _Product(torch.autograd.Function):
@@ -374,9 +407,7 @@ class _Product(torch.autograd.Function):
         a, b, out = ctx.saved_tensors
         state = ctx.state
         if ctx.stabilise:
-            stabilised = g * state.ratio(out)
-            state.keep("epsilon", state.per_sample(out * (g - stabilised)))
-            g = stabilised
+            g, _ = state.stabilised(out, g)
         share = 0.5 if ctx.half else 1.0
         grad_a = share * (g @ b.transpose(-2, -1)) if ctx.needs_input_grad[0] else None
         grad_b = share * (a.transpose(-2, -1) @ g) if ctx.needs_input_grad[1] else None
