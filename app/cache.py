@@ -252,6 +252,12 @@ def gradcams(key: ModelKey, image: bytes, target: int | None = None) -> tuple:
     return gradcam_stages(model(key), _image(image), target=target)
 
 
+@shared_result(max_entries=32)
+def relevance_ledger(key: ModelKey, image: bytes, target: int, rule: str):
+    """Layer-wise relevance of class ``target`` under ``rule`` with its ledger (:func:`analysis.lrp`)."""
+    return analysis.lrp(model(key), _image(image), target=target, rule=rule)
+
+
 @session_result(max_entries=8)
 def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, progress=None):
     """Integrated Gradients, occlusion or another attribution method of :func:`analysis.explainers`, of

@@ -41,7 +41,7 @@ PAGES: tuple[Page, ...] = (
         "stages", "Stage inspector", ":material/view_column:",
         "What each stage S0..S4 does to the image: how strongly it responds where, which pixels a prediction "
         "rests on (Grad-CAM), how far each stage sees, and how far each head attends.",
-        kept=("gradcam_class", "gradcam_for"), landmark="Which pixels the prediction rests on",
+        kept=("gradcam_class", "gradcam_for", "lrp_rule"), landmark="Which pixels the prediction rests on",
     ),
     Page(
         "compare", "Pre vs post", ":material/compare:",

@@ -17,6 +17,7 @@ from analysis.figures.style import HEAT, OTHER
 
 __all__ = [
     "curves_figure",
+    "ledger_figure",
     "relevance_figure",
     "scores_figure",
 ]  # what the face, analysis.figures, hands on
@@ -219,3 +220,82 @@ def _entry(row) -> dict:
         "insertion_auc": row.insertion_auc, "road": row.road,
         "range": {key: spread.get(key) for key in SCORE_LABELS},
     }  # fmt: skip
+
+
+LEDGER_TERMS = {  # trace -> (what it shows, colour key)
+    "branch": "into the branch",
+    "skip": "through the skip",
+    "content": "to the content q·k",
+    "position": "to the position bias w",
+}
+
+
+def ledger_figure(found, *, image: int = 0, title: str | None = None) -> go.Figure:
+    """Where the relevance of a prediction flows (:func:`analysis.lrp`), part by part, as shares of the
+    explained logit: on the left, at each residual addition, what enters the branch and what passes the
+    skip (stacked: their sum is what reaches the addition); on the right, for each attention, what reaches
+    its content term and its relative-position bias. The note gives each stage output's share and what
+    the biases, the stabiliser, the softmax rule and the position bias kept on the way.
+
+    Args:
+        found: an :class:`analysis.LRP`.
+        image: which image of its batch.
+        title: the figure's title (default: the rule and the logit explained).
+
+    Returns:
+        The figure: four bar traces (branch, skip, content, position).
+
+    Examples:
+        >>> import torch, analysis
+        >>> from analysis import figures
+        >>> found = analysis.lrp(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28))
+        >>> [t.name for t in figures.ledger_figure(found).data]
+        ['into the branch', 'through the skip', 'to the content q·k', 'to the position bias w']
+    """
+    logit = float(found.logit[image])
+    scale = logit if abs(logit) > 1e-12 else 1.0
+    rows = list(found.ledger)
+    labels = [f"{r.part} ({r.kind})" for r in rows]
+    attention = [r for r in rows if r.kind == "attention"]
+
+    def share(values) -> list[float]:
+        return [100 * float(v[image]) / scale for v in values]
+
+    figure = go.Figure()
+    for key, values, axis, names in (
+        ("branch", [r.branch for r in rows], "x", labels),
+        ("skip", [r.skip for r in rows], "x", labels),
+        ("content", [r.content for r in attention], "x2", [f"{r.part} ({r.kind})" for r in attention]),
+        ("position", [r.position for r in attention], "x2", [f"{r.part} ({r.kind})" for r in attention]),
+    ):
+        figure.add_trace(
+            go.Bar(
+                x=share(values), y=names, orientation="h", name=LEDGER_TERMS[key], xaxis=axis,
+                hovertemplate="%{y}: %{x:.1f}% of the logit<extra>" + LEDGER_TERMS[key] + "</extra>",
+            )
+        )  # fmt: skip
+    stages = ", ".join(f"{s} {100 * float(v[image].sum()) / scale:.0f}%" for s, v in found.stages.items())
+    kept = ", ".join(f"{s} {100 * float(v[image]) / scale:.1f}%" for s, v in found.absorbed.items())
+    rule = {"attnlrp": "AttnLRP", "cp": "CP-LRP"}.get(found.rule, found.rule)
+    title = title or (
+        f"Where the relevance of class {int(found.target[image])}'s logit ({logit:.2f}) flows, {rule}: "
+        "each part's share, in % of the logit"
+    )
+    note = (
+        f"Each stage's output holds {stages} of the logit; on the way the rules kept {kept}. Left: at each "
+        "residual addition, the relevance entering the branch and passing the skip; right: inside each "
+        "attention, what reaches the content term and the relative-position bias (both 0 under CP-LRP)."
+    )
+    figure.update_yaxes(
+        autorange="reversed", tickfont={"size": 10}, categoryorder="array", categoryarray=labels
+    )
+    legend = {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 10}}
+    figure = chart(
+        figure, title, height=120 + 20 * len(rows), subtitle_lines=2, note=note, barmode="relative",
+        bottom=70, legend=legend,
+        xaxis={"domain": [0.0, 0.62], "title": {"text": "% of the logit, at each addition"}, "anchor": "y",
+               "zeroline": True},
+        xaxis2={"domain": [0.7, 1.0], "title": {"text": "% of the logit, inside attention"}, "anchor": "y",
+                "zeroline": True},
+    )  # fmt: skip
+    return named(figure, "lrp-ledger")

@@ -12,6 +12,7 @@ from analysis.figures import (
     cka_figure,
     feature_channels_figure,
     frequency_figure,
+    ledger_figure,
     random_logit_figure,
     receptive_field_figure,
     sanity_cascade_figure,
@@ -85,6 +86,9 @@ def render_page() -> None:
                 frequency = cache.frequency(key, data)
             render.figure(frequency_figure(frequency), f"{name}-frequency")
     pixel_attributions(chosen, picture.seen, target, opacity)
+    with render.folded("Where the prediction's relevance flows (LRP)", key="stages_ledger") as shown:
+        if shown:
+            relevance_ledger(chosen, target)
     sanity_check(chosen)
     similarity(chosen)
     with render.folded("Download the results", key="stages_downloads") as shown:
@@ -142,6 +146,22 @@ def pixel_attributions(chosen, seen, target: int, opacity: float) -> None:
         return
     figure = attribution_figure(result, seen, opacity=opacity)
     render.figure(figure, f"{chosen.image.name}-{method}-class-{target}")
+
+
+LEDGER_RULES = {"attnlrp": "AttnLRP", "cp": "CP-LRP"}
+
+
+def relevance_ledger(chosen, target: int) -> None:
+    """Layer-wise relevance of the Grad-CAM class (one backward pass: computed when the fold opens) and
+    its ledger: at each residual addition how much enters the branch and the skip, inside each attention
+    how much reaches the content term and the relative-position bias."""
+    rule = st.radio(
+        "Rule", tuple(LEDGER_RULES), key="lrp_rule", format_func=LEDGER_RULES.get, horizontal=True,
+        help="AttnLRP: relevance through the attention weights too (softmax and q k rules); CP-LRP: the "
+        "weights held constant, relevance through the values only (docs/explanations.md)",
+    )  # fmt: skip
+    found = cache.relevance_ledger(chosen.key, chosen.image.data, target, rule)
+    render.figure(ledger_figure(found), f"{chosen.image.name}-lrp-ledger-{rule}-class-{target}")
 
 
 def sanity_check(chosen) -> None:

@@ -146,6 +146,25 @@ def test_stage_inspector_draws_each_stage(explorer):
     assert "**S3** · Transformer" in text and "7x7 grid, 128 channels" in text
 
 
+def test_the_stage_inspector_draws_the_relevance_ledger_when_its_fold_opens(explorer):
+    """Closed, the LRP fold computes nothing; opened, the ledger of the Grad-CAM class under AttnLRP, and
+    under CP-LRP when chosen: a row per part, the attention rows' content at zero under CP-LRP."""
+    at = explorer
+    at.switch_page("views/stages.py").run()
+    assert not figures_named(clean(at), "lrp-ledger")
+    at.session_state["stages_ledger"] = True
+    at.run()
+    (ledger,) = figures_named(clean(at), "lrp-ledger")
+    assert "AttnLRP" in title(ledger)
+    branch, skip, content, position = ledger["data"]
+    assert branch["y"][0] == "S0 (stem)" and branch["y"][-1] == "head (head)"
+    assert content["y"] == position["y"] == ["S3.0 (attention)", "S3.1 (attention)", "S4.0 (attention)"]
+    assert skip["y"] == branch["y"] and any(content["x"]) and any(position["x"])
+    at.radio(key="lrp_rule").set_value("cp").run()
+    (ledger,) = figures_named(clean(at), "lrp-ledger")
+    assert "CP-LRP" in title(ledger) and not any(ledger["data"][2]["x"])
+
+
 def test_the_stage_inspectors_folds_compute_nothing_until_opened(explorer):
     """Closed, a fold sends no figure and no download; opened (a click reruns the page), the downloads fold
     offers each of the page's five results as JSON and NPZ, each under the line saying what it holds."""
