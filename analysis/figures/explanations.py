@@ -258,9 +258,6 @@ def ledger_figure(found, *, image: int = 0, title: str | None = None) -> go.Figu
     labels = [f"{r.part} ({r.kind})" for r in rows]
     attention = [r for r in rows if r.kind == "attention"]
 
-    def share(values) -> list[float]:
-        return [100 * float(v[image]) / scale for v in values]
-
     figure = go.Figure()
     for key, values, axis, names in (
         ("branch", [r.branch for r in rows], "x", labels),
@@ -270,7 +267,8 @@ def ledger_figure(found, *, image: int = 0, title: str | None = None) -> go.Figu
     ):
         figure.add_trace(
             go.Bar(
-                x=share(values), y=names, orientation="h", name=LEDGER_TERMS[key], xaxis=axis,
+                x=[100 * float(v[image]) / scale for v in values], y=names, orientation="h",
+                name=LEDGER_TERMS[key], xaxis=axis,
                 hovertemplate="%{y}: %{x:.1f}% of the logit<extra>" + LEDGER_TERMS[key] + "</extra>",
             )
         )  # fmt: skip
@@ -293,9 +291,9 @@ def ledger_figure(found, *, image: int = 0, title: str | None = None) -> go.Figu
     figure = chart(
         figure, title, height=120 + 20 * len(rows), subtitle_lines=2, note=note, barmode="relative",
         bottom=70, legend=legend,
-        xaxis={"domain": [0.0, 0.62], "title": {"text": "% of the logit, at each addition"}, "anchor": "y",
+        xaxis={"domain": [0.0, 0.62], "title": {"text": "% of the logit"}, "anchor": "y",
                "zeroline": True},
-        xaxis2={"domain": [0.7, 1.0], "title": {"text": "% of the logit, inside attention"}, "anchor": "y",
+        xaxis2={"domain": [0.7, 1.0], "title": {"text": "attention, %"}, "anchor": "y",
                 "zeroline": True},
     )  # fmt: skip
     return named(figure, "lrp-ledger")

@@ -13,8 +13,10 @@ import torch
 
 from analysis.explain.faithfulness import explanation_maps
 from analysis.explain.robustness import noise, robustness
+from tests.support.timm import ensure_torchvision_ops
 from tests.support.toys import images, toy, trained_looking
 
+ensure_torchvision_ops()  # Quantus imports zennit where installed (the LRP peers), zennit torchvision
 quantus = pytest.importorskip("quantus", reason="Quantus 0.6.0 is the peer (make installs it)")
 
 
