@@ -21,6 +21,7 @@ from analysis.core.models import describe, load_model
 from analysis.core.query import middle_point, query_index
 from analysis.explain.attributions import attributions
 from analysis.explain.faithfulness import faithfulness
+from analysis.explain.lrp import RULES, lrp
 from analysis.explain.registry import explainers
 from analysis.explain.relevance import class_relevance
 from analysis.explain.sanity import sanity_checks
@@ -72,6 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=["gradcam"],
         help="pixel attributions per image (default gradcam; integrated_gradients and occlusion cost tens "
         "of seconds an image at 224 on a CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ledger", nargs="*", choices=RULES, default=["attnlrp"], metavar="RULE",
+        help="the layer-wise relevance ledger of the explained class per image, under each rule given "
+        "(attnlrp, cp; default attnlrp; none with --ledger alone)",
     )  # fmt: skip
     p.add_argument(
         "--explain", metavar="CLASS",
@@ -172,11 +178,14 @@ def _image_section(model, other, x, shown, name, pixel, args, results) -> Sectio
         explained.append(attributions(model, x, method=method, stage=args.stage))
         record[method] = explained[-1]
     found = []
+    target = args.explain_class if args.explain_class is not None else int(probabilities.argmax())
     if maps.blocks:
-        target = args.explain_class if args.explain_class is not None else int(probabilities.argmax())
         relevances = [e.name for e in explainers() if e.needs_attention and e.class_specific]
         found = [class_relevance(model, x, target=target, method=m) for m in relevances]
         record.update({r.method: r for r in found})
+    ledgers = [lrp(model, x, target=target, rule=rule) for rule in args.ledger]
+    for ledger in ledgers:
+        record[f"lrp_{ledger.rule}"] = ledger
     report = faithfulness(model, x) if getattr(args, "faithfulness", False) else None
     if report is not None:
         record["faithfulness"] = report
@@ -190,6 +199,7 @@ def _image_section(model, other, x, shown, name, pixel, args, results) -> Sectio
     return image_section(
         name, shown, predictions=predictions, maps=maps, queries=queries, rollout=rollout, statistics=stats,
         attributions=explained, relevances=found, faithfulness=report, sanity=checked, comparison=comparison,
+        ledgers=ledgers,
     )  # fmt: skip
 
 

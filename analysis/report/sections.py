@@ -154,10 +154,12 @@ def image_section(
     faithfulness=None,
     sanity=None,
     comparison=None,
+    ledgers: Sequence = (),
 ) -> Section:
     """One image's section of ``coatnet analyze``'s report: its predictions, each block's attention from
     its query (``queries``: block name -> query index), rollout and statistics, attributions, class
-    relevance, and where computed faithfulness and the comparison with a second model."""
+    relevance, the layer-wise relevance ledgers (:func:`analysis.lrp`, one per rule asked for), and where
+    computed faithfulness and the comparison with a second model."""
     section = Section(
         name,
         "Top predictions: " + ", ".join(f"{p['name']} {100 * p['probability']:.1f}%" for p in predictions),
@@ -188,6 +190,16 @@ def image_section(
                 "Chefer et al. 2021 and gradient-weighted rollout through the attention blocks, for the "
                 "class named in each title; the map is the mean over the pooled output's positions.",
                 figures=[explanation_figures.relevance_figure(r, shown) for r in relevances],
+            )
+        )
+    if ledgers:
+        section.children.append(
+            Section(
+                "Where the prediction's relevance flows (LRP)",
+                "Layer-wise relevance of the explained class: at each residual addition what enters the "
+                "branch and what passes the skip, inside each attention what reaches the content term and "
+                "the relative-position bias, in % of the logit (docs/explanations.md).",
+                figures=[explanation_figures.ledger_figure(found) for found in ledgers],
             )
         )
     if faithfulness is not None:

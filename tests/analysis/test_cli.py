@@ -143,6 +143,26 @@ def test_analyze_explains_a_class_by_name_and_measures_faithfulness(tmp_path, ch
     assert "--explain 'sandal' is not a class of this model" in err and err.count("\n") == 1
 
 
+def test_analyze_draws_the_relevance_ledger_of_each_rule_asked_for(tmp_path, checkpoint):
+    out = tmp_path / "ledger"
+    code = main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(out),
+                 "--explain", "3", "--ledger", "attnlrp", "cp", "--quiet"])  # fmt: skip
+    assert code == 0
+    first = json.loads((out / "results.json").read_text())["per_image"]["image0.png"]
+    for rule in ("attnlrp", "cp"):
+        found = first[f"lrp_{rule}"]
+        assert found["rule"] == rule and found["target"] == [3]
+        assert found["ledger"][0]["part"] == "S0" and found["ledger"][-1]["part"] == "head"
+        total = np.sum(found["pixels"]) + sum(v[0] for v in found["absorbed"].values())
+        assert total == pytest.approx(found["logit"][0], rel=1e-4, abs=1e-5)
+    page = (out / "report.html").read_text()
+    assert "relevance flows (LRP)" in page and "CP-LRP" in page
+    plain = tmp_path / "plain"
+    assert main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(plain),
+                 "--ledger", "--quiet"]) == 0  # fmt: skip
+    assert "lrp_attnlrp" not in json.loads((plain / "results.json").read_text())["per_image"]["image0.png"]
+
+
 def test_analyze_adds_the_sanity_checks_to_the_report_and_the_results(tmp_path, checkpoint):
     out = tmp_path / "sane"
     code = main(["analyze", *pictures(tmp_path, 1), "--model", str(checkpoint), "--out", str(out),
