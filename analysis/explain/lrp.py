@@ -45,6 +45,7 @@ from analysis.core.inputs import as_batch
 from coatnet.model.attention import RelativeAttention
 from coatnet.model.blocks import MaxViTBlock, MBConvBlock, PartitionBlock, Stem, TransformerBlock
 from coatnet.model.convnext import ConvNeXtBlock
+from coatnet.model.interventions import active_interventions
 from coatnet.model.layers import LayerNorm2d, LayerScale, SamePad, SqueezeExcite, batchnorm_affine
 from coatnet.model.network import CoAtNet
 from coatnet.model.parts import PartName
@@ -174,7 +175,8 @@ def lrp(
         An :class:`LRP`.
 
     Raises:
-        ValueError: an unknown rule, a negative epsilon, a model the rules do not reach.
+        ValueError: an unknown rule, a negative epsilon, a model the rules do not reach, a call inside an
+            intervention context (:func:`coatnet.intervene`), which the rules would not see.
 
     Examples:
         >>> import torch, analysis
@@ -189,6 +191,11 @@ def lrp(
         raise ValueError(f"LRP rule must be one of {RULES}, got {rule!r}")
     if not epsilon >= 0:
         raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    if active_interventions():
+        raise ValueError(
+            "LRP runs the model's own weights through its rules, not an intervened pass: explain outside "
+            "coatnet.intervene (and compare the two models' relevance instead)"
+        )
     if not isinstance(model, CoAtNet):
         raise ValueError(
             f"LRP runs on the project's models (a coatnet.CoAtNet), not a {type(model).__name__}"

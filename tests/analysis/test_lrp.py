@@ -259,10 +259,14 @@ def test_the_model_is_left_as_it_was_and_its_inference_build_is_refused_in_one_l
     assert "\n" not in str(refused.value)
 
 
-def test_a_parallel_block_and_a_bad_rule_are_refused_in_one_line():
+def test_a_parallel_block_an_intervened_pass_and_a_bad_rule_are_refused_in_one_line():
     parallel = coatnet.create_model("maxvit_pico", in_chans=1, parallel_partitions=True).eval()
     with pytest.raises(ValueError, match=r"parallel MaxViT block") as refused:
         analysis.lrp(parallel, torch.randn(1, 1, 28, 28))
     assert "\n" not in str(refused.value)
+    model = analysis.load_model("demo-pre")
+    knockout = coatnet.Intervention("S3.0", "knockout", heads=(0,))
+    with coatnet.intervene(knockout, model=model), pytest.raises(ValueError, match=r"not an intervened pass"):
+        analysis.lrp(model, torch.randn(1, 1, 28, 28))
     with pytest.raises(ValueError, match=r"rule must be one of"):
         analysis.lrp(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28), rule="alpha-beta")
