@@ -258,6 +258,12 @@ def relevance_ledger(key: ModelKey, image: bytes, target: int, rule: str):
     return analysis.lrp(model(key), _image(image), target=target, rule=rule)
 
 
+@shared_result(max_entries=32)
+def class_attribution(key: ModelKey, image: bytes, method: str, target: int):
+    """A one-pass attribution method of the registry (layer-wise relevance), of class ``target``."""
+    return attributions(model(key), _image(image), method=method, target=target)
+
+
 @session_result(max_entries=8)
 def pixel_attribution(key: ModelKey, image: bytes, method: str, target: int, progress=None):
     """Integrated Gradients, occlusion or another attribution method of :func:`analysis.explainers`, of

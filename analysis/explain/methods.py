@@ -86,7 +86,7 @@ for _record in (
     Explainer("integrated_gradients", "Integrated Gradients (SmoothGrad)", "IG",
               _pixels("integrated_gradients"), signed=True),
     Explainer("occlusion", "Occlusion", "occl.", _pixels("occlusion"), needs_gradients=False, signed=True),
-    Explainer("lrp_attnlrp", "LRP (AttnLRP)", "AttnLRP", _lrp("attnlrp"), signed=True),
-    Explainer("lrp_cp", "LRP (CP-LRP)", "CP-LRP", _lrp("cp"), signed=True),
+    Explainer("lrp_attnlrp", "LRP (AttnLRP)", "AttnLRP", _lrp("attnlrp"), signed=True, one_pass=True),
+    Explainer("lrp_cp", "LRP (CP-LRP)", "CP-LRP", _lrp("cp"), signed=True, one_pass=True),
 ):  # fmt: skip
     _built_in(_record)

@@ -51,6 +51,8 @@ class Explainer:
             ``seed`` and each consumer seeds it by its own protocol.
         every_stage: where the method makes the maps of every stage in one pass, that function
             (as ``maps`` without ``stage``, the stages' maps in the order of ``stages``).
+        one_pass: its map of a class costs one forward and one backward pass (layer-wise relevance): cheap
+            enough to draw as a page opens, as the explorer's "Explain a class" picker does.
 
     Examples:
         >>> import analysis
@@ -70,6 +72,7 @@ class Explainer:
     needs_attention: bool = False
     baseline: bool = False
     every_stage: Maps | None = None
+    one_pass: bool = False
 
     @property
     def attribution(self) -> bool:
@@ -108,6 +111,7 @@ def register_explainer(
     class_specific: bool = True,
     needs_gradients: bool = True,
     stages: Sequence[str] | None = None,
+    one_pass: bool = False,
 ) -> Explainer:
     """Add an explanation method: from then on it is a row of :func:`analysis.faithfulness`,
     :func:`analysis.sanity_checks`, :func:`analysis.robustness` and a new study, a choice of ``coatnet
@@ -128,6 +132,8 @@ def register_explainer(
         class_specific: whether the map explains a class.
         needs_gradients: whether it computes gradients.
         stages: the stage names it takes (a row per stage, e.g. ``("S2", "S3")``); None for none.
+        one_pass: a class's map costs one forward and one backward pass: the explorer's class picker
+            offers it (:attr:`Explainer.one_pass`).
 
     Returns:
         The record, as :func:`explainers` lists it.
@@ -164,6 +170,7 @@ def register_explainer(
     record = Explainer(
         name=name, label=label, short_label=short_label or name, maps=maps,
         class_specific=bool(class_specific), needs_gradients=bool(needs_gradients), stages=stages,
+        one_pass=bool(one_pass),
     )  # fmt: skip
     _REGISTRY[name] = record
     return record

@@ -7,6 +7,7 @@ import streamlit as st
 from analysis import explainers
 from analysis.figures import (
     attention_heads_figure,
+    attribution_figure,
     curves_figure,
     fused_attention_figure,
     relevance_figure,
@@ -96,8 +97,23 @@ def query_views(chosen, picture, maps) -> None:
 
 def relevance_methods() -> dict[str, str]:
     """The methods of the class picker, name: label: the registry's class-specific methods that read
-    attention (relevance and gradient-weighted rollout)."""
-    return {e.name: e.label for e in explainers() if e.needs_attention and e.class_specific}
+    attention (relevance and gradient-weighted rollout) and those whose map is one forward and one backward
+    pass (layer-wise relevance, :attr:`analysis.Explainer.one_pass`)."""
+    return {
+        e.name: e.label for e in explainers()
+        if e.class_specific and e.stages is None and (e.needs_attention or e.one_pass)
+    }  # fmt: skip
+
+
+ABOUT_RELEVANCE = (
+    "Attention weighted by the class logit's gradient, block by block (R <- R + mean over heads of "
+    "(grad A * A)+), through the pooling between S3 and S4; the map is the mean over the pooled "
+    "output's positions. Rollout above is the same for every class; this is not."
+)
+ABOUT_LRP = (
+    "The class logit's relevance propagated back to each pixel through every layer, convolution and "
+    "attention alike, by the rule's table (docs/explanations.md); the Stage inspector draws where it flows."
+)
 
 
 def explain_class(chosen, seen, opacity: float) -> None:
@@ -105,11 +121,7 @@ def explain_class(chosen, seen, opacity: float) -> None:
     explanation of the predicted class is (deletion, insertion, ROAD)."""
     key, data = chosen.key, chosen.image.data
     st.subheader("Explain a class")
-    st.caption(
-        "Attention weighted by the class logit's gradient, block by block (R <- R + mean over heads of "
-        "(grad A * A)+), through the pooling between S3 and S4; the map is the mean over the pooled "
-        "output's positions. Rollout above is the same for every class; this is not."
-    )
+    about = st.empty()  # what the chosen method does, once chosen below
     pick_class, pick_method = st.columns([2, 1])
     with pick_class:
         target = widgets.class_picker(
@@ -119,10 +131,16 @@ def explain_class(chosen, seen, opacity: float) -> None:
     with pick_method:
         methods = relevance_methods()
         method = st.radio("Method", tuple(methods), key="explain_method", format_func=methods.get)
+    name = f"{chosen.image.name}-{method}-class-{target}"
+    if not next(e for e in explainers() if e.name == method).needs_attention:  # one pass to the pixels
+        about.caption(ABOUT_LRP)
+        render.figure(attribution_figure(cache.class_attribution(key, data, method, target), seen,
+                                         opacity=opacity), name)  # fmt: skip
+        faithfulness_curves(chosen)
+        return
+    about.caption(ABOUT_RELEVANCE)
     found = cache.relevance(key, data, target, method)
-    render.figure(
-        relevance_figure(found, seen, opacity=opacity), f"{chosen.image.name}-{method}-class-{target}"
-    )
+    render.figure(relevance_figure(found, seen, opacity=opacity), name)
     with st.expander("Download the relevance"):
         render.result_downloads(
             found, f"{chosen.image.name}-{found.method}-class-{found.targets[0]}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from coatnet import load_checkpoint
-from tests.support.apptest import clean, figure_named, named_titles, title
+from tests.support.apptest import clean, figure_named, figures, named_titles, title
 
 
 @pytest.fixture
@@ -32,6 +32,20 @@ def test_the_relevance_map_explains_the_class_picked_with_the_method_picked(page
     page.radio(key="explain_method").set_value("grad_rollout").run()
     (third,) = _relevance_titles(clean(page))
     assert third.startswith("gradient-weighted rollout")
+
+
+def test_the_class_picker_offers_layer_wise_relevance_drawn_over_the_pixels(page):
+    """The registry's one-pass methods join the picker: AttnLRP of the class picked, as a pixel map, with
+    the caption of what it is (the attention-weighted caption gone)."""
+    assert page.radio(key="explain_method").options[-2:] == ["LRP (AttnLRP)", "LRP (CP-LRP)"]
+    other = (page.selectbox(key="explain_class").value + 1) % 10
+    page.selectbox(key="explain_class").set_value(other).run()
+    page.radio(key="explain_method").set_value("lrp_attnlrp").run()
+    assert not _relevance_titles(clean(page))
+    (drawn,) = [f for f in figures(page) if title(f).startswith("lrp_attnlrp: ")]
+    assert load_checkpoint("demo-pre").checkpoint_info.class_names[other] in title(drawn)
+    said = " ".join(c.value for c in page.caption)
+    assert "relevance propagated back to each pixel" in said and "grad A * A" not in said
 
 
 def test_measuring_faithfulness_draws_the_curves_and_scores_of_every_method(page):
