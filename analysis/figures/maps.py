@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.query import cell_centre, pixel_cell
+from analysis.explain.registry import explainers
 from analysis.figures.names import named
 from analysis.figures.panels import DEFAULT_OPACITY, chart, pair
 from analysis.figures.plots import (
@@ -299,7 +300,8 @@ def statistics_figures(statistics) -> list[go.Figure]:
 def attribution_figure(
     attribution, image: np.ndarray | None, *, opacity: float = DEFAULT_OPACITY
 ) -> go.Figure:
-    """An attribution map (:class:`analysis.Attribution`) over the image it explains.
+    """An attribution map (:class:`analysis.Attribution`) over the image it explains, titled with the
+    method's label in words (the registry's, :func:`analysis.explainers`).
 
     Args:
         attribution: the map (:func:`analysis.attributions`).
@@ -318,7 +320,8 @@ def attribution_figure(
     """
     name = attribution.target_name or f"class {attribution.target}"
     where = f" at {attribution.stage}" if attribution.stage else ""
-    title = f"{attribution.method}{where}: {name} (p = {attribution.probability:.2f})"
+    method = next((e.label for e in explainers() if e.name == attribution.method), attribution.method)
+    title = f"{method}{where}: {name} (p = {attribution.probability:.2f})"
     figure = overlay(
         image, attribution.map, stride=1.0, title=title, colorscale=HEAT, opacity=opacity, what="relevance"
     )

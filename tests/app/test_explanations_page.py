@@ -42,7 +42,7 @@ def test_the_class_picker_offers_layer_wise_relevance_drawn_over_the_pixels(page
     page.selectbox(key="explain_class").set_value(other).run()
     page.radio(key="explain_method").set_value("lrp_attnlrp").run()
     assert not _relevance_titles(clean(page))
-    (drawn,) = [f for f in figures(page) if title(f).startswith("lrp_attnlrp: ")]
+    (drawn,) = [f for f in figures(page) if title(f).startswith("LRP (AttnLRP): ")]
     assert load_checkpoint("demo-pre").checkpoint_info.class_names[other] in title(drawn)
     said = " ".join(c.value for c in page.caption)
     assert "relevance propagated back to each pixel" in said and "grad A * A" not in said

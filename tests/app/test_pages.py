@@ -390,13 +390,13 @@ def test_stage_inspector_computes_pixel_attributions_when_asked_and_cka_over_the
     clean(at)
     target = at.selectbox(key="gradcam_class").value
     drawn = named_titles(at, "attribution")
-    assert len(drawn) == 1 and drawn[0].startswith("integrated_gradients"), titles(at)
+    assert len(drawn) == 1 and drawn[0].startswith("Integrated Gradients (SmoothGrad): "), titles(at)
     at.run()  # kept on screen on later runs, without asking again
-    assert title(figure_named(clean(at), "attribution")).startswith("integrated_gradients")
+    assert title(figure_named(clean(at), "attribution")).startswith("Integrated Gradients")
     at.radio(key="pixel_method").set_value("occlusion").run()
-    assert not any(t.startswith("occlusion") for t in named_titles(clean(at), "attribution"))
+    assert not any(t.startswith("Occlusion") for t in named_titles(clean(at), "attribution"))
     at.button(key="pixel_go").click().run()
-    assert title(figure_named(clean(at), "attribution")).startswith("occlusion")
+    assert title(figure_named(clean(at), "attribution")).startswith("Occlusion")
     assert at.selectbox(key="gradcam_class").value == target
 
 
