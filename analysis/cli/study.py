@@ -36,6 +36,7 @@ from analysis.core.models import describe, load_model
 from analysis.explain.faithfulness import protocol as faithfulness_protocol
 from analysis.report.html import html_page
 from analysis.report.sections import study_sections
+from analysis.studies.ledger import ledger_protocol, measure_ledger, summarise_ledger
 from analysis.studies.sanity import chunks, measure_sanity, sanity_protocol, summarise_sanity
 from analysis.studies.study import (
     CONVENTIONS,
@@ -104,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "what is missing is computed",
     )  # fmt: skip
     p.add_argument(
+        "--ledger", type=int, nargs="?", const=1000, default=0, metavar="N",
+        help="also measure the layer-wise relevance ledger (AttnLRP and CP-LRP: where each prediction's "
+        "relevance flows, part by part) on the first N images (default 1000); with --resume, added to a "
+        "finished study: only what is missing is computed",
+    )  # fmt: skip
+    p.add_argument(
         "--sanity-only", action="store_true",
         help="only the sanity checks and robustness (--sanity N images, default 200), no interventions",
     )  # fmt: skip
@@ -144,11 +151,19 @@ def cmd_study(args: argparse.Namespace) -> int:
         "faithfulness_images": min(max(args.faithfulness, 0), len(dataset)),
     }  # fmt: skip
     sanity = min(max(args.sanity or (SANITY_DEFAULT if args.sanity_only else 0), 0), len(dataset))
+    ledger = min(max(args.ledger, 0), len(dataset))
     finished = holds and not args.sanity_only and _finished(out, settings)  # not to be run again
+
+    def ledger_part(**kept) -> int:  # after the other parts: the ledger of the first images
+        return _ledger_part(args, out, model, dataset, pre, device, rank, world, ledger, started, **kept)
+
     if args.sanity_only or (sanity and finished):
-        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
-                            finished=finished)  # fmt: skip
+        code = _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
+                            finished=finished, finish=not ledger)  # fmt: skip
+        return code if code or not ledger else ledger_part(resumed=True)
     if finished:
+        if ledger:
+            return ledger_part(finished=len(dataset))
         say_kept("coatnet study", out, f"the finished study of {len(dataset)} images; nothing to compute")
         distributed.finish(world)
         return 0
@@ -207,8 +222,11 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(f"wrote {path}, study.npz and study.html in {out} ({len(dataset)} images)")
     distributed.wait_for_peers("study merged", world)  # the first process merges every batch
     if sanity:
-        return _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
-                            resumed=holds)  # fmt: skip
+        code = _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
+                            resumed=holds, finish=not ledger)  # fmt: skip
+        return code if code or not ledger else ledger_part(resumed=True)
+    if ledger:
+        return ledger_part(resumed=holds)
     distributed.finish(world)
     return 0
 
@@ -235,7 +253,7 @@ def _finished(out: Path, settings: dict) -> bool:
 
 def _sanity_part(
     args, out, model, dataset, pre, device, rank, world, settings, count, started, *, finished: bool = False,
-    resumed: bool = False,
+    resumed: bool = False, finish: bool = True,
 ) -> int:  # fmt: skip
     """The sanity checks and robustness of the first ``count`` images, in files of
     :data:`SANITY_CHUNK` images under OUT/sanity/ (only the missing ones are computed, under torchrun each
@@ -274,7 +292,8 @@ def _sanity_part(
         study = f"the finished interventions of {settings['n_images']} images, " if finished else ""
         say_kept("coatnet study", out, f"{study}the sanity checks of {have} of {count} images")
         if have == count and _sanity_merged(out, count):  # nothing to compute, nothing to write again
-            distributed.finish(world)
+            if finish:
+                distributed.finish(world)
             return 0
     total, initial = sum(pieces[k][1] for k in mine), sum(pieces[k][1] for k in mine if k not in todo)
     bar = tqdm(total=total, initial=initial, desc=f"sanity {args.model}", unit="img",
@@ -315,7 +334,8 @@ def _sanity_part(
         path = merge_sanity(out, model, base, count, meta)
         print(f"wrote the sanity checks of {count} images to {path}, study.npz and study.html in {out}")
     distributed.wait_for_peers("sanity merged", world)
-    distributed.finish(world)
+    if finish:  # else another part follows
+        distributed.finish(world)
     return 0
 
 
@@ -326,6 +346,7 @@ def _sanity_merged(out: Path, count: int) -> bool:
 
 
 SANITY_KEYS = ("sanity", "robustness")  # study.json keys and study.npz arrays of the sanity part
+KEPT_PARTS = (*SANITY_KEYS, "ledger")  # the parts a study's interventions, merged again, keep
 
 
 def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Path:
@@ -371,6 +392,124 @@ def merge_sanity(out: Path, model, settings: dict, count: int, meta: dict) -> Pa
     write_text(path, json.dumps(summary.to_json(), indent=1) + "\n")
     title = f"coatnet study: {summary.model_description}"
     write_text(out / "study.html", html_page(title, study_sections(summary)))
+    return path
+
+
+LEDGER_CHUNK = 64  # images per file of the ledger part
+
+
+def _ledger_part(
+    args, out, model, dataset, pre, device, rank, world, count, started, *, finished: int = 0,
+    resumed: bool = False,
+) -> int:  # fmt: skip
+    """The relevance ledger of the first ``count`` images (:mod:`analysis.studies.ledger`), in files of
+    :data:`LEDGER_CHUNK` images under OUT/ledger/ (only the missing ones are computed, under torchrun each
+    process every ``world``-th), merged into OUT/study.json (``ledger``), study.npz and study.html. A study
+    must be there (the ledger is a part of one); ``finished``: the images of a finished study it is added
+    to; ``resumed``: after another part of a resumed one (both say what they kept)."""
+    folder = out / "ledger"
+    wanted = {"model": args.model, "model_description": describe(model), "data": args.data,
+              "split": args.split, "protocol": ledger_protocol()}  # fmt: skip
+    if rank == 0:
+        if not (out / "study.json").exists():
+            raise StudyError(f"{out} holds no study: run the study first, or give --ledger with it")
+        recorded = folder / "settings.json"
+        if recorded.exists():
+            found = json.loads(recorded.read_text())
+            if found != wanted:
+                changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+                raise StudyError(
+                    f"{out} holds the ledger of a different study ({', '.join(changed)} differ): "
+                    "use another --out"
+                )
+        else:
+            write_text(recorded, json.dumps(wanted, indent=1) + "\n")
+    distributed.wait_for_peers("ledger folder claimed", world)
+    pieces = chunks(count, LEDGER_CHUNK)
+    mine = [k for k in range(len(pieces)) if k % world == rank]
+    todo = [k for k in mine if not _has_chunk(folder, k, pieces[k][1])]
+    if finished or resumed or (args.resume and folder.exists()):
+        have = sum(n for k, (_, n) in enumerate(pieces) if _has_chunk(folder, k, n))
+        study = f"the finished study of {finished} images, " if finished else ""
+        say_kept("coatnet study", out, f"{study}the ledger of {have} of {count} images")
+        if have == count and _ledger_merged(out, count):  # nothing to compute, nothing to write again
+            distributed.finish(world)
+            return 0
+    total, initial = sum(pieces[k][1] for k in mine), sum(pieces[k][1] for k in mine if k not in todo)
+    bar = tqdm(total=total, initial=initial, desc=f"ledger {args.model}", unit="img",
+               disable=args.quiet or rank != 0)  # fmt: skip
+    try:
+        for k in todo:
+            first, n = pieces[k]
+            began = time.perf_counter()
+            parts = []
+            for images, labels in iterate_batches(dataset, torch.arange(first, first + n), n,
+                                                  workers=args.workers):  # fmt: skip
+                if len(labels):
+                    x = normalize(prepare_batch(images, pre, device=device), pre)
+                    parts.append({"ledger_labels": labels.numpy(), **measure_ledger(model, x)})
+            arrays = concatenate(parts) if parts else {}
+            arrays.update({"count": np.array(n), "seconds": np.array(time.perf_counter() - began)})
+            atomic_write(_chunk_path(folder, k), lambda tmp, a=arrays: _save_npz(tmp, a))
+            bar.update(n)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished images are kept; continue with --out {out} --resume", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    distributed.at("every ledger image measured")
+    distributed.wait_for_peers("ledger measured", world)
+    if rank == 0:
+        wall = round(time.perf_counter() - started, 1)
+        path = merge_ledger(out, model, count, {"ledger_command": _command(), "ledger_wall_s_this_run": wall})
+        print(f"wrote the ledger of {count} images to {path}, study.npz and study.html in {out}")
+    distributed.wait_for_peers("ledger merged", world)
+    distributed.finish(world)
+    return 0
+
+
+def _ledger_merged(out: Path, count: int) -> bool:
+    """Whether OUT/study.json already holds the ledger of exactly ``count`` images."""
+    path = out / "study.json"
+    return path.exists() and json.loads(path.read_text()).get("ledger_images") == count
+
+
+def merge_ledger(out: Path, model, count: int, meta: dict) -> Path:
+    """Merge OUT/ledger/*.npz (the first ``count`` images) into study.json (``ledger``,
+    ``ledger_protocol``, ``ledger_images``), study.npz (the ``ledger_*`` arrays) and study.html. Raises
+    :class:`StudyError` if images are missing."""
+    folder = out / "ledger"
+    parts, seconds = [], 0.0
+    for k, (_, n) in enumerate(chunks(count, LEDGER_CHUNK)):
+        if not _has_chunk(folder, k, n):
+            raise StudyError(f"{out}: the ledger of images {k * LEDGER_CHUNK}.. is missing; run the same "
+                             "command with --resume")  # fmt: skip
+        with np.load(_chunk_path(folder, k)) as found:
+            arrays = {key: found[key] for key in found.files}
+        seconds += float(arrays.pop("seconds"))
+        arrays.pop("count")
+        if arrays:
+            parts.append({key: v[:n] for key, v in arrays.items()})
+    if not parts:
+        raise StudyError(f"{out}: no image could be read; check --data")
+    arrays = concatenate(parts)
+    path = out / "study.json"
+    study = json.loads(path.read_text())
+    study.update(meta)
+    study.update({
+        "ledger_images": int(arrays["ledger_labels"].shape[0]), "ledger_compute_s": round(seconds, 1),
+        "ledger_protocol": ledger_protocol(), "ledger": summarise_ledger(model, arrays),
+    })  # fmt: skip
+    npz = out / "study.npz"
+    kept = {}
+    if npz.exists():
+        with np.load(npz) as found:
+            kept = {key: found[key] for key in found.files if key not in arrays}
+    atomic_write(npz, lambda tmp: _save_npz(tmp, {**kept, **arrays}))
+    summary = Study.from_json(study, where=str(path))  # written as read back: every key a known one
+    write_text(path, json.dumps(summary.to_json(), indent=1) + "\n")
+    write_text(out / "study.html", html_page(f"coatnet study: {summary.model_description}",
+                                             study_sections(summary)))  # fmt: skip
     return path
 
 
@@ -424,13 +563,13 @@ def merge_study(out: Path, model, plan: StudyPlan, settings: dict, batches: int,
         **({"faithfulness_protocol": faithfulness_protocol()} if plan.faithfulness else {}),
         **summary,
     }
-    # a sanity part measured before (a --sanity-only study resumed for its interventions) is kept
+    # a sanity or ledger part measured before (a --sanity-only study resumed for its interventions) is kept
     if (out / "study.json").exists():
         before = json.loads((out / "study.json").read_text())
-        study.update({k: v for k, v in before.items() if k.startswith(SANITY_KEYS) and k not in study})
+        study.update({k: v for k, v in before.items() if k.startswith(KEPT_PARTS) and k not in study})
     if (out / "study.npz").exists():
         with np.load(out / "study.npz") as found:
-            kept = {k: found[k] for k in found.files if k.startswith(SANITY_KEYS) and k not in arrays}
+            kept = {k: found[k] for k in found.files if k.startswith(KEPT_PARTS) and k not in arrays}
         arrays = {**arrays, **kept}
     atomic_write(out / "study.npz", lambda tmp: _save_npz(tmp, arrays))
     summary = Study.from_json(study, where=str(out / "study.json"))  # every key a known one

@@ -257,6 +257,13 @@ class Study(Record):
         sanity_protocol: the sanity checks' protocol.
         sanity: one :class:`SanityRow` per explanation, test and randomised part.
         robustness: one :class:`RobustnessRow` per explanation.
+        ledger_command: the command line of the ledger part (``--ledger``).
+        ledger_wall_s_this_run: its wall time, in seconds.
+        ledger_images: the images of the ledger part.
+        ledger_compute_s: its compute time, in seconds.
+        ledger_protocol: what the ledger's numbers are (:func:`analysis.studies.ledger.ledger_protocol`).
+        ledger: per rule, the relevance ledger's rows, absorbed sources and stages, as shares of the logit
+            (:func:`analysis.studies.ledger.summarise_ledger`).
 
     Examples:
         >>> import analysis
@@ -300,6 +307,12 @@ class Study(Record):
     robustness: tuple[RobustnessRow, ...] | None = field(
         default=None, metadata=_rows(RobustnessRow, optional=True)
     )
+    ledger_command: str | None = field(default=None, metadata=OPTIONAL)
+    ledger_wall_s_this_run: float | None = field(default=None, metadata=OPTIONAL)
+    ledger_images: int | None = field(default=None, metadata=OPTIONAL)
+    ledger_compute_s: float | None = field(default=None, metadata=OPTIONAL)
+    ledger_protocol: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+    ledger: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
 
     @property
     def described(self) -> str:

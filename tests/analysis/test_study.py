@@ -24,8 +24,10 @@ from tests.support.toys import fashion_toy_checkpoint, images, toy
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_data = pytest.mark.needs("fashion-mnist")
-ARGS = ["--model", "demo-pre", "--limit", "40", "--batch-size", "16", "--quiet"]
-TIMES = ("wall_s_this_run", "compute_s", "command", "processes")
+# with the ledger of the first 8 images: its part runs after the interventions, under torchrun too
+ARGS = ["--model", "demo-pre", "--limit", "40", "--batch-size", "16", "--ledger", "8", "--quiet"]
+TIMES = ("wall_s_this_run", "compute_s", "command", "processes", "ledger_wall_s_this_run", "ledger_compute_s",
+         "ledger_command")  # fmt: skip
 
 
 def study(out: Path, *extra: str) -> dict:
@@ -106,7 +108,12 @@ def test_two_gloo_processes_give_one_processs_result(unbroken, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads((tmp_path / "two" / "study.json").read_text())
     assert found["processes"] == 2
-    assert_close_json(without_times(found), without_times(expected))
+    # LRP's relevance sums many products of both signs in float32: one thread a process rounds a stage's
+    # total up to about 1e-4 apart (measured: 1.1e-4 on S1's spread)
+    assert_close_json(found.pop("ledger"), expected["ledger"], "study.ledger", rel=1e-3)
+    assert_close_json(
+        without_times(found), without_times({k: v for k, v in expected.items() if k != "ledger"})
+    )
 
 
 @pytest.mark.parametrize("mode", ["pre", "post"])
