@@ -77,7 +77,8 @@ PAGES: tuple[Page, ...] = (
         "dataset", "Dataset", ":material/dataset:",
         "A study over a whole test set (coatnet study): each head's attention distance from its content and "
         "from its bias, what every intervention costs in accuracy, and each stage's statistics.",
-        kept=("study_choice", "study_folder", "study_metric"), landmark="What each intervention costs",
+        kept=("study_choice", "study_folder", "study_metric", "dataset_ledger_rule"),
+        landmark="What each intervention costs",
     ),
     Page(
         "my_images", FROM_SET, ":material/photo_library:",

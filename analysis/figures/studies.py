@@ -20,6 +20,8 @@ __all__ = [
     "faithfulness_figure",
     "head_importance_figure",
     "interventions_figure",
+    "layouts_ledger_figure",
+    "ledger_summary",
     "position_share_figure",
     "stage_figure",
     "study_frequency_figure",
@@ -289,3 +291,86 @@ def head_importance_figure(importance, *, target_name: str | None = None) -> go.
         showlegend=False,
     )  # fmt: skip
     return named(figure, "head-importance")
+
+
+LEDGER_SUMMARY = {  # a layout's ledger in a few numbers, in % of the logit: label -> how it is read
+    "conv branch, per addition": ("branch", ("mbconv", "convnext"), "mean"),
+    "attention branch, per addition": ("branch", ("attention",), "mean"),
+    "MLP branch, per addition": ("branch", ("mlp",), "mean"),
+    "content q·k, all attention": ("content", ("attention",), "sum"),
+    "position bias w, all attention": ("position", ("attention",), "sum"),
+}
+
+
+def ledger_summary(ledger: dict, rule: str = "attnlrp") -> dict[str, float]:
+    """A study's ledger (study.json's ``ledger``) in a few shares of the logit: the mean share entering a
+    convolution, an attention and an MLP branch at its addition, and what all attention sends to its
+    content term and its position bias, then what the softmax rule and the position bias kept. A kind of
+    part the model lacks gives 0.
+
+    Args:
+        ledger: a study's ``ledger`` (:attr:`analysis.Study.ledger`).
+        rule: ``attnlrp`` or ``cp``.
+
+    Returns:
+        Label -> share of the logit (a fraction), in :data:`LEDGER_SUMMARY`'s order, then the two kept.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis.figures import ledger_summary
+        >>> found = ledger_summary(analysis.load_study("sanity-layout-c-c-c-c").ledger)
+        >>> found["attention branch, per addition"], found["kept by the softmax rule"]  # no attention
+        (0.0, 0.0)
+    """
+    rows = ledger[rule]["rows"]
+    out = {}
+    for label, (field, kinds, how) in LEDGER_SUMMARY.items():
+        values = [row[field]["mean"] for row in rows if row["kind"] in kinds and field in row]
+        out[label] = 0.0 if not values else float(np.sum(values) if how == "sum" else np.mean(values))
+    absorbed = ledger[rule]["absorbed"]
+    out["kept by the softmax rule"] = float(absorbed["softmax"]["mean"])
+    out["kept by the position bias"] = float(absorbed["position"]["mean"])
+    return out
+
+
+def layouts_ledger_figure(studies: dict[str, Study], rule: str = "attnlrp") -> go.Figure:
+    """Where predictions' relevance flows, study by study (the layouts, the demos): for each study with a
+    ledger (``coatnet study --ledger``), :func:`ledger_summary`'s shares of the logit as grouped bars, so
+    that layouts compare at a glance.
+
+    Args:
+        studies: name -> study; those without a ledger are left out.
+        rule: ``attnlrp`` or ``cp``.
+
+    Returns:
+        The figure: one bar trace per study.
+
+    Examples:
+        >>> import analysis
+        >>> from analysis import figures
+        >>> studies = {n: analysis.load_study(n) for n in ("sanity-layout-c-c-c-c", "sanity-layout-vit-rel")}
+        >>> [t.name for t in figures.layouts_ledger_figure(studies).data]
+        ['sanity-layout-c-c-c-c', 'sanity-layout-vit-rel']
+    """
+    figure = go.Figure()
+    images = set()
+    for name, study in studies.items():
+        if not study.ledger:
+            continue
+        images.add(study.ledger_images)
+        summary = ledger_summary(study.ledger, rule)
+        figure.add_trace(
+            go.Bar(
+                x=[100 * v for v in summary.values()], y=list(summary), orientation="h", name=name,
+                hovertemplate="%{y}: %{x:.1f}% of the logit<extra>" + name + "</extra>",
+            )
+        )  # fmt: skip
+    label = {"attnlrp": "AttnLRP", "cp": "CP-LRP"}.get(rule, rule)
+    count = ", ".join(str(n) for n in sorted(images)) or "no"
+    title = f"Where predictions' relevance flows, study by study ({label}, {count} test images each)"
+    figure.update_yaxes(autorange="reversed", tickfont={"size": 10})
+    figure = chart(
+        figure, title, height=140 + 16 * len(LEDGER_SUMMARY) * max(1, len(figure.data)) // 2,
+        legend_rows=-(-len(figure.data) // 3), barmode="group", xaxis={"title": {"text": "% of the logit"}},
+    )  # fmt: skip
+    return named(figure, "layouts-ledger")

@@ -13,6 +13,7 @@ from analysis.figures import (
     entropy_figure,
     faithfulness_figure,
     interventions_figure,
+    layouts_ledger_figure,
     robustness_figure,
     stage_figure,
     study_frequency_figure,
@@ -68,6 +69,7 @@ def render_page() -> None:
             "(`coatnet study --sanity-only`)."
         )
         sanity_checks(study, name)
+        relevance_ledger(study, shipped)
         return
     base = study.baseline
     compute_s = "?" if study.compute_s is None else study.compute_s
@@ -108,6 +110,38 @@ def render_page() -> None:
         st.caption(faithfulness_section(study).text + " Protocol: docs/explanations.md.")
         render.figure(faithfulness_figure(study), f"{name}-study-faithfulness")
     sanity_checks(study, name)
+    relevance_ledger(study, shipped)
+
+
+LEDGER_FOLD = "dataset_ledger"
+
+
+def relevance_ledger(study: Study, shipped: list[str]) -> None:
+    """study.json's ``ledger`` (``coatnet study --ledger``) beside every shipped study's, by layout: where
+    predictions' relevance flows; computed when its fold opens."""
+    with render.folded(
+        "Where predictions' relevance flows, by layout (LRP ledger)", key=LEDGER_FOLD
+    ) as shown:
+        if not shown:
+            return
+        if not study.ledger:
+            st.caption(
+                "This study has no ledger: `coatnet study --ledger [N] --out DIR --resume` on its folder "
+                "adds it (and computes nothing else). The shipped studies' are drawn below."
+            )
+        rule = st.radio(
+            "Rule", ("attnlrp", "cp"), key="dataset_ledger_rule", horizontal=True,
+            format_func={"attnlrp": "AttnLRP", "cp": "CP-LRP"}.get,
+        )  # fmt: skip
+        st.caption(
+            "Per addition: the mean share of the logit entering a branch of that kind at its residual "
+            "addition; all attention: summed over the attention blocks; kept: what the rule holds back "
+            "(docs/explanations.md)."
+        )
+        studies = {n: cache.study(n) for n in shipped}
+        if study.ledger and study.model not in {s.model for s in studies.values()}:
+            studies = {study.model: study, **studies}
+        render.figure(layouts_ledger_figure(studies, rule), f"layouts-ledger-{rule}")
 
 
 def sanity_checks(study: Study, name: str) -> None:

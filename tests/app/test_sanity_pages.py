@@ -62,3 +62,27 @@ def test_the_dataset_page_draws_a_studys_sanity_checks_and_a_sanity_only_study(t
     assert not figures_named(at, "study-interventions")
     assert title(figure_named(at, "study-sanity")).startswith("Independent randomisation")
     assert title(figure_named(at, "robustness")).startswith("Robustness: max-sensitivity")
+
+
+def test_the_dataset_page_draws_the_shipped_ledgers_by_layout_when_its_fold_opens(explorer):
+    """The Dataset page's LRP fold: every shipped study's ledger in one figure (a bar trace each), under
+    either rule; closed, nothing is drawn."""
+    from analysis import load_study, shipped_studies
+    from analysis.figures import ledger_summary
+
+    at = explorer
+    at.switch_page("views/dataset.py").run()
+    assert not figures_named(clean(at), "layouts-ledger")
+    at.session_state["dataset_ledger"] = True
+    at.run()
+    (figure,) = figures_named(clean(at), "layouts-ledger")
+    shipped = shipped_studies()
+    assert [trace["name"] for trace in figure["data"]] == shipped
+    assert "AttnLRP, 1000 test images each" in title(figure)
+    vit = next(t for t in figure["data"] if t["name"] == "sanity-layout-vit-rel")
+    summary = ledger_summary(load_study("sanity-layout-vit-rel").ledger)
+    assert vit["x"] == [100 * v for v in summary.values()] and vit["x"][0] == 0  # no convolution
+    at.radio(key="dataset_ledger_rule").set_value("cp").run()
+    (figure,) = figures_named(clean(at), "layouts-ledger")
+    assert "CP-LRP" in title(figure)
+    assert all(t["x"][3] == 0 and t["x"][4] == 0 for t in figure["data"])  # no content or position under cp
