@@ -107,4 +107,4 @@ def test_the_toy_is_a_choice_of_the_stage_inspector_picker_and_drawn_when_asked(
         picker.set_value(NAME).run()
         at.button(key="pixel_go").click().run()
         (drawn,) = titles(clean(at))
-        assert drawn.startswith(NAME)
+        assert drawn.startswith(f"{LABEL}: ")  # titled with its label in words
