@@ -210,6 +210,9 @@ def lrp(
             chosen = logits.detach().argmax(1)
         else:
             chosen = torch.as_tensor(target, device=logits.device).long().expand(len(images))
+            classes = logits.shape[1]
+            if chosen.min() < 0 or chosen.max() >= classes:
+                raise ValueError(f"target {target!r} is not a class of this model: give 0..{classes - 1}")
         picked = logits.gather(1, chosen[:, None])[:, 0]
         (gradient,) = torch.autograd.grad(picked.sum(), x)
     pixels = _numpy(x.detach() * gradient)

@@ -268,5 +268,7 @@ def test_a_parallel_block_an_intervened_pass_and_a_bad_rule_are_refused_in_one_l
     knockout = coatnet.Intervention("S3.0", "knockout", heads=(0,))
     with coatnet.intervene(knockout, model=model), pytest.raises(ValueError, match=r"not an intervened pass"):
         analysis.lrp(model, torch.randn(1, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"target 10 is not a class of this model: give 0..9"):
+        analysis.lrp(model, torch.randn(1, 1, 28, 28), target=10)
     with pytest.raises(ValueError, match=r"rule must be one of"):
         analysis.lrp(analysis.load_model("demo-pre"), torch.randn(1, 1, 28, 28), rule="alpha-beta")
