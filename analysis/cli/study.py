@@ -160,7 +160,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.sanity_only or (sanity and finished):
         code = _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
                             finished=finished, finish=not ledger)  # fmt: skip
-        return code if code or not ledger else ledger_part(resumed=True)
+        return code if code or not ledger else ledger_part(resumed=holds)
     if finished:
         if ledger:
             return ledger_part(finished=len(dataset))
@@ -224,7 +224,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if sanity:
         code = _sanity_part(args, out, model, dataset, pre, device, rank, world, settings, sanity, started,
                             resumed=holds, finish=not ledger)  # fmt: skip
-        return code if code or not ledger else ledger_part(resumed=True)
+        return code if code or not ledger else ledger_part(resumed=holds)
     if ledger:
         return ledger_part(resumed=holds)
     distributed.finish(world)
@@ -443,8 +443,10 @@ def _ledger_part(
             first, n = pieces[k]
             began = time.perf_counter()
             parts = []
-            for images, labels in iterate_batches(dataset, torch.arange(first, first + n), n,
-                                                  workers=args.workers):  # fmt: skip
+            indices = torch.arange(first, first + n)  # in passes of --batch-size at most
+            for images, labels in iterate_batches(
+                dataset, indices, min(n, args.batch_size), workers=args.workers
+            ):
                 if len(labels):
                     x = normalize(prepare_batch(images, pre, device=device), pre)
                     parts.append({"ledger_labels": labels.numpy(), **measure_ledger(model, x)})

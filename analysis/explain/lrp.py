@@ -175,8 +175,9 @@ def lrp(
         An :class:`LRP`.
 
     Raises:
-        ValueError: an unknown rule, a negative epsilon, a model the rules do not reach, a call inside an
-            intervention context (:func:`coatnet.intervene`), which the rules would not see.
+        ValueError: an unknown rule, a negative epsilon, a model the rules do not reach or in training
+            mode, a target that is not a class of it, a call inside an intervention context
+            (:func:`coatnet.intervene`), which the rules would not see.
 
     Examples:
         >>> import torch, analysis
@@ -200,16 +201,24 @@ def lrp(
         raise ValueError(
             f"LRP runs on the project's models (a coatnet.CoAtNet), not a {type(model).__name__}"
         )
+    if any(module.training for module in model.modules()):
+        raise ValueError(
+            "LRP explains a model in eval mode (BatchNorm's running statistics, no dropout): call "
+            "model.eval() first"
+        )
     parameter = next(model.parameters())
     images = as_batch(images, model).to(device=parameter.device, dtype=parameter.dtype)
     state = _Pass(rule, float(epsilon), len(images), images.dtype, images.device)
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # its own gradients, whatever the caller's mode
         x = images.detach().clone().requires_grad_(True)
         logits = _network(model, x, state)
         if target is None:
             chosen = logits.detach().argmax(1)
         else:
-            chosen = torch.as_tensor(target, device=logits.device).long().expand(len(images))
+            chosen = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+            if chosen.numel() not in (1, len(images)):
+                raise ValueError(f"give one target or one per image ({len(images)}), not {chosen.numel()}")
+            chosen = chosen.expand(len(images))
             classes = logits.shape[1]
             if chosen.min() < 0 or chosen.max() >= classes:
                 raise ValueError(f"target {target!r} is not a class of this model: give 0..{classes - 1}")

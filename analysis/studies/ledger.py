@@ -21,7 +21,8 @@ def ledger_protocol() -> dict:
         "rules": list(RULES),
         "epsilon": EPSILON,
         "target": "each image's predicted class",
-        "units": "shares of the explained logit, per image; then their mean and standard deviation",
+        "units": "shares of the explained logit: mean, the sum over the images over the sum of their logits; "
+        "std, the spread of each image's own share where |its logit| is at least a tenth of the mean",
         "fields": "branch and skip: the relevance entering a part's residual branch and its skip at its "
         "addition (the stem's and the head's: entering them); content and position: inside an attention, "
         "the relevance reaching q k^T and the relative-position bias (0 under cp); absorbed: what each "
@@ -49,8 +50,16 @@ def measure_ledger(model: CoAtNet, x: torch.Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-def _spread(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(values.mean()), "std": float(values.std())}
+STEADY = 0.1  # an image's share enters the spread where |its logit| is at least this much of the mean
+
+
+def _spread(values: np.ndarray, logit: np.ndarray) -> dict[str, float]:
+    """The share of the logit ``values`` (one per image) take: ``mean`` the ratio of their sums (an image
+    whose logit is near 0 cannot swing it), ``std`` the spread of each image's own share over the images
+    whose logit is not near 0 (:data:`STEADY`)."""
+    steady = np.abs(logit) >= STEADY * np.abs(logit).mean()
+    shares = values[steady] / logit[steady]
+    return {"mean": float(values.sum() / logit.sum()), "std": float(shares.std()) if shares.size else 0.0}
 
 
 def summarise_ledger(model: CoAtNet, arrays: dict[str, np.ndarray]) -> dict:
@@ -67,13 +76,12 @@ def summarise_ledger(model: CoAtNet, arrays: dict[str, np.ndarray]) -> dict:
             for name in FIELDS:
                 if name in ("content", "position") and kind != "attention":
                     continue
-                row[name] = _spread(arrays[f"ledger_{rule}_{name}"][:, j] / logit)
+                row[name] = _spread(arrays[f"ledger_{rule}_{name}"][:, j], logit)
             rows.append(row)
-        absorbed = arrays[f"ledger_{rule}_absorbed"] / logit[:, None]
-        stages = arrays[f"ledger_{rule}_stages"] / logit[:, None]
+        absorbed, stages = arrays[f"ledger_{rule}_absorbed"], arrays[f"ledger_{rule}_stages"]
         summary[rule] = {
             "rows": rows,
-            "absorbed": {s: _spread(absorbed[:, k]) for k, s in enumerate(SOURCES)},
-            "stages": {s: _spread(stages[:, k]) for k, s in enumerate(STAGES)},
+            "absorbed": {s: _spread(absorbed[:, k], logit) for k, s in enumerate(SOURCES)},
+            "stages": {s: _spread(stages[:, k], logit) for k, s in enumerate(STAGES)},
         }
     return summary

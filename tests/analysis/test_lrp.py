@@ -207,7 +207,7 @@ def test_a_purely_linear_model_gives_lrp0_equal_to_gradient_times_input():
             return nn.Identity()
         return None
 
-    model = replaced(float64("layout-c-c-c-c"), swap)
+    model = replaced(float64("layout-c-c-c-c"), swap).eval()
     assert not any(isinstance(m, (*ACTIVATIONS, nn.BatchNorm2d, nn.LayerNorm)) for m in model.modules())
     x = images()
     for rule in ("cp", "attnlrp"):

@@ -158,6 +158,7 @@ def test_cp_and_attnlrp_on_a_convolutional_model_agree_with_zennit():
     for stage in model.stages:
         for block in stage.blocks:
             block.se = nn.Identity()
+    model.eval()
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     epsilon = 1e-6
     found = {rule: analysis.lrp(model, x, target=4, rule=rule, epsilon=epsilon) for rule in ("cp", "attnlrp")}

@@ -25,6 +25,7 @@ from coatnet import CoAtNet
 from coatnet.model.blocks import MBConvBlock
 from tests.support.every_analysis import (
     ANALYSES,
+    EVAL_ONLY,
     PLAIN_PASSES,
     RUNS_THE_MODEL,
     assert_same,
@@ -208,6 +209,12 @@ def test_every_analysis_leaves_model_and_process_as_found(name: str, mode: str) 
     model.stem.register_forward_hook(lambda *args: None)  # the user's own hook stays where it was
     torch.manual_seed(5)
     before = snapshot(model)
+    if mode == "train" and name in EVAL_ONLY:  # refused in one line, the model as found
+        with pytest.raises(ValueError, match="eval mode") as refused:
+            ANALYSES[name](model, batch(1))
+        assert "\n" not in str(refused.value)
+        assert_as_found(before, model)
+        return
     first = ANALYSES[name](model, batch(1))
     assert_as_found(before, model)
     assert_same(ANALYSES[name](model, batch(1)), first, path=f"{name} repeated ({mode})")
@@ -292,6 +299,12 @@ def test_windowed_analyses_leave_a_maxvit_and_the_process_as_found(name: str, mo
         model.train()
     torch.manual_seed(5)
     before = snapshot(model)
+    if mode == "train" and name in EVAL_ONLY:  # refused in one line, the model as found
+        with pytest.raises(ValueError, match="eval mode") as refused:
+            ANALYSES[name](model, batch(1))
+        assert "\n" not in str(refused.value)
+        assert_as_found(before, model)
+        return
     first = ANALYSES[name](model, batch(1))
     assert_as_found(before, model)
     assert_same(ANALYSES[name](model, batch(1)), first, path=f"{name} repeated ({mode})")

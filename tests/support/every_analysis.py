@@ -149,6 +149,9 @@ ANALYSES.update({name: _plain_call(name) for name in ENROLLED})
 RUNS_THE_MODEL = tuple(name for name in ANALYSES if name not in ("relative_bias_kernels", "lrp"))
 # a user's own passes, not analyses: they change a model in training mode, as they should
 PLAIN_PASSES = ("forward", "recorded_forward")
+# analyses defined for a model in eval mode alone, which refuse one in training mode in one line (LRP's
+# rules read BatchNorm's running statistics and no dropout)
+EVAL_ONLY = ("lrp",)
 
 
 def assert_same(a: Any, b: Any, *, rtol: float = 1e-6, path: str = "result") -> None:
