@@ -272,17 +272,7 @@ def _sanity_part(
                 raise StudyError(
                     f"{out} holds a different study ({', '.join(changed)} differ): use another --out"
                 )
-        recorded = folder / "settings.json"
-        if recorded.exists():
-            found = json.loads(recorded.read_text())
-            if found != wanted:
-                changed = sorted(k for k in wanted if found.get(k) != wanted[k])
-                raise StudyError(
-                    f"{out} holds the sanity checks of a different study ({', '.join(changed)} differ): "
-                    "use another --out"
-                )
-        else:
-            write_text(recorded, json.dumps(wanted, indent=1) + "\n")
+        _claim_part(out, folder, wanted, "the sanity checks")
     distributed.wait_for_peers("sanity folder claimed", world)
     pieces = chunks(count, SANITY_CHUNK)
     mine = [k for k in range(len(pieces)) if k % world == rank]
@@ -337,6 +327,21 @@ def _sanity_part(
     if finish:  # else another part follows
         distributed.finish(world)
     return 0
+
+
+def _claim_part(out: Path, folder: Path, wanted: dict, what: str) -> None:
+    """Make ``folder`` the files of one part of OUT's study (``what``, its settings ``wanted``): a new
+    one, or the same study's; another study's is refused in one line."""
+    recorded = folder / "settings.json"
+    if not recorded.exists():
+        write_text(recorded, json.dumps(wanted, indent=1) + "\n")
+        return
+    found = json.loads(recorded.read_text())
+    if found != wanted:
+        changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+        raise StudyError(
+            f"{out} holds {what} of a different study ({', '.join(changed)} differ): use another --out"
+        )
 
 
 def _sanity_merged(out: Path, count: int) -> bool:
@@ -413,17 +418,7 @@ def _ledger_part(
     if rank == 0:
         if not (out / "study.json").exists():
             raise StudyError(f"{out} holds no study: run the study first, or give --ledger with it")
-        recorded = folder / "settings.json"
-        if recorded.exists():
-            found = json.loads(recorded.read_text())
-            if found != wanted:
-                changed = sorted(k for k in wanted if found.get(k) != wanted[k])
-                raise StudyError(
-                    f"{out} holds the ledger of a different study ({', '.join(changed)} differ): "
-                    "use another --out"
-                )
-        else:
-            write_text(recorded, json.dumps(wanted, indent=1) + "\n")
+        _claim_part(out, folder, wanted, "the ledger")
     distributed.wait_for_peers("ledger folder claimed", world)
     pieces = chunks(count, LEDGER_CHUNK)
     mine = [k for k in range(len(pieces)) if k % world == rank]
