@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import analysis
 import analysis.cli.study
 from analysis import load_study
 from coatnet.cli.commands import main
-from coatnet.data.batches import iterate_batches, normalize, prepare_batch
-from coatnet.data.datasets import open_for_model
+from tests.support.studies import first_images, run_toy_study
 from tests.support.toys import fashion_toy_checkpoint
 
 pytestmark = pytest.mark.needs("fashion-mnist")
@@ -26,17 +24,7 @@ def toy_checkpoint(tmp_path_factory) -> Path:
     return fashion_toy_checkpoint(tmp_path_factory.mktemp("model") / "toy.safetensors")
 
 
-def run(checkpoint: Path, out: Path, *extra: str) -> int:
-    return main(["study", "--model", str(checkpoint), "--limit", "8", "--batch-size", "8", "--quiet",
-                 "--out", str(out), *extra])  # fmt: skip
-
-
-def first_images(checkpoint: Path, count: int):
-    model = analysis.cli.study.load_model(str(checkpoint), device="cpu")
-    pre = analysis.cli.study.preprocessing_of(model)
-    dataset = open_for_model("fashion-mnist", "test", model, pre)
-    (pictures, _), *_ = iterate_batches(dataset, torch.arange(count), count, workers=0)
-    return model, normalize(prepare_batch(pictures, pre, device="cpu"), pre)
+run = run_toy_study  # a small study of the toy checkpoint
 
 
 def test_the_ledger_is_each_images_lrp_added_to_a_finished_study_and_resumes(
