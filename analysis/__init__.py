@@ -44,6 +44,7 @@ from analysis.core.running import plain_model
 from analysis.explain.attributions import Attribution, attributions, gradcam_stages
 from analysis.explain.faithfulness import Explanation, Faithfulness, FaithfulnessReport, faithfulness
 from analysis.explain.lrp import LRP, LedgerRow, lrp
+from analysis.explain.lrp import RULE_LABELS as LRP_RULES
 from analysis.explain.registry import Explainer, explainers, register_explainer
 from analysis.explain.relevance import ClassRelevance, class_relevance
 from analysis.explain.robustness import Robustness, robustness
@@ -115,6 +116,7 @@ __all__ = [
     "top_k",
     "ClassRelevance",
     "LRP",
+    "LRP_RULES",
     "LedgerRow",
     "lrp",
     "Explanation",

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.explain.faithfulness import row_name
+from analysis.explain.lrp import RULE_LABELS
 from analysis.figures.names import named
 from analysis.figures.panels import DEFAULT_OPACITY, chart
 from analysis.figures.plots import overlay
@@ -274,7 +275,7 @@ def ledger_figure(found, *, image: int = 0, title: str | None = None) -> go.Figu
         )  # fmt: skip
     stages = ", ".join(f"{s} {100 * float(v[image].sum()) / scale:.0f}%" for s, v in found.stages.items())
     kept = ", ".join(f"{s} {100 * float(v[image]) / scale:.1f}%" for s, v in found.absorbed.items())
-    rule = {"attnlrp": "AttnLRP", "cp": "CP-LRP"}.get(found.rule, found.rule)
+    rule = RULE_LABELS.get(found.rule, found.rule)
     title = title or (
         f"Where the relevance of class {int(found.target[image])}'s logit ({logit:.2f}) flows, {rule}: "
         "each part's share, in % of the logit"

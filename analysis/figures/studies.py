@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.explain.lrp import RULE_LABELS
 from analysis.figures.explanations import scores_figure
 from analysis.figures.names import named
 from analysis.figures.panels import chart
@@ -365,7 +366,7 @@ def layouts_ledger_figure(studies: dict[str, Study], rule: str = "attnlrp") -> g
                 hovertemplate="%{y}: %{x:.1f}% of the logit<extra>" + name + "</extra>",
             )
         )  # fmt: skip
-    label = {"attnlrp": "AttnLRP", "cp": "CP-LRP"}.get(rule, rule)
+    label = RULE_LABELS.get(rule, rule)
     count = ", ".join(str(n) for n in sorted(images)) or "no"
     title = f"Where predictions' relevance flows, study by study ({label}, {count} test images each)"
     figure.update_yaxes(autorange="reversed", tickfont={"size": 10})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import VERDICT_RULE, Study, explanation_verdicts, shipped_studies
+from analysis import LRP_RULES, VERDICT_RULE, Study, explanation_verdicts, shipped_studies
 from analysis.figures import (
     MEASURE_LABELS,
     TEST_LABELS,
@@ -130,8 +130,7 @@ def relevance_ledger(study: Study, shipped: list[str]) -> None:
                 "adds it (and computes nothing else). The shipped studies' are drawn below."
             )
         rule = st.radio(
-            "Rule", ("attnlrp", "cp"), key="dataset_ledger_rule", horizontal=True,
-            format_func={"attnlrp": "AttnLRP", "cp": "CP-LRP"}.get,
+            "Rule", tuple(LRP_RULES), key="dataset_ledger_rule", horizontal=True, format_func=LRP_RULES.get,
         )  # fmt: skip
         st.caption(
             "Per addition: the mean share of the logit entering a branch of that kind at its residual "

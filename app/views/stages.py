@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import explainers
+from analysis import LRP_RULES, explainers
 from analysis.figures import (
     MEASURE_LABELS,
     TEST_LABELS,
@@ -148,15 +148,12 @@ def pixel_attributions(chosen, seen, target: int, opacity: float) -> None:
     render.figure(figure, f"{chosen.image.name}-{method}-class-{target}")
 
 
-LEDGER_RULES = {"attnlrp": "AttnLRP", "cp": "CP-LRP"}
-
-
 def relevance_ledger(chosen, target: int) -> None:
     """Layer-wise relevance of the Grad-CAM class (one backward pass: computed when the fold opens) and
     its ledger: at each residual addition how much enters the branch and the skip, inside each attention
     how much reaches the content term and the relative-position bias."""
     rule = st.radio(
-        "Rule", tuple(LEDGER_RULES), key="lrp_rule", format_func=LEDGER_RULES.get, horizontal=True,
+        "Rule", tuple(LRP_RULES), key="lrp_rule", format_func=LRP_RULES.get, horizontal=True,
         help="AttnLRP: relevance through the attention weights too (softmax and q k rules); CP-LRP: the "
         "weights held constant, relevance through the values only (docs/explanations.md)",
     )  # fmt: skip

@@ -165,7 +165,7 @@ def test_a_sum_gives_each_term_its_share_as_the_epsilon_rule_says():
     """The rule at every sum (a residual addition, ``content + bias``, post-normalization's
     ``softmax + bias``), on tensors of its own: each term receives ``term / (sum + eps sign(sum))`` of the
     sum's relevance, and the stabiliser keeps the rest."""
-    from analysis.explain.lrp import _Pass, _Sum
+    from analysis.explain.lrp_rules import _Pass, _Sum
 
     generator = torch.Generator().manual_seed(1)
     s = torch.rand(2, 4, 5, generator=generator, dtype=torch.float64).requires_grad_(True)  # softmax-like

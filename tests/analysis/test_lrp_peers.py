@@ -19,7 +19,8 @@ from einops import rearrange
 from torch import nn
 
 import analysis
-from analysis.explain.lrp import _attention, _norm, _Pass, _residual, _scaled
+from analysis.explain.lrp import _attention
+from analysis.explain.lrp_rules import _norm, _Pass, _residual, _scaled
 from tests.support.timm import ensure_torchvision_ops
 
 EPSILON = 1e-9
